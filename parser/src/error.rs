@@ -77,6 +77,14 @@ pub enum ErrorKind {
     /// An instruction that may not appear where it does.
     #[error("{0}")]
     Misplaced(String),
+    /// A word that could not be expanded.
+    #[error("failed to process {word:?}: {message}")]
+    Expansion {
+        /// The word as written.
+        word: String,
+        /// Why it failed.
+        message: String,
+    },
     /// Anything else wrong with an instruction's arguments.
     #[error("{0}")]
     Invalid(String),

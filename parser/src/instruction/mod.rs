@@ -2,6 +2,7 @@
 
 mod build;
 mod duration;
+mod expand;
 mod flags;
 mod mount;
 mod types;
