@@ -59,7 +59,10 @@ impl DirectiveReader {
                 "\\" => '\\',
                 "`" => '`',
                 other => {
-                    return Err(ParseError::new(at, ErrorKind::InvalidEscape(other.to_string())))
+                    return Err(ParseError::new(
+                        at,
+                        ErrorKind::InvalidEscape(other.to_string()),
+                    ))
                 }
             };
         }

@@ -135,8 +135,15 @@ mod tests {
     #[test]
     fn marker_words() {
         for ok in [
-            "<<EOF", "<<'EOF'", "<<\"EOF\"", "<<-EOF", "<<-'EOF'", "<<-\"EOF\"", "<<EO\"F\"",
-            "<< EOF", "<<- EOF",
+            "<<EOF",
+            "<<'EOF'",
+            "<<\"EOF\"",
+            "<<-EOF",
+            "<<-'EOF'",
+            "<<-\"EOF\"",
+            "<<EO\"F\"",
+            "<< EOF",
+            "<<- EOF",
         ] {
             assert_eq!(name(ok).as_deref(), Some("EOF"), "{ok}");
         }
@@ -165,7 +172,11 @@ mod tests {
     #[test]
     fn markers_on_lines() {
         let names = |l: &str| -> Vec<String> {
-            markers_in_line(l).unwrap().into_iter().map(|m| m.name).collect()
+            markers_in_line(l)
+                .unwrap()
+                .into_iter()
+                .map(|m| m.name)
+                .collect()
         };
         assert_eq!(names("RUN <<EOF"), vec!["EOF"]);
         assert_eq!(names("RUN <<-EOF"), vec!["EOF"]);

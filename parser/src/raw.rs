@@ -115,7 +115,10 @@ impl RawNode {
         }
         match self.command().as_str() {
             "run" | "copy" | "add" => true,
-            "onbuild" => self.nested.as_ref().is_some_and(|n| n.can_contain_heredoc()),
+            "onbuild" => self
+                .nested
+                .as_ref()
+                .is_some_and(|n| n.can_contain_heredoc()),
             _ => false,
         }
     }
@@ -498,7 +501,10 @@ mod tests {
         assert_eq!(trim_continuation("foo \\", '\\'), ("foo ", true));
         assert_eq!(trim_continuation("foo\\\\", '\\'), ("foo\\\\", false));
         assert_eq!(trim_continuation("\\  ", '\\'), ("", true));
-        assert_eq!(trim_continuation("goodnight  \\", '\\'), ("goodnight  ", true));
+        assert_eq!(
+            trim_continuation("goodnight  \\", '\\'),
+            ("goodnight  ", true)
+        );
         assert_eq!(trim_continuation("a`", '`'), ("a", true));
     }
 

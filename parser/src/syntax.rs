@@ -151,9 +151,15 @@ mod tests {
             flags("COPY --doit=true -- foo /tmp/"),
             (vec!["--doit=true".to_string()], "foo /tmp/".to_string())
         );
-        assert_eq!(flags("CMD --doit -- [ ]"), (vec!["--doit".to_string()], "[ ]".to_string()));
+        assert_eq!(
+            flags("CMD --doit -- [ ]"),
+            (vec!["--doit".to_string()], "[ ]".to_string())
+        );
         assert_eq!(flags("COPY -- foo"), (vec![], "foo".to_string()));
-        assert_eq!(flags("RUN --a=b\\ c d"), (vec!["--a=b c".to_string()], "d".to_string()));
+        assert_eq!(
+            flags("RUN --a=b\\ c d"),
+            (vec!["--a=b c".to_string()], "d".to_string())
+        );
         assert_eq!(flags("RUN -x"), (vec![], "-x".to_string()));
         assert_eq!(flags("RUN"), (vec![], String::new()));
         assert_eq!(flags("RUN --x"), (vec!["--x".to_string()], String::new()));

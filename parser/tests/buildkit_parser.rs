@@ -64,7 +64,10 @@ fn negative_testfiles_fail() {
         assert!(result.is_err(), "{} parsed but must fail", dir.display());
         passed += 1;
     }
-    println!("parser testfiles-negative: {passed} of {} fail as expected", dirs.len());
+    println!(
+        "parser testfiles-negative: {passed} of {} fail as expected",
+        dirs.len()
+    );
     assert_eq!(passed, 4);
 }
 
@@ -162,8 +165,15 @@ fn heredocs_extracted_like_buildkit() {
             n.heredocs
                 .iter()
                 .map(|h| {
-                    let leak = |s: &str| -> &'static str { Box::leak(s.to_string().into_boxed_str()) };
-                    (leak(&h.name), h.file_descriptor, h.chomp, h.expand, leak(&h.content))
+                    let leak =
+                        |s: &str| -> &'static str { Box::leak(s.to_string().into_boxed_str()) };
+                    (
+                        leak(&h.name),
+                        h.file_descriptor,
+                        h.chomp,
+                        h.expand,
+                        leak(&h.content),
+                    )
                 })
                 .collect()
         })

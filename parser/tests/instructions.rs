@@ -25,12 +25,18 @@ fn argument_count_errors() {
     let mut n = 0;
     for kw in ["MAINTAINER", "WORKDIR", "USER", "STOPSIGNAL"] {
         let e = err(&format!("FROM busybox\n{kw}\n"));
-        assert!(e.ends_with(&format!("{kw} requires exactly one argument")), "{e}");
+        assert!(
+            e.ends_with(&format!("{kw} requires exactly one argument")),
+            "{e}"
+        );
         n += 1;
     }
     for kw in ["ENV", "LABEL", "ONBUILD", "HEALTHCHECK", "EXPOSE", "VOLUME"] {
         let e = err(&format!("FROM busybox\n{kw}\n"));
-        assert!(e.ends_with(&format!("{kw} requires at least one argument")), "{e}");
+        assert!(
+            e.ends_with(&format!("{kw} requires at least one argument")),
+            "{e}"
+        );
         n += 1;
     }
     for kw in ["ADD", "COPY"] {
@@ -51,30 +57,87 @@ fn argument_count_errors() {
 #[test]
 fn error_cases() {
     let cases = [
-        ("FROM busybox\nCOPY\t\n\t\tquux \\\n      bar\n", "COPY requires at least two arguments"),
-        ("FROM busybox\nONBUILD FROM scratch\n", "FROM isn't allowed as an ONBUILD trigger"),
-        ("FROM busybox\nMAINTAINER --boo joe@example.com\n", "unknown flag: --boo"),
+        (
+            "FROM busybox\nCOPY\t\n\t\tquux \\\n      bar\n",
+            "COPY requires at least two arguments",
+        ),
+        (
+            "FROM busybox\nONBUILD FROM scratch\n",
+            "FROM isn't allowed as an ONBUILD trigger",
+        ),
+        (
+            "FROM busybox\nMAINTAINER --boo joe@example.com\n",
+            "unknown flag: --boo",
+        ),
         (
             "FROM busybox\nONBUILD ONBUILD RUN touch foobar\n",
             "Chaining ONBUILD via `ONBUILD ONBUILD` isn't allowed",
         ),
-        ("FROM busybox\nHEALTHCHECK --interval=50ns CMD true\n", "cannot be less than 1ms"),
-        ("FROM busybox\nCOPY /foo <<EOF\nEOF\n", "COPY cannot accept a heredoc as a destination"),
-        ("LABEL a=b\nFROM busybox\n", "no build stage in current context"),
-        ("FROM busybox\nSHELL /bin/sh -c\n", "SHELL requires the arguments to be in JSON form"),
+        (
+            "FROM busybox\nHEALTHCHECK --interval=50ns CMD true\n",
+            "cannot be less than 1ms",
+        ),
+        (
+            "FROM busybox\nCOPY /foo <<EOF\nEOF\n",
+            "COPY cannot accept a heredoc as a destination",
+        ),
+        (
+            "LABEL a=b\nFROM busybox\n",
+            "no build stage in current context",
+        ),
+        (
+            "FROM busybox\nSHELL /bin/sh -c\n",
+            "SHELL requires the arguments to be in JSON form",
+        ),
         ("FROM busybox AS 1st\n", "invalid name for build stage"),
-        ("FROM busybox AS\n", "FROM requires either one or three arguments"),
-        ("FROM busybox\nRUN --mount=type=nfs,target=/x true\n", "unsupported mount type"),
-        ("FROM busybox\nRUN --network=bridge true\n", "unsupported network mode"),
-        ("FROM busybox\nRUN --security=weird true\n", "unsupported security mode"),
-        ("FROM busybox\nCOPY --link=maybe a b\n", "expecting boolean value"),
-        ("FROM busybox\nCOPY --from a b\n", "invalid value for --from: missing a value"),
-        ("FROM busybox\nHEALTHCHECK NONE x\n", "HEALTHCHECK NONE takes no arguments"),
-        ("FROM busybox\nHEALTHCHECK CMD\n", "Missing command after HEALTHCHECK CMD"),
-        ("FROM busybox\nHEALTHCHECK --retries=-1 CMD true\n", "--retries"),
-        ("FROM busybox\nHEALTHCHECK PING x\n", "Unknown type \"PING\" in HEALTHCHECK"),
-        ("FROM busybox\nENV a=b c\n", "Syntax error - can't find = in \"c\""),
-        ("FROM busybox\nCMD [\"a\", 1]\n", "arrays must be comprised of strings only"),
+        (
+            "FROM busybox AS\n",
+            "FROM requires either one or three arguments",
+        ),
+        (
+            "FROM busybox\nRUN --mount=type=nfs,target=/x true\n",
+            "unsupported mount type",
+        ),
+        (
+            "FROM busybox\nRUN --network=bridge true\n",
+            "unsupported network mode",
+        ),
+        (
+            "FROM busybox\nRUN --security=weird true\n",
+            "unsupported security mode",
+        ),
+        (
+            "FROM busybox\nCOPY --link=maybe a b\n",
+            "expecting boolean value",
+        ),
+        (
+            "FROM busybox\nCOPY --from a b\n",
+            "invalid value for --from: missing a value",
+        ),
+        (
+            "FROM busybox\nHEALTHCHECK NONE x\n",
+            "HEALTHCHECK NONE takes no arguments",
+        ),
+        (
+            "FROM busybox\nHEALTHCHECK CMD\n",
+            "Missing command after HEALTHCHECK CMD",
+        ),
+        (
+            "FROM busybox\nHEALTHCHECK --retries=-1 CMD true\n",
+            "--retries",
+        ),
+        (
+            "FROM busybox\nHEALTHCHECK PING x\n",
+            "Unknown type \"PING\" in HEALTHCHECK",
+        ),
+        (
+            "FROM busybox\nENV a=b c\n",
+            "Syntax error - can't find = in \"c\"",
+        ),
+        (
+            "FROM busybox\nCMD [\"a\", 1]\n",
+            "arrays must be comprised of strings only",
+        ),
     ];
     for (src, want) in cases {
         let e = err(src);
@@ -96,7 +159,11 @@ fn errors_point_at_the_flag() {
 #[test]
 fn unknown_instructions_are_kept() {
     let df = parse("FROM busybox\nFOO bar baz\nfoo bar\n").unwrap();
-    let kws: Vec<&str> = df.stages[0].commands.iter().map(|c| c.instruction.name()).collect();
+    let kws: Vec<&str> = df.stages[0]
+        .commands
+        .iter()
+        .map(|c| c.instruction.name())
+        .collect();
     assert_eq!(kws, ["FOO", "foo"]);
     assert_eq!(
         df.stages[0].commands[0].instruction,
@@ -126,7 +193,10 @@ fn healthcheck_forms() {
         }
         other => panic!("{other:?}"),
     }
-    assert_eq!(first("FROM busybox\nhealthcheck none\n"), Instruction::Healthcheck(Healthcheck::None));
+    assert_eq!(
+        first("FROM busybox\nhealthcheck none\n"),
+        Instruction::Healthcheck(Healthcheck::None)
+    );
 }
 
 #[test]
@@ -145,11 +215,20 @@ fn copy_heredoc_sources() {
     let c = copy("FROM busybox\nCOPY <<EOF /bar\nEOF\n");
     assert_eq!(data(&c.sources[0]), ("EOF".into(), "".into(), true));
     let c = copy("FROM busybox\nCOPY <<EOF /bar\nTESTING\nEOF\n");
-    assert_eq!(data(&c.sources[0]), ("EOF".into(), "TESTING\n".into(), true));
+    assert_eq!(
+        data(&c.sources[0]),
+        ("EOF".into(), "TESTING\n".into(), true)
+    );
     let c = copy("FROM busybox\nCOPY <<-EOF /bar\n\tTESTING\nEOF\n");
-    assert_eq!(data(&c.sources[0]), ("EOF".into(), "TESTING\n".into(), true));
+    assert_eq!(
+        data(&c.sources[0]),
+        ("EOF".into(), "TESTING\n".into(), true)
+    );
     let c = copy("FROM busybox\nCOPY <<'EOF' /bar\nTESTING\nEOF\n");
-    assert_eq!(data(&c.sources[0]), ("EOF".into(), "TESTING\n".into(), false));
+    assert_eq!(
+        data(&c.sources[0]),
+        ("EOF".into(), "TESTING\n".into(), false)
+    );
     let c = copy("FROM busybox\nCOPY <<EOF1 <<EOF2 /bar\nhello\nEOF1\nworld\nEOF2\n");
     assert_eq!(data(&c.sources[0]).1, "hello\n");
     assert_eq!(data(&c.sources[1]).1, "world\n");
@@ -166,11 +245,17 @@ fn run_forms() {
         Instruction::Run(r) => r,
         other => panic!("{other:?}"),
     };
-    assert_eq!(run("FROM a\nRUN [\"ls\", \"/\"]\n").command, CommandLine::Exec(vec!["ls".into(), "/".into()]));
+    assert_eq!(
+        run("FROM a\nRUN [\"ls\", \"/\"]\n").command,
+        CommandLine::Exec(vec!["ls".into(), "/".into()])
+    );
     let r = run("FROM a\nRUN [\"<<EOF\"]\n");
     assert_eq!(r.command, CommandLine::Exec(vec!["<<EOF".into()]));
     assert!(r.heredocs.is_empty());
-    assert_eq!(run("FROM a\nRUN ls /\n").command, CommandLine::Shell("ls /".into()));
+    assert_eq!(
+        run("FROM a\nRUN ls /\n").command,
+        CommandLine::Shell("ls /".into())
+    );
     let r = run("FROM a\nRUN <<EOF\nls /\nwhoami\nEOF\n");
     assert_eq!(r.command, CommandLine::Shell("<<EOF".into()));
     assert_eq!(r.heredocs[0].content, "ls /\nwhoami\n");
@@ -206,15 +291,36 @@ fn every_instruction_types() {
     ))
     .unwrap();
     assert_eq!(df.directive("syntax"), Some("docker/dockerfile:1"));
-    assert!(matches!(&df.global_args[0].instruction, Instruction::Arg(a) if a.len() == 2 && a[1].default.as_deref() == Some("2")));
+    assert!(
+        matches!(&df.global_args[0].instruction, Instruction::Arg(a) if a.len() == 2 && a[1].default.as_deref() == Some("2"))
+    );
     let stage = &df.stages[0];
     assert_eq!(stage.name(), Some("build"));
     assert_eq!(stage.base().platform.as_deref(), Some("$BUILDPLATFORM"));
     assert_eq!(stage.base().as_keyword.as_deref(), Some("AS"));
-    let names: Vec<&str> = stage.commands.iter().map(|c| c.instruction.name()).collect();
+    let names: Vec<&str> = stage
+        .commands
+        .iter()
+        .map(|c| c.instruction.name())
+        .collect();
     assert_eq!(
         names,
-        ["COPY", "ADD", "ENV", "LABEL", "MAINTAINER", "EXPOSE", "VOLUME", "USER", "WORKDIR", "ONBUILD", "STOPSIGNAL", "SHELL", "CMD", "ENTRYPOINT"]
+        [
+            "COPY",
+            "ADD",
+            "ENV",
+            "LABEL",
+            "MAINTAINER",
+            "EXPOSE",
+            "VOLUME",
+            "USER",
+            "WORKDIR",
+            "ONBUILD",
+            "STOPSIGNAL",
+            "SHELL",
+            "CMD",
+            "ENTRYPOINT"
+        ]
     );
     match &stage.commands[0].instruction {
         Instruction::Copy(c) => {
@@ -242,23 +348,46 @@ fn every_instruction_types() {
     match &stage.commands[9].instruction {
         Instruction::Onbuild(o) => {
             assert_eq!(o.expression, "COPY --from=a b c");
-            assert!(matches!(&o.trigger.instruction, Instruction::Copy(c) if c.from.as_deref() == Some("a")));
+            assert!(
+                matches!(&o.trigger.instruction, Instruction::Copy(c) if c.from.as_deref() == Some("a"))
+            );
         }
         other => panic!("{other:?}"),
     }
-    assert_eq!(stage.commands[13].instruction, Instruction::Entrypoint(CommandLine::Shell("exec b".into())));
+    assert_eq!(
+        stage.commands[13].instruction,
+        Instruction::Entrypoint(CommandLine::Shell("exec b".into()))
+    );
 }
 
 /// TestNilLinter: every keyword with odd arguments errors or parses, never panics.
 #[test]
 fn odd_arguments_never_panic() {
     let keywords = [
-        "ADD", "ARG", "CMD", "COPY", "ENTRYPOINT", "ENV", "EXPOSE", "FROM", "HEALTHCHECK", "LABEL",
-        "MAINTAINER", "ONBUILD", "RUN", "SHELL", "STOPSIGNAL", "USER", "VOLUME", "WORKDIR",
+        "ADD",
+        "ARG",
+        "CMD",
+        "COPY",
+        "ENTRYPOINT",
+        "ENV",
+        "EXPOSE",
+        "FROM",
+        "HEALTHCHECK",
+        "LABEL",
+        "MAINTAINER",
+        "ONBUILD",
+        "RUN",
+        "SHELL",
+        "STOPSIGNAL",
+        "USER",
+        "VOLUME",
+        "WORKDIR",
     ];
     let mut n = 0;
     for kw in keywords {
-        for args in ["foo=bar", "a", "a b", "a b c", "0 0", "", "--", "[", "[]", "<<", "<<EOF", "\\"] {
+        for args in [
+            "foo=bar", "a", "a b", "a b c", "0 0", "", "--", "[", "[]", "<<", "<<EOF", "\\",
+        ] {
             let _ = parse(&format!("FROM busybox\n{kw} {args}\n"));
             let _ = parse(&format!("FROM busybox\nONBUILD {kw} {args}\n"));
             n += 2;
@@ -271,7 +400,8 @@ fn odd_arguments_never_panic() {
 /// panics are not.
 #[test]
 fn truncated_corpus_files_never_panic() {
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/corpus/buildkit/parser/testfiles");
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../shared/corpus/buildkit/parser/testfiles");
     let mut n = 0;
     for entry in std::fs::read_dir(dir).expect("corpus") {
         let path = entry.expect("entry").path().join("Dockerfile");

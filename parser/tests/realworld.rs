@@ -23,7 +23,9 @@ fn realworld_files() -> Vec<PathBuf> {
         .map(|e| e.expect("dir entry").path())
         .filter(|p| {
             let name = p.file_name().unwrap_or_default().to_string_lossy();
-            !(name.ends_with(".dockerignore") || name.ends_with(".tsv") || name.starts_with("README"))
+            !(name.ends_with(".dockerignore")
+                || name.ends_with(".tsv")
+                || name.starts_with("README"))
         })
         .collect();
     files.sort();
@@ -37,15 +39,19 @@ fn realworld_corpus_parses() {
     let mut rejected_as_buildkit = 0;
     let mut failures = Vec::new();
     for path in &files {
-        let name = path.file_name().unwrap_or_default().to_string_lossy().to_string();
+        let name = path
+            .file_name()
+            .unwrap_or_default()
+            .to_string_lossy()
+            .to_string();
         let source = String::from_utf8(fs::read(path).expect("readable")).expect("utf-8");
         let expected_rejection = BUILDKIT_REJECTS.iter().find(|(f, _)| *f == name);
         match (kiln_parser::parse(&source), expected_rejection) {
             (Ok(_), None) => parsed += 1,
             (Err(e), Some((_, why))) if e.to_string().contains(why) => rejected_as_buildkit += 1,
-            (Err(e), Some((_, why))) => {
-                failures.push(format!("{name}: rejected for the wrong reason: {e} (want {why:?})"))
-            }
+            (Err(e), Some((_, why))) => failures.push(format!(
+                "{name}: rejected for the wrong reason: {e} (want {why:?})"
+            )),
             (Ok(_), Some(_)) => failures.push(format!("{name}: parsed, but BuildKit rejects it")),
             (Err(e), None) => failures.push(format!("{name}:{e}")),
         }

@@ -261,7 +261,9 @@ fn build_run(node: &RawNode) -> Result<Run, ParseError> {
                     f.span.start,
                     ErrorKind::InvalidFlagValue {
                         flag: "network".into(),
-                        message: format!("unsupported network mode {other:?} (default, none or host)"),
+                        message: format!(
+                            "unsupported network mode {other:?} (default, none or host)"
+                        ),
                     },
                 ))
             }
@@ -277,7 +279,9 @@ fn build_run(node: &RawNode) -> Result<Run, ParseError> {
                     f.span.start,
                     ErrorKind::InvalidFlagValue {
                         flag: "security".into(),
-                        message: format!("unsupported security mode {other:?} (sandbox or insecure)"),
+                        message: format!(
+                            "unsupported security mode {other:?} (sandbox or insecure)"
+                        ),
                     },
                 ))
             }
@@ -293,7 +297,7 @@ fn build_run(node: &RawNode) -> Result<Run, ParseError> {
 }
 
 fn key_values(node: &RawNode, name: &str) -> Result<KeyValues, ParseError> {
-    if node.args.len() % 3 != 0 {
+    if !node.args.len().is_multiple_of(3) {
         return Err(err(
             node.span.start,
             ErrorKind::Arguments(format!("Bad input to {name}, too many arguments")),
@@ -385,7 +389,11 @@ fn build_copy(
         chmod: flags.string("chmod"),
         link: flags.bool("link").unwrap_or(false),
         parents: flags.bool("parents").unwrap_or(false),
-        excludes: flags.all("exclude").into_iter().map(|f| f.value.clone()).collect(),
+        excludes: flags
+            .all("exclude")
+            .into_iter()
+            .map(|f| f.value.clone())
+            .collect(),
         checksum: flags.string("checksum"),
         keep_git_dir: flags.bool("keep-git-dir"),
         unpack: flags.bool("unpack"),
@@ -470,7 +478,10 @@ fn build_healthcheck(node: &RawNode) -> Result<Healthcheck, ParseError> {
                 };
                 let d = parse_duration(&f.value).map_err(invalid)?;
                 if d != Duration::ZERO && d < Duration::from_millis(1) {
-                    return Err(invalid(format!("{label} {:?} cannot be less than 1ms", f.value)));
+                    return Err(invalid(format!(
+                        "{label} {:?} cannot be less than 1ms",
+                        f.value
+                    )));
                 }
                 Ok(Some(d))
             };

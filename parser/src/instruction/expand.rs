@@ -190,10 +190,7 @@ impl Expander<'_> {
                     },
                 )
             })?;
-            mounts.push(MountFlag {
-                mount,
-                ..m.clone()
-            });
+            mounts.push(MountFlag { mount, ..m.clone() });
         }
         Ok(Run {
             mounts,
@@ -233,13 +230,16 @@ mod tests {
         assert_eq!(got[2], Instruction::Expose(vec!["80".into(), "443".into()]));
         assert_eq!(got[3], Instruction::User("app".into()));
         assert_eq!(got[4], Instruction::Workdir("/w/app".into()));
-        assert_eq!(got[5], Instruction::Run(match &got[5] {
-            Instruction::Run(r) => {
-                assert_eq!(r.command, CommandLine::Shell("echo $V".into()));
-                r.clone()
-            }
-            other => panic!("{other:?}"),
-        }));
+        assert_eq!(
+            got[5],
+            Instruction::Run(match &got[5] {
+                Instruction::Run(r) => {
+                    assert_eq!(r.command, CommandLine::Shell("echo $V".into()));
+                    r.clone()
+                }
+                other => panic!("{other:?}"),
+            })
+        );
         match &got[6] {
             Instruction::Run(r) => {
                 assert_eq!(r.mounts[0].mount.id.as_deref(), Some("gomod"));

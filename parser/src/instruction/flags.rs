@@ -32,7 +32,10 @@ pub(crate) struct Flags {
 
 impl Flags {
     /// Checks `raw` against the accepted `(name, kind)` list.
-    pub fn parse(raw: &[RawFlag], accepted: &[(&'static str, FlagKind)]) -> Result<Self, ParseError> {
+    pub fn parse(
+        raw: &[RawFlag],
+        accepted: &[(&'static str, FlagKind)],
+    ) -> Result<Self, ParseError> {
         let mut values: Vec<FlagValue> = Vec::new();
         for flag in raw {
             let at = flag.span.start;
@@ -42,10 +45,16 @@ impl Flags {
                 None => (body, None),
             };
             let Some(&(known, kind)) = accepted.iter().find(|(n, _)| *n == name) else {
-                return Err(ParseError::new(at, ErrorKind::UnknownFlag(name.to_string())));
+                return Err(ParseError::new(
+                    at,
+                    ErrorKind::UnknownFlag(name.to_string()),
+                ));
             };
             if kind != FlagKind::Strings && values.iter().any(|v| v.name == known) {
-                return Err(ParseError::new(at, ErrorKind::DuplicateFlag(known.to_string())));
+                return Err(ParseError::new(
+                    at,
+                    ErrorKind::DuplicateFlag(known.to_string()),
+                ));
             }
             let value = match (kind, value) {
                 (FlagKind::Bool, None) => "true".to_string(),
@@ -128,9 +137,16 @@ mod tests {
         assert!(Flags::parse(&raw(&["--str1"]), ACCEPTED).is_err());
         let f = Flags::parse(&raw(&["--str1="]), ACCEPTED).unwrap();
         assert_eq!(f.string("str1").as_deref(), Some(""));
-        assert_eq!(Flags::parse(&raw(&["--bool1"]), ACCEPTED).unwrap().bool("bool1"), Some(true));
         assert_eq!(
-            Flags::parse(&raw(&["--bool1=false"]), ACCEPTED).unwrap().bool("bool1"),
+            Flags::parse(&raw(&["--bool1"]), ACCEPTED)
+                .unwrap()
+                .bool("bool1"),
+            Some(true)
+        );
+        assert_eq!(
+            Flags::parse(&raw(&["--bool1=false"]), ACCEPTED)
+                .unwrap()
+                .bool("bool1"),
             Some(false)
         );
         assert!(Flags::parse(&raw(&["--bool1=false1"]), ACCEPTED).is_err());
@@ -139,6 +155,9 @@ mod tests {
         assert!(Flags::parse(&raw(&["--str1=a", "--str1=b"]), ACCEPTED).is_err());
         let f = Flags::parse(&raw(&["--many=a", "--many=b"]), ACCEPTED).unwrap();
         assert_eq!(f.all("many").len(), 2);
-        assert_eq!(Flags::parse(&raw(&[]), ACCEPTED).unwrap().bool("bool1"), None);
+        assert_eq!(
+            Flags::parse(&raw(&[]), ACCEPTED).unwrap().bool("bool1"),
+            None
+        );
     }
 }

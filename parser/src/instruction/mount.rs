@@ -277,7 +277,8 @@ mod tests {
 
     #[test]
     fn mount_specs() {
-        let m = RunMount::parse_literal("type=cache,target=/root/.cache,sharing=locked,mode=0755").unwrap();
+        let m = RunMount::parse_literal("type=cache,target=/root/.cache,sharing=locked,mode=0755")
+            .unwrap();
         assert_eq!(m.kind, MountType::Cache);
         assert_eq!(m.target.as_deref(), Some("/root/.cache"));
         assert_eq!(m.sharing, Some(Sharing::Locked));

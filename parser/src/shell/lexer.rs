@@ -135,12 +135,13 @@ impl State<'_> {
         self.chars.get(self.pos).map_or(self.end, |&(o, _)| o)
     }
 
-    /// Input text between two byte offsets.
-    fn text(&self, from: usize) -> String {
+    /// Input text from byte offset `from` through the character at the
+    /// cursor.
+    fn text_through_cursor(&self, from: usize) -> String {
         let to = self.offset();
         self.chars
             .iter()
-            .filter(|&&(o, _)| o >= from && o < to)
+            .filter(|&&(o, _)| o >= from && o <= to)
             .map(|&(_, c)| c)
             .collect()
     }
@@ -376,10 +377,11 @@ impl State<'_> {
         self.pos += 1;
         match self.peek() {
             None => return Err(ShellError::MissingClosingBrace { offset }),
+            // The offending character is not consumed: an enclosing
+            // substitution then reports this error, not a missing brace.
             Some('{' | '}' | ':') => {
-                self.pos += 1;
                 return Err(ShellError::BadSubstitution {
-                    word: self.text(offset),
+                    word: self.text_through_cursor(offset),
                     offset,
                 });
             }
