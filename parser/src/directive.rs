@@ -41,7 +41,7 @@ impl DirectiveReader {
         if self.done {
             return Ok(());
         }
-        let Some((name, value)) = split_directive(line) else {
+        let Some((name, value)) = split_directive(line, "#") else {
             self.done = true;
             return Ok(());
         };
@@ -75,10 +75,11 @@ impl DirectiveReader {
     }
 }
 
-/// Matches `#[ \t]*([a-zA-Z][a-zA-Z0-9]*)[ \t]*=[ \t]*(.+?)[ \t]*$`.
-fn split_directive(line: &str) -> Option<(&str, &str)> {
+/// Matches `#[ \t]*([a-zA-Z][a-zA-Z0-9]*)[ \t]*=[ \t]*(.+?)[ \t]*$`, with
+/// `comment` in place of `#`.
+fn split_directive<'a>(line: &'a str, comment: &str) -> Option<(&'a str, &'a str)> {
     let blanks = |c: char| c == ' ' || c == '\t';
-    let body = line.strip_prefix('#')?.trim_start_matches(blanks);
+    let body = line.strip_prefix(comment)?.trim_start_matches(blanks);
     let name_len = body
         .char_indices()
         .take_while(|(i, c)| {
@@ -103,18 +104,77 @@ fn split_directive(line: &str) -> Option<(&str, &str)> {
     Some((name, value))
 }
 
+/// A directive found by [`detect_syntax`] or [`detect_check`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DetectedDirective {
+    /// The value up to its first space: the frontend reference for `syntax`,
+    /// the options for `check`.
+    pub reference: String,
+    /// The whole value.
+    pub value: String,
+    /// The 1-based line it is on.
+    pub line: usize,
+}
+
+/// Finds the `syntax` directive the way BuildKit picks a frontend, which is
+/// more lenient than the parser: a `#!` first line is skipped, `//syntax=`
+/// comments are accepted, and so is a whole-file JSON object with a
+/// `"syntax"` key.
+pub fn detect_syntax(source: &str) -> Option<DetectedDirective> {
+    let source = source.strip_prefix('\u{FEFF}').unwrap_or(source);
+    if let Ok(serde_json::Value::Object(map)) = serde_json::from_str(source) {
+        if let Some(serde_json::Value::String(v)) = map.get("syntax") {
+            return Some(detected(v, 1));
+        }
+    }
+    scan_for("syntax", source, "//").or_else(|| scan_for("syntax", source, "#"))
+}
+
+/// Finds the `check` directive (lint options): only `#` comments count, after
+/// an optional `#!` first line.
+pub fn detect_check(source: &str) -> Option<DetectedDirective> {
+    let source = source.strip_prefix('\u{FEFF}').unwrap_or(source);
+    scan_for("check", source, "#")
+}
+
+fn detected(value: &str, line: usize) -> DetectedDirective {
+    DetectedDirective {
+        reference: value.split(' ').next().unwrap_or_default().to_string(),
+        value: value.to_string(),
+        line,
+    }
+}
+
+fn scan_for(key: &str, source: &str, comment: &str) -> Option<DetectedDirective> {
+    for (i, line) in source.lines().enumerate() {
+        if i == 0 && line.starts_with("#!") {
+            continue;
+        }
+        let (name, value) = split_directive(line.trim(), comment)?;
+        let name = name.to_ascii_lowercase();
+        if !KNOWN.contains(&name.as_str()) {
+            return None;
+        }
+        if name == key {
+            return Some(detected(value, i + 1));
+        }
+    }
+    None
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn directive_shapes() {
-        assert_eq!(split_directive("# escape = `"), Some(("escape", "`")));
-        assert_eq!(split_directive("#escape=\\"), Some(("escape", "\\")));
-        assert_eq!(split_directive("# key = FOO bar"), Some(("key", "FOO bar")));
-        assert_eq!(split_directive("# smth"), None);
-        assert_eq!(split_directive("# 1x=y"), None);
-        assert_eq!(split_directive("#x="), None);
+        let d = |l| split_directive(l, "#");
+        assert_eq!(d("# escape = `"), Some(("escape", "`")));
+        assert_eq!(d("#escape=\\"), Some(("escape", "\\")));
+        assert_eq!(d("# key = FOO bar"), Some(("key", "FOO bar")));
+        assert_eq!(d("# smth"), None);
+        assert_eq!(d("# 1x=y"), None);
+        assert_eq!(d("#x="), None);
     }
 
     #[test]

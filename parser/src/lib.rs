@@ -51,7 +51,7 @@ pub mod shell;
 mod span;
 mod syntax;
 
-pub use directive::Directive;
+pub use directive::{detect_check, detect_syntax, DetectedDirective, Directive};
 pub use dockerfile::{parse, Dockerfile, Stage};
 pub use error::{ErrorKind, ParseError};
 pub use heredoc::{chomp, Heredoc};

@@ -93,6 +93,7 @@ pub enum ShellError {
 
 impl ShellError {
     /// Byte offset in the input word of the construct that failed.
+    #[must_use]
     pub fn offset(&self) -> usize {
         match self {
             Self::BadSubstitution { offset, .. }

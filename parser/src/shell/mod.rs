@@ -76,8 +76,9 @@ pub struct Expansion {
 }
 
 impl Lexer {
-    /// A lexer using `escape` as the escape character (`\`, or `` ` `` after
-    /// an `# escape=`` ` `` directive), with all options off.
+    /// A lexer using `escape` as the escape character (`\`, or a backtick
+    /// after an `escape` parser directive), with all options off.
+    #[must_use]
     pub fn new(escape: char) -> Self {
         Self {
             escape,
@@ -89,11 +90,13 @@ impl Lexer {
     }
 
     /// The escape character.
+    #[must_use]
     pub fn escape(&self) -> char {
         self.escape
     }
 
     /// Keep quote characters in the output (BuildKit's `RawQuotes`).
+    #[must_use]
     pub fn raw_quotes(self, on: bool) -> Self {
         Self {
             raw_quotes: on,
@@ -103,6 +106,7 @@ impl Lexer {
 
     /// Keep escape characters in the output (BuildKit's `RawEscapes`).
     /// Default values of `${a:-w}`-style modifiers are still unescaped.
+    #[must_use]
     pub fn raw_escapes(self, on: bool) -> Self {
         Self {
             raw_escapes: on,
@@ -114,6 +118,7 @@ impl Lexer {
     /// expanding them to the empty string (BuildKit's `SkipUnsetEnv`):
     /// `$FOO` stays `$FOO` and `${FOO:-x}` stays `${FOO:-x}` (with `x`
     /// processed).
+    #[must_use]
     pub fn skip_unset(self, on: bool) -> Self {
         Self {
             skip_unset: on,
@@ -123,6 +128,7 @@ impl Lexer {
 
     /// Treat `'` and `"` as ordinary characters (BuildKit's
     /// `SkipProcessQuotes`).
+    #[must_use]
     pub fn skip_process_quotes(self, on: bool) -> Self {
         Self {
             skip_process_quotes: on,
