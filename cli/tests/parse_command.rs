@@ -72,11 +72,75 @@ fn reads_stdin_and_prints_json() {
     );
     let json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("valid JSON");
     let stage = &json["stages"][0];
-    assert_eq!(stage["from"]["instruction"]["stage_name"], "base");
+    assert_eq!(stage["from"]["instruction"]["value"]["stage_name"], "base");
     let run = &stage["commands"][0];
     assert_eq!(run["instruction"]["kind"], "run");
-    assert_eq!(run["instruction"]["mounts"][0]["mount"]["kind"], "cache");
+    assert_eq!(
+        run["instruction"]["value"]["mounts"][0]["mount"]["kind"],
+        "cache"
+    );
     assert_eq!(run["span"]["start"]["line"], 2);
+}
+
+#[test]
+fn every_instruction_serialises_to_json() {
+    let example = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/hello/Dockerfile");
+    let out = kiln()
+        .args(["parse", "-f", example, "--format", "json"])
+        .output()
+        .expect("runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("valid JSON");
+    assert_eq!(
+        json["global_args"][0]["instruction"]["value"][0]["name"],
+        "BASE"
+    );
+    let every = "FROM a\nSHELL [\"sh\"]\nUSER u\nEXPOSE 80\nVOLUME /v\nMAINTAINER m\nWORKDIR /w\nSTOPSIGNAL 9\nCMD x\nENTRYPOINT [\"y\"]\nENV a=b\nLABEL c=d\nARG e\nONBUILD RUN <<EOF\nhi\nEOF\nHEALTHCHECK NONE\nADD a b\nCOPY c d\nRUN e\nBOGUS f\n";
+    let out = run_with_stdin(&["parse", "-f", "-", "--format", "json"], every);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("valid JSON");
+    let kinds: Vec<&str> = json["stages"][0]["commands"]
+        .as_array()
+        .expect("commands")
+        .iter()
+        .map(|c| c["instruction"]["kind"].as_str().unwrap_or("?"))
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            "shell",
+            "user",
+            "expose",
+            "volume",
+            "maintainer",
+            "workdir",
+            "stopsignal",
+            "cmd",
+            "entrypoint",
+            "env",
+            "label",
+            "arg",
+            "onbuild",
+            "healthcheck",
+            "add",
+            "copy",
+            "run",
+            "unknown"
+        ]
+    );
+    let onbuild = &json["stages"][0]["commands"][12]["instruction"]["value"];
+    assert_eq!(
+        onbuild["trigger"]["instruction"]["value"]["heredocs"][0]["content"],
+        "hi\n"
+    );
 }
 
 #[test]

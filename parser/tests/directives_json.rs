@@ -10,7 +10,13 @@ use kiln_parser::{detect_check, detect_syntax, parse, Position};
 fn directives_table() {
     let df = parse_raw("#escape=\\\n# key = FOO bar\n\n# smth\nFROM a\n").unwrap();
     assert_eq!(df.directives.len(), 1);
-    assert_eq!((df.directives[0].name.as_str(), df.directives[0].value.as_str()), ("escape", "\\"));
+    assert_eq!(
+        (
+            df.directives[0].name.as_str(),
+            df.directives[0].value.as_str()
+        ),
+        ("escape", "\\")
+    );
     let df = parse_raw("# EScape=\\\n# KEY = FOO bar\nFROM a\n").unwrap();
     assert_eq!(df.directives.len(), 1);
     assert_eq!(df.directives[0].name, "escape");
@@ -19,8 +25,14 @@ fn directives_table() {
     assert_eq!(df.escape, '\\');
     assert!(parse_raw("# escape=\\\n# escape=`\nFROM a\n").is_err());
     let e = parse_raw("# escape=x\nFROM a\n").unwrap_err();
-    assert_eq!(e.to_string(), "1:1: invalid escape token 'x' does not match ` or \\");
-    let df = parse_raw("# syntax=docker/dockerfile:1\n# check=skip=all\n# escape=`\nFROM a\nRUN a `\n  b\n").unwrap();
+    assert_eq!(
+        e.to_string(),
+        "1:1: invalid escape token 'x' does not match ` or \\"
+    );
+    let df = parse_raw(
+        "# syntax=docker/dockerfile:1\n# check=skip=all\n# escape=`\nFROM a\nRUN a `\n  b\n",
+    )
+    .unwrap();
     assert_eq!(df.directives.len(), 3);
     assert_eq!(df.nodes[1].args, ["a   b"]);
     println!("directive table: 7 cases passed");
@@ -28,20 +40,35 @@ fn directives_table() {
 
 #[test]
 fn detect_syntax_table() {
-    let cases: &[(&str, Option<(&str, &str, usize)>)] = &[
+    /// (reference, value, line) of the detected directive.
+    type Found = Option<(&'static str, &'static str, usize)>;
+    let cases: &[(&str, Found)] = &[
         (
             "# syntax = dockerfile:experimental // opts\nFROM a\n",
-            Some(("dockerfile:experimental", "dockerfile:experimental // opts", 1)),
+            Some((
+                "dockerfile:experimental",
+                "dockerfile:experimental // opts",
+                1,
+            )),
         ),
-        ("#!/bin/sh\n# syntax = dockerfile:experimental\n", Some(("dockerfile:experimental", "dockerfile:experimental", 2))),
+        (
+            "#!/bin/sh\n# syntax = dockerfile:experimental\n",
+            Some(("dockerfile:experimental", "dockerfile:experimental", 2)),
+        ),
         ("#!/bin/sh\n\n# syntax = dockerfile:experimental\n", None),
         ("FROM busybox\nRUN ls\n", None),
         ("//syntax=foo\n//key=value\n", Some(("foo", "foo", 1))),
         ("#!/bin/sh\n//syntax=x\n", Some(("x", "x", 2))),
-        ("{\"syntax\": \"foo\", \"bar\": [\"abc\"]}", Some(("foo", "foo", 1))),
+        (
+            "{\"syntax\": \"foo\", \"bar\": [\"abc\"]}",
+            Some(("foo", "foo", 1)),
+        ),
         ("{\"syntax\": \"foo\"", None),
         ("{\"syntax\": \"foo\"}\n# syntax=bar\n", None),
-        ("\u{FEFF}# syntax = myfrontend\n", Some(("myfrontend", "myfrontend", 1))),
+        (
+            "\u{FEFF}# syntax = myfrontend\n",
+            Some(("myfrontend", "myfrontend", 1)),
+        ),
     ];
     for (src, want) in cases {
         let got = detect_syntax(src).map(|d| (d.reference, d.value, d.line));
@@ -54,8 +81,14 @@ fn detect_syntax_table() {
 #[test]
 fn detect_check_table() {
     let d = detect_check("#check = skip=all // opts\nFROM a\n").unwrap();
-    assert_eq!((d.reference.as_str(), d.value.as_str(), d.line), ("skip=all", "skip=all // opts", 1));
-    assert_eq!(detect_check("#!/bin/sh\n# check=skip=all\n").map(|d| d.line), Some(2));
+    assert_eq!(
+        (d.reference.as_str(), d.value.as_str(), d.line),
+        ("skip=all", "skip=all // opts", 1)
+    );
+    assert_eq!(
+        detect_check("#!/bin/sh\n# check=skip=all\n").map(|d| d.line),
+        Some(2)
+    );
     assert_eq!(detect_check("#!/bin/sh\n\n# check=skip=all\n"), None);
     assert_eq!(detect_check("//check=skip=all\n"), None);
     println!("ParseDirective(check) table: 4 cases passed");
@@ -93,9 +126,17 @@ fn json_table() {
     ];
     for json in invalid {
         let e = parse_raw(&format!("CMD {json}\n")).unwrap_err();
-        assert!(e.to_string().contains("arrays must be comprised of strings only"), "{json}");
+        assert!(
+            e.to_string()
+                .contains("arrays must be comprised of strings only"),
+            "{json}"
+        );
     }
-    println!("JSON table: {} valid and {} invalid cases passed", valid.len(), invalid.len());
+    println!(
+        "JSON table: {} valid and {} invalid cases passed",
+        valid.len(),
+        invalid.len()
+    );
 }
 
 #[test]
@@ -103,12 +144,17 @@ fn name_value_table() {
     let df = parse_raw("LABEL foo bar\nLABEL foo=bar thing=star\n").unwrap();
     assert_eq!(df.nodes[0].args, ["foo", "bar", ""]);
     assert_eq!(df.nodes[1].args, ["foo", "bar", "=", "thing", "star", "="]);
-    assert!(parse_raw("ENV foo\n").unwrap_err().to_string().contains("ENV must have two arguments"));
+    assert!(parse_raw("ENV foo\n")
+        .unwrap_err()
+        .to_string()
+        .contains("ENV must have two arguments"));
 }
 
 #[test]
 fn crlf_and_bom() {
-    let df = parse("\u{FEFF}FROM busybox\r\nRUN echo a \\\r\n  b\r\nCOPY <<EOF /x\r\nhi\r\nEOF\r\n").unwrap();
+    let df =
+        parse("\u{FEFF}FROM busybox\r\nRUN echo a \\\r\n  b\r\nCOPY <<EOF /x\r\nhi\r\nEOF\r\n")
+            .unwrap();
     let cmds: Vec<_> = df.commands().collect();
     assert_eq!(cmds[0].span.start, Position::new(1, 1));
     assert_eq!(cmds[1].original, "RUN echo a   b");
@@ -121,5 +167,7 @@ fn crlf_and_bom() {
     }
     // ADD takes heredocs too.
     let df = parse("FROM a\nADD <<EOF /x\nhello\nEOF\n").unwrap();
-    assert!(matches!(&df.stages[0].commands[0].instruction, kiln_parser::Instruction::Add(c) if matches!(c.sources[0], kiln_parser::instruction::CopySource::Heredoc(_))));
+    assert!(
+        matches!(&df.stages[0].commands[0].instruction, kiln_parser::Instruction::Add(c) if matches!(c.sources[0], kiln_parser::instruction::CopySource::Heredoc(_)))
+    );
 }

@@ -422,6 +422,9 @@ fn build_onbuild(node: &RawNode) -> Result<Onbuild, ParseError> {
     }
     let mut nested = (**nested).clone();
     nested.span = node.span;
+    // Heredoc bodies follow the ONBUILD line, so the raw parse attaches them
+    // to the ONBUILD node; they belong to the trigger.
+    nested.heredocs = node.heredocs.clone();
     let trigger = build_command(&nested)?;
     Ok(Onbuild {
         expression: nested.original.trim().to_string(),

@@ -23,7 +23,7 @@ pub struct Command {
 
 /// A Dockerfile instruction, one variant per keyword, with typed flags.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(tag = "kind", rename_all = "lowercase")]
+#[serde(tag = "kind", content = "value", rename_all = "lowercase")]
 pub enum Instruction {
     /// `FROM [--platform=P] image [AS name]`
     From(From),

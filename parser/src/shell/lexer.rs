@@ -7,20 +7,11 @@ use super::env::Env;
 use super::error::ShellError;
 use super::pattern;
 use super::unicode_class::{is_digit, is_letter, is_space};
+use super::Lexer;
 
 /// Deepest `${…}` nesting accepted before failing with
 /// [`ShellError::TooDeeplyNested`] instead of exhausting the stack.
-pub(super) const MAX_NESTING: usize = 256;
-
-/// Lexer settings, copied out of `Lexer`.
-#[derive(Debug, Clone, Copy)]
-pub(super) struct Settings {
-    pub(super) escape: char,
-    pub(super) raw_quotes: bool,
-    pub(super) raw_escapes: bool,
-    pub(super) skip_unset: bool,
-    pub(super) skip_process_quotes: bool,
-}
+const MAX_NESTING: usize = 256;
 
 /// Everything one run produces.
 pub(super) struct Output {
@@ -31,7 +22,7 @@ pub(super) struct Output {
 }
 
 /// Run the lexer over `word`.
-pub(super) fn run(settings: Settings, word: &str, env: &dyn Env) -> Result<Output, ShellError> {
+pub(super) fn run(settings: Lexer, word: &str, env: &dyn Env) -> Result<Output, ShellError> {
     let mut chars: Vec<(usize, char)> = word.char_indices().collect();
     // Go's text/scanner drops a byte-order mark at the very start.
     if chars.first().is_some_and(|&(_, c)| c == '\u{FEFF}') {
@@ -62,24 +53,21 @@ pub(super) fn run(settings: Settings, word: &str, env: &dyn Env) -> Result<Outpu
 struct Words {
     words: Vec<String>,
     word: String,
-    in_word: bool,
 }
 
 impl Words {
     /// An unquoted character: whitespace ends the current word.
     fn add_char(&mut self, c: char) {
         if !is_space(c) {
-            self.add_raw_char(c);
-        } else if self.in_word && !self.word.is_empty() {
+            self.word.push(c);
+        } else if !self.word.is_empty() {
             self.words.push(std::mem::take(&mut self.word));
-            self.in_word = false;
         }
     }
 
     /// A quoted or escaped character: always part of the word.
     fn add_raw_char(&mut self, c: char) {
         self.word.push(c);
-        self.in_word = true;
     }
 
     /// The value of an unquoted expansion: split on whitespace.
@@ -87,10 +75,9 @@ impl Words {
         s.chars().for_each(|c| self.add_char(c));
     }
 
-    /// A quoted part: added as a block.
+    /// A quoted part: added as a block (an empty one adds nothing).
     fn add_raw_string(&mut self, s: &str) {
         self.word.push_str(s);
-        self.in_word = true;
     }
 
     fn finish(mut self) -> Vec<String> {
@@ -102,7 +89,7 @@ impl Words {
 }
 
 struct State<'a> {
-    settings: Settings,
+    settings: Lexer,
     env: &'a dyn Env,
     chars: Vec<(usize, char)>,
     /// Byte length of the input (the offset of end of input).

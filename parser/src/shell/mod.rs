@@ -136,20 +136,10 @@ impl Lexer {
         }
     }
 
-    fn settings(&self) -> lexer::Settings {
-        lexer::Settings {
-            escape: self.escape,
-            raw_quotes: self.raw_quotes,
-            raw_escapes: self.raw_escapes,
-            skip_unset: self.skip_unset,
-            skip_process_quotes: self.skip_process_quotes,
-        }
-    }
-
     /// Expand `word` into a single string: whitespace is kept and nothing is
     /// split (BuildKit's `ProcessWord`).
     pub fn process_word(&self, word: &str, env: &dyn Env) -> Result<String, ShellError> {
-        Ok(lexer::run(self.settings(), word, env)?.value)
+        Ok(lexer::run(*self, word, env)?.value)
     }
 
     /// Expand `word` and split it into words (BuildKit's `ProcessWords`).
@@ -160,7 +150,7 @@ impl Lexer {
     /// `<<` and the blanks right after it stay in one word, so heredoc
     /// markers such as `<< EOF` survive.
     pub fn process_words(&self, word: &str, env: &dyn Env) -> Result<Vec<String>, ShellError> {
-        Ok(lexer::run(self.settings(), word, env)?.words)
+        Ok(lexer::run(*self, word, env)?.words)
     }
 
     /// Like [`Lexer::process_word`], and also report which variable names
@@ -171,7 +161,7 @@ impl Lexer {
         word: &str,
         env: &dyn Env,
     ) -> Result<Expansion, ShellError> {
-        let out = lexer::run(self.settings(), word, env)?;
+        let out = lexer::run(*self, word, env)?;
         Ok(Expansion {
             value: out.value,
             matched: out.matched,
