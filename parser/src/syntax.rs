@@ -62,6 +62,7 @@ pub(crate) fn split_instruction(line: &str, escape: char) -> SplitLine {
         return out;
     };
     let mut args_from: Option<usize> = None;
+    let end = top.as_span().end();
     for pair in top.into_inner() {
         match pair.as_rule() {
             Rule::keyword => out.keyword = pair.as_str().to_string(),
@@ -85,16 +86,13 @@ pub(crate) fn split_instruction(line: &str, escape: char) -> SplitLine {
                     });
                 }
             }
-            Rule::rest => {
-                let from = args_from.unwrap_or(pair.as_span().start());
-                let raw = &line[from..];
-                let trimmed_start = raw.len() - raw.trim_start().len();
-                out.args_start = from + trimmed_start;
-                out.args = raw.trim().to_string();
-            }
             _ => {}
         }
     }
+    let from = args_from.unwrap_or(end);
+    let raw = line.get(from..).unwrap_or("");
+    out.args_start = from + (raw.len() - raw.trim_start().len());
+    out.args = raw.trim().to_string();
     out
 }
 
