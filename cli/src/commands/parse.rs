@@ -96,7 +96,7 @@ fn write_command(out: &mut impl Write, indent: &str, command: &Command) -> std::
 fn write_text(out: &mut impl Write, name: &str, df: &Dockerfile) -> std::io::Result<()> {
     writeln!(
         out,
-        "{name}: {} stage(s), escape {:?}",
+        "{name}: {} stage(s), escape={}",
         df.stages.len(),
         df.escape
     )?;
