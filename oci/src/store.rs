@@ -1,0 +1,321 @@
+//! The content-addressed blob store.
+//!
+//! Layout under the store root:
+//!
+//! ```text
+//! blobs/<algorithm>/<hex>   committed blobs, never modified in place
+//! ingest/<unique>           blobs being written
+//! ```
+//!
+//! A [`BlobWriter`] writes to a file in `ingest/`, hashing as it goes.
+//! [`BlobWriter::commit`] flushes and syncs it, checks the digest against
+//! the expected one, and only then renames it into `blobs/` and syncs the
+//! directory. A crash, a failed download or a digest mismatch therefore
+//! never leaves a partial or wrong blob under a digest. Dropping a writer
+//! without committing removes its ingest file. Two processes committing the
+//! same content race harmlessly: the rename is atomic and the content is
+//! identical.
+
+use crate::digest::Digest;
+use sha2::{Digest as _, Sha256};
+use std::fs::{self, File};
+use std::io::{self, Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// What can go wrong in the store. Every variant names the path or digest.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// An I/O operation on a store path failed.
+    #[error("{action} {path}: {source}")]
+    Io {
+        /// What was being done.
+        action: &'static str,
+        /// The path concerned.
+        path: PathBuf,
+        /// The underlying error.
+        source: io::Error,
+    },
+    /// Written content does not match the digest it was expected to have.
+    #[error("digest mismatch: expected {expected}, got {actual}")]
+    DigestMismatch {
+        /// The digest the caller asked for.
+        expected: Digest,
+        /// The digest of what was written.
+        actual: Digest,
+    },
+    /// Written content does not have the expected size.
+    #[error("size mismatch for {digest}: expected {expected} bytes, got {actual}")]
+    SizeMismatch {
+        /// The digest of what was written.
+        digest: Digest,
+        /// The size the caller asked for.
+        expected: u64,
+        /// The size written.
+        actual: u64,
+    },
+    /// No blob with this digest is in the store.
+    #[error("blob {0} not found in the store")]
+    NotFound(Digest),
+}
+
+/// Shorthand for store results.
+pub type Result<T> = std::result::Result<T, StoreError>;
+
+fn io_err(action: &'static str, path: &Path) -> impl FnOnce(io::Error) -> StoreError {
+    let path = path.to_path_buf();
+    move |source| StoreError::Io {
+        action,
+        path,
+        source,
+    }
+}
+
+/// Reads committed blobs.
+pub trait BlobReader {
+    /// Opens a committed blob for reading.
+    ///
+    /// # Errors
+    /// [`StoreError::NotFound`] when the blob is absent.
+    fn open(&self, digest: &Digest) -> Result<File>;
+
+    /// The size of a committed blob, or `None` when it is absent.
+    fn size(&self, digest: &Digest) -> Option<u64>;
+
+    /// True when the blob is committed.
+    fn exists(&self, digest: &Digest) -> bool {
+        self.size(digest).is_some()
+    }
+
+    /// Reads a whole blob into memory (for manifests and configs).
+    ///
+    /// # Errors
+    /// [`StoreError::NotFound`] or an I/O error naming the blob's path.
+    fn read(&self, digest: &Digest) -> Result<Vec<u8>> {
+        let mut file = self.open(digest)?;
+        let mut buf = Vec::new();
+        file.read_to_end(&mut buf)
+            .map_err(|source| StoreError::Io {
+                action: "reading blob",
+                path: PathBuf::from(digest.as_str()),
+                source,
+            })?;
+        Ok(buf)
+    }
+}
+
+/// Starts new blobs.
+pub trait BlobIngester {
+    /// A writer for a new blob; nothing is visible until it is committed.
+    ///
+    /// # Errors
+    /// An I/O error when the ingest file cannot be created.
+    fn writer(&self) -> Result<BlobWriter>;
+}
+
+/// A content store in a directory on the local disk.
+#[derive(Debug, Clone)]
+pub struct LocalStore {
+    root: PathBuf,
+}
+
+static INGEST_COUNTER: AtomicU64 = AtomicU64::new(0);
+
+impl LocalStore {
+    /// Opens (creating if needed) a store rooted at `root`.
+    ///
+    /// # Errors
+    /// An I/O error when the directories cannot be created.
+    pub fn open(root: impl Into<PathBuf>) -> Result<LocalStore> {
+        let root = root.into();
+        for dir in [root.join("blobs/sha256"), root.join("ingest")] {
+            fs::create_dir_all(&dir).map_err(io_err("creating directory", &dir))?;
+        }
+        Ok(LocalStore { root })
+    }
+
+    /// The store's root directory.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Where a committed blob lives.
+    pub fn blob_path(&self, digest: &Digest) -> PathBuf {
+        self.root
+            .join("blobs")
+            .join(digest.algorithm())
+            .join(digest.hex())
+    }
+
+    /// Writes `data` as a blob and commits it.
+    ///
+    /// # Errors
+    /// [`StoreError::DigestMismatch`] when `expected` is given and differs.
+    pub fn write_blob(&self, data: &[u8], expected: Option<&Digest>) -> Result<Digest> {
+        let mut writer = self.writer()?;
+        writer
+            .write_all(data)
+            .map_err(io_err("writing", &writer.path))?;
+        writer.commit(expected, Some(data.len() as u64))
+    }
+
+    /// Every committed blob's digest.
+    ///
+    /// # Errors
+    /// An I/O error naming the directory that could not be listed.
+    pub fn blobs(&self) -> Result<Vec<Digest>> {
+        let dir = self.root.join("blobs/sha256");
+        let mut out = Vec::new();
+        for entry in fs::read_dir(&dir).map_err(io_err("listing", &dir))? {
+            let entry = entry.map_err(io_err("listing", &dir))?;
+            let name = entry.file_name();
+            if let Ok(d) = format!("sha256:{}", name.to_string_lossy()).parse() {
+                out.push(d);
+            }
+        }
+        out.sort();
+        Ok(out)
+    }
+
+    /// Removes a committed blob; absent blobs are not an error.
+    ///
+    /// # Errors
+    /// An I/O error naming the blob's path.
+    pub fn delete(&self, digest: &Digest) -> Result<()> {
+        let path = self.blob_path(digest);
+        match fs::remove_file(&path) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(io_err("removing", &path)(e)),
+        }
+    }
+}
+
+impl BlobReader for LocalStore {
+    fn open(&self, digest: &Digest) -> Result<File> {
+        let path = self.blob_path(digest);
+        File::open(&path).map_err(|e| {
+            if e.kind() == io::ErrorKind::NotFound {
+                StoreError::NotFound(digest.clone())
+            } else {
+                io_err("opening", &path)(e)
+            }
+        })
+    }
+
+    fn size(&self, digest: &Digest) -> Option<u64> {
+        fs::metadata(self.blob_path(digest)).ok().map(|m| m.len())
+    }
+}
+
+impl BlobIngester for LocalStore {
+    fn writer(&self) -> Result<BlobWriter> {
+        let n = INGEST_COUNTER.fetch_add(1, Ordering::Relaxed);
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or(0);
+        let path = self
+            .root
+            .join("ingest")
+            .join(format!("{}-{n}-{nanos}", std::process::id()));
+        let file = File::create_new(&path).map_err(io_err("creating ingest file", &path))?;
+        Ok(BlobWriter {
+            store: self.clone(),
+            path,
+            file: Some(file),
+            hasher: Sha256::new(),
+            written: 0,
+        })
+    }
+}
+
+/// A blob being written. Implements [`Write`]; call [`BlobWriter::commit`]
+/// to make it visible. Dropping it uncommitted discards what was written.
+#[derive(Debug)]
+pub struct BlobWriter {
+    store: LocalStore,
+    path: PathBuf,
+    file: Option<File>,
+    hasher: Sha256,
+    written: u64,
+}
+
+impl Write for BlobWriter {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let file = self
+            .file
+            .as_mut()
+            .ok_or_else(|| io::Error::other("blob writer already committed"))?;
+        let n = file.write(buf)?;
+        self.hasher.update(&buf[..n]);
+        self.written += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        match self.file.as_mut() {
+            Some(f) => f.flush(),
+            None => Ok(()),
+        }
+    }
+}
+
+impl BlobWriter {
+    /// Bytes written so far.
+    pub fn written(&self) -> u64 {
+        self.written
+    }
+
+    /// Verifies and publishes the blob: syncs it, checks `expected` digest
+    /// and size when given, renames it into `blobs/` and syncs the directory.
+    /// On any error the ingest file is removed and nothing is published.
+    ///
+    /// # Errors
+    /// [`StoreError::DigestMismatch`], [`StoreError::SizeMismatch`] or an
+    /// I/O error naming the path.
+    pub fn commit(mut self, expected: Option<&Digest>, size: Option<u64>) -> Result<Digest> {
+        let Some(file) = self.file.take() else {
+            return Err(io_err("committing", &self.path)(io::Error::other(
+                "already committed",
+            )));
+        };
+        file.sync_all().map_err(io_err("syncing", &self.path))?;
+        drop(file);
+        let actual = Digest::from_sha256(self.hasher.clone().finalize().as_slice());
+        if let Some(expected) = expected {
+            if *expected != actual {
+                return Err(StoreError::DigestMismatch {
+                    expected: expected.clone(),
+                    actual,
+                });
+            }
+        }
+        if let Some(expected) = size {
+            if expected != self.written {
+                return Err(StoreError::SizeMismatch {
+                    digest: actual,
+                    expected,
+                    actual: self.written,
+                });
+            }
+        }
+        let target = self.store.blob_path(&actual);
+        fs::rename(&self.path, &target).map_err(io_err("publishing blob", &target))?;
+        if let Some(dir) = target.parent() {
+            if let Ok(d) = File::open(dir) {
+                d.sync_all().map_err(io_err("syncing", dir))?;
+            }
+        }
+        Ok(actual)
+    }
+}
+
+impl Drop for BlobWriter {
+    fn drop(&mut self) {
+        // Committed writers renamed their file away; everything else is
+        // discarded here, so no partial blob outlives its writer.
+        let _ = fs::remove_file(&self.path);
+    }
+}
