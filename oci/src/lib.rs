@@ -10,6 +10,7 @@
 
 mod digest;
 mod reference;
+mod refs;
 mod store;
 
 pub use digest::{Digest, DigestError};

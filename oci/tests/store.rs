@@ -137,3 +137,29 @@ fn busybox_base_blobs_verify() {
     println!("busybox layout: {n} blobs ingested and verified");
     assert!(n >= 3);
 }
+
+#[test]
+fn refs_survive_concurrent_updates() {
+    let (_dir, store) = store();
+    let d1 = store.write_blob(b"one", None).expect("write");
+    assert_eq!(store.get_ref("docker.io/library/a:1").expect("get"), None);
+    let handles: Vec<_> = (0..8)
+        .map(|i| {
+            let store = store.clone();
+            let d = d1.clone();
+            std::thread::spawn(move || {
+                for j in 0..10 {
+                    store.set_ref(&format!("r{i}:{j}"), &d).expect("set");
+                }
+            })
+        })
+        .collect();
+    for h in handles {
+        h.join().expect("thread");
+    }
+    let refs = store.refs().expect("refs");
+    assert_eq!(refs.len(), 80, "no update may be lost");
+    assert!(store.remove_ref("r0:0").expect("remove"));
+    assert!(!store.remove_ref("r0:0").expect("remove again"));
+    assert_eq!(store.get_ref("r1:1").expect("get"), Some(d1));
+}
