@@ -330,20 +330,21 @@ pub fn parse_raw(source: &str) -> Result<RawDockerfile, ParseError> {
     })
 }
 
-/// Builds a node from `line`, which sits at byte `base` of the joined text
-/// that `map` describes.
+/// Builds a node from the instruction text starting at byte `base` of
+/// `full`, the joined line that `map` describes (ONBUILD recurses with the
+/// offset of its trigger).
 fn node_from_line(
-    line: &str,
+    full: &str,
     base: usize,
     map: &SourceMap,
     escape: char,
 ) -> Result<RawNode, ParseError> {
-    let full = full_text(line, base, map);
+    let line = full.get(base..).unwrap_or("");
     let lead = line.len() - line.trim_start().len();
     let trimmed = line.trim();
     let base = base + lead;
     let split = split_instruction(trimmed, escape);
-    let pos = |offset: usize| map.position(&full, base + offset);
+    let pos = |offset: usize| map.position(full, base + offset);
     let args_position = pos(split.args_start);
     let flags = split
         .flags
@@ -401,24 +402,13 @@ fn node_from_line(
         }
         "onbuild" => {
             if !rest.is_empty() {
-                let nested = node_from_line(rest, base + split.args_start, map, escape)?;
+                let nested = node_from_line(full, base + split.args_start, map, escape)?;
                 node.nested = Some(Box::new(nested));
             }
         }
         _ => node.args.push(String::new()),
     }
     Ok(node)
-}
-
-/// The joined text a map describes, needed to count characters; nested
-/// lines are substrings of it, so the caller's `line` is enough when
-/// `base` is 0.
-fn full_text(line: &str, base: usize, _map: &SourceMap) -> String {
-    // Offsets before `base` only need to exist for char counting from a
-    // segment start; pad with ASCII so byte and char counts agree there.
-    let mut s = " ".repeat(base);
-    s.push_str(line);
-    s
 }
 
 /// Splits on runs of `[ \t\v\f\r]`, as BuildKit does for FROM and EXPOSE.
@@ -517,6 +507,20 @@ mod tests {
         assert_eq!(run.flags[1].span.start, Position::new(3, 4));
         assert_eq!(run.args_position, Position::new(3, 19));
         assert_eq!(run.span.end.line, 3);
+    }
+
+    #[test]
+    fn onbuild_trigger_positions_count_characters() {
+        let df = parse_raw(
+            "FROM a\nONBUILD   ENV é=1 \\\n  x=2\nONBUILD COPY --chown=ü \\\n --bad=1 a b\n",
+        )
+        .unwrap();
+        let copy = df.nodes[2].nested.as_ref().unwrap();
+        assert_eq!(copy.flags[1].span.start, Position::new(5, 2));
+        assert_eq!(
+            df.nodes[1].nested.as_ref().unwrap().span.start,
+            Position::new(2, 11)
+        );
     }
 
     #[test]
