@@ -8,8 +8,10 @@
 //!   becomes visible only after its digest was verified.
 #![deny(missing_docs)]
 
+mod credentials;
 mod digest;
 mod reference;
+mod registry;
 mod refs;
 mod store;
 

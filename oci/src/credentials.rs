@@ -1,0 +1,2 @@
+//! Registry credentials from Docker's config file and credential helpers
+//! (being written).

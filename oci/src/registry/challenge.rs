@@ -1,0 +1,1 @@
+//! `WWW-Authenticate` challenge parsing (being written).

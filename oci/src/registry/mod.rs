@@ -1,0 +1,3 @@
+//! The Distribution API v2 registry client (being written).
+
+pub(crate) mod challenge;
