@@ -8,16 +8,34 @@
 //!   becomes visible only after its digest was verified.
 #![deny(missing_docs)]
 
+pub mod archive;
 mod credentials;
 mod digest;
+mod gc;
+mod image;
+pub mod media;
+mod platform;
 mod reference;
-mod registry;
 mod refs;
+mod registry;
+mod sources;
 mod store;
 
+pub use credentials::{registry_key, Credential, CredentialError, DockerConfig, Secret};
 pub use digest::{Digest, DigestError};
+pub use gc::{GcReport, Lease};
+pub use image::{
+    descriptor_digest, is_attestation, reachable, read_manifest, resolve, select_platform, Image,
+    ImageError, Manifest,
+};
+pub use media::{LayerCompression, MediaFamily};
+pub use platform::{Platform, PlatformError};
 pub use reference::{Reference, ReferenceError};
-pub use store::{BlobIngester, BlobReader, BlobWriter, LocalStore, StoreError};
+pub use registry::{
+    BlobOutcome, CredentialProvider, FetchedManifest, NoProgress, PullReport, PushReport,
+    RegistryClient, RegistryError, RegistryOptions, StaticCredentials, TransferObserver,
+};
+pub use store::{default_root, BlobIngester, BlobReader, BlobWriter, LocalStore, StoreError};
 
 /// The OCI spec types, re-exported so callers build against the same version.
 pub use oci_spec;

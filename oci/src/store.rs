@@ -185,12 +185,32 @@ impl LocalStore {
     /// An I/O error naming the blob's path.
     pub fn delete(&self, digest: &Digest) -> Result<()> {
         let path = self.blob_path(digest);
+        self.forget_sources(digest);
         match fs::remove_file(&path) {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
             Err(e) => Err(io_err("removing", &path)(e)),
         }
     }
+}
+
+/// The store location when none is given: `$KILN_ROOT`; else, for root,
+/// `/var/lib/kiln`; else `$XDG_DATA_HOME/kiln`, falling back to
+/// `~/.local/share/kiln`. `None` when none of these can be determined
+/// (no `HOME` for a non-root user).
+pub fn default_root() -> Option<PathBuf> {
+    let env = |k: &str| std::env::var_os(k).filter(|v| !v.is_empty());
+    if let Some(root) = env("KILN_ROOT") {
+        return Some(PathBuf::from(root));
+    }
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    if unsafe { libc::geteuid() } == 0 {
+        return Some(PathBuf::from("/var/lib/kiln"));
+    }
+    if let Some(data) = env("XDG_DATA_HOME") {
+        return Some(PathBuf::from(data).join("kiln"));
+    }
+    env("HOME").map(|h| PathBuf::from(h).join(".local/share/kiln"))
 }
 
 impl BlobReader for LocalStore {

@@ -1,0 +1,691 @@
+//! Image files users exchange: OCI image layouts (a directory or a tar of
+//! one) and docker-archive tarballs (`manifest.json` + `repositories`, as
+//! `docker save` writes and `docker load` reads).
+//!
+//! Export walks the store; import copies blobs into the store through
+//! verified commits, so a damaged archive never leaves a bad blob behind,
+//! and names images only after every blob they reference is in.
+
+use crate::digest::Digest;
+use crate::image::{descriptor_digest, reachable, read_manifest, resolve, Manifest};
+use crate::media::{self, LayerCompression};
+use crate::platform::Platform;
+use crate::store::{BlobIngester, BlobReader, LocalStore, StoreError};
+use crate::ImageError;
+use std::collections::{BTreeMap, HashMap};
+use std::fs::{self, File};
+use std::io::{self, Read, Write};
+use std::path::{Component, Path, PathBuf};
+
+/// The annotation naming an image in an OCI layout's `index.json`.
+pub const REF_NAME_ANNOTATION: &str = "org.opencontainers.image.ref.name";
+/// The annotation containerd and BuildKit use for the full image name.
+pub const IMAGE_NAME_ANNOTATION: &str = "io.containerd.image.name";
+
+/// What can go wrong reading or writing an image file.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ArchiveError {
+    /// An I/O error on a path of the archive or layout.
+    #[error("{action} {path}: {source}")]
+    Io {
+        /// What was being done.
+        action: &'static str,
+        /// The path concerned.
+        path: PathBuf,
+        /// The underlying error.
+        source: io::Error,
+    },
+    /// The input is neither an OCI layout nor a docker-archive.
+    #[error("{0}: not an OCI image layout (no index.json) or docker-archive (no manifest.json)")]
+    UnknownFormat(PathBuf),
+    /// A JSON file of the archive is invalid.
+    #[error("{path} in {archive}: {message}")]
+    Invalid {
+        /// The archive or layout.
+        archive: PathBuf,
+        /// The file inside it.
+        path: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// A file the archive's manifest names is not in it.
+    #[error("{archive} names {path}, which it does not contain")]
+    Missing {
+        /// The archive or layout.
+        archive: PathBuf,
+        /// The missing entry.
+        path: String,
+    },
+    /// A blob file does not hash to the digest in its name.
+    #[error("{archive}: blob {expected} is damaged (its content hashes to {actual})")]
+    Corrupt {
+        /// The archive or layout.
+        archive: PathBuf,
+        /// The digest its name claims.
+        expected: Digest,
+        /// What it really is.
+        actual: Digest,
+    },
+    /// An image could not be read from the store.
+    #[error(transparent)]
+    Image(#[from] ImageError),
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Shorthand for archive results.
+pub type Result<T> = std::result::Result<T, ArchiveError>;
+
+fn aio(action: &'static str, path: &Path) -> impl FnOnce(io::Error) -> ArchiveError {
+    let path = path.to_path_buf();
+    move |source| ArchiveError::Io {
+        action,
+        path,
+        source,
+    }
+}
+
+/// An image to export: its names and the digest of its manifest or index.
+#[derive(Debug, Clone)]
+pub struct NamedImage {
+    /// Full references (`docker.io/library/busybox:latest`); may be empty.
+    pub names: Vec<String>,
+    /// The manifest or index digest.
+    pub digest: Digest,
+}
+
+/// An image found in an archive: the name it carried (if any) and its
+/// digest, now in the store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoadedImage {
+    /// The name the archive gave it (`busybox:latest` or a bare tag from an
+    /// OCI layout's ref-name annotation).
+    pub name: Option<String>,
+    /// The manifest or index digest.
+    pub digest: Digest,
+}
+
+// ---------------------------------------------------------------- OCI layout
+
+/// The `index.json` of a layout holding `images`.
+fn layout_index(store: &LocalStore, images: &[NamedImage]) -> Result<Vec<u8>> {
+    let mut manifests = Vec::new();
+    for image in images {
+        let (m, size) = read_manifest(store, &image.digest)?;
+        let names: Vec<Option<&String>> = if image.names.is_empty() {
+            vec![None]
+        } else {
+            image.names.iter().map(Some).collect()
+        };
+        for name in names {
+            let mut desc = serde_json::json!({
+                "mediaType": m.media_type(),
+                "digest": image.digest.as_str(),
+                "size": size,
+            });
+            if let Some(name) = name {
+                let tag = crate::Reference::parse(name)
+                    .ok()
+                    .and_then(|r| r.tag().map(str::to_string))
+                    .unwrap_or_else(|| name.clone());
+                desc["annotations"] = serde_json::json!({
+                    IMAGE_NAME_ANNOTATION: name,
+                    REF_NAME_ANNOTATION: tag,
+                });
+            }
+            manifests.push(desc);
+        }
+    }
+    let index = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": media::OCI_INDEX,
+        "manifests": manifests,
+    });
+    serde_json::to_vec(&index).map_err(|e| ArchiveError::Invalid {
+        archive: PathBuf::from("index.json"),
+        path: "index.json".into(),
+        message: e.to_string(),
+    })
+}
+
+const OCI_LAYOUT_FILE: &[u8] = br#"{"imageLayoutVersion":"1.0.0"}"#;
+
+/// Every blob the images reach, in a stable order.
+fn blobs_of(store: &LocalStore, images: &[NamedImage]) -> Result<Vec<Digest>> {
+    let mut all = std::collections::BTreeSet::new();
+    for image in images {
+        all.extend(reachable(store, &image.digest)?);
+    }
+    Ok(all.into_iter().collect())
+}
+
+/// Writes `images` as an OCI image layout directory at `dir` (created if
+/// needed; blobs already there are kept). Blobs are hard-linked from the
+/// store when it is on the same filesystem, copied otherwise.
+///
+/// # Errors
+/// Missing blobs in the store or I/O errors naming the path.
+pub fn write_layout_dir(store: &LocalStore, images: &[NamedImage], dir: &Path) -> Result<()> {
+    let blob_dir = dir.join("blobs/sha256");
+    fs::create_dir_all(&blob_dir).map_err(aio("creating", &blob_dir))?;
+    for digest in blobs_of(store, images)? {
+        let dest = dir
+            .join("blobs")
+            .join(digest.algorithm())
+            .join(digest.hex());
+        if dest.exists() {
+            continue;
+        }
+        let src = store.blob_path(&digest);
+        if fs::hard_link(&src, &dest).is_err() {
+            let tmp = dest.with_extension("tmp");
+            fs::copy(&src, &tmp).map_err(aio("copying blob to", &tmp))?;
+            fs::rename(&tmp, &dest).map_err(aio("renaming", &dest))?;
+        }
+    }
+    write_file_atomic(&dir.join("oci-layout"), OCI_LAYOUT_FILE)?;
+    write_file_atomic(&dir.join("index.json"), &layout_index(store, images)?)
+}
+
+fn write_file_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let tmp = path.with_extension("tmp");
+    fs::write(&tmp, bytes).map_err(aio("writing", &tmp))?;
+    fs::rename(&tmp, path).map_err(aio("renaming", path))
+}
+
+/// A tar writer with fixed metadata, so the same images give the same
+/// bytes.
+struct TarOut<W: Write> {
+    builder: tar::Builder<W>,
+    dirs: std::collections::BTreeSet<String>,
+}
+
+impl<W: Write> TarOut<W> {
+    fn new(w: W) -> TarOut<W> {
+        TarOut {
+            builder: tar::Builder::new(w),
+            dirs: Default::default(),
+        }
+    }
+
+    fn header(size: u64, kind: tar::EntryType, mode: u32) -> tar::Header {
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(kind);
+        h.set_size(size);
+        h.set_mode(mode);
+        h.set_mtime(0);
+        h.set_uid(0);
+        h.set_gid(0);
+        h
+    }
+
+    fn ensure_dirs(&mut self, path: &str) -> io::Result<()> {
+        let mut prefix = String::new();
+        let parts: Vec<&str> = path.split('/').collect();
+        for part in &parts[..parts.len().saturating_sub(1)] {
+            prefix.push_str(part);
+            prefix.push('/');
+            if self.dirs.insert(prefix.clone()) {
+                let mut h = Self::header(0, tar::EntryType::Directory, 0o755);
+                self.builder.append_data(&mut h, &prefix, io::empty())?;
+            }
+        }
+        Ok(())
+    }
+
+    fn file(&mut self, path: &str, size: u64, data: impl Read) -> io::Result<()> {
+        self.ensure_dirs(path)?;
+        let mut h = Self::header(size, tar::EntryType::Regular, 0o644);
+        self.builder.append_data(&mut h, path, data)
+    }
+
+    fn finish(self) -> io::Result<W> {
+        self.builder.into_inner()
+    }
+}
+
+/// Writes `images` as a tar of an OCI image layout to `out`.
+///
+/// # Errors
+/// Missing blobs or write errors.
+pub fn write_layout_tar<W: Write>(store: &LocalStore, images: &[NamedImage], out: W) -> Result<W> {
+    let err = |e: io::Error| ArchiveError::Io {
+        action: "writing layout tar",
+        path: PathBuf::from("-"),
+        source: e,
+    };
+    let mut tar = TarOut::new(out);
+    tar.file("oci-layout", OCI_LAYOUT_FILE.len() as u64, OCI_LAYOUT_FILE)
+        .map_err(err)?;
+    let index = layout_index(store, images)?;
+    tar.file("index.json", index.len() as u64, index.as_slice())
+        .map_err(err)?;
+    for digest in blobs_of(store, images)? {
+        let size = store
+            .size(&digest)
+            .ok_or_else(|| StoreError::NotFound(digest.clone()))?;
+        let file = store.open(&digest)?;
+        tar.file(
+            &format!("blobs/{}/{}", digest.algorithm(), digest.hex()),
+            size,
+            file,
+        )
+        .map_err(err)?;
+    }
+    tar.finish().map_err(err)
+}
+
+// ------------------------------------------------------------ docker-archive
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct ArchiveManifestEntry {
+    #[serde(rename = "Config")]
+    config: String,
+    #[serde(rename = "RepoTags", default)]
+    repo_tags: Option<Vec<String>>,
+    #[serde(rename = "Layers")]
+    layers: Vec<String>,
+}
+
+/// Writes `images` as a docker-archive (what `docker save` writes): each
+/// image's config and uncompressed layers, `manifest.json` and
+/// `repositories`. An index is resolved to `platform` first.
+///
+/// # Errors
+/// Missing blobs, layers kiln cannot decompress (zstd), or write errors.
+pub fn write_docker_archive<W: Write>(
+    store: &LocalStore,
+    images: &[NamedImage],
+    platform: &Platform,
+    out: W,
+) -> Result<W> {
+    let err = |e: io::Error| ArchiveError::Io {
+        action: "writing docker-archive",
+        path: PathBuf::from("-"),
+        source: e,
+    };
+    let mut tar = TarOut::new(out);
+    let mut entries = Vec::new();
+    let mut repositories: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
+    let mut written = std::collections::BTreeSet::new();
+    for named in images {
+        let image = resolve(store, &named.digest, platform)?;
+        let config_path = format!("blobs/sha256/{}", image.config_digest.hex());
+        if written.insert(config_path.clone()) {
+            let size = store.size(&image.config_digest).unwrap_or(0);
+            tar.file(&config_path, size, store.open(&image.config_digest)?)
+                .map_err(err)?;
+        }
+        let diff_ids = image.config.rootfs().diff_ids().clone();
+        let mut layers = Vec::new();
+        for (i, layer) in image.manifest.layers().iter().enumerate() {
+            let digest = descriptor_digest(layer, image.manifest_digest.as_str())?;
+            let diff_id = diff_ids
+                .get(i)
+                .cloned()
+                .unwrap_or_else(|| digest.to_string());
+            let hex = diff_id.rsplit(':').next().unwrap_or_default().to_string();
+            let path = format!("blobs/sha256/{hex}");
+            if written.insert(path.clone()) {
+                append_uncompressed(&mut tar, store, &digest, layer.media_type().as_ref(), &path)?;
+            }
+            layers.push(path);
+        }
+        let tags: Vec<String> = named
+            .names
+            .iter()
+            .filter_map(|n| crate::Reference::parse(n).ok())
+            .filter(|r| r.tag().is_some())
+            .map(|r| r.familiar())
+            .collect();
+        for t in &tags {
+            if let (Some((repo, tag)), Some(top)) = (t.rsplit_once(':'), layers.last()) {
+                repositories.entry(repo.to_string()).or_default().insert(
+                    tag.to_string(),
+                    top.rsplit('/').next().unwrap_or_default().to_string(),
+                );
+            }
+        }
+        entries.push(ArchiveManifestEntry {
+            config: config_path,
+            repo_tags: Some(tags),
+            layers,
+        });
+    }
+    let manifest = to_json(&entries);
+    tar.file("manifest.json", manifest.len() as u64, manifest.as_slice())
+        .map_err(err)?;
+    let repos = to_json(&repositories);
+    tar.file("repositories", repos.len() as u64, repos.as_slice())
+        .map_err(err)?;
+    tar.finish().map_err(err)
+}
+
+/// Serialises the archive's small JSON files. Plain structs and maps with
+/// string keys cannot fail to serialise.
+fn to_json<T: serde::Serialize>(value: &T) -> Vec<u8> {
+    serde_json::to_vec(value).unwrap_or_default()
+}
+
+/// Appends a layer to the tar uncompressed (docker-archive layers are plain
+/// tars), staging a decompressed copy in the store's ingest directory to
+/// learn its size first.
+fn append_uncompressed<W: Write>(
+    tar: &mut TarOut<W>,
+    store: &LocalStore,
+    digest: &Digest,
+    media_type: &str,
+    path: &str,
+) -> Result<()> {
+    let err = |e: io::Error| ArchiveError::Io {
+        action: "writing docker-archive",
+        path: PathBuf::from(path),
+        source: e,
+    };
+    let mut file = store.open(digest)?;
+    let mut head = [0u8; 4];
+    let n = file
+        .read(&mut head)
+        .map_err(aio("reading", &store.blob_path(digest)))?;
+    let compression = LayerCompression::of_media_type(media_type)
+        .filter(|c| *c != LayerCompression::None)
+        .unwrap_or_else(|| LayerCompression::detect(&head[..n]));
+    let file = store.open(digest)?;
+    match compression {
+        LayerCompression::None => {
+            let size = store.size(digest).unwrap_or(0);
+            tar.file(path, size, file).map_err(err)
+        }
+        LayerCompression::Gzip => {
+            let staged = store.root().join("ingest").join(format!(
+                "{}-unpack-{}",
+                std::process::id(),
+                digest.hex()
+            ));
+            let result = (|| {
+                let mut out = File::create(&staged).map_err(aio("creating", &staged))?;
+                let mut gz = flate2::read::MultiGzDecoder::new(io::BufReader::new(file));
+                let size = io::copy(&mut gz, &mut out)
+                    .map_err(aio("decompressing layer into", &staged))?;
+                drop(out);
+                let f = File::open(&staged).map_err(aio("opening", &staged))?;
+                tar.file(path, size, f).map_err(err)
+            })();
+            let _ = fs::remove_file(&staged);
+            result
+        }
+        LayerCompression::Zstd => Err(ArchiveError::Invalid {
+            archive: PathBuf::from("-"),
+            path: digest.to_string(),
+            message: "zstd layers cannot be written to a docker-archive yet".into(),
+        }),
+    }
+}
+
+// ------------------------------------------------------------------- import
+
+/// Where the files of an archive are: a directory, or a tar already copied
+/// into the store (path → digest).
+enum Files<'a> {
+    Dir(&'a Path),
+    Stored(HashMap<String, Digest>),
+}
+
+impl Files<'_> {
+    fn read(&self, store: &LocalStore, path: &str) -> Option<io::Result<Vec<u8>>> {
+        match self {
+            Files::Dir(dir) => {
+                let p = dir.join(path);
+                p.is_file().then(|| fs::read(p))
+            }
+            Files::Stored(map) => map
+                .get(path)
+                .map(|d| store.read(d).map_err(|e| io::Error::other(e.to_string()))),
+        }
+    }
+
+    /// Makes `path` a verified blob in the store and returns its digest.
+    fn ingest(
+        &self,
+        store: &LocalStore,
+        path: &str,
+        expected: Option<&Digest>,
+        archive: &Path,
+    ) -> Result<Digest> {
+        match self {
+            Files::Stored(map) => {
+                let d = map.get(path).ok_or_else(|| ArchiveError::Missing {
+                    archive: archive.to_path_buf(),
+                    path: path.to_string(),
+                })?;
+                if let Some(e) = expected {
+                    if e != d {
+                        return Err(ArchiveError::Corrupt {
+                            archive: archive.to_path_buf(),
+                            expected: e.clone(),
+                            actual: d.clone(),
+                        });
+                    }
+                }
+                Ok(d.clone())
+            }
+            Files::Dir(dir) => {
+                if let Some(e) = expected {
+                    if store.exists(e) {
+                        return Ok(e.clone());
+                    }
+                }
+                let p = dir.join(path);
+                let mut f = File::open(&p).map_err(|e| {
+                    if e.kind() == io::ErrorKind::NotFound {
+                        ArchiveError::Missing {
+                            archive: archive.to_path_buf(),
+                            path: path.to_string(),
+                        }
+                    } else {
+                        aio("opening", &p)(e)
+                    }
+                })?;
+                let mut w = store.writer()?;
+                io::copy(&mut f, &mut w).map_err(aio("copying", &p))?;
+                w.commit(expected, None).map_err(|e| match e {
+                    StoreError::DigestMismatch { expected, actual } => ArchiveError::Corrupt {
+                        archive: archive.to_path_buf(),
+                        expected,
+                        actual,
+                    },
+                    other => other.into(),
+                })
+            }
+        }
+    }
+}
+
+/// Loads every image of an OCI layout (directory or tar) or docker-archive
+/// (tar) into the store and returns them. Images are not named here; the
+/// caller names them (a layout's ref names are bare tags).
+///
+/// # Errors
+/// An unknown format, invalid JSON, missing or damaged blobs.
+pub fn load(store: &LocalStore, path: &Path) -> Result<Vec<LoadedImage>> {
+    let _lease = store.lease()?;
+    if path.is_dir() {
+        return load_files(store, &Files::Dir(path), path);
+    }
+    let file = File::open(path).map_err(aio("opening", path))?;
+    load_tar(store, file, path)
+}
+
+/// Loads from a tar stream (a layout tar or docker-archive; gzip-compressed
+/// tars are accepted too).
+///
+/// # Errors
+/// As [`load`].
+pub fn load_tar(store: &LocalStore, input: impl Read, name: &Path) -> Result<Vec<LoadedImage>> {
+    let mut input = io::BufReader::new(input);
+    let head = io::BufRead::fill_buf(&mut input).map_err(aio("reading", name))?;
+    let reader: Box<dyn Read> = if LayerCompression::detect(head) == LayerCompression::Gzip {
+        Box::new(flate2::read::MultiGzDecoder::new(input))
+    } else {
+        Box::new(input)
+    };
+    let mut archive = tar::Archive::new(reader);
+    let mut map = HashMap::new();
+    for entry in archive.entries().map_err(aio("reading", name))? {
+        let mut entry = entry.map_err(aio("reading", name))?;
+        if entry.header().entry_type() != tar::EntryType::Regular {
+            continue;
+        }
+        let path = entry.path().map_err(aio("reading", name))?;
+        let Some(clean) = clean_path(&path) else {
+            continue;
+        };
+        let mut w = store.writer()?;
+        io::copy(&mut entry, &mut w).map_err(aio("reading", name))?;
+        let expected = clean
+            .strip_prefix("blobs/")
+            .and_then(|rest| rest.split_once('/'))
+            .and_then(|(alg, hex)| format!("{alg}:{hex}").parse::<Digest>().ok());
+        let digest = w.commit(expected.as_ref(), None).map_err(|e| match e {
+            StoreError::DigestMismatch { expected, actual } => ArchiveError::Corrupt {
+                archive: name.to_path_buf(),
+                expected,
+                actual,
+            },
+            other => other.into(),
+        })?;
+        map.insert(clean, digest);
+    }
+    load_files(store, &Files::Stored(map), name)
+}
+
+/// `a/./b` → `a/b`; refuses absolute paths and `..`.
+fn clean_path(path: &Path) -> Option<String> {
+    let mut parts = Vec::new();
+    for c in path.components() {
+        match c {
+            Component::Normal(p) => parts.push(p.to_str()?.to_string()),
+            Component::CurDir => {}
+            _ => return None,
+        }
+    }
+    (!parts.is_empty()).then(|| parts.join("/"))
+}
+
+fn load_files(store: &LocalStore, files: &Files<'_>, archive: &Path) -> Result<Vec<LoadedImage>> {
+    let invalid = |path: &str, message: String| ArchiveError::Invalid {
+        archive: archive.to_path_buf(),
+        path: path.to_string(),
+        message,
+    };
+    if let Some(bytes) = files.read(store, "index.json") {
+        let bytes = bytes.map_err(aio("reading index.json of", archive))?;
+        let index = Manifest::from_slice(&bytes, Some(media::OCI_INDEX), "index.json")
+            .map_err(|e| invalid("index.json", e.to_string()))?;
+        let Manifest::Index(index) = index else {
+            return Err(invalid("index.json", "is not an image index".into()));
+        };
+        let mut out = Vec::new();
+        for desc in index.manifests() {
+            let digest = descriptor_digest(desc, "index.json")?;
+            ingest_tree(store, files, &digest, archive)?;
+            let annotations = desc.annotations().clone().unwrap_or_default();
+            let name = annotations
+                .get(IMAGE_NAME_ANNOTATION)
+                .or_else(|| annotations.get(REF_NAME_ANNOTATION))
+                .cloned();
+            out.push(LoadedImage { name, digest });
+        }
+        return Ok(out);
+    }
+    if let Some(bytes) = files.read(store, "manifest.json") {
+        let bytes = bytes.map_err(aio("reading manifest.json of", archive))?;
+        let entries: Vec<ArchiveManifestEntry> =
+            serde_json::from_slice(&bytes).map_err(|e| invalid("manifest.json", e.to_string()))?;
+        let mut out = Vec::new();
+        for entry in entries {
+            let digest = import_docker_entry(store, files, &entry, archive)?;
+            let tags = entry.repo_tags.unwrap_or_default();
+            if tags.is_empty() {
+                out.push(LoadedImage {
+                    name: None,
+                    digest: digest.clone(),
+                });
+            }
+            for tag in tags {
+                out.push(LoadedImage {
+                    name: Some(tag),
+                    digest: digest.clone(),
+                });
+            }
+        }
+        return Ok(out);
+    }
+    Err(ArchiveError::UnknownFormat(archive.to_path_buf()))
+}
+
+/// Copies a manifest or index and everything below it from a layout.
+fn ingest_tree(store: &LocalStore, files: &Files<'_>, root: &Digest, archive: &Path) -> Result<()> {
+    let mut stack = vec![root.clone()];
+    while let Some(digest) = stack.pop() {
+        let path = format!("blobs/{}/{}", digest.algorithm(), digest.hex());
+        files.ingest(store, &path, Some(&digest), archive)?;
+        let (manifest, _) = read_manifest(store, &digest)?;
+        for child in manifest.children() {
+            let d = descriptor_digest(child, digest.as_str())?;
+            let t = child.media_type().to_string();
+            if media::is_manifest(&t) || media::is_index(&t) {
+                stack.push(d);
+            } else {
+                let p = format!("blobs/{}/{}", d.algorithm(), d.hex());
+                files.ingest(store, &p, Some(&d), archive)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Turns one docker-archive image into an OCI manifest in the store: the
+/// config as is, the layer files as they are (compressed or not), and a
+/// manifest kiln writes.
+fn import_docker_entry(
+    store: &LocalStore,
+    files: &Files<'_>,
+    entry: &ArchiveManifestEntry,
+    archive: &Path,
+) -> Result<Digest> {
+    let config_expected = Path::new(&entry.config)
+        .file_stem()
+        .and_then(|s| s.to_str())
+        .and_then(|hex| format!("sha256:{hex}").parse::<Digest>().ok());
+    let config = files.ingest(store, &entry.config, config_expected.as_ref(), archive)?;
+    let mut layers = Vec::new();
+    for layer in &entry.layers {
+        let digest = files.ingest(store, layer, None, archive)?;
+        let size = store.size(&digest).unwrap_or(0);
+        let mut head = [0u8; 4];
+        let n = store.open(&digest)?.read(&mut head).unwrap_or(0);
+        let media_type = media::MediaFamily::Oci.layer(LayerCompression::detect(&head[..n]));
+        layers.push(
+            serde_json::json!({"mediaType": media_type, "digest": digest.as_str(), "size": size}),
+        );
+    }
+    let manifest = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": media::OCI_MANIFEST,
+        "config": {
+            "mediaType": media::OCI_CONFIG,
+            "digest": config.as_str(),
+            "size": store.size(&config).unwrap_or(0),
+        },
+        "layers": layers,
+    });
+    let bytes = serde_json::to_vec(&manifest).map_err(|e| ArchiveError::Invalid {
+        archive: archive.to_path_buf(),
+        path: "manifest.json".into(),
+        message: e.to_string(),
+    })?;
+    Ok(store.write_blob(&bytes, None)?)
+}

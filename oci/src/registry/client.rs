@@ -1,0 +1,355 @@
+//! The client: options, endpoints (scheme, mirrors) and the one request
+//! path every call goes through, which adds authentication, answers 401
+//! challenges and retries transient failures with backoff.
+
+use super::auth::{AuthCache, CredentialProvider, StaticCredentials};
+use super::error::{error_detail, RegistryError, Result};
+use crate::reference::Reference;
+use bytes::Bytes;
+use reqwest::header::{HeaderMap, HeaderName, HeaderValue, AUTHORIZATION, WWW_AUTHENTICATE};
+use reqwest::{Method, Response, StatusCode};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// How the client behaves; the defaults suit a shell or CI job.
+#[derive(Debug, Clone)]
+pub struct RegistryOptions {
+    /// Registries (`host[:port]`) reached over plain HTTP. Loopback
+    /// registries (`localhost`, `127.0.0.0/8`, `::1`) always are.
+    pub insecure_registries: Vec<String>,
+    /// Mirrors by registry host: `docker.io` → `["https://mirror.example"]`.
+    /// Tried in order for pulls, before the registry itself.
+    pub mirrors: BTreeMap<String, Vec<String>>,
+    /// Blobs transferred at once, per pull or push.
+    pub max_concurrent_transfers: usize,
+    /// Attempts after the first for connection errors, 5xx and 429.
+    pub retries: u32,
+    /// Delay before the first retry; doubled each time, capped at 8 s.
+    pub initial_backoff: Duration,
+    /// Blobs up to this size are uploaded in one PUT; larger ones in PATCH
+    /// chunks of this size.
+    pub chunk_size: usize,
+}
+
+impl Default for RegistryOptions {
+    fn default() -> Self {
+        RegistryOptions {
+            insecure_registries: Vec::new(),
+            mirrors: BTreeMap::new(),
+            max_concurrent_transfers: 4,
+            retries: 5,
+            initial_backoff: Duration::from_millis(250),
+            chunk_size: 32 << 20,
+        }
+    }
+}
+
+/// A registry endpoint: the host used for credentials and the base URL
+/// requests go to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Endpoint {
+    /// The registry host as users name it (`docker.io`, `127.0.0.1:5000`).
+    pub(crate) host: String,
+    /// `https://registry-1.docker.io`, `http://127.0.0.1:5000`.
+    pub(crate) base: String,
+    /// True for a mirror (a missing manifest there is not final).
+    pub(crate) mirror: bool,
+}
+
+impl Endpoint {
+    pub(crate) fn url(&self, path: &str) -> String {
+        format!("{}/v2/{}", self.base, path)
+    }
+}
+
+/// A Distribution API v2 client. Cheap to clone; clones share the token
+/// cache and connection pool.
+#[derive(Clone)]
+pub struct RegistryClient {
+    pub(crate) inner: Arc<Inner>,
+}
+
+pub(crate) struct Inner {
+    pub(crate) http: reqwest::Client,
+    pub(crate) options: RegistryOptions,
+    pub(crate) credentials: Box<dyn CredentialProvider>,
+    pub(crate) auth: AuthCache,
+}
+
+/// One request, kept as data so it can be sent again after a 401 or a
+/// transient failure.
+#[derive(Debug, Clone)]
+pub(crate) struct Request {
+    pub(crate) method: Method,
+    pub(crate) url: String,
+    pub(crate) headers: Vec<(HeaderName, String)>,
+    pub(crate) body: Option<Bytes>,
+}
+
+impl Request {
+    pub(crate) fn new(method: Method, url: String) -> Request {
+        Request {
+            method,
+            url,
+            headers: Vec::new(),
+            body: None,
+        }
+    }
+
+    pub(crate) fn header(mut self, name: HeaderName, value: impl Into<String>) -> Request {
+        self.headers.push((name, value.into()));
+        self
+    }
+
+    pub(crate) fn body(mut self, body: Bytes) -> Request {
+        self.body = Some(body);
+        self
+    }
+}
+
+impl RegistryClient {
+    /// A client with these options and credentials.
+    ///
+    /// # Errors
+    /// The HTTP client cannot be built (TLS backend initialisation).
+    pub fn new(
+        options: RegistryOptions,
+        credentials: Box<dyn CredentialProvider>,
+    ) -> Result<RegistryClient> {
+        let http = reqwest::Client::builder()
+            .user_agent(concat!("kiln/", env!("CARGO_PKG_VERSION")))
+            .connect_timeout(Duration::from_secs(15))
+            .read_timeout(Duration::from_secs(60))
+            .pool_max_idle_per_host(16)
+            .build()
+            .map_err(|source| RegistryError::Http {
+                method: "INIT".into(),
+                url: String::new(),
+                source,
+            })?;
+        Ok(RegistryClient {
+            inner: Arc::new(Inner {
+                http,
+                options,
+                credentials,
+                auth: AuthCache::default(),
+            }),
+        })
+    }
+
+    /// An anonymous client with default options.
+    ///
+    /// # Errors
+    /// As [`RegistryClient::new`].
+    pub fn anonymous() -> Result<RegistryClient> {
+        RegistryClient::new(
+            RegistryOptions::default(),
+            Box::new(StaticCredentials::none()),
+        )
+    }
+
+    /// The options in use.
+    pub fn options(&self) -> &RegistryOptions {
+        &self.inner.options
+    }
+
+    /// True when `host` is reached over plain HTTP.
+    pub fn is_insecure(&self, host: &str) -> bool {
+        is_loopback_host(host)
+            || self
+                .inner
+                .options
+                .insecure_registries
+                .iter()
+                .any(|h| h == host)
+    }
+
+    /// The endpoint of a registry host itself (no mirrors).
+    pub(crate) fn endpoint(&self, host: &str) -> Endpoint {
+        let api_host = if host == "docker.io" {
+            "registry-1.docker.io"
+        } else {
+            host
+        };
+        let scheme = if self.is_insecure(host) {
+            "http"
+        } else {
+            "https"
+        };
+        Endpoint {
+            host: host.to_string(),
+            base: format!("{scheme}://{api_host}"),
+            mirror: false,
+        }
+    }
+
+    /// The endpoints to pull `reference` from: its mirrors, then the
+    /// registry itself.
+    pub(crate) fn pull_endpoints(&self, reference: &Reference) -> Vec<Endpoint> {
+        let host = reference.registry_host();
+        let mut out: Vec<Endpoint> = self
+            .inner
+            .options
+            .mirrors
+            .get(reference.domain())
+            .into_iter()
+            .flatten()
+            .map(|m| {
+                let m = m.trim_end_matches('/');
+                let (base, mhost) = match m.split_once("://") {
+                    Some((_, rest)) => (m.to_string(), rest.to_string()),
+                    None => {
+                        let scheme = if self.is_insecure(m) { "http" } else { "https" };
+                        (format!("{scheme}://{m}"), m.to_string())
+                    }
+                };
+                Endpoint {
+                    host: mhost,
+                    base,
+                    mirror: true,
+                }
+            })
+            .collect();
+        out.push(self.endpoint(host));
+        out
+    }
+
+    /// Sends a request: adds a cached `Authorization`, answers one 401
+    /// challenge, and retries connection errors, 5xx and 429 with backoff
+    /// when `retry` is set. Returns the final response whatever its status
+    /// (except a second 401, which becomes [`RegistryError::Unauthorized`]).
+    pub(crate) async fn send(
+        &self,
+        endpoint: &Endpoint,
+        scopes: &[String],
+        request: &Request,
+        retry: bool,
+    ) -> Result<Response> {
+        let inner = &self.inner;
+        let mut attempt = 0u32;
+        let mut answered = false;
+        let mut auth = inner
+            .auth
+            .header(
+                &inner.http,
+                &endpoint.host,
+                scopes,
+                inner.credentials.as_ref(),
+            )
+            .await?;
+        loop {
+            let mut headers = HeaderMap::new();
+            for (name, value) in &request.headers {
+                if let Ok(v) = HeaderValue::from_str(value) {
+                    headers.append(name.clone(), v);
+                }
+            }
+            if let Some(a) = &auth {
+                if let Ok(v) = HeaderValue::from_str(a) {
+                    headers.insert(AUTHORIZATION, v);
+                }
+            }
+            let mut builder = inner
+                .http
+                .request(request.method.clone(), &request.url)
+                .headers(headers);
+            if let Some(body) = &request.body {
+                builder = builder.body(body.clone());
+            }
+            let result = builder.send().await;
+            let retryable = match &result {
+                Ok(r) => {
+                    r.status().is_server_error() || r.status() == StatusCode::TOO_MANY_REQUESTS
+                }
+                Err(e) => !e.is_builder() && !e.is_redirect(),
+            };
+            if retry && retryable && attempt < inner.options.retries {
+                tokio::time::sleep(self.backoff(attempt)).await;
+                attempt += 1;
+                continue;
+            }
+            let response = result.map_err(|source| RegistryError::Http {
+                method: request.method.to_string(),
+                url: request.url.clone(),
+                source,
+            })?;
+            if response.status() == StatusCode::UNAUTHORIZED {
+                if answered {
+                    return Err(inner
+                        .auth
+                        .refused(&endpoint.host, inner.credentials.as_ref()));
+                }
+                answered = true;
+                let challenge = response
+                    .headers()
+                    .get(WWW_AUTHENTICATE)
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::to_string);
+                auth = Some(
+                    inner
+                        .auth
+                        .answer(
+                            &inner.http,
+                            &endpoint.host,
+                            challenge.as_deref(),
+                            scopes,
+                            inner.credentials.as_ref(),
+                        )
+                        .await?,
+                );
+                continue;
+            }
+            return Ok(response);
+        }
+    }
+
+    /// The delay before retry number `attempt` (0-based).
+    pub(crate) fn backoff(&self, attempt: u32) -> Duration {
+        let base = self.inner.options.initial_backoff;
+        base.saturating_mul(1 << attempt.min(6))
+            .min(Duration::from_secs(8))
+    }
+
+    /// Turns an unexpected response into an error carrying the registry's
+    /// own error message.
+    pub(crate) async fn status_error(request: &Request, response: Response) -> RegistryError {
+        let status = response.status().as_u16();
+        let body = response.bytes().await.unwrap_or_default();
+        RegistryError::Status {
+            method: request.method.to_string(),
+            url: request.url.clone(),
+            status,
+            detail: error_detail(&body),
+        }
+    }
+}
+
+/// True for `localhost`, `127.0.0.0/8` and `::1`, with or without a port.
+pub(crate) fn is_loopback_host(host: &str) -> bool {
+    let name = if let Some(rest) = host.strip_prefix('[') {
+        rest.split(']').next().unwrap_or("")
+    } else {
+        host.rsplit_once(':').map_or(host, |(h, p)| {
+            if p.chars().all(|c| c.is_ascii_digit()) {
+                h
+            } else {
+                host
+            }
+        })
+    };
+    name == "localhost"
+        || name
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+/// The scope to pull from a repository.
+pub(crate) fn pull_scope(repository: &str) -> Vec<String> {
+    vec![super::challenge::scope_for(repository, &["pull"])]
+}
+
+/// The scope to push to a repository.
+pub(crate) fn push_scope(repository: &str) -> Vec<String> {
+    vec![super::challenge::scope_for(repository, &["pull", "push"])]
+}

@@ -1,0 +1,363 @@
+//! Pulling: manifest resolution (index → platform), then config and layers
+//! in parallel, each streamed into the store, resumed with `Range` after a
+//! dropped connection, and verified against its digest before it becomes
+//! visible.
+
+use super::client::{pull_scope, Endpoint, RegistryClient, Request};
+use super::error::{RegistryError, Result};
+use super::{BlobOutcome, TransferObserver};
+use crate::image::{descriptor_digest, select_platform, Manifest};
+use crate::media::MANIFEST_ACCEPT;
+use crate::platform::Platform;
+use crate::reference::Reference;
+use crate::store::{BlobIngester, BlobReader, LocalStore, StoreError};
+use crate::Digest;
+use reqwest::header::{ACCEPT, CONTENT_TYPE, RANGE};
+use reqwest::{Method, StatusCode};
+use std::io::Write;
+use std::sync::Arc;
+use tokio::sync::Semaphore;
+
+/// A manifest or index as the registry sent it.
+#[derive(Debug, Clone)]
+pub struct FetchedManifest {
+    /// Its digest (of the bytes as received).
+    pub digest: Digest,
+    /// Its media type.
+    pub media_type: String,
+    /// The bytes, unchanged.
+    pub bytes: Vec<u8>,
+    /// The parsed content.
+    pub manifest: Manifest,
+}
+
+/// What a pull did.
+#[derive(Debug, Clone)]
+pub struct PullReport {
+    /// The digest the reference resolved to (an index or a manifest).
+    pub digest: Digest,
+    /// The manifest for the requested platform.
+    pub manifest: Digest,
+    /// Blobs downloaded.
+    pub fetched: usize,
+    /// Blobs already in the store.
+    pub present: usize,
+    /// Bytes downloaded.
+    pub bytes: u64,
+    /// The registry or mirror the content came from.
+    pub source: String,
+}
+
+impl RegistryClient {
+    /// Fetches the manifest or index `reference` names, trying mirrors
+    /// first. Returns it with the endpoint that served it.
+    ///
+    /// # Errors
+    /// [`RegistryError::ManifestUnknown`], a digest mismatch for a
+    /// by-digest reference, or transport and auth errors.
+    pub async fn fetch_manifest(&self, reference: &Reference) -> Result<FetchedManifest> {
+        self.fetch_manifest_from(reference).await.map(|(m, _)| m)
+    }
+
+    pub(crate) async fn fetch_manifest_from(
+        &self,
+        reference: &Reference,
+    ) -> Result<(FetchedManifest, Endpoint)> {
+        let target = reference
+            .digest()
+            .map(str::to_string)
+            .or_else(|| reference.tag().map(str::to_string))
+            .unwrap_or_else(|| "latest".to_string());
+        let endpoints = self.pull_endpoints(reference);
+        let mut last_err = None;
+        for endpoint in endpoints {
+            match self.fetch_manifest_at(&endpoint, reference, &target).await {
+                Ok(m) => return Ok((m, endpoint)),
+                Err(e) if endpoint.mirror => last_err = Some(e),
+                Err(e) => return Err(e),
+            }
+        }
+        Err(last_err.unwrap_or(RegistryError::ManifestUnknown {
+            reference: reference.to_string(),
+        }))
+    }
+
+    async fn fetch_manifest_at(
+        &self,
+        endpoint: &Endpoint,
+        reference: &Reference,
+        target: &str,
+    ) -> Result<FetchedManifest> {
+        let repo = reference.repository();
+        let request = Request::new(
+            Method::GET,
+            endpoint.url(&format!("{repo}/manifests/{target}")),
+        )
+        .header(ACCEPT, MANIFEST_ACCEPT);
+        let response = self
+            .send(endpoint, &pull_scope(repo), &request, true)
+            .await?;
+        if response.status() == StatusCode::NOT_FOUND {
+            return Err(RegistryError::ManifestUnknown {
+                reference: reference.to_string(),
+            });
+        }
+        if !response.status().is_success() {
+            return Err(Self::status_error(&request, response).await);
+        }
+        let content_type = response
+            .headers()
+            .get(CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        let header_digest = response
+            .headers()
+            .get("docker-content-digest")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<Digest>().ok());
+        let bytes = response
+            .bytes()
+            .await
+            .map_err(|source| RegistryError::Http {
+                method: "GET".into(),
+                url: request.url.clone(),
+                source,
+            })?;
+        let digest = Digest::sha256(&bytes);
+        let expected = reference
+            .digest()
+            .and_then(|d| d.parse::<Digest>().ok())
+            .or(header_digest);
+        if let Some(expected) = expected {
+            if expected.algorithm() == "sha256" && expected != digest {
+                return Err(RegistryError::DigestMismatch {
+                    registry: endpoint.host.clone(),
+                    expected,
+                    actual: digest,
+                });
+            }
+        }
+        let manifest = Manifest::from_slice(&bytes, content_type.as_deref(), digest.as_str())?;
+        let media_type = manifest.media_type();
+        Ok(FetchedManifest {
+            digest,
+            media_type,
+            bytes: bytes.to_vec(),
+            manifest,
+        })
+    }
+
+    /// Pulls `reference` for `platform` into `store` and names it there
+    /// (`docker.io/library/busybox:latest`). An index is stored as is, with
+    /// the blobs of the selected platform only.
+    ///
+    /// # Errors
+    /// Transport, auth, digest or store errors; nothing is named unless
+    /// every blob arrived and was verified.
+    pub async fn pull(
+        &self,
+        reference: &Reference,
+        platform: &Platform,
+        store: &LocalStore,
+        observer: Arc<dyn TransferObserver>,
+    ) -> Result<PullReport> {
+        let _lease = store.lease()?;
+        let (top, endpoint) = self.fetch_manifest_from(reference).await?;
+        let repo = reference.repository().to_string();
+        let mut manifest_digest = top.digest.clone();
+        let mut current = top.clone();
+        let mut to_store = vec![top.clone()];
+        for _ in 0..4 {
+            let Manifest::Index(index) = &current.manifest else {
+                break;
+            };
+            let desc = select_platform(index, platform, current.digest.as_str())?;
+            let child_digest = descriptor_digest(desc, current.digest.as_str())?;
+            let child_ref = Reference::parse(&format!("{}@{}", reference.name(), child_digest))
+                .map_err(|e| RegistryError::Protocol {
+                    url: endpoint.base.clone(),
+                    message: e.to_string(),
+                })?;
+            let child = self
+                .fetch_manifest_at(&endpoint, &child_ref, child_digest.as_str())
+                .await?;
+            manifest_digest = child.digest.clone();
+            to_store.push(child.clone());
+            current = child;
+        }
+        let Manifest::Image(image) = &current.manifest else {
+            return Err(RegistryError::Protocol {
+                url: endpoint.base.clone(),
+                message: format!("{} nests indexes too deeply", top.digest),
+            });
+        };
+        let blobs: Vec<(Digest, u64)> = std::iter::once(image.config())
+            .chain(image.layers())
+            .map(|d| Ok((descriptor_digest(d, current.digest.as_str())?, d.size())))
+            .collect::<Result<_>>()?;
+
+        let semaphore = Arc::new(Semaphore::new(
+            self.options().max_concurrent_transfers.max(1),
+        ));
+        let mut tasks = tokio::task::JoinSet::new();
+        let mut present = 0;
+        let mut seen = std::collections::BTreeSet::new();
+        for (digest, size) in blobs {
+            if !seen.insert(digest.clone()) {
+                continue;
+            }
+            if store.exists(&digest) {
+                present += 1;
+                observer.blob_finished(&digest, size, BlobOutcome::Present);
+                continue;
+            }
+            let client = self.clone();
+            let endpoint = endpoint.clone();
+            let repo = repo.clone();
+            let store = store.clone();
+            let semaphore = semaphore.clone();
+            let observer = observer.clone();
+            tasks.spawn(async move {
+                let _permit = semaphore.acquire_owned().await;
+                client
+                    .fetch_blob(&endpoint, &repo, &digest, size, &store, observer.as_ref())
+                    .await
+            });
+        }
+        let mut fetched = 0;
+        let mut bytes = 0;
+        let mut first_error = None;
+        while let Some(joined) = tasks.join_next().await {
+            match joined {
+                Ok(Ok(n)) => {
+                    fetched += 1;
+                    bytes += n;
+                }
+                Ok(Err(e)) => {
+                    if first_error.is_none() {
+                        first_error = Some(e);
+                        tasks.abort_all();
+                    }
+                }
+                Err(join) if join.is_cancelled() => {}
+                Err(join) => {
+                    first_error.get_or_insert(RegistryError::Protocol {
+                        url: endpoint.base.clone(),
+                        message: format!("download task failed: {join}"),
+                    });
+                }
+            }
+        }
+        if let Some(e) = first_error {
+            return Err(e);
+        }
+        // Manifests last, child before parent, so a stored index never
+        // points at a manifest that is missing.
+        for m in to_store.iter().rev() {
+            store.write_blob(&m.bytes, Some(&m.digest))?;
+            store.add_source(&m.digest, &format!("{}/{}", endpoint.host, repo))?;
+        }
+        store.set_ref(&reference.to_string(), &top.digest)?;
+        Ok(PullReport {
+            digest: top.digest,
+            manifest: manifest_digest,
+            fetched,
+            present,
+            bytes,
+            source: endpoint.host,
+        })
+    }
+
+    /// Downloads one blob into the store, resuming with `Range` after a
+    /// dropped connection. Returns the bytes received.
+    pub(crate) async fn fetch_blob(
+        &self,
+        endpoint: &Endpoint,
+        repo: &str,
+        digest: &Digest,
+        size: u64,
+        store: &LocalStore,
+        observer: &dyn TransferObserver,
+    ) -> Result<u64> {
+        let url = endpoint.url(&format!("{repo}/blobs/{digest}"));
+        let scopes = pull_scope(repo);
+        let mut writer = store.writer()?;
+        let mut received = 0u64;
+        let mut failures = 0u32;
+        observer.blob_started(digest, size);
+        'attempts: loop {
+            let offset = writer.written();
+            let mut request = Request::new(Method::GET, url.clone());
+            if offset > 0 {
+                request = request.header(RANGE, format!("bytes={offset}-"));
+            }
+            let mut response = self.send(endpoint, &scopes, &request, true).await?;
+            match response.status() {
+                StatusCode::PARTIAL_CONTENT if offset > 0 => {}
+                s if s.is_success() => {
+                    if offset > 0 {
+                        // The server ignored the range: start over.
+                        writer = store.writer()?;
+                    }
+                }
+                StatusCode::NOT_FOUND => {
+                    return Err(RegistryError::Status {
+                        method: "GET".into(),
+                        url,
+                        status: 404,
+                        detail: format!("blob {digest} is unknown to the registry"),
+                    })
+                }
+                _ => return Err(Self::status_error(&request, response).await),
+            }
+            loop {
+                match response.chunk().await {
+                    Ok(Some(chunk)) => {
+                        writer.write_all(&chunk).map_err(|e| {
+                            RegistryError::Store(StoreError::Io {
+                                action: "writing download",
+                                path: digest.as_str().into(),
+                                source: e,
+                            })
+                        })?;
+                        received += chunk.len() as u64;
+                        observer.blob_progress(digest, writer.written(), size);
+                    }
+                    Ok(None) => break 'attempts,
+                    Err(source) => {
+                        if failures >= self.options().retries {
+                            return Err(RegistryError::Http {
+                                method: "GET".into(),
+                                url,
+                                source,
+                            });
+                        }
+                        tokio::time::sleep(self.backoff(failures)).await;
+                        failures += 1;
+                        continue 'attempts;
+                    }
+                }
+            }
+        }
+        match writer.commit(Some(digest), Some(size)) {
+            Ok(_) => {}
+            Err(StoreError::DigestMismatch { expected, actual }) => {
+                return Err(RegistryError::DigestMismatch {
+                    registry: endpoint.host.clone(),
+                    expected,
+                    actual,
+                })
+            }
+            Err(StoreError::SizeMismatch { expected, actual, .. }) => {
+                return Err(RegistryError::Protocol {
+                    url,
+                    message: format!("blob {digest} has {actual} bytes, its descriptor says {expected}; the download was discarded"),
+                })
+            }
+            Err(e) => return Err(e.into()),
+        }
+        store.add_source(digest, &format!("{}/{}", endpoint.host, repo))?;
+        observer.blob_finished(digest, size, BlobOutcome::Fetched);
+        Ok(received)
+    }
+}

@@ -1,0 +1,407 @@
+//! Pushing: every blob first (skipped when the registry has it, mounted
+//! from another repository of the same registry when kiln knows one that
+//! has it, else uploaded in one PUT or in PATCH chunks), then child
+//! manifests, then the tagged manifest, so a tag never points at content
+//! the registry lacks.
+
+use super::challenge::scope_for;
+use super::client::{push_scope, Endpoint, RegistryClient, Request};
+use super::error::{RegistryError, Result};
+use super::{BlobOutcome, TransferObserver};
+use crate::image::{descriptor_digest, read_manifest, Manifest};
+use crate::reference::Reference;
+use crate::store::{BlobReader, LocalStore, StoreError};
+use crate::Digest;
+use bytes::Bytes;
+use reqwest::header::{CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE, LOCATION};
+use reqwest::{Method, StatusCode};
+use std::io::{Read, Seek, SeekFrom};
+use std::sync::Arc;
+use tokio::sync::Semaphore;
+
+/// What a push did.
+#[derive(Debug, Clone)]
+pub struct PushReport {
+    /// The digest the tag now points at.
+    pub digest: Digest,
+    /// Blobs uploaded.
+    pub uploaded: usize,
+    /// Blobs mounted from another repository.
+    pub mounted: usize,
+    /// Blobs the registry already had.
+    pub existing: usize,
+    /// Bytes uploaded.
+    pub bytes: u64,
+}
+
+/// A manifest to push, with what it needs.
+struct ManifestPlan {
+    digest: Digest,
+    media_type: String,
+    bytes: Vec<u8>,
+}
+
+impl RegistryClient {
+    /// Pushes the image or index stored under `digest` to `target`
+    /// (`host/repo:tag`).
+    ///
+    /// # Errors
+    /// A blob or child manifest missing from the store (named), transport,
+    /// auth or registry errors. The tag is written only after everything
+    /// it references was accepted.
+    pub async fn push(
+        &self,
+        store: &LocalStore,
+        digest: &Digest,
+        target: &Reference,
+        observer: Arc<dyn TransferObserver>,
+    ) -> Result<PushReport> {
+        let endpoint = self.endpoint(target.registry_host());
+        let repo = target.repository().to_string();
+        let (top, _) = read_manifest(store, digest)?;
+        let mut manifests = Vec::new();
+        let mut blobs: Vec<(Digest, u64)> = Vec::new();
+        match &top {
+            Manifest::Image(_) => collect(store, digest, &mut manifests, &mut blobs)?,
+            Manifest::Index(index) => {
+                for desc in index.manifests() {
+                    let child = descriptor_digest(desc, digest.as_str())?;
+                    if !store.exists(&child) {
+                        let platform = desc
+                            .platform()
+                            .as_ref()
+                            .map(|p| crate::Platform::from_oci(p).to_string())
+                            .unwrap_or_else(|| "unknown platform".into());
+                        return Err(StoreError::NotFound(child).into()).map_err(|e: RegistryError| {
+                            RegistryError::Protocol {
+                                url: target.to_string(),
+                                message: format!("{e}: index {digest} lists a manifest for {platform} that was not pulled; push one platform's manifest instead"),
+                            }
+                        });
+                    }
+                    collect(store, &child, &mut manifests, &mut blobs)?;
+                }
+                let bytes = store.read(digest)?;
+                manifests.push(ManifestPlan {
+                    digest: digest.clone(),
+                    media_type: top.media_type(),
+                    bytes,
+                });
+            }
+        }
+        blobs.sort();
+        blobs.dedup();
+
+        let semaphore = Arc::new(Semaphore::new(
+            self.options().max_concurrent_transfers.max(1),
+        ));
+        let mut tasks = tokio::task::JoinSet::new();
+        for (blob, size) in blobs {
+            let client = self.clone();
+            let endpoint = endpoint.clone();
+            let repo = repo.clone();
+            let store = store.clone();
+            let semaphore = semaphore.clone();
+            let observer = observer.clone();
+            tasks.spawn(async move {
+                let _permit = semaphore.acquire_owned().await;
+                let outcome = client
+                    .push_blob(&endpoint, &repo, &blob, size, &store, observer.as_ref())
+                    .await?;
+                store.add_source(&blob, &format!("{}/{}", endpoint.host, repo))?;
+                observer.blob_finished(&blob, size, outcome);
+                Ok::<_, RegistryError>((outcome, size))
+            });
+        }
+        let mut report = PushReport {
+            digest: digest.clone(),
+            uploaded: 0,
+            mounted: 0,
+            existing: 0,
+            bytes: 0,
+        };
+        let mut first_error = None;
+        while let Some(joined) = tasks.join_next().await {
+            match joined {
+                Ok(Ok((outcome, size))) => match outcome {
+                    BlobOutcome::Uploaded => {
+                        report.uploaded += 1;
+                        report.bytes += size;
+                    }
+                    BlobOutcome::Mounted => report.mounted += 1,
+                    _ => report.existing += 1,
+                },
+                Ok(Err(e)) => {
+                    if first_error.is_none() {
+                        first_error = Some(e);
+                        tasks.abort_all();
+                    }
+                }
+                Err(join) if join.is_cancelled() => {}
+                Err(join) => {
+                    first_error.get_or_insert(RegistryError::Protocol {
+                        url: endpoint.base.clone(),
+                        message: format!("upload task failed: {join}"),
+                    });
+                }
+            }
+        }
+        if let Some(e) = first_error {
+            return Err(e);
+        }
+        let tag = target.tag().unwrap_or("latest").to_string();
+        let count = manifests.len();
+        for (i, m) in manifests.iter().enumerate() {
+            let last = i + 1 == count;
+            let reference = if last && target.digest().is_none() {
+                tag.clone()
+            } else {
+                m.digest.to_string()
+            };
+            self.put_manifest(&endpoint, &repo, &reference, m).await?;
+        }
+        Ok(report)
+    }
+
+    async fn put_manifest(
+        &self,
+        endpoint: &Endpoint,
+        repo: &str,
+        reference: &str,
+        m: &ManifestPlan,
+    ) -> Result<()> {
+        let request = Request::new(
+            Method::PUT,
+            endpoint.url(&format!("{repo}/manifests/{reference}")),
+        )
+        .header(CONTENT_TYPE, m.media_type.clone())
+        .body(Bytes::from(m.bytes.clone()));
+        let response = self
+            .send(endpoint, &push_scope(repo), &request, true)
+            .await?;
+        if !response.status().is_success() {
+            return Err(Self::status_error(&request, response).await);
+        }
+        if let Some(d) = response
+            .headers()
+            .get("docker-content-digest")
+            .and_then(|v| v.to_str().ok())
+        {
+            if d != m.digest.as_str() {
+                return Err(RegistryError::Protocol {
+                    url: request.url,
+                    message: format!(
+                        "the registry stored the manifest as {d}, kiln sent {}",
+                        m.digest
+                    ),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Makes one blob present in `repo`, retrying the whole upload after
+    /// transient failures (an upload session does not survive a registry
+    /// restart).
+    async fn push_blob(
+        &self,
+        endpoint: &Endpoint,
+        repo: &str,
+        digest: &Digest,
+        size: u64,
+        store: &LocalStore,
+        observer: &dyn TransferObserver,
+    ) -> Result<BlobOutcome> {
+        let mut attempt = 0;
+        loop {
+            match self
+                .push_blob_once(endpoint, repo, digest, size, store, observer)
+                .await
+            {
+                Err(e) if attempt < self.options().retries && is_transient(&e) => {
+                    tokio::time::sleep(self.backoff(attempt)).await;
+                    attempt += 1;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    async fn push_blob_once(
+        &self,
+        endpoint: &Endpoint,
+        repo: &str,
+        digest: &Digest,
+        size: u64,
+        store: &LocalStore,
+        observer: &dyn TransferObserver,
+    ) -> Result<BlobOutcome> {
+        let scopes = push_scope(repo);
+        let head = Request::new(
+            Method::HEAD,
+            endpoint.url(&format!("{repo}/blobs/{digest}")),
+        );
+        let response = self.send(endpoint, &scopes, &head, true).await?;
+        if response.status().is_success() {
+            return Ok(BlobOutcome::Exists);
+        }
+        // Cross-repository mount from a repository of this registry known
+        // to hold the blob.
+        let prefix = format!("{}/", endpoint.host);
+        let mount_from = store
+            .sources(digest)?
+            .into_iter()
+            .filter_map(|s| s.strip_prefix(&prefix).map(str::to_string))
+            .find(|r| r != repo);
+        let mut location = None;
+        if let Some(from) = mount_from {
+            let mut scopes = scopes.clone();
+            scopes.push(scope_for(&from, &["pull"]));
+            let request = Request::new(
+                Method::POST,
+                endpoint.url(&format!("{repo}/blobs/uploads/?mount={digest}&from={from}")),
+            )
+            .header(CONTENT_LENGTH, "0");
+            let response = self.send(endpoint, &scopes, &request, false).await?;
+            match response.status() {
+                StatusCode::CREATED => return Ok(BlobOutcome::Mounted),
+                StatusCode::ACCEPTED => {
+                    location = Some(self.location(endpoint, &request, &response)?)
+                }
+                _ => {}
+            }
+        }
+        let mut location = match location {
+            Some(l) => l,
+            None => {
+                let request = Request::new(
+                    Method::POST,
+                    endpoint.url(&format!("{repo}/blobs/uploads/")),
+                )
+                .header(CONTENT_LENGTH, "0");
+                let response = self.send(endpoint, &scopes, &request, false).await?;
+                if response.status() != StatusCode::ACCEPTED {
+                    return Err(Self::status_error(&request, response).await);
+                }
+                self.location(endpoint, &request, &response)?
+            }
+        };
+        observer.blob_started(digest, size);
+        let chunk = self.options().chunk_size.max(1) as u64;
+        let final_body = if size <= chunk {
+            read_range(store, digest, 0, size)?
+        } else {
+            let mut offset = 0;
+            while offset < size {
+                let len = chunk.min(size - offset);
+                let body = read_range(store, digest, offset, len)?;
+                let request = Request::new(Method::PATCH, location.clone())
+                    .header(CONTENT_TYPE, "application/octet-stream")
+                    .header(CONTENT_RANGE, format!("{offset}-{}", offset + len - 1))
+                    .header(CONTENT_LENGTH, len.to_string())
+                    .body(body);
+                let response = self.send(endpoint, &scopes, &request, false).await?;
+                if response.status() != StatusCode::ACCEPTED {
+                    return Err(Self::status_error(&request, response).await);
+                }
+                location = self.location(endpoint, &request, &response)?;
+                offset += len;
+                observer.blob_progress(digest, offset, size);
+            }
+            Bytes::new()
+        };
+        let mut url = reqwest::Url::parse(&location).map_err(|e| RegistryError::Protocol {
+            url: location.clone(),
+            message: format!("bad upload location: {e}"),
+        })?;
+        url.query_pairs_mut().append_pair("digest", digest.as_str());
+        let len = final_body.len();
+        let request = Request::new(Method::PUT, url.to_string())
+            .header(CONTENT_TYPE, "application/octet-stream")
+            .header(CONTENT_LENGTH, len.to_string())
+            .body(final_body);
+        let response = self.send(endpoint, &scopes, &request, false).await?;
+        if response.status() != StatusCode::CREATED {
+            return Err(Self::status_error(&request, response).await);
+        }
+        observer.blob_progress(digest, size, size);
+        Ok(BlobOutcome::Uploaded)
+    }
+
+    /// The absolute upload URL from a response's `Location` header.
+    fn location(
+        &self,
+        endpoint: &Endpoint,
+        request: &Request,
+        response: &reqwest::Response,
+    ) -> Result<String> {
+        let value = response
+            .headers()
+            .get(LOCATION)
+            .and_then(|v| v.to_str().ok())
+            .ok_or_else(|| RegistryError::Protocol {
+                url: request.url.clone(),
+                message: "upload response has no Location header".into(),
+            })?;
+        let base = reqwest::Url::parse(&endpoint.base).map_err(|e| RegistryError::Protocol {
+            url: endpoint.base.clone(),
+            message: e.to_string(),
+        })?;
+        base.join(value)
+            .map(|u| u.to_string())
+            .map_err(|e| RegistryError::Protocol {
+                url: request.url.clone(),
+                message: format!("bad Location {value:?}: {e}"),
+            })
+    }
+}
+
+/// Adds a manifest's config and layers, then the manifest itself.
+fn collect(
+    store: &LocalStore,
+    digest: &Digest,
+    manifests: &mut Vec<ManifestPlan>,
+    blobs: &mut Vec<(Digest, u64)>,
+) -> Result<()> {
+    let (manifest, _) = read_manifest(store, digest)?;
+    for child in manifest.children() {
+        let d = descriptor_digest(child, digest.as_str())?;
+        if !store.exists(&d) {
+            return Err(StoreError::NotFound(d).into());
+        }
+        blobs.push((d, child.size()));
+    }
+    manifests.push(ManifestPlan {
+        digest: digest.clone(),
+        media_type: manifest.media_type(),
+        bytes: store.read(digest)?,
+    });
+    Ok(())
+}
+
+fn read_range(store: &LocalStore, digest: &Digest, offset: u64, len: u64) -> Result<Bytes> {
+    let path = store.blob_path(digest);
+    let io = |action: &'static str| {
+        let path = path.clone();
+        move |source| {
+            RegistryError::Store(StoreError::Io {
+                action,
+                path,
+                source,
+            })
+        }
+    };
+    let mut file = store.open(digest)?;
+    file.seek(SeekFrom::Start(offset)).map_err(io("seeking"))?;
+    let mut buf = vec![0; len as usize];
+    file.read_exact(&mut buf).map_err(io("reading"))?;
+    Ok(Bytes::from(buf))
+}
+
+fn is_transient(e: &RegistryError) -> bool {
+    match e {
+        RegistryError::Http { .. } => true,
+        RegistryError::Status { status, .. } => *status >= 500 || *status == 429 || *status == 404,
+        _ => false,
+    }
+}
