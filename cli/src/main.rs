@@ -1,6 +1,8 @@
 //! `kiln`: a daemonless container image builder.
 
 mod commands;
+mod config;
+mod global;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -9,6 +11,8 @@ use std::process::ExitCode;
 #[derive(Debug, Parser)]
 #[command(name = "kiln", version, about)]
 struct Cli {
+    #[command(flatten)]
+    global: global::GlobalArgs,
     #[command(subcommand)]
     command: Command,
 }
@@ -17,12 +21,35 @@ struct Cli {
 enum Command {
     /// Parse a Dockerfile and print what kiln understood, with positions.
     Parse(commands::parse::ParseArgs),
+    /// Download an image from a registry into the local store.
+    Pull(commands::image::PullArgs),
+    /// Upload an image from the local store to a registry.
+    Push(commands::image::PushArgs),
+    /// List the images in the local store.
+    Images(commands::image::ImagesArgs),
+    /// Give an image another name.
+    Tag(commands::image::TagArgs),
+    /// Remove image names, and the blobs nothing else uses.
+    Rmi(commands::image::RmiArgs),
+    /// Show an image's manifest and config as JSON.
+    Inspect(commands::image::InspectArgs),
+    /// Write images to a docker-archive or OCI layout.
+    Save(commands::archive::SaveArgs),
+    /// Read images from a docker-archive or OCI layout (tar or directory).
+    Load(commands::archive::LoadArgs),
+    /// Remove blobs no image uses, and report the space freed.
+    Prune(commands::archive::PruneArgs),
+    /// Save credentials for a registry (checked against it first).
+    Login(commands::login::LoginArgs),
+    /// Remove saved credentials for a registry.
+    Logout(commands::login::LogoutArgs),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Parse(args) => commands::parse::run(&args),
+        command => run(&cli.global, command).map(|()| ExitCode::SUCCESS),
     };
     match result {
         Ok(code) => code,
@@ -36,10 +63,31 @@ fn main() -> ExitCode {
     }
 }
 
+fn run(global: &global::GlobalArgs, command: Command) -> anyhow::Result<()> {
+    use commands::{archive, image, login};
+    match command {
+        Command::Parse(_) => Ok(()),
+        Command::Pull(a) => image::pull(global, &a),
+        Command::Push(a) => image::push(global, &a),
+        Command::Images(a) => image::images(global, &a),
+        Command::Tag(a) => image::tag(global, &a),
+        Command::Rmi(a) => image::rmi(global, &a),
+        Command::Inspect(a) => image::inspect(global, &a),
+        Command::Save(a) => archive::save(global, &a),
+        Command::Load(a) => archive::load(global, &a),
+        Command::Prune(a) => archive::prune(global, &a),
+        Command::Login(a) => login::login(global, &a),
+        Command::Logout(a) => login::logout(global, &a),
+    }
+}
+
 fn is_broken_pipe(err: &anyhow::Error) -> bool {
     err.chain().any(|cause| {
         cause
             .downcast_ref::<std::io::Error>()
             .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
+            || cause
+                .downcast_ref::<serde_json::Error>()
+                .is_some_and(|e| e.io_error_kind() == Some(std::io::ErrorKind::BrokenPipe))
     })
 }

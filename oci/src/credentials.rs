@@ -22,7 +22,6 @@
 
 // Re-exported from lib.rs by the lead; until then nothing outside the tests
 // uses it.
-#![cfg_attr(not(test), allow(dead_code))]
 
 use base64::alphabet;
 use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig};
@@ -314,6 +313,7 @@ impl DockerConfig {
 
     /// Finds helpers in `search_path` (in `PATH` syntax) instead of the
     /// process's `PATH`, so tests need not change the environment.
+    #[cfg(test)]
     pub(crate) fn with_helper_search_path(mut self, search_path: impl Into<OsString>) -> Self {
         self.helper_search_path = Some(search_path.into());
         self

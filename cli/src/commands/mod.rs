@@ -1,3 +1,6 @@
-//! One module per subcommand.
+//! One module per subcommand family.
 
+pub mod archive;
+pub mod image;
+pub mod login;
 pub mod parse;

@@ -17,7 +17,6 @@
 //! never panics on arbitrary input.
 
 // Used by the registry client, which is still being written.
-#![cfg_attr(not(test), allow(dead_code))]
 
 /// One challenge kiln knows how to answer.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -304,6 +304,23 @@ impl RegistryClient {
         }
     }
 
+    /// Checks that `host` answers the v2 API and accepts the client's
+    /// credentials for it, as `docker login` does.
+    ///
+    /// # Errors
+    /// [`RegistryError::Unauthorized`] when the credentials are refused,
+    /// or transport errors.
+    pub async fn ping(&self, host: &str) -> Result<()> {
+        let endpoint = self.endpoint(host);
+        let request = Request::new(Method::GET, endpoint.url(""));
+        let response = self.send(&endpoint, &[], &request, true).await?;
+        if response.status().is_success() {
+            Ok(())
+        } else {
+            Err(Self::status_error(&request, response).await)
+        }
+    }
+
     /// The delay before retry number `attempt` (0-based).
     pub(crate) fn backoff(&self, attempt: u32) -> Duration {
         let base = self.inner.options.initial_backoff;

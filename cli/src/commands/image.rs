@@ -1,0 +1,361 @@
+//! Image commands over the local store and registries: `pull`, `push`,
+//! `images`, `tag`, `rmi`, `inspect`.
+
+use crate::global::{human_size, runtime, GlobalArgs};
+use anyhow::{bail, Context, Result};
+use clap::Args;
+use kiln_oci::{
+    read_manifest, resolve, BlobOutcome, BlobReader, Digest, LocalStore, Manifest, Platform,
+    Reference, TransferObserver,
+};
+use std::io::Write;
+use std::sync::Arc;
+
+/// Prints one line per blob to stderr as transfers finish.
+struct LineProgress;
+
+impl TransferObserver for LineProgress {
+    fn blob_finished(&self, digest: &Digest, size: u64, outcome: BlobOutcome) {
+        let what = match outcome {
+            BlobOutcome::Fetched => "downloaded",
+            BlobOutcome::Present => "already present",
+            BlobOutcome::Uploaded => "pushed",
+            BlobOutcome::Mounted => "mounted from another repository",
+            BlobOutcome::Exists => "already in the registry",
+        };
+        eprintln!("{}: {what} ({})", short(digest), human_size(size));
+    }
+}
+
+fn short(d: &Digest) -> &str {
+    &d.hex()[..12]
+}
+
+/// Parses a reference the way Docker normalises it, naming the argument in
+/// errors.
+pub fn parse_ref(text: &str) -> Result<Reference> {
+    Reference::parse(text).with_context(|| format!("invalid image reference {text:?}"))
+}
+
+/// The digest a local name (or a full digest, or a unique digest prefix)
+/// refers to.
+pub fn lookup(store: &LocalStore, text: &str) -> Result<(String, Digest)> {
+    if let Ok(reference) = Reference::parse(text) {
+        let name = reference.to_string();
+        if let Some(d) = store.get_ref(&name)? {
+            return Ok((name, d));
+        }
+    }
+    let hex = text.strip_prefix("sha256:").unwrap_or(text);
+    if hex.len() >= 6 && hex.chars().all(|c| c.is_ascii_hexdigit()) {
+        let matches: Vec<(String, Digest)> = store
+            .refs()?
+            .into_iter()
+            .filter(|(_, d)| d.hex().starts_with(hex))
+            .collect();
+        if let Some(first) = matches.first() {
+            if matches.iter().all(|(_, d)| d == &first.1) {
+                return Ok(first.clone());
+            }
+            bail!("{text} is ambiguous: it matches several images");
+        }
+    }
+    bail!("no image named {text} in the store (kiln images lists them; kiln pull fetches one)")
+}
+
+/// Arguments of `kiln pull`.
+#[derive(Debug, Args)]
+pub struct PullArgs {
+    /// The image (`busybox`, `registry:5000/app:1`, `name@sha256:...`).
+    reference: String,
+    /// The platform to pull from a multi-platform image (os/arch[/variant]).
+    #[arg(long)]
+    platform: Option<String>,
+    /// Print only the digest.
+    #[arg(short, long)]
+    quiet: bool,
+}
+
+fn platform_arg(p: &Option<String>) -> Result<Platform> {
+    match p {
+        Some(p) => p.parse().with_context(|| "--platform".to_string()),
+        None => Ok(Platform::host()),
+    }
+}
+
+/// Runs `kiln pull`.
+pub fn pull(global: &GlobalArgs, args: &PullArgs) -> Result<()> {
+    let reference = parse_ref(&args.reference)?;
+    let platform = platform_arg(&args.platform)?;
+    let store = global.store()?;
+    let client = global.registry()?;
+    let observer: Arc<dyn TransferObserver> = if args.quiet {
+        Arc::new(kiln_oci::NoProgress)
+    } else {
+        Arc::new(LineProgress)
+    };
+    let report = runtime()?
+        .block_on(client.pull(&reference, &platform, &store, observer))
+        .with_context(|| format!("pulling {reference}"))?;
+    if args.quiet {
+        println!("{}", report.digest);
+    } else {
+        println!(
+            "Pulled {reference} ({}): {} blobs downloaded ({}), {} already present\nDigest: {}",
+            platform,
+            report.fetched,
+            human_size(report.bytes),
+            report.present,
+            report.digest
+        );
+    }
+    Ok(())
+}
+
+/// Arguments of `kiln push`.
+#[derive(Debug, Args)]
+pub struct PushArgs {
+    /// The local image to push, to the registry its name says.
+    reference: String,
+    /// Push to this reference instead of the image's own name.
+    destination: Option<String>,
+    /// Print only the digest.
+    #[arg(short, long)]
+    quiet: bool,
+}
+
+/// Runs `kiln push`.
+pub fn push(global: &GlobalArgs, args: &PushArgs) -> Result<()> {
+    let store = global.store()?;
+    let (name, digest) = lookup(&store, &args.reference)?;
+    let target = parse_ref(args.destination.as_deref().unwrap_or(&name))?;
+    let client = global.registry()?;
+    let observer: Arc<dyn TransferObserver> = if args.quiet {
+        Arc::new(kiln_oci::NoProgress)
+    } else {
+        Arc::new(LineProgress)
+    };
+    let report = runtime()?
+        .block_on(client.push(&store, &digest, &target, observer))
+        .with_context(|| format!("pushing {target}"))?;
+    if args.quiet {
+        println!("{}", report.digest);
+    } else {
+        println!(
+            "Pushed {target}: {} blobs uploaded ({}), {} mounted, {} already there\nDigest: {}",
+            report.uploaded,
+            human_size(report.bytes),
+            report.mounted,
+            report.existing,
+            report.digest
+        );
+    }
+    Ok(())
+}
+
+/// Arguments of `kiln tag`.
+#[derive(Debug, Args)]
+pub struct TagArgs {
+    /// An image in the store (name or digest).
+    source: String,
+    /// The new name.
+    target: String,
+}
+
+/// Runs `kiln tag`.
+pub fn tag(global: &GlobalArgs, args: &TagArgs) -> Result<()> {
+    let store = global.store()?;
+    let (_, digest) = lookup(&store, &args.source)?;
+    let target = parse_ref(&args.target)?;
+    if target.digest().is_some() {
+        bail!("cannot tag with a digest reference: {}", args.target);
+    }
+    store.set_ref(&target.to_string(), &digest)?;
+    Ok(())
+}
+
+/// Arguments of `kiln rmi`.
+#[derive(Debug, Args)]
+pub struct RmiArgs {
+    /// Images to remove (names; a digest removes every name for it).
+    #[arg(required = true)]
+    references: Vec<String>,
+}
+
+/// Runs `kiln rmi`: removes the names, then the blobs nothing else uses.
+pub fn rmi(global: &GlobalArgs, args: &RmiArgs) -> Result<()> {
+    let store = global.store()?;
+    for text in &args.references {
+        let (name, digest) = lookup(&store, text)?;
+        let by_name = Reference::parse(text).map(|r| r.to_string()).ok() == Some(name.clone());
+        let names: Vec<String> = if by_name {
+            vec![name]
+        } else {
+            store
+                .refs()?
+                .into_iter()
+                .filter(|(_, d)| *d == digest)
+                .map(|(n, _)| n)
+                .collect()
+        };
+        for n in names {
+            store.remove_ref(&n)?;
+            println!("Untagged: {}", familiar(&n));
+        }
+    }
+    let report = store.gc()?;
+    for d in &report.removed {
+        println!("Deleted: {d}");
+    }
+    Ok(())
+}
+
+fn familiar(name: &str) -> String {
+    Reference::parse(name)
+        .map(|r| r.familiar())
+        .unwrap_or_else(|_| name.to_string())
+}
+
+/// Arguments of `kiln images`.
+#[derive(Debug, Args)]
+pub struct ImagesArgs {
+    /// Print only image digests.
+    #[arg(short, long)]
+    quiet: bool,
+    /// Show full digests.
+    #[arg(long)]
+    no_trunc: bool,
+}
+
+/// Runs `kiln images`.
+pub fn images(global: &GlobalArgs, args: &ImagesArgs) -> Result<()> {
+    let store = global.store()?;
+    let refs = store.refs()?;
+    let mut out = std::io::stdout().lock();
+    if args.quiet {
+        let mut seen = std::collections::BTreeSet::new();
+        for d in refs.values() {
+            if seen.insert(d.clone()) {
+                writeln!(out, "{}", if args.no_trunc { d.as_str() } else { short(d) })?;
+            }
+        }
+        return Ok(());
+    }
+    let mut rows = vec![[
+        "REPOSITORY".to_string(),
+        "TAG".into(),
+        "IMAGE ID".into(),
+        "PLATFORM".into(),
+        "SIZE".into(),
+    ]];
+    for (name, digest) in &refs {
+        let (repo, tag) = match Reference::parse(name)
+            .ok()
+            .filter(|_| !name.starts_with("<none>@"))
+        {
+            Some(r) => {
+                let repo = Reference::parse(&r.name())
+                    .map(|n| n.familiar())
+                    .unwrap_or_else(|_| r.name());
+                let repo = repo.strip_suffix(":latest").unwrap_or(&repo).to_string();
+                (repo, r.tag().unwrap_or("<none>").to_string())
+            }
+            None => ("<none>".into(), "<none>".into()),
+        };
+        let (platform, size) = match resolve(&store, digest, &Platform::host())
+            .or_else(|_| first_image(&store, digest))
+        {
+            Ok(image) => {
+                let mut size = image.manifest_size + store.size(&image.config_digest).unwrap_or(0);
+                for l in image.layer_digests().unwrap_or_default() {
+                    size += store.size(&l).unwrap_or(0);
+                }
+                (image.platform().to_string(), human_size(size))
+            }
+            Err(_) => ("?".into(), "?".into()),
+        };
+        let id = if args.no_trunc {
+            digest.to_string()
+        } else {
+            short(digest).to_string()
+        };
+        rows.push([repo, tag, id, platform, size]);
+    }
+    let widths: Vec<usize> = (0..5)
+        .map(|i| rows.iter().map(|r| r[i].len()).max().unwrap_or(0))
+        .collect();
+    for row in rows {
+        let line: Vec<String> = row
+            .iter()
+            .enumerate()
+            .map(|(i, c)| {
+                if i + 1 == row.len() {
+                    c.clone()
+                } else {
+                    format!("{c:<w$}", w = widths[i])
+                }
+            })
+            .collect();
+        writeln!(out, "{}", line.join("   ").trim_end())?;
+    }
+    Ok(())
+}
+
+/// The first image of an index whose manifest is in the store.
+fn first_image(store: &LocalStore, digest: &Digest) -> Result<kiln_oci::Image> {
+    let (manifest, _) = read_manifest(store, digest)?;
+    if let Manifest::Index(index) = manifest {
+        for desc in index.manifests() {
+            if let Ok(d) = kiln_oci::descriptor_digest(desc, digest.as_str()) {
+                if store.exists(&d) {
+                    if let Some(p) = desc.platform() {
+                        return Ok(resolve(store, digest, &Platform::from_oci(p))?);
+                    }
+                }
+            }
+        }
+    }
+    bail!("no image of {digest} is in the store")
+}
+
+/// Arguments of `kiln inspect`.
+#[derive(Debug, Args)]
+pub struct InspectArgs {
+    /// An image in the store (name or digest).
+    reference: String,
+    /// The platform to show from a multi-platform image.
+    #[arg(long)]
+    platform: Option<String>,
+}
+
+/// Runs `kiln inspect`: the manifest (and index) and config as JSON.
+pub fn inspect(global: &GlobalArgs, args: &InspectArgs) -> Result<()> {
+    let store = global.store()?;
+    let (name, digest) = lookup(&store, &args.reference)?;
+    let image = match &args.platform {
+        Some(_) => resolve(&store, &digest, &platform_arg(&args.platform)?)?,
+        None => {
+            resolve(&store, &digest, &Platform::host()).or_else(|_| first_image(&store, &digest))?
+        }
+    };
+    let json = |d: &Digest| -> Result<serde_json::Value> {
+        serde_json::from_slice(&store.read(d)?).with_context(|| format!("blob {d} is not JSON"))
+    };
+    let mut out = serde_json::json!({
+        "Name": name,
+        "Digest": digest.as_str(),
+        "ManifestDigest": image.manifest_digest.as_str(),
+        "MediaType": image.manifest_media_type,
+        "Platform": image.platform().to_string(),
+        "Manifest": json(&image.manifest_digest)?,
+        "ConfigDigest": image.config_digest.as_str(),
+        "Config": json(&image.config_digest)?,
+    });
+    if digest != image.manifest_digest {
+        out["Index"] = json(&digest)?;
+    }
+    let mut stdout = std::io::stdout().lock();
+    serde_json::to_writer_pretty(&mut stdout, &out)?;
+    writeln!(stdout)?;
+    Ok(())
+}

@@ -1,0 +1,79 @@
+//! Options every command shares (`--root`, `--config`,
+//! `--insecure-registry`) and the objects built from them.
+
+use crate::config::Config;
+use anyhow::{Context, Result};
+use clap::Args;
+use kiln_oci::{DockerConfig, LocalStore, RegistryClient, RegistryOptions};
+use std::path::PathBuf;
+
+/// Global options.
+#[derive(Debug, Args)]
+pub struct GlobalArgs {
+    /// The state directory (blobs, refs). Default: /var/lib/kiln as root,
+    /// else $XDG_DATA_HOME/kiln.
+    #[arg(long, global = true, env = "KILN_ROOT", value_name = "DIR")]
+    pub root: Option<PathBuf>,
+    /// The config file. Default: $XDG_CONFIG_HOME/kiln/config.toml, else
+    /// /etc/kiln/config.toml.
+    #[arg(long, global = true, env = "KILN_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// A registry (host[:port]) to reach over plain HTTP; repeatable.
+    /// Loopback registries always are.
+    #[arg(long = "insecure-registry", global = true, value_name = "HOST")]
+    pub insecure_registries: Vec<String>,
+}
+
+impl GlobalArgs {
+    /// Opens the local store.
+    pub fn store(&self) -> Result<LocalStore> {
+        let root = match &self.root {
+            Some(r) => r.clone(),
+            None => kiln_oci::default_root().context(
+                "cannot tell where to keep images: set --root or KILN_ROOT (HOME is not set)",
+            )?,
+        };
+        LocalStore::open(&root).with_context(|| format!("opening the store at {}", root.display()))
+    }
+
+    /// A registry client with the config's mirrors and insecure registries
+    /// and the user's Docker credentials.
+    pub fn registry(&self) -> Result<RegistryClient> {
+        let config = Config::load(self.config.as_deref())?;
+        let mut insecure = config.insecure_registries();
+        insecure.extend(self.insecure_registries.iter().cloned());
+        let options = RegistryOptions {
+            insecure_registries: insecure,
+            mirrors: config.mirrors(),
+            ..RegistryOptions::default()
+        };
+        let credentials = DockerConfig::load_default().context("reading Docker credentials")?;
+        Ok(RegistryClient::new(options, Box::new(credentials))?)
+    }
+}
+
+/// Starts the async runtime the registry commands run on.
+pub fn runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")
+}
+
+/// `1.2 MB`-style sizes (decimal units, as docker prints them).
+pub fn human_size(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "kB", "MB", "GB", "TB"];
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value >= 1000.0 && unit + 1 < UNITS.len() {
+        value /= 1000.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{bytes} B")
+    } else {
+        format!("{value:.3} {}", UNITS[unit])
+            .replace(".000 ", " ")
+            .to_string()
+    }
+}
