@@ -9,6 +9,7 @@
 #![deny(missing_docs)]
 
 pub mod archive;
+mod convert;
 mod credentials;
 mod digest;
 mod gc;
@@ -21,6 +22,7 @@ mod registry;
 mod sources;
 mod store;
 
+pub use convert::convert_media_types;
 pub use credentials::{registry_key, Credential, CredentialError, DockerConfig, Secret};
 pub use digest::{Digest, DigestError};
 pub use gc::{GcReport, Lease};

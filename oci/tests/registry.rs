@@ -672,6 +672,43 @@ fn damaged_layout_is_refused_and_leaves_nothing() {
     assert!(!fresh.exists(&digest(BUSYBOX_LAYER)));
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn docker_media_types_on_request() {
+    let registry = Registry::start(Auth::None);
+    let (_d, store) = store_with_busybox();
+    let docker = kiln_oci::convert_media_types(
+        &store,
+        &digest(BUSYBOX_MANIFEST),
+        kiln_oci::MediaFamily::Docker,
+    )
+    .expect("convert");
+    assert_ne!(docker, digest(BUSYBOX_MANIFEST));
+    let target = reference(&format!("{}/docker/busybox:1", registry.host()));
+    client(StaticCredentials::none())
+        .push(&store, &docker, &target, no_progress())
+        .await
+        .expect("push");
+    let raw = skopeo_ok(&[
+        "inspect",
+        "--raw",
+        "--tls-verify=false",
+        &format!("docker://{target}"),
+    ]);
+    assert!(
+        raw.contains(media::DOCKER_MANIFEST) && raw.contains(media::DOCKER_CONFIG),
+        "{raw}"
+    );
+    assert!(raw.contains(media::DOCKER_LAYER_GZIP), "{raw}");
+    // Converting back gives the original bytes.
+    let back = kiln_oci::convert_media_types(&store, &docker, kiln_oci::MediaFamily::Oci)
+        .expect("convert back");
+    assert_eq!(back, digest(BUSYBOX_MANIFEST));
+    // An image already in the family is returned as is.
+    let same = kiln_oci::convert_media_types(&store, &docker, kiln_oci::MediaFamily::Docker)
+        .expect("no-op");
+    assert_eq!(same, docker);
+}
+
 #[test]
 fn gc_removes_only_unreferenced_blobs() {
     let (_d, store) = store_with_busybox();

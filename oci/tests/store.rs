@@ -163,3 +163,44 @@ fn refs_survive_concurrent_updates() {
     assert!(!store.remove_ref("r0:0").expect("remove again"));
     assert_eq!(store.get_ref("r1:1").expect("get"), Some(d1));
 }
+
+#[test]
+fn gc_waits_for_leases_and_keeps_referenced_blobs() {
+    let (_dir, store) = store();
+    let named = store.write_blob(b"named", None).expect("write");
+    store.set_ref("docker.io/library/x:1", &named).expect("ref");
+    let lease = store.lease().expect("lease");
+    let fresh = store
+        .write_blob(b"written under a lease", None)
+        .expect("write");
+    let (tx, rx) = std::sync::mpsc::channel();
+    let gc_store = store.clone();
+    let collector = std::thread::spawn(move || {
+        let report = gc_store.gc().expect("gc");
+        tx.send(()).expect("send");
+        report
+    });
+    // While the lease is held the collection cannot start.
+    assert!(rx
+        .recv_timeout(std::time::Duration::from_millis(300))
+        .is_err());
+    assert!(store.exists(&fresh));
+    drop(lease);
+    let report = collector.join().expect("gc thread");
+    // Once released, the unnamed blob goes; the named one (not a manifest,
+    // so it has no children) stays.
+    assert_eq!(report.removed, vec![fresh]);
+    assert!(store.exists(&named));
+}
+
+#[test]
+fn gc_removes_ingest_files_of_dead_processes() {
+    let (_dir, store) = store();
+    // No process has this pid: this is what a crashed writer leaves.
+    let stale = store.root().join("ingest").join("999999999-1-1");
+    std::fs::write(&stale, vec![0u8; 1000]).expect("write");
+    let report = store.gc().expect("gc");
+    assert_eq!(report.stale_ingests, 1);
+    assert_eq!(report.bytes_freed, 1000);
+    assert!(!stale.exists());
+}

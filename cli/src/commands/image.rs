@@ -119,15 +119,39 @@ pub struct PushArgs {
     reference: String,
     /// Push to this reference instead of the image's own name.
     destination: Option<String>,
+    /// Manifest media types to push: as stored, OCI, or Docker schema 2.
+    #[arg(long, value_enum, default_value_t = PushFormat::Stored)]
+    format: PushFormat,
     /// Print only the digest.
     #[arg(short, long)]
     quiet: bool,
+}
+
+/// Which media types `kiln push` writes.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum PushFormat {
+    /// Push the manifest exactly as it is stored (its digest is kept).
+    Stored,
+    /// OCI image-spec media types.
+    Oci,
+    /// Docker image manifest v2 schema 2 media types.
+    Docker,
 }
 
 /// Runs `kiln push`.
 pub fn push(global: &GlobalArgs, args: &PushArgs) -> Result<()> {
     let store = global.store()?;
     let (name, digest) = lookup(&store, &args.reference)?;
+    let _lease = store.lease()?;
+    let digest = match args.format {
+        PushFormat::Stored => digest,
+        PushFormat::Oci => {
+            kiln_oci::convert_media_types(&store, &digest, kiln_oci::MediaFamily::Oci)?
+        }
+        PushFormat::Docker => {
+            kiln_oci::convert_media_types(&store, &digest, kiln_oci::MediaFamily::Docker)?
+        }
+    };
     let target = parse_ref(args.destination.as_deref().unwrap_or(&name))?;
     let client = global.registry()?;
     let observer: Arc<dyn TransferObserver> = if args.quiet {

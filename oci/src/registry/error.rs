@@ -12,7 +12,7 @@ use crate::Digest;
 pub enum RegistryError {
     /// The request could not be sent or its response not read (after
     /// retries).
-    #[error("{method} {url}: {source}")]
+    #[error("{method} {url}")]
     Http {
         /// The HTTP method.
         method: String,

@@ -56,6 +56,9 @@ impl RegistryClient {
         target: &Reference,
         observer: Arc<dyn TransferObserver>,
     ) -> Result<PushReport> {
+        // Held so a concurrent `kiln prune` cannot delete what is being
+        // pushed (a re-labelled manifest has no name of its own).
+        let _lease = store.lease()?;
         let endpoint = self.endpoint(target.registry_host());
         let repo = target.repository().to_string();
         let (top, _) = read_manifest(store, digest)?;
