@@ -12,7 +12,7 @@
 #   PORT        first registry port          (default: 5310; each registry gets the next one)
 #   BENCH_WORK  scratch directory            (default: a fresh mktemp -d, removed at exit
 #               unless KEEP=1; an existing image layout there is reused)
-#   REGISTRY    registry binary              (default: docker-registry)
+#   DOCKER_REGISTRY  registry binary         (default: docker-registry)
 #
 # Each measurement runs kiln and skopeo interleaved (kiln, skopeo, kiln,
 # skopeo, ...) so both see the same background noise. `sync` runs before
@@ -30,11 +30,11 @@ LAYERS=${LAYERS:-4}
 LAYER_MB=${LAYER_MB:-50}
 SEED=${SEED:-20240601}
 PORT=${PORT:-5310}
-REGISTRY=${REGISTRY:-docker-registry}
+DOCKER_REGISTRY=${DOCKER_REGISTRY:-docker-registry}
 
 [[ -x $KILN ]] || { echo "kiln binary not found at $KILN (build it: cargo build --release -p kiln-cli, or set KILN)" >&2; exit 1; }
 KILN=$(cd "$(dirname "$KILN")" && pwd)/$(basename "$KILN")
-for tool in skopeo python3 curl "$REGISTRY"; do
+for tool in skopeo python3 curl "$DOCKER_REGISTRY"; do
     command -v "$tool" >/dev/null || { echo "missing tool: $tool" >&2; exit 1; }
 done
 
@@ -88,11 +88,13 @@ storage:
 http:
   addr: 127.0.0.1:$port
 EOF
-    "$REGISTRY" serve "$storage.yml" >"$storage.log" 2>&1 &
+    # The registry reads REGISTRY_* variables as configuration overrides;
+    # keep skopeo's REGISTRY_AUTH_FILE away from it.
+    env -u REGISTRY_AUTH_FILE "$DOCKER_REGISTRY" serve "$storage.yml" >"$storage.log" 2>&1 &
     registry_pid=$!
     reg=127.0.0.1:$port
     for _ in $(seq 100); do
-        if curl -fsS -o /dev/null "http://$reg/v2/"; then return 0; fi
+        if curl -fs -o /dev/null "http://$reg/v2/" 2>/dev/null; then return 0; fi
         kill -0 "$registry_pid" 2>/dev/null || break
         sleep 0.1
     done
@@ -147,7 +149,7 @@ source "$work/image.env"
 echo "Image: manifest $MANIFEST_DIGEST, $BLOB_BYTES blob bytes (config + layers)"
 echo "kiln: $KILN"
 echo "skopeo: $(skopeo --version)"
-echo "registry: $("$REGISTRY" --version 2>&1 | head -1)"
+echo "registry: $("$DOCKER_REGISTRY" --version 2>&1 | head -1)"
 echo "runs: $RUNS, work dir: $work"
 
 # --- push --------------------------------------------------------------------
@@ -167,6 +169,11 @@ for n in $(seq "$RUNS"); do
     start_registry "$work/reg-push-kiln-$n"
     rm -rf "$push_store/sources"
     timed kiln-push "$KILN" --root "$push_store" push bench "$reg/kiln/bench:$n"
+    if ! grep -q "$((LAYERS + 1)) blobs uploaded .*0 mounted, 0 already there" "$work/last.log"; then
+        echo "kiln push did not upload every blob:" >&2
+        cat "$work/last.log" >&2
+        exit 1
+    fi
     got=$(skopeo inspect --raw --tls-verify=false "docker://$reg/kiln/bench:$n" | sha256_of)
     if [[ $got != "$MANIFEST_DIGEST" ]]; then
         echo "kiln push: registry manifest $got != layout manifest $MANIFEST_DIGEST" >&2
@@ -200,7 +207,7 @@ for n in $(seq "$RUNS"); do
     root=$work/pull-root-$n
     rm -rf "$root"
     timed kiln-pull "$KILN" --root "$root" pull "$reg/bench/image:1"
-    if ! "$KILN" --root "$root" images | grep -q "bench/image"; then
+    if ! "$KILN" --root "$root" images | grep -Eq "^$reg/bench/image +1 +${MANIFEST_DIGEST:7:12} "; then
         echo "kiln pull: kiln images does not list $reg/bench/image:1:" >&2
         "$KILN" --root "$root" images >&2
         exit 1

@@ -27,6 +27,15 @@ impl TransferObserver for LineProgress {
     }
 }
 
+/// Per-blob lines on stderr, or nothing with `--quiet`.
+fn observer(quiet: bool) -> Arc<dyn TransferObserver> {
+    if quiet {
+        Arc::new(kiln_oci::NoProgress)
+    } else {
+        Arc::new(LineProgress)
+    }
+}
+
 fn short(d: &Digest) -> &str {
     &d.hex()[..12]
 }
@@ -89,11 +98,7 @@ pub fn pull(global: &GlobalArgs, args: &PullArgs) -> Result<()> {
     let platform = platform_arg(&args.platform)?;
     let store = global.store()?;
     let client = global.registry()?;
-    let observer: Arc<dyn TransferObserver> = if args.quiet {
-        Arc::new(kiln_oci::NoProgress)
-    } else {
-        Arc::new(LineProgress)
-    };
+    let observer = observer(args.quiet);
     let report = runtime()?
         .block_on(client.pull(&reference, &platform, &store, observer))
         .with_context(|| format!("pulling {reference}"))?;
@@ -154,11 +159,7 @@ pub fn push(global: &GlobalArgs, args: &PushArgs) -> Result<()> {
     };
     let target = parse_ref(args.destination.as_deref().unwrap_or(&name))?;
     let client = global.registry()?;
-    let observer: Arc<dyn TransferObserver> = if args.quiet {
-        Arc::new(kiln_oci::NoProgress)
-    } else {
-        Arc::new(LineProgress)
-    };
+    let observer = observer(args.quiet);
     let report = runtime()?
         .block_on(client.push(&store, &digest, &target, observer))
         .with_context(|| format!("pushing {target}"))?;

@@ -121,20 +121,30 @@ impl AuthCache {
                     return Ok(cached);
                 }
                 let credential = creds.credential_for(host)?;
-                let token = fetch_token(
-                    http,
-                    host,
-                    &realm,
-                    service.as_deref(),
-                    scopes,
-                    credential.as_ref(),
-                )
-                .await?;
-                let header = format!("Bearer {}", token.value);
-                lock(&self.tokens).insert(key, token);
-                Ok(Some(header))
+                let realm = Realm {
+                    url: &realm,
+                    service: service.as_deref(),
+                };
+                self.bearer(http, host, &realm, scopes, credential.as_ref())
+                    .await
+                    .map(Some)
             }
         }
+    }
+
+    /// Fetches a token for `scopes`, caches it, and returns its header.
+    async fn bearer(
+        &self,
+        http: &reqwest::Client,
+        host: &str,
+        realm: &Realm<'_>,
+        scopes: &[String],
+        credential: Option<&Credential>,
+    ) -> Result<String> {
+        let token = fetch_token(http, host, realm, scopes, credential).await?;
+        let header = format!("Bearer {}", token.value);
+        lock(&self.tokens).insert(token_key(host, scopes), token);
+        Ok(header)
     }
 
     /// Answers a 401: records the registry's scheme and, for bearer auth,
@@ -161,18 +171,13 @@ impl AuthCache {
                     service: service.clone(),
                 },
             );
-            let token = fetch_token(
-                http,
-                host,
-                &realm,
-                service.as_deref(),
-                scopes,
-                credential.as_ref(),
-            )
-            .await?;
-            let header = format!("Bearer {}", token.value);
-            lock(&self.tokens).insert(token_key(host, scopes), token);
-            return Ok(header);
+            let realm = Realm {
+                url: &realm,
+                service: service.as_deref(),
+            };
+            return self
+                .bearer(http, host, &realm, scopes, credential.as_ref())
+                .await;
         }
         if challenges
             .iter()
@@ -235,6 +240,12 @@ fn basic_header(c: &Credential) -> String {
     )
 }
 
+/// Where tokens come from: the challenge's realm URL and service.
+struct Realm<'a> {
+    url: &'a str,
+    service: Option<&'a str>,
+}
+
 #[derive(serde::Deserialize)]
 struct TokenResponse {
     token: Option<String>,
@@ -248,11 +259,11 @@ struct TokenResponse {
 async fn fetch_token(
     http: &reqwest::Client,
     host: &str,
-    realm: &str,
-    service: Option<&str>,
+    realm: &Realm<'_>,
     scopes: &[String],
     credential: Option<&Credential>,
 ) -> Result<Token> {
+    let (service, realm) = (realm.service, realm.url);
     let started = Instant::now();
     let request = match credential {
         Some(Credential {

@@ -4,13 +4,17 @@
 
 use super::auth::{AuthCache, CredentialProvider, StaticCredentials};
 use super::error::{error_detail, RegistryError, Result};
+use super::TransferObserver;
 use crate::reference::Reference;
+use crate::store::LocalStore;
+use crate::Digest;
 use bytes::Bytes;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue, AUTHORIZATION, WWW_AUTHENTICATE};
 use reqwest::{Method, Response, StatusCode};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
+use tokio::sync::Semaphore;
 
 /// How the client behaves; the defaults suit a shell or CI job.
 #[derive(Debug, Clone)]
@@ -321,6 +325,23 @@ impl RegistryClient {
         }
     }
 
+    /// The shared state of one pull's or push's blob transfers.
+    pub(crate) fn transfer(
+        &self,
+        endpoint: &Endpoint,
+        repo: &str,
+        store: &LocalStore,
+        observer: Arc<dyn TransferObserver>,
+    ) -> Transfer {
+        Transfer {
+            client: self.clone(),
+            endpoint: endpoint.clone(),
+            repo: repo.to_string(),
+            store: store.clone(),
+            observer,
+        }
+    }
+
     /// The delay before retry number `attempt` (0-based).
     pub(crate) fn backoff(&self, attempt: u32) -> Duration {
         let base = self.inner.options.initial_backoff;
@@ -339,6 +360,85 @@ impl RegistryClient {
             status,
             detail: error_detail(&body),
         }
+    }
+}
+
+/// What every blob transfer of one pull or push shares.
+#[derive(Clone)]
+pub(crate) struct Transfer {
+    pub(crate) client: RegistryClient,
+    pub(crate) endpoint: Endpoint,
+    pub(crate) repo: String,
+    pub(crate) store: LocalStore,
+    pub(crate) observer: Arc<dyn TransferObserver>,
+}
+
+impl Transfer {
+    /// Runs `work` for each blob, at most
+    /// [`RegistryOptions::max_concurrent_transfers`] at once, and collects
+    /// the results (the first error aborts the rest).
+    pub(crate) async fn for_each_blob<T, F, Fut>(
+        &self,
+        blobs: Vec<(Digest, u64)>,
+        what: &str,
+        work: F,
+    ) -> Result<Vec<T>>
+    where
+        T: Send + 'static,
+        F: Fn(Transfer, Digest, u64) -> Fut,
+        Fut: std::future::Future<Output = Result<T>> + Send + 'static,
+    {
+        let permits = Arc::new(Semaphore::new(
+            self.client.options().max_concurrent_transfers.max(1),
+        ));
+        let mut tasks = tokio::task::JoinSet::new();
+        for (digest, size) in blobs {
+            let permits = permits.clone();
+            let job = work(self.clone(), digest, size);
+            tasks.spawn(async move {
+                let _permit = permits.acquire_owned().await;
+                job.await
+            });
+        }
+        join_transfers(tasks, &self.endpoint, what).await
+    }
+
+    /// `host/repository`, as recorded in the store's blob sources.
+    pub(crate) fn location(&self) -> String {
+        format!("{}/{}", self.endpoint.host, self.repo)
+    }
+}
+
+/// Waits for every transfer task; on the first failure aborts the rest and
+/// returns that error. `what` names the tasks in a panic report.
+async fn join_transfers<T: 'static>(
+    mut tasks: tokio::task::JoinSet<Result<T>>,
+    endpoint: &Endpoint,
+    what: &str,
+) -> Result<Vec<T>> {
+    let mut done = Vec::new();
+    let mut first_error = None;
+    while let Some(joined) = tasks.join_next().await {
+        match joined {
+            Ok(Ok(value)) => done.push(value),
+            Ok(Err(e)) => {
+                if first_error.is_none() {
+                    first_error = Some(e);
+                    tasks.abort_all();
+                }
+            }
+            Err(join) if join.is_cancelled() => {}
+            Err(join) => {
+                first_error.get_or_insert(RegistryError::Protocol {
+                    url: endpoint.base.clone(),
+                    message: format!("{what} task failed: {join}"),
+                });
+            }
+        }
+    }
+    match first_error {
+        Some(e) => Err(e),
+        None => Ok(done),
     }
 }
 

@@ -3,7 +3,7 @@
 //! dropped connection, and verified against its digest before it becomes
 //! visible.
 
-use super::client::{pull_scope, Endpoint, RegistryClient, Request};
+use super::client::{pull_scope, Endpoint, RegistryClient, Request, Transfer};
 use super::error::{RegistryError, Result};
 use super::{BlobOutcome, TransferObserver};
 use crate::image::{descriptor_digest, select_platform, Manifest};
@@ -16,7 +16,6 @@ use reqwest::header::{ACCEPT, CONTENT_TYPE, RANGE};
 use reqwest::{Method, StatusCode};
 use std::io::Write;
 use std::sync::Arc;
-use tokio::sync::Semaphore;
 
 /// A manifest or index as the registry sent it.
 #[derive(Debug, Clone)]
@@ -196,12 +195,9 @@ impl RegistryClient {
             .map(|d| Ok((descriptor_digest(d, current.digest.as_str())?, d.size())))
             .collect::<Result<_>>()?;
 
-        let semaphore = Arc::new(Semaphore::new(
-            self.options().max_concurrent_transfers.max(1),
-        ));
-        let mut tasks = tokio::task::JoinSet::new();
         let mut present = 0;
         let mut seen = std::collections::BTreeSet::new();
+        let mut missing = Vec::new();
         for (digest, size) in blobs {
             if !seen.insert(digest.clone()) {
                 continue;
@@ -209,48 +205,18 @@ impl RegistryClient {
             if store.exists(&digest) {
                 present += 1;
                 observer.blob_finished(&digest, size, BlobOutcome::Present);
-                continue;
-            }
-            let client = self.clone();
-            let endpoint = endpoint.clone();
-            let repo = repo.clone();
-            let store = store.clone();
-            let semaphore = semaphore.clone();
-            let observer = observer.clone();
-            tasks.spawn(async move {
-                let _permit = semaphore.acquire_owned().await;
-                client
-                    .fetch_blob(&endpoint, &repo, &digest, size, &store, observer.as_ref())
-                    .await
-            });
-        }
-        let mut fetched = 0;
-        let mut bytes = 0;
-        let mut first_error = None;
-        while let Some(joined) = tasks.join_next().await {
-            match joined {
-                Ok(Ok(n)) => {
-                    fetched += 1;
-                    bytes += n;
-                }
-                Ok(Err(e)) => {
-                    if first_error.is_none() {
-                        first_error = Some(e);
-                        tasks.abort_all();
-                    }
-                }
-                Err(join) if join.is_cancelled() => {}
-                Err(join) => {
-                    first_error.get_or_insert(RegistryError::Protocol {
-                        url: endpoint.base.clone(),
-                        message: format!("download task failed: {join}"),
-                    });
-                }
+            } else {
+                missing.push((digest, size));
             }
         }
-        if let Some(e) = first_error {
-            return Err(e);
-        }
+        let transfer = self.transfer(&endpoint, &repo, store, observer);
+        let received = transfer
+            .for_each_blob(missing, "download", |t, digest, size| async move {
+                t.fetch_blob(&digest, size).await
+            })
+            .await?;
+        let fetched = received.len();
+        let bytes = received.iter().sum();
         // Manifests last, child before parent, so a stored index never
         // points at a manifest that is missing.
         for m in to_store.iter().rev() {
@@ -267,18 +233,19 @@ impl RegistryClient {
             source: endpoint.host,
         })
     }
+}
 
+impl Transfer {
     /// Downloads one blob into the store, resuming with `Range` after a
     /// dropped connection. Returns the bytes received.
-    pub(crate) async fn fetch_blob(
-        &self,
-        endpoint: &Endpoint,
-        repo: &str,
-        digest: &Digest,
-        size: u64,
-        store: &LocalStore,
-        observer: &dyn TransferObserver,
-    ) -> Result<u64> {
+    pub(crate) async fn fetch_blob(&self, digest: &Digest, size: u64) -> Result<u64> {
+        let (client, endpoint, repo, store) = (
+            &self.client,
+            &self.endpoint,
+            self.repo.as_str(),
+            &self.store,
+        );
+        let observer = self.observer.as_ref();
         let url = endpoint.url(&format!("{repo}/blobs/{digest}"));
         let scopes = pull_scope(repo);
         let mut writer = store.writer()?;
@@ -291,7 +258,7 @@ impl RegistryClient {
             if offset > 0 {
                 request = request.header(RANGE, format!("bytes={offset}-"));
             }
-            let mut response = self.send(endpoint, &scopes, &request, true).await?;
+            let mut response = client.send(endpoint, &scopes, &request, true).await?;
             match response.status() {
                 StatusCode::PARTIAL_CONTENT if offset > 0 => {}
                 s if s.is_success() => {
@@ -308,7 +275,7 @@ impl RegistryClient {
                         detail: format!("blob {digest} is unknown to the registry"),
                     })
                 }
-                _ => return Err(Self::status_error(&request, response).await),
+                _ => return Err(RegistryClient::status_error(&request, response).await),
             }
             loop {
                 match response.chunk().await {
@@ -325,14 +292,14 @@ impl RegistryClient {
                     }
                     Ok(None) => break 'attempts,
                     Err(source) => {
-                        if failures >= self.options().retries {
+                        if failures >= client.options().retries {
                             return Err(RegistryError::Http {
                                 method: "GET".into(),
                                 url,
                                 source,
                             });
                         }
-                        tokio::time::sleep(self.backoff(failures)).await;
+                        tokio::time::sleep(client.backoff(failures)).await;
                         failures += 1;
                         continue 'attempts;
                     }
@@ -356,7 +323,7 @@ impl RegistryClient {
             }
             Err(e) => return Err(e.into()),
         }
-        store.add_source(digest, &format!("{}/{}", endpoint.host, repo))?;
+        store.add_source(digest, &self.location())?;
         observer.blob_finished(digest, size, BlobOutcome::Fetched);
         Ok(received)
     }

@@ -5,7 +5,7 @@
 //! the registry lacks.
 
 use super::challenge::scope_for;
-use super::client::{push_scope, Endpoint, RegistryClient, Request};
+use super::client::{push_scope, Endpoint, RegistryClient, Request, Transfer};
 use super::error::{RegistryError, Result};
 use super::{BlobOutcome, TransferObserver};
 use crate::image::{descriptor_digest, read_manifest, Manifest};
@@ -17,7 +17,6 @@ use reqwest::header::{CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE, LOCATION};
 use reqwest::{Method, StatusCode};
 use std::io::{Read, Seek, SeekFrom};
 use std::sync::Arc;
-use tokio::sync::Semaphore;
 
 /// What a push did.
 #[derive(Debug, Clone)]
@@ -95,27 +94,15 @@ impl RegistryClient {
         blobs.sort();
         blobs.dedup();
 
-        let semaphore = Arc::new(Semaphore::new(
-            self.options().max_concurrent_transfers.max(1),
-        ));
-        let mut tasks = tokio::task::JoinSet::new();
-        for (blob, size) in blobs {
-            let client = self.clone();
-            let endpoint = endpoint.clone();
-            let repo = repo.clone();
-            let store = store.clone();
-            let semaphore = semaphore.clone();
-            let observer = observer.clone();
-            tasks.spawn(async move {
-                let _permit = semaphore.acquire_owned().await;
-                let outcome = client
-                    .push_blob(&endpoint, &repo, &blob, size, &store, observer.as_ref())
-                    .await?;
-                store.add_source(&blob, &format!("{}/{}", endpoint.host, repo))?;
-                observer.blob_finished(&blob, size, outcome);
-                Ok::<_, RegistryError>((outcome, size))
-            });
-        }
+        let transfer = self.transfer(&endpoint, &repo, store, observer);
+        let outcomes = transfer
+            .for_each_blob(blobs, "upload", |t, blob, size| async move {
+                let outcome = t.push_blob(&blob, size).await?;
+                t.store.add_source(&blob, &t.location())?;
+                t.observer.blob_finished(&blob, size, outcome);
+                Ok((outcome, size))
+            })
+            .await?;
         let mut report = PushReport {
             digest: digest.clone(),
             uploaded: 0,
@@ -123,34 +110,15 @@ impl RegistryClient {
             existing: 0,
             bytes: 0,
         };
-        let mut first_error = None;
-        while let Some(joined) = tasks.join_next().await {
-            match joined {
-                Ok(Ok((outcome, size))) => match outcome {
-                    BlobOutcome::Uploaded => {
-                        report.uploaded += 1;
-                        report.bytes += size;
-                    }
-                    BlobOutcome::Mounted => report.mounted += 1,
-                    _ => report.existing += 1,
-                },
-                Ok(Err(e)) => {
-                    if first_error.is_none() {
-                        first_error = Some(e);
-                        tasks.abort_all();
-                    }
+        for (outcome, size) in outcomes {
+            match outcome {
+                BlobOutcome::Uploaded => {
+                    report.uploaded += 1;
+                    report.bytes += size;
                 }
-                Err(join) if join.is_cancelled() => {}
-                Err(join) => {
-                    first_error.get_or_insert(RegistryError::Protocol {
-                        url: endpoint.base.clone(),
-                        message: format!("upload task failed: {join}"),
-                    });
-                }
+                BlobOutcome::Mounted => report.mounted += 1,
+                _ => report.existing += 1,
             }
-        }
-        if let Some(e) = first_error {
-            return Err(e);
         }
         let tag = target.tag().unwrap_or("latest").to_string();
         let count = manifests.len();
@@ -203,136 +171,8 @@ impl RegistryClient {
         Ok(())
     }
 
-    /// Makes one blob present in `repo`, retrying the whole upload after
-    /// transient failures (an upload session does not survive a registry
-    /// restart).
-    async fn push_blob(
-        &self,
-        endpoint: &Endpoint,
-        repo: &str,
-        digest: &Digest,
-        size: u64,
-        store: &LocalStore,
-        observer: &dyn TransferObserver,
-    ) -> Result<BlobOutcome> {
-        let mut attempt = 0;
-        loop {
-            match self
-                .push_blob_once(endpoint, repo, digest, size, store, observer)
-                .await
-            {
-                Err(e) if attempt < self.options().retries && is_transient(&e) => {
-                    tokio::time::sleep(self.backoff(attempt)).await;
-                    attempt += 1;
-                }
-                other => return other,
-            }
-        }
-    }
-
-    async fn push_blob_once(
-        &self,
-        endpoint: &Endpoint,
-        repo: &str,
-        digest: &Digest,
-        size: u64,
-        store: &LocalStore,
-        observer: &dyn TransferObserver,
-    ) -> Result<BlobOutcome> {
-        let scopes = push_scope(repo);
-        let head = Request::new(
-            Method::HEAD,
-            endpoint.url(&format!("{repo}/blobs/{digest}")),
-        );
-        let response = self.send(endpoint, &scopes, &head, true).await?;
-        if response.status().is_success() {
-            return Ok(BlobOutcome::Exists);
-        }
-        // Cross-repository mount from a repository of this registry known
-        // to hold the blob.
-        let prefix = format!("{}/", endpoint.host);
-        let mount_from = store
-            .sources(digest)?
-            .into_iter()
-            .filter_map(|s| s.strip_prefix(&prefix).map(str::to_string))
-            .find(|r| r != repo);
-        let mut location = None;
-        if let Some(from) = mount_from {
-            let mut scopes = scopes.clone();
-            scopes.push(scope_for(&from, &["pull"]));
-            let request = Request::new(
-                Method::POST,
-                endpoint.url(&format!("{repo}/blobs/uploads/?mount={digest}&from={from}")),
-            )
-            .header(CONTENT_LENGTH, "0");
-            let response = self.send(endpoint, &scopes, &request, false).await?;
-            match response.status() {
-                StatusCode::CREATED => return Ok(BlobOutcome::Mounted),
-                StatusCode::ACCEPTED => {
-                    location = Some(self.location(endpoint, &request, &response)?)
-                }
-                _ => {}
-            }
-        }
-        let mut location = match location {
-            Some(l) => l,
-            None => {
-                let request = Request::new(
-                    Method::POST,
-                    endpoint.url(&format!("{repo}/blobs/uploads/")),
-                )
-                .header(CONTENT_LENGTH, "0");
-                let response = self.send(endpoint, &scopes, &request, false).await?;
-                if response.status() != StatusCode::ACCEPTED {
-                    return Err(Self::status_error(&request, response).await);
-                }
-                self.location(endpoint, &request, &response)?
-            }
-        };
-        observer.blob_started(digest, size);
-        let chunk = self.options().chunk_size.max(1) as u64;
-        let final_body = if size <= chunk {
-            read_range(store, digest, 0, size)?
-        } else {
-            let mut offset = 0;
-            while offset < size {
-                let len = chunk.min(size - offset);
-                let body = read_range(store, digest, offset, len)?;
-                let request = Request::new(Method::PATCH, location.clone())
-                    .header(CONTENT_TYPE, "application/octet-stream")
-                    .header(CONTENT_RANGE, format!("{offset}-{}", offset + len - 1))
-                    .header(CONTENT_LENGTH, len.to_string())
-                    .body(body);
-                let response = self.send(endpoint, &scopes, &request, false).await?;
-                if response.status() != StatusCode::ACCEPTED {
-                    return Err(Self::status_error(&request, response).await);
-                }
-                location = self.location(endpoint, &request, &response)?;
-                offset += len;
-                observer.blob_progress(digest, offset, size);
-            }
-            Bytes::new()
-        };
-        let mut url = reqwest::Url::parse(&location).map_err(|e| RegistryError::Protocol {
-            url: location.clone(),
-            message: format!("bad upload location: {e}"),
-        })?;
-        url.query_pairs_mut().append_pair("digest", digest.as_str());
-        let len = final_body.len();
-        let request = Request::new(Method::PUT, url.to_string())
-            .header(CONTENT_TYPE, "application/octet-stream")
-            .header(CONTENT_LENGTH, len.to_string())
-            .body(final_body);
-        let response = self.send(endpoint, &scopes, &request, false).await?;
-        if response.status() != StatusCode::CREATED {
-            return Err(Self::status_error(&request, response).await);
-        }
-        observer.blob_progress(digest, size, size);
-        Ok(BlobOutcome::Uploaded)
-    }
-
     /// The absolute upload URL from a response's `Location` header.
-    fn location(
+    fn upload_location(
         &self,
         endpoint: &Endpoint,
         request: &Request,
@@ -356,6 +196,125 @@ impl RegistryClient {
                 url: request.url.clone(),
                 message: format!("bad Location {value:?}: {e}"),
             })
+    }
+}
+
+impl Transfer {
+    /// Makes one blob present in `repo`, retrying the whole upload after
+    /// transient failures (an upload session does not survive a registry
+    /// restart).
+    async fn push_blob(&self, digest: &Digest, size: u64) -> Result<BlobOutcome> {
+        let client = &self.client;
+        let mut attempt = 0;
+        loop {
+            match self.push_blob_once(digest, size).await {
+                Err(e) if attempt < client.options().retries && is_transient(&e) => {
+                    tokio::time::sleep(client.backoff(attempt)).await;
+                    attempt += 1;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    async fn push_blob_once(&self, digest: &Digest, size: u64) -> Result<BlobOutcome> {
+        let (client, endpoint, repo, store) = (
+            &self.client,
+            &self.endpoint,
+            self.repo.as_str(),
+            &self.store,
+        );
+        let observer = self.observer.as_ref();
+        let scopes = push_scope(repo);
+        let head = Request::new(
+            Method::HEAD,
+            endpoint.url(&format!("{repo}/blobs/{digest}")),
+        );
+        let response = client.send(endpoint, &scopes, &head, true).await?;
+        if response.status().is_success() {
+            return Ok(BlobOutcome::Exists);
+        }
+        // Cross-repository mount from a repository of this registry known
+        // to hold the blob.
+        let prefix = format!("{}/", endpoint.host);
+        let mount_from = store
+            .sources(digest)?
+            .into_iter()
+            .filter_map(|s| s.strip_prefix(&prefix).map(str::to_string))
+            .find(|r| r != repo);
+        let mut location = None;
+        if let Some(from) = mount_from {
+            let mut scopes = scopes.clone();
+            scopes.push(scope_for(&from, &["pull"]));
+            let request = Request::new(
+                Method::POST,
+                endpoint.url(&format!("{repo}/blobs/uploads/?mount={digest}&from={from}")),
+            )
+            .header(CONTENT_LENGTH, "0");
+            let response = client.send(endpoint, &scopes, &request, false).await?;
+            match response.status() {
+                StatusCode::CREATED => return Ok(BlobOutcome::Mounted),
+                StatusCode::ACCEPTED => {
+                    location = Some(client.upload_location(endpoint, &request, &response)?)
+                }
+                _ => {}
+            }
+        }
+        let mut location = match location {
+            Some(l) => l,
+            None => {
+                let request = Request::new(
+                    Method::POST,
+                    endpoint.url(&format!("{repo}/blobs/uploads/")),
+                )
+                .header(CONTENT_LENGTH, "0");
+                let response = client.send(endpoint, &scopes, &request, false).await?;
+                if response.status() != StatusCode::ACCEPTED {
+                    return Err(RegistryClient::status_error(&request, response).await);
+                }
+                client.upload_location(endpoint, &request, &response)?
+            }
+        };
+        observer.blob_started(digest, size);
+        let chunk = client.options().chunk_size.max(1) as u64;
+        let final_body = if size <= chunk {
+            read_range(store, digest, 0, size)?
+        } else {
+            let mut offset = 0;
+            while offset < size {
+                let len = chunk.min(size - offset);
+                let body = read_range(store, digest, offset, len)?;
+                let request = Request::new(Method::PATCH, location.clone())
+                    .header(CONTENT_TYPE, "application/octet-stream")
+                    .header(CONTENT_RANGE, format!("{offset}-{}", offset + len - 1))
+                    .header(CONTENT_LENGTH, len.to_string())
+                    .body(body);
+                let response = client.send(endpoint, &scopes, &request, false).await?;
+                if response.status() != StatusCode::ACCEPTED {
+                    return Err(RegistryClient::status_error(&request, response).await);
+                }
+                location = client.upload_location(endpoint, &request, &response)?;
+                offset += len;
+                observer.blob_progress(digest, offset, size);
+            }
+            Bytes::new()
+        };
+        let mut url = reqwest::Url::parse(&location).map_err(|e| RegistryError::Protocol {
+            url: location.clone(),
+            message: format!("bad upload location: {e}"),
+        })?;
+        url.query_pairs_mut().append_pair("digest", digest.as_str());
+        let len = final_body.len();
+        let request = Request::new(Method::PUT, url.to_string())
+            .header(CONTENT_TYPE, "application/octet-stream")
+            .header(CONTENT_LENGTH, len.to_string())
+            .body(final_body);
+        let response = client.send(endpoint, &scopes, &request, false).await?;
+        if response.status() != StatusCode::CREATED {
+            return Err(RegistryClient::status_error(&request, response).await);
+        }
+        observer.blob_progress(digest, size, size);
+        Ok(BlobOutcome::Uploaded)
     }
 }
 
