@@ -6,14 +6,16 @@ use super::auth::{AuthCache, CredentialProvider, StaticCredentials};
 use super::error::{error_detail, RegistryError, Result};
 use super::TransferObserver;
 use crate::reference::Reference;
-use crate::store::LocalStore;
+use crate::store::{LocalStore, StoreError};
 use crate::Digest;
 use bytes::Bytes;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue, AUTHORIZATION, WWW_AUTHENTICATE};
 use reqwest::{Method, Response, StatusCode};
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncSeekExt};
 use tokio::sync::Semaphore;
 
 /// How the client behaves; the defaults suit a shell or CI job.
@@ -88,7 +90,47 @@ pub(crate) struct Request {
     pub(crate) method: Method,
     pub(crate) url: String,
     pub(crate) headers: Vec<(HeaderName, String)>,
-    pub(crate) body: Option<Bytes>,
+    pub(crate) body: Option<Body>,
+}
+
+/// A request body that can be produced again for each attempt: bytes in
+/// memory (manifests), or a range of a file streamed from disk (blob
+/// uploads, so memory stays flat whatever the chunk size).
+#[derive(Debug, Clone)]
+pub(crate) enum Body {
+    Bytes(Bytes),
+    FileRange {
+        path: PathBuf,
+        offset: u64,
+        len: u64,
+    },
+}
+
+impl Body {
+    async fn to_reqwest(&self) -> Result<reqwest::Body> {
+        match self {
+            Body::Bytes(b) => Ok(reqwest::Body::from(b.clone())),
+            Body::FileRange { path, offset, len } => {
+                let io = |action: &'static str| {
+                    let path = path.clone();
+                    move |source| {
+                        RegistryError::Store(StoreError::Io {
+                            action,
+                            path,
+                            source,
+                        })
+                    }
+                };
+                let mut file = tokio::fs::File::open(path).await.map_err(io("opening"))?;
+                file.seek(std::io::SeekFrom::Start(*offset))
+                    .await
+                    .map_err(io("seeking"))?;
+                let stream =
+                    tokio_util::io::ReaderStream::with_capacity(file.take(*len), 256 * 1024);
+                Ok(reqwest::Body::wrap_stream(stream))
+            }
+        }
+    }
 }
 
 impl Request {
@@ -106,7 +148,7 @@ impl Request {
         self
     }
 
-    pub(crate) fn body(mut self, body: Bytes) -> Request {
+    pub(crate) fn body(mut self, body: Body) -> Request {
         self.body = Some(body);
         self
     }
@@ -259,7 +301,7 @@ impl RegistryClient {
                 .request(request.method.clone(), &request.url)
                 .headers(headers);
             if let Some(body) = &request.body {
-                builder = builder.body(body.clone());
+                builder = builder.body(body.to_reqwest().await?);
             }
             let result = builder.send().await;
             let retryable = match &result {

@@ -5,7 +5,7 @@
 //! the registry lacks.
 
 use super::challenge::scope_for;
-use super::client::{push_scope, Endpoint, RegistryClient, Request, Transfer};
+use super::client::{push_scope, Body, Endpoint, RegistryClient, Request, Transfer};
 use super::error::{RegistryError, Result};
 use super::{BlobOutcome, TransferObserver};
 use crate::image::{descriptor_digest, read_manifest, Manifest};
@@ -15,7 +15,6 @@ use crate::Digest;
 use bytes::Bytes;
 use reqwest::header::{CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE, LOCATION};
 use reqwest::{Method, StatusCode};
-use std::io::{Read, Seek, SeekFrom};
 use std::sync::Arc;
 
 /// What a push did.
@@ -146,7 +145,7 @@ impl RegistryClient {
             endpoint.url(&format!("{repo}/manifests/{reference}")),
         )
         .header(CONTENT_TYPE, m.media_type.clone())
-        .body(Bytes::from(m.bytes.clone()));
+        .body(Body::Bytes(Bytes::from(m.bytes.clone())));
         let response = self
             .send(endpoint, &push_scope(repo), &request, true)
             .await?;
@@ -276,39 +275,45 @@ impl Transfer {
             }
         };
         observer.blob_started(digest, size);
+        // Every chunk but the last goes up in a PATCH; the last one (the
+        // whole blob when it fits in a chunk) rides on the closing PUT.
         let chunk = client.options().chunk_size.max(1) as u64;
-        let final_body = if size <= chunk {
-            read_range(store, digest, 0, size)?
-        } else {
-            let mut offset = 0;
-            while offset < size {
-                let len = chunk.min(size - offset);
-                let body = read_range(store, digest, offset, len)?;
-                let request = Request::new(Method::PATCH, location.clone())
-                    .header(CONTENT_TYPE, "application/octet-stream")
-                    .header(CONTENT_RANGE, format!("{offset}-{}", offset + len - 1))
-                    .header(CONTENT_LENGTH, len.to_string())
-                    .body(body);
-                let response = client.send(endpoint, &scopes, &request, false).await?;
-                if response.status() != StatusCode::ACCEPTED {
-                    return Err(RegistryClient::status_error(&request, response).await);
-                }
-                location = client.upload_location(endpoint, &request, &response)?;
-                offset += len;
-                observer.blob_progress(digest, offset, size);
-            }
-            Bytes::new()
+        let path = store.blob_path(digest);
+        let range = |offset: u64, len: u64| Body::FileRange {
+            path: path.clone(),
+            offset,
+            len,
         };
+        let mut offset = 0;
+        while size - offset > chunk {
+            let request = Request::new(Method::PATCH, location.clone())
+                .header(CONTENT_TYPE, "application/octet-stream")
+                .header(CONTENT_RANGE, format!("{offset}-{}", offset + chunk - 1))
+                .header(CONTENT_LENGTH, chunk.to_string())
+                .body(range(offset, chunk));
+            let response = client.send(endpoint, &scopes, &request, false).await?;
+            if response.status() != StatusCode::ACCEPTED {
+                return Err(RegistryClient::status_error(&request, response).await);
+            }
+            location = client.upload_location(endpoint, &request, &response)?;
+            offset += chunk;
+            observer.blob_progress(digest, offset, size);
+        }
         let mut url = reqwest::Url::parse(&location).map_err(|e| RegistryError::Protocol {
             url: location.clone(),
             message: format!("bad upload location: {e}"),
         })?;
         url.query_pairs_mut().append_pair("digest", digest.as_str());
-        let len = final_body.len();
-        let request = Request::new(Method::PUT, url.to_string())
+        let rest = size - offset;
+        let mut request = Request::new(Method::PUT, url.to_string())
             .header(CONTENT_TYPE, "application/octet-stream")
-            .header(CONTENT_LENGTH, len.to_string())
-            .body(final_body);
+            .header(CONTENT_LENGTH, rest.to_string());
+        if rest > 0 {
+            if offset > 0 {
+                request = request.header(CONTENT_RANGE, format!("{offset}-{}", size - 1));
+            }
+            request = request.body(range(offset, rest));
+        }
         let response = client.send(endpoint, &scopes, &request, false).await?;
         if response.status() != StatusCode::CREATED {
             return Err(RegistryClient::status_error(&request, response).await);
@@ -339,25 +344,6 @@ fn collect(
         bytes: store.read(digest)?,
     });
     Ok(())
-}
-
-fn read_range(store: &LocalStore, digest: &Digest, offset: u64, len: u64) -> Result<Bytes> {
-    let path = store.blob_path(digest);
-    let io = |action: &'static str| {
-        let path = path.clone();
-        move |source| {
-            RegistryError::Store(StoreError::Io {
-                action,
-                path,
-                source,
-            })
-        }
-    };
-    let mut file = store.open(digest)?;
-    file.seek(SeekFrom::Start(offset)).map_err(io("seeking"))?;
-    let mut buf = vec![0; len as usize];
-    file.read_exact(&mut buf).map_err(io("reading"))?;
-    Ok(Bytes::from(buf))
 }
 
 fn is_transient(e: &RegistryError) -> bool {
