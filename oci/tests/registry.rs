@@ -724,3 +724,49 @@ fn gc_removes_only_unreferenced_blobs() {
     assert_eq!(report.removed.len(), 3);
     assert!(store.blobs().expect("blobs").is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn dropped_download_resumes_with_range() {
+    const CUT: usize = 300_000;
+    let fake = FakeRegistry::start();
+    let (_d, source) = store_with_busybox();
+    let layer = source.read(&digest(BUSYBOX_LAYER)).expect("layer");
+    assert!(layer.len() > CUT, "the layer is only {} bytes", layer.len());
+    for d in [BUSYBOX_CONFIG, BUSYBOX_LAYER] {
+        fake.add_blob("cut/busybox", d, &source.read(&digest(d)).expect("blob"));
+    }
+    fake.add_manifest(
+        "cut/busybox",
+        "1",
+        media::OCI_MANIFEST,
+        &source.read(&digest(BUSYBOX_MANIFEST)).expect("manifest"),
+    );
+    fake.cut_blob_after(BUSYBOX_LAYER, CUT);
+    let (_d2, store) = empty_store();
+    let report = client(StaticCredentials::none())
+        .pull(
+            &reference(&format!("{}/cut/busybox:1", fake.host())),
+            &amd64(),
+            &store,
+            no_progress(),
+        )
+        .await
+        .expect("pull resumes after the dropped connection");
+    assert_eq!(report.fetched, 2);
+    // The store only commits blobs that match their digest.
+    assert!(store.exists(&digest(BUSYBOX_LAYER)));
+    assert_eq!(store.read(&digest(BUSYBOX_LAYER)).expect("read"), layer);
+
+    let blob_path = format!("GET /v2/cut/busybox/blobs/{BUSYBOX_LAYER}");
+    let layer_gets: Vec<String> = fake
+        .requests()
+        .into_iter()
+        .filter(|r| r.starts_with(&blob_path))
+        .collect();
+    assert_eq!(
+        layer_gets,
+        vec![blob_path.clone(), format!("{blob_path} range=bytes={CUT}-")],
+        "all requests: {:?}",
+        fake.requests()
+    );
+}

@@ -1,7 +1,7 @@
 //! A fault-injecting fake registry: serves exactly what the test put in it, however
 //! wrong, and can fail requests or demand credentials on command.
 
-use super::http::{header, mk_header, TlsRejectingFront};
+use super::http::{header, mk_header, ResponseCuts, TlsRejectingFront};
 use sha2::Digest as _;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -24,7 +24,9 @@ struct State {
     /// The next `fail_count` requests are answered with `fail_status`.
     fail_count: usize,
     fail_status: u16,
-    /// `("METHOD PATH", Authorization header)` per request, in order.
+    /// Blob digest → body bytes after which its next GET has its connection closed.
+    cuts: HashMap<String, usize>,
+    /// `("METHOD PATH[ range=RANGE]", Authorization header)` per request, in order.
     requests: Vec<(String, Option<String>)>,
 }
 
@@ -32,7 +34,13 @@ struct State {
 ///
 /// Routes: `GET /v2/` (200, `Docker-Distribution-API-Version: registry/2.0`),
 /// `GET|HEAD /v2/REPO/manifests/REF` and `GET|HEAD /v2/REPO/blobs/DIGEST`; anything else
-/// is 404 (there is no push support). Query strings are ignored.
+/// is 404 (there is no push support). Query strings are ignored. Bodies are always sent
+/// with a `Content-Length` (never chunked).
+///
+/// Blob GETs honour `Range: bytes=N-` and `bytes=N-M`: `206 Partial Content` with
+/// `Content-Range: bytes N-END/LEN` and those bytes, or `416` with `Content-Range:
+/// bytes */LEN` when N is past the end. Any other `Range` value is ignored (200, all
+/// bytes). [`FakeRegistry::requests`] shows the `Range` header of each request.
 pub struct FakeRegistry {
     /// What clients connect to; relays to `server` (see [`TlsRejectingFront`]).
     front: TlsRejectingFront,
@@ -55,11 +63,12 @@ impl FakeRegistry {
         let thread = {
             let server = Arc::clone(&server);
             let state = Arc::clone(&state);
+            let cuts = front.cuts();
             std::thread::Builder::new()
                 .name("fake-registry".into())
                 .spawn(move || {
                     for request in server.incoming_requests() {
-                        handle(&state, request);
+                        handle(&state, &cuts, request);
                     }
                 })
                 .expect("spawn fake registry thread")
@@ -121,7 +130,18 @@ impl FakeRegistry {
         state.fail_status = status;
     }
 
-    /// Every request so far, in order, as `"METHOD PATH"` (path without query string).
+    /// The next `GET` of blob `digest` (in any repository) that would be answered with
+    /// its bytes gets its normal status and headers (including the full `Content-Length`
+    /// for a 200), but the connection is closed after `n` body bytes, so the client sees
+    /// the body end early. One-shot: later requests are served normally. Calling it again
+    /// for the same digest before the cut happened replaces `n`.
+    pub fn cut_blob_after(&self, digest: &str, n: usize) {
+        self.lock().cuts.insert(digest.to_string(), n);
+    }
+
+    /// Every request so far, in order, as `"METHOD PATH"` (path without query string),
+    /// or `"METHOD PATH range=VALUE"` when it had a `Range: VALUE` header (for example
+    /// `"GET /v2/a/blobs/sha256:… range=bytes=300000-"`).
     pub fn requests(&self) -> Vec<String> {
         self.lock()
             .requests
@@ -166,17 +186,34 @@ fn error_body(code: &str, message: &str) -> Vec<u8> {
         .into_bytes()
 }
 
+/// `Range: bytes=N-` or `bytes=N-M` → `(N, Some(M) or None)`; `None` for anything else.
+fn parse_range(value: &str) -> Option<(usize, Option<usize>)> {
+    let (first, last) = value.trim().strip_prefix("bytes=")?.split_once('-')?;
+    let first = first.trim().parse().ok()?;
+    let last = match last.trim() {
+        "" => None,
+        l => Some(l.parse().ok()?),
+    };
+    match last {
+        Some(l) if l < first => None,
+        _ => Some((first, last)),
+    }
+}
+
 /// Serves one request to the fake registry.
-fn handle(state: &Mutex<State>, request: tiny_http::Request) {
+fn handle(state: &Mutex<State>, cuts: &ResponseCuts, request: tiny_http::Request) {
     let method = request.method().as_str().to_string();
     let url = request.url().to_string();
     let path = url.split_once('?').map_or(url.as_str(), |(p, _)| p);
     let authorization = header(&request, "Authorization");
+    let range = header(&request, "Range");
 
     let mut state = state.lock().expect("fake registry state");
-    state
-        .requests
-        .push((format!("{method} {path}"), authorization.clone()));
+    let line = match &range {
+        Some(r) => format!("{method} {path} range={r}"),
+        None => format!("{method} {path}"),
+    };
+    state.requests.push((line, authorization.clone()));
 
     let mut headers = vec![(
         "Docker-Distribution-API-Version",
@@ -207,9 +244,35 @@ fn handle(state: &Mutex<State>, request: tiny_http::Request) {
     } else if let Some((repo, digest)) = split_route(path, "/blobs/") {
         match state.blobs.get(&(repo, digest.clone())) {
             Some(bytes) => {
+                let bytes = bytes.clone();
+                let len = bytes.len();
                 headers.push(("Content-Type", "application/octet-stream".to_string()));
-                headers.push(("Docker-Content-Digest", digest));
-                (200, bytes.clone())
+                headers.push(("Docker-Content-Digest", digest.clone()));
+                headers.push(("Accept-Ranges", "bytes".to_string()));
+                let wanted = range
+                    .as_deref()
+                    .and_then(parse_range)
+                    .filter(|_| method == "GET");
+                let answer = match wanted {
+                    None => (200, bytes),
+                    Some((first, _)) if first >= len => {
+                        headers.push(("Content-Range", format!("bytes */{len}")));
+                        (416, Vec::new())
+                    }
+                    Some((first, last)) => {
+                        let last = last.map_or(len - 1, |l| l.min(len - 1));
+                        headers.push(("Content-Range", format!("bytes {first}-{last}/{len}")));
+                        (206, bytes[first..=last].to_vec())
+                    }
+                };
+                if method == "GET" && answer.0 < 300 {
+                    if let (Some(n), Some(peer)) =
+                        (state.cuts.remove(&digest), request.remote_addr())
+                    {
+                        cuts.cut_after_headers(*peer, n);
+                    }
+                }
+                answer
             }
             None => (404, error_body("BLOB_UNKNOWN", "blob unknown")),
         }
@@ -221,7 +284,9 @@ fn handle(state: &Mutex<State>, request: tiny_http::Request) {
     if status >= 400 && !body.is_empty() && !headers.iter().any(|(n, _)| *n == "Content-Type") {
         headers.push(("Content-Type", "application/json".to_string()));
     }
-    let mut response = tiny_http::Response::from_data(body).with_status_code(status);
+    let mut response = tiny_http::Response::from_data(body)
+        .with_status_code(status)
+        .with_chunked_threshold(usize::MAX);
     for (name, value) in &headers {
         response.add_header(mk_header(name, value));
     }

@@ -1,10 +1,11 @@
 //! Small HTTP helpers shared by the token issuer and the fake registry.
 
 use base64::Engine as _;
+use std::collections::HashMap;
 use std::io::{Read, Write};
-use std::net::{Shutdown, TcpListener, TcpStream};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -140,10 +141,73 @@ pub fn raw_request(
 /// line that never comes, and the client only falls back after its 10 s handshake
 /// timeout. The front peeks at each connection: a TLS record (first byte 0x16) gets that
 /// same 400 and is closed; anything else is relayed byte for byte to `127.0.0.1:inner`.
+///
+/// The relay can also cut a response short on command, see [`ResponseCuts`].
 pub struct TlsRejectingFront {
     port: u16,
     stop: Arc<AtomicBool>,
+    cuts: ResponseCuts,
     thread: Option<JoinHandle<()>>,
+}
+
+/// Pending response cuts of a [`TlsRejectingFront`], shared with the inner server.
+///
+/// Relayed connections are named by the local address of the relay's socket to the
+/// inner server, which is what the inner server sees as the peer (tiny_http's
+/// `Request::remote_addr`).
+#[derive(Clone, Default)]
+pub struct ResponseCuts(Arc<Mutex<HashMap<SocketAddr, usize>>>);
+
+impl ResponseCuts {
+    /// The next response the inner server sends on the connection from `inner_peer` is
+    /// relayed up to the end of its header block plus `body_bytes` more bytes; then the
+    /// relay closes both sides of the connection, so the client sees the body end early.
+    ///
+    /// Call it before the inner server starts writing that response. That is enough to
+    /// hit the right response as long as the client does not pipeline requests (it only
+    /// sends a request once it has read the previous response in full).
+    pub fn cut_after_headers(&self, inner_peer: SocketAddr, body_bytes: usize) {
+        self.0
+            .lock()
+            .expect("response cuts")
+            .insert(inner_peer, body_bytes);
+    }
+
+    fn take(&self, inner_peer: SocketAddr) -> Option<usize> {
+        self.0.lock().expect("response cuts").remove(&inner_peer)
+    }
+}
+
+/// An armed cut being applied to one relayed response.
+struct Cut {
+    /// How much of `\r\n\r\n` (the end of the header block) was just seen.
+    matched: usize,
+    /// Body bytes still to let through once the header block is over.
+    body_left: usize,
+}
+
+impl Cut {
+    /// How many bytes of `chunk` to relay, and whether the connection is to be closed
+    /// after them.
+    fn feed(&mut self, chunk: &[u8]) -> (usize, bool) {
+        const END: &[u8] = b"\r\n\r\n";
+        for (i, &b) in chunk.iter().enumerate() {
+            if self.matched == END.len() {
+                if self.body_left == 0 {
+                    return (i, true);
+                }
+                self.body_left -= 1;
+            } else if b == END[self.matched] {
+                self.matched += 1;
+            } else {
+                self.matched = usize::from(b == b'\r');
+            }
+        }
+        (
+            chunk.len(),
+            self.matched == END.len() && self.body_left == 0,
+        )
+    }
 }
 
 impl TlsRejectingFront {
@@ -152,8 +216,10 @@ impl TlsRejectingFront {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind TLS-rejecting front");
         let port = listener.local_addr().expect("front address").port();
         let stop = Arc::new(AtomicBool::new(false));
+        let cuts = ResponseCuts::default();
         let thread = {
             let stop = Arc::clone(&stop);
+            let cuts = cuts.clone();
             std::thread::Builder::new()
                 .name("http-front".into())
                 .spawn(move || {
@@ -162,7 +228,8 @@ impl TlsRejectingFront {
                             break;
                         }
                         if let Ok(client) = client {
-                            std::thread::spawn(move || relay(client, inner_port));
+                            let cuts = cuts.clone();
+                            std::thread::spawn(move || relay(client, inner_port, &cuts));
                         }
                     }
                 })
@@ -171,6 +238,7 @@ impl TlsRejectingFront {
         TlsRejectingFront {
             port,
             stop,
+            cuts,
             thread: Some(thread),
         }
     }
@@ -178,6 +246,11 @@ impl TlsRejectingFront {
     /// The port clients should connect to.
     pub fn port(&self) -> u16 {
         self.port
+    }
+
+    /// A handle to arm response cuts on this front's connections.
+    pub fn cuts(&self) -> ResponseCuts {
+        self.cuts.clone()
     }
 }
 
@@ -192,8 +265,9 @@ impl Drop for TlsRejectingFront {
     }
 }
 
-/// Serves one front connection: reject TLS, otherwise pipe both ways to the inner port.
-fn relay(client: TcpStream, inner_port: u16) {
+/// Serves one front connection: reject TLS, otherwise pipe both ways to the inner port,
+/// cutting a response short when `cuts` says so.
+fn relay(client: TcpStream, inner_port: u16, cuts: &ResponseCuts) {
     let mut first = [0u8; 1];
     let _ = client.set_read_timeout(Some(Duration::from_secs(30)));
     match client.peek(&mut first) {
@@ -211,6 +285,9 @@ fn relay(client: TcpStream, inner_port: u16) {
     let Ok(inner) = TcpStream::connect(("127.0.0.1", inner_port)) else {
         return;
     };
+    let Ok(inner_local) = inner.local_addr() else {
+        return;
+    };
     let (Ok(mut client_read), Ok(mut inner_write)) = (client.try_clone(), inner.try_clone()) else {
         return;
     };
@@ -219,7 +296,28 @@ fn relay(client: TcpStream, inner_port: u16) {
         let _ = inner_write.shutdown(Shutdown::Write);
     });
     let (mut inner_read, mut client_write) = (inner, client);
-    let _ = std::io::copy(&mut inner_read, &mut client_write);
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut cut: Option<Cut> = None;
+    loop {
+        let n = match inner_read.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        if cut.is_none() {
+            cut = cuts.take(inner_local).map(|body_left| Cut {
+                matched: 0,
+                body_left,
+            });
+        }
+        let (pass, close) = match cut.as_mut() {
+            Some(c) => c.feed(&buf[..n]),
+            None => (n, false),
+        };
+        if client_write.write_all(&buf[..pass]).is_err() || close {
+            break;
+        }
+    }
     let _ = client_write.shutdown(Shutdown::Both);
+    let _ = inner_read.shutdown(Shutdown::Both);
     let _ = upstream.join();
 }
