@@ -9,6 +9,7 @@
 #![deny(missing_docs)]
 
 pub mod archive;
+mod config;
 mod convert;
 mod credentials;
 mod digest;
@@ -22,6 +23,7 @@ mod registry;
 mod sources;
 mod store;
 
+pub use config::{ContainerConfig, HealthConfig, History, ImageConfig, RootFs};
 pub use convert::convert_media_types;
 pub use credentials::{registry_key, Credential, CredentialError, DockerConfig, Secret};
 pub use digest::{Digest, DigestError};

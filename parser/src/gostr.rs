@@ -1,7 +1,7 @@
 //! Go's `strconv.Quote`, for BuildKit's AST dump format.
 
 /// Quotes `s` exactly as Go's `strconv.Quote` does.
-pub(crate) fn go_quote(s: &str) -> String {
+pub fn go_quote(s: &str) -> String {
     let mut out = String::with_capacity(s.len() + 2);
     out.push('"');
     for c in s.chars() {

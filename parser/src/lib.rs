@@ -54,6 +54,7 @@ mod syntax;
 pub use directive::{detect_check, detect_syntax, DetectedDirective, Directive};
 pub use dockerfile::{parse, Dockerfile, Stage};
 pub use error::{ErrorKind, ParseError};
+pub use gostr::go_quote;
 pub use heredoc::{chomp, Heredoc};
 pub use instruction::{Command, Instruction};
 pub use span::{Position, Span};
