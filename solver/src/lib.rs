@@ -3,3 +3,10 @@
 #![deny(missing_docs)]
 
 pub mod context;
+mod graph;
+mod lower;
+mod op;
+
+pub use lower::{lower, BuildOptions, ImageResolver, LowerError, Lowered, NamedContext, ResolvedImage};
+pub use graph::{Graph, Vertex, VertexId, VertexMeta};
+pub use op::{Chmod, ContextSource, CopyAction, ExecOp, FileAction, FileOp, ImageSource, Op, Owner};

@@ -1,0 +1,29 @@
+//! kiln-executor: the filesystem side of a build.
+//!
+//! A built filesystem is a [`LayerStack`]: layer directories, bottom first,
+//! each holding one layer's changes in overlayfs format (a deletion is a
+//! 0/0 character device, an opaque directory carries the
+//! `trusted.overlay.opaque` or `user.overlay.opaque` xattr), so the next
+//! issue can hand the same directories to overlayfs as lowerdirs.
+//!
+//! - [`unpack`]: a layer tar (OCI whiteouts) → a layer directory.
+//! - [`apply_file_actions`]: COPY/ADD/WORKDIR/heredoc files → a new, empty
+//!   upper directory on top of a stack (parents are copied up with their
+//!   metadata, as overlayfs does).
+//! - [`diff`]: an upper directory → a deterministic layer tar (OCI
+//!   whiteouts, hardlinks kept).
+//! - [`materialize`]: a stack → a plain directory (for `--output type=local`).
+//!
+//! Sources for COPY are anything implementing [`SourceTree`]: another stack
+//! (a stage or image) or the build context (implemented by the solver).
+#![deny(missing_docs)]
+
+mod diff;
+mod fileop;
+mod stack;
+mod unpack;
+
+pub use diff::diff;
+pub use fileop::{apply_file_actions, Chmod, CopyAction, FileAction, FileOpError, Owner};
+pub use stack::{materialize, LayerStack, SourceEntry, SourceError, SourceTree};
+pub use unpack::unpack;

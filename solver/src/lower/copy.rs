@@ -1,0 +1,160 @@
+//! COPY and ADD: sources from the context, a stage or an image; heredoc
+//! files; destination rules; `--chown`, `--chmod`, `--exclude`, `--parents`.
+
+use super::instructions::{clean_path, owner_spec};
+use super::{Lowerer, LowerError, Result, StageState};
+use crate::graph::VertexId;
+use crate::op::{Chmod, CopyAction, FileAction, FileOp, Op};
+use kiln_parser::instruction::{CopySource, FileCopy};
+use kiln_parser::Command;
+
+impl Lowerer<'_> {
+    pub(crate) fn copy(&mut self, st: &mut StageState, cmd: &Command, c: &FileCopy, is_add: bool) -> Result<()> {
+        let line = cmd.span.start.line;
+        let keyword = if is_add { "ADD" } else { "COPY" };
+        let source_vertex = self.copy_source(st, c, line)?;
+        let dest_raw = &c.dest;
+        let joined = if dest_raw.starts_with('/') {
+            dest_raw.clone()
+        } else {
+            format!("{}/{dest_raw}", st.workdir().trim_end_matches('/'))
+        };
+        let dest_is_dir = dest_raw.ends_with('/') || dest_raw == "." || dest_raw.ends_with("/.") || joined.ends_with('/');
+        let dest = clean_path(&joined);
+        let owner = c.chown.as_deref().filter(|s| !s.is_empty()).map(owner_spec);
+        let chmod = match c.chmod.as_deref().filter(|s| !s.is_empty()) {
+            None => None,
+            Some(m) => Some(parse_chmod(m).map_err(|message| LowerError::Invalid { line, message })?),
+        };
+        let mut actions = Vec::new();
+        let mut paths = Vec::new();
+        for source in &c.sources {
+            match source {
+                CopySource::Path(p) => {
+                    if is_add && (p.starts_with("http://") || p.starts_with("https://") || p.starts_with("git@")) {
+                        return Err(LowerError::Invalid {
+                            line,
+                            message: format!("ADD from a URL ({p}) is not supported yet"),
+                        });
+                    }
+                    paths.push(p.clone());
+                }
+                CopySource::Heredoc(h) => {
+                    let mut data = h.chomped_content();
+                    if h.expand {
+                        let env = st.scope.expansion_env();
+                        data = self
+                            .lexer
+                            .clone()
+                            .raw_quotes(true)
+                            .process_word(&data, &env)
+                            .map_err(|e| LowerError::Invalid {
+                                line,
+                                message: format!("heredoc {}: {e}", h.name),
+                            })?;
+                    }
+                    let path = if dest_is_dir {
+                        clean_path(&format!("{dest}/{}", h.name))
+                    } else {
+                        dest.clone()
+                    };
+                    let mode = match &chmod {
+                        Some(Chmod::Octal(m)) => *m,
+                        _ => 0o644,
+                    };
+                    actions.push(FileAction::Mkfile {
+                        path,
+                        data: data.into_bytes(),
+                        mode,
+                        owner: owner.clone(),
+                    });
+                }
+            }
+        }
+        let mut inputs = vec![st.vertex];
+        if !paths.is_empty() {
+            inputs.push(source_vertex);
+            actions.insert(
+                0,
+                FileAction::Copy(CopyAction {
+                    input: 1,
+                    sources: paths.clone(),
+                    dest: dest.clone(),
+                    dest_is_dir,
+                    owner: owner.clone(),
+                    chmod: chmod.clone(),
+                    unpack: is_add && c.unpack != Some(false),
+                    excludes: c.excludes.clone(),
+                    parents: c.parents,
+                }),
+            );
+        }
+        let meta = st.meta(cmd);
+        st.vertex = self.graph.add(Op::File(FileOp { actions }), inputs, meta);
+
+        // History in BuildKit's words: --from, --link and --checksum left out.
+        let mut text = vec![keyword.to_string()];
+        if let Some(o) = &c.chown {
+            text.push(format!("--chown={o}"));
+        }
+        if let Some(m) = &c.chmod {
+            text.push(format!("--chmod={m}"));
+        }
+        for e in &c.excludes {
+            text.push(format!("--exclude={e}"));
+        }
+        if c.parents {
+            text.push("--parents".into());
+        }
+        for s in &c.sources {
+            text.push(match s {
+                CopySource::Path(p) => p.clone(),
+                CopySource::Heredoc(h) => format!("<<{}", h.name),
+            });
+        }
+        text.push(dest_raw.clone());
+        st.history(format!("{} # buildkit", text.join(" ")), false);
+        Ok(())
+    }
+
+    /// The vertex COPY reads from: the context, a stage, a named context or
+    /// an image.
+    fn copy_source(&mut self, st: &StageState, c: &FileCopy, line: usize) -> Result<VertexId> {
+        let Some(from) = c.from.as_deref().filter(|f| !f.is_empty()) else {
+            return Ok(self.context_vertex());
+        };
+        if let Some(index) = self.find_stage(from) {
+            if index == st.index {
+                return Err(LowerError::Circular {
+                    line,
+                    stage: from.to_string(),
+                });
+            }
+            return Ok(self.stage(index, Some(line))?.vertex);
+        }
+        let platform = st.platform.clone();
+        let (v, _) = self.image(from, &platform, line)?;
+        Ok(v)
+    }
+}
+
+/// `--chmod`: octal (`755`, `0644`) or symbolic (`u+x,go-w`, `a=r`).
+pub(crate) fn parse_chmod(text: &str) -> std::result::Result<Chmod, String> {
+    if text.chars().all(|c| c.is_ascii_digit()) {
+        return u32::from_str_radix(text, 8)
+            .ok()
+            .filter(|m| *m <= 0o7777)
+            .map(Chmod::Octal)
+            .ok_or_else(|| format!("invalid --chmod={text}: not an octal mode"));
+    }
+    for clause in text.split(',') {
+        let rest = clause.trim_start_matches(['u', 'g', 'o', 'a']);
+        let mut chars = rest.chars();
+        let ok = matches!(chars.next(), Some('+' | '-' | '='))
+            && chars.all(|c| matches!(c, 'r' | 'w' | 'x' | 'X' | 's' | 't'));
+        if !ok {
+            return Err(format!("invalid --chmod={text}: {clause:?} is not a symbolic mode"));
+        }
+    }
+    Ok(Chmod::Symbolic(text.to_string()))
+}

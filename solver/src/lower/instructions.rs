@@ -1,0 +1,322 @@
+//! One function per instruction family: how each changes the stage's
+//! filesystem vertex, image config, variables and history.
+
+use super::history;
+use super::{Lowerer, LowerError, Result, StageState};
+use crate::op::{ExecOp, FileAction, FileOp, Op, Owner};
+use kiln_oci::HealthConfig;
+use kiln_parser::instruction::{CommandLine, Healthcheck};
+use kiln_parser::{Command, Instruction};
+use std::collections::BTreeMap;
+
+impl Lowerer<'_> {
+    /// Applies one instruction to the stage.
+    pub(crate) fn dispatch(&mut self, st: &mut StageState, cmd: &Command) -> Result<()> {
+        st.step += 1;
+        let line = cmd.span.start.line;
+        // CMD, ENTRYPOINT, SHELL, ONBUILD and RUN's command are not
+        // expanded (RUN's shell does it); `expand` knows which words are.
+        let env = st.scope.expansion_env();
+        let expanded = cmd.expand(&self.lexer, &env)?;
+        match &expanded.instruction {
+            Instruction::From(_) => Err(LowerError::Invalid {
+                line,
+                message: "FROM inside a stage".into(),
+            }),
+            Instruction::Env(kv) => {
+                let mut text = Vec::new();
+                for pair in &kv.pairs {
+                    set_env(&mut st.config.config.env, &pair.key, &pair.value);
+                    st.scope.set(&pair.key, &pair.value, false);
+                    text.push(format!("{}={}", pair.key, pair.value));
+                }
+                st.history(format!("ENV {}", text.join(" ")), true);
+                Ok(())
+            }
+            Instruction::Label(kv) => {
+                let labels = st.config.config.labels.get_or_insert_with(BTreeMap::new);
+                let mut text = Vec::new();
+                for pair in &kv.pairs {
+                    labels.insert(pair.key.clone(), pair.value.clone());
+                    text.push(format!("{}={}", pair.key, pair.value));
+                }
+                st.history(format!("LABEL {}", text.join(" ")), true);
+                Ok(())
+            }
+            Instruction::Maintainer(name) => {
+                st.config.author = Some(name.clone());
+                st.history(format!("MAINTAINER {name}"), true);
+                Ok(())
+            }
+            Instruction::Expose(ports) => {
+                let mut these = BTreeMap::new();
+                for p in ports {
+                    for port in expand_port(p).map_err(|message| LowerError::Invalid { line, message })? {
+                        these.insert(port, serde_json::json!({}));
+                    }
+                }
+                let all = st.config.config.exposed_ports.get_or_insert_with(BTreeMap::new);
+                all.extend(these.clone());
+                st.history(history::expose(&these), true);
+                Ok(())
+            }
+            Instruction::Volume(paths) => {
+                let all = st.config.config.volumes.get_or_insert_with(BTreeMap::new);
+                for p in paths {
+                    all.insert(p.clone(), serde_json::json!({}));
+                }
+                st.history(format!("VOLUME {}", history::go_list(paths)), true);
+                Ok(())
+            }
+            Instruction::User(user) => {
+                st.config.config.user = Some(user.clone());
+                st.history(format!("USER {user}"), true);
+                Ok(())
+            }
+            Instruction::Stopsignal(sig) => {
+                st.config.config.stop_signal = Some(sig.clone());
+                st.history(format!("STOPSIGNAL {sig}"), true);
+                Ok(())
+            }
+            Instruction::Workdir(dir) => self.workdir(st, cmd, dir),
+            Instruction::Healthcheck(h) => {
+                let config = match h {
+                    Healthcheck::None => HealthConfig {
+                        test: Some(vec!["NONE".into()]),
+                        ..HealthConfig::default()
+                    },
+                    Healthcheck::Cmd(c) => HealthConfig {
+                        test: Some(c.test.clone()),
+                        interval: c.interval.map(nanos),
+                        timeout: c.timeout.map(nanos),
+                        start_period: c.start_period.map(nanos),
+                        start_interval: c.start_interval.map(nanos),
+                        retries: c.retries,
+                    },
+                };
+                st.history(history::healthcheck(&config), true);
+                st.config.config.healthcheck = Some(config);
+                Ok(())
+            }
+            Instruction::Cmd(line_) => {
+                let argv = self.command_argv(st, line_);
+                st.history(format!("CMD {}", history::go_quoted_list(&argv)), true);
+                st.config.config.cmd = (!argv.is_empty()).then_some(argv);
+                st.cmd_set = true;
+                Ok(())
+            }
+            Instruction::Entrypoint(line_) => {
+                let argv = self.command_argv(st, line_);
+                st.history(format!("ENTRYPOINT {}", history::go_quoted_list(&argv)), true);
+                st.config.config.entrypoint = (!argv.is_empty()).then_some(argv);
+                // An ENTRYPOINT resets a CMD inherited from the base, not
+                // one set earlier in this stage.
+                if !st.cmd_set {
+                    st.config.config.cmd = None;
+                }
+                Ok(())
+            }
+            Instruction::Shell(shell) => {
+                st.config.config.shell = Some(shell.clone());
+                st.history(format!("SHELL {}", history::go_quoted_list(shell)), true);
+                Ok(())
+            }
+            Instruction::Onbuild(o) => {
+                st.config
+                    .config
+                    .on_build
+                    .get_or_insert_with(Vec::new)
+                    .push(o.expression.clone());
+                Ok(())
+            }
+            Instruction::Arg(decls) => {
+                let mut text = Vec::new();
+                for d in decls {
+                    let value = self
+                        .options
+                        .build_args
+                        .get(&d.name)
+                        .cloned()
+                        .or_else(|| d.default.clone())
+                        .or_else(|| match self.global_declared.get(&d.name) {
+                            Some(v) => v.clone(),
+                            None => self.global.get(&d.name).cloned(),
+                        })
+                        .unwrap_or_default();
+                    st.scope.set(&d.name, &value, true);
+                    text.push(match &d.default {
+                        Some(def) => format!("{}={def}", d.name),
+                        None => d.name.clone(),
+                    });
+                }
+                st.history(format!("ARG {}", text.join(" ")), true);
+                Ok(())
+            }
+            Instruction::Copy(c) => self.copy(st, cmd, c, false),
+            Instruction::Add(c) => self.copy(st, cmd, c, true),
+            Instruction::Run(run) => {
+                let argv = match &run.command {
+                    CommandLine::Exec(args) => args.clone(),
+                    CommandLine::Shell(text) => {
+                        let mut argv = st.shell();
+                        argv.push(text.clone());
+                        argv
+                    }
+                };
+                let env: Vec<String> = st.config.config.env.clone().unwrap_or_default();
+                let mut env_opt = Some(env);
+                for (k, v) in st.scope.live_args() {
+                    set_env(&mut env_opt, &k, &v);
+                }
+                // The proxy ARGs reach RUN without a declaration, and never
+                // the history.
+                for name in super::vars::PROXY_ARGS {
+                    if let Some(v) = self.options.build_args.get(name) {
+                        set_env(&mut env_opt, name, v);
+                    }
+                }
+                let exec = ExecOp {
+                    args: argv.clone(),
+                    env: env_opt.unwrap_or_default(),
+                    cwd: st.workdir(),
+                    user: st.config.config.user.clone().unwrap_or_default(),
+                    network: "default".into(),
+                };
+                let meta = st.meta(cmd);
+                st.vertex = self.graph.add(Op::Exec(exec), vec![st.vertex], meta);
+                st.history(history::run(st.scope.declared_args(), &argv), false);
+                Ok(())
+            }
+            Instruction::Unknown(u) => Err(LowerError::UnknownInstruction {
+                line,
+                keyword: u.keyword.clone(),
+            }),
+        }
+    }
+
+    /// CMD/ENTRYPOINT argv: exec form as is, shell form through SHELL.
+    fn command_argv(&self, st: &StageState, line: &CommandLine) -> Vec<String> {
+        match line {
+            CommandLine::Exec(args) => args.clone(),
+            CommandLine::Shell(text) => {
+                let mut argv = st.shell();
+                argv.push(text.clone());
+                argv
+            }
+        }
+    }
+
+    fn workdir(&mut self, st: &mut StageState, cmd: &Command, dir: &str) -> Result<()> {
+        let path = if dir.starts_with('/') {
+            clean_path(dir)
+        } else {
+            clean_path(&format!("{}/{dir}", st.workdir()))
+        };
+        st.config.config.working_dir = Some(path.clone());
+        let owner = st.config.config.user.as_deref().filter(|u| !u.is_empty()).map(owner_spec);
+        let op = Op::File(FileOp {
+            actions: vec![FileAction::Mkdir {
+                path: path.clone(),
+                mode: 0o755,
+                owner,
+                parents: true,
+            }],
+        });
+        let meta = st.meta(cmd);
+        st.vertex = self.graph.add(op, vec![st.vertex], meta);
+        st.history(format!("WORKDIR {path}"), false);
+        Ok(())
+    }
+}
+
+fn nanos(d: std::time::Duration) -> u64 {
+    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
+}
+
+/// Sets `KEY=value` in an env list, replacing an existing entry in place.
+pub(crate) fn set_env(env: &mut Option<Vec<String>>, key: &str, value: &str) {
+    let env = env.get_or_insert_with(Vec::new);
+    let entry = format!("{key}={value}");
+    match env.iter_mut().find(|e| e.split_once('=').map(|(k, _)| k) == Some(key)) {
+        Some(e) => *e = entry,
+        None => env.push(entry),
+    }
+}
+
+/// `user[:group]` as an [`Owner`]: numeric ids when both parts are numbers.
+pub(crate) fn owner_spec(spec: &str) -> Owner {
+    let (user, group) = match spec.split_once(':') {
+        Some((u, g)) => (u, Some(g)),
+        None => (spec, None),
+    };
+    match (user.parse::<u32>(), group.map(|g| g.parse::<u32>())) {
+        (Ok(uid), None) => Owner::Ids { uid, gid: uid },
+        (Ok(uid), Some(Ok(gid))) => Owner::Ids { uid, gid },
+        _ => Owner::Names {
+            user: user.to_string(),
+            group: group.map(str::to_string),
+        },
+    }
+}
+
+/// `8000-8002/TCP` → `8000/tcp`, `8001/tcp`, `8002/tcp`.
+fn expand_port(spec: &str) -> std::result::Result<Vec<String>, String> {
+    let (ports, proto) = match spec.split_once('/') {
+        Some((p, proto)) => (p, proto.to_ascii_lowercase()),
+        None => (spec, "tcp".to_string()),
+    };
+    let bad = || format!("invalid port {spec:?}");
+    let (lo, hi) = match ports.split_once('-') {
+        Some((a, b)) => (a.parse::<u16>().map_err(|_| bad())?, b.parse::<u16>().map_err(|_| bad())?),
+        None => {
+            let p = ports.parse::<u16>().map_err(|_| bad())?;
+            (p, p)
+        }
+    };
+    if hi < lo {
+        return Err(bad());
+    }
+    Ok((lo..=hi).map(|p| format!("{p}/{proto}")).collect())
+}
+
+/// Lexically cleans an absolute path (Go's `path.Clean`).
+pub(crate) fn clean_path(p: &str) -> String {
+    let mut parts: Vec<&str> = Vec::new();
+    for part in p.split('/') {
+        match part {
+            "" | "." => {}
+            ".." => {
+                parts.pop();
+            }
+            other => parts.push(other),
+        }
+    }
+    format!("/{}", parts.join("/"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ports() {
+        assert_eq!(expand_port("80").expect("ok"), vec!["80/tcp"]);
+        assert_eq!(expand_port("9000/TCP").expect("ok"), vec!["9000/tcp"]);
+        assert_eq!(expand_port("8000-8002").expect("ok").len(), 3);
+        assert!(expand_port("x").is_err());
+    }
+
+    #[test]
+    fn clean() {
+        assert_eq!(clean_path("/a/b/../c"), "/a/c");
+        assert_eq!(clean_path("/../x"), "/x");
+        assert_eq!(clean_path("/"), "/");
+    }
+
+    #[test]
+    fn owners() {
+        assert_eq!(owner_spec("1234"), Owner::Ids { uid: 1234, gid: 1234 });
+        assert_eq!(owner_spec("1:2"), Owner::Ids { uid: 1, gid: 2 });
+        assert!(matches!(owner_spec("app"), Owner::Names { .. }));
+    }
+}

@@ -1,0 +1,483 @@
+//! Lowering: a parsed Dockerfile becomes a [`Graph`] plus the image config
+//! of the target stage, with BuildKit's semantics (stages, ARG/ENV scoping,
+//! config instructions, COPY/ADD options, ONBUILD triggers).
+//!
+//! Only stages the target needs are lowered; images are resolved through
+//! an [`ImageResolver`] as they are met, so an unused stage's base is
+//! never fetched.
+
+mod copy;
+mod history;
+mod instructions;
+mod vars;
+
+use crate::graph::{Graph, VertexId, VertexMeta};
+use crate::op::{ContextSource, ImageSource, Op};
+use kiln_oci::{Digest, ImageConfig, Platform};
+use kiln_parser::shell::Lexer;
+use kiln_parser::{Command, Dockerfile, ParseError};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use vars::Scope;
+
+/// The default PATH BuildKit gives an image that has none.
+pub(crate) const DEFAULT_PATH: &str =
+    "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// What shapes a build besides the Dockerfile.
+#[derive(Debug, Clone)]
+pub struct BuildOptions {
+    /// `--build-arg` values.
+    pub build_args: BTreeMap<String, String>,
+    /// `--target`: the stage to build (default: the last).
+    pub target: Option<String>,
+    /// The platform built for.
+    pub platform: Platform,
+    /// The platform the build runs on.
+    pub build_platform: Platform,
+    /// `--build-context NAME=VALUE`.
+    pub named_contexts: BTreeMap<String, NamedContext>,
+}
+
+impl Default for BuildOptions {
+    fn default() -> Self {
+        BuildOptions {
+            build_args: BTreeMap::new(),
+            target: None,
+            platform: Platform::host(),
+            build_platform: Platform::host(),
+            named_contexts: BTreeMap::new(),
+        }
+    }
+}
+
+/// The value of a `--build-context`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NamedContext {
+    /// A local directory.
+    Local(PathBuf),
+    /// `docker-image://REF`.
+    Image(String),
+    /// `oci-layout://PATH[:TAG|@DIGEST]`.
+    OciLayout(String),
+}
+
+impl std::str::FromStr for NamedContext {
+    type Err = String;
+
+    fn from_str(value: &str) -> std::result::Result<NamedContext, String> {
+        if let Some(r) = value.strip_prefix("docker-image://") {
+            return Ok(NamedContext::Image(r.to_string()));
+        }
+        if let Some(r) = value.strip_prefix("oci-layout://") {
+            return Ok(NamedContext::OciLayout(r.to_string()));
+        }
+        if value.contains("://") {
+            return Err(format!("unsupported build context source {value:?}"));
+        }
+        Ok(NamedContext::Local(PathBuf::from(value)))
+    }
+}
+
+/// An image a FROM or `--from` resolved to.
+#[derive(Debug, Clone)]
+pub struct ResolvedImage {
+    /// The normalised reference.
+    pub reference: String,
+    /// Its manifest digest (for the platform asked for).
+    pub manifest: Digest,
+    /// Its config.
+    pub config: ImageConfig,
+}
+
+/// Resolves image references for FROM and `COPY --from` while lowering.
+pub trait ImageResolver {
+    /// The image `reference` names, for `platform`.
+    ///
+    /// # Errors
+    /// A message saying why it cannot be resolved (the caller adds the
+    /// line).
+    fn resolve(&self, reference: &str, platform: &Platform) -> std::result::Result<ResolvedImage, String>;
+}
+
+/// What lowering produced.
+#[derive(Debug, Clone)]
+pub struct Lowered {
+    /// The graph.
+    pub graph: Graph,
+    /// The target stage's filesystem.
+    pub root: VertexId,
+    /// The target stage's image config (its `rootfs` still lists only the
+    /// base image's layers; the solver adds the new ones).
+    pub config: ImageConfig,
+    /// Local directories the graph reads, by context name.
+    pub contexts: BTreeMap<String, PathBuf>,
+}
+
+/// Why a Dockerfile cannot be lowered. Every variant that comes from an
+/// instruction carries its line.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum LowerError {
+    /// A word did not expand, or an expanded value is invalid.
+    #[error(transparent)]
+    Expand(#[from] ParseError),
+    /// An instruction kiln (and BuildKit) does not know.
+    #[error("{line}: unknown instruction: {keyword}")]
+    UnknownInstruction {
+        /// Line.
+        line: usize,
+        /// The keyword as written.
+        keyword: String,
+    },
+    /// Stages that depend on each other.
+    #[error("{line}: circular dependency detected on stage: {stage}")]
+    Circular {
+        /// Line of the reference that closed the cycle.
+        line: usize,
+        /// The stage.
+        stage: String,
+    },
+    /// `--target` names no stage.
+    #[error("target stage {0:?} could not be found")]
+    NoTarget(String),
+    /// An image could not be resolved.
+    #[error("{line}: {reference}: {message}")]
+    Image {
+        /// Line.
+        line: usize,
+        /// The reference.
+        reference: String,
+        /// Why.
+        message: String,
+    },
+    /// An instruction's value is invalid.
+    #[error("{line}: {message}")]
+    Invalid {
+        /// Line.
+        line: usize,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+impl LowerError {
+    /// The Dockerfile line the error is about, when there is one.
+    pub fn line(&self) -> Option<usize> {
+        match self {
+            LowerError::Expand(e) => Some(e.position.line),
+            LowerError::UnknownInstruction { line, .. }
+            | LowerError::Circular { line, .. }
+            | LowerError::Image { line, .. }
+            | LowerError::Invalid { line, .. } => Some(*line),
+            LowerError::NoTarget(_) => None,
+        }
+    }
+}
+
+/// Shorthand for lowering results.
+pub type Result<T> = std::result::Result<T, LowerError>;
+
+/// A lowered stage.
+#[derive(Debug, Clone)]
+pub(crate) struct StageOut {
+    pub(crate) vertex: VertexId,
+    pub(crate) config: ImageConfig,
+}
+
+/// The state of the stage being lowered.
+pub(crate) struct StageState {
+    pub(crate) index: usize,
+    pub(crate) name: String,
+    pub(crate) vertex: VertexId,
+    pub(crate) config: ImageConfig,
+    pub(crate) scope: Scope,
+    pub(crate) cmd_set: bool,
+    pub(crate) platform: Platform,
+    pub(crate) step: usize,
+}
+
+impl StageState {
+    pub(crate) fn workdir(&self) -> String {
+        self.config
+            .config
+            .working_dir
+            .clone()
+            .filter(|w| !w.is_empty())
+            .unwrap_or_else(|| "/".into())
+    }
+
+    pub(crate) fn shell(&self) -> Vec<String> {
+        self.config
+            .config
+            .shell
+            .clone()
+            .filter(|s| !s.is_empty())
+            .unwrap_or_else(|| vec!["/bin/sh".into(), "-c".into()])
+    }
+
+    pub(crate) fn meta(&self, cmd: &Command) -> VertexMeta {
+        VertexMeta {
+            name: format!("[{} {}] {}", self.name, self.step, cmd.original.trim()),
+            line: Some(cmd.span.start.line),
+        }
+    }
+
+    pub(crate) fn history(&mut self, created_by: String, empty_layer: bool) {
+        self.config.history.push(kiln_oci::History {
+            created_by: Some(created_by),
+            comment: Some("buildkit.dockerfile.v0".into()),
+            empty_layer,
+            ..kiln_oci::History::default()
+        });
+    }
+}
+
+pub(crate) struct Lowerer<'a> {
+    pub(crate) dockerfile: &'a Dockerfile,
+    pub(crate) options: &'a BuildOptions,
+    pub(crate) resolver: &'a dyn ImageResolver,
+    pub(crate) graph: Graph,
+    pub(crate) lexer: Lexer,
+    pub(crate) global: BTreeMap<String, String>,
+    pub(crate) global_declared: BTreeMap<String, Option<String>>,
+    done: Vec<Option<StageOut>>,
+    in_progress: Vec<bool>,
+    pub(crate) context: Option<VertexId>,
+    pub(crate) contexts: BTreeMap<String, PathBuf>,
+    pub(crate) context_dir: PathBuf,
+}
+
+/// Lowers `dockerfile` for `options`, reading the main context from
+/// `context_dir` (recorded in [`Lowered::contexts`]).
+///
+/// # Errors
+/// A [`LowerError`] naming the line of the instruction at fault.
+pub fn lower(
+    dockerfile: &Dockerfile,
+    options: &BuildOptions,
+    resolver: &dyn ImageResolver,
+    context_dir: &std::path::Path,
+) -> Result<Lowered> {
+    let mut l = Lowerer {
+        dockerfile,
+        options,
+        resolver,
+        graph: Graph::new(),
+        lexer: Lexer::new(dockerfile.escape),
+        global: vars::predefined(&options.platform, &options.build_platform),
+        global_declared: BTreeMap::new(),
+        done: vec![None; dockerfile.stages.len()],
+        in_progress: vec![false; dockerfile.stages.len()],
+        context: None,
+        contexts: BTreeMap::new(),
+        context_dir: context_dir.to_path_buf(),
+    };
+    l.global_args()?;
+    let target = match &options.target {
+        Some(t) => dockerfile
+            .stages
+            .iter()
+            .position(|s| s.name() == Some(t.to_ascii_lowercase().as_str()))
+            .ok_or_else(|| LowerError::NoTarget(t.clone()))?,
+        None => dockerfile.stages.len().saturating_sub(1),
+    };
+    let out = l.stage(target, None)?;
+    Ok(Lowered {
+        graph: l.graph,
+        root: out.vertex,
+        config: out.config,
+        contexts: l.contexts,
+    })
+}
+
+impl Lowerer<'_> {
+    /// Evaluates the ARGs before the first FROM.
+    fn global_args(&mut self) -> Result<()> {
+        for cmd in &self.dockerfile.global_args {
+            let expanded = cmd.expand(&self.lexer, &self.global)?;
+            if let kiln_parser::Instruction::Arg(decls) = &expanded.instruction {
+                for d in decls {
+                    let value = self
+                        .options
+                        .build_args
+                        .get(&d.name)
+                        .cloned()
+                        .or_else(|| d.default.clone());
+                    self.global_declared.insert(d.name.clone(), value.clone());
+                    if let Some(v) = value {
+                        self.global.insert(d.name.clone(), v);
+                    } else {
+                        self.global.remove(&d.name);
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The main build context's vertex.
+    pub(crate) fn context_vertex(&mut self) -> VertexId {
+        if let Some(v) = self.context {
+            return v;
+        }
+        let v = self.graph.add(
+            Op::Context(ContextSource {
+                name: "context".into(),
+            }),
+            vec![],
+            VertexMeta {
+                name: "[context] load build context".into(),
+                line: None,
+            },
+        );
+        self.contexts.insert("context".into(), self.context_dir.clone());
+        self.context = Some(v);
+        v
+    }
+
+    /// Finds a stage by name (case-insensitive) or index.
+    pub(crate) fn find_stage(&self, name: &str) -> Option<usize> {
+        let lower = name.to_ascii_lowercase();
+        if let Some(i) = self.dockerfile.stages.iter().position(|s| s.name() == Some(lower.as_str())) {
+            return Some(i);
+        }
+        name.parse::<usize>().ok().filter(|i| *i < self.dockerfile.stages.len())
+    }
+
+    /// Lowers stage `index` (once), detecting cycles; `from_line` is the
+    /// line of the reference that asked for it.
+    pub(crate) fn stage(&mut self, index: usize, from_line: Option<usize>) -> Result<StageOut> {
+        if let Some(out) = &self.done[index] {
+            return Ok(out.clone());
+        }
+        let stage = &self.dockerfile.stages[index];
+        if self.in_progress[index] {
+            return Err(LowerError::Circular {
+                line: from_line.unwrap_or(stage.from.span.start.line),
+                stage: stage.name().map(str::to_string).unwrap_or_else(|| index.to_string()),
+            });
+        }
+        self.in_progress[index] = true;
+        let result = self.lower_stage(index);
+        self.in_progress[index] = false;
+        let out = result?;
+        self.done[index] = Some(out.clone());
+        Ok(out)
+    }
+
+    /// Resolves an image reference into an image vertex and its config.
+    pub(crate) fn image(&mut self, reference: &str, platform: &Platform, line: usize) -> Result<(VertexId, ImageConfig)> {
+        let resolved = self
+            .resolver
+            .resolve(reference, platform)
+            .map_err(|message| LowerError::Image {
+                line,
+                reference: reference.to_string(),
+                message,
+            })?;
+        let vertex = self.graph.add(
+            Op::Image(ImageSource {
+                reference: resolved.reference.clone(),
+                manifest: resolved.manifest.to_string(),
+                platform: platform.to_string(),
+            }),
+            vec![],
+            VertexMeta {
+                name: format!("[internal] load {}", resolved.reference),
+                line: Some(line),
+            },
+        );
+        Ok((vertex, resolved.config))
+    }
+
+    fn lower_stage(&mut self, index: usize) -> Result<StageOut> {
+        let dockerfile = self.dockerfile;
+        let stage = &dockerfile.stages[index];
+        let from_cmd = stage.from.expand(&self.lexer, &self.global)?;
+        let kiln_parser::Instruction::From(from) = &from_cmd.instruction else {
+            return Err(LowerError::Invalid {
+                line: stage.from.span.start.line,
+                message: "a stage must start with FROM".into(),
+            });
+        };
+        let line = stage.from.span.start.line;
+        let platform = match &from.platform {
+            Some(p) if !p.is_empty() => p.parse::<Platform>().map_err(|e| LowerError::Invalid {
+                line,
+                message: format!("FROM --platform: {e}"),
+            })?,
+            _ => self.options.platform.clone(),
+        };
+        let base_name = from.image.clone();
+        let (vertex, mut config, from_stage) = if base_name.eq_ignore_ascii_case("scratch") {
+            let v = self.graph.add(Op::Scratch, vec![], VertexMeta::default());
+            let mut config = ImageConfig {
+                architecture: platform.architecture.clone(),
+                os: platform.os.clone(),
+                variant: (!platform.variant.is_empty()).then(|| platform.variant.clone()),
+                ..ImageConfig::default()
+            };
+            config.config.working_dir = Some("/".into());
+            (v, config, false)
+        } else if let Some(parent) = self.find_stage(&base_name).filter(|i| *i < index) {
+            let out = self.stage(parent, Some(line))?;
+            (out.vertex, out.config, true)
+        } else {
+            let (v, c) = self.image(&base_name, &platform, line)?;
+            (v, c, false)
+        };
+        let _ = from_stage;
+        // Every image gets a PATH.
+        let env = config.config.env.get_or_insert_with(Vec::new);
+        if !env.iter().any(|e| e.starts_with("PATH=")) {
+            env.insert(0, DEFAULT_PATH.to_string());
+        }
+        let mut scope = Scope::default();
+        for e in config.config.env.iter().flatten() {
+            if let Some((k, v)) = e.split_once('=') {
+                scope.set(k, v, false);
+            }
+        }
+        let triggers = config.config.on_build.take().unwrap_or_default();
+        let mut state = StageState {
+            index,
+            name: stage.name().map(str::to_string).unwrap_or_else(|| format!("stage-{index}")),
+            vertex,
+            config,
+            scope,
+            cmd_set: false,
+            platform,
+            step: 0,
+        };
+        for trigger in triggers {
+            let parsed = kiln_parser::parse(&format!("FROM scratch\n{trigger}\n")).map_err(|e| LowerError::Invalid {
+                line,
+                message: format!("ONBUILD trigger {trigger:?} of the base image: {e}"),
+            })?;
+            for stage in &parsed.stages {
+                for cmd in &stage.commands {
+                    // Triggers report the FROM line.
+                    let mut cmd = cmd.clone();
+                    cmd.span = stage_span_at(&cmd, line);
+                    self.dispatch(&mut state, &cmd)?;
+                }
+            }
+        }
+        for cmd in &stage.commands {
+            self.dispatch(&mut state, cmd)?;
+        }
+        Ok(StageOut {
+            vertex: state.vertex,
+            config: state.config,
+        })
+    }
+}
+
+/// A trigger's span moved to the FROM line that fired it.
+fn stage_span_at(cmd: &Command, line: usize) -> kiln_parser::Span {
+    let mut span = cmd.span;
+    span.start.line = line;
+    span.end.line = line;
+    span
+}
