@@ -9,4 +9,4 @@ mod op;
 
 pub use lower::{lower, BuildOptions, ImageResolver, LowerError, Lowered, NamedContext, ResolvedImage};
 pub use graph::{Graph, Vertex, VertexId, VertexMeta};
-pub use op::{Chmod, ContextSource, CopyAction, ExecOp, FileAction, FileOp, ImageSource, Op, Owner};
+pub use op::{Chmod, ContextSource, CopyAction, ExecOp, FileAction, FileOp, HttpSource, ImageSource, Op, Owner};

@@ -14,6 +14,8 @@ pub enum Op {
     Image(ImageSource),
     /// Files of a local build context (the main one or a named one).
     Context(ContextSource),
+    /// A file downloaded over HTTP(S) (ADD of a URL).
+    Http(HttpSource),
     /// File operations applied on top of input 0; other inputs are sources.
     File(FileOp),
     /// A process run on top of input 0 (RUN; executed in the next issue).
@@ -29,6 +31,7 @@ impl Op {
             Op::Scratch => "scratch",
             Op::Image(_) => "image",
             Op::Context(_) => "context",
+            Op::Http(_) => "http",
             Op::File(_) => "file",
             Op::Exec(_) => "exec",
             Op::Merge => "merge",
@@ -45,6 +48,17 @@ pub struct ImageSource {
     pub manifest: String,
     /// The platform selected (`linux/amd64`).
     pub platform: String,
+}
+
+/// A URL to download (ADD).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct HttpSource {
+    /// The URL.
+    pub url: String,
+    /// `--checksum`, verified against the content.
+    pub checksum: Option<String>,
+    /// The file name it is saved as (the last path segment).
+    pub filename: String,
 }
 
 /// A local context source.

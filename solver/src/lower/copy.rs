@@ -2,14 +2,21 @@
 //! files; destination rules; `--chown`, `--chmod`, `--exclude`, `--parents`.
 
 use super::instructions::{clean_path, owner_spec};
-use super::{Lowerer, LowerError, Result, StageState};
+use super::{LowerError, Lowerer, Result, StageState};
 use crate::graph::VertexId;
-use crate::op::{Chmod, CopyAction, FileAction, FileOp, Op};
+use crate::graph::VertexMeta;
+use crate::op::{Chmod, CopyAction, FileAction, FileOp, HttpSource, Op};
 use kiln_parser::instruction::{CopySource, FileCopy};
 use kiln_parser::Command;
 
 impl Lowerer<'_> {
-    pub(crate) fn copy(&mut self, st: &mut StageState, cmd: &Command, c: &FileCopy, is_add: bool) -> Result<()> {
+    pub(crate) fn copy(
+        &mut self,
+        st: &mut StageState,
+        cmd: &Command,
+        c: &FileCopy,
+        is_add: bool,
+    ) -> Result<()> {
         let line = cmd.span.start.line;
         let keyword = if is_add { "ADD" } else { "COPY" };
         let source_vertex = self.copy_source(st, c, line)?;
@@ -19,26 +26,60 @@ impl Lowerer<'_> {
         } else {
             format!("{}/{dest_raw}", st.workdir().trim_end_matches('/'))
         };
-        let dest_is_dir = dest_raw.ends_with('/') || dest_raw == "." || dest_raw.ends_with("/.") || joined.ends_with('/');
+        let dest_is_dir = dest_raw.ends_with('/')
+            || dest_raw == "."
+            || dest_raw.ends_with("/.")
+            || joined.ends_with('/');
         let dest = clean_path(&joined);
         let owner = c.chown.as_deref().filter(|s| !s.is_empty()).map(owner_spec);
         let chmod = match c.chmod.as_deref().filter(|s| !s.is_empty()) {
             None => None,
-            Some(m) => Some(parse_chmod(m).map_err(|message| LowerError::Invalid { line, message })?),
+            Some(m) => {
+                Some(parse_chmod(m).map_err(|message| LowerError::Invalid { line, message })?)
+            }
         };
         let mut actions = Vec::new();
         let mut paths = Vec::new();
+        let mut inputs = vec![st.vertex];
+        let several = c.sources.len() > 1;
         for source in &c.sources {
             match source {
-                CopySource::Path(p) => {
-                    if is_add && (p.starts_with("http://") || p.starts_with("https://") || p.starts_with("git@")) {
-                        return Err(LowerError::Invalid {
-                            line,
-                            message: format!("ADD from a URL ({p}) is not supported yet"),
-                        });
-                    }
-                    paths.push(p.clone());
+                CopySource::Path(p)
+                    if is_add && (p.starts_with("http://") || p.starts_with("https://")) =>
+                {
+                    let filename = url_filename(p);
+                    let http = self.graph.add(
+                        Op::Http(HttpSource {
+                            url: p.clone(),
+                            checksum: c.checksum.clone(),
+                            filename: filename.clone(),
+                        }),
+                        vec![],
+                        VertexMeta {
+                            name: format!("[{}] https {p}", st.name),
+                            line: Some(line),
+                        },
+                    );
+                    inputs.push(http);
+                    actions.push(FileAction::Copy(CopyAction {
+                        input: inputs.len() - 1,
+                        sources: vec![filename],
+                        dest: dest.clone(),
+                        dest_is_dir: dest_is_dir || several,
+                        owner: owner.clone(),
+                        chmod: chmod.clone(),
+                        unpack: false,
+                        excludes: Vec::new(),
+                        parents: false,
+                    }));
                 }
+                CopySource::Path(p) if is_add && p.starts_with("git@") => {
+                    return Err(LowerError::Invalid {
+                        line,
+                        message: format!("ADD from a git repository ({p}) is not supported yet"),
+                    });
+                }
+                CopySource::Path(p) => paths.push(p.clone()),
                 CopySource::Heredoc(h) => {
                     let mut data = h.chomped_content();
                     if h.expand {
@@ -71,13 +112,12 @@ impl Lowerer<'_> {
                 }
             }
         }
-        let mut inputs = vec![st.vertex];
         if !paths.is_empty() {
             inputs.push(source_vertex);
             actions.insert(
                 0,
                 FileAction::Copy(CopyAction {
-                    input: 1,
+                    input: inputs.len() - 1,
                     sources: paths.clone(),
                     dest: dest.clone(),
                     dest_is_dir,
@@ -138,6 +178,17 @@ impl Lowerer<'_> {
     }
 }
 
+/// The file name an ADD of `url` saves as: the last path segment.
+fn url_filename(url: &str) -> String {
+    let path = url.split(['?', '#']).next().unwrap_or(url);
+    let after_host = path.splitn(4, '/').nth(3).unwrap_or("");
+    after_host
+        .rsplit('/')
+        .find(|s| !s.is_empty())
+        .unwrap_or("__unnamed__")
+        .to_string()
+}
+
 /// `--chmod`: octal (`755`, `0644`) or symbolic (`u+x,go-w`, `a=r`).
 pub(crate) fn parse_chmod(text: &str) -> std::result::Result<Chmod, String> {
     if text.chars().all(|c| c.is_ascii_digit()) {
@@ -153,7 +204,9 @@ pub(crate) fn parse_chmod(text: &str) -> std::result::Result<Chmod, String> {
         let ok = matches!(chars.next(), Some('+' | '-' | '='))
             && chars.all(|c| matches!(c, 'r' | 'w' | 'x' | 'X' | 's' | 't'));
         if !ok {
-            return Err(format!("invalid --chmod={text}: {clause:?} is not a symbolic mode"));
+            return Err(format!(
+                "invalid --chmod={text}: {clause:?} is not a symbolic mode"
+            ));
         }
     }
     Ok(Chmod::Symbolic(text.to_string()))

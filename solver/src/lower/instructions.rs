@@ -2,7 +2,7 @@
 //! filesystem vertex, image config, variables and history.
 
 use super::history;
-use super::{Lowerer, LowerError, Result, StageState};
+use super::{LowerError, Lowerer, Result, StageState};
 use crate::op::{ExecOp, FileAction, FileOp, Op, Owner};
 use kiln_oci::HealthConfig;
 use kiln_parser::instruction::{CommandLine, Healthcheck};
@@ -51,11 +51,17 @@ impl Lowerer<'_> {
             Instruction::Expose(ports) => {
                 let mut these = BTreeMap::new();
                 for p in ports {
-                    for port in expand_port(p).map_err(|message| LowerError::Invalid { line, message })? {
+                    for port in
+                        expand_port(p).map_err(|message| LowerError::Invalid { line, message })?
+                    {
                         these.insert(port, serde_json::json!({}));
                     }
                 }
-                let all = st.config.config.exposed_ports.get_or_insert_with(BTreeMap::new);
+                let all = st
+                    .config
+                    .config
+                    .exposed_ports
+                    .get_or_insert_with(BTreeMap::new);
                 all.extend(these.clone());
                 st.history(history::expose(&these), true);
                 Ok(())
@@ -107,7 +113,10 @@ impl Lowerer<'_> {
             }
             Instruction::Entrypoint(line_) => {
                 let argv = self.command_argv(st, line_);
-                st.history(format!("ENTRYPOINT {}", history::go_quoted_list(&argv)), true);
+                st.history(
+                    format!("ENTRYPOINT {}", history::go_quoted_list(&argv)),
+                    true,
+                );
                 st.config.config.entrypoint = (!argv.is_empty()).then_some(argv);
                 // An ENTRYPOINT resets a CMD inherited from the base, not
                 // one set earlier in this stage.
@@ -118,7 +127,7 @@ impl Lowerer<'_> {
             }
             Instruction::Shell(shell) => {
                 st.config.config.shell = Some(shell.clone());
-                st.history(format!("SHELL {}", history::go_quoted_list(shell)), true);
+                st.history(format!("SHELL {}", history::go_list(shell)), true);
                 Ok(())
             }
             Instruction::Onbuild(o) => {
@@ -159,7 +168,7 @@ impl Lowerer<'_> {
                     CommandLine::Exec(args) => args.clone(),
                     CommandLine::Shell(text) => {
                         let mut argv = st.shell();
-                        argv.push(text.clone());
+                        argv.push(heredoc_script(text, &run.heredocs));
                         argv
                     }
                 };
@@ -213,7 +222,13 @@ impl Lowerer<'_> {
             clean_path(&format!("{}/{dir}", st.workdir()))
         };
         st.config.config.working_dir = Some(path.clone());
-        let owner = st.config.config.user.as_deref().filter(|u| !u.is_empty()).map(owner_spec);
+        let owner = st
+            .config
+            .config
+            .user
+            .as_deref()
+            .filter(|u| !u.is_empty())
+            .map(owner_spec);
         let op = Op::File(FileOp {
             actions: vec![FileAction::Mkdir {
                 path: path.clone(),
@@ -229,6 +244,42 @@ impl Lowerer<'_> {
     }
 }
 
+/// The script a shell-form RUN hands its shell, with BuildKit's heredoc
+/// rules: a command that is only a heredoc runs the heredoc's body (a `#!`
+/// script is run from `/dev/pipes/NAME`); otherwise the bodies follow the
+/// command line, each closed by its delimiter.
+fn heredoc_script(text: &str, heredocs: &[kiln_parser::Heredoc]) -> String {
+    if heredocs.is_empty() {
+        return text.to_string();
+    }
+    let only_marker = heredocs.len() == 1 && {
+        let t = text.trim();
+        let name = &heredocs[0].name;
+        [
+            format!("<<{name}"),
+            format!("<<-{name}"),
+            format!("<<'{name}'"),
+            format!("<<\"{name}\""),
+            format!("<<-'{name}'"),
+            format!("<<-\"{name}\""),
+        ]
+        .iter()
+        .any(|m| t == m)
+    };
+    if only_marker {
+        let body = heredocs[0].chomped_content();
+        if body.starts_with("#!") {
+            return format!("/dev/pipes/{}", heredocs[0].name);
+        }
+        return body;
+    }
+    let bodies: Vec<String> = heredocs
+        .iter()
+        .map(|h| format!("{}{}", h.chomped_content(), h.name))
+        .collect();
+    format!("{text}\n{}", bodies.join("\n"))
+}
+
 fn nanos(d: std::time::Duration) -> u64 {
     u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
 }
@@ -237,7 +288,10 @@ fn nanos(d: std::time::Duration) -> u64 {
 pub(crate) fn set_env(env: &mut Option<Vec<String>>, key: &str, value: &str) {
     let env = env.get_or_insert_with(Vec::new);
     let entry = format!("{key}={value}");
-    match env.iter_mut().find(|e| e.split_once('=').map(|(k, _)| k) == Some(key)) {
+    match env
+        .iter_mut()
+        .find(|e| e.split_once('=').map(|(k, _)| k) == Some(key))
+    {
         Some(e) => *e = entry,
         None => env.push(entry),
     }
@@ -267,7 +321,10 @@ fn expand_port(spec: &str) -> std::result::Result<Vec<String>, String> {
     };
     let bad = || format!("invalid port {spec:?}");
     let (lo, hi) = match ports.split_once('-') {
-        Some((a, b)) => (a.parse::<u16>().map_err(|_| bad())?, b.parse::<u16>().map_err(|_| bad())?),
+        Some((a, b)) => (
+            a.parse::<u16>().map_err(|_| bad())?,
+            b.parse::<u16>().map_err(|_| bad())?,
+        ),
         None => {
             let p = ports.parse::<u16>().map_err(|_| bad())?;
             (p, p)
@@ -315,7 +372,13 @@ mod tests {
 
     #[test]
     fn owners() {
-        assert_eq!(owner_spec("1234"), Owner::Ids { uid: 1234, gid: 1234 });
+        assert_eq!(
+            owner_spec("1234"),
+            Owner::Ids {
+                uid: 1234,
+                gid: 1234
+            }
+        );
         assert_eq!(owner_spec("1:2"), Owner::Ids { uid: 1, gid: 2 });
         assert!(matches!(owner_spec("app"), Owner::Names { .. }));
     }

@@ -97,7 +97,11 @@ pub trait ImageResolver {
     /// # Errors
     /// A message saying why it cannot be resolved (the caller adds the
     /// line).
-    fn resolve(&self, reference: &str, platform: &Platform) -> std::result::Result<ResolvedImage, String>;
+    fn resolve(
+        &self,
+        reference: &str,
+        platform: &Platform,
+    ) -> std::result::Result<ResolvedImage, String>;
 }
 
 /// What lowering produced.
@@ -274,6 +278,7 @@ pub fn lower(
         context_dir: context_dir.to_path_buf(),
     };
     l.global_args()?;
+    check_cycles(dockerfile)?;
     let target = match &options.target {
         Some(t) => dockerfile
             .stages
@@ -331,7 +336,8 @@ impl Lowerer<'_> {
                 line: None,
             },
         );
-        self.contexts.insert("context".into(), self.context_dir.clone());
+        self.contexts
+            .insert("context".into(), self.context_dir.clone());
         self.context = Some(v);
         v
     }
@@ -339,10 +345,17 @@ impl Lowerer<'_> {
     /// Finds a stage by name (case-insensitive) or index.
     pub(crate) fn find_stage(&self, name: &str) -> Option<usize> {
         let lower = name.to_ascii_lowercase();
-        if let Some(i) = self.dockerfile.stages.iter().position(|s| s.name() == Some(lower.as_str())) {
+        if let Some(i) = self
+            .dockerfile
+            .stages
+            .iter()
+            .position(|s| s.name() == Some(lower.as_str()))
+        {
             return Some(i);
         }
-        name.parse::<usize>().ok().filter(|i| *i < self.dockerfile.stages.len())
+        name.parse::<usize>()
+            .ok()
+            .filter(|i| *i < self.dockerfile.stages.len())
     }
 
     /// Lowers stage `index` (once), detecting cycles; `from_line` is the
@@ -355,7 +368,10 @@ impl Lowerer<'_> {
         if self.in_progress[index] {
             return Err(LowerError::Circular {
                 line: from_line.unwrap_or(stage.from.span.start.line),
-                stage: stage.name().map(str::to_string).unwrap_or_else(|| index.to_string()),
+                stage: stage
+                    .name()
+                    .map(str::to_string)
+                    .unwrap_or_else(|| index.to_string()),
             });
         }
         self.in_progress[index] = true;
@@ -367,7 +383,12 @@ impl Lowerer<'_> {
     }
 
     /// Resolves an image reference into an image vertex and its config.
-    pub(crate) fn image(&mut self, reference: &str, platform: &Platform, line: usize) -> Result<(VertexId, ImageConfig)> {
+    pub(crate) fn image(
+        &mut self,
+        reference: &str,
+        platform: &Platform,
+        line: usize,
+    ) -> Result<(VertexId, ImageConfig)> {
         let resolved = self
             .resolver
             .resolve(reference, platform)
@@ -442,7 +463,10 @@ impl Lowerer<'_> {
         let triggers = config.config.on_build.take().unwrap_or_default();
         let mut state = StageState {
             index,
-            name: stage.name().map(str::to_string).unwrap_or_else(|| format!("stage-{index}")),
+            name: stage
+                .name()
+                .map(str::to_string)
+                .unwrap_or_else(|| format!("stage-{index}")),
             vertex,
             config,
             scope,
@@ -451,10 +475,13 @@ impl Lowerer<'_> {
             step: 0,
         };
         for trigger in triggers {
-            let parsed = kiln_parser::parse(&format!("FROM scratch\n{trigger}\n")).map_err(|e| LowerError::Invalid {
-                line,
-                message: format!("ONBUILD trigger {trigger:?} of the base image: {e}"),
-            })?;
+            let parsed =
+                kiln_parser::parse(&format!("FROM scratch\n{trigger}\n")).map_err(|e| {
+                    LowerError::Invalid {
+                        line,
+                        message: format!("ONBUILD trigger {trigger:?} of the base image: {e}"),
+                    }
+                })?;
             for stage in &parsed.stages {
                 for cmd in &stage.commands {
                     // Triggers report the FROM line.
@@ -472,6 +499,78 @@ impl Lowerer<'_> {
             config: state.config,
         })
     }
+}
+
+/// Finds stage cycles the way BuildKit does: walking stages in file
+/// order, so the error names the first stage of the cycle. References are
+/// read as written (FROM and `COPY --from` naming a stage).
+fn check_cycles(dockerfile: &Dockerfile) -> Result<()> {
+    let stages = &dockerfile.stages;
+    let find = |name: &str| {
+        let lower = name.to_ascii_lowercase();
+        stages
+            .iter()
+            .position(|s| s.name() == Some(lower.as_str()))
+            .or_else(|| name.parse::<usize>().ok().filter(|i| *i < stages.len()))
+    };
+    let deps: Vec<Vec<(usize, usize)>> = stages
+        .iter()
+        .enumerate()
+        .map(|(i, stage)| {
+            let mut d = Vec::new();
+            if let Some(j) = find(&stage.base().image).filter(|j| *j < i) {
+                d.push((j, stage.from.span.start.line));
+            }
+            for cmd in &stage.commands {
+                if let kiln_parser::Instruction::Copy(c) = &cmd.instruction {
+                    if let Some(j) = c.from.as_deref().and_then(|f| find(f)) {
+                        d.push((j, cmd.span.start.line));
+                    }
+                }
+            }
+            d
+        })
+        .collect();
+    // 0 = unvisited, 1 = in progress, 2 = done.
+    let mut state = vec![0u8; stages.len()];
+    fn visit(
+        i: usize,
+        line: usize,
+        deps: &[Vec<(usize, usize)>],
+        state: &mut [u8],
+        dockerfile: &Dockerfile,
+    ) -> Result<()> {
+        match state[i] {
+            2 => return Ok(()),
+            1 => {
+                let stage = &dockerfile.stages[i];
+                return Err(LowerError::Circular {
+                    line,
+                    stage: stage
+                        .name()
+                        .map(str::to_string)
+                        .unwrap_or_else(|| i.to_string()),
+                });
+            }
+            _ => {}
+        }
+        state[i] = 1;
+        for (j, l) in &deps[i] {
+            visit(*j, *l, deps, state, dockerfile)?;
+        }
+        state[i] = 2;
+        Ok(())
+    }
+    for i in 0..stages.len() {
+        visit(
+            i,
+            stages[i].from.span.start.line,
+            &deps,
+            &mut state,
+            dockerfile,
+        )?;
+    }
+    Ok(())
 }
 
 /// A trigger's span moved to the FROM line that fired it.

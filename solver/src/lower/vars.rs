@@ -51,7 +51,8 @@ impl Scope {
     /// Sets a variable (an ENV or an ARG), moving it to the end.
     pub(crate) fn set(&mut self, name: &str, value: &str, is_arg: bool) {
         self.vars.retain(|(n, _, _)| n != name);
-        self.vars.push((name.to_string(), value.to_string(), is_arg));
+        self.vars
+            .push((name.to_string(), value.to_string(), is_arg));
         if is_arg {
             self.declared.push((name.to_string(), value.to_string()));
         }
