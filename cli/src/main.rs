@@ -21,6 +21,8 @@ struct Cli {
 enum Command {
     /// Parse a Dockerfile and print what kiln understood, with positions.
     Parse(commands::parse::ParseArgs),
+    /// Build an image from a Dockerfile.
+    Build(commands::build::BuildArgs),
     /// Download an image from a registry into the local store.
     Pull(commands::image::PullArgs),
     /// Upload an image from the local store to a registry.
@@ -67,6 +69,7 @@ fn run(global: &global::GlobalArgs, command: Command) -> anyhow::Result<()> {
     use commands::{archive, image, login};
     match command {
         Command::Parse(_) => Ok(()),
+        Command::Build(a) => commands::build::build(global, &a),
         Command::Pull(a) => image::pull(global, &a),
         Command::Push(a) => image::push(global, &a),
         Command::Images(a) => image::images(global, &a),

@@ -40,40 +40,13 @@ use std::time::Duration;
 
 /// Cases that do not need RUN but do not pass yet. Remove a case from here
 /// as soon as it passes: the test fails if a listed case passes.
-const KNOWN_FAILING: &[&str] = &[
-    "01-copy-basic",
-    "02-copy-dir",
-    "03-copy-wildcards",
-    "05-copy-chown-names",
-    "06-copy-chown-numeric",
-    "07-copy-chmod",
-    "09-copy-from-image",
-    "11-copy-symlinks-context",
-    "15-copy-missing-source",
-    "16-copy-from-unknown-stage",
-    "17-add-tar-formats",
-    "19-add-nontar",
-    "21-add-url",
-    "24-env-required-unset",
-    "54-label",
-    "55-expose",
-    "57-stopsignal-maintainer",
-    "58-healthcheck-exec",
-    "60-healthcheck-none",
-    "61-entrypoint-resets-cmd",
-    "63-entrypoint-shell-form-empty-cmd",
-    "64-cmd-forms",
-    "72-circular-stages",
-    "73-from-scratch",
-    "74-dockerignore-basic",
-    "75-dockerignore-globstar",
-    "77-dockerignore-self",
-    "79-dockerfile-in-subdir",
-    "85-unknown-instruction",
-    "86-empty-dockerfile",
-    "87-only-comments",
-    "88-no-from",
-];
+///
+/// - `11-copy-symlinks-context`: in `../shared`, this case's context stores
+///   its symlinks (`link.txt`, `linkdir`, `dir/*-link`, `dir/dangling`) as
+///   plain files holding the link target, so the context kiln is given is
+///   not the one BuildKit built. kiln's COPY of real symlinks is covered by
+///   `executor/tests/fileop.rs`, which restores them.
+const KNOWN_FAILING: &[&str] = &["11-copy-symlinks-context"];
 
 const SHARED: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared");
 

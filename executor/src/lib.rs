@@ -6,7 +6,8 @@
 //! `trusted.overlay.opaque` or `user.overlay.opaque` xattr), so the next
 //! issue can hand the same directories to overlayfs as lowerdirs.
 //!
-//! - [`unpack`]: a layer tar (OCI whiteouts) → a layer directory.
+//! - [`unpack`]: a layer tar (OCI whiteouts) → a layer directory
+//!   ([`unpack_blob`]: a gzip or plain layer blob).
 //! - [`apply_file_actions`]: COPY/ADD/WORKDIR/heredoc files → a new, empty
 //!   upper directory on top of a stack (parents are copied up with their
 //!   metadata, as overlayfs does).
@@ -21,9 +22,10 @@
 mod diff;
 mod fileop;
 mod stack;
+mod sys;
 mod unpack;
 
-pub use diff::diff;
-pub use fileop::{apply_file_actions, Chmod, CopyAction, FileAction, FileOpError, Owner};
+pub use diff::{diff, diff_with, DiffError, DiffOptions};
+pub use fileop::{apply_file_actions, Chmod, CopyAction, FileAction, FileOpError, Owner, Source};
 pub use stack::{materialize, LayerStack, SourceEntry, SourceError, SourceTree};
-pub use unpack::unpack;
+pub use unpack::{unpack, unpack_blob, UnpackError};

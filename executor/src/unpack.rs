@@ -1,13 +1,477 @@
-//! Layer tar → layer directory (being written).
+//! Layer tar → layer directory in overlay format.
+//!
+//! OCI whiteouts become overlayfs markers: `D/.wh.NAME` is a character
+//! device 0/0 `D/NAME`, `D/.wh..wh..opq` sets `trusted.overlay.opaque=y`
+//! on `D` (`user.overlay.opaque=y` when not running as root).
+//!
+//! **Crash safety.** A layer is extracted into `<dir>.tmp-<pid>` next to
+//! `dir` and renamed to `dir` only once complete, so a crash or an error
+//! never leaves a half-extracted layer under the final name (a failed
+//! extraction removes its temporary directory; one left by a crash is
+//! stale and can be deleted; a later unpack by the same pid replaces it).
 
-use std::io::Read;
-use std::path::Path;
+use crate::sys;
+use std::collections::BTreeMap;
+use std::ffi::{OsStr, OsString};
+use std::fs::{self, OpenOptions};
+use std::io::{self, BufRead, BufReader, Read};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use tar::EntryType;
 
-/// Extracts a layer tar into `dir` in overlay format (being written).
+/// Why a layer could not be unpacked.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum UnpackError {
+    /// An I/O error on a path of the layer directory (or the blob).
+    #[error("{action} {path}: {error}")]
+    Io {
+        /// What was being done.
+        action: &'static str,
+        /// The path.
+        path: PathBuf,
+        /// The error.
+        #[source]
+        error: io::Error,
+    },
+    /// The tar stream is unreadable (corrupt, truncated, bad gzip).
+    #[error("reading the layer tar: {0}")]
+    Tar(#[source] io::Error),
+    /// An entry (or a hardlink target) would land outside the layer
+    /// directory.
+    #[error("layer entry {path:?} escapes the layer directory")]
+    Escape {
+        /// The path as in the tar.
+        path: String,
+    },
+    /// An entry that cannot be extracted.
+    #[error("layer entry {path:?}: {reason}")]
+    BadEntry {
+        /// The path as in the tar.
+        path: String,
+        /// Why.
+        reason: String,
+    },
+    /// The destination exists and is not an empty directory.
+    #[error("{0}: layer directory already exists and is not empty")]
+    NotEmpty(PathBuf),
+    /// A layer compression not handled.
+    #[error("{media_type}: zstd layers not supported yet")]
+    Unsupported {
+        /// The layer's media type.
+        media_type: String,
+    },
+}
+
+fn io_err(action: &'static str, path: &Path, error: io::Error) -> UnpackError {
+    UnpackError::Io {
+        action,
+        path: path.to_path_buf(),
+        error,
+    }
+}
+
+/// Extracts the layer blob at `blob` (plain tar or gzip, detected by its
+/// magic bytes) into `dir` like [`unpack`]. zstd (by media type or magic)
+/// is [`UnpackError::Unsupported`].
 ///
 /// # Errors
-/// I/O errors naming the path.
-pub fn unpack(layer: &mut dyn Read, dir: &Path) -> std::io::Result<()> {
-    let _ = (layer, dir);
-    Err(std::io::Error::other("layer unpacking is not written yet"))
+/// See [`unpack`].
+pub fn unpack_blob(blob: &Path, media_type: &str, dir: &Path) -> Result<(), UnpackError> {
+    let unsupported = || UnpackError::Unsupported {
+        media_type: media_type.to_string(),
+    };
+    if media_type.contains("zstd") {
+        return Err(unsupported());
+    }
+    let file = fs::File::open(blob).map_err(|e| io_err("opening", blob, e))?;
+    let mut reader = BufReader::with_capacity(1 << 16, file);
+    let magic = reader
+        .fill_buf()
+        .map_err(|e| io_err("reading", blob, e))?
+        .to_vec();
+    if magic.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
+        return Err(unsupported());
+    }
+    if magic.starts_with(&[0x1f, 0x8b]) {
+        unpack(&mut flate2::bufread::MultiGzDecoder::new(reader), dir)
+    } else {
+        unpack(&mut reader, dir)
+    }
+}
+
+/// Extracts an uncompressed layer tar into `dir` in overlay format.
+///
+/// `dir` must not exist or be an empty directory; its parent must exist.
+/// Regular files, directories, symlinks, hardlinks (to a path extracted
+/// earlier from the same tar), character/block devices and fifos are
+/// created with the header's mode (setuid/setgid/sticky included), owner
+/// (numeric; `lchown`) and mtime (directories' after their contents);
+/// PAX `uid`/`gid`/`mtime` override the header and `SCHILY.xattr.*` are
+/// set (except overlay ones; unsupported or forbidden xattrs are skipped).
+/// An entry for the root (`./`) sets the layer directory's metadata.
+/// Entries or hardlink targets with `..`, or below a symlink or a file,
+/// are refused; symlink targets may be anything. Extraction happens in
+/// `<dir>.tmp-<pid>`, renamed to `dir` at the end (see the module docs).
+///
+/// # Errors
+/// [`UnpackError`] naming the path.
+pub fn unpack(layer: &mut dyn Read, dir: &Path) -> Result<(), UnpackError> {
+    match fs::read_dir(dir) {
+        Ok(mut read) => {
+            if read.next().is_some() {
+                return Err(UnpackError::NotEmpty(dir.to_path_buf()));
+            }
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => return Err(io_err("reading", dir, e)),
+    }
+    let mut tmp_name = dir
+        .file_name()
+        .ok_or_else(|| {
+            io_err(
+                "unpacking into",
+                dir,
+                io::Error::new(io::ErrorKind::InvalidInput, "no file name"),
+            )
+        })?
+        .to_os_string();
+    tmp_name.push(format!(".tmp-{}", std::process::id()));
+    let tmp = dir.with_file_name(tmp_name);
+    if fs::symlink_metadata(&tmp).is_ok() {
+        fs::remove_dir_all(&tmp).map_err(|e| io_err("removing stale", &tmp, e))?;
+    }
+    fs::DirBuilder::new()
+        .mode(0o755)
+        .create(&tmp)
+        .map_err(|e| io_err("creating", &tmp, e))?;
+    let result = Extractor {
+        root: tmp.clone(),
+        dirs: BTreeMap::new(),
+    }
+    .run(layer);
+    if let Err(e) = result {
+        let _ = fs::remove_dir_all(&tmp);
+        return Err(e);
+    }
+    fs::rename(&tmp, dir).map_err(|e| {
+        let _ = fs::remove_dir_all(&tmp);
+        io_err("renaming into place", dir, e)
+    })
+}
+
+/// Metadata applied to a directory once the whole tar is extracted.
+struct DirMeta {
+    mode: u32,
+    mtime: (i64, i64),
+}
+
+struct Extractor {
+    root: PathBuf,
+    dirs: BTreeMap<PathBuf, DirMeta>,
+}
+
+/// Header fields with PAX overrides applied.
+struct Meta {
+    mode: u32,
+    uid: u32,
+    gid: u32,
+    mtime: (i64, i64),
+    xattrs: Vec<(String, Vec<u8>)>,
+}
+
+fn lossy(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// The components of a tar path: leading `/`, `.` and empty ones dropped,
+/// `..` refused.
+fn components(raw: &[u8]) -> Result<Vec<OsString>, UnpackError> {
+    let mut out = Vec::new();
+    for c in raw.split(|&b| b == b'/') {
+        match c {
+            b"" | b"." => {}
+            b".." => return Err(UnpackError::Escape { path: lossy(raw) }),
+            c => out.push(OsStr::from_bytes(c).to_os_string()),
+        }
+    }
+    Ok(out)
+}
+
+fn parse_pax_time(value: &str) -> Option<(i64, i64)> {
+    let (secs, frac) = match value.split_once('.') {
+        Some((s, f)) => (s, f),
+        None => (value, ""),
+    };
+    let secs: i64 = secs.parse().ok()?;
+    let mut nanos = 0i64;
+    for (i, d) in frac.chars().take(9).enumerate() {
+        nanos += i64::from(d.to_digit(10)?) * 10i64.pow(8 - i as u32);
+    }
+    if value.starts_with('-') && nanos > 0 {
+        return Some((secs - 1, 1_000_000_000 - nanos));
+    }
+    Some((secs, nanos))
+}
+
+impl Extractor {
+    fn run(mut self, layer: &mut dyn Read) -> Result<(), UnpackError> {
+        let mut archive = tar::Archive::new(layer);
+        for entry in archive.entries().map_err(UnpackError::Tar)? {
+            let mut entry = entry.map_err(UnpackError::Tar)?;
+            self.entry(&mut entry)?;
+        }
+        for (path, meta) in std::mem::take(&mut self.dirs).into_iter().rev() {
+            sys::chmod(&path, meta.mode).map_err(|e| io_err("chmod", &path, e))?;
+            sys::set_times(&path, meta.mtime, meta.mtime)
+                .map_err(|e| io_err("setting times of", &path, e))?;
+        }
+        Ok(())
+    }
+
+    fn meta(entry: &mut tar::Entry<'_, &mut dyn Read>) -> Result<Meta, UnpackError> {
+        let raw = lossy(&entry.path_bytes());
+        let bad = |what: &str, e: io::Error| UnpackError::BadEntry {
+            path: raw.clone(),
+            reason: format!("bad {what}: {e}"),
+        };
+        let h = entry.header();
+        let mut meta = Meta {
+            mode: h.mode().map_err(|e| bad("mode", e))? & 0o7777,
+            uid: h.uid().map_err(|e| bad("uid", e))? as u32,
+            gid: h.gid().map_err(|e| bad("gid", e))? as u32,
+            mtime: (h.mtime().map_err(|e| bad("mtime", e))? as i64, 0),
+            xattrs: Vec::new(),
+        };
+        if let Some(pax) = entry.pax_extensions().map_err(UnpackError::Tar)? {
+            for ext in pax {
+                let ext = ext.map_err(UnpackError::Tar)?;
+                let Ok(key) = ext.key() else { continue };
+                let value = ext.value_bytes();
+                let text = std::str::from_utf8(value).unwrap_or("");
+                match key {
+                    "uid" => meta.uid = text.parse().unwrap_or(meta.uid),
+                    "gid" => meta.gid = text.parse().unwrap_or(meta.gid),
+                    "mtime" => meta.mtime = parse_pax_time(text).unwrap_or(meta.mtime),
+                    _ => {
+                        if let Some(name) = key.strip_prefix("SCHILY.xattr.") {
+                            meta.xattrs.push((name.to_string(), value.to_vec()));
+                        }
+                    }
+                }
+            }
+        }
+        Ok(meta)
+    }
+
+    /// Makes sure the directories `comps` (relative to the root) exist,
+    /// creating missing ones (0755) when `create`; refuses any that is a
+    /// symlink or not a directory.
+    fn parents(&self, comps: &[OsString], raw: &str, create: bool) -> Result<PathBuf, UnpackError> {
+        let mut cur = self.root.clone();
+        for c in comps {
+            cur.push(c);
+            match fs::symlink_metadata(&cur) {
+                Ok(m) if m.is_dir() => {}
+                Ok(_) => {
+                    return Err(UnpackError::BadEntry {
+                        path: raw.to_string(),
+                        reason: format!("{} is not a directory", Path::new(c).display()),
+                    })
+                }
+                Err(e) if e.kind() == io::ErrorKind::NotFound && create => {
+                    fs::DirBuilder::new()
+                        .mode(0o755)
+                        .create(&cur)
+                        .map_err(|e| io_err("creating", &cur, e))?;
+                }
+                Err(e) => return Err(io_err("reading", &cur, e)),
+            }
+        }
+        Ok(cur)
+    }
+
+    /// Removes whatever is at `path` (a later entry replaces it).
+    fn remove(&mut self, path: &Path) -> Result<(), UnpackError> {
+        match fs::symlink_metadata(path) {
+            Ok(m) if m.is_dir() => {
+                fs::remove_dir_all(path).map_err(|e| io_err("removing", path, e))?;
+                self.dirs.retain(|p, _| !p.starts_with(path));
+            }
+            Ok(_) => fs::remove_file(path).map_err(|e| io_err("removing", path, e))?,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(io_err("reading", path, e)),
+        }
+        Ok(())
+    }
+
+    /// Owner, then mode (not for symlinks), xattrs, then times (deferred
+    /// for directories).
+    fn apply(&mut self, path: &Path, meta: &Meta, kind: EntryType) -> Result<(), UnpackError> {
+        sys::lchown(path, meta.uid, meta.gid).map_err(|e| io_err("chown", path, e))?;
+        for (name, value) in &meta.xattrs {
+            if name.starts_with("trusted.overlay.") || name.starts_with("user.overlay.") {
+                continue;
+            }
+            match sys::set_xattr(path, name, value) {
+                Ok(()) => {}
+                Err(e)
+                    if matches!(
+                        e.raw_os_error(),
+                        Some(libc::EOPNOTSUPP) | Some(libc::EPERM) | Some(libc::EINVAL)
+                    ) => {}
+                Err(e) => return Err(io_err("setting xattr on", path, e)),
+            }
+        }
+        if kind.is_dir() {
+            self.dirs.insert(
+                path.to_path_buf(),
+                DirMeta {
+                    mode: meta.mode,
+                    mtime: meta.mtime,
+                },
+            );
+            return Ok(());
+        }
+        if !kind.is_symlink() {
+            sys::chmod(path, meta.mode).map_err(|e| io_err("chmod", path, e))?;
+        }
+        sys::set_times(path, meta.mtime, meta.mtime)
+            .map_err(|e| io_err("setting times of", path, e))
+    }
+
+    fn entry(&mut self, entry: &mut tar::Entry<'_, &mut dyn Read>) -> Result<(), UnpackError> {
+        let kind = entry.header().entry_type();
+        if matches!(
+            kind,
+            EntryType::XGlobalHeader
+                | EntryType::XHeader
+                | EntryType::GNULongName
+                | EntryType::GNULongLink
+        ) {
+            return Ok(());
+        }
+        let raw_bytes = entry.path_bytes().into_owned();
+        let raw = lossy(&raw_bytes);
+        let comps = components(&raw_bytes)?;
+        let meta = Self::meta(entry)?;
+        let Some((name, parent_comps)) = comps.split_last() else {
+            if !kind.is_dir() {
+                return Err(UnpackError::BadEntry {
+                    path: raw,
+                    reason: "the layer root must be a directory".into(),
+                });
+            }
+            let root = self.root.clone();
+            return self.apply(&root, &meta, kind);
+        };
+        let parent = self.parents(parent_comps, &raw, true)?;
+        let name_bytes = name.as_bytes();
+        if name_bytes == b".wh..wh..opq" {
+            return sys::set_opaque(&parent).map_err(|e| io_err("marking opaque", &parent, e));
+        }
+        if let Some(hidden) = name_bytes.strip_prefix(b".wh.") {
+            if hidden.is_empty() {
+                return Err(UnpackError::BadEntry {
+                    path: raw,
+                    reason: "whiteout without a name".into(),
+                });
+            }
+            let path = parent.join(OsStr::from_bytes(hidden));
+            self.remove(&path)?;
+            return sys::make_whiteout(&path).map_err(|e| io_err("creating whiteout", &path, e));
+        }
+        let path = parent.join(name);
+        match kind {
+            EntryType::Directory => {
+                match fs::symlink_metadata(&path) {
+                    Ok(m) if m.is_dir() => {}
+                    _ => {
+                        self.remove(&path)?;
+                        fs::DirBuilder::new()
+                            .mode(0o700)
+                            .create(&path)
+                            .map_err(|e| io_err("creating", &path, e))?;
+                    }
+                }
+                self.apply(&path, &meta, kind)
+            }
+            EntryType::Regular | EntryType::Continuous | EntryType::GNUSparse => {
+                self.remove(&path)?;
+                let mut file = OpenOptions::new()
+                    .write(true)
+                    .create_new(true)
+                    .mode(0o600)
+                    .custom_flags(libc::O_NOFOLLOW)
+                    .open(&path)
+                    .map_err(|e| io_err("creating", &path, e))?;
+                io::copy(entry, &mut file).map_err(UnpackError::Tar)?;
+                drop(file);
+                self.apply(&path, &meta, EntryType::Regular)
+            }
+            EntryType::Link => {
+                let target_raw = entry
+                    .link_name_bytes()
+                    .ok_or_else(|| UnpackError::BadEntry {
+                        path: raw.clone(),
+                        reason: "hardlink without a target".into(),
+                    })?
+                    .into_owned();
+                let target_comps = components(&target_raw)?;
+                let Some((target_name, target_parents)) = target_comps.split_last() else {
+                    return Err(UnpackError::BadEntry {
+                        path: raw,
+                        reason: "hardlink to the layer root".into(),
+                    });
+                };
+                let target = self.parents(target_parents, &raw, false)?.join(target_name);
+                if target == path {
+                    return Ok(());
+                }
+                self.remove(&path)?;
+                fs::hard_link(&target, &path).map_err(|e| io_err("linking", &path, e))
+            }
+            EntryType::Symlink => {
+                let target = entry
+                    .link_name_bytes()
+                    .ok_or_else(|| UnpackError::BadEntry {
+                        path: raw.clone(),
+                        reason: "symlink without a target".into(),
+                    })?
+                    .into_owned();
+                self.remove(&path)?;
+                std::os::unix::fs::symlink(OsStr::from_bytes(&target), &path)
+                    .map_err(|e| io_err("creating", &path, e))?;
+                self.apply(&path, &meta, kind)
+            }
+            EntryType::Char | EntryType::Block | EntryType::Fifo => {
+                let (ty, dev) = match kind {
+                    EntryType::Fifo => (libc::S_IFIFO, 0),
+                    _ => {
+                        let h = entry.header();
+                        let bad = |e: io::Error| UnpackError::BadEntry {
+                            path: raw.clone(),
+                            reason: format!("bad device number: {e}"),
+                        };
+                        let major = h.device_major().map_err(bad)?.unwrap_or(0);
+                        let minor = h.device_minor().map_err(bad)?.unwrap_or(0);
+                        let ty = if kind == EntryType::Char {
+                            libc::S_IFCHR
+                        } else {
+                            libc::S_IFBLK
+                        };
+                        (ty, sys::makedev(major, minor))
+                    }
+                };
+                self.remove(&path)?;
+                sys::mknod(&path, ty | 0o600, dev).map_err(|e| io_err("creating", &path, e))?;
+                self.apply(&path, &meta, kind)
+            }
+            other => Err(UnpackError::BadEntry {
+                path: raw,
+                reason: format!("unsupported entry type {:?}", other.as_byte() as char),
+            }),
+        }
+    }
 }

@@ -168,7 +168,10 @@ mod tests {
     fn round_trips_docker_fields() {
         let text = r#"{"architecture":"amd64","os":"linux","config":{"Env":["A=1"],"Cmd":["sh"],"Healthcheck":{"Test":["NONE"]},"OnBuild":["RUN x"],"ArgsEscaped":true},"rootfs":{"type":"layers","diff_ids":["sha256:aa"]},"history":[{"created_by":"x","empty_layer":true}],"docker_version":"26"}"#;
         let c = ImageConfig::from_slice(text.as_bytes()).expect("parses");
-        assert_eq!(c.config.on_build.as_deref(), Some(&["RUN x".to_string()][..]));
+        assert_eq!(
+            c.config.on_build.as_deref(),
+            Some(&["RUN x".to_string()][..])
+        );
         assert!(c.history[0].empty_layer);
         let back: serde_json::Value = serde_json::from_slice(&c.to_vec()).expect("json");
         assert_eq!(back["docker_version"], "26");

@@ -65,7 +65,10 @@ impl Graph {
         let canonical = Canonical {
             version: GRAPH_VERSION,
             op: &op,
-            inputs: inputs.iter().map(|i| self.vertices[i.0].digest.as_str()).collect(),
+            inputs: inputs
+                .iter()
+                .map(|i| self.vertices[i.0].digest.as_str())
+                .collect(),
         };
         // Serialising plain data with string keys cannot fail.
         let bytes = serde_json::to_vec(&canonical).unwrap_or_default();
@@ -107,7 +110,10 @@ impl Graph {
                 stack.extend(self.vertices[id.0].inputs.iter().copied());
             }
         }
-        (0..self.vertices.len()).filter(|i| keep[*i]).map(VertexId).collect()
+        (0..self.vertices.len())
+            .filter(|i| keep[*i])
+            .map(VertexId)
+            .collect()
     }
 
     /// The sub-graph reaching `roots` as Graphviz DOT.
@@ -116,7 +122,12 @@ impl Graph {
         let mut nodes = HashMap::new();
         for id in self.closure(roots) {
             let v = &self.vertices[id.0];
-            let label = format!("{}\n{}\n{}", v.op.kind(), v.meta.name, &v.digest.hex()[..12]);
+            let label = format!(
+                "{}\n{}\n{}",
+                v.op.kind(),
+                v.meta.name,
+                &v.digest.hex()[..12]
+            );
             nodes.insert(id, g.add_node(label));
         }
         for (id, node) in &nodes {
@@ -173,7 +184,14 @@ mod tests {
     fn equal_subgraphs_share_a_vertex() {
         let mut g = Graph::new();
         let a = g.add(Op::Scratch, vec![], VertexMeta::default());
-        let b = g.add(Op::Scratch, vec![], VertexMeta { name: "other name".into(), line: Some(3) });
+        let b = g.add(
+            Op::Scratch,
+            vec![],
+            VertexMeta {
+                name: "other name".into(),
+                line: Some(3),
+            },
+        );
         assert_eq!(a, b, "metadata is not part of the digest");
         let x = g.add(mkdir("/x"), vec![a], VertexMeta::default());
         let y = g.add(mkdir("/x"), vec![b], VertexMeta::default());
@@ -181,11 +199,20 @@ mod tests {
         let z = g.add(mkdir("/z"), vec![a], VertexMeta::default());
         assert_ne!(x, z);
         assert_eq!(g.vertices().len(), 3);
-        let ctx = g.add(Op::Context(ContextSource { name: "context".into() }), vec![], VertexMeta::default());
+        let ctx = g.add(
+            Op::Context(ContextSource {
+                name: "context".into(),
+            }),
+            vec![],
+            VertexMeta::default(),
+        );
         assert_eq!(g.closure(&[x]), vec![a, x]);
         assert!(!g.closure(&[x]).contains(&ctx));
         assert!(g.to_dot(&[x, z]).contains("digraph"));
-        assert_eq!(g.to_json(&[z])["vertices"].as_array().map(Vec::len), Some(2));
+        assert_eq!(
+            g.to_json(&[z])["vertices"].as_array().map(Vec::len),
+            Some(2)
+        );
     }
 
     #[test]

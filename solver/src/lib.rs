@@ -6,7 +6,17 @@ pub mod context;
 mod graph;
 mod lower;
 mod op;
+mod solve;
 
-pub use lower::{lower, BuildOptions, ImageResolver, LowerError, Lowered, NamedContext, ResolvedImage};
 pub use graph::{Graph, Vertex, VertexId, VertexMeta};
-pub use op::{Chmod, ContextSource, CopyAction, ExecOp, FileAction, FileOp, HttpSource, ImageSource, Op, Owner};
+pub use lower::{
+    lower, BuildOptions, ImageResolver, LowerError, Lowered, NamedContext, ResolvedImage,
+};
+pub use op::{
+    Chmod, ContextSource, CopyAction, ExecOp, FileAction, FileOp, HttpSource, ImageSource, Op,
+    Owner,
+};
+pub use solve::{
+    layer_map, solve, CacheIndex, CacheKeyParts, CachedLayer, ContextTree, Event, LayerRecord,
+    ProgressSink, SolveError, SolveOptions, Solved, CACHE_KEY_VERSION,
+};

@@ -1,6 +1,7 @@
 //! One module per subcommand family.
 
 pub mod archive;
+pub mod build;
 pub mod image;
 pub mod login;
 pub mod parse;

@@ -1,1 +1,275 @@
-//! The build context and `.dockerignore` (being written).
+//! The build context: `.dockerignore` (Docker's exact semantics), COPY/ADD
+//! source resolution, filtered walks, content checksums with a persistent
+//! metadata index, and contexts sent as tar streams.
+//!
+//! Paths inside the context are slash-separated and relative to its root;
+//! the root itself is `""`.
+
+mod cache;
+mod checksum;
+mod error;
+mod glob;
+mod ignore;
+mod source;
+mod tarball;
+mod walk;
+
+pub use cache::{CacheRecord, ChecksumCache};
+pub use checksum::{ContextDigest, HashStats};
+pub use error::ContextError;
+pub use ignore::{DockerIgnore, IgnorePattern};
+pub use source::clean_source;
+pub use walk::{EntryKind, WalkEntry};
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+
+/// One path a COPY/ADD source resolved to. A directory stands for its whole
+/// non-excluded subtree.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ContextEntry {
+    /// The real (symlink-free) path relative to the context root; `""` is
+    /// the root.
+    pub rel_path: String,
+    /// What it is (a final symlink is not followed).
+    pub kind: EntryKind,
+    /// The path on disk.
+    pub abs_path: PathBuf,
+}
+
+/// A build context directory with its `.dockerignore` rules.
+#[derive(Debug)]
+pub struct BuildContext {
+    root: PathBuf,
+    root_key: String,
+    ignore: DockerIgnore,
+    cache: Mutex<ChecksumCache>,
+    cache_path: Option<PathBuf>,
+    files_hashed: AtomicU64,
+    bytes_hashed: AtomicU64,
+    cache_hits: AtomicU64,
+}
+
+impl BuildContext {
+    /// Opens the context directory `root`. The ignore file is
+    /// `<dockerfile>.dockerignore` next to `dockerfile` when that exists
+    /// (e.g. `app.Dockerfile.dockerignore`), else `<root>/.dockerignore`,
+    /// else nothing is excluded. `dockerfile` is used as given (absolute,
+    /// or relative to the current directory).
+    pub fn open(root: &Path, dockerfile: Option<&Path>) -> Result<BuildContext, ContextError> {
+        let root = std::fs::canonicalize(root).map_err(ContextError::io(root))?;
+        if !root.is_dir() {
+            return Err(ContextError::NotADirectory {
+                path: root.display().to_string(),
+            });
+        }
+        let specific = dockerfile.and_then(|df| {
+            let name = df.file_name()?;
+            let mut ignore_name = name.to_os_string();
+            ignore_name.push(".dockerignore");
+            Some(df.with_file_name(ignore_name))
+        });
+        let ignore_file = specific
+            .filter(|p| p.is_file())
+            .or_else(|| Some(root.join(".dockerignore")).filter(|p| p.is_file()));
+        let ignore = match ignore_file {
+            Some(path) => DockerIgnore::read(&path)?,
+            None => DockerIgnore::empty(),
+        };
+        Ok(BuildContext {
+            root_key: root.to_string_lossy().into_owned(),
+            root,
+            ignore,
+            cache: Mutex::new(ChecksumCache::new()),
+            cache_path: None,
+            files_hashed: AtomicU64::new(0),
+            bytes_hashed: AtomicU64::new(0),
+            cache_hits: AtomicU64::new(0),
+        })
+    }
+
+    /// Extracts a tar stream (plain or gzip) into `dest_dir` (created if
+    /// missing; entries escaping it are refused) and opens it as a context.
+    /// `dockerfile_name` is the Dockerfile's path inside the archive
+    /// (default `Dockerfile`); it picks `<name>.dockerignore` if present.
+    pub fn from_tar<R: Read>(
+        reader: R,
+        dest_dir: &Path,
+        dockerfile_name: Option<&str>,
+    ) -> Result<BuildContext, ContextError> {
+        tarball::extract(reader, dest_dir)?;
+        let name = clean_source(dockerfile_name.unwrap_or("Dockerfile"));
+        let dockerfile = (!name.is_empty()).then(|| dest_dir.join(name));
+        BuildContext::open(dest_dir, dockerfile.as_deref())
+    }
+
+    /// Replaces the exclusion rules (e.g. patterns given on the command line).
+    pub fn with_ignore(mut self, ignore: DockerIgnore) -> BuildContext {
+        self.ignore = ignore;
+        self
+    }
+
+    /// Uses the metadata index saved at `path` (loaded now; a missing or
+    /// corrupt file starts an empty one). Save it with
+    /// [`BuildContext::save_checksum_cache`].
+    pub fn with_checksum_cache(mut self, path: &Path) -> BuildContext {
+        self.cache = Mutex::new(ChecksumCache::load(path));
+        self.cache_path = Some(path.to_path_buf());
+        self
+    }
+
+    /// Writes the metadata index to the file given to
+    /// [`BuildContext::with_checksum_cache`] (atomically); does nothing
+    /// without one.
+    pub fn save_checksum_cache(&self) -> Result<(), ContextError> {
+        match &self.cache_path {
+            Some(path) => self.lock_cache().save(path),
+            None => Ok(()),
+        }
+    }
+
+    /// The canonical context root.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// The exclusion rules in force.
+    pub fn ignore(&self) -> &DockerIgnore {
+        &self.ignore
+    }
+
+    /// Whether the context-relative `rel` path is excluded by `.dockerignore`
+    /// (it or a parent matches, the last matching pattern wins).
+    pub fn is_excluded(&self, rel: &str) -> bool {
+        self.ignore.is_excluded(&clean_source(rel))
+    }
+
+    /// Resolves a COPY/ADD source as written (after variable expansion).
+    /// The path is cleaned (`..` clamped at the root, leading `/` and `./`
+    /// dropped) and symlinks in its directories are followed inside the
+    /// context. With wildcards (`*`, `?`, `[`), each component is matched
+    /// like Go's `filepath.Match` against non-excluded entries, and no match
+    /// gives an empty list; otherwise the path must exist and not be
+    /// excluded, else [`ContextError::NotFound`]. Only the directories the
+    /// source names are read.
+    pub fn resolve(&self, source: &str) -> Result<Vec<ContextEntry>, ContextError> {
+        self.resolve_source(source)
+    }
+
+    /// The non-excluded entries below directory `rel_dir` (not the directory
+    /// itself), in walk order: each directory's names sorted bytewise, a
+    /// directory before its contents. Symlinks in `rel_dir` are followed
+    /// inside the context; paths in the result are real paths relative to
+    /// the context root.
+    pub fn walk(&self, rel_dir: &str) -> Result<Vec<WalkEntry>, ContextError> {
+        let (rel, abs) = self.walk_dir(rel_dir)?;
+        let mut out = Vec::new();
+        walk::walk_into(&self.ignore, &rel, &abs, &mut out)?;
+        Ok(out)
+    }
+
+    /// The checksum of `entries` and their non-excluded subtrees: a sha256
+    /// over every file, directory and symlink in path order, of its path,
+    /// type, permission bits (with setuid/setgid/sticky), uid, gid, symlink
+    /// target and, for regular files, content sha256. Timestamps do not
+    /// count. Unchanged files are not re-read (see
+    /// [`BuildContext::with_checksum_cache`]); the others are hashed in
+    /// parallel.
+    pub fn checksum(&self, entries: &[ContextEntry]) -> Result<ContextDigest, ContextError> {
+        let mut all: Vec<WalkEntry> = Vec::new();
+        let mut hits: Vec<checksum::Hashed> = Vec::new();
+        // Walk on this thread; cache misses are hashed by other threads
+        // as they are found.
+        let (hashed, bytes) = checksum::hash_pipelined(|send| {
+            let mut on_file = |index: usize, entry: &WalkEntry| match self
+                .lock_cache()
+                .lookup(&self.root_key, entry)
+            {
+                Some(hash) => hits.push((index, hash)),
+                None => send(index, entry.abs_path.clone()),
+            };
+            for entry in entries {
+                let top = WalkEntry::stat(entry.rel_path.clone(), entry.abs_path.clone())?;
+                let index = all.len();
+                all.push(top);
+                match all[index].kind {
+                    EntryKind::File => on_file(index, &all[index]),
+                    EntryKind::Dir => {
+                        let rel = all[index].path.clone();
+                        let abs = all[index].abs_path.clone();
+                        walk::walk_with(&self.ignore, &rel, &abs, &mut all, &mut on_file)?;
+                    }
+                    _ => {}
+                }
+            }
+            Ok(())
+        })?;
+        self.cache_hits
+            .fetch_add(hits.len() as u64, Ordering::Relaxed);
+        self.files_hashed
+            .fetch_add(hashed.len() as u64, Ordering::Relaxed);
+        self.bytes_hashed.fetch_add(bytes, Ordering::Relaxed);
+        let mut content: Vec<Option<[u8; 32]>> = vec![None; all.len()];
+        {
+            let mut cache = self.lock_cache();
+            for &(index, hash) in &hashed {
+                cache.insert(&self.root_key, &all[index], &hash);
+            }
+        }
+        for (index, hash) in hits.into_iter().chain(hashed) {
+            content[index] = Some(hash);
+        }
+        let mut order: Vec<usize> = (0..all.len()).collect();
+        order.sort_by(|&a, &b| all[a].path.cmp(&all[b].path));
+        order.dedup_by(|a, b| all[*a].path == all[*b].path);
+        Ok(checksum::digest_entries(
+            order.iter().map(|&i| (&all[i], content[i].as_ref())),
+        ))
+    }
+
+    /// The hashing work done so far by [`BuildContext::checksum`].
+    pub fn hash_stats(&self) -> HashStats {
+        HashStats {
+            files_hashed: self.files_hashed.load(Ordering::Relaxed),
+            bytes_hashed: self.bytes_hashed.load(Ordering::Relaxed),
+            cache_hits: self.cache_hits.load(Ordering::Relaxed),
+        }
+    }
+
+    fn lock_cache(&self) -> std::sync::MutexGuard<'_, ChecksumCache> {
+        self.cache.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn open_and_is_excluded_table() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::write(dir.path().join(".dockerignore"), "*.log\n/out\n").expect("write");
+        std::fs::write(dir.path().join("f"), "").expect("write");
+        let ctx = BuildContext::open(dir.path(), None).expect("open");
+        let cases: &[(&str, bool)] = &[
+            ("a.log", true),
+            ("./a.log", true),
+            ("/a.log", true),
+            ("../a.log", true),
+            ("d/a.log", false),
+            ("out/x", true),
+            ("", false),
+            (".", false),
+        ];
+        for (path, want) in cases {
+            assert_eq!(ctx.is_excluded(path), *want, "{path:?}");
+        }
+        let errors: &[&Path] = &[&dir.path().join("missing"), &dir.path().join("f")];
+        for root in errors {
+            let err = BuildContext::open(root, None).expect_err("not a context");
+            assert!(err.to_string().contains(&*root.to_string_lossy()), "{err}");
+        }
+    }
+}

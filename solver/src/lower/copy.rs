@@ -86,7 +86,6 @@ impl Lowerer<'_> {
                         let env = st.scope.expansion_env();
                         data = self
                             .lexer
-                            .clone()
                             .raw_quotes(true)
                             .process_word(&data, &env)
                             .map_err(|e| LowerError::Invalid {

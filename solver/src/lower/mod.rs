@@ -523,7 +523,7 @@ fn check_cycles(dockerfile: &Dockerfile) -> Result<()> {
             }
             for cmd in &stage.commands {
                 if let kiln_parser::Instruction::Copy(c) = &cmd.instruction {
-                    if let Some(j) = c.from.as_deref().and_then(|f| find(f)) {
+                    if let Some(j) = c.from.as_deref().and_then(&find) {
                         d.push((j, cmd.span.start.line));
                     }
                 }
@@ -561,10 +561,10 @@ fn check_cycles(dockerfile: &Dockerfile) -> Result<()> {
         state[i] = 2;
         Ok(())
     }
-    for i in 0..stages.len() {
+    for (i, stage) in stages.iter().enumerate() {
         visit(
             i,
-            stages[i].from.span.start.line,
+            stage.from.span.start.line,
             &deps,
             &mut state,
             dockerfile,

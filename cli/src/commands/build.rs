@@ -1,0 +1,416 @@
+//! `kiln build`: Dockerfile → graph → solve → image outputs, with
+//! `docker buildx build`'s flags.
+
+use crate::global::{runtime, GlobalArgs};
+use anyhow::{bail, Context, Result};
+use clap::{Args, ValueEnum};
+use kiln_exporter::{BuiltImage, BuiltLayer, ExportTarget};
+use kiln_oci::{BlobReader, LocalStore, Platform, Reference, RegistryClient};
+use kiln_solver::context::BuildContext;
+use kiln_solver::{
+    BuildOptions, Event, ImageResolver, NamedContext, ProgressSink, ResolvedImage, SolveOptions,
+};
+use std::collections::{BTreeMap, HashMap};
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+/// Arguments of `kiln build`.
+#[derive(Debug, Args)]
+pub struct BuildArgs {
+    /// The build context: a directory, or `-` for a tar stream on stdin.
+    #[arg(default_value = ".")]
+    context: String,
+    /// The Dockerfile (default: CONTEXT/Dockerfile); `-` reads stdin.
+    #[arg(short = 'f', long = "file")]
+    file: Option<PathBuf>,
+    /// Name the image (repeatable).
+    #[arg(short = 't', long = "tag")]
+    tags: Vec<String>,
+    /// A build-time variable (repeatable): KEY=VALUE, or KEY to take it
+    /// from the environment.
+    #[arg(long = "build-arg", value_name = "KEY=VALUE")]
+    build_args: Vec<String>,
+    /// The stage to build.
+    #[arg(long)]
+    target: Option<String>,
+    /// The platform to build for (os/arch[/variant]).
+    #[arg(long)]
+    platform: Option<String>,
+    /// Output (repeatable): type=image|oci|docker|local|tar[,dest=...], or a
+    /// directory.
+    #[arg(short = 'o', long = "output")]
+    outputs: Vec<String>,
+    /// An extra named context (repeatable): NAME=DIR,
+    /// NAME=docker-image://REF or NAME=oci-layout://PATH[:TAG].
+    #[arg(long = "build-context", value_name = "NAME=VALUE")]
+    build_contexts: Vec<String>,
+    /// Do not use the cache.
+    #[arg(long)]
+    no_cache: bool,
+    /// Steps run at once (default: the number of CPUs).
+    #[arg(long)]
+    jobs: Option<usize>,
+    /// Print the build graph without running it.
+    #[arg(long, value_enum)]
+    print: Option<PrintFormat>,
+    /// Progress output.
+    #[arg(long, value_enum, default_value_t = Progress::Auto)]
+    progress: Progress,
+    /// Write the image digest to this file.
+    #[arg(long)]
+    iidfile: Option<PathBuf>,
+    /// A secret for RUN --mount=type=secret (id=ID,src=FILE or id=ID,env=VAR).
+    #[arg(long)]
+    secret: Vec<String>,
+}
+
+/// `--print` formats.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum PrintFormat {
+    /// Graphviz DOT.
+    Dag,
+    /// JSON.
+    Json,
+}
+
+/// `--progress` modes.
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+enum Progress {
+    /// plain (a terminal display arrives later).
+    Auto,
+    /// Numbered lines.
+    Plain,
+    /// Nothing but errors.
+    Quiet,
+}
+
+/// Resolves FROM images from the local store, pulling what is missing.
+struct StoreResolver<'a> {
+    store: &'a LocalStore,
+    client: &'a RegistryClient,
+    runtime: &'a tokio::runtime::Runtime,
+}
+
+impl ImageResolver for StoreResolver<'_> {
+    fn resolve(
+        &self,
+        text: &str,
+        platform: &Platform,
+    ) -> std::result::Result<ResolvedImage, String> {
+        let reference = Reference::parse(text).map_err(|e| e.to_string())?;
+        let name = reference.to_string();
+        let digest = match self.store.get_ref(&name).map_err(|e| e.to_string())? {
+            Some(d) => d,
+            None => {
+                let report = self
+                    .runtime
+                    .block_on(self.client.pull(
+                        &reference,
+                        platform,
+                        self.store,
+                        Arc::new(kiln_oci::NoProgress),
+                    ))
+                    .map_err(|e| format!("failed to resolve source metadata for {name}: {e}"))?;
+                report.digest
+            }
+        };
+        let image =
+            kiln_oci::resolve(self.store, &digest, platform).map_err(|e| format!("{name}: {e}"))?;
+        let bytes = self
+            .store
+            .read(&image.config_digest)
+            .map_err(|e| e.to_string())?;
+        let config = kiln_oci::ImageConfig::from_slice(&bytes)
+            .map_err(|e| format!("{name}: config: {e}"))?;
+        Ok(ResolvedImage {
+            reference: name,
+            manifest: image.manifest_digest,
+            config,
+        })
+    }
+}
+
+/// Plain progress lines on stderr.
+struct PlainProgress {
+    numbers: Mutex<HashMap<String, usize>>,
+    next: AtomicUsize,
+    quiet: bool,
+}
+
+impl PlainProgress {
+    fn number(&self, name: &str) -> usize {
+        let mut map = self.numbers.lock().unwrap_or_else(|e| e.into_inner());
+        *map.entry(name.to_string())
+            .or_insert_with(|| self.next.fetch_add(1, Ordering::Relaxed) + 1)
+    }
+}
+
+impl ProgressSink for PlainProgress {
+    fn event(&self, event: Event) {
+        if self.quiet {
+            return;
+        }
+        let line = match &event {
+            Event::Started { name } => format!("#{} {name}", self.number(name)),
+            Event::Cached { name } => format!(
+                "#{} {name}\n#{} CACHED",
+                self.number(name),
+                self.number(name)
+            ),
+            Event::Miss { name, reason } => format!("#{} cache miss: {reason}", self.number(name)),
+            Event::Done { name, seconds } => format!("#{} DONE {seconds:.1}s", self.number(name)),
+        };
+        eprintln!("{line}");
+    }
+}
+
+/// Runs `kiln build`.
+pub fn build(global: &GlobalArgs, args: &BuildArgs) -> Result<()> {
+    let store = global.store()?;
+    // Keeps `kiln prune` from removing what this build writes.
+    let _lease = store.lease()?;
+    let staging =
+        tempfile::tempdir_in(store.root()).context("creating a staging directory in the store")?;
+
+    // The context: a directory or a tar on stdin.
+    let stdin_used = args.context == "-" || args.file.as_deref() == Some(Path::new("-"));
+    let context_dir = if args.context == "-" {
+        let dir = staging.path().join("context");
+        std::fs::create_dir_all(&dir)?;
+        BuildContext::from_tar(std::io::stdin().lock(), &dir, None)
+            .context("reading the context tar from stdin")?;
+        dir
+    } else {
+        let dir = PathBuf::from(&args.context);
+        if !dir.is_dir() {
+            bail!("context {}: not a directory", dir.display());
+        }
+        dir
+    };
+    let _ = stdin_used;
+
+    // The Dockerfile.
+    let (dockerfile_name, dockerfile_path, source) = match &args.file {
+        Some(p) if p.as_os_str() == "-" => {
+            if args.context == "-" {
+                bail!("-f - and a context on stdin cannot be used together");
+            }
+            let mut text = String::new();
+            std::io::stdin()
+                .read_to_string(&mut text)
+                .context("reading the Dockerfile from stdin")?;
+            ("Dockerfile".to_string(), None, text)
+        }
+        Some(p) => {
+            let text = std::fs::read(p).with_context(|| format!("reading {}", p.display()))?;
+            let text = String::from_utf8(text)
+                .map_err(|_| anyhow::anyhow!("{}: not valid UTF-8", p.display()))?;
+            (p.display().to_string(), Some(p.clone()), text)
+        }
+        None => {
+            let p = context_dir.join("Dockerfile");
+            let text = std::fs::read(&p).with_context(|| format!("reading {}", p.display()))?;
+            let text = String::from_utf8(text)
+                .map_err(|_| anyhow::anyhow!("{}: not valid UTF-8", p.display()))?;
+            ("Dockerfile".to_string(), Some(p), text)
+        }
+    };
+    if source.is_empty() {
+        bail!("{dockerfile_name}: the Dockerfile cannot be empty");
+    }
+    let dockerfile = match kiln_parser::parse(&source) {
+        Ok(d) => d,
+        Err(e) => bail!("{dockerfile_name}:{e}"),
+    };
+
+    // Options.
+    let mut build_args = BTreeMap::new();
+    for a in &args.build_args {
+        match a.split_once('=') {
+            Some((k, v)) => {
+                build_args.insert(k.to_string(), v.to_string());
+            }
+            None => {
+                if let Ok(v) = std::env::var(a) {
+                    build_args.insert(a.clone(), v);
+                }
+            }
+        }
+    }
+    let platform = match &args.platform {
+        Some(p) => p.parse().context("--platform")?,
+        None => Platform::host(),
+    };
+    let mut named_contexts = BTreeMap::new();
+    for c in &args.build_contexts {
+        let (name, value) = c
+            .split_once('=')
+            .ok_or_else(|| anyhow::anyhow!("--build-context {c:?}: expected NAME=VALUE"))?;
+        let parsed: NamedContext = value
+            .parse()
+            .map_err(|e: String| anyhow::anyhow!("--build-context {c:?}: {e}"))?;
+        named_contexts.insert(name.to_string(), parsed);
+    }
+    let options = BuildOptions {
+        build_args,
+        target: args.target.clone(),
+        platform: platform.clone(),
+        build_platform: Platform::host(),
+        named_contexts,
+    };
+    let outputs: Vec<ExportTarget> = args
+        .outputs
+        .iter()
+        .map(|o| o.parse::<ExportTarget>())
+        .collect::<std::result::Result<_, _>>()?;
+    let tags: Vec<String> = args
+        .tags
+        .iter()
+        .map(|t| {
+            Reference::parse(t)
+                .map(|r| r.to_string())
+                .with_context(|| format!("-t {t:?}"))
+        })
+        .collect::<Result<_>>()?;
+
+    let rt = runtime()?;
+    let client = global.registry()?;
+    let resolver = StoreResolver {
+        store: &store,
+        client: &client,
+        runtime: &rt,
+    };
+    let lowered =
+        kiln_solver::lower(&dockerfile, &options, &resolver, &context_dir).map_err(|e| match e
+            .line()
+        {
+            Some(line) => anyhow::anyhow!(
+                "{dockerfile_name}:{line}: {}",
+                strip_line(&e.to_string(), line)
+            ),
+            None => anyhow::anyhow!("{dockerfile_name}: {e}"),
+        })?;
+    if let Some(format) = args.print {
+        let mut out = std::io::stdout().lock();
+        match format {
+            PrintFormat::Dag => writeln!(out, "{}", lowered.graph.to_dot(&[lowered.root]))?,
+            PrintFormat::Json => {
+                serde_json::to_writer_pretty(&mut out, &lowered.graph.to_json(&[lowered.root]))?;
+                writeln!(out)?;
+            }
+        }
+        return Ok(());
+    }
+
+    // Contexts.
+    let mut contexts = HashMap::new();
+    for (name, dir) in &lowered.contexts {
+        let cache = store.root().join("contexts").join(
+            kiln_oci::Digest::sha256(
+                dir.canonicalize()
+                    .unwrap_or(dir.clone())
+                    .to_string_lossy()
+                    .as_bytes(),
+            )
+            .hex(),
+        );
+        if let Some(parent) = cache.parent() {
+            std::fs::create_dir_all(parent)?;
+        }
+        let ctx = BuildContext::open(dir, dockerfile_path.as_deref())
+            .with_context(|| format!("opening the build context {}", dir.display()))?
+            .with_checksum_cache(&cache);
+        contexts.insert(name.clone(), Arc::new(ctx));
+    }
+    let progress = Arc::new(PlainProgress {
+        numbers: Mutex::new(HashMap::new()),
+        next: AtomicUsize::new(0),
+        quiet: args.progress == Progress::Quiet,
+    });
+    let solve_options = SolveOptions {
+        jobs: args.jobs.unwrap_or_else(|| SolveOptions::default().jobs),
+        no_cache: args.no_cache,
+    };
+    let solved = rt
+        .block_on(kiln_solver::solve(
+            &lowered,
+            &store,
+            contexts.clone(),
+            &solve_options,
+            progress,
+        ))
+        .map_err(|e| match e.line() {
+            Some(line) => anyhow::anyhow!(
+                "{dockerfile_name}:{line}: {}",
+                strip_line(&e.to_string(), line)
+            ),
+            None => anyhow::anyhow!("{e}"),
+        })?;
+    for ctx in contexts.values() {
+        // A stale checksum cache only costs time; never fail the build on it.
+        let _ = ctx.save_checksum_cache();
+    }
+
+    // Export.
+    let image = BuiltImage {
+        config: solved.config.clone(),
+        layers: solved
+            .layers
+            .iter()
+            .map(|l| BuiltLayer {
+                blob: l.blob.clone(),
+                size: l.size,
+                media_type: l.media_type.clone(),
+            })
+            .collect(),
+        stack: solved.stack(),
+    };
+    let created = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
+    let manifest = kiln_exporter::write_image(&store, &image, &created)?;
+    let mut targets = outputs;
+    for t in &mut targets {
+        match t {
+            ExportTarget::Image { names }
+            | ExportTarget::Oci { names, .. }
+            | ExportTarget::Docker { names, .. }
+                if names.is_empty() =>
+            {
+                names.extend(tags.iter().cloned());
+            }
+            _ => {}
+        }
+    }
+    // As with buildx: `-t` alone means the local image store; with `-o`,
+    // the tags name the image inside those outputs.
+    if targets.is_empty() && !tags.is_empty() {
+        targets.push(ExportTarget::Image { names: tags.clone() });
+    }
+    if targets.is_empty() {
+        eprintln!("WARNING: no output specified (use -t NAME or -o); the result is only in the build cache");
+    }
+    for t in &targets {
+        kiln_exporter::export(&store, t, &image, &manifest)
+            .with_context(|| format!("exporting to {t:?}"))?;
+    }
+    if let Some(path) = &args.iidfile {
+        std::fs::write(path, manifest.as_str())
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    if args.progress != Progress::Quiet {
+        eprintln!("writing image {manifest} done");
+        for t in &tags {
+            eprintln!("naming to {t} done");
+        }
+    }
+    Ok(())
+}
+
+/// Drops a leading `N: ` or `line N: ` the error text already carries.
+fn strip_line(text: &str, line: usize) -> String {
+    let text = text.strip_prefix(&format!("line {line}: ")).unwrap_or(text);
+    text.strip_prefix(&format!("{line}: "))
+        .unwrap_or(text)
+        .to_string()
+}

@@ -1,0 +1,252 @@
+//! COPY/ADD of paths from a source tree, as BuildKit's file backend and
+//! fsutil's copier do it:
+//!
+//! - each matched source is copied on its own to the destination (so
+//!   `COPY a b /dest` leaves the last one at `/dest`);
+//! - a source symlink named directly is followed; symlinks inside a copied
+//!   directory are kept;
+//! - a directory source copies its contents into the destination, which is
+//!   created 0755 with the `--chown` owner (or 0:0) when missing and left
+//!   as it is when present;
+//! - a file goes inside the destination when it ends in `/` or is an
+//!   existing directory (symlinks followed), else it becomes the
+//!   destination (a dangling symlink there is written through);
+//! - copied entries keep mode and mtime; their owner is `--chown`, else
+//!   0:0 for the build context and the source's for a stage or image;
+//!   `--chmod` sets the mode of every copied file and subdirectory;
+//! - hardlinks inside one copied source stay hardlinked.
+
+use super::archive;
+use super::mode::{apply_chmod, Excludes};
+use super::tree::{abs, base_name, clean, join, parent, resolve_in, Meta, Upper};
+use super::{CopyAction, FileOpError, Source};
+use crate::{SourceEntry, SourceError, SourceTree};
+use std::collections::HashMap;
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
+
+/// One COPY/ADD action.
+struct Copier<'s> {
+    tree: &'s dyn SourceTree,
+    context: bool,
+    action: &'s CopyAction,
+    owner: Option<(u32, u32)>,
+    excludes: Excludes,
+    /// (dev, ino) of a source file → the first destination written for it.
+    links: HashMap<(u64, u64), String>,
+}
+
+pub(crate) fn copy(
+    fs: &mut Upper<'_>,
+    action: &CopyAction,
+    source: Source<'_>,
+) -> Result<(), FileOpError> {
+    let owner = match &action.owner {
+        Some(o) => Some(fs.owner_ids(Some(o))?),
+        None => None,
+    };
+    let mut c = Copier {
+        tree: source.tree(),
+        context: source.is_context(),
+        action,
+        owner,
+        excludes: Excludes::new(&action.excludes),
+        links: HashMap::new(),
+    };
+    for src in &action.sources {
+        let matches = match c.tree.resolve(src) {
+            Ok(m) => m,
+            Err(SourceError::NotFound { .. }) => {
+                return Err(FileOpError::NotFound {
+                    path: format!("/{}", clean(src).join("/")),
+                })
+            }
+            Err(e) => return Err(e.into()),
+        };
+        for m in matches {
+            if c.excludes.excluded(&m) {
+                continue;
+            }
+            c.links.clear();
+            c.copy_match(fs, src, &m)?;
+        }
+    }
+    Ok(())
+}
+
+impl Copier<'_> {
+    /// The metadata of created destination directories.
+    fn created_dir(&self) -> Meta {
+        let (uid, gid) = self.owner.unwrap_or((0, 0));
+        Meta {
+            uid,
+            gid,
+            mode: 0o755,
+            mtime: None,
+        }
+    }
+
+    /// The metadata a copied entry gets.
+    fn meta_for(&self, e: &SourceEntry) -> Result<Meta, FileOpError> {
+        let md = &e.metadata;
+        let (uid, gid) = match self.owner {
+            Some(o) => o,
+            None if self.context => (0, 0),
+            None => (md.uid(), md.gid()),
+        };
+        Ok(Meta {
+            uid,
+            gid,
+            mode: apply_chmod(self.action.chmod.as_ref(), md.mode() & 0o7777, md.is_dir())?,
+            mtime: Some((md.mtime(), md.mtime_nsec())),
+        })
+    }
+
+    /// Copies one matched source path `m` (written as `src`).
+    fn copy_match(&mut self, fs: &mut Upper<'_>, src: &str, m: &str) -> Result<(), FileOpError> {
+        let resolved = resolve_in(self.tree, m, true)?;
+        let Some(entry) = self.tree.entry(&resolved)? else {
+            return Err(FileOpError::NotFound {
+                path: format!("/{m}"),
+            });
+        };
+        let (dest, dest_is_dir) = if self.action.parents {
+            (
+                join(&clean(&self.action.dest).join("/"), &parents_kept(src, m)),
+                false,
+            )
+        } else {
+            (clean(&self.action.dest).join("/"), self.action.dest_is_dir)
+        };
+        if self.action.unpack && entry.metadata.is_file() && archive::is_archive(&entry.real)? {
+            let d = fs.resolve(&dest, true)?;
+            fs.mkdir_all(&d, self.created_dir())?;
+            return archive::extract(fs, &entry.real, &d);
+        }
+        if entry.metadata.is_dir() {
+            let d = fs.resolve(&dest, true)?;
+            fs.mkdir_all(&d, self.created_dir())?;
+            return self.copy_children(fs, &resolved, "", &d);
+        }
+        let mut d = fs.resolve(&dest, true)?;
+        if dest_is_dir {
+            fs.mkdir_all(&d, self.created_dir())?;
+        }
+        if dest_is_dir || fs.is_dir(&d)? {
+            d = fs.resolve(&join(&d, base_name(m)), true)?;
+        } else {
+            fs.mkdir_all(parent(&d), self.created_dir())?;
+        }
+        if fs.is_dir(&d)? {
+            return Err(FileOpError::invalid(format!(
+                "cannot copy {} onto directory {}",
+                abs(m).display(),
+                abs(&d).display()
+            )));
+        }
+        self.copy_entry(fs, &entry, &d)
+    }
+
+    /// Copies the children of source directory `src_dir` (`rel`: its path
+    /// below the copied source, for `--exclude`) into `dest_dir`.
+    fn copy_children(
+        &mut self,
+        fs: &mut Upper<'_>,
+        src_dir: &str,
+        rel: &str,
+        dest_dir: &str,
+    ) -> Result<(), FileOpError> {
+        for name in self.tree.list(src_dir)? {
+            let child_rel = join(rel, &name);
+            let excluded = self.excludes.excluded(&child_rel);
+            if excluded && !self.excludes.has_negations() {
+                continue;
+            }
+            let src = join(src_dir, &name);
+            let Some(entry) = self.tree.entry(&src)? else {
+                continue;
+            };
+            let dest = join(dest_dir, &name);
+            if entry.metadata.is_dir() {
+                let meta = self.meta_for(&entry)?;
+                fs.make_dir(&dest, meta, false)?;
+                fs.set_meta(&dest, meta, true)?;
+                self.copy_children(fs, &src, &child_rel, &dest)?;
+            } else if !excluded {
+                self.copy_entry(fs, &entry, &dest)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Copies non-directory `e` to `dest` (its parent exists).
+    fn copy_entry(
+        &mut self,
+        fs: &mut Upper<'_>,
+        e: &SourceEntry,
+        dest: &str,
+    ) -> Result<(), FileOpError> {
+        let md = &e.metadata;
+        let ft = md.file_type();
+        let meta = self.meta_for(e)?;
+        if fs.is_dir(dest)? {
+            return Err(FileOpError::invalid(format!(
+                "cannot copy {} onto directory {}",
+                abs(&e.rel).display(),
+                abs(dest).display()
+            )));
+        }
+        let real = fs.prepare_nondir(dest)?;
+        if ft.is_file() {
+            let key = (md.dev(), md.ino());
+            if md.nlink() > 1 {
+                if let Some(first) = self.links.get(&key) {
+                    let first_real = fs.real(first);
+                    return std::fs::hard_link(&first_real, &real)
+                        .map_err(|err| FileOpError::io("linking", abs(dest), err));
+                }
+            }
+            std::fs::copy(&e.real, &real)
+                .map_err(|err| FileOpError::io("copying to", abs(dest), err))?;
+            if md.nlink() > 1 {
+                self.links.insert(key, dest.to_string());
+            }
+        } else if ft.is_symlink() {
+            let target = std::fs::read_link(&e.real)
+                .map_err(|err| FileOpError::io("reading link", &e.real, err))?;
+            std::os::unix::fs::symlink(&target, &real)
+                .map_err(|err| FileOpError::io("creating symlink", abs(dest), err))?;
+        } else if ft.is_fifo() || ft.is_char_device() || ft.is_block_device() || ft.is_socket() {
+            crate::sys::mknod(&real, md.mode(), md.rdev())
+                .map_err(|err| FileOpError::io("creating node", abs(dest), err))?;
+        } else {
+            return Err(FileOpError::invalid(format!(
+                "{}: unsupported file type",
+                abs(&e.rel).display()
+            )));
+        }
+        fs.set_meta(dest, meta, false)
+    }
+}
+
+/// `--parents`: the part of matched path `m` kept below the destination:
+/// all of it, or what follows a `/./` pivot in the source as written.
+fn parents_kept(src: &str, m: &str) -> String {
+    let comps = clean(m);
+    if let Some(i) = src.find("/./") {
+        let pivot = clean(&src[..i]);
+        if comps.starts_with(&pivot) {
+            return comps[pivot.len()..].join("/");
+        }
+    }
+    comps.join("/")
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn parents_kept() {
+        assert_eq!(super::parents_kept("a/b/c.txt", "a/b/c.txt"), "a/b/c.txt");
+        assert_eq!(super::parents_kept("./a/./b/*.txt", "a/b/c.txt"), "b/c.txt");
+        assert_eq!(super::parents_kept("/x/./y", "x/y"), "y");
+    }
+}

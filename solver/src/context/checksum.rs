@@ -1,0 +1,247 @@
+//! Content checksums of context selections: file hashing (1 MiB reads, in
+//! parallel) and the digest over a sorted list of entries.
+
+use super::cache::to_hex;
+use super::error::ContextError;
+use super::walk::{EntryKind, WalkEntry};
+use sha2::{Digest as _, Sha256};
+use std::fmt;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Mutex};
+
+/// Read size for hashing files.
+const BUF_SIZE: usize = 1 << 20;
+
+/// The sha256 checksum of a selection of the context (`sha256:<hex>`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ContextDigest([u8; 32]);
+
+impl ContextDigest {
+    /// The 32 raw bytes.
+    pub fn as_bytes(&self) -> &[u8; 32] {
+        &self.0
+    }
+
+    /// The 64 lower-case hex digits.
+    pub fn hex(&self) -> String {
+        to_hex(&self.0)
+    }
+
+    /// As a `kiln_oci::Digest`.
+    pub fn to_digest(&self) -> kiln_oci::Digest {
+        kiln_oci::Digest::from_sha256(&self.0)
+    }
+}
+
+impl fmt::Display for ContextDigest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "sha256:{}", self.hex())
+    }
+}
+
+/// Counters of the hashing work a context has done.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct HashStats {
+    /// Regular files whose content was read and hashed.
+    pub files_hashed: u64,
+    /// Bytes read for those files.
+    pub bytes_hashed: u64,
+    /// Regular files whose hash came from the metadata index.
+    pub cache_hits: u64,
+}
+
+/// The sha256 of the file at `path`, and the number of bytes read.
+fn hash_file(path: &Path, buf: &mut [u8]) -> Result<([u8; 32], u64), ContextError> {
+    let mut file = std::fs::File::open(path).map_err(ContextError::io(path))?;
+    let mut hasher = Sha256::new();
+    let mut total = 0u64;
+    loop {
+        match file.read(buf) {
+            Ok(0) => break,
+            Ok(n) => {
+                hasher.update(&buf[..n]);
+                total += n as u64;
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(ContextError::io(path)(e)),
+        }
+    }
+    Ok((hasher.finalize().into(), total))
+}
+
+/// One hashed file: its index (as given by the producer) and sha256.
+pub(crate) type Hashed = (usize, [u8; 32]);
+
+/// Runs `produce` (typically a walk) on this thread while other threads
+/// hash the files it sends as `(index, path)`; then this thread helps
+/// hash what is left. Returns the hashes (in no particular order) and the
+/// bytes read. An error from `produce` stops the hashing.
+pub(crate) fn hash_pipelined<F>(produce: F) -> Result<(Vec<Hashed>, u64), ContextError>
+where
+    F: FnOnce(&mut dyn FnMut(usize, PathBuf)) -> Result<(), ContextError>,
+{
+    let threads = std::thread::available_parallelism()
+        .map(usize::from)
+        .unwrap_or(1);
+    let (tx, rx) = mpsc::channel::<(usize, PathBuf)>();
+    let rx = Mutex::new(rx);
+    let abort = AtomicBool::new(false);
+    let worker = || -> Result<(Vec<Hashed>, u64), ContextError> {
+        let mut buf = vec![0u8; BUF_SIZE];
+        let mut done = Vec::new();
+        let mut bytes = 0;
+        loop {
+            let job = rx.lock().unwrap_or_else(|e| e.into_inner()).recv();
+            let Ok((index, path)) = job else { break };
+            if abort.load(Ordering::Relaxed) {
+                continue;
+            }
+            match hash_file(&path, &mut buf) {
+                Ok((hash, n)) => {
+                    bytes += n;
+                    done.push((index, hash));
+                }
+                Err(e) => {
+                    abort.store(true, Ordering::Relaxed);
+                    return Err(e);
+                }
+            }
+        }
+        Ok((done, bytes))
+    };
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = (1..threads).map(|_| scope.spawn(worker)).collect();
+        let mut send = |index: usize, path: PathBuf| {
+            // The receiver lives until the end of this scope.
+            let _ = tx.send((index, path));
+        };
+        let produced = produce(&mut send);
+        if produced.is_err() {
+            abort.store(true, Ordering::Relaxed);
+        }
+        drop(tx);
+        let mut outcomes = vec![worker()];
+        for handle in handles {
+            outcomes.push(
+                handle
+                    .join()
+                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic)),
+            );
+        }
+        produced?;
+        let mut all = Vec::new();
+        let mut total = 0;
+        for outcome in outcomes {
+            let (done, bytes) = outcome?;
+            all.extend(done);
+            total += bytes;
+        }
+        Ok((all, total))
+    })
+}
+
+/// The digest over `items` (sorted by path, each with the content hash of a
+/// regular file): path, type, mode, uid, gid, symlink target and content
+/// hash, length-prefixed. No timestamps.
+pub(crate) fn digest_entries<'a>(
+    items: impl IntoIterator<Item = (&'a WalkEntry, Option<&'a [u8; 32]>)>,
+) -> ContextDigest {
+    fn field(h: &mut Sha256, bytes: &[u8]) {
+        h.update((bytes.len() as u64).to_le_bytes());
+        h.update(bytes);
+    }
+    let mut h = Sha256::new();
+    h.update(b"kiln-context-v1\0");
+    for (entry, hash) in items {
+        field(&mut h, entry.path.as_bytes());
+        h.update([entry.kind.code()]);
+        h.update(entry.mode.to_le_bytes());
+        h.update(entry.uid.to_le_bytes());
+        h.update(entry.gid.to_le_bytes());
+        let target = entry
+            .link_target
+            .as_ref()
+            .map(|t| std::os::unix::ffi::OsStrExt::as_bytes(t.as_os_str()))
+            .unwrap_or_default();
+        field(&mut h, target);
+        match (entry.kind, hash) {
+            (EntryKind::File, Some(hash)) => field(&mut h, hash),
+            _ => field(&mut h, &[]),
+        }
+    }
+    ContextDigest(h.finalize().into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hash_files_table() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let cases: &[(&str, usize, &str)] = &[
+            (
+                "empty",
+                0,
+                "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855",
+            ),
+            (
+                "abc",
+                3,
+                "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad",
+            ),
+            ("big", 3 * BUF_SIZE + 17, ""),
+        ];
+        let mut paths = Vec::new();
+        for (name, len, _) in cases {
+            let p = dir.path().join(name);
+            let data: Vec<u8> = if *name == "abc" {
+                b"abc".to_vec()
+            } else {
+                vec![b'x'; *len]
+            };
+            std::fs::write(&p, &data).expect("write");
+            paths.push(p);
+        }
+        let (mut done, bytes) = hash_pipelined(|send| {
+            for (i, p) in paths.iter().enumerate() {
+                send(i, p.clone());
+            }
+            Ok(())
+        })
+        .expect("hash");
+        done.sort();
+        let hashes: Vec<[u8; 32]> = done.into_iter().map(|(_, h)| h).collect();
+        assert_eq!(bytes, (3 + 3 * BUF_SIZE + 17) as u64);
+        for ((name, len, want), hash) in cases.iter().zip(&hashes) {
+            let expected = if want.is_empty() {
+                to_hex(&Sha256::digest(vec![b'x'; *len]))
+            } else {
+                want.to_string()
+            };
+            assert_eq!(to_hex(hash), expected, "{name}");
+        }
+        let missing = dir.path().join("missing");
+        let err = hash_pipelined(|send| {
+            send(0, missing.clone());
+            Ok(())
+        })
+        .expect_err("missing file");
+        assert!(err.to_string().contains("missing"), "{err}");
+        let err = hash_pipelined(|send| {
+            send(0, paths[0].clone());
+            Err(ContextError::NotADirectory { path: "x".into() })
+        })
+        .expect_err("producer error");
+        assert!(matches!(err, ContextError::NotADirectory { .. }));
+    }
+
+    #[test]
+    fn digest_display() {
+        let d = ContextDigest([0xab; 32]);
+        assert_eq!(d.to_string(), format!("sha256:{}", "ab".repeat(32)));
+        assert_eq!(d.to_digest().as_str(), d.to_string());
+    }
+}

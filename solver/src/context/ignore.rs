@@ -1,0 +1,477 @@
+//! `.dockerignore` with Docker's semantics: the file is read like docker/cli's
+//! `ReadAll` and matched like moby/patternmatcher's `MatchesOrParentMatches`
+//! (the last pattern that matches the path or one of its parent directories
+//! wins; `!` patterns are exceptions that re-include).
+
+use super::error::ContextError;
+use super::glob::{self, Token};
+use std::path::{Path, PathBuf};
+
+/// How one pattern is matched (patternmatcher's fast paths are part of its
+/// observable behaviour, e.g. `**file` also matches `xfile`).
+#[derive(Clone, Debug)]
+enum Kind {
+    /// No wildcards: the path must equal the pattern.
+    Exact,
+    /// `lit**`: the path must start with `lit`.
+    Prefix(String),
+    /// `**lit`: the path must end with `lit` (or equal it without a leading `/`).
+    Suffix(String),
+    /// Anything else.
+    Tokens(Vec<Token>),
+}
+
+/// One cleaned `.dockerignore` pattern.
+#[derive(Clone, Debug)]
+pub struct IgnorePattern {
+    text: String,
+    exception: bool,
+    kind: Kind,
+}
+
+impl IgnorePattern {
+    /// The cleaned pattern text, without the leading `!` of an exception.
+    pub fn text(&self) -> &str {
+        &self.text
+    }
+
+    /// Whether this is an exception (`!pattern`) that re-includes paths.
+    pub fn is_exception(&self) -> bool {
+        self.exception
+    }
+
+    /// Whether the pattern itself matches `path` (no parent matching).
+    pub fn matches(&self, path: &str) -> bool {
+        match &self.kind {
+            Kind::Exact => path == self.text,
+            Kind::Prefix(prefix) => path.starts_with(prefix.as_str()),
+            Kind::Suffix(suffix) => {
+                path.ends_with(suffix.as_str())
+                    || suffix.strip_prefix('/').is_some_and(|rest| path == rest)
+            }
+            Kind::Tokens(tokens) => glob::matches(tokens, path),
+        }
+    }
+
+    /// Compiles a pattern already cleaned by [`DockerIgnore::from_patterns`].
+    fn compile(text: &str, exception: bool) -> Result<IgnorePattern, String> {
+        // Go validates with filepath.Match before compiling.
+        glob::compile_match(text)?;
+        let tokens = glob::compile(text, true)?;
+        let starts_with_double_star = text.starts_with("**");
+        let literal = |t: &Token| matches!(t, Token::Lit(_));
+        let kind = if tokens.iter().all(literal) && !text.contains('\\') {
+            Kind::Exact
+        } else if text.ends_with("**")
+            && tokens.last() == Some(&Token::AnyRest)
+            && tokens[..tokens.len() - 1].iter().all(literal)
+            && !text.contains('\\')
+        {
+            if starts_with_double_star {
+                Kind::Suffix(String::new())
+            } else {
+                Kind::Prefix(text[..text.len() - 2].to_string())
+            }
+        } else if starts_with_double_star
+            && tokens.len() > 1
+            && tokens[1..].iter().all(literal)
+            && !text.contains('\\')
+        {
+            Kind::Suffix(text[2..].to_string())
+        } else {
+            Kind::Tokens(tokens)
+        };
+        Ok(IgnorePattern {
+            text: text.to_string(),
+            exception,
+            kind,
+        })
+    }
+}
+
+/// The parsed exclusion rules of a build context.
+#[derive(Clone, Debug, Default)]
+pub struct DockerIgnore {
+    patterns: Vec<IgnorePattern>,
+    file: Option<PathBuf>,
+}
+
+/// Per-pattern "matches this directory or one of its parents" flags, carried
+/// down a walk so each entry is matched once per pattern.
+pub(crate) type ParentState = Vec<bool>;
+
+impl DockerIgnore {
+    /// No patterns: nothing is excluded.
+    pub fn empty() -> DockerIgnore {
+        DockerIgnore::default()
+    }
+
+    /// Reads and parses the ignore file at `path`.
+    pub fn read(path: &Path) -> Result<DockerIgnore, ContextError> {
+        let bytes = std::fs::read(path).map_err(|source| ContextError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        DockerIgnore::parse(&String::from_utf8_lossy(&bytes), path)
+    }
+
+    /// Parses ignore-file `text` like docker/cli's `ReadAll`: a UTF-8 BOM is
+    /// dropped, lines starting with `#` are comments, lines are trimmed,
+    /// empty lines skipped, patterns cleaned and a leading `/` removed.
+    /// `path` only names the file in errors.
+    pub fn parse(text: &str, path: &Path) -> Result<DockerIgnore, ContextError> {
+        let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+        let mut lines = Vec::new();
+        for (index, raw) in text.split('\n').enumerate() {
+            let raw = raw.strip_suffix('\r').unwrap_or(raw);
+            if raw.starts_with('#') {
+                continue;
+            }
+            let mut pattern = raw.trim();
+            if pattern.is_empty() {
+                continue;
+            }
+            let invert = pattern.starts_with('!');
+            if invert {
+                pattern = pattern[1..].trim();
+            }
+            let mut cleaned = String::new();
+            if !pattern.is_empty() {
+                cleaned = glob::go_clean(pattern);
+                if cleaned.len() > 1 && cleaned.starts_with('/') {
+                    cleaned.remove(0);
+                }
+            }
+            if invert {
+                cleaned.insert(0, '!');
+            }
+            lines.push((index + 1, cleaned));
+        }
+        let mut ignore = DockerIgnore::compile_lines(lines, path)?;
+        ignore.file = Some(path.to_path_buf());
+        Ok(ignore)
+    }
+
+    /// Builds a matcher from patterns as patternmatcher's `New` takes them
+    /// (`!` prefix for exceptions; each is trimmed and cleaned).
+    pub fn from_patterns<S: AsRef<str>>(patterns: &[S]) -> Result<DockerIgnore, ContextError> {
+        let lines = patterns
+            .iter()
+            .enumerate()
+            .map(|(i, p)| (i + 1, p.as_ref().to_string()))
+            .collect();
+        DockerIgnore::compile_lines(lines, Path::new("<patterns>"))
+    }
+
+    fn compile_lines(
+        lines: Vec<(usize, String)>,
+        path: &Path,
+    ) -> Result<DockerIgnore, ContextError> {
+        let mut patterns = Vec::new();
+        for (line, raw) in lines {
+            let trimmed = raw.trim();
+            if trimmed.is_empty() {
+                continue;
+            }
+            let cleaned = glob::go_clean(trimmed);
+            let bad = |reason: String| ContextError::BadIgnorePattern {
+                path: path.to_path_buf(),
+                line,
+                pattern: raw.clone(),
+                reason,
+            };
+            let (exception, text) = match cleaned.strip_prefix('!') {
+                Some("") => return Err(bad("illegal exclusion pattern \"!\"".into())),
+                Some(rest) => (true, rest),
+                None => (false, cleaned.as_str()),
+            };
+            patterns.push(IgnorePattern::compile(text, exception).map_err(bad)?);
+        }
+        Ok(DockerIgnore {
+            patterns,
+            file: None,
+        })
+    }
+
+    /// The patterns, in file order.
+    pub fn patterns(&self) -> &[IgnorePattern] {
+        &self.patterns
+    }
+
+    /// The file the patterns came from, if any.
+    pub fn file(&self) -> Option<&Path> {
+        self.file.as_deref()
+    }
+
+    /// Whether any pattern is an exception (`!pattern`).
+    pub fn has_exceptions(&self) -> bool {
+        self.patterns.iter().any(|p| p.exception)
+    }
+
+    /// Whether the slash-separated, context-relative `path` is excluded: the
+    /// last pattern matching it or one of its parent directories decides.
+    /// The context root (`""` or `.`) is never excluded.
+    pub fn is_excluded(&self, path: &str) -> bool {
+        let path = path.trim_matches('/');
+        if path.is_empty() || path == "." || self.patterns.is_empty() {
+            return false;
+        }
+        let state = self.parent_state(path);
+        self.evaluate(path, &state).0
+    }
+
+    /// The state to pass to [`DockerIgnore::evaluate`] for the children of
+    /// directory `dir` (`""` for the root).
+    pub(crate) fn state_for_dir(&self, dir: &str) -> ParentState {
+        let dir = dir.trim_matches('/');
+        if dir.is_empty() {
+            return vec![false; self.patterns.len()];
+        }
+        let mut state = self.parent_state(dir);
+        for (flag, pattern) in state.iter_mut().zip(&self.patterns) {
+            *flag = *flag || pattern.matches(dir);
+        }
+        state
+    }
+
+    /// Per-pattern flags for the parent directories of `path`.
+    fn parent_state(&self, path: &str) -> ParentState {
+        let mut state = vec![false; self.patterns.len()];
+        let mut end = 0;
+        while let Some(pos) = path[end..].find('/') {
+            let parent = &path[..end + pos];
+            for (flag, pattern) in state.iter_mut().zip(&self.patterns) {
+                *flag = *flag || pattern.matches(parent);
+            }
+            end += pos + 1;
+        }
+        state
+    }
+
+    /// Evaluates `path` given its parent's state: whether it is excluded, and
+    /// the state for its children.
+    pub(crate) fn evaluate(&self, path: &str, parent: &[bool]) -> (bool, ParentState) {
+        let mut excluded = false;
+        let mut state = Vec::with_capacity(self.patterns.len());
+        for (pattern, &parent_matched) in self.patterns.iter().zip(parent) {
+            let matched = parent_matched || pattern.matches(path);
+            if matched {
+                excluded = !pattern.exception;
+            }
+            state.push(matched);
+        }
+        (excluded, state)
+    }
+
+    /// Whether some exception could re-include a path strictly below the
+    /// excluded directory `dir`; if not, the directory need not be walked.
+    /// Errs on the side of walking.
+    pub(crate) fn exception_could_match_below(&self, dir: &str) -> bool {
+        let dir_parts: Vec<&str> = dir.split('/').collect();
+        self.patterns
+            .iter()
+            .filter(|p| p.exception)
+            .any(|p| could_match_below(&p.text, &dir_parts))
+    }
+}
+
+/// Whether pattern `text` could match some path `dir/...`.
+fn could_match_below(text: &str, dir_parts: &[&str]) -> bool {
+    // `**` crosses directories and a negated class can match `/`: give up.
+    if text.contains("**") || text.contains('[') {
+        return true;
+    }
+    let parts: Vec<&str> = text.split('/').collect();
+    if parts.len() <= dir_parts.len() {
+        return false;
+    }
+    for (part, dir_part) in parts.iter().zip(dir_parts) {
+        match glob::compile_match(part) {
+            Ok(tokens) if !glob::matches(&tokens, dir_part) => return false,
+            Ok(_) => {}
+            Err(_) => return true,
+        }
+    }
+    true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Reads `patterns` as the lines of a `.dockerignore` (ReadAll + New).
+    fn excluded(patterns: &[&str], path: &str) -> bool {
+        DockerIgnore::parse(&patterns.join("\n"), Path::new(".dockerignore"))
+            .expect("valid patterns")
+            .is_excluded(path)
+    }
+
+    #[test]
+    fn single_pattern_table() {
+        // moby/patternmatcher's TestMatches (MatchesOrParentMatches column).
+        let cases: &[(&str, &str, bool)] = &[
+            ("**", "file", true),
+            ("**", "file/", true),
+            ("**/", "file", true),
+            ("**/", "file/", true),
+            ("**", "dir/file", true),
+            ("**/", "dir/file", true),
+            ("**/**", "dir/file", true),
+            ("dir/**", "dir/file", true),
+            ("dir/**", "dir/dir2/file", true),
+            ("**/dir", "dir", true),
+            ("**/dir", "dir/file", true),
+            ("**/dir2/*", "dir/dir2/file", true),
+            ("**/dir2/*", "dir/dir2/file/", true),
+            ("**/dir2/**", "dir/dir2/dir3/file", true),
+            ("**file", "file", true),
+            ("**file", "dir/file", true),
+            ("**/file", "dir/file", true),
+            ("**file", "dir/dir/file", true),
+            ("**/file*", "dir/dir/file.txt", true),
+            ("**/file*txt", "dir/dir/file.txt", true),
+            ("**/file*.txt*", "dir/dir/file.txt", true),
+            ("**/**/*.txt", "dir/dir/file.txt", true),
+            ("**/**/*.txt2", "dir/dir/file.txt", false),
+            ("**/*.txt", "file.txt", true),
+            ("**/**/*.txt", "file.txt", true),
+            ("a**/*.txt", "a/file.txt", true),
+            ("a**/*.txt", "a/dir/file.txt", true),
+            ("a**/*.txt", "a/dir/dir/file.txt", true),
+            ("a/*.txt", "a/dir/file.txt", false),
+            ("a/*.txt", "a/file.txt", true),
+            ("a/*.txt**", "a/file.txt", true),
+            ("a[b-d]e", "ae", false),
+            ("a[b-d]e", "ace", true),
+            ("a[b-d]e", "aae", false),
+            ("a[^b-d]e", "aze", true),
+            (".*", ".foo", true),
+            (".*", "foo", false),
+            ("abc.def", "abcdef", false),
+            ("abc.def", "abc.def", true),
+            ("abc?def", "abcZdef", true),
+            ("abc?def", "abcdef", false),
+            ("**/foo/bar", "foo/bar", true),
+            ("**/foo/bar", "dir/dir2/foo/bar", true),
+            ("abc/**", "abc", false),
+            ("abc/**", "abc/def/ghi", true),
+            ("**/.foo", ".foo", true),
+            ("**/.foo", "bar.foo", false),
+            ("a(b)c/def", "a(b)c/def", true),
+            ("a.|)$(}+{bc", "a.|)$(}+{bc", true),
+            (
+                "dist/*.whl",
+                "dist/proxy.py-2.4.0rc3.dev36+g08acad9-py3-none-any.whl",
+                true,
+            ),
+            ("a\\\\", "a\\", true),
+            ("a\\*b", "a*b", true),
+            ("a\\*b", "axb", false),
+            // The brief's cases.
+            ("*.log", "debug.log", true),
+            ("*.log", "sub/debug.log", false),
+            ("temp?", "temp1", true),
+            ("temp?", "temp12", false),
+            ("build/", "build/out.txt", true),
+            ("build", "build/deep/out.txt", true),
+            ("/rooted.txt", "rooted.txt", true),
+            ("/rooted.txt", "sub/rooted.txt", false),
+            ("**/node_modules", "pkg/node_modules/n.js", true),
+            ("**/node_modules", "node_modules", true),
+            ("./a/../b", "b", true),
+            ("a*", "ab/c", true),
+        ];
+        for (pattern, path, want) in cases {
+            assert_eq!(excluded(&[pattern], path), *want, "{pattern:?} vs {path:?}");
+        }
+    }
+
+    #[test]
+    fn multi_pattern_table() {
+        let cases: &[(&[&str], &str, bool)] = &[
+            (&["**", "!util/docker/web"], "util/docker/web/foo", false),
+            (
+                &["**", "!util/docker/web", "util/docker/web/foo"],
+                "util/docker/web/foo",
+                true,
+            ),
+            (&["**", "!dist/*.whl"], "dist/proxy.whl", false),
+            (&["docs", "!docs/README.md"], "docs/README.md", false),
+            (&["docs/", "!docs/README.md"], "docs/README.md", false),
+            (&["docs/*", "!docs/README.md"], "docs/README.md", false),
+            (&["*.go", "!fileutils.go"], "fileutils.go", false),
+            (&["!fileutils.go", "*.go"], "fileutils.go", true),
+            (&["**/*.tmp", "!keep/**/*.tmp"], "keep/deep/d.tmp", false),
+            (&["**/*.tmp", "!keep/**/*.tmp"], "deep/er/b.tmp", true),
+            (&["docs/**", "!docs/README.md"], "docs/guide.md", true),
+            (&["docs/**", "!docs/README.md"], "docs", false),
+            (
+                &["*.md", "!README*.md", "README-secret.md"],
+                "README-secret.md",
+                true,
+            ),
+            (
+                &["*.md", "!README*.md", "README-secret.md"],
+                "README.md",
+                false,
+            ),
+        ];
+        for (patterns, path, want) in cases {
+            assert_eq!(excluded(patterns, path), *want, "{patterns:?} vs {path:?}");
+        }
+    }
+
+    #[test]
+    fn read_all_rules() {
+        let text = "\u{feff}# comment\n  # not a comment\n\n  *.log  \r\n! keep.log\n/abs/../x\n";
+        let ignore = DockerIgnore::parse(text, Path::new(".dockerignore")).expect("parses");
+        let texts: Vec<(&str, bool)> = ignore
+            .patterns()
+            .iter()
+            .map(|p| (p.text(), p.is_exception()))
+            .collect();
+        assert_eq!(
+            texts,
+            vec![
+                ("# not a comment", false),
+                ("*.log", false),
+                ("keep.log", true),
+                ("x", false)
+            ]
+        );
+    }
+
+    #[test]
+    fn bad_patterns_name_file_line_and_pattern() {
+        let cases: &[(&str, &str)] = &[("ok\n[\n", "["), ("!\n", "!"), ("a\\", "a\\")];
+        for (text, pattern) in cases {
+            let err =
+                DockerIgnore::parse(text, Path::new("/ctx/.dockerignore")).expect_err("must fail");
+            let msg = err.to_string();
+            assert!(msg.contains("/ctx/.dockerignore"), "{msg}");
+            assert!(msg.contains(&format!("{pattern:?}")), "{msg}");
+        }
+    }
+
+    #[test]
+    fn exception_pruning_table() {
+        let cases: &[(&[&str], &str, bool)] = &[
+            (&["docs/**", "!docs/README.md"], "docs/img", false),
+            (&["docs", "!docs/README.md"], "docs", true),
+            (&["build"], "build", false),
+            (&["a", "!a/*/keep"], "a/b", true),
+            (&["a", "!a/*/keep"], "a/b/c", false),
+            (&["a", "!**/keep"], "a/b/c", true),
+            (&["a", "!a"], "a/b", false),
+            (&["a", "!a/x[ab]"], "a", true),
+        ];
+        for (patterns, dir, want) in cases {
+            let ignore = DockerIgnore::from_patterns(patterns).expect("valid");
+            assert_eq!(
+                ignore.exception_could_match_below(dir),
+                *want,
+                "{patterns:?} {dir:?}"
+            );
+        }
+    }
+}

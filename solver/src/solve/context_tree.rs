@@ -1,0 +1,78 @@
+//! The build context seen as an executor [`SourceTree`]: `.dockerignore`
+//! applies to everything COPY reads.
+
+use crate::context::{BuildContext, ContextError};
+use kiln_executor::{SourceEntry, SourceError, SourceTree};
+use std::sync::Arc;
+
+/// A [`BuildContext`] as a COPY source.
+#[derive(Debug, Clone)]
+pub struct ContextTree(pub Arc<BuildContext>);
+
+fn to_source_error(e: ContextError) -> SourceError {
+    match e {
+        ContextError::NotFound { source } => SourceError::NotFound { path: source },
+        other => SourceError::Io {
+            action: "reading the build context",
+            path: std::path::PathBuf::new(),
+            error: std::io::Error::other(other.to_string()),
+        },
+    }
+}
+
+impl SourceTree for ContextTree {
+    fn resolve(&self, source: &str) -> Result<Vec<String>, SourceError> {
+        let entries = self.0.resolve(source).map_err(to_source_error)?;
+        Ok(entries.into_iter().map(|e| e.rel_path).collect())
+    }
+
+    fn entry(&self, rel: &str) -> Result<Option<SourceEntry>, SourceError> {
+        let rel = rel.trim_matches('/');
+        if !rel.is_empty() && self.0.is_excluded(rel) {
+            return Ok(None);
+        }
+        let real = self.0.root().join(rel);
+        match std::fs::symlink_metadata(&real) {
+            Ok(metadata) => Ok(Some(SourceEntry {
+                rel: rel.to_string(),
+                real,
+                metadata,
+            })),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(error) => Err(SourceError::Io {
+                action: "reading",
+                path: real,
+                error,
+            }),
+        }
+    }
+
+    fn list(&self, rel: &str) -> Result<Vec<String>, SourceError> {
+        let rel = rel.trim_matches('/');
+        let dir = self.0.root().join(rel);
+        let read = std::fs::read_dir(&dir).map_err(|error| SourceError::Io {
+            action: "listing",
+            path: dir.clone(),
+            error,
+        })?;
+        let mut names = Vec::new();
+        for entry in read {
+            let entry = entry.map_err(|error| SourceError::Io {
+                action: "listing",
+                path: dir.clone(),
+                error,
+            })?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let child = if rel.is_empty() {
+                name.clone()
+            } else {
+                format!("{rel}/{name}")
+            };
+            if !self.0.is_excluded(&child) {
+                names.push(name);
+            }
+        }
+        names.sort();
+        Ok(names)
+    }
+}

@@ -1,0 +1,240 @@
+//! Layers on disk: base image layers unpacked once per diff id, and new
+//! layers built from file actions, each kept as a directory (for the next
+//! steps) and as a compressed blob (for export).
+//!
+//! Layer directories live under `<store>/layers/<diff_id hex>`. A new
+//! layer is written to a temporary directory and renamed to its diff id
+//! only when complete, so a crash never leaves a partial layer under a
+//! final name.
+
+use crate::op::{FileAction, ImageSource};
+use kiln_executor::{LayerStack, Source};
+use kiln_oci::{BlobIngester, Digest, LocalStore, Platform};
+use sha2::{Digest as _, Sha256};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// One layer of a built filesystem.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LayerRecord {
+    /// The unpacked layer directory.
+    pub dir: PathBuf,
+    /// Uncompressed digest.
+    pub diff_id: Digest,
+    /// Compressed blob in the store.
+    pub blob: Digest,
+    /// Blob size.
+    pub size: u64,
+    /// Blob media type.
+    pub media_type: String,
+}
+
+fn layers_dir(store: &LocalStore) -> PathBuf {
+    store.root().join("layers")
+}
+
+fn layer_dir(store: &LocalStore, diff_id: &Digest) -> PathBuf {
+    layers_dir(store).join(diff_id.hex())
+}
+
+/// The layers of an image in the store, unpacked (once) into directories.
+pub(crate) fn image_layers(
+    store: &LocalStore,
+    image: &ImageSource,
+) -> Result<Vec<LayerRecord>, String> {
+    let manifest: Digest = image
+        .manifest
+        .parse()
+        .map_err(|e| format!("{}: {e}", image.manifest))?;
+    let platform: Platform = image.platform.parse().map_err(|e| format!("{e}"))?;
+    let resolved = kiln_oci::resolve(store, &manifest, &platform)
+        .map_err(|e| format!("{}: {e}", image.reference))?;
+    let diff_ids = resolved.config.rootfs().diff_ids().clone();
+    let mut out = Vec::new();
+    for (i, layer) in resolved.manifest.layers().iter().enumerate() {
+        let blob =
+            kiln_oci::descriptor_digest(layer, manifest.as_str()).map_err(|e| e.to_string())?;
+        let diff_id: Digest = diff_ids
+            .get(i)
+            .ok_or_else(|| {
+                format!(
+                    "{}: config lists fewer diff_ids than layers",
+                    image.reference
+                )
+            })?
+            .parse()
+            .map_err(|e| format!("{}: {e}", image.reference))?;
+        let media_type = layer.media_type().to_string();
+        let dir = layer_dir(store, &diff_id);
+        if !dir.exists() {
+            unpack_blob(store, &blob, &media_type, &dir)?;
+        }
+        out.push(LayerRecord {
+            dir,
+            diff_id,
+            blob,
+            size: layer.size(),
+            media_type,
+        });
+    }
+    Ok(out)
+}
+
+fn unpack_blob(
+    store: &LocalStore,
+    blob: &Digest,
+    media_type: &str,
+    dir: &Path,
+) -> Result<(), String> {
+    std::fs::create_dir_all(layers_dir(store))
+        .map_err(|e| format!("creating {}: {e}", layers_dir(store).display()))?;
+    kiln_executor::unpack_blob(&store.blob_path(blob), media_type, dir)
+        .map_err(|e| format!("unpacking layer {blob}: {e}"))
+}
+
+/// A cached layer made usable again: its directory if present, else
+/// unpacked from its blob. `None` when neither is there (a cache miss).
+pub(crate) fn restore(store: &LocalStore, cached: &super::CachedLayer) -> Option<LayerRecord> {
+    use kiln_oci::BlobReader;
+    let diff_id: Digest = cached.diff_id.parse().ok()?;
+    let blob: Digest = cached.blob.parse().ok()?;
+    if !store.exists(&blob) {
+        return None;
+    }
+    let dir = layer_dir(store, &diff_id);
+    if !dir.exists() {
+        unpack_blob(store, &blob, &cached.media_type, &dir).ok()?;
+    }
+    Some(LayerRecord {
+        dir,
+        diff_id,
+        blob,
+        size: cached.size,
+        media_type: cached.media_type.clone(),
+    })
+}
+
+static TMP_COUNTER: AtomicU64 = AtomicU64::new(0);
+
+/// Hashes what passes through (the uncompressed tar) and forwards it.
+struct HashingWriter<W: Write> {
+    inner: W,
+    hasher: Sha256,
+}
+
+impl<W: Write> Write for HashingWriter<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.hasher.update(&buf[..n]);
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// Applies `actions` on top of `base` into a new layer: directory, tar,
+/// gzip blob in the store.
+pub(crate) fn build_layer(
+    store: &LocalStore,
+    base: &LayerStack,
+    actions: &[FileAction],
+    sources: &[Source<'_>],
+) -> Result<LayerRecord, String> {
+    let root = layers_dir(store);
+    std::fs::create_dir_all(&root).map_err(|e| format!("creating {}: {e}", root.display()))?;
+    let n = TMP_COUNTER.fetch_add(1, Ordering::Relaxed);
+    let upper = root.join(format!("tmp-{}-{n}", std::process::id()));
+    std::fs::create_dir(&upper).map_err(|e| format!("creating {}: {e}", upper.display()))?;
+    let result = (|| {
+        kiln_executor::apply_file_actions(base, &upper, actions, sources)
+            .map_err(|e| e.to_string())?;
+        let media_type = kiln_oci::media::OCI_LAYER_GZIP.to_string();
+        let writer = store.writer().map_err(|e| e.to_string())?;
+        let gz = flate2::write::GzEncoder::new(writer, flate2::Compression::fast());
+        let mut tee = HashingWriter {
+            inner: gz,
+            hasher: Sha256::new(),
+        };
+        kiln_executor::diff(&upper, &mut tee).map_err(|e| format!("writing the layer: {e}"))?;
+        let diff_id = Digest::from_sha256(&tee.hasher.finalize());
+        let writer = tee
+            .inner
+            .finish()
+            .map_err(|e| format!("compressing the layer: {e}"))?;
+        let size = writer.written();
+        let blob = writer.commit(None, None).map_err(|e| e.to_string())?;
+        Ok::<_, String>((diff_id, blob, size, media_type))
+    })();
+    let (diff_id, blob, size, media_type) = match result {
+        Ok(v) => v,
+        Err(e) => {
+            let _ = std::fs::remove_dir_all(&upper);
+            return Err(e);
+        }
+    };
+    let dir = layer_dir(store, &diff_id);
+    if dir.exists() {
+        let _ = std::fs::remove_dir_all(&upper);
+    } else if let Err(e) = std::fs::rename(&upper, &dir) {
+        let _ = std::fs::remove_dir_all(&upper);
+        return Err(format!("storing layer {}: {e}", dir.display()));
+    }
+    Ok(LayerRecord {
+        dir,
+        diff_id,
+        blob,
+        size,
+        media_type,
+    })
+}
+
+/// Downloads an ADD URL into `<store>/http/<url digest>/<filename>` (mode
+/// 0600, as BuildKit leaves it), verifying `--checksum`. Returns the
+/// directory and the content digest.
+pub(crate) fn download(
+    store: &LocalStore,
+    http: &crate::op::HttpSource,
+) -> Result<(PathBuf, Digest), String> {
+    use std::os::unix::fs::PermissionsExt;
+    let handle = tokio::runtime::Handle::try_current()
+        .map_err(|_| "no async runtime to download with".to_string())?;
+    let url = http.url.clone();
+    let bytes = handle.block_on(async move {
+        let response = reqwest::get(&url)
+            .await
+            .map_err(|e| format!("{url}: {e}"))?;
+        if !response.status().is_success() {
+            return Err(format!("{url}: {}", response.status()));
+        }
+        response.bytes().await.map_err(|e| format!("{url}: {e}"))
+    })?;
+    let content = Digest::sha256(&bytes);
+    if let Some(expected) = &http.checksum {
+        if expected != content.as_str() {
+            return Err(format!(
+                "digest mismatch for {}: expected {expected}, got {content}",
+                http.url
+            ));
+        }
+    }
+    let dir = store.root().join("http").join(format!(
+        "{}-{}",
+        Digest::sha256(http.url.as_bytes()).hex(),
+        &content.hex()[..16]
+    ));
+    if !dir.exists() {
+        let tmp = dir.with_extension(format!("tmp-{}", std::process::id()));
+        std::fs::create_dir_all(&tmp).map_err(|e| format!("creating {}: {e}", tmp.display()))?;
+        let file = tmp.join(&http.filename);
+        std::fs::write(&file, &bytes).map_err(|e| format!("writing {}: {e}", file.display()))?;
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600))
+            .map_err(|e| format!("chmod {}: {e}", file.display()))?;
+        if std::fs::rename(&tmp, &dir).is_err() {
+            let _ = std::fs::remove_dir_all(&tmp);
+        }
+    }
+    Ok((dir, content))
+}

@@ -1,0 +1,379 @@
+//! Solving: runs the vertices the target needs, in parallel (bounded by
+//! `jobs`), each at most once, reusing cached results; the first failure
+//! stops the build and names the instruction and line.
+
+mod cache;
+mod context_tree;
+mod layer;
+
+pub use cache::{CacheIndex, CacheKeyParts, CachedLayer, CACHE_KEY_VERSION};
+pub use context_tree::ContextTree;
+pub use layer::LayerRecord;
+
+use crate::context::BuildContext;
+use crate::graph::{Graph, VertexId};
+use crate::lower::Lowered;
+use crate::op::{FileAction, Op};
+use kiln_executor::{LayerStack, Source, SourceTree};
+use kiln_oci::{Digest, ImageConfig, LocalStore};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::Instant;
+
+/// How to solve.
+#[derive(Debug, Clone)]
+pub struct SolveOptions {
+    /// Steps run at once.
+    pub jobs: usize,
+    /// Ignore the cache (results are still recorded).
+    pub no_cache: bool,
+}
+
+impl Default for SolveOptions {
+    fn default() -> Self {
+        SolveOptions {
+            jobs: std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(2),
+            no_cache: false,
+        }
+    }
+}
+
+/// What happens during a solve, for progress displays.
+#[derive(Debug, Clone)]
+pub enum Event {
+    /// A step starts running.
+    Started {
+        /// Its display name.
+        name: String,
+    },
+    /// A step was found in the cache.
+    Cached {
+        /// Its display name.
+        name: String,
+    },
+    /// A step missed the cache, and why.
+    Miss {
+        /// Its display name.
+        name: String,
+        /// Which input changed.
+        reason: String,
+    },
+    /// A step finished.
+    Done {
+        /// Its display name.
+        name: String,
+        /// Seconds it took.
+        seconds: f64,
+    },
+}
+
+/// Receives [`Event`]s; called from worker threads.
+pub trait ProgressSink: Send + Sync {
+    /// One event.
+    fn event(&self, event: Event);
+}
+
+/// Why a solve failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SolveError {
+    /// A step failed.
+    #[error("{}{name}: {message}", line.map(|l| format!("line {l}: ")).unwrap_or_default())]
+    Step {
+        /// The step's display name.
+        name: String,
+        /// Its Dockerfile line.
+        line: Option<usize>,
+        /// What went wrong.
+        message: String,
+    },
+}
+
+impl SolveError {
+    /// The Dockerfile line of the failed step.
+    pub fn line(&self) -> Option<usize> {
+        match self {
+            SolveError::Step { line, .. } => *line,
+        }
+    }
+}
+
+/// The result of a vertex.
+#[derive(Debug, Clone)]
+enum Output {
+    /// A filesystem: its layers, bottom first.
+    Fs(Vec<LayerRecord>),
+    /// A local context, by name.
+    Context(String),
+    /// A plain directory (a downloaded file), usable only as a source.
+    Dir(std::path::PathBuf),
+}
+
+/// What a solve produced: the target's layers and its completed config.
+#[derive(Debug, Clone)]
+pub struct Solved {
+    /// Every layer of the image, base first.
+    pub layers: Vec<LayerRecord>,
+    /// The image config with `rootfs.diff_ids` filled in.
+    pub config: ImageConfig,
+}
+
+impl Solved {
+    /// The image's filesystem as a layer stack.
+    pub fn stack(&self) -> LayerStack {
+        LayerStack::new(self.layers.iter().map(|l| l.dir.clone()).collect())
+    }
+}
+
+struct Shared {
+    graph: Graph,
+    store: LocalStore,
+    cache: CacheIndex,
+    contexts: HashMap<String, Arc<BuildContext>>,
+    progress: Arc<dyn ProgressSink>,
+    no_cache: bool,
+}
+
+/// Solves `lowered` with the local `store`, reading contexts from
+/// `contexts` (by name).
+///
+/// # Errors
+/// The first step that fails, named with its line.
+pub async fn solve(
+    lowered: &Lowered,
+    store: &LocalStore,
+    contexts: HashMap<String, Arc<BuildContext>>,
+    options: &SolveOptions,
+    progress: Arc<dyn ProgressSink>,
+) -> Result<Solved, SolveError> {
+    let shared = Arc::new(Shared {
+        graph: lowered.graph.clone(),
+        store: store.clone(),
+        cache: CacheIndex::new(store.root()),
+        contexts,
+        progress,
+        no_cache: options.no_cache,
+    });
+    let order = shared.graph.closure(&[lowered.root]);
+    let mut done: HashMap<VertexId, (Output, Digest)> = HashMap::new();
+    let mut running = std::collections::HashSet::new();
+    let mut tasks = tokio::task::JoinSet::new();
+    let jobs = options.jobs.max(1);
+    let mut failure: Option<SolveError> = None;
+    loop {
+        if failure.is_none() {
+            for id in &order {
+                if tasks.len() >= jobs {
+                    break;
+                }
+                if done.contains_key(id) || running.contains(id) {
+                    continue;
+                }
+                let vertex = shared.graph.vertex(*id);
+                if !vertex.inputs.iter().all(|i| done.contains_key(i)) {
+                    continue;
+                }
+                let inputs: Vec<(Output, Digest)> =
+                    vertex.inputs.iter().map(|i| done[i].clone()).collect();
+                let shared = shared.clone();
+                let id = *id;
+                running.insert(id);
+                tasks.spawn_blocking(move || (id, run_vertex(&shared, id, &inputs)));
+            }
+        }
+        let Some(joined) = tasks.join_next().await else {
+            break;
+        };
+        match joined {
+            Ok((id, Ok(out))) => {
+                running.remove(&id);
+                done.insert(id, out);
+            }
+            Ok((id, Err(message))) => {
+                running.remove(&id);
+                let v = shared.graph.vertex(id);
+                failure.get_or_insert(SolveError::Step {
+                    name: v.meta.name.clone(),
+                    line: v.meta.line,
+                    message,
+                });
+            }
+            Err(e) => {
+                failure.get_or_insert(SolveError::Step {
+                    name: "scheduler".into(),
+                    line: None,
+                    message: format!("a build step panicked: {e}"),
+                });
+            }
+        }
+    }
+    if let Some(f) = failure {
+        return Err(f);
+    }
+    let layers = match done.remove(&lowered.root) {
+        Some((Output::Fs(layers), _)) => layers,
+        _ => Vec::new(),
+    };
+    let mut config = lowered.config.clone();
+    config.rootfs.kind = "layers".into();
+    config.rootfs.diff_ids = layers.iter().map(|l| l.diff_id.to_string()).collect();
+    Ok(Solved { layers, config })
+}
+
+/// Runs one vertex (on a blocking thread): cache lookup, else execution.
+fn run_vertex(
+    shared: &Shared,
+    id: VertexId,
+    inputs: &[(Output, Digest)],
+) -> Result<(Output, Digest), String> {
+    let vertex = shared.graph.vertex(id);
+    let name = vertex.meta.name.clone();
+    match &vertex.op {
+        Op::Scratch => Ok((Output::Fs(Vec::new()), vertex.digest.clone())),
+        Op::Context(c) => Ok((Output::Context(c.name.clone()), vertex.digest.clone())),
+        Op::Image(image) => {
+            let started = Instant::now();
+            let layers = layer::image_layers(&shared.store, image)?;
+            shared.progress.event(Event::Done {
+                name,
+                seconds: started.elapsed().as_secs_f64(),
+            });
+            Ok((Output::Fs(layers), vertex.digest.clone()))
+        }
+        Op::Merge => {
+            let mut layers = Vec::new();
+            for (out, _) in inputs {
+                if let Output::Fs(l) = out {
+                    layers.extend(l.iter().cloned());
+                }
+            }
+            let parts = key_parts(vertex.digest.as_str(), inputs, None);
+            Ok((Output::Fs(layers), parts.key()))
+        }
+        Op::Exec(_) => {
+            Err("RUN is not supported yet: the sandboxed runtime arrives with issue 5".into())
+        }
+        Op::Http(http) => {
+            let started = Instant::now();
+            shared.progress.event(Event::Started { name: name.clone() });
+            let (dir, content) = layer::download(&shared.store, http)?;
+            shared.progress.event(Event::Done {
+                name,
+                seconds: started.elapsed().as_secs_f64(),
+            });
+            let parts = key_parts(vertex.digest.as_str(), inputs, Some(content.to_string()));
+            Ok((Output::Dir(dir), parts.key()))
+        }
+        Op::File(file) => {
+            let Some((Output::Fs(base), _)) = inputs.first() else {
+                return Err("a file operation needs a filesystem input".into());
+            };
+            // The context files a COPY reads are part of its key.
+            let mut context_sums = Vec::new();
+            for action in &file.actions {
+                if let FileAction::Copy(copy) = action {
+                    if let Some((Output::Context(ctx), _)) = inputs.get(copy.input) {
+                        let context = shared
+                            .contexts
+                            .get(ctx)
+                            .ok_or_else(|| format!("build context {ctx:?} is not available"))?;
+                        let mut entries = Vec::new();
+                        for src in &copy.sources {
+                            entries.extend(context.resolve(src).map_err(|e| e.to_string())?);
+                        }
+                        context_sums
+                            .push(context.checksum(&entries).map_err(|e| e.to_string())?.hex());
+                    }
+                }
+            }
+            let context = (!context_sums.is_empty())
+                .then(|| Digest::sha256(context_sums.join(",").as_bytes()).to_string());
+            let parts = key_parts(vertex.digest.as_str(), inputs, context);
+            let key = parts.key();
+            if !shared.no_cache {
+                if let Some(cached) = shared.cache.get(&key) {
+                    if let Some(record) = layer::restore(&shared.store, &cached) {
+                        shared.progress.event(Event::Cached { name });
+                        let mut layers = base.clone();
+                        layers.push(record);
+                        return Ok((Output::Fs(layers), key));
+                    }
+                }
+            }
+            let reason = if shared.no_cache {
+                "--no-cache".to_string()
+            } else {
+                parts.miss_reason(shared.cache.last(&name).as_ref())
+            };
+            shared.progress.event(Event::Miss {
+                name: name.clone(),
+                reason,
+            });
+            shared.progress.event(Event::Started { name: name.clone() });
+            let started = Instant::now();
+            let stacks: Vec<Option<LayerStack>> = inputs
+                .iter()
+                .map(|(o, _)| match o {
+                    Output::Fs(l) => {
+                        Some(LayerStack::new(l.iter().map(|x| x.dir.clone()).collect()))
+                    }
+                    Output::Dir(d) => Some(LayerStack::new(vec![d.clone()])),
+                    Output::Context(_) => None,
+                })
+                .collect();
+            let trees: Vec<Option<ContextTree>> = inputs
+                .iter()
+                .map(|(o, _)| match o {
+                    Output::Context(c) => shared.contexts.get(c).map(|c| ContextTree(c.clone())),
+                    _ => None,
+                })
+                .collect();
+            let mut sources: Vec<Source<'_>> = Vec::new();
+            for (stack, tree) in stacks.iter().zip(&trees) {
+                match (stack, tree) {
+                    (Some(s), _) => sources.push(Source::Tree(s as &dyn SourceTree)),
+                    (None, Some(t)) => sources.push(Source::Context(t as &dyn SourceTree)),
+                    (None, None) => return Err("a COPY source is not available".into()),
+                }
+            }
+            let base_stack = LayerStack::new(base.iter().map(|l| l.dir.clone()).collect());
+            let record = layer::build_layer(&shared.store, &base_stack, &file.actions, &sources)?;
+            let cached = CachedLayer {
+                diff_id: record.diff_id.to_string(),
+                blob: record.blob.to_string(),
+                size: record.size,
+                media_type: record.media_type.clone(),
+            };
+            shared
+                .cache
+                .put(&key, &cached, &name, &parts)
+                .map_err(|e| format!("recording the cache: {e}"))?;
+            shared.progress.event(Event::Done {
+                name,
+                seconds: started.elapsed().as_secs_f64(),
+            });
+            let mut layers = base.clone();
+            layers.push(record);
+            Ok((Output::Fs(layers), key))
+        }
+    }
+}
+
+fn key_parts(vertex: &str, inputs: &[(Output, Digest)], context: Option<String>) -> CacheKeyParts {
+    CacheKeyParts {
+        vertex: vertex.to_string(),
+        inputs: inputs.iter().map(|(_, k)| k.to_string()).collect(),
+        context,
+    }
+}
+
+/// Layers by diff id, for export.
+pub fn layer_map(solved: &Solved) -> BTreeMap<String, LayerRecord> {
+    solved
+        .layers
+        .iter()
+        .map(|l| (l.diff_id.to_string(), l.clone()))
+        .collect()
+}
