@@ -156,6 +156,19 @@ fn exceptions_reinclude_below_excluded_dirs() {
         ctx.resolve("docs/img"),
         Err(ContextError::NotFound { .. })
     ));
+    // (path, part of the context, excluded by the patterns)
+    let includes: &[(&str, bool, bool)] = &[
+        ("docs", true, true),
+        ("docs/README.md", true, false),
+        ("docs/guide.md", false, true),
+        ("docs/img", false, true),
+        ("src", true, false),
+        ("missing", false, false),
+    ];
+    for (path, included, excluded) in includes {
+        assert_eq!(ctx.includes(path).expect("includes"), *included, "{path}");
+        assert_eq!(ctx.is_excluded(path), *excluded, "{path}");
+    }
 }
 
 #[test]

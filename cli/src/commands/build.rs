@@ -116,8 +116,40 @@ impl ImageResolver for StoreResolver<'_> {
                 report.digest
             }
         };
+        self.resolved(name, &digest, platform)
+    }
+
+    fn resolve_layout(
+        &self,
+        layout: &str,
+        platform: &Platform,
+    ) -> std::result::Result<ResolvedImage, String> {
+        let (path, tag, digest) = split_layout(layout);
+        let loaded =
+            kiln_oci::archive::load(self.store, Path::new(path)).map_err(|e| e.to_string())?;
+        let pick = loaded.iter().find(|l| match (tag, digest) {
+            (_, Some(d)) => l.digest.as_str() == d,
+            (Some(t), None) => l
+                .name
+                .as_deref()
+                .is_some_and(|n| n == t || n.ends_with(&format!(":{t}"))),
+            (None, None) => loaded.len() == 1 || l.name.as_deref() == Some("latest"),
+        });
+        let chosen =
+            pick.ok_or_else(|| format!("oci-layout://{layout}: no matching image in the layout"))?;
+        self.resolved(format!("oci-layout://{layout}"), &chosen.digest, platform)
+    }
+}
+
+impl StoreResolver<'_> {
+    fn resolved(
+        &self,
+        name: String,
+        digest: &kiln_oci::Digest,
+        platform: &Platform,
+    ) -> std::result::Result<ResolvedImage, String> {
         let image =
-            kiln_oci::resolve(self.store, &digest, platform).map_err(|e| format!("{name}: {e}"))?;
+            kiln_oci::resolve(self.store, digest, platform).map_err(|e| format!("{name}: {e}"))?;
         let bytes = self
             .store
             .read(&image.config_digest)
@@ -129,6 +161,17 @@ impl ImageResolver for StoreResolver<'_> {
             manifest: image.manifest_digest,
             config,
         })
+    }
+}
+
+/// Splits `PATH[:TAG|@DIGEST]`.
+fn split_layout(layout: &str) -> (&str, Option<&str>, Option<&str>) {
+    if let Some((path, digest)) = layout.rsplit_once('@') {
+        return (path, None, Some(digest));
+    }
+    match layout.rsplit_once(':') {
+        Some((path, tag)) if !tag.contains('/') && !path.is_empty() => (path, Some(tag), None),
+        _ => (layout, None, None),
     }
 }
 
@@ -385,7 +428,9 @@ pub fn build(global: &GlobalArgs, args: &BuildArgs) -> Result<()> {
     // As with buildx: `-t` alone means the local image store; with `-o`,
     // the tags name the image inside those outputs.
     if targets.is_empty() && !tags.is_empty() {
-        targets.push(ExportTarget::Image { names: tags.clone() });
+        targets.push(ExportTarget::Image {
+            names: tags.clone(),
+        });
     }
     if targets.is_empty() {
         eprintln!("WARNING: no output specified (use -t NAME or -o); the result is only in the build cache");

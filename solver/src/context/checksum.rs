@@ -14,6 +14,11 @@ use std::sync::{mpsc, Mutex};
 /// Read size for hashing files.
 const BUF_SIZE: usize = 1 << 20;
 
+/// Files are handed to the hashing threads in batches of this many files
+/// or this many bytes, so small files do not cost a wake-up each.
+const BATCH_FILES: usize = 128;
+const BATCH_BYTES: u64 = 8 << 20;
+
 /// The sha256 checksum of a selection of the context (`sha256:<hex>`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ContextDigest([u8; 32]);
@@ -75,17 +80,17 @@ fn hash_file(path: &Path, buf: &mut [u8]) -> Result<([u8; 32], u64), ContextErro
 pub(crate) type Hashed = (usize, [u8; 32]);
 
 /// Runs `produce` (typically a walk) on this thread while other threads
-/// hash the files it sends as `(index, path)`; then this thread helps
+/// hash the files it sends as `(index, path, size)`; then this thread helps
 /// hash what is left. Returns the hashes (in no particular order) and the
 /// bytes read. An error from `produce` stops the hashing.
 pub(crate) fn hash_pipelined<F>(produce: F) -> Result<(Vec<Hashed>, u64), ContextError>
 where
-    F: FnOnce(&mut dyn FnMut(usize, PathBuf)) -> Result<(), ContextError>,
+    F: FnOnce(&mut dyn FnMut(usize, PathBuf, u64)) -> Result<(), ContextError>,
 {
     let threads = std::thread::available_parallelism()
         .map(usize::from)
         .unwrap_or(1);
-    let (tx, rx) = mpsc::channel::<(usize, PathBuf)>();
+    let (tx, rx) = mpsc::channel::<Vec<(usize, PathBuf)>>();
     let rx = Mutex::new(rx);
     let abort = AtomicBool::new(false);
     let worker = || -> Result<(Vec<Hashed>, u64), ContextError> {
@@ -93,19 +98,21 @@ where
         let mut done = Vec::new();
         let mut bytes = 0;
         loop {
-            let job = rx.lock().unwrap_or_else(|e| e.into_inner()).recv();
-            let Ok((index, path)) = job else { break };
-            if abort.load(Ordering::Relaxed) {
-                continue;
-            }
-            match hash_file(&path, &mut buf) {
-                Ok((hash, n)) => {
-                    bytes += n;
-                    done.push((index, hash));
+            let batch = rx.lock().unwrap_or_else(|e| e.into_inner()).recv();
+            let Ok(batch) = batch else { break };
+            for (index, path) in batch {
+                if abort.load(Ordering::Relaxed) {
+                    break;
                 }
-                Err(e) => {
-                    abort.store(true, Ordering::Relaxed);
-                    return Err(e);
+                match hash_file(&path, &mut buf) {
+                    Ok((hash, n)) => {
+                        bytes += n;
+                        done.push((index, hash));
+                    }
+                    Err(e) => {
+                        abort.store(true, Ordering::Relaxed);
+                        return Err(e);
+                    }
                 }
             }
         }
@@ -113,11 +120,21 @@ where
     };
     std::thread::scope(|scope| {
         let handles: Vec<_> = (1..threads).map(|_| scope.spawn(worker)).collect();
-        let mut send = |index: usize, path: PathBuf| {
-            // The receiver lives until the end of this scope.
-            let _ = tx.send((index, path));
+        let mut batch = Vec::new();
+        let mut batch_bytes = 0;
+        // The receiver lives until the end of this scope, so sends succeed.
+        let mut send = |index: usize, path: PathBuf, size: u64| {
+            batch.push((index, path));
+            batch_bytes += size;
+            if batch.len() >= BATCH_FILES || batch_bytes >= BATCH_BYTES {
+                let _ = tx.send(std::mem::take(&mut batch));
+                batch_bytes = 0;
+            }
         };
         let produced = produce(&mut send);
+        if !batch.is_empty() {
+            let _ = tx.send(batch);
+        }
         if produced.is_err() {
             abort.store(true, Ordering::Relaxed);
         }
@@ -207,7 +224,7 @@ mod tests {
         }
         let (mut done, bytes) = hash_pipelined(|send| {
             for (i, p) in paths.iter().enumerate() {
-                send(i, p.clone());
+                send(i, p.clone(), 1);
             }
             Ok(())
         })
@@ -225,13 +242,13 @@ mod tests {
         }
         let missing = dir.path().join("missing");
         let err = hash_pipelined(|send| {
-            send(0, missing.clone());
+            send(0, missing.clone(), 1);
             Ok(())
         })
         .expect_err("missing file");
         assert!(err.to_string().contains("missing"), "{err}");
         let err = hash_pipelined(|send| {
-            send(0, paths[0].clone());
+            send(0, paths[0].clone(), 1);
             Err(ContextError::NotADirectory { path: "x".into() })
         })
         .expect_err("producer error");

@@ -146,6 +146,21 @@ impl BuildContext {
         self.ignore.is_excluded(&clean_source(rel))
     }
 
+    /// Whether the context-relative `rel` is part of the context as COPY
+    /// sees it: not excluded, or an excluded directory below which an
+    /// exception re-includes something (`docs` + `!docs/README.md` keeps
+    /// `docs`). Unlike [`BuildContext::is_excluded`] this looks at the disk;
+    /// a missing path gives `false`.
+    pub fn includes(&self, rel: &str) -> Result<bool, ContextError> {
+        let rel = clean_source(rel);
+        let abs = self.root.join(&rel);
+        match std::fs::symlink_metadata(&abs) {
+            Ok(md) => self.is_present(&rel, EntryKind::from_file_type(md.file_type())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(ContextError::io(abs)(e)),
+        }
+    }
+
     /// Resolves a COPY/ADD source as written (after variable expansion).
     /// The path is cleaned (`..` clamped at the root, leading `/` and `./`
     /// dropped) and symlinks in its directories are followed inside the
@@ -188,7 +203,7 @@ impl BuildContext {
                 .lookup(&self.root_key, entry)
             {
                 Some(hash) => hits.push((index, hash)),
-                None => send(index, entry.abs_path.clone()),
+                None => send(index, entry.abs_path.clone(), entry.size),
             };
             for entry in entries {
                 let top = WalkEntry::stat(entry.rel_path.clone(), entry.abs_path.clone())?;

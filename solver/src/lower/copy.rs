@@ -171,6 +171,9 @@ impl Lowerer<'_> {
             }
             return Ok(self.stage(index, Some(line))?.vertex);
         }
+        if let Some((name, super::NamedContext::Local(dir))) = self.named_context(from) {
+            return Ok(self.named_context_vertex(&name, &dir));
+        }
         let platform = st.platform.clone();
         let (v, _) = self.image(from, &platform, line)?;
         Ok(v)

@@ -102,6 +102,22 @@ pub trait ImageResolver {
         reference: &str,
         platform: &Platform,
     ) -> std::result::Result<ResolvedImage, String>;
+
+    /// The image in an OCI layout (`PATH[:TAG|@DIGEST]`), for
+    /// `--build-context NAME=oci-layout://...`.
+    ///
+    /// # Errors
+    /// A message saying why it cannot be read. The default refuses.
+    fn resolve_layout(
+        &self,
+        layout: &str,
+        platform: &Platform,
+    ) -> std::result::Result<ResolvedImage, String> {
+        let _ = platform;
+        Err(format!(
+            "oci-layout://{layout}: layouts cannot be read here"
+        ))
+    }
 }
 
 /// What lowering produced.
@@ -342,6 +358,22 @@ impl Lowerer<'_> {
         v
     }
 
+    /// The vertex of a named local context.
+    pub(crate) fn named_context_vertex(&mut self, name: &str, dir: &std::path::Path) -> VertexId {
+        let v = self.graph.add(
+            Op::Context(ContextSource {
+                name: name.to_string(),
+            }),
+            vec![],
+            VertexMeta {
+                name: format!("[context {name}] load build context"),
+                line: None,
+            },
+        );
+        self.contexts.insert(name.to_string(), dir.to_path_buf());
+        v
+    }
+
     /// Finds a stage by name (case-insensitive) or index.
     pub(crate) fn find_stage(&self, name: &str) -> Option<usize> {
         let lower = name.to_ascii_lowercase();
@@ -382,21 +414,48 @@ impl Lowerer<'_> {
         Ok(out)
     }
 
-    /// Resolves an image reference into an image vertex and its config.
+    /// The `--build-context` a FROM or `--from` name selects, matched the
+    /// way BuildKit matches: the familiar name with its tag, then without a
+    /// `:latest` tag.
+    pub(crate) fn named_context(&self, name: &str) -> Option<(String, NamedContext)> {
+        let contexts = &self.options.named_contexts;
+        if contexts.is_empty() {
+            return None;
+        }
+        let mut candidates = vec![name.to_string()];
+        if let Ok(r) = kiln_oci::Reference::parse(name) {
+            let familiar = r.familiar();
+            if let Some(bare) = familiar.strip_suffix(":latest") {
+                candidates.push(bare.to_string());
+            }
+            candidates.insert(0, familiar);
+        }
+        candidates
+            .into_iter()
+            .find_map(|c| contexts.get(&c).map(|v| (c, v.clone())))
+    }
+
+    /// Resolves an image reference into an image vertex and its config,
+    /// honouring `--build-context` replacements.
     pub(crate) fn image(
         &mut self,
         reference: &str,
         platform: &Platform,
         line: usize,
     ) -> Result<(VertexId, ImageConfig)> {
-        let resolved = self
-            .resolver
-            .resolve(reference, platform)
-            .map_err(|message| LowerError::Image {
-                line,
-                reference: reference.to_string(),
-                message,
-            })?;
+        let lookup = match self.named_context(reference) {
+            Some((_, NamedContext::Image(r))) => self.resolver.resolve(&r, platform),
+            Some((_, NamedContext::OciLayout(layout))) => self.resolver.resolve_layout(&layout, platform),
+            Some((name, NamedContext::Local(_))) => Err(format!(
+                "build context {name:?} is a local directory; it can be a COPY --from source, not a base image"
+            )),
+            None => self.resolver.resolve(reference, platform),
+        };
+        let resolved = lookup.map_err(|message| LowerError::Image {
+            line,
+            reference: reference.to_string(),
+            message,
+        })?;
         let vertex = self.graph.add(
             Op::Image(ImageSource {
                 reference: resolved.reference.clone(),
@@ -562,13 +621,7 @@ fn check_cycles(dockerfile: &Dockerfile) -> Result<()> {
         Ok(())
     }
     for (i, stage) in stages.iter().enumerate() {
-        visit(
-            i,
-            stage.from.span.start.line,
-            &deps,
-            &mut state,
-            dockerfile,
-        )?;
+        visit(i, stage.from.span.start.line, &deps, &mut state, dockerfile)?;
     }
     Ok(())
 }

@@ -28,7 +28,13 @@ impl SourceTree for ContextTree {
 
     fn entry(&self, rel: &str) -> Result<Option<SourceEntry>, SourceError> {
         let rel = rel.trim_matches('/');
-        if !rel.is_empty() && self.0.is_excluded(rel) {
+        let included = rel.is_empty()
+            || self.0.includes(rel).map_err(|e| SourceError::Io {
+                action: "reading the build context",
+                path: self.0.root().join(rel),
+                error: std::io::Error::other(e.to_string()),
+            })?;
+        if !included {
             return Ok(None);
         }
         let real = self.0.root().join(rel);
@@ -68,7 +74,13 @@ impl SourceTree for ContextTree {
             } else {
                 format!("{rel}/{name}")
             };
-            if !self.0.is_excluded(&child) {
+            // An excluded directory stays listed when an exception
+            // re-includes something below it.
+            if self.0.includes(&child).map_err(|e| SourceError::Io {
+                action: "reading the build context",
+                path: entry.path(),
+                error: std::io::Error::other(e.to_string()),
+            })? {
                 names.push(name);
             }
         }

@@ -1,0 +1,338 @@
+//! `kiln build` as users run it: outputs, caching, contexts from stdin,
+//! named contexts, and errors that name the Dockerfile line and leave
+//! nothing tagged. The Dockerfile semantics themselves are covered by the
+//! conformance suite (tests/conformance.rs).
+
+#[path = "../../oci/tests/support/mod.rs"]
+mod support;
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+const BUSYBOX: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/bases/busybox");
+const EXAMPLE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/static-site");
+
+struct Env {
+    dir: tempfile::TempDir,
+}
+
+impl Env {
+    fn new() -> Env {
+        let env = Env {
+            dir: tempfile::tempdir().expect("temp dir"),
+        };
+        env.ok(&["load", "-i", BUSYBOX, "-t", "busybox:latest"], None);
+        env
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    fn run(&self, args: &[&str], stdin: Option<&[u8]>) -> Output {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_kiln"))
+            .args(args)
+            .env("KILN_ROOT", self.path("store"))
+            .env("DOCKER_CONFIG", self.path("docker"))
+            .env("XDG_CONFIG_HOME", self.path("xdg"))
+            .env_remove("KILN_CONFIG")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("kiln runs");
+        if let Some(input) = stdin {
+            child
+                .stdin
+                .take()
+                .expect("stdin")
+                .write_all(input)
+                .expect("stdin");
+        }
+        drop(child.stdin.take());
+        child.wait_with_output().expect("kiln finishes")
+    }
+
+    fn ok(&self, args: &[&str], stdin: Option<&[u8]>) -> (String, String) {
+        let out = self.run(args, stdin);
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(
+            out.status.success(),
+            "kiln {} failed:\n{stderr}",
+            args.join(" ")
+        );
+        (String::from_utf8_lossy(&out.stdout).into_owned(), stderr)
+    }
+
+    fn fails(&self, args: &[&str], stdin: Option<&[u8]>) -> String {
+        let out = self.run(args, stdin);
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert_eq!(
+            out.status.code(),
+            Some(1),
+            "kiln {} should fail:\n{stderr}",
+            args.join(" ")
+        );
+        assert!(!stderr.contains("panicked"), "{stderr}");
+        stderr
+    }
+
+    /// A context directory with these files.
+    fn context(&self, name: &str, files: &[(&str, &str)]) -> PathBuf {
+        let dir = self.path(name);
+        for (path, content) in files {
+            let p = dir.join(path);
+            std::fs::create_dir_all(p.parent().expect("parent")).expect("mkdir");
+            std::fs::write(&p, content).expect("write");
+        }
+        dir
+    }
+
+    fn images(&self) -> String {
+        self.ok(&["images"], None).0
+    }
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().expect("utf-8 path")
+}
+
+#[test]
+fn example_builds_to_every_output() {
+    let env = Env::new();
+    let rootfs = env.path("rootfs");
+    let oci = env.path("image-oci");
+    let docker = env.path("image.tar");
+    let tar = env.path("rootfs.tar");
+    let iid = env.path("iid");
+    env.ok(
+        &[
+            "build",
+            "-t",
+            "static-site:1",
+            "-o",
+            "type=image",
+            "-o",
+            &format!("type=local,dest={}", s(&rootfs)),
+            "-o",
+            &format!("type=oci,dest={},tar=false", s(&oci)),
+            "-o",
+            &format!("type=docker,dest={}", s(&docker)),
+            "-o",
+            &format!("type=tar,dest={}", s(&tar)),
+            "--iidfile",
+            s(&iid),
+            EXAMPLE,
+        ],
+        None,
+    );
+    // The local output is the final filesystem, with the --chown owner.
+    let index = rootfs.join("srv/www/index.html");
+    assert!(index.is_file());
+    use std::os::unix::fs::MetadataExt;
+    assert_eq!(std::fs::metadata(&index).expect("stat").uid(), 1000);
+    assert!(
+        !rootfs.join("srv/www/notes.draft").exists(),
+        ".dockerignore applies"
+    );
+    assert_eq!(
+        std::fs::read_to_string(rootfs.join("srv/www/version.txt")).expect("read"),
+        "built by kiln\n"
+    );
+    // The store has it under its name; the digest is in --iidfile.
+    let digest = std::fs::read_to_string(&iid).expect("iidfile");
+    assert!(env.images().contains(&digest[7..19]), "{}", env.images());
+    // skopeo reads the OCI layout and the docker archive.
+    let raw = support::skopeo_ok(&["inspect", "--raw", &format!("oci:{}", s(&oci))]);
+    assert!(
+        raw.contains("application/vnd.oci.image.manifest.v1+json"),
+        "{raw}"
+    );
+    let info = support::skopeo_ok(&[
+        "inspect",
+        "--config",
+        &format!("docker-archive:{}", s(&docker)),
+    ]);
+    assert!(
+        info.contains("\"User\": \"app\"") && info.contains("8080/tcp"),
+        "{info}"
+    );
+    // The tar output lists the filesystem.
+    let listing = Command::new("tar")
+        .args(["tf", s(&tar)])
+        .output()
+        .expect("tar");
+    let listing = String::from_utf8_lossy(&listing.stdout);
+    assert!(
+        listing
+            .lines()
+            .any(|l| l.trim_end_matches('/') == "srv/www/css/site.css"),
+        "{listing}"
+    );
+}
+
+#[test]
+fn rebuild_uses_the_cache_and_says_why_it_misses() {
+    let env = Env::new();
+    let ctx = env.context(
+        "ctx",
+        &[
+            (
+                "Dockerfile",
+                "FROM busybox\nCOPY a.txt /a.txt\nCOPY b.txt /b.txt\n",
+            ),
+            ("a.txt", "a"),
+            ("b.txt", "b"),
+        ],
+    );
+    let (_, first) = env.ok(
+        &["build", "-t", "c:1", "--progress", "plain", s(&ctx)],
+        None,
+    );
+    assert!(first.contains("cache miss: no earlier build"), "{first}");
+    let (_, second) = env.ok(
+        &["build", "-t", "c:1", "--progress", "plain", s(&ctx)],
+        None,
+    );
+    assert_eq!(second.matches("CACHED").count(), 2, "{second}");
+    assert!(!second.contains("cache miss"), "{second}");
+    // Only the step reading b.txt runs again, and says why.
+    std::fs::write(ctx.join("b.txt"), "changed").expect("write");
+    let (_, third) = env.ok(
+        &["build", "-t", "c:1", "--progress", "plain", s(&ctx)],
+        None,
+    );
+    assert_eq!(third.matches("CACHED").count(), 1, "{third}");
+    assert!(
+        third.contains("cache miss: context files it copies changed"),
+        "{third}"
+    );
+    // --no-cache runs everything.
+    let (_, fourth) = env.ok(
+        &[
+            "build",
+            "-t",
+            "c:1",
+            "--no-cache",
+            "--progress",
+            "plain",
+            s(&ctx),
+        ],
+        None,
+    );
+    assert_eq!(fourth.matches("CACHED").count(), 0, "{fourth}");
+}
+
+#[test]
+fn context_and_dockerfile_from_stdin() {
+    let env = Env::new();
+    // A tar context on stdin.
+    let ctx = env.context(
+        "ctx",
+        &[
+            ("Dockerfile", "FROM busybox\nCOPY hello.txt /\n"),
+            ("hello.txt", "hi"),
+        ],
+    );
+    let tar = Command::new("tar")
+        .args(["cf", "-", "-C", s(&ctx), "."])
+        .output()
+        .expect("tar");
+    let out = env.path("out");
+    env.ok(&["build", "-o", s(&out), "-"], Some(&tar.stdout));
+    assert_eq!(
+        std::fs::read_to_string(out.join("hello.txt")).expect("read"),
+        "hi"
+    );
+    // A Dockerfile on stdin with a directory context.
+    let out2 = env.path("out2");
+    env.ok(
+        &["build", "-f", "-", "-o", s(&out2), s(&ctx)],
+        Some(b"FROM scratch\nCOPY hello.txt /copied.txt\n"),
+    );
+    assert_eq!(
+        std::fs::read_to_string(out2.join("copied.txt")).expect("read"),
+        "hi"
+    );
+}
+
+#[test]
+fn named_contexts() {
+    let env = Env::new();
+    let other = env.context("other", &[("from-other.txt", "other context")]);
+    let ctx = env.context(
+        "ctx",
+        &[(
+            "Dockerfile",
+            "FROM base\nCOPY --from=extra /from-other.txt /x.txt\n",
+        )],
+    );
+    let out = env.path("out");
+    env.ok(
+        &[
+            "build",
+            "--build-context",
+            &format!("extra={}", s(&other)),
+            "--build-context",
+            &format!("base=oci-layout://{BUSYBOX}"),
+            "-o",
+            s(&out),
+            s(&ctx),
+        ],
+        None,
+    );
+    assert_eq!(
+        std::fs::read_to_string(out.join("x.txt")).expect("read"),
+        "other context"
+    );
+    assert!(
+        out.join("bin/busybox").is_file(),
+        "the base came from the layout"
+    );
+}
+
+#[test]
+fn print_graph_without_running() {
+    let env = Env::new();
+    let (dot, _) = env.ok(&["build", "--print", "dag", EXAMPLE], None);
+    assert!(dot.starts_with("digraph") && dot.contains("COPY"), "{dot}");
+    let (json, _) = env.ok(&["build", "--print", "json", EXAMPLE], None);
+    let v: serde_json::Value = serde_json::from_str(&json).expect("json");
+    assert!(
+        v["vertices"].as_array().is_some_and(|a| a.len() >= 4),
+        "{json}"
+    );
+    assert!(
+        !env.images().contains("static-site"),
+        "printing builds nothing"
+    );
+}
+
+#[test]
+fn bad_input_names_the_line_and_tags_nothing() {
+    let env = Env::new();
+    let cases: &[(&str, &str)] = &[
+        ("FROM busybox\nCOPY missing.txt /\n", "Dockerfile:2"),
+        (
+            "FROM busybox\nCOPY --from=nosuchimage /x /x\n",
+            "Dockerfile:2",
+        ),
+        ("FROM busybox\nCOPY --chmod=99z a.txt /\n", "Dockerfile:2"),
+        ("FROM busybox\nFOO bar\n", "Dockerfile:2"),
+        ("FROM busybox\nENV A=${B:?is required}\n", "Dockerfile:2"),
+    ];
+    for (dockerfile, want) in cases {
+        let ctx = env.context("bad", &[("Dockerfile", dockerfile), ("a.txt", "a")]);
+        let err = env.fails(&["build", "-t", "bad:1", s(&ctx)], None);
+        assert!(err.contains(want), "{dockerfile:?}: {err}");
+        assert!(
+            !env.images().contains("bad"),
+            "nothing is tagged after {dockerfile:?}"
+        );
+    }
+    let err = env.fails(&["build", "-o", "type=zip,dest=x", EXAMPLE], None);
+    assert!(err.contains("--output") && err.contains("zip"), "{err}");
+    let err = env.fails(&["build", "/nonexistent-context"], None);
+    assert!(err.contains("/nonexistent-context"), "{err}");
+}
