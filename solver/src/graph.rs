@@ -24,6 +24,8 @@ pub struct VertexMeta {
     pub name: String,
     /// Dockerfile line of the instruction, when it has one.
     pub line: Option<usize>,
+    /// The stage the instruction belongs to (for `--no-cache-filter`).
+    pub stage: Option<String>,
 }
 
 /// An op with its inputs.

@@ -49,6 +49,9 @@ pub struct BuildArgs {
     /// Do not use the cache.
     #[arg(long)]
     no_cache: bool,
+    /// Do not use the cache for these stages (repeatable or comma-separated).
+    #[arg(long = "no-cache-filter", value_delimiter = ',')]
+    no_cache_filter: Vec<String>,
     /// Steps run at once (default: the number of CPUs).
     #[arg(long)]
     jobs: Option<usize>,
@@ -375,6 +378,7 @@ pub fn build(global: &GlobalArgs, args: &BuildArgs) -> Result<()> {
     let solve_options = SolveOptions {
         jobs: args.jobs.unwrap_or_else(|| SolveOptions::default().jobs),
         no_cache: args.no_cache,
+        no_cache_stages: args.no_cache_filter.clone(),
     };
     let solved = rt
         .block_on(kiln_solver::solve(

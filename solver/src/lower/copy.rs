@@ -58,6 +58,7 @@ impl Lowerer<'_> {
                         VertexMeta {
                             name: format!("[{}] https {p}", st.name),
                             line: Some(line),
+                            stage: Some(st.name.clone()),
                         },
                     );
                     inputs.push(http);

@@ -240,6 +240,7 @@ impl StageState {
         VertexMeta {
             name: format!("[{} {}] {}", self.name, self.step, cmd.original.trim()),
             line: Some(cmd.span.start.line),
+            stage: Some(self.name.clone()),
         }
     }
 
@@ -350,6 +351,7 @@ impl Lowerer<'_> {
             VertexMeta {
                 name: "[context] load build context".into(),
                 line: None,
+                stage: None,
             },
         );
         self.contexts
@@ -368,6 +370,7 @@ impl Lowerer<'_> {
             VertexMeta {
                 name: format!("[context {name}] load build context"),
                 line: None,
+                stage: None,
             },
         );
         self.contexts.insert(name.to_string(), dir.to_path_buf());
@@ -466,6 +469,7 @@ impl Lowerer<'_> {
             VertexMeta {
                 name: format!("[internal] load {}", resolved.reference),
                 line: Some(line),
+                stage: None,
             },
         );
         Ok((vertex, resolved.config))

@@ -27,6 +27,9 @@ pub struct SolveOptions {
     pub jobs: usize,
     /// Ignore the cache (results are still recorded).
     pub no_cache: bool,
+    /// Ignore the cache for the steps of these stages only
+    /// (`--no-cache-filter`).
+    pub no_cache_stages: Vec<String>,
 }
 
 impl Default for SolveOptions {
@@ -36,6 +39,7 @@ impl Default for SolveOptions {
                 .map(|n| n.get())
                 .unwrap_or(2),
             no_cache: false,
+            no_cache_stages: Vec::new(),
         }
     }
 }
@@ -134,6 +138,7 @@ struct Shared {
     contexts: HashMap<String, Arc<BuildContext>>,
     progress: Arc<dyn ProgressSink>,
     no_cache: bool,
+    no_cache_stages: Vec<String>,
 }
 
 /// Solves `lowered` with the local `store`, reading contexts from
@@ -155,6 +160,11 @@ pub async fn solve(
         contexts,
         progress,
         no_cache: options.no_cache,
+        no_cache_stages: options
+            .no_cache_stages
+            .iter()
+            .map(|s| s.to_ascii_lowercase())
+            .collect(),
     });
     let order = shared.graph.closure(&[lowered.root]);
     let mut done: HashMap<VertexId, (Output, Digest)> = HashMap::new();
@@ -292,7 +302,13 @@ fn run_vertex(
                 .then(|| Digest::sha256(context_sums.join(",").as_bytes()).to_string());
             let parts = key_parts(vertex.digest.as_str(), inputs, context);
             let key = parts.key();
-            if !shared.no_cache {
+            let no_cache = shared.no_cache
+                || vertex
+                    .meta
+                    .stage
+                    .as_ref()
+                    .is_some_and(|s| shared.no_cache_stages.contains(&s.to_ascii_lowercase()));
+            if !no_cache {
                 if let Some(cached) = shared.cache.get(&key) {
                     if let Some(record) = layer::restore(&shared.store, &cached) {
                         shared.progress.event(Event::Cached { name });
@@ -302,7 +318,7 @@ fn run_vertex(
                     }
                 }
             }
-            let reason = if shared.no_cache {
+            let reason = if no_cache {
                 "--no-cache".to_string()
             } else {
                 parts.miss_reason(shared.cache.last(&name).as_ref())
