@@ -22,7 +22,7 @@ enum Command {
     /// Parse a Dockerfile and print what kiln understood, with positions.
     Parse(commands::parse::ParseArgs),
     /// Build an image from a Dockerfile.
-    Build(commands::build::BuildArgs),
+    Build(Box<commands::build::BuildArgs>),
     /// Download an image from a registry into the local store.
     Pull(commands::image::PullArgs),
     /// Upload an image from the local store to a registry.
