@@ -192,6 +192,7 @@ mod tests {
             VertexMeta {
                 name: "other name".into(),
                 line: Some(3),
+                stage: Some("build".into()),
             },
         );
         assert_eq!(a, b, "metadata is not part of the digest");
