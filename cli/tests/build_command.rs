@@ -349,10 +349,29 @@ fn no_cache_filter_skips_the_cache_for_one_stage() {
         ],
     );
     env.ok(&["build", "-t", "f:1", s(&ctx)], None);
-    let (_, again) = env.ok(&["build", "-t", "f:1", "--progress", "plain", "--no-cache-filter", "a", s(&ctx)], None);
+    let (_, again) = env.ok(
+        &[
+            "build",
+            "-t",
+            "f:1",
+            "--progress",
+            "plain",
+            "--no-cache-filter",
+            "a",
+            s(&ctx),
+        ],
+        None,
+    );
     // Stage a's COPY runs again; stage 1's steps are cached because stage a
     // produced the same layer.
-    assert!(again.contains("[a 1] COPY a.txt /a.txt\n") || again.contains("cache miss: --no-cache"), "{again}");
-    assert_eq!(again.matches("cache miss: --no-cache").count(), 1, "{again}");
+    assert!(
+        again.contains("[a 1] COPY a.txt /a.txt\n") || again.contains("cache miss: --no-cache"),
+        "{again}"
+    );
+    assert_eq!(
+        again.matches("cache miss: --no-cache").count(),
+        1,
+        "{again}"
+    );
     assert_eq!(again.matches("CACHED").count(), 2, "{again}");
 }

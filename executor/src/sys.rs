@@ -52,12 +52,14 @@ pub(crate) fn is_opaque(path: &Path) -> io::Result<bool> {
 /// Marks directory `path` opaque: `trusted.overlay.opaque=y` as root,
 /// `user.overlay.opaque=y` otherwise.
 pub(crate) fn set_opaque(path: &Path) -> io::Result<()> {
-    let name = if is_root() {
-        OPAQUE_TRUSTED
-    } else {
-        OPAQUE_USER
-    };
-    set_xattr(path, name, b"y")
+    // The runtime always mounts overlayfs inside a user namespace with
+    // `userxattr`, which reads only the `user.` attribute; the `trusted.`
+    // one (root only) serves an overlay mounted outside a namespace.
+    set_xattr(path, OPAQUE_USER, b"y")?;
+    if is_root() {
+        set_xattr(path, OPAQUE_TRUSTED, b"y")?;
+    }
+    Ok(())
 }
 
 /// Creates a whiteout (character device 0/0, mode 0) at `path`.

@@ -386,6 +386,7 @@ pub fn build(global: &GlobalArgs, args: &BuildArgs) -> Result<()> {
             &store,
             contexts.clone(),
             &solve_options,
+            Arc::new(kiln_executor::BuiltinRuntime),
             progress,
         ))
         .map_err(|e| match e.line() {

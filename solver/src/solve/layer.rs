@@ -143,14 +143,29 @@ pub(crate) fn build_layer(
     actions: &[FileAction],
     sources: &[Source<'_>],
 ) -> Result<LayerRecord, String> {
+    new_layer(store, |upper, _work| {
+        kiln_executor::apply_file_actions(base, upper, actions, sources).map_err(|e| e.to_string())
+    })
+}
+
+/// Makes a new layer: `fill` writes the changes into an empty upper
+/// directory (it also gets an empty overlay work directory on the same
+/// filesystem); the upper directory is then written as a tar (hashed for
+/// the diff id) compressed into a blob, and kept under its diff id.
+pub(crate) fn new_layer(
+    store: &LocalStore,
+    fill: impl FnOnce(&Path, &Path) -> Result<(), String>,
+) -> Result<LayerRecord, String> {
     let root = layers_dir(store);
     std::fs::create_dir_all(&root).map_err(|e| format!("creating {}: {e}", root.display()))?;
     let n = TMP_COUNTER.fetch_add(1, Ordering::Relaxed);
     let upper = root.join(format!("tmp-{}-{n}", std::process::id()));
-    std::fs::create_dir(&upper).map_err(|e| format!("creating {}: {e}", upper.display()))?;
+    let work = root.join(format!("work-{}-{n}", std::process::id()));
+    for d in [&upper, &work] {
+        std::fs::create_dir(d).map_err(|e| format!("creating {}: {e}", d.display()))?;
+    }
     let result = (|| {
-        kiln_executor::apply_file_actions(base, &upper, actions, sources)
-            .map_err(|e| e.to_string())?;
+        fill(&upper, &work)?;
         let media_type = kiln_oci::media::OCI_LAYER_GZIP.to_string();
         let writer = store.writer().map_err(|e| e.to_string())?;
         let gz = flate2::write::GzEncoder::new(writer, flate2::Compression::fast());
@@ -168,6 +183,7 @@ pub(crate) fn build_layer(
         let blob = writer.commit(None, None).map_err(|e| e.to_string())?;
         Ok::<_, String>((diff_id, blob, size, media_type))
     })();
+    let _ = std::fs::remove_dir_all(&work);
     let (diff_id, blob, size, media_type) = match result {
         Ok(v) => v,
         Err(e) => {

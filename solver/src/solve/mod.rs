@@ -139,6 +139,7 @@ struct Shared {
     progress: Arc<dyn ProgressSink>,
     no_cache: bool,
     no_cache_stages: Vec<String>,
+    runtime: Arc<dyn kiln_executor::Runtime>,
 }
 
 /// Solves `lowered` with the local `store`, reading contexts from
@@ -151,6 +152,7 @@ pub async fn solve(
     store: &LocalStore,
     contexts: HashMap<String, Arc<BuildContext>>,
     options: &SolveOptions,
+    runtime: Arc<dyn kiln_executor::Runtime>,
     progress: Arc<dyn ProgressSink>,
 ) -> Result<Solved, SolveError> {
     let shared = Arc::new(Shared {
@@ -165,6 +167,7 @@ pub async fn solve(
             .iter()
             .map(|s| s.to_ascii_lowercase())
             .collect(),
+        runtime,
     });
     let order = shared.graph.closure(&[lowered.root]);
     let mut done: HashMap<VertexId, (Output, Digest)> = HashMap::new();
@@ -262,8 +265,57 @@ fn run_vertex(
             let parts = key_parts(vertex.digest.as_str(), inputs, None);
             Ok((Output::Fs(layers), parts.key()))
         }
-        Op::Exec(_) => {
-            Err("RUN is not supported yet: the sandboxed runtime arrives with issue 5".into())
+        Op::Exec(exec) => {
+            let Some((Output::Fs(base), _)) = inputs.first() else {
+                return Err("RUN needs a filesystem input".into());
+            };
+            let parts = key_parts(vertex.digest.as_str(), inputs, None);
+            let key = parts.key();
+            if let Some(hit) = cached(shared, &vertex.meta, &key, base)? {
+                return Ok((Output::Fs(hit), key));
+            }
+            note_miss(shared, &vertex.meta, &parts);
+            shared.progress.event(Event::Started { name: name.clone() });
+            let started = Instant::now();
+            let stack = LayerStack::new(base.iter().map(|l| l.dir.clone()).collect());
+            let record = layer::new_layer(&shared.store, |upper, work| {
+                let request = kiln_executor::RunRequest {
+                    lower: &stack,
+                    upper,
+                    work,
+                    process: kiln_executor::ProcessSpec {
+                        args: exec.args.clone(),
+                        env: exec.env.clone(),
+                        cwd: exec.cwd.clone(),
+                        user: exec.user.clone(),
+                        hostname: "buildkitsandbox".into(),
+                        network: if exec.network == "none" {
+                            kiln_executor::NetworkMode::None
+                        } else {
+                            kiln_executor::NetworkMode::Host
+                        },
+                    },
+                    mounts: Vec::new(),
+                };
+                let out = shared.runtime.run(&request).map_err(|e| e.to_string())?;
+                if out.status != 0 {
+                    return Err(format!(
+                        "process {:?} did not complete successfully: exit code: {}{}",
+                        exec.args.join(" "),
+                        out.status,
+                        last_lines(&out.output, 10)
+                    ));
+                }
+                Ok(())
+            })?;
+            record_layer(shared, &vertex.meta, &key, &parts, &record)?;
+            shared.progress.event(Event::Done {
+                name,
+                seconds: started.elapsed().as_secs_f64(),
+            });
+            let mut layers = base.clone();
+            layers.push(record);
+            Ok((Output::Fs(layers), key))
         }
         Op::Http(http) => {
             let started = Instant::now();
@@ -302,31 +354,10 @@ fn run_vertex(
                 .then(|| Digest::sha256(context_sums.join(",").as_bytes()).to_string());
             let parts = key_parts(vertex.digest.as_str(), inputs, context);
             let key = parts.key();
-            let no_cache = shared.no_cache
-                || vertex
-                    .meta
-                    .stage
-                    .as_ref()
-                    .is_some_and(|s| shared.no_cache_stages.contains(&s.to_ascii_lowercase()));
-            if !no_cache {
-                if let Some(cached) = shared.cache.get(&key) {
-                    if let Some(record) = layer::restore(&shared.store, &cached) {
-                        shared.progress.event(Event::Cached { name });
-                        let mut layers = base.clone();
-                        layers.push(record);
-                        return Ok((Output::Fs(layers), key));
-                    }
-                }
+            if let Some(hit) = cached(shared, &vertex.meta, &key, base)? {
+                return Ok((Output::Fs(hit), key));
             }
-            let reason = if no_cache {
-                "--no-cache".to_string()
-            } else {
-                parts.miss_reason(shared.cache.last(&name).as_ref())
-            };
-            shared.progress.event(Event::Miss {
-                name: name.clone(),
-                reason,
-            });
+            note_miss(shared, &vertex.meta, &parts);
             shared.progress.event(Event::Started { name: name.clone() });
             let started = Instant::now();
             let stacks: Vec<Option<LayerStack>> = inputs
@@ -356,16 +387,7 @@ fn run_vertex(
             }
             let base_stack = LayerStack::new(base.iter().map(|l| l.dir.clone()).collect());
             let record = layer::build_layer(&shared.store, &base_stack, &file.actions, &sources)?;
-            let cached = CachedLayer {
-                diff_id: record.diff_id.to_string(),
-                blob: record.blob.to_string(),
-                size: record.size,
-                media_type: record.media_type.clone(),
-            };
-            shared
-                .cache
-                .put(&key, &cached, &name, &parts)
-                .map_err(|e| format!("recording the cache: {e}"))?;
+            record_layer(shared, &vertex.meta, &key, &parts, &record)?;
             shared.progress.event(Event::Done {
                 name,
                 seconds: started.elapsed().as_secs_f64(),
@@ -375,6 +397,89 @@ fn run_vertex(
             Ok((Output::Fs(layers), key))
         }
     }
+}
+
+/// The cached layer for `key` on top of `base`, unless the cache is off for
+/// this step.
+fn cached(
+    shared: &Shared,
+    meta: &crate::graph::VertexMeta,
+    key: &Digest,
+    base: &[LayerRecord],
+) -> Result<Option<Vec<LayerRecord>>, String> {
+    if cache_disabled(shared, meta) {
+        return Ok(None);
+    }
+    let Some(hit) = shared.cache.get(key) else {
+        return Ok(None);
+    };
+    let Some(record) = layer::restore(&shared.store, &hit) else {
+        return Ok(None);
+    };
+    shared.progress.event(Event::Cached {
+        name: meta.name.clone(),
+    });
+    let mut layers = base.to_vec();
+    layers.push(record);
+    Ok(Some(layers))
+}
+
+fn cache_disabled(shared: &Shared, meta: &crate::graph::VertexMeta) -> bool {
+    shared.no_cache
+        || meta
+            .stage
+            .as_ref()
+            .is_some_and(|s| shared.no_cache_stages.contains(&s.to_ascii_lowercase()))
+}
+
+/// Reports why a step runs.
+fn note_miss(shared: &Shared, meta: &crate::graph::VertexMeta, parts: &CacheKeyParts) {
+    let reason = if cache_disabled(shared, meta) {
+        "--no-cache".to_string()
+    } else {
+        parts.miss_reason(shared.cache.last(&meta.name).as_ref())
+    };
+    shared.progress.event(Event::Miss {
+        name: meta.name.clone(),
+        reason,
+    });
+}
+
+/// Records a new layer under its cache key.
+fn record_layer(
+    shared: &Shared,
+    meta: &crate::graph::VertexMeta,
+    key: &Digest,
+    parts: &CacheKeyParts,
+    record: &LayerRecord,
+) -> Result<(), String> {
+    let cached = CachedLayer {
+        diff_id: record.diff_id.to_string(),
+        blob: record.blob.to_string(),
+        size: record.size,
+        media_type: record.media_type.clone(),
+    };
+    shared
+        .cache
+        .put(key, &cached, &meta.name, parts)
+        .map_err(|e| format!("recording the cache: {e}"))
+}
+
+/// The last `n` lines of a step's output, indented, for error messages.
+fn last_lines(output: &[u8], n: usize) -> String {
+    let text = String::from_utf8_lossy(output);
+    let lines: Vec<&str> = text.lines().collect();
+    if lines.is_empty() {
+        return String::new();
+    }
+    let tail = &lines[lines.len().saturating_sub(n)..];
+    format!(
+        "\n{}",
+        tail.iter()
+            .map(|l| format!("  > {l}"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    )
 }
 
 fn key_parts(vertex: &str, inputs: &[(Output, Digest)], context: Option<String>) -> CacheKeyParts {

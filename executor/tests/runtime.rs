@@ -1,0 +1,584 @@
+//! The built-in RUN sandbox on the busybox base (needs root: real
+//! namespaces, overlayfs and processes).
+
+use kiln_executor::{
+    diff, unpack_blob, BuiltinRuntime, LayerStack, Mount, NetworkMode, ProcessSpec, RunOutput,
+    RunRequest, Runtime, RuntimeError, OUTPUT_LIMIT,
+};
+use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use tempfile::TempDir;
+
+const BUSYBOX: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../../shared/bases/busybox/blobs/sha256/d83a308413b8acb7cc8807ec15a786c10f5ecc5da57af786b9a351120a3ad03a"
+);
+
+const PATH: &str = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+fn is_root() -> bool {
+    // SAFETY: no preconditions.
+    unsafe { libc::geteuid() == 0 }
+}
+
+macro_rules! need_root {
+    () => {
+        if !is_root() {
+            eprintln!("skipped: needs root");
+            return;
+        }
+    };
+}
+
+/// A scratch area: the busybox base layer plus fresh upper/work dirs.
+struct Env {
+    tmp: TempDir,
+    stack: LayerStack,
+}
+
+impl Env {
+    fn busybox() -> Env {
+        let tmp = TempDir::new().unwrap();
+        let base = tmp.path().join("base");
+        std::fs::create_dir(&base).unwrap();
+        unpack_blob(
+            Path::new(BUSYBOX),
+            "application/vnd.oci.image.layer.v1.tar+gzip",
+            &base,
+        )
+        .unwrap();
+        std::fs::set_permissions(&base, std::fs::Permissions::from_mode(0o755)).unwrap();
+        Env {
+            tmp,
+            stack: LayerStack::new(vec![base]),
+        }
+    }
+
+    fn scratch() -> Env {
+        Env {
+            tmp: TempDir::new().unwrap(),
+            stack: LayerStack::default(),
+        }
+    }
+
+    /// Fresh (upper, work) dirs named `name`.
+    fn dirs(&self, name: &str) -> (PathBuf, PathBuf) {
+        let upper = self.tmp.path().join(format!("{name}-upper"));
+        let work = self.tmp.path().join(format!("{name}-work"));
+        std::fs::create_dir(&upper).unwrap();
+        std::fs::create_dir(&work).unwrap();
+        (upper, work)
+    }
+
+    /// Runs `spec` with `mounts` into a fresh upper named `name`.
+    fn run_with(
+        &self,
+        name: &str,
+        spec: ProcessSpec,
+        mounts: Vec<Mount>,
+    ) -> (Result<RunOutput, RuntimeError>, PathBuf) {
+        let (upper, work) = self.dirs(name);
+        let req = RunRequest {
+            lower: &self.stack,
+            upper: &upper,
+            work: &work,
+            process: spec,
+            mounts,
+        };
+        (BuiltinRuntime.run(&req), upper)
+    }
+
+    /// Runs `sh -c script` as root; returns the output and the upper dir.
+    fn sh(&self, name: &str, script: &str) -> (RunOutput, PathBuf) {
+        let (out, upper) = self.run_with(name, sh(script), Vec::new());
+        (out.unwrap(), upper)
+    }
+
+    /// Puts `upper` on top of the stack.
+    fn commit(&mut self, upper: PathBuf) {
+        self.stack = self.stack.with(upper);
+    }
+}
+
+fn sh(script: &str) -> ProcessSpec {
+    ProcessSpec {
+        args: vec!["/bin/sh".into(), "-c".into(), script.into()],
+        env: vec![PATH.into()],
+        cwd: "/".into(),
+        user: String::new(),
+        hostname: "buildkitsandbox".into(),
+        network: NetworkMode::Host,
+    }
+}
+
+fn text(out: &RunOutput) -> String {
+    String::from_utf8_lossy(&out.output).into_owned()
+}
+
+/// The entry names of the layer tar of `upper`.
+fn tar_names(upper: &Path) -> Vec<String> {
+    let mut buf = Vec::new();
+    diff(upper, &mut buf).unwrap();
+    let mut ar = tar::Archive::new(&buf[..]);
+    ar.entries()
+        .unwrap()
+        .map(|e| e.unwrap().path().unwrap().to_string_lossy().into_owned())
+        .collect()
+}
+
+/// The names directly in `dir`, sorted.
+fn ls(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+#[test]
+fn run_produces_the_layer() {
+    need_root!();
+    let env = Env::busybox();
+    let (out, upper) = env.sh(
+        "a",
+        "echo hi > /x; rm /etc/group; mkdir -p /var/lib/d; echo out",
+    );
+    assert_eq!(text(&out), "out\n");
+    assert_eq!(out.status, 0);
+    assert_eq!(std::fs::read_to_string(upper.join("x")).unwrap(), "hi\n");
+    let wh = std::fs::symlink_metadata(upper.join("etc/group")).unwrap();
+    assert!(wh.file_type().is_char_device() && wh.rdev() == 0);
+    assert_eq!(ls(&upper.join("etc")), vec!["group"]);
+    for d in ["dev", "proc", "sys"] {
+        let md = std::fs::symlink_metadata(upper.join(d)).unwrap();
+        assert!(md.is_dir(), "{d}");
+        assert_eq!(md.mode() & 0o7777, 0o755, "{d}");
+        assert!(ls(&upper.join(d)).is_empty(), "{d}");
+    }
+    assert!(upper.join("var/lib/d").is_dir());
+    assert_eq!(
+        ls(&upper),
+        vec!["dev", "etc", "proc", "sys", "var", "x"],
+        "nothing else in the layer"
+    );
+    let names = tar_names(&upper);
+    assert!(names.contains(&"etc/".to_string()), "{names:?}");
+    assert!(names.contains(&"etc/.wh.group".to_string()), "{names:?}");
+    assert!(!names
+        .iter()
+        .any(|n| n.contains("hosts") || n.contains("resolv")));
+}
+
+#[test]
+fn run_true_keeps_only_etc() {
+    need_root!();
+    let mut env = Env::busybox();
+    let (out, upper) = env.sh("a", "true");
+    assert_eq!(out.status, 0);
+    env.commit(upper);
+    // Second RUN: /dev, /proc, /sys exist now; only /etc is copied up.
+    let (out, upper) = env.sh("b", "true");
+    assert_eq!(out.status, 0);
+    assert_eq!(ls(&upper), vec!["etc"]);
+    assert!(ls(&upper.join("etc")).is_empty());
+    assert_eq!(tar_names(&upper), vec!["etc/"]);
+}
+
+#[test]
+fn exit_codes_propagate() {
+    need_root!();
+    let env = Env::busybox();
+    assert_eq!(env.sh("a", "exit 3").0.status, 3);
+    assert_eq!(env.sh("b", "echo err >&2; false").0.status, 1);
+    let (out, _) = env.sh("c", "echo to-stderr >&2; echo to-stdout");
+    assert_eq!(text(&out), "to-stderr\nto-stdout\n");
+    // A child killed by a signal; the shell reports 128+9.
+    assert_eq!(env.sh("d", "sh -c 'kill -9 $$'; exit $?").0.status, 137);
+}
+
+#[test]
+fn user_by_name_and_number() {
+    need_root!();
+    let env = Env::busybox();
+    let mut spec = sh("id -u; id -g; id -G; echo $HOME; touch /tmp/f");
+    spec.user = "app".into();
+    let (out, upper) = env.run_with("a", spec, Vec::new());
+    let out = out.unwrap();
+    assert_eq!(text(&out), "1000\n1000\n1000\n/home/app\n");
+    let md = std::fs::metadata(upper.join("tmp/f")).unwrap();
+    assert_eq!((md.uid(), md.gid()), (1000, 1000));
+
+    let mut spec = sh("id -u; id -g; id -G");
+    spec.user = "1234:5678".into();
+    let out = env.run_with("b", spec, Vec::new()).0.unwrap();
+    assert_eq!(text(&out), "1234\n5678\n5678\n");
+
+    // A uid not in passwd: gid 0, HOME=/.
+    let mut spec = sh("id -u; id -g; echo $HOME");
+    spec.user = "4321".into();
+    let out = env.run_with("c", spec, Vec::new()).0.unwrap();
+    assert_eq!(text(&out), "4321\n0\n/\n");
+
+    let mut spec = sh("id -u; id -g");
+    spec.user = "app:nogroup".into();
+    let out = env.run_with("d", spec, Vec::new()).0.unwrap();
+    assert_eq!(text(&out), "1000\n65534\n");
+
+    // Root: HOME from passwd, caps are Docker's default set, no_new_privs.
+    let (out, _) = env.sh(
+        "e",
+        "echo $HOME; grep -E '^(CapEff|CapBnd|NoNewPrivs|Seccomp):' /proc/self/status; \
+         unshare -U true 2>/dev/null || echo no-unshare; mount -t tmpfs t /tmp 2>/dev/null || echo no-mount",
+    );
+    assert_eq!(
+        text(&out),
+        "/root\nCapEff:\t00000000a80425fb\nCapBnd:\t00000000a80425fb\nNoNewPrivs:\t1\nSeccomp:\t2\n\
+         no-unshare\nno-mount\n"
+    );
+
+    let mut spec = sh("true");
+    spec.user = "nosuchuser".into();
+    let err = env.run_with("f", spec, Vec::new()).0.unwrap_err();
+    assert!(matches!(err, RuntimeError::User(_)), "{err}");
+    assert!(err.to_string().contains("unable to find user nosuchuser"));
+}
+
+#[test]
+fn cwd_is_created() {
+    need_root!();
+    let env = Env::busybox();
+    let mut spec = sh("pwd; touch here");
+    spec.cwd = "/work/dir".into();
+    let (out, upper) = env.run_with("a", spec, Vec::new());
+    assert_eq!(text(&out.unwrap()), "/work/dir\n");
+    assert!(upper.join("work/dir/here").is_file());
+    let md = std::fs::metadata(upper.join("work")).unwrap();
+    assert_eq!(md.mode() & 0o7777, 0o755);
+}
+
+#[test]
+fn hostname_hosts_and_pid_namespace() {
+    need_root!();
+    let env = Env::busybox();
+    let (out, _) = env.sh(
+        "a",
+        "hostname; cat /etc/hosts; echo $$; test -s /etc/resolv.conf && echo resolv; \
+         echo x >> /etc/hosts || echo ro",
+    );
+    assert_eq!(
+        text(&out).replace(
+            "/bin/sh: can't create /etc/hosts: Read-only file system\n",
+            ""
+        ),
+        "buildkitsandbox\n127.0.0.1\tlocalhost buildkitsandbox\n\
+         ::1\tlocalhost ip6-localhost ip6-loopback\n1\nresolv\nro\n"
+    );
+    let mut spec = sh("hostname");
+    spec.hostname = "other".into();
+    assert_eq!(
+        text(&env.run_with("b", spec, Vec::new()).0.unwrap()),
+        "other\n"
+    );
+}
+
+#[test]
+fn network_none_has_only_lo() {
+    need_root!();
+    let env = Env::busybox();
+    let script = "tail -n +3 /proc/net/dev | cut -d: -f1 | tr -d ' '";
+    let mut spec = sh(script);
+    spec.network = NetworkMode::None;
+    let out = env.run_with("a", spec, Vec::new()).0.unwrap();
+    assert_eq!(text(&out), "lo\n");
+    let mut spec = sh("ping -c1 -W1 127.0.0.1 >/dev/null && echo up");
+    spec.network = NetworkMode::None;
+    let out = env.run_with("b", spec, Vec::new()).0.unwrap();
+    assert_eq!(text(&out), "up\n");
+    // The host network has more than lo.
+    let out = env.sh("c", script).0;
+    assert!(text(&out).lines().count() > 1, "{}", text(&out));
+}
+
+#[test]
+fn env_is_passed() {
+    need_root!();
+    let env = Env::busybox();
+    let mut spec = sh("echo $FOO; echo $HOME");
+    spec.env.push("FOO=bar baz".into());
+    spec.env.push("HOME=/elsewhere".into());
+    let out = env.run_with("a", spec, Vec::new()).0.unwrap();
+    assert_eq!(text(&out), "bar baz\n/elsewhere\n");
+    // args[0] looked up in PATH.
+    let mut spec = sh("");
+    spec.args = vec!["echo".into(), "via".into(), "path".into()];
+    let out = env.run_with("b", spec, Vec::new()).0.unwrap();
+    assert_eq!(text(&out), "via path\n");
+    let mut spec = sh("");
+    spec.args = vec!["no-such-command".into()];
+    let err = env.run_with("c", spec, Vec::new()).0.unwrap_err();
+    assert!(matches!(err, RuntimeError::Exec { .. }), "{err}");
+}
+
+#[test]
+fn extra_mounts_leave_no_trace() {
+    need_root!();
+    let env = Env::busybox();
+    let src = env.tmp.path().join("src");
+    std::fs::create_dir(&src).unwrap();
+    std::fs::write(src.join("a"), "from host\n").unwrap();
+    let secret = env.tmp.path().join("secret");
+    std::fs::write(&secret, "s3cr3t").unwrap();
+    let mounts = vec![
+        Mount::Tmpfs {
+            target: "/scratch".into(),
+            size: Some(1 << 20),
+        },
+        Mount::Bind {
+            source: src.clone(),
+            target: "/mnt/src".into(),
+            readonly: true,
+        },
+        Mount::Bind {
+            source: secret,
+            target: "/run/secrets/token".into(),
+            readonly: true,
+        },
+        Mount::Tmpfs {
+            target: "/tmp/cache".into(),
+            size: None,
+        },
+    ];
+    let script = "echo y > /scratch/y && cat /scratch/y; cat /mnt/src/a; \
+                  touch /mnt/src/b 2>/dev/null || echo ro; cat /run/secrets/token; echo; \
+                  echo z > /tmp/cache/z && echo cached; echo kept > /tmp/kept";
+    let (out, upper) = env.run_with("a", sh(script), mounts);
+    let out = out.unwrap();
+    assert_eq!(text(&out), "y\nfrom host\nro\ns3cr3t\ncached\n");
+    assert_eq!(out.status, 0);
+    assert!(!src.join("b").exists());
+    assert_eq!(ls(&upper), vec!["dev", "etc", "proc", "sys", "tmp"]);
+    assert_eq!(ls(&upper.join("tmp")), vec!["kept"]);
+    let names = tar_names(&upper);
+    assert!(
+        !names.iter().any(|n| n.contains("scratch")
+            || n.starts_with("mnt")
+            || n.starts_with("run")
+            || n.contains("cache")),
+        "{names:?}"
+    );
+}
+
+#[test]
+fn replacing_a_directory_makes_it_opaque() {
+    need_root!();
+    let mut env = Env::busybox();
+    let (out, upper) = env.sh("a", "mkdir -p /d/sub && echo a > /d/a && echo b > /d/sub/b");
+    assert_eq!(out.status, 0);
+    env.commit(upper);
+    let (out, upper) = env.sh("b", "rm -rf /d && mkdir /d && echo c > /d/c");
+    assert_eq!(out.status, 0, "{}", text(&out));
+    let d = upper.join("d");
+    let mut buf = [0u8; 8];
+    let c = std::ffi::CString::new(d.to_str().unwrap()).unwrap();
+    // SAFETY: valid path and buffer.
+    let n = unsafe {
+        libc::lgetxattr(
+            c.as_ptr(),
+            c"user.overlay.opaque".as_ptr(),
+            buf.as_mut_ptr().cast(),
+            buf.len(),
+        )
+    };
+    assert_eq!(n, 1, "user.overlay.opaque missing");
+    assert_eq!(buf[0], b'y');
+    assert_eq!(ls(&d), vec!["c"]);
+    let names = tar_names(&upper);
+    assert!(names.contains(&"d/.wh..wh..opq".to_string()), "{names:?}");
+    env.commit(upper);
+    let (out, _) = env.sh("c", "ls /d");
+    assert_eq!(text(&out), "c\n");
+}
+
+#[test]
+fn scratch_base() {
+    need_root!();
+    // FROM scratch with busybox bind-mounted in: the stubs (including
+    // /etc and /bin created for them) are removed again.
+    let bb = Env::busybox();
+    let busybox = bb.stack.layers()[0].join("bin/busybox");
+    let env = Env::scratch();
+    let mut spec = sh("echo hi; echo f > /f");
+    spec.args[0] = "/bin/busybox".into();
+    spec.args.insert(1, "sh".into());
+    let mounts = vec![Mount::Bind {
+        source: busybox,
+        target: "/bin/busybox".into(),
+        readonly: true,
+    }];
+    let (out, upper) = env.run_with("a", spec, mounts);
+    let out = out.unwrap();
+    assert_eq!(text(&out), "hi\n");
+    assert_eq!(ls(&upper), vec!["dev", "f", "proc", "sys"]);
+    let md = std::fs::metadata(&upper).unwrap();
+    assert_eq!(md.mode() & 0o7777, 0o755);
+}
+
+#[test]
+fn output_keeps_the_tail() {
+    need_root!();
+    let env = Env::busybox();
+    let (out, _) = env.sh("a", "yes | head -c 200000; echo; echo end");
+    assert_eq!(out.status, 0);
+    assert_eq!(out.output.len(), OUTPUT_LIMIT);
+    assert!(out.output.ends_with(b"y\n\nend\n"));
+}
+
+#[test]
+fn setup_errors_name_the_step() {
+    need_root!();
+    let env = Env::busybox();
+    let (upper, _) = env.dirs("a");
+    let req = RunRequest {
+        lower: &env.stack,
+        upper: &upper,
+        work: &env.tmp.path().join("missing-work"),
+        process: sh("true"),
+        mounts: Vec::new(),
+    };
+    let err = BuiltinRuntime.run(&req).unwrap_err();
+    assert!(err.to_string().starts_with("mounting overlay"), "{err}");
+}
+
+#[test]
+fn timing_of_a_trivial_run() {
+    need_root!();
+    let env = Env::busybox();
+    let mut spec = sh("");
+    spec.args = vec!["/bin/true".into()];
+    let n = 20;
+    let start = std::time::Instant::now();
+    for i in 0..n {
+        let out = env
+            .run_with(&format!("t{i}"), spec.clone(), Vec::new())
+            .0
+            .unwrap();
+        assert_eq!(out.status, 0);
+    }
+    let avg = start.elapsed() / n;
+    eprintln!("average `true` run: {avg:?}");
+    assert!(avg < std::time::Duration::from_millis(200), "{avg:?}");
+}
+
+/// A layer tar with `d/a`, then one replacing `d` (opaque) with `d/b`.
+fn opaque_layers(env: &Env) -> LayerStack {
+    let mut layers = env.stack.layers().to_vec();
+    for (i, entries) in [
+        vec![("d/", None), ("d/a", Some("a"))],
+        vec![
+            ("d/", None),
+            ("d/.wh..wh..opq", Some("")),
+            ("d/b", Some("b")),
+        ],
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let mut b = tar::Builder::new(Vec::new());
+        for (name, content) in entries {
+            let mut h = tar::Header::new_gnu();
+            h.set_uid(0);
+            h.set_gid(0);
+            h.set_mtime(0);
+            match content {
+                None => {
+                    h.set_entry_type(tar::EntryType::Directory);
+                    h.set_mode(0o755);
+                    h.set_size(0);
+                    b.append_data(&mut h, name, &[][..]).unwrap();
+                }
+                Some(c) => {
+                    h.set_mode(0o644);
+                    h.set_size(c.len() as u64);
+                    b.append_data(&mut h, name, c.as_bytes()).unwrap();
+                }
+            }
+        }
+        let blob = env.tmp.path().join(format!("l{i}.tar"));
+        std::fs::write(&blob, b.into_inner().unwrap()).unwrap();
+        let dir = env.tmp.path().join(format!("l{i}"));
+        std::fs::create_dir(&dir).unwrap();
+        unpack_blob(&blob, "application/vnd.oci.image.layer.v1.tar", &dir).unwrap();
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+        layers.push(dir);
+    }
+    LayerStack::new(layers)
+}
+
+fn set_user_opaque(dir: &Path) {
+    let c = std::ffi::CString::new(dir.to_str().unwrap()).unwrap();
+    // SAFETY: valid path and value.
+    let rc = unsafe {
+        libc::lsetxattr(
+            c.as_ptr(),
+            c"user.overlay.opaque".as_ptr(),
+            b"y".as_ptr().cast(),
+            1,
+            0,
+        )
+    };
+    assert_eq!(rc, 0);
+}
+
+/// Overlay in a user namespace (`userxattr`) only reads
+/// `user.overlay.opaque`.
+#[test]
+fn user_opaque_xattr_of_a_lower_is_honoured() {
+    need_root!();
+    let mut env = Env::busybox();
+    env.stack = opaque_layers(&env);
+    set_user_opaque(&env.stack.layers()[2].join("d"));
+    let (out, _) = env.sh("a", "ls /d");
+    assert_eq!(text(&out), "b\n");
+}
+
+/// Opaque directories that `unpack` writes must be honoured by the
+/// sandbox's overlay (mounted with `userxattr`, which reads only
+/// `user.overlay.opaque`): `d/a` of the lower layer must not show through.
+#[test]
+fn opaque_dirs_of_unpacked_layers_are_honoured() {
+    need_root!();
+    let mut env = Env::busybox();
+    env.stack = opaque_layers(&env);
+    let (out, _) = env.sh("a", "ls /d");
+    assert_eq!(text(&out), "b\n");
+}
+
+#[test]
+fn mount_table_inside() {
+    need_root!();
+    let env = Env::busybox();
+    let (out, _) = env.sh("a", "cat /proc/self/mounts");
+    let mounts = text(&out);
+    eprintln!("{mounts}");
+    let root = mounts.lines().find(|l| l.split(' ').nth(1) == Some("/"));
+    assert!(root.is_some_and(|l| l.starts_with("overlay / overlay ") && l.contains("userxattr")));
+    let sys = mounts.lines().find(|l| l.split(' ').nth(1) == Some("/sys"));
+    assert!(
+        sys.is_some_and(|l| l.split(' ').nth(3).unwrap().starts_with("ro,")),
+        "{sys:?}"
+    );
+    for m in [
+        "/proc",
+        "/dev",
+        "/dev/pts",
+        "/dev/shm",
+        "/etc/hosts",
+        "/etc/resolv.conf",
+    ] {
+        assert!(
+            mounts.lines().any(|l| l.split(' ').nth(1) == Some(m)),
+            "{m}"
+        );
+    }
+}
