@@ -13,8 +13,8 @@ pub use lower::{
     lower, BuildOptions, ImageResolver, LowerError, Lowered, NamedContext, ResolvedImage,
 };
 pub use op::{
-    Chmod, ContextSource, CopyAction, ExecOp, FileAction, FileOp, HttpSource, ImageSource, Op,
-    Owner,
+    Chmod, ContextSource, CopyAction, ExecFile, ExecOp, FileAction, FileOp, HttpSource,
+    ImageSource, Op, Owner,
 };
 pub use solve::{
     layer_map, solve, CacheIndex, CacheKeyParts, CachedLayer, ContextTree, Event, LayerRecord,

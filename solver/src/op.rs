@@ -90,4 +90,16 @@ pub struct ExecOp {
     pub user: String,
     /// `--network` mode.
     pub network: String,
+    /// Files provided read-only at these paths while the process runs (a
+    /// `#!` heredoc script at `/dev/pipes/NAME`); never in the layer.
+    pub files: Vec<ExecFile>,
+}
+
+/// A file an exec op provides while it runs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ExecFile {
+    /// Absolute path inside the container.
+    pub path: String,
+    /// Content.
+    pub data: Vec<u8>,
 }

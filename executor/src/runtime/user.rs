@@ -1,13 +1,14 @@
 //! Resolving the USER of a RUN step through the rootfs's `/etc/passwd` and
 //! `/etc/group`, with BuildKit's and runc's rules:
 //!
-//! - `""` is 0:0 without supplementary groups; `uid:gid` (both numeric) is
-//!   taken as is, without supplementary groups;
+//! - `""` is 0:0 with group 0; `uid:gid` (both numeric) is
+//!   taken as is, with the gid as the only group;
 //! - otherwise the user part is a name or a numeric uid (a uid that is not
 //!   in passwd is fine, with gid 0; an unknown name is an error);
 //! - an explicit group is a name or numeric gid (unknown name: error);
 //!   without one, the primary gid comes from passwd and the supplementary
-//!   groups are the groups of `/etc/group` listing the user's name.
+//!   groups are the primary gid followed by the groups of `/etc/group`
+//!   listing the user's name.
 //!
 //! The home directory (for `HOME`) is the passwd entry of the final uid,
 //! or `/`.
@@ -122,7 +123,7 @@ pub(super) fn resolve(stack: &LayerStack, spec: &str) -> Result<User, RuntimeErr
         return Ok(User {
             uid: 0,
             gid: 0,
-            groups: Vec::new(),
+            groups: vec![0],
             home: home_of(0),
         });
     }
@@ -130,7 +131,7 @@ pub(super) fn resolve(stack: &LayerStack, spec: &str) -> Result<User, RuntimeErr
         return Ok(User {
             uid,
             gid,
-            groups: Vec::new(),
+            groups: vec![gid],
             home: home_of(uid),
         });
     }
@@ -178,6 +179,10 @@ pub(super) fn resolve(stack: &LayerStack, spec: &str) -> Result<User, RuntimeErr
             }
         }
     }
+    // As runc (and so BuildKit) does: the primary group is always among
+    // the supplementary groups, first.
+    groups.retain(|g| *g != gid);
+    groups.insert(0, gid);
     Ok(User {
         uid,
         gid,

@@ -82,18 +82,9 @@ impl Lowerer<'_> {
                 }
                 CopySource::Path(p) => paths.push(p.clone()),
                 CopySource::Heredoc(h) => {
-                    let mut data = h.chomped_content();
-                    if h.expand {
-                        let env = st.scope.expansion_env();
-                        data = self
-                            .lexer
-                            .raw_quotes(true)
-                            .process_word(&data, &env)
-                            .map_err(|e| LowerError::Invalid {
-                                line,
-                                message: format!("heredoc {}: {e}", h.name),
-                            })?;
-                    }
+                    // `Command::expand` has already expanded an unquoted
+                    // heredoc's body; expanding again would eat `\$`.
+                    let data = h.chomped_content();
                     let path = if dest_is_dir {
                         clean_path(&format!("{dest}/{}", h.name))
                     } else {

@@ -164,11 +164,15 @@ impl Lowerer<'_> {
             Instruction::Copy(c) => self.copy(st, cmd, c, false),
             Instruction::Add(c) => self.copy(st, cmd, c, true),
             Instruction::Run(run) => {
+                let mut files = Vec::new();
                 let argv = match &run.command {
                     CommandLine::Exec(args) => args.clone(),
                     CommandLine::Shell(text) => {
                         let mut argv = st.shell();
                         argv.push(heredoc_script(text, &run.heredocs));
+                        if let Some(file) = heredoc_file(text, &run.heredocs) {
+                            files.push(file);
+                        }
                         argv
                     }
                 };
@@ -189,7 +193,11 @@ impl Lowerer<'_> {
                     env: env_opt.unwrap_or_default(),
                     cwd: st.workdir(),
                     user: st.config.config.user.clone().unwrap_or_default(),
-                    network: "default".into(),
+                    network: match run.network {
+                        Some(kiln_parser::instruction::NetworkMode::None) => "none".into(),
+                        _ => "default".into(),
+                    },
+                    files,
                 };
                 let meta = st.meta(cmd);
                 st.vertex = self.graph.add(Op::Exec(exec), vec![st.vertex], meta);
@@ -242,6 +250,19 @@ impl Lowerer<'_> {
         st.history(format!("WORKDIR {path}"), false);
         Ok(())
     }
+}
+
+/// The `#!` script file a RUN that is only a heredoc runs from
+/// `/dev/pipes/NAME`.
+fn heredoc_file(text: &str, heredocs: &[kiln_parser::Heredoc]) -> Option<crate::op::ExecFile> {
+    let script = heredoc_script(text, heredocs);
+    let h = heredocs.first()?;
+    (heredocs.len() == 1 && script == format!("/dev/pipes/{}", h.name)).then(|| {
+        crate::op::ExecFile {
+            path: script,
+            data: h.chomped_content().into_bytes(),
+        }
+    })
 }
 
 /// The script a shell-form RUN hands its shell, with BuildKit's heredoc

@@ -297,6 +297,28 @@ fn run_vertex(
                     },
                     mounts: Vec::new(),
                 };
+                // Files the step reads while it runs (heredoc scripts),
+                // bind-mounted read-only from a scratch directory.
+                let scratch = tempfile::tempdir_in(shared.store.root())
+                    .map_err(|e| format!("creating a scratch directory: {e}"))?;
+                let mut request = request;
+                for (i, file) in exec.files.iter().enumerate() {
+                    use std::os::unix::fs::PermissionsExt;
+                    let source = scratch.path().join(format!("file-{i}"));
+                    std::fs::write(&source, &file.data)
+                        .and_then(|()| {
+                            std::fs::set_permissions(
+                                &source,
+                                std::fs::Permissions::from_mode(0o755),
+                            )
+                        })
+                        .map_err(|e| format!("writing {}: {e}", source.display()))?;
+                    request.mounts.push(kiln_executor::Mount::Bind {
+                        source,
+                        target: file.path.clone(),
+                        readonly: true,
+                    });
+                }
                 let out = shared.runtime.run(&request).map_err(|e| e.to_string())?;
                 if out.status != 0 {
                     return Err(format!(
