@@ -13,10 +13,10 @@ pub use lower::{
     lower, BuildOptions, ImageResolver, LowerError, Lowered, NamedContext, ResolvedImage,
 };
 pub use op::{
-    Chmod, ContextSource, CopyAction, ExecFile, ExecOp, FileAction, FileOp, HttpSource,
+    Chmod, ContextSource, CopyAction, ExecFile, ExecMount, ExecOp, FileAction, FileOp, HttpSource,
     ImageSource, Op, Owner,
 };
 pub use solve::{
     layer_map, solve, CacheIndex, CacheKeyParts, CachedLayer, ContextTree, Event, LayerRecord,
-    ProgressSink, SolveError, SolveOptions, Solved, CACHE_KEY_VERSION,
+    ProgressSink, SecretSource, SolveError, SolveOptions, Solved, CACHE_KEY_VERSION,
 };

@@ -93,6 +93,54 @@ pub struct ExecOp {
     /// Files provided read-only at these paths while the process runs (a
     /// `#!` heredoc script at `/dev/pipes/NAME`); never in the layer.
     pub files: Vec<ExecFile>,
+    /// `RUN --mount`s. Only their definitions are hashed: a secret's value
+    /// and a cache's contents never reach a cache key.
+    pub mounts: Vec<ExecMount>,
+}
+
+/// A `RUN --mount`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ExecMount {
+    /// A persistent cache directory, shared between builds.
+    Cache {
+        /// Where it appears.
+        target: String,
+        /// Its identity (`id=`, default the target).
+        id: String,
+        /// Mode of a new cache directory (default 0755).
+        mode: u32,
+        /// Owner of a new cache directory.
+        uid: u32,
+        /// Group of a new cache directory.
+        gid: u32,
+        /// `sharing=locked`: concurrent steps wait for each other.
+        locked: bool,
+        /// `ro`.
+        readonly: bool,
+    },
+    /// A secret from `--secret`, as a file.
+    Secret {
+        /// The secret id.
+        id: String,
+        /// Where the file appears (default `/run/secrets/<id>`).
+        target: String,
+        /// File mode (default 0400).
+        mode: u32,
+        /// Owner.
+        uid: u32,
+        /// Group.
+        gid: u32,
+        /// Fail when the secret was not given.
+        required: bool,
+    },
+    /// An empty tmpfs.
+    Tmpfs {
+        /// Where it appears.
+        target: String,
+        /// Size limit in bytes.
+        size: Option<u64>,
+    },
 }
 
 /// A file an exec op provides while it runs.

@@ -379,6 +379,7 @@ pub fn build(global: &GlobalArgs, args: &BuildArgs) -> Result<()> {
         jobs: args.jobs.unwrap_or_else(|| SolveOptions::default().jobs),
         no_cache: args.no_cache,
         no_cache_stages: args.no_cache_filter.clone(),
+        secrets: parse_secrets(&args.secret)?,
     };
     let solved = rt
         .block_on(kiln_solver::solve(
@@ -455,6 +456,39 @@ pub fn build(global: &GlobalArgs, args: &BuildArgs) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// Reads `--secret id=ID[,src=FILE|,env=VAR]` (buildx syntax; `source=`
+/// and `type=file|env` accepted; with neither, the variable named ID).
+fn parse_secrets(values: &[String]) -> Result<BTreeMap<String, kiln_solver::SecretSource>> {
+    let mut out = BTreeMap::new();
+    for value in values {
+        let mut id = None;
+        let mut src = None;
+        let mut env = None;
+        let mut kind = None;
+        for field in value.split(',') {
+            let (k, v) = field
+                .split_once('=')
+                .ok_or_else(|| anyhow::anyhow!("--secret {value:?}: {field:?} is not key=value"))?;
+            match k {
+                "id" => id = Some(v.to_string()),
+                "src" | "source" => src = Some(v.to_string()),
+                "env" => env = Some(v.to_string()),
+                "type" => kind = Some(v.to_string()),
+                other => bail!("--secret {value:?}: unknown key {other:?}"),
+            }
+        }
+        let id = id.ok_or_else(|| anyhow::anyhow!("--secret {value:?}: id= is required"))?;
+        let source = match (kind.as_deref(), src, env) {
+            (Some("env"), Some(v), None) | (_, None, Some(v)) => kiln_solver::SecretSource::Env(v),
+            (_, Some(path), None) => kiln_solver::SecretSource::File(PathBuf::from(path)),
+            (_, None, None) => kiln_solver::SecretSource::Env(id.clone()),
+            (_, Some(_), Some(_)) => bail!("--secret {value:?}: give src= or env=, not both"),
+        };
+        out.insert(id, source);
+    }
+    Ok(out)
 }
 
 /// Drops a leading `N: ` or `line N: ` the error text already carries.

@@ -198,6 +198,8 @@ impl Lowerer<'_> {
                         _ => "default".into(),
                     },
                     files,
+                    mounts: exec_mounts(run, &st.workdir())
+                        .map_err(|message| LowerError::Invalid { line, message })?,
                 };
                 let meta = st.meta(cmd);
                 st.vertex = self.graph.add(Op::Exec(exec), vec![st.vertex], meta);
@@ -250,6 +252,86 @@ impl Lowerer<'_> {
         st.history(format!("WORKDIR {path}"), false);
         Ok(())
     }
+}
+
+/// The `RUN --mount`s kiln runs with (bind and ssh mounts are refused for
+/// now with a clear error).
+fn exec_mounts(
+    run: &kiln_parser::instruction::Run,
+    workdir: &str,
+) -> std::result::Result<Vec<crate::op::ExecMount>, String> {
+    use crate::op::ExecMount;
+    use kiln_parser::instruction::{MountType, Sharing};
+    let abs = |t: &str| {
+        if t.starts_with('/') {
+            clean_path(t)
+        } else {
+            clean_path(&format!("{workdir}/{t}"))
+        }
+    };
+    let mut out = Vec::new();
+    for m in &run.mounts {
+        let spec = &m.mount;
+        match spec.kind {
+            MountType::Cache => {
+                let target = abs(spec
+                    .target
+                    .as_deref()
+                    .ok_or("a cache mount needs a target")?);
+                out.push(ExecMount::Cache {
+                    id: spec
+                        .id
+                        .clone()
+                        .filter(|i| !i.is_empty())
+                        .unwrap_or_else(|| target.clone()),
+                    target,
+                    mode: spec.mode.unwrap_or(0o755),
+                    uid: spec.uid.unwrap_or(0),
+                    gid: spec.gid.unwrap_or(0),
+                    locked: spec.sharing == Some(Sharing::Locked),
+                    readonly: spec.readonly,
+                });
+            }
+            MountType::Secret => {
+                let id = spec
+                    .id
+                    .clone()
+                    .or_else(|| {
+                        spec.target
+                            .as_deref()
+                            .and_then(|t| t.rsplit('/').next())
+                            .map(str::to_string)
+                    })
+                    .ok_or("a secret mount needs an id")?;
+                if spec.env.is_some() && spec.target.is_none() {
+                    return Err("RUN --mount=type=secret,env= is not supported yet".into());
+                }
+                let target = spec
+                    .target
+                    .as_deref()
+                    .map(abs)
+                    .unwrap_or_else(|| format!("/run/secrets/{id}"));
+                out.push(ExecMount::Secret {
+                    id,
+                    target,
+                    mode: spec.mode.unwrap_or(0o400),
+                    uid: spec.uid.unwrap_or(0),
+                    gid: spec.gid.unwrap_or(0),
+                    required: spec.required,
+                });
+            }
+            MountType::Tmpfs => out.push(ExecMount::Tmpfs {
+                target: abs(spec
+                    .target
+                    .as_deref()
+                    .ok_or("a tmpfs mount needs a target")?),
+                size: spec.size,
+            }),
+            MountType::Bind => return Err("RUN --mount=type=bind is not supported yet".into()),
+            MountType::Ssh => return Err("RUN --mount=type=ssh is not supported yet".into()),
+        }
+    }
+    Ok(out)
 }
 
 /// The `#!` script file a RUN that is only a heredoc runs from

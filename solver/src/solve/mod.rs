@@ -5,6 +5,7 @@
 mod cache;
 mod context_tree;
 mod layer;
+mod mounts;
 
 pub use cache::{CacheIndex, CacheKeyParts, CachedLayer, CACHE_KEY_VERSION};
 pub use context_tree::ContextTree;
@@ -30,6 +31,19 @@ pub struct SolveOptions {
     /// Ignore the cache for the steps of these stages only
     /// (`--no-cache-filter`).
     pub no_cache_stages: Vec<String>,
+    /// `--secret` values by id, for `RUN --mount=type=secret`. They are
+    /// read only when a step mounts them and never enter a cache key, a
+    /// layer or a log line.
+    pub secrets: BTreeMap<String, SecretSource>,
+}
+
+/// Where a `--secret` comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SecretSource {
+    /// A file.
+    File(std::path::PathBuf),
+    /// An environment variable of the kiln process.
+    Env(String),
 }
 
 impl Default for SolveOptions {
@@ -40,6 +54,7 @@ impl Default for SolveOptions {
                 .unwrap_or(2),
             no_cache: false,
             no_cache_stages: Vec::new(),
+            secrets: BTreeMap::new(),
         }
     }
 }
@@ -140,6 +155,7 @@ struct Shared {
     no_cache: bool,
     no_cache_stages: Vec<String>,
     runtime: Arc<dyn kiln_executor::Runtime>,
+    secrets: BTreeMap<String, SecretSource>,
 }
 
 /// Solves `lowered` with the local `store`, reading contexts from
@@ -168,6 +184,7 @@ pub async fn solve(
             .map(|s| s.to_ascii_lowercase())
             .collect(),
         runtime,
+        secrets: options.secrets.clone(),
     });
     let order = shared.graph.closure(&[lowered.root]);
     let mut done: HashMap<VertexId, (Output, Digest)> = HashMap::new();
@@ -302,6 +319,7 @@ fn run_vertex(
                 let scratch = tempfile::tempdir_in(shared.store.root())
                     .map_err(|e| format!("creating a scratch directory: {e}"))?;
                 let mut request = request;
+                let _locks = mounts::prepare(shared, exec, scratch.path(), &mut request.mounts)?;
                 for (i, file) in exec.files.iter().enumerate() {
                     use std::os::unix::fs::PermissionsExt;
                     let source = scratch.path().join(format!("file-{i}"));
