@@ -533,9 +533,17 @@ impl Op {
                 Ok(())
             }
             Op::SetUser { uid, gid, groups } => {
-                check(libc::setgroups(groups.len(), groups.as_ptr()) as libc::c_long)?;
-                check(libc::setresgid(*gid, *gid, *gid) as libc::c_long)?;
-                check(libc::setresuid(*uid, *uid, *uid) as libc::c_long).map(|_| ())
+                // Raw syscalls, not glibc's wrappers: in a process cloned
+                // from a multi-threaded one, glibc's set*id broadcast to
+                // the parent's threads (which do not exist here) and wait
+                // for them forever on a futex.
+                check(libc::syscall(
+                    libc::SYS_setgroups,
+                    groups.len(),
+                    groups.as_ptr(),
+                ))?;
+                check(libc::syscall(libc::SYS_setresgid, *gid, *gid, *gid))?;
+                check(libc::syscall(libc::SYS_setresuid, *uid, *uid, *uid)).map(|_| ())
             }
             Op::Seccomp(filter) => {
                 let prog = libc::sock_fprog {
