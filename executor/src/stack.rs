@@ -585,8 +585,9 @@ fn get_esc(chunk: &[char]) -> Option<(char, &[char])> {
 }
 
 /// Copies the merged view of `stack` into the plain directory `dest`,
-/// creating it (it must not exist or be empty; its own metadata is left
-/// as created). Types, modes (with setuid/setgid/sticky), owners, symlink
+/// creating it if needed (its own metadata is left alone). Over an earlier
+/// export, directories are merged into and other entries in the way are
+/// replaced. Types, modes (with setuid/setgid/sticky), owners, symlink
 /// targets, access and modification times are kept; entries sharing an
 /// inode in the stack are hard links in `dest`. Whiteouts and sockets are
 /// skipped.
@@ -623,8 +624,23 @@ fn copy_dir(
         let target = dest.join(&name);
         let md = &child.metadata;
         let ft = md.file_type();
+        // Writing over an earlier export: what is in the way is replaced,
+        // directories are merged into (as buildx's local exporter does).
+        if let Ok(old) = std::fs::symlink_metadata(&target) {
+            let keep = old.is_dir() && ft.is_dir();
+            if !keep {
+                let removed = if old.is_dir() {
+                    std::fs::remove_dir_all(&target)
+                } else {
+                    std::fs::remove_file(&target)
+                };
+                removed.map_err(|e| sys::annotate("replacing", &target, e))?;
+            }
+        }
         if ft.is_dir() {
-            std::fs::create_dir(&target).map_err(|e| sys::annotate("creating", &target, e))?;
+            if !target.is_dir() {
+                std::fs::create_dir(&target).map_err(|e| sys::annotate("creating", &target, e))?;
+            }
             copy_dir(&child, &target, links, to_io)?;
             set_meta(&target, md, true)?;
             continue;
