@@ -49,6 +49,8 @@ struct CacheFile {
 #[derive(Clone, Debug, Default)]
 pub struct ChecksumCache {
     roots: HashMap<String, HashMap<String, CacheRecord>>,
+    /// Changed since it was loaded; an unchanged cache is not rewritten.
+    dirty: bool,
 }
 
 impl ChecksumCache {
@@ -70,6 +72,7 @@ impl ChecksumCache {
                     .into_iter()
                     .map(|(root, files)| (root, files.into_iter().collect()))
                     .collect(),
+                dirty: false,
             },
             _ => ChecksumCache::new(),
         }
@@ -78,6 +81,9 @@ impl ChecksumCache {
     /// Saves the cache to `path` atomically (a temporary file in the same
     /// directory, then a rename), creating the directory if needed.
     pub fn save(&self, path: &Path) -> Result<(), ContextError> {
+        if !self.dirty && path.exists() {
+            return Ok(());
+        }
         let dir = match path.parent() {
             Some(d) if !d.as_os_str().is_empty() => d,
             _ => Path::new("."),
@@ -138,6 +144,7 @@ impl ChecksumCache {
             ctime_ns: entry.ctime_ns,
             sha256: to_hex(sha256),
         };
+        self.dirty = true;
         self.roots
             .entry(root.to_string())
             .or_default()
