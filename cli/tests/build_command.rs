@@ -375,3 +375,23 @@ fn no_cache_filter_skips_the_cache_for_one_stage() {
     );
     assert_eq!(again.matches("CACHED").count(), 2, "{again}");
 }
+
+#[test]
+fn identical_run_layers_stack() {
+    // Four `RUN true` steps make four layers with the same content, which
+    // share one layer directory; the sandbox must still mount the stack.
+    let env = Env::new();
+    let ctx = env.context(
+        "ctx",
+        &[(
+            "Dockerfile",
+            "FROM busybox\nRUN true\nRUN true\nRUN true\nRUN true\nRUN echo done > /done\n",
+        )],
+    );
+    let out = env.path("out");
+    env.ok(&["build", "-o", s(&out), s(&ctx)], None);
+    assert_eq!(
+        std::fs::read_to_string(out.join("done")).expect("read"),
+        "done\n"
+    );
+}

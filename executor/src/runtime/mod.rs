@@ -403,7 +403,17 @@ fn run(req: &RunRequest<'_>) -> Result<RunOutput, RuntimeError> {
         std::fs::create_dir(&empty).map_err(prep(format!("creating {}", empty.display())))?;
         vec![empty]
     } else {
-        lowers.iter().rev().cloned().collect()
+        // Layers with equal content share one directory, so a stack can
+        // name the same directory twice; overlayfs refuses that (ELOOP).
+        // Keeping only the topmost occurrence gives the same merged view:
+        // it shadows every entry of the lower copies.
+        let mut seen = std::collections::HashSet::new();
+        lowers
+            .iter()
+            .rev()
+            .filter(|p| seen.insert(p.as_path()))
+            .cloned()
+            .collect()
     };
     for p in overlay_lowers.iter().chain([&upper, &work]) {
         check_overlay_path(p)?;
