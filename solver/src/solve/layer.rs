@@ -30,6 +30,11 @@ pub struct LayerRecord {
     pub media_type: String,
 }
 
+/// The filesystem these layers make, bottom first.
+pub(crate) fn stack_of(layers: &[LayerRecord]) -> LayerStack {
+    LayerStack::new(layers.iter().map(|l| l.dir.clone()).collect())
+}
+
 fn layers_dir(store: &LocalStore) -> PathBuf {
     store.root().join("layers")
 }

@@ -142,7 +142,7 @@ pub struct Solved {
 impl Solved {
     /// The image's filesystem as a layer stack.
     pub fn stack(&self) -> LayerStack {
-        LayerStack::new(self.layers.iter().map(|l| l.dir.clone()).collect())
+        layer::stack_of(&self.layers)
     }
 }
 
@@ -287,75 +287,9 @@ fn run_vertex(
                 return Err("RUN needs a filesystem input".into());
             };
             let parts = key_parts(vertex.digest.as_str(), inputs, None);
-            let key = parts.key();
-            if let Some(hit) = cached(shared, &vertex.meta, &key, base)? {
-                return Ok((Output::Fs(hit), key));
-            }
-            note_miss(shared, &vertex.meta, &parts);
-            shared.progress.event(Event::Started { name: name.clone() });
-            let started = Instant::now();
-            let stack = LayerStack::new(base.iter().map(|l| l.dir.clone()).collect());
-            let record = layer::new_layer(&shared.store, |upper, work| {
-                let request = kiln_executor::RunRequest {
-                    lower: &stack,
-                    upper,
-                    work,
-                    process: kiln_executor::ProcessSpec {
-                        args: exec.args.clone(),
-                        env: exec.env.clone(),
-                        cwd: exec.cwd.clone(),
-                        user: exec.user.clone(),
-                        hostname: "buildkitsandbox".into(),
-                        network: if exec.network == "none" {
-                            kiln_executor::NetworkMode::None
-                        } else {
-                            kiln_executor::NetworkMode::Host
-                        },
-                    },
-                    mounts: Vec::new(),
-                };
-                // Files the step reads while it runs (heredoc scripts),
-                // bind-mounted read-only from a scratch directory.
-                let scratch = tempfile::tempdir_in(shared.store.root())
-                    .map_err(|e| format!("creating a scratch directory: {e}"))?;
-                let mut request = request;
-                let _locks = mounts::prepare(shared, exec, scratch.path(), &mut request.mounts)?;
-                for (i, file) in exec.files.iter().enumerate() {
-                    use std::os::unix::fs::PermissionsExt;
-                    let source = scratch.path().join(format!("file-{i}"));
-                    std::fs::write(&source, &file.data)
-                        .and_then(|()| {
-                            std::fs::set_permissions(
-                                &source,
-                                std::fs::Permissions::from_mode(0o755),
-                            )
-                        })
-                        .map_err(|e| format!("writing {}: {e}", source.display()))?;
-                    request.mounts.push(kiln_executor::Mount::Bind {
-                        source,
-                        target: file.path.clone(),
-                        readonly: true,
-                    });
-                }
-                let out = shared.runtime.run(&request).map_err(|e| e.to_string())?;
-                if out.status != 0 {
-                    return Err(format!(
-                        "process {:?} did not complete successfully: exit code: {}{}",
-                        exec.args.join(" "),
-                        out.status,
-                        last_lines(&out.output, 10)
-                    ));
-                }
-                Ok(())
-            })?;
-            record_layer(shared, &vertex.meta, &key, &parts, &record)?;
-            shared.progress.event(Event::Done {
-                name,
-                seconds: started.elapsed().as_secs_f64(),
-            });
-            let mut layers = base.clone();
-            layers.push(record);
-            Ok((Output::Fs(layers), key))
+            run_step(shared, &vertex.meta, base, parts, || {
+                run_exec(shared, exec, &layer::stack_of(base))
+            })
         }
         Op::Http(http) => {
             let started = Instant::now();
@@ -393,50 +327,127 @@ fn run_vertex(
             let context = (!context_sums.is_empty())
                 .then(|| Digest::sha256(context_sums.join(",").as_bytes()).to_string());
             let parts = key_parts(vertex.digest.as_str(), inputs, context);
-            let key = parts.key();
-            if let Some(hit) = cached(shared, &vertex.meta, &key, base)? {
-                return Ok((Output::Fs(hit), key));
-            }
-            note_miss(shared, &vertex.meta, &parts);
-            shared.progress.event(Event::Started { name: name.clone() });
-            let started = Instant::now();
-            let stacks: Vec<Option<LayerStack>> = inputs
-                .iter()
-                .map(|(o, _)| match o {
-                    Output::Fs(l) => {
-                        Some(LayerStack::new(l.iter().map(|x| x.dir.clone()).collect()))
+            run_step(shared, &vertex.meta, base, parts, || {
+                let stacks: Vec<Option<LayerStack>> = inputs
+                    .iter()
+                    .map(|(o, _)| match o {
+                        Output::Fs(l) => Some(layer::stack_of(l)),
+                        Output::Dir(d) => Some(LayerStack::new(vec![d.clone()])),
+                        Output::Context(_) => None,
+                    })
+                    .collect();
+                let trees: Vec<Option<ContextTree>> = inputs
+                    .iter()
+                    .map(|(o, _)| match o {
+                        Output::Context(c) => {
+                            shared.contexts.get(c).map(|c| ContextTree(c.clone()))
+                        }
+                        _ => None,
+                    })
+                    .collect();
+                let mut sources: Vec<Source<'_>> = Vec::new();
+                for (stack, tree) in stacks.iter().zip(&trees) {
+                    match (stack, tree) {
+                        (Some(s), _) => sources.push(Source::Tree(s as &dyn SourceTree)),
+                        (None, Some(t)) => sources.push(Source::Context(t as &dyn SourceTree)),
+                        (None, None) => return Err("a COPY source is not available".into()),
                     }
-                    Output::Dir(d) => Some(LayerStack::new(vec![d.clone()])),
-                    Output::Context(_) => None,
-                })
-                .collect();
-            let trees: Vec<Option<ContextTree>> = inputs
-                .iter()
-                .map(|(o, _)| match o {
-                    Output::Context(c) => shared.contexts.get(c).map(|c| ContextTree(c.clone())),
-                    _ => None,
-                })
-                .collect();
-            let mut sources: Vec<Source<'_>> = Vec::new();
-            for (stack, tree) in stacks.iter().zip(&trees) {
-                match (stack, tree) {
-                    (Some(s), _) => sources.push(Source::Tree(s as &dyn SourceTree)),
-                    (None, Some(t)) => sources.push(Source::Context(t as &dyn SourceTree)),
-                    (None, None) => return Err("a COPY source is not available".into()),
                 }
-            }
-            let base_stack = LayerStack::new(base.iter().map(|l| l.dir.clone()).collect());
-            let record = layer::build_layer(&shared.store, &base_stack, &file.actions, &sources)?;
-            record_layer(shared, &vertex.meta, &key, &parts, &record)?;
-            shared.progress.event(Event::Done {
-                name,
-                seconds: started.elapsed().as_secs_f64(),
-            });
-            let mut layers = base.clone();
-            layers.push(record);
-            Ok((Output::Fs(layers), key))
+                layer::build_layer(
+                    &shared.store,
+                    &layer::stack_of(base),
+                    &file.actions,
+                    &sources,
+                )
+            })
         }
     }
+}
+
+/// Runs a step that adds one layer on top of `base`: a cache hit, or
+/// `build` with the miss reason, progress and cache record around it.
+fn run_step(
+    shared: &Shared,
+    meta: &crate::graph::VertexMeta,
+    base: &[LayerRecord],
+    parts: CacheKeyParts,
+    build: impl FnOnce() -> Result<LayerRecord, String>,
+) -> Result<(Output, Digest), String> {
+    let key = parts.key();
+    if let Some(hit) = cached(shared, meta, &key, base)? {
+        return Ok((Output::Fs(hit), key));
+    }
+    note_miss(shared, meta, &parts);
+    shared.progress.event(Event::Started {
+        name: meta.name.clone(),
+    });
+    let started = Instant::now();
+    let record = build()?;
+    record_layer(shared, meta, &key, &parts, &record)?;
+    shared.progress.event(Event::Done {
+        name: meta.name.clone(),
+        seconds: started.elapsed().as_secs_f64(),
+    });
+    let mut layers = base.to_vec();
+    layers.push(record);
+    Ok((Output::Fs(layers), key))
+}
+
+/// Runs a RUN step in the sandbox on top of `stack` and makes its layer.
+fn run_exec(
+    shared: &Shared,
+    exec: &crate::op::ExecOp,
+    stack: &LayerStack,
+) -> Result<LayerRecord, String> {
+    layer::new_layer(&shared.store, |upper, work| {
+        let mut request = kiln_executor::RunRequest {
+            lower: stack,
+            upper,
+            work,
+            process: kiln_executor::ProcessSpec {
+                args: exec.args.clone(),
+                env: exec.env.clone(),
+                cwd: exec.cwd.clone(),
+                user: exec.user.clone(),
+                hostname: "buildkitsandbox".into(),
+                network: if exec.network == "none" {
+                    kiln_executor::NetworkMode::None
+                } else {
+                    kiln_executor::NetworkMode::Host
+                },
+            },
+            mounts: Vec::new(),
+        };
+        // Mount sources and files the step reads while it runs (heredoc
+        // scripts) live in a scratch directory removed afterwards.
+        let scratch = tempfile::tempdir_in(shared.store.root())
+            .map_err(|e| format!("creating a scratch directory: {e}"))?;
+        let _locks = mounts::prepare(shared, exec, scratch.path(), &mut request.mounts)?;
+        for (i, file) in exec.files.iter().enumerate() {
+            use std::os::unix::fs::PermissionsExt;
+            let source = scratch.path().join(format!("file-{i}"));
+            std::fs::write(&source, &file.data)
+                .and_then(|()| {
+                    std::fs::set_permissions(&source, std::fs::Permissions::from_mode(0o755))
+                })
+                .map_err(|e| format!("writing {}: {e}", source.display()))?;
+            request.mounts.push(kiln_executor::Mount::Bind {
+                source,
+                target: file.path.clone(),
+                readonly: true,
+            });
+        }
+        let out = shared.runtime.run(&request).map_err(|e| e.to_string())?;
+        if out.status != 0 {
+            return Err(format!(
+                "process {:?} did not complete successfully: exit code: {}{}",
+                exec.args.join(" "),
+                out.status,
+                last_lines(&out.output, 10)
+            ));
+        }
+        Ok(())
+    })
 }
 
 /// The cached layer for `key` on top of `base`, unless the cache is off for
