@@ -108,6 +108,7 @@ fn sh(script: &str) -> ProcessSpec {
         user: String::new(),
         hostname: "buildkitsandbox".into(),
         network: NetworkMode::Host,
+        security: kiln_executor::SecurityMode::Sandbox,
     }
 }
 
@@ -581,4 +582,91 @@ fn mount_table_inside() {
             "{m}"
         );
     }
+}
+
+#[test]
+fn layer_mounts_show_another_filesystem_and_discard_writes() {
+    need_root!();
+    let env = Env::busybox();
+    // The "other stage": one layer with a directory, a file and a symlink
+    // pointing outside (resolved inside that filesystem, not the host).
+    let other = env.tmp.path().join("other");
+    std::fs::create_dir_all(other.join("out/sub")).unwrap();
+    std::fs::write(other.join("out/app"), "binary\n").unwrap();
+    std::fs::write(other.join("out/sub/x"), "x\n").unwrap();
+    std::os::unix::fs::symlink("/out/sub", other.join("link")).unwrap();
+    let lower = LayerStack::new(vec![other.clone()]);
+    let mounts = vec![
+        Mount::Layers {
+            lower: lower.clone(),
+            source: "out".into(),
+            target: "/src".into(),
+            readonly: false,
+        },
+        Mount::Layers {
+            lower: lower.clone(),
+            source: "out/app".into(),
+            target: "/usr/local/bin/app".into(),
+            readonly: true,
+        },
+        Mount::Layers {
+            lower,
+            source: "link".into(),
+            target: "/ro".into(),
+            readonly: true,
+        },
+    ];
+    let script = "cat /src/app /usr/local/bin/app /ro/x; echo w > /src/new && cat /src/new; \
+                  rm /src/app && echo removed; touch /ro/y 2>/dev/null || echo ro";
+    let (out, upper) = env.run_with("a", sh(script), mounts);
+    let out = out.unwrap();
+    assert_eq!(text(&out), "binary\nbinary\nx\nw\nremoved\nro\n");
+    // Writes went to a throwaway upper: the source and the layer are clean.
+    assert!(other.join("out/app").exists());
+    assert!(!other.join("out/new").exists());
+    let names = tar_names(&upper);
+    assert!(
+        !names
+            .iter()
+            .any(|n| n.starts_with("src") || n.starts_with("ro") || n.contains("local")),
+        "{names:?}"
+    );
+    // A missing source is an error, not an empty mount.
+    let (res, _) = env.run_with(
+        "b",
+        sh("true"),
+        vec![Mount::Layers {
+            lower: LayerStack::new(vec![other]),
+            source: "nope".into(),
+            target: "/src".into(),
+            readonly: true,
+        }],
+    );
+    let err = res.unwrap_err().to_string();
+    assert!(err.contains("\"nope\" does not exist"), "{err}");
+}
+
+#[test]
+fn insecure_mode_keeps_every_capability_and_no_seccomp() {
+    need_root!();
+    let env = Env::busybox();
+    let script = "grep -E '^(CapBnd|Seccomp|NoNewPrivs):' /proc/self/status";
+    let (out, _) = env.sh("a", script);
+    let sandboxed = text(&out);
+    assert!(sandboxed.contains("Seccomp:\t2"), "{sandboxed}");
+    assert!(sandboxed.contains("NoNewPrivs:\t1"), "{sandboxed}");
+    let mut spec = sh(script);
+    spec.security = kiln_executor::SecurityMode::Insecure;
+    let (out, _) = env.run_with("b", spec, Vec::new());
+    let insecure = text(&out.unwrap());
+    assert!(insecure.contains("Seccomp:\t0"), "{insecure}");
+    assert!(insecure.contains("NoNewPrivs:\t0"), "{insecure}");
+    let bnd = |s: &str| {
+        s.lines()
+            .find_map(|l| l.strip_prefix("CapBnd:\t"))
+            .map(|h| u64::from_str_radix(h.trim(), 16).unwrap())
+            .unwrap()
+    };
+    assert_eq!(bnd(&sandboxed), 0xa80425fb);
+    assert!(bnd(&insecure).count_ones() > 30, "{insecure}");
 }

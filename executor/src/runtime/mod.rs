@@ -38,7 +38,7 @@ mod resolve;
 mod seccomp;
 mod user;
 
-use crate::stack::LayerStack;
+use crate::stack::{LayerStack, SourceTree};
 use child::{ChildPlan, Op};
 use resolve::Target;
 use std::ffi::CString;
@@ -67,6 +67,19 @@ pub struct ProcessSpec {
     pub hostname: String,
     /// The network namespace.
     pub network: NetworkMode,
+    /// The sandbox's privileges.
+    pub security: SecurityMode,
+}
+
+/// How much a RUN step may do (`RUN --security`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SecurityMode {
+    /// Docker's default capabilities, `no_new_privs` and the seccomp filter.
+    #[default]
+    Sandbox,
+    /// Every capability and no seccomp filter (`--security=insecure`,
+    /// which the build must allow with `--allow security.insecure`).
+    Insecure,
 }
 
 /// The network a RUN step sees.
@@ -97,12 +110,28 @@ pub enum Mount {
         /// Its size limit in bytes (the kernel's default when `None`).
         size: Option<u64>,
     },
+    /// A path of another filesystem given as layers (`RUN
+    /// --mount=type=bind,from=stage`): an overlay of `lower` with a
+    /// throwaway upper directory, so writes (when not `readonly`) are
+    /// discarded after the step.
+    Layers {
+        /// The source filesystem.
+        lower: LayerStack,
+        /// The path inside it (symlinks are resolved inside `lower`).
+        source: String,
+        /// The absolute path inside the rootfs.
+        target: String,
+        /// Mount it read-only.
+        readonly: bool,
+    },
 }
 
 impl Mount {
     fn target(&self) -> &str {
         match self {
-            Mount::Bind { target, .. } | Mount::Tmpfs { target, .. } => target,
+            Mount::Bind { target, .. }
+            | Mount::Tmpfs { target, .. }
+            | Mount::Layers { target, .. } => target,
         }
     }
 }
@@ -316,6 +345,64 @@ fn create_stub(
         }
     }
     cpath(&root.join(target.comps.join("/")))
+}
+
+/// Plans an overlay of `lower` (with a throwaway upper directory) at a
+/// mount point in the scratch directory, outside the rootfs; returns it.
+fn layers_view(
+    ops: &mut Vec<(String, Op)>,
+    scratch: &Path,
+    index: usize,
+    lower: &LayerStack,
+) -> Result<PathBuf, RuntimeError> {
+    let base = scratch.join(format!("mount-{index}"));
+    let (view, upper, work, empty) = (
+        base.join("view"),
+        base.join("upper"),
+        base.join("work"),
+        base.join("empty"),
+    );
+    for d in [&view, &upper, &work, &empty] {
+        std::fs::create_dir_all(d).map_err(prep(format!("creating {}", d.display())))?;
+    }
+    let mut seen = std::collections::HashSet::new();
+    let mut lowers: Vec<PathBuf> = lower
+        .layers()
+        .iter()
+        .rev()
+        .map(|l| absolute(l))
+        .collect::<Result<Vec<_>, _>>()?
+        .into_iter()
+        .filter(|p| seen.insert(p.clone()))
+        .collect();
+    if lowers.is_empty() {
+        lowers.push(empty);
+    }
+    for p in lowers.iter().chain([&upper, &work]) {
+        check_overlay_path(p)?;
+    }
+    let legacy = format!(
+        "lowerdir={},upperdir={},workdir={},userxattr",
+        lowers
+            .iter()
+            .map(|p| p.to_string_lossy().into_owned())
+            .collect::<Vec<_>>()
+            .join(":"),
+        upper.display(),
+        work.display()
+    );
+    ops.push((
+        format!("mounting overlay on {}", view.display()),
+        Op::Overlay {
+            lowers: lowers.iter().map(|p| cpath(p)).collect::<Result<_, _>>()?,
+            upper: cpath(&upper)?,
+            work: cpath(&work)?,
+            target: cpath(&view)?,
+            legacy: (legacy.len() < 4000).then(|| cstr(&legacy)).transpose()?,
+            force_legacy: false,
+        },
+    ));
+    Ok(view)
 }
 
 fn absolute(p: &Path) -> Result<PathBuf, RuntimeError> {
@@ -594,7 +681,7 @@ fn run(req: &RunRequest<'_>) -> Result<RunOutput, RuntimeError> {
         mounts.push((m, t));
     }
     mounts.sort_by_key(|(_, t)| t.comps.len());
-    for (m, t) in &mounts {
+    for (i, (m, t)) in mounts.iter().enumerate() {
         stubs.extend(stub_paths(t));
         match m {
             Mount::Bind {
@@ -630,6 +717,35 @@ fn run(req: &RunRequest<'_>) -> Result<RunOutput, RuntimeError> {
                         fstype: Some(cstr("tmpfs")?),
                         flags: libc::MS_NOSUID | libc::MS_NODEV,
                         data: Some(cstr(data)?),
+                    },
+                ));
+            }
+            Mount::Layers {
+                lower,
+                source,
+                target,
+                readonly,
+            } => {
+                let view = layers_view(&mut ops, &scratch.dir, i, lower)?;
+                let src = resolve::resolve(lower, &format!("/{source}"))?;
+                if src.existing < src.comps.len() {
+                    return Err(RuntimeError::Invalid(format!(
+                        "bind mount source {source:?} does not exist"
+                    )));
+                }
+                let rel = src.comps.join("/");
+                let kind = match lower.entry(&rel) {
+                    Ok(Some(e)) if !e.metadata.is_dir() => Kind::File,
+                    _ => Kind::Dir,
+                };
+                let dst = create_stub(&mut ops, &root, t, kind)?;
+                ops.push((
+                    format!("bind-mounting {source} on {target}"),
+                    Op::Bind {
+                        src: cpath(&view.join(&rel))?,
+                        target: dst,
+                        recursive: false,
+                        readonly: *readonly,
                     },
                 ));
             }
@@ -671,7 +787,12 @@ fn run(req: &RunRequest<'_>) -> Result<RunOutput, RuntimeError> {
         .ok()
         .and_then(|s| s.trim().parse().ok())
         .unwrap_or(40);
-    let keep = DEFAULT_CAPS.iter().fold(0u64, |m, c| m | (1 << c));
+    let insecure = spec.security == SecurityMode::Insecure;
+    let keep = if insecure {
+        u64::MAX
+    } else {
+        DEFAULT_CAPS.iter().fold(0u64, |m, c| m | (1 << c))
+    };
     ops.push((
         "dropping capabilities".into(),
         Op::DropBounding { keep, last_cap },
@@ -684,9 +805,11 @@ fn run(req: &RunRequest<'_>) -> Result<RunOutput, RuntimeError> {
             groups: user.groups.clone(),
         },
     ));
-    ops.push(("setting no_new_privs".into(), Op::NoNewPrivs));
-    if let Some(filter) = seccomp::filter() {
-        ops.push(("installing the seccomp filter".into(), Op::Seccomp(filter)));
+    if !insecure {
+        ops.push(("setting no_new_privs".into(), Op::NoNewPrivs));
+        if let Some(filter) = seccomp::filter() {
+            ops.push(("installing the seccomp filter".into(), Op::Seccomp(filter)));
+        }
     }
 
     // ---- exec

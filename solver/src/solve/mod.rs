@@ -415,6 +415,7 @@ fn run_exec(
                 } else {
                     kiln_executor::NetworkMode::Host
                 },
+                security: kiln_executor::SecurityMode::Sandbox,
             },
             mounts: Vec::new(),
         };
