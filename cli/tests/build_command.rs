@@ -6,97 +6,13 @@
 #[path = "../../oci/tests/support/mod.rs"]
 mod support;
 
-use std::io::Write;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::Command;
 
-const BUSYBOX: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/bases/busybox");
+mod common;
+
+use common::{s, Env, BUSYBOX};
+
 const EXAMPLE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/static-site");
-
-struct Env {
-    dir: tempfile::TempDir,
-}
-
-impl Env {
-    fn new() -> Env {
-        let env = Env {
-            dir: tempfile::tempdir().expect("temp dir"),
-        };
-        env.ok(&["load", "-i", BUSYBOX, "-t", "busybox:latest"], None);
-        env
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
-    }
-
-    fn run(&self, args: &[&str], stdin: Option<&[u8]>) -> Output {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_kiln"))
-            .args(args)
-            .env("KILN_ROOT", self.path("store"))
-            .env("DOCKER_CONFIG", self.path("docker"))
-            .env("XDG_CONFIG_HOME", self.path("xdg"))
-            .env_remove("KILN_CONFIG")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("kiln runs");
-        if let Some(input) = stdin {
-            child
-                .stdin
-                .take()
-                .expect("stdin")
-                .write_all(input)
-                .expect("stdin");
-        }
-        drop(child.stdin.take());
-        child.wait_with_output().expect("kiln finishes")
-    }
-
-    fn ok(&self, args: &[&str], stdin: Option<&[u8]>) -> (String, String) {
-        let out = self.run(args, stdin);
-        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-        assert!(
-            out.status.success(),
-            "kiln {} failed:\n{stderr}",
-            args.join(" ")
-        );
-        (String::from_utf8_lossy(&out.stdout).into_owned(), stderr)
-    }
-
-    fn fails(&self, args: &[&str], stdin: Option<&[u8]>) -> String {
-        let out = self.run(args, stdin);
-        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-        assert_eq!(
-            out.status.code(),
-            Some(1),
-            "kiln {} should fail:\n{stderr}",
-            args.join(" ")
-        );
-        assert!(!stderr.contains("panicked"), "{stderr}");
-        stderr
-    }
-
-    /// A context directory with these files.
-    fn context(&self, name: &str, files: &[(&str, &str)]) -> PathBuf {
-        let dir = self.path(name);
-        for (path, content) in files {
-            let p = dir.join(path);
-            std::fs::create_dir_all(p.parent().expect("parent")).expect("mkdir");
-            std::fs::write(&p, content).expect("write");
-        }
-        dir
-    }
-
-    fn images(&self) -> String {
-        self.ok(&["images"], None).0
-    }
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().expect("utf-8 path")
-}
 
 #[test]
 fn example_builds_to_every_output() {

@@ -13,10 +13,10 @@ pub use lower::{
     lower, BuildOptions, ImageResolver, LowerError, Lowered, NamedContext, ResolvedImage,
 };
 pub use op::{
-    Chmod, ContextSource, CopyAction, ExecFile, ExecMount, ExecOp, FileAction, FileOp, HttpSource,
-    ImageSource, Op, Owner,
+    CacheSharing, Chmod, ContextSource, CopyAction, ExecFile, ExecMount, ExecOp, FileAction,
+    FileOp, HttpSource, ImageSource, MountSource, Op, Owner,
 };
 pub use solve::{
-    layer_map, solve, CacheIndex, CacheKeyParts, CachedLayer, ContextTree, Event, LayerRecord,
-    ProgressSink, SecretSource, SolveError, SolveOptions, Solved, CACHE_KEY_VERSION,
+    layer_map, solve, CacheIndex, CacheKeyParts, CachedLayer, ContextTree, Entitlement, Event,
+    LayerRecord, ProgressSink, SecretSource, SolveError, SolveOptions, Solved, CACHE_KEY_VERSION,
 };

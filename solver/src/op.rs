@@ -88,8 +88,10 @@ pub struct ExecOp {
     pub cwd: String,
     /// `user[:group]`.
     pub user: String,
-    /// `--network` mode.
+    /// `--network` mode: `default`, `host` or `none`.
     pub network: String,
+    /// `--security` mode: `sandbox` or `insecure`.
+    pub security: String,
     /// Files provided read-only at these paths while the process runs (a
     /// `#!` heredoc script at `/dev/pipes/NAME`); never in the layer.
     pub files: Vec<ExecFile>,
@@ -114,17 +116,47 @@ pub enum ExecMount {
         uid: u32,
         /// Group of a new cache directory.
         gid: u32,
-        /// `sharing=locked`: concurrent steps wait for each other.
-        locked: bool,
+        /// `sharing=`: how concurrent steps share it.
+        sharing: CacheSharing,
         /// `ro`.
         readonly: bool,
+        /// `from=`/`source=`: what a new cache directory starts with.
+        seed: Option<MountSource>,
     },
-    /// A secret from `--secret`, as a file.
+    /// A path of another input (`type=bind`): a stage, an image or a
+    /// context. Writes (`rw`) are discarded after the step.
+    Bind {
+        /// Where it appears.
+        target: String,
+        /// The input and the path in it.
+        source: MountSource,
+        /// Read-only (the default).
+        readonly: bool,
+    },
+    /// An SSH agent socket forwarded from `--ssh`.
+    Ssh {
+        /// The `--ssh` id (default `default`).
+        id: String,
+        /// Where the socket appears (default `/run/buildkit/ssh_agent.N`).
+        target: String,
+        /// Socket mode (default 0600).
+        mode: u32,
+        /// Owner.
+        uid: u32,
+        /// Group.
+        gid: u32,
+        /// Fail when the agent was not given.
+        required: bool,
+    },
+    /// A secret from `--secret`, as a file and/or an environment variable.
     Secret {
         /// The secret id.
         id: String,
-        /// Where the file appears (default `/run/secrets/<id>`).
-        target: String,
+        /// Where the file appears (default `/run/secrets/<id>` unless only
+        /// `env=` is given).
+        target: Option<String>,
+        /// `env=`: the environment variable that holds the value.
+        env: Option<String>,
         /// File mode (default 0400).
         mode: u32,
         /// Owner.
@@ -141,6 +173,27 @@ pub enum ExecMount {
         /// Size limit in bytes.
         size: Option<u64>,
     },
+}
+
+/// A path inside one of a vertex's inputs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct MountSource {
+    /// The index in the vertex's inputs (0 is the base filesystem).
+    pub input: usize,
+    /// The path inside it (`/` for all of it).
+    pub path: String,
+}
+
+/// How concurrent steps share a cache mount (`sharing=`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CacheSharing {
+    /// Every step uses the same directory at once.
+    Shared,
+    /// A step finding the directory in use gets a directory of its own.
+    Private,
+    /// Steps wait for each other.
+    Locked,
 }
 
 /// A file an exec op provides while it runs.

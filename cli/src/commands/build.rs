@@ -67,6 +67,17 @@ pub struct BuildArgs {
     /// A secret for RUN --mount=type=secret (id=ID,src=FILE or id=ID,env=VAR).
     #[arg(long)]
     secret: Vec<String>,
+    /// An SSH agent for RUN --mount=type=ssh: `default`, `ID` (both use
+    /// $SSH_AUTH_SOCK) or `ID=SOCKET`.
+    #[arg(long)]
+    ssh: Vec<String>,
+    /// The network of RUN steps without --network: default, host or none.
+    #[arg(long, default_value = "default", value_parser = ["default", "host", "none"])]
+    network: String,
+    /// Grant a privilege (repeatable or comma-separated): network.host,
+    /// security.insecure.
+    #[arg(long, value_delimiter = ',')]
+    allow: Vec<String>,
 }
 
 /// `--print` formats.
@@ -305,6 +316,7 @@ pub fn build(global: &GlobalArgs, args: &BuildArgs) -> Result<()> {
         platform: platform.clone(),
         build_platform: Platform::host(),
         named_contexts,
+        network: args.network.clone(),
     };
     let outputs: Vec<ExportTarget> = args
         .outputs
@@ -380,6 +392,15 @@ pub fn build(global: &GlobalArgs, args: &BuildArgs) -> Result<()> {
         no_cache: args.no_cache,
         no_cache_stages: args.no_cache_filter.clone(),
         secrets: parse_secrets(&args.secret)?,
+        ssh: parse_ssh(&args.ssh)?,
+        allow: args
+            .allow
+            .iter()
+            .map(|a| {
+                a.parse()
+                    .map_err(|e: String| anyhow::anyhow!("--allow: {e}"))
+            })
+            .collect::<Result<_>>()?,
     };
     let solved = rt
         .block_on(kiln_solver::solve(
@@ -456,6 +477,42 @@ pub fn build(global: &GlobalArgs, args: &BuildArgs) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// Reads `--ssh default|ID[=SOCKET]` (buildx syntax); without a socket,
+/// `$SSH_AUTH_SOCK`. Key files are not supported: use an agent.
+fn parse_ssh(values: &[String]) -> Result<BTreeMap<String, PathBuf>> {
+    let mut out = BTreeMap::new();
+    for value in values {
+        let (id, path) = match value.split_once('=') {
+            Some((id, path)) => (id.to_string(), PathBuf::from(path)),
+            None => {
+                let sock = std::env::var_os("SSH_AUTH_SOCK").ok_or_else(|| {
+                    anyhow::anyhow!(
+                        "--ssh {value}: SSH_AUTH_SOCK is not set (give --ssh {value}=SOCKET)"
+                    )
+                })?;
+                (value.clone(), PathBuf::from(sock))
+            }
+        };
+        if id.is_empty() {
+            bail!("--ssh {value:?}: the id is empty");
+        }
+        if path.as_os_str().to_string_lossy().contains(',') {
+            bail!("--ssh {value:?}: only one agent socket per id is supported");
+        }
+        use std::os::unix::fs::FileTypeExt;
+        let md = std::fs::metadata(&path)
+            .with_context(|| format!("--ssh {value}: {}", path.display()))?;
+        if !md.file_type().is_socket() {
+            bail!(
+                "--ssh {value}: {} is not a socket (kiln forwards SSH agents, not key files; run ssh-agent and ssh-add)",
+                path.display()
+            );
+        }
+        out.insert(id, path);
+    }
+    Ok(out)
 }
 
 /// Reads `--secret id=ID[,src=FILE|,env=VAR]` (buildx syntax; `source=`

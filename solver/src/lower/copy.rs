@@ -151,7 +151,18 @@ impl Lowerer<'_> {
     /// The vertex COPY reads from: the context, a stage, a named context or
     /// an image.
     fn copy_source(&mut self, st: &StageState, c: &FileCopy, line: usize) -> Result<VertexId> {
-        let Some(from) = c.from.as_deref().filter(|f| !f.is_empty()) else {
+        self.source_vertex(st, c.from.as_deref(), line)
+    }
+
+    /// The vertex `from` names (a stage, a named context or an image), or
+    /// the main context when there is none.
+    pub(crate) fn source_vertex(
+        &mut self,
+        st: &StageState,
+        from: Option<&str>,
+        line: usize,
+    ) -> Result<VertexId> {
+        let Some(from) = from.filter(|f| !f.is_empty()) else {
             return Ok(self.context_vertex());
         };
         if let Some(index) = self.find_stage(from) {

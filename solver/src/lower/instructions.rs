@@ -3,7 +3,7 @@
 
 use super::history;
 use super::{LowerError, Lowerer, Result, StageState};
-use crate::op::{ExecOp, FileAction, FileOp, Op, Owner};
+use crate::op::{FileAction, FileOp, Op, Owner};
 use kiln_oci::HealthConfig;
 use kiln_parser::instruction::{CommandLine, Healthcheck};
 use kiln_parser::{Command, Instruction};
@@ -163,49 +163,7 @@ impl Lowerer<'_> {
             }
             Instruction::Copy(c) => self.copy(st, cmd, c, false),
             Instruction::Add(c) => self.copy(st, cmd, c, true),
-            Instruction::Run(run) => {
-                let mut files = Vec::new();
-                let argv = match &run.command {
-                    CommandLine::Exec(args) => args.clone(),
-                    CommandLine::Shell(text) => {
-                        let mut argv = st.shell();
-                        argv.push(heredoc_script(text, &run.heredocs));
-                        if let Some(file) = heredoc_file(text, &run.heredocs) {
-                            files.push(file);
-                        }
-                        argv
-                    }
-                };
-                let env: Vec<String> = st.config.config.env.clone().unwrap_or_default();
-                let mut env_opt = Some(env);
-                for (k, v) in st.scope.live_args() {
-                    set_env(&mut env_opt, &k, &v);
-                }
-                // The proxy ARGs reach RUN without a declaration, and never
-                // the history.
-                for name in super::vars::PROXY_ARGS {
-                    if let Some(v) = self.options.build_args.get(name) {
-                        set_env(&mut env_opt, name, v);
-                    }
-                }
-                let exec = ExecOp {
-                    args: argv.clone(),
-                    env: env_opt.unwrap_or_default(),
-                    cwd: st.workdir(),
-                    user: st.config.config.user.clone().unwrap_or_default(),
-                    network: match run.network {
-                        Some(kiln_parser::instruction::NetworkMode::None) => "none".into(),
-                        _ => "default".into(),
-                    },
-                    files,
-                    mounts: exec_mounts(run, &st.workdir())
-                        .map_err(|message| LowerError::Invalid { line, message })?,
-                };
-                let meta = st.meta(cmd);
-                st.vertex = self.graph.add(Op::Exec(exec), vec![st.vertex], meta);
-                st.history(history::run(st.scope.declared_args(), &argv), false);
-                Ok(())
-            }
+            Instruction::Run(run) => self.run(st, cmd, run),
             Instruction::Unknown(u) => Err(LowerError::UnknownInstruction {
                 line,
                 keyword: u.keyword.clone(),
@@ -254,89 +212,12 @@ impl Lowerer<'_> {
     }
 }
 
-/// The `RUN --mount`s kiln runs with (bind and ssh mounts are refused for
-/// now with a clear error).
-fn exec_mounts(
-    run: &kiln_parser::instruction::Run,
-    workdir: &str,
-) -> std::result::Result<Vec<crate::op::ExecMount>, String> {
-    use crate::op::ExecMount;
-    use kiln_parser::instruction::{MountType, Sharing};
-    let abs = |t: &str| {
-        if t.starts_with('/') {
-            clean_path(t)
-        } else {
-            clean_path(&format!("{workdir}/{t}"))
-        }
-    };
-    let mut out = Vec::new();
-    for m in &run.mounts {
-        let spec = &m.mount;
-        match spec.kind {
-            MountType::Cache => {
-                let target = abs(spec
-                    .target
-                    .as_deref()
-                    .ok_or("a cache mount needs a target")?);
-                out.push(ExecMount::Cache {
-                    id: spec
-                        .id
-                        .clone()
-                        .filter(|i| !i.is_empty())
-                        .unwrap_or_else(|| target.clone()),
-                    target,
-                    mode: spec.mode.unwrap_or(0o755),
-                    uid: spec.uid.unwrap_or(0),
-                    gid: spec.gid.unwrap_or(0),
-                    locked: spec.sharing == Some(Sharing::Locked),
-                    readonly: spec.readonly,
-                });
-            }
-            MountType::Secret => {
-                let id = spec
-                    .id
-                    .clone()
-                    .or_else(|| {
-                        spec.target
-                            .as_deref()
-                            .and_then(|t| t.rsplit('/').next())
-                            .map(str::to_string)
-                    })
-                    .ok_or("a secret mount needs an id")?;
-                if spec.env.is_some() && spec.target.is_none() {
-                    return Err("RUN --mount=type=secret,env= is not supported yet".into());
-                }
-                let target = spec
-                    .target
-                    .as_deref()
-                    .map(abs)
-                    .unwrap_or_else(|| format!("/run/secrets/{id}"));
-                out.push(ExecMount::Secret {
-                    id,
-                    target,
-                    mode: spec.mode.unwrap_or(0o400),
-                    uid: spec.uid.unwrap_or(0),
-                    gid: spec.gid.unwrap_or(0),
-                    required: spec.required,
-                });
-            }
-            MountType::Tmpfs => out.push(ExecMount::Tmpfs {
-                target: abs(spec
-                    .target
-                    .as_deref()
-                    .ok_or("a tmpfs mount needs a target")?),
-                size: spec.size,
-            }),
-            MountType::Bind => return Err("RUN --mount=type=bind is not supported yet".into()),
-            MountType::Ssh => return Err("RUN --mount=type=ssh is not supported yet".into()),
-        }
-    }
-    Ok(out)
-}
-
 /// The `#!` script file a RUN that is only a heredoc runs from
 /// `/dev/pipes/NAME`.
-fn heredoc_file(text: &str, heredocs: &[kiln_parser::Heredoc]) -> Option<crate::op::ExecFile> {
+pub(crate) fn heredoc_file(
+    text: &str,
+    heredocs: &[kiln_parser::Heredoc],
+) -> Option<crate::op::ExecFile> {
     let script = heredoc_script(text, heredocs);
     let h = heredocs.first()?;
     (heredocs.len() == 1 && script == format!("/dev/pipes/{}", h.name)).then(|| {
@@ -351,7 +232,7 @@ fn heredoc_file(text: &str, heredocs: &[kiln_parser::Heredoc]) -> Option<crate::
 /// rules: a command that is only a heredoc runs the heredoc's body (a `#!`
 /// script is run from `/dev/pipes/NAME`); otherwise the bodies follow the
 /// command line, each closed by its delimiter.
-fn heredoc_script(text: &str, heredocs: &[kiln_parser::Heredoc]) -> String {
+pub(crate) fn heredoc_script(text: &str, heredocs: &[kiln_parser::Heredoc]) -> String {
     if heredocs.is_empty() {
         return text.to_string();
     }

@@ -9,6 +9,7 @@
 mod copy;
 mod history;
 mod instructions;
+mod run;
 mod vars;
 
 use crate::graph::{Graph, VertexId, VertexMeta};
@@ -37,6 +38,9 @@ pub struct BuildOptions {
     pub build_platform: Platform,
     /// `--build-context NAME=VALUE`.
     pub named_contexts: BTreeMap<String, NamedContext>,
+    /// `--network`: the network of RUN steps without `--network`
+    /// (`default`, `host` or `none`).
+    pub network: String,
 }
 
 impl Default for BuildOptions {
@@ -47,6 +51,7 @@ impl Default for BuildOptions {
             platform: Platform::host(),
             build_platform: Platform::host(),
             named_contexts: BTreeMap::new(),
+            network: "default".into(),
         }
     }
 }

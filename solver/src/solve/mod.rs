@@ -35,6 +35,42 @@ pub struct SolveOptions {
     /// read only when a step mounts them and never enter a cache key, a
     /// layer or a log line.
     pub secrets: BTreeMap<String, SecretSource>,
+    /// `--ssh` agents by id (socket paths), for `RUN --mount=type=ssh`.
+    pub ssh: BTreeMap<String, std::path::PathBuf>,
+    /// `--allow`: what RUN steps may ask for beyond the sandbox.
+    pub allow: Vec<Entitlement>,
+}
+
+/// A privilege a build must be granted (`--allow`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Entitlement {
+    /// `network.host`: `RUN --network=host`.
+    NetworkHost,
+    /// `security.insecure`: `RUN --security=insecure`.
+    SecurityInsecure,
+}
+
+impl std::str::FromStr for Entitlement {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Entitlement, String> {
+        match s {
+            "network.host" => Ok(Entitlement::NetworkHost),
+            "security.insecure" => Ok(Entitlement::SecurityInsecure),
+            other => Err(format!(
+                "unknown entitlement {other:?} (expected network.host or security.insecure)"
+            )),
+        }
+    }
+}
+
+impl std::fmt::Display for Entitlement {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Entitlement::NetworkHost => "network.host",
+            Entitlement::SecurityInsecure => "security.insecure",
+        })
+    }
 }
 
 /// Where a `--secret` comes from.
@@ -55,6 +91,8 @@ impl Default for SolveOptions {
             no_cache: false,
             no_cache_stages: Vec::new(),
             secrets: BTreeMap::new(),
+            ssh: BTreeMap::new(),
+            allow: Vec::new(),
         }
     }
 }
@@ -156,6 +194,7 @@ struct Shared {
     no_cache_stages: Vec<String>,
     runtime: Arc<dyn kiln_executor::Runtime>,
     secrets: BTreeMap<String, SecretSource>,
+    ssh: BTreeMap<String, std::path::PathBuf>,
 }
 
 /// Solves `lowered` with the local `store`, reading contexts from
@@ -185,8 +224,10 @@ pub async fn solve(
             .collect(),
         runtime,
         secrets: options.secrets.clone(),
+        ssh: options.ssh.clone(),
     });
     let order = shared.graph.closure(&[lowered.root]);
+    preflight(&shared, &order, &options.allow)?;
     let mut done: HashMap<VertexId, (Output, Digest)> = HashMap::new();
     let mut running = std::collections::HashSet::new();
     let mut tasks = tokio::task::JoinSet::new();
@@ -252,6 +293,41 @@ pub async fn solve(
     Ok(Solved { layers, config })
 }
 
+/// Refuses, before anything runs, a build whose RUN steps need a secret or
+/// SSH agent that was not given, or a privilege that was not allowed.
+fn preflight(shared: &Shared, order: &[VertexId], allow: &[Entitlement]) -> Result<(), SolveError> {
+    for id in order {
+        let v = shared.graph.vertex(*id);
+        let Op::Exec(exec) = &v.op else { continue };
+        let fail = |message: String| SolveError::Step {
+            name: v.meta.name.clone(),
+            line: v.meta.line,
+            message,
+        };
+        let needs = [
+            (
+                exec.network == "host",
+                Entitlement::NetworkHost,
+                "--network=host",
+            ),
+            (
+                exec.security == "insecure",
+                Entitlement::SecurityInsecure,
+                "--security=insecure",
+            ),
+        ];
+        for (asked, entitlement, flag) in needs {
+            if asked && !allow.contains(&entitlement) {
+                return Err(fail(format!(
+                    "{flag} needs the {entitlement} entitlement: add --allow {entitlement}"
+                )));
+            }
+        }
+        mounts::check(shared, exec).map_err(fail)?;
+    }
+    Ok(())
+}
+
 /// Runs one vertex (on a blocking thread): cache lookup, else execution.
 fn run_vertex(
     shared: &Shared,
@@ -286,9 +362,22 @@ fn run_vertex(
             let Some((Output::Fs(base), _)) = inputs.first() else {
                 return Err("RUN needs a filesystem input".into());
             };
-            let parts = key_parts(vertex.digest.as_str(), inputs, None);
+            // The context files a bind mount shows are part of its key.
+            let mut sums = Vec::new();
+            for m in &exec.mounts {
+                if let crate::op::ExecMount::Bind { source, .. } = m {
+                    if let Some((Output::Context(ctx), _)) = inputs.get(source.input) {
+                        let path = source.path.trim_matches('/');
+                        let path = if path.is_empty() { "." } else { path };
+                        sums.push(context_sum(shared, ctx, &[path.to_string()])?);
+                    }
+                }
+            }
+            let context =
+                (!sums.is_empty()).then(|| Digest::sha256(sums.join(",").as_bytes()).to_string());
+            let parts = key_parts(vertex.digest.as_str(), inputs, context);
             run_step(shared, &vertex.meta, base, parts, || {
-                run_exec(shared, exec, &layer::stack_of(base))
+                run_exec(shared, exec, inputs, &layer::stack_of(base))
             })
         }
         Op::Http(http) => {
@@ -311,16 +400,7 @@ fn run_vertex(
             for action in &file.actions {
                 if let FileAction::Copy(copy) = action {
                     if let Some((Output::Context(ctx), _)) = inputs.get(copy.input) {
-                        let context = shared
-                            .contexts
-                            .get(ctx)
-                            .ok_or_else(|| format!("build context {ctx:?} is not available"))?;
-                        let mut entries = Vec::new();
-                        for src in &copy.sources {
-                            entries.extend(context.resolve(src).map_err(|e| e.to_string())?);
-                        }
-                        context_sums
-                            .push(context.checksum(&entries).map_err(|e| e.to_string())?.hex());
+                        context_sums.push(context_sum(shared, ctx, &copy.sources)?);
                     }
                 }
             }
@@ -364,6 +444,23 @@ fn run_vertex(
     }
 }
 
+/// The checksum of the files `sources` name in context `name`.
+fn context_sum(shared: &Shared, name: &str, sources: &[String]) -> Result<String, String> {
+    let context = shared
+        .contexts
+        .get(name)
+        .ok_or_else(|| format!("build context {name:?} is not available"))?;
+    let mut entries = Vec::new();
+    for src in sources {
+        entries.extend(context.resolve(src).map_err(|e| e.to_string())?);
+    }
+    Ok(context
+        .checksum(&entries)
+        .map_err(|e| e.to_string())?
+        .hex()
+        .to_string())
+}
+
 /// Runs a step that adds one layer on top of `base`: a cache hit, or
 /// `build` with the miss reason, progress and cache record around it.
 fn run_step(
@@ -397,16 +494,24 @@ fn run_step(
 fn run_exec(
     shared: &Shared,
     exec: &crate::op::ExecOp,
+    inputs: &[(Output, Digest)],
     stack: &LayerStack,
 ) -> Result<LayerRecord, String> {
     layer::new_layer(&shared.store, |upper, work| {
+        // Mount sources and files the step reads while it runs (heredoc
+        // scripts) live in a scratch directory removed afterwards.
+        let scratch = tempfile::tempdir_in(shared.store.root())
+            .map_err(|e| format!("creating a scratch directory: {e}"))?;
+        let prepared = mounts::prepare(shared, exec, inputs, scratch.path())?;
+        let mut env = exec.env.clone();
+        env.extend(prepared.env.iter().cloned());
         let mut request = kiln_executor::RunRequest {
             lower: stack,
             upper,
             work,
             process: kiln_executor::ProcessSpec {
                 args: exec.args.clone(),
-                env: exec.env.clone(),
+                env,
                 cwd: exec.cwd.clone(),
                 user: exec.user.clone(),
                 hostname: "buildkitsandbox".into(),
@@ -415,15 +520,14 @@ fn run_exec(
                 } else {
                     kiln_executor::NetworkMode::Host
                 },
-                security: kiln_executor::SecurityMode::Sandbox,
+                security: if exec.security == "insecure" {
+                    kiln_executor::SecurityMode::Insecure
+                } else {
+                    kiln_executor::SecurityMode::Sandbox
+                },
             },
-            mounts: Vec::new(),
+            mounts: prepared.mounts.clone(),
         };
-        // Mount sources and files the step reads while it runs (heredoc
-        // scripts) live in a scratch directory removed afterwards.
-        let scratch = tempfile::tempdir_in(shared.store.root())
-            .map_err(|e| format!("creating a scratch directory: {e}"))?;
-        let _locks = mounts::prepare(shared, exec, scratch.path(), &mut request.mounts)?;
         for (i, file) in exec.files.iter().enumerate() {
             use std::os::unix::fs::PermissionsExt;
             let source = scratch.path().join(format!("file-{i}"));
@@ -439,6 +543,7 @@ fn run_exec(
             });
         }
         let out = shared.runtime.run(&request).map_err(|e| e.to_string())?;
+        drop(prepared);
         if out.status != 0 {
             return Err(format!(
                 "process {:?} did not complete successfully: exit code: {}{}",

@@ -1,66 +1,109 @@
 //! `RUN --mount` sources: persistent cache directories in the store,
-//! secrets written to a scratch file for the step only, tmpfs.
+//! secrets written to a scratch file (or given as an environment variable)
+//! for the step only, forwarded SSH agents, tmpfs, and binds of other
+//! inputs (stages and images as throwaway overlays, contexts copied with
+//! `.dockerignore` applied).
 
-use super::{SecretSource, Shared};
-use crate::op::{ExecMount, ExecOp};
-use kiln_executor::Mount;
+use super::context_tree::ContextTree;
+use super::{layer, Output, SecretSource, Shared};
+use crate::op::{CacheSharing, CopyAction, ExecMount, ExecOp, FileAction, MountSource};
+use kiln_executor::{LayerStack, Mount, Source, SourceTree};
 use kiln_oci::Digest;
 use std::fs::File;
 use std::os::unix::fs::PermissionsExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
-/// Adds the mounts of `exec` to `mounts`; returns the locks of
-/// `sharing=locked` caches, held until the step ends.
+mod ssh;
+
+/// What a step's mounts need while it runs; dropping it releases cache
+/// locks and stops SSH forwarding.
+pub(super) struct Prepared {
+    /// The mounts for the runtime.
+    pub mounts: Vec<Mount>,
+    /// `KEY=value` added to the process environment (secrets with `env=`);
+    /// never part of a cache key or a log line.
+    pub env: Vec<String>,
+    _locks: Vec<File>,
+    _agents: Vec<ssh::Forwarder>,
+}
+
+/// Checks, before anything runs, that what `exec` requires was given.
+pub(super) fn check(shared: &Shared, exec: &ExecOp) -> Result<(), String> {
+    for m in &exec.mounts {
+        match m {
+            ExecMount::Secret {
+                id, required: true, ..
+            } if !shared.secrets.contains_key(id) => {
+                return Err(format!(
+                    "secret {id}: not provided (give it with --secret id={id},src=FILE or id={id},env=VAR)"
+                ));
+            }
+            ExecMount::Ssh {
+                id, required: true, ..
+            } if !shared.ssh.contains_key(id) => {
+                return Err(format!(
+                    "no SSH agent {id:?} forwarded (give it with --ssh {id}=SOCKET or --ssh {id} with SSH_AUTH_SOCK set)"
+                ));
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// Prepares the mounts of `exec` (whose inputs are `inputs`) in `scratch`.
 pub(super) fn prepare(
     shared: &Shared,
     exec: &ExecOp,
+    inputs: &[(Output, Digest)],
     scratch: &Path,
-    mounts: &mut Vec<Mount>,
-) -> Result<Vec<File>, String> {
-    let mut locks = Vec::new();
+) -> Result<Prepared, String> {
+    let mut out = Prepared {
+        mounts: Vec::new(),
+        env: Vec::new(),
+        _locks: Vec::new(),
+        _agents: Vec::new(),
+    };
     for (i, m) in exec.mounts.iter().enumerate() {
         match m {
-            ExecMount::Tmpfs { target, size } => mounts.push(Mount::Tmpfs {
+            ExecMount::Tmpfs { target, size } => out.mounts.push(Mount::Tmpfs {
                 target: target.clone(),
                 size: *size,
             }),
+            ExecMount::Bind {
+                target,
+                source,
+                readonly,
+            } => {
+                let (lower, path) =
+                    bind_source(shared, inputs, source, &scratch.join(format!("bind-{i}")))?;
+                out.mounts.push(Mount::Layers {
+                    lower,
+                    source: path,
+                    target: target.clone(),
+                    readonly: *readonly,
+                });
+            }
             ExecMount::Cache {
                 target,
                 id,
                 mode,
                 uid,
                 gid,
-                locked,
+                sharing,
                 readonly,
+                seed,
             } => {
-                let root = shared.store.root().join("cache-mounts");
-                let key = Digest::sha256(id.as_bytes());
-                let dir = root.join(key.hex());
-                if !dir.exists() {
-                    let tmp = root.join(format!("{}.tmp-{}", key.hex(), std::process::id()));
-                    std::fs::create_dir_all(&tmp)
-                        .map_err(|e| format!("creating cache {id:?}: {e}"))?;
-                    std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(*mode))
-                        .and_then(|()| std::os::unix::fs::chown(&tmp, Some(*uid), Some(*gid)))
-                        .map_err(|e| format!("preparing cache {id:?}: {e}"))?;
-                    if std::fs::rename(&tmp, &dir).is_err() {
-                        // Another step created it first.
-                        let _ = std::fs::remove_dir(&tmp);
+                let (dir, lock) = cache_dir(shared, id, *sharing, |tmp| {
+                    if let Some(seed) = seed {
+                        copy_out(shared, inputs, seed, tmp)?;
                     }
-                }
-                if *locked {
-                    let lock_path = root.join(format!("{}.lock", key.hex()));
-                    let lock = std::fs::OpenOptions::new()
-                        .create(true)
-                        .truncate(false)
-                        .write(true)
-                        .open(&lock_path)
-                        .map_err(|e| format!("locking cache {id:?}: {e}"))?;
-                    lock.lock()
-                        .map_err(|e| format!("locking cache {id:?}: {e}"))?;
-                    locks.push(lock);
-                }
-                mounts.push(Mount::Bind {
+                    std::fs::set_permissions(tmp, std::fs::Permissions::from_mode(*mode))
+                        .and_then(|()| std::os::unix::fs::chown(tmp, Some(*uid), Some(*gid)))
+                        .map_err(|e| format!("preparing cache {id:?}: {e}"))
+                })?;
+                out._locks.extend(lock);
+                out.mounts.push(Mount::Bind {
                     source: dir,
                     target: target.clone(),
                     readonly: *readonly,
@@ -69,45 +112,230 @@ pub(super) fn prepare(
             ExecMount::Secret {
                 id,
                 target,
+                env,
                 mode,
                 uid,
                 gid,
-                required,
+                ..
             } => {
-                let value = match shared.secrets.get(id) {
-                    Some(SecretSource::File(path)) => Some(
-                        std::fs::read(path)
-                            .map_err(|e| format!("secret {id}: reading {}: {e}", path.display()))?,
-                    ),
-                    Some(SecretSource::Env(var)) => Some(
-                        std::env::var(var)
-                            .map_err(|_| {
-                                format!("secret {id}: environment variable {var} is not set")
-                            })?
-                            .into_bytes(),
-                    ),
-                    None => None,
-                };
-                let Some(value) = value else {
-                    if *required {
-                        return Err(format!("secret {id}: not found"));
-                    }
+                let Some(value) = secret_value(shared, id)? else {
+                    // Not given and not required: no mount (as BuildKit).
                     continue;
                 };
-                let file = scratch.join(format!("secret-{i}"));
-                std::fs::write(&file, &value)
-                    .and_then(|()| {
-                        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(*mode))
-                    })
-                    .and_then(|()| std::os::unix::fs::chown(&file, Some(*uid), Some(*gid)))
-                    .map_err(|e| format!("secret {id}: {e}"))?;
-                mounts.push(Mount::Bind {
-                    source: file,
+                if let Some(var) = env {
+                    let text = String::from_utf8(value.clone())
+                        .map_err(|_| format!("secret {id}: env={var} needs a UTF-8 value"))?;
+                    out.env.push(format!("{var}={text}"));
+                }
+                if let Some(target) = target {
+                    let file = scratch.join(format!("secret-{i}"));
+                    std::fs::write(&file, &value)
+                        .and_then(|()| {
+                            std::fs::set_permissions(&file, std::fs::Permissions::from_mode(*mode))
+                        })
+                        .and_then(|()| std::os::unix::fs::chown(&file, Some(*uid), Some(*gid)))
+                        .map_err(|e| format!("secret {id}: {e}"))?;
+                    out.mounts.push(Mount::Bind {
+                        source: file,
+                        target: target.clone(),
+                        readonly: true,
+                    });
+                }
+            }
+            ExecMount::Ssh {
+                id,
+                target,
+                mode,
+                uid,
+                gid,
+                ..
+            } => {
+                let Some(agent) = shared.ssh.get(id) else {
+                    continue;
+                };
+                let socket = scratch.join(format!("ssh-{i}.sock"));
+                let forwarder = ssh::Forwarder::start(&socket, agent, *mode, *uid, *gid)
+                    .map_err(|e| format!("forwarding SSH agent {id:?}: {e}"))?;
+                out._agents.push(forwarder);
+                out.mounts.push(Mount::Bind {
+                    source: socket,
                     target: target.clone(),
-                    readonly: true,
+                    readonly: false,
                 });
             }
         }
     }
-    Ok(locks)
+    Ok(out)
+}
+
+fn secret_value(shared: &Shared, id: &str) -> Result<Option<Vec<u8>>, String> {
+    Ok(match shared.secrets.get(id) {
+        Some(SecretSource::File(path)) => Some(
+            std::fs::read(path)
+                .map_err(|e| format!("secret {id}: reading {}: {e}", path.display()))?,
+        ),
+        Some(SecretSource::Env(var)) => Some(
+            std::env::var(var)
+                .map_err(|_| format!("secret {id}: environment variable {var} is not set"))?
+                .into_bytes(),
+        ),
+        None => None,
+    })
+}
+
+/// The cache directory for `id` (created through `init` on first use) and
+/// the lock held while the step runs.
+fn cache_dir(
+    shared: &Shared,
+    id: &str,
+    sharing: CacheSharing,
+    init: impl Fn(&Path) -> Result<(), String>,
+) -> Result<(PathBuf, Option<File>), String> {
+    let root = shared.store.root().join("cache-mounts");
+    let key = Digest::sha256(id.as_bytes()).hex().to_string();
+    std::fs::create_dir_all(&root).map_err(|e| format!("creating {}: {e}", root.display()))?;
+    let open_lock = |name: &str| {
+        std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(root.join(format!("{name}.lock")))
+            .map_err(|e| format!("locking cache {id:?}: {e}"))
+    };
+    let (name, lock) = match sharing {
+        CacheSharing::Shared => (key, None),
+        CacheSharing::Locked => {
+            let lock = open_lock(&key)?;
+            lock.lock()
+                .map_err(|e| format!("locking cache {id:?}: {e}"))?;
+            (key, Some(lock))
+        }
+        CacheSharing::Private => {
+            // The first instance nobody else holds.
+            let mut n = 0;
+            loop {
+                let name = if n == 0 {
+                    key.clone()
+                } else {
+                    format!("{key}-{n}")
+                };
+                let lock = open_lock(&name)?;
+                match lock.try_lock() {
+                    Ok(()) => break (name, Some(lock)),
+                    Err(std::fs::TryLockError::WouldBlock) => n += 1,
+                    Err(std::fs::TryLockError::Error(e)) => {
+                        return Err(format!("locking cache {id:?}: {e}"))
+                    }
+                }
+            }
+        }
+    };
+    let dir = root.join(&name);
+    if !dir.exists() {
+        let tmp = root.join(format!(
+            "{name}.tmp-{}-{:?}",
+            std::process::id(),
+            std::thread::current().id()
+        ));
+        let _ = std::fs::remove_dir_all(&tmp);
+        std::fs::create_dir_all(&tmp).map_err(|e| format!("creating cache {id:?}: {e}"))?;
+        if let Err(e) = init(&tmp) {
+            let _ = std::fs::remove_dir_all(&tmp);
+            return Err(e);
+        }
+        if std::fs::rename(&tmp, &dir).is_err() {
+            // Another step created it first.
+            let _ = std::fs::remove_dir_all(&tmp);
+        }
+    }
+    Ok((dir, lock))
+}
+
+/// The filesystem and path a bind mount shows: stages and images as their
+/// layers; a context path copied (with `.dockerignore` applied) into
+/// `scratch`.
+fn bind_source(
+    shared: &Shared,
+    inputs: &[(Output, Digest)],
+    source: &MountSource,
+    scratch: &Path,
+) -> Result<(LayerStack, String), String> {
+    match inputs.get(source.input).map(|(o, _)| o) {
+        Some(Output::Fs(layers)) => Ok((layer::stack_of(layers), source.path.clone())),
+        Some(Output::Dir(dir)) => Ok((LayerStack::new(vec![dir.clone()]), source.path.clone())),
+        Some(Output::Context(_)) => {
+            std::fs::create_dir_all(scratch)
+                .map_err(|e| format!("creating {}: {e}", scratch.display()))?;
+            let is_dir = copy_out(shared, inputs, source, scratch)?;
+            let path = if is_dir {
+                "/".to_string()
+            } else {
+                source
+                    .path
+                    .rsplit('/')
+                    .find(|c| !c.is_empty())
+                    .unwrap_or("")
+                    .to_string()
+            };
+            Ok((LayerStack::new(vec![scratch.to_path_buf()]), path))
+        }
+        None => Err(format!("mount source #{} is missing", source.input)),
+    }
+}
+
+/// Copies `source` (a directory's contents, or a file by its name) into
+/// the empty directory `dest`; tells whether it was a directory.
+fn copy_out(
+    shared: &Shared,
+    inputs: &[(Output, Digest)],
+    source: &MountSource,
+    dest: &Path,
+) -> Result<bool, String> {
+    let rel = source.path.trim_matches('/');
+    let stack;
+    let tree;
+    let src: Source<'_> = match inputs.get(source.input).map(|(o, _)| o) {
+        Some(Output::Fs(layers)) => {
+            stack = layer::stack_of(layers);
+            Source::Tree(&stack as &dyn SourceTree)
+        }
+        Some(Output::Dir(dir)) => {
+            stack = LayerStack::new(vec![dir.clone()]);
+            Source::Tree(&stack as &dyn SourceTree)
+        }
+        Some(Output::Context(name)) => {
+            let ctx = shared
+                .contexts
+                .get(name)
+                .ok_or_else(|| format!("build context {name:?} is not available"))?;
+            tree = ContextTree(ctx.clone());
+            Source::Context(&tree as &dyn SourceTree)
+        }
+        None => return Err(format!("mount source #{} is missing", source.input)),
+    };
+    let entry = match src {
+        Source::Tree(t) | Source::Context(t) => t.entry(rel).map_err(|e| e.to_string())?,
+    };
+    let Some(entry) = entry else {
+        return Err(format!("mount source {:?}: not found", source.path));
+    };
+    let is_dir = entry.metadata.is_dir();
+    let action = FileAction::Copy(CopyAction {
+        input: 0,
+        sources: vec![if rel.is_empty() {
+            "/".into()
+        } else {
+            rel.to_string()
+        }],
+        dest: "/".into(),
+        dest_is_dir: true,
+        owner: None,
+        chmod: None,
+        unpack: false,
+        excludes: Vec::new(),
+        parents: false,
+    });
+    kiln_executor::apply_file_actions(&LayerStack::default(), dest, &[action], &[src])
+        .map_err(|e| format!("mount source {:?}: {e}", source.path))?;
+    Ok(is_dir)
 }
