@@ -3,6 +3,7 @@
 mod commands;
 mod config;
 mod global;
+mod rootless;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -49,6 +50,15 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // Building as a non-root user: become root of a user namespace with
+    // the user's subordinate ids first (see rootless.rs).
+    if matches!(cli.command, Command::Build(_) | Command::Prune(_)) {
+        let root = cli.global.root.clone().or_else(kiln_oci::default_root);
+        if let Err(err) = rootless::enter(root) {
+            eprintln!("kiln: {err:#}");
+            return ExitCode::FAILURE;
+        }
+    }
     let result = match cli.command {
         Command::Parse(args) => commands::parse::run(&args),
         command => run(&cli.global, command).map(|()| ExitCode::SUCCESS),

@@ -1048,8 +1048,10 @@ fn write_id_maps(pid: libc::pid_t, is_root: bool) -> Result<(), RuntimeError> {
             .map_err(prep(format!("writing /proc/{pid}/{name}")))
     };
     if is_root {
-        write("uid_map", "0 0 4294967295\n")?;
-        write("gid_map", "0 0 4294967295\n")?;
+        // Identity maps of every id this process has: all of them on the
+        // host, the subordinate ranges in a rootless namespace.
+        write("uid_map", &identity_map("/proc/self/uid_map"))?;
+        write("gid_map", &identity_map("/proc/self/gid_map"))?;
     } else {
         // TODO: newuidmap/newgidmap with the subordinate ranges; a
         // single-id map cannot chown to other ids.
@@ -1060,6 +1062,23 @@ fn write_id_maps(pid: libc::pid_t, is_root: bool) -> Result<(), RuntimeError> {
         write("gid_map", &format!("0 {gid} 1\n"))?;
     }
     Ok(())
+}
+
+/// An id map that maps the inside ids of the map in `path` to themselves
+/// (`0 0 4294967295` in the initial namespace).
+fn identity_map(path: &str) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let mut out = String::new();
+    for line in text.lines() {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        if let [inside, _, count] = f[..] {
+            out.push_str(&format!("{inside} {inside} {count}\n"));
+        }
+    }
+    if out.is_empty() {
+        out.push_str("0 0 4294967295\n");
+    }
+    out
 }
 
 /// BuildKit's `MountStubsCleaner`: removes each stub (deepest first) from

@@ -1,0 +1,246 @@
+//! Rootless builds: a non-root `kiln build` re-enters itself as root of a
+//! user namespace that maps the user's subordinate id ranges (from
+//! `/etc/subuid` and `/etc/subgid`, written with `newuidmap` and
+//! `newgidmap`, as rootless Podman and BuildKit do). Inside, layers are
+//! unpacked and RUN steps run with their real owners, which map to the
+//! subordinate ids on the host, so the image is the same as a root build's.
+//!
+//! It happens at start-up, while the process is single-threaded: the
+//! process forks; the child unshares a user namespace and waits; the parent
+//! writes the child's id maps and then only waits for it and passes its exit
+//! status on.
+
+use anyhow::{bail, Context, Result};
+use std::path::PathBuf;
+
+/// Set in the namespaced child so that it never tries again.
+const INSIDE: &str = "KILN_ROOTLESS_NS";
+
+/// One line of `/etc/subuid` or `/etc/subgid` that applies to the user.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SubIds {
+    /// The first host id.
+    pub start: u64,
+    /// How many.
+    pub count: u64,
+}
+
+/// The first range of `file`'s text for the user `name` or `id`.
+pub fn sub_ids(text: &str, name: &str, id: u32) -> Option<SubIds> {
+    text.lines().find_map(|line| {
+        let mut f = line.trim().split(':');
+        let (who, start, count) = (f.next()?, f.next()?, f.next()?);
+        if who != name && who != id.to_string() {
+            return None;
+        }
+        Some(SubIds {
+            start: start.trim().parse().ok()?,
+            count: count.trim().parse().ok().filter(|c| *c > 0)?,
+        })
+    })
+}
+
+/// Whether this process already runs in kiln's rootless namespace.
+pub fn inside() -> bool {
+    std::env::var_os(INSIDE).is_some()
+}
+
+/// As a non-root user with subordinate ids, moves the process into a user
+/// namespace where it is root; returns only in that child (or at once when
+/// nothing is to be done). The parent never returns: it exits with the
+/// child's status. `store_root` is the store the user would get outside
+/// (kept, since inside the namespace the default would be root's).
+///
+/// # Errors
+/// A clear error when newuidmap/newgidmap fail.
+pub fn enter(store_root: Option<PathBuf>) -> Result<()> {
+    // SAFETY: no preconditions.
+    let (uid, gid) = unsafe { (libc::geteuid(), libc::getegid()) };
+    if uid == 0 || inside() {
+        return Ok(());
+    }
+    let name = user_name(uid).unwrap_or_default();
+    let read = |p: &str| std::fs::read_to_string(p).unwrap_or_default();
+    let (Some(subuid), Some(subgid)) = (
+        sub_ids(&read("/etc/subuid"), &name, uid),
+        sub_ids(&read("/etc/subgid"), &name, gid),
+    ) else {
+        // Without subordinate ids the sandbox maps only the user itself;
+        // files of other owners cannot be made.
+        eprintln!(
+            "WARNING: no /etc/subuid and /etc/subgid entries for {name} (uid {uid}): RUN steps \
+             can only create files owned by root; add them with usermod --add-subuids"
+        );
+        return Ok(());
+    };
+    for tool in ["newuidmap", "newgidmap"] {
+        if which(tool).is_none() {
+            bail!("rootless builds need {tool} (Debian: apt install uidmap)");
+        }
+    }
+    let (to_parent_r, to_parent_w) = pipe()?;
+    let (to_child_r, to_child_w) = pipe()?;
+    // SAFETY: the process is single-threaded here (called before any
+    // thread or runtime starts), so the child may run ordinary code.
+    let pid = unsafe { libc::fork() };
+    if pid < 0 {
+        return Err(std::io::Error::last_os_error()).context("fork");
+    }
+    if pid == 0 {
+        drop(to_parent_r);
+        drop(to_child_w);
+        // SAFETY: plain syscalls.
+        let ok = unsafe { libc::unshare(libc::CLONE_NEWUSER) } == 0;
+        let err = std::io::Error::last_os_error();
+        write_byte(&to_parent_w, if ok { b'1' } else { b'0' });
+        if !ok {
+            return Err(err).context("creating a user namespace (unshare)");
+        }
+        if read_byte(&to_child_r) != Some(b'1') {
+            bail!("the id maps of the rootless namespace could not be written (see above)");
+        }
+        // SAFETY: plain syscalls; the maps now include 0.
+        unsafe {
+            if libc::setresgid(0, 0, 0) != 0 || libc::setresuid(0, 0, 0) != 0 {
+                return Err(std::io::Error::last_os_error())
+                    .context("becoming root in the user namespace");
+            }
+            let _ = libc::setgroups(0, std::ptr::null());
+        }
+        // Single-threaded: setting the environment is sound.
+        std::env::set_var(INSIDE, "1");
+        if std::env::var_os("KILN_ROOT").is_none() {
+            if let Some(root) = store_root {
+                std::env::set_var("KILN_ROOT", root);
+            }
+        }
+        return Ok(());
+    }
+    drop(to_parent_w);
+    drop(to_child_r);
+    let unshared = read_byte(&to_parent_r) == Some(b'1');
+    let mapped =
+        unshared && map(pid, "newuidmap", uid, subuid) && map(pid, "newgidmap", gid, subgid);
+    write_byte(&to_child_w, if mapped { b'1' } else { b'0' });
+    let mut status = 0;
+    // SAFETY: waiting for our own child.
+    unsafe {
+        // Ctrl-C reaches the child (same process group); the parent only
+        // waits for it.
+        libc::signal(libc::SIGINT, libc::SIG_IGN);
+        libc::signal(libc::SIGTERM, libc::SIG_IGN);
+        while libc::waitpid(pid, &mut status, 0) < 0 {
+            if std::io::Error::last_os_error().raw_os_error() != Some(libc::EINTR) {
+                break;
+            }
+        }
+    }
+    let code = if libc::WIFEXITED(status) {
+        libc::WEXITSTATUS(status)
+    } else if libc::WIFSIGNALED(status) {
+        128 + libc::WTERMSIG(status)
+    } else {
+        1
+    };
+    std::process::exit(code);
+}
+
+/// Runs `tool PID 0 ID 1 1 START COUNT`; reports failures on stderr.
+fn map(pid: libc::pid_t, tool: &str, id: u32, sub: SubIds) -> bool {
+    let out = std::process::Command::new(tool)
+        .args([
+            pid.to_string(),
+            "0".into(),
+            id.to_string(),
+            "1".into(),
+            "1".into(),
+            sub.start.to_string(),
+            sub.count.to_string(),
+        ])
+        .output();
+    match out {
+        Ok(o) if o.status.success() => true,
+        Ok(o) => {
+            eprintln!(
+                "kiln: {tool} failed: {}",
+                String::from_utf8_lossy(&o.stderr).trim()
+            );
+            false
+        }
+        Err(e) => {
+            eprintln!("kiln: running {tool}: {e}");
+            false
+        }
+    }
+}
+
+fn user_name(uid: u32) -> Option<String> {
+    let passwd = std::fs::read_to_string("/etc/passwd").ok()?;
+    passwd.lines().find_map(|l| {
+        let f: Vec<&str> = l.split(':').collect();
+        (f.len() > 2 && f[2] == uid.to_string()).then(|| f[0].to_string())
+    })
+}
+
+fn which(tool: &str) -> Option<PathBuf> {
+    std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
+        .unwrap_or_default()
+        .into_iter()
+        .chain(["/usr/bin".into(), "/usr/sbin".into()])
+        .map(|d| d.join(tool))
+        .find(|p| p.is_file())
+}
+
+fn pipe() -> Result<(std::fs::File, std::fs::File)> {
+    let mut fds = [0; 2];
+    // SAFETY: fds points to two ints.
+    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } < 0 {
+        return Err(std::io::Error::last_os_error()).context("creating a pipe");
+    }
+    use std::os::fd::FromRawFd;
+    // SAFETY: two fresh fds we own.
+    Ok(unsafe {
+        (
+            std::fs::File::from_raw_fd(fds[0]),
+            std::fs::File::from_raw_fd(fds[1]),
+        )
+    })
+}
+
+fn write_byte(mut f: &std::fs::File, b: u8) {
+    use std::io::Write;
+    let _ = f.write_all(&[b]);
+}
+
+fn read_byte(mut f: &std::fs::File) -> Option<u8> {
+    use std::io::Read;
+    let mut b = [0u8; 1];
+    f.read_exact(&mut b).ok().map(|()| b[0])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn subordinate_ranges_by_name_or_id() {
+        let text = "alice:100000:65536\n1001:200000:1000\nbob:300000:0\n";
+        assert_eq!(
+            sub_ids(text, "alice", 1000),
+            Some(SubIds {
+                start: 100000,
+                count: 65536
+            })
+        );
+        assert_eq!(
+            sub_ids(text, "carol", 1001),
+            Some(SubIds {
+                start: 200000,
+                count: 1000
+            })
+        );
+        assert_eq!(sub_ids(text, "bob", 1002), None, "an empty range is none");
+        assert_eq!(sub_ids("garbage\n", "x", 1), None);
+    }
+}

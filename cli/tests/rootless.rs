@@ -1,0 +1,187 @@
+//! A non-root user with /etc/subuid and /etc/subgid entries builds the same
+//! image as root, file owners included (kiln enters a user namespace
+//! through newuidmap/newgidmap). CI creates the user `kilnrootless`
+//! (.ci/run); elsewhere the test says why it is skipped.
+
+mod common;
+
+use common::BUSYBOX;
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
+use std::process::Command;
+
+const USER: &str = "kilnrootless";
+
+const DOCKERFILE: &str = "FROM busybox\n\
+    RUN mkdir /d && echo hi > /d/f && chown 5:7 /d/f && chown 1000:1000 /d && \\\n\
+        mknod /d/fifo p && chmod 4755 /d/f && rm /bin/ls && rm -rf /etc/network && \\\n\
+        echo builder:x:2000:2000::/tmp:/bin/sh >> /etc/passwd && echo builder:x:2000: >> /etc/group\n\
+    USER builder\n\
+    RUN touch /tmp/mine && mkdir /tmp/app-dir && ln /tmp/mine /tmp/hard\n";
+
+/// (uid, gid) of `USER`, when it exists with subordinate ids.
+fn rootless_user() -> Option<(u32, u32)> {
+    // SAFETY: no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        return None;
+    }
+    let out = Command::new("id").args(["-u", USER]).output().ok()?;
+    let uid = String::from_utf8_lossy(&out.stdout).trim().parse().ok()?;
+    let out = Command::new("id").args(["-g", USER]).output().ok()?;
+    let gid = String::from_utf8_lossy(&out.stdout).trim().parse().ok()?;
+    let subuid = std::fs::read_to_string("/etc/subuid").ok()?;
+    subuid
+        .lines()
+        .any(|l| l.starts_with(&format!("{USER}:")))
+        .then_some((uid, gid))
+}
+
+/// Runs kiln (`bin`) as `user` (or as root when `None`).
+fn kiln(bin: &Path, user: Option<&str>, store: &Path, args: &[&str]) {
+    let mut cmd = match user {
+        Some(u) => {
+            let mut c = Command::new("runuser");
+            c.args(["-u", u, "--"]).arg(bin);
+            c
+        }
+        None => Command::new(bin),
+    };
+    let out = cmd
+        .arg("--root")
+        .arg(store)
+        .args(args)
+        .env("HOME", store.parent().expect("parent"))
+        .env_remove("KILN_ROOT")
+        .env_remove("XDG_DATA_HOME")
+        .output()
+        .expect("kiln runs");
+    assert!(
+        out.status.success(),
+        "kiln {args:?} as {user:?} failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// `mode uid gid size name [link]` of every entry of a docker-archive's
+/// layers, in order.
+fn listing(archive: &Path) -> Vec<String> {
+    let mut outer = tar::Archive::new(std::fs::File::open(archive).expect("archive"));
+    let mut out = Vec::new();
+    for entry in outer.entries().expect("entries") {
+        let mut entry = entry.expect("entry");
+        let mut data = Vec::new();
+        std::io::Read::read_to_end(&mut entry, &mut data).expect("read");
+        // Layers are the members that are tars themselves.
+        if data.get(257..262) != Some(&b"ustar"[..]) {
+            continue;
+        }
+        let mut inner = tar::Archive::new(&data[..]);
+        let Ok(entries) = inner.entries() else {
+            continue;
+        };
+        for e in entries {
+            let e = e.expect("layer entry");
+            let h = e.header();
+            out.push(format!(
+                "{:o} {} {} {} {} {:?}",
+                h.mode().unwrap_or(0),
+                h.uid().unwrap_or(0),
+                h.gid().unwrap_or(0),
+                h.size().unwrap_or(0),
+                e.path().expect("path").display(),
+                e.link_name().ok().flatten()
+            ));
+        }
+    }
+    out
+}
+
+#[test]
+fn rootless_build_equals_root_build() {
+    let Some((uid, gid)) = rootless_user() else {
+        eprintln!(
+            "skipped: needs root and the user {USER} with /etc/subuid entries (.ci/run makes it)"
+        );
+        return;
+    };
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path();
+    // The user needs to reach the binary, the context and its store.
+    let bin = dir.join("kiln");
+    std::fs::copy(env!("CARGO_BIN_EXE_kiln"), &bin).expect("copy kiln");
+    let ctx = dir.join("ctx");
+    std::fs::create_dir(&ctx).expect("mkdir");
+    std::fs::write(ctx.join("Dockerfile"), DOCKERFILE).expect("write");
+    for p in [dir, &bin, &ctx, &ctx.join("Dockerfile")] {
+        std::os::unix::fs::chown(p, Some(uid), Some(gid)).expect("chown");
+    }
+    let user_home = dir.join("user");
+    let root_home = dir.join("root");
+    for d in [&user_home, &root_home] {
+        std::fs::create_dir(d).expect("mkdir");
+    }
+    std::os::unix::fs::chown(&user_home, Some(uid), Some(gid)).expect("chown");
+    let user_store = user_home.join("store");
+    let root_store = root_home.join("store");
+    for (user, store, home) in [
+        (Some(USER), &user_store, &user_home),
+        (None, &root_store, &root_home),
+    ] {
+        let out = home.join("image.tar");
+        kiln(
+            &bin,
+            user,
+            store,
+            &["load", "-i", BUSYBOX, "-t", "busybox:latest"],
+        );
+        kiln(
+            &bin,
+            user,
+            store,
+            &[
+                "build",
+                "-o",
+                &format!("type=docker,dest={}", out.display()),
+                ctx.to_str().expect("utf-8"),
+            ],
+        );
+    }
+    let rootless = listing(&user_home.join("image.tar"));
+    let root = listing(&root_home.join("image.tar"));
+    assert!(
+        rootless.iter().any(|l| l.starts_with("4755 5 7 3 d/f")),
+        "{rootless:#?}"
+    );
+    assert!(
+        rootless.iter().any(|l| l.contains(" 2000 2000 0 tmp/hard None")),
+        "{rootless:#?}"
+    );
+    assert!(
+        rootless
+            .iter()
+            .any(|l| l.contains("2000 2000 0 tmp/mine Some(\"tmp/hard\")")),
+        "{rootless:#?}"
+    );
+    assert_eq!(rootless, root);
+
+    // On the host, the user's layer files belong to its subordinate ids.
+    let subuid: u32 = std::fs::read_to_string("/etc/subuid")
+        .expect("subuid")
+        .lines()
+        .find_map(|l| l.strip_prefix(&format!("{USER}:")))
+        .and_then(|r| r.split(':').next())
+        .and_then(|s| s.parse().ok())
+        .expect("range");
+    let layers = user_store.join("layers");
+    let mut owners = Vec::new();
+    for layer in std::fs::read_dir(&layers).expect("layers").flatten() {
+        let f = layer.path().join("d/f");
+        if let Ok(md) = std::fs::symlink_metadata(&f) {
+            owners.push(md.uid());
+        }
+    }
+    assert!(
+        owners.contains(&(subuid + 4)),
+        "{owners:?} (subuid {subuid})"
+    );
+}
