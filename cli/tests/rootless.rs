@@ -153,7 +153,9 @@ fn rootless_build_equals_root_build() {
         "{rootless:#?}"
     );
     assert!(
-        rootless.iter().any(|l| l.contains(" 2000 2000 0 tmp/hard None")),
+        rootless
+            .iter()
+            .any(|l| l.contains(" 2000 2000 0 tmp/hard None")),
         "{rootless:#?}"
     );
     assert!(

@@ -25,6 +25,7 @@ mod runtime;
 mod stack;
 mod sys;
 mod unpack;
+mod walkdiff;
 
 pub use diff::{diff, diff_with, DiffError, DiffOptions};
 pub use fileop::{apply_file_actions, Chmod, CopyAction, FileAction, FileOpError, Owner, Source};
@@ -34,3 +35,4 @@ pub use runtime::{
 };
 pub use stack::{materialize, LayerStack, SourceEntry, SourceError, SourceTree};
 pub use unpack::{unpack, unpack_blob, UnpackError};
+pub use walkdiff::walk_diff;

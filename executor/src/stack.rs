@@ -677,7 +677,7 @@ fn copy_dir(
 }
 
 /// Owner, then mode (chown clears setuid bits), then times.
-fn set_meta(path: &Path, md: &Metadata, chmod: bool) -> io::Result<()> {
+pub(crate) fn set_meta(path: &Path, md: &Metadata, chmod: bool) -> io::Result<()> {
     sys::lchown(path, md.uid(), md.gid()).map_err(|e| sys::annotate("chown", path, e))?;
     if chmod {
         sys::chmod(path, md.mode()).map_err(|e| sys::annotate("chmod", path, e))?;

@@ -1,0 +1,202 @@
+//! The diff of the copy snapshotter: where overlayfs cannot be used, a RUN
+//! works on a full copy of its base, and the changes are found afterwards
+//! by walking the copy against the base. The result is an upper directory
+//! in overlay format (new and changed entries, whiteouts for removed ones)
+//! like the one overlayfs leaves, so everything after it is the same.
+//!
+//! Entries are compared by type, mode, owner, size, modification time (to
+//! the nanosecond: the copy keeps the base's times, and every write changes
+//! them), symlink target and device number. A directory whose contents were
+//! replaced is not marked opaque: each removed child gets its own whiteout.
+//! Files hard-linked together that are written are linked in the upper
+//! directory too.
+
+use crate::stack::{set_meta, LayerStack, SourceError, SourceTree};
+use crate::sys;
+use std::collections::HashMap;
+use std::fs::Metadata;
+use std::io;
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::path::{Path, PathBuf};
+
+/// Writes into `upper` (an existing, empty directory) the changes that
+/// turn the merged view of `lower` into the plain directory `merged`.
+///
+/// # Errors
+/// I/O errors naming the path.
+pub fn walk_diff(lower: &LayerStack, merged: &Path, upper: &Path) -> io::Result<()> {
+    let mut diff = Walk {
+        lower,
+        merged,
+        upper,
+        links: HashMap::new(),
+        made_dirs: Vec::new(),
+    };
+    diff.dir("")?;
+    // Directory times last: writing their children changed them.
+    for (path, md) in diff.made_dirs.iter().rev() {
+        set_meta(path, md, true)?;
+    }
+    Ok(())
+}
+
+struct Walk<'a> {
+    lower: &'a LayerStack,
+    merged: &'a Path,
+    upper: &'a Path,
+    /// (dev, ino) in `merged` of files written to `upper`, and where.
+    links: HashMap<(u64, u64), PathBuf>,
+    /// Directories made in `upper`, with the metadata they get.
+    made_dirs: Vec<(PathBuf, Metadata)>,
+}
+
+fn join(rel: &str, name: &str) -> String {
+    if rel.is_empty() {
+        name.to_string()
+    } else {
+        format!("{rel}/{name}")
+    }
+}
+
+fn source_err(e: SourceError) -> io::Error {
+    match e {
+        SourceError::Io {
+            action,
+            path,
+            error,
+        } => sys::annotate(action, &path, error),
+        other => io::Error::other(other.to_string()),
+    }
+}
+
+impl Walk<'_> {
+    /// Compares directory `rel`, which exists in both.
+    fn dir(&mut self, rel: &str) -> io::Result<()> {
+        let here = self.merged.join(rel);
+        let mut names: Vec<String> = std::fs::read_dir(&here)
+            .map_err(|e| sys::annotate("listing", &here, e))?
+            .map(|e| e.map(|e| e.file_name().to_string_lossy().into_owned()))
+            .collect::<io::Result<_>>()
+            .map_err(|e| sys::annotate("listing", &here, e))?;
+        names.sort();
+        let before = self.lower.list(rel).map_err(source_err)?;
+        for gone in before.iter().filter(|n| names.binary_search(n).is_err()) {
+            self.parent(rel)?;
+            let path = self.upper.join(join(rel, gone));
+            sys::make_whiteout(&path).map_err(|e| sys::annotate("creating whiteout", &path, e))?;
+        }
+        for name in &names {
+            let child = join(rel, name);
+            let now = self.merged.join(&child);
+            let md =
+                std::fs::symlink_metadata(&now).map_err(|e| sys::annotate("reading", &now, e))?;
+            let old = self.lower.entry(&child).map_err(source_err)?;
+            match old {
+                Some(old) if same_type(&old.metadata, &md) && md.is_dir() => {
+                    if !same_meta(&old.metadata, &md) {
+                        self.parent(&child)?;
+                    }
+                    self.dir(&child)?;
+                }
+                Some(old) if same_type(&old.metadata, &md) && same_entry(&old, &md, &now)? => {}
+                _ => self.copy(&child, &md)?,
+            }
+        }
+        Ok(())
+    }
+
+    /// Makes sure directory `rel` (and its parents) exist in `upper`.
+    fn parent(&mut self, rel: &str) -> io::Result<()> {
+        let mut prefix = String::new();
+        for comp in rel.split('/').filter(|c| !c.is_empty()) {
+            prefix = join(&prefix, comp);
+            let path = self.upper.join(&prefix);
+            if path.symlink_metadata().is_ok() {
+                continue;
+            }
+            let src = self.merged.join(&prefix);
+            let md =
+                std::fs::symlink_metadata(&src).map_err(|e| sys::annotate("reading", &src, e))?;
+            std::fs::create_dir(&path).map_err(|e| sys::annotate("creating", &path, e))?;
+            self.made_dirs.push((path, md));
+        }
+        Ok(())
+    }
+
+    /// Copies the new or changed entry `rel` (a whole tree for a directory).
+    fn copy(&mut self, rel: &str, md: &Metadata) -> io::Result<()> {
+        let parent = rel.rsplit_once('/').map(|(p, _)| p).unwrap_or("");
+        self.parent(parent)?;
+        let src = self.merged.join(rel);
+        let dst = self.upper.join(rel);
+        let ft = md.file_type();
+        if ft.is_dir() {
+            std::fs::create_dir(&dst).map_err(|e| sys::annotate("creating", &dst, e))?;
+            self.made_dirs.push((dst.clone(), md.clone()));
+            let mut names: Vec<_> = std::fs::read_dir(&src)
+                .map_err(|e| sys::annotate("listing", &src, e))?
+                .collect::<io::Result<_>>()
+                .map_err(|e| sys::annotate("listing", &src, e))?;
+            names.sort_by_key(|e| e.file_name());
+            for e in names {
+                let child = join(rel, &e.file_name().to_string_lossy());
+                let cmd = std::fs::symlink_metadata(self.merged.join(&child))
+                    .map_err(|e| sys::annotate("reading", &src, e))?;
+                self.copy(&child, &cmd)?;
+            }
+            return Ok(());
+        }
+        if ft.is_socket() {
+            return Ok(());
+        }
+        let key = (md.dev(), md.ino());
+        if md.nlink() > 1 {
+            if let Some(first) = self.links.get(&key) {
+                return std::fs::hard_link(first, &dst)
+                    .map_err(|e| sys::annotate("linking", &dst, e));
+            }
+        }
+        if ft.is_file() {
+            std::fs::copy(&src, &dst).map_err(|e| sys::annotate("copying", &src, e))?;
+        } else if ft.is_symlink() {
+            let to =
+                std::fs::read_link(&src).map_err(|e| sys::annotate("reading link", &src, e))?;
+            std::os::unix::fs::symlink(&to, &dst)
+                .map_err(|e| sys::annotate("creating", &dst, e))?;
+        } else {
+            sys::mknod(&dst, md.mode(), md.rdev())
+                .map_err(|e| sys::annotate("creating", &dst, e))?;
+        }
+        set_meta(&dst, md, !ft.is_symlink())?;
+        if md.nlink() > 1 {
+            self.links.insert(key, dst);
+        }
+        Ok(())
+    }
+}
+
+fn same_type(a: &Metadata, b: &Metadata) -> bool {
+    a.file_type() == b.file_type()
+}
+
+fn same_meta(a: &Metadata, b: &Metadata) -> bool {
+    a.mode() == b.mode()
+        && a.uid() == b.uid()
+        && a.gid() == b.gid()
+        && a.mtime() == b.mtime()
+        && a.mtime_nsec() == b.mtime_nsec()
+}
+
+fn same_entry(old: &crate::stack::SourceEntry, md: &Metadata, now: &Path) -> io::Result<bool> {
+    let o = &old.metadata;
+    if !same_meta(o, md) || o.size() != md.size() || o.rdev() != md.rdev() {
+        return Ok(false);
+    }
+    if md.file_type().is_symlink() {
+        let a = std::fs::read_link(&old.real)
+            .map_err(|e| sys::annotate("reading link", &old.real, e))?;
+        let b = std::fs::read_link(now).map_err(|e| sys::annotate("reading link", now, e))?;
+        return Ok(a == b);
+    }
+    Ok(true)
+}

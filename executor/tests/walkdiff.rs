@@ -1,0 +1,176 @@
+//! The copy snapshotter's diff: changes made to a plain copy of a base are
+//! found by walking, and the base plus the upper directory they become
+//! reads back as exactly the changed copy.
+
+use kiln_executor::{materialize, unpack_blob, walk_diff, LayerStack};
+use std::collections::BTreeMap;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::Path;
+
+const BUSYBOX_LAYER: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../../shared/bases/busybox/blobs/sha256/"
+);
+
+fn busybox_layer() -> std::path::PathBuf {
+    // The only gzip layer blob of the busybox base.
+    std::fs::read_dir(BUSYBOX_LAYER)
+        .expect("blobs")
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| {
+            std::fs::read(p)
+                .map(|d| d.starts_with(&[0x1f, 0x8b]))
+                .unwrap_or(false)
+        })
+        .expect("a gzip layer")
+}
+
+/// path -> "type mode uid gid size mtime nlink-group content/target".
+fn snapshot(root: &Path) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    let mut inodes: BTreeMap<u64, String> = BTreeMap::new();
+    for entry in walkdir::WalkDir::new(root).sort_by_file_name() {
+        let entry = entry.expect("walk");
+        let rel = entry
+            .path()
+            .strip_prefix(root)
+            .expect("prefix")
+            .display()
+            .to_string();
+        if rel.is_empty() {
+            continue;
+        }
+        let md = entry.path().symlink_metadata().expect("md");
+        let ft = md.file_type();
+        let body = if ft.is_file() {
+            format!("{:x?}", sha(&std::fs::read(entry.path()).expect("read")))
+        } else if ft.is_symlink() {
+            std::fs::read_link(entry.path())
+                .expect("link")
+                .display()
+                .to_string()
+        } else {
+            String::new()
+        };
+        let link_group = if md.nlink() > 1 && !ft.is_dir() {
+            inodes
+                .entry(md.ino())
+                .or_insert_with(|| rel.clone())
+                .clone()
+        } else {
+            String::new()
+        };
+        let mtime = if ft.is_dir() { 0 } else { md.mtime() };
+        out.insert(
+            rel,
+            format!(
+                "{:o} {} {} {} {} {link_group} {body}",
+                md.mode(),
+                md.uid(),
+                md.gid(),
+                if ft.is_dir() { 0 } else { md.size() },
+                mtime
+            ),
+        );
+    }
+    out
+}
+
+fn sha(data: &[u8]) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    data.hash(&mut h);
+    h.finish()
+}
+
+#[test]
+fn base_plus_walked_diff_equals_the_changed_copy() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let base = tmp.path().join("base");
+    std::fs::create_dir(&base).expect("mkdir");
+    unpack_blob(
+        &busybox_layer(),
+        "application/vnd.oci.image.layer.v1.tar+gzip",
+        &base,
+    )
+    .expect("unpack");
+    let lower = LayerStack::new(vec![base]);
+    let merged = tmp.path().join("merged");
+    materialize(&lower, &merged).expect("copy");
+
+    // A RUN's worth of changes.
+    let m = |p: &str| merged.join(p);
+    std::fs::write(m("etc/passwd"), "root:x:0:0::/root:/bin/sh\n").expect("write");
+    std::fs::remove_file(m("bin/ls")).expect("rm");
+    std::fs::remove_dir_all(m("etc/network")).ok();
+    std::fs::create_dir_all(m("usr")).expect("mkdir");
+    std::fs::remove_dir_all(m("usr")).expect("rm -rf");
+    std::fs::create_dir(m("usr")).expect("mkdir");
+    std::fs::write(m("usr/README"), "new\n").expect("write");
+    std::fs::create_dir_all(m("opt/app/lib")).expect("mkdir");
+    std::fs::write(m("opt/app/lib/a"), "a").expect("write");
+    std::fs::hard_link(m("opt/app/lib/a"), m("opt/app/b")).expect("link");
+    std::os::unix::fs::symlink("/opt/app/b", m("opt/link")).expect("symlink");
+    std::fs::set_permissions(m("tmp"), std::fs::Permissions::from_mode(0o700)).expect("chmod");
+    std::os::unix::fs::lchown(m("etc/group"), Some(5), Some(6)).expect("chown");
+    let upper = tmp.path().join("upper");
+    std::fs::create_dir(&upper).expect("mkdir");
+    walk_diff(&lower, &merged, &upper).expect("diff");
+
+    // Only the changes are in the upper directory.
+    let written = snapshot(&upper);
+    assert!(written.contains_key("bin/ls"), "whiteout for bin/ls");
+    let ls = upper.join("bin/ls").symlink_metadata().expect("whiteout");
+    assert!(std::os::unix::fs::FileTypeExt::is_char_device(&ls.file_type()) && ls.rdev() == 0);
+    assert!(written.contains_key("etc/passwd") && written.contains_key("etc/group"));
+    assert!(!written.contains_key("etc/hostname") && !written.contains_key("bin/sh"));
+    assert!(written.contains_key("usr/README"));
+    assert!(!written.contains_key("var"), "{:?}", written.keys());
+    assert_eq!(
+        written["opt/app/b"].split(' ').nth(5),
+        written["opt/app/lib/a"].split(' ').nth(5),
+        "hard links stay linked"
+    );
+
+    // Base + upper reads back as the changed copy.
+    let out = tmp.path().join("out");
+    materialize(&lower.with(upper), &out).expect("materialize");
+    let (want, got) = (snapshot(&merged), snapshot(&out));
+    for (k, v) in &want {
+        assert_eq!(got.get(k), Some(v), "{k}");
+    }
+    assert_eq!(
+        want.len(),
+        got.len(),
+        "{:?}",
+        got.keys()
+            .filter(|k| !want.contains_key(*k))
+            .collect::<Vec<_>>()
+    );
+}
+
+#[test]
+fn an_unchanged_copy_has_an_empty_diff() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let base = tmp.path().join("base");
+    std::fs::create_dir(&base).expect("mkdir");
+    unpack_blob(
+        &busybox_layer(),
+        "application/vnd.oci.image.layer.v1.tar+gzip",
+        &base,
+    )
+    .expect("unpack");
+    let lower = LayerStack::new(vec![base]);
+    let merged = tmp.path().join("merged");
+    materialize(&lower, &merged).expect("copy");
+    let upper = tmp.path().join("upper");
+    std::fs::create_dir(&upper).expect("mkdir");
+    walk_diff(&lower, &merged, &upper).expect("diff");
+    assert_eq!(std::fs::read_dir(&upper).expect("ls").count(), 0);
+    // Scratch: everything is new.
+    let upper2 = tmp.path().join("upper2");
+    std::fs::create_dir(&upper2).expect("mkdir");
+    walk_diff(&LayerStack::default(), &merged, &upper2).expect("diff");
+    assert_eq!(snapshot(&upper2), snapshot(&merged));
+}
