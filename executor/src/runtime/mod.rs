@@ -34,6 +34,7 @@
 
 mod child;
 mod files;
+mod oci;
 mod resolve;
 mod seccomp;
 mod user;
@@ -47,6 +48,8 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
+
+pub use oci::OciRuntime;
 
 /// The process a RUN step executes.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -203,6 +206,15 @@ pub enum RuntimeError {
         /// The error (`ENOENT`: not found in `PATH`).
         #[source]
         error: io::Error,
+    },
+    /// An external OCI runtime ([`OciRuntime`]) is missing or failed; the
+    /// message carries what it reported.
+    #[error("OCI runtime {runtime}: {message}")]
+    Oci {
+        /// The runtime as named by the caller, e.g. `runc`.
+        runtime: String,
+        /// What went wrong, with the runtime's own error messages.
+        message: String,
     },
 }
 
@@ -607,7 +619,11 @@ fn prepare(req: &RunRequest<'_>) -> Result<Prepared, RuntimeError> {
 
     // ---- the mounts
     let mut mounts = Vec::new();
-    for (name, what) in [("/proc", What::Proc), ("/dev", What::Dev), ("/sys", What::Sys)] {
+    for (name, what) in [
+        ("/proc", What::Proc),
+        ("/dev", What::Dev),
+        ("/sys", What::Sys),
+    ] {
         mounts.push(Planned {
             desc: format!("mounting {name}"),
             target: resolve::resolve(stack, name)?,
