@@ -17,6 +17,11 @@
 //!
 //! Sources for COPY are anything implementing [`SourceTree`]: another stack
 //! (a stage or image) or the build context (implemented by the solver).
+//!
+//! RUN steps go through a [`Runtime`]: the built-in namespace sandbox
+//! ([`BuiltinRuntime`]) or an external OCI runtime ([`OciRuntime`]: runc
+//! or crun, as root), which produce the same layer for the same
+//! [`RunRequest`].
 #![deny(missing_docs)]
 
 mod diff;

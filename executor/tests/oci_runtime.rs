@@ -250,7 +250,21 @@ oci_tests!(
     insecure_mode_caps,
     cwd_is_created_like_builtin,
     runtime_errors_carry_its_messages,
+    cgroups_are_removed,
 );
+
+/// runc puts the container in cgroups named after the run (removed
+/// afterwards: `Env::run` checks); crun runs without a cgroup manager.
+fn cgroups_are_removed(rt: &OciRuntime) {
+    let env = Env::busybox();
+    let (out, _) = env.run(rt, "a", sh("cat /proc/self/cgroup"), Vec::new());
+    let out = text(&out.unwrap());
+    if rt.is_crun() {
+        assert!(!out.contains("kiln-run-"), "{out}");
+    } else {
+        assert!(out.contains(":memory:/kiln-run-"), "{out}");
+    }
+}
 
 fn same_layer_as_builtin(rt: &OciRuntime) {
     let env = Env::busybox();
@@ -631,5 +645,26 @@ fn timing_of_trivial_runs() {
         let ms = start.elapsed().as_secs_f64() * 1000.0 / n as f64;
         eprintln!("{name}: {ms:.1} ms/run ({n} runs of /bin/true)");
         assert_no_leaks();
+    }
+}
+
+/// As non-root (run this binary as another user to exercise it), an
+/// installed runtime is refused with a clear message.
+#[test]
+fn non_root_is_refused() {
+    if is_root() {
+        eprintln!("skipped: runs as non-root only");
+        return;
+    }
+    for name in ["runc", "crun"] {
+        if let Err(e) = OciRuntime::new(name) {
+            let msg = e.to_string();
+            assert!(
+                msg.contains(&format!("--runtime {name} needs root")) || msg.contains("not found"),
+                "{msg}"
+            );
+        } else {
+            panic!("{name} accepted as non-root");
+        }
     }
 }

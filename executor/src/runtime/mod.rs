@@ -1,4 +1,17 @@
-//! The built-in RUN sandbox.
+//! The RUN sandboxes: the built-in one ([`BuiltinRuntime`]) and external
+//! OCI runtimes ([`OciRuntime`]: runc, crun; see `oci.rs`).
+//!
+//! Both share the host-side preparation (`prepare`): the request is
+//! checked, the user resolved through the rootfs's passwd and group files,
+//! hosts and resolv.conf written to a per-run scratch directory, the
+//! overlay lowers listed (a layer directory named twice is kept once),
+//! every mount target resolved inside the rootfs (`Planned` mounts:
+//! `/proc`, `/dev`, `/sys`, `/etc/resolv.conf`, `/etc/hosts`, the extra
+//! [`Mount`]s by depth), the overlays of [`Mount::Layers`] views planned,
+//! and the mount stubs to remove afterwards listed. Both then run a cloned
+//! child (`spawn`) that executes the ops of `child.rs` and `execve`s: the
+//! command itself for the built-in runtime, `runc`/`crun run` for an OCI
+//! runtime.
 //!
 //! [`BuiltinRuntime`] runs one process the way BuildKit's runc executor
 //! does, without any daemon or external binary:

@@ -1,7 +1,7 @@
 //! External OCI runtimes (runc, crun) as a [`Runtime`].
 //!
 //! The host side prepares the run exactly as for the built-in runtime
-//! (see [`super::prepare`]: user, mount targets resolved inside the
+//! (see `prepare` in `mod.rs`: user, mount targets resolved inside the
 //! rootfs, mount stubs, hosts and resolv.conf, the overlay lowers). Then:
 //!
 //! 1. A child is cloned into a private mount namespace (only it and the
