@@ -27,6 +27,15 @@
 //!    deleted if the runtime left it, and the mount stubs are removed from
 //!    the upper directory as with the built-in runtime.
 //!
+//! Differences from the built-in runtime: runc copies the process's
+//! stdout and stderr through two pipes of its own, so their relative
+//! order is not kept (each stream's is); `args[0]` without a `/` is looked
+//! up in the `PATH` of `env` by the runtime, which fails when `env` has no
+//! `PATH` (the built-in runtime falls back to the default `PATH`); with
+//! [`SecurityMode::Insecure`] the process gets every capability of this
+//! process's bounding set (the built-in runtime's user namespace may give
+//! more).
+//!
 //! runc creates cgroups named after the (unique, `kiln-…`) container id;
 //! `runc run` removes them when the container exits. crun runs with
 //! `--cgroup-manager=disabled`. Rootless runtimes are not supported.
