@@ -477,7 +477,7 @@ fn extra_mounts_leave_no_trace(rt: &OciRuntime) {
 fn hosts_resolv_hostname_and_pid_namespace(rt: &OciRuntime) {
     let env = Env::busybox();
     let script = "hostname; cat /etc/hosts /etc/resolv.conf; echo pid=$$; \
-                  { echo x >> /etc/hosts; } 2>/dev/null || echo hosts-ro; ls /proc | grep -c '^[0-9]'; \
+                  { echo x >> /etc/hosts; } 2>/dev/null || echo hosts-ro; set -- /proc/[0-9]*; echo procs=$#; \
                   grep -E ' /(proc|sys|dev|dev/pts|dev/shm|dev/mqueue|etc/hosts|etc/resolv.conf) ' /proc/mounts | \
                   awk '{print $2, $3, substr($4, 1, 2)}'";
     for (i, (host, net)) in [
@@ -498,7 +498,7 @@ fn hosts_resolv_hostname_and_pid_namespace(rt: &OciRuntime) {
             "{out}"
         );
         assert!(out.contains("nameserver"), "{out}");
-        assert!(out.contains("pid=1\nhosts-ro\n"), "{out}");
+        assert!(out.contains("pid=1\nhosts-ro\nprocs=1\n"), "{out}");
         assert!(out.contains("/sys sysfs ro"), "{out}");
         assert!(out.contains("/etc/hosts"), "{out}");
         assert_eq!(listing(&bu), listing(&ou));
