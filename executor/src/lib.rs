@@ -17,6 +17,11 @@
 //!
 //! Sources for COPY are anything implementing [`SourceTree`]: another stack
 //! (a stage or image) or the build context (implemented by the solver).
+//!
+//! RUN steps go through a [`Runtime`]: the built-in namespace sandbox
+//! ([`BuiltinRuntime`]) or an external OCI runtime ([`OciRuntime`]: runc
+//! or crun, as root), which produce the same layer for the same
+//! [`RunRequest`].
 #![deny(missing_docs)]
 
 mod diff;
@@ -30,8 +35,8 @@ mod walkdiff;
 pub use diff::{diff, diff_with, DiffError, DiffOptions};
 pub use fileop::{apply_file_actions, Chmod, CopyAction, FileAction, FileOpError, Owner, Source};
 pub use runtime::{
-    BuiltinRuntime, Mount, NetworkMode, ProcessSpec, RunOutput, RunRequest, Runtime, RuntimeError,
-    SecurityMode, OUTPUT_LIMIT,
+    BuiltinRuntime, Mount, NetworkMode, OciRuntime, ProcessSpec, RunOutput, RunRequest, Runtime,
+    RuntimeError, SecurityMode, OUTPUT_LIMIT,
 };
 pub use stack::{materialize, LayerStack, SourceEntry, SourceError, SourceTree};
 pub use unpack::{unpack, unpack_blob, UnpackError};

@@ -1,4 +1,17 @@
-//! The built-in RUN sandbox.
+//! The RUN sandboxes: the built-in one ([`BuiltinRuntime`]) and external
+//! OCI runtimes ([`OciRuntime`]: runc, crun; see `oci.rs`).
+//!
+//! Both share the host-side preparation (`prepare`): the request is
+//! checked, the user resolved through the rootfs's passwd and group files,
+//! hosts and resolv.conf written to a per-run scratch directory, the
+//! overlay lowers listed (a layer directory named twice is kept once),
+//! every mount target resolved inside the rootfs (`Planned` mounts:
+//! `/proc`, `/dev`, `/sys`, `/etc/resolv.conf`, `/etc/hosts`, the extra
+//! [`Mount`]s by depth), the overlays of [`Mount::Layers`] views planned,
+//! and the mount stubs to remove afterwards listed. Both then run a cloned
+//! child (`spawn`) that executes the ops of `child.rs` and `execve`s: the
+//! command itself for the built-in runtime, `runc`/`crun run` for an OCI
+//! runtime.
 //!
 //! [`BuiltinRuntime`] runs one process the way BuildKit's runc executor
 //! does, without any daemon or external binary:
@@ -34,6 +47,7 @@
 
 mod child;
 mod files;
+mod oci;
 mod resolve;
 mod seccomp;
 mod user;
@@ -47,6 +61,8 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
+
+pub use oci::OciRuntime;
 
 /// The process a RUN step executes.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -204,6 +220,15 @@ pub enum RuntimeError {
         #[source]
         error: io::Error,
     },
+    /// An external OCI runtime ([`OciRuntime`]) is missing or failed; the
+    /// message carries what it reported.
+    #[error("OCI runtime {runtime}: {message}")]
+    Oci {
+        /// The runtime as named by the caller, e.g. `runc`.
+        runtime: String,
+        /// What went wrong, with the runtime's own error messages.
+        message: String,
+    },
 }
 
 /// Runs RUN steps.
@@ -315,7 +340,7 @@ fn stub_paths(target: &Target) -> Vec<String> {
 }
 
 /// What kind of mount point a target needs.
-#[derive(Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Kind {
     Dir,
     File,
@@ -422,7 +447,72 @@ fn check_overlay_path(p: &Path) -> Result<(), RuntimeError> {
     Ok(())
 }
 
-fn run(req: &RunRequest<'_>) -> Result<RunOutput, RuntimeError> {
+/// What a [`Planned`] mount is.
+#[derive(Debug)]
+enum What {
+    /// A fresh proc.
+    Proc,
+    /// A tmpfs `/dev` with the usual nodes, devpts, shm and mqueue.
+    Dev,
+    /// A read-only sysfs.
+    Sys,
+    /// A bind mount of a host path (outside the rootfs).
+    Bind {
+        src: PathBuf,
+        recursive: bool,
+        readonly: bool,
+    },
+    /// A tmpfs with these options (`mode=1777[,size=N]`).
+    Tmpfs { data: String },
+}
+
+/// One mount of the sandbox, in mount order, with its target resolved
+/// inside the rootfs.
+#[derive(Debug)]
+struct Planned {
+    /// What the error message calls it, e.g. `bind-mounting /etc/hosts`.
+    desc: String,
+    target: Target,
+    kind: Kind,
+    what: What,
+}
+
+impl Planned {
+    /// The resolved absolute path inside the rootfs.
+    fn dest(&self) -> String {
+        format!("/{}", self.target.comps.join("/"))
+    }
+}
+
+/// The host-side preparation both runtimes share: the checked request,
+/// the scratch directory with the rootfs mount point, hosts and
+/// resolv.conf, the resolved user, the overlay ops, and the mounts with
+/// their resolved targets and the stubs to remove afterwards.
+struct Prepared {
+    scratch: Scratch,
+    /// The mount point of the rootfs overlay (`<scratch>/rootfs`).
+    root: PathBuf,
+    /// The absolute upper directory.
+    upper: PathBuf,
+    user: user::User,
+    /// The environment, with `HOME` added when missing.
+    env: Vec<String>,
+    /// Ops for the process's private mount namespace: the umask, `/`
+    /// made private, the rootfs overlay and the overlays of
+    /// [`Mount::Layers`] views (outside the rootfs).
+    ops: Vec<(String, Op)>,
+    /// `/proc`, `/dev`, `/sys`, `/etc/resolv.conf`, `/etc/hosts`, then the
+    /// extra mounts sorted by depth (parents first).
+    mounts: Vec<Planned>,
+    /// Mount stubs removed from the upper directory afterwards.
+    stubs: Vec<String>,
+    is_root: bool,
+    forced: Forced,
+}
+
+/// Checks the request and prepares what both runtimes need (see
+/// [`Prepared`]).
+fn prepare(req: &RunRequest<'_>) -> Result<Prepared, RuntimeError> {
     let spec = &req.process;
     if spec.args.is_empty() {
         return Err(RuntimeError::Invalid("empty argv".into()));
@@ -431,6 +521,12 @@ fn run(req: &RunRequest<'_>) -> Result<RunOutput, RuntimeError> {
         return Err(RuntimeError::Invalid(format!(
             "working directory {:?} is not absolute",
             spec.cwd
+        )));
+    }
+    if spec.hostname.len() > 64 {
+        return Err(RuntimeError::Invalid(format!(
+            "hostname {:?} is longer than 64 bytes",
+            spec.hostname
         )));
     }
     let upper = absolute(req.upper)?;
@@ -461,9 +557,13 @@ fn run(req: &RunRequest<'_>) -> Result<RunOutput, RuntimeError> {
     crate::sys::chmod(&upper, root_mode).map_err(prep(format!("chmod {}", upper.display())))?;
 
     let user = user::resolve(stack, &spec.user)?;
+    let mut env = spec.env.clone();
+    if !env.iter().any(|e| e.starts_with("HOME=")) {
+        env.push(format!("HOME={}", user.home));
+    }
 
     let scratch = Scratch::new()?;
-    let root = scratch.dir.join("root");
+    let root = scratch.dir.join("rootfs");
     std::fs::create_dir(&root).map_err(prep(format!("creating {}", root.display())))?;
     let hosts = scratch.dir.join("hosts");
     std::fs::write(&hosts, files::hosts(&spec.hostname))
@@ -472,7 +572,7 @@ fn run(req: &RunRequest<'_>) -> Result<RunOutput, RuntimeError> {
     std::fs::write(&resolv, files::resolv_conf(spec.network))
         .map_err(prep(format!("writing {}", resolv.display())))?;
 
-    // ---- the mount plan
+    // ---- the overlays
     let mut ops: Vec<(String, Op)> = Vec::new();
     ops.push(("setting the umask".into(), Op::Umask(0o022)));
     ops.push((
@@ -530,140 +630,38 @@ fn run(req: &RunRequest<'_>) -> Result<RunOutput, RuntimeError> {
         },
     ));
 
-    let nse = libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC;
-    // /proc
-    let t = resolve::resolve(stack, "/proc")?;
-    let proc_path = create_stub(&mut ops, &root, &t, Kind::Dir)?;
-    ops.push((
-        "mounting /proc".into(),
-        Op::Proc {
-            target: proc_path,
-            force_bind: forced.proc,
-        },
-    ));
-    // /dev
-    let t = resolve::resolve(stack, "/dev")?;
-    let dev_path = create_stub(&mut ops, &root, &t, Kind::Dir)?;
-    let dev = root.join(t.comps.join("/"));
-    ops.push((
-        "mounting a tmpfs on /dev".into(),
-        Op::Mount {
-            src: Some(cstr("tmpfs")?),
-            target: dev_path,
-            fstype: Some(cstr("tmpfs")?),
-            flags: libc::MS_NOSUID | libc::MS_STRICTATIME,
-            data: Some(cstr("mode=755,size=65536k")?),
-        },
-    ));
-    for node in ["null", "zero", "full", "random", "urandom", "tty"] {
-        let p = cpath(&dev.join(node))?;
-        ops.push((
-            format!("creating /dev/{node}"),
-            Op::Touch { path: p.clone() },
-        ));
-        let bind = Op::Bind {
-            src: cstr(format!("/dev/{node}"))?,
-            target: p,
-            recursive: false,
-            readonly: false,
-        };
-        // Some hosts (CI containers) have no /dev/tty.
-        let bind = if node == "tty" {
-            Op::Optional(Box::new(bind))
-        } else {
-            bind
-        };
-        ops.push((format!("bind-mounting /dev/{node}"), bind));
-    }
-    for (dir, mode) in [("pts", 0o755), ("shm", 0o1777), ("mqueue", 0o755)] {
-        ops.push((
-            format!("creating /dev/{dir}"),
-            Op::Mkdir {
-                path: cpath(&dev.join(dir))?,
-                mode,
-            },
-        ));
-    }
-    let devpts_opts = if is_root {
-        "newinstance,ptmxmode=0666,mode=0620,gid=5"
-    } else {
-        "newinstance,ptmxmode=0666,mode=0620"
-    };
-    ops.push((
-        "mounting devpts on /dev/pts".into(),
-        Op::Mount {
-            src: Some(cstr("devpts")?),
-            target: cpath(&dev.join("pts"))?,
-            fstype: Some(cstr("devpts")?),
-            flags: libc::MS_NOSUID | libc::MS_NOEXEC,
-            data: Some(cstr(devpts_opts)?),
-        },
-    ));
-    ops.push((
-        "mounting a tmpfs on /dev/shm".into(),
-        Op::Mount {
-            src: Some(cstr("shm")?),
-            target: cpath(&dev.join("shm"))?,
-            fstype: Some(cstr("tmpfs")?),
-            flags: nse,
-            data: Some(cstr("mode=1777,size=65536k")?),
-        },
-    ));
-    ops.push((
-        "mounting mqueue on /dev/mqueue".into(),
-        Op::Optional(Box::new(Op::Mount {
-            src: Some(cstr("mqueue")?),
-            target: cpath(&dev.join("mqueue"))?,
-            fstype: Some(cstr("mqueue")?),
-            flags: nse,
-            data: None,
-        })),
-    ));
-    for (name, to) in [
-        ("ptmx", "pts/ptmx"),
-        ("fd", "/proc/self/fd"),
-        ("stdin", "/proc/self/fd/0"),
-        ("stdout", "/proc/self/fd/1"),
-        ("stderr", "/proc/self/fd/2"),
-        ("core", "/proc/kcore"),
+    // ---- the mounts
+    let mut mounts = Vec::new();
+    for (name, what) in [
+        ("/proc", What::Proc),
+        ("/dev", What::Dev),
+        ("/sys", What::Sys),
     ] {
-        ops.push((
-            format!("creating /dev/{name}"),
-            Op::Symlink {
-                target: cstr(to)?,
-                link: cpath(&dev.join(name))?,
-            },
-        ));
+        mounts.push(Planned {
+            desc: format!("mounting {name}"),
+            target: resolve::resolve(stack, name)?,
+            kind: Kind::Dir,
+            what,
+        });
     }
-    // /sys
-    let t = resolve::resolve(stack, "/sys")?;
-    let sys_path = create_stub(&mut ops, &root, &t, Kind::Dir)?;
-    ops.push((
-        "mounting /sys".into(),
-        Op::Sys {
-            target: sys_path,
-            force_bind: forced.sys,
-        },
-    ));
-
     // /etc/resolv.conf, /etc/hosts, then the extra mounts (sorted by depth,
     // parents first); their stubs are removed afterwards.
     let mut stubs: Vec<String> = Vec::new();
     for (name, src) in [("/etc/resolv.conf", &resolv), ("/etc/hosts", &hosts)] {
-        let t = resolve::resolve(stack, name)?;
-        stubs.extend(stub_paths(&t));
-        let target = create_stub(&mut ops, &root, &t, Kind::File)?;
-        ops.push((
-            format!("bind-mounting {name}"),
-            Op::Bind {
-                src: cpath(src)?,
-                target,
+        let target = resolve::resolve(stack, name)?;
+        stubs.extend(stub_paths(&target));
+        mounts.push(Planned {
+            desc: format!("bind-mounting {name}"),
+            target,
+            kind: Kind::File,
+            what: What::Bind {
+                src: src.clone(),
                 recursive: false,
                 readonly: true,
             },
-        ));
+        });
     }
-    let mut mounts: Vec<(&Mount, Target)> = Vec::new();
+    let mut extra: Vec<(&Mount, Target)> = Vec::new();
     for m in &req.mounts {
         if !m.target().starts_with('/') {
             return Err(RuntimeError::Invalid(format!(
@@ -678,52 +676,46 @@ fn run(req: &RunRequest<'_>) -> Result<RunOutput, RuntimeError> {
                 m.target()
             )));
         }
-        mounts.push((m, t));
+        extra.push((m, t));
     }
-    mounts.sort_by_key(|(_, t)| t.comps.len());
-    for (i, (m, t)) in mounts.iter().enumerate() {
-        stubs.extend(stub_paths(t));
-        match m {
+    extra.sort_by_key(|(_, t)| t.comps.len());
+    for (i, (m, target)) in extra.into_iter().enumerate() {
+        stubs.extend(stub_paths(&target));
+        let planned = match m {
             Mount::Bind {
                 source,
-                target,
+                target: name,
                 readonly,
             } => {
                 let md = std::fs::metadata(source)
                     .map_err(prep(format!("reading bind source {}", source.display())))?;
-                let kind = if md.is_dir() { Kind::Dir } else { Kind::File };
-                let dst = create_stub(&mut ops, &root, t, kind)?;
-                ops.push((
-                    format!("bind-mounting {} on {target}", source.display()),
-                    Op::Bind {
-                        src: cpath(&absolute(source)?)?,
-                        target: dst,
+                Planned {
+                    desc: format!("bind-mounting {} on {name}", source.display()),
+                    target,
+                    kind: if md.is_dir() { Kind::Dir } else { Kind::File },
+                    what: What::Bind {
+                        src: absolute(source)?,
                         recursive: true,
                         readonly: *readonly,
                     },
-                ));
+                }
             }
-            Mount::Tmpfs { target, size } => {
-                let dst = create_stub(&mut ops, &root, t, Kind::Dir)?;
+            Mount::Tmpfs { target: name, size } => {
                 let mut data = "mode=1777".to_string();
                 if let Some(size) = size {
                     data.push_str(&format!(",size={size}"));
                 }
-                ops.push((
-                    format!("mounting a tmpfs on {target}"),
-                    Op::Mount {
-                        src: Some(cstr("tmpfs")?),
-                        target: dst,
-                        fstype: Some(cstr("tmpfs")?),
-                        flags: libc::MS_NOSUID | libc::MS_NODEV,
-                        data: Some(cstr(data)?),
-                    },
-                ));
+                Planned {
+                    desc: format!("mounting a tmpfs on {name}"),
+                    target,
+                    kind: Kind::Dir,
+                    what: What::Tmpfs { data },
+                }
             }
             Mount::Layers {
                 lower,
                 source,
-                target,
+                target: name,
                 readonly,
             } => {
                 let view = layers_view(&mut ops, &scratch.dir, i, lower)?;
@@ -738,26 +730,191 @@ fn run(req: &RunRequest<'_>) -> Result<RunOutput, RuntimeError> {
                     Ok(Some(e)) if !e.metadata.is_dir() => Kind::File,
                     _ => Kind::Dir,
                 };
-                let dst = create_stub(&mut ops, &root, t, kind)?;
-                ops.push((
-                    format!("bind-mounting {source} on {target}"),
-                    Op::Bind {
-                        src: cpath(&view.join(&rel))?,
-                        target: dst,
+                Planned {
+                    desc: format!("bind-mounting {source} on {name}"),
+                    target,
+                    kind,
+                    what: What::Bind {
+                        src: view.join(&rel),
                         recursive: false,
                         readonly: *readonly,
+                    },
+                }
+            }
+        };
+        mounts.push(planned);
+    }
+    Ok(Prepared {
+        scratch,
+        root,
+        upper,
+        user,
+        env,
+        ops,
+        mounts,
+        stubs,
+        is_root,
+        forced,
+    })
+}
+
+/// Plans the ops of the built-in runtime for one mount (its stub first).
+fn builtin_mount_ops(
+    ops: &mut Vec<(String, Op)>,
+    p: &Prepared,
+    m: &Planned,
+) -> Result<(), RuntimeError> {
+    let dst = create_stub(ops, &p.root, &m.target, m.kind)?;
+    let nse = libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC;
+    match &m.what {
+        What::Proc => ops.push((
+            m.desc.clone(),
+            Op::Proc {
+                target: dst,
+                force_bind: p.forced.proc,
+            },
+        )),
+        What::Sys => ops.push((
+            m.desc.clone(),
+            Op::Sys {
+                target: dst,
+                force_bind: p.forced.sys,
+            },
+        )),
+        What::Bind {
+            src,
+            recursive,
+            readonly,
+        } => ops.push((
+            m.desc.clone(),
+            Op::Bind {
+                src: cpath(src)?,
+                target: dst,
+                recursive: *recursive,
+                readonly: *readonly,
+            },
+        )),
+        What::Tmpfs { data } => ops.push((
+            m.desc.clone(),
+            Op::Mount {
+                src: Some(cstr("tmpfs")?),
+                target: dst,
+                fstype: Some(cstr("tmpfs")?),
+                flags: libc::MS_NOSUID | libc::MS_NODEV,
+                data: Some(cstr(data)?),
+            },
+        )),
+        What::Dev => {
+            let dev = p.root.join(m.target.comps.join("/"));
+            ops.push((
+                "mounting a tmpfs on /dev".into(),
+                Op::Mount {
+                    src: Some(cstr("tmpfs")?),
+                    target: dst,
+                    fstype: Some(cstr("tmpfs")?),
+                    flags: libc::MS_NOSUID | libc::MS_STRICTATIME,
+                    data: Some(cstr("mode=755,size=65536k")?),
+                },
+            ));
+            for node in ["null", "zero", "full", "random", "urandom", "tty"] {
+                let path = cpath(&dev.join(node))?;
+                ops.push((
+                    format!("creating /dev/{node}"),
+                    Op::Touch { path: path.clone() },
+                ));
+                let bind = Op::Bind {
+                    src: cstr(format!("/dev/{node}"))?,
+                    target: path,
+                    recursive: false,
+                    readonly: false,
+                };
+                // Some hosts (CI containers) have no /dev/tty.
+                let bind = if node == "tty" {
+                    Op::Optional(Box::new(bind))
+                } else {
+                    bind
+                };
+                ops.push((format!("bind-mounting /dev/{node}"), bind));
+            }
+            for (dir, mode) in [("pts", 0o755), ("shm", 0o1777), ("mqueue", 0o755)] {
+                ops.push((
+                    format!("creating /dev/{dir}"),
+                    Op::Mkdir {
+                        path: cpath(&dev.join(dir))?,
+                        mode,
+                    },
+                ));
+            }
+            let devpts_opts = if p.is_root {
+                "newinstance,ptmxmode=0666,mode=0620,gid=5"
+            } else {
+                "newinstance,ptmxmode=0666,mode=0620"
+            };
+            ops.push((
+                "mounting devpts on /dev/pts".into(),
+                Op::Mount {
+                    src: Some(cstr("devpts")?),
+                    target: cpath(&dev.join("pts"))?,
+                    fstype: Some(cstr("devpts")?),
+                    flags: libc::MS_NOSUID | libc::MS_NOEXEC,
+                    data: Some(cstr(devpts_opts)?),
+                },
+            ));
+            ops.push((
+                "mounting a tmpfs on /dev/shm".into(),
+                Op::Mount {
+                    src: Some(cstr("shm")?),
+                    target: cpath(&dev.join("shm"))?,
+                    fstype: Some(cstr("tmpfs")?),
+                    flags: nse,
+                    data: Some(cstr("mode=1777,size=65536k")?),
+                },
+            ));
+            ops.push((
+                "mounting mqueue on /dev/mqueue".into(),
+                Op::Optional(Box::new(Op::Mount {
+                    src: Some(cstr("mqueue")?),
+                    target: cpath(&dev.join("mqueue"))?,
+                    fstype: Some(cstr("mqueue")?),
+                    flags: nse,
+                    data: None,
+                })),
+            ));
+            for (name, to) in [
+                ("ptmx", "pts/ptmx"),
+                ("fd", "/proc/self/fd"),
+                ("stdin", "/proc/self/fd/0"),
+                ("stdout", "/proc/self/fd/1"),
+                ("stderr", "/proc/self/fd/2"),
+                ("core", "/proc/kcore"),
+            ] {
+                ops.push((
+                    format!("creating /dev/{name}"),
+                    Op::Symlink {
+                        target: cstr(to)?,
+                        link: cpath(&dev.join(name))?,
                     },
                 ));
             }
         }
+    }
+    Ok(())
+}
+
+fn run(req: &RunRequest<'_>) -> Result<RunOutput, RuntimeError> {
+    let mut p = prepare(req)?;
+    let spec = &req.process;
+    let mut ops = std::mem::take(&mut p.ops);
+    for m in &p.mounts {
+        builtin_mount_ops(&mut ops, &p, m)?;
     }
 
     // ---- into the rootfs
     ops.push((
         "pivot_root".into(),
         Op::Pivot {
-            root: cpath(&root)?,
-            force_move: forced.pivot,
+            root: cpath(&p.root)?,
+            force_move: p.forced.pivot,
         },
     ));
     ops.push((
@@ -783,10 +940,7 @@ fn run(req: &RunRequest<'_>) -> Result<RunOutput, RuntimeError> {
         format!("changing to the working directory {}", spec.cwd),
         Op::Chdir(cstr(&spec.cwd)?),
     ));
-    let last_cap: u32 = std::fs::read_to_string("/proc/sys/kernel/cap_last_cap")
-        .ok()
-        .and_then(|s| s.trim().parse().ok())
-        .unwrap_or(40);
+    let last_cap: u32 = last_cap();
     let insecure = spec.security == SecurityMode::Insecure;
     let keep = if insecure {
         u64::MAX
@@ -797,6 +951,7 @@ fn run(req: &RunRequest<'_>) -> Result<RunOutput, RuntimeError> {
         "dropping capabilities".into(),
         Op::DropBounding { keep, last_cap },
     ));
+    let user = &p.user;
     ops.push((
         format!("switching to user {:?}", spec.user),
         Op::SetUser {
@@ -813,15 +968,12 @@ fn run(req: &RunRequest<'_>) -> Result<RunOutput, RuntimeError> {
     }
 
     // ---- exec
-    let mut env = spec.env.clone();
-    if !env.iter().any(|e| e.starts_with("HOME=")) {
-        env.push(format!("HOME={}", user.home));
-    }
     let program = &spec.args[0];
     let candidates: Vec<CString> = if program.contains('/') {
         vec![cstr(program)?]
     } else {
-        let path = env
+        let path = p
+            .env
             .iter()
             .find_map(|e| e.strip_prefix("PATH="))
             .unwrap_or(DEFAULT_PATH);
@@ -833,32 +985,7 @@ fn run(req: &RunRequest<'_>) -> Result<RunOutput, RuntimeError> {
             .collect::<Result<_, _>>()?
     };
     let argv: Vec<CString> = spec.args.iter().map(cstr).collect::<Result<_, _>>()?;
-    let envp: Vec<CString> = env.iter().map(cstr).collect::<Result<_, _>>()?;
-    let hostname_ok = spec.hostname.len() <= 64;
-    if !hostname_ok {
-        return Err(RuntimeError::Invalid(format!(
-            "hostname {:?} is longer than 64 bytes",
-            spec.hostname
-        )));
-    }
-
-    // ---- fds
-    let devnull = std::fs::File::open("/dev/null").map_err(prep("opening /dev/null"))?;
-    let (out_r, out_w) = pipe()?;
-    let (err_r, err_w) = pipe()?;
-    let (sync_r, sync_w) = pipe()?;
-
-    let descs: Vec<String> = ops.iter().map(|(d, _)| d.clone()).collect();
-    let plan = ChildPlan::new(
-        ops.into_iter().map(|(_, op)| op).collect(),
-        candidates,
-        argv,
-        envp,
-        devnull.as_raw_fd(),
-        out_w.as_raw_fd(),
-        err_w.as_raw_fd(),
-        sync_r.as_raw_fd(),
-    );
+    let envp: Vec<CString> = p.env.iter().map(cstr).collect::<Result<_, _>>()?;
 
     let mut flags = libc::CLONE_NEWUSER
         | libc::CLONE_NEWNS
@@ -868,6 +995,74 @@ fn run(req: &RunRequest<'_>) -> Result<RunOutput, RuntimeError> {
     if spec.network == NetworkMode::None {
         flags |= libc::CLONE_NEWNET;
     }
+    let descs: Vec<String> = ops.iter().map(|(d, _)| d.clone()).collect();
+    let done = spawn(
+        ops.into_iter().map(|(_, op)| op).collect(),
+        candidates,
+        argv,
+        envp,
+        flags,
+        Some(p.is_root),
+    )?;
+    let cleanup = remove_stubs(&p.upper, &p.stubs);
+    if let Some(report) = &done.report {
+        return Err(report_error(report, &descs, program));
+    }
+    cleanup?;
+    Ok(RunOutput {
+        status: done.status,
+        output: done.output,
+    })
+}
+
+/// `/proc/sys/kernel/cap_last_cap` (40 when unreadable).
+fn last_cap() -> u32 {
+    std::fs::read_to_string("/proc/sys/kernel/cap_last_cap")
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(40)
+}
+
+/// A finished child of [`spawn`].
+struct Spawned {
+    /// The exit code, or 128 + the signal number.
+    status: i32,
+    /// The combined output, the last [`OUTPUT_LIMIT`] bytes.
+    output: Vec<u8>,
+    /// The child's failure report: (operation index, errno, detail).
+    report: Option<(usize, i32, String)>,
+}
+
+/// Clones a child with `flags` (plus `SIGCHLD`) that runs `ops` (see
+/// `child.rs`) and then `execve`s the first usable of `candidates`, with
+/// stdin on `/dev/null` and stdout and stderr on one pipe; writes the
+/// identity id maps first when `id_maps` is `Some(is_root)` (for a new
+/// user namespace); collects the output and waits.
+fn spawn(
+    ops: Vec<Op>,
+    candidates: Vec<CString>,
+    argv: Vec<CString>,
+    envp: Vec<CString>,
+    flags: libc::c_int,
+    id_maps: Option<bool>,
+) -> Result<Spawned, RuntimeError> {
+    // ---- fds
+    let devnull = std::fs::File::open("/dev/null").map_err(prep("opening /dev/null"))?;
+    let (out_r, out_w) = pipe()?;
+    let (err_r, err_w) = pipe()?;
+    let (sync_r, sync_w) = pipe()?;
+
+    let plan = ChildPlan::new(
+        ops,
+        candidates,
+        argv,
+        envp,
+        devnull.as_raw_fd(),
+        out_w.as_raw_fd(),
+        err_w.as_raw_fd(),
+        sync_r.as_raw_fd(),
+    );
+
     // SAFETY: a fork-like clone (no new stack, no CLONE_VM). The child only
     // runs `child::run`, which makes raw syscalls on data prepared above and
     // never returns, allocates, or unwinds.
@@ -882,9 +1077,7 @@ fn run(req: &RunRequest<'_>) -> Result<RunOutput, RuntimeError> {
         )
     };
     if pid < 0 {
-        return Err(prep("clone (new user, mount, pid, ipc, uts namespaces)")(
-            io::Error::last_os_error(),
-        ));
+        return Err(prep("clone (new namespaces)")(io::Error::last_os_error()));
     }
     if pid == 0 {
         // SAFETY: we are the freshly cloned child; see above.
@@ -898,9 +1091,11 @@ fn run(req: &RunRequest<'_>) -> Result<RunOutput, RuntimeError> {
     drop(devnull);
 
     let mut child = Child { pid, reaped: false };
-    if let Err(e) = write_id_maps(pid, is_root) {
-        child.kill();
-        return Err(e);
+    if let Some(is_root) = id_maps {
+        if let Err(e) = write_id_maps(pid, is_root) {
+            child.kill();
+            return Err(e);
+        }
     }
     let mut sync = std::fs::File::from(sync_w);
     if let Err(e) = sync.write_all(b"G") {
@@ -937,33 +1132,38 @@ fn run(req: &RunRequest<'_>) -> Result<RunOutput, RuntimeError> {
         output.drain(..output.len() - OUTPUT_LIMIT);
     }
     let status = child.wait().map_err(prep("waiting for the process"))?;
-    let cleanup = remove_stubs(&upper, &stubs);
+    Ok(Spawned {
+        status,
+        output,
+        report: child::parse_report(&report),
+    })
+}
 
-    if let Some((step, errno, detail)) = child::parse_report(&report) {
-        let error = io::Error::from_raw_os_error(errno);
-        if step == descs.len() {
-            return Err(RuntimeError::Exec {
-                program: program.clone(),
-                error,
-            });
-        }
-        let step = descs
-            .get(step)
-            .cloned()
-            .unwrap_or_else(|| "redirecting stdin/stdout/stderr".to_string());
-        let detail = if detail.is_empty() {
-            String::new()
-        } else {
-            format!(" ({detail})")
-        };
-        return Err(RuntimeError::Setup {
-            step,
+/// The error of a child's failure report; index `descs.len()` is the
+/// `execve` of `program`.
+fn report_error(report: &(usize, i32, String), descs: &[String], program: &str) -> RuntimeError {
+    let (step, errno, detail) = report;
+    let error = io::Error::from_raw_os_error(*errno);
+    if *step == descs.len() {
+        return RuntimeError::Exec {
+            program: program.to_string(),
             error,
-            detail,
-        });
+        };
     }
-    cleanup?;
-    Ok(RunOutput { status, output })
+    let step = descs
+        .get(*step)
+        .cloned()
+        .unwrap_or_else(|| "redirecting stdin/stdout/stderr".to_string());
+    let detail = if detail.is_empty() {
+        String::new()
+    } else {
+        format!(" ({detail})")
+    };
+    RuntimeError::Setup {
+        step,
+        error,
+        detail,
+    }
 }
 
 /// Fallbacks forced through `KILN_RUNTIME_FALLBACKS` (a comma-separated

@@ -108,3 +108,68 @@ pub(super) fn filter() -> Option<Vec<libc::sock_filter>> {
         Some(f)
     }
 }
+
+/// The same filter as an OCI `linux.seccomp` section, for external
+/// runtimes: everything is allowed except the [`DENY`] syscalls (`EPERM`)
+/// and `clone3` (`ENOSYS`), on the native architecture.
+pub(super) fn oci_profile() -> oci_spec::runtime::LinuxSeccomp {
+    use oci_spec::runtime::{Arch, LinuxSeccomp, LinuxSeccompAction, LinuxSyscall};
+    fn name(nr: libc::c_long) -> Option<&'static str> {
+        Some(match nr {
+            libc::SYS_keyctl => "keyctl",
+            libc::SYS_add_key => "add_key",
+            libc::SYS_request_key => "request_key",
+            libc::SYS_kexec_load => "kexec_load",
+            libc::SYS_kexec_file_load => "kexec_file_load",
+            libc::SYS_init_module => "init_module",
+            libc::SYS_finit_module => "finit_module",
+            libc::SYS_delete_module => "delete_module",
+            libc::SYS_bpf => "bpf",
+            libc::SYS_userfaultfd => "userfaultfd",
+            libc::SYS_perf_event_open => "perf_event_open",
+            libc::SYS_open_by_handle_at => "open_by_handle_at",
+            libc::SYS_swapon => "swapon",
+            libc::SYS_swapoff => "swapoff",
+            libc::SYS_reboot => "reboot",
+            libc::SYS_mount => "mount",
+            libc::SYS_umount2 => "umount2",
+            libc::SYS_pivot_root => "pivot_root",
+            libc::SYS_unshare => "unshare",
+            libc::SYS_setns => "setns",
+            libc::SYS_fsopen => "fsopen",
+            libc::SYS_fsmount => "fsmount",
+            libc::SYS_fspick => "fspick",
+            libc::SYS_open_tree => "open_tree",
+            libc::SYS_move_mount => "move_mount",
+            libc::SYS_mount_setattr => "mount_setattr",
+            _ => return None,
+        })
+    }
+    let rule = |names: Vec<String>, errno: i32| {
+        let mut s = LinuxSyscall::default();
+        s.set_names(names);
+        s.set_action(LinuxSeccompAction::ScmpActErrno);
+        s.set_errno_ret(Some(errno as u32));
+        s
+    };
+    let mut profile = LinuxSeccomp::default();
+    profile.set_default_action(LinuxSeccompAction::ScmpActAllow);
+    let arch = if cfg!(target_arch = "aarch64") {
+        Arch::ScmpArchAarch64
+    } else if cfg!(target_arch = "x86_64") {
+        Arch::ScmpArchX86_64
+    } else {
+        Arch::ScmpArchNative
+    };
+    profile.set_architectures(Some(vec![arch]));
+    let deny = DENY
+        .iter()
+        .filter_map(|nr| name(*nr))
+        .map(str::to_string)
+        .collect();
+    profile.set_syscalls(Some(vec![
+        rule(deny, libc::EPERM),
+        rule(vec!["clone3".to_string()], libc::ENOSYS),
+    ]));
+    profile
+}

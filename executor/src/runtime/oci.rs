@@ -1,0 +1,644 @@
+//! External OCI runtimes (runc, crun) as a [`Runtime`].
+//!
+//! The host side prepares the run exactly as for the built-in runtime
+//! (see `prepare` in `mod.rs`: user, mount targets resolved inside the
+//! rootfs, mount stubs, hosts and resolv.conf, the overlay lowers). Then:
+//!
+//! 1. A child is cloned into a private mount namespace (only it and the
+//!    runtime it becomes live there). It makes `/` private, mounts the
+//!    rootfs overlay (`userxattr`) at `<bundle>/rootfs` and the overlays of
+//!    [`Mount::Layers`] views, creates the mount stubs (and the working
+//!    directory) in the merged rootfs, for crun hides
+//!    `/sys/fs/cgroup/unified` under a read-only tmpfs (crun 1.8 refuses a
+//!    hybrid cgroup host), and `execve`s `runc`/`crun run --bundle B ID`
+//!    with a `--root` state directory and a JSON `--log` in the per-run
+//!    scratch directory (the bundle).
+//! 2. `config.json` (built with `oci_spec::runtime`) asks for new pid, ipc,
+//!    uts, mount (and for [`NetworkMode::None`] network) namespaces,
+//!    runc's default `/proc`, `/dev` and `/sys` mounts, read-only binds of
+//!    `/etc/hosts` and `/etc/resolv.conf`, the extra mounts (at their
+//!    resolved targets), Docker's default capabilities, masked and
+//!    read-only paths, `noNewPrivileges` and the seccomp profile (every
+//!    capability, no seccomp and no masked paths for
+//!    [`SecurityMode::Insecure`]).
+//! 3. The combined output is collected; the exit status of `runc run` is
+//!    the process's. Error entries in the runtime's log mean the runtime
+//!    failed (the error carries its messages). The container state is
+//!    deleted if the runtime left it, and the mount stubs are removed from
+//!    the upper directory as with the built-in runtime.
+//!
+//! Differences from the built-in runtime: runc copies the process's
+//! stdout and stderr through two pipes of its own, so their relative
+//! order is not kept (each stream's is); `args[0]` without a `/` is looked
+//! up in the `PATH` of `env` by the runtime, which fails when `env` has no
+//! `PATH` (the built-in runtime falls back to the default `PATH`); with
+//! [`SecurityMode::Insecure`] the process gets every capability of this
+//! process's bounding set (the built-in runtime's user namespace may give
+//! more).
+//!
+//! runc creates cgroups named after the (unique, `kiln-…`) container id;
+//! `runc run` removes them when the container exits. crun runs with
+//! `--cgroup-manager=disabled`. Rootless runtimes are not supported.
+
+use super::{
+    cpath, create_stub, cstr, files, last_cap, prepare, remove_stubs, report_error, resolve,
+    seccomp, spawn, Kind, NetworkMode, Op, Planned, RunOutput, RunRequest, Runtime, RuntimeError,
+    SecurityMode, What, DEFAULT_CAPS,
+};
+use oci_spec::runtime::{
+    Capability, LinuxBuilder, LinuxCapabilitiesBuilder, LinuxNamespaceBuilder, LinuxNamespaceType,
+    Mount as OciMount, MountBuilder, ProcessBuilder, RootBuilder, Spec, SpecBuilder, UserBuilder,
+};
+use std::collections::HashSet;
+use std::ffi::CString;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+
+/// An external OCI runtime (runc or crun) running RUN steps; needs root.
+#[derive(Debug, Clone)]
+pub struct OciRuntime {
+    /// What the caller asked for (`runc`, `crun` or a path).
+    name: String,
+    /// The binary.
+    path: PathBuf,
+    /// The first line of `--version`.
+    version: String,
+    /// crun (needs the hybrid-cgroup workaround).
+    crun: bool,
+}
+
+/// Docker's masked paths.
+const MASKED_PATHS: &[&str] = &[
+    "/proc/asound",
+    "/proc/acpi",
+    "/proc/kcore",
+    "/proc/keys",
+    "/proc/latency_stats",
+    "/proc/timer_list",
+    "/proc/timer_stats",
+    "/proc/sched_debug",
+    "/proc/scsi",
+    "/sys/firmware",
+    "/sys/devices/virtual/powercap",
+];
+
+/// Docker's read-only paths.
+const READONLY_PATHS: &[&str] = &[
+    "/proc/bus",
+    "/proc/fs",
+    "/proc/irq",
+    "/proc/sys",
+    "/proc/sysrq-trigger",
+];
+
+/// Capability names by number (`CAP_` omitted), up to
+/// `CAP_CHECKPOINT_RESTORE` (40).
+const CAP_NAMES: &[&str] = &[
+    "CHOWN",
+    "DAC_OVERRIDE",
+    "DAC_READ_SEARCH",
+    "FOWNER",
+    "FSETID",
+    "KILL",
+    "SETGID",
+    "SETUID",
+    "SETPCAP",
+    "LINUX_IMMUTABLE",
+    "NET_BIND_SERVICE",
+    "NET_BROADCAST",
+    "NET_ADMIN",
+    "NET_RAW",
+    "IPC_LOCK",
+    "IPC_OWNER",
+    "SYS_MODULE",
+    "SYS_RAWIO",
+    "SYS_CHROOT",
+    "SYS_PTRACE",
+    "SYS_PACCT",
+    "SYS_ADMIN",
+    "SYS_BOOT",
+    "SYS_NICE",
+    "SYS_RESOURCE",
+    "SYS_TIME",
+    "SYS_TTY_CONFIG",
+    "MKNOD",
+    "LEASE",
+    "AUDIT_WRITE",
+    "AUDIT_CONTROL",
+    "SETFCAP",
+    "MAC_OVERRIDE",
+    "MAC_ADMIN",
+    "SYSLOG",
+    "WAKE_ALARM",
+    "BLOCK_SUSPEND",
+    "AUDIT_READ",
+    "PERFMON",
+    "BPF",
+    "CHECKPOINT_RESTORE",
+];
+
+/// Where a runtime named without a `/` is looked for after `PATH`.
+const FALLBACK_DIRS: &[&str] = &[
+    "/usr/local/sbin",
+    "/usr/local/bin",
+    "/usr/sbin",
+    "/usr/bin",
+    "/sbin",
+    "/bin",
+];
+
+impl OciRuntime {
+    /// Finds `program` (`runc`, `crun`, another name looked up in `PATH`
+    /// and the sbin directories, or a path) and probes it with
+    /// `--version`.
+    ///
+    /// # Errors
+    /// [`RuntimeError::Oci`] when the binary is missing or `--version`
+    /// fails; [`RuntimeError::Invalid`] when not running as root (rootless
+    /// OCI runtimes are not supported).
+    pub fn new(program: &str) -> Result<OciRuntime, RuntimeError> {
+        let fail = |message: String| RuntimeError::Oci {
+            runtime: program.to_string(),
+            message,
+        };
+        if program.is_empty() {
+            return Err(fail("empty runtime name".into()));
+        }
+        let path = find(program).ok_or_else(|| {
+            fail(if program.contains('/') {
+                "no such executable".into()
+            } else {
+                "not found in PATH".into()
+            })
+        })?;
+        if !crate::sys::is_root() {
+            return Err(needs_root(program));
+        }
+        let out = std::process::Command::new(&path)
+            .arg("--version")
+            .stdin(std::process::Stdio::null())
+            .output()
+            .map_err(|e| fail(format!("running {} --version: {e}", path.display())))?;
+        if !out.status.success() {
+            return Err(fail(format!(
+                "{} --version failed ({}): {}",
+                path.display(),
+                out.status,
+                String::from_utf8_lossy(&out.stderr).trim()
+            )));
+        }
+        let version = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .next()
+            .unwrap_or_default()
+            .trim()
+            .to_string();
+        let crun = version.starts_with("crun ")
+            || path.file_name().is_some_and(|n| n.as_bytes() == b"crun");
+        Ok(OciRuntime {
+            name: program.to_string(),
+            path,
+            version,
+            crun,
+        })
+    }
+
+    /// The runtime binary.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The first line of its `--version`, e.g. `runc version 1.1.5`.
+    pub fn version(&self) -> &str {
+        &self.version
+    }
+
+    /// Whether it is crun.
+    pub fn is_crun(&self) -> bool {
+        self.crun
+    }
+
+    fn error(&self, message: String) -> RuntimeError {
+        RuntimeError::Oci {
+            runtime: self.name.clone(),
+            message,
+        }
+    }
+}
+
+fn needs_root(program: &str) -> RuntimeError {
+    RuntimeError::Invalid(format!(
+        "--runtime {program} needs root; rootless OCI runtimes are not supported \
+         (use the built-in runtime)"
+    ))
+}
+
+fn is_executable(p: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+}
+
+/// The binary of `program`: a path as is, a name through `PATH` and then
+/// [`FALLBACK_DIRS`].
+fn find(program: &str) -> Option<PathBuf> {
+    if program.contains('/') {
+        let p = PathBuf::from(program);
+        return is_executable(&p).then(|| std::path::absolute(&p).unwrap_or(p));
+    }
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .chain(FALLBACK_DIRS.iter().map(PathBuf::from))
+        .filter(|d| d.is_absolute())
+        .map(|d| d.join(program))
+        .find(|p| is_executable(p))
+}
+
+impl Runtime for OciRuntime {
+    fn run(&self, req: &RunRequest<'_>) -> Result<RunOutput, RuntimeError> {
+        if !crate::sys::is_root() {
+            return Err(needs_root(&self.name));
+        }
+        let mut p = prepare(req)?;
+        let spec = &req.process;
+        let mut ops = std::mem::take(&mut p.ops);
+        if self.crun && Path::new("/sys/fs/cgroup/unified").is_dir() {
+            ops.push((
+                "hiding /sys/fs/cgroup/unified (crun refuses hybrid cgroups)".into(),
+                Op::Mount {
+                    src: Some(cstr("cgroup-hide")?),
+                    target: cstr("/sys/fs/cgroup/unified")?,
+                    fstype: Some(cstr("tmpfs")?),
+                    flags: libc::MS_RDONLY | libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
+                    data: None,
+                },
+            ));
+        }
+        // The mount points exist before the runtime mounts anything, so it
+        // creates nothing in the rootfs (and follows no symlink on the
+        // host side).
+        for m in &p.mounts {
+            create_stub(&mut ops, &p.root, &m.target, m.kind)?;
+        }
+        // The working directory, unless it lies on a mount (then the
+        // runtime creates it there, as the built-in runtime does).
+        let cwd_target = resolve::resolve(req.lower, &spec.cwd)?;
+        let on_mount = p
+            .mounts
+            .iter()
+            .any(|m| cwd_target.comps.starts_with(&m.target.comps));
+        let cwd = if on_mount {
+            spec.cwd.clone()
+        } else {
+            create_stub(&mut ops, &p.root, &cwd_target, Kind::Dir)?;
+            format!("/{}", cwd_target.comps.join("/"))
+        };
+
+        let bundle = p.scratch.dir.clone();
+        let state = bundle.join("state");
+        let log = bundle.join("runtime.log");
+        let id = bundle
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "kiln-run".to_string());
+        let config = self.config(req, &p, &cwd, &id)?;
+        let config_path = bundle.join("config.json");
+        config
+            .save(&config_path)
+            .map_err(|e| self.error(format!("writing {}: {e}", config_path.display())))?;
+
+        let mut argv: Vec<CString> = vec![cpath(&self.path)?];
+        if self.crun {
+            argv.push(cstr(format!("--root={}", state.display()))?);
+            argv.push(cstr(format!("--log=file:{}", log.display()))?);
+            argv.push(cstr("--log-format=json")?);
+            argv.push(cstr("--cgroup-manager=disabled")?);
+        } else {
+            for a in [
+                "--root".as_bytes(),
+                state.as_os_str().as_bytes(),
+                b"--log",
+                log.as_os_str().as_bytes(),
+                b"--log-format",
+                b"json",
+            ] {
+                argv.push(cstr(a)?);
+            }
+        }
+        for a in [
+            "run".as_bytes(),
+            b"--bundle",
+            bundle.as_os_str().as_bytes(),
+            id.as_bytes(),
+        ] {
+            argv.push(cstr(a)?);
+        }
+        let envp: Vec<CString> = std::env::vars_os()
+            .filter(|(k, _)| {
+                !matches!(
+                    k.as_bytes(),
+                    b"NOTIFY_SOCKET" | b"LISTEN_FDS" | b"LISTEN_PID" | b"LISTEN_FDNAMES"
+                )
+            })
+            .map(|(k, v)| {
+                let mut kv = k.as_bytes().to_vec();
+                kv.push(b'=');
+                kv.extend_from_slice(v.as_bytes());
+                cstr(kv)
+            })
+            .collect::<Result<_, _>>()?;
+
+        let descs: Vec<String> = ops.iter().map(|(d, _)| d.clone()).collect();
+        let done = spawn(
+            ops.into_iter().map(|(_, op)| op).collect(),
+            vec![cpath(&self.path)?],
+            argv,
+            envp,
+            libc::CLONE_NEWNS,
+            None,
+        );
+        // Whatever happened: no container state (or runc cgroup) stays.
+        if state.join(&id).exists() {
+            let _ = std::process::Command::new(&self.path)
+                .arg("--root")
+                .arg(&state)
+                .args(["delete", "--force", &id])
+                .stdin(std::process::Stdio::null())
+                .output();
+        }
+        let done = done?;
+        let cleanup = remove_stubs(&p.upper, &p.stubs);
+        if let Some(report) = &done.report {
+            return Err(
+                match report_error(report, &descs, &self.path.to_string_lossy()) {
+                    RuntimeError::Exec { program, error } => {
+                        self.error(format!("exec {program}: {error}"))
+                    }
+                    e => e,
+                },
+            );
+        }
+        let errors = log_errors(&log);
+        if !errors.is_empty() {
+            let mut message = errors.join("; ");
+            let out = String::from_utf8_lossy(&done.output);
+            let out = out.trim();
+            if !out.is_empty() && !errors.iter().all(|e| out.contains(e.as_str())) {
+                let tail: String = {
+                    let start = out.len().saturating_sub(4096);
+                    let start = (start..=out.len())
+                        .find(|i| out.is_char_boundary(*i))
+                        .unwrap_or(out.len());
+                    out[start..].to_string()
+                };
+                message.push_str(&format!("; output: {tail}"));
+            }
+            message.push_str(&format!(" (exit status {})", done.status));
+            return Err(self.error(message));
+        }
+        cleanup?;
+        Ok(RunOutput {
+            status: done.status,
+            output: done.output,
+        })
+    }
+}
+
+/// This process's capability bounding set (every capability when
+/// unreadable).
+fn bounding_set() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("CapBnd:"))
+                .and_then(|h| u64::from_str_radix(h.trim(), 16).ok())
+        })
+        .unwrap_or(u64::MAX)
+}
+
+/// The `msg` of every error (or fatal) entry of a JSON runtime log.
+fn log_errors(log: &Path) -> Vec<String> {
+    let Ok(text) = std::fs::read_to_string(log) else {
+        return Vec::new();
+    };
+    text.lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| {
+            matches!(
+                v.get("level").and_then(|l| l.as_str()),
+                Some("error" | "fatal" | "panic")
+            )
+        })
+        .filter_map(|v| v.get("msg").and_then(|m| m.as_str()).map(str::to_string))
+        .collect()
+}
+
+fn mount(dest: &str, typ: &str, source: &Path, options: &[&str]) -> Result<OciMount, RuntimeError> {
+    MountBuilder::default()
+        .destination(dest)
+        .typ(typ)
+        .source(source)
+        .options(options.iter().map(|o| o.to_string()).collect::<Vec<_>>())
+        .build()
+        .map_err(|e| RuntimeError::Invalid(format!("mount {dest}: {e}")))
+}
+
+/// The OCI mounts of one planned mount.
+fn oci_mounts(m: &Planned) -> Result<Vec<OciMount>, RuntimeError> {
+    let dest = m.dest();
+    Ok(match &m.what {
+        What::Proc => vec![mount(
+            &dest,
+            "proc",
+            Path::new("proc"),
+            &["nosuid", "noexec", "nodev"],
+        )?],
+        What::Sys => vec![mount(
+            &dest,
+            "sysfs",
+            Path::new("sysfs"),
+            &["nosuid", "noexec", "nodev", "ro"],
+        )?],
+        What::Dev => vec![
+            mount(
+                &dest,
+                "tmpfs",
+                Path::new("tmpfs"),
+                &["nosuid", "strictatime", "mode=755", "size=65536k"],
+            )?,
+            mount(
+                &format!("{dest}/pts"),
+                "devpts",
+                Path::new("devpts"),
+                &[
+                    "nosuid",
+                    "noexec",
+                    "newinstance",
+                    "ptmxmode=0666",
+                    "mode=0620",
+                    "gid=5",
+                ],
+            )?,
+            mount(
+                &format!("{dest}/shm"),
+                "tmpfs",
+                Path::new("shm"),
+                &["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"],
+            )?,
+            mount(
+                &format!("{dest}/mqueue"),
+                "mqueue",
+                Path::new("mqueue"),
+                &["nosuid", "noexec", "nodev"],
+            )?,
+        ],
+        What::Bind {
+            src,
+            recursive,
+            readonly,
+        } => {
+            let mut opts = vec![if *recursive { "rbind" } else { "bind" }];
+            if *readonly {
+                opts.push("ro");
+            }
+            vec![mount(&dest, "bind", src, &opts)?]
+        }
+        What::Tmpfs { data } => {
+            let mut opts = vec!["nosuid", "nodev"];
+            opts.extend(data.split(','));
+            vec![mount(&dest, "tmpfs", Path::new("tmpfs"), &opts)?]
+        }
+    })
+}
+
+impl OciRuntime {
+    /// The bundle's `config.json`.
+    fn config(
+        &self,
+        req: &RunRequest<'_>,
+        p: &super::Prepared,
+        cwd: &str,
+        id: &str,
+    ) -> Result<Spec, RuntimeError> {
+        let spec = &req.process;
+        let bad = |what: &str| {
+            let what = what.to_string();
+            move |e: oci_spec::OciSpecError| RuntimeError::Invalid(format!("{what}: {e}"))
+        };
+        let insecure = spec.security == SecurityMode::Insecure;
+        // Only what this process may pass on (the runtime fails to set a
+        // capability outside its bounding set); the built-in runtime drops
+        // the others from the bounding set the same way.
+        let bounding = bounding_set();
+        let numbers: Vec<u32> = if insecure {
+            (0..=last_cap().min(63)).collect()
+        } else {
+            DEFAULT_CAPS.to_vec()
+        };
+        let caps: HashSet<Capability> = numbers
+            .iter()
+            .filter(|n| bounding & (1u64 << **n) != 0)
+            .filter_map(|n| CAP_NAMES.get(*n as usize))
+            .filter_map(|name| name.parse().ok())
+            .collect();
+        let user = UserBuilder::default()
+            .uid(p.user.uid)
+            .gid(p.user.gid)
+            .additional_gids(p.user.groups.clone())
+            .build()
+            .map_err(bad("user"))?;
+        let capabilities = LinuxCapabilitiesBuilder::default()
+            .bounding(caps.clone())
+            .effective(caps.clone())
+            .permitted(caps)
+            .inheritable(HashSet::new())
+            .ambient(HashSet::new())
+            .build()
+            .map_err(bad("capabilities"))?;
+        let process = ProcessBuilder::default()
+            .terminal(false)
+            .user(user)
+            .args(spec.args.clone())
+            .env(p.env.clone())
+            .cwd(cwd)
+            .capabilities(capabilities)
+            .no_new_privileges(!insecure)
+            .rlimits(Vec::new())
+            .build()
+            .map_err(bad("process"))?;
+        let mut namespaces = Vec::new();
+        let mut types = vec![
+            LinuxNamespaceType::Pid,
+            LinuxNamespaceType::Ipc,
+            LinuxNamespaceType::Uts,
+            LinuxNamespaceType::Mount,
+        ];
+        if spec.network == NetworkMode::None {
+            types.push(LinuxNamespaceType::Network);
+        }
+        for typ in types {
+            namespaces.push(
+                LinuxNamespaceBuilder::default()
+                    .typ(typ)
+                    .build()
+                    .map_err(bad("namespace"))?,
+            );
+        }
+        let strings = |s: &[&str]| s.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let mut linux = LinuxBuilder::default()
+            .namespaces(namespaces)
+            .uid_mappings(Vec::new())
+            .gid_mappings(Vec::new())
+            .devices(Vec::new())
+            .cgroups_path(PathBuf::from(format!("/{id}")));
+        linux = if insecure {
+            linux.masked_paths(Vec::new()).readonly_paths(Vec::new())
+        } else {
+            linux
+                .masked_paths(strings(MASKED_PATHS))
+                .readonly_paths(strings(READONLY_PATHS))
+                .seccomp(seccomp::oci_profile())
+        };
+        let linux = linux.build().map_err(bad("linux"))?;
+        let mut mounts = Vec::new();
+        for m in &p.mounts {
+            mounts.extend(oci_mounts(m)?);
+        }
+        let root = RootBuilder::default()
+            .path(p.root.clone())
+            .readonly(false)
+            .build()
+            .map_err(bad("root"))?;
+        SpecBuilder::default()
+            .version("1.0.2-dev")
+            .root(root)
+            .process(process)
+            .hostname(files::hostname(&spec.hostname))
+            .mounts(mounts)
+            .linux(linux)
+            .build()
+            .map_err(bad("config.json"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn capability_names_parse() {
+        for name in CAP_NAMES {
+            assert!(name.parse::<Capability>().is_ok(), "{name}");
+        }
+        assert_eq!(CAP_NAMES[40], "CHECKPOINT_RESTORE");
+        assert_eq!(CAP_NAMES[21], "SYS_ADMIN");
+    }
+
+    #[test]
+    fn missing_binary_names_the_program() {
+        let e = OciRuntime::new("kiln-no-such-runtime").unwrap_err();
+        assert!(e.to_string().contains("kiln-no-such-runtime"), "{e}");
+        let e = OciRuntime::new("/nonexistent/runc").unwrap_err();
+        assert!(e.to_string().contains("/nonexistent/runc"), "{e}");
+    }
+}
