@@ -126,7 +126,7 @@ impl Writer<'_> {
             let path = entry.path();
             let metadata =
                 std::fs::symlink_metadata(&path).map_err(|e| io_err("reading", &path, e))?;
-            let whiteout = sys::is_whiteout(&metadata);
+            let whiteout = sys::is_whiteout(&path, &metadata);
             let tar_name = if whiteout {
                 [b".wh.".as_slice(), name.as_bytes()].concat()
             } else {

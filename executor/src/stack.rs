@@ -195,7 +195,7 @@ impl LayerStack {
             let Some(metadata) = lstat(&path)? else {
                 continue;
             };
-            if sys::is_whiteout(&metadata) {
+            if sys::is_whiteout(&path, &metadata) {
                 break;
             }
             let is_dir = metadata.is_dir();
@@ -293,7 +293,7 @@ impl LayerStack {
                 let metadata = entry
                     .metadata()
                     .map_err(|e| io_err("reading", &entry.path(), e))?;
-                names.insert(name, !sys::is_whiteout(&metadata));
+                names.insert(name, !sys::is_whiteout(&entry.path(), &metadata));
             }
         }
         Ok(names)

@@ -6,6 +6,7 @@ use std::ffi::CString;
 use std::fs::Metadata;
 use std::io;
 use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::OpenOptionsExt;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::Path;
 
@@ -34,9 +35,20 @@ pub(crate) fn is_root() -> bool {
     unsafe { libc::geteuid() == 0 }
 }
 
-/// A whiteout: a character device 0/0.
-pub(crate) fn is_whiteout(metadata: &Metadata) -> bool {
-    metadata.file_type().is_char_device() && metadata.rdev() == 0
+/// The xattr marking an empty regular file as a whiteout where character
+/// devices cannot be made (a store on overlayfs refuses them); the
+/// kernel's name for it (overlayfs "xwhiteouts", with `userxattr`).
+const WHITEOUT_XATTR: &str = "user.overlay.whiteout";
+
+/// A whiteout: a character device 0/0, or an empty regular file carrying
+/// the whiteout xattr (see [`make_whiteout`]). `path` is only read for
+/// empty regular files.
+pub(crate) fn is_whiteout(path: &Path, metadata: &Metadata) -> bool {
+    let ft = metadata.file_type();
+    if ft.is_char_device() {
+        return metadata.rdev() == 0;
+    }
+    ft.is_file() && metadata.len() == 0 && matches!(get_xattr(path, WHITEOUT_XATTR), Ok(Some(_)))
 }
 
 /// Whether directory `path` is marked opaque (trusted or user namespace).
@@ -67,9 +79,21 @@ pub(crate) fn set_opaque(path: &Path) -> io::Result<()> {
     Ok(())
 }
 
-/// Creates a whiteout (character device 0/0, mode 0) at `path`.
+/// Creates a whiteout at `path`: a character device 0/0 (mode 0), or,
+/// where the filesystem refuses it (overlayfs does), an empty file with
+/// the whiteout xattr.
 pub(crate) fn make_whiteout(path: &Path) -> io::Result<()> {
-    mknod(path, libc::S_IFCHR, 0)
+    match mknod(path, libc::S_IFCHR, 0) {
+        Err(e) if e.raw_os_error() == Some(libc::EPERM) => {
+            std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o000)
+                .open(path)?;
+            set_xattr(path, WHITEOUT_XATTR, b"y")
+        }
+        other => other,
+    }
 }
 
 /// `mknod(path, mode, dev)`; `mode` includes the file type bits.

@@ -78,6 +78,10 @@ pub struct BuildArgs {
     /// security.insecure.
     #[arg(long, value_delimiter = ',')]
     allow: Vec<String>,
+    /// What runs RUN steps: `builtin` (kiln's own sandbox), `runc`, `crun`
+    /// or the path of another OCI runtime.
+    #[arg(long, env = "KILN_RUNTIME", default_value = "builtin")]
+    runtime: String,
 }
 
 /// `--print` formats.
@@ -217,6 +221,7 @@ impl ProgressSink for PlainProgress {
                 self.number(name)
             ),
             Event::Miss { name, reason } => format!("#{} cache miss: {reason}", self.number(name)),
+            Event::Note { name, message } => format!("#{} NOTE: {message}", self.number(name)),
             Event::Done { name, seconds } => format!("#{} DONE {seconds:.1}s", self.number(name)),
         };
         eprintln!("{line}");
@@ -408,7 +413,7 @@ pub fn build(global: &GlobalArgs, args: &BuildArgs) -> Result<()> {
             &store,
             contexts.clone(),
             &solve_options,
-            Arc::new(kiln_executor::BuiltinRuntime),
+            run_runtime(&args.runtime)?,
             progress,
         ))
         .map_err(|e| match e.line() {
@@ -477,6 +482,16 @@ pub fn build(global: &GlobalArgs, args: &BuildArgs) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// The runtime `--runtime` names.
+fn run_runtime(name: &str) -> Result<Arc<dyn kiln_executor::Runtime>> {
+    Ok(match name {
+        "builtin" | "" => Arc::new(kiln_executor::BuiltinRuntime),
+        other => Arc::new(
+            kiln_executor::OciRuntime::new(other).with_context(|| format!("--runtime {other}"))?,
+        ),
+    })
 }
 
 /// Reads `--ssh default|ID[=SOCKET]` (buildx syntax); without a socket,

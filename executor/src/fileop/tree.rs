@@ -294,7 +294,7 @@ impl<'a> Upper<'a> {
         let real = self.real(rel);
         let mut opaque = false;
         if let Some(m) = self.upper_meta(rel)? {
-            opaque = sys::is_whiteout(&m);
+            opaque = sys::is_whiteout(&real, &m);
             remove(&real).map_err(|e| FileOpError::io("removing", abs(rel), e))?;
         }
         std::fs::create_dir(&real).map_err(|e| FileOpError::io("creating", abs(rel), e))?;

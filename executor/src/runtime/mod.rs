@@ -176,6 +176,9 @@ pub struct RunOutput {
     pub status: i32,
     /// Combined stdout and stderr, the last 64 KiB.
     pub output: Vec<u8>,
+    /// Things the user should know about how the step ran (e.g. that
+    /// overlayfs was refused and copy snapshots are used from now on).
+    pub notes: Vec<String>,
 }
 
 /// How much output [`RunOutput::output`] keeps.
@@ -250,7 +253,7 @@ pub struct BuiltinRuntime;
 
 impl Runtime for BuiltinRuntime {
     fn run(&self, req: &RunRequest<'_>) -> Result<RunOutput, RuntimeError> {
-        run(req)
+        with_snapshot_fallback(|copy| run(req, copy))
     }
 }
 
@@ -379,8 +382,17 @@ fn layers_view(
     scratch: &Path,
     index: usize,
     lower: &LayerStack,
+    copy: bool,
 ) -> Result<PathBuf, RuntimeError> {
     let base = scratch.join(format!("mount-{index}"));
+    if copy {
+        let view = base.join("view");
+        crate::stack::materialize(lower, &view).map_err(prep(format!(
+            "copying a mount source to {}",
+            view.display()
+        )))?;
+        return Ok(view);
+    }
     let (view, upper, work, empty) = (
         base.join("view"),
         base.join("upper"),
@@ -508,11 +520,14 @@ struct Prepared {
     stubs: Vec<String>,
     is_root: bool,
     forced: Forced,
+    /// Copy snapshots: the plain copy of the lower layers the process
+    /// changes (mounted on `root`), diffed into `upper` afterwards.
+    copy: Option<PathBuf>,
 }
 
 /// Checks the request and prepares what both runtimes need (see
 /// [`Prepared`]).
-fn prepare(req: &RunRequest<'_>) -> Result<Prepared, RuntimeError> {
+fn prepare(req: &RunRequest<'_>, copy: bool) -> Result<Prepared, RuntimeError> {
     let spec = &req.process;
     if spec.args.is_empty() {
         return Err(RuntimeError::Invalid("empty argv".into()));
@@ -615,20 +630,42 @@ fn prepare(req: &RunRequest<'_>) -> Result<Prepared, RuntimeError> {
         upper.display(),
         work.display()
     );
-    ops.push((
-        format!("mounting overlay on {}", root.display()),
-        Op::Overlay {
-            lowers: overlay_lowers
-                .iter()
-                .map(|p| cpath(p))
-                .collect::<Result<_, _>>()?,
-            upper: cpath(&upper)?,
-            work: cpath(&work)?,
-            target: cpath(&root)?,
-            legacy: (legacy.len() < 4000).then(|| cstr(&legacy)).transpose()?,
-            force_legacy: forced.overlay,
-        },
-    ));
+    let copy_dir = if copy {
+        let dir = work.join("rootfs");
+        crate::stack::materialize(stack, &dir)
+            .map_err(prep(format!("copying the rootfs to {}", dir.display())))?;
+        if is_root {
+            std::os::unix::fs::chown(&dir, Some(root_uid), Some(root_gid))
+                .map_err(prep(format!("chown {}", dir.display())))?;
+        }
+        crate::sys::chmod(&dir, root_mode).map_err(prep(format!("chmod {}", dir.display())))?;
+        ops.push((
+            format!("bind-mounting the rootfs copy on {}", root.display()),
+            Op::Bind {
+                src: cpath(&dir)?,
+                target: cpath(&root)?,
+                recursive: false,
+                readonly: false,
+            },
+        ));
+        Some(dir)
+    } else {
+        ops.push((
+            format!("{OVERLAY_STEP} {}", root.display()),
+            Op::Overlay {
+                lowers: overlay_lowers
+                    .iter()
+                    .map(|p| cpath(p))
+                    .collect::<Result<_, _>>()?,
+                upper: cpath(&upper)?,
+                work: cpath(&work)?,
+                target: cpath(&root)?,
+                legacy: (legacy.len() < 4000).then(|| cstr(&legacy)).transpose()?,
+                force_legacy: forced.overlay,
+            },
+        ));
+        None
+    };
 
     // ---- the mounts
     let mut mounts = Vec::new();
@@ -718,7 +755,7 @@ fn prepare(req: &RunRequest<'_>) -> Result<Prepared, RuntimeError> {
                 target: name,
                 readonly,
             } => {
-                let view = layers_view(&mut ops, &scratch.dir, i, lower)?;
+                let view = layers_view(&mut ops, &scratch.dir, i, lower, copy)?;
                 let src = resolve::resolve(lower, &format!("/{source}"))?;
                 if src.existing < src.comps.len() {
                     return Err(RuntimeError::Invalid(format!(
@@ -755,7 +792,70 @@ fn prepare(req: &RunRequest<'_>) -> Result<Prepared, RuntimeError> {
         stubs,
         is_root,
         forced,
+        copy: copy_dir,
     })
+}
+
+/// The step name of the rootfs overlay mount (the copy fallback looks for
+/// it).
+const OVERLAY_STEP: &str = "mounting overlay on";
+
+/// After the process: removes the mount stubs and, with copy snapshots,
+/// writes the changes of the copy into the upper directory.
+fn finish(p: &Prepared, lower: &LayerStack) -> Result<(), RuntimeError> {
+    match &p.copy {
+        None => remove_stubs(&p.upper, &p.stubs),
+        Some(dir) => {
+            remove_stubs(dir, &p.stubs)?;
+            crate::walkdiff::walk_diff(lower, dir, &p.upper)
+                .map_err(prep(format!("diffing {}", dir.display())))?;
+            std::fs::remove_dir_all(dir).map_err(prep(format!("removing {}", dir.display())))
+        }
+    }
+}
+
+/// Whether RUN steps use copy snapshots: forced with
+/// `KILN_RUNTIME_FALLBACKS=copy`, or after overlayfs was refused once.
+static COPY_SNAPSHOTS: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Whether a failed overlay mount means overlayfs is not usable here (no
+/// overlayfs, not allowed in a user namespace, or an upper directory on a
+/// filesystem it refuses, such as overlayfs itself), rather than a bad
+/// request (a missing layer directory, say).
+fn overlay_refused(error: &io::Error) -> bool {
+    matches!(
+        error.raw_os_error(),
+        Some(libc::EINVAL | libc::EPERM | libc::EACCES | libc::ENODEV | libc::EOPNOTSUPP)
+    )
+}
+
+/// Runs `run` with overlay snapshots unless they are known not to work;
+/// when the kernel refuses the rootfs overlay (an upper directory on
+/// overlayfs, say), switches to copy snapshots for this and every later
+/// step and says so in [`RunOutput::notes`].
+fn with_snapshot_fallback(
+    run: impl Fn(bool) -> Result<RunOutput, RuntimeError>,
+) -> Result<RunOutput, RuntimeError> {
+    use std::sync::atomic::Ordering;
+    let copy = COPY_SNAPSHOTS.load(Ordering::Relaxed) || Forced::from_env().copy;
+    match run(copy) {
+        Err(RuntimeError::Setup {
+            step,
+            error,
+            detail,
+        }) if !copy && step.starts_with(OVERLAY_STEP) && overlay_refused(&error) => {
+            // Steps running at once may all get here; one says it.
+            let first = !COPY_SNAPSHOTS.swap(true, Ordering::Relaxed);
+            let mut out = run(true)?;
+            if first {
+                out.notes.push(format!(
+                "overlayfs cannot be used here ({step}: {error}{detail}): RUN steps use copy snapshots from now on"
+                ));
+            }
+            Ok(out)
+        }
+        other => other,
+    }
 }
 
 /// Plans the ops of the built-in runtime for one mount (its stub first).
@@ -901,8 +1001,8 @@ fn builtin_mount_ops(
     Ok(())
 }
 
-fn run(req: &RunRequest<'_>) -> Result<RunOutput, RuntimeError> {
-    let mut p = prepare(req)?;
+fn run(req: &RunRequest<'_>, copy: bool) -> Result<RunOutput, RuntimeError> {
+    let mut p = prepare(req, copy)?;
     let spec = &req.process;
     let mut ops = std::mem::take(&mut p.ops);
     for m in &p.mounts {
@@ -1004,14 +1104,15 @@ fn run(req: &RunRequest<'_>) -> Result<RunOutput, RuntimeError> {
         flags,
         Some(p.is_root),
     )?;
-    let cleanup = remove_stubs(&p.upper, &p.stubs);
     if let Some(report) = &done.report {
+        let _ = remove_stubs(&p.upper, &p.stubs);
         return Err(report_error(report, &descs, program));
     }
-    cleanup?;
+    finish(&p, req.lower)?;
     Ok(RunOutput {
         status: done.status,
         output: done.output,
+        notes: Vec::new(),
     })
 }
 
@@ -1167,7 +1268,8 @@ fn report_error(report: &(usize, i32, String), descs: &[String], program: &str) 
 }
 
 /// Fallbacks forced through `KILN_RUNTIME_FALLBACKS` (a comma-separated
-/// list of `overlay`, `proc`, `sys`, `pivot`, or `all`), to test them on a
+/// list of `overlay`, `proc`, `sys`, `pivot`, or `all`; and `copy` for copy
+/// snapshots), to test them on a
 /// host where the preferred way works.
 #[derive(Debug, Default, Clone, Copy)]
 struct Forced {
@@ -1179,6 +1281,8 @@ struct Forced {
     sys: bool,
     /// `MS_MOVE` + `chroot` instead of `pivot_root`.
     pivot: bool,
+    /// Copy snapshots instead of overlayfs.
+    copy: bool,
 }
 
 impl Forced {
@@ -1192,6 +1296,9 @@ impl Forced {
             proc: has("proc"),
             sys: has("sys"),
             pivot: has("pivot"),
+            // Not part of `all`: a different snapshotter, not a fallback
+            // of one mount step.
+            copy: v.split(',').any(|w| w.trim() == "copy"),
         }
     }
 }

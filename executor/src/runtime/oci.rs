@@ -41,9 +41,9 @@
 //! `--cgroup-manager=disabled`. Rootless runtimes are not supported.
 
 use super::{
-    cpath, create_stub, cstr, files, last_cap, prepare, remove_stubs, report_error, resolve,
-    seccomp, spawn, Kind, NetworkMode, Op, Planned, RunOutput, RunRequest, Runtime, RuntimeError,
-    SecurityMode, What, DEFAULT_CAPS,
+    cpath, create_stub, cstr, files, finish, last_cap, prepare, remove_stubs, report_error,
+    resolve, seccomp, spawn, with_snapshot_fallback, Kind, NetworkMode, Op, Planned, RunOutput,
+    RunRequest, Runtime, RuntimeError, SecurityMode, What, DEFAULT_CAPS,
 };
 use oci_spec::runtime::{
     Capability, LinuxBuilder, LinuxCapabilitiesBuilder, LinuxNamespaceBuilder, LinuxNamespaceType,
@@ -258,7 +258,14 @@ impl Runtime for OciRuntime {
         if !crate::sys::is_root() {
             return Err(needs_root(&self.name));
         }
-        let mut p = prepare(req)?;
+        with_snapshot_fallback(|copy| self.run_with(req, copy))
+    }
+}
+
+impl OciRuntime {
+    /// One run, with copy snapshots or overlayfs.
+    fn run_with(&self, req: &RunRequest<'_>, copy: bool) -> Result<RunOutput, RuntimeError> {
+        let mut p = prepare(req, copy)?;
         let spec = &req.process;
         let mut ops = std::mem::take(&mut p.ops);
         if self.crun && Path::new("/sys/fs/cgroup/unified").is_dir() {
@@ -366,8 +373,8 @@ impl Runtime for OciRuntime {
                 .output();
         }
         let done = done?;
-        let cleanup = remove_stubs(&p.upper, &p.stubs);
         if let Some(report) = &done.report {
+            let _ = remove_stubs(&p.upper, &p.stubs);
             return Err(
                 match report_error(report, &descs, &self.path.to_string_lossy()) {
                     RuntimeError::Exec { program, error } => {
@@ -393,12 +400,14 @@ impl Runtime for OciRuntime {
                 message.push_str(&format!("; output: {tail}"));
             }
             message.push_str(&format!(" (exit status {})", done.status));
+            let _ = remove_stubs(&p.upper, &p.stubs);
             return Err(self.error(message));
         }
-        cleanup?;
+        finish(&p, req.lower)?;
         Ok(RunOutput {
             status: done.status,
             output: done.output,
+            notes: Vec::new(),
         })
     }
 }

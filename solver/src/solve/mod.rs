@@ -117,6 +117,13 @@ pub enum Event {
         /// Which input changed.
         reason: String,
     },
+    /// Something the user should know about a step (e.g. a fallback).
+    Note {
+        /// Its display name.
+        name: String,
+        /// The message.
+        message: String,
+    },
     /// A step finished.
     Done {
         /// Its display name.
@@ -377,7 +384,13 @@ fn run_vertex(
                 (!sums.is_empty()).then(|| Digest::sha256(sums.join(",").as_bytes()).to_string());
             let parts = key_parts(vertex.digest.as_str(), inputs, context);
             run_step(shared, &vertex.meta, base, parts, || {
-                run_exec(shared, exec, inputs, &layer::stack_of(base))
+                run_exec(
+                    shared,
+                    &vertex.meta.name,
+                    exec,
+                    inputs,
+                    &layer::stack_of(base),
+                )
             })
         }
         Op::Http(http) => {
@@ -493,6 +506,7 @@ fn run_step(
 /// Runs a RUN step in the sandbox on top of `stack` and makes its layer.
 fn run_exec(
     shared: &Shared,
+    name: &str,
     exec: &crate::op::ExecOp,
     inputs: &[(Output, Digest)],
     stack: &LayerStack,
@@ -544,6 +558,12 @@ fn run_exec(
         }
         let out = shared.runtime.run(&request).map_err(|e| e.to_string())?;
         drop(prepared);
+        for message in &out.notes {
+            shared.progress.event(Event::Note {
+                name: name.to_string(),
+                message: message.clone(),
+            });
+        }
         if out.status != 0 {
             return Err(format!(
                 "process {:?} did not complete successfully: exit code: {}{}",
