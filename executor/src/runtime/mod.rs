@@ -34,6 +34,7 @@
 
 mod child;
 mod files;
+mod policy;
 mod resolve;
 mod seccomp;
 mod user;
@@ -751,6 +752,8 @@ fn run(req: &RunRequest<'_>) -> Result<RunOutput, RuntimeError> {
             }
         }
     }
+
+    policy::hardening_ops(&mut ops, stack, &root, spec.security)?;
 
     // ---- into the rootfs
     ops.push((
