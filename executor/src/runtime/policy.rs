@@ -67,6 +67,8 @@ pub(super) struct Rlimit {
 /// The limits of a RUN process (see the module docs).
 pub(super) const RLIMITS: &[Rlimit] = &[Rlimit {
     name: "RLIMIT_NOFILE",
+    // A `u32` with glibc, a `c_int` with musl.
+    #[allow(clippy::unnecessary_cast)]
     resource: libc::RLIMIT_NOFILE as u32,
     soft: 1_048_576,
     hard: 1_048_576,
