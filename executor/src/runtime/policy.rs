@@ -15,11 +15,13 @@
 //!   Docker's privileged mode unmasks them.
 //! - **Rlimits**: containerd's default spec sets `RLIMIT_NOFILE` 1024/1024,
 //!   but BuildKit's executors reset `process.rlimits` to none (unless
-//!   `--ulimit` is given), so a RUN inherits buildkitd's limits: under
-//!   Docker's and containerd's systemd units that is `LimitNOFILE=infinity`,
-//!   i.e. 1048576/1048576 (the kernel's `nr_open`). kiln sets that
-//!   explicitly, clamped to the limits it has itself (raising a hard limit
-//!   needs `CAP_SYS_RESOURCE`, which a user namespace does not give).
+//!   `--ulimit` is given), so a RUN inherits buildkitd's limits. Since
+//!   Docker 25 (moby#45534) and containerd 2.0 dropped
+//!   `LimitNOFILE=infinity` from their systemd units, that is systemd's
+//!   default: soft 1024, hard 524288 (a soft limit of 2^20 or 2^30 made
+//!   software that walks every fd crawl). kiln sets those explicitly,
+//!   clamped to its own hard limit (raising a hard limit needs
+//!   `CAP_SYS_RESOURCE` in the initial user namespace).
 
 use super::child::Op;
 use super::{cpath, resolve, RuntimeError, SecurityMode};
@@ -70,8 +72,8 @@ pub(super) const RLIMITS: &[Rlimit] = &[Rlimit {
     // A `u32` with glibc, a `c_int` with musl.
     #[allow(clippy::unnecessary_cast)]
     resource: libc::RLIMIT_NOFILE as u32,
-    soft: 1_048_576,
-    hard: 1_048_576,
+    soft: 1024,
+    hard: 524_288,
 }];
 
 /// Plans the masked paths, the read-only paths (not under
