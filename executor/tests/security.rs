@@ -1009,3 +1009,95 @@ fn added_tarballs_cannot_escape() {
         }
     }
 }
+
+/// The mount stubs are removed after the run by the host: a RUN that
+/// swaps a stub's parent for a symlink to a host directory must not make
+/// the host remove (or touch) what is at the same path there.
+#[test]
+fn stub_cleanup_does_not_follow_symlinks_planted_by_the_run() {
+    need_root!();
+    let env = Env::busybox();
+    let host = HostDir::new("stubs");
+    std::fs::create_dir_all(host.0.join("y/z")).unwrap();
+    std::fs::write(host.0.join("y/f"), "").unwrap();
+    let old = std::fs::metadata(host.0.join("y")).unwrap().mtime();
+    let hostpath = host.0.to_str().unwrap();
+    let script = format!("mv /x /x.old && ln -s {hostpath} /x && echo swapped");
+    let mounts = vec![
+        Mount::Tmpfs {
+            target: "/x/y/z".into(),
+            size: None,
+        },
+        bind(&host.0.join("y/f"), "/x/y/f", true),
+    ];
+    let (out, upper) = env.run(sh(&script), mounts);
+    assert_eq!(text(&out), "swapped\n");
+    assert!(std::fs::symlink_metadata(upper.join("x"))
+        .unwrap()
+        .file_type()
+        .is_symlink());
+    assert!(host.0.join("y/z").is_dir(), "host directory removed");
+    assert!(host.0.join("y/f").is_file(), "host file removed");
+    assert_eq!(std::fs::metadata(host.0.join("y")).unwrap().mtime(), old);
+}
+
+/// Directory times are set at the end of an ADD: a directory an archive
+/// created and then replaced by a symlink to the host must not lead
+/// those deferred writes to the host.
+#[test]
+fn deferred_directory_times_do_not_follow_a_replacing_symlink() {
+    let host = HostDir::new("times");
+    std::fs::create_dir(host.0.join("sub")).unwrap();
+    let before = std::fs::metadata(host.0.join("sub")).unwrap().mtime();
+    let hostpath = host.0.to_str().unwrap().to_string();
+    let tmp = TempDir::new().unwrap();
+    let ctx = tmp.path().join("ctx");
+    std::fs::create_dir(&ctx).unwrap();
+    let entries = [
+        Entry::Dir("d"),
+        Entry::Dir("d/sub"),
+        Entry::Symlink("d", &hostpath),
+    ];
+    std::fs::write(ctx.join("evil.tar"), crafted_tar(&entries)).unwrap();
+    let context = LayerStack::new(vec![ctx]);
+    let upper = tmp.path().join("upper");
+    std::fs::create_dir(&upper).unwrap();
+    let action = FileAction::Copy(CopyAction {
+        input: 0,
+        sources: vec!["evil.tar".into()],
+        dest: "/dst".into(),
+        dest_is_dir: true,
+        owner: None,
+        chmod: None,
+        unpack: true,
+        excludes: Vec::new(),
+        parents: false,
+    });
+    apply_file_actions(
+        &LayerStack::default(),
+        &upper,
+        &[action],
+        &[Source::Context(&context)],
+    )
+    .unwrap();
+    assert!(std::fs::symlink_metadata(upper.join("dst/d"))
+        .unwrap()
+        .file_type()
+        .is_symlink());
+    assert_eq!(
+        std::fs::metadata(host.0.join("sub")).unwrap().mtime(),
+        before,
+        "host directory times changed"
+    );
+    // The same archive as a layer: directory modes and times are deferred
+    // there too.
+    let mode = std::fs::metadata(host.0.join("sub")).unwrap().mode();
+    let layer = tmp.path().join("layer");
+    unpack(&mut &crafted_tar(&entries)[..], &layer).unwrap();
+    assert!(std::fs::symlink_metadata(layer.join("d"))
+        .unwrap()
+        .file_type()
+        .is_symlink());
+    let md = std::fs::metadata(host.0.join("sub")).unwrap();
+    assert_eq!((md.mtime(), md.mode()), (before, mode));
+}

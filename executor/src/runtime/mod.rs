@@ -1070,7 +1070,10 @@ fn write_id_maps(pid: libc::pid_t, is_root: bool) -> Result<(), RuntimeError> {
 /// regular file, keeping its parent's times.
 fn remove_stubs(upper: &Path, stubs: &[String]) -> Result<(), RuntimeError> {
     for rel in stubs {
-        let p = upper.join(rel);
+        // The run may have replaced a parent with a symlink to the host.
+        let Some(p) = resolve::beneath(upper, rel) else {
+            continue;
+        };
         let Ok(md) = std::fs::symlink_metadata(&p) else {
             continue;
         };
