@@ -39,6 +39,15 @@ macro_rules! need_root {
     };
 }
 
+/// Held while `KILN_RUNTIME_FALLBACKS` is set, and by the tests whose
+/// checks a forced /proc or /sys bind would change (the bound host /proc
+/// lists the host's processes, the bound host /sys its interfaces).
+static FALLBACKS: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn fallbacks_lock() -> std::sync::MutexGuard<'static, ()> {
+    FALLBACKS.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// A name no other run of these tests uses.
 fn unique(what: &str) -> String {
     use std::sync::atomic::{AtomicU32, Ordering};
@@ -407,6 +416,7 @@ fn host_files_outside_the_mounts_are_invisible() {
 #[test]
 fn host_processes_are_invisible_and_cannot_be_signalled() {
     need_root!();
+    let _lock = fallbacks_lock();
     let env = Env::busybox();
     let host = HostSleep::new();
     let pid = host.0.id();
@@ -466,6 +476,7 @@ fn listener(reply: &'static str) -> u16 {
 #[test]
 fn network_none_is_isolated_and_host_is_not() {
     need_root!();
+    let _lock = fallbacks_lock();
     let env = Env::busybox();
     let port = listener("hello-from-host");
     let script = format!(
@@ -686,9 +697,11 @@ fn proc_is_masked_and_readonly_and_rlimits_are_set() {
     };
     check(&env.sh(&script, Vec::new()));
     // The /proc and /sys bind fallbacks.
+    let lock = fallbacks_lock();
     std::env::set_var("KILN_RUNTIME_FALLBACKS", "proc,sys");
     let out = env.run(sh(&script), Vec::new());
     std::env::remove_var("KILN_RUNTIME_FALLBACKS");
+    drop(lock);
     check(&text(&out.0));
     // Insecure: the host's content shows again.
     let mut spec = sh("cat /proc/interrupts | wc -c; grep -c ' /proc/sys ' /proc/self/mounts");
