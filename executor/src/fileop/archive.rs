@@ -4,6 +4,14 @@
 //! hardlinks; a directory over a directory merges and takes the entry's
 //! metadata; anything else replaces what is there; missing parents are
 //! created 0755 0:0; entries escaping the destination are an error.
+//!
+//! Entries are confined to the root as BuildKit does it: entry and
+//! hardlink-target paths have `..` clamped at the destination (past it:
+//! an error, Docker's "breakout") and absolute names taken relative to
+//! the destination; symlinks met on the way (written by earlier entries
+//! or present in the image) are resolved inside the root, so
+//! `link -> /tmp/x` then `link/f` writes `/tmp/x/f` of the image, never of
+//! the host.
 
 use super::tree::{abs, base_name, join, parent, Meta, Upper};
 use super::FileOpError;
@@ -163,7 +171,10 @@ pub(crate) fn extract(fs: &mut Upper<'_>, path: &Path, dest: &str) -> Result<(),
                 let link = entry.link_name_bytes().ok_or_else(|| {
                     FileOpError::invalid(format!("hardlink {} has no target", shown.display()))
                 })?;
-                let first = join(dest, &entry_rel(&link)?);
+                // Resolved inside the root (not following a final
+                // symlink): a path through a symlink written by an earlier
+                // entry must not reach the host's filesystem.
+                let first = fs.resolve(&join(dest, &entry_rel(&link)?), false)?;
                 let first_real = fs.real(&first);
                 std::fs::hard_link(&first_real, &real)
                     .map_err(|e| FileOpError::io("linking", &shown, e))?;

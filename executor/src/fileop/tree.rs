@@ -485,9 +485,14 @@ impl<'a> Upper<'a> {
         Ok(())
     }
 
-    /// Sets the recorded directory mtimes.
+    /// Sets the recorded directory mtimes (skipping a directory whose
+    /// parent a later action replaced with a symlink: the symlink may lead
+    /// out of the upper directory).
     pub(crate) fn finish(self) -> Result<(), FileOpError> {
         for (real, t) in self.dir_times.iter().rev() {
+            if !no_symlink_between(self.upper, real) {
+                continue;
+            }
             match sys::set_times(real, *t, *t) {
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {}
                 other => other.map_err(|e| FileOpError::io("setting times of", real, e))?,
@@ -503,6 +508,27 @@ fn field(fields: &[String], i: usize) -> u32 {
         .get(i)
         .and_then(|s| s.trim().parse().ok())
         .unwrap_or(0)
+}
+
+/// Whether `path` is below `base` with no symlink (or missing component)
+/// among its parents from `base` on (the final component is not checked).
+fn no_symlink_between(base: &Path, path: &Path) -> bool {
+    let Ok(rel) = path.strip_prefix(base) else {
+        return false;
+    };
+    let mut cur = base.to_path_buf();
+    let mut comps = rel.components().peekable();
+    while let Some(c) = comps.next() {
+        if comps.peek().is_none() {
+            break;
+        }
+        cur.push(c);
+        match std::fs::symlink_metadata(&cur) {
+            Ok(m) if m.is_dir() => {}
+            _ => return false,
+        }
+    }
+    true
 }
 
 /// Removes a file, symlink or whole directory.

@@ -80,6 +80,16 @@ pub(super) enum Op {
     NoNewPrivs,
     /// Installs a seccomp filter (after `NoNewPrivs`).
     Seccomp(Vec<libc::sock_filter>),
+    /// Masks a path as runc does: `/dev/null` bound over a file, an empty
+    /// read-only tmpfs over a directory; nothing when it does not exist.
+    MaskPath(CString),
+    /// Makes a path a recursive read-only bind of itself; nothing when it
+    /// does not exist.
+    ReadonlyPath(CString),
+    /// `prlimit64` on the child, both limits clamped to its current hard
+    /// limit (raising it needs `CAP_SYS_RESOURCE` in the initial
+    /// namespace).
+    Rlimit { resource: u32, soft: u64, hard: u64 },
 }
 
 /// Everything the child needs, prepared by the parent.
@@ -537,11 +547,17 @@ impl Op {
                 // from a multi-threaded one, glibc's set*id broadcast to
                 // the parent's threads (which do not exist here) and wait
                 // for them forever on a futex.
-                check(libc::syscall(
+                // With a single-id map (non-root without subordinate ids)
+                // `setgroups` is denied; the groups are then the one
+                // mapped id.
+                match check(libc::syscall(
                     libc::SYS_setgroups,
                     groups.len(),
                     groups.as_ptr(),
-                ))?;
+                )) {
+                    Err(f) if f.errno != libc::EPERM => return Err(f),
+                    _ => {}
+                }
                 check(libc::syscall(libc::SYS_setresgid, *gid, *gid, *gid))?;
                 check(libc::syscall(libc::SYS_setresuid, *uid, *uid, *uid)).map(|_| ())
             }
@@ -562,6 +578,72 @@ impl Op {
             Op::NoNewPrivs => {
                 check(libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) as libc::c_long)
                     .map(|_| ())
+            }
+            Op::MaskPath(path) => {
+                let bind = mount(
+                    c"/dev/null".as_ptr(),
+                    path.as_ptr(),
+                    std::ptr::null(),
+                    libc::MS_BIND,
+                    std::ptr::null(),
+                );
+                match bind {
+                    Ok(()) => Ok(()),
+                    Err(f) if f.errno == libc::ENOENT => Ok(()),
+                    // A directory.
+                    Err(f) if f.errno == libc::ENOTDIR => mount(
+                        c"tmpfs".as_ptr(),
+                        path.as_ptr(),
+                        c"tmpfs".as_ptr(),
+                        libc::MS_RDONLY | libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
+                        std::ptr::null(),
+                    ),
+                    Err(f) => Err(f),
+                }
+            }
+            Op::ReadonlyPath(path) => {
+                let bind = mount(
+                    path.as_ptr(),
+                    path.as_ptr(),
+                    std::ptr::null(),
+                    libc::MS_BIND | libc::MS_REC,
+                    std::ptr::null(),
+                );
+                match bind {
+                    Ok(()) => set_readonly(path.as_ptr(), 0, true),
+                    Err(f) if f.errno == libc::ENOENT => Ok(()),
+                    Err(f) => Err(f),
+                }
+            }
+            Op::Rlimit {
+                resource,
+                soft,
+                hard,
+            } => {
+                let mut cur = libc::rlimit64 {
+                    rlim_cur: 0,
+                    rlim_max: 0,
+                };
+                check(libc::syscall(
+                    libc::SYS_prlimit64,
+                    0,
+                    *resource,
+                    std::ptr::null::<libc::rlimit64>(),
+                    &mut cur as *mut libc::rlimit64,
+                ))?;
+                let max = (*hard).min(cur.rlim_max);
+                let new = libc::rlimit64 {
+                    rlim_cur: (*soft).min(max),
+                    rlim_max: max,
+                };
+                check(libc::syscall(
+                    libc::SYS_prlimit64,
+                    0,
+                    *resource,
+                    &new as *const libc::rlimit64,
+                    std::ptr::null_mut::<libc::rlimit64>(),
+                ))
+                .map(|_| ())
             }
         }
     }

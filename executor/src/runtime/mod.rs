@@ -28,12 +28,13 @@
 //!    the host's), a tmpfs `/dev` with the usual nodes, devpts, shm and
 //!    mqueue, `/sys` read-only (fresh, or a read-only bind), `/etc/hosts`
 //!    and `/etc/resolv.conf` (read-only binds of files outside the rootfs),
-//!    the extra [`Mount`]s, then `pivot_root` (falling back to `MS_MOVE` +
+//!    the extra [`Mount`]s, Docker's masked and read-only paths and the
+//!    rlimits (`policy.rs`), then `pivot_root` (falling back to `MS_MOVE` +
 //!    `chroot`), sets the hostname, brings `lo` up in a new netns,
 //!    creates and enters the working directory, drops the capability
 //!    bounding set to Docker's default 14, switches to the user, sets
-//!    `no_new_privs`, installs a small seccomp filter (see `seccomp.rs`)
-//!    and `execve`s.
+//!    `no_new_privs`, installs Docker's default seccomp profile (see
+//!    `seccomp.rs`) and `execve`s.
 //! 4. The host side collects the combined output, waits, and removes the
 //!    mount stubs it created from the upper directory (as BuildKit's
 //!    `MountStubsCleaner` does, restoring the parent's times), so
@@ -48,6 +49,7 @@
 mod child;
 mod files;
 mod oci;
+mod policy;
 mod resolve;
 mod seccomp;
 mod user;
@@ -1009,6 +1011,8 @@ fn run(req: &RunRequest<'_>, copy: bool) -> Result<RunOutput, RuntimeError> {
         builtin_mount_ops(&mut ops, &p, m)?;
     }
 
+    policy::hardening_ops(&mut ops, req.lower, &p.root, spec.security)?;
+
     // ---- into the rootfs
     ops.push((
         "pivot_root".into(),
@@ -1393,7 +1397,10 @@ fn identity_map(path: &str) -> String {
 /// regular file, keeping its parent's times.
 fn remove_stubs(upper: &Path, stubs: &[String]) -> Result<(), RuntimeError> {
     for rel in stubs {
-        let p = upper.join(rel);
+        // The run may have replaced a parent with a symlink to the host.
+        let Some(p) = resolve::beneath(upper, rel) else {
+            continue;
+        };
         let Ok(md) = std::fs::symlink_metadata(&p) else {
             continue;
         };

@@ -41,7 +41,7 @@
 //! `--cgroup-manager=disabled`. Rootless runtimes are not supported.
 
 use super::{
-    cpath, create_stub, cstr, files, finish, last_cap, prepare, remove_stubs, report_error,
+    cpath, create_stub, cstr, files, finish, last_cap, policy, prepare, remove_stubs, report_error,
     resolve, seccomp, spawn, with_snapshot_fallback, Kind, NetworkMode, Op, Planned, RunOutput,
     RunRequest, Runtime, RuntimeError, SecurityMode, What, DEFAULT_CAPS,
 };
@@ -66,30 +66,6 @@ pub struct OciRuntime {
     /// crun (needs the hybrid-cgroup workaround).
     crun: bool,
 }
-
-/// Docker's masked paths.
-const MASKED_PATHS: &[&str] = &[
-    "/proc/asound",
-    "/proc/acpi",
-    "/proc/kcore",
-    "/proc/keys",
-    "/proc/latency_stats",
-    "/proc/timer_list",
-    "/proc/timer_stats",
-    "/proc/sched_debug",
-    "/proc/scsi",
-    "/sys/firmware",
-    "/sys/devices/virtual/powercap",
-];
-
-/// Docker's read-only paths.
-const READONLY_PATHS: &[&str] = &[
-    "/proc/bus",
-    "/proc/fs",
-    "/proc/irq",
-    "/proc/sys",
-    "/proc/sysrq-trigger",
-];
 
 /// Capability names by number (`CAP_` omitted), up to
 /// `CAP_CHECKPOINT_RESTORE` (40).
@@ -412,6 +388,31 @@ impl OciRuntime {
     }
 }
 
+/// [`policy::RLIMITS`] for the bundle, clamped to this process's hard
+/// limits as the built-in runtime does.
+fn rlimits() -> Result<Vec<oci_spec::runtime::PosixRlimit>, RuntimeError> {
+    policy::RLIMITS
+        .iter()
+        .map(|r| {
+            let (soft, hard) = policy::clamp(r);
+            use oci_spec::runtime::PosixRlimitType as T;
+            let kind = match r.name {
+                "RLIMIT_NOFILE" => T::RlimitNofile,
+                "RLIMIT_NPROC" => T::RlimitNproc,
+                "RLIMIT_CORE" => T::RlimitCore,
+                "RLIMIT_STACK" => T::RlimitStack,
+                other => return Err(RuntimeError::Invalid(format!("unknown rlimit {other}"))),
+            };
+            oci_spec::runtime::PosixRlimitBuilder::default()
+                .typ(kind)
+                .soft(soft)
+                .hard(hard)
+                .build()
+                .map_err(|e| RuntimeError::Invalid(format!("rlimit {}: {e}", r.name)))
+        })
+        .collect()
+}
+
 /// This process's capability bounding set (every capability when
 /// unreadable).
 fn bounding_set() -> u64 {
@@ -572,7 +573,7 @@ impl OciRuntime {
             .cwd(cwd)
             .capabilities(capabilities)
             .no_new_privileges(!insecure)
-            .rlimits(Vec::new())
+            .rlimits(rlimits()?)
             .build()
             .map_err(bad("process"))?;
         let mut namespaces = Vec::new();
@@ -604,8 +605,8 @@ impl OciRuntime {
             linux.masked_paths(Vec::new()).readonly_paths(Vec::new())
         } else {
             linux
-                .masked_paths(strings(MASKED_PATHS))
-                .readonly_paths(strings(READONLY_PATHS))
+                .masked_paths(strings(policy::MASKED_PATHS))
+                .readonly_paths(strings(policy::READONLY_PATHS))
                 .seccomp(seccomp::oci_profile())
         };
         let linux = linux.build().map_err(bad("linux"))?;

@@ -4,6 +4,7 @@
 
 use super::RuntimeError;
 use crate::stack::{LayerStack, SourceTree};
+use std::path::{Path, PathBuf};
 
 /// A path inside the rootfs.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -82,4 +83,39 @@ pub(super) fn resolve(stack: &LayerStack, path: &str) -> Result<Target, RuntimeE
         existing = comps.len();
     }
     Ok(Target { comps, existing })
+}
+
+/// `dir/rel` if every component of `rel` exists below `dir` and none is a
+/// symlink, `None` otherwise: what the host does there after a run (e.g.
+/// removing mount stubs from the upper directory, which the run could
+/// change) stays inside `dir`.
+pub(super) fn beneath(dir: &Path, rel: &str) -> Option<PathBuf> {
+    let mut p = dir.to_path_buf();
+    for c in rel.split('/').filter(|c| !c.is_empty() && *c != ".") {
+        if c == ".." {
+            return None;
+        }
+        p.push(c);
+        if std::fs::symlink_metadata(&p).ok()?.file_type().is_symlink() {
+            return None;
+        }
+    }
+    Some(p)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn beneath_refuses_symlinks_and_dotdot() {
+        let tmp = tempfile::TempDir::new().unwrap();
+        std::fs::create_dir_all(tmp.path().join("a/b")).unwrap();
+        std::os::unix::fs::symlink("/", tmp.path().join("l")).unwrap();
+        assert_eq!(beneath(tmp.path(), "a/b"), Some(tmp.path().join("a/b")));
+        assert_eq!(beneath(tmp.path(), "l/tmp"), None);
+        assert_eq!(beneath(tmp.path(), "l"), None);
+        assert_eq!(beneath(tmp.path(), "a/../a"), None);
+        assert_eq!(beneath(tmp.path(), "a/missing"), None);
+    }
 }
