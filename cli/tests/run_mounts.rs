@@ -331,3 +331,36 @@ fn network_and_security_modes_need_their_entitlements() {
     let err = env.fails(&["build", "--allow", "everything", s(&ctx)], None);
     assert!(err.contains("unknown entitlement"), "{err}");
 }
+
+#[test]
+fn locked_cache_mounts_serialise_concurrent_steps() {
+    let env = Env::new();
+    // Two independent stages run at once (--jobs 2) and write into the
+    // same locked cache with a pause in between; a third reads the log.
+    // (With sharing=shared the lines interleave.)
+    let step = |name: &str| {
+        format!(
+            "FROM busybox AS {name}\n\
+             RUN --mount=type=cache,id=shared-log,target=/c,sharing=locked \\\n\
+                 echo start-{name} >> /c/log && sleep 0.5 && echo end-{name} >> /c/log\n"
+        )
+    };
+    let dockerfile = format!(
+        "{}{}FROM busybox\n\
+         COPY --from=a /etc/passwd /a\n\
+         COPY --from=b /etc/passwd /b\n\
+         RUN --mount=type=cache,id=shared-log,target=/c cp /c/log /log\n",
+        step("a"),
+        step("b")
+    );
+    let ctx = env.context("ctx", &[("Dockerfile", &dockerfile)]);
+    let out = env.path("out");
+    env.ok(&["build", "--jobs", "2", "-o", s(&out), s(&ctx)], None);
+    let log = read(&out.join("log"));
+    let lines: Vec<&str> = log.lines().collect();
+    assert_eq!(lines.len(), 4, "{log}");
+    for pair in lines.chunks(2) {
+        let first = pair[0].strip_prefix("start-").expect("a start");
+        assert_eq!(pair[1], format!("end-{first}"), "interleaved: {log}");
+    }
+}
