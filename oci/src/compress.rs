@@ -786,9 +786,7 @@ impl<W: Write> ParallelGzip<W> {
                 match front.try_recv() {
                     Ok(done) => done,
                     Err(mpsc::TryRecvError::Empty) => return Ok(()),
-                    Err(mpsc::TryRecvError::Disconnected) => {
-                        return Err(CompressError::WorkerLost)
-                    }
+                    Err(mpsc::TryRecvError::Disconnected) => return Err(CompressError::WorkerLost),
                 }
             };
             pending.pop_front();

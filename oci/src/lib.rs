@@ -24,9 +24,7 @@ mod registry;
 mod sources;
 mod store;
 
-pub use compress::{
-    CompressError, CompressOptions, Compression, CompressedLayer, LayerCompressor,
-};
+pub use compress::{CompressError, CompressOptions, CompressedLayer, Compression, LayerCompressor};
 pub use config::{ContainerConfig, HealthConfig, History, ImageConfig, RootFs};
 pub use convert::convert_media_types;
 pub use credentials::{registry_key, Credential, CredentialError, DockerConfig, Secret};
