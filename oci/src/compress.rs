@@ -25,7 +25,13 @@
 //!   trailer (the CRC-32 of the input, combined over the blocks, and its
 //!   length mod 2³²). This is pigz's scheme; any gzip decoder reads it.
 //!   Since a block's bytes are a function of its own data and dictionary
-//!   only, the thread count cannot change them.
+//!   only, the thread count cannot change them. (They do depend on the
+//!   deflate implementation: flate2's zlib-rs backend, whose SIMD paths
+//!   compute the same results as its portable ones, so the CPU does not
+//!   matter; a different backend or a zlib-rs release that changes its
+//!   match finder could change the bytes, as with any compressor.)
+//!   Memory stays bounded: at most two blocks per thread are in flight,
+//!   and a layer smaller than one block is compressed without threads.
 //! - **zstd**: libzstd's multi-threaded mode always (at least one worker,
 //!   never the single-threaded `nbWorkers = 0` mode). libzstd documents
 //!   that streaming multi-threaded output is the same for any number of
@@ -95,9 +101,6 @@ pub enum CompressError {
     /// A compression thread stopped without an answer (it panicked).
     #[error("a compression thread stopped unexpectedly")]
     WorkerLost,
-    /// Starting a compression thread failed.
-    #[error("starting a compression thread: {0}")]
-    Spawn(io::Error),
     /// Reading the input or writing the output failed.
     #[error(transparent)]
     Io(#[from] io::Error),
@@ -533,6 +536,9 @@ struct ParallelGzip<W: Write> {
     crc: crc32fast::Hasher,
     total: u64,
     engine: Engine,
+    /// Threads to start for the second block; 1 once started (or when
+    /// compressing on the calling thread).
+    threads: usize,
     /// Buffers handed back by finished blocks.
     spare: Vec<Vec<u8>>,
 }
@@ -664,28 +670,6 @@ impl<W: Write> ParallelGzip<W> {
         if !(MIN_BLOCK_SIZE..=MAX_BLOCK_SIZE).contains(&block_size) {
             return Err(CompressError::InvalidBlockSize(block_size));
         }
-        let engine = if threads <= 1 {
-            Engine::Inline(Box::new(new_deflate(level)))
-        } else {
-            let window = threads * 2;
-            let (tx, rx) = mpsc::sync_channel::<Job>(window);
-            let rx = Arc::new(Mutex::new(rx));
-            let mut workers = Vec::with_capacity(threads);
-            for i in 0..threads {
-                let rx = Arc::clone(&rx);
-                let handle = std::thread::Builder::new()
-                    .name(format!("kiln-gzip-{i}"))
-                    .spawn(move || worker(rx))
-                    .map_err(CompressError::Spawn)?;
-                workers.push(handle);
-            }
-            Engine::Pool(Pool {
-                jobs: Some(tx),
-                workers,
-                pending: VecDeque::with_capacity(window),
-                window,
-            })
-        };
         // ID1 ID2 CM=deflate FLG=0 MTIME=0 XFL OS=unknown, as Go's gzip.
         let xfl = match level {
             1 => 4,
@@ -701,9 +685,41 @@ impl<W: Write> ParallelGzip<W> {
             dict: 0,
             crc: crc32fast::Hasher::new(),
             total: 0,
-            engine,
+            engine: Engine::Inline(Box::new(new_deflate(level))),
+            threads,
             spare: Vec::new(),
         })
+    }
+
+    /// Moves compression to worker threads, once there is more than one
+    /// block (a layer smaller than a block starts no thread). When no
+    /// thread can be started, compression stays on the calling thread:
+    /// the output is the same either way.
+    fn start_pool(&mut self) {
+        let threads = std::mem::replace(&mut self.threads, 1);
+        let window = threads * 2;
+        let (tx, rx) = mpsc::sync_channel::<Job>(window);
+        let rx = Arc::new(Mutex::new(rx));
+        let mut workers = Vec::with_capacity(threads);
+        for i in 0..threads {
+            let rx = Arc::clone(&rx);
+            match std::thread::Builder::new()
+                .name(format!("kiln-gzip-{i}"))
+                .spawn(move || worker(rx))
+            {
+                Ok(handle) => workers.push(handle),
+                Err(_) => break,
+            }
+        }
+        if workers.len() > 1 {
+            self.engine = Engine::Pool(Pool {
+                jobs: Some(tx),
+                workers,
+                pending: VecDeque::with_capacity(window),
+                window,
+            });
+        }
+        // Otherwise dropping `tx` stops the one worker that started.
     }
 
     fn buffer(&mut self, capacity: usize) -> Vec<u8> {
@@ -729,6 +745,9 @@ impl<W: Write> ParallelGzip<W> {
     /// Hands the current block on, and starts the next one with this
     /// block's last 32 KiB as its dictionary.
     fn dispatch(&mut self, last: bool) -> Result<(), CompressError> {
+        if !last && self.threads > 1 {
+            self.start_pool();
+        }
         let mut next = self.buffer(WINDOW + self.block_size);
         if !last {
             next.extend_from_slice(&self.buf[self.buf.len() - WINDOW..]);
