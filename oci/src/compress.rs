@@ -36,7 +36,8 @@
 //!   never the single-threaded `nbWorkers = 0` mode). libzstd documents
 //!   that streaming multi-threaded output is the same for any number of
 //!   workers (and it differs from single-threaded output); the tests check
-//!   it for 1, 2 and 8 workers. Frames carry a content checksum.
+//!   it for 1, 2 and 8 workers. Frames carry a content checksum. At most
+//!   16 workers per layer, to bound memory.
 //! - **uncompressed**: the tar itself; the digest is the diff id.
 //!
 //! [`Write::flush`] flushes the inner writer only: it never ends a block or
@@ -67,6 +68,10 @@ pub const DEFAULT_BLOCK_SIZE: usize = 128 * 1024;
 pub const MIN_BLOCK_SIZE: usize = WINDOW;
 /// The largest gzip block size.
 pub const MAX_BLOCK_SIZE: usize = 64 * 1024 * 1024;
+
+/// The most zstd workers one layer uses (each buffers a job of a few MiB;
+/// the count does not change the output).
+const ZSTD_MAX_WORKERS: usize = 16;
 
 /// The deflate window: how much of the preceding input primes a block.
 const WINDOW: usize = 32 * 1024;
@@ -347,8 +352,8 @@ impl<W: Write> LayerCompressor<W> {
     /// core, [`DEFAULT_BLOCK_SIZE`]).
     ///
     /// # Errors
-    /// An out-of-range level, a thread that could not start, or the sink
-    /// failing to take the gzip header.
+    /// An out-of-range level, zstd failing to set up, or the sink failing
+    /// to take the gzip header.
     pub fn new(sink: W, compression: Compression) -> Result<LayerCompressor<W>, CompressError> {
         LayerCompressor::with_options(sink, compression, CompressOptions::default())
     }
@@ -376,8 +381,9 @@ impl<W: Write> LayerCompressor<W> {
                 let mut enc = zstd::stream::write::Encoder::new(Hashing::new(sink), level)?;
                 // Always multi-threaded mode (nbWorkers >= 1), whose output
                 // does not depend on the worker count; nbWorkers = 0 would
-                // give different bytes.
-                let workers = u32::try_from(threads.max(1)).unwrap_or(u32::MAX);
+                // give different bytes. Each worker holds a job of several
+                // MiB, hence the cap.
+                let workers = u32::try_from(threads.clamp(1, ZSTD_MAX_WORKERS)).unwrap_or(1);
                 enc.multithread(workers)?;
                 enc.include_checksum(true)?;
                 Inner::Zstd(enc)
