@@ -9,6 +9,7 @@
 #![deny(missing_docs)]
 
 pub mod archive;
+pub mod compress;
 mod config;
 mod convert;
 mod credentials;
@@ -23,6 +24,7 @@ mod registry;
 mod sources;
 mod store;
 
+pub use compress::{CompressError, CompressOptions, CompressedLayer, Compression, LayerCompressor};
 pub use config::{ContainerConfig, HealthConfig, History, ImageConfig, RootFs};
 pub use convert::convert_media_types;
 pub use credentials::{registry_key, Credential, CredentialError, DockerConfig, Secret};

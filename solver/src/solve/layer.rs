@@ -9,9 +9,7 @@
 
 use crate::op::{FileAction, ImageSource};
 use kiln_executor::{LayerStack, Source};
-use kiln_oci::{BlobIngester, Digest, LocalStore, Platform};
-use sha2::{Digest as _, Sha256};
-use std::io::Write;
+use kiln_oci::{BlobIngester, Compression, Digest, LayerCompressor, LocalStore, Platform};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -122,24 +120,6 @@ pub(crate) fn restore(store: &LocalStore, cached: &super::CachedLayer) -> Option
 
 static TMP_COUNTER: AtomicU64 = AtomicU64::new(0);
 
-/// Hashes what passes through (the uncompressed tar) and forwards it.
-struct HashingWriter<W: Write> {
-    inner: W,
-    hasher: Sha256,
-}
-
-impl<W: Write> Write for HashingWriter<W> {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        let n = self.inner.write(buf)?;
-        self.hasher.update(&buf[..n]);
-        Ok(n)
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        self.inner.flush()
-    }
-}
-
 /// Applies `actions` on top of `base` into a new layer: directory, tar,
 /// gzip blob in the store.
 pub(crate) fn build_layer(
@@ -171,22 +151,19 @@ pub(crate) fn new_layer(
     }
     let result = (|| {
         fill(&upper, &work)?;
-        let media_type = kiln_oci::media::OCI_LAYER_GZIP.to_string();
         let writer = store.writer().map_err(|e| e.to_string())?;
-        let gz = flate2::write::GzEncoder::new(writer, flate2::Compression::fast());
-        let mut tee = HashingWriter {
-            inner: gz,
-            hasher: Sha256::new(),
-        };
-        kiln_executor::diff(&upper, &mut tee).map_err(|e| format!("writing the layer: {e}"))?;
-        let diff_id = Digest::from_sha256(&tee.hasher.finalize());
-        let writer = tee
-            .inner
+        // gzip level 6 on every core; the bytes do not depend on the
+        // number of cores (see kiln_oci::compress).
+        let mut layer = LayerCompressor::new(writer, Compression::default())
+            .map_err(|e| format!("compressing the layer: {e}"))?;
+        kiln_executor::diff(&upper, &mut layer).map_err(|e| format!("writing the layer: {e}"))?;
+        let (writer, out) = layer
             .finish()
             .map_err(|e| format!("compressing the layer: {e}"))?;
-        let size = writer.written();
-        let blob = writer.commit(None, None).map_err(|e| e.to_string())?;
-        Ok::<_, String>((diff_id, blob, size, media_type))
+        let blob = writer
+            .commit(Some(&out.digest), Some(out.size))
+            .map_err(|e| e.to_string())?;
+        Ok::<_, String>((out.diff_id, blob, out.size, out.media_type.to_string()))
     })();
     let _ = std::fs::remove_dir_all(&work);
     let (diff_id, blob, size, media_type) = match result {
@@ -258,4 +235,34 @@ pub(crate) fn download(
         }
     }
     Ok((dir, content))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Read;
+
+    #[test]
+    fn new_layer_writes_a_gzip_blob_of_the_tar_with_its_diff_id() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = LocalStore::open(dir.path().join("store")).expect("store");
+        let layer = new_layer(&store, |upper, _work| {
+            std::fs::write(upper.join("hello.txt"), "hello\n".repeat(100_000))
+                .map_err(|e| e.to_string())
+        })
+        .expect("new_layer");
+        assert_eq!(layer.media_type, kiln_oci::media::OCI_LAYER_GZIP);
+        let blob = std::fs::read(store.blob_path(&layer.blob)).expect("blob");
+        assert_eq!(blob.len() as u64, layer.size);
+        assert_eq!(Digest::sha256(&blob), layer.blob);
+        let mut tar = Vec::new();
+        flate2::read::GzDecoder::new(&blob[..])
+            .read_to_end(&mut tar)
+            .expect("gzip");
+        assert_eq!(Digest::sha256(&tar), layer.diff_id);
+        let mut expected = Vec::new();
+        kiln_executor::diff(&layer.dir, &mut expected).expect("diff");
+        assert!(tar == expected, "the blob holds the layer's tar");
+        assert!(layer.dir.join("hello.txt").exists());
+    }
 }

@@ -1,0 +1,855 @@
+//! Layer compression: gzip (in parallel, pigz-style), zstd (multi-threaded)
+//! or none, computing the layer's diff id (sha256 of the uncompressed tar),
+//! its blob digest (sha256 of the compressed bytes) and the blob size in the
+//! same pass that compresses it.
+//!
+//! [`LayerCompressor`] is a [`Write`] sink: the caller writes the
+//! uncompressed tar into it (as `kiln_executor::diff` does) and the
+//! compressed bytes go on to the inner writer (a store `BlobWriter`, say).
+//! [`LayerCompressor::finish`] returns the inner writer and a
+//! [`CompressedLayer`].
+//!
+//! # Determinism
+//!
+//! The compressed bytes depend only on the input, the [`Compression`]
+//! (algorithm and level) and, for gzip, the block size; never on the number
+//! of threads, the machine, or how the input was split into `write` calls.
+//!
+//! - **gzip**: the input is cut into fixed-size blocks
+//!   ([`DEFAULT_BLOCK_SIZE`]). Each block is compressed on its own as raw
+//!   deflate, primed with the last 32 KiB of the input before it as preset
+//!   dictionary, and ends with a sync flush (an empty stored block, which
+//!   byte-aligns it without ending the stream), except the last block,
+//!   which ends the deflate stream. The blocks concatenate into one deflate
+//!   stream, wrapped in a gzip header (no name, mtime 0, OS "unknown") and
+//!   trailer (the CRC-32 of the input, combined over the blocks, and its
+//!   length mod 2³²). This is pigz's scheme; any gzip decoder reads it.
+//!   Since a block's bytes are a function of its own data and dictionary
+//!   only, the thread count cannot change them. (They do depend on the
+//!   deflate implementation: flate2's zlib-rs backend, whose SIMD paths
+//!   compute the same results as its portable ones, so the CPU does not
+//!   matter; a different backend or a zlib-rs release that changes its
+//!   match finder could change the bytes, as with any compressor.)
+//!   Memory stays bounded: at most two blocks per thread are in flight,
+//!   and a layer smaller than one block is compressed without threads.
+//! - **zstd**: libzstd's multi-threaded mode always (at least one worker,
+//!   never the single-threaded `nbWorkers = 0` mode). libzstd documents
+//!   that streaming multi-threaded output is the same for any number of
+//!   workers (and it differs from single-threaded output); the tests check
+//!   it for 1, 2 and 8 workers. Frames carry a content checksum. At most
+//!   16 workers per layer, to bound memory.
+//! - **uncompressed**: the tar itself; the digest is the diff id.
+//!
+//! [`Write::flush`] flushes the inner writer only: it never ends a block or
+//! a zstd frame early, since that would make the output depend on when the
+//! caller flushed.
+
+use crate::media::{LayerCompression, OCI_LAYER_GZIP, OCI_LAYER_TAR, OCI_LAYER_ZSTD};
+use crate::Digest;
+use flate2::{Compress, FlushCompress, Status};
+use sha2::{Digest as _, Sha256};
+use std::collections::VecDeque;
+use std::fmt;
+use std::io::{self, Read, Write};
+use std::num::NonZeroUsize;
+use std::str::FromStr;
+use std::sync::mpsc::{self, Receiver, SyncSender};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+
+/// The gzip level `compression=gzip` uses when no level is given.
+pub const DEFAULT_GZIP_LEVEL: u32 = 6;
+/// The zstd level `compression=zstd` uses when no level is given.
+pub const DEFAULT_ZSTD_LEVEL: i32 = 3;
+/// The gzip block size: the unit of parallel work (pigz's default).
+pub const DEFAULT_BLOCK_SIZE: usize = 128 * 1024;
+/// The smallest gzip block size: one deflate window, so that each block's
+/// dictionary is the tail of the block before it.
+pub const MIN_BLOCK_SIZE: usize = WINDOW;
+/// The largest gzip block size.
+pub const MAX_BLOCK_SIZE: usize = 64 * 1024 * 1024;
+
+/// The most zstd workers one layer uses (each buffers a job of a few MiB;
+/// the count does not change the output).
+const ZSTD_MAX_WORKERS: usize = 16;
+
+/// The deflate window: how much of the preceding input primes a block.
+const WINDOW: usize = 32 * 1024;
+
+/// Errors of layer compression.
+#[derive(Debug, thiserror::Error)]
+pub enum CompressError {
+    /// A compression name other than `gzip`, `zstd` or `uncompressed`.
+    #[error("unknown compression {0:?} (expected gzip, zstd or uncompressed)")]
+    UnknownCompression(String),
+    /// A level outside the algorithm's range.
+    #[error("{algorithm} compression level {level} is out of range {min}..={max}")]
+    InvalidLevel {
+        /// `gzip` or `zstd`.
+        algorithm: &'static str,
+        /// The level asked for.
+        level: i64,
+        /// Lowest level.
+        min: i64,
+        /// Highest level.
+        max: i64,
+    },
+    /// A level given for `uncompressed`, which has none.
+    #[error("uncompressed layers take no compression level")]
+    NoLevel,
+    /// A gzip block size outside [`MIN_BLOCK_SIZE`]..=[`MAX_BLOCK_SIZE`].
+    #[error("gzip block size {0} is out of range {MIN_BLOCK_SIZE}..={MAX_BLOCK_SIZE}")]
+    InvalidBlockSize(usize),
+    /// The deflate engine failed.
+    #[error("deflate: {0}")]
+    Deflate(String),
+    /// A compression thread stopped without an answer (it panicked).
+    #[error("a compression thread stopped unexpectedly")]
+    WorkerLost,
+    /// Reading the input or writing the output failed.
+    #[error(transparent)]
+    Io(#[from] io::Error),
+}
+
+impl From<CompressError> for io::Error {
+    fn from(e: CompressError) -> io::Error {
+        match e {
+            CompressError::Io(e) => e,
+            other => io::Error::other(other),
+        }
+    }
+}
+
+/// How to compress a layer, with its level.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Compression {
+    /// gzip, level 1 (fastest) to 9 (smallest).
+    Gzip {
+        /// 1..=9.
+        level: u32,
+    },
+    /// zstd, level 1 to 22.
+    Zstd {
+        /// 1..=22.
+        level: i32,
+    },
+    /// A plain tar.
+    Uncompressed,
+}
+
+impl Default for Compression {
+    /// gzip at [`DEFAULT_GZIP_LEVEL`].
+    fn default() -> Compression {
+        Compression::Gzip {
+            level: DEFAULT_GZIP_LEVEL,
+        }
+    }
+}
+
+impl Compression {
+    /// gzip at [`DEFAULT_GZIP_LEVEL`].
+    pub fn gzip() -> Compression {
+        Compression::default()
+    }
+
+    /// zstd at [`DEFAULT_ZSTD_LEVEL`].
+    pub fn zstd() -> Compression {
+        Compression::Zstd {
+            level: DEFAULT_ZSTD_LEVEL,
+        }
+    }
+
+    /// The same algorithm at `level` (what `compression-level=N` sets),
+    /// checked against the algorithm's range.
+    ///
+    /// # Errors
+    /// [`CompressError::InvalidLevel`], or [`CompressError::NoLevel`] for
+    /// [`Compression::Uncompressed`].
+    pub fn with_level(self, level: i64) -> Result<Compression, CompressError> {
+        let c = match self {
+            Compression::Gzip { .. } => Compression::Gzip {
+                level: u32::try_from(level).unwrap_or(0),
+            },
+            Compression::Zstd { .. } => Compression::Zstd {
+                level: i32::try_from(level).unwrap_or(0),
+            },
+            Compression::Uncompressed => return Err(CompressError::NoLevel),
+        };
+        match c.validate() {
+            Ok(()) => Ok(c),
+            Err(CompressError::InvalidLevel {
+                algorithm,
+                min,
+                max,
+                ..
+            }) => Err(CompressError::InvalidLevel {
+                algorithm,
+                level,
+                min,
+                max,
+            }),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Checks the level is in range: gzip 1..=9, zstd 1..=22.
+    ///
+    /// # Errors
+    /// [`CompressError::InvalidLevel`].
+    pub fn validate(self) -> Result<(), CompressError> {
+        match self {
+            Compression::Gzip { level } if !(1..=9).contains(&level) => {
+                Err(CompressError::InvalidLevel {
+                    algorithm: "gzip",
+                    level: level.into(),
+                    min: 1,
+                    max: 9,
+                })
+            }
+            Compression::Zstd { level } if !(1..=22).contains(&level) => {
+                Err(CompressError::InvalidLevel {
+                    algorithm: "zstd",
+                    level: level.into(),
+                    min: 1,
+                    max: 22,
+                })
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// The OCI layer media type of this compression.
+    pub fn media_type(self) -> &'static str {
+        match self {
+            Compression::Gzip { .. } => OCI_LAYER_GZIP,
+            Compression::Zstd { .. } => OCI_LAYER_ZSTD,
+            Compression::Uncompressed => OCI_LAYER_TAR,
+        }
+    }
+
+    /// The algorithm, without the level (for [`crate::MediaFamily::layer`]).
+    pub fn layer_compression(self) -> LayerCompression {
+        match self {
+            Compression::Gzip { .. } => LayerCompression::Gzip,
+            Compression::Zstd { .. } => LayerCompression::Zstd,
+            Compression::Uncompressed => LayerCompression::None,
+        }
+    }
+}
+
+impl FromStr for Compression {
+    type Err = CompressError;
+
+    /// `gzip`, `zstd` or `uncompressed`, at the default level.
+    fn from_str(s: &str) -> Result<Compression, CompressError> {
+        match s {
+            "gzip" => Ok(Compression::gzip()),
+            "zstd" => Ok(Compression::zstd()),
+            "uncompressed" => Ok(Compression::Uncompressed),
+            other => Err(CompressError::UnknownCompression(other.to_string())),
+        }
+    }
+}
+
+impl fmt::Display for Compression {
+    /// The algorithm name (`gzip`, `zstd`, `uncompressed`), without level.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Compression::Gzip { .. } => "gzip",
+            Compression::Zstd { .. } => "zstd",
+            Compression::Uncompressed => "uncompressed",
+        })
+    }
+}
+
+/// Tuning that never changes the output, except `block_size` for gzip.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CompressOptions {
+    /// Compression threads; `None` means every core
+    /// ([`std::thread::available_parallelism`]). Does not change the output.
+    pub threads: Option<NonZeroUsize>,
+    /// gzip block size, [`MIN_BLOCK_SIZE`]..=[`MAX_BLOCK_SIZE`]. Part of
+    /// what determines the gzip output; keep the default for reproducible
+    /// digests.
+    pub block_size: usize,
+}
+
+impl Default for CompressOptions {
+    fn default() -> CompressOptions {
+        CompressOptions {
+            threads: None,
+            block_size: DEFAULT_BLOCK_SIZE,
+        }
+    }
+}
+
+impl CompressOptions {
+    /// The default options with `threads` threads (0 means every core).
+    pub fn with_threads(threads: usize) -> CompressOptions {
+        CompressOptions {
+            threads: NonZeroUsize::new(threads),
+            ..CompressOptions::default()
+        }
+    }
+
+    fn thread_count(&self) -> usize {
+        match self.threads {
+            Some(n) => n.get(),
+            None => available_threads(),
+        }
+    }
+}
+
+/// The number of cores this process may use (1 when unknown).
+pub fn available_threads() -> usize {
+    std::thread::available_parallelism().map_or(1, NonZeroUsize::get)
+}
+
+/// What compressing a layer produced.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CompressedLayer {
+    /// sha256 of the uncompressed tar (the config's `rootfs.diff_ids`).
+    pub diff_id: Digest,
+    /// sha256 of the compressed bytes (the blob digest).
+    pub digest: Digest,
+    /// Compressed size in bytes.
+    pub size: u64,
+    /// Uncompressed size in bytes.
+    pub uncompressed_size: u64,
+    /// The OCI media type of the blob.
+    pub media_type: &'static str,
+}
+
+/// Compresses a layer tar written into it; see the [module docs](self).
+///
+/// Write the uncompressed tar into it, then call
+/// [`LayerCompressor::finish`]. Dropping it unfinished stops its threads and
+/// leaves the inner writer with an incomplete stream.
+pub struct LayerCompressor<W: Write> {
+    diff: Sha256,
+    uncompressed: u64,
+    compression: Compression,
+    inner: Inner<W>,
+}
+
+enum Inner<W: Write> {
+    Plain(W, u64),
+    Gzip(ParallelGzip<Hashing<W>>),
+    Zstd(zstd::stream::write::Encoder<'static, Hashing<W>>),
+}
+
+impl<W: Write> fmt::Debug for LayerCompressor<W> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LayerCompressor")
+            .field("compression", &self.compression)
+            .field("uncompressed", &self.uncompressed)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<W: Write> LayerCompressor<W> {
+    /// A compressor writing to `sink` with the default options (every
+    /// core, [`DEFAULT_BLOCK_SIZE`]).
+    ///
+    /// # Errors
+    /// An out-of-range level, zstd failing to set up, or the sink failing
+    /// to take the gzip header.
+    pub fn new(sink: W, compression: Compression) -> Result<LayerCompressor<W>, CompressError> {
+        LayerCompressor::with_options(sink, compression, CompressOptions::default())
+    }
+
+    /// A compressor writing to `sink` with `options`.
+    ///
+    /// # Errors
+    /// As [`LayerCompressor::new`], and [`CompressError::InvalidBlockSize`].
+    pub fn with_options(
+        sink: W,
+        compression: Compression,
+        options: CompressOptions,
+    ) -> Result<LayerCompressor<W>, CompressError> {
+        compression.validate()?;
+        let threads = options.thread_count();
+        let inner = match compression {
+            Compression::Uncompressed => Inner::Plain(sink, 0),
+            Compression::Gzip { level } => Inner::Gzip(ParallelGzip::new(
+                Hashing::new(sink),
+                level,
+                options.block_size,
+                threads,
+            )?),
+            Compression::Zstd { level } => {
+                let mut enc = zstd::stream::write::Encoder::new(Hashing::new(sink), level)?;
+                // Always multi-threaded mode (nbWorkers >= 1), whose output
+                // does not depend on the worker count; nbWorkers = 0 would
+                // give different bytes. Each worker holds a job of several
+                // MiB, hence the cap.
+                let workers = u32::try_from(threads.clamp(1, ZSTD_MAX_WORKERS)).unwrap_or(1);
+                enc.multithread(workers)?;
+                enc.include_checksum(true)?;
+                Inner::Zstd(enc)
+            }
+        };
+        Ok(LayerCompressor {
+            diff: Sha256::new(),
+            uncompressed: 0,
+            compression,
+            inner,
+        })
+    }
+
+    /// The compression this compressor writes.
+    pub fn compression(&self) -> Compression {
+        self.compression
+    }
+
+    /// Ends the compressed stream and returns the inner writer (unflushed
+    /// beyond what the stream needed) and the digests.
+    ///
+    /// # Errors
+    /// The sink failing, or a compression thread failing.
+    pub fn finish(self) -> Result<(W, CompressedLayer), CompressError> {
+        let diff_id = Digest::from_sha256(&self.diff.finalize());
+        let media_type = self.compression.media_type();
+        let (sink, digest, size) = match self.inner {
+            Inner::Plain(sink, n) => (sink, diff_id.clone(), n),
+            Inner::Gzip(gz) => gz.finish()?.into_parts(),
+            Inner::Zstd(enc) => enc.finish()?.into_parts(),
+        };
+        Ok((
+            sink,
+            CompressedLayer {
+                diff_id,
+                digest,
+                size,
+                uncompressed_size: self.uncompressed,
+                media_type,
+            },
+        ))
+    }
+}
+
+impl<W: Write> Write for LayerCompressor<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = match &mut self.inner {
+            Inner::Plain(sink, written) => {
+                let n = sink.write(buf)?;
+                *written += n as u64;
+                n
+            }
+            Inner::Gzip(gz) => gz.write(buf)?,
+            Inner::Zstd(enc) => enc.write(buf)?,
+        };
+        self.diff.update(&buf[..n]);
+        self.uncompressed += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        // Never a compressor flush: that would put the caller's flush
+        // points into the output.
+        match &mut self.inner {
+            Inner::Plain(sink, _) => sink.flush(),
+            Inner::Gzip(gz) => gz.sink.flush(),
+            Inner::Zstd(enc) => enc.get_mut().flush(),
+        }
+    }
+}
+
+/// Compresses everything `source` yields into `sink`: a [`LayerCompressor`]
+/// fed by [`io::copy`].
+///
+/// # Errors
+/// Reading `source`, or as [`LayerCompressor::with_options`] and
+/// [`LayerCompressor::finish`].
+pub fn compress<R: Read, W: Write>(
+    mut source: R,
+    sink: W,
+    compression: Compression,
+    options: CompressOptions,
+) -> Result<(W, CompressedLayer), CompressError> {
+    let mut c = LayerCompressor::with_options(sink, compression, options)?;
+    io::copy(&mut source, &mut c)?;
+    c.finish()
+}
+
+/// A writer that hashes and counts what passes through.
+struct Hashing<W> {
+    inner: W,
+    hasher: Sha256,
+    written: u64,
+}
+
+impl<W: Write> Hashing<W> {
+    fn new(inner: W) -> Hashing<W> {
+        Hashing {
+            inner,
+            hasher: Sha256::new(),
+            written: 0,
+        }
+    }
+
+    fn into_parts(self) -> (W, Digest, u64) {
+        (
+            self.inner,
+            Digest::from_sha256(&self.hasher.finalize()),
+            self.written,
+        )
+    }
+}
+
+impl<W: Write> Write for Hashing<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.hasher.update(&buf[..n]);
+        self.written += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// One block for a worker: `data[..dict]` is the preset dictionary,
+/// `data[dict..]` the block itself.
+struct Job {
+    data: Vec<u8>,
+    dict: usize,
+    last: bool,
+    out: Vec<u8>,
+    level: u32,
+    reply: SyncSender<Result<Done, CompressError>>,
+}
+
+/// A compressed block, with its buffers handed back for reuse.
+struct Done {
+    data: Vec<u8>,
+    out: Vec<u8>,
+    crc: crc32fast::Hasher,
+    /// Uncompressed length of the block.
+    len: u64,
+}
+
+/// pigz-style gzip: blocks compressed independently (in parallel when
+/// there are worker threads) and written in order.
+struct ParallelGzip<W: Write> {
+    sink: W,
+    level: u32,
+    block_size: usize,
+    /// The block being filled, after `dict` bytes of dictionary.
+    buf: Vec<u8>,
+    dict: usize,
+    crc: crc32fast::Hasher,
+    total: u64,
+    engine: Engine,
+    /// Threads to start for the second block; 1 once started (or when
+    /// compressing on the calling thread).
+    threads: usize,
+    /// Buffers handed back by finished blocks.
+    spare: Vec<Vec<u8>>,
+}
+
+enum Engine {
+    /// Compress on the calling thread.
+    Inline(Box<Compress>),
+    /// Compress on worker threads.
+    Pool(Pool),
+}
+
+/// Worker threads, at most `window` blocks in flight; dropping it stops
+/// them.
+struct Pool {
+    jobs: Option<SyncSender<Job>>,
+    workers: Vec<JoinHandle<()>>,
+    pending: VecDeque<Receiver<Result<Done, CompressError>>>,
+    window: usize,
+}
+
+fn new_deflate(level: u32) -> Compress {
+    // Raw deflate (no zlib header), 32 KiB window.
+    Compress::new(flate2::Compression::new(level), false)
+}
+
+/// Compresses `data[dict..]` primed with `data[..dict]` into `out`, as a
+/// byte-aligned piece of one deflate stream: sync-flushed, or ending the
+/// stream when `last`.
+fn deflate_block(
+    c: &mut Compress,
+    data: &[u8],
+    dict: usize,
+    last: bool,
+    out: &mut Vec<u8>,
+) -> Result<(), CompressError> {
+    c.reset();
+    let (dictionary, input) = data.split_at(dict.min(data.len()));
+    if !dictionary.is_empty() {
+        c.set_dictionary(dictionary)
+            .map_err(|e| CompressError::Deflate(e.to_string()))?;
+    }
+    out.clear();
+    // Incompressible data grows by ~5 bytes per 16 KiB stored block.
+    out.reserve(input.len() + input.len() / 1024 + 64);
+    let flush = if last {
+        FlushCompress::Finish
+    } else {
+        FlushCompress::Sync
+    };
+    let mut pos = 0usize;
+    loop {
+        let before = c.total_in();
+        let status = c
+            .compress_vec(&input[pos..], out, flush)
+            .map_err(|e| CompressError::Deflate(e.to_string()))?;
+        pos += usize::try_from(c.total_in() - before)
+            .map_err(|_| CompressError::Deflate("input count overflow".into()))?;
+        let done = match status {
+            Status::StreamEnd => true,
+            // A flush is complete when all input is consumed and deflate
+            // left room in the output.
+            Status::Ok | Status::BufError => {
+                !last && pos == input.len() && out.len() < out.capacity()
+            }
+        };
+        if done {
+            return Ok(());
+        }
+        out.reserve(out.capacity().max(4096));
+    }
+}
+
+/// [`deflate_block`], with the block's CRC-32 and length.
+fn compress_block(
+    c: &mut Compress,
+    data: Vec<u8>,
+    dict: usize,
+    last: bool,
+    mut out: Vec<u8>,
+) -> Result<Done, CompressError> {
+    deflate_block(c, &data, dict, last, &mut out)?;
+    let block = &data[dict.min(data.len())..];
+    let mut crc = crc32fast::Hasher::new();
+    crc.update(block);
+    let len = block.len() as u64;
+    Ok(Done {
+        data,
+        out,
+        crc,
+        len,
+    })
+}
+
+fn worker(jobs: Arc<Mutex<Receiver<Job>>>) {
+    let mut engines: Option<(u32, Compress)> = None;
+    loop {
+        let job = {
+            let Ok(rx) = jobs.lock() else { return };
+            match rx.recv() {
+                Ok(job) => job,
+                Err(_) => return,
+            }
+        };
+        let Job {
+            data,
+            dict,
+            last,
+            out,
+            level,
+            reply,
+        } = job;
+        let c = match &mut engines {
+            Some((l, c)) if *l == level => c,
+            slot => &mut slot.insert((level, new_deflate(level))).1,
+        };
+        let result = compress_block(c, data, dict, last, out);
+        // The receiver is gone only when the compressor was dropped.
+        let _ = reply.send(result);
+    }
+}
+
+impl<W: Write> ParallelGzip<W> {
+    fn new(
+        mut sink: W,
+        level: u32,
+        block_size: usize,
+        threads: usize,
+    ) -> Result<ParallelGzip<W>, CompressError> {
+        if !(MIN_BLOCK_SIZE..=MAX_BLOCK_SIZE).contains(&block_size) {
+            return Err(CompressError::InvalidBlockSize(block_size));
+        }
+        // ID1 ID2 CM=deflate FLG=0 MTIME=0 XFL OS=unknown, as Go's gzip.
+        let xfl = match level {
+            1 => 4,
+            9 => 2,
+            _ => 0,
+        };
+        sink.write_all(&[0x1f, 0x8b, 8, 0, 0, 0, 0, 0, xfl, 0xff])?;
+        Ok(ParallelGzip {
+            sink,
+            level,
+            block_size,
+            buf: Vec::with_capacity(block_size),
+            dict: 0,
+            crc: crc32fast::Hasher::new(),
+            total: 0,
+            engine: Engine::Inline(Box::new(new_deflate(level))),
+            threads,
+            spare: Vec::new(),
+        })
+    }
+
+    /// Moves compression to worker threads, once there is more than one
+    /// block (a layer smaller than a block starts no thread). When no
+    /// thread can be started, compression stays on the calling thread:
+    /// the output is the same either way.
+    fn start_pool(&mut self) {
+        let threads = std::mem::replace(&mut self.threads, 1);
+        let window = threads * 2;
+        let (tx, rx) = mpsc::sync_channel::<Job>(window);
+        let rx = Arc::new(Mutex::new(rx));
+        let mut workers = Vec::with_capacity(threads);
+        for i in 0..threads {
+            let rx = Arc::clone(&rx);
+            match std::thread::Builder::new()
+                .name(format!("kiln-gzip-{i}"))
+                .spawn(move || worker(rx))
+            {
+                Ok(handle) => workers.push(handle),
+                Err(_) => break,
+            }
+        }
+        if workers.len() > 1 {
+            self.engine = Engine::Pool(Pool {
+                jobs: Some(tx),
+                workers,
+                pending: VecDeque::with_capacity(window),
+                window,
+            });
+        }
+        // Otherwise dropping `tx` stops the one worker that started.
+    }
+
+    fn buffer(&mut self, capacity: usize) -> Vec<u8> {
+        match self.spare.pop() {
+            Some(mut b) => {
+                b.clear();
+                b
+            }
+            None => Vec::with_capacity(capacity),
+        }
+    }
+
+    fn write(&mut self, buf: &[u8]) -> Result<usize, CompressError> {
+        let room = self.dict + self.block_size - self.buf.len();
+        let n = room.min(buf.len());
+        self.buf.extend_from_slice(&buf[..n]);
+        if self.buf.len() == self.dict + self.block_size {
+            self.dispatch(false)?;
+        }
+        Ok(n)
+    }
+
+    /// Hands the current block on, and starts the next one with this
+    /// block's last 32 KiB as its dictionary.
+    fn dispatch(&mut self, last: bool) -> Result<(), CompressError> {
+        if !last && self.threads > 1 {
+            self.start_pool();
+        }
+        let mut next = self.buffer(WINDOW + self.block_size);
+        if !last {
+            next.extend_from_slice(&self.buf[self.buf.len() - WINDOW..]);
+        }
+        let data = std::mem::replace(&mut self.buf, next);
+        let dict = self.dict;
+        self.dict = if last { 0 } else { WINDOW };
+        let out = self.buffer(self.block_size + self.block_size / 1024 + 64);
+        match &mut self.engine {
+            Engine::Inline(c) => {
+                let done = compress_block(c, data, dict, last, out)?;
+                self.emit(done)?;
+            }
+            Engine::Pool(Pool {
+                jobs,
+                pending,
+                window,
+                ..
+            }) => {
+                let (reply, result) = mpsc::sync_channel(1);
+                let job = Job {
+                    data,
+                    dict,
+                    last,
+                    out,
+                    level: self.level,
+                    reply,
+                };
+                jobs.as_ref()
+                    .ok_or(CompressError::WorkerLost)?
+                    .send(job)
+                    .map_err(|_| CompressError::WorkerLost)?;
+                pending.push_back(result);
+                let full = pending.len() >= *window;
+                self.collect(full)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes out finished blocks in order: all those already done, and
+    /// when `wait`, at least the oldest.
+    fn collect(&mut self, mut wait: bool) -> Result<(), CompressError> {
+        loop {
+            let Engine::Pool(Pool { pending, .. }) = &mut self.engine else {
+                return Ok(());
+            };
+            let Some(front) = pending.front() else {
+                return Ok(());
+            };
+            let done = if wait {
+                wait = false;
+                front.recv().map_err(|_| CompressError::WorkerLost)?
+            } else {
+                match front.try_recv() {
+                    Ok(done) => done,
+                    Err(mpsc::TryRecvError::Empty) => return Ok(()),
+                    Err(mpsc::TryRecvError::Disconnected) => return Err(CompressError::WorkerLost),
+                }
+            };
+            pending.pop_front();
+            self.emit(done?)?;
+        }
+    }
+
+    fn emit(&mut self, done: Done) -> Result<(), CompressError> {
+        self.sink.write_all(&done.out)?;
+        self.total += done.len;
+        self.crc.combine(&done.crc);
+        self.spare.push(done.data);
+        self.spare.push(done.out);
+        Ok(())
+    }
+
+    fn finish(mut self) -> Result<W, CompressError> {
+        self.dispatch(true)?;
+        while matches!(&self.engine, Engine::Pool(p) if !p.pending.is_empty()) {
+            self.collect(true)?;
+        }
+        let crc = std::mem::replace(&mut self.crc, crc32fast::Hasher::new()).finalize();
+        let mut trailer = [0u8; 8];
+        trailer[..4].copy_from_slice(&crc.to_le_bytes());
+        // ISIZE is the length modulo 2^32.
+        trailer[4..].copy_from_slice(&((self.total & 0xffff_ffff) as u32).to_le_bytes());
+        self.sink.write_all(&trailer)?;
+        Ok(self.sink)
+    }
+}
+
+impl Drop for Pool {
+    /// Closes the job queue and waits for the workers to exit.
+    fn drop(&mut self) {
+        self.pending.clear();
+        self.jobs.take();
+        for w in self.workers.drain(..) {
+            let _ = w.join();
+        }
+    }
+}

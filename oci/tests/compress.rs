@@ -1,0 +1,427 @@
+//! Layer compression (oci/src/compress.rs): round trips for every mode,
+//! gzip and zstd output independent of the thread count and of how the
+//! input is written, digests checked against independent sha256s, and the
+//! `gzip`/`zstd` command-line tools accepting the output.
+
+use kiln_oci::compress::{
+    compress, CompressError, CompressOptions, CompressedLayer, Compression, LayerCompressor,
+    DEFAULT_BLOCK_SIZE,
+};
+use kiln_oci::media;
+use sha2::{Digest as _, Sha256};
+use std::io::{Read, Write};
+use std::path::Path;
+use std::process::Command;
+
+/// A small deterministic PRNG (xorshift64*), so test data is the same on
+/// every run.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+}
+
+const WORDS: &[&str] = &[
+    "layer",
+    "image",
+    "manifest",
+    "digest",
+    "kiln",
+    "build",
+    "stage",
+    "copy",
+    "run",
+    "tar",
+    "gzip",
+    "zstd",
+    "/usr/lib/x86_64-linux-gnu",
+    "config",
+    "rootfs",
+    "sha256",
+    "the",
+    "of",
+    "and",
+    "ENV PATH=/usr/local/bin",
+    "0644",
+    "root",
+    "\n",
+];
+
+/// `len` bytes alternating runs of random bytes and text-like lines.
+fn mixed(len: usize, seed: u64) -> Vec<u8> {
+    let mut rng = Rng(seed | 1);
+    let mut out = Vec::with_capacity(len + 1024);
+    while out.len() < len {
+        let run = 1024 + (rng.next() % (96 * 1024)) as usize;
+        if rng.next() & 1 == 0 {
+            for _ in 0..run / 8 {
+                out.extend_from_slice(&rng.next().to_le_bytes());
+            }
+        } else {
+            let start = out.len();
+            while out.len() - start < run {
+                let w = WORDS[(rng.next() % WORDS.len() as u64) as usize];
+                out.extend_from_slice(w.as_bytes());
+                out.push(b' ');
+            }
+        }
+    }
+    out.truncate(len);
+    out
+}
+
+fn sha256(data: &[u8]) -> String {
+    format!("sha256:{:x}", Sha256::digest(data))
+}
+
+fn run(data: &[u8], compression: Compression, threads: usize) -> (Vec<u8>, CompressedLayer) {
+    compress(
+        data,
+        Vec::new(),
+        compression,
+        CompressOptions::with_threads(threads),
+    )
+    .expect("compressing")
+}
+
+fn decode(compression: Compression, blob: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    match compression {
+        Compression::Gzip { .. } => {
+            flate2::read::GzDecoder::new(blob)
+                .read_to_end(&mut out)
+                .expect("gzip decoding");
+        }
+        Compression::Zstd { .. } => {
+            out = zstd::decode_all(blob).expect("zstd decoding");
+        }
+        Compression::Uncompressed => out = blob.to_vec(),
+    }
+    out
+}
+
+/// Compresses `data`, checks the decoded output and every digest, and
+/// returns the blob.
+fn check_roundtrip(data: &[u8], compression: Compression, threads: usize) -> Vec<u8> {
+    let (blob, layer) = run(data, compression, threads);
+    let decoded = decode(compression, &blob);
+    assert!(
+        decoded == data,
+        "{compression:?}, {threads} threads, {} bytes: decoded output differs from the input",
+        data.len()
+    );
+    assert_eq!(layer.diff_id.as_str(), sha256(data), "diff_id");
+    assert_eq!(layer.digest.as_str(), sha256(&blob), "digest");
+    assert_eq!(layer.size, blob.len() as u64, "size");
+    assert_eq!(layer.uncompressed_size, data.len() as u64);
+    assert_eq!(layer.media_type, compression.media_type());
+    if compression == Compression::Uncompressed {
+        assert_eq!(layer.diff_id, layer.digest);
+    }
+    blob
+}
+
+/// Runs `tool -t` on `blob` if the tool is installed; says why not if not.
+fn cli_test(tool: &str, ext: &str, blob: &[u8]) {
+    if Command::new(tool).arg("--version").output().is_err() {
+        eprintln!("skipping `{tool} -t`: {tool} is not installed");
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join(format!("layer.tar.{ext}"));
+    std::fs::write(&path, blob).expect("writing blob");
+    let out = Command::new(tool)
+        .arg("-t")
+        .arg(&path)
+        .output()
+        .expect("running the tool");
+    assert!(
+        out.status.success(),
+        "`{tool} -t` rejected the output: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Decompresses `blob` with the CLI and compares with `data`.
+fn cli_decode(tool: &str, ext: &str, blob: &[u8], data: &[u8]) {
+    if Command::new(tool).arg("--version").output().is_err() {
+        eprintln!("skipping `{tool} -dc`: {tool} is not installed");
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path: &Path = &dir.path().join(format!("layer.tar.{ext}"));
+    std::fs::write(path, blob).expect("writing blob");
+    let out = Command::new(tool)
+        .arg("-dc")
+        .arg(path)
+        .output()
+        .expect("running the tool");
+    assert!(out.status.success(), "`{tool} -dc` failed");
+    assert!(out.stdout == data, "`{tool} -dc` output differs from input");
+}
+
+const GZIP6: Compression = Compression::Gzip { level: 6 };
+const ZSTD3: Compression = Compression::Zstd { level: 3 };
+
+#[test]
+fn roundtrip_20mb_every_mode() {
+    let data = mixed(20 << 20, 1);
+    let small = &data[..3 << 20];
+    for (c, data) in [
+        (GZIP6, &data[..]),
+        (ZSTD3, &data[..]),
+        (Compression::Uncompressed, &data[..]),
+        // Other levels on less data: debug builds compress slowly.
+        (Compression::Gzip { level: 1 }, small),
+        (Compression::Gzip { level: 9 }, small),
+        (Compression::Zstd { level: 19 }, small),
+    ] {
+        let blob = check_roundtrip(data, c, 0);
+        if c != Compression::Uncompressed {
+            assert!(
+                blob.len() < data.len() * 3 / 4,
+                "{c:?} compressed 20 MB of half-text only to {} bytes",
+                blob.len()
+            );
+        }
+    }
+}
+
+#[test]
+fn gzip_identical_for_1_2_and_8_threads() {
+    let data = mixed(20 << 20, 2);
+    let one = check_roundtrip(&data, GZIP6, 1);
+    let two = check_roundtrip(&data, GZIP6, 2);
+    let eight = check_roundtrip(&data, GZIP6, 8);
+    assert!(one == two, "gzip: 1 and 2 threads differ");
+    assert!(one == eight, "gzip: 1 and 8 threads differ");
+    cli_test("gzip", "gz", &one);
+    cli_decode("gzip", "gz", &one, &data);
+}
+
+#[test]
+fn gzip_output_independent_of_write_sizes() {
+    let data = mixed(3 << 20, 3);
+    let (whole, _) = run(&data, GZIP6, 3);
+    let mut rng = Rng(7);
+    let mut c = LayerCompressor::with_options(Vec::new(), GZIP6, CompressOptions::with_threads(2))
+        .expect("compressor");
+    let mut rest = &data[..];
+    while !rest.is_empty() {
+        let n = (1 + rng.next() % 300_000) as usize;
+        let n = n.min(rest.len());
+        c.write_all(&rest[..n]).expect("write");
+        // A flush must not end a block early.
+        c.flush().expect("flush");
+        rest = &rest[n..];
+    }
+    let (pieces, layer) = c.finish().expect("finish");
+    assert!(
+        whole == pieces,
+        "gzip output depends on how the input was written"
+    );
+    assert_eq!(layer.digest.as_str(), sha256(&whole));
+}
+
+#[test]
+fn zstd_identical_for_1_2_and_8_workers() {
+    // More than one zstd job (level 3's job size is a few MB), so that
+    // the worker count could matter.
+    let data = mixed(20 << 20, 4);
+    let one = check_roundtrip(&data, ZSTD3, 1);
+    let two = check_roundtrip(&data, ZSTD3, 2);
+    let eight = check_roundtrip(&data, ZSTD3, 8);
+    assert!(one == two, "zstd: 1 and 2 workers differ");
+    assert!(one == eight, "zstd: 1 and 8 workers differ");
+    // Written in pieces with flushes: the same bytes again.
+    let mut c = LayerCompressor::with_options(Vec::new(), ZSTD3, CompressOptions::with_threads(2))
+        .expect("compressor");
+    for piece in data.chunks(777_777) {
+        c.write_all(piece).expect("write");
+        c.flush().expect("flush");
+    }
+    let (pieces, _) = c.finish().expect("finish");
+    assert!(
+        one == pieces,
+        "zstd output depends on how the input was written"
+    );
+    cli_test("zstd", "zst", &one);
+    cli_decode("zstd", "zst", &one, &data);
+}
+
+#[test]
+fn edge_sizes_every_mode() {
+    let b = DEFAULT_BLOCK_SIZE;
+    let sizes = [
+        0,
+        1,
+        100,
+        32 * 1024 - 1,
+        32 * 1024,
+        32 * 1024 + 1,
+        b - 1,
+        b,
+        b + 1,
+        2 * b - 1,
+        2 * b,
+        2 * b + 1,
+        9 * b,
+    ];
+    for &len in &sizes {
+        let data = mixed(len, 5 + len as u64);
+        let one = check_roundtrip(&data, GZIP6, 1);
+        let four = check_roundtrip(&data, GZIP6, 4);
+        assert!(one == four, "gzip, {len} bytes: 1 and 4 threads differ");
+        cli_test("gzip", "gz", &one);
+        let z1 = check_roundtrip(&data, ZSTD3, 1);
+        let z4 = check_roundtrip(&data, ZSTD3, 4);
+        assert!(z1 == z4, "zstd, {len} bytes: 1 and 4 workers differ");
+        cli_test("zstd", "zst", &z1);
+        check_roundtrip(&data, Compression::Uncompressed, 1);
+    }
+}
+
+#[test]
+fn all_zero_and_incompressible_inputs() {
+    // Extremes for the output buffer sizing: very compressible, and
+    // random (deflate falls back to stored blocks).
+    let zeros = vec![0u8; 5 * DEFAULT_BLOCK_SIZE + 17];
+    let mut rng = Rng(99);
+    let random: Vec<u8> = (0..(5 * DEFAULT_BLOCK_SIZE + 17) / 8)
+        .flat_map(|_| rng.next().to_le_bytes())
+        .collect();
+    for data in [&zeros, &random] {
+        for level in [1, 6, 9] {
+            let c = Compression::Gzip { level };
+            let a = check_roundtrip(data, c, 1);
+            let b = check_roundtrip(data, c, 3);
+            assert!(a == b);
+        }
+        check_roundtrip(data, ZSTD3, 2);
+    }
+}
+
+#[test]
+fn block_size_is_honoured_and_checked() {
+    let data = mixed(1 << 20, 6);
+    let opts = |threads, block_size| CompressOptions {
+        threads: std::num::NonZeroUsize::new(threads),
+        block_size,
+    };
+    let (a, _) = compress(&data[..], Vec::new(), GZIP6, opts(1, 32 * 1024)).expect("32k");
+    let (b, _) = compress(&data[..], Vec::new(), GZIP6, opts(2, 32 * 1024)).expect("32k");
+    assert!(a == b);
+    assert_eq!(decode(GZIP6, &a), data);
+    let (c, _) = compress(&data[..], Vec::new(), GZIP6, opts(2, 1 << 20)).expect("1m");
+    assert_eq!(decode(GZIP6, &c), data);
+    assert!(matches!(
+        LayerCompressor::with_options(Vec::new(), GZIP6, opts(1, 1000)),
+        Err(CompressError::InvalidBlockSize(1000))
+    ));
+}
+
+#[test]
+fn gzip_header_is_fixed() {
+    let (blob, _) = run(b"hello", GZIP6, 1);
+    // No name, mtime 0, OS unknown: nothing from the machine or the clock.
+    assert_eq!(&blob[..10], &[0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 0xff]);
+    let (blob, _) = run(b"", Compression::Gzip { level: 9 }, 1);
+    assert_eq!(blob[8], 2, "XFL for level 9");
+}
+
+#[test]
+fn names_levels_and_media_types() {
+    assert_eq!("gzip".parse::<Compression>().ok(), Some(GZIP6));
+    assert_eq!("zstd".parse::<Compression>().ok(), Some(ZSTD3));
+    assert_eq!(
+        "uncompressed".parse::<Compression>().ok(),
+        Some(Compression::Uncompressed)
+    );
+    assert!(matches!(
+        "lz4".parse::<Compression>(),
+        Err(CompressError::UnknownCompression(_))
+    ));
+    for c in [GZIP6, ZSTD3, Compression::Uncompressed] {
+        assert_eq!(c.to_string().parse::<Compression>().ok(), Some(c));
+    }
+    assert_eq!(Compression::default(), GZIP6);
+    assert_eq!(GZIP6.media_type(), media::OCI_LAYER_GZIP);
+    assert_eq!(ZSTD3.media_type(), media::OCI_LAYER_ZSTD);
+    assert_eq!(Compression::Uncompressed.media_type(), media::OCI_LAYER_TAR);
+    assert_eq!(
+        GZIP6.with_level(9).ok(),
+        Some(Compression::Gzip { level: 9 })
+    );
+    assert_eq!(
+        ZSTD3.with_level(22).ok(),
+        Some(Compression::Zstd { level: 22 })
+    );
+    for bad in [0, 10, -1, 1 << 40] {
+        assert!(matches!(
+            GZIP6.with_level(bad),
+            Err(CompressError::InvalidLevel { level, .. }) if level == bad
+        ));
+    }
+    assert!(ZSTD3.with_level(23).is_err());
+    assert!(ZSTD3.with_level(0).is_err());
+    assert!(matches!(
+        Compression::Uncompressed.with_level(1),
+        Err(CompressError::NoLevel)
+    ));
+    assert!(LayerCompressor::new(Vec::new(), Compression::Gzip { level: 0 }).is_err());
+    assert!(LayerCompressor::new(Vec::new(), Compression::Zstd { level: 30 }).is_err());
+}
+
+/// A sink that fails after `left` bytes.
+#[derive(Debug)]
+struct Failing {
+    left: usize,
+}
+
+impl Write for Failing {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if self.left == 0 {
+            return Err(std::io::Error::other("disk full"));
+        }
+        let n = buf.len().min(self.left);
+        self.left -= n;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[test]
+fn sink_errors_are_returned_not_hung_on() {
+    let data = mixed(4 << 20, 8);
+    for c in [GZIP6, ZSTD3, Compression::Uncompressed] {
+        for threads in [1, 4] {
+            let r = compress(
+                &data[..],
+                Failing { left: 100_000 },
+                c,
+                CompressOptions::with_threads(threads),
+            );
+            match r {
+                Err(CompressError::Io(e)) => assert!(e.to_string().contains("disk full")),
+                other => panic!("{c:?}: expected the sink's error, got {other:?}"),
+            }
+        }
+    }
+}
+
+#[test]
+fn dropping_unfinished_stops_the_threads() {
+    let data = mixed(2 << 20, 9);
+    let mut c = LayerCompressor::with_options(Vec::new(), GZIP6, CompressOptions::with_threads(4))
+        .expect("compressor");
+    c.write_all(&data).expect("write");
+    drop(c);
+}
