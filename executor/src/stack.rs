@@ -79,15 +79,57 @@ pub trait SourceTree: Send + Sync {
 }
 
 /// A filesystem as layer directories, bottom first.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+///
+/// A stack made with [`LayerStack::new`] remembers the directories its
+/// lookups walk through (shared by clones), so a deep stack is not walked
+/// layer by layer again for every path: its layers must not change while
+/// it is read. [`LayerStack::with`] makes a stack over a layer being
+/// written, which remembers nothing.
+#[derive(Debug, Clone, Default)]
 pub struct LayerStack {
     layers: Vec<PathBuf>,
+    dirs: Option<std::sync::Arc<std::sync::Mutex<HashMap<String, Found>>>>,
 }
+
+impl PartialEq for LayerStack {
+    fn eq(&self, other: &LayerStack) -> bool {
+        self.layers == other.layers
+    }
+}
+
+impl Eq for LayerStack {}
 
 impl LayerStack {
     /// A stack of these layer directories, bottom first.
     pub fn new(layers: Vec<PathBuf>) -> LayerStack {
-        LayerStack { layers }
+        LayerStack {
+            layers,
+            dirs: Some(Default::default()),
+        }
+    }
+
+    /// The merged directory at the resolved path `key`, remembered or
+    /// looked up with `find`.
+    fn cached_dir(
+        &self,
+        key: &str,
+        find: impl FnOnce() -> Result<Option<Found>, SourceError>,
+    ) -> Result<Option<Found>, SourceError> {
+        let Some(dirs) = &self.dirs else {
+            return find();
+        };
+        if let Some(f) = dirs.lock().unwrap_or_else(|e| e.into_inner()).get(key) {
+            return Ok(Some(f.clone()));
+        }
+        let found = find()?;
+        if let Some(f) = &found {
+            if f.metadata.is_dir() {
+                dirs.lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .insert(key.to_string(), f.clone());
+            }
+        }
+        Ok(found)
     }
 
     /// The layer directories, bottom first.
@@ -95,11 +137,12 @@ impl LayerStack {
         &self.layers
     }
 
-    /// This stack with `upper` on top.
+    /// This stack with `upper` (possibly being written) on top; the new
+    /// stack remembers no lookups.
     pub fn with(&self, upper: PathBuf) -> LayerStack {
         let mut layers = self.layers.clone();
         layers.push(upper);
-        LayerStack { layers }
+        LayerStack { layers, dirs: None }
     }
 }
 
@@ -107,7 +150,7 @@ impl LayerStack {
 const MAX_SYMLINKS: usize = 40;
 
 /// A path found in the merged view.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 struct Found {
     /// The path in the top-most layer holding it.
     real: PathBuf,
@@ -169,6 +212,10 @@ fn opaque(path: &Path) -> Result<bool, SourceError> {
 impl LayerStack {
     /// The root of the merged view, `None` for an empty stack.
     fn root(&self) -> Result<Option<Found>, SourceError> {
+        self.cached_dir("", || self.find_root())
+    }
+
+    fn find_root(&self) -> Result<Option<Found>, SourceError> {
         let mut dirs = Vec::new();
         for layer in self.layers.iter().rev() {
             dirs.push(layer.clone());
@@ -241,7 +288,13 @@ impl LayerStack {
             if !cur.metadata.is_dir() {
                 return Ok(None);
             }
-            let Some(next) = Self::step(&cur.dirs, OsStr::new(&name))? else {
+            let key = if resolved.is_empty() {
+                name.clone()
+            } else {
+                format!("{}/{name}", resolved.join("/"))
+            };
+            let Some(next) = self.cached_dir(&key, || Self::step(&cur.dirs, OsStr::new(&name)))?
+            else {
                 return Ok(None);
             };
             if next.metadata.file_type().is_symlink() && (!pending.is_empty() || follow_final) {
