@@ -14,7 +14,7 @@ use crate::sys;
 use std::collections::BTreeMap;
 use std::ffi::{OsStr, OsString};
 use std::fs::{self, OpenOptions};
-use std::io::{self, BufRead, BufReader, Read};
+use std::io::{self, BufReader, Read};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
@@ -56,12 +56,6 @@ pub enum UnpackError {
     /// The destination exists and is not an empty directory.
     #[error("{0}: layer directory already exists and is not empty")]
     NotEmpty(PathBuf),
-    /// A layer compression not handled.
-    #[error("{media_type}: zstd layers not supported yet")]
-    Unsupported {
-        /// The layer's media type.
-        media_type: String,
-    },
 }
 
 fn io_err(action: &'static str, path: &Path, error: io::Error) -> UnpackError {
@@ -72,33 +66,19 @@ fn io_err(action: &'static str, path: &Path, error: io::Error) -> UnpackError {
     }
 }
 
-/// Extracts the layer blob at `blob` (plain tar or gzip, detected by its
-/// magic bytes) into `dir` like [`unpack`]. zstd (by media type or magic)
-/// is [`UnpackError::Unsupported`].
+/// Extracts the layer blob at `blob` (plain tar, gzip or zstd, detected
+/// by its magic bytes) into `dir` like [`unpack`]. `media_type` only names
+/// the layer in errors.
 ///
 /// # Errors
 /// See [`unpack`].
 pub fn unpack_blob(blob: &Path, media_type: &str, dir: &Path) -> Result<(), UnpackError> {
-    let unsupported = || UnpackError::Unsupported {
-        media_type: media_type.to_string(),
-    };
-    if media_type.contains("zstd") {
-        return Err(unsupported());
-    }
+    let _ = media_type;
     let file = fs::File::open(blob).map_err(|e| io_err("opening", blob, e))?;
-    let mut reader = BufReader::with_capacity(1 << 16, file);
-    let magic = reader
-        .fill_buf()
-        .map_err(|e| io_err("reading", blob, e))?
-        .to_vec();
-    if magic.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
-        return Err(unsupported());
-    }
-    if magic.starts_with(&[0x1f, 0x8b]) {
-        unpack(&mut flate2::bufread::MultiGzDecoder::new(reader), dir)
-    } else {
-        unpack(&mut reader, dir)
-    }
+    let reader = BufReader::with_capacity(1 << 16, file);
+    let mut tar =
+        kiln_oci::compress::decompressor(reader).map_err(|e| io_err("reading", blob, e))?;
+    unpack(&mut tar, dir)
 }
 
 /// Extracts an uncompressed layer tar into `dir` in overlay format.

@@ -853,3 +853,20 @@ impl Drop for Pool {
         }
     }
 }
+
+/// A reader of the uncompressed tar inside a layer blob read from
+/// `reader`: gzip (multi-member, as parallel gzip writes), zstd or plain,
+/// told apart by the first bytes (media types lie more often than magic).
+///
+/// # Errors
+/// Reading the first bytes, or starting the zstd decoder.
+pub fn decompressor<'a, R: std::io::BufRead + 'a>(
+    mut reader: R,
+) -> std::io::Result<Box<dyn Read + 'a>> {
+    let head = reader.fill_buf()?;
+    Ok(match LayerCompression::detect(head) {
+        LayerCompression::Gzip => Box::new(flate2::bufread::MultiGzDecoder::new(reader)),
+        LayerCompression::Zstd => Box::new(zstd::stream::read::Decoder::with_buffer(reader)?),
+        LayerCompression::None => Box::new(reader),
+    })
+}
