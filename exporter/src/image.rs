@@ -1,7 +1,13 @@
-//! Assembling the image: config and manifest blobs in the store.
+//! Assembling the image: layer blobs in the compression an output asks
+//! for, the config and the manifest, in the content store.
 
+use crate::layers::{layer_blob, LayerBlob};
+use crate::ExportError;
 use kiln_executor::LayerStack;
-use kiln_oci::{media, Digest, ImageConfig, LocalStore, StoreError};
+use kiln_oci::media::MediaFamily;
+use kiln_oci::{Compression, Digest, ImageConfig, LayerCompression, LocalStore};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
 
 /// One layer of a built image.
 #[derive(Debug, Clone)]
@@ -12,6 +18,13 @@ pub struct BuiltLayer {
     pub size: u64,
     /// Blob media type.
     pub media_type: String,
+    /// Uncompressed digest.
+    pub diff_id: Digest,
+    /// The unpacked layer directory (overlay format), for rewriting it.
+    pub dir: PathBuf,
+    /// It comes from a base image: kept as it is unless
+    /// [`ImageOptions::force_compression`].
+    pub from_image: bool,
 }
 
 /// A built image: its filesystem, layers and config.
@@ -19,23 +32,82 @@ pub struct BuiltLayer {
 pub struct BuiltImage {
     /// The config (rootfs.diff_ids filled in).
     pub config: ImageConfig,
-    /// The layer blobs, base first.
+    /// The layers, base first.
     pub layers: Vec<BuiltLayer>,
     /// The filesystem, for local and tar outputs.
     pub stack: LayerStack,
+    /// `SOURCE_DATE_EPOCH`, for [`ImageOptions::rewrite_timestamp`].
+    pub epoch: Option<u64>,
 }
 
-/// Writes the config and an OCI manifest for `image` to the store and
-/// returns the manifest digest. `created` (RFC 3339) is stamped on the
-/// config and on history entries that have no time yet.
+/// How an image output writes the image: buildx's image output options
+/// (`compression`, `compression-level`, `force-compression`,
+/// `oci-mediatypes`, `rewrite-timestamp`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ImageOptions {
+    /// The compression of layers made by the build (and of every layer
+    /// with `force_compression`).
+    pub compression: Compression,
+    /// Recompress base image layers too.
+    pub force_compression: bool,
+    /// OCI media types (the default) or Docker's.
+    pub oci_mediatypes: bool,
+    /// Clamp the file times of layers made by the build to
+    /// [`BuiltImage::epoch`] (`SOURCE_DATE_EPOCH`), for reproducible
+    /// digests.
+    pub rewrite_timestamp: bool,
+}
+
+impl Default for ImageOptions {
+    fn default() -> ImageOptions {
+        ImageOptions {
+            compression: Compression::default(),
+            force_compression: false,
+            oci_mediatypes: true,
+            rewrite_timestamp: false,
+        }
+    }
+}
+
+/// An image written to the store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WrittenImage {
+    /// The manifest digest (the image's identity).
+    pub manifest: Digest,
+    /// The manifest's media type.
+    pub media_type: String,
+    /// The manifest's size in bytes.
+    pub size: u64,
+    /// The config digest.
+    pub config: Digest,
+}
+
+/// Writes the layers (converted as `options` say), the config and a
+/// manifest for `image` to the store. `created` (RFC 3339) is stamped on
+/// the config and on history entries that have no time yet;
+/// `annotations` go on the manifest.
 ///
 /// # Errors
-/// Store errors.
+/// Store or compression errors; zstd with Docker media types.
 pub fn write_image(
     store: &LocalStore,
     image: &BuiltImage,
     created: &str,
-) -> Result<Digest, StoreError> {
+    options: &ImageOptions,
+    annotations: &BTreeMap<String, String>,
+) -> Result<WrittenImage, ExportError> {
+    let family = if options.oci_mediatypes {
+        MediaFamily::Oci
+    } else {
+        MediaFamily::Docker
+    };
+    if !options.oci_mediatypes
+        && options.compression.layer_compression() == LayerCompression::Zstd
+    {
+        return Err(ExportError::Options(
+            "compression=zstd needs oci-mediatypes=true".into(),
+        ));
+    }
     let mut config = image.config.clone();
     config.created = Some(created.to_string());
     for h in &mut config.history {
@@ -43,30 +115,45 @@ pub fn write_image(
             h.created = Some(created.to_string());
         }
     }
+    let mut layers = Vec::new();
+    let mut diff_ids = Vec::new();
+    for layer in &image.layers {
+        let LayerBlob {
+            blob,
+            size,
+            diff_id,
+            compression,
+        } = layer_blob(store, layer, image.epoch, options)?;
+        diff_ids.push(diff_id.to_string());
+        layers.push(serde_json::json!({
+            "mediaType": family.layer(compression),
+            "digest": blob.as_str(),
+            "size": size,
+        }));
+    }
+    config.rootfs.diff_ids = diff_ids;
     let config_bytes = config.to_vec();
     let config_digest = store.write_blob(&config_bytes, None)?;
-    let layers: Vec<serde_json::Value> = image
-        .layers
-        .iter()
-        .map(|l| {
-            serde_json::json!({
-                "mediaType": l.media_type,
-                "digest": l.blob.as_str(),
-                "size": l.size,
-            })
-        })
-        .collect();
-    let manifest = serde_json::json!({
+    let mut manifest = serde_json::json!({
         "schemaVersion": 2,
-        "mediaType": media::OCI_MANIFEST,
+        "mediaType": family.manifest(),
         "config": {
-            "mediaType": media::OCI_CONFIG,
+            "mediaType": family.config(),
             "digest": config_digest.as_str(),
             "size": config_bytes.len(),
         },
         "layers": layers,
     });
+    if !annotations.is_empty() {
+        manifest["annotations"] = serde_json::json!(annotations);
+    }
     // Plain JSON values always serialise.
     let bytes = serde_json::to_vec(&manifest).unwrap_or_default();
-    store.write_blob(&bytes, None)
+    let digest = store.write_blob(&bytes, None)?;
+    Ok(WrittenImage {
+        manifest: digest,
+        media_type: family.manifest().to_string(),
+        size: bytes.len() as u64,
+        config: config_digest,
+    })
 }

@@ -1,18 +1,30 @@
 //! `--output` targets and writing them.
 
-use crate::image::BuiltImage;
+use crate::image::{BuiltImage, ImageOptions, WrittenImage};
 use kiln_oci::archive::{self, NamedImage};
-use kiln_oci::{Digest, LocalStore, Platform};
+use kiln_oci::{Compression, LocalStore, Platform};
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
-/// Where a build's result goes (`--output`, `-o`, `-t`).
+/// Where a build's result goes (`--output`, `-o`, `-t`, `--push`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ExportTarget {
-    /// The local image store, under these names (`type=image`).
+    /// The local image store, under these names (`type=image`), and
+    /// pushed to them with `push=true`.
     Image {
         /// Names to tag (may be empty: the image is kept by digest).
         names: Vec<String>,
+        /// Also push to the names' registries.
+        push: bool,
+        /// How the image is written.
+        options: ImageOptions,
+    },
+    /// A registry (`type=registry`, `--push`): pushed to every name.
+    Registry {
+        /// Where to push (at least one).
+        names: Vec<String>,
+        /// How the image is written.
+        options: ImageOptions,
     },
     /// An OCI layout: a tar file, or a directory with `tar=false`.
     Oci {
@@ -22,6 +34,8 @@ pub enum ExportTarget {
         tar: bool,
         /// Names recorded in the layout.
         names: Vec<String>,
+        /// How the image is written.
+        options: ImageOptions,
     },
     /// A docker-archive tarball (`docker load`-able).
     Docker {
@@ -29,6 +43,8 @@ pub enum ExportTarget {
         dest: PathBuf,
         /// Names recorded in it.
         names: Vec<String>,
+        /// How the image is written (Docker media types by default).
+        options: ImageOptions,
     },
     /// The final filesystem in a directory.
     Local {
@@ -40,6 +56,54 @@ pub enum ExportTarget {
         /// Destination file (`-` for stdout).
         dest: PathBuf,
     },
+}
+
+impl ExportTarget {
+    /// How an image output writes the image (`None` for filesystem
+    /// outputs).
+    pub fn image_options(&self) -> Option<&ImageOptions> {
+        match self {
+            ExportTarget::Image { options, .. }
+            | ExportTarget::Registry { options, .. }
+            | ExportTarget::Oci { options, .. }
+            | ExportTarget::Docker { options, .. } => Some(options),
+            ExportTarget::Local { .. } | ExportTarget::Tar { .. } => None,
+        }
+    }
+
+    /// The names an image output gives the image (`-t` fills them in when
+    /// `name=` was not given).
+    pub fn names_mut(&mut self) -> Option<&mut Vec<String>> {
+        match self {
+            ExportTarget::Image { names, .. }
+            | ExportTarget::Registry { names, .. }
+            | ExportTarget::Oci { names, .. }
+            | ExportTarget::Docker { names, .. } => Some(names),
+            ExportTarget::Local { .. } | ExportTarget::Tar { .. } => None,
+        }
+    }
+
+    /// The names an image output gives the image.
+    pub fn names(&self) -> &[String] {
+        match self {
+            ExportTarget::Image { names, .. }
+            | ExportTarget::Registry { names, .. }
+            | ExportTarget::Oci { names, .. }
+            | ExportTarget::Docker { names, .. } => names,
+            ExportTarget::Local { .. } | ExportTarget::Tar { .. } => &[],
+        }
+    }
+
+    /// The references this output pushes the image to.
+    pub fn push_names(&self) -> &[String] {
+        match self {
+            ExportTarget::Image {
+                names, push: true, ..
+            }
+            | ExportTarget::Registry { names, .. } => names,
+            _ => &[],
+        }
+    }
 }
 
 /// Why an export failed.
@@ -54,6 +118,12 @@ pub enum ExportError {
         /// Why.
         reason: String,
     },
+    /// Output options that do not go together.
+    #[error("{0}")]
+    Options(String),
+    /// A layer could not be converted for the output.
+    #[error("{0}")]
+    Layer(String),
     /// Writing failed.
     #[error("writing {path}: {message}")]
     Write {
@@ -70,12 +140,23 @@ pub enum ExportError {
     Archive(#[from] archive::ArchiveError),
 }
 
+fn parse_bool(v: &str, key: &str) -> Result<bool, String> {
+    match v.trim() {
+        "true" | "1" => Ok(true),
+        "false" | "0" => Ok(false),
+        _ => Err(format!("{key} must be true or false")),
+    }
+}
+
 impl FromStr for ExportTarget {
     type Err = ExportError;
 
     /// Reads buildx syntax: `type=oci,dest=out.tar[,tar=false][,name=a,b]`,
-    /// or a bare path (`-o DIR` = `type=local,dest=DIR`, `-o -` =
-    /// `type=tar,dest=-`).
+    /// image options (`compression=gzip|zstd|uncompressed`,
+    /// `compression-level=N`, `force-compression=true`,
+    /// `oci-mediatypes=false`, `rewrite-timestamp=true`), `push=true` on
+    /// `type=image`, or a bare path (`-o DIR` = `type=local,dest=DIR`,
+    /// `-o -` = `type=tar,dest=-`).
     fn from_str(value: &str) -> Result<ExportTarget, ExportError> {
         let bad = |reason: &str| ExportError::BadTarget {
             value: value.to_string(),
@@ -91,41 +172,91 @@ impl FromStr for ExportTarget {
         let mut kind = None;
         let mut dest = None;
         let mut tar = true;
+        let mut push = false;
         let mut names = Vec::new();
-        for field in value.split(',') {
+        let mut compression: Option<Compression> = None;
+        let mut level: Option<i64> = None;
+        let mut force = false;
+        let mut oci_mediatypes: Option<bool> = None;
+        let mut rewrite = false;
+        // A quoted CSV field may hold commas (`"name=a,b"`), as buildx reads it.
+        for field in split_fields(value) {
             let (k, v) = field
                 .split_once('=')
                 .ok_or_else(|| bad(&format!("{field:?} is not key=value")))?;
             match k.trim() {
                 "type" => kind = Some(v.trim().to_string()),
                 "dest" => dest = Some(PathBuf::from(v.trim())),
-                "tar" => {
-                    tar = v
-                        .trim()
-                        .parse()
-                        .map_err(|_| bad("tar must be true or false"))?;
-                }
+                "tar" => tar = parse_bool(v, "tar").map_err(|e| bad(&e))?,
                 "name" => names.extend(
-                    v.split(';')
+                    v.split([';', ','])
                         .map(|n| n.trim().to_string())
                         .filter(|n| !n.is_empty()),
                 ),
-                "push" | "compression" | "compression-level" | "force-compression"
-                | "oci-mediatypes" => {}
+                "push" => push = parse_bool(v, "push").map_err(|e| bad(&e))?,
+                "compression" => {
+                    compression = Some(v.trim().parse().map_err(
+                        |e: kiln_oci::compress::CompressError| bad(&e.to_string()),
+                    )?)
+                }
+                "compression-level" => {
+                    level = Some(
+                        v.trim()
+                            .parse()
+                            .map_err(|_| bad("compression-level must be a number"))?,
+                    )
+                }
+                "force-compression" => {
+                    force = parse_bool(v, "force-compression").map_err(|e| bad(&e))?
+                }
+                "oci-mediatypes" => {
+                    oci_mediatypes =
+                        Some(parse_bool(v, "oci-mediatypes").map_err(|e| bad(&e))?)
+                }
+                "rewrite-timestamp" => {
+                    rewrite = parse_bool(v, "rewrite-timestamp").map_err(|e| bad(&e))?
+                }
+                // buildx's `store=false` and `unpack` have no meaning here.
+                "store" | "unpack" => {}
                 other => return Err(bad(&format!("unknown key {other:?}"))),
             }
         }
+        let mut compression = compression.unwrap_or_default();
+        if let Some(level) = level {
+            compression = compression.with_level(level).map_err(|e| bad(&e.to_string()))?;
+        }
+        let docker = kind.as_deref() == Some("docker");
+        let mut options = ImageOptions {
+            compression,
+            force_compression: force,
+            oci_mediatypes: oci_mediatypes.unwrap_or(!docker),
+            rewrite_timestamp: rewrite,
+        };
+        if compression.layer_compression() == kiln_oci::LayerCompression::Zstd {
+            // As buildx: zstd has only an OCI media type.
+            if oci_mediatypes == Some(false) {
+                return Err(bad("compression=zstd needs oci-mediatypes=true"));
+            }
+            options.oci_mediatypes = true;
+        }
         let need_dest = |d: Option<PathBuf>| d.ok_or_else(|| bad("dest= is required"));
         match kind.as_deref() {
-            Some("image") => Ok(ExportTarget::Image { names }),
+            Some("image") => Ok(ExportTarget::Image {
+                names,
+                push,
+                options,
+            }),
+            Some("registry") => Ok(ExportTarget::Registry { names, options }),
             Some("oci") => Ok(ExportTarget::Oci {
                 dest: need_dest(dest)?,
                 tar,
                 names,
+                options,
             }),
             Some("docker") => Ok(ExportTarget::Docker {
                 dest: need_dest(dest)?,
                 names,
+                options,
             }),
             Some("local") => Ok(ExportTarget::Local {
                 dest: need_dest(dest)?,
@@ -134,14 +265,33 @@ impl FromStr for ExportTarget {
                 dest: need_dest(dest)?,
             }),
             Some(other) => Err(bad(&format!(
-                "unknown type {other:?} (image, oci, docker, local, tar)"
+                "unknown type {other:?} (image, registry, oci, docker, local, tar)"
             ))),
             None => Err(bad("type= is required")),
         }
     }
 }
 
-/// Writes `image` (whose manifest is `manifest` in `store`) to `target`.
+/// Splits `a=1,"name=x,y",b=2` at commas outside double quotes, dropping
+/// the quotes.
+fn split_fields(value: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut cur = String::new();
+    let mut quoted = false;
+    for c in value.chars() {
+        match c {
+            '"' => quoted = !quoted,
+            ',' if !quoted => out.push(std::mem::take(&mut cur)),
+            c => cur.push(c),
+        }
+    }
+    out.push(cur);
+    out.into_iter().filter(|f| !f.trim().is_empty()).collect()
+}
+
+/// Writes `image` (written to the store as `written` with this target's
+/// options) to `target`. Pushing is the caller's ([`ExportTarget::push_names`]):
+/// it needs a registry client.
 ///
 /// # Errors
 /// Write, store or codec errors naming the destination. Files are written
@@ -151,46 +301,59 @@ pub fn export(
     store: &LocalStore,
     target: &ExportTarget,
     image: &BuiltImage,
-    manifest: &Digest,
+    written: Option<&WrittenImage>,
 ) -> Result<(), ExportError> {
-    let named = |names: &[String]| {
-        vec![NamedImage {
+    let manifest = || {
+        written.map(|w| w.manifest.clone()).ok_or_else(|| {
+            ExportError::Options("an image output needs the written image".into())
+        })
+    };
+    let named = |names: &[String]| -> Result<Vec<NamedImage>, ExportError> {
+        Ok(vec![NamedImage {
             names: names.to_vec(),
-            digest: manifest.clone(),
-        }]
+            digest: manifest()?,
+        }])
     };
     match target {
-        ExportTarget::Image { names } => {
+        ExportTarget::Image { names, .. } => {
+            let digest = manifest()?;
             for n in names {
-                store.set_ref(n, manifest)?;
+                store.set_ref(n, &digest)?;
             }
             Ok(())
         }
+        ExportTarget::Registry { .. } => Ok(()),
         ExportTarget::Oci {
             dest,
             tar: false,
             names,
+            ..
         } => {
-            archive::write_layout_dir(store, &named(names), dest)?;
+            archive::write_layout_dir(store, &named(names)?, dest)?;
             Ok(())
         }
         ExportTarget::Oci {
             dest,
             tar: true,
             names,
-        } => write_file(dest, |w| {
-            archive::write_layout_tar(store, &named(names), w)
-                .map(|_| ())
-                .map_err(|e| e.to_string())
-        }),
-        ExportTarget::Docker { dest, names } => {
+            ..
+        } => {
+            let named = named(names)?;
+            write_file(dest, |w| {
+                archive::write_layout_tar(store, &named, w)
+                    .map(|_| ())
+                    .map_err(|e| e.to_string())
+            })
+        }
+        ExportTarget::Docker { dest, names, .. } => {
             let platform = Platform::new(
                 &image.config.os,
                 &image.config.architecture,
                 image.config.variant.as_deref().unwrap_or(""),
             );
+            let named = named(names)?;
             write_file(dest, |w| {
-                archive::write_docker_archive(store, &named(names), &platform, w)
+                archive::write_docker_archive(store, &named, &platform, w)
                     .map(|_| ())
                     .map_err(|e| e.to_string())
             })
@@ -260,11 +423,15 @@ mod tests {
             ExportTarget::Oci {
                 dest: "out".into(),
                 tar: false,
-                names: vec![]
+                names: vec![],
+                options: ImageOptions::default(),
             }
         );
         let t: ExportTarget = "type=docker,dest=a.tar".parse().expect("docker");
-        assert!(matches!(t, ExportTarget::Docker { .. }));
+        assert!(
+            matches!(&t, ExportTarget::Docker { options, .. } if !options.oci_mediatypes),
+            "docker outputs use Docker media types"
+        );
         assert_eq!(
             "dir".parse::<ExportTarget>().expect("local"),
             ExportTarget::Local { dest: "dir".into() }
@@ -279,5 +446,38 @@ mod tests {
         assert!(err.to_string().contains("zip"));
         assert!("type=oci".parse::<ExportTarget>().is_err());
         assert!("type=local,dest=x,bogus=1".parse::<ExportTarget>().is_err());
+    }
+
+    #[test]
+    fn parses_image_options_and_push() {
+        let t: ExportTarget =
+            "type=registry,\"name=r.io/a:1,r.io/b:2\",compression=zstd,compression-level=9,force-compression=true"
+                .parse()
+                .expect("registry");
+        assert_eq!(t.push_names(), ["r.io/a:1", "r.io/b:2"]);
+        let o = t.image_options().expect("options");
+        assert_eq!(o.compression, Compression::Zstd { level: 9 });
+        assert!(o.force_compression && o.oci_mediatypes);
+        let t: ExportTarget = "type=image,name=x:1,push=true,oci-mediatypes=false,rewrite-timestamp=true"
+            .parse()
+            .expect("image");
+        assert_eq!(t.push_names(), ["x:1"]);
+        let o = t.image_options().expect("options");
+        assert!(!o.oci_mediatypes && o.rewrite_timestamp);
+        let t: ExportTarget = "type=image,name=x:1".parse().expect("image");
+        assert!(t.push_names().is_empty());
+        for bad in [
+            "type=image,compression=lz4",
+            "type=image,compression=gzip,compression-level=12",
+            "type=image,compression=zstd,oci-mediatypes=false",
+            "type=image,push=maybe",
+        ] {
+            assert!(bad.parse::<ExportTarget>().is_err(), "{bad}");
+        }
+        let t: ExportTarget = "type=image,compression=uncompressed".parse().expect("plain");
+        assert_eq!(
+            t.image_options().expect("o").compression,
+            Compression::Uncompressed
+        );
     }
 }

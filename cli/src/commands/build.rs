@@ -64,6 +64,21 @@ pub struct BuildArgs {
     /// Write the image digest to this file.
     #[arg(long)]
     iidfile: Option<PathBuf>,
+    /// Write the build result metadata (image digest, config digest,
+    /// descriptor, names) to this file as JSON.
+    #[arg(long)]
+    metadata_file: Option<PathBuf>,
+    /// Shorthand for `--output=type=registry`: push the image to the `-t`
+    /// names.
+    #[arg(long)]
+    push: bool,
+    /// Set an image label (repeatable): KEY=VALUE.
+    #[arg(long = "label", value_name = "KEY=VALUE")]
+    labels: Vec<String>,
+    /// Add a manifest annotation (repeatable): KEY=VALUE or
+    /// manifest:KEY=VALUE.
+    #[arg(long = "annotation", value_name = "KEY=VALUE")]
+    annotations: Vec<String>,
     /// A secret for RUN --mount=type=secret (id=ID,src=FILE or id=ID,env=VAR).
     #[arg(long)]
     secret: Vec<String>,
@@ -301,6 +316,27 @@ pub fn build(global: &GlobalArgs, args: &BuildArgs) -> Result<()> {
             }
         }
     }
+    // SOURCE_DATE_EPOCH: a build argument, or the environment (as buildx
+    // passes it); it sets the image's creation time.
+    if !build_args.contains_key("SOURCE_DATE_EPOCH") {
+        if let Ok(v) = std::env::var("SOURCE_DATE_EPOCH") {
+            build_args.insert("SOURCE_DATE_EPOCH".into(), v);
+        }
+    }
+    let epoch = match build_args.get("SOURCE_DATE_EPOCH") {
+        Some(v) if !v.is_empty() => Some(v.trim().parse::<u64>().with_context(|| {
+            format!("SOURCE_DATE_EPOCH={v:?}: expected seconds since 1970")
+        })?),
+        _ => None,
+    };
+    let mut labels = BTreeMap::new();
+    for l in &args.labels {
+        let (k, v) = l
+            .split_once('=')
+            .with_context(|| format!("--label {l:?}: expected KEY=VALUE"))?;
+        labels.insert(k.to_string(), v.to_string());
+    }
+    let annotations = super::outputs::parse_annotations(&args.annotations)?;
     let platform = match &args.platform {
         Some(p) => p.parse().context("--platform")?,
         None => Platform::host(),
@@ -429,8 +465,16 @@ pub fn build(global: &GlobalArgs, args: &BuildArgs) -> Result<()> {
     }
 
     // Export.
+    let mut config = solved.config.clone();
+    if !labels.is_empty() {
+        config
+            .config
+            .labels
+            .get_or_insert_with(Default::default)
+            .extend(labels);
+    }
     let image = BuiltImage {
-        config: solved.config.clone(),
+        config,
         layers: solved
             .layers
             .iter()
@@ -438,49 +482,30 @@ pub fn build(global: &GlobalArgs, args: &BuildArgs) -> Result<()> {
                 blob: l.blob.clone(),
                 size: l.size,
                 media_type: l.media_type.clone(),
+                diff_id: l.diff_id.clone(),
+                dir: l.dir.clone(),
+                from_image: l.from_image,
             })
             .collect(),
         stack: solved.stack(),
+        epoch,
     };
-    let created = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
-    let manifest = kiln_exporter::write_image(&store, &image, &created)?;
-    let mut targets = outputs;
-    for t in &mut targets {
-        match t {
-            ExportTarget::Image { names }
-            | ExportTarget::Oci { names, .. }
-            | ExportTarget::Docker { names, .. }
-                if names.is_empty() =>
-            {
-                names.extend(tags.iter().cloned());
-            }
-            _ => {}
-        }
-    }
-    // As with buildx: `-t` alone means the local image store; with `-o`,
-    // the tags name the image inside those outputs.
-    if targets.is_empty() && !tags.is_empty() {
-        targets.push(ExportTarget::Image {
-            names: tags.clone(),
-        });
-    }
-    if targets.is_empty() {
-        eprintln!("WARNING: no output specified (use -t NAME or -o); the result is only in the build cache");
-    }
-    for t in &targets {
-        kiln_exporter::export(&store, t, &image, &manifest)
-            .with_context(|| format!("exporting to {t:?}"))?;
-    }
-    if let Some(path) = &args.iidfile {
-        std::fs::write(path, manifest.as_str())
-            .with_context(|| format!("writing {}", path.display()))?;
-    }
-    if args.progress != Progress::Quiet {
-        eprintln!("writing image {manifest} done");
-        for t in &tags {
-            eprintln!("naming to {t} done");
-        }
-    }
+    super::outputs::write_outputs(
+        &store,
+        &client,
+        &rt,
+        &image,
+        super::outputs::Outputs {
+            targets: outputs,
+            tags: &tags,
+            push: args.push,
+            annotations: &annotations,
+            epoch,
+            iidfile: args.iidfile.as_deref(),
+            metadata_file: args.metadata_file.as_deref(),
+            quiet: args.progress == Progress::Quiet,
+        },
+    )?;
     Ok(())
 }
 

@@ -28,7 +28,7 @@ impl TransferObserver for LineProgress {
 }
 
 /// Per-blob lines on stderr, or nothing with `--quiet`.
-fn observer(quiet: bool) -> Arc<dyn TransferObserver> {
+pub fn observer(quiet: bool) -> Arc<dyn TransferObserver> {
     if quiet {
         Arc::new(kiln_oci::NoProgress)
     } else {

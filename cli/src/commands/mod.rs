@@ -4,4 +4,5 @@ pub mod archive;
 pub mod build;
 pub mod image;
 pub mod login;
+pub mod outputs;
 pub mod parse;

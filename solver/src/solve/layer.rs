@@ -26,6 +26,9 @@ pub struct LayerRecord {
     pub size: u64,
     /// Blob media type.
     pub media_type: String,
+    /// It comes from a base image (exports keep its blob unless told to
+    /// recompress everything), not from a build step.
+    pub from_image: bool,
 }
 
 /// The filesystem these layers make, bottom first.
@@ -79,6 +82,7 @@ pub(crate) fn image_layers(
             blob,
             size: layer.size(),
             media_type,
+            from_image: true,
         });
     }
     Ok(out)
@@ -115,6 +119,7 @@ pub(crate) fn restore(store: &LocalStore, cached: &super::CachedLayer) -> Option
         blob,
         size: cached.size,
         media_type: cached.media_type.clone(),
+        from_image: false,
     })
 }
 
@@ -186,6 +191,7 @@ pub(crate) fn new_layer(
         blob,
         size,
         media_type,
+        from_image: false,
     })
 }
 

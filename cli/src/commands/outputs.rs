@@ -1,0 +1,171 @@
+//! Writing a build's result: every `--output` (with `-t` names and
+//! `--push`), each image output written with its own options (compression,
+//! media types, rewritten timestamps), pushes, `--iidfile` and
+//! `--metadata-file`.
+
+use crate::commands::image::{observer, parse_ref};
+use anyhow::{bail, Context, Result};
+use kiln_exporter::{BuiltImage, ExportTarget, ImageOptions, WrittenImage};
+use kiln_oci::{LocalStore, RegistryClient};
+use std::collections::BTreeMap;
+use std::path::Path;
+
+/// What to write, from the `kiln build` flags.
+pub struct Outputs<'a> {
+    /// `--output` values, parsed.
+    pub targets: Vec<ExportTarget>,
+    /// `-t` names (normalised).
+    pub tags: &'a [String],
+    /// `--push`: also push to the `-t` names.
+    pub push: bool,
+    /// `--annotation` values for the manifest.
+    pub annotations: &'a BTreeMap<String, String>,
+    /// `SOURCE_DATE_EPOCH`: the image's creation time when set.
+    pub epoch: Option<u64>,
+    /// `--iidfile`.
+    pub iidfile: Option<&'a Path>,
+    /// `--metadata-file`.
+    pub metadata_file: Option<&'a Path>,
+    /// `--progress=quiet`.
+    pub quiet: bool,
+}
+
+/// Reads `--annotation KEY=VALUE` / `manifest:KEY=VALUE` (buildx syntax;
+/// kiln writes single-platform manifests, so only `manifest` is a valid
+/// level).
+pub fn parse_annotations(values: &[String]) -> Result<BTreeMap<String, String>> {
+    let mut out = BTreeMap::new();
+    for value in values {
+        let (key, v) = value
+            .split_once('=')
+            .with_context(|| format!("--annotation {value:?}: expected KEY=VALUE"))?;
+        let key = match key.split_once(':') {
+            Some(("manifest", k)) => k,
+            Some((level, _)) if !level.contains('.') && !level.contains('/') => bail!(
+                "--annotation {value:?}: kiln writes single-platform images, so only \
+                 manifest annotations are supported (not {level:?})"
+            ),
+            _ => key,
+        };
+        if key.is_empty() {
+            bail!("--annotation {value:?}: the key is empty");
+        }
+        out.insert(key.to_string(), v.to_string());
+    }
+    Ok(out)
+}
+
+/// Writes `image` to every output and returns the digest of the first
+/// image output's manifest.
+pub fn write_outputs(
+    store: &LocalStore,
+    client: &RegistryClient,
+    rt: &tokio::runtime::Runtime,
+    image: &BuiltImage,
+    request: Outputs<'_>,
+) -> Result<WrittenImage> {
+    let mut targets = request.targets;
+    if request.push {
+        // buildx: `--push` is `--output=type=registry`.
+        targets.push(ExportTarget::Registry {
+            names: Vec::new(),
+            options: ImageOptions::default(),
+        });
+    }
+    for t in &mut targets {
+        if let Some(names) = t.names_mut() {
+            if names.is_empty() {
+                names.extend(request.tags.iter().cloned());
+            }
+        }
+    }
+    // As with buildx: `-t` alone means the local image store; with `-o`,
+    // the tags name the image inside those outputs.
+    if targets.is_empty() && !request.tags.is_empty() {
+        targets.push(ExportTarget::Image {
+            names: request.tags.to_vec(),
+            push: false,
+            options: ImageOptions::default(),
+        });
+    }
+    if targets.is_empty() {
+        eprintln!(
+            "WARNING: no output specified (use -t NAME or -o); the result is only in the build cache"
+        );
+    }
+    for t in &targets {
+        if matches!(t, ExportTarget::Registry { names, .. } if names.is_empty()) {
+            bail!("pushing needs a name: give -t NAME or --output type=registry,name=NAME");
+        }
+    }
+    let created = match request.epoch {
+        Some(epoch) => humantime::format_rfc3339_seconds(
+            std::time::UNIX_EPOCH + std::time::Duration::from_secs(epoch),
+        )
+        .to_string(),
+        None => humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
+    };
+    // One image per distinct set of options.
+    let mut written: Vec<(ImageOptions, WrittenImage)> = Vec::new();
+    let mut write = |options: &ImageOptions| -> Result<WrittenImage> {
+        if let Some((_, w)) = written.iter().find(|(o, _)| o == options) {
+            return Ok(w.clone());
+        }
+        let w = kiln_exporter::write_image(store, image, &created, options, request.annotations)?;
+        written.push((*options, w.clone()));
+        Ok(w)
+    };
+    let mut first: Option<WrittenImage> = None;
+    let mut names: Vec<String> = Vec::new();
+    for t in &targets {
+        let this = match t.image_options() {
+            Some(options) => Some(write(options)?),
+            None => None,
+        };
+        kiln_exporter::export(store, t, image, this.as_ref())
+            .with_context(|| format!("exporting to {t:?}"))?;
+        if let Some(w) = &this {
+            for name in t.push_names() {
+                let target = parse_ref(name)?;
+                let report = rt
+                    .block_on(client.push(store, &w.manifest, &target, observer(request.quiet)))
+                    .with_context(|| format!("pushing {target}"))?;
+                if !request.quiet {
+                    eprintln!("pushed {target}@{}", report.digest);
+                }
+            }
+            names.extend(t.names().iter().cloned());
+            first.get_or_insert_with(|| w.clone());
+        }
+    }
+    let main = match first {
+        Some(w) => w,
+        None => write(&ImageOptions::default())?,
+    };
+    if let Some(path) = request.iidfile {
+        std::fs::write(path, main.manifest.as_str())
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    if let Some(path) = request.metadata_file {
+        names.dedup();
+        let metadata = serde_json::json!({
+            "containerimage.digest": main.manifest.as_str(),
+            "containerimage.config.digest": main.config.as_str(),
+            "containerimage.descriptor": {
+                "mediaType": main.media_type,
+                "digest": main.manifest.as_str(),
+                "size": main.size,
+            },
+            "image.name": names.join(","),
+        });
+        std::fs::write(path, serde_json::to_vec_pretty(&metadata)?)
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    if !request.quiet {
+        eprintln!("writing image {} done", main.manifest);
+        for t in request.tags {
+            eprintln!("naming to {t} done");
+        }
+    }
+    Ok(main)
+}
