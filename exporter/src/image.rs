@@ -101,8 +101,7 @@ pub fn write_image(
     } else {
         MediaFamily::Docker
     };
-    if !options.oci_mediatypes
-        && options.compression.layer_compression() == LayerCompression::Zstd
+    if !options.oci_mediatypes && options.compression.layer_compression() == LayerCompression::Zstd
     {
         return Err(ExportError::Options(
             "compression=zstd needs oci-mediatypes=true".into(),

@@ -37,8 +37,8 @@ pub(crate) fn layer_blob(
         LayerCompression::of_media_type(&layer.media_type).unwrap_or(LayerCompression::Gzip);
     let clamp = epoch.filter(|_| options.rewrite_timestamp && !layer.from_image);
     let want = options.compression;
-    let recompress = current != want.layer_compression()
-        && (!layer.from_image || options.force_compression);
+    let recompress =
+        current != want.layer_compression() && (!layer.from_image || options.force_compression);
     if clamp.is_none() && !recompress {
         return Ok(LayerBlob {
             blob: layer.blob.clone(),
@@ -105,11 +105,7 @@ fn convert(
 }
 
 /// A conversion made earlier, if its blob is still in the store.
-fn remembered(
-    store: &LocalStore,
-    memo: &std::path::Path,
-    want: Compression,
-) -> Option<LayerBlob> {
+fn remembered(store: &LocalStore, memo: &std::path::Path, want: Compression) -> Option<LayerBlob> {
     let text = std::fs::read(memo).ok()?;
     let v: serde_json::Value = serde_json::from_slice(&text).ok()?;
     let blob: Digest = v["blob"].as_str()?.parse().ok()?;

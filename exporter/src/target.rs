@@ -195,9 +195,11 @@ impl FromStr for ExportTarget {
                 ),
                 "push" => push = parse_bool(v, "push").map_err(|e| bad(&e))?,
                 "compression" => {
-                    compression = Some(v.trim().parse().map_err(
-                        |e: kiln_oci::compress::CompressError| bad(&e.to_string()),
-                    )?)
+                    compression = Some(
+                        v.trim()
+                            .parse()
+                            .map_err(|e: kiln_oci::compress::CompressError| bad(&e.to_string()))?,
+                    )
                 }
                 "compression-level" => {
                     level = Some(
@@ -210,8 +212,7 @@ impl FromStr for ExportTarget {
                     force = parse_bool(v, "force-compression").map_err(|e| bad(&e))?
                 }
                 "oci-mediatypes" => {
-                    oci_mediatypes =
-                        Some(parse_bool(v, "oci-mediatypes").map_err(|e| bad(&e))?)
+                    oci_mediatypes = Some(parse_bool(v, "oci-mediatypes").map_err(|e| bad(&e))?)
                 }
                 "rewrite-timestamp" => {
                     rewrite = parse_bool(v, "rewrite-timestamp").map_err(|e| bad(&e))?
@@ -223,7 +224,9 @@ impl FromStr for ExportTarget {
         }
         let mut compression = compression.unwrap_or_default();
         if let Some(level) = level {
-            compression = compression.with_level(level).map_err(|e| bad(&e.to_string()))?;
+            compression = compression
+                .with_level(level)
+                .map_err(|e| bad(&e.to_string()))?;
         }
         let docker = kind.as_deref() == Some("docker");
         let mut options = ImageOptions {
@@ -304,9 +307,9 @@ pub fn export(
     written: Option<&WrittenImage>,
 ) -> Result<(), ExportError> {
     let manifest = || {
-        written.map(|w| w.manifest.clone()).ok_or_else(|| {
-            ExportError::Options("an image output needs the written image".into())
-        })
+        written
+            .map(|w| w.manifest.clone())
+            .ok_or_else(|| ExportError::Options("an image output needs the written image".into()))
     };
     let named = |names: &[String]| -> Result<Vec<NamedImage>, ExportError> {
         Ok(vec![NamedImage {
@@ -458,9 +461,10 @@ mod tests {
         let o = t.image_options().expect("options");
         assert_eq!(o.compression, Compression::Zstd { level: 9 });
         assert!(o.force_compression && o.oci_mediatypes);
-        let t: ExportTarget = "type=image,name=x:1,push=true,oci-mediatypes=false,rewrite-timestamp=true"
-            .parse()
-            .expect("image");
+        let t: ExportTarget =
+            "type=image,name=x:1,push=true,oci-mediatypes=false,rewrite-timestamp=true"
+                .parse()
+                .expect("image");
         assert_eq!(t.push_names(), ["x:1"]);
         let o = t.image_options().expect("options");
         assert!(!o.oci_mediatypes && o.rewrite_timestamp);
@@ -474,7 +478,9 @@ mod tests {
         ] {
             assert!(bad.parse::<ExportTarget>().is_err(), "{bad}");
         }
-        let t: ExportTarget = "type=image,compression=uncompressed".parse().expect("plain");
+        let t: ExportTarget = "type=image,compression=uncompressed"
+            .parse()
+            .expect("plain");
         assert_eq!(
             t.image_options().expect("o").compression,
             Compression::Uncompressed

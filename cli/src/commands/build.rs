@@ -323,12 +323,13 @@ pub fn build(global: &GlobalArgs, args: &BuildArgs) -> Result<()> {
             build_args.insert("SOURCE_DATE_EPOCH".into(), v);
         }
     }
-    let epoch = match build_args.get("SOURCE_DATE_EPOCH") {
-        Some(v) if !v.is_empty() => Some(v.trim().parse::<u64>().with_context(|| {
-            format!("SOURCE_DATE_EPOCH={v:?}: expected seconds since 1970")
-        })?),
-        _ => None,
-    };
+    let epoch =
+        match build_args.get("SOURCE_DATE_EPOCH") {
+            Some(v) if !v.is_empty() => Some(v.trim().parse::<u64>().with_context(|| {
+                format!("SOURCE_DATE_EPOCH={v:?}: expected seconds since 1970")
+            })?),
+            _ => None,
+        };
     let mut labels = BTreeMap::new();
     for l in &args.labels {
         let (k, v) = l
