@@ -300,9 +300,15 @@ impl CompressOptions {
     }
 }
 
-/// The number of cores this process may use (1 when unknown).
+/// The number of threads compression uses by default: `KILN_COMPRESSION_THREADS`
+/// when set to a positive number (like `pigz -p`; it never changes the
+/// output), else the cores this process may use (1 when unknown).
 pub fn available_threads() -> usize {
-    std::thread::available_parallelism().map_or(1, NonZeroUsize::get)
+    std::env::var("KILN_COMPRESSION_THREADS")
+        .ok()
+        .and_then(|v| v.trim().parse::<usize>().ok())
+        .filter(|n| *n > 0)
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, NonZeroUsize::get))
 }
 
 /// What compressing a layer produced.

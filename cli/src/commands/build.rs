@@ -429,7 +429,19 @@ pub fn build(global: &GlobalArgs, args: &BuildArgs) -> Result<()> {
         next: AtomicUsize::new(0),
         quiet: args.progress == Progress::Quiet,
     });
+    // New layers are compressed the way the image outputs want them when
+    // they agree (other outputs convert at export).
+    let wanted: Vec<kiln_oci::Compression> = outputs
+        .iter()
+        .filter_map(|t| t.image_options().map(|o| o.compression))
+        .chain(args.push.then(kiln_oci::Compression::default))
+        .collect();
+    let compression = match wanted.first() {
+        Some(c) if wanted.iter().all(|w| w == c) => *c,
+        _ => kiln_oci::Compression::default(),
+    };
     let solve_options = SolveOptions {
+        compression,
         jobs: args.jobs.unwrap_or_else(|| SolveOptions::default().jobs),
         no_cache: args.no_cache,
         no_cache_stages: args.no_cache_filter.clone(),

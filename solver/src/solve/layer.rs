@@ -126,14 +126,15 @@ pub(crate) fn restore(store: &LocalStore, cached: &super::CachedLayer) -> Option
 static TMP_COUNTER: AtomicU64 = AtomicU64::new(0);
 
 /// Applies `actions` on top of `base` into a new layer: directory, tar,
-/// gzip blob in the store.
+/// compressed blob in the store.
 pub(crate) fn build_layer(
     store: &LocalStore,
+    compression: Compression,
     base: &LayerStack,
     actions: &[FileAction],
     sources: &[Source<'_>],
 ) -> Result<LayerRecord, String> {
-    new_layer(store, |upper, _work| {
+    new_layer(store, compression, |upper, _work| {
         kiln_executor::apply_file_actions(base, upper, actions, sources).map_err(|e| e.to_string())
     })
 }
@@ -144,6 +145,7 @@ pub(crate) fn build_layer(
 /// the diff id) compressed into a blob, and kept under its diff id.
 pub(crate) fn new_layer(
     store: &LocalStore,
+    compression: Compression,
     fill: impl FnOnce(&Path, &Path) -> Result<(), String>,
 ) -> Result<LayerRecord, String> {
     let root = layers_dir(store);
@@ -159,7 +161,7 @@ pub(crate) fn new_layer(
         let writer = store.writer().map_err(|e| e.to_string())?;
         // gzip level 6 on every core; the bytes do not depend on the
         // number of cores (see kiln_oci::compress).
-        let mut layer = LayerCompressor::new(writer, Compression::default())
+        let mut layer = LayerCompressor::new(writer, compression)
             .map_err(|e| format!("compressing the layer: {e}"))?;
         kiln_executor::diff(&upper, &mut layer).map_err(|e| format!("writing the layer: {e}"))?;
         let (writer, out) = layer
@@ -252,7 +254,7 @@ mod tests {
     fn new_layer_writes_a_gzip_blob_of_the_tar_with_its_diff_id() {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = LocalStore::open(dir.path().join("store")).expect("store");
-        let layer = new_layer(&store, |upper, _work| {
+        let layer = new_layer(&store, Compression::default(), |upper, _work| {
             std::fs::write(upper.join("hello.txt"), "hello\n".repeat(100_000))
                 .map_err(|e| e.to_string())
         })

@@ -39,6 +39,9 @@ pub struct SolveOptions {
     pub ssh: BTreeMap<String, std::path::PathBuf>,
     /// `--allow`: what RUN steps may ask for beyond the sandbox.
     pub allow: Vec<Entitlement>,
+    /// How new layers are compressed (the outputs' choice; an output
+    /// wanting another converts at export).
+    pub compression: kiln_oci::Compression,
 }
 
 /// A privilege a build must be granted (`--allow`).
@@ -93,6 +96,7 @@ impl Default for SolveOptions {
             secrets: BTreeMap::new(),
             ssh: BTreeMap::new(),
             allow: Vec::new(),
+            compression: kiln_oci::Compression::default(),
         }
     }
 }
@@ -202,6 +206,7 @@ struct Shared {
     runtime: Arc<dyn kiln_executor::Runtime>,
     secrets: BTreeMap<String, SecretSource>,
     ssh: BTreeMap<String, std::path::PathBuf>,
+    compression: kiln_oci::Compression,
 }
 
 /// Solves `lowered` with the local `store`, reading contexts from
@@ -232,6 +237,7 @@ pub async fn solve(
         runtime,
         secrets: options.secrets.clone(),
         ssh: options.ssh.clone(),
+        compression: options.compression,
     });
     let order = shared.graph.closure(&[lowered.root]);
     preflight(&shared, &order, &options.allow)?;
@@ -448,6 +454,7 @@ fn run_vertex(
                 }
                 layer::build_layer(
                     &shared.store,
+                    shared.compression,
                     &layer::stack_of(base),
                     &file.actions,
                     &sources,
@@ -511,7 +518,7 @@ fn run_exec(
     inputs: &[(Output, Digest)],
     stack: &LayerStack,
 ) -> Result<LayerRecord, String> {
-    layer::new_layer(&shared.store, |upper, work| {
+    layer::new_layer(&shared.store, shared.compression, |upper, work| {
         // Mount sources and files the step reads while it runs (heredoc
         // scripts) live in a scratch directory removed afterwards.
         let scratch = tempfile::tempdir_in(shared.store.root())
