@@ -404,20 +404,41 @@ fn layers_view(
     for d in [&view, &upper, &work, &empty] {
         std::fs::create_dir_all(d).map_err(prep(format!("creating {}", d.display())))?;
     }
-    let mut seen = std::collections::HashSet::new();
-    let mut lowers: Vec<PathBuf> = lower
+    let lowers: Vec<PathBuf> = lower
         .layers()
         .iter()
-        .rev()
         .map(|l| absolute(l))
-        .collect::<Result<Vec<_>, _>>()?
-        .into_iter()
-        .filter(|p| seen.insert(p.clone()))
-        .collect();
-    if lowers.is_empty() {
-        lowers.push(empty);
-    }
-    for p in lowers.iter().chain([&upper, &work]) {
+        .collect::<Result<_, _>>()?;
+    ops.push(overlay_op(&lowers, &empty, &upper, &work, &view, false)?);
+    Ok(view)
+}
+
+/// The op mounting an overlay of `lowers` (bottom first; `empty` when
+/// there are none) with `upper` and `work` on `target`.
+fn overlay_op(
+    lowers: &[PathBuf],
+    empty: &Path,
+    upper: &Path,
+    work: &Path,
+    target: &Path,
+    force_legacy: bool,
+) -> Result<(String, Op), RuntimeError> {
+    let lowers: Vec<&Path> = if lowers.is_empty() {
+        vec![empty]
+    } else {
+        // Layers with equal content share one directory, so a stack can
+        // name the same directory twice; overlayfs refuses that (ELOOP).
+        // Keeping only the topmost occurrence gives the same merged view:
+        // it shadows every entry of the lower copies.
+        let mut seen = std::collections::HashSet::new();
+        lowers
+            .iter()
+            .rev()
+            .map(PathBuf::as_path)
+            .filter(|p| seen.insert(*p))
+            .collect()
+    };
+    for p in lowers.iter().copied().chain([upper, work]) {
         check_overlay_path(p)?;
     }
     let legacy = format!(
@@ -430,18 +451,17 @@ fn layers_view(
         upper.display(),
         work.display()
     );
-    ops.push((
-        format!("mounting overlay on {}", view.display()),
+    Ok((
+        format!("{OVERLAY_STEP} {}", target.display()),
         Op::Overlay {
             lowers: lowers.iter().map(|p| cpath(p)).collect::<Result<_, _>>()?,
-            upper: cpath(&upper)?,
-            work: cpath(&work)?,
-            target: cpath(&view)?,
+            upper: cpath(upper)?,
+            work: cpath(work)?,
+            target: cpath(target)?,
             legacy: (legacy.len() < 4000).then(|| cstr(&legacy)).transpose()?,
-            force_legacy: false,
+            force_legacy,
         },
-    ));
-    Ok(view)
+    ))
 }
 
 fn absolute(p: &Path) -> Result<PathBuf, RuntimeError> {
@@ -602,36 +622,8 @@ fn prepare(req: &RunRequest<'_>, copy: bool) -> Result<Prepared, RuntimeError> {
             data: None,
         },
     ));
-    let overlay_lowers: Vec<PathBuf> = if lowers.is_empty() {
-        let empty = scratch.dir.join("empty");
-        std::fs::create_dir(&empty).map_err(prep(format!("creating {}", empty.display())))?;
-        vec![empty]
-    } else {
-        // Layers with equal content share one directory, so a stack can
-        // name the same directory twice; overlayfs refuses that (ELOOP).
-        // Keeping only the topmost occurrence gives the same merged view:
-        // it shadows every entry of the lower copies.
-        let mut seen = std::collections::HashSet::new();
-        lowers
-            .iter()
-            .rev()
-            .filter(|p| seen.insert(p.as_path()))
-            .cloned()
-            .collect()
-    };
-    for p in overlay_lowers.iter().chain([&upper, &work]) {
-        check_overlay_path(p)?;
-    }
-    let legacy = format!(
-        "lowerdir={},upperdir={},workdir={},userxattr",
-        overlay_lowers
-            .iter()
-            .map(|p| p.to_string_lossy().into_owned())
-            .collect::<Vec<_>>()
-            .join(":"),
-        upper.display(),
-        work.display()
-    );
+    let empty = scratch.dir.join("empty");
+    std::fs::create_dir(&empty).map_err(prep(format!("creating {}", empty.display())))?;
     let copy_dir = if copy {
         let dir = work.join("rootfs");
         crate::stack::materialize(stack, &dir)
@@ -652,20 +644,14 @@ fn prepare(req: &RunRequest<'_>, copy: bool) -> Result<Prepared, RuntimeError> {
         ));
         Some(dir)
     } else {
-        ops.push((
-            format!("{OVERLAY_STEP} {}", root.display()),
-            Op::Overlay {
-                lowers: overlay_lowers
-                    .iter()
-                    .map(|p| cpath(p))
-                    .collect::<Result<_, _>>()?,
-                upper: cpath(&upper)?,
-                work: cpath(&work)?,
-                target: cpath(&root)?,
-                legacy: (legacy.len() < 4000).then(|| cstr(&legacy)).transpose()?,
-                force_legacy: forced.overlay,
-            },
-        ));
+        ops.push(overlay_op(
+            &lowers,
+            &empty,
+            &upper,
+            &work,
+            &root,
+            forced.overlay,
+        )?);
         None
     };
 
