@@ -701,30 +701,38 @@ fn copy_dir(
         if ft.is_socket() {
             continue;
         }
-        let key = (md.dev(), md.ino());
-        if md.nlink() > 1 {
-            if let Some(first) = links.get(&key) {
-                std::fs::hard_link(first, &target)
-                    .map_err(|e| sys::annotate("linking", &target, e))?;
-                continue;
-            }
+        copy_leaf(&child.real, &target, md, links)?;
+    }
+    Ok(())
+}
+
+/// Copies the non-directory `src` (metadata `md`) to `dst` with its
+/// metadata; a file met before under the same inode (`links`, keyed by
+/// the source's device and inode) is hard-linked to its first copy.
+pub(crate) fn copy_leaf(
+    src: &Path,
+    dst: &Path,
+    md: &Metadata,
+    links: &mut HashMap<(u64, u64), PathBuf>,
+) -> io::Result<()> {
+    let ft = md.file_type();
+    let key = (md.dev(), md.ino());
+    if md.nlink() > 1 {
+        if let Some(first) = links.get(&key) {
+            return std::fs::hard_link(first, dst).map_err(|e| sys::annotate("linking", dst, e));
         }
-        if ft.is_file() {
-            std::fs::copy(&child.real, &target)
-                .map_err(|e| sys::annotate("copying", &child.real, e))?;
-        } else if ft.is_symlink() {
-            let link = std::fs::read_link(&child.real)
-                .map_err(|e| sys::annotate("reading link", &child.real, e))?;
-            std::os::unix::fs::symlink(&link, &target)
-                .map_err(|e| sys::annotate("creating", &target, e))?;
-        } else {
-            sys::mknod(&target, md.mode(), md.rdev())
-                .map_err(|e| sys::annotate("creating", &target, e))?;
-        }
-        set_meta(&target, md, !ft.is_symlink())?;
-        if md.nlink() > 1 {
-            links.insert(key, target);
-        }
+    }
+    if ft.is_file() {
+        std::fs::copy(src, dst).map_err(|e| sys::annotate("copying", src, e))?;
+    } else if ft.is_symlink() {
+        let link = std::fs::read_link(src).map_err(|e| sys::annotate("reading link", src, e))?;
+        std::os::unix::fs::symlink(&link, dst).map_err(|e| sys::annotate("creating", dst, e))?;
+    } else {
+        sys::mknod(dst, md.mode(), md.rdev()).map_err(|e| sys::annotate("creating", dst, e))?;
+    }
+    set_meta(dst, md, !ft.is_symlink())?;
+    if md.nlink() > 1 {
+        links.insert(key, dst.to_path_buf());
     }
     Ok(())
 }

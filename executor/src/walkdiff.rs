@@ -11,7 +11,7 @@
 //! Files hard-linked together that are written are linked in the upper
 //! directory too.
 
-use crate::stack::{set_meta, LayerStack, SourceError, SourceTree};
+use crate::stack::{copy_leaf, set_meta, LayerStack, SourceError, SourceTree};
 use crate::sys;
 use std::collections::HashMap;
 use std::fs::Metadata;
@@ -149,29 +149,7 @@ impl Walk<'_> {
         if ft.is_socket() {
             return Ok(());
         }
-        let key = (md.dev(), md.ino());
-        if md.nlink() > 1 {
-            if let Some(first) = self.links.get(&key) {
-                return std::fs::hard_link(first, &dst)
-                    .map_err(|e| sys::annotate("linking", &dst, e));
-            }
-        }
-        if ft.is_file() {
-            std::fs::copy(&src, &dst).map_err(|e| sys::annotate("copying", &src, e))?;
-        } else if ft.is_symlink() {
-            let to =
-                std::fs::read_link(&src).map_err(|e| sys::annotate("reading link", &src, e))?;
-            std::os::unix::fs::symlink(&to, &dst)
-                .map_err(|e| sys::annotate("creating", &dst, e))?;
-        } else {
-            sys::mknod(&dst, md.mode(), md.rdev())
-                .map_err(|e| sys::annotate("creating", &dst, e))?;
-        }
-        set_meta(&dst, md, !ft.is_symlink())?;
-        if md.nlink() > 1 {
-            self.links.insert(key, dst);
-        }
-        Ok(())
+        copy_leaf(&src, &dst, md, &mut self.links)
     }
 }
 
