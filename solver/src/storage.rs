@@ -95,6 +95,19 @@ impl Kind {
         Kind::Other,
     ];
 
+    /// The singular name `kiln du --verbose` shows.
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::Image => "image",
+            Kind::BuildCache => "build cache",
+            Kind::Layer => "unpacked layer",
+            Kind::CacheMount => "cache mount",
+            Kind::Context => "context cache",
+            Kind::Download => "download",
+            Kind::Other => "other",
+        }
+    }
+
     /// The name `kiln du` shows.
     pub fn label(self) -> &'static str {
         match self {
@@ -300,7 +313,7 @@ pub fn usage(store: &LocalStore) -> Result<Usage, StorageError> {
             kind: Kind::Image,
             description: "image blob".into(),
             size,
-            last_used: modified(&path),
+            last_used: None,
             shared: false,
             reclaim: Reclaim::Never,
             target: Target::None,

@@ -52,7 +52,8 @@ pub struct BuildArgs {
     /// Do not use the cache for these stages (repeatable or comma-separated).
     #[arg(long = "no-cache-filter", value_delimiter = ',')]
     no_cache_filter: Vec<String>,
-    /// Steps run at once (default: the number of CPUs).
+    /// Steps run at once (default: the config file's `jobs`, else the
+    /// number of CPUs).
     #[arg(long)]
     jobs: Option<usize>,
     /// Print the build graph without running it.
@@ -79,9 +80,10 @@ pub struct BuildArgs {
     #[arg(long, value_delimiter = ',')]
     allow: Vec<String>,
     /// What runs RUN steps: `builtin` (kiln's own sandbox), `runc`, `crun`
-    /// or the path of another OCI runtime.
-    #[arg(long, env = "KILN_RUNTIME", default_value = "builtin")]
-    runtime: String,
+    /// or the path of another OCI runtime (default: the config file's
+    /// `runtime`, else builtin).
+    #[arg(long, env = "KILN_RUNTIME")]
+    runtime: Option<String>,
 }
 
 /// `--print` formats.
@@ -392,8 +394,12 @@ pub fn build(global: &GlobalArgs, args: &BuildArgs) -> Result<()> {
         next: AtomicUsize::new(0),
         quiet: args.progress == Progress::Quiet,
     });
+    let config = global.config_file()?;
     let solve_options = SolveOptions {
-        jobs: args.jobs.unwrap_or_else(|| SolveOptions::default().jobs),
+        jobs: args
+            .jobs
+            .or(config.checked.jobs)
+            .unwrap_or_else(|| SolveOptions::default().jobs),
         no_cache: args.no_cache,
         no_cache_stages: args.no_cache_filter.clone(),
         secrets: parse_secrets(&args.secret)?,
@@ -413,7 +419,7 @@ pub fn build(global: &GlobalArgs, args: &BuildArgs) -> Result<()> {
             &store,
             contexts.clone(),
             &solve_options,
-            run_runtime(&args.runtime)?,
+            run_runtime(args.runtime.as_deref(), &config)?,
             progress,
         ))
         .map_err(|e| match e.line() {
@@ -471,6 +477,7 @@ pub fn build(global: &GlobalArgs, args: &BuildArgs) -> Result<()> {
         kiln_exporter::export(&store, t, &image, &manifest)
             .with_context(|| format!("exporting to {t:?}"))?;
     }
+    super::cache::enforce_cap(&store, &config, _lease);
     if let Some(path) = &args.iidfile {
         std::fs::write(path, manifest.as_str())
             .with_context(|| format!("writing {}", path.display()))?;
@@ -484,12 +491,18 @@ pub fn build(global: &GlobalArgs, args: &BuildArgs) -> Result<()> {
     Ok(())
 }
 
-/// The runtime `--runtime` names.
-fn run_runtime(name: &str) -> Result<Arc<dyn kiln_executor::Runtime>> {
+/// The runtime `--runtime` (or `KILN_RUNTIME`) names, else the config
+/// file's `runtime`, else builtin.
+fn run_runtime(flag: Option<&str>, config: &crate::config::Config) -> Result<Arc<dyn kiln_executor::Runtime>> {
+    let (name, origin) = match (flag, &config.checked.runtime) {
+        (Some(f), _) => (f, "--runtime".to_string()),
+        (None, Some(c)) => (c.as_str(), format!("{} =", config.origin("runtime"))),
+        (None, None) => ("builtin", String::new()),
+    };
     Ok(match name {
         "builtin" | "" => Arc::new(kiln_executor::BuiltinRuntime),
         other => Arc::new(
-            kiln_executor::OciRuntime::new(other).with_context(|| format!("--runtime {other}"))?,
+            kiln_executor::OciRuntime::new(other).with_context(|| format!("{origin} {other}"))?,
         ),
     })
 }
