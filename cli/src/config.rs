@@ -120,16 +120,16 @@ impl Config {
         };
         let jobs = match &self.jobs {
             None => None,
-            Some(toml::Value::Integer(n)) if *n >= 1 => Some(usize::try_from(*n).map_err(|_| {
-                format!("jobs = {n}: too large")
-            })?),
+            Some(toml::Value::Integer(n)) if *n >= 1 => {
+                Some(usize::try_from(*n).map_err(|_| format!("jobs = {n}: too large"))?)
+            }
             Some(v) => return Err(format!("jobs = {v}: expected a whole number of at least 1")),
         };
         let max_storage = match &self.gc.max_storage {
             None => None,
-            Some(toml::Value::String(s)) => Some(crate::units::parse_size(s).map_err(|e| {
-                format!("gc.max-storage = {s:?}: {e}")
-            })?),
+            Some(toml::Value::String(s)) => Some(
+                crate::units::parse_size(s).map_err(|e| format!("gc.max-storage = {s:?}: {e}"))?,
+            ),
             Some(toml::Value::Integer(n)) if *n >= 0 => Some(n.unsigned_abs()),
             Some(v) => {
                 return Err(format!(

@@ -29,7 +29,11 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
         "g" => 3,
         "t" => 4,
         "p" => 5,
-        _ => return Err(format!("invalid size {text:?}: unknown unit (use B, KB, MB, GB, TB or PB)")),
+        _ => {
+            return Err(format!(
+                "invalid size {text:?}: unknown unit (use B, KB, MB, GB, TB or PB)"
+            ))
+        }
     };
     let bytes = value * 1024f64.powi(power);
     if bytes > u64::MAX as f64 {

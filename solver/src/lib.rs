@@ -18,6 +18,7 @@ pub use op::{
     FileOp, HttpSource, ImageSource, MountSource, Op, Owner,
 };
 pub use solve::{
-    layer_map, solve, unix_millis, CacheIndex, CacheKeyParts, CacheRecord, CachedLayer, ContextTree, Entitlement, Event,
-    LayerRecord, ProgressSink, SecretSource, SolveError, SolveOptions, Solved, CACHE_KEY_VERSION,
+    layer_map, solve, unix_millis, CacheIndex, CacheKeyParts, CacheRecord, CachedLayer,
+    ContextTree, Entitlement, Event, LayerRecord, ProgressSink, SecretSource, SolveError,
+    SolveOptions, Solved, CACHE_KEY_VERSION,
 };

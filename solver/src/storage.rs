@@ -434,7 +434,11 @@ pub fn usage(store: &LocalStore) -> Result<Usage, StorageError> {
             size,
             last_used: modified(&marker).or_else(|| modified(&path)),
             shared: image && diff_users.contains_key(&name),
-            reclaim: if image { Reclaim::All } else { Reclaim::Default },
+            reclaim: if image {
+                Reclaim::All
+            } else {
+                Reclaim::Default
+            },
             target: Target::Paths(vec![path, marker]),
         });
     }
@@ -647,8 +651,7 @@ pub fn prune(
         })
         .filter(|e| {
             let used = e.last_used.unwrap_or(UNIX_EPOCH);
-            opts.used_before.is_none_or(|t| used < t)
-                && opts.protect_since.is_none_or(|t| used < t)
+            opts.used_before.is_none_or(|t| used < t) && opts.protect_since.is_none_or(|t| used < t)
         })
         .collect();
     // Least recently used first; unknown times first of all.

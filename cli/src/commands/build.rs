@@ -493,7 +493,10 @@ pub fn build(global: &GlobalArgs, args: &BuildArgs) -> Result<()> {
 
 /// The runtime `--runtime` (or `KILN_RUNTIME`) names, else the config
 /// file's `runtime`, else builtin.
-fn run_runtime(flag: Option<&str>, config: &crate::config::Config) -> Result<Arc<dyn kiln_executor::Runtime>> {
+fn run_runtime(
+    flag: Option<&str>,
+    config: &crate::config::Config,
+) -> Result<Arc<dyn kiln_executor::Runtime>> {
     let (name, origin) = match (flag, &config.checked.runtime) {
         (Some(f), _) => (f, "--runtime".to_string()),
         (None, Some(c)) => (c.as_str(), format!("{} =", config.origin("runtime"))),

@@ -176,15 +176,15 @@ pub fn prune(global: &GlobalArgs, args: &PruneArgs) -> Result<()> {
 
 /// Applies the config's `gc.max-storage` after a successful build, as
 /// `kiln prune --all --keep-storage SIZE` would, sparing what the build
-/// used (everything used since `lease` was taken, with a 2 s margin for
-/// clock granularity). Needs the store to itself: when another build,
+/// used (everything used since `lease` was taken, with a 100 ms margin for
+/// the kernel's coarse file timestamps). Needs the store to itself: when another build,
 /// pull or load holds a lease, the cap waits for the next build. Never
 /// fails the build; problems are warnings.
 pub fn enforce_cap(store: &LocalStore, config: &Config, lease: Lease) {
     let Some(limit) = config.checked.max_storage else {
         return;
     };
-    let since = lease.acquired() - Duration::from_secs(2);
+    let since = lease.acquired() - Duration::from_millis(100);
     let lock = match lease.try_exclusive() {
         Ok(Ok(lock)) => lock,
         Ok(Err(_lease)) => return,
