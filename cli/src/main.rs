@@ -46,6 +46,13 @@ enum Command {
     Du(commands::cache::DuArgs),
     /// Remove build cache least recently used first, and blobs no image
     /// uses; report the space freed.
+    ///
+    /// Without --all: cache records (with their blobs and unpacked layers)
+    /// no image uses, unpacked layers nothing uses, context checksum
+    /// caches, ADD URL downloads, temporaries of dead builds and blobs no
+    /// name reaches. --all adds cache mounts, the unpacked layers of
+    /// images and cache records whose layer an image holds. Images are
+    /// never removed. Waits for running builds.
     Prune(commands::cache::PruneArgs),
     /// Save credentials for a registry (checked against it first).
     Login(commands::login::LoginArgs),
