@@ -10,6 +10,16 @@
 //! [registry."registry.internal:5000"]
 //! http = true
 //! ```
+//!
+//! and kiln's own keys:
+//!
+//! ```toml
+//! runtime = "crun"          # default of `kiln build --runtime`
+//! jobs = 4                  # default of `kiln build --jobs`
+//!
+//! [gc]
+//! max-storage = "10GB"      # pruned back to this after each build
+//! ```
 
 use anyhow::{Context, Result};
 use serde::Deserialize;
@@ -23,6 +33,41 @@ pub struct Config {
     /// Per-registry settings by host.
     #[serde(default)]
     pub registry: BTreeMap<String, RegistryConfig>,
+    /// What runs RUN steps when neither `--runtime` nor `KILN_RUNTIME` is
+    /// given: `builtin`, `runc`, `crun` or a path (checked by [`Config::load`]).
+    #[serde(default)]
+    runtime: Option<toml::Value>,
+    /// Steps run at once when `--jobs` is not given (at least 1).
+    #[serde(default)]
+    jobs: Option<toml::Value>,
+    /// Build-cache garbage collection.
+    #[serde(default)]
+    gc: GcConfig,
+    /// The values above, checked.
+    #[serde(skip)]
+    pub checked: Checked,
+}
+
+/// The `[gc]` table.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct GcConfig {
+    /// The size the store is pruned back to after each build.
+    #[serde(default, rename = "max-storage")]
+    max_storage: Option<toml::Value>,
+}
+
+/// kiln's own keys, checked, and the file they came from.
+#[derive(Debug, Default, Clone)]
+pub struct Checked {
+    /// The file read, if any.
+    pub path: Option<PathBuf>,
+    /// `runtime`.
+    pub runtime: Option<String>,
+    /// `jobs`.
+    pub jobs: Option<usize>,
+    /// `gc.max-storage` in bytes.
+    pub max_storage: Option<u64>,
 }
 
 /// Settings for one registry host.
@@ -54,7 +99,58 @@ impl Config {
         };
         let text = std::fs::read_to_string(&path)
             .with_context(|| format!("reading config file {}", path.display()))?;
-        toml::from_str(&text).with_context(|| format!("config file {}", path.display()))
+        let mut config: Config =
+            toml::from_str(&text).with_context(|| format!("config file {}", path.display()))?;
+        config.checked = config
+            .check(&path)
+            .map_err(|e| anyhow::anyhow!("config file {}: {e}", path.display()))?;
+        Ok(config)
+    }
+
+    /// Checks kiln's own keys; the error names the key and the value.
+    fn check(&self, path: &Path) -> std::result::Result<Checked, String> {
+        let runtime = match &self.runtime {
+            None => None,
+            Some(toml::Value::String(s)) if !s.trim().is_empty() => Some(s.clone()),
+            Some(v) => {
+                return Err(format!(
+                    "runtime = {v}: expected \"builtin\", \"runc\", \"crun\" or the path of an OCI runtime"
+                ))
+            }
+        };
+        let jobs = match &self.jobs {
+            None => None,
+            Some(toml::Value::Integer(n)) if *n >= 1 => {
+                Some(usize::try_from(*n).map_err(|_| format!("jobs = {n}: too large"))?)
+            }
+            Some(v) => return Err(format!("jobs = {v}: expected a whole number of at least 1")),
+        };
+        let max_storage = match &self.gc.max_storage {
+            None => None,
+            Some(toml::Value::String(s)) => Some(
+                crate::units::parse_size(s).map_err(|e| format!("gc.max-storage = {s:?}: {e}"))?,
+            ),
+            Some(toml::Value::Integer(n)) if *n >= 0 => Some(n.unsigned_abs()),
+            Some(v) => {
+                return Err(format!(
+                    "gc.max-storage = {v}: expected a size such as \"10GB\" or a number of bytes"
+                ))
+            }
+        };
+        Ok(Checked {
+            path: Some(path.to_path_buf()),
+            runtime,
+            jobs,
+            max_storage,
+        })
+    }
+
+    /// Where a key came from, for messages: `config file PATH: KEY`.
+    pub fn origin(&self, key: &str) -> String {
+        match &self.checked.path {
+            Some(p) => format!("config file {}: {key}", p.display()),
+            None => key.to_string(),
+        }
     }
 
     /// Registries to reach over plain HTTP.

@@ -36,6 +36,11 @@ impl GlobalArgs {
         LocalStore::open(&root).with_context(|| format!("opening the store at {}", root.display()))
     }
 
+    /// The config file (`--config`, `$KILN_CONFIG` or the default places).
+    pub fn config_file(&self) -> Result<Config> {
+        Config::load(self.config.as_deref())
+    }
+
     /// A registry client with the config's mirrors and insecure registries
     /// and the user's Docker credentials.
     pub fn registry(&self) -> Result<RegistryClient> {

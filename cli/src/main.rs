@@ -4,6 +4,7 @@ mod commands;
 mod config;
 mod global;
 mod rootless;
+mod units;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -40,8 +41,19 @@ enum Command {
     Save(commands::archive::SaveArgs),
     /// Read images from a docker-archive or OCI layout (tar or directory).
     Load(commands::archive::LoadArgs),
-    /// Remove blobs no image uses, and report the space freed.
-    Prune(commands::archive::PruneArgs),
+    /// Show what the store holds by kind: images, build cache, unpacked
+    /// layers, cache mounts, context caches, downloads.
+    Du(commands::cache::DuArgs),
+    /// Remove build cache least recently used first, and blobs no image
+    /// uses; report the space freed.
+    ///
+    /// Without --all: cache records (with their blobs and unpacked layers)
+    /// no image uses, unpacked layers nothing uses, context checksum
+    /// caches, ADD URL downloads, temporaries of dead builds and blobs no
+    /// name reaches. --all adds cache mounts, the unpacked layers of
+    /// images and cache records whose layer an image holds. Images are
+    /// never removed. Waits for running builds.
+    Prune(commands::cache::PruneArgs),
     /// Save credentials for a registry (checked against it first).
     Login(commands::login::LoginArgs),
     /// Remove saved credentials for a registry.
@@ -52,7 +64,10 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     // Building as a non-root user: become root of a user namespace with
     // the user's subordinate ids first (see rootless.rs).
-    if matches!(cli.command, Command::Build(_) | Command::Prune(_)) {
+    if matches!(
+        cli.command,
+        Command::Build(_) | Command::Prune(_) | Command::Du(_)
+    ) {
         let root = cli.global.root.clone().or_else(kiln_oci::default_root);
         if let Err(err) = rootless::enter(root) {
             eprintln!("kiln: {err:#}");
@@ -76,7 +91,7 @@ fn main() -> ExitCode {
 }
 
 fn run(global: &global::GlobalArgs, command: Command) -> anyhow::Result<()> {
-    use commands::{archive, image, login};
+    use commands::{archive, cache, image, login};
     match command {
         Command::Parse(_) => Ok(()),
         Command::Build(a) => commands::build::build(global, &a),
@@ -88,7 +103,8 @@ fn run(global: &global::GlobalArgs, command: Command) -> anyhow::Result<()> {
         Command::Inspect(a) => image::inspect(global, &a),
         Command::Save(a) => archive::save(global, &a),
         Command::Load(a) => archive::load(global, &a),
-        Command::Prune(a) => archive::prune(global, &a),
+        Command::Du(a) => cache::du(global, &a),
+        Command::Prune(a) => cache::prune(global, &a),
         Command::Login(a) => login::login(global, &a),
         Command::Logout(a) => login::logout(global, &a),
     }

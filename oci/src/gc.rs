@@ -13,13 +13,61 @@ use crate::media;
 use crate::store::{io_err, BlobReader, LocalStore, Result};
 use std::collections::BTreeSet;
 use std::fs::{self, File, OpenOptions};
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
 
 /// Keeps the blobs this process writes safe from a concurrent
 /// [`LocalStore::gc`] until it is dropped.
 #[derive(Debug)]
 pub struct Lease {
+    lock: File,
+    path: PathBuf,
+    acquired: SystemTime,
+}
+
+/// The store's lock held exclusively: no build, pull or load holds a
+/// [`Lease`] while it lives, so what they use can be removed safely.
+#[derive(Debug)]
+pub struct StoreLock {
     _lock: File,
+}
+
+/// What the named references reach.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NamedContent {
+    /// Every blob (indexes, manifests, configs, layers) a name reaches.
+    pub blobs: BTreeSet<Digest>,
+    /// The diff ids (uncompressed layer digests) of the images a name
+    /// reaches, from their configs.
+    pub diff_ids: BTreeSet<String>,
+}
+
+impl Lease {
+    /// When the lease was taken: what a build holding it used was used at
+    /// or after this time.
+    pub fn acquired(&self) -> SystemTime {
+        self.acquired
+    }
+
+    /// Turns the lease into the exclusive lock, without waiting: when
+    /// another process holds a lease, gives the lease back (shared again).
+    /// The conversion is not atomic (flock(2)): for a moment the lock is
+    /// not held at all.
+    ///
+    /// # Errors
+    /// An I/O error naming the lock file.
+    pub fn try_exclusive(self) -> Result<std::result::Result<StoreLock, Lease>> {
+        match self.lock.try_lock() {
+            Ok(()) => Ok(Ok(StoreLock { _lock: self.lock })),
+            Err(fs::TryLockError::WouldBlock) => {
+                self.lock
+                    .lock_shared()
+                    .map_err(io_err("locking", &self.path))?;
+                Ok(Err(self))
+            }
+            Err(fs::TryLockError::Error(e)) => Err(io_err("locking", &self.path)(e)),
+        }
+    }
 }
 
 /// What a garbage collection removed.
@@ -54,7 +102,23 @@ impl LocalStore {
         let path = self.root().join("gc.lock");
         let file = open_lock(&path)?;
         file.lock_shared().map_err(io_err("locking", &path))?;
-        Ok(Lease { _lock: file })
+        Ok(Lease {
+            lock: file,
+            path,
+            acquired: SystemTime::now(),
+        })
+    }
+
+    /// Takes the store's lock exclusively, waiting for running builds,
+    /// pulls and loads to release their leases.
+    ///
+    /// # Errors
+    /// An I/O error naming the lock file.
+    pub fn lock_exclusive(&self) -> Result<StoreLock> {
+        let path = self.root().join("gc.lock");
+        let lock = open_lock(&path)?;
+        lock.lock().map_err(io_err("locking", &path))?;
+        Ok(StoreLock { _lock: lock })
     }
 
     /// Removes every blob that no reference reaches, and ingest files left
@@ -64,14 +128,46 @@ impl LocalStore {
     /// An I/O error naming the path concerned. A reference whose image is
     /// damaged is not an error: what it still reaches is kept.
     pub fn gc(&self) -> Result<GcReport> {
-        let path = self.root().join("gc.lock");
-        let lock = open_lock(&path)?;
-        lock.lock().map_err(io_err("locking", &path))?;
+        let lock = self.lock_exclusive()?;
+        self.gc_locked(&lock)
+    }
 
-        let mut live = BTreeSet::new();
+    /// What the named references reach: blobs, and the diff ids of the
+    /// images among them. Damaged or missing blobs are skipped.
+    ///
+    /// # Errors
+    /// An I/O error reading the references.
+    pub fn named_content(&self) -> Result<NamedContent> {
+        let mut out = NamedContent::default();
+        let mut configs = BTreeSet::new();
         for digest in self.refs()?.into_values() {
-            mark(self, &digest, &mut live);
+            mark(self, &digest, &mut out.blobs, &mut configs);
         }
+        for config in configs {
+            let Ok(bytes) = self.read(&config) else {
+                continue;
+            };
+            let Ok(value) = serde_json::from_slice::<serde_json::Value>(&bytes) else {
+                continue;
+            };
+            if let Some(ids) = value
+                .get("rootfs")
+                .and_then(|r| r.get("diff_ids"))
+                .and_then(|d| d.as_array())
+            {
+                out.diff_ids
+                    .extend(ids.iter().filter_map(|d| d.as_str()).map(str::to_string));
+            }
+        }
+        Ok(out)
+    }
+
+    /// [`LocalStore::gc`] with the lock already held.
+    ///
+    /// # Errors
+    /// As [`LocalStore::gc`].
+    pub fn gc_locked(&self, lock: &StoreLock) -> Result<GcReport> {
+        let live = self.named_content()?.blobs;
         let mut report = GcReport::default();
         for digest in self.blobs()? {
             if live.contains(&digest) {
@@ -82,6 +178,20 @@ impl LocalStore {
             self.delete(&digest)?;
             report.removed.push(digest);
         }
+        let (count, bytes) = self.remove_stale_ingests(lock)?;
+        report.stale_ingests = count;
+        report.bytes_freed += bytes;
+        Ok(report)
+    }
+
+    /// Removes ingest files left by processes that are gone; returns how
+    /// many and their bytes.
+    ///
+    /// # Errors
+    /// An I/O error naming the path concerned.
+    pub fn remove_stale_ingests(&self, _lock: &StoreLock) -> Result<(usize, u64)> {
+        let mut count = 0;
+        let mut bytes = 0;
         let ingest = self.root().join("ingest");
         for entry in fs::read_dir(&ingest).map_err(io_err("listing", &ingest))? {
             let entry = entry.map_err(io_err("listing", &ingest))?;
@@ -91,19 +201,25 @@ impl LocalStore {
                 p == std::process::id() || Path::new(&format!("/proc/{p}")).exists()
             });
             if !alive {
-                report.bytes_freed += entry.metadata().map(|m| m.len()).unwrap_or(0);
+                bytes += entry.metadata().map(|m| m.len()).unwrap_or(0);
                 let p = entry.path();
                 fs::remove_file(&p).map_err(io_err("removing", &p))?;
-                report.stale_ingests += 1;
+                count += 1;
             }
         }
-        Ok(report)
+        Ok((count, bytes))
     }
 }
 
 /// Marks everything reachable from `root`, tolerating missing or damaged
-/// blobs (they cannot be collected anyway).
-fn mark(store: &LocalStore, root: &Digest, live: &mut BTreeSet<Digest>) {
+/// blobs (they cannot be collected anyway); image configs also go into
+/// `configs`.
+fn mark(
+    store: &LocalStore,
+    root: &Digest,
+    live: &mut BTreeSet<Digest>,
+    configs: &mut BTreeSet<Digest>,
+) {
     let mut stack = vec![root.clone()];
     while let Some(digest) = stack.pop() {
         if !live.insert(digest.clone()) {
@@ -115,6 +231,11 @@ fn mark(store: &LocalStore, root: &Digest, live: &mut BTreeSet<Digest>) {
         let Ok(manifest) = Manifest::from_slice(&bytes, None, digest.as_str()) else {
             continue;
         };
+        if let Manifest::Image(m) = &manifest {
+            if let Ok(d) = descriptor_digest(m.config(), digest.as_str()) {
+                configs.insert(d);
+            }
+        }
         for child in manifest.children() {
             let Ok(d) = descriptor_digest(child, digest.as_str()) else {
                 continue;

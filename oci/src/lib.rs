@@ -29,7 +29,7 @@ pub use config::{ContainerConfig, HealthConfig, History, ImageConfig, RootFs};
 pub use convert::convert_media_types;
 pub use credentials::{registry_key, Credential, CredentialError, DockerConfig, Secret};
 pub use digest::{Digest, DigestError};
-pub use gc::{GcReport, Lease};
+pub use gc::{GcReport, Lease, NamedContent, StoreLock};
 pub use image::{
     descriptor_digest, is_attestation, reachable, read_manifest, resolve, select_platform, Image,
     ImageError, Manifest,

@@ -7,6 +7,7 @@ mod graph;
 mod lower;
 mod op;
 mod solve;
+pub mod storage;
 
 pub use graph::{Graph, Vertex, VertexId, VertexMeta};
 pub use lower::{
@@ -17,6 +18,7 @@ pub use op::{
     FileOp, HttpSource, ImageSource, MountSource, Op, Owner,
 };
 pub use solve::{
-    layer_map, solve, CacheIndex, CacheKeyParts, CachedLayer, ContextTree, Entitlement, Event,
-    LayerRecord, ProgressSink, SecretSource, SolveError, SolveOptions, Solved, CACHE_KEY_VERSION,
+    layer_map, solve, unix_millis, CacheIndex, CacheKeyParts, CacheRecord, CachedLayer,
+    ContextTree, Entitlement, Event, LayerRecord, ProgressSink, SecretSource, SolveError,
+    SolveOptions, Solved, CACHE_KEY_VERSION,
 };

@@ -1,7 +1,7 @@
-//! `kiln save`, `kiln load` and `kiln prune`.
+//! `kiln save` and `kiln load`.
 
 use super::image::{lookup, parse_ref};
-use crate::global::{human_size, GlobalArgs};
+use crate::global::GlobalArgs;
 use anyhow::{bail, Context, Result};
 use clap::{Args, ValueEnum};
 use kiln_oci::archive::{self, NamedImage};
@@ -170,27 +170,5 @@ pub fn load(global: &GlobalArgs, args: &LoadArgs) -> Result<()> {
             }
         }
     }
-    Ok(())
-}
-
-/// Arguments of `kiln prune`.
-#[derive(Debug, Args)]
-pub struct PruneArgs {}
-
-/// Runs `kiln prune`: removes blobs no image uses.
-pub fn prune(global: &GlobalArgs, _args: &PruneArgs) -> Result<()> {
-    let store = global.store()?;
-    let report = store.gc()?;
-    println!(
-        "Deleted {} blobs{}; kept {}. Total reclaimed space: {}",
-        report.removed.len(),
-        if report.stale_ingests > 0 {
-            format!(" and {} abandoned downloads", report.stale_ingests)
-        } else {
-            String::new()
-        },
-        report.kept,
-        human_size(report.bytes_freed)
-    );
     Ok(())
 }

@@ -52,7 +52,8 @@ pub struct BuildArgs {
     /// Do not use the cache for these stages (repeatable or comma-separated).
     #[arg(long = "no-cache-filter", value_delimiter = ',')]
     no_cache_filter: Vec<String>,
-    /// Steps run at once (default: the number of CPUs).
+    /// Steps run at once (default: the config file's `jobs`, else the
+    /// number of CPUs).
     #[arg(long)]
     jobs: Option<usize>,
     /// Print the build graph without running it.
@@ -94,9 +95,10 @@ pub struct BuildArgs {
     #[arg(long, value_delimiter = ',')]
     allow: Vec<String>,
     /// What runs RUN steps: `builtin` (kiln's own sandbox), `runc`, `crun`
-    /// or the path of another OCI runtime.
-    #[arg(long, env = "KILN_RUNTIME", default_value = "builtin")]
-    runtime: String,
+    /// or the path of another OCI runtime (default: the config file's
+    /// `runtime`, else builtin).
+    #[arg(long, env = "KILN_RUNTIME")]
+    runtime: Option<String>,
 }
 
 /// `--print` formats.
@@ -440,9 +442,13 @@ pub fn build(global: &GlobalArgs, args: &BuildArgs) -> Result<()> {
         Some(c) if wanted.iter().all(|w| w == c) => *c,
         _ => kiln_oci::Compression::default(),
     };
+    let config = global.config_file()?;
     let solve_options = SolveOptions {
         compression,
-        jobs: args.jobs.unwrap_or_else(|| SolveOptions::default().jobs),
+        jobs: args
+            .jobs
+            .or(config.checked.jobs)
+            .unwrap_or_else(|| SolveOptions::default().jobs),
         no_cache: args.no_cache,
         no_cache_stages: args.no_cache_filter.clone(),
         secrets: parse_secrets(&args.secret)?,
@@ -462,7 +468,7 @@ pub fn build(global: &GlobalArgs, args: &BuildArgs) -> Result<()> {
             &store,
             contexts.clone(),
             &solve_options,
-            run_runtime(&args.runtime)?,
+            run_runtime(args.runtime.as_deref(), &config)?,
             progress,
         ))
         .map_err(|e| match e.line() {
@@ -478,16 +484,16 @@ pub fn build(global: &GlobalArgs, args: &BuildArgs) -> Result<()> {
     }
 
     // Export.
-    let mut config = solved.config.clone();
+    let mut image_config = solved.config.clone();
     if !labels.is_empty() {
-        config
+        image_config
             .config
             .labels
             .get_or_insert_with(Default::default)
             .extend(labels);
     }
     let image = BuiltImage {
-        config,
+        config: image_config,
         layers: solved
             .layers
             .iter()
@@ -519,15 +525,25 @@ pub fn build(global: &GlobalArgs, args: &BuildArgs) -> Result<()> {
             quiet: args.progress == Progress::Quiet,
         },
     )?;
+    super::cache::enforce_cap(&store, &config, _lease);
     Ok(())
 }
 
-/// The runtime `--runtime` names.
-fn run_runtime(name: &str) -> Result<Arc<dyn kiln_executor::Runtime>> {
+/// The runtime `--runtime` (or `KILN_RUNTIME`) names, else the config
+/// file's `runtime`, else builtin.
+fn run_runtime(
+    flag: Option<&str>,
+    config: &crate::config::Config,
+) -> Result<Arc<dyn kiln_executor::Runtime>> {
+    let (name, origin) = match (flag, &config.checked.runtime) {
+        (Some(f), _) => (f, "--runtime".to_string()),
+        (None, Some(c)) => (c.as_str(), format!("{} =", config.origin("runtime"))),
+        (None, None) => ("builtin", String::new()),
+    };
     Ok(match name {
         "builtin" | "" => Arc::new(kiln_executor::BuiltinRuntime),
         other => Arc::new(
-            kiln_executor::OciRuntime::new(other).with_context(|| format!("--runtime {other}"))?,
+            kiln_executor::OciRuntime::new(other).with_context(|| format!("{origin} {other}"))?,
         ),
     })
 }

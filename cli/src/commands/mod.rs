@@ -2,6 +2,7 @@
 
 pub mod archive;
 pub mod build;
+pub mod cache;
 pub mod image;
 pub mod login;
 pub mod outputs;

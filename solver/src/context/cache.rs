@@ -82,6 +82,10 @@ impl ChecksumCache {
     /// directory, then a rename), creating the directory if needed.
     pub fn save(&self, path: &Path) -> Result<(), ContextError> {
         if !self.dirty && path.exists() {
+            // Unchanged: only note the use (for `kiln prune`'s order).
+            if let Ok(f) = std::fs::File::options().append(true).open(path) {
+                let _ = f.set_modified(std::time::SystemTime::now());
+            }
             return Ok(());
         }
         let dir = match path.parent() {

@@ -6,10 +6,16 @@
 //! op and its inputs' ops), the inputs' cache keys, and the content
 //! checksum of the context files the step reads. Names, lines and progress
 //! groups are not part of it.
+//!
+//! Layout under `<store>/cache`: `keys/<key hex>` holds a [`CachedLayer`]
+//! as JSON, `steps/<sha256 of the step name hex>` the [`CacheKeyParts`] of
+//! a step's last build, and `used/<diff id hex>` is an empty file whose
+//! modification time says when a build last used that unpacked layer.
 
 use kiln_oci::Digest;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// Bumped whenever what a key covers changes.
 pub const CACHE_KEY_VERSION: &str = "kiln.cache.v1";
@@ -61,6 +67,32 @@ pub struct CachedLayer {
     pub size: u64,
     /// Blob media type.
     pub media_type: String,
+    /// When a build last recorded or hit this entry, in milliseconds since
+    /// the Unix epoch. Absent in records written before kiln kept it: the
+    /// file's modification time stands in.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_used: Option<u64>,
+}
+
+/// Milliseconds since the Unix epoch of `time` (0 before the epoch).
+pub fn unix_millis(time: SystemTime) -> u64 {
+    time.duration_since(UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
+}
+
+/// One record of the cache index, as [`CacheIndex::records`] lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CacheRecord {
+    /// The cache key's hex (the file name).
+    pub key: String,
+    /// The record's file.
+    pub path: PathBuf,
+    /// What it records; `None` when the file does not parse.
+    pub layer: Option<CachedLayer>,
+    /// When a build last used it: its `last_used`, else the file's
+    /// modification time.
+    pub last_used: Option<SystemTime>,
 }
 
 /// The cache files under the store root.
@@ -87,10 +119,90 @@ impl CacheIndex {
             .join(Digest::sha256(step.as_bytes()).hex())
     }
 
+    /// The directory the cache files are in (`<store>/cache`).
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
     /// The layer recorded for `key`.
     pub fn get(&self, key: &Digest) -> Option<CachedLayer> {
         let bytes = std::fs::read(self.key_path(key)).ok()?;
         serde_json::from_slice(&bytes).ok()
+    }
+
+    /// Records that a build used `key`'s entry now (a cache hit).
+    ///
+    /// # Errors
+    /// I/O errors writing the cache file.
+    pub fn touch(&self, key: &Digest, layer: &CachedLayer) -> std::io::Result<()> {
+        let mut layer = layer.clone();
+        layer.last_used = Some(unix_millis(SystemTime::now()));
+        write_atomic(
+            &self.key_path(key),
+            &serde_json::to_vec(&layer).unwrap_or_default(),
+        )
+    }
+
+    /// Every record: its file, and its content when it parses. Unreadable
+    /// files are listed with `None` so they can be removed.
+    ///
+    /// # Errors
+    /// I/O errors listing the directory (none when it does not exist).
+    pub fn records(&self) -> std::io::Result<Vec<CacheRecord>> {
+        let dir = self.dir.join("keys");
+        let mut out = Vec::new();
+        let entries = match std::fs::read_dir(&dir) {
+            Ok(e) => e,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
+            Err(e) => return Err(e),
+        };
+        for entry in entries {
+            let entry = entry?;
+            let path = entry.path();
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name.contains(".tmp-") {
+                continue;
+            }
+            let modified = entry.metadata().and_then(|m| m.modified()).ok();
+            let layer: Option<CachedLayer> = std::fs::read(&path)
+                .ok()
+                .and_then(|b| serde_json::from_slice(&b).ok());
+            let last_used = layer
+                .as_ref()
+                .and_then(|l| l.last_used)
+                .map(|ms| UNIX_EPOCH + Duration::from_millis(ms))
+                .or(modified);
+            out.push(CacheRecord {
+                key: name,
+                path,
+                layer,
+                last_used,
+            });
+        }
+        out.sort_by(|a, b| a.key.cmp(&b.key));
+        Ok(out)
+    }
+
+    /// Where the last use of the unpacked layer `diff_id` is recorded.
+    pub fn layer_marker(&self, diff_id_hex: &str) -> PathBuf {
+        self.dir.join("used").join(diff_id_hex)
+    }
+
+    /// Records that a build uses the unpacked layer `diff_id` now.
+    /// Failures are ignored: the mark only orders what pruning removes.
+    pub fn touch_layer(&self, diff_id: &Digest) {
+        let path = self.layer_marker(diff_id.hex());
+        if let Some(dir) = path.parent() {
+            let _ = std::fs::create_dir_all(dir);
+        }
+        if let Ok(file) = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+        {
+            let _ = file.set_modified(SystemTime::now());
+        }
     }
 
     /// Records `layer` for `key`, and `parts` as the latest key of `step`.
@@ -162,9 +274,20 @@ mod tests {
             blob: "sha256:11".into(),
             size: 3,
             media_type: "x".into(),
+            last_used: None,
         };
         index.put(&a.key(), &layer, "step", &a).expect("put");
-        assert_eq!(index.get(&a.key()), Some(layer));
-        assert_eq!(index.last("step"), Some(a));
+        assert_eq!(index.get(&a.key()), Some(layer.clone()));
+        assert_eq!(index.last("step"), Some(a.clone()));
+        // Old records (no last_used) still parse; their time is the mtime.
+        let records = index.records().expect("records");
+        assert_eq!(records.len(), 1);
+        assert!(records[0].last_used.is_some());
+        let before = unix_millis(SystemTime::now());
+        index.touch(&a.key(), &layer).expect("touch");
+        let used = index.get(&a.key()).and_then(|l| l.last_used);
+        assert!(used.is_some_and(|t| t >= before), "{used:?}");
+        let text = std::fs::read_to_string(&records[0].path).expect("read");
+        assert!(text.contains("last_used"), "{text}");
     }
 }

@@ -44,6 +44,12 @@ fn layer_dir(store: &LocalStore, diff_id: &Digest) -> PathBuf {
     layers_dir(store).join(diff_id.hex())
 }
 
+/// Records that a build uses the unpacked layer (for `kiln prune`'s
+/// least-recently-used order).
+fn mark_used(store: &LocalStore, diff_id: &Digest) {
+    super::CacheIndex::new(store.root()).touch_layer(diff_id);
+}
+
 /// The layers of an image in the store, unpacked (once) into directories.
 pub(crate) fn image_layers(
     store: &LocalStore,
@@ -76,6 +82,7 @@ pub(crate) fn image_layers(
         if !dir.exists() {
             unpack_blob(store, &blob, &media_type, &dir)?;
         }
+        mark_used(store, &diff_id);
         out.push(LayerRecord {
             dir,
             diff_id,
@@ -113,6 +120,7 @@ pub(crate) fn restore(store: &LocalStore, cached: &super::CachedLayer) -> Option
     if !dir.exists() {
         unpack_blob(store, &blob, &cached.media_type, &dir).ok()?;
     }
+    mark_used(store, &diff_id);
     Some(LayerRecord {
         dir,
         diff_id,
@@ -181,6 +189,7 @@ pub(crate) fn new_layer(
         }
     };
     let dir = layer_dir(store, &diff_id);
+    mark_used(store, &diff_id);
     if dir.exists() {
         let _ = std::fs::remove_dir_all(&upper);
     } else if let Err(e) = std::fs::rename(&upper, &dir) {
@@ -241,6 +250,9 @@ pub(crate) fn download(
         if std::fs::rename(&tmp, &dir).is_err() {
             let _ = std::fs::remove_dir_all(&tmp);
         }
+    } else if let Ok(d) = std::fs::File::open(&dir) {
+        // The last use, for `kiln prune`'s order.
+        let _ = d.set_modified(std::time::SystemTime::now());
     }
     Ok((dir, content))
 }

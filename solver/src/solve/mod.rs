@@ -7,7 +7,9 @@ mod context_tree;
 mod layer;
 mod mounts;
 
-pub use cache::{CacheIndex, CacheKeyParts, CachedLayer, CACHE_KEY_VERSION};
+pub use cache::{
+    unix_millis, CacheIndex, CacheKeyParts, CacheRecord, CachedLayer, CACHE_KEY_VERSION,
+};
 pub use context_tree::ContextTree;
 pub use layer::LayerRecord;
 
@@ -600,6 +602,8 @@ fn cached(
     let Some(record) = layer::restore(&shared.store, &hit) else {
         return Ok(None);
     };
+    // Only orders what pruning removes first; never fails the build.
+    let _ = shared.cache.touch(key, &hit);
     shared.progress.event(Event::Cached {
         name: meta.name.clone(),
     });
@@ -642,6 +646,7 @@ fn record_layer(
         blob: record.blob.to_string(),
         size: record.size,
         media_type: record.media_type.clone(),
+        last_used: Some(cache::unix_millis(std::time::SystemTime::now())),
     };
     shared
         .cache

@@ -230,6 +230,15 @@ fn cache_dir(
             }
         }
     };
+    // The lock file names the id (for `kiln du`) and its modification
+    // time is the last use (for `kiln prune`); failures only cost that.
+    if let Ok(mut f) = open_lock(&name) {
+        use std::io::Write;
+        if f.metadata().is_ok_and(|m| m.len() == 0) {
+            let _ = f.write_all(id.as_bytes());
+        }
+        let _ = f.set_modified(std::time::SystemTime::now());
+    }
     let dir = root.join(&name);
     if !dir.exists() {
         let tmp = root.join(format!(
