@@ -3,6 +3,7 @@
 mod commands;
 mod config;
 mod global;
+mod progress;
 mod rootless;
 
 use clap::{Parser, Subcommand};

@@ -8,13 +8,12 @@ use kiln_exporter::{BuiltImage, BuiltLayer, ExportTarget};
 use kiln_oci::{BlobReader, LocalStore, Platform, Reference, RegistryClient};
 use kiln_solver::context::BuildContext;
 use kiln_solver::{
-    BuildOptions, Event, ImageResolver, NamedContext, ProgressSink, ResolvedImage, SolveOptions,
+    BuildOptions, ImageResolver, NamedContext, ProgressSink, ResolvedImage, SolveOptions,
 };
 use std::collections::{BTreeMap, HashMap};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 /// Arguments of `kiln build`.
 #[derive(Debug, Args)]
@@ -93,22 +92,15 @@ enum PrintFormat {
     Json,
 }
 
-/// `--progress` modes.
-#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
-enum Progress {
-    /// plain (a terminal display arrives later).
-    Auto,
-    /// Numbered lines.
-    Plain,
-    /// Nothing but errors.
-    Quiet,
-}
+// `--progress` modes (auto, tty, plain, rawjson, quiet).
+use crate::progress::ProgressMode as Progress;
 
 /// Resolves FROM images from the local store, pulling what is missing.
 struct StoreResolver<'a> {
     store: &'a LocalStore,
     client: &'a RegistryClient,
     runtime: &'a tokio::runtime::Runtime,
+    progress: &'a Arc<crate::progress::Reporter>,
 }
 
 impl ImageResolver for StoreResolver<'_> {
@@ -122,15 +114,18 @@ impl ImageResolver for StoreResolver<'_> {
         let digest = match self.store.get_ref(&name).map_err(|e| e.to_string())? {
             Some(d) => d,
             None => {
+                let transfer = self.progress.transfer(&format!("[internal] pull {name}"));
                 let report = self
                     .runtime
-                    .block_on(self.client.pull(
-                        &reference,
-                        platform,
-                        self.store,
-                        Arc::new(kiln_oci::NoProgress),
-                    ))
-                    .map_err(|e| format!("failed to resolve source metadata for {name}: {e}"))?;
+                    .block_on(
+                        self.client
+                            .pull(&reference, platform, self.store, transfer.clone()),
+                    )
+                    .map_err(|e| {
+                        transfer.failed(&e);
+                        format!("failed to resolve source metadata for {name}: {e}")
+                    })?;
+                transfer.done();
                 report.digest
             }
         };
@@ -190,41 +185,6 @@ fn split_layout(layout: &str) -> (&str, Option<&str>, Option<&str>) {
     match layout.rsplit_once(':') {
         Some((path, tag)) if !tag.contains('/') && !path.is_empty() => (path, Some(tag), None),
         _ => (layout, None, None),
-    }
-}
-
-/// Plain progress lines on stderr.
-struct PlainProgress {
-    numbers: Mutex<HashMap<String, usize>>,
-    next: AtomicUsize,
-    quiet: bool,
-}
-
-impl PlainProgress {
-    fn number(&self, name: &str) -> usize {
-        let mut map = self.numbers.lock().unwrap_or_else(|e| e.into_inner());
-        *map.entry(name.to_string())
-            .or_insert_with(|| self.next.fetch_add(1, Ordering::Relaxed) + 1)
-    }
-}
-
-impl ProgressSink for PlainProgress {
-    fn event(&self, event: Event) {
-        if self.quiet {
-            return;
-        }
-        let line = match &event {
-            Event::Started { name } => format!("#{} {name}", self.number(name)),
-            Event::Cached { name } => format!(
-                "#{} {name}\n#{} CACHED",
-                self.number(name),
-                self.number(name)
-            ),
-            Event::Miss { name, reason } => format!("#{} cache miss: {reason}", self.number(name)),
-            Event::Note { name, message } => format!("#{} NOTE: {message}", self.number(name)),
-            Event::Done { name, seconds } => format!("#{} DONE {seconds:.1}s", self.number(name)),
-        };
-        eprintln!("{line}");
     }
 }
 
@@ -340,10 +300,12 @@ pub fn build(global: &GlobalArgs, args: &BuildArgs) -> Result<()> {
 
     let rt = runtime()?;
     let client = global.registry()?;
+    let reporter = crate::progress::Reporter::new(args.progress);
     let resolver = StoreResolver {
         store: &store,
         client: &client,
         runtime: &rt,
+        progress: &reporter,
     };
     let lowered =
         kiln_solver::lower(&dockerfile, &options, &resolver, &context_dir).map_err(|e| match e
@@ -387,11 +349,7 @@ pub fn build(global: &GlobalArgs, args: &BuildArgs) -> Result<()> {
             .with_checksum_cache(&cache);
         contexts.insert(name.clone(), Arc::new(ctx));
     }
-    let progress = Arc::new(PlainProgress {
-        numbers: Mutex::new(HashMap::new()),
-        next: AtomicUsize::new(0),
-        quiet: args.progress == Progress::Quiet,
-    });
+    let progress: Arc<dyn ProgressSink> = reporter.clone();
     let solve_options = SolveOptions {
         jobs: args.jobs.unwrap_or_else(|| SolveOptions::default().jobs),
         no_cache: args.no_cache,
@@ -475,7 +433,7 @@ pub fn build(global: &GlobalArgs, args: &BuildArgs) -> Result<()> {
         std::fs::write(path, manifest.as_str())
             .with_context(|| format!("writing {}", path.display()))?;
     }
-    if args.progress != Progress::Quiet {
+    if reporter.prints_summary() {
         eprintln!("writing image {manifest} done");
         for t in &tags {
             eprintln!("naming to {t} done");
