@@ -70,7 +70,8 @@ fn main() -> ExitCode {
             if is_broken_pipe(&err) {
                 return ExitCode::SUCCESS;
             }
-            eprintln!("kiln: {err:#}");
+            // Not eprintln!: a closed stderr must not turn an error into a panic.
+            progress::eprint_line(&format!("kiln: {err:#}"));
             ExitCode::FAILURE
         }
     }

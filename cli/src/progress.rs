@@ -88,8 +88,8 @@ impl ProgressMode {
 }
 
 /// Writes one line to stderr, ignoring errors (a closed stderr must not
-/// stop a build).
-fn emit(text: &str) {
+/// stop a build, nor panic as `eprintln!` does).
+pub fn eprint_line(text: &str) {
     let mut err = std::io::stderr().lock();
     let _ = err.write_all(text.as_bytes());
     let _ = err.write_all(b"\n");
@@ -248,7 +248,7 @@ impl Reporter {
     /// A line for a forced tty display without a terminal.
     fn hidden_line(&self, text: &str) {
         if self.mode == ProgressMode::Tty && self.visible().is_none() {
-            emit(text);
+            eprint_line(text);
         }
     }
 
@@ -262,7 +262,7 @@ impl Reporter {
         if let (Some(o), serde_json::Value::Object(extra)) = (object.as_object_mut(), extra) {
             o.extend(extra);
         }
-        emit(&object.to_string());
+        eprint_line(&object.to_string());
     }
 
     /// Takes the complete lines out of `v.partial` (all of it with `all`).
@@ -287,7 +287,7 @@ impl Reporter {
                 for line in lines {
                     let line = line.strip_suffix('\n').unwrap_or(&line);
                     let line = line.strip_suffix('\r').unwrap_or(line);
-                    emit(&format!("#{} {secs:.3} {line}", v.number));
+                    eprint_line(&format!("#{} {secs:.3} {line}", v.number));
                 }
             }
             ProgressMode::Rawjson => {
@@ -373,7 +373,7 @@ impl Reporter {
                         BlobOutcome::Mounted => "mounted from another repository".into(),
                         BlobOutcome::Exists => "already in the registry".into(),
                     };
-                    emit(&format!(
+                    eprint_line(&format!(
                         "#{} {} {text} {:.1}s",
                         v.number,
                         short(digest),
@@ -478,7 +478,7 @@ impl ProgressSink for Reporter {
                 let v = state.vertex(&name);
                 v.started = Instant::now();
                 match self.mode {
-                    ProgressMode::Plain => emit(&format!("#{} {name}", v.number)),
+                    ProgressMode::Plain => eprint_line(&format!("#{} {name}", v.number)),
                     ProgressMode::Rawjson => self.json(v, &name, "started", serde_json::json!({})),
                     _ => {
                         if let Some(multi) = self.visible() {
@@ -494,7 +494,9 @@ impl ProgressSink for Reporter {
             Event::Cached { name } => {
                 let v = state.vertex(&name);
                 match self.mode {
-                    ProgressMode::Plain => emit(&format!("#{n} {name}\n#{n} CACHED", n = v.number)),
+                    ProgressMode::Plain => {
+                        eprint_line(&format!("#{n} {name}\n#{n} CACHED", n = v.number))
+                    }
                     ProgressMode::Rawjson => self.json(v, &name, "cached", serde_json::json!({})),
                     _ => self.collapse(v, format!("=> CACHED {name}"), "0.0s".into()),
                 }
@@ -502,7 +504,9 @@ impl ProgressSink for Reporter {
             Event::Miss { name, reason } => {
                 let v = state.vertex(&name);
                 match self.mode {
-                    ProgressMode::Plain => emit(&format!("#{} cache miss: {reason}", v.number)),
+                    ProgressMode::Plain => {
+                        eprint_line(&format!("#{} cache miss: {reason}", v.number))
+                    }
                     ProgressMode::Rawjson => {
                         self.json(v, &name, "miss", serde_json::json!({ "reason": reason }))
                     }
@@ -512,7 +516,7 @@ impl ProgressSink for Reporter {
             Event::Note { name, message } => {
                 let v = state.vertex(&name);
                 match self.mode {
-                    ProgressMode::Plain => emit(&format!("#{} NOTE: {message}", v.number)),
+                    ProgressMode::Plain => eprint_line(&format!("#{} NOTE: {message}", v.number)),
                     ProgressMode::Rawjson => {
                         self.json(v, &name, "note", serde_json::json!({ "message": message }))
                     }
@@ -538,7 +542,7 @@ impl ProgressSink for Reporter {
                 self.show_lines(v, &name, lines);
                 let first = message.lines().next().unwrap_or_default();
                 match self.mode {
-                    ProgressMode::Plain => emit(&format!("#{} ERROR: {first}", v.number)),
+                    ProgressMode::Plain => eprint_line(&format!("#{} ERROR: {first}", v.number)),
                     ProgressMode::Rawjson => {
                         self.json(v, &name, "error", serde_json::json!({ "message": message }))
                     }
@@ -553,7 +557,9 @@ impl ProgressSink for Reporter {
                 let lines = Self::take_lines(v, true);
                 self.show_lines(v, &name, lines);
                 match self.mode {
-                    ProgressMode::Plain => emit(&format!("#{} DONE {seconds:.1}s", v.number)),
+                    ProgressMode::Plain => {
+                        eprint_line(&format!("#{} DONE {seconds:.1}s", v.number))
+                    }
                     ProgressMode::Rawjson => {
                         self.json(v, &name, "done", serde_json::json!({ "seconds": seconds }))
                     }

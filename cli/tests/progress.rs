@@ -181,6 +181,38 @@ fn quiet_prints_nothing_on_success_and_the_error_on_failure() {
     assert!(!log.contains("#2"), "{log}");
 }
 
+/// Runs kiln with `env`'s store and a stderr whose reader is gone (every
+/// write fails with EPIPE); returns the exit code.
+fn run_with_a_closed_stderr(env: &Env, args: &[&str]) -> Option<i32> {
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_kiln"))
+        .args(args)
+        .env("KILN_ROOT", env.path("store"))
+        .env("DOCKER_CONFIG", env.path("docker"))
+        .env("XDG_CONFIG_HOME", env.path("xdg"))
+        .env_remove("KILN_CONFIG")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("kiln runs");
+    drop(child.stderr.take());
+    child.wait().expect("kiln finishes").code()
+}
+
+#[test]
+fn a_closed_stderr_does_not_stop_the_display() {
+    let env = Env::new();
+    let ctx = env.context("ctx", &[("Dockerfile", DOCKERFILE)]);
+    let bad = env.context("bad", &[("Dockerfile", "FROM busybox\nRUN exit 7\n")]);
+    // rawjson and quiet print nothing but the display (and errors).
+    for mode in ["--progress=rawjson", "--progress=quiet"] {
+        let args = ["build", mode, "--no-cache", "-t", "c:1", s(&ctx)];
+        assert_eq!(run_with_a_closed_stderr(&env, &args), Some(0), "{mode}");
+        let args = ["build", mode, s(&bad)];
+        assert_eq!(run_with_a_closed_stderr(&env, &args), Some(1), "{mode}");
+    }
+}
+
 #[test]
 fn forced_tty_without_a_terminal_writes_the_collapsed_lines() {
     let env = Env::new();
@@ -277,6 +309,11 @@ fn transfers_are_reported_for_push_pull_and_from_pulls() {
     assert!(log.contains("#1 DONE "), "{log}");
 
     // pull into an empty store, rawjson: transfer events per blob.
+    let empty = Env {
+        dir: tempfile::tempdir().expect("temp dir"),
+    };
+    let code = run_with_a_closed_stderr(&empty, &["pull", "--progress=plain", &target]);
+    assert_eq!(code, Some(0), "a pull with stderr closed");
     let empty = Env {
         dir: tempfile::tempdir().expect("temp dir"),
     };
