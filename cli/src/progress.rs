@@ -109,6 +109,8 @@ struct Vertex {
     pane: Option<ProgressBar>,
     /// Running blob transfers (tty bars, rawjson throttling).
     blobs: HashMap<String, Blob>,
+    /// The last blob bar added (tty: the next one goes under it).
+    last_blob: Option<ProgressBar>,
     finished: bool,
 }
 
@@ -136,6 +138,7 @@ impl State {
                 bar: None,
                 pane: None,
                 blobs: HashMap::new(),
+                last_blob: None,
                 finished: false,
             }
         })
@@ -166,6 +169,13 @@ fn style(template: &str) -> ProgressStyle {
 
 fn secs(state: &ProgressState, w: &mut dyn std::fmt::Write) {
     let _ = write!(w, "{:.1}s", state.elapsed().as_secs_f64());
+}
+
+/// A bar that draws nothing until it is added to the [`MultiProgress`]
+/// (a bar made with `ProgressBar::new` draws on stderr on its own at its
+/// first update, below the display).
+fn hidden_bar(len: Option<u64>) -> ProgressBar {
+    ProgressBar::with_draw_target(len, ProgressDrawTarget::hidden())
 }
 
 fn running_style() -> ProgressStyle {
@@ -311,7 +321,7 @@ impl Reporter {
                     return;
                 }
                 let pane = v.pane.get_or_insert_with(|| {
-                    let pane = ProgressBar::new_spinner().with_style(style("{msg:.dim}"));
+                    let pane = hidden_bar(None).with_style(style("{msg:.dim}"));
                     match &v.bar {
                         Some(bar) => multi.insert_after(bar, pane),
                         None => multi.add(pane),
@@ -341,11 +351,9 @@ impl Reporter {
             }
         }
         v.tail.clear();
+        v.last_blob = None;
         if let Some(multi) = self.visible() {
-            let bar = v
-                .bar
-                .take()
-                .unwrap_or_else(|| multi.add(ProgressBar::new_spinner()));
+            let bar = v.bar.take().unwrap_or_else(|| multi.add(hidden_bar(None)));
             bar.set_style(finished_style());
             bar.set_prefix(prefix);
             bar.finish_with_message(text);
@@ -425,22 +433,17 @@ impl Reporter {
                 let Some(multi) = self.visible() else { return };
                 match what {
                     BlobEvent::Started(size) => {
-                        let bar = ProgressBar::new(size).with_style(
+                        let bar = hidden_bar(Some(size)).with_style(
                             style("   {prefix} {bar:30.cyan/blue} {bytes}/{total_bytes}")
                                 .progress_chars("=> "),
                         );
-                        bar.set_prefix(short(digest));
-                        let after = v
-                            .blobs
-                            .values()
-                            .filter_map(|b| b.bar.as_ref())
-                            .last()
-                            .or(v.pane.as_ref())
-                            .or(v.bar.as_ref());
+                        let after = v.last_blob.as_ref().or(v.pane.as_ref()).or(v.bar.as_ref());
                         let bar = match after {
                             Some(a) => multi.insert_after(a, bar),
                             None => multi.add(bar),
                         };
+                        bar.set_prefix(short(digest));
+                        v.last_blob = Some(bar.clone());
                         v.blobs.insert(
                             key,
                             Blob {
@@ -454,10 +457,14 @@ impl Reporter {
                             bar.set_position(done);
                         }
                     }
-                    BlobEvent::Finished(..) => {
-                        if let Some(bar) = v.blobs.remove(&key).and_then(|b| b.bar) {
-                            bar.finish_and_clear();
-                            multi.remove(&bar);
+                    BlobEvent::Finished(size, _) => {
+                        // It stays (full) until the vertex is collapsed:
+                        // removing lines while others tick confuses the
+                        // redraw.
+                        if let Some(bar) = v.blobs.get(&key).and_then(|b| b.bar.as_ref()) {
+                            bar.set_length(size);
+                            bar.set_position(size);
+                            bar.finish();
                         }
                     }
                 }
@@ -482,7 +489,7 @@ impl ProgressSink for Reporter {
                     ProgressMode::Rawjson => self.json(v, &name, "started", serde_json::json!({})),
                     _ => {
                         if let Some(multi) = self.visible() {
-                            let bar = multi.add(ProgressBar::new_spinner());
+                            let bar = multi.add(hidden_bar(None));
                             bar.set_style(running_style());
                             bar.set_message(name.clone());
                             bar.enable_steady_tick(Duration::from_millis(100));

@@ -367,6 +367,7 @@ fn run_vertex(
         Op::Context(c) => Ok((Output::Context(c.name.clone()), vertex.digest.clone())),
         Op::Image(image) => {
             let started = Instant::now();
+            shared.progress.event(Event::Started { name: name.clone() });
             let layers = layer::image_layers(&shared.store, image)?;
             shared.progress.event(Event::Done {
                 name,
