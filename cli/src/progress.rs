@@ -13,7 +13,7 @@
 //!   `CACHED` for cache hits, a bar per blob being pulled or pushed. When
 //!   `tty` is asked for but stderr is not a terminal, nothing is drawn;
 //!   the collapsed line of each finished step (` => NAME 0.3s`, ` => CACHED
-//!   NAME`, ` ERROR NAME: ...`) and notes are written as plain text instead.
+//!   NAME`, ` => ERROR NAME`) and notes are written as plain text instead.
 //! - `plain`: BuildKit's numbered lines: `#N NAME` when a step starts,
 //!   `#N CACHED`, `#N cache miss: REASON`, `#N NOTE: ...`, each line of a
 //!   RUN step's output as `#N 0.123 LINE` (seconds since the step started),
@@ -555,7 +555,8 @@ impl ProgressSink for Reporter {
                     }
                     _ => {
                         let secs = format!("{:.1}s", v.started.elapsed().as_secs_f64());
-                        self.collapse(v, format!("ERROR {name}: {first}"), secs);
+                        // The error itself follows when the command fails.
+                        self.collapse(v, format!("=> ERROR {name}"), secs);
                     }
                 }
             }
