@@ -3,6 +3,7 @@
 mod commands;
 mod config;
 mod global;
+mod progress;
 mod rootless;
 mod units;
 
@@ -84,7 +85,8 @@ fn main() -> ExitCode {
             if is_broken_pipe(&err) {
                 return ExitCode::SUCCESS;
             }
-            eprintln!("kiln: {err:#}");
+            // Not eprintln!: a closed stderr must not turn an error into a panic.
+            progress::eprint_line(&format!("kiln: {err:#}"));
             ExitCode::FAILURE
         }
     }

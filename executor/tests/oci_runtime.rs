@@ -87,6 +87,7 @@ impl Env {
             work: &work,
             process: spec,
             mounts,
+            output: None,
         };
         let res = rt.run(&req);
         assert_no_leaks();
@@ -639,6 +640,7 @@ fn timing_of_trivial_runs() {
                 work,
                 process: spec.clone(),
                 mounts: Vec::new(),
+                output: None,
             };
             assert_eq!(rt.run(&req).unwrap().status, 0);
         }

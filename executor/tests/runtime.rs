@@ -2,8 +2,8 @@
 //! namespaces, overlayfs and processes).
 
 use kiln_executor::{
-    diff, unpack_blob, BuiltinRuntime, LayerStack, Mount, NetworkMode, ProcessSpec, RunOutput,
-    RunRequest, Runtime, RuntimeError, OUTPUT_LIMIT,
+    diff, unpack_blob, BuiltinRuntime, LayerStack, Mount, NetworkMode, OutputSink, ProcessSpec,
+    RunOutput, RunRequest, Runtime, RuntimeError, OUTPUT_LIMIT,
 };
 use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
@@ -84,6 +84,7 @@ impl Env {
             work: &work,
             process: spec,
             mounts,
+            output: None,
         };
         (BuiltinRuntime.run(&req), upper)
     }
@@ -436,6 +437,55 @@ fn output_keeps_the_tail() {
 }
 
 #[test]
+fn output_sink_receives_the_bytes_in_order_while_the_process_runs() {
+    need_root!();
+    let env = Env::busybox();
+    let (upper, work) = env.dirs("sink");
+    // More than OUTPUT_LIMIT, numbered so order and completeness show, then
+    // a pause so chunks read before it arrive well before the end.
+    let script = "i=0; while [ $i -lt 12000 ]; do echo line$i; i=$((i+1)); done; \
+                  sleep 1; echo end";
+    let chunks: std::sync::Mutex<Vec<(std::time::Instant, Vec<u8>)>> = Default::default();
+    let sink = |data: &[u8]| {
+        chunks
+            .lock()
+            .unwrap()
+            .push((std::time::Instant::now(), data.to_vec()))
+    };
+    let req = RunRequest {
+        lower: &env.stack,
+        upper: &upper,
+        work: &work,
+        process: sh(script),
+        mounts: Vec::new(),
+        output: Some(OutputSink(&sink)),
+    };
+    let out = BuiltinRuntime.run(&req).unwrap();
+    let finished = std::time::Instant::now();
+    assert_eq!(out.status, 0);
+    let chunks = chunks.into_inner().unwrap();
+    let streamed: Vec<u8> = chunks.iter().flat_map(|(_, c)| c.clone()).collect();
+    let mut expected = String::new();
+    for i in 0..12000 {
+        expected.push_str(&format!("line{i}\n"));
+    }
+    expected.push_str("end\n");
+    assert!(expected.len() > OUTPUT_LIMIT);
+    assert!(streamed == expected.as_bytes(), "the sink saw other bytes");
+    // RunOutput still keeps only the tail.
+    assert_eq!(
+        out.output,
+        expected.as_bytes()[expected.len() - OUTPUT_LIMIT..]
+    );
+    // The numbered lines arrived before the process ended.
+    let (first_at, _) = &chunks[0];
+    assert!(
+        finished.duration_since(*first_at) >= std::time::Duration::from_millis(700),
+        "the first chunk came only at the end"
+    );
+}
+
+#[test]
 fn setup_errors_name_the_step() {
     need_root!();
     let env = Env::busybox();
@@ -446,6 +496,7 @@ fn setup_errors_name_the_step() {
         work: &env.tmp.path().join("missing-work"),
         process: sh("true"),
         mounts: Vec::new(),
+        output: None,
     };
     let err = BuiltinRuntime.run(&req).unwrap_err();
     assert!(err.to_string().starts_with("mounting overlay"), "{err}");

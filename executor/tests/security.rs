@@ -134,6 +134,7 @@ impl Env {
             work: &work,
             process: spec,
             mounts,
+            output: None,
         };
         (BuiltinRuntime.run(&req).unwrap(), upper)
     }

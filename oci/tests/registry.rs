@@ -519,6 +519,44 @@ fn add_big_image(store: &LocalStore, size: usize) -> Digest {
         .expect("manifest")
 }
 
+/// Records every (digest, done, size) progress report.
+#[derive(Default)]
+struct Recorded(std::sync::Mutex<Vec<(Digest, u64, u64)>>);
+
+impl TransferObserver for Recorded {
+    fn blob_progress(&self, d: &Digest, done: u64, size: u64) {
+        self.0.lock().expect("lock").push((d.clone(), done, size));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_push_reports_progress_within_one_upload_request() {
+    let registry = Registry::start(Auth::None);
+    let (_d, store) = empty_store();
+    let size = 3 << 20;
+    let image = add_big_image(&store, size);
+    // The whole layer fits in one chunk: a single PUT.
+    let client = client(StaticCredentials::none());
+    let target = reference(&format!("{}/progress/big:1", registry.host()));
+    let observer = Arc::new(Recorded::default());
+    client
+        .push(&store, &image, &target, observer.clone())
+        .await
+        .expect("push");
+    let reports = observer.0.lock().expect("lock").clone();
+    let layer: Vec<u64> = reports
+        .iter()
+        .filter(|(_, _, s)| *s == size as u64)
+        .map(|(_, done, _)| *done)
+        .collect();
+    assert!(
+        layer.iter().filter(|d| **d < size as u64).count() >= 3,
+        "progress inside the request: {layer:?}"
+    );
+    assert!(layer.windows(2).all(|w| w[0] <= w[1]), "{layer:?}");
+    assert_eq!(layer.last(), Some(&(size as u64)));
+}
+
 #[test]
 fn registry_killed_mid_push_then_restarted() {
     let mut registry = Registry::start(Auth::None);

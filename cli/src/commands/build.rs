@@ -8,13 +8,12 @@ use kiln_exporter::{BuiltImage, BuiltLayer, ExportTarget};
 use kiln_oci::{BlobReader, LocalStore, Platform, Reference, RegistryClient};
 use kiln_solver::context::BuildContext;
 use kiln_solver::{
-    BuildOptions, Event, ImageResolver, NamedContext, ProgressSink, ResolvedImage, SolveOptions,
+    BuildOptions, ImageResolver, NamedContext, ProgressSink, ResolvedImage, SolveOptions,
 };
 use std::collections::{BTreeMap, HashMap};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 /// Arguments of `kiln build`.
 #[derive(Debug, Args)]
@@ -110,22 +109,15 @@ enum PrintFormat {
     Json,
 }
 
-/// `--progress` modes.
-#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
-enum Progress {
-    /// plain (a terminal display arrives later).
-    Auto,
-    /// Numbered lines.
-    Plain,
-    /// Nothing but errors.
-    Quiet,
-}
+// `--progress` modes (auto, tty, plain, rawjson, quiet).
+use crate::progress::ProgressMode as Progress;
 
 /// Resolves FROM images from the local store, pulling what is missing.
 struct StoreResolver<'a> {
     store: &'a LocalStore,
     client: &'a RegistryClient,
     runtime: &'a tokio::runtime::Runtime,
+    progress: &'a Arc<crate::progress::Reporter>,
 }
 
 impl ImageResolver for StoreResolver<'_> {
@@ -139,15 +131,18 @@ impl ImageResolver for StoreResolver<'_> {
         let digest = match self.store.get_ref(&name).map_err(|e| e.to_string())? {
             Some(d) => d,
             None => {
+                let transfer = self.progress.transfer(&format!("[internal] pull {name}"));
                 let report = self
                     .runtime
-                    .block_on(self.client.pull(
-                        &reference,
-                        platform,
-                        self.store,
-                        Arc::new(kiln_oci::NoProgress),
-                    ))
-                    .map_err(|e| format!("failed to resolve source metadata for {name}: {e}"))?;
+                    .block_on(
+                        self.client
+                            .pull(&reference, platform, self.store, transfer.clone()),
+                    )
+                    .map_err(|e| {
+                        transfer.failed(&e);
+                        format!("failed to resolve source metadata for {name}: {e}")
+                    })?;
+                transfer.done();
                 report.digest
             }
         };
@@ -207,41 +202,6 @@ fn split_layout(layout: &str) -> (&str, Option<&str>, Option<&str>) {
     match layout.rsplit_once(':') {
         Some((path, tag)) if !tag.contains('/') && !path.is_empty() => (path, Some(tag), None),
         _ => (layout, None, None),
-    }
-}
-
-/// Plain progress lines on stderr.
-struct PlainProgress {
-    numbers: Mutex<HashMap<String, usize>>,
-    next: AtomicUsize,
-    quiet: bool,
-}
-
-impl PlainProgress {
-    fn number(&self, name: &str) -> usize {
-        let mut map = self.numbers.lock().unwrap_or_else(|e| e.into_inner());
-        *map.entry(name.to_string())
-            .or_insert_with(|| self.next.fetch_add(1, Ordering::Relaxed) + 1)
-    }
-}
-
-impl ProgressSink for PlainProgress {
-    fn event(&self, event: Event) {
-        if self.quiet {
-            return;
-        }
-        let line = match &event {
-            Event::Started { name } => format!("#{} {name}", self.number(name)),
-            Event::Cached { name } => format!(
-                "#{} {name}\n#{} CACHED",
-                self.number(name),
-                self.number(name)
-            ),
-            Event::Miss { name, reason } => format!("#{} cache miss: {reason}", self.number(name)),
-            Event::Note { name, message } => format!("#{} NOTE: {message}", self.number(name)),
-            Event::Done { name, seconds } => format!("#{} DONE {seconds:.1}s", self.number(name)),
-        };
-        eprintln!("{line}");
     }
 }
 
@@ -379,10 +339,12 @@ pub fn build(global: &GlobalArgs, args: &BuildArgs) -> Result<()> {
 
     let rt = runtime()?;
     let client = global.registry()?;
+    let reporter = crate::progress::Reporter::new(args.progress);
     let resolver = StoreResolver {
         store: &store,
         client: &client,
         runtime: &rt,
+        progress: &reporter,
     };
     let lowered =
         kiln_solver::lower(&dockerfile, &options, &resolver, &context_dir).map_err(|e| match e
@@ -426,11 +388,7 @@ pub fn build(global: &GlobalArgs, args: &BuildArgs) -> Result<()> {
             .with_checksum_cache(&cache);
         contexts.insert(name.clone(), Arc::new(ctx));
     }
-    let progress = Arc::new(PlainProgress {
-        numbers: Mutex::new(HashMap::new()),
-        next: AtomicUsize::new(0),
-        quiet: args.progress == Progress::Quiet,
-    });
+    let progress: Arc<dyn ProgressSink> = reporter.clone();
     // New layers are compressed the way the image outputs want them when
     // they agree (other outputs convert at export).
     let wanted: Vec<kiln_oci::Compression> = outputs
@@ -522,7 +480,7 @@ pub fn build(global: &GlobalArgs, args: &BuildArgs) -> Result<()> {
             epoch,
             iidfile: args.iidfile.as_deref(),
             metadata_file: args.metadata_file.as_deref(),
-            quiet: args.progress == Progress::Quiet,
+            reporter: &reporter,
         },
     )?;
     super::cache::enforce_cap(&store, &config, _lease);

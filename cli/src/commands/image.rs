@@ -2,38 +2,32 @@
 //! `images`, `tag`, `rmi`, `inspect`.
 
 use crate::global::{human_size, runtime, GlobalArgs};
+use crate::progress::{ProgressMode, Reporter};
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use kiln_oci::{
-    read_manifest, resolve, BlobOutcome, BlobReader, Digest, LocalStore, Manifest, Platform,
-    Reference, TransferObserver,
+    read_manifest, resolve, BlobReader, Digest, LocalStore, Manifest, Platform, Reference,
+    TransferObserver,
 };
 use std::io::Write;
 use std::sync::Arc;
 
-/// Prints one line per blob to stderr as transfers finish.
-struct LineProgress;
-
-impl TransferObserver for LineProgress {
-    fn blob_finished(&self, digest: &Digest, size: u64, outcome: BlobOutcome) {
-        let what = match outcome {
-            BlobOutcome::Fetched => "downloaded",
-            BlobOutcome::Present => "already present",
-            BlobOutcome::Uploaded => "pushed",
-            BlobOutcome::Mounted => "mounted from another repository",
-            BlobOutcome::Exists => "already in the registry",
-        };
-        eprintln!("{}: {what} ({})", short(digest), human_size(size));
+/// Runs a pull or push (`run`, given the transfer observer) shown as one
+/// vertex `name` of the `--progress` display (nothing with `--quiet`).
+fn with_progress<T, E: std::fmt::Display>(
+    mode: ProgressMode,
+    quiet: bool,
+    name: String,
+    run: impl FnOnce(Arc<dyn TransferObserver>) -> std::result::Result<T, E>,
+) -> std::result::Result<T, E> {
+    let reporter = Reporter::new(if quiet { ProgressMode::Quiet } else { mode });
+    let transfer = reporter.transfer(&name);
+    let result = run(transfer.clone());
+    match &result {
+        Ok(_) => transfer.done(),
+        Err(e) => transfer.failed(e),
     }
-}
-
-/// Per-blob lines on stderr, or nothing with `--quiet`.
-pub fn observer(quiet: bool) -> Arc<dyn TransferObserver> {
-    if quiet {
-        Arc::new(kiln_oci::NoProgress)
-    } else {
-        Arc::new(LineProgress)
-    }
+    result
 }
 
 fn short(d: &Digest) -> &str {
@@ -83,6 +77,9 @@ pub struct PullArgs {
     /// Print only the digest.
     #[arg(short, long)]
     quiet: bool,
+    /// Progress output: auto, tty, plain, rawjson or quiet.
+    #[arg(long, value_enum, default_value_t = ProgressMode::Auto)]
+    progress: ProgressMode,
 }
 
 fn platform_arg(p: &Option<String>) -> Result<Platform> {
@@ -98,10 +95,14 @@ pub fn pull(global: &GlobalArgs, args: &PullArgs) -> Result<()> {
     let platform = platform_arg(&args.platform)?;
     let store = global.store()?;
     let client = global.registry()?;
-    let observer = observer(args.quiet);
-    let report = runtime()?
-        .block_on(client.pull(&reference, &platform, &store, observer))
-        .with_context(|| format!("pulling {reference}"))?;
+    let rt = runtime()?;
+    let report = with_progress(
+        args.progress,
+        args.quiet,
+        format!("pull {reference}"),
+        |observer| rt.block_on(client.pull(&reference, &platform, &store, observer)),
+    )
+    .with_context(|| format!("pulling {reference}"))?;
     if args.quiet {
         println!("{}", report.digest);
     } else {
@@ -130,6 +131,9 @@ pub struct PushArgs {
     /// Print only the digest.
     #[arg(short, long)]
     quiet: bool,
+    /// Progress output: auto, tty, plain, rawjson or quiet.
+    #[arg(long, value_enum, default_value_t = ProgressMode::Auto)]
+    progress: ProgressMode,
 }
 
 /// Which media types `kiln push` writes.
@@ -159,10 +163,14 @@ pub fn push(global: &GlobalArgs, args: &PushArgs) -> Result<()> {
     };
     let target = parse_ref(args.destination.as_deref().unwrap_or(&name))?;
     let client = global.registry()?;
-    let observer = observer(args.quiet);
-    let report = runtime()?
-        .block_on(client.push(&store, &digest, &target, observer))
-        .with_context(|| format!("pushing {target}"))?;
+    let rt = runtime()?;
+    let report = with_progress(
+        args.progress,
+        args.quiet,
+        format!("push {target}"),
+        |observer| rt.block_on(client.push(&store, &digest, &target, observer)),
+    )
+    .with_context(|| format!("pushing {target}"))?;
     if args.quiet {
         println!("{}", report.digest);
     } else {

@@ -3,12 +3,14 @@
 //! media types, rewritten timestamps), pushes, `--iidfile` and
 //! `--metadata-file`.
 
-use crate::commands::image::{observer, parse_ref};
+use crate::commands::image::parse_ref;
+use crate::progress::{eprint_line, Reporter};
 use anyhow::{bail, Context, Result};
 use kiln_exporter::{BuiltImage, ExportTarget, ImageOptions, WrittenImage};
 use kiln_oci::{LocalStore, RegistryClient};
 use std::collections::BTreeMap;
 use std::path::Path;
+use std::sync::Arc;
 
 /// What to write, from the `kiln build` flags.
 pub struct Outputs<'a> {
@@ -26,8 +28,8 @@ pub struct Outputs<'a> {
     pub iidfile: Option<&'a Path>,
     /// `--metadata-file`.
     pub metadata_file: Option<&'a Path>,
-    /// `--progress=quiet`.
-    pub quiet: bool,
+    /// The build's progress display (pushes show in it).
+    pub reporter: &'a Arc<Reporter>,
 }
 
 /// Reads `--annotation KEY=VALUE` / `manifest:KEY=VALUE` (buildx syntax;
@@ -88,9 +90,10 @@ pub fn write_outputs(
             options: ImageOptions::default(),
         });
     }
-    if targets.is_empty() {
-        eprintln!(
-            "WARNING: no output specified (use -t NAME or -o); the result is only in the build cache"
+    let summary = request.reporter.prints_summary();
+    if targets.is_empty() && summary {
+        eprint_line(
+            "WARNING: no output specified (use -t NAME or -o); the result is only in the build cache",
         );
     }
     for t in &targets {
@@ -127,11 +130,13 @@ pub fn write_outputs(
         if let Some(w) = &this {
             for name in t.push_names() {
                 let target = parse_ref(name)?;
-                let report = rt
-                    .block_on(client.push(store, &w.manifest, &target, observer(request.quiet)))
-                    .with_context(|| format!("pushing {target}"))?;
-                if !request.quiet {
-                    eprintln!("pushed {target}@{}", report.digest);
+                let transfer = request.reporter.transfer(&format!("pushing {target}"));
+                match rt.block_on(client.push(store, &w.manifest, &target, transfer.clone())) {
+                    Ok(_) => transfer.done(),
+                    Err(e) => {
+                        transfer.failed(&e);
+                        return Err(e).with_context(|| format!("pushing {target}"));
+                    }
                 }
             }
             names.extend(t.names().iter().cloned());
@@ -161,10 +166,10 @@ pub fn write_outputs(
         std::fs::write(path, serde_json::to_vec_pretty(&metadata)?)
             .with_context(|| format!("writing {}", path.display()))?;
     }
-    if !request.quiet {
-        eprintln!("writing image {} done", main.manifest);
+    if summary {
+        eprint_line(&format!("writing image {} done", main.manifest));
         for t in request.tags {
-            eprintln!("naming to {t} done");
+            eprint_line(&format!("naming to {t} done"));
         }
     }
     Ok(main)

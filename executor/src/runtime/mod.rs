@@ -169,6 +169,29 @@ pub struct RunRequest<'a> {
     pub process: ProcessSpec,
     /// Extra mounts; they leave no trace in `upper`.
     pub mounts: Vec<Mount>,
+    /// Receives the process's combined output as it is read, in order,
+    /// while the process runs (for live progress displays). It does not
+    /// change what [`RunOutput::output`] keeps.
+    pub output: Option<OutputSink<'a>>,
+}
+
+/// A callback that receives a running process's output, chunk by chunk,
+/// in the order it was written (see [`RunRequest::output`]). Called on the
+/// thread that runs [`Runtime::run`]; it should be cheap.
+#[derive(Clone, Copy)]
+pub struct OutputSink<'a>(pub &'a (dyn Fn(&[u8]) + Sync));
+
+impl OutputSink<'_> {
+    /// Passes one chunk to the callback.
+    pub fn write(&self, data: &[u8]) {
+        (self.0)(data)
+    }
+}
+
+impl std::fmt::Debug for OutputSink<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("OutputSink(..)")
+    }
 }
 
 /// What a finished process left.
@@ -1093,6 +1116,7 @@ fn run(req: &RunRequest<'_>, copy: bool) -> Result<RunOutput, RuntimeError> {
         envp,
         flags,
         Some(p.is_root),
+        req.output,
     )?;
     if let Some(report) = &done.report {
         let _ = remove_stubs(&p.upper, &p.stubs);
@@ -1128,7 +1152,8 @@ struct Spawned {
 /// `child.rs`) and then `execve`s the first usable of `candidates`, with
 /// stdin on `/dev/null` and stdout and stderr on one pipe; writes the
 /// identity id maps first when `id_maps` is `Some(is_root)` (for a new
-/// user namespace); collects the output and waits.
+/// user namespace); collects the output (passing each chunk to `sink` as
+/// it is read) and waits.
 fn spawn(
     ops: Vec<Op>,
     candidates: Vec<CString>,
@@ -1136,6 +1161,7 @@ fn spawn(
     envp: Vec<CString>,
     flags: libc::c_int,
     id_maps: Option<bool>,
+    sink: Option<OutputSink<'_>>,
 ) -> Result<Spawned, RuntimeError> {
     // ---- fds
     let devnull = std::fs::File::open("/dev/null").map_err(prep("opening /dev/null"))?;
@@ -1207,6 +1233,9 @@ fn spawn(
         match out.read(&mut buf) {
             Ok(0) => break,
             Ok(n) => {
+                if let Some(sink) = &sink {
+                    sink.write(&buf[..n]);
+                }
                 output.extend_from_slice(&buf[..n]);
                 if output.len() > 2 * OUTPUT_LIMIT {
                     output.drain(..output.len() - OUTPUT_LIMIT);

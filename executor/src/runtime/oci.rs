@@ -338,6 +338,7 @@ impl OciRuntime {
             envp,
             libc::CLONE_NEWNS,
             None,
+            req.output,
         );
         // Whatever happened: no container state (or runc cgroup) stays.
         if state.join(&id).exists() {

@@ -103,14 +103,33 @@ pub(crate) enum Body {
         path: PathBuf,
         offset: u64,
         len: u64,
+        /// Told the bytes of the range read so far, as they are handed to
+        /// the connection (upload progress).
+        progress: Option<ReadProgress>,
     },
+}
+
+/// A callback with the number of bytes of a [`Body::FileRange`] read so
+/// far.
+#[derive(Clone)]
+pub(crate) struct ReadProgress(pub(crate) Arc<dyn Fn(u64) + Send + Sync>);
+
+impl std::fmt::Debug for ReadProgress {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ReadProgress(..)")
+    }
 }
 
 impl Body {
     async fn to_reqwest(&self) -> Result<reqwest::Body> {
         match self {
             Body::Bytes(b) => Ok(reqwest::Body::from(b.clone())),
-            Body::FileRange { path, offset, len } => {
+            Body::FileRange {
+                path,
+                offset,
+                len,
+                progress,
+            } => {
                 let io = |action: &'static str| {
                     let path = path.clone();
                     move |source| {
@@ -127,7 +146,19 @@ impl Body {
                     .map_err(io("seeking"))?;
                 let stream =
                     tokio_util::io::ReaderStream::with_capacity(file.take(*len), 256 * 1024);
-                Ok(reqwest::Body::wrap_stream(stream))
+                match progress.clone() {
+                    Some(ReadProgress(report)) => {
+                        use futures_util::TryStreamExt;
+                        let mut read = 0u64;
+                        Ok(reqwest::Body::wrap_stream(stream.inspect_ok(
+                            move |chunk: &Bytes| {
+                                read += chunk.len() as u64;
+                                report(read);
+                            },
+                        )))
+                    }
+                    None => Ok(reqwest::Body::wrap_stream(stream)),
+                }
             }
         }
     }

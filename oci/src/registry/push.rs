@@ -5,7 +5,7 @@
 //! the registry lacks.
 
 use super::challenge::scope_for;
-use super::client::{push_scope, Body, Endpoint, RegistryClient, Request, Transfer};
+use super::client::{push_scope, Body, Endpoint, ReadProgress, RegistryClient, Request, Transfer};
 use super::error::{RegistryError, Result};
 use super::{BlobOutcome, TransferObserver};
 use crate::image::{descriptor_digest, read_manifest, Manifest};
@@ -279,10 +279,16 @@ impl Transfer {
         // whole blob when it fits in a chunk) rides on the closing PUT.
         let chunk = client.options().chunk_size.max(1) as u64;
         let path = store.blob_path(digest);
-        let range = |offset: u64, len: u64| Body::FileRange {
-            path: path.clone(),
-            offset,
-            len,
+        // Progress within each request, as the file is read out to it.
+        let range = |offset: u64, len: u64| {
+            let (observer, digest) = (self.observer.clone(), digest.clone());
+            let report = move |read: u64| observer.blob_progress(&digest, offset + read, size);
+            Body::FileRange {
+                path: path.clone(),
+                offset,
+                len,
+                progress: Some(ReadProgress(Arc::new(report))),
+            }
         };
         let mut offset = 0;
         while size - offset > chunk {

@@ -130,6 +130,21 @@ pub enum Event {
         /// The message.
         message: String,
     },
+    /// Output of a running step, as the process wrote it (stdout and
+    /// stderr combined; a chunk may end mid-line).
+    Log {
+        /// Its display name.
+        name: String,
+        /// The bytes.
+        data: Vec<u8>,
+    },
+    /// A step failed; the solve stops after the steps still running.
+    Error {
+        /// Its display name.
+        name: String,
+        /// What went wrong (the same text as the [`SolveError`]).
+        message: String,
+    },
     /// A step finished.
     Done {
         /// Its display name.
@@ -280,6 +295,10 @@ pub async fn solve(
             Ok((id, Err(message))) => {
                 running.remove(&id);
                 let v = shared.graph.vertex(id);
+                shared.progress.event(Event::Error {
+                    name: v.meta.name.clone(),
+                    message: message.clone(),
+                });
                 failure.get_or_insert(SolveError::Step {
                     name: v.meta.name.clone(),
                     line: v.meta.line,
@@ -356,6 +375,7 @@ fn run_vertex(
         Op::Context(c) => Ok((Output::Context(c.name.clone()), vertex.digest.clone())),
         Op::Image(image) => {
             let started = Instant::now();
+            shared.progress.event(Event::Started { name: name.clone() });
             let layers = layer::image_layers(&shared.store, image)?;
             shared.progress.event(Event::Done {
                 name,
@@ -528,6 +548,13 @@ fn run_exec(
         let prepared = mounts::prepare(shared, exec, inputs, scratch.path())?;
         let mut env = exec.env.clone();
         env.extend(prepared.env.iter().cloned());
+        // Only what the process itself writes: never secret values.
+        let log = |data: &[u8]| {
+            shared.progress.event(Event::Log {
+                name: name.to_string(),
+                data: data.to_vec(),
+            })
+        };
         let mut request = kiln_executor::RunRequest {
             lower: stack,
             upper,
@@ -550,6 +577,7 @@ fn run_exec(
                 },
             },
             mounts: prepared.mounts.clone(),
+            output: Some(kiln_executor::OutputSink(&log)),
         };
         for (i, file) in exec.files.iter().enumerate() {
             use std::os::unix::fs::PermissionsExt;
