@@ -244,6 +244,19 @@ fn zstd_and_uncompressed_and_docker_media_types() {
             "built\nhello\n"
         );
     }
+    // A docker tarball holds plain layer tars, whatever the layers' blobs.
+    let tarball = env.path("zstd-docker.tar");
+    let dest = format!("type=docker,dest={},compression=zstd", s(&tarball));
+    env.ok(&["build", "-o", &dest, s(&ctx)], None);
+    let info = json(&skopeo_ok(&[
+        "inspect",
+        &format!("docker-archive:{}", s(&tarball)),
+    ]));
+    assert!(
+        info["Layers"].as_array().is_some_and(|l| !l.is_empty()),
+        "{info}"
+    );
+    env.ok(&["load", "-i", s(&tarball), "-t", "from-zstd:1"], None);
     let err = env.fails(
         &[
             "build",

@@ -106,6 +106,28 @@ impl ExportTarget {
     }
 }
 
+impl std::fmt::Display for ExportTarget {
+    /// The output in `--output` syntax (type and destination or names).
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let (kind, dest) = match self {
+            ExportTarget::Image { .. } => ("image", None),
+            ExportTarget::Registry { .. } => ("registry", None),
+            ExportTarget::Oci { dest, .. } => ("oci", Some(dest)),
+            ExportTarget::Docker { dest, .. } => ("docker", Some(dest)),
+            ExportTarget::Local { dest } => ("local", Some(dest)),
+            ExportTarget::Tar { dest } => ("tar", Some(dest)),
+        };
+        write!(f, "type={kind}")?;
+        if let Some(dest) = dest {
+            write!(f, ",dest={}", dest.display())?;
+        }
+        if !self.names().is_empty() {
+            write!(f, ",name={}", self.names().join(";"))?;
+        }
+        Ok(())
+    }
+}
+
 /// Why an export failed.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]

@@ -398,7 +398,9 @@ fn append_uncompressed<W: Write>(
             let size = store.size(digest).unwrap_or(0);
             tar.file(path, size, file).map_err(err)
         }
-        LayerCompression::Gzip => {
+        LayerCompression::Gzip | LayerCompression::Zstd => {
+            // A docker-archive holds plain layer tars (as `docker save`
+            // writes them): decompress to a staging file for its size.
             let staged = store.root().join("ingest").join(format!(
                 "{}-unpack-{}",
                 std::process::id(),
@@ -406,8 +408,9 @@ fn append_uncompressed<W: Write>(
             ));
             let result = (|| {
                 let mut out = File::create(&staged).map_err(aio("creating", &staged))?;
-                let mut gz = flate2::read::MultiGzDecoder::new(io::BufReader::new(file));
-                let size = io::copy(&mut gz, &mut out)
+                let mut plain = crate::compress::decompressor(io::BufReader::new(file))
+                    .map_err(aio("reading", &store.blob_path(digest)))?;
+                let size = io::copy(&mut plain, &mut out)
                     .map_err(aio("decompressing layer into", &staged))?;
                 drop(out);
                 let f = File::open(&staged).map_err(aio("opening", &staged))?;
@@ -416,11 +419,6 @@ fn append_uncompressed<W: Write>(
             let _ = fs::remove_file(&staged);
             result
         }
-        LayerCompression::Zstd => Err(ArchiveError::Invalid {
-            archive: PathBuf::from("-"),
-            path: digest.to_string(),
-            message: "zstd layers cannot be written to a docker-archive yet".into(),
-        }),
     }
 }
 

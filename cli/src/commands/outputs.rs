@@ -126,7 +126,7 @@ pub fn write_outputs(
             None => None,
         };
         kiln_exporter::export(store, t, image, this.as_ref())
-            .with_context(|| format!("exporting to {t:?}"))?;
+            .with_context(|| format!("exporting to {t}"))?;
         if let Some(w) = &this {
             for name in t.push_names() {
                 let target = parse_ref(name)?;
