@@ -37,8 +37,11 @@ pub struct BuildArgs {
     /// The platform to build for (os/arch[/variant]).
     #[arg(long)]
     platform: Option<String>,
-    /// Output (repeatable): type=image|oci|docker|local|tar[,dest=...], or a
-    /// directory.
+    /// Output (repeatable): type=image|registry|oci|docker|local|tar
+    /// [,dest=...][,name=...][,push=true] with image options
+    /// compression=gzip|zstd|uncompressed, compression-level=N,
+    /// force-compression=true, oci-mediatypes=false,
+    /// rewrite-timestamp=true; or a directory.
     #[arg(short = 'o', long = "output")]
     outputs: Vec<String>,
     /// An extra named context (repeatable): NAME=DIR,
