@@ -1,0 +1,121 @@
+//! kiln's Dockerfile linter: hadolint's DL rules and BuildKit's build checks
+//! in one pass over [`kiln_parser`]'s syntax tree.
+//!
+//! * [`lint`] / [`lint_file`] take Dockerfile text and a [`Config`] and
+//!   return [`Diagnostic`]s: hadolint's codes, default severities and
+//!   messages (`DL3008`), BuildKit's checks under BuildKit's names
+//!   (`StageNameCasing`), and `DL1000` with a line and column when the file
+//!   does not parse.
+//! * Every rule implements [`Rule`]; [`rules`] lists them in evaluation
+//!   order. Rules that look inside RUN use [`shell::Script`], a small
+//!   POSIX/bash command parser.
+//! * Pragmas are honoured as hadolint does: `# hadolint ignore=DL3008` (next
+//!   instruction), `# hadolint global ignore=...`, `# hadolint stage
+//!   ignore=...`, and BuildKit's `# check=skip=...;error=true` directive.
+//! * [`Format`] writes a report (tty, json, sarif, checkstyle, gnu,
+//!   codeclimate, gitlab_codeclimate) to any `impl Write`; the crate itself
+//!   never prints. [`is_failure`] gives hadolint's exit status rule.
+//!
+//! ```
+//! use kiln_lint::{lint_file, Config, Severity};
+//!
+//! let found = lint_file("Dockerfile", "FROM debian\nRUN apt-get install -y curl\n", &Config::default());
+//! let codes: Vec<&str> = found.iter().map(|d| d.code.as_str()).collect();
+//! assert_eq!(codes, ["DL3006", "DL3008", "DL3015"]);
+//! assert_eq!(found[0].severity, Severity::Warning);
+//! assert_eq!(found[1].line, 2);
+//! ```
+#![deny(missing_docs)]
+
+mod config;
+mod context;
+mod diagnostic;
+mod format;
+mod pragma;
+mod rule;
+mod rules;
+pub mod shell;
+
+pub use config::Config;
+pub use context::{run_text, Context, Item};
+pub use diagnostic::{Diagnostic, Diagnostics, Severity, UnknownSeverity};
+pub use format::{Format, UnknownFormat};
+pub use pragma::{parse_pragma, Pragma, Pragmas};
+pub use rule::{find_rule, rules, Origin, Rule};
+
+/// The code of the pseudo-rule for files that do not parse.
+pub const PARSE_ERROR: &str = "DL1000";
+
+/// Lints Dockerfile text; findings carry an empty file name.
+pub fn lint(source: &str, config: &Config) -> Vec<Diagnostic> {
+    lint_file("", source, config)
+}
+
+/// Lints Dockerfile text read from `file` (`-` for standard input), which
+/// is copied into every finding.
+///
+/// A file that does not parse gives one `DL1000` error at the parser's line
+/// and column, and no other finding.
+pub fn lint_file(file: &str, source: &str, config: &Config) -> Vec<Diagnostic> {
+    let dockerfile = match kiln_parser::parse(source) {
+        Ok(df) => df,
+        Err(err) => {
+            if config.is_ignored(PARSE_ERROR) {
+                return Vec::new();
+            }
+            return vec![Diagnostic {
+                code: PARSE_ERROR.to_string(),
+                severity: config.severity_of(PARSE_ERROR, Severity::Error),
+                line: err.position.line,
+                column: err.position.column,
+                message: err.kind.to_string(),
+                file: file.to_string(),
+            }];
+        }
+    };
+    let cx = Context::new(&dockerfile, config);
+    let pragmas = Pragmas::read(&dockerfile);
+    let from_lines = cx.from_lines();
+    let mut out = Diagnostics::new();
+    for rule in rules() {
+        let code = rule.code();
+        let severity = config.severity_of(code, rule.severity());
+        if severity == Severity::Ignore || config.is_ignored(code) {
+            continue;
+        }
+        let buildkit = rule.origin() == Origin::BuildKit;
+        if pragmas.skips_check(code, buildkit) {
+            continue;
+        }
+        let severity = if buildkit && pragmas.check_error {
+            Severity::Error
+        } else {
+            severity
+        };
+        let before = out.as_slice().len();
+        out.begin(code, severity, rule.message());
+        rule.check(&cx, &mut out);
+        debug_assert!(out.as_slice()[before..].iter().all(|d| d.code == code));
+    }
+    let mut found: Vec<Diagnostic> = out
+        .into_vec()
+        .into_iter()
+        .filter(|d| config.disable_ignore_pragma || !pragmas.ignores(&d.code, d.line, &from_lines))
+        .map(|mut d| {
+            d.file = file.to_string();
+            d
+        })
+        .collect();
+    found.sort_by_key(|d| d.line);
+    found
+}
+
+/// True when the findings should make the run fail: a parse error, or any
+/// finding at the failure threshold or more serious, unless `no_fail`.
+pub fn is_failure(found: &[Diagnostic], config: &Config) -> bool {
+    !config.no_fail
+        && found.iter().any(|d| {
+            d.code == PARSE_ERROR
+                || (d.severity != Severity::Ignore && d.severity <= config.failure_threshold)
+        })
+}

@@ -1,0 +1,124 @@
+//! Agreement with hadolint 2.15.1 on the real-world corpus: lints every file
+//! in `shared/corpus/realworld/` and compares the set of (code, line) DL
+//! findings per file with hadolint's verdicts in
+//! `shared/corpus/realworld-hadolint/`.
+//!
+//! Files hadolint cannot parse (DL1000) are left out of the comparison: its
+//! verdict there is a parse error, not a list of findings (see
+//! DIFFERENCES.md). Run with `--nocapture` to see every difference.
+
+use kiln_lint::{lint_file, Config};
+use std::collections::BTreeSet;
+use std::fs;
+use std::path::Path;
+
+const CORPUS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/corpus/realworld");
+const ORACLE: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../../shared/corpus/realworld-hadolint"
+);
+
+/// The floors this test holds kiln to (percent of hadolint's DL findings
+/// reproduced, and kiln's extra DL findings as a percent of hadolint's).
+const MIN_REPRODUCED: f64 = 0.0;
+const MAX_EXTRA: f64 = 100.0;
+
+type Findings = BTreeSet<(String, usize)>;
+
+fn oracle(file: &str) -> Option<(Findings, bool)> {
+    let text = fs::read_to_string(Path::new(ORACLE).join(format!("{file}.json"))).ok()?;
+    let value: serde_json::Value = serde_json::from_str(&text).ok()?;
+    let mut set = Findings::new();
+    let mut parse_error = false;
+    for d in value.as_array()? {
+        let code = d["code"].as_str()?.to_string();
+        if code == "DL1000" {
+            parse_error = true;
+        }
+        if code.starts_with("DL") {
+            set.insert((code, d["line"].as_u64()? as usize));
+        }
+    }
+    Some((set, parse_error))
+}
+
+#[test]
+fn agreement_with_hadolint() {
+    if !Path::new(CORPUS).is_dir() {
+        eprintln!("skipped: no corpus at {CORPUS}");
+        return;
+    }
+    let mut names: Vec<String> = fs::read_dir(CORPUS)
+        .expect("corpus dir")
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| Path::new(ORACLE).join(format!("{n}.json")).is_file())
+        .collect();
+    names.sort();
+    assert!(names.len() > 250, "corpus has {} files", names.len());
+    let config = Config::default();
+    let (mut expected_total, mut matched, mut extra) = (0usize, 0usize, 0usize);
+    let mut skipped = 0;
+    let mut kiln_parse_errors = Vec::new();
+    for name in &names {
+        let source = fs::read(Path::new(CORPUS).join(name)).expect("read corpus file");
+        let source = String::from_utf8_lossy(&source);
+        let found = lint_file(name, &source, &config);
+        let Some((expected, hadolint_failed)) = oracle(name) else {
+            continue;
+        };
+        if hadolint_failed {
+            skipped += 1;
+            continue;
+        }
+        let got: Findings = found
+            .iter()
+            .filter(|d| d.code.starts_with("DL"))
+            .map(|d| (d.code.clone(), d.line))
+            .collect();
+        if got.iter().any(|(c, _)| c == "DL1000") {
+            kiln_parse_errors.push(name.clone());
+        }
+        expected_total += expected.len();
+        for e in &expected {
+            if got.contains(e) {
+                matched += 1;
+            } else {
+                println!("MISSING {name} {} line {}", e.0, e.1);
+            }
+        }
+        for g in got.difference(&expected) {
+            extra += 1;
+            println!("EXTRA   {name} {} line {}", g.0, g.1);
+        }
+    }
+    let reproduced = 100.0 * matched as f64 / expected_total.max(1) as f64;
+    let extra_pct = 100.0 * extra as f64 / expected_total.max(1) as f64;
+    println!(
+        "agreement: {} files ({skipped} left out: hadolint DL1000), hadolint DL findings {expected_total}, \
+         reproduced {matched} ({reproduced:.2}%), extra {extra} ({extra_pct:.2}%)",
+        names.len()
+    );
+    println!("kiln parse errors: {kiln_parse_errors:?}");
+    assert!(
+        reproduced >= MIN_REPRODUCED,
+        "reproduced {reproduced:.2}% < {MIN_REPRODUCED}%"
+    );
+    assert!(
+        extra_pct <= MAX_EXTRA,
+        "extra {extra_pct:.2}% > {MAX_EXTRA}%"
+    );
+}
+
+#[test]
+fn no_panic_on_any_corpus_file() {
+    let Ok(dir) = fs::read_dir(CORPUS) else {
+        eprintln!("skipped: no corpus at {CORPUS}");
+        return;
+    };
+    for entry in dir.filter_map(|e| e.ok()) {
+        let bytes = fs::read(entry.path()).expect("read");
+        let text = String::from_utf8_lossy(&bytes);
+        let _ = lint_file("x", &text, &Config::default());
+    }
+}
