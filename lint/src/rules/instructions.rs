@@ -24,7 +24,7 @@ fn is_windows_path(s: &str) -> bool {
 }
 
 fn is_absolute(path: &str) -> bool {
-    let p = unquote(path);
+    let p = path.trim_start_matches(['"', '\'']);
     p.starts_with('/') || p.starts_with('$') || is_windows_path(p)
 }
 
@@ -41,7 +41,7 @@ pub(crate) fn dl1001(cx: &Context<'_>, out: &mut Diagnostics) {
 }
 
 pub(crate) fn dl3000(cx: &Context<'_>, out: &mut Diagnostics) {
-    for item in cx.items() {
+    for item in own_items(cx) {
         if let Instruction::Workdir(dir) = &item.command.instruction {
             if !is_absolute(dir) {
                 out.at(item.line);
@@ -86,7 +86,19 @@ pub(crate) fn split_image(image: &str) -> ImageRef<'_> {
         None => (image, None),
     };
     let slash = rest.rfind('/').map(|i| i + 1).unwrap_or(0);
-    match rest[slash..].rfind(':') {
+    // A `:` inside `${...}` is a modifier, not the tag separator.
+    let mut depth = 0usize;
+    let mut colon = None;
+    let tail = &rest[slash..];
+    for (i, c) in tail.char_indices() {
+        match c {
+            '{' if tail[..i].ends_with('$') => depth += 1,
+            '}' if depth > 0 => depth -= 1,
+            ':' if depth == 0 => colon = Some(i),
+            _ => {}
+        }
+    }
+    match colon {
         Some(i) => ImageRef {
             tag: Some(&rest[slash + i + 1..]),
             digest,
@@ -119,7 +131,7 @@ pub(crate) fn dl3007(cx: &Context<'_>, out: &mut Diagnostics) {
 }
 
 pub(crate) fn dl3011(cx: &Context<'_>, out: &mut Diagnostics) {
-    for item in cx.items() {
+    for item in own_items(cx) {
         if let Instruction::Expose(ports) = &item.command.instruction {
             let bad = ports.iter().any(|p| {
                 let p = p.split('/').next().unwrap_or(p);
@@ -161,7 +173,7 @@ fn is_url(path: &str) -> bool {
 }
 
 pub(crate) fn dl3020(cx: &Context<'_>, out: &mut Diagnostics) {
-    for item in cx.items() {
+    for item in own_items(cx) {
         if let Instruction::Add(add) = &item.command.instruction {
             let bad = add.sources.iter().any(|s| match s {
                 CopySource::Path(p) => {
@@ -178,7 +190,7 @@ pub(crate) fn dl3020(cx: &Context<'_>, out: &mut Diagnostics) {
 }
 
 pub(crate) fn dl3021(cx: &Context<'_>, out: &mut Diagnostics) {
-    for item in cx.items() {
+    for item in own_items(cx) {
         if let Instruction::Copy(copy) = &item.command.instruction {
             if copy.sources.len() >= 2 && !unquote(&copy.dest).ends_with('/') {
                 out.at(item.line);
@@ -232,7 +244,7 @@ pub(crate) fn dl3024(cx: &Context<'_>, out: &mut Diagnostics) {
 }
 
 pub(crate) fn dl3025(cx: &Context<'_>, out: &mut Diagnostics) {
-    for item in cx.items() {
+    for item in own_items(cx) {
         let shell_form = match &item.command.instruction {
             Instruction::Cmd(c) | Instruction::Entrypoint(c) => !c.is_exec(),
             Instruction::Healthcheck(Healthcheck::Cmd(h)) => {
@@ -384,7 +396,7 @@ fn valid_label_key(key: &str) -> bool {
 }
 
 pub(crate) fn dl3048(cx: &Context<'_>, out: &mut Diagnostics) {
-    for item in cx.items() {
+    for item in own_items(cx) {
         if let Instruction::Label(labels) = &item.command.instruction {
             if labels.pairs.iter().any(|p| !valid_label_key(&p.key)) {
                 out.at(item.line);
@@ -508,7 +520,7 @@ pub(crate) fn dl3065(cx: &Context<'_>, out: &mut Diagnostics) {
 
 pub(crate) fn dl3066(cx: &Context<'_>, out: &mut Diagnostics) {
     let mut args: HashSet<String> = HashSet::new();
-    for item in cx.items() {
+    for item in own_items(cx) {
         match &item.command.instruction {
             Instruction::Arg(a) => args.extend(a.iter().map(|a| a.name.clone())),
             Instruction::User(user) => {
@@ -531,7 +543,7 @@ pub(crate) fn dl3066(cx: &Context<'_>, out: &mut Diagnostics) {
 }
 
 pub(crate) fn dl3067(cx: &Context<'_>, out: &mut Diagnostics) {
-    for item in cx.items() {
+    for item in own_items(cx) {
         if let Instruction::Copy(copy) = &item.command.instruction {
             if copy.from.is_some()
                 && matches!(copy.sources.as_slice(), [CopySource::Path(p)] if unquote(p) == "/")
@@ -544,7 +556,7 @@ pub(crate) fn dl3067(cx: &Context<'_>, out: &mut Diagnostics) {
 }
 
 pub(crate) fn dl4000(cx: &Context<'_>, out: &mut Diagnostics) {
-    for item in cx.items() {
+    for item in own_items(cx) {
         if matches!(item.command.instruction, Instruction::Maintainer(_)) {
             out.at(item.line);
         }

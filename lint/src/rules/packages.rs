@@ -346,7 +346,8 @@ pub(crate) fn dl3032(cx: &Context<'_>, out: &mut Diagnostics) {
 /// `name-1.2.3` style (yum/dnf pinning): after the first `-`, some part
 /// starts with a digit and all parts are version characters.
 fn rpm_pinned(p: &str) -> bool {
-    if p.ends_with(".rpm") {
+    // A version from a variable (`name-$VERSION`) counts as pinned.
+    if p.ends_with(".rpm") || p.contains("${VAR}") {
         return true;
     }
     let Some((_, rest)) = p.split_once('-') else {

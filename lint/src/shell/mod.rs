@@ -47,13 +47,13 @@ impl Script {
     /// Parses `text` as a bash script. Never fails: a script with a syntax
     /// error has no commands, and [`Script::error`] says why.
     pub fn parse(text: &str) -> Script {
-        match parse::parse_script(text) {
+        match parse::parse_partial(text) {
             Ok((commands, has_pipes)) => Script {
                 commands,
                 has_pipes,
                 error: None,
             },
-            Err(error) => Script {
+            Err((error, _)) => Script {
                 commands: Vec::new(),
                 has_pipes: false,
                 error: Some(error),

@@ -48,6 +48,14 @@ impl Word {
 /// Parses `text`, returning its commands in pre-order and whether a pipe
 /// appears.
 pub(super) fn parse_script(text: &str) -> Result<(Vec<Command>, bool)> {
+    parse_partial(text).map_err(|(e, _)| e)
+}
+
+/// Like [`parse_script`], but on a syntax error also returns the commands
+/// read before it.
+pub(super) fn parse_partial(
+    text: &str,
+) -> std::result::Result<(Vec<Command>, bool), (ShellSyntaxError, Vec<Command>)> {
     let chars: Vec<char> = text.chars().collect();
     let mut parser = Parser {
         chars: &chars,
@@ -58,10 +66,13 @@ pub(super) fn parse_script(text: &str) -> Result<(Vec<Command>, bool)> {
         depth: 0,
         heredocs: Vec::new(),
     };
-    parser.list(&[])?;
-    match parser.next()? {
-        Token::Eof => Ok((parser.commands, parser.pipes)),
+    let result = parser.list(&[]).and_then(|()| match parser.next()? {
+        Token::Eof => Ok(()),
         other => Err(parser.error(format!("unexpected {other:?}"))),
+    });
+    match result {
+        Ok(()) => Ok((parser.commands, parser.pipes)),
+        Err(e) => Err((e, parser.commands)),
     }
 }
 
@@ -613,6 +624,11 @@ impl<'a> Parser<'a> {
             self.next()?;
             self.pipes = true;
             self.skip_newlines()?;
+            // Tolerated like a separator, as ShellCheck's parser does on
+            // PowerShell's `| &$exe` call operator.
+            if self.peek_is_op("&")? {
+                self.next()?;
+            }
             self.command()?;
         }
         Ok(())
@@ -630,7 +646,7 @@ impl<'a> Parser<'a> {
         match token {
             Token::Op("(") => {
                 self.next()?;
-                if self.ch(0) == Some('(') && self.pos > 0 && self.chars[self.pos - 1] == '(' {
+                if self.ch(0) == Some('(') && self.pos > 0 && self.chars[self.pos - 1] == '(' && self.is_arithmetic() {
                     // `((...))` arithmetic command.
                     self.pos -= 1;
                     self.skip_balanced('(', ')')?;
@@ -731,12 +747,14 @@ impl<'a> Parser<'a> {
                     }
                 }
             }
-            Token::Word(w) if w.is_reserved("[[") => {
+            Token::Word(w) if w.is_reserved("[[") || w.is_reserved("[") => {
+                // ShellCheck reads both as conditions, not as commands.
+                let close = if w.text == "[[" { "]]" } else { "]" };
                 self.next()?;
                 loop {
                     match self.next()? {
-                        Token::Eof => return Err(self.error("missing ]]")),
-                        Token::Word(w) if w.is_reserved("]]") => break,
+                        Token::Eof => return Err(self.error(format!("missing {close}"))),
+                        Token::Word(w) if w.is_reserved(close) => break,
                         _ => {}
                     }
                 }
@@ -766,6 +784,16 @@ impl<'a> Parser<'a> {
             Token::Newline | Token::Eof => return Err(self.error("missing command")),
         }
         self.redirects()
+    }
+
+    /// With the cursor on the second `(` of `((`: true when its match is
+    /// directly followed by `)`, so that `((...))` is arithmetic rather than
+    /// a subshell in a subshell.
+    fn is_arithmetic(&mut self) -> bool {
+        let saved = self.pos;
+        let closes = self.skip_balanced('(', ')').is_ok() && self.ch(0) == Some(')');
+        self.pos = saved;
+        closes
     }
 
     fn do_group(&mut self) -> Result<()> {
@@ -825,6 +853,9 @@ impl<'a> Parser<'a> {
                 Token::Op(op) if REDIRECTS.contains(&op) => {
                     self.next()?;
                     self.redirect_target(op)?;
+                }
+                Token::Op("(") if name.is_some() || !assignments.is_empty() => {
+                    return Err(self.error("unexpected ("));
                 }
                 _ => break,
             }

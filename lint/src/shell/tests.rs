@@ -36,7 +36,7 @@ fn compound_commands() {
     );
     assert_eq!(
         names("if [ -f x ]; then a; elif b; then c; else d; fi"),
-        ["[", "a", "b", "c", "d"]
+        ["a", "b", "c", "d"]
     );
     assert_eq!(names("for f in a b; do echo $f; done"), ["echo"]);
     assert_eq!(names("while read l; do x; done < f"), ["read", "x"]);
@@ -47,6 +47,8 @@ fn compound_commands() {
     assert_eq!(names("f() { g; }; f"), ["g", "f"]);
     assert_eq!(names("[[ -n $x && $y ]] && z"), ["z"]);
     assert_eq!(names("(( i++ )) && z"), ["z"]);
+    assert_eq!(names("((a | b) && c || true)"), ["a", "b", "c", "true"]);
+    assert_eq!(names("[ -e /x ] && grep y /x"), ["grep"]);
 }
 
 #[test]
@@ -90,7 +92,7 @@ fn comments_redirects_heredocs() {
 
 #[test]
 fn syntax_errors_give_no_commands() {
-    for bad in ["a 'b", "fi", "a )", "if a; then b", "echo $(a", "a && "] {
+    for bad in ["a 'b", "fi", "a )", "if a; then b", "echo $(a", "a && ", "Write-Host ('x' -f $y)"] {
         let s = Script::parse(bad);
         assert!(s.commands().is_empty(), "{bad}");
         assert!(s.error().is_some(), "{bad}");
