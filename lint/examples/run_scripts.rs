@@ -1,7 +1,7 @@
 //! Prints the commands kiln-lint's shell parser finds in each RUN of a
 //! Dockerfile: `cargo run -p kiln-lint --example run_scripts -- FILE`.
 
-use kiln_lint::{shell::Script, run_text};
+use kiln_lint::{run_text, shell::Script};
 use kiln_parser::Instruction;
 
 fn main() {
@@ -26,7 +26,12 @@ fn main() {
     for c in df.commands() {
         if let Instruction::Run(run) = &c.instruction {
             let script = Script::parse(&run_text(run));
-            println!("line {}: pipes={} error={:?}", c.span.start.line, script.has_pipes(), script.error());
+            println!(
+                "line {}: pipes={} error={:?}",
+                c.span.start.line,
+                script.has_pipes(),
+                script.error()
+            );
             for cmd in script.commands() {
                 println!("    {} {:?}", cmd.name, cmd.args);
             }

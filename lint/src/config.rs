@@ -2,6 +2,7 @@
 //! registries and the failure threshold.
 
 use crate::diagnostic::Severity;
+use crate::format::Format;
 use std::collections::BTreeMap;
 
 /// Lint settings; `Config::default()` is hadolint with no config file.
@@ -22,6 +23,15 @@ pub struct Config {
     pub no_fail: bool,
     /// Ignore `# hadolint ignore=` pragmas of every kind.
     pub disable_ignore_pragma: bool,
+    /// The report format asked for by a config file (`format:`).
+    pub format: Option<Format>,
+    /// Never colour the tty format.
+    pub no_color: bool,
+    /// `label-schema`: label name -> type (`text`, `url`, `semver`, ...).
+    /// Read and kept; the label rules (DL3049-DL3058) are not written yet.
+    pub label_schema: BTreeMap<String, String>,
+    /// `strict-labels` (DL3050, not written yet).
+    pub strict_labels: bool,
 }
 
 impl Default for Config {
@@ -33,6 +43,10 @@ impl Default for Config {
             failure_threshold: Severity::Info,
             no_fail: false,
             disable_ignore_pragma: false,
+            format: None,
+            no_color: false,
+            label_schema: BTreeMap::new(),
+            strict_labels: false,
         }
     }
 }

@@ -28,6 +28,7 @@
 #![deny(missing_docs)]
 
 mod config;
+mod config_file;
 mod context;
 mod diagnostic;
 mod format;
@@ -37,6 +38,7 @@ mod rules;
 pub mod shell;
 
 pub use config::Config;
+pub use config_file::{config_candidates, ConfigError};
 pub use context::{run_text, Context, Item};
 pub use diagnostic::{Diagnostic, Diagnostics, Severity, UnknownSeverity};
 pub use format::{Format, UnknownFormat};

@@ -646,7 +646,11 @@ impl<'a> Parser<'a> {
         match token {
             Token::Op("(") => {
                 self.next()?;
-                if self.ch(0) == Some('(') && self.pos > 0 && self.chars[self.pos - 1] == '(' && self.is_arithmetic() {
+                if self.ch(0) == Some('(')
+                    && self.pos > 0
+                    && self.chars[self.pos - 1] == '('
+                    && self.is_arithmetic()
+                {
                     // `((...))` arithmetic command.
                     self.pos -= 1;
                     self.skip_balanced('(', ')')?;
@@ -855,7 +859,16 @@ impl<'a> Parser<'a> {
                     self.redirect_target(op)?;
                 }
                 Token::Op("(") if name.is_some() || !assignments.is_empty() => {
-                    return Err(self.error("unexpected ("));
+                    // `word (...)`: ShellCheck reads a function definition
+                    // with parameters (SC1065), skips them and goes on.
+                    self.next()?;
+                    self.pos -= 1;
+                    self.skip_balanced('(', ')')?;
+                    // A word after the "parameters" stops ShellCheck's parse.
+                    if matches!(self.peek()?, Token::Word(_)) {
+                        return Err(self.error("unexpected word after (...)"));
+                    }
+                    break;
                 }
                 _ => break,
             }
