@@ -1,0 +1,112 @@
+//! `kiln lint` end to end: the built binary on files in a temp dir.
+
+use std::io::Write;
+use std::process::{Command, Output, Stdio};
+
+fn kiln_lint(args: &[&str], stdin: Option<&str>) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_kiln"))
+        .arg("lint")
+        .args(args)
+        .env_remove("XDG_CONFIG_HOME")
+        .env("HOME", std::env::temp_dir())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run kiln");
+    if let Some(text) = stdin {
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(text.as_bytes())
+            .expect("write stdin");
+    } else {
+        drop(child.stdin.take());
+    }
+    child.wait_with_output().expect("wait kiln")
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+#[test]
+fn issue_7_json_matches_hadolint_schema() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("Dockerfile");
+    std::fs::write(&file, "FROM debian\nRUN cd /x\n").expect("write");
+    let out = kiln_lint(&["-f", "json", file.to_str().expect("utf-8 path")], None);
+    assert_eq!(out.status.code(), Some(1));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    let first = &v[0];
+    assert_eq!(first["code"], "DL3006");
+    assert_eq!(first["level"], "warning");
+    assert_eq!(first["line"], 1);
+    assert_eq!(first["column"], 1);
+    assert!(first["file"].as_str().is_some_and(|f| f.ends_with("Dockerfile")));
+    assert_eq!(v[1]["code"], "DL3003");
+}
+
+#[test]
+fn issue_7_stdin_tty_and_exit_status() {
+    let out = kiln_lint(&["-"], Some("FROM debian:12\nRUN cd /x\n"));
+    assert_eq!(
+        stdout(&out),
+        "-:2 DL3003 warning: Use WORKDIR to switch to a directory\n"
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let out = kiln_lint(&["--no-fail", "-"], Some("FROM debian:12\nRUN cd /x\n"));
+    assert_eq!(out.status.code(), Some(0));
+    let out = kiln_lint(
+        &["--failure-threshold", "error", "-"],
+        Some("FROM debian:12\nRUN cd /x\n"),
+    );
+    assert_eq!(out.status.code(), Some(0));
+    let out = kiln_lint(&["--ignore", "DL3003", "-"], Some("FROM debian:12\nRUN cd /x\n"));
+    assert_eq!(stdout(&out), "");
+    assert_eq!(out.status.code(), Some(0));
+}
+
+#[test]
+fn issue_7_parse_error_is_dl1000_and_other_files_go_on() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let bad = dir.path().join("bad");
+    let good = dir.path().join("good");
+    std::fs::write(&bad, "FROM a:1\nCOPY --bogus a b\n").expect("write");
+    std::fs::write(&good, "FROM a\n").expect("write");
+    let out = kiln_lint(
+        &[
+            "-f",
+            "json",
+            "--no-fail",
+            bad.to_str().expect("utf-8"),
+            good.to_str().expect("utf-8"),
+        ],
+        None,
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(v[0]["code"], "DL1000");
+    assert_eq!(v[0]["line"], 2);
+    assert_eq!(v[0]["column"], 6);
+    assert_eq!(v[1]["code"], "DL3006");
+}
+
+#[test]
+fn issue_7_config_file_and_bad_key() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cfg = dir.path().join("h.yaml");
+    std::fs::write(&cfg, "ignored:\n  - DL3006\noverride:\n  error: [DL3003]\n").expect("write");
+    let out = kiln_lint(
+        &["-c", cfg.to_str().expect("utf-8"), "-"],
+        Some("FROM debian\nRUN cd /x\n"),
+    );
+    assert_eq!(
+        stdout(&out),
+        "-:2 DL3003 error: Use WORKDIR to switch to a directory\n"
+    );
+    std::fs::write(&cfg, "ignored: [DL3006]\nbogus: 1\n").expect("write");
+    let out = kiln_lint(&["-c", cfg.to_str().expect("utf-8"), "-"], Some("FROM a\n"));
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("bogus"));
+}
