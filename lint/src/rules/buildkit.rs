@@ -4,6 +4,7 @@ use crate::context::Context;
 use crate::diagnostic::Diagnostics;
 use kiln_parser::instruction::CommandLine;
 use kiln_parser::Instruction;
+use super::variables;
 use std::collections::HashSet;
 
 pub(crate) fn stage_name_casing(cx: &Context<'_>, out: &mut Diagnostics) {
@@ -250,34 +251,6 @@ pub(crate) fn redundant_target_platform(cx: &Context<'_>, out: &mut Diagnostics)
             );
         }
     }
-}
-
-/// Names used as `$X` or `${X...}` in `text`.
-fn variables(text: &str) -> Vec<String> {
-    let mut out = Vec::new();
-    let chars: Vec<char> = text.chars().collect();
-    let mut i = 0;
-    while i < chars.len() {
-        if chars[i] == '\\' {
-            i += 2;
-            continue;
-        }
-        if chars[i] == '$' {
-            let braced = chars.get(i + 1) == Some(&'{');
-            let start = if braced { i + 2 } else { i + 1 };
-            let mut end = start;
-            while end < chars.len() && (chars[end].is_ascii_alphanumeric() || chars[end] == '_') {
-                end += 1;
-            }
-            if end > start {
-                out.push(chars[start..end].iter().collect());
-            }
-            i = end.max(i + 1);
-            continue;
-        }
-        i += 1;
-    }
-    out
 }
 
 const BUILTIN_ARGS: [&str; 8] = [

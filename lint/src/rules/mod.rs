@@ -107,3 +107,32 @@ pub(crate) static REGISTRY: &[&dyn Rule] = &[
     bk!("RedundantTargetPlatform", "Setting platform to predefined $TARGETPLATFORM in FROM is redundant as this is the default behavior", buildkit::redundant_target_platform),
     bk!("UndefinedArgInFrom", "FROM command must use declared ARGs", buildkit::undefined_arg_in_from),
 ];
+
+/// Names used as `$X` or `${X...}` in `text`.
+pub(crate) fn variables(text: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let chars: Vec<char> = text.chars().collect();
+    let mut i = 0;
+    while i < chars.len() {
+        if chars[i] == '\\' {
+            i += 2;
+            continue;
+        }
+        if chars[i] == '$' {
+            let braced = chars.get(i + 1) == Some(&'{');
+            let start = if braced { i + 2 } else { i + 1 };
+            let mut end = start;
+            while end < chars.len() && (chars[end].is_ascii_alphanumeric() || chars[end] == '_') {
+                end += 1;
+            }
+            if end > start {
+                out.push(chars[start..end].iter().collect());
+            }
+            i = end.max(i + 1);
+            continue;
+        }
+        i += 1;
+    }
+    out
+}
+

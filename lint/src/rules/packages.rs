@@ -6,6 +6,7 @@ use crate::diagnostic::Diagnostics;
 use crate::shell::Command;
 use kiln_parser::instruction::{MountType, Run};
 use kiln_parser::Instruction;
+use std::collections::HashSet;
 
 /// True when a RUN has a cache or tmpfs mount whose target contains `dir`.
 fn has_cache_mount(run: &Run, dir: &str) -> bool {
@@ -345,9 +346,18 @@ pub(crate) fn dl3032(cx: &Context<'_>, out: &mut Diagnostics) {
 
 /// `name-1.2.3` style (yum/dnf pinning): after the first `-`, some part
 /// starts with a digit and all parts are version characters.
+/// yum/dnf pinning of one package: `simple` is the flattened word, `raw`
+/// the word as written, `known` the variables that may carry a version
+/// (global ARGs and the stage's ENVs).
+fn rpm_pinned_word(simple: &str, raw: &str, known: &HashSet<String>) -> bool {
+    if raw.contains('$') {
+        return super::variables(raw).iter().any(|v| known.contains(v));
+    }
+    rpm_pinned(simple)
+}
+
 fn rpm_pinned(p: &str) -> bool {
-    // A version from a variable (`name-$VERSION`) counts as pinned.
-    if p.ends_with(".rpm") || p.contains("${VAR}") {
+    if p.ends_with(".rpm") {
         return true;
     }
     let Some((_, rest)) = p.split_once('-') else {
@@ -362,23 +372,58 @@ fn rpm_pinned(p: &str) -> bool {
         .any(|part| part.chars().next().is_some_and(|c| c.is_ascii_digit()))
 }
 
-fn rpm_packages(c: &Command, sub: &[&str]) -> Vec<String> {
-    let args = c.args_no_flags();
-    let Some(i) = args.iter().position(|a| sub.contains(a)) else {
+/// The (flattened, as written) words after the install subcommand.
+fn rpm_packages<'c>(c: &'c Command, sub: &[&str]) -> Vec<(&'c str, &'c str)> {
+    let words: Vec<(&str, &str)> = c
+        .args
+        .iter()
+        .zip(&c.raw_args)
+        .filter(|(a, _)| !crate::shell::is_flag_word(a))
+        .map(|(a, r)| (a.as_str(), r.as_str()))
+        .collect();
+    let Some(i) = words.iter().position(|(a, _)| sub.contains(a)) else {
         return Vec::new();
     };
-    args[i + 1..].iter().map(|a| a.to_string()).collect()
+    words[i + 1..].to_vec()
+}
+
+/// Global ARG names plus ENV names of `stage` and the stages it is built on.
+fn version_vars(cx: &Context<'_>, stage: Option<usize>) -> HashSet<String> {
+    let mut known = HashSet::new();
+    for c in &cx.dockerfile.global_args {
+        if let Instruction::Arg(args) = &c.instruction {
+            known.extend(args.iter().map(|a| a.name.clone()));
+        }
+    }
+    if let Some(stage) = stage {
+        for s in cx.lineage(stage) {
+            for c in &cx.dockerfile.stages[s].commands {
+                if let Instruction::Env(env) = &c.instruction {
+                    known.extend(env.pairs.iter().map(|p| p.key.clone()));
+                }
+            }
+        }
+    }
+    known
+}
+
+fn rpm_rule(cx: &Context<'_>, out: &mut Diagnostics, is_manager: fn(&Command) -> bool) {
+    for (item, _, script) in cx.runs(true) {
+        let known = version_vars(cx, item.stage);
+        let bad = script.commands().iter().any(|c| {
+            is_manager(c)
+                && rpm_packages(c, &["install", "groupinstall", "localinstall"])
+                    .iter()
+                    .any(|(p, raw)| !rpm_pinned_word(p, raw, &known))
+        });
+        if bad {
+            out.at(item.line);
+        }
+    }
 }
 
 pub(crate) fn dl3033(cx: &Context<'_>, out: &mut Diagnostics) {
-    per_run(cx, out, true, |c| {
-        if c.name != "yum" || c.has_arg("module") {
-            return false;
-        }
-        rpm_packages(c, &["install", "groupinstall", "localinstall"])
-            .iter()
-            .any(|p| !rpm_pinned(p))
-    });
+    rpm_rule(cx, out, |c| c.name == "yum" && !c.has_arg("module"));
 }
 
 const ZYPPER_INSTALL: [&str; 7] = [
@@ -426,7 +471,7 @@ pub(crate) fn dl3037(cx: &Context<'_>, out: &mut Diagnostics) {
         }
         rpm_packages(c, &["install", "in"])
             .iter()
-            .any(|p| !(p.contains(['=', '>', '<']) || p.ends_with(".rpm")))
+            .any(|(p, _)| !(p.contains(['=', '>', '<']) || p.ends_with(".rpm")))
     });
 }
 
@@ -474,13 +519,8 @@ pub(crate) fn dl3040(cx: &Context<'_>, out: &mut Diagnostics) {
 }
 
 pub(crate) fn dl3041(cx: &Context<'_>, out: &mut Diagnostics) {
-    per_run(cx, out, true, |c| {
-        if !is_dnf(c) || c.has_arg("module") || c.has_arg("group") {
-            return false;
-        }
-        rpm_packages(c, &["install", "groupinstall", "localinstall"])
-            .iter()
-            .any(|p| !rpm_pinned(p))
+    rpm_rule(cx, out, |c| {
+        is_dnf(c) && !c.has_arg("module") && !c.has_arg("group")
     });
 }
 

@@ -39,6 +39,8 @@ pub struct Command {
     pub name: String,
     /// Every word after the first one, flattened (see the module docs).
     pub args: Vec<String>,
+    /// The same arguments as written (quotes, `$` and escapes kept).
+    pub raw_args: Vec<String>,
     /// `NAME=value` words before the command name, flattened.
     pub assignments: Vec<String>,
 }
@@ -165,15 +167,17 @@ impl Command {
                 drop.push(f.arg + 1);
             }
         }
-        Command {
-            name: self.name.clone(),
-            args: self
-                .args
-                .iter()
+        let keep = |v: &Vec<String>| -> Vec<String> {
+            v.iter()
                 .enumerate()
                 .filter(|(i, _)| !drop.contains(i))
                 .map(|(_, a)| a.clone())
-                .collect(),
+                .collect()
+        };
+        Command {
+            name: self.name.clone(),
+            args: keep(&self.args),
+            raw_args: keep(&self.raw_args),
             assignments: self.assignments.clone(),
         }
     }

@@ -33,6 +33,8 @@ enum Token {
 struct Word {
     /// Flattened text.
     text: String,
+    /// The word as written.
+    raw: String,
     /// No expansion anywhere in the word.
     literal: bool,
     /// Some part was quoted or escaped (so it is never a reserved word).
@@ -208,6 +210,7 @@ impl<'a> Parser<'a> {
             self.substitution()?;
             return Ok(Token::Word(Word {
                 text: EXPANSION.to_string(),
+                raw: String::new(),
                 literal: false,
                 quoted: false,
             }));
@@ -281,8 +284,10 @@ impl<'a> Parser<'a> {
     }
 
     fn word(&mut self) -> Result<Word> {
+        let start = self.pos;
         let mut w = Word {
             text: String::new(),
+            raw: String::new(),
             literal: true,
             quoted: false,
         };
@@ -335,6 +340,8 @@ impl<'a> Parser<'a> {
                 }
             }
         }
+        let end = self.pos.min(self.chars.len());
+        w.raw = self.chars[start.min(end)..end].iter().collect();
         Ok(w)
     }
 
@@ -486,6 +493,7 @@ impl<'a> Parser<'a> {
                     self.pos += 1;
                     let mut sink = Word {
                         text: String::new(),
+                        raw: String::new(),
                         literal: true,
                         quoted: true,
                     };
@@ -514,6 +522,7 @@ impl<'a> Parser<'a> {
         let mut depth = 1usize;
         let mut sink = Word {
             text: String::new(),
+            raw: String::new(),
             literal: true,
             quoted: true,
         };
@@ -834,6 +843,7 @@ impl<'a> Parser<'a> {
         let slot = self.commands.len();
         let mut name: Option<Word> = None;
         let mut args = Vec::new();
+        let mut raw_args = Vec::new();
         let mut assignments = Vec::new();
         loop {
             match self.peek()?.clone() {
@@ -852,6 +862,7 @@ impl<'a> Parser<'a> {
                         name = Some(w);
                     } else {
                         args.push(w.text);
+                        raw_args.push(w.raw);
                     }
                 }
                 Token::Op(op) if REDIRECTS.contains(&op) => {
@@ -885,6 +896,7 @@ impl<'a> Parser<'a> {
             Command {
                 name,
                 args,
+                raw_args,
                 assignments,
             },
         );
