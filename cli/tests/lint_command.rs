@@ -44,7 +44,9 @@ fn issue_7_json_matches_hadolint_schema() {
     assert_eq!(first["level"], "warning");
     assert_eq!(first["line"], 1);
     assert_eq!(first["column"], 1);
-    assert!(first["file"].as_str().is_some_and(|f| f.ends_with("Dockerfile")));
+    assert!(first["file"]
+        .as_str()
+        .is_some_and(|f| f.ends_with("Dockerfile")));
     assert_eq!(v[1]["code"], "DL3003");
 }
 
@@ -63,7 +65,10 @@ fn issue_7_stdin_tty_and_exit_status() {
         Some("FROM debian:12\nRUN cd /x\n"),
     );
     assert_eq!(out.status.code(), Some(0));
-    let out = kiln_lint(&["--ignore", "DL3003", "-"], Some("FROM debian:12\nRUN cd /x\n"));
+    let out = kiln_lint(
+        &["--ignore", "DL3003", "-"],
+        Some("FROM debian:12\nRUN cd /x\n"),
+    );
     assert_eq!(stdout(&out), "");
     assert_eq!(out.status.code(), Some(0));
 }

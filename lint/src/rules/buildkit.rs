@@ -1,10 +1,10 @@
 //! BuildKit's build checks (`docker build --check`), under BuildKit's names.
 
+use super::variables;
 use crate::context::Context;
 use crate::diagnostic::Diagnostics;
 use kiln_parser::instruction::CommandLine;
 use kiln_parser::Instruction;
-use super::variables;
 use std::collections::HashSet;
 
 pub(crate) fn stage_name_casing(cx: &Context<'_>, out: &mut Diagnostics) {

@@ -366,10 +366,8 @@ pub(crate) fn dl3045(cx: &Context<'_>, out: &mut Diagnostics) {
                 }
             }
             Instruction::Workdir(_) => workdir[stage] = true,
-            Instruction::Copy(copy) => {
-                if !workdir[stage] && !is_absolute(&copy.dest) {
-                    out.at(item.line);
-                }
+            Instruction::Copy(copy) if !workdir[stage] && !is_absolute(&copy.dest) => {
+                out.at(item.line);
             }
             _ => {}
         }

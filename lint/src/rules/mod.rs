@@ -135,4 +135,3 @@ pub(crate) fn variables(text: &str) -> Vec<String> {
     }
     out
 }
-

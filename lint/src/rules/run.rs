@@ -142,10 +142,10 @@ pub(crate) fn dl4006(cx: &Context<'_>, out: &mut Diagnostics) {
                 let text = words.join(" ");
                 safe = NON_POSIX.iter().any(|p| text.starts_with(p)) || shell_sets_pipefail(words);
             }
-            Instruction::Run(_) => {
-                if !safe && cx.script(item.command).is_some_and(Script::has_pipes) {
-                    out.at(item.line);
-                }
+            Instruction::Run(_)
+                if !safe && cx.script(item.command).is_some_and(Script::has_pipes) =>
+            {
+                out.at(item.line);
             }
             _ => {}
         }

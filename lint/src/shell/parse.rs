@@ -237,14 +237,7 @@ impl<'a> Parser<'a> {
     }
 
     fn starts_with(&self, s: &str) -> bool {
-        let mut i = 0;
-        for c in s.chars() {
-            if self.ch(i) != Some(c) {
-                return false;
-            }
-            i += 1;
-        }
-        true
+        s.chars().enumerate().all(|(i, c)| self.ch(i) == Some(c))
     }
 
     /// Reads the bodies of the heredocs opened on the line just ended.
