@@ -81,11 +81,19 @@ pub fn lint_file(file: &str, source: &str, config: &Config) -> Vec<Diagnostic> {
     let mut out = Diagnostics::new();
     for rule in rules() {
         let code = rule.code();
-        let severity = config.severity_of(code, rule.severity());
+        let buildkit = rule.origin() == Origin::BuildKit;
+        let default = if buildkit
+            && rule.severity() == Severity::Ignore
+            && pragmas.enables_experimental(code)
+        {
+            Severity::Warning
+        } else {
+            rule.severity()
+        };
+        let severity = config.severity_of(code, default);
         if severity == Severity::Ignore || config.is_ignored(code) {
             continue;
         }
-        let buildkit = rule.origin() == Origin::BuildKit;
         if pragmas.skips_check(code, buildkit) {
             continue;
         }
@@ -103,6 +111,7 @@ pub fn lint_file(file: &str, source: &str, config: &Config) -> Vec<Diagnostic> {
         .into_vec()
         .into_iter()
         .filter(|d| config.disable_ignore_pragma || !pragmas.ignores(&d.code, d.line, &from_lines))
+        .filter(|d| !pragmas.skips_check_at(&d.code, d.line))
         .map(|mut d| {
             d.file = file.to_string();
             d

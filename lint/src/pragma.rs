@@ -21,6 +21,12 @@ pub struct Pragmas {
     pub check_skip: Vec<String>,
     /// `# check=error=true`: BuildKit check findings are errors.
     pub check_error: bool,
+    /// `# check=experimental=...`: experimental BuildKit checks to run.
+    pub check_experimental: Vec<String>,
+    /// `# check=skip=...` comments directly above an instruction: the
+    /// comment's line and the check names (BuildKit 1.21's per-instruction
+    /// form).
+    pub check_inline: Vec<(usize, Vec<String>)>,
 }
 
 /// One hadolint pragma read from a comment.
@@ -108,7 +114,14 @@ impl Pragmas {
                 Some(Pragma::GlobalIgnore(c)) => p.global.extend(c),
                 Some(Pragma::StageIgnore(c)) => p.stage.push((comment.line, c)),
                 Some(Pragma::Shell(s)) => p.shell.push((comment.line, s)),
-                None => {}
+                None => {
+                    let text = comment.text.trim_start();
+                    if let Some(list) = text.strip_prefix("check=skip=") {
+                        let list = list.split_whitespace().next().unwrap_or_default();
+                        let names = list.split(',').map(|s| s.trim().to_string()).collect();
+                        p.check_inline.push((comment.line, names));
+                    }
+                }
             }
         }
         if let Some(check) = dockerfile.directive("check") {
@@ -121,6 +134,9 @@ impl Pragmas {
                         .check_skip
                         .extend(value.split(',').map(|s| s.trim().to_string())),
                     "error" => p.check_error = value.trim().eq_ignore_ascii_case("true"),
+                    "experimental" => p
+                        .check_experimental
+                        .extend(value.split(',').map(|s| s.trim().to_string())),
                     _ => {}
                 }
             }
@@ -156,6 +172,25 @@ impl Pragmas {
                 .unwrap_or(usize::MAX);
             line < end
         })
+    }
+
+    /// True when a per-instruction `# check=skip=` comment above `line`
+    /// turns the BuildKit check `code` off there.
+    pub fn skips_check_at(&self, code: &str, line: usize) -> bool {
+        self.check_inline.iter().any(|(l, names)| {
+            *l + 1 == line
+                && names
+                    .iter()
+                    .any(|n| n == code || n.eq_ignore_ascii_case("all"))
+        })
+    }
+
+    /// True when `# check=experimental=` turns the experimental check `code`
+    /// on.
+    pub fn enables_experimental(&self, code: &str) -> bool {
+        self.check_experimental
+            .iter()
+            .any(|s| s == code || s.eq_ignore_ascii_case("all"))
     }
 
     /// True when BuildKit's `# check=skip=` turns `code` off. `all` only

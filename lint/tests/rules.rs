@@ -324,3 +324,45 @@ fn buildkit_checks() {
         &[3],
     );
 }
+
+#[test]
+fn more_buildkit_checks() {
+    case("NoEmptyContinuation", "FROM a:1\nRUN a \\\n\n  b\n", &[2]);
+    case(
+        "ExposeProtoCasing",
+        "FROM a:1\nEXPOSE 80/TcP 81/udp\n",
+        &[2],
+    );
+    case(
+        "ExposeInvalidFormat",
+        "FROM a:1\nEXPOSE 80:80\nEXPOSE 81\n",
+        &[2],
+    );
+    case(
+        "FromPlatformFlagConstDisallowed",
+        "FROM --platform=linux/amd64 a:1\nFROM --platform=linux/amd64 a:1 AS build_amd64\n",
+        &[1],
+    );
+    case(
+        "InvalidDefaultArgInFrom",
+        "ARG TAG\nFROM busybox:${TAG}\nARG V=3\nFROM busybox:${V}\nFROM busybox:${TAG:-1}\n",
+        &[2],
+    );
+    case("UndefinedVar", "FROM scratch\nARG NAME=x\nCOPY $NAME /\nCOPY $NAEM /\nFROM debian:12\nENV APP=/a\nWORKDIR $APP\nWORKDIR $APPX\nWORKDIR $JAVA_HOME\nENV GOPATH=/go\nENV PATH=$GOPATH:$PATH\n", &[4, 8]);
+    case(
+        "InvalidDefaultArgInFrom",
+        "ARG D\nFROM b-$TARGETOS${D:+-debug}\n",
+        &[],
+    );
+    case("InvalidDefinitionDescription", "# check=experimental=InvalidDefinitionDescription\n\n# base image\nFROM a:1 AS build\n# build the thing\nFROM a:1 AS other\n", &[4, 6]);
+    case(
+        "InvalidDefinitionDescription",
+        "# base image\nFROM a:1 AS build\n",
+        &[],
+    );
+    case(
+        "JSONArgsRecommended",
+        "FROM a:1\n# check=skip=JSONArgsRecommended\nCMD x\nCMD y\n",
+        &[4],
+    );
+}

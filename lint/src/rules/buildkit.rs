@@ -292,3 +292,319 @@ pub(crate) fn undefined_arg_in_from(cx: &Context<'_>, out: &mut Diagnostics) {
         }
     }
 }
+
+pub(crate) fn no_empty_continuation(cx: &Context<'_>, out: &mut Diagnostics) {
+    for w in &cx.dockerfile.warnings {
+        if w.message.starts_with("Empty continuation line") {
+            out.at_with(w.span.start.line, "Empty continuation line".to_string());
+        }
+    }
+}
+
+/// The port specs of every EXPOSE, with the line.
+fn exposed<'a>(cx: &Context<'a>) -> Vec<(usize, &'a str)> {
+    cx.items()
+        .iter()
+        .filter(|i| !i.onbuild)
+        .filter_map(|i| match &i.command.instruction {
+            Instruction::Expose(ports) => Some(ports.iter().map(move |p| (i.line, p.as_str()))),
+            _ => None,
+        })
+        .flatten()
+        .collect()
+}
+
+pub(crate) fn expose_proto_casing(cx: &Context<'_>, out: &mut Diagnostics) {
+    for (line, port) in exposed(cx) {
+        if let Some((_, proto)) = port.split_once('/') {
+            if proto != proto.to_lowercase() {
+                out.at_with(
+                    line,
+                    format!("Defined protocol '{port}' in EXPOSE instruction should be lowercase"),
+                );
+            }
+        }
+    }
+}
+
+pub(crate) fn expose_invalid_format(cx: &Context<'_>, out: &mut Diagnostics) {
+    for (line, port) in exposed(cx) {
+        if port.contains(':') {
+            out.at_with(
+                line,
+                format!("EXPOSE instruction should not define an IP address or host-port mapping, found '{port}'"),
+            );
+        }
+    }
+}
+
+const OSES: [&str; 4] = ["linux", "windows", "darwin", "freebsd"];
+
+pub(crate) fn from_platform_flag_const_disallowed(cx: &Context<'_>, out: &mut Diagnostics) {
+    for stage in &cx.dockerfile.stages {
+        let Some(platform) = stage.base().platform.as_deref() else {
+            continue;
+        };
+        if platform.contains('$') {
+            continue;
+        }
+        let mut parts = platform.split('/');
+        let os = parts.next().unwrap_or_default().to_ascii_lowercase();
+        let arch = parts.next().unwrap_or_default().to_ascii_lowercase();
+        if !OSES.contains(&os.as_str()) {
+            continue;
+        }
+        let name = stage.name().unwrap_or_default();
+        let named = name.contains(&os) || (!arch.is_empty() && name.contains(&arch));
+        if !named {
+            out.at_with(
+                stage.from.span.start.line,
+                format!("FROM --platform flag should not use constant value {platform:?}"),
+            );
+        }
+    }
+}
+
+/// A normalised image reference as BuildKit accepts it (enough to catch
+/// `busybox:` and empty names).
+fn is_valid_reference(image: &str) -> bool {
+    let (rest, digest) = match image.split_once('@') {
+        Some((r, d)) => (r, Some(d)),
+        None => (image, None),
+    };
+    if digest.is_some_and(|d| !d.contains(':') || d.ends_with(':')) {
+        return false;
+    }
+    let slash = rest.rfind('/').map(|i| i + 1).unwrap_or(0);
+    let (name, tag) = match rest[slash..].rfind(':') {
+        Some(i) => (&rest[..slash + i], Some(&rest[slash + i + 1..])),
+        None => (rest, None),
+    };
+    if let Some(tag) = tag {
+        let ok = !tag.is_empty()
+            && tag.len() <= 128
+            && tag
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c))
+            && !tag.starts_with(['.', '-']);
+        if !ok {
+            return false;
+        }
+    }
+    let mut components = name.split('/').peekable();
+    let mut first = true;
+    while let Some(c) = components.next() {
+        let is_domain =
+            first && components.peek().is_some() && (c.contains(['.', ':']) || c == "localhost");
+        first = false;
+        if is_domain {
+            continue;
+        }
+        let ok = !c.is_empty()
+            && c.chars()
+                .all(|ch| ch.is_ascii_lowercase() || ch.is_ascii_digit() || "._-".contains(ch))
+            && c.starts_with(|ch: char| ch.is_ascii_alphanumeric())
+            && c.ends_with(|ch: char| ch.is_ascii_alphanumeric());
+        if !ok {
+            return false;
+        }
+    }
+    true
+}
+
+pub(crate) fn invalid_default_arg_in_from(cx: &Context<'_>, out: &mut Diagnostics) {
+    // BuildKit defines the platform args in the global scope.
+    let mut defaults: Vec<(String, String)> = [
+        ("TARGETPLATFORM", "linux/amd64"),
+        ("TARGETOS", "linux"),
+        ("TARGETARCH", "amd64"),
+        ("TARGETVARIANT", ""),
+        ("BUILDPLATFORM", "linux/amd64"),
+        ("BUILDOS", "linux"),
+        ("BUILDARCH", "amd64"),
+        ("BUILDVARIANT", ""),
+    ]
+    .iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    let mut declared: Vec<String> = Vec::new();
+    for c in &cx.dockerfile.global_args {
+        if let Instruction::Arg(args) = &c.instruction {
+            for a in args {
+                declared.push(a.name.clone());
+                if let Some(d) = &a.default {
+                    let lexer = kiln_parser::shell::Lexer::new(cx.dockerfile.escape);
+                    let value = lexer
+                        .process_word(d, &defaults)
+                        .unwrap_or_else(|_| d.clone());
+                    defaults.push((a.name.clone(), value));
+                }
+            }
+        }
+    }
+    let lexer = kiln_parser::shell::Lexer::new(cx.dockerfile.escape);
+    for stage in &cx.dockerfile.stages {
+        let image = &stage.base().image;
+        let used: Vec<String> = variables(image)
+            .into_iter()
+            .filter(|v| declared.contains(v))
+            .collect();
+        if used.is_empty() {
+            continue;
+        }
+        let expanded = match lexer.process_word(image, &defaults) {
+            Ok(e) => e,
+            Err(_) => continue,
+        };
+        if !is_valid_reference(&expanded) {
+            out.at_with(
+                stage.from.span.start.line,
+                format!(
+                    "Default value for ARG {} results in empty or invalid base image name",
+                    used.join(", ")
+                ),
+            );
+        }
+    }
+}
+
+/// Levenshtein distance, for "did you mean" suggestions.
+fn distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut prev = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let cur = row[j + 1];
+            row[j + 1] = (row[j + 1] + 1)
+                .min(row[j] + 1)
+                .min(prev + usize::from(ca != *cb));
+            prev = cur;
+        }
+    }
+    row[b.len()]
+}
+
+/// The words BuildKit expands at build time for `instruction`.
+fn expanded_words(instruction: &Instruction) -> Vec<&str> {
+    match instruction {
+        Instruction::Env(kv) | Instruction::Label(kv) => kv
+            .pairs
+            .iter()
+            .flat_map(|p| [p.key.as_str(), p.value.as_str()])
+            .collect(),
+        Instruction::Add(c) | Instruction::Copy(c) => c
+            .sources
+            .iter()
+            .filter_map(|s| match s {
+                kiln_parser::instruction::CopySource::Path(p) => Some(p.as_str()),
+                kiln_parser::instruction::CopySource::Heredoc(_) => None,
+            })
+            .chain(std::iter::once(c.dest.as_str()))
+            .chain(c.chown.as_deref())
+            .chain(c.chmod.as_deref())
+            .collect(),
+        Instruction::Workdir(w) | Instruction::User(w) | Instruction::Stopsignal(w) => vec![w],
+        Instruction::Volume(v) => v.iter().map(String::as_str).collect(),
+        Instruction::Arg(args) => args.iter().filter_map(|a| a.default.as_deref()).collect(),
+        Instruction::Run(run) => run.mounts.iter().map(|m| m.spec.as_str()).collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// Variables almost every base image sets.
+const BASE_IMAGE_ENV: [&str; 8] = [
+    "PATH", "HOME", "USER", "HOSTNAME", "LANG", "PWD", "SHELL", "TERM",
+];
+
+/// Variables BuildKit always knows in a stage.
+const ALWAYS_DEFINED: [&str; 9] = [
+    "HTTP_PROXY",
+    "HTTPS_PROXY",
+    "FTP_PROXY",
+    "NO_PROXY",
+    "ALL_PROXY",
+    "http_proxy",
+    "https_proxy",
+    "ftp_proxy",
+    "no_proxy",
+];
+
+pub(crate) fn undefined_var(cx: &Context<'_>, out: &mut Diagnostics) {
+    // Per stage: the names in scope so far, and whether the base image is
+    // known (a chain of stages rooted at scratch), so that an unknown name
+    // cannot come from the base image's ENV.
+    let stages = cx.dockerfile.stages.len();
+    let mut scope: Vec<HashSet<String>> = vec![HashSet::new(); stages];
+    let mut known_base = vec![false; stages];
+    for item in cx.items().iter().filter(|i| !i.onbuild) {
+        let Some(stage) = item.stage else { continue };
+        let instruction = &item.command.instruction;
+        if let Instruction::From(f) = instruction {
+            match cx.parent(stage) {
+                Some(p) => {
+                    scope[stage] = scope[p].clone();
+                    known_base[stage] = known_base[p];
+                }
+                None => known_base[stage] = f.image == "scratch",
+            }
+            continue;
+        }
+        for word in expanded_words(instruction) {
+            for var in variables(word) {
+                if scope[stage].contains(&var) || ALWAYS_DEFINED.contains(&var.as_str()) {
+                    continue;
+                }
+                let suggestion = scope[stage]
+                    .iter()
+                    .filter(|n| distance(n, &var) <= 2)
+                    .min_by_key(|n| (distance(n, &var), (*n).clone()))
+                    .cloned();
+                // With an unknown base image, only a near miss of a name in
+                // scope is worth reporting: anything else may come from the
+                // image's ENV.
+                let near_miss = suggestion
+                    .as_ref()
+                    .is_some_and(|s| distance(s, &var) <= 1 && var.len() >= 4);
+                if !known_base[stage] && (!near_miss || BASE_IMAGE_ENV.contains(&var.as_str())) {
+                    continue;
+                }
+                let hint = suggestion
+                    .map(|s| format!(" (did you mean ${s}?)"))
+                    .unwrap_or_default();
+                out.at_with(
+                    item.line,
+                    format!("Usage of undefined variable '${var}'{hint}"),
+                );
+            }
+        }
+        match instruction {
+            Instruction::Arg(args) => scope[stage].extend(args.iter().map(|a| a.name.clone())),
+            Instruction::Env(env) => scope[stage].extend(env.pairs.iter().map(|p| p.key.clone())),
+            _ => {}
+        }
+    }
+}
+
+pub(crate) fn invalid_definition_description(cx: &Context<'_>, out: &mut Diagnostics) {
+    let comment_at = |line: usize| cx.dockerfile.comments.iter().find(|c| c.line == line);
+    for item in cx.items().iter().filter(|i| !i.onbuild) {
+        let name = match &item.command.instruction {
+            Instruction::From(f) => f.stage_name_as_written.clone(),
+            Instruction::Arg(args) if args.len() == 1 => Some(args[0].name.clone()),
+            _ => None,
+        };
+        let Some(name) = name else { continue };
+        if item.line < 2 {
+            continue;
+        }
+        if let Some(c) = comment_at(item.line - 1) {
+            let text = c.text.trim_start();
+            let first = text.split_whitespace().next().unwrap_or_default();
+            if first != name {
+                out.at(item.line);
+            }
+        }
+    }
+}

@@ -106,6 +106,19 @@ pub(crate) static REGISTRY: &[&dyn Rule] = &[
     bk!("SecretsUsedInArgOrEnv", "Sensitive data should not be used in the ARG or ENV commands", buildkit::secrets_used_in_arg_or_env),
     bk!("RedundantTargetPlatform", "Setting platform to predefined $TARGETPLATFORM in FROM is redundant as this is the default behavior", buildkit::redundant_target_platform),
     bk!("UndefinedArgInFrom", "FROM command must use declared ARGs", buildkit::undefined_arg_in_from),
+    bk!("NoEmptyContinuation", "Empty continuation lines will become errors in a future release", buildkit::no_empty_continuation),
+    bk!("UndefinedVar", "Variables should be defined before their use", buildkit::undefined_var),
+    bk!("InvalidDefaultArgInFrom", "Default value for global ARG results in an empty or invalid base image name", buildkit::invalid_default_arg_in_from),
+    bk!("FromPlatformFlagConstDisallowed", "FROM --platform flag should not use a constant value", buildkit::from_platform_flag_const_disallowed),
+    bk!("ExposeProtoCasing", "Protocol in EXPOSE instruction should be lowercase", buildkit::expose_proto_casing),
+    bk!("ExposeInvalidFormat", "IP address and host-port mapping should not be used in EXPOSE instruction. This will become an error in a future release", buildkit::expose_invalid_format),
+    &FnRule {
+        code: "InvalidDefinitionDescription",
+        severity: Ignore,
+        message: "Comment for build stage or argument should follow the format: `# <arg/stage name> <description>`. If this is not intended to be a description comment, add an empty line or comment between the instruction and the comment.",
+        origin: Origin::BuildKit,
+        check: buildkit::invalid_definition_description,
+    } as &dyn Rule,
 ];
 
 /// Names used as `$X` or `${X...}` in `text`.
