@@ -366,3 +366,52 @@ fn more_buildkit_checks() {
         &[4],
     );
 }
+
+#[test]
+fn label_schema_rules() {
+    let mut config = Config::default();
+    for (k, v) in [
+        ("author", "text"),
+        ("url", "url"),
+        ("version", "semver"),
+        ("rev", "hash"),
+        ("date", "rfc3339"),
+        ("license", "spdx"),
+        ("mail", "email"),
+    ] {
+        config.label_schema.insert(k.into(), v.into());
+    }
+    config.strict_labels = true;
+    let src = "FROM a:1 AS base\nLABEL author=\"\" url=nope version=1.2 rev=XYZ date=today license=Apache mail=nobody extra=1\nFROM base\nFROM b:1\n";
+    let got = found(src, &config);
+    let codes: Vec<&str> = got
+        .iter()
+        .map(|(c, _)| c.as_str())
+        .filter(|c| c.starts_with("DL30") && *c != "DL3048")
+        .collect();
+    assert_eq!(
+        codes,
+        [
+            "DL3050", "DL3051", "DL3052", "DL3053", "DL3054", "DL3055", "DL3056", "DL3058",
+            "DL3049", "DL3049", "DL3049", "DL3049", "DL3049", "DL3049", "DL3049"
+        ]
+    );
+    assert!(got
+        .iter()
+        .filter(|(c, _)| c == "DL3049")
+        .all(|(_, l)| *l == 4));
+}
+
+#[test]
+fn dl3010_copy_then_extract() {
+    case(
+        "DL3010",
+        "FROM a:1\nCOPY app.tar.gz /tmp/\nRUN tar -xzf /tmp/app.tar.gz\nCOPY b.zip /\n",
+        &[2],
+    );
+    case(
+        "DL3010",
+        "FROM a:1\nCOPY --from=x app.tar.gz /tmp/\nRUN tar -xzf /tmp/app.tar.gz\n",
+        &[],
+    );
+}

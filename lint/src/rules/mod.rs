@@ -2,6 +2,7 @@
 
 mod buildkit;
 mod instructions;
+mod labels;
 mod packages;
 mod run;
 
@@ -44,6 +45,7 @@ pub(crate) static REGISTRY: &[&dyn Rule] = &[
     dl!("DL3007", Warning, "Using latest is prone to errors if the image will ever update. Pin the version explicitly to a release tag", instructions::dl3007),
     dl!("DL3008", Warning, "Pin versions in apt get install. Instead of `apt-get install <package>` use `apt-get install <package>=<version>`", packages::dl3008),
     dl!("DL3009", Info, "Delete the apt lists (/var/lib/apt/lists) after installing something", packages::dl3009),
+    dl!("DL3010", Info, "Use ADD for extracting archives into an image", run::dl3010),
     dl!("DL3011", Error, "Valid UNIX ports range from 0 to 65535", instructions::dl3011),
     dl!("DL3012", Error, "Multiple `HEALTHCHECK` instructions", instructions::dl3012),
     dl!("DL3013", Warning, "Pin versions in pip. Instead of `pip install <package>` use `pip install <package>==<version>` or `pip install --requirement <requirements file>`", packages::dl3013),
@@ -78,7 +80,16 @@ pub(crate) static REGISTRY: &[&dyn Rule] = &[
     dl!("DL3046", Warning, "`useradd` without flag `-l` and high UID will result in excessively large Image.", run::dl3046),
     dl!("DL3047", Info, "Avoid use of wget without progress bar. Use `wget --progress=dot:giga <url>`. Or consider using `-q` or `-nv` (shorthands for `--quiet` or `--no-verbose`).", run::dl3047),
     dl!("DL3048", Style, "Invalid label key.", instructions::dl3048),
+    dl!("DL3049", Info, "Label `<label>` is missing.", labels::dl3049),
+    dl!("DL3050", Info, "Superfluous label(s) present.", labels::dl3050),
+    dl!("DL3051", Warning, "label `<label>` is empty.", labels::dl3051),
+    dl!("DL3052", Warning, "Label `<label>` is not a valid URL.", labels::dl3052),
+    dl!("DL3053", Warning, "Label `<label>` is not a valid time format - must conform to RFC3339.", labels::dl3053),
+    dl!("DL3054", Warning, "Label `<label>` is not a valid SPDX identifier.", labels::dl3054),
+    dl!("DL3055", Warning, "Label `<label>` is not a valid git hash.", labels::dl3055),
+    dl!("DL3056", Warning, "Label `<label>` does not conform to semantic versioning.", labels::dl3056),
     dl!("DL3057", Ignore, "`HEALTHCHECK` instruction missing.", instructions::dl3057),
+    dl!("DL3058", Warning, "Label `<label>` is not a valid email format - must conform to RFC5322.", labels::dl3058),
     dl!("DL3059", Info, "Multiple consecutive `RUN` instructions. Consider consolidation.", run::dl3059),
     dl!("DL3060", Info, "`yarn cache clean` missing after `yarn install` was run.", packages::dl3060),
     dl!("DL3062", Warning, "Pin versions in go. Instead of `go install <package>` use `go install <package>@<version>`", packages::dl3062),

@@ -161,3 +161,58 @@ fn shell_sets_pipefail(words: &[String]) -> bool {
         ["bash", "zsh", "ash"].contains(&base) && c.has_flag("o") && c.has_arg("pipefail")
     })
 }
+
+const EXTRACTORS: [&str; 9] = [
+    "unzip",
+    "gunzip",
+    "bunzip2",
+    "unlzma",
+    "unxz",
+    "zgz",
+    "uncompress",
+    "zcat",
+    "gzcat",
+];
+
+fn basename(path: &str) -> &str {
+    let p = super::instructions::unquote(path).trim_end_matches('/');
+    p.rsplit('/').next().unwrap_or(p)
+}
+
+pub(crate) fn dl3010(cx: &Context<'_>, out: &mut Diagnostics) {
+    for stage in &cx.dockerfile.stages {
+        // (COPY line, archive basename, already reported)
+        let mut copied: Vec<(usize, String, bool)> = Vec::new();
+        for c in &stage.commands {
+            match &c.instruction {
+                Instruction::Copy(copy) if copy.from.is_none() => {
+                    for s in &copy.sources {
+                        if let kiln_parser::instruction::CopySource::Path(p) = s {
+                            if super::instructions::is_archive(super::instructions::unquote(p)) {
+                                copied.push((c.span.start.line, basename(p).to_string(), false));
+                            }
+                        }
+                    }
+                }
+                Instruction::Run(_) => {
+                    let Some(script) = cx.script(c) else { continue };
+                    for cmd in script.commands() {
+                        let extracts = (cmd.name == "tar"
+                            && cmd.has_any_flag(&["x", "extract", "get"]))
+                            || EXTRACTORS.contains(&cmd.name.as_str());
+                        if !extracts {
+                            continue;
+                        }
+                        for entry in copied.iter_mut() {
+                            if !entry.2 && cmd.args.iter().any(|a| basename(a) == entry.1) {
+                                entry.2 = true;
+                                out.at(entry.0);
+                            }
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+}
