@@ -6,6 +6,7 @@ use std::process::{Command, Output, Stdio};
 fn kiln_lint(args: &[&str], stdin: Option<&str>) -> Output {
     let mut child = Command::new(env!("CARGO_BIN_EXE_kiln"))
         .arg("lint")
+        .arg("--no-shellcheck")
         .args(args)
         .env_remove("XDG_CONFIG_HOME")
         .env("HOME", std::env::temp_dir())
@@ -114,4 +115,38 @@ fn issue_7_config_file_and_bad_key() {
     let out = kiln_lint(&["-c", cfg.to_str().expect("utf-8"), "-"], Some("FROM a\n"));
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("bogus"));
+}
+
+#[test]
+fn issue_7_shellcheck_findings_at_the_run_line() {
+    if kiln_lint_has_no_shellcheck() {
+        eprintln!("skipped: no shellcheck on PATH");
+        return;
+    }
+    let out = Command::new(env!("CARGO_BIN_EXE_kiln"))
+        .args(["lint", "--shellcheck", "-f", "json", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .and_then(|mut c| {
+            c.stdin
+                .take()
+                .expect("stdin")
+                .write_all(b"FROM a:1\nRUN echo $1 \\\n  && true\n")?;
+            c.wait_with_output()
+        })
+        .expect("run kiln");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert!(
+        v.as_array()
+            .expect("array")
+            .iter()
+            .any(|d| d["code"] == "SC2086" && d["line"] == 2),
+        "{v}"
+    );
+}
+
+fn kiln_lint_has_no_shellcheck() -> bool {
+    std::env::var_os("PATH")
+        .is_none_or(|p| !std::env::split_paths(&p).any(|d| d.join("shellcheck").is_file()))
 }

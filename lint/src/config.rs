@@ -3,6 +3,7 @@
 
 use crate::diagnostic::Severity;
 use crate::format::Format;
+use crate::shellcheck::ShellCheck;
 use std::collections::BTreeMap;
 
 /// Lint settings; `Config::default()` is hadolint with no config file.
@@ -28,10 +29,12 @@ pub struct Config {
     /// Never colour the tty format.
     pub no_color: bool,
     /// `label-schema`: label name -> type (`text`, `url`, `semver`, ...).
-    /// Read and kept; the label rules (DL3049-DL3058) are not written yet.
     pub label_schema: BTreeMap<String, String>,
-    /// `strict-labels` (DL3050, not written yet).
+    /// `strict-labels`: DL3050 reports labels not in the schema.
     pub strict_labels: bool,
+    /// Run ShellCheck on every RUN and report its SC findings (off unless
+    /// set; [`ShellCheck::find`] looks on `PATH`).
+    pub shellcheck: Option<ShellCheck>,
 }
 
 impl Default for Config {
@@ -47,6 +50,7 @@ impl Default for Config {
             no_color: false,
             label_schema: BTreeMap::new(),
             strict_labels: false,
+            shellcheck: None,
         }
     }
 }

@@ -36,6 +36,7 @@ mod pragma;
 mod rule;
 mod rules;
 pub mod shell;
+mod shellcheck;
 
 pub use config::Config;
 pub use config_file::{config_candidates, ConfigError};
@@ -44,6 +45,7 @@ pub use diagnostic::{Diagnostic, Diagnostics, Severity, UnknownSeverity};
 pub use format::{Format, UnknownFormat};
 pub use pragma::{parse_pragma, Pragma, Pragmas};
 pub use rule::{find_rule, rules, Origin, Rule};
+pub use shellcheck::{run_scripts, RunScript, ShellCheck, ShellCheckError};
 
 /// The code of the pseudo-rule for files that do not parse.
 pub const PARSE_ERROR: &str = "DL1000";
@@ -57,22 +59,41 @@ pub fn lint(source: &str, config: &Config) -> Vec<Diagnostic> {
 /// is copied into every finding.
 ///
 /// A file that does not parse gives one `DL1000` error at the parser's line
-/// and column, and no other finding.
+/// and column, and no other finding. When [`Config::shellcheck`] is set and
+/// ShellCheck fails to run, its findings are left out; use
+/// [`try_lint_file`] to see that error.
 pub fn lint_file(file: &str, source: &str, config: &Config) -> Vec<Diagnostic> {
+    match try_lint_file(file, source, config) {
+        Ok(found) => found,
+        Err((found, _)) => found,
+    }
+}
+
+/// Like [`lint_file`], but reports a ShellCheck failure.
+///
+/// # Errors
+/// When ShellCheck was asked for and could not run: the findings of the
+/// other rules, and the [`ShellCheckError`].
+#[allow(clippy::result_large_err)]
+pub fn try_lint_file(
+    file: &str,
+    source: &str,
+    config: &Config,
+) -> Result<Vec<Diagnostic>, (Vec<Diagnostic>, ShellCheckError)> {
     let dockerfile = match kiln_parser::parse(source) {
         Ok(df) => df,
         Err(err) => {
             if config.is_ignored(PARSE_ERROR) {
-                return Vec::new();
+                return Ok(Vec::new());
             }
-            return vec![Diagnostic {
+            return Ok(vec![Diagnostic {
                 code: PARSE_ERROR.to_string(),
                 severity: config.severity_of(PARSE_ERROR, Severity::Error),
                 line: err.position.line,
                 column: err.position.column,
                 message: err.kind.to_string(),
                 file: file.to_string(),
-            }];
+            }]);
         }
     };
     let cx = Context::new(&dockerfile, config);
@@ -102,10 +123,22 @@ pub fn lint_file(file: &str, source: &str, config: &Config) -> Vec<Diagnostic> {
         } else {
             severity
         };
-        let before = out.as_slice().len();
         out.begin(code, severity, rule.message());
         rule.check(&cx, &mut out);
-        debug_assert!(out.as_slice()[before..].iter().all(|d| d.code == code));
+    }
+    let mut failure = None;
+    if let Some(sc) = &config.shellcheck {
+        match sc.check(&dockerfile, file) {
+            Ok(found) => {
+                for mut d in found {
+                    d.severity = config.severity_of(&d.code, d.severity);
+                    if d.severity != Severity::Ignore && !config.is_ignored(&d.code) {
+                        out.push(d);
+                    }
+                }
+            }
+            Err(e) => failure = Some(e),
+        }
     }
     let mut found: Vec<Diagnostic> = out
         .into_vec()
@@ -118,7 +151,10 @@ pub fn lint_file(file: &str, source: &str, config: &Config) -> Vec<Diagnostic> {
         })
         .collect();
     found.sort_by_key(|d| d.line);
-    found
+    match failure {
+        None => Ok(found),
+        Some(e) => Err((found, e)),
+    }
 }
 
 /// True when the findings should make the run fail: a parse error, or any

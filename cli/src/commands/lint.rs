@@ -2,7 +2,9 @@
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
-use kiln_lint::{config_candidates, find_rule, is_failure, lint_file, Config, Format, Severity};
+use kiln_lint::{
+    config_candidates, find_rule, is_failure, try_lint_file, Config, Format, Severity, ShellCheck,
+};
 use std::io::{IsTerminal, Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -52,6 +54,13 @@ pub struct LintArgs {
     /// Ignore `# hadolint ignore=` pragmas.
     #[arg(long)]
     disable_ignore_pragma: bool,
+    /// Run ShellCheck on each RUN and report its SC findings (the default
+    /// when `shellcheck` is on PATH).
+    #[arg(long, overrides_with = "no_shellcheck")]
+    shellcheck: bool,
+    /// Do not run ShellCheck.
+    #[arg(long)]
+    no_shellcheck: bool,
     /// Print what a rule checks, then exit.
     #[arg(long, value_name = "CODE")]
     explain: Option<String>,
@@ -71,7 +80,13 @@ pub fn run(args: &LintArgs) -> Result<ExitCode> {
     let mut found = Vec::new();
     for file in &args.files {
         let (name, source) = read_source(file)?;
-        found.extend(lint_file(&name, &source, &config));
+        match try_lint_file(&name, &source, &config) {
+            Ok(f) => found.extend(f),
+            Err((f, err)) => {
+                eprintln!("kiln: {name}: {err}; SC findings left out");
+                found.extend(f);
+            }
+        }
     }
     let color = format == Format::Tty
         && !args.no_color
@@ -127,6 +142,12 @@ fn load_config(args: &LintArgs) -> Result<Config> {
         config.failure_threshold = t;
     }
     config.no_fail |= args.no_fail;
+    if !args.no_shellcheck {
+        config.shellcheck = ShellCheck::find();
+        if args.shellcheck && config.shellcheck.is_none() {
+            bail!("--shellcheck: no shellcheck on PATH");
+        }
+    }
     config.disable_ignore_pragma |= args.disable_ignore_pragma;
     Ok(config)
 }
