@@ -227,6 +227,90 @@ impl Config {
     }
 }
 
+fn truthy(v: &str) -> bool {
+    matches!(v.trim().to_ascii_lowercase().as_str(), "1" | "true" | "yes")
+}
+
+fn comma_list(v: &str) -> impl Iterator<Item = String> + '_ {
+    v.split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(String::from)
+}
+
+impl Config {
+    /// Merges hadolint's environment variables (`HADOLINT_NOFAIL`,
+    /// `HADOLINT_FORMAT`, `HADOLINT_FAILURE_THRESHOLD`, `HADOLINT_IGNORE`,
+    /// `HADOLINT_OVERRIDE_{ERROR,WARNING,INFO,STYLE}`,
+    /// `HADOLINT_TRUSTED_REGISTRIES`, `HADOLINT_STRICT_LABELS`,
+    /// `HADOLINT_DISABLE_IGNORE_PRAGMA`, `HADOLINT_REQUIRE_LABELS`,
+    /// `NO_COLOR`) read through `lookup`. hadolint applies them before the
+    /// config file and the command line.
+    ///
+    /// # Errors
+    /// A [`ConfigError`] naming the variable whose value is not valid.
+    pub fn merge_env(
+        &mut self,
+        lookup: impl Fn(&str) -> Option<String>,
+    ) -> Result<(), ConfigError> {
+        let bad = |key: &str, message: String| err(0, key, message);
+        if lookup("NO_COLOR").is_some() {
+            self.no_color = true;
+        }
+        if let Some(v) = lookup("HADOLINT_NOFAIL") {
+            self.no_fail = truthy(&v);
+        }
+        if let Some(v) = lookup("HADOLINT_STRICT_LABELS") {
+            self.strict_labels = truthy(&v);
+        }
+        if let Some(v) = lookup("HADOLINT_DISABLE_IGNORE_PRAGMA") {
+            self.disable_ignore_pragma = truthy(&v);
+        }
+        if let Some(v) = lookup("HADOLINT_FORMAT") {
+            let f = v
+                .parse()
+                .map_err(|e: crate::UnknownFormat| bad("HADOLINT_FORMAT", e.to_string()))?;
+            self.format = Some(f);
+        }
+        if let Some(v) = lookup("HADOLINT_FAILURE_THRESHOLD") {
+            self.failure_threshold = v
+                .parse()
+                .map_err(|e| bad("HADOLINT_FAILURE_THRESHOLD", format!("{e}")))?;
+        }
+        if let Some(v) = lookup("HADOLINT_IGNORE") {
+            self.ignored.extend(comma_list(&v));
+        }
+        if let Some(v) = lookup("HADOLINT_TRUSTED_REGISTRIES") {
+            self.trusted_registries.extend(comma_list(&v));
+        }
+        for (key, severity) in [
+            ("HADOLINT_OVERRIDE_ERROR", Severity::Error),
+            ("HADOLINT_OVERRIDE_WARNING", Severity::Warning),
+            ("HADOLINT_OVERRIDE_INFO", Severity::Info),
+            ("HADOLINT_OVERRIDE_STYLE", Severity::Style),
+        ] {
+            if let Some(v) = lookup(key) {
+                for code in comma_list(&v) {
+                    self.overrides.insert(code, severity);
+                }
+            }
+        }
+        if let Some(v) = lookup("HADOLINT_REQUIRE_LABELS") {
+            for item in comma_list(&v) {
+                let Some((label, kind)) = item.split_once(':') else {
+                    return Err(bad(
+                        "HADOLINT_REQUIRE_LABELS",
+                        format!("{item:?} is not label:format"),
+                    ));
+                };
+                self.label_schema
+                    .insert(label.to_string(), kind.to_string());
+            }
+        }
+        Ok(())
+    }
+}
+
 /// Where hadolint looks for a config file, in order: `.hadolint.yaml` and
 /// `.hadolint.yml` in `cwd`, then `hadolint.yaml`/`.yml` in
 /// `$XDG_CONFIG_HOME` (or `~/.config`), then `~/.hadolint/hadolint.yaml`
@@ -272,6 +356,33 @@ mod tests {
         assert_eq!(c.trusted_registries, ["docker.io", "my-company.com:5000"]);
         assert_eq!(c.label_schema["author"], "text");
         assert!(c.strict_labels);
+    }
+
+    #[test]
+    fn environment() {
+        let env = [
+            ("HADOLINT_NOFAIL", "1"),
+            ("HADOLINT_IGNORE", "DL3000, DL3001"),
+            ("HADOLINT_OVERRIDE_STYLE", "DL3015"),
+            ("HADOLINT_REQUIRE_LABELS", "maintainer:text"),
+            ("HADOLINT_FORMAT", "json"),
+        ];
+        let lookup = |k: &str| {
+            env.iter()
+                .find(|(n, _)| *n == k)
+                .map(|(_, v)| v.to_string())
+        };
+        let mut c = Config::default();
+        c.merge_env(lookup).unwrap();
+        assert!(c.no_fail);
+        assert_eq!(c.ignored, ["DL3000", "DL3001"]);
+        assert_eq!(c.overrides["DL3015"], Severity::Style);
+        assert_eq!(c.label_schema["maintainer"], "text");
+        assert_eq!(c.format, Some(Format::Json));
+        let e = Config::default()
+            .merge_env(|k| (k == "HADOLINT_FAILURE_THRESHOLD").then(|| "loud".to_string()))
+            .unwrap_err();
+        assert_eq!(e.key, "HADOLINT_FAILURE_THRESHOLD");
     }
 
     #[test]

@@ -24,11 +24,17 @@ pub enum Format {
     Codeclimate,
     /// GitLab's Code Quality report: a JSON array with fingerprints.
     GitlabCodeclimate,
+    /// Codacy: JSON objects written one after another.
+    Codacy,
+    /// SonarQube generic issue import format.
+    Sonarqube,
+    /// JUnit XML, one test case per finding.
+    Junit,
 }
 
 /// A format name kiln does not know.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown format {0:?} (expected tty, json, sarif, checkstyle, gnu, codeclimate or gitlab_codeclimate)")]
+#[error("unknown format {0:?} (expected tty, json, sarif, checkstyle, gnu, codeclimate, gitlab_codeclimate, codacy, sonarqube or junit)")]
 pub struct UnknownFormat(pub String);
 
 impl FromStr for Format {
@@ -42,6 +48,9 @@ impl FromStr for Format {
             "gnu" => Format::Gnu,
             "codeclimate" => Format::Codeclimate,
             "gitlab_codeclimate" => Format::GitlabCodeclimate,
+            "codacy" => Format::Codacy,
+            "sonarqube" => Format::Sonarqube,
+            "junit" => Format::Junit,
             other => return Err(UnknownFormat(other.to_string())),
         })
     }
@@ -57,6 +66,9 @@ impl fmt::Display for Format {
             Format::Gnu => "gnu",
             Format::Codeclimate => "codeclimate",
             Format::GitlabCodeclimate => "gitlab_codeclimate",
+            Format::Codacy => "codacy",
+            Format::Sonarqube => "sonarqube",
+            Format::Junit => "junit",
         })
     }
 }
@@ -85,12 +97,27 @@ impl Format {
                 let items: Vec<String> = found.iter().map(|d| codeclimate_issue(d, true)).collect();
                 writeln!(out, "[{}]", items.join(","))
             }
+            Format::Codacy => {
+                for d in found {
+                    write!(
+                        out,
+                        "{{\"filename\":{},\"line\":{},\"message\":{},\"patternId\":{}}}",
+                        js(&d.file),
+                        d.line,
+                        js(&d.message),
+                        js(&d.code)
+                    )?;
+                }
+                Ok(())
+            }
+            Format::Sonarqube => write_sonarqube(found, out),
+            Format::Junit => write_junit(found, out),
         }
     }
 
     /// True for the formats after which hadolint always exits 0.
     pub fn never_fails(self) -> bool {
-        self == Format::Codeclimate
+        matches!(self, Format::Codeclimate | Format::Codacy)
     }
 }
 
@@ -235,6 +262,55 @@ fn fingerprint_of(d: &Diagnostic) -> String {
     format!("{h:016x}")
 }
 
+fn write_sonarqube(found: &[Diagnostic], out: &mut impl Write) -> io::Result<()> {
+    let issues: Vec<String> = found
+        .iter()
+        .map(|d| {
+            let (severity, kind) = match d.severity {
+                _ if d.code == crate::PARSE_ERROR => ("BLOCKER", "BUG"),
+                Severity::Error => ("CRITICAL", "BUG"),
+                Severity::Warning => ("MAJOR", "CODE_SMELL"),
+                Severity::Info => ("MINOR", "CODE_SMELL"),
+                Severity::Style | Severity::Ignore => ("INFO", "CODE_SMELL"),
+            };
+            format!(
+                "{{\"engineId\":\"kiln-lint\",\"primaryLocation\":{{\"filePath\":{},\"message\":{},\"textRange\":{{\"endColumn\":{},\"endLine\":{},\"startColumn\":{},\"startLine\":{}}}}},\"ruleId\":{},\"severity\":\"{}\",\"type\":\"{}\"}}",
+                js(&d.file),
+                js(&d.message),
+                d.column,
+                d.line,
+                d.column - 1,
+                d.line,
+                js(&d.code),
+                severity,
+                kind
+            )
+        })
+        .collect();
+    writeln!(out, "{{\"issues\":[{}]}}", issues.join(","))
+}
+
+fn write_junit(found: &[Diagnostic], out: &mut impl Write) -> io::Result<()> {
+    write!(
+        out,
+        "<?xml version='1.0' encoding='UTF-8'?><testsuites><testsuite name=\"kiln-lint\" tests=\"{0}\" failures=\"{0}\">",
+        found.len()
+    )?;
+    for d in found {
+        write!(
+            out,
+            "<testcase id=\"kiln-lint.rule.{0}\" name=\"{0}\" classname=\"{1}\"><failure type=\"{2}\" message=\"{3}\">{1}:{4}:{5} {0}: {3}</failure></testcase>",
+            xml(&d.code),
+            xml(&d.file),
+            d.severity,
+            xml(&d.message),
+            d.line,
+            d.column
+        )?;
+    }
+    writeln!(out, "</testsuite></testsuites>")
+}
+
 fn write_sarif(found: &[Diagnostic], out: &mut impl Write) -> io::Result<()> {
     let mut codes: Vec<&str> = found.iter().map(|d| d.code.as_str()).collect();
     codes.sort_unstable();
@@ -318,7 +394,7 @@ mod tests {
 
     #[test]
     fn structured_formats_parse() {
-        for f in [Format::Sarif, Format::GitlabCodeclimate] {
+        for f in [Format::Sarif, Format::GitlabCodeclimate, Format::Sonarqube] {
             let v: serde_json::Value = serde_json::from_str(&render(f)).unwrap();
             assert!(v.is_object() || v.is_array());
         }
@@ -327,6 +403,9 @@ mod tests {
         let v: serde_json::Value = serde_json::from_str(cc.trim_end_matches('\0')).unwrap();
         assert_eq!(v["location"]["lines"]["begin"], 1);
         assert!(render(Format::Checkstyle).contains("source=\"DL3006\""));
+        assert!(render(Format::Junit).contains("<testcase id=\"kiln-lint.rule.DL3006\""));
+        let codacy: serde_json::Value = serde_json::from_str(&render(Format::Codacy)).unwrap();
+        assert_eq!(codacy["patternId"], "DL3006");
         assert_eq!(
             render(Format::Gnu),
             "kiln:Dockerfile:1: DL3006 warning: Always tag the version of an image explicitly\n"

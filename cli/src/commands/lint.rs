@@ -16,7 +16,7 @@ pub struct LintArgs {
     #[arg(value_name = "FILE", required_unless_present = "explain")]
     files: Vec<PathBuf>,
     /// Output format: tty, json, sarif, checkstyle, gnu, codeclimate,
-    /// gitlab_codeclimate.
+    /// gitlab_codeclimate, codacy, sonarqube, junit.
     #[arg(short = 'f', long)]
     format: Option<Format>,
     /// Never report this rule (repeatable).
@@ -61,6 +61,9 @@ pub struct LintArgs {
     /// Do not run ShellCheck.
     #[arg(long)]
     no_shellcheck: bool,
+    /// The file name to print in reports instead of the one read.
+    #[arg(long, value_name = "PATH")]
+    file_path_in_report: Option<String>,
     /// Print what a rule checks, then exit.
     #[arg(long, value_name = "CODE")]
     explain: Option<String>,
@@ -80,6 +83,7 @@ pub fn run(args: &LintArgs) -> Result<ExitCode> {
     let mut found = Vec::new();
     for file in &args.files {
         let (name, source) = read_source(file)?;
+        let name = args.file_path_in_report.clone().unwrap_or(name);
         match try_lint_file(&name, &source, &config) {
             Ok(f) => found.extend(f),
             Err((f, err)) => {
@@ -106,6 +110,9 @@ pub fn run(args: &LintArgs) -> Result<ExitCode> {
 /// The config file (given, or the first found), then the flags on top.
 fn load_config(args: &LintArgs) -> Result<Config> {
     let mut config = Config::default();
+    config
+        .merge_env(|k| std::env::var(k).ok())
+        .context("bad environment")?;
     let path = match &args.config {
         Some(p) => Some(p.clone()),
         None => {
