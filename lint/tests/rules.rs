@@ -415,3 +415,11 @@ fn dl3010_copy_then_extract() {
         &[],
     );
 }
+
+#[test]
+fn every_rule_is_explained() {
+    for rule in kiln_lint::rules() {
+        assert!(kiln_lint::explain(rule.code()).is_some(), "{}", rule.code());
+    }
+    assert!(kiln_lint::explain("DL1000").is_some());
+}

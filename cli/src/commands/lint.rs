@@ -3,7 +3,8 @@
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use kiln_lint::{
-    config_candidates, find_rule, is_failure, try_lint_file, Config, Format, Severity, ShellCheck,
+    config_candidates, explain, find_rule, is_failure, try_lint_file, Config, Format, Severity,
+    ShellCheck,
 };
 use std::io::{IsTerminal, Read, Write};
 use std::path::{Path, PathBuf};
@@ -72,10 +73,18 @@ pub struct LintArgs {
 /// Runs `kiln lint`.
 pub fn run(args: &LintArgs) -> Result<ExitCode> {
     if let Some(code) = &args.explain {
-        let Some(rule) = find_rule(code) else {
+        let Some(text) = explain(code) else {
             bail!("unknown rule {code}");
         };
-        println!("{} ({}): {}", rule.code(), rule.severity(), rule.message());
+        match find_rule(code) {
+            Some(rule) => println!(
+                "{} ({}): {}\n\n{text}",
+                rule.code(),
+                rule.severity(),
+                rule.message()
+            ),
+            None => println!("{code}\n\n{text}"),
+        }
         return Ok(ExitCode::SUCCESS);
     }
     let config = load_config(args)?;
