@@ -82,9 +82,16 @@ pub fn try_lint_file(
     source: &str,
     config: &Config,
 ) -> Result<Vec<Diagnostic>, (Vec<Diagnostic>, ShellCheckError)> {
-    let dockerfile = match kiln_parser::parse(source) {
-        Ok(df) => df,
+    let (dockerfile, recovered) = match kiln_parser::parse(source) {
+        Ok(df) => (df, Vec::new()),
         Err(err) => {
+            // A file fixed up by `recover` that still fails reports the
+            // later error, which is the real one.
+            let err = match recover(source) {
+                Some(Ok(recovered)) => return finish(file, recovered, config),
+                Some(Err(later)) => later,
+                None => err,
+            };
             if config.is_ignored(PARSE_ERROR) {
                 return Ok(Vec::new());
             }
@@ -98,6 +105,16 @@ pub fn try_lint_file(
             }]);
         }
     };
+    finish(file, (dockerfile, recovered), config)
+}
+
+/// Runs the rules (and ShellCheck) on a parsed file and applies pragmas.
+#[allow(clippy::result_large_err)]
+fn finish(
+    file: &str,
+    (dockerfile, recovered): (kiln_parser::Dockerfile, Vec<(&'static str, usize)>),
+    config: &Config,
+) -> Result<Vec<Diagnostic>, (Vec<Diagnostic>, ShellCheckError)> {
     let cx = Context::new(&dockerfile, config);
     let pragmas = Pragmas::read(&dockerfile);
     let from_lines = cx.from_lines();
@@ -128,6 +145,15 @@ pub fn try_lint_file(
         out.begin(code, severity, rule.message());
         rule.check(&cx, &mut out);
     }
+    for (code, line) in recovered {
+        if let Some(rule) = find_rule(code) {
+            let severity = config.severity_of(code, rule.severity());
+            if severity != Severity::Ignore && !config.is_ignored(code) {
+                out.begin(code, severity, rule.message());
+                out.at(line);
+            }
+        }
+    }
     let mut failure = None;
     if let Some(sc) = &config.shellcheck {
         match sc.check(&dockerfile, file) {
@@ -157,6 +183,66 @@ pub fn try_lint_file(
         None => Ok(found),
         Some(e) => Err((found, e)),
     }
+}
+
+/// Files BuildKit rejects but hadolint lints: instructions before the
+/// first FROM (DL3061) and ONBUILD triggers ONBUILD may not run (DL3043).
+/// Those instructions are blanked out, the rest is parsed again, and the
+/// findings are returned with the Dockerfile.
+#[allow(clippy::type_complexity)]
+fn recover(
+    source: &str,
+) -> Option<Result<(kiln_parser::Dockerfile, Vec<(&'static str, usize)>), kiln_parser::ParseError>>
+{
+    let raw = kiln_parser::raw::parse_raw(source).ok()?;
+    let mut found = Vec::new();
+    let mut blank: Vec<(usize, usize)> = Vec::new();
+    let mut seen_from = false;
+    for node in &raw.nodes {
+        let command = node.command();
+        let span = node.span;
+        let last = if span.end.column > 1 || span.end.line == span.start.line {
+            span.end.line
+        } else {
+            span.end.line - 1
+        };
+        if command == "from" {
+            seen_from = true;
+        } else if !seen_from && command != "arg" {
+            found.push(("DL3061", span.start.line));
+            blank.push((span.start.line, last));
+        }
+        if command == "onbuild"
+            && node
+                .nested
+                .as_ref()
+                .is_some_and(|n| matches!(n.command().as_str(), "onbuild" | "from" | "maintainer"))
+        {
+            found.push(("DL3043", span.start.line));
+            blank.push((span.start.line, last));
+        }
+    }
+    if found.is_empty() {
+        return None;
+    }
+    let text: String = source
+        .split_inclusive('\n')
+        .enumerate()
+        .map(|(i, line)| {
+            if blank.iter().any(|(a, b)| (*a..=*b).contains(&(i + 1))) {
+                if line.ends_with("\r\n") {
+                    "\r\n"
+                } else if line.ends_with('\n') {
+                    "\n"
+                } else {
+                    ""
+                }
+            } else {
+                line
+            }
+        })
+        .collect();
+    Some(kiln_parser::parse(&text).map(|dockerfile| (dockerfile, found)))
 }
 
 /// True when the findings should make the run fail: a parse error, or any

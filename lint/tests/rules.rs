@@ -423,3 +423,15 @@ fn every_rule_is_explained() {
     }
     assert!(kiln_lint::explain("DL1000").is_some());
 }
+
+#[test]
+fn misplaced_instructions_are_reported_and_the_rest_linted() {
+    case("DL3061", "LABEL a=b\nFROM debian\nRUN cd /x\n", &[1]);
+    case("DL3003", "LABEL a=b\nFROM debian\nRUN cd /x\n", &[3]);
+    case(
+        "DL3043",
+        "FROM a:1\nONBUILD ONBUILD RUN x\nONBUILD MAINTAINER me\nRUN cd /x\n",
+        &[2, 3],
+    );
+    case("DL1000", "LABEL a=b\nFROM a:1\nCOPY --bogus a b\n", &[3]);
+}

@@ -33,6 +33,10 @@ macro_rules! bk {
     };
 }
 
+/// DL3043 and DL3061 describe files kiln's parser rejects as BuildKit does;
+/// [`crate::lint_file`] finds them while recovering from that parse error.
+fn recovered_only(_: &crate::Context<'_>, _: &mut crate::Diagnostics) {}
+
 /// Every rule, in hadolint's order, then BuildKit's checks.
 pub(crate) static REGISTRY: &[&dyn Rule] = &[
     dl!("DL1001", Ignore, "Please refrain from using inline ignore pragmas `# hadolint ignore=DLxxxx`.", instructions::dl1001),
@@ -75,6 +79,7 @@ pub(crate) static REGISTRY: &[&dyn Rule] = &[
     dl!("DL3040", Warning, "`dnf clean all` missing after dnf command.", packages::dl3040),
     dl!("DL3041", Warning, "Specify version with `dnf install -y <package>-<version>`.", packages::dl3041),
     dl!("DL3042", Warning, "Avoid use of cache directory with pip. Use `pip install --no-cache-dir <package>`", packages::dl3042),
+    dl!("DL3043", Error, "`ONBUILD`, `FROM` or `MAINTAINER` triggered from within `ONBUILD` instruction.", recovered_only),
     dl!("DL3044", Error, "Do not refer to an environment variable within the same `ENV` statement where it is defined.", instructions::dl3044),
     dl!("DL3045", Warning, "`COPY` to a relative destination without `WORKDIR` set.", instructions::dl3045),
     dl!("DL3046", Warning, "`useradd` without flag `-l` and high UID will result in excessively large Image.", run::dl3046),
@@ -92,6 +97,7 @@ pub(crate) static REGISTRY: &[&dyn Rule] = &[
     dl!("DL3058", Warning, "Label `<label>` is not a valid email format - must conform to RFC5322.", labels::dl3058),
     dl!("DL3059", Info, "Multiple consecutive `RUN` instructions. Consider consolidation.", run::dl3059),
     dl!("DL3060", Info, "`yarn cache clean` missing after `yarn install` was run.", packages::dl3060),
+    dl!("DL3061", Error, "Invalid instruction order. Dockerfile must begin with `FROM`, `ARG` or comment.", recovered_only),
     dl!("DL3062", Warning, "Pin versions in go. Instead of `go install <package>` use `go install <package>@<version>`", packages::dl3062),
     dl!("DL3063", Warning, "stage name should not be a reserved word", instructions::dl3063),
     dl!("DL3064", Warning, "Potentially sensitive data should not be used in the `ARG` or `ENV` commands", instructions::dl3064),
