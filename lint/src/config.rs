@@ -35,6 +35,9 @@ pub struct Config {
     /// Run ShellCheck on every RUN and report its SC findings (off unless
     /// set; [`ShellCheck::find`] looks on `PATH`).
     pub shellcheck: Option<ShellCheck>,
+    /// The build context's `.dockerignore`, for BuildKit's CopyIgnoredFile
+    /// check (off when `None`).
+    pub dockerignore: Option<crate::DockerIgnore>,
 }
 
 impl Default for Config {
@@ -51,6 +54,7 @@ impl Default for Config {
             label_schema: BTreeMap::new(),
             strict_labels: false,
             shellcheck: None,
+            dockerignore: None,
         }
     }
 }

@@ -94,6 +94,7 @@ pub fn explain(code: &str) -> Option<&'static str> {
         "FromPlatformFlagConstDisallowed" => "BuildKit: FROM --platform with a constant that the stage name does not mention. Use a variable, or name the stage after the platform.",
         "ExposeProtoCasing" => "BuildKit: the protocol in EXPOSE is not lower case. Write `80/tcp`.",
         "ExposeInvalidFormat" => "BuildKit: EXPOSE with an IP address or host:container mapping. Publish ports at run time; EXPOSE only the container port.",
+        "CopyIgnoredFile" => "BuildKit: COPY/ADD names a context path that .dockerignore excludes, so the build cannot see it. Fix the path or the .dockerignore (kiln reads `<Dockerfile>.dockerignore`, else `.dockerignore` beside the Dockerfile).",
         "InvalidDefinitionDescription" => "BuildKit (experimental): the comment above `FROM ... AS name` or `ARG name` does not start with that name. Start it with the name, or separate it with an empty line.",
         _ => return None,
     })

@@ -435,3 +435,23 @@ fn misplaced_instructions_are_reported_and_the_rest_linted() {
     );
     case("DL1000", "LABEL a=b\nFROM a:1\nCOPY --bogus a b\n", &[3]);
 }
+
+#[test]
+fn copy_ignored_file_needs_a_dockerignore() {
+    let src = "FROM a:1\nCOPY vendor/x /x\nCOPY src /src\nCOPY --from=b vendor /v\n";
+    let mut config = Config::default();
+    assert!(found(src, &config)
+        .iter()
+        .all(|(c, _)| c != "CopyIgnoredFile"));
+    config.dockerignore = Some(kiln_lint::DockerIgnore::parse("vendor\n"));
+    let lines: Vec<usize> = found(src, &config)
+        .into_iter()
+        .filter(|(c, _)| c == "CopyIgnoredFile")
+        .map(|(_, l)| l)
+        .collect();
+    assert_eq!(lines, [2]);
+    config.dockerignore = Some(kiln_lint::DockerIgnore::parse("vendor\n!vendor/keep\n"));
+    assert!(found(src, &config)
+        .iter()
+        .all(|(c, _)| c != "CopyIgnoredFile"));
+}

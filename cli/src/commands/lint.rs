@@ -92,6 +92,11 @@ pub fn run(args: &LintArgs) -> Result<ExitCode> {
     let mut found = Vec::new();
     for file in &args.files {
         let (name, source) = read_source(file)?;
+        let ignore = dockerignore_for(file)?;
+        let config = Config {
+            dockerignore: ignore,
+            ..config.clone()
+        };
         let name = args.file_path_in_report.clone().unwrap_or(name);
         match try_lint_file(&name, &source, &config) {
             Ok(f) => found.extend(f),
@@ -166,6 +171,28 @@ fn load_config(args: &LintArgs) -> Result<Config> {
     }
     config.disable_ignore_pragma |= args.disable_ignore_pragma;
     Ok(config)
+}
+
+/// `<Dockerfile>.dockerignore`, else `.dockerignore` beside the Dockerfile
+/// (taken as the build context), as BuildKit picks them.
+fn dockerignore_for(file: &Path) -> Result<Option<kiln_lint::DockerIgnore>> {
+    if file.as_os_str() == "-" {
+        return Ok(None);
+    }
+    let mut own = file.as_os_str().to_owned();
+    own.push(".dockerignore");
+    let beside = file
+        .parent()
+        .map(|d| d.join(".dockerignore"))
+        .unwrap_or_else(|| PathBuf::from(".dockerignore"));
+    for candidate in [PathBuf::from(own), beside] {
+        if candidate.is_file() {
+            let text = std::fs::read_to_string(&candidate)
+                .with_context(|| format!("reading {}", candidate.display()))?;
+            return Ok(Some(kiln_lint::DockerIgnore::parse(&text)));
+        }
+    }
+    Ok(None)
 }
 
 fn read_source(file: &Path) -> Result<(String, String)> {

@@ -608,3 +608,37 @@ pub(crate) fn invalid_definition_description(cx: &Context<'_>, out: &mut Diagnos
         }
     }
 }
+
+pub(crate) fn copy_ignored_file(cx: &Context<'_>, out: &mut Diagnostics) {
+    let Some(ignore) = &cx.config.dockerignore else {
+        return;
+    };
+    if ignore.has_exclusions() {
+        return;
+    }
+    for item in cx.items().iter().filter(|i| !i.onbuild) {
+        let (verb, copy) = match &item.command.instruction {
+            Instruction::Copy(c) => ("Copy", c),
+            Instruction::Add(c) => ("Add", c),
+            _ => continue,
+        };
+        if copy.from.is_some() {
+            continue;
+        }
+        for source in &copy.sources {
+            let kiln_parser::instruction::CopySource::Path(path) = source else {
+                continue;
+            };
+            let path = super::instructions::unquote(path);
+            if path.contains("://") || path.starts_with("git@") {
+                continue;
+            }
+            if ignore.matches_or_parent_matches(path) {
+                out.at_with(
+                    item.line,
+                    format!("Attempting to {verb} file {path:?} that is excluded by .dockerignore"),
+                );
+            }
+        }
+    }
+}
