@@ -279,7 +279,7 @@ fn write_sonarqube(found: &[Diagnostic], out: &mut impl Write) -> io::Result<()>
                 js(&d.message),
                 d.column,
                 d.line,
-                d.column - 1,
+                d.column.saturating_sub(1),
                 d.line,
                 js(&d.code),
                 severity,

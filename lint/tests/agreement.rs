@@ -5,7 +5,8 @@
 //!
 //! Files hadolint cannot parse (DL1000) are left out of the comparison: its
 //! verdict there is a parse error, not a list of findings (see
-//! DIFFERENCES.md). Run with `--nocapture` to see every difference.
+//! DIFFERENCES.md). Findings that match must also have hadolint's level,
+//! message and column. Run with `--nocapture` to see every difference.
 
 use kiln_lint::{lint_file, Config};
 use std::collections::BTreeSet;
@@ -25,6 +26,29 @@ const MIN_REPRODUCED: f64 = 99.9;
 const MAX_EXTRA: f64 = 0.1;
 
 type Findings = BTreeSet<(String, usize)>;
+
+/// hadolint's (level, message) per (code, line) of a file.
+fn oracle_texts(file: &str) -> std::collections::BTreeMap<(String, usize), (String, String)> {
+    let text =
+        fs::read_to_string(Path::new(ORACLE).join(format!("{file}.json"))).unwrap_or_default();
+    let value: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
+    let mut out = std::collections::BTreeMap::new();
+    for d in value.as_array().into_iter().flatten() {
+        let (Some(code), Some(line), Some(level), Some(message)) = (
+            d["code"].as_str(),
+            d["line"].as_u64(),
+            d["level"].as_str(),
+            d["message"].as_str(),
+        ) else {
+            continue;
+        };
+        out.insert(
+            (code.to_string(), line as usize),
+            (level.to_string(), message.to_string()),
+        );
+    }
+    out
+}
 
 fn oracle(file: &str) -> Option<(Findings, bool)> {
     oracle_codes(file, "DL")
@@ -65,6 +89,7 @@ fn agreement_with_hadolint() {
     let (mut expected_total, mut matched, mut extra) = (0usize, 0usize, 0usize);
     let mut skipped = 0;
     let mut kiln_parse_errors = Vec::new();
+    let mut text_mismatches: Vec<String> = Vec::new();
     for name in &names {
         let source = fs::read(Path::new(CORPUS).join(name)).expect("read corpus file");
         let source = String::from_utf8_lossy(&source);
@@ -81,6 +106,17 @@ fn agreement_with_hadolint() {
             .filter(|d| d.code.starts_with("DL"))
             .map(|d| (d.code.clone(), d.line))
             .collect();
+        let texts = oracle_texts(name);
+        for d in found.iter().filter(|d| d.code.starts_with("DL")) {
+            if let Some((level, message)) = texts.get(&(d.code.clone(), d.line)) {
+                if d.severity.as_str() != level || d.message != *message || d.column != 1 {
+                    text_mismatches.push(format!(
+                        "{name}:{} {} {} {:?}",
+                        d.line, d.code, d.severity, d.message
+                    ));
+                }
+            }
+        }
         if got.iter().any(|(c, _)| c == "DL1000") {
             kiln_parse_errors.push(name.clone());
         }
@@ -106,6 +142,10 @@ fn agreement_with_hadolint() {
     );
     println!("kiln parse errors: {kiln_parse_errors:?}");
     assert!(
+        text_mismatches.is_empty(),
+        "level, message or column differ from hadolint's: {text_mismatches:#?}"
+    );
+    assert!(
         kiln_parse_errors.is_empty(),
         "kiln fails to parse files hadolint reads: {kiln_parse_errors:?}"
     );
@@ -117,6 +157,26 @@ fn agreement_with_hadolint() {
         extra_pct <= MAX_EXTRA,
         "extra {extra_pct:.2}% > {MAX_EXTRA}%"
     );
+}
+
+/// Every corpus file, and every prefix of it cut at 7 places (unbalanced
+/// quotes, heredocs and continuations), lints without a panic.
+#[test]
+fn no_panic_on_any_corpus_file_or_prefix() {
+    let Ok(dir) = fs::read_dir(CORPUS) else {
+        eprintln!("skipped: no corpus at {CORPUS}");
+        return;
+    };
+    for entry in dir.filter_map(|e| e.ok()) {
+        let bytes = fs::read(entry.path()).expect("read");
+        let text = String::from_utf8_lossy(&bytes);
+        let cuts: Vec<usize> = text.char_indices().map(|(i, _)| i).collect();
+        for k in 1..8 {
+            if let Some(&cut) = cuts.get(cuts.len() * k / 8) {
+                let _ = lint_file("x", &text[..cut], &Config::default());
+            }
+        }
+    }
 }
 
 #[test]
