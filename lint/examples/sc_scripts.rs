@@ -12,7 +12,7 @@ fn main() {
         eprintln!("{file}: does not parse");
         std::process::exit(1);
     };
-    for s in kiln_lint::run_scripts(&df) {
+    for s in kiln_lint::run_scripts(&df, &source) {
         let path = std::path::Path::new(dir).join(format!("{}.sh", s.line));
         if let Err(e) = std::fs::write(&path, &s.script) {
             eprintln!("{}: {e}", path.display());

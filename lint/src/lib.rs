@@ -90,7 +90,7 @@ pub fn try_lint_file(
             // A file fixed up by `recover` that still fails reports the
             // later error, which is the real one.
             let err = match recover(source) {
-                Some(Ok(recovered)) => return finish(file, recovered, config),
+                Some(Ok(recovered)) => return finish(file, source, recovered, config),
                 Some(Err(later)) => later,
                 None => err,
             };
@@ -107,13 +107,14 @@ pub fn try_lint_file(
             }]);
         }
     };
-    finish(file, (dockerfile, recovered), config)
+    finish(file, source, (dockerfile, recovered), config)
 }
 
 /// Runs the rules (and ShellCheck) on a parsed file and applies pragmas.
 #[allow(clippy::result_large_err)]
 fn finish(
     file: &str,
+    source: &str,
     (dockerfile, recovered): (kiln_parser::Dockerfile, Vec<(&'static str, usize)>),
     config: &Config,
 ) -> Result<Vec<Diagnostic>, (Vec<Diagnostic>, ShellCheckError)> {
@@ -158,7 +159,7 @@ fn finish(
     }
     let mut failure = None;
     if let Some(sc) = &config.shellcheck {
-        match sc.check(&dockerfile, file) {
+        match sc.check(&dockerfile, source, file) {
             Ok(found) => {
                 for mut d in found {
                     d.severity = config.severity_of(&d.code, d.severity);

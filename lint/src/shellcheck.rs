@@ -4,8 +4,9 @@
 //! Each shell-form RUN becomes a script: `#!<shell>`, one `export V=1` per
 //! ARG/ENV known at that point (plus the proxy variables), then the RUN
 //! text (heredoc bodies included). All scripts of a file go to one
-//! `shellcheck -f json1` run, and every comment is reported at its RUN's
-//! line, column 1, as `SC<code>`. RUNs are skipped when the shell is
+//! `shellcheck -f json1` run, and a comment is reported at its RUN's
+//! line, column 1, as `SC<code>`: only the last one of each RUN, as
+//! hadolint 2.15.1 keeps one per line. RUNs are skipped when the shell is
 //! PowerShell or cmd (SHELL or `# hadolint shell=`), in exec form, or when
 //! the text starts with a `#!` other than sh/bash/ksh.
 
@@ -92,7 +93,8 @@ fn allowed_shebang(text: &str) -> bool {
 }
 
 /// The scripts hadolint would give ShellCheck for this file.
-pub fn run_scripts(dockerfile: &Dockerfile) -> Vec<RunScript> {
+pub fn run_scripts(dockerfile: &Dockerfile, source: &str) -> Vec<RunScript> {
+    let source_lines: Vec<&str> = source.lines().collect();
     let pragmas = Pragmas::read(dockerfile);
     let first_from = dockerfile
         .stages
@@ -105,12 +107,9 @@ pub fn run_scripts(dockerfile: &Dockerfile) -> Vec<RunScript> {
         .rfind(|(l, _)| *l < first_from)
         .map(|(_, s)| s.clone())
         .unwrap_or_else(|| "/bin/sh -c".to_string());
-    let mut global: BTreeSet<String> = PROXY_VARS.iter().map(|s| s.to_string()).collect();
-    for c in &dockerfile.global_args {
-        if let Instruction::Arg(args) = &c.instruction {
-            global.extend(args.iter().map(|a| a.name.clone()));
-        }
-    }
+    // A stage built on an image starts afresh: global ARGs are not
+    // exported (hadolint resets its state at FROM).
+    let global: BTreeSet<String> = PROXY_VARS.iter().map(|s| s.to_string()).collect();
     // (shell, vars) at the end of each stage, for `FROM <alias>`.
     let mut finals: Vec<(String, BTreeSet<String>)> = Vec::new();
     let mut out = Vec::new();
@@ -128,26 +127,40 @@ pub fn run_scripts(dockerfile: &Dockerfile) -> Vec<RunScript> {
             .iter()
             .filter(|(l, _)| *l > stage.from.span.start.line)
             .peekable();
+        // ONBUILD triggers have their own state, as hadolint checks them
+        // with a separate instance of the rule that sees only triggers.
+        let mut ob_shell = default_shell.clone();
+        let mut ob_vars = global.clone();
         for command in &stage.commands {
             let line = command.span.start.line;
             while let Some((_, s)) = pragma_shells.next_if(|(l, _)| *l < line) {
                 shell = s.clone();
             }
-            let instruction = match &command.instruction {
-                Instruction::Onbuild(ob) => &ob.trigger.instruction,
-                other => other,
+            let (instruction, onbuild) = match &command.instruction {
+                Instruction::Onbuild(ob) => (&ob.trigger.instruction, true),
+                other => (other, false),
+            };
+            let (shell, vars) = if onbuild {
+                (&mut ob_shell, &mut ob_vars)
+            } else {
+                (&mut shell, &mut vars)
             };
             match instruction {
-                Instruction::Shell(words) => shell = words.join(" "),
+                Instruction::Shell(words) => *shell = words.join(" "),
                 Instruction::Arg(args) => vars.extend(args.iter().map(|a| a.name.clone())),
                 Instruction::Env(env) => vars.extend(env.pairs.iter().map(|p| p.key.clone())),
                 Instruction::Run(run) => {
                     let CommandLine::Shell(text) = &run.command else {
                         continue;
                     };
-                    if is_non_posix(&shell) {
+                    if is_non_posix(shell) {
                         continue;
                     }
+                    let text = if !onbuild && run.heredocs.is_empty() && dockerfile.escape == '\\' {
+                        raw_text(&source_lines, command).unwrap_or_else(|| text.clone())
+                    } else {
+                        text.clone()
+                    };
                     let mut body = text.clone();
                     for h in &run.heredocs {
                         body.push('\n');
@@ -167,7 +180,7 @@ pub fn run_scripts(dockerfile: &Dockerfile) -> Vec<RunScript> {
                     }
                     let interpreter = shell.split_whitespace().next().unwrap_or("/bin/sh");
                     let mut script = format!("#!{interpreter}\n");
-                    for v in &vars {
+                    for v in vars.iter() {
                         script.push_str(&format!("export {v}=1\n"));
                     }
                     script.push_str(&run_text);
@@ -180,6 +193,58 @@ pub fn run_scripts(dockerfile: &Dockerfile) -> Vec<RunScript> {
         finals.push((shell, vars));
     }
     out
+}
+
+/// A RUN's shell text as written, the way hadolint hands it to ShellCheck:
+/// escaped line breaks kept (so ShellCheck sees the same lines), comment and
+/// empty lines inside the continuation turned into empty continuations.
+fn raw_text(lines: &[&str], command: &kiln_parser::Command) -> Option<String> {
+    let span = command.span;
+    let first = span.start.line.checked_sub(1)?;
+    let last = if span.end.column > 1 || span.end.line == span.start.line {
+        span.end.line
+    } else {
+        span.end.line - 1
+    };
+    let chunk = lines.get(first..last.min(lines.len()))?;
+    let mut text = String::new();
+    for (i, line) in chunk.iter().enumerate() {
+        let line = line.strip_suffix('\r').unwrap_or(line);
+        let trimmed = line.trim_start();
+        if i > 0 && (trimmed.is_empty() || trimmed.starts_with('#')) {
+            text.push_str("\\\n");
+            continue;
+        }
+        // `\` followed by blanks still breaks the line for hadolint.
+        let body = line.trim_end_matches([' ', '\t']);
+        if body.ends_with('\\') {
+            text.push_str(body);
+        } else {
+            text.push_str(line);
+        }
+        text.push('\n');
+    }
+    // Drop the keyword and the flags.
+    let mut rest = text.trim_start();
+    rest = rest.get(command.keyword.len()..)?;
+    for _ in 0..command.flags.len() {
+        rest = skip_blanks(rest);
+        let end = rest.find(char::is_whitespace).unwrap_or(rest.len());
+        rest = &rest[end..];
+    }
+    let rest = skip_blanks(rest).trim_end();
+    Some(rest.to_string())
+}
+
+/// Skips blanks and escaped line breaks.
+fn skip_blanks(mut s: &str) -> &str {
+    loop {
+        let t = s.trim_start_matches([' ', '\t']);
+        match t.strip_prefix("\\\n") {
+            Some(r) => s = r,
+            None => return t,
+        }
+    }
 }
 
 impl ShellCheck {
@@ -204,7 +269,8 @@ impl ShellCheck {
         &self.program
     }
 
-    /// Runs ShellCheck on the RUNs of `dockerfile`; findings carry `file`.
+    /// Runs ShellCheck on the RUNs of `dockerfile` (parsed from `source`);
+    /// findings carry `file`.
     ///
     /// # Errors
     /// A [`ShellCheckError`] when the scripts cannot be written, the
@@ -212,9 +278,10 @@ impl ShellCheck {
     pub fn check(
         &self,
         dockerfile: &Dockerfile,
+        source: &str,
         file: &str,
     ) -> Result<Vec<Diagnostic>, ShellCheckError> {
-        let scripts = run_scripts(dockerfile);
+        let scripts = run_scripts(dockerfile, source);
         if scripts.is_empty() {
             return Ok(Vec::new());
         }
@@ -246,7 +313,10 @@ impl ShellCheck {
         let comments = value["comments"]
             .as_array()
             .ok_or_else(|| bad("no \"comments\" array".into()))?;
-        let mut found = Vec::new();
+        // hadolint keeps one SC finding per RUN: its findings are a set
+        // ordered by line only, so a later comment replaces an earlier one.
+        // ShellCheck lists comments by position; the last one stays.
+        let mut last: Vec<Option<Diagnostic>> = vec![None; scripts.len()];
         for c in comments {
             let Some(path) = c["file"].as_str() else {
                 continue;
@@ -260,7 +330,7 @@ impl ShellCheck {
                 Some("info") => Severity::Info,
                 _ => Severity::Style,
             };
-            found.push(Diagnostic {
+            last[index] = Some(Diagnostic {
                 code: format!("SC{}", c["code"].as_u64().unwrap_or(0)),
                 severity,
                 line: scripts[index].line,
@@ -269,7 +339,7 @@ impl ShellCheck {
                 file: file.to_string(),
             });
         }
-        Ok(found)
+        Ok(last.into_iter().flatten().collect())
     }
 }
 
@@ -284,10 +354,10 @@ mod tests {
              FROM base\nRUN echo c\nFROM b\nSHELL [\"powershell\"]\nRUN Write-Host x\nRUN [\"exec\"]\n",
         )
         .unwrap();
-        let s = run_scripts(&df);
+        let s = run_scripts(&df, "");
         assert_eq!(s.len(), 3);
         assert!(s[0].script.starts_with("#!/bin/sh\n"));
-        assert!(s[0].script.contains("export E=1\n") && s[0].script.contains("export G=1\n"));
+        assert!(s[0].script.contains("export E=1\n") && !s[0].script.contains("export G=1\n"));
         assert!(s[0].script.ends_with("echo $E\n"));
         assert!(s[1].script.starts_with("#!/bin/bash\n"));
         assert_eq!(s[2].line, 8);
@@ -298,8 +368,20 @@ mod tests {
     }
 
     #[test]
+    fn raw_text_keeps_line_breaks() {
+        let src = "FROM a\nRUN --network=none echo a \\\n  # note\n\n  && echo b\n";
+        let df = kiln_parser::parse(src).unwrap();
+        let s = run_scripts(&df, src);
+        assert!(
+            s[0].script.ends_with("echo a \\\n\\\n\\\n  && echo b\n"),
+            "{:?}",
+            s[0].script
+        );
+    }
+
+    #[test]
     fn shell_pragma_turns_shellcheck_off() {
         let df = kiln_parser::parse("# hadolint shell=powershell\nFROM a\nRUN x\n").unwrap();
-        assert!(run_scripts(&df).is_empty());
+        assert!(run_scripts(&df, "").is_empty());
     }
 }
