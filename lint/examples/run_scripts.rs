@@ -1,8 +1,8 @@
 //! Prints the commands kiln-lint's shell parser finds in each RUN of a
-//! Dockerfile: `cargo run -p kiln-lint --example run_scripts -- FILE`.
+//! Dockerfile (the script as hadolint reads it from the source):
+//! `cargo run -p kiln-lint --example run_scripts -- FILE`.
 
-use kiln_lint::{run_text, shell::Script};
-use kiln_parser::Instruction;
+use kiln_lint::{Config, Context};
 
 fn main() {
     let Some(path) = std::env::args().nth(1) else {
@@ -23,18 +23,17 @@ fn main() {
             std::process::exit(1);
         }
     };
-    for c in df.commands() {
-        if let Instruction::Run(run) = &c.instruction {
-            let script = Script::parse(&run_text(run));
-            println!(
-                "line {}: pipes={} error={:?}",
-                c.span.start.line,
-                script.has_pipes(),
-                script.error()
-            );
-            for cmd in script.commands() {
-                println!("    {} {:?}", cmd.name, cmd.args);
-            }
+    let config = Config::default();
+    let cx = Context::new(&df, &source, &config);
+    for (item, _, script) in cx.runs(true) {
+        println!(
+            "line {}: pipes={} error={:?}",
+            item.line,
+            script.has_pipes(),
+            script.error()
+        );
+        for cmd in script.commands() {
+            println!("    {} {:?}", cmd.name, cmd.args);
         }
     }
 }

@@ -35,7 +35,10 @@ pub struct Context<'a> {
 
 impl<'a> Context<'a> {
     /// Analyses `dockerfile`.
-    pub fn new(dockerfile: &'a Dockerfile, config: &'a Config) -> Self {
+    /// `source` is the text `dockerfile` was parsed from: RUN scripts are
+    /// read from it as written, as hadolint does (escaped line breaks kept).
+    pub fn new(dockerfile: &'a Dockerfile, source: &str, config: &'a Config) -> Self {
+        let source_lines: Vec<&str> = source.lines().collect();
         let mut items = Vec::new();
         for command in &dockerfile.global_args {
             items.push(Item {
@@ -68,7 +71,15 @@ impl<'a> Context<'a> {
         for item in &items {
             if let Instruction::Run(run) = &item.command.instruction {
                 let start = item.command.span.start;
-                scripts.insert((start.line, start.column), run_script(run));
+                // With the backtick escape, hadolint's text keeps "`" line
+                // breaks that bash reads as substitutions; the joined text
+                // agrees better with its verdicts there.
+                let raw = if item.onbuild || !run.heredocs.is_empty() || dockerfile.escape != '\\' {
+                    None
+                } else {
+                    raw_text(&source_lines, item.command, dockerfile.escape)
+                };
+                scripts.insert((start.line, start.column), run_script(run, raw));
             }
         }
         let mut parents = Vec::new();
@@ -178,8 +189,8 @@ const SHELLS: [&str; 12] = [
 
 /// Parses a RUN's script. A heredoc fed to a shell (`RUN <<EOF`, `RUN bash
 /// <<EOF`) is script too, so its commands are added.
-fn run_script(run: &Run) -> Script {
-    let line = Script::parse(&run_text(run));
+fn run_script(run: &Run, raw: Option<String>) -> Script {
+    let line = Script::parse(&raw.unwrap_or_else(|| run_text(run)));
     if run.heredocs.is_empty() {
         return line;
     }
@@ -193,4 +204,57 @@ fn run_script(run: &Run) -> Script {
     let body: String = run.heredocs.iter().map(|h| h.chomped_content()).collect();
     let body = Script::parse(&body);
     line.merged(body)
+}
+
+/// A RUN's shell text as written, the way hadolint hands it to ShellCheck:
+/// escaped line breaks kept (so ShellCheck sees the same lines), comment and
+/// empty lines inside the continuation turned into empty continuations.
+pub(crate) fn raw_text(lines: &[&str], command: &Command, escape: char) -> Option<String> {
+    let span = command.span;
+    let first = span.start.line.checked_sub(1)?;
+    let last = if span.end.column > 1 || span.end.line == span.start.line {
+        span.end.line
+    } else {
+        span.end.line - 1
+    };
+    let chunk = lines.get(first..last.min(lines.len()))?;
+    let mut text = String::new();
+    for (i, line) in chunk.iter().enumerate() {
+        let line = line.strip_suffix('\r').unwrap_or(line);
+        let trimmed = line.trim_start();
+        if i > 0 && (trimmed.is_empty() || trimmed.starts_with('#')) {
+            text.push(escape);
+            text.push('\n');
+            continue;
+        }
+        // `\` followed by blanks still breaks the line for hadolint.
+        let body = line.trim_end_matches([' ', '\t']);
+        if body.ends_with(escape) {
+            text.push_str(body);
+        } else {
+            text.push_str(line);
+        }
+        text.push('\n');
+    }
+    // Drop the keyword and the flags.
+    let mut rest = text.trim_start();
+    rest = rest.get(command.keyword.len()..)?;
+    for _ in 0..command.flags.len() {
+        rest = skip_blanks(rest, escape);
+        let end = rest.find(char::is_whitespace).unwrap_or(rest.len());
+        rest = &rest[end..];
+    }
+    let rest = skip_blanks(rest, escape).trim_end();
+    Some(rest.to_string())
+}
+
+/// Skips blanks and escaped line breaks.
+fn skip_blanks(mut s: &str, escape: char) -> &str {
+    loop {
+        let t = s.trim_start_matches([' ', '\t']);
+        match t.strip_prefix(escape).and_then(|r| r.strip_prefix('\n')) {
+            Some(r) => s = r,
+            None => return t,
+        }
+    }
 }

@@ -118,7 +118,7 @@ fn finish(
     (dockerfile, recovered): (kiln_parser::Dockerfile, Vec<(&'static str, usize)>),
     config: &Config,
 ) -> Result<Vec<Diagnostic>, (Vec<Diagnostic>, ShellCheckError)> {
-    let cx = Context::new(&dockerfile, config);
+    let cx = Context::new(&dockerfile, source, config);
     let pragmas = Pragmas::read(&dockerfile);
     let from_lines = cx.from_lines();
     let mut out = Diagnostics::new();

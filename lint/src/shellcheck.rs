@@ -157,7 +157,8 @@ pub fn run_scripts(dockerfile: &Dockerfile, source: &str) -> Vec<RunScript> {
                         continue;
                     }
                     let text = if !onbuild && run.heredocs.is_empty() && dockerfile.escape == '\\' {
-                        raw_text(&source_lines, command).unwrap_or_else(|| text.clone())
+                        crate::context::raw_text(&source_lines, command, dockerfile.escape)
+                            .unwrap_or_else(|| text.clone())
                     } else {
                         text.clone()
                     };
@@ -193,58 +194,6 @@ pub fn run_scripts(dockerfile: &Dockerfile, source: &str) -> Vec<RunScript> {
         finals.push((shell, vars));
     }
     out
-}
-
-/// A RUN's shell text as written, the way hadolint hands it to ShellCheck:
-/// escaped line breaks kept (so ShellCheck sees the same lines), comment and
-/// empty lines inside the continuation turned into empty continuations.
-fn raw_text(lines: &[&str], command: &kiln_parser::Command) -> Option<String> {
-    let span = command.span;
-    let first = span.start.line.checked_sub(1)?;
-    let last = if span.end.column > 1 || span.end.line == span.start.line {
-        span.end.line
-    } else {
-        span.end.line - 1
-    };
-    let chunk = lines.get(first..last.min(lines.len()))?;
-    let mut text = String::new();
-    for (i, line) in chunk.iter().enumerate() {
-        let line = line.strip_suffix('\r').unwrap_or(line);
-        let trimmed = line.trim_start();
-        if i > 0 && (trimmed.is_empty() || trimmed.starts_with('#')) {
-            text.push_str("\\\n");
-            continue;
-        }
-        // `\` followed by blanks still breaks the line for hadolint.
-        let body = line.trim_end_matches([' ', '\t']);
-        if body.ends_with('\\') {
-            text.push_str(body);
-        } else {
-            text.push_str(line);
-        }
-        text.push('\n');
-    }
-    // Drop the keyword and the flags.
-    let mut rest = text.trim_start();
-    rest = rest.get(command.keyword.len()..)?;
-    for _ in 0..command.flags.len() {
-        rest = skip_blanks(rest);
-        let end = rest.find(char::is_whitespace).unwrap_or(rest.len());
-        rest = &rest[end..];
-    }
-    let rest = skip_blanks(rest).trim_end();
-    Some(rest.to_string())
-}
-
-/// Skips blanks and escaped line breaks.
-fn skip_blanks(mut s: &str) -> &str {
-    loop {
-        let t = s.trim_start_matches([' ', '\t']);
-        match t.strip_prefix("\\\n") {
-            Some(r) => s = r,
-            None => return t,
-        }
-    }
 }
 
 impl ShellCheck {
