@@ -96,6 +96,18 @@ fn issue_7_parse_error_is_dl1000_and_other_files_go_on() {
     assert_eq!(v[0]["line"], 2);
     assert_eq!(v[0]["column"], 6);
     assert_eq!(v[1]["code"], "DL3006");
+    let missing = dir.path().join("missing");
+    let out = kiln_lint(
+        &[
+            "--no-fail",
+            missing.to_str().expect("utf-8"),
+            good.to_str().expect("utf-8"),
+        ],
+        None,
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stdout(&out).contains("DL3006"));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("missing"));
 }
 
 #[test]

@@ -90,8 +90,17 @@ pub fn run(args: &LintArgs) -> Result<ExitCode> {
     let config = load_config(args)?;
     let format = args.format.or(config.format).unwrap_or(Format::Tty);
     let mut found = Vec::new();
+    let mut unreadable = false;
     for file in &args.files {
-        let (name, source) = read_source(file)?;
+        // An unreadable file is reported and the others are still linted.
+        let (name, source) = match read_source(file) {
+            Ok(read) => read,
+            Err(err) => {
+                eprintln!("kiln: {err:#}");
+                unreadable = true;
+                continue;
+            }
+        };
         let ignore = dockerignore_for(file)?;
         let config = Config {
             dockerignore: ignore,
@@ -115,7 +124,7 @@ pub fn run(args: &LintArgs) -> Result<ExitCode> {
     let mut out = stdout.lock();
     format.write(&found, color, &mut out)?;
     out.flush()?;
-    if !format.never_fails() && is_failure(&found, &config) {
+    if unreadable || (!format.never_fails() && is_failure(&found, &config)) {
         return Ok(ExitCode::FAILURE);
     }
     Ok(ExitCode::SUCCESS)
