@@ -311,6 +311,34 @@ fn write_junit(found: &[Diagnostic], out: &mut impl Write) -> io::Result<()> {
     writeln!(out, "</testsuite></testsuites>")
 }
 
+/// Where a rule is documented: hadolint's wiki, ShellCheck's wiki or
+/// BuildKit's rule pages.
+fn help_uri(code: &str) -> String {
+    if code.starts_with("DL") {
+        format!("https://github.com/hadolint/hadolint/wiki/{code}")
+    } else if code.starts_with("SC") {
+        format!("https://www.shellcheck.net/wiki/{code}")
+    } else {
+        // CamelCase to kebab-case; an acronym (`JSON`) stays one word.
+        let chars: Vec<char> = code.chars().collect();
+        let mut kebab = String::new();
+        for (i, &c) in chars.iter().enumerate() {
+            let prev = i.checked_sub(1).and_then(|p| chars.get(p));
+            let next = chars.get(i + 1);
+            let starts_word = c.is_ascii_uppercase()
+                && prev.is_some_and(|p| {
+                    p.is_ascii_lowercase()
+                        || (p.is_ascii_uppercase() && next.is_some_and(|n| n.is_ascii_lowercase()))
+                });
+            if starts_word {
+                kebab.push('-');
+            }
+            kebab.push(c.to_ascii_lowercase());
+        }
+        format!("https://docs.docker.com/go/dockerfile/rule/{kebab}/")
+    }
+}
+
 fn write_sarif(found: &[Diagnostic], out: &mut impl Write) -> io::Result<()> {
     let mut codes: Vec<&str> = found.iter().map(|d| d.code.as_str()).collect();
     codes.sort_unstable();
@@ -318,11 +346,14 @@ fn write_sarif(found: &[Diagnostic], out: &mut impl Write) -> io::Result<()> {
     let rules: Vec<String> = codes
         .iter()
         .map(|c| {
-            let help = crate::find_rule(c).map(|r| r.message()).unwrap_or(c);
+            let short = crate::find_rule(c).map(|r| r.message()).unwrap_or(c);
+            let full = crate::explain(c).unwrap_or(short);
             format!(
-                "{{\"id\":{},\"shortDescription\":{{\"text\":{}}}}}",
+                "{{\"id\":{},\"shortDescription\":{{\"text\":{}}},\"fullDescription\":{{\"text\":{}}},\"helpUri\":{}}}",
                 js(c),
-                js(help)
+                js(short),
+                js(full),
+                js(&help_uri(c))
             )
         })
         .collect();
@@ -335,7 +366,7 @@ fn write_sarif(found: &[Diagnostic], out: &mut impl Write) -> io::Result<()> {
                 _ => "note",
             };
             format!(
-                "{{\"ruleId\":{},\"level\":\"{}\",\"message\":{{\"text\":{}}},\"locations\":[{{\"physicalLocation\":{{\"artifactLocation\":{{\"uri\":{}}},\"region\":{{\"startLine\":{},\"startColumn\":{},\"endLine\":{},\"endColumn\":{},\"sourceLanguage\":\"dockerfile\"}}}}}}]}}",
+                "{{\"ruleId\":{},\"level\":\"{}\",\"message\":{{\"text\":{}}},\"locations\":[{{\"physicalLocation\":{{\"artifactLocation\":{{\"uri\":{}}},\"region\":{{\"startLine\":{},\"startColumn\":{},\"endLine\":{},\"endColumn\":{},\"sourceLanguage\":\"{}\"}}}}}}]}}",
                 js(&d.code),
                 level,
                 js(&d.message),
@@ -343,7 +374,8 @@ fn write_sarif(found: &[Diagnostic], out: &mut impl Write) -> io::Result<()> {
                 d.line,
                 d.column,
                 d.line,
-                d.column
+                d.column,
+                if d.code.starts_with("SC") { "sh" } else { "dockerfile" }
             )
         })
         .collect();
@@ -415,5 +447,29 @@ mod tests {
             Format::GitlabCodeclimate
         );
         assert!("xml".parse::<Format>().is_err());
+    }
+
+    #[test]
+    fn sarif_has_rules_with_help() {
+        let sarif: serde_json::Value = serde_json::from_str(&render(Format::Sarif)).unwrap();
+        assert_eq!(sarif["version"], "2.1.0");
+        let result = &sarif["runs"][0]["results"][0];
+        assert_eq!(result["ruleId"], "DL3006");
+        let region = &result["locations"][0]["physicalLocation"]["region"];
+        assert_eq!(region["startLine"], 1);
+        let rule = &sarif["runs"][0]["tool"]["driver"]["rules"][0];
+        assert_eq!(
+            rule["helpUri"],
+            "https://github.com/hadolint/hadolint/wiki/DL3006"
+        );
+        assert_eq!(
+            help_uri("JSONArgsRecommended"),
+            "https://docs.docker.com/go/dockerfile/rule/json-args-recommended/"
+        );
+        assert_eq!(
+            help_uri("FromAsCasing"),
+            "https://docs.docker.com/go/dockerfile/rule/from-as-casing/"
+        );
+        assert_eq!(help_uri("SC2086"), "https://www.shellcheck.net/wiki/SC2086");
     }
 }
