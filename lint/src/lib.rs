@@ -12,9 +12,15 @@
 //! * Pragmas are honoured as hadolint does: `# hadolint ignore=DL3008` (next
 //!   instruction), `# hadolint global ignore=...`, `# hadolint stage
 //!   ignore=...`, and BuildKit's `# check=skip=...;error=true` directive.
+//! * [`Config`] holds what hadolint's `.hadolint.yaml` ([`Config::merge_yaml`])
+//!   and `HADOLINT_*` variables ([`Config::merge_env`]) say; a
+//!   [`ShellCheck`] in it adds ShellCheck's SC findings per RUN (see
+//!   [`try_lint_file`] for its errors), a [`DockerIgnore`] turns on
+//!   BuildKit's CopyIgnoredFile.
 //! * [`Format`] writes a report (tty, json, sarif, checkstyle, gnu,
-//!   codeclimate, gitlab_codeclimate) to any `impl Write`; the crate itself
-//!   never prints. [`is_failure`] gives hadolint's exit status rule.
+//!   codeclimate, gitlab_codeclimate, codacy, sonarqube, junit) to any
+//!   `impl Write`; the crate itself never prints. [`is_failure`] gives
+//!   hadolint's exit status rule and [`explain`] what a rule checks.
 //!
 //! ```
 //! use kiln_lint::{lint_file, Config, Severity};

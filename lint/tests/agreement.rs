@@ -90,6 +90,7 @@ fn agreement_with_hadolint() {
     let mut skipped = 0;
     let mut kiln_parse_errors = Vec::new();
     let mut text_mismatches: Vec<String> = Vec::new();
+    let mut both_fail: Vec<String> = Vec::new();
     for name in &names {
         let source = fs::read(Path::new(CORPUS).join(name)).expect("read corpus file");
         let source = String::from_utf8_lossy(&source);
@@ -99,6 +100,9 @@ fn agreement_with_hadolint() {
         };
         if hadolint_failed {
             skipped += 1;
+            if found.iter().any(|d| d.code == "DL1000") {
+                both_fail.push(name.clone());
+            }
             continue;
         }
         let got: Findings = found
@@ -141,6 +145,14 @@ fn agreement_with_hadolint() {
         names.len()
     );
     println!("kiln parse errors: {kiln_parse_errors:?}");
+    // Of the 18 files hadolint cannot parse, only the 2 BuildKit rejects
+    // too (a podman-only mount option, HEALTHCHECK without arguments) may
+    // fail here: kiln lints the heredoc and mount forms hadolint rejects.
+    println!(
+        "hadolint parse failures kiln lints: {} of {skipped}; both fail: {both_fail:?}",
+        skipped - both_fail.len()
+    );
+    assert!(both_fail.len() <= 2, "kiln fails on {both_fail:?}");
     assert!(
         text_mismatches.is_empty(),
         "level, message or column differ from hadolint's: {text_mismatches:#?}"
