@@ -162,3 +162,31 @@ fn kiln_lint_has_no_shellcheck() -> bool {
     std::env::var_os("PATH")
         .is_none_or(|p| !std::env::split_paths(&p).any(|d| d.join("shellcheck").is_file()))
 }
+
+#[test]
+fn issue_7_required_labels_and_output_file() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let report = dir.path().join("report.json");
+    let out = kiln_lint(
+        &[
+            "--require-label",
+            "version:semver",
+            "-f",
+            "json",
+            "-o",
+            report.to_str().expect("utf-8"),
+            "-",
+        ],
+        Some("FROM a:1\nLABEL version=1.x\nFROM b:1\n"),
+    );
+    assert_eq!(stdout(&out), "");
+    let v: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&report).expect("report")).expect("json");
+    let codes: Vec<(&str, u64)> = v
+        .as_array()
+        .expect("array")
+        .iter()
+        .filter_map(|d| Some((d["code"].as_str()?, d["line"].as_u64()?)))
+        .collect();
+    assert_eq!(codes, [("DL3056", 2), ("DL3049", 3)]);
+}

@@ -62,6 +62,17 @@ pub struct LintArgs {
     /// Do not run ShellCheck.
     #[arg(long)]
     no_shellcheck: bool,
+    /// Require this label in every stage, with a value of this format
+    /// (`text`, `url`, `semver`, `hash`, `rfc3339`, `spdx`, `email`;
+    /// repeatable; turns DL3049-DL3058 on).
+    #[arg(long = "require-label", value_name = "LABEL:FORMAT")]
+    require_label: Vec<String>,
+    /// Report labels not in the label schema (DL3050).
+    #[arg(long)]
+    strict_labels: bool,
+    /// Write the report to this file instead of standard output.
+    #[arg(short = 'o', long, value_name = "FILE")]
+    output: Option<PathBuf>,
     /// The file name to print in reports instead of the one read.
     #[arg(long, value_name = "PATH")]
     file_path_in_report: Option<String>,
@@ -120,10 +131,20 @@ pub fn run(args: &LintArgs) -> Result<ExitCode> {
         && !config.no_color
         && std::env::var_os("NO_COLOR").is_none()
         && std::io::stdout().is_terminal();
-    let stdout = std::io::stdout();
-    let mut out = stdout.lock();
-    format.write(&found, color, &mut out)?;
-    out.flush()?;
+    match &args.output {
+        Some(path) => {
+            let mut file = std::fs::File::create(path)
+                .with_context(|| format!("creating {}", path.display()))?;
+            format.write(&found, false, &mut file)?;
+            file.flush()?;
+        }
+        None => {
+            let stdout = std::io::stdout();
+            let mut out = stdout.lock();
+            format.write(&found, color, &mut out)?;
+            out.flush()?;
+        }
+    }
     if unreadable || (!format.never_fails() && is_failure(&found, &config)) {
         return Ok(ExitCode::FAILURE);
     }
@@ -172,6 +193,15 @@ fn load_config(args: &LintArgs) -> Result<Config> {
         config.failure_threshold = t;
     }
     config.no_fail |= args.no_fail;
+    config.strict_labels |= args.strict_labels;
+    for spec in &args.require_label {
+        let Some((label, kind)) = spec.split_once(':') else {
+            bail!("--require-label {spec:?}: expected LABEL:FORMAT");
+        };
+        config
+            .label_schema
+            .insert(label.to_string(), kind.to_string());
+    }
     if !args.no_shellcheck {
         config.shellcheck = ShellCheck::find();
         if args.shellcheck && config.shellcheck.is_none() {
