@@ -23,7 +23,7 @@ enum Command {
     /// Parse a Dockerfile and print what kiln understood, with positions.
     Parse(commands::parse::ParseArgs),
     /// Lint Dockerfiles: hadolint's rules and BuildKit's checks.
-    Lint(commands::lint::LintArgs),
+    Lint(Box<commands::lint::LintArgs>),
     /// Build an image from a Dockerfile.
     Build(Box<commands::build::BuildArgs>),
     /// Download an image from a registry into the local store.
