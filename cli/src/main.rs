@@ -24,6 +24,8 @@ struct Cli {
 enum Command {
     /// Parse a Dockerfile and print what kiln understood, with positions.
     Parse(commands::parse::ParseArgs),
+    /// Lint Dockerfiles: hadolint's rules and BuildKit's checks.
+    Lint(Box<commands::lint::LintArgs>),
     /// Build an image from a Dockerfile.
     Build(Box<commands::build::BuildArgs>),
     /// Download an image from a registry into the local store.
@@ -77,6 +79,7 @@ fn main() -> ExitCode {
     }
     let result = match cli.command {
         Command::Parse(args) => commands::parse::run(&args),
+        Command::Lint(args) => commands::lint::run(&args),
         command => run(&cli.global, command).map(|()| ExitCode::SUCCESS),
     };
     match result {
@@ -95,7 +98,7 @@ fn main() -> ExitCode {
 fn run(global: &global::GlobalArgs, command: Command) -> anyhow::Result<()> {
     use commands::{archive, cache, image, login};
     match command {
-        Command::Parse(_) => Ok(()),
+        Command::Parse(_) | Command::Lint(_) => Ok(()),
         Command::Build(a) => commands::build::build(global, &a),
         Command::Pull(a) => image::pull(global, &a),
         Command::Push(a) => image::push(global, &a),

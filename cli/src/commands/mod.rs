@@ -4,6 +4,7 @@ pub mod archive;
 pub mod build;
 pub mod cache;
 pub mod image;
+pub mod lint;
 pub mod login;
 pub mod outputs;
 pub mod parse;

@@ -1,0 +1,249 @@
+//! `kiln lint`: hadolint's rules and BuildKit's checks over Dockerfiles.
+
+use anyhow::{bail, Context, Result};
+use clap::Args;
+use kiln_lint::{
+    config_candidates, explain, find_rule, is_failure, try_lint_file, Config, Format, Severity,
+    ShellCheck,
+};
+use std::io::{IsTerminal, Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+/// Arguments of `kiln lint`.
+#[derive(Debug, Args)]
+pub struct LintArgs {
+    /// Dockerfiles to lint; `-` reads standard input.
+    #[arg(value_name = "FILE", required_unless_present = "explain")]
+    files: Vec<PathBuf>,
+    /// Output format: tty, json, sarif, checkstyle, gnu, codeclimate,
+    /// gitlab_codeclimate, codacy, sonarqube, junit.
+    #[arg(short = 'f', long)]
+    format: Option<Format>,
+    /// Never report this rule (repeatable).
+    #[arg(long = "ignore", value_name = "CODE")]
+    ignore: Vec<String>,
+    /// Exit 1 only for findings at this severity or above (error, warning,
+    /// info, style, ignore/none).
+    #[arg(short = 't', long, value_name = "SEVERITY")]
+    failure_threshold: Option<Severity>,
+    /// Always exit 0 (but for unreadable files).
+    #[arg(long)]
+    no_fail: bool,
+    /// Registry FROM images may come from (repeatable; turns DL3026 on).
+    #[arg(long = "trusted-registry", value_name = "REGISTRY")]
+    trusted_registry: Vec<String>,
+    /// Config file (hadolint's `.hadolint.yaml` format) instead of the
+    /// usual search.
+    #[arg(short = 'c', long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Never colour the output.
+    #[arg(long)]
+    no_color: bool,
+    /// Report these rules at error severity (repeatable).
+    #[arg(long = "error", value_name = "CODE")]
+    error: Vec<String>,
+    /// Report these rules at warning severity (repeatable).
+    #[arg(long = "warning", value_name = "CODE")]
+    warning: Vec<String>,
+    /// Report these rules at info severity (repeatable).
+    #[arg(long = "info", value_name = "CODE")]
+    info: Vec<String>,
+    /// Report these rules at style severity (repeatable).
+    #[arg(long = "style", value_name = "CODE")]
+    style: Vec<String>,
+    /// Ignore `# hadolint ignore=` pragmas.
+    #[arg(long)]
+    disable_ignore_pragma: bool,
+    /// Run ShellCheck on each RUN and report its SC findings (the default
+    /// when `shellcheck` is on PATH).
+    #[arg(long, overrides_with = "no_shellcheck")]
+    shellcheck: bool,
+    /// Do not run ShellCheck.
+    #[arg(long)]
+    no_shellcheck: bool,
+    /// Require this label in every stage, with a value of this format
+    /// (`text`, `url`, `semver`, `hash`, `rfc3339`, `spdx`, `email`;
+    /// repeatable; turns DL3049-DL3058 on).
+    #[arg(long = "require-label", value_name = "LABEL:FORMAT")]
+    require_label: Vec<String>,
+    /// Report labels not in the label schema (DL3050).
+    #[arg(long)]
+    strict_labels: bool,
+    /// Write the report to this file instead of standard output.
+    #[arg(short = 'o', long, value_name = "FILE")]
+    output: Option<PathBuf>,
+    /// The file name to print in reports instead of the one read.
+    #[arg(long, value_name = "PATH")]
+    file_path_in_report: Option<String>,
+    /// Print what a rule checks, then exit.
+    #[arg(long, value_name = "CODE")]
+    explain: Option<String>,
+}
+
+/// Runs `kiln lint`.
+pub fn run(args: &LintArgs) -> Result<ExitCode> {
+    if let Some(code) = &args.explain {
+        let Some(text) = explain(code) else {
+            bail!("unknown rule {code}");
+        };
+        match find_rule(code) {
+            Some(rule) => println!(
+                "{} ({}): {}\n\n{text}",
+                rule.code(),
+                rule.severity(),
+                rule.message()
+            ),
+            None => println!("{code}\n\n{text}"),
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    let config = load_config(args)?;
+    let format = args.format.or(config.format).unwrap_or(Format::Tty);
+    let mut found = Vec::new();
+    let mut unreadable = false;
+    for file in &args.files {
+        // An unreadable file is reported and the others are still linted.
+        let (name, source) = match read_source(file) {
+            Ok(read) => read,
+            Err(err) => {
+                eprintln!("kiln: {err:#}");
+                unreadable = true;
+                continue;
+            }
+        };
+        let ignore = dockerignore_for(file)?;
+        let config = Config {
+            dockerignore: ignore,
+            ..config.clone()
+        };
+        let name = args.file_path_in_report.clone().unwrap_or(name);
+        match try_lint_file(&name, &source, &config) {
+            Ok(f) => found.extend(f),
+            Err((f, err)) => {
+                eprintln!("kiln: {name}: {err}; SC findings left out");
+                found.extend(f);
+            }
+        }
+    }
+    let color = format == Format::Tty
+        && !args.no_color
+        && !config.no_color
+        && std::env::var_os("NO_COLOR").is_none()
+        && std::io::stdout().is_terminal();
+    match &args.output {
+        Some(path) => {
+            let mut file = std::fs::File::create(path)
+                .with_context(|| format!("creating {}", path.display()))?;
+            format.write(&found, false, &mut file)?;
+            file.flush()?;
+        }
+        None => {
+            let stdout = std::io::stdout();
+            let mut out = stdout.lock();
+            format.write(&found, color, &mut out)?;
+            out.flush()?;
+        }
+    }
+    if unreadable || (!format.never_fails() && is_failure(&found, &config)) {
+        return Ok(ExitCode::FAILURE);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The config file (given, or the first found), then the flags on top.
+fn load_config(args: &LintArgs) -> Result<Config> {
+    let mut config = Config::default();
+    config
+        .merge_env(|k| std::env::var(k).ok())
+        .context("bad environment")?;
+    let path = match &args.config {
+        Some(p) => Some(p.clone()),
+        None => {
+            let cwd = std::env::current_dir().context("finding the working directory")?;
+            let xdg = std::env::var_os("XDG_CONFIG_HOME").map(PathBuf::from);
+            let home = std::env::var_os("HOME").map(PathBuf::from);
+            config_candidates(&cwd, xdg.as_deref(), home.as_deref())
+                .into_iter()
+                .find(|p| p.is_file())
+        }
+    };
+    if let Some(path) = path {
+        let text = std::fs::read_to_string(&path)
+            .with_context(|| format!("reading config {}", path.display()))?;
+        config
+            .merge_yaml(&text)
+            .with_context(|| format!("bad config {}", path.display()))?;
+    }
+    config.ignored.extend(args.ignore.iter().cloned());
+    config
+        .trusted_registries
+        .extend(args.trusted_registry.iter().cloned());
+    for (codes, severity) in [
+        (&args.error, Severity::Error),
+        (&args.warning, Severity::Warning),
+        (&args.info, Severity::Info),
+        (&args.style, Severity::Style),
+    ] {
+        for code in codes {
+            config.overrides.insert(code.clone(), severity);
+        }
+    }
+    if let Some(t) = args.failure_threshold {
+        config.failure_threshold = t;
+    }
+    config.no_fail |= args.no_fail;
+    config.strict_labels |= args.strict_labels;
+    for spec in &args.require_label {
+        let Some((label, kind)) = spec.split_once(':') else {
+            bail!("--require-label {spec:?}: expected LABEL:FORMAT");
+        };
+        config
+            .label_schema
+            .insert(label.to_string(), kind.to_string());
+    }
+    if !args.no_shellcheck {
+        config.shellcheck = ShellCheck::find();
+        if args.shellcheck && config.shellcheck.is_none() {
+            bail!("--shellcheck: no shellcheck on PATH");
+        }
+    }
+    config.disable_ignore_pragma |= args.disable_ignore_pragma;
+    Ok(config)
+}
+
+/// `<Dockerfile>.dockerignore`, else `.dockerignore` beside the Dockerfile
+/// (taken as the build context), as BuildKit picks them.
+fn dockerignore_for(file: &Path) -> Result<Option<kiln_lint::DockerIgnore>> {
+    if file.as_os_str() == "-" {
+        return Ok(None);
+    }
+    let mut own = file.as_os_str().to_owned();
+    own.push(".dockerignore");
+    let beside = file
+        .parent()
+        .map(|d| d.join(".dockerignore"))
+        .unwrap_or_else(|| PathBuf::from(".dockerignore"));
+    for candidate in [PathBuf::from(own), beside] {
+        if candidate.is_file() {
+            let text = std::fs::read_to_string(&candidate)
+                .with_context(|| format!("reading {}", candidate.display()))?;
+            return Ok(Some(kiln_lint::DockerIgnore::parse(&text)));
+        }
+    }
+    Ok(None)
+}
+
+fn read_source(file: &Path) -> Result<(String, String)> {
+    let mut bytes = Vec::new();
+    let name = if file.as_os_str() == "-" {
+        std::io::stdin()
+            .read_to_end(&mut bytes)
+            .context("reading the Dockerfile from standard input")?;
+        "-".to_string()
+    } else {
+        bytes = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
+        file.display().to_string()
+    };
+    Ok((name, String::from_utf8_lossy(&bytes).into_owned()))
+}

@@ -1,0 +1,265 @@
+//! kiln's Dockerfile linter: hadolint's DL rules and BuildKit's build checks
+//! in one pass over [`kiln_parser`]'s syntax tree.
+//!
+//! * [`lint`] / [`lint_file`] take Dockerfile text and a [`Config`] and
+//!   return [`Diagnostic`]s: hadolint's codes, default severities and
+//!   messages (`DL3008`), BuildKit's checks under BuildKit's names
+//!   (`StageNameCasing`), and `DL1000` with a line and column when the file
+//!   does not parse.
+//! * Every rule implements [`Rule`]; [`rules`] lists them in evaluation
+//!   order. Rules that look inside RUN use [`shell::Script`], a small
+//!   POSIX/bash command parser.
+//! * Pragmas are honoured as hadolint does: `# hadolint ignore=DL3008` (next
+//!   instruction), `# hadolint global ignore=...`, `# hadolint stage
+//!   ignore=...`, and BuildKit's `# check=skip=...;error=true` directive.
+//! * [`Config`] holds what hadolint's `.hadolint.yaml` ([`Config::merge_yaml`])
+//!   and `HADOLINT_*` variables ([`Config::merge_env`]) say; a
+//!   [`ShellCheck`] in it adds ShellCheck's SC findings per RUN (see
+//!   [`try_lint_file`] for its errors), a [`DockerIgnore`] turns on
+//!   BuildKit's CopyIgnoredFile.
+//! * [`Format`] writes a report (tty, json, sarif, checkstyle, gnu,
+//!   codeclimate, gitlab_codeclimate, codacy, sonarqube, junit) to any
+//!   `impl Write`; the crate itself never prints. [`is_failure`] gives
+//!   hadolint's exit status rule and [`explain`] what a rule checks.
+//!
+//! ```
+//! use kiln_lint::{lint_file, Config, Severity};
+//!
+//! let found = lint_file("Dockerfile", "FROM debian\nRUN apt-get install -y curl\n", &Config::default());
+//! let codes: Vec<&str> = found.iter().map(|d| d.code.as_str()).collect();
+//! assert_eq!(codes, ["DL3006", "DL3008", "DL3015"]);
+//! assert_eq!(found[0].severity, Severity::Warning);
+//! assert_eq!(found[1].line, 2);
+//! ```
+#![deny(missing_docs)]
+
+mod config;
+mod config_file;
+mod context;
+mod diagnostic;
+mod dockerignore;
+mod explain;
+mod format;
+mod pragma;
+mod rule;
+mod rules;
+pub mod shell;
+mod shellcheck;
+
+pub use config::Config;
+pub use config_file::{config_candidates, ConfigError};
+pub use context::{run_text, Context, Item};
+pub use diagnostic::{Diagnostic, Diagnostics, Severity, UnknownSeverity};
+pub use dockerignore::DockerIgnore;
+pub use explain::explain;
+pub use format::{Format, UnknownFormat};
+pub use pragma::{parse_pragma, Pragma, Pragmas};
+pub use rule::{find_rule, rules, Origin, Rule};
+pub use shellcheck::{run_scripts, RunScript, ShellCheck, ShellCheckError};
+
+/// The code of the pseudo-rule for files that do not parse.
+pub const PARSE_ERROR: &str = "DL1000";
+
+/// Lints Dockerfile text; findings carry an empty file name.
+pub fn lint(source: &str, config: &Config) -> Vec<Diagnostic> {
+    lint_file("", source, config)
+}
+
+/// Lints Dockerfile text read from `file` (`-` for standard input), which
+/// is copied into every finding.
+///
+/// A file that does not parse gives one `DL1000` error at the parser's line
+/// and column, and no other finding. When [`Config::shellcheck`] is set and
+/// ShellCheck fails to run, its findings are left out; use
+/// [`try_lint_file`] to see that error.
+pub fn lint_file(file: &str, source: &str, config: &Config) -> Vec<Diagnostic> {
+    match try_lint_file(file, source, config) {
+        Ok(found) => found,
+        Err((found, _)) => found,
+    }
+}
+
+/// Like [`lint_file`], but reports a ShellCheck failure.
+///
+/// # Errors
+/// When ShellCheck was asked for and could not run: the findings of the
+/// other rules, and the [`ShellCheckError`].
+#[allow(clippy::result_large_err)]
+pub fn try_lint_file(
+    file: &str,
+    source: &str,
+    config: &Config,
+) -> Result<Vec<Diagnostic>, (Vec<Diagnostic>, ShellCheckError)> {
+    let (dockerfile, recovered) = match kiln_parser::parse(source) {
+        Ok(df) => (df, Vec::new()),
+        Err(err) => {
+            // A file fixed up by `recover` that still fails reports the
+            // later error, which is the real one.
+            let err = match recover(source) {
+                Some(Ok(recovered)) => return finish(file, source, recovered, config),
+                Some(Err(later)) => later,
+                None => err,
+            };
+            if config.is_ignored(PARSE_ERROR) {
+                return Ok(Vec::new());
+            }
+            return Ok(vec![Diagnostic {
+                code: PARSE_ERROR.to_string(),
+                severity: config.severity_of(PARSE_ERROR, Severity::Error),
+                line: err.position.line,
+                column: err.position.column,
+                message: err.kind.to_string(),
+                file: file.to_string(),
+            }]);
+        }
+    };
+    finish(file, source, (dockerfile, recovered), config)
+}
+
+/// Runs the rules (and ShellCheck) on a parsed file and applies pragmas.
+#[allow(clippy::result_large_err)]
+fn finish(
+    file: &str,
+    source: &str,
+    (dockerfile, recovered): (kiln_parser::Dockerfile, Vec<(&'static str, usize)>),
+    config: &Config,
+) -> Result<Vec<Diagnostic>, (Vec<Diagnostic>, ShellCheckError)> {
+    let cx = Context::new(&dockerfile, source, config);
+    let pragmas = Pragmas::read(&dockerfile);
+    let from_lines = cx.from_lines();
+    let mut out = Diagnostics::new();
+    for rule in rules() {
+        let code = rule.code();
+        let buildkit = rule.origin() == Origin::BuildKit;
+        let default = if buildkit
+            && rule.severity() == Severity::Ignore
+            && pragmas.enables_experimental(code)
+        {
+            Severity::Warning
+        } else {
+            rule.severity()
+        };
+        let severity = config.severity_of(code, default);
+        if severity == Severity::Ignore || config.is_ignored(code) {
+            continue;
+        }
+        if pragmas.skips_check(code, buildkit) {
+            continue;
+        }
+        let severity = if buildkit && pragmas.check_error {
+            Severity::Error
+        } else {
+            severity
+        };
+        out.begin(code, severity, rule.message());
+        rule.check(&cx, &mut out);
+    }
+    for (code, line) in recovered {
+        if let Some(rule) = find_rule(code) {
+            let severity = config.severity_of(code, rule.severity());
+            if severity != Severity::Ignore && !config.is_ignored(code) {
+                out.begin(code, severity, rule.message());
+                out.at(line);
+            }
+        }
+    }
+    let mut failure = None;
+    if let Some(sc) = &config.shellcheck {
+        match sc.check(&dockerfile, source, file) {
+            Ok(found) => {
+                for mut d in found {
+                    d.severity = config.severity_of(&d.code, d.severity);
+                    if d.severity != Severity::Ignore && !config.is_ignored(&d.code) {
+                        out.push(d);
+                    }
+                }
+            }
+            Err(e) => failure = Some(e),
+        }
+    }
+    let mut found: Vec<Diagnostic> = out
+        .into_vec()
+        .into_iter()
+        .filter(|d| config.disable_ignore_pragma || !pragmas.ignores(&d.code, d.line, &from_lines))
+        .filter(|d| !pragmas.skips_check_at(&d.code, d.line))
+        .map(|mut d| {
+            d.file = file.to_string();
+            d
+        })
+        .collect();
+    found.sort_by_key(|d| d.line);
+    match failure {
+        None => Ok(found),
+        Some(e) => Err((found, e)),
+    }
+}
+
+/// Files BuildKit rejects but hadolint lints: instructions before the
+/// first FROM (DL3061) and ONBUILD triggers ONBUILD may not run (DL3043).
+/// Those instructions are blanked out, the rest is parsed again, and the
+/// findings are returned with the Dockerfile.
+#[allow(clippy::type_complexity)]
+fn recover(
+    source: &str,
+) -> Option<Result<(kiln_parser::Dockerfile, Vec<(&'static str, usize)>), kiln_parser::ParseError>>
+{
+    let raw = kiln_parser::raw::parse_raw(source).ok()?;
+    let mut found = Vec::new();
+    let mut blank: Vec<(usize, usize)> = Vec::new();
+    let mut seen_from = false;
+    for node in &raw.nodes {
+        let command = node.command();
+        let span = node.span;
+        let last = if span.end.column > 1 || span.end.line == span.start.line {
+            span.end.line
+        } else {
+            span.end.line - 1
+        };
+        if command == "from" {
+            seen_from = true;
+        } else if !seen_from && command != "arg" {
+            found.push(("DL3061", span.start.line));
+            blank.push((span.start.line, last));
+        }
+        if command == "onbuild"
+            && node
+                .nested
+                .as_ref()
+                .is_some_and(|n| matches!(n.command().as_str(), "onbuild" | "from" | "maintainer"))
+        {
+            found.push(("DL3043", span.start.line));
+            blank.push((span.start.line, last));
+        }
+    }
+    if found.is_empty() {
+        return None;
+    }
+    let text: String = source
+        .split_inclusive('\n')
+        .enumerate()
+        .map(|(i, line)| {
+            if blank.iter().any(|(a, b)| (*a..=*b).contains(&(i + 1))) {
+                if line.ends_with("\r\n") {
+                    "\r\n"
+                } else if line.ends_with('\n') {
+                    "\n"
+                } else {
+                    ""
+                }
+            } else {
+                line
+            }
+        })
+        .collect();
+    Some(kiln_parser::parse(&text).map(|dockerfile| (dockerfile, found)))
+}
+
+/// True when the findings should make the run fail: a parse error, or any
+/// finding at the failure threshold or more serious, unless `no_fail`.
+pub fn is_failure(found: &[Diagnostic], config: &Config) -> bool {
+    !config.no_fail
+        && found.iter().any(|d| {
+            d.code == PARSE_ERROR
+                || (d.severity != Severity::Ignore && d.severity <= config.failure_threshold)
+        })
+}
