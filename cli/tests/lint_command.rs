@@ -190,3 +190,24 @@ fn issue_7_required_labels_and_output_file() {
         .collect();
     assert_eq!(codes, [("DL3056", 2), ("DL3049", 3)]);
 }
+
+#[test]
+fn issue_7_invalid_utf8_is_rejected_with_its_position_and_others_go_on() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let bad = dir.path().join("latin1");
+    let good = dir.path().join("good");
+    std::fs::write(&bad, b"FROM busybox:1.36\nRUN echo caf\xe9\n").expect("write");
+    std::fs::write(&good, "FROM a\n").expect("write");
+    let out = kiln_lint(
+        &[
+            "--no-fail",
+            bad.to_str().expect("utf-8"),
+            good.to_str().expect("utf-8"),
+        ],
+        None,
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("latin1:2:13: invalid UTF-8"), "{err}");
+    assert!(stdout(&out).contains("DL3006"), "the next file is linted");
+}
