@@ -159,56 +159,20 @@ pub(crate) fn dl3053(cx: &Context<'_>, out: &mut Diagnostics) {
     );
 }
 
-/// SPDX license ids commonly used in images; `LicenseRef-...` and
-/// compound expressions of known ids are accepted too.
-const SPDX: [&str; 40] = [
-    "0BSD",
-    "AFL-3.0",
-    "AGPL-3.0",
-    "AGPL-3.0-only",
-    "AGPL-3.0-or-later",
-    "Apache-1.1",
-    "Apache-2.0",
-    "Artistic-2.0",
-    "BSD-1-Clause",
-    "BSD-2-Clause",
-    "BSD-3-Clause",
-    "BSL-1.0",
-    "CC-BY-4.0",
-    "CC-BY-SA-4.0",
-    "CC0-1.0",
-    "CDDL-1.0",
-    "EPL-1.0",
-    "EPL-2.0",
-    "EUPL-1.2",
-    "GPL-2.0",
-    "GPL-2.0-only",
-    "GPL-2.0-or-later",
-    "GPL-3.0",
-    "GPL-3.0-only",
-    "GPL-3.0-or-later",
-    "ISC",
-    "LGPL-2.1",
-    "LGPL-2.1-only",
-    "LGPL-2.1-or-later",
-    "LGPL-3.0",
-    "LGPL-3.0-only",
-    "LGPL-3.0-or-later",
-    "MIT",
-    "MIT-0",
-    "MPL-2.0",
-    "MS-PL",
-    "OpenSSL",
-    "PostgreSQL",
-    "Unlicense",
-    "Zlib",
-];
-
+/// An SPDX licence id from the SPDX licence list (the `spdx` crate's copy,
+/// deprecated ids included, as hadolint's Cabal list has them), a
+/// `LicenseRef-...`, or an expression of those (`Apache-2.0 OR MIT`,
+/// `GPL-2.0+`, `... WITH Classpath-exception-2.0`).
 fn is_spdx(v: &str) -> bool {
+    // An empty value is DL3051's, not this rule's.
     v.split_whitespace()
         .filter(|w| !["AND", "OR", "WITH"].contains(w))
         .map(|w| w.trim_matches(['(', ')']).trim_end_matches('+'))
-        .all(|id| SPDX.contains(&id) || id.starts_with("LicenseRef-"))
+        .all(|id| {
+            spdx::license_id(id).is_some()
+                || spdx::exception_id(id).is_some()
+                || id.starts_with("LicenseRef-")
+        })
 }
 
 pub(crate) fn dl3054(cx: &Context<'_>, out: &mut Diagnostics) {
@@ -305,6 +269,17 @@ mod tests {
         assert!(is_rfc3339("2024-01-31T12:34:56Z") && is_rfc3339("2024-01-31T12:34:56.5+01:00"));
         assert!(!is_rfc3339("2024-01-31") && !is_rfc3339("yesterday"));
         assert!(is_spdx("MIT") && is_spdx("Apache-2.0 OR MIT") && !is_spdx("Apache 2"));
+        // The whole SPDX list, not only common ids; exceptions after WITH.
+        for id in [
+            "Beerware",
+            "WTFPL",
+            "Zlib",
+            "GPL-2.0+",
+            "Apache-2.0 WITH LLVM-exception",
+        ] {
+            assert!(is_spdx(id), "{id}");
+        }
+        assert!(!is_spdx("Apache-2.0 WITH Made-Up-exception"));
         assert!(is_git_hash("0123abc") && !is_git_hash("0123ABC") && !is_git_hash("abc"));
         assert!(
             is_semver("1.2.3")
