@@ -185,7 +185,7 @@ fn clean(path: &str) -> Vec<String> {
     out
 }
 
-fn join(parent: &str, name: &str) -> String {
+pub(crate) fn join(parent: &str, name: &str) -> String {
     if parent.is_empty() {
         name.to_string()
     } else {
@@ -648,30 +648,17 @@ fn get_esc(chunk: &[char]) -> Option<(char, &[char])> {
 /// # Errors
 /// I/O errors naming the path.
 pub fn materialize(stack: &LayerStack, dest: &Path) -> io::Result<()> {
-    let to_io = |e: SourceError| match e {
-        SourceError::Io {
-            action,
-            path,
-            error,
-        } => sys::annotate(action, &path, error),
-        other => io::Error::other(other.to_string()),
-    };
     std::fs::create_dir_all(dest).map_err(|e| sys::annotate("creating", dest, e))?;
-    let Some(root) = stack.root().map_err(to_io)? else {
+    let Some(root) = stack.root()? else {
         return Ok(());
     };
     let mut links = HashMap::new();
-    copy_dir(&root, dest, &mut links, &to_io)
+    copy_dir(&root, dest, &mut links)
 }
 
-fn copy_dir(
-    dir: &Found,
-    dest: &Path,
-    links: &mut HashMap<(u64, u64), PathBuf>,
-    to_io: &dyn Fn(SourceError) -> io::Error,
-) -> io::Result<()> {
-    for name in LayerStack::present(dir).map_err(to_io)? {
-        let Some(child) = LayerStack::step(&dir.dirs, &name).map_err(to_io)? else {
+fn copy_dir(dir: &Found, dest: &Path, links: &mut HashMap<(u64, u64), PathBuf>) -> io::Result<()> {
+    for name in LayerStack::present(dir)? {
+        let Some(child) = LayerStack::step(&dir.dirs, &name)? else {
             continue;
         };
         let target = dest.join(&name);
@@ -694,7 +681,7 @@ fn copy_dir(
             if !target.is_dir() {
                 std::fs::create_dir(&target).map_err(|e| sys::annotate("creating", &target, e))?;
             }
-            copy_dir(&child, &target, links, to_io)?;
+            copy_dir(&child, &target, links)?;
             set_meta(&target, md, true)?;
             continue;
         }
@@ -704,6 +691,20 @@ fn copy_dir(
         copy_leaf(&child.real, &target, md, links)?;
     }
     Ok(())
+}
+
+impl From<SourceError> for io::Error {
+    /// An I/O error naming the path (other errors as their message).
+    fn from(e: SourceError) -> io::Error {
+        match e {
+            SourceError::Io {
+                action,
+                path,
+                error,
+            } => sys::annotate(action, &path, error),
+            other => io::Error::other(other.to_string()),
+        }
+    }
 }
 
 /// Copies the non-directory `src` (metadata `md`) to `dst` with its

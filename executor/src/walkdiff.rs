@@ -11,7 +11,7 @@
 //! Files hard-linked together that are written are linked in the upper
 //! directory too.
 
-use crate::stack::{copy_leaf, set_meta, LayerStack, SourceError, SourceTree};
+use crate::stack::{copy_leaf, join, set_meta, LayerStack, SourceTree};
 use crate::sys;
 use std::collections::HashMap;
 use std::fs::Metadata;
@@ -50,25 +50,6 @@ struct Walk<'a> {
     made_dirs: Vec<(PathBuf, Metadata)>,
 }
 
-fn join(rel: &str, name: &str) -> String {
-    if rel.is_empty() {
-        name.to_string()
-    } else {
-        format!("{rel}/{name}")
-    }
-}
-
-fn source_err(e: SourceError) -> io::Error {
-    match e {
-        SourceError::Io {
-            action,
-            path,
-            error,
-        } => sys::annotate(action, &path, error),
-        other => io::Error::other(other.to_string()),
-    }
-}
-
 impl Walk<'_> {
     /// Compares directory `rel`, which exists in both.
     fn dir(&mut self, rel: &str) -> io::Result<()> {
@@ -79,7 +60,7 @@ impl Walk<'_> {
             .collect::<io::Result<_>>()
             .map_err(|e| sys::annotate("listing", &here, e))?;
         names.sort();
-        let before = self.lower.list(rel).map_err(source_err)?;
+        let before = self.lower.list(rel)?;
         for gone in before.iter().filter(|n| names.binary_search(n).is_err()) {
             self.parent(rel)?;
             let path = self.upper.join(join(rel, gone));
@@ -90,7 +71,7 @@ impl Walk<'_> {
             let now = self.merged.join(&child);
             let md =
                 std::fs::symlink_metadata(&now).map_err(|e| sys::annotate("reading", &now, e))?;
-            let old = self.lower.entry(&child).map_err(source_err)?;
+            let old = self.lower.entry(&child)?;
             match old {
                 Some(old) if same_type(&old.metadata, &md) && md.is_dir() => {
                     if !same_meta(&old.metadata, &md) {

@@ -5,29 +5,21 @@
 //! every run checks that nothing leaked (mounts, scratch and state
 //! directories, cgroups).
 
+#[macro_use]
+mod support;
+
+use support::{busybox_base, is_root, sh, text};
+
 use kiln_executor::{
-    diff, unpack_blob, BuiltinRuntime, LayerStack, Mount, NetworkMode, OciRuntime, ProcessSpec,
-    RunOutput, RunRequest, Runtime, RuntimeError, SecurityMode,
+    diff, BuiltinRuntime, LayerStack, Mount, NetworkMode, OciRuntime, ProcessSpec, RunOutput,
+    RunRequest, Runtime, RuntimeError, SecurityMode,
 };
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use tempfile::TempDir;
 
-const BUSYBOX: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/../../shared/bases/busybox/blobs/sha256/d83a308413b8acb7cc8807ec15a786c10f5ecc5da57af786b9a351120a3ad03a"
-);
-
-const PATH: &str = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
-
 /// One test at a time, so the leak checks see only their own runs.
 static SERIAL: Mutex<()> = Mutex::new(());
-
-fn is_root() -> bool {
-    // SAFETY: no preconditions.
-    unsafe { libc::geteuid() == 0 }
-}
 
 /// The runtime, or `None` (with a message) when the test cannot run.
 fn runtime(name: &str) -> Option<OciRuntime> {
@@ -53,15 +45,7 @@ struct Env {
 impl Env {
     fn busybox() -> Env {
         let tmp = TempDir::new().unwrap();
-        let base = tmp.path().join("base");
-        std::fs::create_dir(&base).unwrap();
-        unpack_blob(
-            Path::new(BUSYBOX),
-            "application/vnd.oci.image.layer.v1.tar+gzip",
-            &base,
-        )
-        .unwrap();
-        std::fs::set_permissions(&base, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let base = busybox_base(tmp.path());
         Env {
             tmp,
             stack: LayerStack::new(vec![base]),
@@ -156,22 +140,6 @@ fn assert_no_leaks() {
             );
         }
     }
-}
-
-fn sh(script: &str) -> ProcessSpec {
-    ProcessSpec {
-        args: vec!["/bin/sh".into(), "-c".into(), script.into()],
-        env: vec![PATH.into()],
-        cwd: "/".into(),
-        user: String::new(),
-        hostname: "buildkitsandbox".into(),
-        network: NetworkMode::Host,
-        security: SecurityMode::Sandbox,
-    }
-}
-
-fn text(out: &RunOutput) -> String {
-    String::from_utf8_lossy(&out.output).into_owned()
 }
 
 /// The layer tar of `upper`, one line per entry: type, path, mode,

@@ -1,6 +1,11 @@
 //! The built-in RUN sandbox on the busybox base (needs root: real
 //! namespaces, overlayfs and processes).
 
+#[macro_use]
+mod support;
+
+use support::{busybox_base, sh, text};
+
 use kiln_executor::{
     diff, unpack_blob, BuiltinRuntime, LayerStack, Mount, NetworkMode, OutputSink, ProcessSpec,
     RunOutput, RunRequest, Runtime, RuntimeError, OUTPUT_LIMIT,
@@ -8,27 +13,6 @@ use kiln_executor::{
 use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use tempfile::TempDir;
-
-const BUSYBOX: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/../../shared/bases/busybox/blobs/sha256/d83a308413b8acb7cc8807ec15a786c10f5ecc5da57af786b9a351120a3ad03a"
-);
-
-const PATH: &str = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
-
-fn is_root() -> bool {
-    // SAFETY: no preconditions.
-    unsafe { libc::geteuid() == 0 }
-}
-
-macro_rules! need_root {
-    () => {
-        if !is_root() {
-            eprintln!("skipped: needs root");
-            return;
-        }
-    };
-}
 
 /// A scratch area: the busybox base layer plus fresh upper/work dirs.
 struct Env {
@@ -39,15 +23,7 @@ struct Env {
 impl Env {
     fn busybox() -> Env {
         let tmp = TempDir::new().unwrap();
-        let base = tmp.path().join("base");
-        std::fs::create_dir(&base).unwrap();
-        unpack_blob(
-            Path::new(BUSYBOX),
-            "application/vnd.oci.image.layer.v1.tar+gzip",
-            &base,
-        )
-        .unwrap();
-        std::fs::set_permissions(&base, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let base = busybox_base(tmp.path());
         Env {
             tmp,
             stack: LayerStack::new(vec![base]),
@@ -99,22 +75,6 @@ impl Env {
     fn commit(&mut self, upper: PathBuf) {
         self.stack = self.stack.with(upper);
     }
-}
-
-fn sh(script: &str) -> ProcessSpec {
-    ProcessSpec {
-        args: vec!["/bin/sh".into(), "-c".into(), script.into()],
-        env: vec![PATH.into()],
-        cwd: "/".into(),
-        user: String::new(),
-        hostname: "buildkitsandbox".into(),
-        network: NetworkMode::Host,
-        security: kiln_executor::SecurityMode::Sandbox,
-    }
-}
-
-fn text(out: &RunOutput) -> String {
-    String::from_utf8_lossy(&out.output).into_owned()
 }
 
 /// The entry names of the layer tar of `upper`.

@@ -8,6 +8,11 @@
 //! `KILN_SECURITY_PROBE` set so that [`probe`] makes raw syscalls (keyctl,
 //! reboot, clone with namespace flags…) that busybox has no applet for.
 
+#[macro_use]
+mod support;
+
+use support::{busybox_base, sh, text};
+
 use kiln_executor::{
     apply_file_actions, unpack, unpack_blob, BuiltinRuntime, CopyAction, FileAction, LayerStack,
     Mount, NetworkMode, ProcessSpec, RunOutput, RunRequest, Runtime, SecurityMode, Source,
@@ -17,27 +22,6 @@ use std::io::{Read, Write};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use tempfile::TempDir;
-
-const BUSYBOX: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/../../shared/bases/busybox/blobs/sha256/d83a308413b8acb7cc8807ec15a786c10f5ecc5da57af786b9a351120a3ad03a"
-);
-
-const PATH: &str = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
-
-fn is_root() -> bool {
-    // SAFETY: no preconditions.
-    unsafe { libc::geteuid() == 0 }
-}
-
-macro_rules! need_root {
-    () => {
-        if !is_root() {
-            eprintln!("skipped: needs root");
-            return;
-        }
-    };
-}
 
 /// Held while `KILN_RUNTIME_FALLBACKS` is set, and by the tests whose
 /// checks a forced /proc or /sys bind would change (the bound host /proc
@@ -108,14 +92,7 @@ struct Env {
 impl Env {
     fn busybox() -> Env {
         let tmp = TempDir::new().unwrap();
-        let base = tmp.path().join("base");
-        unpack_blob(
-            Path::new(BUSYBOX),
-            "application/vnd.oci.image.layer.v1.tar+gzip",
-            &base,
-        )
-        .unwrap();
-        std::fs::set_permissions(&base, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let base = busybox_base(tmp.path());
         Env {
             tmp,
             stack: LayerStack::new(vec![base]),
@@ -143,22 +120,6 @@ impl Env {
     fn sh(&self, script: &str, mounts: Vec<Mount>) -> String {
         text(&self.run(sh(script), mounts).0)
     }
-}
-
-fn sh(script: &str) -> ProcessSpec {
-    ProcessSpec {
-        args: vec!["/bin/sh".into(), "-c".into(), script.into()],
-        env: vec![PATH.into()],
-        cwd: "/".into(),
-        user: String::new(),
-        hostname: "buildkitsandbox".into(),
-        network: NetworkMode::Host,
-        security: SecurityMode::Sandbox,
-    }
-}
-
-fn text(out: &RunOutput) -> String {
-    String::from_utf8_lossy(&out.output).into_owned()
 }
 
 fn bind(source: &Path, target: &str, readonly: bool) -> Mount {

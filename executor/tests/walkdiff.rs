@@ -2,29 +2,13 @@
 //! found by walking, and the base plus the upper directory they become
 //! reads back as exactly the changed copy.
 
-use kiln_executor::{materialize, unpack_blob, walk_diff, LayerStack};
+mod support;
+
+use kiln_executor::{materialize, walk_diff, LayerStack};
 use std::collections::BTreeMap;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
-
-const BUSYBOX_LAYER: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/../../shared/bases/busybox/blobs/sha256/"
-);
-
-fn busybox_layer() -> std::path::PathBuf {
-    // The only gzip layer blob of the busybox base.
-    std::fs::read_dir(BUSYBOX_LAYER)
-        .expect("blobs")
-        .flatten()
-        .map(|e| e.path())
-        .find(|p| {
-            std::fs::read(p)
-                .map(|d| d.starts_with(&[0x1f, 0x8b]))
-                .unwrap_or(false)
-        })
-        .expect("a gzip layer")
-}
+use support::busybox_base;
 
 /// path -> "type mode uid gid size mtime nlink-group content/target".
 fn snapshot(root: &Path) -> BTreeMap<String, String> {
@@ -87,14 +71,7 @@ fn sha(data: &[u8]) -> u64 {
 #[test]
 fn base_plus_walked_diff_equals_the_changed_copy() {
     let tmp = tempfile::tempdir().expect("tempdir");
-    let base = tmp.path().join("base");
-    std::fs::create_dir(&base).expect("mkdir");
-    unpack_blob(
-        &busybox_layer(),
-        "application/vnd.oci.image.layer.v1.tar+gzip",
-        &base,
-    )
-    .expect("unpack");
+    let base = busybox_base(tmp.path());
     let lower = LayerStack::new(vec![base]);
     let merged = tmp.path().join("merged");
     materialize(&lower, &merged).expect("copy");
@@ -153,14 +130,7 @@ fn base_plus_walked_diff_equals_the_changed_copy() {
 #[test]
 fn an_unchanged_copy_has_an_empty_diff() {
     let tmp = tempfile::tempdir().expect("tempdir");
-    let base = tmp.path().join("base");
-    std::fs::create_dir(&base).expect("mkdir");
-    unpack_blob(
-        &busybox_layer(),
-        "application/vnd.oci.image.layer.v1.tar+gzip",
-        &base,
-    )
-    .expect("unpack");
+    let base = busybox_base(tmp.path());
     let lower = LayerStack::new(vec![base]);
     let merged = tmp.path().join("merged");
     materialize(&lower, &merged).expect("copy");
