@@ -38,6 +38,10 @@ pub struct Config {
     /// The build context's `.dockerignore`, for BuildKit's CopyIgnoredFile
     /// check (off when `None`).
     pub dockerignore: Option<crate::DockerIgnore>,
+    /// What the base images are known to hold, for BuildKit's UndefinedVar
+    /// (exact where the image's ENV is known) and InvalidBaseImagePlatform
+    /// (off when `None`); see [`crate::base_refs`].
+    pub base_images: Option<crate::BaseImages>,
 }
 
 impl Default for Config {
@@ -55,6 +59,7 @@ impl Default for Config {
             strict_labels: false,
             shellcheck: None,
             dockerignore: None,
+            base_images: None,
         }
     }
 }

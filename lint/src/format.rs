@@ -318,6 +318,9 @@ fn help_uri(code: &str) -> String {
         format!("https://github.com/hadolint/hadolint/wiki/{code}")
     } else if code.starts_with("SC") {
         format!("https://www.shellcheck.net/wiki/{code}")
+    } else if code == "InvalidBaseImagePlatform" {
+        // The one check without a page of its own.
+        "https://docs.docker.com/reference/build-checks/".to_string()
     } else {
         // CamelCase to kebab-case; an acronym (`JSON`) stays one word.
         let chars: Vec<char> = code.chars().collect();

@@ -16,7 +16,9 @@
 //!   and `HADOLINT_*` variables ([`Config::merge_env`]) say; a
 //!   [`ShellCheck`] in it adds ShellCheck's SC findings per RUN (see
 //!   [`try_lint_file`] for its errors), a [`DockerIgnore`] turns on
-//!   BuildKit's CopyIgnoredFile.
+//!   BuildKit's CopyIgnoredFile, and [`BaseImages`] (the images
+//!   [`base_refs`] lists, resolved by the caller) make UndefinedVar exact
+//!   and turn on InvalidBaseImagePlatform.
 //! * [`Format`] writes a report (tty, json, sarif, checkstyle, gnu,
 //!   codeclimate, gitlab_codeclimate, codacy, sonarqube, junit) to any
 //!   `impl Write`; the crate itself never prints. [`is_failure`] gives
@@ -33,6 +35,7 @@
 //! ```
 #![deny(missing_docs)]
 
+mod base_image;
 mod config;
 mod config_file;
 mod context;
@@ -46,6 +49,7 @@ mod rules;
 pub mod shell;
 mod shellcheck;
 
+pub use base_image::{base_refs, BaseImage, BaseImages, BaseRef};
 pub use config::Config;
 pub use config_file::{config_candidates, ConfigError};
 pub use context::{run_text, Context, Item};

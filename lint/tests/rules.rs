@@ -455,3 +455,86 @@ fn copy_ignored_file_needs_a_dockerignore() {
         .iter()
         .all(|(c, _)| c != "CopyIgnoredFile"));
 }
+
+/// With the base images resolved (as `kiln lint` does from its store or a
+/// registry), UndefinedVar sees their ENV and reports every other name,
+/// and InvalidBaseImagePlatform compares their platform with the stage's.
+#[test]
+fn base_images_make_undefined_var_exact_and_check_platforms() {
+    use kiln_lint::{base_refs, BaseImage, BaseImages};
+    let src = "ARG PY=3.12\n\
+               FROM python:${PY} AS app\n\
+               ENV A=$PYTHON_VERSION B=$NOT_SET\n\
+               FROM app\n\
+               WORKDIR $PYTHON_VERSON\n\
+               FROM --platform=$BUILDPLATFORM golang:1 AS tools\n\
+               ENV X=$GOPATH\n\
+               FROM unknown:1\n\
+               ENV Y=$ANYTHING\n";
+    let mut images = BaseImages::new("linux/arm64", "linux/amd64");
+    let refs = base_refs(src, &images);
+    let wanted: Vec<(&str, &str)> = refs
+        .iter()
+        .map(|r| (r.image.as_str(), r.platform.as_str()))
+        .collect();
+    assert_eq!(
+        wanted,
+        [
+            ("python:3.12", "linux/arm64"),
+            ("golang:1", "linux/amd64"),
+            ("unknown:1", "linux/arm64")
+        ]
+    );
+    images.insert(
+        &refs[0],
+        BaseImage {
+            env: vec!["PATH".into(), "PYTHON_VERSION".into()],
+            platform: "linux/amd64".into(),
+        },
+    );
+    images.insert(
+        &refs[1],
+        BaseImage {
+            env: vec!["PATH".into(), "GOPATH".into()],
+            platform: "linux/amd64".into(),
+        },
+    );
+    let config = Config {
+        base_images: Some(images),
+        ..Config::default()
+    };
+    let found = lint(src, &config);
+    let of = |code: &str| -> Vec<(usize, String)> {
+        found
+            .iter()
+            .filter(|d| d.code == code)
+            .map(|d| (d.line, d.message.clone()))
+            .collect()
+    };
+    assert_eq!(
+        of("UndefinedVar"),
+        [
+            (3, "Usage of undefined variable '$NOT_SET'".to_string()),
+            (
+                5,
+                "Usage of undefined variable '$PYTHON_VERSON' (did you mean $PYTHON_VERSION?)"
+                    .to_string()
+            )
+        ]
+    );
+    // python is amd64 but the target is arm64; golang is wanted for the
+    // build platform, which it matches; unknown:1 was not resolved.
+    assert_eq!(
+        of("InvalidBaseImagePlatform"),
+        [(
+            2,
+            "Base image python:3.12 was pulled with platform \"linux/amd64\", expected \"linux/arm64\" for current build"
+                .to_string()
+        )]
+    );
+    // Without them: no platform check, and only near misses are reported.
+    let found = lint(src, &Config::default());
+    assert!(!found
+        .iter()
+        .any(|d| d.code == "InvalidBaseImagePlatform" || d.message.contains("NOT_SET")));
+}

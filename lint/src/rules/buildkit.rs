@@ -1,7 +1,9 @@
 //! BuildKit's build checks (`docker build --check`), under BuildKit's names.
 
 use super::variables;
+use crate::base_image::{global_defaults, normalize_platform, platforms, stage_base};
 use crate::context::Context;
+use crate::{BaseImage, BaseRef};
 use crate::diagnostic::Diagnostics;
 use kiln_parser::instruction::CommandLine;
 use kiln_parser::Instruction;
@@ -414,34 +416,8 @@ fn is_valid_reference(image: &str) -> bool {
 
 pub(crate) fn invalid_default_arg_in_from(cx: &Context<'_>, out: &mut Diagnostics) {
     // BuildKit defines the platform args in the global scope.
-    let mut defaults: Vec<(String, String)> = [
-        ("TARGETPLATFORM", "linux/amd64"),
-        ("TARGETOS", "linux"),
-        ("TARGETARCH", "amd64"),
-        ("TARGETVARIANT", ""),
-        ("BUILDPLATFORM", "linux/amd64"),
-        ("BUILDOS", "linux"),
-        ("BUILDARCH", "amd64"),
-        ("BUILDVARIANT", ""),
-    ]
-    .iter()
-    .map(|(k, v)| (k.to_string(), v.to_string()))
-    .collect();
-    let mut declared: Vec<String> = Vec::new();
-    for c in &cx.dockerfile.global_args {
-        if let Instruction::Arg(args) = &c.instruction {
-            for a in args {
-                declared.push(a.name.clone());
-                if let Some(d) = &a.default {
-                    let lexer = kiln_parser::shell::Lexer::new(cx.dockerfile.escape);
-                    let value = lexer
-                        .process_word(d, &defaults)
-                        .unwrap_or_else(|_| d.clone());
-                    defaults.push((a.name.clone(), value));
-                }
-            }
-        }
-    }
+    let (target, build) = platforms(cx.config);
+    let (defaults, declared) = global_defaults(cx.dockerfile, target, build);
     let lexer = kiln_parser::shell::Lexer::new(cx.dockerfile.escape);
     for stage in &cx.dockerfile.stages {
         let image = &stage.base().image;
@@ -547,7 +523,13 @@ pub(crate) fn undefined_var(cx: &Context<'_>, out: &mut Diagnostics) {
                     scope[stage] = scope[p].clone();
                     known_base[stage] = known_base[p];
                 }
-                None => known_base[stage] = f.image == "scratch",
+                None => match resolved_base(cx, stage) {
+                    Some((_, image)) => {
+                        scope[stage] = image.env.iter().cloned().collect();
+                        known_base[stage] = true;
+                    }
+                    None => known_base[stage] = f.image == "scratch",
+                },
             }
             continue;
         }
@@ -583,6 +565,35 @@ pub(crate) fn undefined_var(cx: &Context<'_>, out: &mut Diagnostics) {
             Instruction::Arg(args) => scope[stage].extend(args.iter().map(|a| a.name.clone())),
             Instruction::Env(env) => scope[stage].extend(env.pairs.iter().map(|p| p.key.clone())),
             _ => {}
+        }
+    }
+}
+
+/// The image stage `stage` starts from, when the caller resolved it.
+fn resolved_base<'c>(cx: &'c Context<'_>, stage: usize) -> Option<(BaseRef, &'c BaseImage)> {
+    let images = cx.config.base_images.as_ref()?;
+    let base = stage_base(cx, stage)?;
+    let image = images.get(&base)?;
+    Some((base, image))
+}
+
+pub(crate) fn invalid_base_image_platform(cx: &Context<'_>, out: &mut Diagnostics) {
+    for stage in 0..cx.dockerfile.stages.len() {
+        let Some((base, image)) = resolved_base(cx, stage) else {
+            continue;
+        };
+        let expected = normalize_platform(&base.platform);
+        let actual = normalize_platform(&image.platform);
+        // BuildKit compares the OS and the architecture, not the variant.
+        let os_arch = |p: &str| p.split('/').take(2).collect::<Vec<_>>().join("/");
+        if os_arch(&expected) != os_arch(&actual) {
+            out.at_with(
+                base.line,
+                format!(
+                    "Base image {} was pulled with platform {actual:?}, expected {expected:?} for current build",
+                    base.image
+                ),
+            );
         }
     }
 }

@@ -129,6 +129,7 @@ pub(crate) static REGISTRY: &[&dyn Rule] = &[
     bk!("FromPlatformFlagConstDisallowed", "FROM --platform flag should not use a constant value", buildkit::from_platform_flag_const_disallowed),
     bk!("ExposeProtoCasing", "Protocol in EXPOSE instruction should be lowercase", buildkit::expose_proto_casing),
     bk!("ExposeInvalidFormat", "IP address and host-port mapping should not be used in EXPOSE instruction. This will become an error in a future release", buildkit::expose_invalid_format),
+    bk!("InvalidBaseImagePlatform", "Base image platform does not match expected target platform", buildkit::invalid_base_image_platform),
     bk!("CopyIgnoredFile", "Attempting to Copy file that is excluded by .dockerignore", buildkit::copy_ignored_file),
     &FnRule {
         code: "InvalidDefinitionDescription",
