@@ -355,8 +355,18 @@ async fn index_push_and_platform_selection() {
         .expect("pull arm64");
     assert_eq!(
         (report.digest.clone(), report.manifest.clone()),
-        (index.clone(), arm)
+        (index.clone(), arm.clone())
     );
+    // A linter's view: the config for a platform, with no layer fetched
+    // and no store (the copy kept busybox's amd64 config).
+    let fetched = client
+        .fetch_config(&target, &arm64)
+        .await
+        .expect("fetch config");
+    assert_eq!(fetched.manifest, arm);
+    assert_eq!(fetched.config.architecture, "amd64");
+    let env = fetched.config.config.env.unwrap_or_default();
+    assert!(env.iter().any(|e| e.starts_with("PATH=")), "{env:?}");
     let err = client
         .pull(
             &target,

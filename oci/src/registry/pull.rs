@@ -161,38 +161,17 @@ impl RegistryClient {
         observer: Arc<dyn TransferObserver>,
     ) -> Result<PullReport> {
         let _lease = store.lease()?;
-        let (top, endpoint) = self.fetch_manifest_from(reference).await?;
+        let PlatformManifest {
+            endpoint,
+            top,
+            children,
+            image,
+            digest: manifest_digest,
+        } = self.platform_manifest(reference, platform).await?;
         let repo = reference.repository().to_string();
-        let mut manifest_digest = top.digest.clone();
-        let mut current = top.clone();
-        let mut to_store = vec![top.clone()];
-        for _ in 0..4 {
-            let Manifest::Index(index) = &current.manifest else {
-                break;
-            };
-            let desc = select_platform(index, platform, current.digest.as_str())?;
-            let child_digest = descriptor_digest(desc, current.digest.as_str())?;
-            let child_ref = Reference::parse(&format!("{}@{}", reference.name(), child_digest))
-                .map_err(|e| RegistryError::Protocol {
-                    url: endpoint.base.clone(),
-                    message: e.to_string(),
-                })?;
-            let child = self
-                .fetch_manifest_at(&endpoint, &child_ref, child_digest.as_str())
-                .await?;
-            manifest_digest = child.digest.clone();
-            to_store.push(child.clone());
-            current = child;
-        }
-        let Manifest::Image(image) = &current.manifest else {
-            return Err(RegistryError::Protocol {
-                url: endpoint.base.clone(),
-                message: format!("{} nests indexes too deeply", top.digest),
-            });
-        };
         let blobs: Vec<(Digest, u64)> = std::iter::once(image.config())
             .chain(image.layers())
-            .map(|d| Ok((descriptor_digest(d, current.digest.as_str())?, d.size())))
+            .map(|d| Ok((descriptor_digest(d, manifest_digest.as_str())?, d.size())))
             .collect::<Result<_>>()?;
 
         let mut present = 0;
@@ -219,7 +198,7 @@ impl RegistryClient {
         let bytes = received.iter().sum();
         // Manifests last, child before parent, so a stored index never
         // points at a manifest that is missing.
-        for m in to_store.iter().rev() {
+        for m in children.iter().rev().chain(std::iter::once(&top)) {
             store.write_blob(&m.bytes, Some(&m.digest))?;
             store.add_source(&m.digest, &format!("{}/{}", endpoint.host, repo))?;
         }
@@ -231,6 +210,127 @@ impl RegistryClient {
             present,
             bytes,
             source: endpoint.host,
+        })
+    }
+}
+
+/// Where a reference led for one platform.
+struct PlatformManifest {
+    /// The registry or mirror that served it.
+    endpoint: Endpoint,
+    /// What the reference names (an index or the image manifest).
+    top: FetchedManifest,
+    /// The manifests below `top`, parent first, down to the image manifest.
+    children: Vec<FetchedManifest>,
+    /// The image manifest for the platform.
+    image: oci_spec::image::ImageManifest,
+    /// Its digest.
+    digest: Digest,
+}
+
+/// A base image's config, fetched without its layers.
+#[derive(Debug, Clone)]
+pub struct FetchedConfig {
+    /// The digest of the image manifest for the platform asked for.
+    pub manifest: Digest,
+    /// The config, verified against its digest.
+    pub config: crate::ImageConfig,
+}
+
+impl RegistryClient {
+    /// Follows what `reference` names down to the image manifest for
+    /// `platform`.
+    async fn platform_manifest(
+        &self,
+        reference: &Reference,
+        platform: &Platform,
+    ) -> Result<PlatformManifest> {
+        let (top, endpoint) = self.fetch_manifest_from(reference).await?;
+        let mut children: Vec<FetchedManifest> = Vec::new();
+        for _ in 0..5 {
+            let current = children.last().unwrap_or(&top);
+            let index = match &current.manifest {
+                Manifest::Image(image) => {
+                    let (image, digest) = (image.clone(), current.digest.clone());
+                    return Ok(PlatformManifest {
+                        endpoint,
+                        top,
+                        children,
+                        image,
+                        digest,
+                    });
+                }
+                Manifest::Index(index) => index,
+            };
+            let desc = select_platform(index, platform, current.digest.as_str())?;
+            let child_digest = descriptor_digest(desc, current.digest.as_str())?;
+            let child_ref = Reference::parse(&format!("{}@{}", reference.name(), child_digest))
+                .map_err(|e| RegistryError::Protocol {
+                    url: endpoint.base.clone(),
+                    message: e.to_string(),
+                })?;
+            let child = self
+                .fetch_manifest_at(&endpoint, &child_ref, child_digest.as_str())
+                .await?;
+            children.push(child);
+        }
+        Err(RegistryError::Protocol {
+            url: endpoint.base.clone(),
+            message: format!("{} nests indexes too deeply", top.digest),
+        })
+    }
+
+    /// The config of the image `reference` names, for `platform` (an
+    /// index is resolved to that platform's manifest), without its layers
+    /// and without touching a store: what a linter needs to know of a base
+    /// image.
+    ///
+    /// # Errors
+    /// As [`RegistryClient::fetch_manifest`], plus a config that does not
+    /// match its digest or does not parse.
+    pub async fn fetch_config(
+        &self,
+        reference: &Reference,
+        platform: &Platform,
+    ) -> Result<FetchedConfig> {
+        let found = self.platform_manifest(reference, platform).await?;
+        let endpoint = &found.endpoint;
+        let digest = descriptor_digest(found.image.config(), found.digest.as_str())?;
+        let repo = reference.repository();
+        let request = Request::new(
+            Method::GET,
+            endpoint.url(&format!("{repo}/blobs/{digest}")),
+        );
+        let response = self
+            .send(endpoint, &pull_scope(repo), &request, true)
+            .await?;
+        if !response.status().is_success() {
+            return Err(Self::status_error(&request, response).await);
+        }
+        let bytes = response
+            .bytes()
+            .await
+            .map_err(|source| RegistryError::Http {
+                method: "GET".into(),
+                url: request.url.clone(),
+                source,
+            })?;
+        let actual = Digest::sha256(&bytes);
+        if digest.algorithm() == "sha256" && actual != digest {
+            return Err(RegistryError::DigestMismatch {
+                registry: endpoint.host.clone(),
+                expected: digest,
+                actual,
+            });
+        }
+        let config =
+            crate::ImageConfig::from_slice(&bytes).map_err(|e| RegistryError::Protocol {
+                url: request.url.clone(),
+                message: format!("config {digest}: {e}"),
+            })?;
+        Ok(FetchedConfig {
+            manifest: found.digest,
+            config,
         })
     }
 }
