@@ -79,7 +79,7 @@ fn main() -> ExitCode {
     }
     let result = match cli.command {
         Command::Parse(args) => commands::parse::run(&args),
-        Command::Lint(args) => commands::lint::run(&args),
+        Command::Lint(args) => commands::lint::run(&cli.global, &args),
         command => run(&cli.global, command).map(|()| ExitCode::SUCCESS),
     };
     match result {

@@ -42,6 +42,8 @@ pub struct Config {
     /// (exact where the image's ENV is known) and InvalidBaseImagePlatform
     /// (off when `None`); see [`crate::base_refs`].
     pub base_images: Option<crate::BaseImages>,
+    /// `verbose`: the caller says what it read and resolved (on stderr).
+    pub verbose: bool,
 }
 
 impl Default for Config {
@@ -60,6 +62,7 @@ impl Default for Config {
             shellcheck: None,
             dockerignore: None,
             base_images: None,
+            verbose: false,
         }
     }
 }

@@ -180,9 +180,7 @@ impl Config {
                 "no-color" => self.no_color = as_bool(&key, line, value)?,
                 "strict-labels" => self.strict_labels = as_bool(&key, line, value)?,
                 "disable-ignore-pragma" => self.disable_ignore_pragma = as_bool(&key, line, value)?,
-                "verbose" => {
-                    as_bool(&key, line, value)?;
-                }
+                "verbose" => self.verbose = as_bool(&key, line, value)?,
                 "format" => {
                     let s = as_scalar(&key, line, value)?;
                     self.format = Some(

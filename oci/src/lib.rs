@@ -38,8 +38,9 @@ pub use media::{LayerCompression, MediaFamily};
 pub use platform::{Platform, PlatformError};
 pub use reference::{Reference, ReferenceError};
 pub use registry::{
-    BlobOutcome, CredentialProvider, FetchedConfig, FetchedManifest, NoProgress, PullReport, PushReport,
-    RegistryClient, RegistryError, RegistryOptions, StaticCredentials, TransferObserver,
+    BlobOutcome, CredentialProvider, FetchedConfig, FetchedManifest, NoProgress, PullReport,
+    PushReport, RegistryClient, RegistryError, RegistryOptions, StaticCredentials,
+    TransferObserver,
 };
 pub use store::{default_root, BlobIngester, BlobReader, BlobWriter, LocalStore, StoreError};
 

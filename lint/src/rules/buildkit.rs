@@ -3,8 +3,8 @@
 use super::variables;
 use crate::base_image::{global_defaults, normalize_platform, platforms, stage_base};
 use crate::context::Context;
-use crate::{BaseImage, BaseRef};
 use crate::diagnostic::Diagnostics;
+use crate::{BaseImage, BaseRef};
 use kiln_parser::instruction::CommandLine;
 use kiln_parser::Instruction;
 use std::collections::HashSet;

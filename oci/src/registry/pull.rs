@@ -297,10 +297,7 @@ impl RegistryClient {
         let endpoint = &found.endpoint;
         let digest = descriptor_digest(found.image.config(), found.digest.as_str())?;
         let repo = reference.repository();
-        let request = Request::new(
-            Method::GET,
-            endpoint.url(&format!("{repo}/blobs/{digest}")),
-        );
+        let request = Request::new(Method::GET, endpoint.url(&format!("{repo}/blobs/{digest}")));
         let response = self
             .send(endpoint, &pull_scope(repo), &request, true)
             .await?;

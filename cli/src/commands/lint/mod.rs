@@ -1,5 +1,8 @@
 //! `kiln lint`: hadolint's rules and BuildKit's checks over Dockerfiles.
 
+mod base_images;
+
+use crate::global::GlobalArgs;
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use kiln_lint::{
@@ -14,7 +17,7 @@ use std::process::ExitCode;
 #[derive(Debug, Args)]
 pub struct LintArgs {
     /// Dockerfiles to lint; `-` reads standard input.
-    #[arg(value_name = "FILE", required_unless_present = "explain")]
+    #[arg(value_name = "FILE", required_unless_present_any = ["explain", "version"])]
     files: Vec<PathBuf>,
     /// Output format: tty, json, sarif, checkstyle, gnu, codeclimate,
     /// gitlab_codeclimate, codacy, sonarqube, junit.
@@ -79,10 +82,33 @@ pub struct LintArgs {
     /// Print what a rule checks, then exit.
     #[arg(long, value_name = "CODE")]
     explain: Option<String>,
+    /// The platform the build targets, for BuildKit's base image checks
+    /// (default: this machine's).
+    #[arg(long, value_name = "PLATFORM")]
+    platform: Option<kiln_oci::Platform>,
+    /// Ask registries for the configs of base images the store does not
+    /// have (no layers are pulled), so UndefinedVar knows their ENV and
+    /// InvalidBaseImagePlatform can check them.
+    #[arg(long)]
+    pull: bool,
+    /// Say on stderr which config file, ShellCheck and base images were
+    /// used.
+    #[arg(short = 'V', long)]
+    verbose: bool,
+    /// Print the version and what the rules follow, then exit.
+    #[arg(short = 'v', long)]
+    version: bool,
 }
 
 /// Runs `kiln lint`.
-pub fn run(args: &LintArgs) -> Result<ExitCode> {
+pub fn run(global: &GlobalArgs, args: &LintArgs) -> Result<ExitCode> {
+    if args.version {
+        println!(
+            "kiln lint {} (hadolint 2.15.1's DL rules, BuildKit's Dockerfile checks)",
+            env!("CARGO_PKG_VERSION")
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
     if let Some(code) = &args.explain {
         let Some(text) = explain(code) else {
             bail!("unknown rule {code}");
@@ -98,27 +124,47 @@ pub fn run(args: &LintArgs) -> Result<ExitCode> {
         }
         return Ok(ExitCode::SUCCESS);
     }
-    let config = load_config(args)?;
+    let mut config = load_config(args)?;
+    let verbose = args.verbose || config.verbose;
+    if verbose {
+        match &config.shellcheck {
+            Some(sc) => eprintln!("kiln: lint: ShellCheck: {}", sc.program().display()),
+            None => eprintln!("kiln: lint: ShellCheck: not used"),
+        }
+    }
     let format = args.format.or(config.format).unwrap_or(Format::Tty);
-    let mut found = Vec::new();
     let mut unreadable = false;
+    let mut sources = Vec::new();
     for file in &args.files {
         // An unreadable file is reported and the others are still linted.
-        let (name, source) = match read_source(file) {
-            Ok(read) => read,
+        match read_source(file) {
+            Ok((name, source)) => sources.push((file, name, source)),
             Err(err) => {
                 eprintln!("kiln: {err:#}");
                 unreadable = true;
-                continue;
             }
-        };
+        }
+    }
+    let lookup = base_images::Lookup {
+        global,
+        target: args
+            .platform
+            .clone()
+            .unwrap_or_else(kiln_oci::Platform::host),
+        pull: args.pull,
+        verbose,
+    };
+    let texts: Vec<&str> = sources.iter().map(|(_, _, s)| s.as_str()).collect();
+    config.base_images = Some(base_images::resolve(&lookup, &texts)?);
+    let mut found = Vec::new();
+    for (file, name, source) in &sources {
         let ignore = dockerignore_for(file)?;
         let config = Config {
             dockerignore: ignore,
             ..config.clone()
         };
-        let name = args.file_path_in_report.clone().unwrap_or(name);
-        match try_lint_file(&name, &source, &config) {
+        let name = args.file_path_in_report.clone().unwrap_or(name.clone());
+        match try_lint_file(&name, source, &config) {
             Ok(f) => found.extend(f),
             Err((f, err)) => {
                 eprintln!("kiln: {name}: {err}; SC findings left out");
@@ -169,6 +215,9 @@ fn load_config(args: &LintArgs) -> Result<Config> {
         }
     };
     if let Some(path) = path {
+        if args.verbose {
+            eprintln!("kiln: lint: config file: {}", path.display());
+        }
         let text = std::fs::read_to_string(&path)
             .with_context(|| format!("reading config {}", path.display()))?;
         config

@@ -1,0 +1,140 @@
+//! The base images `kiln lint` knows about: the FROM images of the files
+//! being linted, looked up in the image store (without creating one) and,
+//! with `--pull`, fetched from their registries (configs only, no layers).
+//! They make BuildKit's UndefinedVar exact and feed
+//! InvalidBaseImagePlatform.
+
+use crate::global::GlobalArgs;
+use anyhow::Result;
+use kiln_lint::{base_refs, BaseImage, BaseImages, BaseRef};
+use kiln_oci::{BlobReader, ImageConfig, LocalStore, Platform, Reference, RegistryClient};
+use std::collections::BTreeSet;
+
+/// Where base images may be looked up.
+pub struct Lookup<'a> {
+    /// The global options (store root, registry settings).
+    pub global: &'a GlobalArgs,
+    /// The platform the build targets.
+    pub target: Platform,
+    /// Also ask registries for images the store does not have.
+    pub pull: bool,
+    /// Say on stderr where each image came from.
+    pub verbose: bool,
+}
+
+/// Resolves the base images of every source in `sources`. What cannot be
+/// resolved is left out (the checks then know nothing of that image);
+/// with `--pull`, why is said on stderr.
+pub fn resolve(lookup: &Lookup<'_>, sources: &[&str]) -> Result<BaseImages> {
+    let mut images = BaseImages::new(lookup.target.to_string(), Platform::host().to_string());
+    let wanted: BTreeSet<(String, String)> = sources
+        .iter()
+        .flat_map(|s| base_refs(s, &images))
+        .map(|r| (r.image, r.platform))
+        .collect();
+    if wanted.is_empty() {
+        return Ok(images);
+    }
+    let store = existing_store(lookup.global)?;
+    let mut registry: Option<(RegistryClient, tokio::runtime::Runtime)> = None;
+    for (image, platform) in wanted {
+        let base = BaseRef {
+            image,
+            platform,
+            line: 0,
+        };
+        let (Ok(reference), Ok(platform)) = (
+            Reference::parse(&base.image),
+            base.platform.parse::<Platform>(),
+        ) else {
+            // InvalidDefaultArgInFrom and the parser report bad names.
+            continue;
+        };
+        let from_store = store
+            .as_ref()
+            .and_then(|s| stored_config(s, &reference, &platform));
+        let found = match from_store {
+            Some(config) => Some((config, "the store")),
+            None if lookup.pull => {
+                if registry.is_none() {
+                    registry = Some((lookup.global.registry()?, crate::global::runtime()?));
+                }
+                let Some((client, runtime)) = &registry else {
+                    continue;
+                };
+                match runtime.block_on(client.fetch_config(&reference, &platform)) {
+                    Ok(fetched) => Some((fetched.config, "its registry")),
+                    Err(err) => {
+                        eprintln!(
+                            "kiln: lint: base image {} ({}): {err}; UndefinedVar and \
+                             InvalidBaseImagePlatform know nothing of it",
+                            base.image, base.platform
+                        );
+                        None
+                    }
+                }
+            }
+            None => None,
+        };
+        match found {
+            Some((config, source)) => {
+                if lookup.verbose {
+                    eprintln!(
+                        "kiln: lint: base image {} ({}) read from {source}",
+                        base.image, base.platform
+                    );
+                }
+                images.insert(&base, base_image(&config));
+            }
+            None if lookup.verbose => eprintln!(
+                "kiln: lint: base image {} ({}) not found{}",
+                base.image,
+                base.platform,
+                if lookup.pull {
+                    ""
+                } else {
+                    " in the store (--pull asks its registry)"
+                }
+            ),
+            None => {}
+        }
+    }
+    Ok(images)
+}
+
+/// The store, if it exists: linting never creates one.
+fn existing_store(global: &GlobalArgs) -> Result<Option<LocalStore>> {
+    let root = global.root.clone().or_else(kiln_oci::default_root);
+    match root {
+        Some(root) if root.join("blobs").is_dir() => global.store().map(Some),
+        _ => Ok(None),
+    }
+}
+
+/// The config of a stored image for `platform`, if the store names it.
+fn stored_config(
+    store: &LocalStore,
+    reference: &Reference,
+    platform: &Platform,
+) -> Option<ImageConfig> {
+    let digest = store.get_ref(&reference.to_string()).ok()??;
+    let image = kiln_oci::resolve(store, &digest, platform).ok()?;
+    let bytes = store.read(&image.config_digest).ok()?;
+    ImageConfig::from_slice(&bytes).ok()
+}
+
+/// What the checks need of a config: its ENV names and its platform.
+fn base_image(config: &ImageConfig) -> BaseImage {
+    let env = config
+        .config
+        .env
+        .iter()
+        .flatten()
+        .map(|e| e.split_once('=').map_or(e.as_str(), |(k, _)| k).to_string())
+        .collect();
+    let platform = match config.variant.as_deref() {
+        Some(v) if !v.is_empty() => format!("{}/{}/{v}", config.os, config.architecture),
+        _ => format!("{}/{}", config.os, config.architecture),
+    };
+    BaseImage { env, platform }
+}
