@@ -76,14 +76,12 @@ impl BaseImages {
 
     /// Records what `base` resolved to.
     pub fn insert(&mut self, base: &BaseRef, image: BaseImage) {
-        self.images
-            .insert((base.image.clone(), base.platform.clone()), image);
+        self.images.insert(key(base), image);
     }
 
     /// What `base` resolved to, if it was.
     pub fn get(&self, base: &BaseRef) -> Option<&BaseImage> {
-        self.images
-            .get(&(base.image.clone(), base.platform.clone()))
+        self.images.get(&key(base))
     }
 
     /// How many images are known.
@@ -95,6 +93,12 @@ impl BaseImages {
     pub fn is_empty(&self) -> bool {
         self.images.is_empty()
     }
+}
+
+/// Where a base image is kept: its name, and its platform normalised
+/// (`linux/arm64/v8` and `linux/aarch64` are the same).
+fn key(base: &BaseRef) -> (String, String) {
+    (base.image.clone(), normalize_platform(&base.platform))
 }
 
 /// The images the stages of the Dockerfile in `source` start from, for a

@@ -44,6 +44,12 @@ pub struct Config {
     pub base_images: Option<crate::BaseImages>,
     /// `verbose`: the caller says what it read and resolved (on stderr).
     pub verbose: bool,
+    /// Run only the rules of this origin (`kiln build` runs BuildKit's
+    /// checks alone); `None` runs every rule.
+    pub only: Option<crate::Origin>,
+    /// A `check=` directive value that replaces the file's own (BuildKit's
+    /// `BUILDKIT_DOCKERFILE_CHECK` build argument).
+    pub check_directive: Option<String>,
 }
 
 impl Default for Config {
@@ -63,6 +69,8 @@ impl Default for Config {
             dockerignore: None,
             base_images: None,
             verbose: false,
+            only: None,
+            check_directive: None,
         }
     }
 }

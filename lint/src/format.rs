@@ -313,7 +313,7 @@ fn write_junit(found: &[Diagnostic], out: &mut impl Write) -> io::Result<()> {
 
 /// Where a rule is documented: hadolint's wiki, ShellCheck's wiki or
 /// BuildKit's rule pages.
-fn help_uri(code: &str) -> String {
+pub fn help_uri(code: &str) -> String {
     if code.starts_with("DL") {
         format!("https://github.com/hadolint/hadolint/wiki/{code}")
     } else if code.starts_with("SC") {

@@ -56,7 +56,7 @@ pub use context::{run_text, Context, Item};
 pub use diagnostic::{Diagnostic, Diagnostics, Severity, UnknownSeverity};
 pub use dockerignore::DockerIgnore;
 pub use explain::explain;
-pub use format::{Format, UnknownFormat};
+pub use format::{help_uri, Format, UnknownFormat};
 pub use pragma::{parse_pragma, Pragma, Pragmas};
 pub use rule::{find_rule, rules, Origin, Rule};
 pub use shellcheck::{run_scripts, RunScript, ShellCheck, ShellCheckError};
@@ -129,10 +129,13 @@ fn finish(
     config: &Config,
 ) -> Result<Vec<Diagnostic>, (Vec<Diagnostic>, ShellCheckError)> {
     let cx = Context::new(&dockerfile, source, config);
-    let pragmas = Pragmas::read(&dockerfile);
+    let pragmas = Pragmas::read_with(&dockerfile, config.check_directive.as_deref());
     let from_lines = cx.from_lines();
     let mut out = Diagnostics::new();
     for rule in rules() {
+        if config.only.is_some_and(|o| o != rule.origin()) {
+            continue;
+        }
         let code = rule.code();
         let buildkit = rule.origin() == Origin::BuildKit;
         let default = if buildkit
@@ -159,7 +162,8 @@ fn finish(
         rule.check(&cx, &mut out);
     }
     for (code, line) in recovered {
-        if let Some(rule) = find_rule(code) {
+        if let Some(rule) = find_rule(code).filter(|r| config.only.is_none_or(|o| o == r.origin()))
+        {
             let severity = config.severity_of(code, rule.severity());
             if severity != Severity::Ignore && !config.is_ignored(code) {
                 out.begin(code, severity, rule.message());
@@ -168,7 +172,12 @@ fn finish(
         }
     }
     let mut failure = None;
-    if let Some(sc) = &config.shellcheck {
+    // ShellCheck's findings come with hadolint's.
+    let shellcheck = config
+        .shellcheck
+        .as_ref()
+        .filter(|_| config.only.is_none_or(|o| o == Origin::Hadolint));
+    if let Some(sc) = shellcheck {
         match sc.check(&dockerfile, source, file) {
             Ok(found) => {
                 for mut d in found {

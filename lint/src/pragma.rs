@@ -107,6 +107,13 @@ fn codes(list: &str) -> Option<Vec<String>> {
 impl Pragmas {
     /// Collects the pragmas of a parsed file.
     pub fn read(dockerfile: &Dockerfile) -> Pragmas {
+        Pragmas::read_with(dockerfile, None)
+    }
+
+    /// Like [`Pragmas::read`], with `check` (when given) in place of the
+    /// file's `# check=` directive, as BuildKit's
+    /// `BUILDKIT_DOCKERFILE_CHECK` build argument replaces it.
+    pub fn read_with(dockerfile: &Dockerfile, check: Option<&str>) -> Pragmas {
         let mut p = Pragmas::default();
         for comment in &dockerfile.comments {
             match parse_pragma(&comment.text) {
@@ -124,7 +131,7 @@ impl Pragmas {
                 }
             }
         }
-        if let Some(check) = dockerfile.directive("check") {
+        if let Some(check) = check.or_else(|| dockerfile.directive("check")) {
             for part in check.split(';') {
                 let Some((key, value)) = part.split_once('=') else {
                     continue;

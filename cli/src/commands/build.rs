@@ -1,6 +1,7 @@
 //! `kiln build`: Dockerfile → graph → solve → image outputs, with
 //! `docker buildx build`'s flags.
 
+use super::lint::checks;
 use crate::global::{runtime, GlobalArgs};
 use anyhow::{bail, Context, Result};
 use clap::{Args, ValueEnum};
@@ -101,6 +102,11 @@ pub struct BuildArgs {
     /// `runtime`, else builtin).
     #[arg(long, env = "KILN_RUNTIME")]
     runtime: Option<String>,
+    /// Run BuildKit's build checks and print what they find, with source
+    /// excerpts, instead of building (`docker build --check`); exits 1 when
+    /// anything is found.
+    #[arg(long)]
+    check: bool,
 }
 
 /// `--print` formats.
@@ -121,6 +127,8 @@ struct StoreResolver<'a> {
     client: &'a RegistryClient,
     runtime: &'a tokio::runtime::Runtime,
     progress: &'a Arc<crate::progress::Reporter>,
+    /// What FROM names resolved to, for BuildKit's checks.
+    resolved: std::cell::RefCell<Vec<checks::Resolved>>,
 }
 
 impl ImageResolver for StoreResolver<'_> {
@@ -149,7 +157,11 @@ impl ImageResolver for StoreResolver<'_> {
                 report.digest
             }
         };
-        self.resolved(name, &digest, platform)
+        let image = self.resolved(name, &digest, platform)?;
+        self.resolved
+            .borrow_mut()
+            .push((text.to_string(), platform.clone(), image.config.clone()));
+        Ok(image)
     }
 
     fn resolve_layout(
@@ -170,7 +182,13 @@ impl ImageResolver for StoreResolver<'_> {
         });
         let chosen =
             pick.ok_or_else(|| format!("oci-layout://{layout}: no matching image in the layout"))?;
-        self.resolved(format!("oci-layout://{layout}"), &chosen.digest, platform)
+        let image = self.resolved(format!("oci-layout://{layout}"), &chosen.digest, platform)?;
+        self.resolved.borrow_mut().push((
+            format!("oci-layout://{layout}"),
+            platform.clone(),
+            image.config.clone(),
+        ));
+        Ok(image)
     }
 }
 
@@ -348,6 +366,7 @@ pub fn build(global: &GlobalArgs, args: &BuildArgs) -> Result<()> {
         client: &client,
         runtime: &rt,
         progress: &reporter,
+        resolved: Default::default(),
     };
     let lowered =
         kiln_solver::lower(&dockerfile, &options, &resolver, &context_dir).map_err(|e| match e
@@ -369,6 +388,33 @@ pub fn build(global: &GlobalArgs, args: &BuildArgs) -> Result<()> {
             }
         }
         return Ok(());
+    }
+
+    // BuildKit's checks, knowing the base images lowering resolved.
+    let found = checks::run(
+        &dockerfile_name,
+        &source,
+        &checks::through_contexts(&resolver.resolved.borrow(), &options.named_contexts),
+        &platform,
+        &options.build_args,
+    );
+    if args.check {
+        print!("{}", checks::report(&found, &source));
+        if !found.is_empty() {
+            bail!(
+                "{dockerfile_name}: {} build check{} found something",
+                found.len(),
+                if found.len() == 1 { "" } else { "s" }
+            );
+        }
+        return Ok(());
+    }
+    if checks::has_errors(&found) {
+        bail!(
+            "{dockerfile_name}: lint violation found for rules: {}\n{}",
+            checks::rule_names(&found),
+            checks::summary(&found).join("\n")
+        );
     }
 
     // Contexts.
@@ -487,6 +533,20 @@ pub fn build(global: &GlobalArgs, args: &BuildArgs) -> Result<()> {
         },
     )?;
     super::cache::enforce_cap(&store, &config, _lease);
+    if !found.is_empty() {
+        if reporter.prints_summary() {
+            for line in checks::summary(&found) {
+                crate::progress::eprint_line(&line);
+            }
+        } else {
+            for d in &found {
+                reporter.event(kiln_solver::Event::Note {
+                    name: format!("[lint] {dockerfile_name}"),
+                    message: format!("{}: {} (line {})", d.code, d.message, d.line),
+                });
+            }
+        }
+    }
     Ok(())
 }
 

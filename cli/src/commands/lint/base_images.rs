@@ -124,7 +124,7 @@ fn stored_config(
 }
 
 /// What the checks need of a config: its ENV names and its platform.
-fn base_image(config: &ImageConfig) -> BaseImage {
+pub(super) fn base_image(config: &ImageConfig) -> BaseImage {
     let env = config
         .config
         .env

@@ -1,6 +1,7 @@
 //! `kiln lint`: hadolint's rules and BuildKit's checks over Dockerfiles.
 
 mod base_images;
+pub mod checks;
 
 use crate::global::GlobalArgs;
 use anyhow::{bail, Context, Result};
