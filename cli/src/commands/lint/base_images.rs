@@ -27,6 +27,15 @@ pub struct Lookup<'a> {
 /// with `--pull`, why is said on stderr.
 pub fn resolve(lookup: &Lookup<'_>, sources: &[&str]) -> Result<BaseImages> {
     let mut images = BaseImages::new(lookup.target.to_string(), Platform::host().to_string());
+    let store = existing_store(lookup.global)?;
+    if store.is_none() && !lookup.pull {
+        // Nowhere to look (hadolint's situation in CI): skip reading the
+        // FROM lines at all.
+        if lookup.verbose {
+            eprintln!("kiln: lint: no image store; base images are not known (--pull asks their registries)");
+        }
+        return Ok(images);
+    }
     let wanted: BTreeSet<(String, String)> = sources
         .iter()
         .flat_map(|s| base_refs(s, &images))
@@ -35,7 +44,6 @@ pub fn resolve(lookup: &Lookup<'_>, sources: &[&str]) -> Result<BaseImages> {
     if wanted.is_empty() {
         return Ok(images);
     }
-    let store = existing_store(lookup.global)?;
     let mut registry: Option<(RegistryClient, tokio::runtime::Runtime)> = None;
     for (image, platform) in wanted {
         let base = BaseRef {
