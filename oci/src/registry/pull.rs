@@ -296,7 +296,77 @@ impl RegistryClient {
         let found = self.platform_manifest(reference, platform).await?;
         let endpoint = &found.endpoint;
         let digest = descriptor_digest(found.image.config(), found.digest.as_str())?;
-        let repo = reference.repository();
+        let bytes = self
+            .blob_bytes(endpoint, reference.repository(), &digest)
+            .await?;
+        let config =
+            crate::ImageConfig::from_slice(&bytes).map_err(|e| RegistryError::Protocol {
+                url: endpoint.url(&format!("{}/blobs/{digest}", reference.repository())),
+                message: format!("config {digest}: {e}"),
+            })?;
+        Ok(FetchedConfig {
+            manifest: found.digest,
+            config,
+        })
+    }
+    /// The manifest `reference` names and the bytes of its config blob,
+    /// verified: what an artifact such as an exported build cache is read
+    /// from. An index is refused.
+    ///
+    /// # Errors
+    /// As [`RegistryClient::fetch_manifest`], plus [`RegistryError::Protocol`]
+    /// for an index, and a digest mismatch of the config.
+    pub async fn fetch_artifact(
+        &self,
+        reference: &Reference,
+    ) -> Result<(FetchedManifest, Vec<u8>)> {
+        let (manifest, endpoint) = self.fetch_manifest_from(reference).await?;
+        let Manifest::Image(image) = &manifest.manifest else {
+            return Err(RegistryError::Protocol {
+                url: endpoint.base.clone(),
+                message: format!("{reference} is an index, not a single manifest"),
+            });
+        };
+        let digest = descriptor_digest(image.config(), manifest.digest.as_str())?;
+        let bytes = self
+            .blob_bytes(&endpoint, reference.repository(), &digest)
+            .await?;
+        Ok((manifest, bytes))
+    }
+
+    /// Downloads one blob of `reference`'s repository into `store`
+    /// (resumed after a dropped connection, verified before it becomes
+    /// visible); nothing is fetched when the store has it.
+    ///
+    /// # Errors
+    /// Transport, auth, digest or store errors.
+    pub async fn fetch_blob(
+        &self,
+        reference: &Reference,
+        digest: &Digest,
+        size: u64,
+        store: &LocalStore,
+    ) -> Result<()> {
+        if store.exists(digest) {
+            return Ok(());
+        }
+        let endpoint = self.endpoint(reference.registry_host());
+        let transfer = self.transfer(
+            &endpoint,
+            reference.repository(),
+            store,
+            Arc::new(super::NoProgress),
+        );
+        transfer.fetch_blob(digest, size).await.map(|_| ())
+    }
+
+    /// A small blob's bytes, verified against its digest.
+    async fn blob_bytes(
+        &self,
+        endpoint: &Endpoint,
+        repo: &str,
+        digest: &Digest,
+    ) -> Result<Vec<u8>> {
         let request = Request::new(Method::GET, endpoint.url(&format!("{repo}/blobs/{digest}")));
         let response = self
             .send(endpoint, &pull_scope(repo), &request, true)
@@ -313,22 +383,14 @@ impl RegistryClient {
                 source,
             })?;
         let actual = Digest::sha256(&bytes);
-        if digest.algorithm() == "sha256" && actual != digest {
+        if digest.algorithm() == "sha256" && actual != *digest {
             return Err(RegistryError::DigestMismatch {
                 registry: endpoint.host.clone(),
-                expected: digest,
+                expected: digest.clone(),
                 actual,
             });
         }
-        let config =
-            crate::ImageConfig::from_slice(&bytes).map_err(|e| RegistryError::Protocol {
-                url: request.url.clone(),
-                message: format!("config {digest}: {e}"),
-            })?;
-        Ok(FetchedConfig {
-            manifest: found.digest,
-            config,
-        })
+        Ok(bytes.to_vec())
     }
 }
 
