@@ -6,6 +6,7 @@ pub mod context;
 mod graph;
 mod lower;
 mod op;
+pub mod remote_cache;
 mod solve;
 pub mod storage;
 

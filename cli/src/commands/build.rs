@@ -107,6 +107,17 @@ pub struct BuildArgs {
     /// anything is found.
     #[arg(long)]
     check: bool,
+    /// Reuse build cache exported by another build (repeatable):
+    /// `type=registry,ref=REF`, `type=local,src=DIR[,tag=T]`, or a bare
+    /// reference.
+    #[arg(long = "cache-from", value_name = "CACHE")]
+    cache_from: Vec<String>,
+    /// Export this build's cache (repeatable):
+    /// `type=registry,ref=REF[,mode=min|max]` or
+    /// `type=local,dest=DIR[,tag=T][,mode=min|max]`; `mode=max` includes
+    /// every stage's steps, `min` (the default) the image's.
+    #[arg(long = "cache-to", value_name = "CACHE")]
+    cache_to: Vec<String>,
 }
 
 /// `--print` formats.
@@ -358,6 +369,9 @@ pub fn build(global: &GlobalArgs, args: &BuildArgs) -> Result<()> {
         })
         .collect::<Result<_>>()?;
 
+    let cache_from = super::build_cache::parse_cache_from(&args.cache_from)?;
+    let cache_to = super::build_cache::parse_cache_to(&args.cache_to)?;
+
     let rt = runtime()?;
     let client = global.registry()?;
     let reporter = crate::progress::Reporter::new(args.progress);
@@ -468,6 +482,7 @@ pub fn build(global: &GlobalArgs, args: &BuildArgs) -> Result<()> {
                     .map_err(|e: String| anyhow::anyhow!("--allow: {e}"))
             })
             .collect::<Result<_>>()?,
+        cache_from: super::build_cache::open_imports(&cache_from, &client, &rt, &reporter),
     };
     let solved = rt
         .block_on(kiln_solver::solve(
@@ -532,6 +547,7 @@ pub fn build(global: &GlobalArgs, args: &BuildArgs) -> Result<()> {
             reporter: &reporter,
         },
     )?;
+    super::build_cache::export(&cache_to, &solved, &store, &client, &rt, &reporter)?;
     super::cache::enforce_cap(&store, &config, _lease);
     if !found.is_empty() {
         if reporter.prints_summary() {

@@ -2,6 +2,7 @@
 
 pub mod archive;
 pub mod build;
+pub mod build_cache;
 pub mod cache;
 pub mod image;
 pub mod lint;

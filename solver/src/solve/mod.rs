@@ -17,10 +17,11 @@ use crate::context::BuildContext;
 use crate::graph::{Graph, VertexId};
 use crate::lower::Lowered;
 use crate::op::{FileAction, Op};
+use crate::remote_cache::{CacheMode, CacheSource, ExportedRecord};
 use kiln_executor::{LayerStack, Source, SourceTree};
 use kiln_oci::{Digest, ImageConfig, LocalStore};
 use std::collections::{BTreeMap, HashMap};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 /// How to solve.
@@ -44,6 +45,15 @@ pub struct SolveOptions {
     /// How new layers are compressed (the outputs' choice; an output
     /// wanting another converts at export).
     pub compression: kiln_oci::Compression,
+    /// Caches to reuse layers from when the local cache misses
+    /// (`--cache-from`), in order.
+    pub cache_from: Vec<Arc<dyn CacheSource>>,
+}
+
+impl std::fmt::Debug for dyn CacheSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "CacheSource({})", self.name())
+    }
 }
 
 /// A privilege a build must be granted (`--allow`).
@@ -99,6 +109,7 @@ impl Default for SolveOptions {
             ssh: BTreeMap::new(),
             allow: Vec::new(),
             compression: kiln_oci::Compression::default(),
+            cache_from: Vec::new(),
         }
     }
 }
@@ -203,9 +214,24 @@ pub struct Solved {
     pub layers: Vec<LayerRecord>,
     /// The image config with `rootfs.diff_ids` filled in.
     pub config: ImageConfig,
+    /// Every step of the build that made or reused a layer: its cache key
+    /// and the layer, in the order they finished.
+    pub steps: Vec<(Digest, CachedLayer)>,
 }
 
 impl Solved {
+    /// The cache records `--cache-to` exports: every step's with
+    /// [`CacheMode::Max`], else only those whose layer is in the image.
+    pub fn cache_records(&self, mode: CacheMode) -> Vec<ExportedRecord> {
+        let in_image: std::collections::HashSet<String> =
+            self.layers.iter().map(|l| l.diff_id.to_string()).collect();
+        self.steps
+            .iter()
+            .filter(|(_, layer)| mode == CacheMode::Max || in_image.contains(&layer.diff_id))
+            .map(|(key, layer)| ExportedRecord::new(key, layer))
+            .collect()
+    }
+
     /// The image's filesystem as a layer stack.
     pub fn stack(&self) -> LayerStack {
         layer::stack_of(&self.layers)
@@ -224,6 +250,8 @@ struct Shared {
     secrets: BTreeMap<String, SecretSource>,
     ssh: BTreeMap<String, std::path::PathBuf>,
     compression: kiln_oci::Compression,
+    imports: Vec<Arc<dyn CacheSource>>,
+    steps: Mutex<Vec<(Digest, CachedLayer)>>,
 }
 
 /// Solves `lowered` with the local `store`, reading contexts from
@@ -255,6 +283,8 @@ pub async fn solve(
         secrets: options.secrets.clone(),
         ssh: options.ssh.clone(),
         compression: options.compression,
+        imports: options.cache_from.clone(),
+        steps: Mutex::new(Vec::new()),
     });
     let order = shared.graph.closure(&[lowered.root]);
     preflight(&shared, &order, &options.allow)?;
@@ -324,7 +354,12 @@ pub async fn solve(
     let mut config = lowered.config.clone();
     config.rootfs.kind = "layers".into();
     config.rootfs.diff_ids = layers.iter().map(|l| l.diff_id.to_string()).collect();
-    Ok(Solved { layers, config })
+    let steps = std::mem::take(&mut *shared.steps.lock().unwrap_or_else(|e| e.into_inner()));
+    Ok(Solved {
+        layers,
+        config,
+        steps,
+    })
 }
 
 /// Refuses, before anything runs, a build whose RUN steps need a secret or
@@ -624,20 +659,58 @@ fn cached(
     if cache_disabled(shared, meta) {
         return Ok(None);
     }
-    let Some(hit) = shared.cache.get(key) else {
+    let local = shared
+        .cache
+        .get(key)
+        .and_then(|hit| layer::restore(&shared.store, &hit).map(|record| (hit, record)));
+    let Some((hit, record)) = local.or_else(|| imported(shared, meta, key)) else {
         return Ok(None);
     };
-    let Some(record) = layer::restore(&shared.store, &hit) else {
-        return Ok(None);
-    };
-    // Only orders what pruning removes first; never fails the build.
+    // Orders what pruning removes first, and keeps an imported record for
+    // the next build; never fails this one.
     let _ = shared.cache.touch(key, &hit);
+    remember_step(shared, key, &hit);
     shared.progress.event(Event::Cached {
         name: meta.name.clone(),
     });
     let mut layers = base.to_vec();
     layers.push(record);
     Ok(Some(layers))
+}
+
+/// The layer for `key` from the first `--cache-from` cache that has it,
+/// its blob fetched into the store and unpacked. A cache that fails to
+/// deliver is noted and the step is built instead.
+fn imported(
+    shared: &Shared,
+    meta: &crate::graph::VertexMeta,
+    key: &Digest,
+) -> Option<(CachedLayer, LayerRecord)> {
+    for source in &shared.imports {
+        let Some(layer) = source.lookup(key) else {
+            continue;
+        };
+        if let Err(e) = source.fetch(&layer, &shared.store) {
+            shared.progress.event(Event::Note {
+                name: meta.name.clone(),
+                message: format!("cache from {} not used: {e}", source.name()),
+            });
+            continue;
+        }
+        if let Some(record) = layer::restore(&shared.store, &layer) {
+            return Some((layer, record));
+        }
+    }
+    None
+}
+
+/// Adds a step's key and layer to what the build used.
+fn remember_step(shared: &Shared, key: &Digest, layer: &CachedLayer) {
+    shared
+        .steps
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .push((key.clone(), layer.clone()));
 }
 
 fn cache_disabled(shared: &Shared, meta: &crate::graph::VertexMeta) -> bool {
@@ -676,6 +749,7 @@ fn record_layer(
         media_type: record.media_type.clone(),
         last_used: Some(cache::unix_millis(std::time::SystemTime::now())),
     };
+    remember_step(shared, key, &cached);
     shared
         .cache
         .put(key, &cached, &meta.name, parts)

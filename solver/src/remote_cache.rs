@@ -1,0 +1,486 @@
+//! Build cache shared between machines (`--cache-to`, `--cache-from`).
+//!
+//! An exported cache is one OCI image manifest: its config (media type
+//! [`CACHE_CONFIG_MEDIA_TYPE`]) lists the cache records (key -> the layer
+//! the step made) and its layers are those layers' blobs. It goes to a
+//! registry under a tag, or into an OCI layout directory; `skopeo` and
+//! `umoci` read either. Keys are portable: they cover ops, input keys and
+//! context content, never paths, secrets or times.
+//!
+//! An imported cache ([`CacheSource`]) is read once when the build starts;
+//! a blob is fetched only when a step hits its record, then kept in the
+//! local store and cache like a layer built here.
+
+use crate::solve::CachedLayer;
+use kiln_oci::{
+    media, BlobIngester, BlobReader, Digest, LocalStore, Reference, RegistryClient, RegistryError,
+    StoreError,
+};
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, HashMap};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// The media type of an exported cache's config.
+pub const CACHE_CONFIG_MEDIA_TYPE: &str = "application/vnd.kiln.cache.config.v1+json";
+
+/// What [`CacheExport`]'s config says it is.
+const FORMAT: &str = "kiln.cache.v1";
+
+/// Why a cache could not be read or written.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RemoteCacheError {
+    /// The registry refused or failed.
+    #[error("{reference}: {source}")]
+    Registry {
+        /// The cache reference.
+        reference: String,
+        /// What went wrong.
+        source: Box<RegistryError>,
+    },
+    /// The local store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// A file of a cache directory.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// What went wrong.
+        source: std::io::Error,
+    },
+    /// The artifact is not a kiln cache, or is damaged.
+    #[error("{location}: {message}")]
+    Format {
+        /// Where it was read from.
+        location: String,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+/// One exported record: a cache key and the layer its step made.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ExportedRecord {
+    /// The cache key.
+    pub key: String,
+    /// The layer's uncompressed digest.
+    pub diff_id: String,
+    /// The layer's blob.
+    pub blob: String,
+    /// The blob's size.
+    pub size: u64,
+    /// The blob's media type.
+    pub media_type: String,
+}
+
+impl ExportedRecord {
+    /// The record of `layer` under `key`.
+    pub fn new(key: &Digest, layer: &CachedLayer) -> ExportedRecord {
+        ExportedRecord {
+            key: key.to_string(),
+            diff_id: layer.diff_id.clone(),
+            blob: layer.blob.clone(),
+            size: layer.size,
+            media_type: layer.media_type.clone(),
+        }
+    }
+
+    fn layer(&self) -> CachedLayer {
+        CachedLayer {
+            diff_id: self.diff_id.clone(),
+            blob: self.blob.clone(),
+            size: self.size,
+            media_type: self.media_type.clone(),
+            last_used: None,
+        }
+    }
+}
+
+/// The config blob of an exported cache.
+#[derive(Debug, Serialize, Deserialize)]
+struct CacheConfig {
+    format: String,
+    records: Vec<ExportedRecord>,
+}
+
+/// Which steps `--cache-to` exports (`mode=` as in buildx).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum CacheMode {
+    /// Only the steps whose layers are in the image (the default).
+    #[default]
+    Min,
+    /// Every step of the build, other stages included.
+    Max,
+}
+
+impl std::str::FromStr for CacheMode {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<CacheMode, String> {
+        match s {
+            "min" => Ok(CacheMode::Min),
+            "max" => Ok(CacheMode::Max),
+            other => Err(format!("mode={other}: expected min or max")),
+        }
+    }
+}
+
+/// A cache read with `--cache-from`, as the solver consults it.
+pub trait CacheSource: Send + Sync {
+    /// Where it comes from, for messages.
+    fn name(&self) -> String;
+    /// The layer recorded under `key`.
+    fn lookup(&self, key: &Digest) -> Option<CachedLayer>;
+    /// Brings `layer`'s blob into `store` (verified). Called from the
+    /// solver's worker threads, outside the async runtime.
+    ///
+    /// # Errors
+    /// A message saying why the blob could not be had.
+    fn fetch(&self, layer: &CachedLayer, store: &LocalStore) -> Result<(), String>;
+}
+
+/// The records of a cache config, by key.
+fn parse_records(
+    bytes: &[u8],
+    location: &str,
+) -> Result<HashMap<String, CachedLayer>, RemoteCacheError> {
+    let config: CacheConfig =
+        serde_json::from_slice(bytes).map_err(|e| RemoteCacheError::Format {
+            location: location.to_string(),
+            message: format!("not a kiln build cache: {e}"),
+        })?;
+    if config.format != FORMAT {
+        return Err(RemoteCacheError::Format {
+            location: location.to_string(),
+            message: format!("cache format {:?}, expected {FORMAT:?}", config.format),
+        });
+    }
+    Ok(config
+        .records
+        .into_iter()
+        .map(|r| (r.key.clone(), r.layer()))
+        .collect())
+}
+
+/// A cache in a registry (`type=registry,ref=...`).
+pub struct RegistryCache {
+    client: RegistryClient,
+    reference: Reference,
+    handle: tokio::runtime::Handle,
+    records: HashMap<String, CachedLayer>,
+}
+
+impl RegistryCache {
+    /// Reads the cache `reference` names. Must be called inside the tokio
+    /// runtime that will serve its blob fetches.
+    ///
+    /// # Errors
+    /// The registry's error (an unknown tag included) or a config that is
+    /// not a kiln cache.
+    pub async fn open(
+        client: RegistryClient,
+        reference: Reference,
+    ) -> Result<RegistryCache, RemoteCacheError> {
+        let (_, config) = client.fetch_artifact(&reference).await.map_err(|source| {
+            RemoteCacheError::Registry {
+                reference: reference.to_string(),
+                source: Box::new(source),
+            }
+        })?;
+        let records = parse_records(&config, &reference.to_string())?;
+        Ok(RegistryCache {
+            client,
+            reference,
+            handle: tokio::runtime::Handle::current(),
+            records,
+        })
+    }
+
+    /// How many records it holds.
+    pub fn len(&self) -> usize {
+        self.records.len()
+    }
+
+    /// True when it holds none.
+    pub fn is_empty(&self) -> bool {
+        self.records.is_empty()
+    }
+}
+
+impl CacheSource for RegistryCache {
+    fn name(&self) -> String {
+        self.reference.to_string()
+    }
+
+    fn lookup(&self, key: &Digest) -> Option<CachedLayer> {
+        self.records.get(key.as_str()).cloned()
+    }
+
+    fn fetch(&self, layer: &CachedLayer, store: &LocalStore) -> Result<(), String> {
+        let digest: Digest = layer.blob.parse().map_err(|e| format!("{e}"))?;
+        self.handle
+            .block_on(
+                self.client
+                    .fetch_blob(&self.reference, &digest, layer.size, store),
+            )
+            .map_err(|e| format!("{}: {e}", self.reference))
+    }
+}
+
+/// A cache in an OCI layout directory (`type=local,src=DIR`).
+pub struct LayoutCache {
+    dir: PathBuf,
+    records: HashMap<String, CachedLayer>,
+}
+
+impl LayoutCache {
+    /// Reads the cache tagged `tag` in the layout at `dir`.
+    ///
+    /// # Errors
+    /// Missing or unreadable files, no manifest with that tag, or a config
+    /// that is not a kiln cache.
+    pub fn open(dir: &Path, tag: &str) -> Result<LayoutCache, RemoteCacheError> {
+        let location = dir.display().to_string();
+        let format_err = |message: String| RemoteCacheError::Format {
+            location: location.clone(),
+            message,
+        };
+        let index: serde_json::Value = serde_json::from_slice(&read(&dir.join("index.json"))?)
+            .map_err(|e| format_err(format!("index.json: {e}")))?;
+        let manifests = index["manifests"].as_array().cloned().unwrap_or_default();
+        let entry = manifests
+            .iter()
+            .find(|m| m["annotations"][REF_NAME].as_str() == Some(tag))
+            .ok_or_else(|| format_err(format!("no cache tagged {tag:?} in index.json")))?;
+        let manifest_digest = digest_of(&entry["digest"]).map_err(format_err)?;
+        let manifest: serde_json::Value =
+            serde_json::from_slice(&read_blob(dir, &manifest_digest)?)
+                .map_err(|e| format_err(format!("manifest {manifest_digest}: {e}")))?;
+        let config_digest = digest_of(&manifest["config"]["digest"]).map_err(format_err)?;
+        let records = parse_records(&read_blob(dir, &config_digest)?, &location)?;
+        Ok(LayoutCache {
+            dir: dir.to_path_buf(),
+            records,
+        })
+    }
+}
+
+impl CacheSource for LayoutCache {
+    fn name(&self) -> String {
+        self.dir.display().to_string()
+    }
+
+    fn lookup(&self, key: &Digest) -> Option<CachedLayer> {
+        self.records.get(key.as_str()).cloned()
+    }
+
+    fn fetch(&self, layer: &CachedLayer, store: &LocalStore) -> Result<(), String> {
+        let digest: Digest = layer.blob.parse().map_err(|e| format!("{e}"))?;
+        if store.exists(&digest) {
+            return Ok(());
+        }
+        let bytes = read_blob(&self.dir, &digest).map_err(|e| e.to_string())?;
+        let mut writer = store.writer().map_err(|e| e.to_string())?;
+        writer
+            .write_all(&bytes)
+            .map_err(|e| format!("{}: {e}", self.dir.display()))?;
+        writer
+            .commit(Some(&digest), Some(layer.size))
+            .map(|_| ())
+            .map_err(|e| format!("{}: {e}", self.dir.display()))
+    }
+}
+
+/// The annotation an OCI layout's index names a manifest with.
+const REF_NAME: &str = "org.opencontainers.image.ref.name";
+
+fn read(path: &Path) -> Result<Vec<u8>, RemoteCacheError> {
+    std::fs::read(path).map_err(|source| RemoteCacheError::Io {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+fn read_blob(dir: &Path, digest: &Digest) -> Result<Vec<u8>, RemoteCacheError> {
+    let bytes = read(
+        &dir.join("blobs")
+            .join(digest.algorithm())
+            .join(digest.hex()),
+    )?;
+    if Digest::sha256(&bytes) != *digest {
+        return Err(RemoteCacheError::Format {
+            location: dir.display().to_string(),
+            message: format!("blob {digest} does not match its digest"),
+        });
+    }
+    Ok(bytes)
+}
+
+fn digest_of(value: &serde_json::Value) -> Result<Digest, String> {
+    value
+        .as_str()
+        .ok_or_else(|| "a descriptor has no digest".to_string())?
+        .parse()
+        .map_err(|e| format!("{e}"))
+}
+
+/// Writes `records` as a cache artifact into `store` (config, then
+/// manifest; the layer blobs must be there) and returns the manifest's
+/// digest. Records are sorted and deduplicated so the same cache gives the
+/// same digest.
+///
+/// # Errors
+/// A layer blob missing from the store, or store errors.
+pub fn write_artifact(
+    store: &LocalStore,
+    records: &[ExportedRecord],
+) -> Result<Digest, RemoteCacheError> {
+    let mut by_key: BTreeMap<&str, &ExportedRecord> = BTreeMap::new();
+    for r in records {
+        by_key.insert(&r.key, r);
+    }
+    let records: Vec<ExportedRecord> = by_key.into_values().cloned().collect();
+    let mut layers: BTreeMap<&str, &ExportedRecord> = BTreeMap::new();
+    for r in &records {
+        let digest: Digest = r.blob.parse().map_err(|e| RemoteCacheError::Format {
+            location: "the build cache".into(),
+            message: format!("{e}"),
+        })?;
+        if !store.exists(&digest) {
+            return Err(StoreError::NotFound(digest).into());
+        }
+        layers.insert(&r.blob, r);
+    }
+    let config = serde_json::to_vec(&CacheConfig {
+        format: FORMAT.to_string(),
+        records: records.clone(),
+    })
+    .map_err(|e| RemoteCacheError::Format {
+        location: "the build cache".into(),
+        message: e.to_string(),
+    })?;
+    let config_digest = store.write_blob(&config, None)?;
+    let manifest = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": media::OCI_MANIFEST,
+        "config": {
+            "mediaType": CACHE_CONFIG_MEDIA_TYPE,
+            "digest": config_digest.as_str(),
+            "size": config.len(),
+        },
+        "layers": layers.values().map(|r| serde_json::json!({
+            "mediaType": r.media_type,
+            "digest": r.blob,
+            "size": r.size,
+        })).collect::<Vec<_>>(),
+    });
+    let bytes = serde_json::to_vec(&manifest).map_err(|e| RemoteCacheError::Format {
+        location: "the build cache".into(),
+        message: e.to_string(),
+    })?;
+    Ok(store.write_blob(&bytes, None)?)
+}
+
+/// Pushes `records` and their layers to `reference` (`type=registry`).
+///
+/// # Errors
+/// As [`write_artifact`], plus the registry's errors.
+pub async fn export_to_registry(
+    store: &LocalStore,
+    client: &RegistryClient,
+    records: &[ExportedRecord],
+    reference: &Reference,
+    observer: Arc<dyn kiln_oci::TransferObserver>,
+) -> Result<Digest, RemoteCacheError> {
+    let manifest = write_artifact(store, records)?;
+    client
+        .push(store, &manifest, reference, observer)
+        .await
+        .map_err(|source| RemoteCacheError::Registry {
+            reference: reference.to_string(),
+            source: Box::new(source),
+        })?;
+    Ok(manifest)
+}
+
+/// Writes `records` and their layers into the OCI layout at `dir` under
+/// `tag` (`type=local,dest=DIR`); other tags in the layout are kept.
+///
+/// # Errors
+/// As [`write_artifact`], plus I/O errors naming the file.
+pub fn export_to_layout(
+    store: &LocalStore,
+    records: &[ExportedRecord],
+    dir: &Path,
+    tag: &str,
+) -> Result<Digest, RemoteCacheError> {
+    let manifest = write_artifact(store, records)?;
+    let mut blobs: Vec<Digest> = vec![manifest.clone()];
+    let (m, _) =
+        kiln_oci::read_manifest(store, &manifest).map_err(|e| RemoteCacheError::Format {
+            location: dir.display().to_string(),
+            message: e.to_string(),
+        })?;
+    if let kiln_oci::Manifest::Image(image) = &m {
+        for d in std::iter::once(image.config()).chain(image.layers()) {
+            blobs.push(
+                kiln_oci::descriptor_digest(d, manifest.as_str()).map_err(|e| {
+                    RemoteCacheError::Format {
+                        location: dir.display().to_string(),
+                        message: e.to_string(),
+                    }
+                })?,
+            );
+        }
+    }
+    let io = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| RemoteCacheError::Io { path, source }
+    };
+    for digest in &blobs {
+        let dest = dir
+            .join("blobs")
+            .join(digest.algorithm())
+            .join(digest.hex());
+        if dest.exists() {
+            continue;
+        }
+        if let Some(parent) = dest.parent() {
+            std::fs::create_dir_all(parent).map_err(io(parent))?;
+        }
+        let bytes = store.read(digest)?;
+        let tmp = dest.with_extension("tmp");
+        std::fs::write(&tmp, &bytes).map_err(io(&tmp))?;
+        std::fs::rename(&tmp, &dest).map_err(io(&dest))?;
+    }
+    let layout = dir.join("oci-layout");
+    std::fs::write(&layout, br#"{"imageLayoutVersion":"1.0.0"}"#).map_err(io(&layout))?;
+    // Keep the layout's other entries; replace the one with this tag.
+    let index_path = dir.join("index.json");
+    let mut entries: Vec<serde_json::Value> = std::fs::read(&index_path)
+        .ok()
+        .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+        .and_then(|v| v["manifests"].as_array().cloned())
+        .unwrap_or_default();
+    entries.retain(|m| m["annotations"][REF_NAME].as_str() != Some(tag));
+    let size = store.read(&manifest)?.len();
+    entries.push(serde_json::json!({
+        "mediaType": media::OCI_MANIFEST,
+        "digest": manifest.as_str(),
+        "size": size,
+        "annotations": { REF_NAME: tag },
+    }));
+    let index = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": media::OCI_INDEX,
+        "manifests": entries,
+    });
+    let tmp = index_path.with_extension("tmp");
+    std::fs::write(&tmp, index.to_string()).map_err(io(&tmp))?;
+    std::fs::rename(&tmp, &index_path).map_err(io(&index_path))?;
+    Ok(manifest)
+}
