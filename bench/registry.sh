@@ -52,14 +52,8 @@ export XDG_CONFIG_HOME=$work/xdg-config
 mkdir -p "$DOCKER_CONFIG" "$XDG_CONFIG_HOME"
 unset KILN_ROOT
 
-registry_pid=
-stop_registry() {
-    if [[ -n $registry_pid ]]; then
-        kill "$registry_pid" 2>/dev/null || true
-        wait "$registry_pid" 2>/dev/null || true
-        registry_pid=
-    fi
-}
+# shellcheck source=bench/registry-lib.sh
+source "$here/registry-lib.sh"
 cleanup() {
     stop_registry
     if [[ -z ${BENCH_WORK:-} && ${KEEP:-0} != 1 ]]; then
@@ -67,41 +61,6 @@ cleanup() {
     fi
 }
 trap cleanup EXIT
-
-# start_registry STORAGE_DIR: starts a registry on the next port, sets $reg.
-next_port=$PORT
-start_registry() {
-    local storage=$1 port=$next_port
-    next_port=$((next_port + 1))
-    mkdir -p "$storage"
-    cat >"$storage.yml" <<EOF
-version: 0.1
-log:
-  level: warn
-  accesslog:
-    disabled: true
-storage:
-  filesystem:
-    rootdirectory: $storage
-  delete:
-    enabled: true
-http:
-  addr: 127.0.0.1:$port
-EOF
-    # The registry reads REGISTRY_* variables as configuration overrides;
-    # keep skopeo's REGISTRY_AUTH_FILE away from it.
-    env -u REGISTRY_AUTH_FILE "$DOCKER_REGISTRY" serve "$storage.yml" >"$storage.log" 2>&1 &
-    registry_pid=$!
-    reg=127.0.0.1:$port
-    for _ in $(seq 100); do
-        if curl -fs -o /dev/null "http://$reg/v2/" 2>/dev/null; then return 0; fi
-        kill -0 "$registry_pid" 2>/dev/null || break
-        sleep 0.1
-    done
-    echo "registry on $reg did not start:" >&2
-    cat "$storage.log" >&2
-    exit 1
-}
 
 # timed LABEL CMD...: runs CMD after a sync, appends "LABEL secs sync_secs"
 # to the results file. Output of CMD goes to $work/last.log.
