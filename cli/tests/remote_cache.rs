@@ -118,10 +118,54 @@ fn registry_cache_max_lets_an_empty_store_skip_every_step() {
     assert_eq!(cached.len(), 3, "cached {cached:?}, ran {run:?}:\n{log}");
     assert!(run.is_empty(), "ran {run:?}:\n{log}");
     assert_eq!(diff_ids(&first, "app:1"), diff_ids(&second, "app:1"));
+    // Only the image's two layers were downloaded: the builder's RUN layer
+    // stayed in the registry, since the COPY from it hit too.
+    let fetched: Vec<bool> = manifest["layers"]
+        .as_array()
+        .expect("layers")
+        .iter()
+        .map(|l| {
+            let digest = l["digest"].as_str().unwrap_or_default();
+            let hex = digest.trim_start_matches("sha256:");
+            second.path("store").join("blobs/sha256").join(hex).exists()
+        })
+        .collect();
+    assert_eq!(fetched.iter().filter(|f| **f).count(), 2, "{fetched:?}");
 
-    // The imported records are now local: no --cache-from needed.
+    // The image's records are now local: without --cache-from only the
+    // builder's RUN, whose layer was never fetched, runs again.
     let (_, log) = second.ok(&["build", "--progress", "plain", s(&ctx2)], None);
-    assert_eq!(cached_and_run(&log).0.len(), 3, "{log}");
+    let (cached, run) = cached_and_run(&log);
+    assert_eq!(cached.len(), 2, "{log}");
+    assert_eq!(
+        run.into_iter().collect::<Vec<_>>(),
+        ["[builder 1] RUN echo built > /out.txt"]
+    );
+
+    // A fresh store that imports and exports again (mode=max) fetches
+    // that layer so the new cache is whole: the same three blobs.
+    let third = Env::new();
+    let ctx3 = third.context("ctx", &[("Dockerfile", DOCKERFILE)]);
+    let again = format!("{}/team/app:buildcache2", registry.host());
+    third.ok(
+        &[
+            "build",
+            "--cache-from",
+            &format!("type=registry,ref={cache}"),
+            "--cache-to",
+            &format!("type=registry,ref={again},mode=max"),
+            s(&ctx3),
+        ],
+        None,
+    );
+    let raw2 = skopeo_ok(&[
+        "inspect",
+        "--tls-verify=false",
+        "--raw",
+        &format!("docker://{again}"),
+    ]);
+    let manifest2: serde_json::Value = serde_json::from_str(&raw2).expect("manifest");
+    assert_eq!(manifest2["layers"], manifest["layers"], "{raw2}");
 }
 
 #[test]

@@ -176,6 +176,11 @@ pub fn export(
         let records = solved.cache_records(target.mode);
         let name = format!("[internal] exporting cache to {}", target.location);
         let transfer = reporter.transfer(&name);
+        // Layers a --cache-from cache gave that nothing fetched.
+        if let Err(e) = solved.fetch_blobs(store, &records) {
+            transfer.failed(&e);
+            bail!("exporting the build cache to {}: {e}", target.location);
+        }
         let result = match &target.location {
             CacheLocation::Registry(r) => runtime
                 .block_on(export_to_registry(

@@ -131,6 +131,22 @@ pub(crate) fn restore(store: &LocalStore, cached: &super::CachedLayer) -> Option
     })
 }
 
+/// The record of a cached layer whose blob is not fetched yet: where its
+/// directory will be once it is unpacked. `None` when the record's
+/// digests do not parse.
+pub(crate) fn record_of(store: &LocalStore, cached: &super::CachedLayer) -> Option<LayerRecord> {
+    let diff_id: Digest = cached.diff_id.parse().ok()?;
+    let blob: Digest = cached.blob.parse().ok()?;
+    Some(LayerRecord {
+        dir: layer_dir(store, &diff_id),
+        diff_id,
+        blob,
+        size: cached.size,
+        media_type: cached.media_type.clone(),
+        from_image: false,
+    })
+}
+
 static TMP_COUNTER: AtomicU64 = AtomicU64::new(0);
 
 /// Applies `actions` on top of `base` into a new layer: directory, tar,

@@ -5,6 +5,7 @@
 mod cache;
 mod context_tree;
 mod layer;
+mod lazy;
 mod mounts;
 
 pub use cache::{
@@ -217,6 +218,9 @@ pub struct Solved {
     /// Every step of the build that made or reused a layer: its cache key
     /// and the layer, in the order they finished.
     pub steps: Vec<(Digest, CachedLayer)>,
+    /// Layers of other stages that `--cache-from` caches provided and
+    /// nothing fetched.
+    lazy: Arc<lazy::LazyLayers>,
 }
 
 impl Solved {
@@ -230,6 +234,24 @@ impl Solved {
             .filter(|(_, layer)| mode == CacheMode::Max || in_image.contains(&layer.diff_id))
             .map(|(key, layer)| ExportedRecord::new(key, layer))
             .collect()
+    }
+
+    /// Fetches into `store` the blobs of `records` that are still only in
+    /// a `--cache-from` cache (steps of other stages that hit and were
+    /// never needed), so they can be exported. Call it outside the async
+    /// runtime.
+    ///
+    /// # Errors
+    /// A cache failing to deliver.
+    pub fn fetch_blobs(
+        &self,
+        store: &LocalStore,
+        records: &[ExportedRecord],
+    ) -> Result<(), String> {
+        for r in records {
+            self.lazy.fetch_blob(store, &r.blob)?;
+        }
+        Ok(())
     }
 
     /// The image's filesystem as a layer stack.
@@ -252,6 +274,7 @@ struct Shared {
     compression: kiln_oci::Compression,
     imports: Vec<Arc<dyn CacheSource>>,
     steps: Mutex<Vec<(Digest, CachedLayer)>>,
+    lazy: Arc<lazy::LazyLayers>,
 }
 
 /// Solves `lowered` with the local `store`, reading contexts from
@@ -285,6 +308,7 @@ pub async fn solve(
         compression: options.compression,
         imports: options.cache_from.clone(),
         steps: Mutex::new(Vec::new()),
+        lazy: Arc::default(),
     });
     let order = shared.graph.closure(&[lowered.root]);
     preflight(&shared, &order, &options.allow)?;
@@ -354,11 +378,25 @@ pub async fn solve(
     let mut config = lowered.config.clone();
     config.rootfs.kind = "layers".into();
     config.rootfs.diff_ids = layers.iter().map(|l| l.diff_id.to_string()).collect();
+    // The image is exported: its layers must be here. Fetching blocks on
+    // the caches' own async calls, so it runs off the async workers.
+    let fetch = {
+        let (shared, layers) = (shared.clone(), layers.clone());
+        tokio::task::spawn_blocking(move || shared.lazy.materialize(&shared.store, &layers)).await
+    };
+    fetch
+        .unwrap_or_else(|e| Err(format!("fetching cached layers panicked: {e}")))
+        .map_err(|message| SolveError::Step {
+            name: "[internal] fetching cached layers".into(),
+            line: None,
+            message,
+        })?;
     let steps = std::mem::take(&mut *shared.steps.lock().unwrap_or_else(|e| e.into_inner()));
     Ok(Solved {
         layers,
         config,
         steps,
+        lazy: shared.lazy.clone(),
     })
 }
 
@@ -447,6 +485,7 @@ fn run_vertex(
                 (!sums.is_empty()).then(|| Digest::sha256(sums.join(",").as_bytes()).to_string());
             let parts = key_parts(vertex.digest.as_str(), inputs, context);
             run_step(shared, &vertex.meta, base, parts, || {
+                materialize_inputs(shared, inputs)?;
                 run_exec(
                     shared,
                     &vertex.meta.name,
@@ -484,6 +523,7 @@ fn run_vertex(
                 .then(|| Digest::sha256(context_sums.join(",").as_bytes()).to_string());
             let parts = key_parts(vertex.digest.as_str(), inputs, context);
             run_step(shared, &vertex.meta, base, parts, || {
+                materialize_inputs(shared, inputs)?;
                 let stacks: Vec<Option<LayerStack>> = inputs
                     .iter()
                     .map(|(o, _)| match o {
@@ -678,30 +718,38 @@ fn cached(
     Ok(Some(layers))
 }
 
-/// The layer for `key` from the first `--cache-from` cache that has it,
-/// its blob fetched into the store and unpacked. A cache that fails to
-/// deliver is noted and the step is built instead.
+/// The layer for `key` from the first `--cache-from` cache that has it.
+/// Its blob is fetched only when something reads the layer (see
+/// [`lazy`]); one already in the store is used at once.
 fn imported(
     shared: &Shared,
-    meta: &crate::graph::VertexMeta,
+    _meta: &crate::graph::VertexMeta,
     key: &Digest,
 ) -> Option<(CachedLayer, LayerRecord)> {
     for source in &shared.imports {
         let Some(layer) = source.lookup(key) else {
             continue;
         };
-        if let Err(e) = source.fetch(&layer, &shared.store) {
-            shared.progress.event(Event::Note {
-                name: meta.name.clone(),
-                message: format!("cache from {} not used: {e}", source.name()),
-            });
-            continue;
-        }
         if let Some(record) = layer::restore(&shared.store, &layer) {
+            return Some((layer, record));
+        }
+        if let Some(record) = layer::record_of(&shared.store, &layer) {
+            shared.lazy.add(source.clone(), layer.clone());
             return Some((layer, record));
         }
     }
     None
+}
+
+/// Fetches and unpacks the layers of `inputs` that are still in a
+/// `--cache-from` cache: a step is about to read them.
+fn materialize_inputs(shared: &Shared, inputs: &[(Output, Digest)]) -> Result<(), String> {
+    for (out, _) in inputs {
+        if let Output::Fs(layers) = out {
+            shared.lazy.materialize(&shared.store, layers)?;
+        }
+    }
+    Ok(())
 }
 
 /// Adds a step's key and layer to what the build used.
