@@ -239,3 +239,68 @@ fn a_missing_cache_is_noted_and_the_build_goes_on() {
         "{stderr}"
     );
 }
+
+#[test]
+fn an_image_pushed_with_an_inline_cache_is_its_own_cache() {
+    let registry = Registry::start(Auth::None);
+    let image = format!("{}/team/app:1", registry.host());
+    let first = Env::new();
+    let ctx = first.context("ctx", &[("Dockerfile", DOCKERFILE)]);
+    // Pushed as zstd: the records' gzip blobs are not in the registry, so
+    // the importer must take the layers from the image's manifest.
+    first.ok(
+        &[
+            "build",
+            "--cache-to",
+            "type=inline",
+            "-o",
+            &format!("type=registry,name={image},compression=zstd"),
+            s(&ctx),
+        ],
+        None,
+    );
+    let config = skopeo_ok(&[
+        "inspect",
+        "--tls-verify=false",
+        "--raw",
+        "--config",
+        &format!("docker://{image}"),
+    ]);
+    let config: serde_json::Value = serde_json::from_str(&config).expect("config");
+    assert_eq!(
+        config["kiln.cache.v1"]["records"].as_array().map(Vec::len),
+        Some(2),
+        "{config}"
+    );
+
+    let second = Env::new();
+    let ctx2 = second.context("ctx", &[("Dockerfile", DOCKERFILE)]);
+    let (_, log) = second.ok(
+        &[
+            "build",
+            "--progress",
+            "plain",
+            "--cache-from",
+            &image,
+            "-t",
+            "app:1",
+            s(&ctx2),
+        ],
+        None,
+    );
+    let (cached, run) = cached_and_run(&log);
+    // Inline is mode=min: the builder's RUN runs, the image's steps hit.
+    assert_eq!(cached.len(), 2, "{log}");
+    assert_eq!(
+        run.into_iter().collect::<Vec<_>>(),
+        ["[builder 1] RUN echo built > /out.txt"]
+    );
+    // The same layers as the pushed image, taken from its zstd blobs.
+    let pushed: Vec<String> = config["rootfs"]["diff_ids"]
+        .as_array()
+        .expect("diff_ids")
+        .iter()
+        .map(|d| d.as_str().unwrap_or_default().to_string())
+        .collect();
+    assert_eq!(diff_ids(&second, "app:1"), pushed);
+}

@@ -7,6 +7,10 @@
 //! `umoci` read either. Keys are portable: they cover ops, input keys and
 //! context content, never paths, secrets or times.
 //!
+//! `--cache-to type=inline` keeps the records of the image's own steps in
+//! its config instead (under [`FORMAT`]), so the image is its own cache;
+//! the importer takes each layer from the image's manifest by diff id.
+//!
 //! An imported cache ([`CacheSource`]) is read once when the build starts;
 //! a blob is fetched only when a step hits its record, then kept in the
 //! local store and cache like a layer built here.
@@ -25,8 +29,9 @@ use std::sync::Arc;
 /// The media type of an exported cache's config.
 pub const CACHE_CONFIG_MEDIA_TYPE: &str = "application/vnd.kiln.cache.config.v1+json";
 
-/// What [`CacheExport`]'s config says it is.
-const FORMAT: &str = "kiln.cache.v1";
+/// What an exported cache's config says it is; also the image config key
+/// an inline cache is kept under.
+pub const FORMAT: &str = "kiln.cache.v1";
 
 /// Why a cache could not be read or written.
 #[derive(Debug, thiserror::Error)]
@@ -166,6 +171,64 @@ fn parse_records(
         .collect())
 }
 
+/// The value `--cache-to type=inline` puts under the [`FORMAT`] key of
+/// the image config: the records of the image's own steps.
+pub fn inline_value(records: &[ExportedRecord]) -> serde_json::Value {
+    serde_json::json!({ "format": FORMAT, "records": records })
+}
+
+/// The records an image config carries inline, their blobs taken from the
+/// image's manifest (an output may have recompressed the layers since):
+/// the layer whose diff id matches, by position in `rootfs.diff_ids`.
+/// Records of layers the image does not have are dropped.
+fn inline_records(
+    config: &[u8],
+    manifest: &kiln_oci::Manifest,
+    location: &str,
+) -> Result<HashMap<String, CachedLayer>, RemoteCacheError> {
+    let format_err = |message: String| RemoteCacheError::Format {
+        location: location.to_string(),
+        message,
+    };
+    let value: serde_json::Value =
+        serde_json::from_slice(config).map_err(|e| format_err(format!("config: {e}")))?;
+    let Some(inline) = value.get(FORMAT) else {
+        return Err(format_err(
+            "neither a kiln build cache nor an image with one inline (build it with --cache-to type=inline)"
+                .to_string(),
+        ));
+    };
+    let records = parse_records(inline.to_string().as_bytes(), location)?;
+    let kiln_oci::Manifest::Image(image) = manifest else {
+        return Err(format_err("an index has no inline cache".into()));
+    };
+    let diff_ids: Vec<&str> = value["rootfs"]["diff_ids"]
+        .as_array()
+        .map(|a| a.iter().filter_map(|d| d.as_str()).collect())
+        .unwrap_or_default();
+    let mut layers = HashMap::new();
+    for (diff_id, desc) in diff_ids.iter().zip(image.layers()) {
+        layers.insert(
+            diff_id.to_string(),
+            (
+                desc.digest().to_string(),
+                desc.size(),
+                desc.media_type().to_string(),
+            ),
+        );
+    }
+    Ok(records
+        .into_iter()
+        .filter_map(|(key, mut layer)| {
+            let (blob, size, media_type) = layers.get(&layer.diff_id)?.clone();
+            layer.blob = blob;
+            layer.size = size;
+            layer.media_type = media_type;
+            Some((key, layer))
+        })
+        .collect())
+}
+
 /// A cache in a registry (`type=registry,ref=...`).
 pub struct RegistryCache {
     client: RegistryClient,
@@ -185,13 +248,24 @@ impl RegistryCache {
         client: RegistryClient,
         reference: Reference,
     ) -> Result<RegistryCache, RemoteCacheError> {
-        let (_, config) = client.fetch_artifact(&reference).await.map_err(|source| {
+        let (manifest, config) = client.fetch_artifact(&reference).await.map_err(|source| {
             RemoteCacheError::Registry {
                 reference: reference.to_string(),
                 source: Box::new(source),
             }
         })?;
-        let records = parse_records(&config, &reference.to_string())?;
+        let location = reference.to_string();
+        let is_cache = match &manifest.manifest {
+            kiln_oci::Manifest::Image(m) => {
+                m.config().media_type().to_string() == CACHE_CONFIG_MEDIA_TYPE
+            }
+            kiln_oci::Manifest::Index(_) => false,
+        };
+        let records = if is_cache {
+            parse_records(&config, &location)?
+        } else {
+            inline_records(&config, &manifest.manifest, &location)?
+        };
         Ok(RegistryCache {
             client,
             reference,

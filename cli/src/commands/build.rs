@@ -507,6 +507,7 @@ pub fn build(global: &GlobalArgs, args: &BuildArgs) -> Result<()> {
 
     // Export.
     let mut image_config = solved.config.clone();
+    super::build_cache::inline_config(&cache_to, &solved, &mut image_config);
     if !labels.is_empty() {
         image_config
             .config

@@ -21,6 +21,8 @@ pub enum CacheLocation {
     Registry(Reference),
     /// `type=local,src=DIR` or `dest=DIR`, with the layout tag.
     Local(PathBuf, String),
+    /// `--cache-to type=inline`: in the image's own config.
+    Inline,
 }
 
 impl std::fmt::Display for CacheLocation {
@@ -28,6 +30,7 @@ impl std::fmt::Display for CacheLocation {
         match self {
             CacheLocation::Registry(r) => write!(f, "{r}"),
             CacheLocation::Local(dir, tag) => write!(f, "{}:{tag}", dir.display()),
+            CacheLocation::Inline => write!(f, "the image config"),
         }
     }
 }
@@ -78,9 +81,13 @@ fn parse(flag: &str, value: &str, to: bool) -> Result<(CacheLocation, CacheMode)
             let tag = take("tag").unwrap_or_else(|| "latest".into());
             CacheLocation::Local(PathBuf::from(dir), tag)
         }
-        other => {
-            bail!("{flag} {value:?}: cache type {other:?} is not supported (registry or local)")
+        "inline" if to => CacheLocation::Inline,
+        "inline" => {
+            bail!("{flag} {value:?}: an inline cache is read from its image: --cache-from REF")
         }
+        other => bail!(
+            "{flag} {value:?}: cache type {other:?} is not supported (registry, local or inline)"
+        ),
     };
     // buildx options kiln has no use for are accepted and ignored; an
     // unknown key is a mistake worth naming.
@@ -96,6 +103,9 @@ fn parse(flag: &str, value: &str, to: bool) -> Result<(CacheLocation, CacheMode)
     }
     if let Some(k) = fields.keys().next() {
         bail!("{flag} {value:?}: unknown option {k:?}");
+    }
+    if location == CacheLocation::Inline && mode == CacheMode::Max {
+        bail!("{flag} {value:?}: an inline cache holds the image's own steps only (mode=min); use type=registry for mode=max");
     }
     Ok((location, mode))
 }
@@ -142,6 +152,7 @@ pub fn open_imports(
             CacheLocation::Local(dir, tag) => LayoutCache::open(dir, tag)
                 .map(|c| Arc::new(c) as Arc<dyn CacheSource>)
                 .map_err(|e| e.to_string()),
+            CacheLocation::Inline => continue,
         };
         match opened {
             Ok(cache) => {
@@ -173,6 +184,10 @@ pub fn export(
     reporter: &Arc<Reporter>,
 ) -> Result<()> {
     for target in targets {
+        if target.location == CacheLocation::Inline {
+            // Already in the image config (see `inline_config`).
+            continue;
+        }
         let records = solved.cache_records(target.mode);
         let name = format!("[internal] exporting cache to {}", target.location);
         let transfer = reporter.transfer(&name);
@@ -194,6 +209,7 @@ pub fn export(
             CacheLocation::Local(dir, tag) => {
                 export_to_layout(store, &records, dir, tag).map(|_| ())
             }
+            CacheLocation::Inline => Ok(()),
         };
         match result {
             Ok(()) => transfer.done(),
@@ -205,6 +221,18 @@ pub fn export(
         }
     }
     Ok(())
+}
+
+/// With `--cache-to type=inline`, the records of the image's own steps
+/// go into its config, under `kiln.cache.v1`.
+pub fn inline_config(targets: &[CacheTo], solved: &Solved, config: &mut kiln_oci::ImageConfig) {
+    if !targets.iter().any(|t| t.location == CacheLocation::Inline) {
+        return;
+    }
+    config.extra.insert(
+        kiln_solver::remote_cache::FORMAT.to_string(),
+        kiln_solver::remote_cache::inline_value(&solved.cache_records(CacheMode::Min)),
+    );
 }
 
 #[cfg(test)]
@@ -239,5 +267,11 @@ mod tests {
             assert!(parse_cache_from(&[bad.into()]).is_err(), "{bad}");
         }
         assert!(parse_cache_to(&["type=registry,ref=a,mode=all".into()]).is_err());
+        assert_eq!(
+            parse_cache_to(&["type=inline".into()]).expect("inline")[0].location,
+            CacheLocation::Inline
+        );
+        assert!(parse_cache_to(&["type=inline,mode=max".into()]).is_err());
+        assert!(parse_cache_from(&["type=inline".into()]).is_err());
     }
 }
