@@ -50,6 +50,14 @@ fn cached_and_run(log: &str) -> (BTreeSet<String>, BTreeSet<String>) {
     (cached, run)
 }
 
+/// Runs `kiln build --progress plain ARGS... CTX` and returns its log.
+fn plain_build(env: &Env, args: &[&str], ctx: &std::path::Path) -> String {
+    let mut all = vec!["build", "--progress", "plain"];
+    all.extend_from_slice(args);
+    all.push(s(ctx));
+    env.ok(&all, None).1
+}
+
 /// The layer diff ids of image `name` in `env`'s store.
 fn diff_ids(env: &Env, name: &str) -> Vec<String> {
     let (out, _) = env.ok(&["inspect", name], None);
@@ -101,18 +109,15 @@ fn registry_cache_max_lets_an_empty_store_skip_every_step() {
 
     let second = Env::new();
     let ctx2 = second.context("ctx", &[("Dockerfile", DOCKERFILE)]);
-    let (_, log) = second.ok(
+    let log = plain_build(
+        &second,
         &[
-            "build",
-            "--progress",
-            "plain",
             "--cache-from",
             &format!("type=registry,ref={cache}"),
             "-t",
             "app:1",
-            s(&ctx2),
         ],
-        None,
+        &ctx2,
     );
     let (cached, run) = cached_and_run(&log);
     assert_eq!(cached.len(), 3, "cached {cached:?}, ran {run:?}:\n{log}");
@@ -134,7 +139,7 @@ fn registry_cache_max_lets_an_empty_store_skip_every_step() {
 
     // The image's records are now local: without --cache-from only the
     // builder's RUN, whose layer was never fetched, runs again.
-    let (_, log) = second.ok(&["build", "--progress", "plain", s(&ctx2)], None);
+    let log = plain_build(&second, &[], &ctx2);
     let (cached, run) = cached_and_run(&log);
     assert_eq!(cached.len(), 2, "{log}");
     assert_eq!(
@@ -193,16 +198,10 @@ fn local_cache_min_keeps_only_the_image_steps() {
 
     let second = Env::new();
     let ctx2 = second.context("ctx", &[("Dockerfile", DOCKERFILE)]);
-    let (_, log) = second.ok(
-        &[
-            "build",
-            "--progress",
-            "plain",
-            "--cache-from",
-            &format!("type=local,src={}", s(&dir)),
-            s(&ctx2),
-        ],
-        None,
+    let log = plain_build(
+        &second,
+        &["--cache-from", &format!("type=local,src={}", s(&dir))],
+        &ctx2,
     );
     let (cached, run) = cached_and_run(&log);
     assert_eq!(
@@ -218,18 +217,15 @@ fn a_missing_cache_is_noted_and_the_build_goes_on() {
     let registry = Registry::start(Auth::None);
     let env = Env::new();
     let ctx = env.context("ctx", &[("Dockerfile", DOCKERFILE)]);
-    let (_, log) = env.ok(
+    let log = plain_build(
+        &env,
         &[
-            "build",
-            "--progress",
-            "plain",
             "--cache-from",
             &format!("{}/team/none:cache", registry.host()),
             "--cache-from",
             &format!("type=local,src={}", s(&env.path("nowhere"))),
-            s(&ctx),
         ],
-        None,
+        &ctx,
     );
     assert!(log.contains("NOTE: not used:"), "{log}");
     assert!(log.contains("team/none:cache"), "{log}");
@@ -275,19 +271,7 @@ fn an_image_pushed_with_an_inline_cache_is_its_own_cache() {
 
     let second = Env::new();
     let ctx2 = second.context("ctx", &[("Dockerfile", DOCKERFILE)]);
-    let (_, log) = second.ok(
-        &[
-            "build",
-            "--progress",
-            "plain",
-            "--cache-from",
-            &image,
-            "-t",
-            "app:1",
-            s(&ctx2),
-        ],
-        None,
-    );
+    let log = plain_build(&second, &["--cache-from", &image, "-t", "app:1"], &ctx2);
     let (cached, run) = cached_and_run(&log);
     // Inline is mode=min: the builder's RUN runs, the image's steps hit.
     assert_eq!(cached.len(), 2, "{log}");
