@@ -114,14 +114,7 @@ impl RegistryClient {
             .get("docker-content-digest")
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<Digest>().ok());
-        let bytes = response
-            .bytes()
-            .await
-            .map_err(|source| RegistryError::Http {
-                method: "GET".into(),
-                url: request.url.clone(),
-                source,
-            })?;
+        let bytes = Self::body(&request, response).await?;
         let digest = Digest::sha256(&bytes);
         let expected = reference
             .digest()
@@ -374,14 +367,7 @@ impl RegistryClient {
         if !response.status().is_success() {
             return Err(Self::status_error(&request, response).await);
         }
-        let bytes = response
-            .bytes()
-            .await
-            .map_err(|source| RegistryError::Http {
-                method: "GET".into(),
-                url: request.url.clone(),
-                source,
-            })?;
+        let bytes = Self::body(&request, response).await?;
         let actual = Digest::sha256(&bytes);
         if digest.algorithm() == "sha256" && actual != *digest {
             return Err(RegistryError::DigestMismatch {
