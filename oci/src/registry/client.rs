@@ -424,11 +424,14 @@ impl RegistryClient {
 
     /// The whole body of a successful response to `request`.
     pub(crate) async fn body(request: &Request, response: Response) -> Result<bytes::Bytes> {
-        response.bytes().await.map_err(|source| RegistryError::Http {
-            method: request.method.to_string(),
-            url: request.url.clone(),
-            source,
-        })
+        response
+            .bytes()
+            .await
+            .map_err(|source| RegistryError::Http {
+                method: request.method.to_string(),
+                url: request.url.clone(),
+                source,
+            })
     }
 
     /// Turns an unexpected response into an error carrying the registry's
