@@ -5,7 +5,7 @@ use crate::layers::{layer_blob, LayerBlob};
 use crate::ExportError;
 use kiln_executor::LayerStack;
 use kiln_oci::media::MediaFamily;
-use kiln_oci::{Compression, Digest, ImageConfig, LayerCompression, LocalStore};
+use kiln_oci::{Compression, Digest, ImageConfig, LayerCompression, LocalStore, Platform};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
@@ -154,5 +154,61 @@ pub fn write_image(
         media_type: family.manifest().to_string(),
         size: bytes.len() as u64,
         config: config_digest,
+    })
+}
+
+/// Writes an index over per-platform images already in the store (an OCI
+/// image index, or a Docker manifest list when `oci_mediatypes` is off)
+/// and returns it as the written image: its digest is what names, pushes
+/// and layouts refer to. `config` is the first platform's.
+///
+/// # Errors
+/// Store errors; no image.
+pub fn write_index(
+    store: &LocalStore,
+    images: &[(Platform, WrittenImage)],
+    oci_mediatypes: bool,
+) -> Result<WrittenImage, ExportError> {
+    let Some((_, first)) = images.first() else {
+        return Err(ExportError::Options(
+            "an index needs at least one image".into(),
+        ));
+    };
+    let media_type = if oci_mediatypes {
+        kiln_oci::media::OCI_INDEX
+    } else {
+        kiln_oci::media::DOCKER_MANIFEST_LIST
+    };
+    let manifests: Vec<serde_json::Value> = images
+        .iter()
+        .map(|(platform, w)| {
+            let mut p = serde_json::json!({
+                "architecture": platform.architecture,
+                "os": platform.os,
+            });
+            if !platform.short_variant().is_empty() {
+                p["variant"] = serde_json::json!(platform.short_variant());
+            }
+            serde_json::json!({
+                "mediaType": w.media_type,
+                "digest": w.manifest.as_str(),
+                "size": w.size,
+                "platform": p,
+            })
+        })
+        .collect();
+    let index = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": media_type,
+        "manifests": manifests,
+    });
+    // Plain JSON values always serialise.
+    let bytes = serde_json::to_vec(&index).unwrap_or_default();
+    let digest = store.write_blob(&bytes, None)?;
+    Ok(WrittenImage {
+        manifest: digest,
+        media_type: media_type.to_string(),
+        size: bytes.len() as u64,
+        config: first.config.clone(),
     })
 }

@@ -15,5 +15,5 @@ mod image;
 mod layers;
 mod target;
 
-pub use image::{write_image, BuiltImage, BuiltLayer, ImageOptions, WrittenImage};
+pub use image::{write_image, write_index, BuiltImage, BuiltLayer, ImageOptions, WrittenImage};
 pub use target::{export, ExportError, ExportTarget};

@@ -43,6 +43,26 @@ impl Platform {
         }
     }
 
+    /// The variant as BuildKit reports it: arm64's default `v8` is left
+    /// out (BuildKit's `TARGETVARIANT` is empty for `linux/arm64`).
+    pub fn short_variant(&self) -> &str {
+        if self.architecture == "arm64" && self.variant == "v8" {
+            ""
+        } else {
+            &self.variant
+        }
+    }
+
+    /// `os/arch[/variant]` as BuildKit prints a platform: `linux/arm64`
+    /// for arm64/v8 (see [`Platform::short_variant`]), else as
+    /// [`fmt::Display`].
+    pub fn short_string(&self) -> String {
+        match self.short_variant() {
+            "" => format!("{}/{}", self.os, self.architecture),
+            v => format!("{}/{}/{v}", self.os, self.architecture),
+        }
+    }
+
     /// The platform of the machine kiln runs on.
     pub fn host() -> Platform {
         Platform::new(std::env::consts::OS, std::env::consts::ARCH, "")

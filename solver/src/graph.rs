@@ -102,6 +102,19 @@ impl Graph {
         &self.vertices
     }
 
+    /// Puts `prefix` at the front of every step name, inside its brackets
+    /// (`[builder 1] RUN x` becomes `[linux/arm64 builder 1] RUN x`), as
+    /// buildx names the steps of a multi-platform build. Names are not part
+    /// of digests, so cache keys do not change.
+    pub fn prefix_names(&mut self, prefix: &str) {
+        for v in &mut self.vertices {
+            v.meta.name = match v.meta.name.strip_prefix('[') {
+                Some(rest) => format!("[{prefix} {rest}"),
+                None => format!("[{prefix}] {}", v.meta.name),
+            };
+        }
+    }
+
     /// The vertices `roots` depend on (themselves included), inputs first.
     pub fn closure(&self, roots: &[VertexId]) -> Vec<VertexId> {
         let mut keep = vec![false; self.vertices.len()];

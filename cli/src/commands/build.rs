@@ -35,7 +35,8 @@ pub struct BuildArgs {
     /// The stage to build.
     #[arg(long)]
     target: Option<String>,
-    /// The platform to build for (os/arch[/variant]).
+    /// The platforms to build for (os/arch[/variant], comma-separated);
+    /// several make a multi-platform image (an index).
     #[arg(long)]
     platform: Option<String>,
     /// Output (repeatable): type=image|registry|oci|docker|local|tar
@@ -332,10 +333,9 @@ pub fn build(global: &GlobalArgs, args: &BuildArgs) -> Result<()> {
         labels.insert(k.to_string(), v.to_string());
     }
     let annotations = super::outputs::parse_annotations(&args.annotations)?;
-    let platform = match &args.platform {
-        Some(p) => p.parse().context("--platform")?,
-        None => Platform::host(),
-    };
+    let platforms = parse_platforms(args.platform.as_deref())?;
+    let multi = platforms.len() > 1;
+    let platform = platforms[0].clone();
     let mut named_contexts = BTreeMap::new();
     for c in &args.build_contexts {
         let (name, value) = c
@@ -359,6 +359,14 @@ pub fn build(global: &GlobalArgs, args: &BuildArgs) -> Result<()> {
         .iter()
         .map(|o| o.parse::<ExportTarget>())
         .collect::<std::result::Result<_, _>>()?;
+    if multi {
+        if let Some(t) = outputs
+            .iter()
+            .find(|t| matches!(t, ExportTarget::Docker { .. }))
+        {
+            bail!("--output {t}: a docker archive holds one platform; build one --platform, or use type=oci for an index");
+        }
+    }
     let tags: Vec<String> = args
         .tags
         .iter()
@@ -382,16 +390,28 @@ pub fn build(global: &GlobalArgs, args: &BuildArgs) -> Result<()> {
         progress: &reporter,
         resolved: Default::default(),
     };
-    let lowered =
-        kiln_solver::lower(&dockerfile, &options, &resolver, &context_dir).map_err(|e| match e
-            .line()
-        {
-            Some(line) => anyhow::anyhow!(
-                "{dockerfile_name}:{line}: {}",
-                strip_line(&e.to_string(), line)
-            ),
-            None => anyhow::anyhow!("{dockerfile_name}: {e}"),
-        })?;
+    // One graph per platform; a multi-platform build names its steps
+    // with their platform, as buildx shows them.
+    let mut lowered_all = Vec::new();
+    for p in &platforms {
+        let options = BuildOptions {
+            platform: p.clone(),
+            ..options.clone()
+        };
+        let mut lowered = kiln_solver::lower(&dockerfile, &options, &resolver, &context_dir)
+            .map_err(|e| match e.line() {
+                Some(line) => anyhow::anyhow!(
+                    "{dockerfile_name}:{line}: {}",
+                    strip_line(&e.to_string(), line)
+                ),
+                None => anyhow::anyhow!("{dockerfile_name}: {e}"),
+            })?;
+        if multi {
+            lowered.graph.prefix_names(&p.short_string());
+        }
+        lowered_all.push(lowered);
+    }
+    let lowered = &lowered_all[0];
     if let Some(format) = args.print {
         let mut out = std::io::stdout().lock();
         match format {
@@ -433,7 +453,10 @@ pub fn build(global: &GlobalArgs, args: &BuildArgs) -> Result<()> {
 
     // Contexts.
     let mut contexts = HashMap::new();
-    for (name, dir) in &lowered.contexts {
+    for (name, dir) in lowered_all.iter().flat_map(|l| &l.contexts) {
+        if contexts.contains_key(name) {
+            continue;
+        }
         let cache = store.root().join("contexts").join(
             kiln_oci::Digest::sha256(
                 dir.canonicalize()
@@ -484,59 +507,68 @@ pub fn build(global: &GlobalArgs, args: &BuildArgs) -> Result<()> {
             .collect::<Result<_>>()?,
         cache_from: super::build_cache::open_imports(&cache_from, &client, &rt, &reporter),
     };
-    let solved = rt
-        .block_on(kiln_solver::solve(
-            &lowered,
-            &store,
-            contexts.clone(),
-            &solve_options,
-            run_runtime(args.runtime.as_deref(), &config)?,
-            progress,
-        ))
-        .map_err(|e| match e.line() {
-            Some(line) => anyhow::anyhow!(
-                "{dockerfile_name}:{line}: {}",
-                strip_line(&e.to_string(), line)
-            ),
-            None => anyhow::anyhow!("{e}"),
-        })?;
+    let runtime = run_runtime(args.runtime.as_deref(), &config)?;
+    let mut solved_all = Vec::new();
+    for lowered in &lowered_all {
+        let solved = rt
+            .block_on(kiln_solver::solve(
+                lowered,
+                &store,
+                contexts.clone(),
+                &solve_options,
+                runtime.clone(),
+                progress.clone(),
+            ))
+            .map_err(|e| match e.line() {
+                Some(line) => anyhow::anyhow!(
+                    "{dockerfile_name}:{line}: {}",
+                    strip_line(&e.to_string(), line)
+                ),
+                None => anyhow::anyhow!("{e}"),
+            })?;
+        solved_all.push(solved);
+    }
     for ctx in contexts.values() {
         // A stale checksum cache only costs time; never fail the build on it.
         let _ = ctx.save_checksum_cache();
     }
 
     // Export.
-    let mut image_config = solved.config.clone();
-    super::build_cache::inline_config(&cache_to, &solved, &mut image_config);
-    if !labels.is_empty() {
-        image_config
-            .config
-            .labels
-            .get_or_insert_with(Default::default)
-            .extend(labels);
+    let mut images = Vec::new();
+    for (p, solved) in platforms.iter().zip(&solved_all) {
+        let mut image_config = solved.config.clone();
+        super::build_cache::inline_config(&cache_to, solved, &mut image_config);
+        if !labels.is_empty() {
+            image_config
+                .config
+                .labels
+                .get_or_insert_with(Default::default)
+                .extend(labels.clone());
+        }
+        let image = BuiltImage {
+            config: image_config,
+            layers: solved
+                .layers
+                .iter()
+                .map(|l| BuiltLayer {
+                    blob: l.blob.clone(),
+                    size: l.size,
+                    media_type: l.media_type.clone(),
+                    diff_id: l.diff_id.clone(),
+                    dir: l.dir.clone(),
+                    from_image: l.from_image,
+                })
+                .collect(),
+            stack: solved.stack(),
+            epoch,
+        };
+        images.push((p.clone(), image));
     }
-    let image = BuiltImage {
-        config: image_config,
-        layers: solved
-            .layers
-            .iter()
-            .map(|l| BuiltLayer {
-                blob: l.blob.clone(),
-                size: l.size,
-                media_type: l.media_type.clone(),
-                diff_id: l.diff_id.clone(),
-                dir: l.dir.clone(),
-                from_image: l.from_image,
-            })
-            .collect(),
-        stack: solved.stack(),
-        epoch,
-    };
     super::outputs::write_outputs(
         &store,
         &client,
         &rt,
-        &image,
+        &images,
         super::outputs::Outputs {
             targets: outputs,
             tags: &tags,
@@ -548,7 +580,7 @@ pub fn build(global: &GlobalArgs, args: &BuildArgs) -> Result<()> {
             reporter: &reporter,
         },
     )?;
-    super::build_cache::export(&cache_to, &solved, &store, &client, &rt, &reporter)?;
+    super::build_cache::export(&cache_to, &solved_all, &store, &client, &rt, &reporter)?;
     super::cache::enforce_cap(&store, &config, _lease);
     if !found.is_empty() {
         if reporter.prints_summary() {
@@ -565,6 +597,27 @@ pub fn build(global: &GlobalArgs, args: &BuildArgs) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// `--platform a,b`: the platforms in order, each once (default: this
+/// machine's).
+fn parse_platforms(value: Option<&str>) -> Result<Vec<Platform>> {
+    let Some(value) = value else {
+        return Ok(vec![Platform::host()]);
+    };
+    let mut out: Vec<Platform> = Vec::new();
+    for part in value.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let p: Platform = part
+            .parse()
+            .with_context(|| format!("--platform {part:?}"))?;
+        if !out.contains(&p) {
+            out.push(p);
+        }
+    }
+    if out.is_empty() {
+        bail!("--platform {value:?}: no platform given");
+    }
+    Ok(out)
 }
 
 /// The runtime `--runtime` (or `KILN_RUNTIME`) names, else the config

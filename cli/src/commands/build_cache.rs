@@ -177,7 +177,7 @@ pub fn open_imports(
 /// The first export that fails, naming where it was going.
 pub fn export(
     targets: &[CacheTo],
-    solved: &Solved,
+    solved: &[Solved],
     store: &LocalStore,
     client: &RegistryClient,
     runtime: &tokio::runtime::Runtime,
@@ -188,13 +188,18 @@ pub fn export(
             // Already in the image config (see `inline_config`).
             continue;
         }
-        let records = solved.cache_records(target.mode);
         let name = format!("[internal] exporting cache to {}", target.location);
         let transfer = reporter.transfer(&name);
-        // Layers a --cache-from cache gave that nothing fetched.
-        if let Err(e) = solved.fetch_blobs(store, &records) {
-            transfer.failed(&e);
-            bail!("exporting the build cache to {}: {e}", target.location);
+        // Every platform's steps; layers a --cache-from cache gave that
+        // nothing fetched are fetched now.
+        let mut records = Vec::new();
+        for one in solved {
+            let these = one.cache_records(target.mode);
+            if let Err(e) = one.fetch_blobs(store, &these) {
+                transfer.failed(&e);
+                bail!("exporting the build cache to {}: {e}", target.location);
+            }
+            records.extend(these);
         }
         let result = match &target.location {
             CacheLocation::Registry(r) => runtime

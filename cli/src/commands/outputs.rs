@@ -7,7 +7,7 @@ use crate::commands::image::parse_ref;
 use crate::progress::{eprint_line, Reporter};
 use anyhow::{bail, Context, Result};
 use kiln_exporter::{BuiltImage, ExportTarget, ImageOptions, WrittenImage};
-use kiln_oci::{LocalStore, RegistryClient};
+use kiln_oci::{LocalStore, Platform, RegistryClient};
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
@@ -30,6 +30,13 @@ pub struct Outputs<'a> {
     pub metadata_file: Option<&'a Path>,
     /// The build's progress display (pushes show in it).
     pub reporter: &'a Arc<Reporter>,
+}
+
+/// The directory a platform's files go to in a multi-platform `type=local`
+/// output: `linux_arm64` for `linux/arm64`, `linux_arm_v7` for
+/// `linux/arm/v7`, as buildx names them.
+pub fn platform_dir(platform: &Platform) -> String {
+    platform.short_string().replace('/', "_")
 }
 
 /// Reads `--annotation KEY=VALUE` / `manifest:KEY=VALUE` (buildx syntax;
@@ -57,15 +64,21 @@ pub fn parse_annotations(values: &[String]) -> Result<BTreeMap<String, String>> 
     Ok(out)
 }
 
-/// Writes `image` to every output and returns the digest of the first
-/// image output's manifest.
+/// Writes the built images (one per platform) to every output and returns
+/// the first image output's manifest, or index when there are several
+/// platforms. A `type=local` output of several platforms gets a directory
+/// per platform (`linux_amd64`), as with buildx.
 pub fn write_outputs(
     store: &LocalStore,
     client: &RegistryClient,
     rt: &tokio::runtime::Runtime,
-    image: &BuiltImage,
+    images: &[(Platform, BuiltImage)],
     request: Outputs<'_>,
 ) -> Result<WrittenImage> {
+    let Some((_, image)) = images.first() else {
+        bail!("the build made no image");
+    };
+    let multi = images.len() > 1;
     let mut targets = request.targets;
     if request.push {
         // buildx: `--push` is `--output=type=registry`.
@@ -114,7 +127,22 @@ pub fn write_outputs(
         if let Some((_, w)) = written.iter().find(|(o, _)| o == options) {
             return Ok(w.clone());
         }
-        let w = kiln_exporter::write_image(store, image, &created, options, request.annotations)?;
+        let w = if multi {
+            let mut each = Vec::new();
+            for (platform, image) in images {
+                let w = kiln_exporter::write_image(
+                    store,
+                    image,
+                    &created,
+                    options,
+                    request.annotations,
+                )?;
+                each.push((platform.clone(), w));
+            }
+            kiln_exporter::write_index(store, &each, options.oci_mediatypes)?
+        } else {
+            kiln_exporter::write_image(store, image, &created, options, request.annotations)?
+        };
         written.push((*options, w.clone()));
         Ok(w)
     };
@@ -125,8 +153,22 @@ pub fn write_outputs(
             Some(options) => Some(write(options)?),
             None => None,
         };
-        kiln_exporter::export(store, t, image, this.as_ref())
-            .with_context(|| format!("exporting to {t}"))?;
+        match t {
+            ExportTarget::Local { dest } if multi => {
+                for (platform, image) in images {
+                    let sub = ExportTarget::Local {
+                        dest: dest.join(platform_dir(platform)),
+                    };
+                    kiln_exporter::export(store, &sub, image, None)
+                        .with_context(|| format!("exporting to {sub}"))?;
+                }
+            }
+            ExportTarget::Tar { .. } if multi => {
+                bail!("--output {t}: a rootfs tar holds one platform; use type=local for one directory per platform")
+            }
+            _ => kiln_exporter::export(store, t, image, this.as_ref())
+                .with_context(|| format!("exporting to {t}"))?,
+        }
         if let Some(w) = &this {
             for name in t.push_names() {
                 let target = parse_ref(name)?;
@@ -153,9 +195,8 @@ pub fn write_outputs(
     }
     if let Some(path) = request.metadata_file {
         names.dedup();
-        let metadata = serde_json::json!({
+        let mut metadata = serde_json::json!({
             "containerimage.digest": main.manifest.as_str(),
-            "containerimage.config.digest": main.config.as_str(),
             "containerimage.descriptor": {
                 "mediaType": main.media_type,
                 "digest": main.manifest.as_str(),
@@ -163,6 +204,10 @@ pub fn write_outputs(
             },
             "image.name": names.join(","),
         });
+        if !multi {
+            // An index has no config of its own (buildx leaves it out too).
+            metadata["containerimage.config.digest"] = main.config.as_str().into();
+        }
         std::fs::write(path, serde_json::to_vec_pretty(&metadata)?)
             .with_context(|| format!("writing {}", path.display()))?;
     }

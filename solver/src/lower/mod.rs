@@ -504,7 +504,8 @@ impl Lowerer<'_> {
             let mut config = ImageConfig {
                 architecture: platform.architecture.clone(),
                 os: platform.os.clone(),
-                variant: (!platform.variant.is_empty()).then(|| platform.variant.clone()),
+                // BuildKit leaves arm64's default v8 out.
+                variant: Some(platform.short_variant().to_string()).filter(|v| !v.is_empty()),
                 ..ImageConfig::default()
             };
             config.config.working_dir = Some("/".into());

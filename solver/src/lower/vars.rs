@@ -29,10 +29,11 @@ pub(crate) const PROXY_ARGS: [&str; 8] = [
 pub(crate) fn predefined(target: &Platform, build: &Platform) -> BTreeMap<String, String> {
     let mut m = BTreeMap::new();
     for (prefix, p) in [("TARGET", target), ("BUILD", build)] {
-        m.insert(format!("{prefix}PLATFORM"), p.to_string());
+        // As BuildKit: `linux/arm64`, not `linux/arm64/v8`.
+        m.insert(format!("{prefix}PLATFORM"), p.short_string());
         m.insert(format!("{prefix}OS"), p.os.clone());
         m.insert(format!("{prefix}ARCH"), p.architecture.clone());
-        m.insert(format!("{prefix}VARIANT"), p.variant.clone());
+        m.insert(format!("{prefix}VARIANT"), p.short_variant().to_string());
     }
     m
 }
