@@ -46,6 +46,10 @@ fn an_index_is_pushed_and_each_platform_gets_its_own_files() {
             &format!("type=local,dest={}", s(&local)),
             "--metadata-file",
             s(&meta),
+            "--annotation",
+            "index:org.opencontainers.image.description=two platforms",
+            "--annotation",
+            "manifest:org.example.per-image=yes",
             s(&ctx),
         ],
         None,
@@ -98,6 +102,24 @@ fn an_index_is_pushed_and_each_platform_gets_its_own_files() {
         ]);
         let config: serde_json::Value = serde_json::from_str(&config).expect("config");
         assert_eq!(config["architecture"], arch, "{config}");
+    }
+    // Manifest annotations go on each platform's manifest.
+    let repo = name.trim_end_matches(":1");
+    for m in index["manifests"].as_array().expect("manifests") {
+        let child = skopeo_ok(&[
+            "inspect",
+            "--tls-verify=false",
+            "--raw",
+            &format!(
+                "docker://{repo}@{}",
+                m["digest"].as_str().unwrap_or_default()
+            ),
+        ]);
+        let child: serde_json::Value = serde_json::from_str(&child).expect("manifest");
+        assert_eq!(
+            child["annotations"]["org.example.per-image"], "yes",
+            "{child}"
+        );
     }
     let meta: serde_json::Value = serde_json::from_str(&read(&meta)).expect("metadata");
     let digest = {

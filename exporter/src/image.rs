@@ -160,7 +160,8 @@ pub fn write_image(
 /// Writes an index over per-platform images already in the store (an OCI
 /// image index, or a Docker manifest list when `oci_mediatypes` is off)
 /// and returns it as the written image: its digest is what names, pushes
-/// and layouts refer to. `config` is the first platform's.
+/// and layouts refer to. `config` is the first platform's; `annotations`
+/// go on the index.
 ///
 /// # Errors
 /// Store errors; no image.
@@ -168,6 +169,7 @@ pub fn write_index(
     store: &LocalStore,
     images: &[(Platform, WrittenImage)],
     oci_mediatypes: bool,
+    annotations: &BTreeMap<String, String>,
 ) -> Result<WrittenImage, ExportError> {
     let Some((_, first)) = images.first() else {
         return Err(ExportError::Options(
@@ -197,11 +199,14 @@ pub fn write_index(
             })
         })
         .collect();
-    let index = serde_json::json!({
+    let mut index = serde_json::json!({
         "schemaVersion": 2,
         "mediaType": media_type,
         "manifests": manifests,
     });
+    if !annotations.is_empty() {
+        index["annotations"] = serde_json::json!(annotations);
+    }
     // Plain JSON values always serialise.
     let bytes = serde_json::to_vec(&index).unwrap_or_default();
     let digest = store.write_blob(&bytes, None)?;

@@ -359,6 +359,9 @@ pub fn build(global: &GlobalArgs, args: &BuildArgs) -> Result<()> {
         .iter()
         .map(|o| o.parse::<ExportTarget>())
         .collect::<std::result::Result<_, _>>()?;
+    if !multi && !annotations.index.is_empty() {
+        bail!("--annotation index:...: a single-platform build writes no index (give several --platform values)");
+    }
     if multi {
         if let Some(t) = outputs
             .iter()

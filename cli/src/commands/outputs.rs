@@ -21,7 +21,7 @@ pub struct Outputs<'a> {
     /// `--push`: also push to the `-t` names.
     pub push: bool,
     /// `--annotation` values for the manifest.
-    pub annotations: &'a BTreeMap<String, String>,
+    pub annotations: &'a Annotations,
     /// `SOURCE_DATE_EPOCH`: the image's creation time when set.
     pub epoch: Option<u64>,
     /// `--iidfile`.
@@ -39,27 +39,36 @@ pub fn platform_dir(platform: &Platform) -> String {
     platform.short_string().replace('/', "_")
 }
 
-/// Reads `--annotation KEY=VALUE` / `manifest:KEY=VALUE` (buildx syntax;
-/// kiln writes single-platform manifests, so only `manifest` is a valid
-/// level).
-pub fn parse_annotations(values: &[String]) -> Result<BTreeMap<String, String>> {
-    let mut out = BTreeMap::new();
+/// `--annotation` values by where they go.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Annotations {
+    /// On each image manifest (`KEY=VALUE` or `manifest:KEY=VALUE`).
+    pub manifest: BTreeMap<String, String>,
+    /// On the index of a multi-platform build (`index:KEY=VALUE`).
+    pub index: BTreeMap<String, String>,
+}
+
+/// Reads `--annotation KEY=VALUE`, `manifest:KEY=VALUE` and
+/// `index:KEY=VALUE` (buildx syntax).
+pub fn parse_annotations(values: &[String]) -> Result<Annotations> {
+    let mut out = Annotations::default();
     for value in values {
         let (key, v) = value
             .split_once('=')
             .with_context(|| format!("--annotation {value:?}: expected KEY=VALUE"))?;
-        let key = match key.split_once(':') {
-            Some(("manifest", k)) => k,
+        let (map, key) = match key.split_once(':') {
+            Some(("manifest", k)) => (&mut out.manifest, k),
+            Some(("index", k)) => (&mut out.index, k),
             Some((level, _)) if !level.contains('.') && !level.contains('/') => bail!(
-                "--annotation {value:?}: kiln writes single-platform images, so only \
-                 manifest annotations are supported (not {level:?})"
+                "--annotation {value:?}: kiln writes manifest and index annotations \
+                 (not {level:?})"
             ),
-            _ => key,
+            _ => (&mut out.manifest, key),
         };
         if key.is_empty() {
             bail!("--annotation {value:?}: the key is empty");
         }
-        out.insert(key.to_string(), v.to_string());
+        map.insert(key.to_string(), v.to_string());
     }
     Ok(out)
 }
@@ -135,13 +144,24 @@ pub fn write_outputs(
                     image,
                     &created,
                     options,
-                    request.annotations,
+                    &request.annotations.manifest,
                 )?;
                 each.push((platform.clone(), w));
             }
-            kiln_exporter::write_index(store, &each, options.oci_mediatypes)?
+            kiln_exporter::write_index(
+                store,
+                &each,
+                options.oci_mediatypes,
+                &request.annotations.index,
+            )?
         } else {
-            kiln_exporter::write_image(store, image, &created, options, request.annotations)?
+            kiln_exporter::write_image(
+                store,
+                image,
+                &created,
+                options,
+                &request.annotations.manifest,
+            )?
         };
         written.push((*options, w.clone()));
         Ok(w)
