@@ -183,3 +183,28 @@ fn a_stored_index_serves_each_platform_and_docker_archives_are_refused() {
     );
     assert!(!archive.exists());
 }
+
+#[test]
+fn a_foreign_binary_fails_with_a_hint() {
+    let env = Env::new();
+    // An ELF header for aarch64 (e_machine 183): the kernel refuses it here.
+    let mut elf = vec![0u8; 128];
+    elf[..7].copy_from_slice(b"\x7fELF\x02\x01\x01");
+    elf[16] = 2;
+    elf[18] = 183;
+    elf[20] = 1;
+    let ctx = env.context(
+        "ctx",
+        &[(
+            "Dockerfile",
+            "FROM busybox\nCOPY --chmod=755 armbin /armbin\nRUN [\"/armbin\"]\n",
+        )],
+    );
+    std::fs::write(ctx.join("armbin"), &elf).expect("write binary");
+    let stderr = env.fails(&["build", s(&ctx)], None);
+    assert!(stderr.contains("Dockerfile:3:"), "{stderr}");
+    assert!(
+        stderr.contains("not built for this machine") && stderr.contains("qemu-user-static"),
+        "{stderr}"
+    );
+}

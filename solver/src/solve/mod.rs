@@ -668,7 +668,10 @@ fn run_exec(
                 readonly: true,
             });
         }
-        let out = shared.runtime.run(&request).map_err(|e| e.to_string())?;
+        let out = shared
+            .runtime
+            .run(&request)
+            .map_err(|e| exec_hint(e.to_string()))?;
         drop(prepared);
         for message in &out.notes {
             shared.progress.event(Event::Note {
@@ -802,6 +805,21 @@ fn record_layer(
         .cache
         .put(key, &cached, &meta.name, parts)
         .map_err(|e| format!("recording the cache: {e}"))
+}
+
+/// `message` with a hint when the kernel refused the program's format
+/// (ENOEXEC): usually a binary for another architecture, as in a
+/// `--platform` build of a foreign image.
+fn exec_hint(message: String) -> String {
+    if !message.contains("os error 8") {
+        return message;
+    }
+    format!(
+        "{message}: the program is not built for this machine ({}); running another \
+         platform's programs needs an emulator registered with binfmt_misc (qemu-user-static), \
+         or cross-compile in a stage FROM --platform=$BUILDPLATFORM",
+        kiln_oci::Platform::host()
+    )
 }
 
 /// The last `n` lines of a step's output, indented, for error messages.
