@@ -680,8 +680,13 @@ fn run_exec(
             });
         }
         if out.status != 0 {
+            let hint = if is_exec_format_error(&String::from_utf8_lossy(&out.output)) {
+                format!(" ({})", foreign_binary_hint())
+            } else {
+                String::new()
+            };
             return Err(format!(
-                "process {:?} did not complete successfully: exit code: {}{}",
+                "process {:?} did not complete successfully: exit code: {}{hint}{}",
                 exec.args.join(" "),
                 out.status,
                 last_lines(&out.output, 10)
@@ -807,19 +812,32 @@ fn record_layer(
         .map_err(|e| format!("recording the cache: {e}"))
 }
 
-/// `message` with a hint when the kernel refused the program's format
-/// (ENOEXEC): usually a binary for another architecture, as in a
-/// `--platform` build of a foreign image.
-fn exec_hint(message: String) -> String {
-    if !message.contains("os error 8") {
-        return message;
-    }
+/// True when `text` says the kernel refused a program's format (ENOEXEC):
+/// usually a binary for another architecture, as in a `--platform` build
+/// of a foreign image. The built-in runtime reports it as an error, OCI
+/// runtimes in the step's output.
+fn is_exec_format_error(text: &str) -> bool {
+    let lower = text.to_ascii_lowercase();
+    lower.contains("os error 8") || lower.contains("exec format error")
+}
+
+/// What to do about an exec format error.
+fn foreign_binary_hint() -> String {
     format!(
-        "{message}: the program is not built for this machine ({}); running another \
-         platform's programs needs an emulator registered with binfmt_misc (qemu-user-static), \
-         or cross-compile in a stage FROM --platform=$BUILDPLATFORM",
+        "the program is not built for this machine ({}); running another platform's programs \
+         needs an emulator registered with binfmt_misc (qemu-user-static), or cross-compile in a \
+         stage FROM --platform=$BUILDPLATFORM",
         kiln_oci::Platform::host()
     )
+}
+
+/// `message` with [`foreign_binary_hint`] when it is an exec format error.
+fn exec_hint(message: String) -> String {
+    if is_exec_format_error(&message) {
+        format!("{message}: {}", foreign_binary_hint())
+    } else {
+        message
+    }
 }
 
 /// The last `n` lines of a step's output, indented, for error messages.
