@@ -2,7 +2,6 @@
 
 pub mod archive;
 pub mod build;
-pub mod build_cache;
 pub mod cache;
 pub mod image;
 pub mod lint;

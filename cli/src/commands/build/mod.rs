@@ -1,16 +1,20 @@
 //! `kiln build`: Dockerfile → graph → solve → image outputs, with
 //! `docker buildx build`'s flags.
 
+mod flags;
+mod remote_cache;
+mod resolver;
+
 use super::lint::checks;
 use crate::global::{runtime, GlobalArgs};
 use anyhow::{bail, Context, Result};
 use clap::{Args, ValueEnum};
+use flags::{parse_platforms, parse_secrets, parse_ssh, run_runtime, strip_line};
 use kiln_exporter::{BuiltImage, BuiltLayer, ExportTarget};
-use kiln_oci::{BlobReader, LocalStore, Platform, Reference, RegistryClient};
+use kiln_oci::{Platform, Reference};
 use kiln_solver::context::BuildContext;
-use kiln_solver::{
-    BuildOptions, ImageResolver, NamedContext, ProgressSink, ResolvedImage, SolveOptions,
-};
+use kiln_solver::{BuildOptions, NamedContext, ProgressSink, SolveOptions};
+use resolver::StoreResolver;
 use std::collections::{BTreeMap, HashMap};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
@@ -132,111 +136,6 @@ enum PrintFormat {
 
 // `--progress` modes (auto, tty, plain, rawjson, quiet).
 use crate::progress::ProgressMode as Progress;
-
-/// Resolves FROM images from the local store, pulling what is missing.
-struct StoreResolver<'a> {
-    store: &'a LocalStore,
-    client: &'a RegistryClient,
-    runtime: &'a tokio::runtime::Runtime,
-    progress: &'a Arc<crate::progress::Reporter>,
-    /// What FROM names resolved to, for BuildKit's checks.
-    resolved: std::cell::RefCell<Vec<checks::Resolved>>,
-}
-
-impl ImageResolver for StoreResolver<'_> {
-    fn resolve(
-        &self,
-        text: &str,
-        platform: &Platform,
-    ) -> std::result::Result<ResolvedImage, String> {
-        let reference = Reference::parse(text).map_err(|e| e.to_string())?;
-        let name = reference.to_string();
-        let digest = match self.store.get_ref(&name).map_err(|e| e.to_string())? {
-            Some(d) => d,
-            None => {
-                let transfer = self.progress.transfer(&format!("[internal] pull {name}"));
-                let report = self
-                    .runtime
-                    .block_on(
-                        self.client
-                            .pull(&reference, platform, self.store, transfer.clone()),
-                    )
-                    .map_err(|e| {
-                        transfer.failed(&e);
-                        format!("failed to resolve source metadata for {name}: {e}")
-                    })?;
-                transfer.done();
-                report.digest
-            }
-        };
-        let image = self.resolved(name, &digest, platform)?;
-        self.resolved
-            .borrow_mut()
-            .push((text.to_string(), platform.clone(), image.config.clone()));
-        Ok(image)
-    }
-
-    fn resolve_layout(
-        &self,
-        layout: &str,
-        platform: &Platform,
-    ) -> std::result::Result<ResolvedImage, String> {
-        let (path, tag, digest) = split_layout(layout);
-        let loaded =
-            kiln_oci::archive::load(self.store, Path::new(path)).map_err(|e| e.to_string())?;
-        let pick = loaded.iter().find(|l| match (tag, digest) {
-            (_, Some(d)) => l.digest.as_str() == d,
-            (Some(t), None) => l
-                .name
-                .as_deref()
-                .is_some_and(|n| n == t || n.ends_with(&format!(":{t}"))),
-            (None, None) => loaded.len() == 1 || l.name.as_deref() == Some("latest"),
-        });
-        let chosen =
-            pick.ok_or_else(|| format!("oci-layout://{layout}: no matching image in the layout"))?;
-        let image = self.resolved(format!("oci-layout://{layout}"), &chosen.digest, platform)?;
-        self.resolved.borrow_mut().push((
-            format!("oci-layout://{layout}"),
-            platform.clone(),
-            image.config.clone(),
-        ));
-        Ok(image)
-    }
-}
-
-impl StoreResolver<'_> {
-    fn resolved(
-        &self,
-        name: String,
-        digest: &kiln_oci::Digest,
-        platform: &Platform,
-    ) -> std::result::Result<ResolvedImage, String> {
-        let image =
-            kiln_oci::resolve(self.store, digest, platform).map_err(|e| format!("{name}: {e}"))?;
-        let bytes = self
-            .store
-            .read(&image.config_digest)
-            .map_err(|e| e.to_string())?;
-        let config = kiln_oci::ImageConfig::from_slice(&bytes)
-            .map_err(|e| format!("{name}: config: {e}"))?;
-        Ok(ResolvedImage {
-            reference: name,
-            manifest: image.manifest_digest,
-            config,
-        })
-    }
-}
-
-/// Splits `PATH[:TAG|@DIGEST]`.
-fn split_layout(layout: &str) -> (&str, Option<&str>, Option<&str>) {
-    if let Some((path, digest)) = layout.rsplit_once('@') {
-        return (path, None, Some(digest));
-    }
-    match layout.rsplit_once(':') {
-        Some((path, tag)) if !tag.contains('/') && !path.is_empty() => (path, Some(tag), None),
-        _ => (layout, None, None),
-    }
-}
 
 /// Runs `kiln build`.
 pub fn build(global: &GlobalArgs, args: &BuildArgs) -> Result<()> {
@@ -380,8 +279,8 @@ pub fn build(global: &GlobalArgs, args: &BuildArgs) -> Result<()> {
         })
         .collect::<Result<_>>()?;
 
-    let cache_from = super::build_cache::parse_cache_from(&args.cache_from)?;
-    let cache_to = super::build_cache::parse_cache_to(&args.cache_to)?;
+    let cache_from = remote_cache::parse_cache_from(&args.cache_from)?;
+    let cache_to = remote_cache::parse_cache_to(&args.cache_to)?;
 
     let rt = runtime()?;
     let client = global.registry()?;
@@ -508,7 +407,7 @@ pub fn build(global: &GlobalArgs, args: &BuildArgs) -> Result<()> {
                     .map_err(|e: String| anyhow::anyhow!("--allow: {e}"))
             })
             .collect::<Result<_>>()?,
-        cache_from: super::build_cache::open_imports(&cache_from, &client, &rt, &reporter),
+        cache_from: remote_cache::open_imports(&cache_from, &client, &rt, &reporter),
     };
     let runtime = run_runtime(args.runtime.as_deref(), &config)?;
     let mut solved_all = Vec::new();
@@ -540,7 +439,7 @@ pub fn build(global: &GlobalArgs, args: &BuildArgs) -> Result<()> {
     let mut images = Vec::new();
     for (p, solved) in platforms.iter().zip(&solved_all) {
         let mut image_config = solved.config.clone();
-        super::build_cache::inline_config(&cache_to, solved, &mut image_config);
+        remote_cache::inline_config(&cache_to, solved, &mut image_config);
         if !labels.is_empty() {
             image_config
                 .config
@@ -583,7 +482,7 @@ pub fn build(global: &GlobalArgs, args: &BuildArgs) -> Result<()> {
             reporter: &reporter,
         },
     )?;
-    super::build_cache::export(&cache_to, &solved_all, &store, &client, &rt, &reporter)?;
+    remote_cache::export(&cache_to, &solved_all, &store, &client, &rt, &reporter)?;
     super::cache::enforce_cap(&store, &config, _lease);
     if !found.is_empty() {
         if reporter.prints_summary() {
@@ -600,121 +499,4 @@ pub fn build(global: &GlobalArgs, args: &BuildArgs) -> Result<()> {
         }
     }
     Ok(())
-}
-
-/// `--platform a,b`: the platforms in order, each once (default: this
-/// machine's).
-fn parse_platforms(value: Option<&str>) -> Result<Vec<Platform>> {
-    let Some(value) = value else {
-        return Ok(vec![Platform::host()]);
-    };
-    let mut out: Vec<Platform> = Vec::new();
-    for part in value.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-        let p: Platform = part
-            .parse()
-            .with_context(|| format!("--platform {part:?}"))?;
-        if !out.contains(&p) {
-            out.push(p);
-        }
-    }
-    if out.is_empty() {
-        bail!("--platform {value:?}: no platform given");
-    }
-    Ok(out)
-}
-
-/// The runtime `--runtime` (or `KILN_RUNTIME`) names, else the config
-/// file's `runtime`, else builtin.
-fn run_runtime(
-    flag: Option<&str>,
-    config: &crate::config::Config,
-) -> Result<Arc<dyn kiln_executor::Runtime>> {
-    let (name, origin) = match (flag, &config.checked.runtime) {
-        (Some(f), _) => (f, "--runtime".to_string()),
-        (None, Some(c)) => (c.as_str(), format!("{} =", config.origin("runtime"))),
-        (None, None) => ("builtin", String::new()),
-    };
-    Ok(match name {
-        "builtin" | "" => Arc::new(kiln_executor::BuiltinRuntime),
-        other => Arc::new(
-            kiln_executor::OciRuntime::new(other).with_context(|| format!("{origin} {other}"))?,
-        ),
-    })
-}
-
-/// Reads `--ssh default|ID[=SOCKET]` (buildx syntax); without a socket,
-/// `$SSH_AUTH_SOCK`. Key files are not supported: use an agent.
-fn parse_ssh(values: &[String]) -> Result<BTreeMap<String, PathBuf>> {
-    let mut out = BTreeMap::new();
-    for value in values {
-        let (id, path) = match value.split_once('=') {
-            Some((id, path)) => (id.to_string(), PathBuf::from(path)),
-            None => {
-                let sock = std::env::var_os("SSH_AUTH_SOCK").ok_or_else(|| {
-                    anyhow::anyhow!(
-                        "--ssh {value}: SSH_AUTH_SOCK is not set (give --ssh {value}=SOCKET)"
-                    )
-                })?;
-                (value.clone(), PathBuf::from(sock))
-            }
-        };
-        if id.is_empty() {
-            bail!("--ssh {value:?}: the id is empty");
-        }
-        if path.as_os_str().to_string_lossy().contains(',') {
-            bail!("--ssh {value:?}: only one agent socket per id is supported");
-        }
-        use std::os::unix::fs::FileTypeExt;
-        let md = std::fs::metadata(&path)
-            .with_context(|| format!("--ssh {value}: {}", path.display()))?;
-        if !md.file_type().is_socket() {
-            bail!(
-                "--ssh {value}: {} is not a socket (kiln forwards SSH agents, not key files; run ssh-agent and ssh-add)",
-                path.display()
-            );
-        }
-        out.insert(id, path);
-    }
-    Ok(out)
-}
-
-/// Reads `--secret id=ID[,src=FILE|,env=VAR]` (buildx syntax; `source=`
-/// and `type=file|env` accepted; with neither, the variable named ID).
-fn parse_secrets(values: &[String]) -> Result<BTreeMap<String, kiln_solver::SecretSource>> {
-    let mut out = BTreeMap::new();
-    for value in values {
-        let mut id = None;
-        let mut src = None;
-        let mut env = None;
-        let mut kind = None;
-        for field in value.split(',') {
-            let (k, v) = field
-                .split_once('=')
-                .ok_or_else(|| anyhow::anyhow!("--secret {value:?}: {field:?} is not key=value"))?;
-            match k {
-                "id" => id = Some(v.to_string()),
-                "src" | "source" => src = Some(v.to_string()),
-                "env" => env = Some(v.to_string()),
-                "type" => kind = Some(v.to_string()),
-                other => bail!("--secret {value:?}: unknown key {other:?}"),
-            }
-        }
-        let id = id.ok_or_else(|| anyhow::anyhow!("--secret {value:?}: id= is required"))?;
-        let source = match (kind.as_deref(), src, env) {
-            (Some("env"), Some(v), None) | (_, None, Some(v)) => kiln_solver::SecretSource::Env(v),
-            (_, Some(path), None) => kiln_solver::SecretSource::File(PathBuf::from(path)),
-            (_, None, None) => kiln_solver::SecretSource::Env(id.clone()),
-            (_, Some(_), Some(_)) => bail!("--secret {value:?}: give src= or env=, not both"),
-        };
-        out.insert(id, source);
-    }
-    Ok(out)
-}
-
-/// Drops a leading `N: ` or `line N: ` the error text already carries.
-fn strip_line(text: &str, line: usize) -> String {
-    let text = text.strip_prefix(&format!("line {line}: ")).unwrap_or(text);
-    text.strip_prefix(&format!("{line}: "))
-        .unwrap_or(text)
-        .to_string()
 }
