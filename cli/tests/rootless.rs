@@ -1,6 +1,6 @@
 //! A non-root user with /etc/subuid and /etc/subgid entries builds the same
 //! image as root, file owners included (kiln enters a user namespace
-//! through newuidmap/newgidmap). CI creates the user `kilnrootless`
+//! through newuidmap/newgidmap), with the built-in runtime, runc and crun. CI creates the user `kilnrootless`
 //! (.ci/run); elsewhere the test says why it is skipped.
 
 mod common;
@@ -131,6 +131,27 @@ fn rootless_build_equals_root_build() {
         "{rootless:#?}"
     );
     assert_eq!(rootless, root);
+
+    // The OCI runtimes run rootless too (runc in its rootless mode, /sys
+    // bound instead of mounted, no cgroups) and make the same layers.
+    for runtime in ["runc", "crun"] {
+        let out = user_home.join(format!("{runtime}.tar"));
+        kiln(
+            &bin,
+            Some(USER),
+            &user_store,
+            &[
+                "build",
+                "--no-cache",
+                "--runtime",
+                runtime,
+                "-o",
+                &format!("type=docker,dest={}", out.display()),
+                ctx.to_str().expect("utf-8"),
+            ],
+        );
+        assert_eq!(listing(&out), root, "{runtime}");
+    }
 
     // On the host, the user's layer files belong to its subordinate ids.
     let subuid: u32 = std::fs::read_to_string("/etc/subuid")

@@ -35,6 +35,15 @@ pub(crate) fn is_root() -> bool {
     unsafe { libc::geteuid() == 0 }
 }
 
+/// True inside a user namespace that does not map every uid (a rootless
+/// kiln, root only of its subordinate ids): cgroups cannot be created.
+pub(crate) fn in_user_namespace() -> bool {
+    std::fs::read_to_string("/proc/self/uid_map").is_ok_and(|map| {
+        let fields: Vec<&str> = map.split_whitespace().collect();
+        fields != ["0", "0", "4294967295"]
+    })
+}
+
 /// The xattr marking an empty regular file as a whiteout where character
 /// devices cannot be made (a store on overlayfs refuses them); the
 /// kernel's name for it (overlayfs "xwhiteouts", with `userxattr`).

@@ -38,7 +38,10 @@
 //!
 //! runc creates cgroups named after the (unique, `kiln-…`) container id;
 //! `runc run` removes them when the container exits. crun runs with
-//! `--cgroup-manager=disabled`. Rootless runtimes are not supported.
+//! `--cgroup-manager=disabled`. In a rootless kiln (root only of its user
+//! namespace) runc runs with `--rootless=true` and no cgroups path, and
+//! `/sys` is the host's bound read-only (sysfs needs an owned network
+//! namespace).
 
 use super::{
     cpath, create_stub, cstr, files, finish, last_cap, policy, prepare, remove_stubs, report_error,
@@ -130,8 +133,8 @@ impl OciRuntime {
     ///
     /// # Errors
     /// [`RuntimeError::Oci`] when the binary is missing or `--version`
-    /// fails; [`RuntimeError::Invalid`] when not running as root (rootless
-    /// OCI runtimes are not supported).
+    /// fails; [`RuntimeError::Invalid`] when not running as root, not even
+    /// of a user namespace (a rootless kiln without subordinate ids).
     pub fn new(program: &str) -> Result<OciRuntime, RuntimeError> {
         let fail = |message: String| RuntimeError::Oci {
             runtime: program.to_string(),
@@ -204,7 +207,7 @@ impl OciRuntime {
 
 fn needs_root(program: &str) -> RuntimeError {
     RuntimeError::Invalid(format!(
-        "--runtime {program} needs root; rootless OCI runtimes are not supported \
+        "--runtime {program} needs root, or a rootless kiln with /etc/subuid entries \
          (use the built-in runtime)"
     ))
 }
@@ -305,6 +308,11 @@ impl OciRuntime {
                 b"json",
             ] {
                 argv.push(cstr(a)?);
+            }
+            if crate::sys::in_user_namespace() {
+                // A rootless kiln: runc's rootless mode skips the cgroups it
+                // may not create.
+                argv.push(cstr("--rootless=true")?);
             }
         }
         for a in [
@@ -464,6 +472,15 @@ fn oci_mounts(m: &Planned) -> Result<Vec<OciMount>, RuntimeError> {
             Path::new("proc"),
             &["nosuid", "noexec", "nodev"],
         )?],
+        // A rootless kiln cannot mount sysfs without its own network
+        // namespace: the host's /sys is bound read-only instead, as
+        // rootless Podman does.
+        What::Sys if crate::sys::in_user_namespace() => vec![mount(
+            &dest,
+            "bind",
+            Path::new("/sys"),
+            &["rbind", "nosuid", "noexec", "nodev", "ro"],
+        )?],
         What::Sys => vec![mount(
             &dest,
             "sysfs",
@@ -600,8 +617,12 @@ impl OciRuntime {
             .namespaces(namespaces)
             .uid_mappings(Vec::new())
             .gid_mappings(Vec::new())
-            .devices(Vec::new())
-            .cgroups_path(PathBuf::from(format!("/{id}")));
+            .devices(Vec::new());
+        // A rootless kiln may not create cgroups; without a path, runc in
+        // rootless mode creates none.
+        if !crate::sys::in_user_namespace() {
+            linux = linux.cgroups_path(PathBuf::from(format!("/{id}")));
+        }
         linux = if insecure {
             linux.masked_paths(Vec::new()).readonly_paths(Vec::new())
         } else {
