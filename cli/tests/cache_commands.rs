@@ -231,6 +231,34 @@ fn prune_filter_until_keeps_recent_entries() {
     assert!(!names[0].exists());
     assert!(du_bytes(&store) + 4_000_000 > before, "the rest stays");
 
+    // A layer conversion record (zstd output) is build cache that ages.
+    let oci = env.path("zstd-oci");
+    env.ok(
+        &[
+            "build",
+            "-o",
+            &format!("type=oci,dest={},compression=zstd", s(&oci)),
+            s(&ctx),
+        ],
+        None,
+    );
+    let memos: Vec<_> = std::fs::read_dir(store.join("exports"))
+        .expect("exports")
+        .map(|e| e.expect("entry").path())
+        .collect();
+    assert!(!memos.is_empty());
+    for memo in &memos {
+        let ok = Command::new("touch")
+            .args(["-d", "2 days ago"])
+            .arg(memo)
+            .status()
+            .expect("touch");
+        assert!(ok.success());
+    }
+    let (out, _) = env.ok(&["prune", "--filter", "until=24h"], None);
+    assert!(out.contains(".json\tbuild cache\t"), "{out}");
+    assert!(memos.iter().all(|m| !m.exists()), "{out}");
+
     let err = env.fails(&["prune", "--filter", "label=x"], None);
     assert!(err.contains("until="), "{err}");
 }

@@ -11,7 +11,8 @@
 //! - [`Kind::BuildCache`]: a cache record (`cache/keys/<key>`) with the
 //!   blob and unpacked layer directory it alone holds (a blob or layer a
 //!   named image uses belongs to the image; the record is then *shared*);
-//!   also blobs nothing reaches and stale temporaries of dead builds.
+//!   also blobs nothing reaches, stale temporaries of dead builds, and the
+//!   exporter's records of converted layers (`exports/`).
 //! - [`Kind::Layer`]: unpacked layer directories (`layers/<diff id>`) not
 //!   held by a cache record: those of named images (re-created from their
 //!   blobs on demand, pruned only with `--all`) and orphans.
@@ -477,10 +478,13 @@ pub fn usage(store: &LocalStore) -> Result<Usage, StorageError> {
         });
     }
 
-    // Context checksum caches and downloads.
+    // Context checksum caches, downloads, and the exporter's records of
+    // layers it converted (`exports/`: removing one only costs converting
+    // again).
     for (dir, kind, what) in [
         ("contexts", Kind::Context, "context checksum cache"),
         ("http", Kind::Download, "ADD URL download"),
+        ("exports", Kind::BuildCache, "layer conversion record"),
     ] {
         let dir = root.join(dir);
         for name in names(&dir)? {
