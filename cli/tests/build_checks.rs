@@ -92,3 +92,50 @@ fn a_build_lists_warnings_and_error_true_stops_it() {
     assert!(!stderr.contains("ran-a-step"), "a step ran:\n{stderr}");
     assert!(!env.images().contains("strict"));
 }
+
+#[test]
+fn call_check_format_json_is_buildkits_lint_result() {
+    let env = Env::new();
+    let ctx = env.context("ctx", &[("Dockerfile", DOCKERFILE)]);
+    let out = env.run(&["build", "--call", "check,format=json", s(&ctx)], None);
+    assert_eq!(out.status.code(), Some(1));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    let warnings = v["warnings"].as_array().expect("warnings");
+    assert_eq!(warnings.len(), 3, "{v}");
+    let undefined = &warnings[1];
+    assert_eq!(undefined["ruleName"], "UndefinedVar");
+    assert_eq!(
+        undefined["description"],
+        "Variables should be defined before their use"
+    );
+    assert_eq!(
+        undefined["url"],
+        "https://docs.docker.com/go/dockerfile/rule/undefined-var/"
+    );
+    assert_eq!(
+        undefined["detail"],
+        "Usage of undefined variable '$NOT_SET'"
+    );
+    assert_eq!(undefined["location"]["ranges"][0]["start"]["line"], 3);
+    assert_eq!(v["sources"][0]["filename"], "Dockerfile");
+    // The source travels base64-encoded, as Go marshals bytes.
+    let data = v["sources"][0]["data"].as_str().expect("data");
+    use base64::Engine as _;
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(data)
+        .expect("base64");
+    assert_eq!(decoded, DOCKERFILE.as_bytes());
+
+    let (out, _) = env.ok(
+        &[
+            "build",
+            "--call",
+            "check",
+            s(&env.context("clean", &[("Dockerfile", "FROM busybox\n")])),
+        ],
+        None,
+    );
+    assert_eq!(out, "Check complete, no warnings found.\n");
+    let stderr = env.fails(&["build", "--call", "outline", s(&ctx)], None);
+    assert!(stderr.contains("--call outline: not supported"), "{stderr}");
+}

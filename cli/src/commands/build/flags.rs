@@ -7,6 +7,46 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+/// What `kiln build` is asked to do (buildx's `--call`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Call {
+    /// Build.
+    Build,
+    /// Run the build checks only; `json` for BuildKit's lint JSON.
+    Check {
+        /// `format=json`.
+        json: bool,
+    },
+}
+
+/// `--call build|check[,format=json|text]`; `--check` is `--call check`.
+pub(super) fn parse_call(value: Option<&str>, check: bool) -> Result<Call> {
+    let Some(value) = value else {
+        return Ok(if check {
+            Call::Check { json: false }
+        } else {
+            Call::Build
+        });
+    };
+    let mut parts = value.split(',');
+    let method = parts.next().unwrap_or_default().trim();
+    let mut json = false;
+    for option in parts {
+        match option.trim().split_once('=') {
+            Some(("format", "json")) => json = true,
+            Some(("format", "text")) => json = false,
+            _ => bail!("--call {value:?}: unknown option {option:?} (format=json or format=text)"),
+        }
+    }
+    match method {
+        "build" if !json && !check => Ok(Call::Build),
+        "check" => Ok(Call::Check { json }),
+        "build" => bail!("--call {value:?}: --check and format= go with --call check"),
+        "outline" | "targets" => bail!("--call {method}: not supported (build or check)"),
+        other => bail!("--call {other:?}: unknown method (build or check)"),
+    }
+}
+
 /// `--platform a,b`: the platforms in order, each once (default: this
 /// machine's).
 pub(super) fn parse_platforms(value: Option<&str>) -> Result<Vec<Platform>> {

@@ -9,7 +9,7 @@ use super::lint::checks;
 use crate::global::{runtime, GlobalArgs};
 use anyhow::{bail, Context, Result};
 use clap::{Args, ValueEnum};
-use flags::{parse_platforms, parse_secrets, parse_ssh, run_runtime, strip_line};
+use flags::{parse_call, parse_platforms, parse_secrets, parse_ssh, run_runtime, strip_line, Call};
 use kiln_exporter::{BuiltImage, BuiltLayer, ExportTarget};
 use kiln_oci::{Platform, Reference};
 use kiln_solver::context::BuildContext;
@@ -108,10 +108,14 @@ pub struct BuildArgs {
     #[arg(long, env = "KILN_RUNTIME")]
     runtime: Option<String>,
     /// Run BuildKit's build checks and print what they find, with source
-    /// excerpts, instead of building (`docker build --check`); exits 1 when
-    /// anything is found.
+    /// excerpts, instead of building (`docker build --check`, the same as
+    /// `--call check`); exits 1 when anything is found.
     #[arg(long)]
     check: bool,
+    /// What to do instead of building, as buildx's `--call`: `build` (the
+    /// default), `check`, or `check,format=json` (BuildKit's lint JSON).
+    #[arg(long, value_name = "METHOD")]
+    call: Option<String>,
     /// Reuse build cache exported by another build (repeatable):
     /// `type=registry,ref=REF`, `type=local,src=DIR[,tag=T]`, or a bare
     /// reference.
@@ -334,8 +338,14 @@ pub fn build(global: &GlobalArgs, args: &BuildArgs) -> Result<()> {
         &platform,
         &options.build_args,
     );
-    if args.check {
-        print!("{}", checks::report(&found, &source));
+    let call = parse_call(args.call.as_deref(), args.check)?;
+    if let Call::Check { json } = call {
+        if json {
+            let report = checks::report_json(&found, &dockerfile_name, &source);
+            println!("{}", serde_json::to_string_pretty(&report)?);
+        } else {
+            print!("{}", checks::report(&found, &source));
+        }
         if !found.is_empty() {
             bail!(
                 "{dockerfile_name}: {} build check{} found something",

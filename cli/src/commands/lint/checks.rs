@@ -111,6 +111,41 @@ pub fn summary(found: &[Diagnostic]) -> Vec<String> {
     lines
 }
 
+/// BuildKit's lint result as `--call check,format=json` prints it (the
+/// `frontend.lint` subrequest's shape): each warning's rule, its
+/// description and URL, the message as `detail`, its line as a range; and
+/// the Dockerfile as the one source (`data` base64, as Go encodes bytes).
+pub fn report_json(found: &[Diagnostic], file: &str, source: &str) -> serde_json::Value {
+    use base64::Engine as _;
+    let warnings: Vec<serde_json::Value> = found
+        .iter()
+        .map(|d| {
+            let description = kiln_lint::find_rule(&d.code)
+                .map(|r| r.message())
+                .unwrap_or_default();
+            let at = serde_json::json!({ "line": d.line, "character": 0 });
+            serde_json::json!({
+                "ruleName": d.code,
+                "description": description,
+                "url": help_uri(&d.code),
+                "detail": d.message,
+                "location": {
+                    "sourceIndex": 0,
+                    "ranges": [{ "start": at, "end": at }],
+                },
+            })
+        })
+        .collect();
+    serde_json::json!({
+        "warnings": warnings,
+        "sources": [{
+            "filename": file,
+            "language": "Dockerfile",
+            "data": base64::engine::general_purpose::STANDARD.encode(source),
+        }],
+    })
+}
+
 /// BuildKit's `--check` report: a verdict, then per finding
 /// `WARNING: Rule - URL`, the message, and the lines around it with the
 /// finding's line marked.
