@@ -149,6 +149,29 @@ fn a_stored_index_serves_each_platform_and_docker_archives_are_refused() {
         ],
         None,
     );
+    let images = env.images();
+    assert!(
+        images
+            .lines()
+            .any(|l| l.starts_with("multi ") && l.contains("linux/amd64,linux/arm64")),
+        "{images}"
+    );
+    // `kiln push` sends the stored index with both images.
+    let registry = Registry::start(Auth::None);
+    let pushed = format!("{}/team/again:1", registry.host());
+    env.ok(&["push", "multi:1", &pushed], None);
+    let raw = skopeo_ok(&[
+        "inspect",
+        "--tls-verify=false",
+        "--raw",
+        &format!("docker://{pushed}"),
+    ]);
+    let index: serde_json::Value = serde_json::from_str(&raw).expect("index");
+    assert_eq!(
+        index["manifests"].as_array().map(Vec::len),
+        Some(2),
+        "{raw}"
+    );
     // A later build picks the arm64 image out of the stored index.
     let user = env.context("user", &[("Dockerfile", "FROM multi:1\n")]);
     let out = env.path("arm");

@@ -303,7 +303,9 @@ pub fn images(global: &GlobalArgs, args: &ImagesArgs) -> Result<()> {
                 for l in image.layer_digests().unwrap_or_default() {
                     size += store.size(&l).unwrap_or(0);
                 }
-                (image.platform().to_string(), human_size(size))
+                let platform =
+                    index_platforms(&store, digest).unwrap_or_else(|| image.platform().to_string());
+                (platform, human_size(size))
             }
             Err(_) => ("?".into(), "?".into()),
         };
@@ -332,6 +334,23 @@ pub fn images(global: &GlobalArgs, args: &ImagesArgs) -> Result<()> {
         writeln!(out, "{}", line.join("   ").trim_end())?;
     }
     Ok(())
+}
+
+/// For an index (a multi-platform image), the platforms whose images the
+/// store has, comma-separated (`linux/amd64,linux/arm64`).
+fn index_platforms(store: &LocalStore, digest: &Digest) -> Option<String> {
+    let (Manifest::Index(index), _) = read_manifest(store, digest).ok()? else {
+        return None;
+    };
+    let platforms: Vec<String> = index
+        .manifests()
+        .iter()
+        .filter(|d| !kiln_oci::is_attestation(d))
+        .filter(|d| kiln_oci::descriptor_digest(d, digest.as_str()).is_ok_and(|c| store.exists(&c)))
+        .filter_map(|d| d.platform().as_ref())
+        .map(|p| Platform::from_oci(p).short_string())
+        .collect();
+    (!platforms.is_empty()).then(|| platforms.join(","))
 }
 
 /// The first image of an index whose manifest is in the store.
