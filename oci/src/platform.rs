@@ -160,6 +160,49 @@ fn normalize_amd64_variant(variant: &str) -> String {
     }
 }
 
+/// Operating systems Go (and so OCI images) name.
+const KNOWN_OS: [&str; 15] = [
+    "aix",
+    "android",
+    "darwin",
+    "dragonfly",
+    "freebsd",
+    "hurd",
+    "illumos",
+    "ios",
+    "js",
+    "linux",
+    "nacl",
+    "netbsd",
+    "openbsd",
+    "plan9",
+    "windows",
+];
+
+/// Architectures Go names, after normalisation (`x86_64` is `amd64`).
+const KNOWN_ARCH: [&str; 20] = [
+    "386",
+    "amd64",
+    "amd64p32",
+    "arm",
+    "armbe",
+    "arm64",
+    "arm64be",
+    "loong64",
+    "mips",
+    "mipsle",
+    "mips64",
+    "mips64le",
+    "mips64p32",
+    "mips64p32le",
+    "ppc",
+    "ppc64",
+    "ppc64le",
+    "riscv64",
+    "s390x",
+    "wasm",
+];
+
 impl FromStr for Platform {
     type Err = PlatformError;
 
@@ -184,7 +227,20 @@ impl FromStr for Platform {
             return Err(err("unexpected character"));
         }
         match parts.as_slice() {
-            [arch] => Ok(Platform::new("linux", arch, "")),
+            // One word is an OS (on this machine's architecture) or an
+            // architecture (on linux), as containerd reads it.
+            [word] if KNOWN_OS.contains(&word.to_ascii_lowercase().as_str()) => {
+                let host = Platform::host();
+                Ok(Platform::new(word, &host.architecture, &host.variant))
+            }
+            [arch] => {
+                let p = Platform::new("linux", arch, "");
+                if KNOWN_ARCH.contains(&p.architecture.as_str()) {
+                    Ok(p)
+                } else {
+                    Err(err("unknown operating system or architecture"))
+                }
+            }
             [os, arch] => Ok(Platform::new(os, arch, "")),
             [os, arch, variant] => Ok(Platform::new(os, arch, variant)),
             _ => Err(err("expected os/arch[/variant]")),
@@ -225,9 +281,18 @@ mod tests {
             let p: Platform = input.parse().expect(input);
             assert_eq!(p.to_string(), want, "{input}");
         }
-        for bad in ["", "linux/", "/amd64", "a/b/c/d", "linux/am d64"] {
+        for bad in ["", "linux/", "/amd64", "a/b/c/d", "linux/am d64", "bogus"] {
             assert!(bad.parse::<Platform>().is_err(), "{bad}");
         }
+        // One word: an OS on this machine's architecture, or an
+        // architecture on linux.
+        let windows: Platform = "windows".parse().expect("windows");
+        assert_eq!(windows.os, "windows");
+        assert_eq!(windows.architecture, Platform::host().architecture);
+        assert_eq!(
+            "x86_64".parse::<Platform>().map(|p| p.to_string()),
+            Ok("linux/amd64".to_string())
+        );
     }
 
     #[test]

@@ -37,8 +37,8 @@ pub const FORMAT: &str = "kiln.cache.v1";
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum RemoteCacheError {
-    /// The registry refused or failed.
-    #[error("{reference}: {source}")]
+    /// The registry refused or failed (the cause is the error's source).
+    #[error("{reference}")]
     Registry {
         /// The cache reference.
         reference: String,
@@ -48,8 +48,8 @@ pub enum RemoteCacheError {
     /// The local store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
-    /// A file of a cache directory.
-    #[error("{path}: {source}")]
+    /// A file of a cache directory (the cause is the error's source).
+    #[error("{path}")]
     Io {
         /// The file.
         path: PathBuf,

@@ -148,10 +148,10 @@ pub fn open_imports(
             CacheLocation::Registry(r) => runtime
                 .block_on(RegistryCache::open(client.clone(), r.clone()))
                 .map(|c| Arc::new(c) as Arc<dyn CacheSource>)
-                .map_err(|e| e.to_string()),
+                .map_err(|e| format!("{:#}", anyhow::Error::from(e))),
             CacheLocation::Local(dir, tag) => LayoutCache::open(dir, tag)
                 .map(|c| Arc::new(c) as Arc<dyn CacheSource>)
-                .map_err(|e| e.to_string()),
+                .map_err(|e| format!("{:#}", anyhow::Error::from(e))),
             CacheLocation::Inline => continue,
         };
         match opened {

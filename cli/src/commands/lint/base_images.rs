@@ -74,9 +74,11 @@ pub fn resolve(lookup: &Lookup<'_>, sources: &[&str]) -> Result<BaseImages> {
                     Ok(fetched) => Some((fetched.config, "its registry")),
                     Err(err) => {
                         eprintln!(
-                            "kiln: lint: base image {} ({}): {err}; UndefinedVar and \
+                            "kiln: lint: base image {} ({}): {:#}; UndefinedVar and \
                              InvalidBaseImagePlatform know nothing of it",
-                            base.image, base.platform
+                            base.image,
+                            base.platform,
+                            anyhow::Error::from(err)
                         );
                         None
                     }
