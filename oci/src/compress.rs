@@ -557,7 +557,7 @@ struct ParallelGzip<W: Write> {
 
 enum Engine {
     /// Compress on the calling thread.
-    Inline(Box<Compress>),
+    Inline,
     /// Compress on worker threads.
     Pool(Pool),
 }
@@ -586,7 +586,6 @@ fn deflate_block(
     last: bool,
     out: &mut Vec<u8>,
 ) -> Result<(), CompressError> {
-    c.reset();
     let (dictionary, input) = data.split_at(dict.min(data.len()));
     if !dictionary.is_empty() {
         c.set_dictionary(dictionary)
@@ -623,15 +622,21 @@ fn deflate_block(
     }
 }
 
-/// [`deflate_block`], with the block's CRC-32 and length.
+/// [`deflate_block`] on a fresh deflate state, with the block's CRC-32
+/// and length. A state is never reused: zlib's `deflateReset` leaves the
+/// previous input in the window, and the match search may read past the
+/// end of the new input there (only the match length is clamped), so a
+/// reused state could pick another match at a block's end depending on
+/// which block it compressed before, and the output would depend on the
+/// thread count. A new state costs an allocation per block.
 fn compress_block(
-    c: &mut Compress,
+    level: u32,
     data: Vec<u8>,
     dict: usize,
     last: bool,
     mut out: Vec<u8>,
 ) -> Result<Done, CompressError> {
-    deflate_block(c, &data, dict, last, &mut out)?;
+    deflate_block(&mut new_deflate(level), &data, dict, last, &mut out)?;
     let block = &data[dict.min(data.len())..];
     let mut crc = crc32fast::Hasher::new();
     crc.update(block);
@@ -645,7 +650,6 @@ fn compress_block(
 }
 
 fn worker(jobs: Arc<Mutex<Receiver<Job>>>) {
-    let mut engines: Option<(u32, Compress)> = None;
     loop {
         let job = {
             let Ok(rx) = jobs.lock() else { return };
@@ -662,11 +666,7 @@ fn worker(jobs: Arc<Mutex<Receiver<Job>>>) {
             level,
             reply,
         } = job;
-        let c = match &mut engines {
-            Some((l, c)) if *l == level => c,
-            slot => &mut slot.insert((level, new_deflate(level))).1,
-        };
-        let result = compress_block(c, data, dict, last, out);
+        let result = compress_block(level, data, dict, last, out);
         // The receiver is gone only when the compressor was dropped.
         let _ = reply.send(result);
     }
@@ -697,7 +697,7 @@ impl<W: Write> ParallelGzip<W> {
             dict: 0,
             crc: crc32fast::Hasher::new(),
             total: 0,
-            engine: Engine::Inline(Box::new(new_deflate(level))),
+            engine: Engine::Inline,
             threads,
             spare: Vec::new(),
         })
@@ -769,8 +769,8 @@ impl<W: Write> ParallelGzip<W> {
         self.dict = if last { 0 } else { WINDOW };
         let out = self.buffer(self.block_size + self.block_size / 1024 + 64);
         match &mut self.engine {
-            Engine::Inline(c) => {
-                let done = compress_block(c, data, dict, last, out)?;
+            Engine::Inline => {
+                let done = compress_block(self.level, data, dict, last, out)?;
                 self.emit(done)?;
             }
             Engine::Pool(Pool {
