@@ -168,25 +168,49 @@ fn blobs_of(store: &LocalStore, images: &[NamedImage]) -> Result<Vec<Digest>> {
 /// # Errors
 /// Missing blobs in the store or I/O errors naming the path.
 pub fn write_layout_dir(store: &LocalStore, images: &[NamedImage], dir: &Path) -> Result<()> {
+    init_layout_dir(dir)?;
+    for digest in blobs_of(store, images)? {
+        put_layout_blob(store, &digest, dir)?;
+    }
+    write_file_atomic(&dir.join("index.json"), &layout_index(store, images)?)
+}
+
+/// Makes `dir` an OCI image layout (its `oci-layout` file and blob
+/// directory), keeping what is already there; the caller writes
+/// `index.json`.
+///
+/// # Errors
+/// I/O errors naming the path.
+pub fn init_layout_dir(dir: &Path) -> Result<()> {
     let blob_dir = dir.join("blobs/sha256");
     fs::create_dir_all(&blob_dir).map_err(aio("creating", &blob_dir))?;
-    for digest in blobs_of(store, images)? {
-        let dest = dir
-            .join("blobs")
-            .join(digest.algorithm())
-            .join(digest.hex());
-        if dest.exists() {
-            continue;
-        }
-        let src = store.blob_path(&digest);
-        if fs::hard_link(&src, &dest).is_err() {
-            let tmp = dest.with_extension("tmp");
-            fs::copy(&src, &tmp).map_err(aio("copying blob to", &tmp))?;
-            fs::rename(&tmp, &dest).map_err(aio("renaming", &dest))?;
-        }
+    write_file_atomic(&dir.join("oci-layout"), OCI_LAYOUT_FILE)
+}
+
+/// Puts the store's blob `digest` into the OCI layout at `dir`: hard-linked
+/// when on the same filesystem, copied (through a temporary file)
+/// otherwise; a blob already there is kept.
+///
+/// # Errors
+/// I/O errors naming the path.
+pub fn put_layout_blob(store: &LocalStore, digest: &Digest, dir: &Path) -> Result<()> {
+    let dest = dir
+        .join("blobs")
+        .join(digest.algorithm())
+        .join(digest.hex());
+    if dest.exists() {
+        return Ok(());
     }
-    write_file_atomic(&dir.join("oci-layout"), OCI_LAYOUT_FILE)?;
-    write_file_atomic(&dir.join("index.json"), &layout_index(store, images)?)
+    if let Some(parent) = dest.parent() {
+        fs::create_dir_all(parent).map_err(aio("creating", parent))?;
+    }
+    let src = store.blob_path(digest);
+    if fs::hard_link(&src, &dest).is_err() {
+        let tmp = dest.with_extension("tmp");
+        fs::copy(&src, &tmp).map_err(aio("copying blob to", &tmp))?;
+        fs::rename(&tmp, &dest).map_err(aio("renaming", &dest))?;
+    }
+    Ok(())
 }
 
 fn write_file_atomic(path: &Path, bytes: &[u8]) -> Result<()> {

@@ -22,7 +22,6 @@ use kiln_oci::{
 };
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -48,6 +47,9 @@ pub enum RemoteCacheError {
     /// The local store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// Writing an OCI layout directory failed.
+    #[error(transparent)]
+    Layout(#[from] kiln_oci::archive::ArchiveError),
     /// A file of a cache directory (the cause is the error's source).
     #[error("{path}")]
     Io {
@@ -357,11 +359,12 @@ impl CacheSource for LayoutCache {
         if store.exists(&digest) {
             return Ok(());
         }
-        let bytes = read_blob(&self.dir, &digest).map_err(|e| e.to_string())?;
+        // Streamed: a layer may be large. The store verifies the digest.
+        let path = blob_path(&self.dir, &digest);
+        let mut file =
+            std::fs::File::open(&path).map_err(|e| format!("{}: {e}", path.display()))?;
         let mut writer = store.writer().map_err(|e| e.to_string())?;
-        writer
-            .write_all(&bytes)
-            .map_err(|e| format!("{}: {e}", self.dir.display()))?;
+        std::io::copy(&mut file, &mut writer).map_err(|e| format!("{}: {e}", path.display()))?;
         writer
             .commit(Some(&digest), Some(layer.size))
             .map(|_| ())
@@ -379,12 +382,15 @@ fn read(path: &Path) -> Result<Vec<u8>, RemoteCacheError> {
     })
 }
 
+/// Where blob `digest` is in the OCI layout at `dir`.
+fn blob_path(dir: &Path, digest: &Digest) -> PathBuf {
+    dir.join("blobs")
+        .join(digest.algorithm())
+        .join(digest.hex())
+}
+
 fn read_blob(dir: &Path, digest: &Digest) -> Result<Vec<u8>, RemoteCacheError> {
-    let bytes = read(
-        &dir.join("blobs")
-            .join(digest.algorithm())
-            .join(digest.hex()),
-    )?;
+    let bytes = read(&blob_path(dir, digest))?;
     if Digest::sha256(&bytes) != *digest {
         return Err(RemoteCacheError::Format {
             location: dir.display().to_string(),
@@ -402,23 +408,34 @@ fn digest_of(value: &serde_json::Value) -> Result<Digest, String> {
         .map_err(|e| format!("{e}"))
 }
 
+/// A cache artifact written to the store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Artifact {
+    /// The manifest's digest.
+    pub manifest: Digest,
+    /// The manifest's size in bytes.
+    pub size: u64,
+    /// What the manifest refers to: its config, then the layer blobs.
+    pub blobs: Vec<Digest>,
+}
+
 /// Writes `records` as a cache artifact into `store` (config, then
-/// manifest; the layer blobs must be there) and returns the manifest's
-/// digest. Records are sorted and deduplicated so the same cache gives the
-/// same digest.
+/// manifest; the layer blobs must be there). Records are sorted and
+/// deduplicated so the same cache gives the same digest.
 ///
 /// # Errors
-/// A layer blob missing from the store, or store errors.
+/// A layer blob missing from the store or named by an invalid digest, or
+/// store errors.
 pub fn write_artifact(
     store: &LocalStore,
     records: &[ExportedRecord],
-) -> Result<Digest, RemoteCacheError> {
+) -> Result<Artifact, RemoteCacheError> {
     let mut by_key: BTreeMap<&str, &ExportedRecord> = BTreeMap::new();
     for r in records {
         by_key.insert(&r.key, r);
     }
     let records: Vec<ExportedRecord> = by_key.into_values().cloned().collect();
-    let mut layers: BTreeMap<&str, &ExportedRecord> = BTreeMap::new();
+    let mut layers: BTreeMap<Digest, &ExportedRecord> = BTreeMap::new();
     for r in &records {
         let digest: Digest = r.blob.parse().map_err(|e| RemoteCacheError::Format {
             location: "the build cache".into(),
@@ -427,16 +444,14 @@ pub fn write_artifact(
         if !store.exists(&digest) {
             return Err(StoreError::NotFound(digest).into());
         }
-        layers.insert(&r.blob, r);
+        layers.insert(digest, r);
     }
+    // Plain data always serialises.
     let config = serde_json::to_vec(&CacheConfig {
         format: FORMAT.to_string(),
         records: records.clone(),
     })
-    .map_err(|e| RemoteCacheError::Format {
-        location: "the build cache".into(),
-        message: e.to_string(),
-    })?;
+    .unwrap_or_default();
     let config_digest = store.write_blob(&config, None)?;
     let manifest = serde_json::json!({
         "schemaVersion": 2,
@@ -452,11 +467,14 @@ pub fn write_artifact(
             "size": r.size,
         })).collect::<Vec<_>>(),
     });
-    let bytes = serde_json::to_vec(&manifest).map_err(|e| RemoteCacheError::Format {
-        location: "the build cache".into(),
-        message: e.to_string(),
-    })?;
-    Ok(store.write_blob(&bytes, None)?)
+    let bytes = serde_json::to_vec(&manifest).unwrap_or_default();
+    let mut blobs = vec![config_digest];
+    blobs.extend(layers.into_keys());
+    Ok(Artifact {
+        manifest: store.write_blob(&bytes, None)?,
+        size: bytes.len() as u64,
+        blobs,
+    })
 }
 
 /// Pushes `records` and their layers to `reference` (`type=registry`).
@@ -470,7 +488,7 @@ pub async fn export_to_registry(
     reference: &Reference,
     observer: Arc<dyn kiln_oci::TransferObserver>,
 ) -> Result<Digest, RemoteCacheError> {
-    let manifest = write_artifact(store, records)?;
+    let manifest = write_artifact(store, records)?.manifest;
     client
         .push(store, &manifest, reference, observer)
         .await
@@ -492,47 +510,11 @@ pub fn export_to_layout(
     dir: &Path,
     tag: &str,
 ) -> Result<Digest, RemoteCacheError> {
-    let manifest = write_artifact(store, records)?;
-    let mut blobs: Vec<Digest> = vec![manifest.clone()];
-    let (m, _) =
-        kiln_oci::read_manifest(store, &manifest).map_err(|e| RemoteCacheError::Format {
-            location: dir.display().to_string(),
-            message: e.to_string(),
-        })?;
-    if let kiln_oci::Manifest::Image(image) = &m {
-        for d in std::iter::once(image.config()).chain(image.layers()) {
-            blobs.push(
-                kiln_oci::descriptor_digest(d, manifest.as_str()).map_err(|e| {
-                    RemoteCacheError::Format {
-                        location: dir.display().to_string(),
-                        message: e.to_string(),
-                    }
-                })?,
-            );
-        }
+    let artifact = write_artifact(store, records)?;
+    kiln_oci::archive::init_layout_dir(dir)?;
+    for digest in std::iter::once(&artifact.manifest).chain(&artifact.blobs) {
+        kiln_oci::archive::put_layout_blob(store, digest, dir)?;
     }
-    let io = |path: &Path| {
-        let path = path.to_path_buf();
-        move |source| RemoteCacheError::Io { path, source }
-    };
-    for digest in &blobs {
-        let dest = dir
-            .join("blobs")
-            .join(digest.algorithm())
-            .join(digest.hex());
-        if dest.exists() {
-            continue;
-        }
-        if let Some(parent) = dest.parent() {
-            std::fs::create_dir_all(parent).map_err(io(parent))?;
-        }
-        let bytes = store.read(digest)?;
-        let tmp = dest.with_extension("tmp");
-        std::fs::write(&tmp, &bytes).map_err(io(&tmp))?;
-        std::fs::rename(&tmp, &dest).map_err(io(&dest))?;
-    }
-    let layout = dir.join("oci-layout");
-    std::fs::write(&layout, br#"{"imageLayoutVersion":"1.0.0"}"#).map_err(io(&layout))?;
     // Keep the layout's other entries; replace the one with this tag.
     let index_path = dir.join("index.json");
     let mut entries: Vec<serde_json::Value> = std::fs::read(&index_path)
@@ -541,11 +523,10 @@ pub fn export_to_layout(
         .and_then(|v| v["manifests"].as_array().cloned())
         .unwrap_or_default();
     entries.retain(|m| m["annotations"][REF_NAME].as_str() != Some(tag));
-    let size = store.read(&manifest)?.len();
     entries.push(serde_json::json!({
         "mediaType": media::OCI_MANIFEST,
-        "digest": manifest.as_str(),
-        "size": size,
+        "digest": artifact.manifest.as_str(),
+        "size": artifact.size,
         "annotations": { REF_NAME: tag },
     }));
     let index = serde_json::json!({
@@ -553,8 +534,12 @@ pub fn export_to_layout(
         "mediaType": media::OCI_INDEX,
         "manifests": entries,
     });
+    let io = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| RemoteCacheError::Io { path, source }
+    };
     let tmp = index_path.with_extension("tmp");
     std::fs::write(&tmp, index.to_string()).map_err(io(&tmp))?;
     std::fs::rename(&tmp, &index_path).map_err(io(&index_path))?;
-    Ok(manifest)
+    Ok(artifact.manifest)
 }

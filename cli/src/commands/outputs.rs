@@ -136,32 +136,26 @@ pub fn write_outputs(
         if let Some((_, w)) = written.iter().find(|(o, _)| o == options) {
             return Ok(w.clone());
         }
-        let w = if multi {
-            let mut each = Vec::new();
-            for (platform, image) in images {
-                let w = kiln_exporter::write_image(
-                    store,
-                    image,
-                    &created,
-                    options,
-                    &request.annotations.manifest,
-                )?;
-                each.push((platform.clone(), w));
-            }
-            kiln_exporter::write_index(
-                store,
-                &each,
-                options.oci_mediatypes,
-                &request.annotations.index,
-            )?
-        } else {
-            kiln_exporter::write_image(
+        let mut each = Vec::new();
+        for (platform, image) in images {
+            let w = kiln_exporter::write_image(
                 store,
                 image,
                 &created,
                 options,
                 &request.annotations.manifest,
-            )?
+            )?;
+            each.push((platform.clone(), w));
+        }
+        // Several platforms are named through an index over their images.
+        let w = match each.as_slice() {
+            [(_, only)] => only.clone(),
+            _ => kiln_exporter::write_index(
+                store,
+                &each,
+                options.oci_mediatypes,
+                &request.annotations.index,
+            )?,
         };
         written.push((*options, w.clone()));
         Ok(w)

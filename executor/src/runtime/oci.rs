@@ -68,6 +68,8 @@ pub struct OciRuntime {
     version: String,
     /// crun (needs the hybrid-cgroup workaround).
     crun: bool,
+    /// kiln is root only of its user namespace (a rootless kiln).
+    rootless: bool,
 }
 
 /// Capability names by number (`CAP_` omitted), up to
@@ -179,6 +181,7 @@ impl OciRuntime {
             path,
             version,
             crun,
+            rootless: crate::sys::in_user_namespace(),
         })
     }
 
@@ -309,7 +312,7 @@ impl OciRuntime {
             ] {
                 argv.push(cstr(a)?);
             }
-            if crate::sys::in_user_namespace() {
+            if self.rootless {
                 // A rootless kiln: runc's rootless mode skips the cgroups it
                 // may not create.
                 argv.push(cstr("--rootless=true")?);
@@ -462,8 +465,9 @@ fn mount(dest: &str, typ: &str, source: &Path, options: &[&str]) -> Result<OciMo
         .map_err(|e| RuntimeError::Invalid(format!("mount {dest}: {e}")))
 }
 
-/// The OCI mounts of one planned mount.
-fn oci_mounts(m: &Planned) -> Result<Vec<OciMount>, RuntimeError> {
+/// The OCI mounts of one planned mount (`rootless`: binds `/sys` where a
+/// rootless kiln cannot mount sysfs).
+fn oci_mounts(m: &Planned, rootless: bool) -> Result<Vec<OciMount>, RuntimeError> {
     let dest = m.dest();
     Ok(match &m.what {
         What::Proc => vec![mount(
@@ -475,7 +479,7 @@ fn oci_mounts(m: &Planned) -> Result<Vec<OciMount>, RuntimeError> {
         // A rootless kiln cannot mount sysfs without its own network
         // namespace: the host's /sys is bound read-only instead, as
         // rootless Podman does.
-        What::Sys if crate::sys::in_user_namespace() => vec![mount(
+        What::Sys if rootless => vec![mount(
             &dest,
             "bind",
             Path::new("/sys"),
@@ -620,7 +624,7 @@ impl OciRuntime {
             .devices(Vec::new());
         // A rootless kiln may not create cgroups; without a path, runc in
         // rootless mode creates none.
-        if !crate::sys::in_user_namespace() {
+        if !self.rootless {
             linux = linux.cgroups_path(PathBuf::from(format!("/{id}")));
         }
         linux = if insecure {
@@ -634,7 +638,7 @@ impl OciRuntime {
         let linux = linux.build().map_err(bad("linux"))?;
         let mut mounts = Vec::new();
         for m in &p.mounts {
-            mounts.extend(oci_mounts(m)?);
+            mounts.extend(oci_mounts(m, self.rootless)?);
         }
         let root = RootBuilder::default()
             .path(p.root.clone())

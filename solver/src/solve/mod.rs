@@ -711,7 +711,7 @@ fn cached(
         .cache
         .get(key)
         .and_then(|hit| layer::restore(&shared.store, &hit).map(|record| (hit, record)));
-    let Some((hit, record)) = local.or_else(|| imported(shared, meta, key)) else {
+    let Some((hit, record)) = local.or_else(|| imported(shared, key)) else {
         return Ok(None);
     };
     // Orders what pruning removes first, and keeps an imported record for
@@ -729,11 +729,7 @@ fn cached(
 /// The layer for `key` from the first `--cache-from` cache that has it.
 /// Its blob is fetched only when something reads the layer (see
 /// [`lazy`]); one already in the store is used at once.
-fn imported(
-    shared: &Shared,
-    _meta: &crate::graph::VertexMeta,
-    key: &Digest,
-) -> Option<(CachedLayer, LayerRecord)> {
+fn imported(shared: &Shared, key: &Digest) -> Option<(CachedLayer, LayerRecord)> {
     for source in &shared.imports {
         let Some(layer) = source.lookup(key) else {
             continue;
