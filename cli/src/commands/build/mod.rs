@@ -118,13 +118,14 @@ pub struct BuildArgs {
     call: Option<String>,
     /// Reuse build cache exported by another build (repeatable):
     /// `type=registry,ref=REF`, `type=local,src=DIR[,tag=T]`, or a bare
-    /// reference.
+    /// reference (a cache, or an image built with `--cache-to type=inline`).
     #[arg(long = "cache-from", value_name = "CACHE")]
     cache_from: Vec<String>,
     /// Export this build's cache (repeatable):
     /// `type=registry,ref=REF[,mode=min|max]` or
-    /// `type=local,dest=DIR[,tag=T][,mode=min|max]`; `mode=max` includes
-    /// every stage's steps, `min` (the default) the image's.
+    /// `type=local,dest=DIR[,tag=T][,mode=min|max]`, or `type=inline` (in
+    /// the image's config); `mode=max` includes every stage's steps, `min`
+    /// (the default) the image's.
     #[arg(long = "cache-to", value_name = "CACHE")]
     cache_to: Vec<String>,
 }
