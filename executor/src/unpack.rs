@@ -4,13 +4,24 @@
 //! device 0/0 `D/NAME`, `D/.wh..wh..opq` sets `trusted.overlay.opaque=y`
 //! on `D` (`user.overlay.opaque=y` when not running as root).
 //!
-//! **Crash safety.** A layer is extracted into `<dir>.tmp-<pid>` next to
-//! `dir` and renamed to `dir` only once complete, so a crash or an error
-//! never leaves a half-extracted layer under the final name (a failed
-//! extraction removes its temporary directory; one left by a crash is
-//! stale and can be deleted; a later unpack by the same pid replaces it).
+//! **Crash safety.** A layer is extracted into `<dir>.tmp-<pid>-<n>` next
+//! to `dir` and renamed to `dir` only once complete, so a crash or an
+//! error never leaves a half-extracted layer under the final name (a
+//! failed extraction removes its temporary directory; one left by a crash
+//! is stale and can be deleted; a later unpack by the same pid and number
+//! replaces it).
+//!
+//! **Verified content.** A layer directory is named by its diff id, and
+//! other builds reuse it by that name, so [`unpack_blob`] hashes the
+//! uncompressed stream while it extracts (trailing bytes after the tar's
+//! end included) and publishes the directory only when the hash is the
+//! diff id the image config claims. When two processes unpack the same
+//! layer at once, the one that loses the rename keeps the winner's
+//! directory: both verified the same content.
 
 use crate::sys;
+use kiln_oci::Digest;
+use sha2::Digest as _;
 use std::collections::BTreeMap;
 use std::ffi::{OsStr, OsString};
 use std::fs::{self, OpenOptions};
@@ -18,6 +29,7 @@ use std::io::{self, BufReader, Read};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use tar::EntryType;
 
 /// Why a layer could not be unpacked.
@@ -53,6 +65,20 @@ pub enum UnpackError {
         /// Why.
         reason: String,
     },
+    /// The uncompressed layer does not hash to the diff id its image
+    /// config claims.
+    #[error(
+        "the layer's content hashes to {actual}, but the image config claims diff_id {expected}"
+    )]
+    DiffIdMismatch {
+        /// The diff id the config claims.
+        expected: Digest,
+        /// The digest of the uncompressed stream.
+        actual: Digest,
+    },
+    /// A diff id with an algorithm kiln cannot compute.
+    #[error("diff_id {0} uses an unsupported digest algorithm")]
+    Algorithm(Digest),
     /// The destination exists and is not an empty directory.
     #[error("{0}: layer directory already exists and is not empty")]
     NotEmpty(PathBuf),
@@ -67,21 +93,41 @@ fn io_err(action: &'static str, path: &Path, error: io::Error) -> UnpackError {
 }
 
 /// Extracts the layer blob at `blob` (plain tar, gzip or zstd, detected
-/// by its magic bytes) into `dir` like [`unpack`]. `media_type` only names
-/// the layer in errors.
+/// by its magic bytes) into `dir` like [`unpack`], and verifies that the
+/// uncompressed stream hashes to `diff_id`: on a mismatch nothing is left
+/// at `dir`. `media_type` only names the layer in errors.
 ///
 /// # Errors
-/// See [`unpack`].
-pub fn unpack_blob(blob: &Path, media_type: &str, dir: &Path) -> Result<(), UnpackError> {
+/// [`UnpackError::DiffIdMismatch`], or as [`unpack`].
+pub fn unpack_blob(
+    blob: &Path,
+    media_type: &str,
+    diff_id: &Digest,
+    dir: &Path,
+) -> Result<(), UnpackError> {
     let _ = media_type;
     let file = fs::File::open(blob).map_err(|e| io_err("opening", blob, e))?;
     let reader = BufReader::with_capacity(1 << 16, file);
-    let mut tar =
-        kiln_oci::compress::decompressor(reader).map_err(|e| io_err("reading", blob, e))?;
-    unpack(&mut tar, dir)
+    let tar = kiln_oci::compress::decompressor(reader).map_err(|e| io_err("reading", blob, e))?;
+    let mut hashing = Hashing::new(tar, diff_id.algorithm())
+        .ok_or_else(|| UnpackError::Algorithm(diff_id.clone()))?;
+    extract(&mut hashing, dir, |stream| {
+        let actual = stream.finish()?;
+        if actual == *diff_id {
+            Ok(())
+        } else {
+            Err(UnpackError::DiffIdMismatch {
+                expected: diff_id.clone(),
+                actual,
+            })
+        }
+    })
 }
 
-/// Extracts an uncompressed layer tar into `dir` in overlay format.
+/// Extracts an uncompressed layer tar into `dir` in overlay format and
+/// returns the sha256 digest of the stream (its diff id). Nothing checks
+/// that digest against a claim: layers named by a diff id go through
+/// [`unpack_blob`].
 ///
 /// `dir` must not exist or be an empty directory; its parent must exist.
 /// Regular files, directories, symlinks, hardlinks (to a path extracted
@@ -90,14 +136,33 @@ pub fn unpack_blob(blob: &Path, media_type: &str, dir: &Path) -> Result<(), Unpa
 /// (numeric; `lchown`) and mtime (directories' after their contents);
 /// PAX `uid`/`gid`/`mtime` override the header and `SCHILY.xattr.*` are
 /// set (except overlay ones; unsupported or forbidden xattrs are skipped).
-/// An entry for the root (`./`) sets the layer directory's metadata.
-/// Entries or hardlink targets with `..`, or below a symlink or a file,
-/// are refused; symlink targets may be anything. Extraction happens in
-/// `<dir>.tmp-<pid>`, renamed to `dir` at the end (see the module docs).
+/// GNU sparse members are written out in full; PAX sparse members are
+/// refused. An entry for the root (`./`) sets the layer directory's
+/// metadata. Entries or hardlink targets with `..`, or below a symlink or
+/// a file, are refused; symlink targets may be anything. Extraction happens
+/// in a temporary directory beside `dir`, renamed to `dir` at the end (see
+/// the module docs).
 ///
 /// # Errors
 /// [`UnpackError`] naming the path.
-pub fn unpack(layer: &mut dyn Read, dir: &Path) -> Result<(), UnpackError> {
+pub fn unpack(layer: &mut dyn Read, dir: &Path) -> Result<Digest, UnpackError> {
+    let mut hashing =
+        Hashing::new(layer, "sha256").ok_or_else(|| UnpackError::Algorithm(Digest::sha256(b"")))?;
+    let mut digest = None;
+    extract(&mut hashing, dir, |stream| {
+        digest = Some(stream.finish()?);
+        Ok(())
+    })?;
+    digest.ok_or_else(|| UnpackError::Tar(io::Error::other("the layer was not hashed")))
+}
+
+/// Extracts `layer` into a temporary directory beside `dir`, lets `check`
+/// read the rest of the stream and accept it, then renames it into place.
+fn extract<R: Read>(
+    layer: &mut Hashing<R>,
+    dir: &Path,
+    check: impl FnOnce(&mut Hashing<R>) -> Result<(), UnpackError>,
+) -> Result<(), UnpackError> {
     match fs::read_dir(dir) {
         Ok(mut read) => {
             if read.next().is_some() {
@@ -117,7 +182,9 @@ pub fn unpack(layer: &mut dyn Read, dir: &Path) -> Result<(), UnpackError> {
             )
         })?
         .to_os_string();
-    tmp_name.push(format!(".tmp-{}", std::process::id()));
+    static UNPACKS: AtomicU64 = AtomicU64::new(0);
+    let n = UNPACKS.fetch_add(1, Ordering::Relaxed);
+    tmp_name.push(format!(".tmp-{}-{n}", std::process::id()));
     let tmp = dir.with_file_name(tmp_name);
     if fs::symlink_metadata(&tmp).is_ok() {
         fs::remove_dir_all(&tmp).map_err(|e| io_err("removing stale", &tmp, e))?;
@@ -130,15 +197,76 @@ pub fn unpack(layer: &mut dyn Read, dir: &Path) -> Result<(), UnpackError> {
         root: tmp.clone(),
         dirs: BTreeMap::new(),
     }
-    .run(layer);
+    .run(layer)
+    .and_then(|()| check(layer));
     if let Err(e) = result {
         let _ = fs::remove_dir_all(&tmp);
         return Err(e);
     }
-    fs::rename(&tmp, dir).map_err(|e| {
-        let _ = fs::remove_dir_all(&tmp);
-        io_err("renaming into place", dir, e)
-    })
+    match fs::rename(&tmp, dir) {
+        Ok(()) => Ok(()),
+        // Another process renamed the same verified layer into place
+        // first (a non-empty directory cannot be replaced): keep its.
+        Err(e)
+            if matches!(e.raw_os_error(), Some(libc::ENOTEMPTY) | Some(libc::EEXIST))
+                && fs::symlink_metadata(dir).is_ok_and(|m| m.is_dir()) =>
+        {
+            let _ = fs::remove_dir_all(&tmp);
+            Ok(())
+        }
+        Err(e) => {
+            let _ = fs::remove_dir_all(&tmp);
+            Err(io_err("renaming into place", dir, e))
+        }
+    }
+}
+
+/// A reader that hashes everything read through it.
+struct Hashing<R> {
+    inner: R,
+    hasher: Hasher,
+}
+
+enum Hasher {
+    Sha256(sha2::Sha256),
+    Sha512(sha2::Sha512),
+}
+
+impl<R: Read> Hashing<R> {
+    /// `None` for an algorithm kiln cannot compute.
+    fn new(inner: R, algorithm: &str) -> Option<Hashing<R>> {
+        let hasher = match algorithm {
+            "sha256" => Hasher::Sha256(sha2::Sha256::new()),
+            "sha512" => Hasher::Sha512(sha2::Sha512::new()),
+            _ => return None,
+        };
+        Some(Hashing { inner, hasher })
+    }
+
+    /// Reads the stream to its end (what follows the tar's end marker is
+    /// part of the diff id too) and returns its digest.
+    fn finish(&mut self) -> Result<Digest, UnpackError> {
+        io::copy(self, &mut io::sink()).map_err(UnpackError::Tar)?;
+        let (algorithm, bytes) = match &self.hasher {
+            Hasher::Sha256(h) => ("sha256", h.clone().finalize().to_vec()),
+            Hasher::Sha512(h) => ("sha512", h.clone().finalize().to_vec()),
+        };
+        let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+        format!("{algorithm}:{hex}")
+            .parse()
+            .map_err(|e| UnpackError::Tar(io::Error::other(format!("{e}"))))
+    }
+}
+
+impl<R: Read> Read for Hashing<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        match &mut self.hasher {
+            Hasher::Sha256(h) => h.update(&buf[..n]),
+            Hasher::Sha512(h) => h.update(&buf[..n]),
+        }
+        Ok(n)
+    }
 }
 
 /// Metadata applied to a directory once the whole tar is extracted.
@@ -228,6 +356,14 @@ impl Extractor {
             for ext in pax {
                 let ext = ext.map_err(UnpackError::Tar)?;
                 let Ok(key) = ext.key() else { continue };
+                if key.starts_with("GNU.sparse.") {
+                    return Err(UnpackError::BadEntry {
+                        path: raw,
+                        reason: "a PAX sparse file (GNU.sparse.* records), which kiln does not \
+                                 unpack; write the tar without --sparse or in GNU format"
+                            .into(),
+                    });
+                }
                 let value = ext.value_bytes();
                 let text = std::str::from_utf8(value).unwrap_or("");
                 match key {

@@ -16,6 +16,13 @@ use std::path::{Path, PathBuf};
 use tar::{EntryType, Header};
 
 const BUSYBOX: &str = "/work/shared/bases/busybox/blobs/sha256/d83a308413b8acb7cc8807ec15a786c10f5ecc5da57af786b9a351120a3ad03a";
+/// The diff id busybox's config gives that layer.
+const BUSYBOX_DIFF_ID: &str =
+    "sha256:beed84fc74dde1dc0ce0032588340a67fd356283344bc7ad96cdef142f1fddb6";
+
+fn digest(s: &str) -> kiln_oci::Digest {
+    s.parse().unwrap()
+}
 const MTIME: u64 = 1_600_000_000;
 
 /// Builds a layer tar entry by entry.
@@ -262,6 +269,7 @@ fn busybox_base_layer_unpacks() {
     unpack_blob(
         Path::new(BUSYBOX),
         "application/vnd.oci.image.layer.v1.tar+gzip",
+        &digest(BUSYBOX_DIFF_ID),
         &layer,
     )
     .unwrap();
@@ -301,6 +309,7 @@ fn busybox_base_layer_unpacks() {
     let err = unpack_blob(
         Path::new(BUSYBOX),
         "application/vnd.oci.image.layer.v1.tar+gzip",
+        &digest(BUSYBOX_DIFF_ID),
         &layer,
     )
     .unwrap_err();
@@ -311,10 +320,12 @@ fn busybox_base_layer_unpacks() {
 fn plain_and_zstd_blobs() {
     let tmp = tempfile::tempdir().unwrap();
     let blob = tmp.path().join("blob");
-    fs::write(&blob, Tar::new().file("hello", b"hi").bytes()).unwrap();
+    let tar = Tar::new().file("hello", b"hi").bytes();
+    fs::write(&blob, &tar).unwrap();
     unpack_blob(
         &blob,
         "application/vnd.oci.image.layer.v1.tar",
+        &kiln_oci::Digest::sha256(&tar),
         &tmp.path().join("plain"),
     )
     .unwrap();
@@ -334,13 +345,20 @@ fn plain_and_zstd_blobs() {
     unpack_blob(
         &blob,
         "application/vnd.oci.image.layer.v1.tar+zstd",
+        &kiln_oci::Digest::sha256(&tar),
         &tmp.path().join("z"),
     )
     .unwrap();
     assert_eq!(fs::read(tmp.path().join("z/hello")).unwrap(), b"zstd");
     // A truncated zstd frame is an error and leaves nothing behind.
     fs::write(&blob, &z[..z.len() / 2]).unwrap();
-    assert!(unpack_blob(&blob, "application/octet-stream", &tmp.path().join("z2")).is_err());
+    assert!(unpack_blob(
+        &blob,
+        "application/octet-stream",
+        &kiln_oci::Digest::sha256(&tar),
+        &tmp.path().join("z2")
+    )
+    .is_err());
     assert!(!tmp.path().join("z2").exists());
 }
 

@@ -517,10 +517,18 @@ fn opaque_layers(env: &Env) -> LayerStack {
             }
         }
         let blob = env.tmp.path().join(format!("l{i}.tar"));
-        std::fs::write(&blob, b.into_inner().unwrap()).unwrap();
+        let tar = b.into_inner().unwrap();
+        std::fs::write(&blob, &tar).unwrap();
         let dir = env.tmp.path().join(format!("l{i}"));
         std::fs::create_dir(&dir).unwrap();
-        unpack_blob(&blob, "application/vnd.oci.image.layer.v1.tar", &dir).unwrap();
+        let diff_id = kiln_oci::Digest::sha256(&tar);
+        unpack_blob(
+            &blob,
+            "application/vnd.oci.image.layer.v1.tar",
+            &diff_id,
+            &dir,
+        )
+        .unwrap();
         std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
         layers.push(dir);
     }

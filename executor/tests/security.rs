@@ -863,11 +863,18 @@ fn layer_tars_cannot_escape() {
     let tmp = TempDir::new().unwrap();
     for (what, entries) in evil_archives(&hostpath) {
         let blob = tmp.path().join(format!("{what}.tar"));
-        std::fs::write(&blob, crafted_tar(&entries)).unwrap();
+        let tar = crafted_tar(&entries);
+        std::fs::write(&blob, &tar).unwrap();
         let base = tmp.path().join(what);
         std::fs::create_dir(&base).unwrap();
         let dir = base.join("layer");
-        let res = unpack_blob(&blob, "application/vnd.oci.image.layer.v1.tar", &dir);
+        let diff_id = kiln_oci::Digest::sha256(&tar);
+        let res = unpack_blob(
+            &blob,
+            "application/vnd.oci.image.layer.v1.tar",
+            &diff_id,
+            &dir,
+        );
         eprintln!("{what}: {res:?}");
         let kept = matches!(what, "absolute" | "hardlink-to-symlink");
         match what {

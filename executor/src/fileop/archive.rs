@@ -101,6 +101,34 @@ fn entry_rel(raw: &[u8]) -> Result<String, FileOpError> {
     Ok(comps.join("/"))
 }
 
+/// Refuses a PAX sparse member (GNU tar `--sparse --format=posix`): `tar`
+/// would hand out its sparse map as file content under a
+/// `GNUSparseFile.N/` name.
+fn refuse_pax_sparse<R: Read>(
+    entry: &mut tar::Entry<'_, R>,
+    raw: &[u8],
+    path: &Path,
+) -> Result<(), FileOpError> {
+    let Some(pax) = entry
+        .pax_extensions()
+        .map_err(|e| FileOpError::io("reading archive", path, e))?
+    else {
+        return Ok(());
+    };
+    for ext in pax {
+        let ext = ext.map_err(|e| FileOpError::io("reading archive", path, e))?;
+        if ext.key().is_ok_and(|k| k.starts_with("GNU.sparse.")) {
+            return Err(FileOpError::invalid(format!(
+                "{}: archive entry {:?} is a PAX sparse file, which kiln does not extract; \
+                 write the archive without --sparse or in GNU format",
+                path.display(),
+                String::from_utf8_lossy(raw)
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// Extracts the archive at `path` into directory `dest` (resolved, exists).
 pub(crate) fn extract(fs: &mut Upper<'_>, path: &Path, dest: &str) -> Result<(), FileOpError> {
     let mut archive = tar::Archive::new(open(path)?);
@@ -112,6 +140,7 @@ pub(crate) fn extract(fs: &mut Upper<'_>, path: &Path, dest: &str) -> Result<(),
         if rel.is_empty() {
             continue;
         }
+        refuse_pax_sparse(&mut entry, &raw, path)?;
         let header = entry.header();
         let kind = header.entry_type();
         // Empty numeric fields read as 0, as Go's archive/tar does.
@@ -143,17 +172,19 @@ pub(crate) fn extract(fs: &mut Upper<'_>, path: &Path, dest: &str) -> Result<(),
         let real = match kind {
             tar::EntryType::Regular
             | tar::EntryType::Continuous
+            | tar::EntryType::GNUSparse
             | tar::EntryType::Symlink
             | tar::EntryType::Link
             | tar::EntryType::Char
             | tar::EntryType::Block
             | tar::EntryType::Fifo => fs.prepare_nondir(&target)?,
             // Pax/GNU extensions are folded into the entries by `tar`;
-            // anything else (sparse, volume labels) is skipped.
+            // anything else (volume labels) is skipped.
             _ => continue,
         };
         match kind {
-            tar::EntryType::Regular | tar::EntryType::Continuous => {
+            // `tar` expands a GNU sparse member to its full content.
+            tar::EntryType::Regular | tar::EntryType::Continuous | tar::EntryType::GNUSparse => {
                 let mut out =
                     File::create(&real).map_err(|e| FileOpError::io("creating", &shown, e))?;
                 io::copy(&mut entry, &mut out)

@@ -11,6 +11,9 @@ pub const BUSYBOX: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
     "/../../shared/bases/busybox/blobs/sha256/d83a308413b8acb7cc8807ec15a786c10f5ecc5da57af786b9a351120a3ad03a"
 );
+/// The diff id busybox's config gives that layer (checked on unpack).
+pub const BUSYBOX_DIFF_ID: &str =
+    "sha256:beed84fc74dde1dc0ce0032588340a67fd356283344bc7ad96cdef142f1fddb6";
 
 /// The `PATH` the test processes get.
 pub const PATH: &str = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
@@ -39,6 +42,7 @@ pub fn busybox_base(dir: &Path) -> PathBuf {
     unpack_blob(
         Path::new(BUSYBOX),
         "application/vnd.oci.image.layer.v1.tar+gzip",
+        &BUSYBOX_DIFF_ID.parse().unwrap(),
         &base,
     )
     .unwrap();

@@ -63,6 +63,14 @@ pub(crate) fn image_layers(
     let resolved = kiln_oci::resolve(store, &manifest, &platform)
         .map_err(|e| format!("{}: {e}", image.reference))?;
     let diff_ids = resolved.config.rootfs().diff_ids().clone();
+    if diff_ids.len() != resolved.manifest.layers().len() {
+        return Err(format!(
+            "{}: the manifest has {} layers but the config lists {} diff_ids",
+            image.reference,
+            resolved.manifest.layers().len(),
+            diff_ids.len()
+        ));
+    }
     let mut out = Vec::new();
     for (i, layer) in resolved.manifest.layers().iter().enumerate() {
         let blob =
@@ -80,7 +88,7 @@ pub(crate) fn image_layers(
         let media_type = layer.media_type().to_string();
         let dir = layer_dir(store, &diff_id);
         if !dir.exists() {
-            unpack_blob(store, &blob, &media_type, &dir)?;
+            unpack_blob(store, &blob, &media_type, &diff_id, &dir)?;
         }
         mark_used(store, &diff_id);
         out.push(LayerRecord {
@@ -95,20 +103,26 @@ pub(crate) fn image_layers(
     Ok(out)
 }
 
+/// Unpacks the store's blob into `dir` (the directory of `diff_id`),
+/// verifying that its uncompressed content is `diff_id`: a forged diff id
+/// fails and leaves no directory behind.
 fn unpack_blob(
     store: &LocalStore,
     blob: &Digest,
     media_type: &str,
+    diff_id: &Digest,
     dir: &Path,
 ) -> Result<(), String> {
     std::fs::create_dir_all(layers_dir(store))
         .map_err(|e| format!("creating {}: {e}", layers_dir(store).display()))?;
-    kiln_executor::unpack_blob(&store.blob_path(blob), media_type, dir)
+    kiln_executor::unpack_blob(&store.blob_path(blob), media_type, diff_id, dir)
         .map_err(|e| format!("unpacking layer {blob}: {e}"))
 }
 
 /// A cached layer made usable again: its directory if present, else
-/// unpacked from its blob. `None` when neither is there (a cache miss).
+/// unpacked from its blob (verified against the record's diff id). `None`
+/// when neither is there, or the blob is not the layer the record claims
+/// (a cache miss).
 pub(crate) fn restore(store: &LocalStore, cached: &super::CachedLayer) -> Option<LayerRecord> {
     use kiln_oci::BlobReader;
     let diff_id: Digest = cached.diff_id.parse().ok()?;
@@ -118,7 +132,7 @@ pub(crate) fn restore(store: &LocalStore, cached: &super::CachedLayer) -> Option
     }
     let dir = layer_dir(store, &diff_id);
     if !dir.exists() {
-        unpack_blob(store, &blob, &cached.media_type, &dir).ok()?;
+        unpack_blob(store, &blob, &cached.media_type, &diff_id, &dir).ok()?;
     }
     mark_used(store, &diff_id);
     Some(LayerRecord {
