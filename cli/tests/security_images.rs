@@ -168,3 +168,48 @@ fn forged_diff_id_fails_and_does_not_poison_the_genuine_image() {
     );
     env.ok(&["build", s(&ctx)], None);
 }
+
+/// A 1 MiB file with a hole (data at both ends) at `dir/sparse`, and
+/// `tar --sparse --format=FORMAT` of it at `out`.
+fn sparse_tar(dir: &Path, format: &str, out: &Path) -> Vec<u8> {
+    use std::io::{Seek, SeekFrom, Write};
+    fs::create_dir_all(dir).expect("mkdir");
+    let mut f = fs::File::create(dir.join("sparse")).expect("create");
+    f.write_all(b"head").expect("write");
+    f.seek(SeekFrom::Start((1 << 20) - 4)).expect("seek");
+    f.write_all(b"tail").expect("write");
+    drop(f);
+    run(Command::new("tar")
+        .args(["--sparse", &format!("--format={format}"), "-cf"])
+        .arg(out)
+        .arg("-C")
+        .arg(dir)
+        .arg("sparse"));
+    fs::read(dir.join("sparse")).expect("content")
+}
+
+#[test]
+fn add_extracts_gnu_sparse_members_and_refuses_pax_sparse_ones() {
+    let env = Env::new();
+    let ctx = env.context("ctx", &[("Dockerfile", "FROM busybox\nADD gnu.tar /g/\n")]);
+    let content = sparse_tar(&env.path("src"), "gnu", &ctx.join("gnu.tar"));
+    assert_eq!(
+        fs::read(ctx.join("gnu.tar")).expect("tar")[156],
+        b'S',
+        "GNU tar wrote a sparse member"
+    );
+    let out = env.path("out");
+    env.ok(&["build", "-o", s(&out), s(&ctx)], None);
+    assert!(
+        fs::read(out.join("g/sparse")).ok() == Some(content),
+        "the sparse file is extracted in full"
+    );
+
+    let ctx = env.context("ctx2", &[("Dockerfile", "FROM busybox\nADD pax.tar /p/\n")]);
+    sparse_tar(&env.path("src"), "posix", &ctx.join("pax.tar"));
+    let err = env.fails(&["build", "-o", s(&env.path("out2")), s(&ctx)], None);
+    assert!(
+        err.contains("pax.tar") && err.contains("GNUSparseFile") && err.contains("sparse file"),
+        "refused, naming the archive and the entry:\n{err}"
+    );
+}
