@@ -213,3 +213,204 @@ fn add_extracts_gnu_sparse_members_and_refuses_pax_sparse_ones() {
         "refused, naming the archive and the entry:\n{err}"
     );
 }
+
+/// busybox's config and layer blob, as bytes.
+fn busybox_blobs() -> (Vec<u8>, Vec<u8>) {
+    let (manifest, _) = busybox();
+    let base = Path::new(BUSYBOX);
+    let read = |d: &serde_json::Value| {
+        fs::read(blob_path(base, d["digest"].as_str().expect("digest"))).expect("blob")
+    };
+    (read(&manifest["config"]), read(&manifest["layers"][0]))
+}
+
+const GZIP_LAYER: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
+
+/// `kiln load` of the layout fails with all of `wanted` in its message,
+/// `FROM oci-layout://` of it fails the same way, and no image is named.
+fn refused(env: &Env, dir: &Path, wanted: &[&str]) {
+    let before = env.images();
+    let err = env.fails(&["load", "-i", s(dir)], None);
+    for w in wanted {
+        assert!(err.contains(w), "{w:?} missing from:\n{err}");
+    }
+    assert_eq!(err.trim().lines().count(), 1, "one line:\n{err}");
+    let ctx = env.context("from-layout", &[("Dockerfile", "FROM base\n")]);
+    let err = env.fails(
+        &[
+            "build",
+            "--build-context",
+            &format!("base=oci-layout://{}", s(dir)),
+            s(&ctx),
+        ],
+        None,
+    );
+    for w in wanted {
+        assert!(
+            err.contains(w),
+            "{w:?} missing from the build's error:\n{err}"
+        );
+    }
+    assert_eq!(env.images(), before, "nothing was named");
+}
+
+#[test]
+fn oversized_and_mismatched_descriptor_sizes_are_refused() {
+    let env = Env::new();
+    let (config, layer) = busybox_blobs();
+    for (name, size) in [("1gib", 1u64 << 30), ("max", i64::MAX as u64)] {
+        let dir = layout(
+            &env.path(name),
+            &config,
+            &[(GZIP_LAYER, layer.clone())],
+            |m| m["config"]["size"] = size.into(),
+        );
+        refused(&env, &dir, &["config", &size.to_string(), "at most"]);
+    }
+    // A layer claimed at 1 TiB, and one claimed a byte short.
+    for (name, size) in [("1tib", 1u64 << 40), ("short", layer.len() as u64 - 1)] {
+        let dir = layout(
+            &env.path(name),
+            &config,
+            &[(GZIP_LAYER, layer.clone())],
+            |m| m["layers"][0]["size"] = size.into(),
+        );
+        refused(
+            &env,
+            &dir,
+            &[
+                "layers[0].size",
+                &size.to_string(),
+                &layer.len().to_string(),
+            ],
+        );
+    }
+    // A manifest claimed at 1 GiB in index.json.
+    let dir = layout(
+        &env.path("index"),
+        &config,
+        &[(GZIP_LAYER, layer.clone())],
+        |_| {},
+    );
+    let mut index = json(&dir.join("index.json"));
+    index["manifests"][0]["size"] = (1u64 << 30).into();
+    fs::write(dir.join("index.json"), index.to_string()).expect("index");
+    refused(&env, &dir, &["manifest", "1073741824", "at most"]);
+}
+
+#[test]
+fn configs_that_do_not_make_an_image_are_refused() {
+    let env = Env::new();
+    let (config, layer) = busybox_blobs();
+    let dir = layout(
+        &env.path("notjson"),
+        b"this is not JSON",
+        &[(GZIP_LAYER, layer.clone())],
+        |_| {},
+    );
+    refused(&env, &dir, &["config", "is not valid"]);
+
+    let mut two = serde_json::from_slice::<serde_json::Value>(&config).expect("config");
+    let id = two["rootfs"]["diff_ids"][0].clone();
+    two["rootfs"]["diff_ids"] = serde_json::json!([id, id]);
+    let dir = layout(
+        &env.path("count"),
+        &serde_json::to_vec(&two).expect("json"),
+        &[(GZIP_LAYER, layer.clone())],
+        |_| {},
+    );
+    refused(&env, &dir, &["rootfs.diff_ids", "2 diff_ids", "1 layers"]);
+
+    let dir = layout(
+        &env.path("mediatype"),
+        &config,
+        &[("application/vnd.example.not-a-layer", layer.clone())],
+        |_| {},
+    );
+    refused(&env, &dir, &["layers[0].mediaType", "not-a-layer"]);
+
+    let dir = layout(
+        &env.path("configtype"),
+        &config,
+        &[(GZIP_LAYER, layer)],
+        |m| m["config"]["mediaType"] = "application/vnd.example.thing+json".into(),
+    );
+    refused(&env, &dir, &["config.mediaType", "not an image config"]);
+}
+
+/// A docker-archive of busybox (`docker save` layout) with `config` as its
+/// config and these RepoTags.
+fn docker_archive(env: &Env, name: &str, config: &[u8], tags: &[&str]) -> PathBuf {
+    let (_, layer) = busybox_blobs();
+    let dir = env.path(name);
+    fs::create_dir_all(&dir).expect("mkdir");
+    let config_name = format!("{}.json", Digest::sha256(config).hex());
+    fs::write(dir.join(&config_name), config).expect("config");
+    fs::write(dir.join("layer.tar.gz"), layer).expect("layer");
+    let manifest = serde_json::json!([{
+        "Config": config_name, "RepoTags": tags, "Layers": ["layer.tar.gz"],
+    }]);
+    fs::write(dir.join("manifest.json"), manifest.to_string()).expect("manifest");
+    let tar = env.path(&format!("{name}.tar"));
+    run(Command::new("tar")
+        .arg("-cf")
+        .arg(&tar)
+        .arg("-C")
+        .arg(&dir)
+        .args([&config_name, "layer.tar.gz", "manifest.json"]));
+    tar
+}
+
+#[test]
+fn docker_archives_with_a_bad_config_or_tag_are_refused() {
+    let env = Env::new();
+    let (config, _) = busybox_blobs();
+    let before = env.images();
+    let good = docker_archive(&env, "good", &config, &["kiln.test/ok:1"]);
+    let (out, _) = env.ok(&["load", "-i", s(&good)], None);
+    assert!(out.contains("kiln.test/ok:1"), "{out}");
+
+    let bad = docker_archive(&env, "notjson", b"not json", &["kiln.test/bad:1"]);
+    let err = env.fails(&["load", "-i", s(&bad)], None);
+    assert!(
+        err.contains("config") && err.contains("is not valid"),
+        "{err}"
+    );
+    for tag in ["UPPER/x:1", "kiln.test/Upper:1", "bad tag"] {
+        let name = format!("tag{}", tag.len());
+        let bad = docker_archive(&env, &name, &config, &[tag]);
+        let err = env.fails(&["load", "-i", s(&bad)], None);
+        assert!(
+            err.contains("RepoTags[0]") && err.contains(tag),
+            "the error names the field and the tag:\n{err}"
+        );
+    }
+    let images = env.images();
+    assert!(images.contains("kiln.test/ok"), "{images}");
+    assert_eq!(
+        images.lines().count(),
+        before.lines().count() + 1,
+        "only the good image was named:\n{images}"
+    );
+}
+
+#[test]
+fn loading_a_file_that_is_no_archive_says_so_once() {
+    let env = Env::new();
+    let text = env.path("hostname");
+    fs::write(&text, "myhost\n").expect("write");
+    let random = env.path("random");
+    fs::write(&random, "x".repeat(4096)).expect("write");
+    for file in [&text, &random] {
+        let err = env.fails(&["load", "-i", s(file)], None);
+        assert_eq!(
+            err.trim(),
+            format!(
+                "kiln: {}: not an image archive: neither a tar of an OCI image layout nor a docker-archive (nor an OCI layout directory)",
+                file.display()
+            )
+        );
+    }
+    let err = env.fails(&["load"], Some(b"myhost\n"));
+    assert!(err.contains("<stdin>: not an image archive"), "{err}");
+}

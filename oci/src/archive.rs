@@ -7,7 +7,10 @@
 //! and names images only after every blob they reference is in.
 
 use crate::digest::Digest;
-use crate::image::{descriptor_digest, reachable, read_manifest, resolve, Manifest};
+use crate::image::{
+    check_size, descriptor_digest, is_attestation, reachable, read_manifest, resolve,
+    validate_image, Manifest, MAX_CONFIG_SIZE, MAX_MANIFEST_SIZE,
+};
 use crate::media::{self, LayerCompression};
 use crate::platform::Platform;
 use crate::store::{BlobIngester, BlobReader, LocalStore, StoreError};
@@ -39,6 +42,10 @@ pub enum ArchiveError {
     /// The input is neither an OCI layout nor a docker-archive.
     #[error("{0}: not an OCI image layout (no index.json) or docker-archive (no manifest.json)")]
     UnknownFormat(PathBuf),
+    /// The input file is not a tar (nor a gzip of one), so it is none of
+    /// the formats `load` reads.
+    #[error("{0}: not an image archive: neither a tar of an OCI image layout nor a docker-archive (nor an OCI layout directory)")]
+    NotAnArchive(PathBuf),
     /// A JSON file of the archive is invalid.
     #[error("{path} in {archive}: {message}")]
     Invalid {
@@ -455,25 +462,68 @@ enum Files<'a> {
     Stored(HashMap<String, Digest>),
 }
 
+/// What a descriptor claims of the blob it names, for the error if the
+/// blob disagrees.
+struct Claim<'a> {
+    /// The descriptor's field (`layers[0].size`).
+    field: &'a str,
+    /// The manifest or file holding the descriptor.
+    holder: &'a str,
+    /// The size it gives.
+    size: u64,
+}
+
+impl Claim<'_> {
+    fn check(&self, digest: &Digest, actual: u64) -> Result<()> {
+        if actual != self.size {
+            return Err(ImageError::SizeMismatch {
+                field: self.field.to_string(),
+                holder: self.holder.to_string(),
+                digest: digest.to_string(),
+                claimed: self.size,
+                actual,
+            }
+            .into());
+        }
+        Ok(())
+    }
+}
+
 impl Files<'_> {
-    fn read(&self, store: &LocalStore, path: &str) -> Option<io::Result<Vec<u8>>> {
+    /// A small JSON file of the archive (`index.json`, `manifest.json`),
+    /// refused above [`MAX_MANIFEST_SIZE`].
+    fn read(&self, store: &LocalStore, path: &str) -> Option<Result<Vec<u8>>> {
+        let too_large = |size: u64| {
+            check_size("file", path, size, MAX_MANIFEST_SIZE).map_err(ArchiveError::from)
+        };
         match self {
             Files::Dir(dir) => {
                 let p = dir.join(path);
-                p.is_file().then(|| fs::read(p))
+                if !p.is_file() {
+                    return None;
+                }
+                Some((|| {
+                    let size = fs::metadata(&p).map_err(aio("reading", &p))?.len();
+                    too_large(size)?;
+                    fs::read(&p).map_err(aio("reading", &p))
+                })())
             }
-            Files::Stored(map) => map
-                .get(path)
-                .map(|d| store.read(d).map_err(|e| io::Error::other(e.to_string()))),
+            Files::Stored(map) => map.get(path).map(|d| {
+                too_large(store.size(d).unwrap_or(0))?;
+                Ok(store.read(d)?)
+            }),
         }
     }
 
-    /// Makes `path` a verified blob in the store and returns its digest.
+    /// Makes `path` a verified blob in the store and returns its digest;
+    /// its size must be the one `claim` gives (a larger file is not read
+    /// past that size).
     fn ingest(
         &self,
         store: &LocalStore,
         path: &str,
         expected: Option<&Digest>,
+        claim: Option<&Claim<'_>>,
         archive: &Path,
     ) -> Result<Digest> {
         match self {
@@ -491,11 +541,17 @@ impl Files<'_> {
                         });
                     }
                 }
+                if let Some(claim) = claim {
+                    claim.check(d, store.size(d).unwrap_or(0))?;
+                }
                 Ok(d.clone())
             }
             Files::Dir(dir) => {
                 if let Some(e) = expected {
                     if store.exists(e) {
+                        if let Some(claim) = claim {
+                            claim.check(e, store.size(e).unwrap_or(0))?;
+                        }
                         return Ok(e.clone());
                     }
                 }
@@ -511,7 +567,22 @@ impl Files<'_> {
                     }
                 })?;
                 let mut w = store.writer()?;
-                io::copy(&mut f, &mut w).map_err(aio("copying", &p))?;
+                let limit = claim.map_or(u64::MAX, |c| c.size.saturating_add(1));
+                io::copy(&mut (&mut f).take(limit), &mut w).map_err(aio("copying", &p))?;
+                if let Some(claim) = claim {
+                    if w.written() != claim.size {
+                        let actual = f.metadata().map_err(aio("reading", &p))?.len();
+                        let digest = expected.map_or_else(|| path.to_string(), |d| d.to_string());
+                        return Err(ImageError::SizeMismatch {
+                            field: claim.field.to_string(),
+                            holder: claim.holder.to_string(),
+                            digest,
+                            claimed: claim.size,
+                            actual,
+                        }
+                        .into());
+                    }
+                }
                 w.commit(expected, None).map_err(|e| match e {
                     StoreError::DigestMismatch { expected, actual } => ArchiveError::Corrupt {
                         archive: archive.to_path_buf(),
@@ -555,8 +626,16 @@ pub fn load_tar(store: &LocalStore, input: impl Read, name: &Path) -> Result<Vec
     };
     let mut archive = tar::Archive::new(reader);
     let mut map = HashMap::new();
+    let mut first = true;
     for entry in archive.entries().map_err(aio("reading", name))? {
-        let mut entry = entry.map_err(aio("reading", name))?;
+        // A file whose first header is no tar header is not an archive
+        // at all; later failures are a damaged one.
+        let mut entry = match entry {
+            Ok(e) => e,
+            Err(_) if first => return Err(ArchiveError::NotAnArchive(name.to_path_buf())),
+            Err(e) => return Err(aio("reading", name)(e)),
+        };
+        first = false;
         if entry.header().entry_type() != tar::EntryType::Regular {
             continue;
         }
@@ -603,17 +682,31 @@ fn load_files(store: &LocalStore, files: &Files<'_>, archive: &Path) -> Result<V
         message,
     };
     if let Some(bytes) = files.read(store, "index.json") {
-        let bytes = bytes.map_err(aio("reading index.json of", archive))?;
+        let bytes = bytes?;
         let index = Manifest::from_slice(&bytes, Some(media::OCI_INDEX), "index.json")
             .map_err(|e| invalid("index.json", e.to_string()))?;
         let Manifest::Index(index) = index else {
             return Err(invalid("index.json", "is not an image index".into()));
         };
         let mut out = Vec::new();
-        for desc in index.manifests() {
+        for (i, desc) in index.manifests().iter().enumerate() {
             let digest = descriptor_digest(desc, "index.json")?;
-            ingest_tree(store, files, &digest, archive)?;
             let annotations = desc.annotations().clone().unwrap_or_default();
+            if let Some(name) = annotations.get(IMAGE_NAME_ANNOTATION) {
+                check_name(name).map_err(|m| {
+                    invalid(
+                        "index.json",
+                        format!("manifests[{i}].annotations[{IMAGE_NAME_ANNOTATION:?}]: {m}"),
+                    )
+                })?;
+            }
+            let field = format!("manifests[{i}].size");
+            let root = Claim {
+                field: &field,
+                holder: "index.json",
+                size: desc.size(),
+            };
+            ingest_tree(store, files, &digest, &root, archive)?;
             let name = annotations
                 .get(IMAGE_NAME_ANNOTATION)
                 .or_else(|| annotations.get(REF_NAME_ANNOTATION))
@@ -623,11 +716,16 @@ fn load_files(store: &LocalStore, files: &Files<'_>, archive: &Path) -> Result<V
         return Ok(out);
     }
     if let Some(bytes) = files.read(store, "manifest.json") {
-        let bytes = bytes.map_err(aio("reading manifest.json of", archive))?;
+        let bytes = bytes?;
         let entries: Vec<ArchiveManifestEntry> =
             serde_json::from_slice(&bytes).map_err(|e| invalid("manifest.json", e.to_string()))?;
         let mut out = Vec::new();
-        for entry in entries {
+        for (i, entry) in entries.into_iter().enumerate() {
+            for (j, tag) in entry.repo_tags.iter().flatten().enumerate() {
+                check_name(tag).map_err(|m| {
+                    invalid("manifest.json", format!("[{i}].RepoTags[{j}] {tag:?}: {m}"))
+                })?;
+            }
             let digest = import_docker_entry(store, files, &entry, archive)?;
             let tags = entry.repo_tags.unwrap_or_default();
             if tags.is_empty() {
@@ -648,22 +746,80 @@ fn load_files(store: &LocalStore, files: &Files<'_>, archive: &Path) -> Result<V
     Err(ArchiveError::UnknownFormat(archive.to_path_buf()))
 }
 
-/// Copies a manifest or index and everything below it from a layout.
-fn ingest_tree(store: &LocalStore, files: &Files<'_>, root: &Digest, archive: &Path) -> Result<()> {
-    let mut stack = vec![root.clone()];
-    while let Some(digest) = stack.pop() {
+/// A full image name an archive gives (a `RepoTag`, an image-name
+/// annotation): a reference kiln can name an image by. Its registry part
+/// must be lower case too: `UPPER/x` would otherwise name the registry
+/// `UPPER`.
+fn check_name(name: &str) -> std::result::Result<(), String> {
+    let reference = crate::Reference::parse(name).map_err(|e| e.to_string())?;
+    let host = reference.registry_host();
+    if host.bytes().any(|b| b.is_ascii_uppercase()) {
+        return Err(format!(
+            "invalid reference format: repository name must be lowercase in {name:?}"
+        ));
+    }
+    Ok(())
+}
+
+/// Copies a manifest or index and everything below it from a layout,
+/// checking every blob's digest and size against its descriptor, the size
+/// limits of manifests and configs, and that each image manifest and its
+/// config make a valid image (attestation manifests excepted).
+fn ingest_tree(
+    store: &LocalStore,
+    files: &Files<'_>,
+    root: &Digest,
+    root_claim: &Claim<'_>,
+    archive: &Path,
+) -> Result<()> {
+    let mut stack = vec![(
+        root.clone(),
+        root_claim.field.to_string(),
+        root_claim.holder.to_string(),
+        root_claim.size,
+        false,
+    )];
+    while let Some((digest, field, holder, size, attestation)) = stack.pop() {
+        check_size("manifest", digest.as_str(), size, MAX_MANIFEST_SIZE)?;
         let path = format!("blobs/{}/{}", digest.algorithm(), digest.hex());
-        files.ingest(store, &path, Some(&digest), archive)?;
+        let claim = Claim {
+            field: &field,
+            holder: &holder,
+            size,
+        };
+        files.ingest(store, &path, Some(&digest), Some(&claim), archive)?;
         let (manifest, _) = read_manifest(store, &digest)?;
-        for child in manifest.children() {
+        for (i, child) in manifest.children().into_iter().enumerate() {
             let d = descriptor_digest(child, digest.as_str())?;
             let t = child.media_type().to_string();
             if media::is_manifest(&t) || media::is_index(&t) {
-                stack.push(d);
-            } else {
-                let p = format!("blobs/{}/{}", d.algorithm(), d.hex());
-                files.ingest(store, &p, Some(&d), archive)?;
+                stack.push((
+                    d,
+                    format!("manifests[{i}].size"),
+                    digest.to_string(),
+                    child.size(),
+                    is_attestation(child),
+                ));
+                continue;
             }
+            let (field, limit) = match (&manifest, i) {
+                (Manifest::Image(_), 0) => ("config.size".to_string(), Some(MAX_CONFIG_SIZE)),
+                (Manifest::Image(_), _) => (format!("layers[{}].size", i - 1), None),
+                (Manifest::Index(_), _) => (format!("manifests[{i}].size"), None),
+            };
+            if let Some(limit) = limit {
+                check_size("config", d.as_str(), child.size(), limit)?;
+            }
+            let p = format!("blobs/{}/{}", d.algorithm(), d.hex());
+            let claim = Claim {
+                field: &field,
+                holder: digest.as_str(),
+                size: child.size(),
+            };
+            files.ingest(store, &p, Some(&d), Some(&claim), archive)?;
+        }
+        if let (Manifest::Image(image), false) = (&manifest, attestation) {
+            validate_image(store, &digest, image)?;
         }
     }
     Ok(())
@@ -682,10 +838,22 @@ fn import_docker_entry(
         .file_stem()
         .and_then(|s| s.to_str())
         .and_then(|hex| format!("sha256:{hex}").parse::<Digest>().ok());
-    let config = files.ingest(store, &entry.config, config_expected.as_ref(), archive)?;
+    let config = files.ingest(
+        store,
+        &entry.config,
+        config_expected.as_ref(),
+        None,
+        archive,
+    )?;
+    check_size(
+        "config",
+        config.as_str(),
+        store.size(&config).unwrap_or(0),
+        MAX_CONFIG_SIZE,
+    )?;
     let mut layers = Vec::new();
     for layer in &entry.layers {
-        let digest = files.ingest(store, layer, None, archive)?;
+        let digest = files.ingest(store, layer, None, None, archive)?;
         let size = store.size(&digest).unwrap_or(0);
         let mut head = [0u8; 4];
         let n = store.open(&digest)?.read(&mut head).unwrap_or(0);
@@ -704,10 +872,14 @@ fn import_docker_entry(
         },
         "layers": layers,
     });
-    let bytes = serde_json::to_vec(&manifest).map_err(|e| ArchiveError::Invalid {
+    let invalid = |e: serde_json::Error| ArchiveError::Invalid {
         archive: archive.to_path_buf(),
         path: "manifest.json".into(),
         message: e.to_string(),
-    })?;
-    Ok(store.write_blob(&bytes, None)?)
+    };
+    let bytes = serde_json::to_vec(&manifest).map_err(invalid)?;
+    let image = serde_json::from_slice(&bytes).map_err(invalid)?;
+    let digest = Digest::sha256(&bytes);
+    validate_image(store, &digest, &image)?;
+    Ok(store.write_blob(&bytes, Some(&digest))?)
 }

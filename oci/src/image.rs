@@ -58,6 +58,42 @@ pub enum ImageError {
         /// The digest text.
         value: String,
     },
+    /// A manifest, index or config larger than kiln reads.
+    #[error("{what} {digest} is {size} bytes; kiln reads at most {limit}")]
+    TooLarge {
+        /// What it is ("manifest", "config", ...).
+        what: &'static str,
+        /// Its digest.
+        digest: String,
+        /// Its size, as claimed by a descriptor or found.
+        size: u64,
+        /// The limit.
+        limit: u64,
+    },
+    /// A blob's size is not the one its descriptor gives.
+    #[error("{field} of {holder}: the descriptor of {digest} says {claimed} bytes, the blob has {actual}")]
+    SizeMismatch {
+        /// The descriptor's field (`layers[0].size`).
+        field: String,
+        /// The manifest or index holding the descriptor.
+        holder: String,
+        /// The blob.
+        digest: String,
+        /// The size the descriptor gives.
+        claimed: u64,
+        /// The blob's real size.
+        actual: u64,
+    },
+    /// A manifest and its config do not make a valid image.
+    #[error("image {digest}: {field}: {message}")]
+    Inconsistent {
+        /// The manifest.
+        digest: String,
+        /// The field at fault (`rootfs.diff_ids`, `layers[1].mediaType`).
+        field: String,
+        /// What is wrong.
+        message: String,
+    },
     /// Indexes nested deeper than kiln follows.
     #[error("index {0} nests indexes too deeply")]
     TooDeep(String),
@@ -257,12 +293,167 @@ impl Image {
     }
 }
 
-/// Reads and parses the manifest or index stored under `digest`.
+/// The largest manifest or index kiln reads (containerd's limit).
+pub const MAX_MANIFEST_SIZE: u64 = 4 << 20;
+/// The largest image config kiln reads.
+pub const MAX_CONFIG_SIZE: u64 = 8 << 20;
+
+/// Refuses a descriptor or blob size above `limit`.
 ///
 /// # Errors
-/// A missing blob or invalid content.
+/// [`ImageError::TooLarge`].
+pub fn check_size(what: &'static str, digest: &str, size: u64, limit: u64) -> Result<()> {
+    if size > limit {
+        return Err(ImageError::TooLarge {
+            what,
+            digest: digest.to_string(),
+            size,
+            limit,
+        });
+    }
+    Ok(())
+}
+
+/// Reads a small blob (a manifest, index or config) whole, refusing one
+/// above `limit` before reading it.
+fn read_small(
+    store: &dyn BlobReader,
+    what: &'static str,
+    digest: &Digest,
+    limit: u64,
+) -> Result<Vec<u8>> {
+    let size = store
+        .size(digest)
+        .ok_or_else(|| StoreError::NotFound(digest.clone()))?;
+    check_size(what, digest.as_str(), size, limit)?;
+    Ok(store.read(digest)?)
+}
+
+/// True for the config media types of runnable images.
+pub fn is_image_config(media_type: &str) -> bool {
+    media_type == media::OCI_CONFIG || media_type == media::DOCKER_CONFIG
+}
+
+/// Checks that the image manifest `manifest` (stored as `digest`) and its
+/// config, both in `store`, make a valid image: every descriptor's size is
+/// its blob's (for blobs present in the store), the config is an image
+/// config of at most [`MAX_CONFIG_SIZE`] that parses, the layers have
+/// layer media types, and there is one `rootfs.diff_ids` entry (a valid
+/// digest) per layer. Each error names the field at fault.
+///
+/// # Errors
+/// [`ImageError::SizeMismatch`], [`ImageError::TooLarge`],
+/// [`ImageError::Json`], [`ImageError::Inconsistent`].
+pub fn validate_image(
+    store: &dyn BlobReader,
+    digest: &Digest,
+    manifest: &ImageManifest,
+) -> Result<()> {
+    let holder = digest.as_str();
+    let bad = |field: String, message: String| ImageError::Inconsistent {
+        digest: holder.to_string(),
+        field,
+        message,
+    };
+    let config_desc = manifest.config();
+    let config_type = config_desc.media_type().to_string();
+    if !is_image_config(&config_type) {
+        return Err(bad(
+            "config.mediaType".into(),
+            format!("{config_type:?} is not an image config"),
+        ));
+    }
+    let config_digest = descriptor_digest(config_desc, holder)?;
+    check_size(
+        "config",
+        config_digest.as_str(),
+        config_desc.size(),
+        MAX_CONFIG_SIZE,
+    )?;
+    check_blob_size(
+        store,
+        "config.size",
+        holder,
+        &config_digest,
+        config_desc.size(),
+    )?;
+    let bytes = read_small(store, "config", &config_digest, MAX_CONFIG_SIZE)?;
+    let json_err = |source| ImageError::Json {
+        what: "config",
+        digest: config_digest.to_string(),
+        source,
+    };
+    let config: ImageConfiguration = serde_json::from_slice(&bytes).map_err(json_err)?;
+    crate::ImageConfig::from_slice(&bytes).map_err(json_err)?;
+    for (i, layer) in manifest.layers().iter().enumerate() {
+        let layer_type = layer.media_type().to_string();
+        if media::LayerCompression::of_media_type(&layer_type).is_none() {
+            return Err(bad(
+                format!("layers[{i}].mediaType"),
+                format!("{layer_type:?} is not a layer media type"),
+            ));
+        }
+        let d = descriptor_digest(layer, holder)?;
+        check_blob_size(
+            store,
+            &format!("layers[{i}].size"),
+            holder,
+            &d,
+            layer.size(),
+        )?;
+    }
+    let diff_ids = config.rootfs().diff_ids();
+    if diff_ids.len() != manifest.layers().len() {
+        return Err(bad(
+            "rootfs.diff_ids".into(),
+            format!(
+                "the config lists {} diff_ids for the manifest's {} layers",
+                diff_ids.len(),
+                manifest.layers().len()
+            ),
+        ));
+    }
+    for (i, d) in diff_ids.iter().enumerate() {
+        if d.parse::<Digest>().is_err() {
+            return Err(bad(
+                format!("rootfs.diff_ids[{i}]"),
+                format!("{d:?} is not a digest"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Checks a descriptor's size against its blob, when the store has it.
+///
+/// # Errors
+/// [`ImageError::SizeMismatch`] naming `field`.
+pub fn check_blob_size(
+    store: &dyn BlobReader,
+    field: &str,
+    holder: &str,
+    digest: &Digest,
+    claimed: u64,
+) -> Result<()> {
+    match store.size(digest) {
+        Some(actual) if actual != claimed => Err(ImageError::SizeMismatch {
+            field: field.to_string(),
+            holder: holder.to_string(),
+            digest: digest.to_string(),
+            claimed,
+            actual,
+        }),
+        _ => Ok(()),
+    }
+}
+
+/// Reads and parses the manifest or index stored under `digest` (at most
+/// [`MAX_MANIFEST_SIZE`] bytes).
+///
+/// # Errors
+/// A missing blob, one too large, or invalid content.
 pub fn read_manifest(store: &dyn BlobReader, digest: &Digest) -> Result<(Manifest, u64)> {
-    let bytes = store.read(digest)?;
+    let bytes = read_small(store, "manifest", digest, MAX_MANIFEST_SIZE)?;
     let m = Manifest::from_slice(&bytes, None, digest.as_str())?;
     Ok((m, bytes.len() as u64))
 }
@@ -284,7 +475,7 @@ pub fn resolve(store: &dyn BlobReader, digest: &Digest, platform: &Platform) -> 
             Manifest::Image(m) => {
                 let media_type = Manifest::Image(m.clone()).media_type();
                 let config_digest = descriptor_digest(m.config(), current.as_str())?;
-                let config_bytes = store.read(&config_digest)?;
+                let config_bytes = read_small(store, "config", &config_digest, MAX_CONFIG_SIZE)?;
                 let config: ImageConfiguration =
                     serde_json::from_slice(&config_bytes).map_err(|source| ImageError::Json {
                         what: "config",

@@ -31,8 +31,9 @@ pub use credentials::{registry_key, Credential, CredentialError, DockerConfig, S
 pub use digest::{Digest, DigestError};
 pub use gc::{GcReport, Lease, NamedContent, StoreLock};
 pub use image::{
-    descriptor_digest, is_attestation, reachable, read_manifest, resolve, select_platform, Image,
-    ImageError, Manifest,
+    check_size, descriptor_digest, is_attestation, reachable, read_manifest, resolve,
+    select_platform, validate_image, Image, ImageError, Manifest, MAX_CONFIG_SIZE,
+    MAX_MANIFEST_SIZE,
 };
 pub use media::{LayerCompression, MediaFamily};
 pub use platform::{Platform, PlatformError};

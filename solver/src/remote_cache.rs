@@ -325,19 +325,26 @@ impl LayoutCache {
             location: location.clone(),
             message,
         };
-        let index: serde_json::Value = serde_json::from_slice(&read(&dir.join("index.json"))?)
-            .map_err(|e| format_err(format!("index.json: {e}")))?;
+        let index: serde_json::Value =
+            serde_json::from_slice(&read(&dir.join("index.json"), kiln_oci::MAX_MANIFEST_SIZE)?)
+                .map_err(|e| format_err(format!("index.json: {e}")))?;
         let manifests = index["manifests"].as_array().cloned().unwrap_or_default();
         let entry = manifests
             .iter()
             .find(|m| m["annotations"][REF_NAME].as_str() == Some(tag))
             .ok_or_else(|| format_err(format!("no cache tagged {tag:?} in index.json")))?;
         let manifest_digest = digest_of(&entry["digest"]).map_err(format_err)?;
-        let manifest: serde_json::Value =
-            serde_json::from_slice(&read_blob(dir, &manifest_digest)?)
-                .map_err(|e| format_err(format!("manifest {manifest_digest}: {e}")))?;
+        let manifest: serde_json::Value = serde_json::from_slice(&read_blob(
+            dir,
+            &manifest_digest,
+            kiln_oci::MAX_MANIFEST_SIZE,
+        )?)
+        .map_err(|e| format_err(format!("manifest {manifest_digest}: {e}")))?;
         let config_digest = digest_of(&manifest["config"]["digest"]).map_err(format_err)?;
-        let records = parse_records(&read_blob(dir, &config_digest)?, &location)?;
+        let records = parse_records(
+            &read_blob(dir, &config_digest, kiln_oci::MAX_CONFIG_SIZE)?,
+            &location,
+        )?;
         Ok(LayoutCache {
             dir: dir.to_path_buf(),
             records,
@@ -359,12 +366,16 @@ impl CacheSource for LayoutCache {
         if store.exists(&digest) {
             return Ok(());
         }
-        // Streamed: a layer may be large. The store verifies the digest.
+        // Streamed: a layer may be large; never past the record's size.
+        // The store verifies the digest and the size.
         let path = blob_path(&self.dir, &digest);
-        let mut file =
-            std::fs::File::open(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let file = std::fs::File::open(&path).map_err(|e| format!("{}: {e}", path.display()))?;
         let mut writer = store.writer().map_err(|e| e.to_string())?;
-        std::io::copy(&mut file, &mut writer).map_err(|e| format!("{}: {e}", path.display()))?;
+        std::io::copy(
+            &mut std::io::Read::take(file, layer.size.saturating_add(1)),
+            &mut writer,
+        )
+        .map_err(|e| format!("{}: {e}", path.display()))?;
         writer
             .commit(Some(&digest), Some(layer.size))
             .map(|_| ())
@@ -375,11 +386,20 @@ impl CacheSource for LayoutCache {
 /// The annotation an OCI layout's index names a manifest with.
 const REF_NAME: &str = "org.opencontainers.image.ref.name";
 
-fn read(path: &Path) -> Result<Vec<u8>, RemoteCacheError> {
-    std::fs::read(path).map_err(|source| RemoteCacheError::Io {
+/// A small file of a cache layout, refused above `limit` bytes.
+fn read(path: &Path, limit: u64) -> Result<Vec<u8>, RemoteCacheError> {
+    let io = |source| RemoteCacheError::Io {
         path: path.to_path_buf(),
         source,
-    })
+    };
+    let size = std::fs::metadata(path).map_err(io)?.len();
+    if size > limit {
+        return Err(RemoteCacheError::Format {
+            location: path.display().to_string(),
+            message: format!("{size} bytes; kiln reads at most {limit}"),
+        });
+    }
+    std::fs::read(path).map_err(io)
 }
 
 /// Where blob `digest` is in the OCI layout at `dir`.
@@ -389,8 +409,8 @@ fn blob_path(dir: &Path, digest: &Digest) -> PathBuf {
         .join(digest.hex())
 }
 
-fn read_blob(dir: &Path, digest: &Digest) -> Result<Vec<u8>, RemoteCacheError> {
-    let bytes = read(&blob_path(dir, digest))?;
+fn read_blob(dir: &Path, digest: &Digest, limit: u64) -> Result<Vec<u8>, RemoteCacheError> {
+    let bytes = read(&blob_path(dir, digest), limit)?;
     if Digest::sha256(&bytes) != *digest {
         return Err(RemoteCacheError::Format {
             location: dir.display().to_string(),

@@ -422,18 +422,6 @@ impl RegistryClient {
             .min(Duration::from_secs(8))
     }
 
-    /// The whole body of a successful response to `request`.
-    pub(crate) async fn body(request: &Request, response: Response) -> Result<bytes::Bytes> {
-        response
-            .bytes()
-            .await
-            .map_err(|source| RegistryError::Http {
-                method: request.method.to_string(),
-                url: request.url.clone(),
-                source,
-            })
-    }
-
     /// Turns an unexpected response into an error carrying the registry's
     /// own error message.
     pub(crate) async fn status_error(request: &Request, response: Response) -> RegistryError {

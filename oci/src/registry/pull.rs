@@ -1,18 +1,23 @@
 //! Pulling: manifest resolution (index → platform), then config and layers
 //! in parallel, each streamed into the store, resumed with `Range` after a
 //! dropped connection, and verified against its digest before it becomes
-//! visible.
+//! visible. Nothing is read past the size a descriptor gives (manifests
+//! and configs past their size limits are refused unread), and an image is
+//! named only once its manifest and config make a valid image.
 
 use super::client::{pull_scope, Endpoint, RegistryClient, Request, Transfer};
 use super::error::{RegistryError, Result};
 use super::{BlobOutcome, TransferObserver};
-use crate::image::{descriptor_digest, select_platform, Manifest};
+use crate::image::{
+    check_size, descriptor_digest, select_platform, validate_image, Manifest, MAX_CONFIG_SIZE,
+    MAX_MANIFEST_SIZE,
+};
 use crate::media::MANIFEST_ACCEPT;
 use crate::platform::Platform;
 use crate::reference::Reference;
 use crate::store::{BlobIngester, BlobReader, LocalStore, StoreError};
 use crate::Digest;
-use reqwest::header::{ACCEPT, CONTENT_TYPE, RANGE};
+use reqwest::header::{ACCEPT, CONTENT_LENGTH, CONTENT_TYPE, RANGE};
 use reqwest::{Method, StatusCode};
 use std::io::Write;
 use std::sync::Arc;
@@ -114,7 +119,7 @@ impl RegistryClient {
             .get("docker-content-digest")
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<Digest>().ok());
-        let bytes = Self::body(&request, response).await?;
+        let bytes = bounded_body(&request, response, "manifest", target, MAX_MANIFEST_SIZE).await?;
         let digest = Digest::sha256(&bytes);
         let expected = reference
             .digest()
@@ -162,6 +167,12 @@ impl RegistryClient {
             digest: manifest_digest,
         } = self.platform_manifest(reference, platform).await?;
         let repo = reference.repository().to_string();
+        check_size(
+            "config",
+            image.config().digest().as_ref(),
+            image.config().size(),
+            MAX_CONFIG_SIZE,
+        )?;
         let blobs: Vec<(Digest, u64)> = std::iter::once(image.config())
             .chain(image.layers())
             .map(|d| Ok((descriptor_digest(d, manifest_digest.as_str())?, d.size())))
@@ -189,6 +200,7 @@ impl RegistryClient {
             .await?;
         let fetched = received.len();
         let bytes = received.iter().sum();
+        validate_image(store, &manifest_digest, &image)?;
         // Manifests last, child before parent, so a stored index never
         // points at a manifest that is missing.
         for m in children.iter().rev().chain(std::iter::once(&top)) {
@@ -257,6 +269,12 @@ impl RegistryClient {
             };
             let desc = select_platform(index, platform, current.digest.as_str())?;
             let child_digest = descriptor_digest(desc, current.digest.as_str())?;
+            check_size(
+                "manifest",
+                child_digest.as_str(),
+                desc.size(),
+                MAX_MANIFEST_SIZE,
+            )?;
             let child_ref = Reference::parse(&format!("{}@{}", reference.name(), child_digest))
                 .map_err(|e| RegistryError::Protocol {
                     url: endpoint.base.clone(),
@@ -265,6 +283,16 @@ impl RegistryClient {
             let child = self
                 .fetch_manifest_at(&endpoint, &child_ref, child_digest.as_str())
                 .await?;
+            if child.bytes.len() as u64 != desc.size() {
+                return Err(crate::ImageError::SizeMismatch {
+                    field: "manifests[].size".into(),
+                    holder: current.digest.to_string(),
+                    digest: child_digest.to_string(),
+                    claimed: desc.size(),
+                    actual: child.bytes.len() as u64,
+                }
+                .into());
+            }
             children.push(child);
         }
         Err(RegistryError::Protocol {
@@ -290,7 +318,12 @@ impl RegistryClient {
         let endpoint = &found.endpoint;
         let digest = descriptor_digest(found.image.config(), found.digest.as_str())?;
         let bytes = self
-            .blob_bytes(endpoint, reference.repository(), &digest)
+            .blob_bytes(
+                endpoint,
+                reference.repository(),
+                &digest,
+                found.image.config().size(),
+            )
             .await?;
         let config =
             crate::ImageConfig::from_slice(&bytes).map_err(|e| RegistryError::Protocol {
@@ -322,7 +355,12 @@ impl RegistryClient {
         };
         let digest = descriptor_digest(image.config(), manifest.digest.as_str())?;
         let bytes = self
-            .blob_bytes(&endpoint, reference.repository(), &digest)
+            .blob_bytes(
+                &endpoint,
+                reference.repository(),
+                &digest,
+                image.config().size(),
+            )
             .await?;
         Ok((manifest, bytes))
     }
@@ -353,13 +391,16 @@ impl RegistryClient {
         transfer.fetch_blob(digest, size).await.map(|_| ())
     }
 
-    /// A small blob's bytes, verified against its digest.
+    /// A config blob's bytes (at most [`MAX_CONFIG_SIZE`], and `size` as
+    /// its descriptor says), verified against its digest.
     async fn blob_bytes(
         &self,
         endpoint: &Endpoint,
         repo: &str,
         digest: &Digest,
+        size: u64,
     ) -> Result<Vec<u8>> {
+        check_size("config", digest.as_str(), size, MAX_CONFIG_SIZE)?;
         let request = Request::new(Method::GET, endpoint.url(&format!("{repo}/blobs/{digest}")));
         let response = self
             .send(endpoint, &pull_scope(repo), &request, true)
@@ -367,7 +408,17 @@ impl RegistryClient {
         if !response.status().is_success() {
             return Err(Self::status_error(&request, response).await);
         }
-        let bytes = Self::body(&request, response).await?;
+        let bytes = bounded_body(&request, response, "config", digest.as_str(), size).await?;
+        if bytes.len() as u64 != size {
+            return Err(crate::ImageError::SizeMismatch {
+                field: "config.size".into(),
+                holder: repo.to_string(),
+                digest: digest.to_string(),
+                claimed: size,
+                actual: bytes.len() as u64,
+            }
+            .into());
+        }
         let actual = Digest::sha256(&bytes);
         if digest.algorithm() == "sha256" && actual != *digest {
             return Err(RegistryError::DigestMismatch {
@@ -425,6 +476,12 @@ impl Transfer {
             loop {
                 match response.chunk().await {
                     Ok(Some(chunk)) => {
+                        if writer.written() + chunk.len() as u64 > size {
+                            return Err(RegistryError::Protocol {
+                                url,
+                                message: format!("blob {digest} is larger than the {size} bytes its descriptor says; the download was discarded"),
+                            });
+                        }
                         writer.write_all(&chunk).map_err(|e| {
                             RegistryError::Store(StoreError::Io {
                                 action: "writing download",
@@ -471,5 +528,41 @@ impl Transfer {
         store.add_source(digest, &self.location())?;
         observer.blob_finished(digest, size, BlobOutcome::Fetched);
         Ok(received)
+    }
+}
+
+/// A response body of at most `limit` bytes: a larger `Content-Length` is
+/// refused before reading, and reading stops once the body passes `limit`.
+async fn bounded_body(
+    request: &Request,
+    mut response: reqwest::Response,
+    what: &'static str,
+    name: &str,
+    limit: u64,
+) -> Result<Vec<u8>> {
+    let declared = response
+        .headers()
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if let Some(declared) = declared {
+        check_size(what, name, declared, limit)?;
+    }
+    let mut body = Vec::new();
+    loop {
+        match response.chunk().await {
+            Ok(Some(chunk)) => {
+                body.extend_from_slice(&chunk);
+                check_size(what, name, body.len() as u64, limit)?;
+            }
+            Ok(None) => return Ok(body),
+            Err(source) => {
+                return Err(RegistryError::Http {
+                    method: request.method.to_string(),
+                    url: request.url.clone(),
+                    source,
+                })
+            }
+        }
     }
 }
