@@ -414,3 +414,105 @@ fn loading_a_file_that_is_no_archive_says_so_once() {
     let err = env.fails(&["load"], Some(b"myhost\n"));
     assert!(err.contains("<stdin>: not an image archive"), "{err}");
 }
+
+/// Writes `value` as a blob of the layout at `dir`; returns its digest
+/// and size.
+fn put_json(dir: &Path, value: &serde_json::Value) -> (String, usize) {
+    let bytes = serde_json::to_vec(value).expect("json");
+    let d = put(dir, "application/json", &bytes);
+    (
+        d["digest"].as_str().expect("digest").to_string(),
+        bytes.len(),
+    )
+}
+
+#[test]
+fn a_cache_record_with_a_forged_layer_does_not_poison_the_store() {
+    let first = Env::new();
+    let cache = first.path("cache");
+    let dockerfile = "FROM busybox\nRUN echo hi > /f\n";
+    let ctx = first.context("ctx", &[("Dockerfile", dockerfile)]);
+    first.ok(
+        &[
+            "build",
+            "--cache-to",
+            &format!("type=local,dest={}", s(&cache)),
+            s(&ctx),
+        ],
+        None,
+    );
+    // The RUN step's record keeps its diff id but points at a blob that
+    // also holds a marker.
+    let rootfs = first.path("forged");
+    fs::create_dir_all(&rootfs).expect("mkdir");
+    fs::write(rootfs.join("f"), "hi\n").expect("f");
+    fs::write(rootfs.join("marker"), "forged\n").expect("marker");
+    let forged = first.path("forged.tar.gz");
+    run(Command::new("tar")
+        .arg("-czf")
+        .arg(&forged)
+        .arg("-C")
+        .arg(&rootfs)
+        .args(["f", "marker"]));
+    let forged = put(&cache, GZIP_LAYER, &fs::read(forged).expect("forged"));
+    let mut index = json(&cache.join("index.json"));
+    let manifest_digest = index["manifests"][0]["digest"].as_str().expect("digest");
+    let mut manifest = json(&blob_path(&cache, manifest_digest));
+    let mut config = json(&blob_path(
+        &cache,
+        manifest["config"]["digest"].as_str().expect("digest"),
+    ));
+    let records = config["records"].as_array_mut().expect("records");
+    assert_eq!(records.len(), 1, "{records:?}");
+    let real_blob = records[0]["blob"].clone();
+    records[0]["blob"] = forged["digest"].clone();
+    records[0]["size"] = forged["size"].clone();
+    let (config_digest, config_size) = put_json(&cache, &config);
+    manifest["config"]["digest"] = config_digest.into();
+    manifest["config"]["size"] = config_size.into();
+    for layer in manifest["layers"].as_array_mut().expect("layers") {
+        if layer["digest"] == real_blob {
+            *layer = forged.clone();
+        }
+    }
+    let (manifest_digest, manifest_size) = put_json(&cache, &manifest);
+    index["manifests"][0]["digest"] = manifest_digest.into();
+    index["manifests"][0]["size"] = manifest_size.into();
+    fs::write(cache.join("index.json"), index.to_string()).expect("index");
+
+    let second = Env::new();
+    let ctx = second.context("ctx", &[("Dockerfile", dockerfile)]);
+    let out = second.path("out");
+    let result = second.run(
+        &[
+            "build",
+            "--cache-from",
+            &format!("type=local,src={}", s(&cache)),
+            "-o",
+            s(&out),
+            s(&ctx),
+        ],
+        None,
+    );
+    let stderr = String::from_utf8_lossy(&result.stderr);
+    assert_eq!(result.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(forged["digest"].as_str().expect("digest"))
+            && stderr.contains("claims diff_id"),
+        "the error names the forged blob and the mismatch:\n{stderr}"
+    );
+    assert!(
+        !out.join("marker").exists(),
+        "the forged layer was not used"
+    );
+    let poisoned: Vec<_> = walkdir::WalkDir::new(second.path("store/layers"))
+        .into_iter()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name() == "marker")
+        .map(|e| e.path().to_path_buf())
+        .collect();
+    assert!(
+        poisoned.is_empty(),
+        "no layer directory holds the forged content: {poisoned:?}"
+    );
+}

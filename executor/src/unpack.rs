@@ -146,8 +146,10 @@ pub fn unpack_blob(
 /// # Errors
 /// [`UnpackError`] naming the path.
 pub fn unpack(layer: &mut dyn Read, dir: &Path) -> Result<Digest, UnpackError> {
-    let mut hashing =
-        Hashing::new(layer, "sha256").ok_or_else(|| UnpackError::Algorithm(Digest::sha256(b"")))?;
+    let mut hashing = Hashing {
+        inner: layer,
+        hasher: Hasher::Sha256(sha2::Sha256::new()),
+    };
     let mut digest = None;
     extract(&mut hashing, dir, |stream| {
         digest = Some(stream.finish()?);

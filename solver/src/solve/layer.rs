@@ -124,25 +124,39 @@ fn unpack_blob(
 /// when neither is there, or the blob is not the layer the record claims
 /// (a cache miss).
 pub(crate) fn restore(store: &LocalStore, cached: &super::CachedLayer) -> Option<LayerRecord> {
+    try_restore(store, cached).ok().flatten()
+}
+
+/// [`restore`], saying why a blob that is there did not unpack (a forged
+/// diff id, a damaged blob). `Ok(None)` when the record does not parse or
+/// its blob is not in the store.
+pub(crate) fn try_restore(
+    store: &LocalStore,
+    cached: &super::CachedLayer,
+) -> Result<Option<LayerRecord>, String> {
     use kiln_oci::BlobReader;
-    let diff_id: Digest = cached.diff_id.parse().ok()?;
-    let blob: Digest = cached.blob.parse().ok()?;
+    let (Ok(diff_id), Ok(blob)) = (
+        cached.diff_id.parse::<Digest>(),
+        cached.blob.parse::<Digest>(),
+    ) else {
+        return Ok(None);
+    };
     if !store.exists(&blob) {
-        return None;
+        return Ok(None);
     }
     let dir = layer_dir(store, &diff_id);
     if !dir.exists() {
-        unpack_blob(store, &blob, &cached.media_type, &diff_id, &dir).ok()?;
+        unpack_blob(store, &blob, &cached.media_type, &diff_id, &dir)?;
     }
     mark_used(store, &diff_id);
-    Some(LayerRecord {
+    Ok(Some(LayerRecord {
         dir,
         diff_id,
         blob,
         size: cached.size,
         media_type: cached.media_type.clone(),
         from_image: false,
-    })
+    }))
 }
 
 /// The record of a cached layer whose blob is not fetched yet: where its

@@ -71,12 +71,18 @@ impl LazyLayers {
                 continue;
             };
             fetch(store, &p)?;
-            if !l.dir.exists() && layer::restore(store, &p.layer).is_none() {
-                return Err(format!(
-                    "layer {} from cache {} could not be unpacked",
-                    l.diff_id,
-                    p.source.name()
-                ));
+            if !l.dir.exists() {
+                let name = p.source.name();
+                match layer::try_restore(store, &p.layer) {
+                    Ok(Some(_)) => {}
+                    Ok(None) => {
+                        return Err(format!(
+                            "layer {} from cache {name} could not be unpacked",
+                            l.diff_id
+                        ))
+                    }
+                    Err(e) => return Err(format!("layer {} from cache {name}: {e}", l.diff_id)),
+                }
             }
         }
         Ok(())
