@@ -516,3 +516,24 @@ fn a_cache_record_with_a_forged_layer_does_not_poison_the_store() {
         "no layer directory holds the forged content: {poisoned:?}"
     );
 }
+
+#[test]
+fn layout_names_with_upper_case_are_refused() {
+    let env = Env::new();
+    let (config, layer) = busybox_blobs();
+    for key in [
+        "io.containerd.image.name",
+        "org.opencontainers.image.ref.name",
+    ] {
+        let dir = layout(
+            &env.path(&format!("upper-{}", key.len())),
+            &config,
+            &[(GZIP_LAYER, layer.clone())],
+            |_| {},
+        );
+        let mut index = json(&dir.join("index.json"));
+        index["manifests"][0]["annotations"] = serde_json::json!({ key: "UPPER/x:1" });
+        fs::write(dir.join("index.json"), index.to_string()).expect("index");
+        refused(&env, &dir, &["index.json", key, "UPPER/x:1", "lowercase"]);
+    }
+}

@@ -692,11 +692,17 @@ fn load_files(store: &LocalStore, files: &Files<'_>, archive: &Path) -> Result<V
         for (i, desc) in index.manifests().iter().enumerate() {
             let digest = descriptor_digest(desc, "index.json")?;
             let annotations = desc.annotations().clone().unwrap_or_default();
-            if let Some(name) = annotations.get(IMAGE_NAME_ANNOTATION) {
+            // A full name (`kiln load` names the image by it): the
+            // image-name annotation, or a ref name that is more than a tag.
+            let full = [IMAGE_NAME_ANNOTATION, REF_NAME_ANNOTATION]
+                .into_iter()
+                .filter_map(|key| annotations.get(key).map(|n| (key, n)))
+                .filter(|(key, n)| *key == IMAGE_NAME_ANNOTATION || n.contains(['/', ':']));
+            for (key, name) in full {
                 check_name(name).map_err(|m| {
                     invalid(
                         "index.json",
-                        format!("manifests[{i}].annotations[{IMAGE_NAME_ANNOTATION:?}]: {m}"),
+                        format!("manifests[{i}].annotations[{key:?}] {name:?}: {m}"),
                     )
                 })?;
             }
