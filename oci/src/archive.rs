@@ -474,7 +474,8 @@ struct Claim<'a> {
 }
 
 impl Claim<'_> {
-    fn check(&self, digest: &Digest, actual: u64) -> Result<()> {
+    /// Refuses `actual` unless it is the claimed size of `digest`.
+    fn check(&self, digest: &str, actual: u64) -> Result<()> {
         if actual != self.size {
             return Err(ImageError::SizeMismatch {
                 field: self.field.to_string(),
@@ -542,7 +543,7 @@ impl Files<'_> {
                     }
                 }
                 if let Some(claim) = claim {
-                    claim.check(d, store.size(d).unwrap_or(0))?;
+                    claim.check(d.as_str(), store.size(d).unwrap_or(0))?;
                 }
                 Ok(d.clone())
             }
@@ -550,7 +551,7 @@ impl Files<'_> {
                 if let Some(e) = expected {
                     if store.exists(e) {
                         if let Some(claim) = claim {
-                            claim.check(e, store.size(e).unwrap_or(0))?;
+                            claim.check(e.as_str(), store.size(e).unwrap_or(0))?;
                         }
                         return Ok(e.clone());
                     }
@@ -571,16 +572,9 @@ impl Files<'_> {
                 io::copy(&mut (&mut f).take(limit), &mut w).map_err(aio("copying", &p))?;
                 if let Some(claim) = claim {
                     if w.written() != claim.size {
+                        // The file's real size, not where reading stopped.
                         let actual = f.metadata().map_err(aio("reading", &p))?.len();
-                        let digest = expected.map_or_else(|| path.to_string(), |d| d.to_string());
-                        return Err(ImageError::SizeMismatch {
-                            field: claim.field.to_string(),
-                            holder: claim.holder.to_string(),
-                            digest,
-                            claimed: claim.size,
-                            actual,
-                        }
-                        .into());
+                        claim.check(expected.map_or(path, Digest::as_str), actual)?;
                     }
                 }
                 w.commit(expected, None).map_err(|e| match e {
