@@ -6,16 +6,20 @@
 //!
 //! 1. A child is cloned into a private mount namespace (only it and the
 //!    runtime it becomes live there). It makes `/` private, mounts the
-//!    rootfs overlay (`userxattr`) at `<bundle>/rootfs` and the overlays of
-//!    [`Mount::Layers`] views, creates the mount stubs (and the working
-//!    directory) in the merged rootfs, for crun hides
+//!    rootfs overlay (`userxattr`, remounted `nodev`) at `<bundle>/rootfs`
+//!    and the overlays of [`Mount::Layers`] views (`nodev` too), creates
+//!    the mount stubs (and the working directory) in the merged rootfs,
+//!    for crun hides
 //!    `/sys/fs/cgroup/unified` under a read-only tmpfs (crun 1.8 refuses a
 //!    hybrid cgroup host), and `execve`s `runc`/`crun run --bundle B ID`
 //!    with a `--root` state directory and a JSON `--log` in the per-run
 //!    scratch directory (the bundle).
-//! 2. `config.json` (built with `oci_spec::runtime`) asks for new pid, ipc,
-//!    uts, mount (and for [`NetworkMode::None`] network) namespaces,
-//!    runc's default `/proc`, `/dev` and `/sys` mounts, read-only binds of
+//! 2. `config.json` (built with `oci_spec::runtime`) asks for new user
+//!    (identity-mapped, `0 0 4294967295`, as the built-in runtime's; not
+//!    in a rootless kiln, already in one), pid, ipc, uts, mount (and for
+//!    [`NetworkMode::None`] network) namespaces, runc's default `/proc`,
+//!    `/dev` and `/sys` mounts (the host's `/sys` bound read-only without
+//!    a network namespace), read-only binds of
 //!    `/etc/hosts` and `/etc/resolv.conf`, the extra mounts (at their
 //!    resolved targets), Docker's default capabilities, masked and
 //!    read-only paths, `noNewPrivileges` and the seccomp profile (every
@@ -36,6 +40,13 @@
 //! process's bounding set (the built-in runtime's user namespace may give
 //! more).
 //!
+//! Devices: in the user namespace the step's `CAP_MKNOD` makes no char
+//! or block device (the kernel wants it in the initial namespace), and
+//! every mount kiln makes (the rootfs and layer overlays) or asks for is
+//! `nodev`, so device nodes that layers bring cannot be opened. That is
+//! the built-in runtime's isolation, and it does not depend on a device
+//! cgroup: crun has none (see below), runc's is a second wall.
+//!
 //! runc creates cgroups named after the (unique, `kiln-…`) container id;
 //! `runc run` removes them when the container exits. crun runs with
 //! `--cgroup-manager=disabled`. In a rootless kiln (root only of its user
@@ -49,8 +60,9 @@ use super::{
     RunRequest, Runtime, RuntimeError, SecurityMode, What, DEFAULT_CAPS,
 };
 use oci_spec::runtime::{
-    Capability, LinuxBuilder, LinuxCapabilitiesBuilder, LinuxNamespaceBuilder, LinuxNamespaceType,
-    Mount as OciMount, MountBuilder, ProcessBuilder, RootBuilder, Spec, SpecBuilder, UserBuilder,
+    Capability, LinuxBuilder, LinuxCapabilitiesBuilder, LinuxIdMapping, LinuxIdMappingBuilder,
+    LinuxNamespaceBuilder, LinuxNamespaceType, Mount as OciMount, MountBuilder, ProcessBuilder,
+    RootBuilder, Spec, SpecBuilder, UserBuilder,
 };
 use std::collections::HashSet;
 use std::ffi::CString;
@@ -200,6 +212,13 @@ impl OciRuntime {
         self.crun
     }
 
+    /// Whether the bundle asks for a user namespace (identity-mapped, as
+    /// the built-in runtime's): always, except in a rootless kiln, which
+    /// runs in a user namespace already.
+    fn userns(&self) -> bool {
+        !self.rootless
+    }
+
     fn error(&self, message: String) -> RuntimeError {
         RuntimeError::Oci {
             runtime: self.name.clone(),
@@ -249,7 +268,30 @@ impl OciRuntime {
     fn run_with(&self, req: &RunRequest<'_>, copy: bool) -> Result<RunOutput, RuntimeError> {
         let mut p = prepare(req, copy)?;
         let spec = &req.process;
-        let mut ops = std::mem::take(&mut p.ops);
+        // The overlays kiln mounts (the rootfs and layer views) are mounted
+        // outside the container's user namespace: nodev, so that a device
+        // node in a layer stays unusable, as in the built-in runtime (whose
+        // user namespace owns its mounts).
+        let mut ops = Vec::new();
+        for (desc, op) in std::mem::take(&mut p.ops) {
+            let target = match &op {
+                Op::Overlay { target, .. } => Some(target.clone()),
+                _ => None,
+            };
+            ops.push((desc, op));
+            if let Some(target) = target {
+                ops.push((
+                    format!("making {} nodev", target.to_string_lossy()),
+                    Op::Mount {
+                        src: None,
+                        target,
+                        fstype: None,
+                        flags: libc::MS_REMOUNT | libc::MS_BIND | libc::MS_NODEV,
+                        data: None,
+                    },
+                ));
+            }
+        }
         if self.crun && Path::new("/sys/fs/cgroup/unified").is_dir() {
             ops.push((
                 "hiding /sys/fs/cgroup/unified (crun refuses hybrid cgroups)".into(),
@@ -465,9 +507,42 @@ fn mount(dest: &str, typ: &str, source: &Path, options: &[&str]) -> Result<OciMo
         .map_err(|e| RuntimeError::Invalid(format!("mount {dest}: {e}")))
 }
 
-/// The OCI mounts of one planned mount (`rootless`: binds `/sys` where a
-/// rootless kiln cannot mount sysfs).
-fn oci_mounts(m: &Planned, rootless: bool) -> Result<Vec<OciMount>, RuntimeError> {
+/// The `ST_*` flags of the mount `path` is on (none when unknown).
+fn mount_flags(path: &Path) -> libc::c_ulong {
+    let Ok(c) = CString::new(path.as_os_str().as_bytes()) else {
+        return 0;
+    };
+    // SAFETY: a valid C string and a zeroed out-parameter.
+    unsafe {
+        let mut st: libc::statvfs = std::mem::zeroed();
+        if libc::statvfs(c.as_ptr(), &mut st) == 0 {
+            st.f_flag
+        } else {
+            0
+        }
+    }
+}
+
+/// The identity map of every id (`0 0 4294967295`, as the built-in
+/// runtime has as root) when the bundle gets a user namespace; else none.
+fn identity_map(userns: bool) -> Result<Vec<LinuxIdMapping>, RuntimeError> {
+    if !userns {
+        return Ok(Vec::new());
+    }
+    Ok(vec![LinuxIdMappingBuilder::default()
+        .container_id(0u32)
+        .host_id(0u32)
+        .size(u32::MAX)
+        .build()
+        .map_err(|e| {
+            RuntimeError::Invalid(format!("id map: {e}"))
+        })?])
+}
+
+/// The OCI mounts of one planned mount (`bind_sys`: binds the host's
+/// `/sys` where sysfs cannot be mounted: no network namespace owned by
+/// the container's user namespace).
+fn oci_mounts(m: &Planned, bind_sys: bool) -> Result<Vec<OciMount>, RuntimeError> {
     let dest = m.dest();
     Ok(match &m.what {
         What::Proc => vec![mount(
@@ -479,7 +554,7 @@ fn oci_mounts(m: &Planned, rootless: bool) -> Result<Vec<OciMount>, RuntimeError
         // A rootless kiln cannot mount sysfs without its own network
         // namespace: the host's /sys is bound read-only instead, as
         // rootless Podman does.
-        What::Sys if rootless => vec![mount(
+        What::Sys if bind_sys => vec![mount(
             &dest,
             "bind",
             Path::new("/sys"),
@@ -529,7 +604,17 @@ fn oci_mounts(m: &Planned, rootless: bool) -> Result<Vec<OciMount>, RuntimeError
             recursive,
             readonly,
         } => {
-            let mut opts = vec![if *recursive { "rbind" } else { "bind" }];
+            // nodev like every mount of the container; and the flags the
+            // source's mount has, which the runtime's read-only remount
+            // must keep (they are locked in the user namespace).
+            let mut opts = vec![if *recursive { "rbind" } else { "bind" }, "nodev"];
+            let flags = mount_flags(src);
+            if flags & libc::ST_NOSUID != 0 {
+                opts.push("nosuid");
+            }
+            if flags & libc::ST_NOEXEC != 0 {
+                opts.push("noexec");
+            }
             if *readonly {
                 opts.push("ro");
             }
@@ -608,6 +693,10 @@ impl OciRuntime {
         if spec.network == NetworkMode::None {
             types.push(LinuxNamespaceType::Network);
         }
+        let userns = self.userns();
+        if userns {
+            types.push(LinuxNamespaceType::User);
+        }
         for typ in types {
             namespaces.push(
                 LinuxNamespaceBuilder::default()
@@ -619,8 +708,8 @@ impl OciRuntime {
         let strings = |s: &[&str]| s.iter().map(|s| s.to_string()).collect::<Vec<_>>();
         let mut linux = LinuxBuilder::default()
             .namespaces(namespaces)
-            .uid_mappings(Vec::new())
-            .gid_mappings(Vec::new())
+            .uid_mappings(identity_map(userns)?)
+            .gid_mappings(identity_map(userns)?)
             .devices(Vec::new());
         // A rootless kiln may not create cgroups; without a path, runc in
         // rootless mode creates none.
@@ -637,8 +726,11 @@ impl OciRuntime {
         };
         let linux = linux.build().map_err(bad("linux"))?;
         let mut mounts = Vec::new();
+        // sysfs needs a network namespace owned by the container's user
+        // namespace; with the host's network, the host's /sys is bound.
+        let bind_sys = self.rootless || (userns && spec.network == NetworkMode::Host);
         for m in &p.mounts {
-            mounts.extend(oci_mounts(m, self.rootless)?);
+            mounts.extend(oci_mounts(m, bind_sys)?);
         }
         let root = RootBuilder::default()
             .path(p.root.clone())
