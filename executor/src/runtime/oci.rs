@@ -5,7 +5,11 @@
 //! rootfs, mount stubs, hosts and resolv.conf, the overlay lowers). Then:
 //!
 //! 1. A child is cloned into a private mount namespace (only it and the
-//!    runtime it becomes live there). It makes `/` private, mounts the
+//!    runtime it becomes live there) and a new pid namespace, whose init
+//!    the runtime becomes: when it dies (with kiln: `PR_SET_PDEATHSIG`),
+//!    the kernel kills the container too, so an interrupted or killed
+//!    build leaves no step running (see `cleanup.rs` for the rest). It
+//!    mounts a `/proc` of that pid namespace, makes `/` private, mounts the
 //!    rootfs overlay (`userxattr`, remounted `nodev`) at `<bundle>/rootfs`
 //!    and the overlays of [`Mount::Layers`] views (`nodev` too), creates
 //!    the mount stubs (and the working directory) in the merged rootfs,
@@ -292,6 +296,19 @@ impl OciRuntime {
                 ));
             }
         }
+        // The runtime runs as init of a new pid namespace: when it dies
+        // (with kiln: PR_SET_PDEATHSIG), the kernel kills the container
+        // too. It needs a /proc of that namespace.
+        ops.push((
+            "mounting /proc for the runtime's pid namespace".into(),
+            Op::Mount {
+                src: Some(cstr("proc")?),
+                target: cstr("/proc")?,
+                fstype: Some(cstr("proc")?),
+                flags: libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
+                data: None,
+            },
+        ));
         if self.crun && Path::new("/sys/fs/cgroup/unified").is_dir() {
             ops.push((
                 "hiding /sys/fs/cgroup/unified (crun refuses hybrid cgroups)".into(),
@@ -389,7 +406,7 @@ impl OciRuntime {
             vec![cpath(&self.path)?],
             argv,
             envp,
-            libc::CLONE_NEWNS,
+            libc::CLONE_NEWNS | libc::CLONE_NEWPID,
             None,
             req.output,
         );
