@@ -150,8 +150,9 @@ impl OciRuntime {
     /// `--version`.
     ///
     /// # Errors
-    /// [`RuntimeError::Oci`] when the binary is missing or `--version`
-    /// fails; [`RuntimeError::Invalid`] when not running as root, not even
+    /// [`RuntimeError::Oci`] when the binary is missing, `--version`
+    /// fails, or (as root) the host can make no user namespace for the
+    /// bundle; [`RuntimeError::Invalid`] when not running as root, not even
     /// of a user namespace (a rootless kiln without subordinate ids).
     pub fn new(program: &str) -> Result<OciRuntime, RuntimeError> {
         let fail = |message: String| RuntimeError::Oci {
@@ -192,13 +193,21 @@ impl OciRuntime {
             .to_string();
         let crun = version.starts_with("crun ")
             || path.file_name().is_some_and(|n| n.as_bytes() == b"crun");
-        Ok(OciRuntime {
+        let rt = OciRuntime {
             name: program.to_string(),
             path,
             version,
             crun,
             rootless: crate::sys::in_user_namespace(),
-        })
+        };
+        if rt.userns() {
+            let max = std::fs::read_to_string("/proc/sys/user/max_user_namespaces").ok();
+            let has = Path::new("/proc/self/ns/user").exists();
+            if let Some(why) = no_user_namespaces(max.as_deref(), has) {
+                return Err(rt.error(why));
+            }
+        }
+        Ok(rt)
     }
 
     /// The runtime binary.
@@ -229,6 +238,23 @@ impl OciRuntime {
             message,
         }
     }
+}
+
+/// Why the bundle's user namespace cannot be made: the kernel has none
+/// (`has_userns`: `/proc/self/ns/user` exists) or allows none (`max`: the
+/// text of `/proc/sys/user/max_user_namespaces`). Without one a step
+/// would keep `CAP_MKNOD` over host devices, so the runtime is refused.
+fn no_user_namespaces(max: Option<&str>, has_userns: bool) -> Option<String> {
+    let why = if !has_userns {
+        "this kernel has no user namespaces (CONFIG_USER_NS)".to_string()
+    } else if max.is_some_and(|m| m.trim() == "0") {
+        "this host allows no user namespaces (user.max_user_namespaces = 0)".to_string()
+    } else {
+        return None;
+    };
+    Some(format!(
+        "{why}; RUN steps need one to be kept away from host devices"
+    ))
 }
 
 fn needs_root(program: &str) -> RuntimeError {
@@ -777,6 +803,19 @@ mod tests {
         }
         assert_eq!(CAP_NAMES[40], "CHECKPOINT_RESTORE");
         assert_eq!(CAP_NAMES[21], "SYS_ADMIN");
+    }
+
+    #[test]
+    fn refused_without_user_namespaces() {
+        assert_eq!(no_user_namespaces(Some("15000\n"), true), None);
+        assert_eq!(no_user_namespaces(None, true), None);
+        let e = no_user_namespaces(Some("0\n"), true).unwrap();
+        assert!(e.contains("user.max_user_namespaces = 0"), "{e}");
+        let e = no_user_namespaces(Some("15000"), false).unwrap();
+        assert!(
+            e.contains("CONFIG_USER_NS") && e.contains("host devices"),
+            "{e}"
+        );
     }
 
     #[test]
