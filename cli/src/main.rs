@@ -5,6 +5,7 @@ mod config;
 mod global;
 mod progress;
 mod rootless;
+mod signals;
 mod units;
 
 use clap::{Parser, Subcommand};
@@ -76,6 +77,9 @@ fn main() -> ExitCode {
             eprintln!("kiln: {err:#}");
             return ExitCode::FAILURE;
         }
+    }
+    if matches!(cli.command, Command::Build(_)) {
+        signals::handle_interrupts();
     }
     let result = match cli.command {
         Command::Parse(args) => commands::parse::run(&args),

@@ -7,8 +7,9 @@
 //!
 //! It happens at start-up, while the process is single-threaded: the
 //! process forks; the child unshares a user namespace and waits; the parent
-//! writes the child's id maps and then only waits for it and passes its exit
-//! status on.
+//! writes the child's id maps and then only waits for it, passes SIGINT and
+//! SIGTERM on to it, and passes its exit status on. The child gets SIGTERM
+//! when the parent dies (even by SIGKILL).
 
 use anyhow::{bail, Context, Result};
 use std::path::PathBuf;
@@ -80,6 +81,8 @@ pub fn enter(store_root: Option<PathBuf>) -> Result<()> {
     }
     let (to_parent_r, to_parent_w) = pipe()?;
     let (to_child_r, to_child_w) = pipe()?;
+    // SAFETY: no preconditions.
+    let parent = unsafe { libc::getpid() };
     // SAFETY: the process is single-threaded here (called before any
     // thread or runtime starts), so the child may run ordinary code.
     let pid = unsafe { libc::fork() };
@@ -106,6 +109,18 @@ pub fn enter(store_root: Option<PathBuf>) -> Result<()> {
                     .context("becoming root in the user namespace");
             }
             let _ = libc::setgroups(0, std::ptr::null());
+            // A killed parent (kill -9) ends the build as SIGTERM does:
+            // its RUN steps die and their directories go.
+            libc::prctl(
+                libc::PR_SET_PDEATHSIG,
+                libc::SIGTERM as libc::c_ulong,
+                0,
+                0,
+                0,
+            );
+            if libc::getppid() != parent {
+                bail!("kiln ended while entering the rootless namespace");
+            }
         }
         // Single-threaded: setting the environment is sound.
         std::env::set_var(INSIDE, "1");
@@ -125,10 +140,12 @@ pub fn enter(store_root: Option<PathBuf>) -> Result<()> {
     let mut status = 0;
     // SAFETY: waiting for our own child.
     unsafe {
-        // Ctrl-C reaches the child (same process group); the parent only
-        // waits for it.
-        libc::signal(libc::SIGINT, libc::SIG_IGN);
-        libc::signal(libc::SIGTERM, libc::SIG_IGN);
+        // The parent only waits: SIGINT and SIGTERM sent to it go on to
+        // the child, which ends the build (Ctrl-C reaches both, as one
+        // process group; the child acts once).
+        CHILD.store(pid, std::sync::atomic::Ordering::Relaxed);
+        libc::signal(libc::SIGINT, forward as *const () as libc::sighandler_t);
+        libc::signal(libc::SIGTERM, forward as *const () as libc::sighandler_t);
         while libc::waitpid(pid, &mut status, 0) < 0 {
             if std::io::Error::last_os_error().raw_os_error() != Some(libc::EINTR) {
                 break;
@@ -143,6 +160,18 @@ pub fn enter(store_root: Option<PathBuf>) -> Result<()> {
         1
     };
     std::process::exit(code);
+}
+
+/// The namespaced child, for [`forward`].
+static CHILD: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(0);
+
+/// A signal handler: passes the signal on to [`CHILD`].
+extern "C" fn forward(sig: libc::c_int) {
+    let pid = CHILD.load(std::sync::atomic::Ordering::Relaxed);
+    if pid > 0 {
+        // SAFETY: kill is async-signal-safe.
+        unsafe { libc::kill(pid, sig) };
+    }
 }
 
 /// Runs `tool PID 0 ID 1 1 START COUNT`; reports failures on stderr.

@@ -54,20 +54,16 @@ fn runc_and_crun_build_the_same_layers_as_the_builtin_runtime() {
         builtin.iter().any(|l| l.contains("5 7 3 d/f")),
         "{builtin:#?}"
     );
-    let mut ran = 0;
     for runtime in ["runc", "crun"] {
         if !have(runtime) {
+            // .ci/run installs both.
+            assert!(std::env::var_os("CI").is_none(), "CI must have {runtime}");
             eprintln!("{runtime} is not installed: not compared");
             continue;
         }
         let (layers, _) = build(&env, runtime, &["--no-cache", "--runtime", runtime], &ctx);
         assert_eq!(layers, builtin, "{runtime}");
-        ran += 1;
     }
-    assert!(
-        ran > 0 || std::env::var_os("CI").is_none(),
-        "CI must have runc or crun"
-    );
     let err = env.fails(&["build", "--runtime", "no-such-runtime", s(&ctx)], None);
     assert!(err.contains("no-such-runtime"), "{err}");
 }

@@ -35,8 +35,8 @@ mod walkdiff;
 pub use diff::{diff, diff_with, DiffError, DiffOptions};
 pub use fileop::{apply_file_actions, Chmod, CopyAction, FileAction, FileOpError, Owner, Source};
 pub use runtime::{
-    BuiltinRuntime, Mount, NetworkMode, OciRuntime, OutputSink, ProcessSpec, RunOutput, RunRequest,
-    Runtime, RuntimeError, SecurityMode, OUTPUT_LIMIT,
+    abort_runs, sweep_stale, BuiltinRuntime, Mount, NetworkMode, OciRuntime, OutputSink,
+    ProcessSpec, RunOutput, RunRequest, Runtime, RuntimeError, SecurityMode, OUTPUT_LIMIT,
 };
 pub use stack::{materialize, LayerStack, SourceEntry, SourceError, SourceTree};
 pub use unpack::{unpack, unpack_blob, UnpackError};

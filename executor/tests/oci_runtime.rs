@@ -448,7 +448,7 @@ fn hosts_resolv_hostname_and_pid_namespace(rt: &OciRuntime) {
     let script = "hostname; cat /etc/hosts /etc/resolv.conf; echo pid=$$; \
                   { echo x >> /etc/hosts; } 2>/dev/null || echo hosts-ro; set -- /proc/[0-9]*; echo procs=$#; \
                   grep -E ' /(proc|sys|dev|dev/pts|dev/shm|dev/mqueue|etc/hosts|etc/resolv.conf) ' /proc/mounts | \
-                  awk '{print $2, $3, substr($4, 1, 2)}'";
+                  awk '{print $2, $3, substr($4, 1, 2)}' | sort";
     for (i, (host, net)) in [
         ("buildkitsandbox", NetworkMode::Host),
         ("myhost", NetworkMode::None),

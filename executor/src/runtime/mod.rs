@@ -47,6 +47,7 @@
 //! `user.overlay.opaque=y`), ready for [`crate::diff`].
 
 mod child;
+mod cleanup;
 mod files;
 mod oci;
 mod policy;
@@ -64,6 +65,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
+pub use cleanup::{abort_runs, sweep_stale};
 pub use oci::OciRuntime;
 
 /// The process a RUN step executes.
@@ -309,29 +311,42 @@ fn cpath(p: &Path) -> Result<CString, RuntimeError> {
 }
 
 /// A per-run scratch directory outside the rootfs (mount point, empty
-/// lower, hosts, resolv.conf); removed on drop.
+/// lower, hosts, resolv.conf; an OCI runtime's bundle and state); locked
+/// and registered for [`cleanup`] while it lives, removed on drop.
 struct Scratch {
     dir: PathBuf,
+    guard: Option<cleanup::DirGuard>,
 }
 
 impl Scratch {
     fn new() -> Result<Scratch, RuntimeError> {
         use std::sync::atomic::{AtomicU64, Ordering};
         static COUNTER: AtomicU64 = AtomicU64::new(0);
+        static SWEPT: std::sync::Once = std::sync::Once::new();
         let base = std::env::temp_dir();
+        SWEPT.call_once(|| {
+            cleanup::sweep_stale(&base);
+        });
         loop {
             let n = COUNTER.fetch_add(1, Ordering::Relaxed);
             let nanos = std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .map(|d| d.subsec_nanos())
                 .unwrap_or(0);
-            let dir = base.join(format!("kiln-run-{}-{n}-{nanos:x}", std::process::id()));
+            let dir = base.join(format!(
+                "{}{}-{n}-{nanos:x}",
+                cleanup::PREFIX,
+                std::process::id()
+            ));
             match std::fs::create_dir(&dir) {
                 Ok(()) => {
-                    let scratch = Scratch { dir };
+                    let mut scratch = Scratch { dir, guard: None };
+                    let what = || format!("creating {}", scratch.dir.display());
+                    scratch.guard =
+                        Some(cleanup::DirGuard::new(&scratch.dir).map_err(prep(what()))?);
                     use std::os::unix::fs::PermissionsExt;
                     std::fs::set_permissions(&scratch.dir, std::fs::Permissions::from_mode(0o711))
-                        .map_err(prep(format!("creating {}", scratch.dir.display())))?;
+                        .map_err(prep(what()))?;
                     return Ok(scratch);
                 }
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
@@ -344,6 +359,7 @@ impl Scratch {
 impl Drop for Scratch {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.dir);
+        self.guard = None;
     }
 }
 
@@ -1208,6 +1224,7 @@ fn spawn(
     drop(devnull);
 
     let mut child = Child { pid, reaped: false };
+    let _running = cleanup::ChildGuard::new(pid);
     if let Some(is_root) = id_maps {
         if let Err(e) = write_id_maps(pid, is_root) {
             child.kill();

@@ -5,17 +5,25 @@
 //! rootfs, mount stubs, hosts and resolv.conf, the overlay lowers). Then:
 //!
 //! 1. A child is cloned into a private mount namespace (only it and the
-//!    runtime it becomes live there). It makes `/` private, mounts the
-//!    rootfs overlay (`userxattr`) at `<bundle>/rootfs` and the overlays of
-//!    [`Mount::Layers`] views, creates the mount stubs (and the working
-//!    directory) in the merged rootfs, for crun hides
+//!    runtime it becomes live there) and a new pid namespace, whose init
+//!    the runtime becomes: when it dies (with kiln: `PR_SET_PDEATHSIG`),
+//!    the kernel kills the container too, so an interrupted or killed
+//!    build leaves no step running (see `cleanup.rs` for the rest). It
+//!    mounts a `/proc` of that pid namespace, makes `/` private, mounts the
+//!    rootfs overlay (`userxattr`, remounted `nodev`) at `<bundle>/rootfs`
+//!    and the overlays of [`Mount::Layers`] views (`nodev` too), creates
+//!    the mount stubs (and the working directory) in the merged rootfs,
+//!    for crun hides
 //!    `/sys/fs/cgroup/unified` under a read-only tmpfs (crun 1.8 refuses a
 //!    hybrid cgroup host), and `execve`s `runc`/`crun run --bundle B ID`
 //!    with a `--root` state directory and a JSON `--log` in the per-run
 //!    scratch directory (the bundle).
-//! 2. `config.json` (built with `oci_spec::runtime`) asks for new pid, ipc,
-//!    uts, mount (and for [`NetworkMode::None`] network) namespaces,
-//!    runc's default `/proc`, `/dev` and `/sys` mounts, read-only binds of
+//! 2. `config.json` (built with `oci_spec::runtime`) asks for new user
+//!    (identity-mapped, `0 0 4294967295`, as the built-in runtime's; not
+//!    in a rootless kiln, already in one), pid, ipc, uts, mount (and for
+//!    [`NetworkMode::None`] network) namespaces, runc's default `/proc`,
+//!    `/dev` and `/sys` mounts (the host's `/sys` bound read-only without
+//!    a network namespace), read-only binds of
 //!    `/etc/hosts` and `/etc/resolv.conf`, the extra mounts (at their
 //!    resolved targets), Docker's default capabilities, masked and
 //!    read-only paths, `noNewPrivileges` and the seccomp profile (every
@@ -36,6 +44,13 @@
 //! process's bounding set (the built-in runtime's user namespace may give
 //! more).
 //!
+//! Devices: in the user namespace the step's `CAP_MKNOD` makes no char
+//! or block device (the kernel wants it in the initial namespace), and
+//! every mount kiln makes (the rootfs and layer overlays) or asks for is
+//! `nodev`, so device nodes that layers bring cannot be opened. That is
+//! the built-in runtime's isolation, and it does not depend on a device
+//! cgroup: crun has none (see below), runc's is a second wall.
+//!
 //! runc creates cgroups named after the (unique, `kiln-…`) container id;
 //! `runc run` removes them when the container exits. crun runs with
 //! `--cgroup-manager=disabled`. In a rootless kiln (root only of its user
@@ -49,8 +64,9 @@ use super::{
     RunRequest, Runtime, RuntimeError, SecurityMode, What, DEFAULT_CAPS,
 };
 use oci_spec::runtime::{
-    Capability, LinuxBuilder, LinuxCapabilitiesBuilder, LinuxNamespaceBuilder, LinuxNamespaceType,
-    Mount as OciMount, MountBuilder, ProcessBuilder, RootBuilder, Spec, SpecBuilder, UserBuilder,
+    Capability, LinuxBuilder, LinuxCapabilitiesBuilder, LinuxIdMapping, LinuxIdMappingBuilder,
+    LinuxNamespaceBuilder, LinuxNamespaceType, Mount as OciMount, MountBuilder, ProcessBuilder,
+    RootBuilder, Spec, SpecBuilder, UserBuilder,
 };
 use std::collections::HashSet;
 use std::ffi::CString;
@@ -134,8 +150,9 @@ impl OciRuntime {
     /// `--version`.
     ///
     /// # Errors
-    /// [`RuntimeError::Oci`] when the binary is missing or `--version`
-    /// fails; [`RuntimeError::Invalid`] when not running as root, not even
+    /// [`RuntimeError::Oci`] when the binary is missing, `--version`
+    /// fails, or (as root) the host can make no user namespace for the
+    /// bundle; [`RuntimeError::Invalid`] when not running as root, not even
     /// of a user namespace (a rootless kiln without subordinate ids).
     pub fn new(program: &str) -> Result<OciRuntime, RuntimeError> {
         let fail = |message: String| RuntimeError::Oci {
@@ -176,13 +193,21 @@ impl OciRuntime {
             .to_string();
         let crun = version.starts_with("crun ")
             || path.file_name().is_some_and(|n| n.as_bytes() == b"crun");
-        Ok(OciRuntime {
+        let rt = OciRuntime {
             name: program.to_string(),
             path,
             version,
             crun,
             rootless: crate::sys::in_user_namespace(),
-        })
+        };
+        if rt.userns() {
+            let max = std::fs::read_to_string("/proc/sys/user/max_user_namespaces").ok();
+            let has = Path::new("/proc/self/ns/user").exists();
+            if let Some(why) = no_user_namespaces(max.as_deref(), has) {
+                return Err(rt.error(why));
+            }
+        }
+        Ok(rt)
     }
 
     /// The runtime binary.
@@ -200,12 +225,36 @@ impl OciRuntime {
         self.crun
     }
 
+    /// Whether the bundle asks for a user namespace (identity-mapped, as
+    /// the built-in runtime's): always, except in a rootless kiln, which
+    /// runs in a user namespace already.
+    fn userns(&self) -> bool {
+        !self.rootless
+    }
+
     fn error(&self, message: String) -> RuntimeError {
         RuntimeError::Oci {
             runtime: self.name.clone(),
             message,
         }
     }
+}
+
+/// Why the bundle's user namespace cannot be made: the kernel has none
+/// (`has_userns`: `/proc/self/ns/user` exists) or allows none (`max`: the
+/// text of `/proc/sys/user/max_user_namespaces`). Without one a step
+/// would keep `CAP_MKNOD` over host devices, so the runtime is refused.
+fn no_user_namespaces(max: Option<&str>, has_userns: bool) -> Option<String> {
+    let why = if !has_userns {
+        "this kernel has no user namespaces (CONFIG_USER_NS)".to_string()
+    } else if max.is_some_and(|m| m.trim() == "0") {
+        "this host allows no user namespaces (user.max_user_namespaces = 0)".to_string()
+    } else {
+        return None;
+    };
+    Some(format!(
+        "{why}; RUN steps need one to be kept away from host devices"
+    ))
 }
 
 fn needs_root(program: &str) -> RuntimeError {
@@ -249,7 +298,43 @@ impl OciRuntime {
     fn run_with(&self, req: &RunRequest<'_>, copy: bool) -> Result<RunOutput, RuntimeError> {
         let mut p = prepare(req, copy)?;
         let spec = &req.process;
-        let mut ops = std::mem::take(&mut p.ops);
+        // The overlays kiln mounts (the rootfs and layer views) are mounted
+        // outside the container's user namespace: nodev, so that a device
+        // node in a layer stays unusable, as in the built-in runtime (whose
+        // user namespace owns its mounts).
+        let mut ops = Vec::new();
+        for (desc, op) in std::mem::take(&mut p.ops) {
+            let target = match &op {
+                Op::Overlay { target, .. } => Some(target.clone()),
+                _ => None,
+            };
+            ops.push((desc, op));
+            if let Some(target) = target {
+                ops.push((
+                    format!("making {} nodev", target.to_string_lossy()),
+                    Op::Mount {
+                        src: None,
+                        target,
+                        fstype: None,
+                        flags: libc::MS_REMOUNT | libc::MS_BIND | libc::MS_NODEV,
+                        data: None,
+                    },
+                ));
+            }
+        }
+        // The runtime runs as init of a new pid namespace: when it dies
+        // (with kiln: PR_SET_PDEATHSIG), the kernel kills the container
+        // too. It needs a /proc of that namespace.
+        ops.push((
+            "mounting /proc for the runtime's pid namespace".into(),
+            Op::Mount {
+                src: Some(cstr("proc")?),
+                target: cstr("/proc")?,
+                fstype: Some(cstr("proc")?),
+                flags: libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
+                data: None,
+            },
+        ));
         if self.crun && Path::new("/sys/fs/cgroup/unified").is_dir() {
             ops.push((
                 "hiding /sys/fs/cgroup/unified (crun refuses hybrid cgroups)".into(),
@@ -347,7 +432,7 @@ impl OciRuntime {
             vec![cpath(&self.path)?],
             argv,
             envp,
-            libc::CLONE_NEWNS,
+            libc::CLONE_NEWNS | libc::CLONE_NEWPID,
             None,
             req.output,
         );
@@ -465,9 +550,42 @@ fn mount(dest: &str, typ: &str, source: &Path, options: &[&str]) -> Result<OciMo
         .map_err(|e| RuntimeError::Invalid(format!("mount {dest}: {e}")))
 }
 
-/// The OCI mounts of one planned mount (`rootless`: binds `/sys` where a
-/// rootless kiln cannot mount sysfs).
-fn oci_mounts(m: &Planned, rootless: bool) -> Result<Vec<OciMount>, RuntimeError> {
+/// The `ST_*` flags of the mount `path` is on (none when unknown).
+fn mount_flags(path: &Path) -> libc::c_ulong {
+    let Ok(c) = CString::new(path.as_os_str().as_bytes()) else {
+        return 0;
+    };
+    // SAFETY: a valid C string and a zeroed out-parameter.
+    unsafe {
+        let mut st: libc::statvfs = std::mem::zeroed();
+        if libc::statvfs(c.as_ptr(), &mut st) == 0 {
+            st.f_flag
+        } else {
+            0
+        }
+    }
+}
+
+/// The identity map of every id (`0 0 4294967295`, as the built-in
+/// runtime has as root) when the bundle gets a user namespace; else none.
+fn identity_map(userns: bool) -> Result<Vec<LinuxIdMapping>, RuntimeError> {
+    if !userns {
+        return Ok(Vec::new());
+    }
+    Ok(vec![LinuxIdMappingBuilder::default()
+        .container_id(0u32)
+        .host_id(0u32)
+        .size(u32::MAX)
+        .build()
+        .map_err(|e| {
+            RuntimeError::Invalid(format!("id map: {e}"))
+        })?])
+}
+
+/// The OCI mounts of one planned mount (`bind_sys`: binds the host's
+/// `/sys` where sysfs cannot be mounted: no network namespace owned by
+/// the container's user namespace).
+fn oci_mounts(m: &Planned, bind_sys: bool) -> Result<Vec<OciMount>, RuntimeError> {
     let dest = m.dest();
     Ok(match &m.what {
         What::Proc => vec![mount(
@@ -479,7 +597,7 @@ fn oci_mounts(m: &Planned, rootless: bool) -> Result<Vec<OciMount>, RuntimeError
         // A rootless kiln cannot mount sysfs without its own network
         // namespace: the host's /sys is bound read-only instead, as
         // rootless Podman does.
-        What::Sys if rootless => vec![mount(
+        What::Sys if bind_sys => vec![mount(
             &dest,
             "bind",
             Path::new("/sys"),
@@ -529,7 +647,17 @@ fn oci_mounts(m: &Planned, rootless: bool) -> Result<Vec<OciMount>, RuntimeError
             recursive,
             readonly,
         } => {
-            let mut opts = vec![if *recursive { "rbind" } else { "bind" }];
+            // nodev like every mount of the container; and the flags the
+            // source's mount has, which the runtime's read-only remount
+            // must keep (they are locked in the user namespace).
+            let mut opts = vec![if *recursive { "rbind" } else { "bind" }, "nodev"];
+            let flags = mount_flags(src);
+            if flags & libc::ST_NOSUID != 0 {
+                opts.push("nosuid");
+            }
+            if flags & libc::ST_NOEXEC != 0 {
+                opts.push("noexec");
+            }
             if *readonly {
                 opts.push("ro");
             }
@@ -608,6 +736,10 @@ impl OciRuntime {
         if spec.network == NetworkMode::None {
             types.push(LinuxNamespaceType::Network);
         }
+        let userns = self.userns();
+        if userns {
+            types.push(LinuxNamespaceType::User);
+        }
         for typ in types {
             namespaces.push(
                 LinuxNamespaceBuilder::default()
@@ -619,8 +751,8 @@ impl OciRuntime {
         let strings = |s: &[&str]| s.iter().map(|s| s.to_string()).collect::<Vec<_>>();
         let mut linux = LinuxBuilder::default()
             .namespaces(namespaces)
-            .uid_mappings(Vec::new())
-            .gid_mappings(Vec::new())
+            .uid_mappings(identity_map(userns)?)
+            .gid_mappings(identity_map(userns)?)
             .devices(Vec::new());
         // A rootless kiln may not create cgroups; without a path, runc in
         // rootless mode creates none.
@@ -637,8 +769,11 @@ impl OciRuntime {
         };
         let linux = linux.build().map_err(bad("linux"))?;
         let mut mounts = Vec::new();
+        // sysfs needs a network namespace owned by the container's user
+        // namespace; with the host's network, the host's /sys is bound.
+        let bind_sys = self.rootless || (userns && spec.network == NetworkMode::Host);
         for m in &p.mounts {
-            mounts.extend(oci_mounts(m, self.rootless)?);
+            mounts.extend(oci_mounts(m, bind_sys)?);
         }
         let root = RootBuilder::default()
             .path(p.root.clone())
@@ -668,6 +803,19 @@ mod tests {
         }
         assert_eq!(CAP_NAMES[40], "CHECKPOINT_RESTORE");
         assert_eq!(CAP_NAMES[21], "SYS_ADMIN");
+    }
+
+    #[test]
+    fn refused_without_user_namespaces() {
+        assert_eq!(no_user_namespaces(Some("15000\n"), true), None);
+        assert_eq!(no_user_namespaces(None, true), None);
+        let e = no_user_namespaces(Some("0\n"), true).unwrap();
+        assert!(e.contains("user.max_user_namespaces = 0"), "{e}");
+        let e = no_user_namespaces(Some("15000"), false).unwrap();
+        assert!(
+            e.contains("CONFIG_USER_NS") && e.contains("host devices"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -5,6 +5,9 @@
 //! `linux.seccomp` section of a bundle ([`oci_profile`]).
 //!
 //! - Anything not allowed fails with `EPERM` (Docker's `defaultErrnoRet`).
+//!   That includes `io_uring_setup`, `io_uring_enter` and
+//!   `io_uring_register`, which Docker removed from its allow-list (moby
+//!   v25): io_uring bypasses the filter for the operations it submits.
 //! - Allowed unconditionally: Docker's unconditional list, `ptrace` and
 //!   `process_vm_{readv,writev}` (Docker: kernel ≥ 4.8), `arch_prctl` and
 //!   `modify_ldt` (x86), and `chroot` (gated on `CAP_SYS_CHROOT`, which we
@@ -95,8 +98,8 @@ const ALLOW: &[&str] = &[
     "getsid", "getsockname", "getsockopt", "get_thread_area", "gettid", "gettimeofday",
     "getuid", "getxattr", "inotify_add_watch", "inotify_init", "inotify_init1",
     "inotify_rm_watch", "io_cancel", "ioctl", "io_destroy", "io_getevents", "io_pgetevents",
-    "ioprio_get", "ioprio_set", "io_setup", "io_submit", "io_uring_enter", "io_uring_register",
-    "io_uring_setup", "kill", "landlock_add_rule", "landlock_create_ruleset",
+    "ioprio_get", "ioprio_set", "io_setup", "io_submit", "kill", "landlock_add_rule",
+    "landlock_create_ruleset",
     "landlock_restrict_self", "lchown", "lgetxattr", "link", "linkat", "listen", "listxattr",
     "llistxattr", "lremovexattr", "lseek", "lsetxattr", "lstat", "madvise", "membarrier",
     "memfd_create", "memfd_secret", "mincore", "mkdir", "mkdirat", "mknod", "mknodat", "mlock",
@@ -154,7 +157,7 @@ const NUMBERS: &[(&str, u32)] = &[
     ("getuid", 102), ("getxattr", 191), ("inotify_add_watch", 254), ("inotify_init", 253),
     ("inotify_init1", 294), ("inotify_rm_watch", 255), ("io_cancel", 210), ("io_destroy", 207),
     ("io_getevents", 208), ("io_pgetevents", 333), ("io_setup", 206), ("io_submit", 209),
-    ("io_uring_enter", 426), ("io_uring_register", 427), ("io_uring_setup", 425), ("ioctl", 16),
+    ("ioctl", 16),
     ("ioprio_get", 252), ("ioprio_set", 251), ("kill", 62), ("landlock_add_rule", 445),
     ("landlock_create_ruleset", 444), ("landlock_restrict_self", 446), ("lchown", 94),
     ("lgetxattr", 192), ("link", 86), ("linkat", 265), ("listen", 50), ("listxattr", 194),
@@ -223,7 +226,7 @@ const NUMBERS: &[(&str, u32)] = &[
     178), ("gettimeofday", 169), ("getuid", 174), ("getxattr", 8), ("inotify_add_watch", 27),
     ("inotify_init1", 26), ("inotify_rm_watch", 28), ("io_cancel", 3), ("io_destroy", 1),
     ("io_getevents", 4), ("io_pgetevents", 292), ("io_setup", 0), ("io_submit", 2),
-    ("io_uring_enter", 426), ("io_uring_register", 427), ("io_uring_setup", 425), ("ioctl", 29),
+    ("ioctl", 29),
     ("ioprio_get", 31), ("ioprio_set", 30), ("kill", 129), ("landlock_add_rule", 445),
     ("landlock_create_ruleset", 444), ("landlock_restrict_self", 446), ("lgetxattr", 9),
     ("linkat", 37), ("listen", 201), ("listxattr", 11), ("llistxattr", 12), ("lremovexattr",
@@ -600,6 +603,9 @@ mod tests {
             libc::SYS_userfaultfd,
             libc::SYS_swapon,
             libc::SYS_settimeofday,
+            libc::SYS_io_uring_setup,
+            libc::SYS_io_uring_enter,
+            libc::SYS_io_uring_register,
         ] {
             assert_eq!(call(nr, 0), eperm, "nr {nr}");
         }
@@ -648,6 +654,10 @@ mod tests {
             .collect();
         assert!(names.contains(&"read") && names.contains(&"chroot"));
         assert!(!names.contains(&"mount") && !names.contains(&"unshare"));
+        assert!(
+            !names.iter().any(|n| n.starts_with("io_uring")),
+            "{names:?}"
+        );
         let clone = syscalls.iter().find(|s| s["names"][0] == "clone").unwrap();
         assert_eq!(clone["args"][0]["value"], 2114060288u64);
         assert_eq!(clone["args"][0]["op"], "SCMP_CMP_MASKED_EQ");

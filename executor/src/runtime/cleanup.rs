@@ -1,0 +1,271 @@
+//! What an interrupted build leaves behind, and how it goes away.
+//!
+//! Every run's process tree lives in a pid namespace whose init is the
+//! child kiln clones (the sandbox itself, or the `runc`/`crun` process);
+//! that child dies with kiln (`PR_SET_PDEATHSIG`), and the kernel kills
+//! every other process of the namespace with its init. What stays is the
+//! per-run scratch directory (`$TMPDIR/kiln-run-*`, with the OCI bundle
+//! and the runtime's state) and the cgroups runc named after it.
+//!
+//! - [`abort_runs`] (called by the CLI on SIGINT/SIGTERM) kills the
+//!   running children, waits until they are gone, and removes their
+//!   scratch directories and cgroups.
+//! - After a `kill -9` nothing of kiln runs to clean up: the next run
+//!   sweeps the scratch directories of dead processes ([`sweep_stale`]).
+//!   A live run holds an `flock` on its directory, so a sweep never
+//!   touches the runs of another kiln.
+
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+/// The prefix of scratch directory names.
+pub(super) const PREFIX: &str = "kiln-run-";
+
+/// What is running now: child pids and scratch directories.
+static RUNNING: Mutex<Running> = Mutex::new(Running {
+    children: Vec::new(),
+    dirs: Vec::new(),
+    aborted: false,
+});
+
+struct Running {
+    /// pidfds, owned by their [`ChildGuard`]s.
+    children: Vec<std::os::fd::RawFd>,
+    dirs: Vec<PathBuf>,
+    /// [`abort_runs`] ran: no new run may start.
+    aborted: bool,
+}
+
+fn running() -> std::sync::MutexGuard<'static, Running> {
+    RUNNING.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// A registered scratch directory, locked against the sweep;
+/// unregistered on drop.
+pub(super) struct DirGuard {
+    dir: PathBuf,
+    _lock: OwnedFd,
+}
+
+impl DirGuard {
+    /// Locks and registers `dir`; fails with `ECANCELED` once the runs
+    /// were aborted.
+    pub(super) fn new(dir: &Path) -> io::Result<DirGuard> {
+        let lock = open_dir(dir)?;
+        // SAFETY: a valid fd.
+        if unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        let mut r = running();
+        if r.aborted {
+            return Err(io::Error::from_raw_os_error(libc::ECANCELED));
+        }
+        r.dirs.push(dir.to_path_buf());
+        Ok(DirGuard {
+            dir: dir.to_path_buf(),
+            _lock: lock,
+        })
+    }
+}
+
+impl Drop for DirGuard {
+    fn drop(&mut self) {
+        running().dirs.retain(|d| *d != self.dir);
+    }
+}
+
+/// A registered running child (held through a pidfd, so that a reaped
+/// and reused pid is never signalled); unregistered on drop.
+pub(super) struct ChildGuard(Option<OwnedFd>);
+
+impl ChildGuard {
+    /// Registers `pid` (a child not reaped yet); when the runs were
+    /// aborted meanwhile, kills it.
+    pub(super) fn new(pid: libc::pid_t) -> ChildGuard {
+        // SAFETY: a plain syscall.
+        let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) } as i32;
+        if fd < 0 {
+            // Kernels before 5.3: not registered (it still dies with kiln).
+            return ChildGuard(None);
+        }
+        // SAFETY: a fresh fd we own.
+        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+        let mut r = running();
+        if r.aborted {
+            kill(&fd);
+        }
+        r.children.push(fd.as_raw_fd());
+        ChildGuard(Some(fd))
+    }
+}
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        if let Some(fd) = self.0.take() {
+            // Unregistered before the fd closes (under the lock, which
+            // abort_runs holds while it uses the fds).
+            running().children.retain(|c| *c != fd.as_raw_fd());
+        }
+    }
+}
+
+fn open_dir(dir: &Path) -> io::Result<OwnedFd> {
+    let c = std::ffi::CString::new(dir.as_os_str().as_bytes())
+        .map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
+    // SAFETY: a valid C string.
+    let fd = unsafe {
+        libc::open(
+            c.as_ptr(),
+            libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC,
+        )
+    };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: a fresh fd we own.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// Kills every running child of this process's runs, waits until each is
+/// gone (with its pid namespace: its init exits only after every other
+/// process of the namespace), and removes their scratch directories and
+/// cgroups. Later runs fail to start. For a signal handler thread: call
+/// it, then end the process.
+pub fn abort_runs() {
+    let mut r = running();
+    r.aborted = true;
+    for fd in &r.children {
+        // SAFETY: the guard keeps the fd open while it is listed.
+        kill(unsafe { &std::os::fd::BorrowedFd::borrow_raw(*fd) });
+    }
+    for fd in &r.children {
+        let mut p = libc::pollfd {
+            fd: *fd,
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // A pidfd is readable once the process has exited; at most 10 s.
+        // SAFETY: one valid pollfd.
+        unsafe { libc::poll(&mut p, 1, 10_000) };
+    }
+    for dir in &r.dirs {
+        remove(dir);
+    }
+}
+
+/// `SIGKILL` through a pidfd.
+fn kill(fd: &impl AsRawFd) {
+    // SAFETY: a valid pidfd and no siginfo.
+    unsafe {
+        libc::syscall(
+            libc::SYS_pidfd_send_signal,
+            fd.as_raw_fd(),
+            libc::SIGKILL,
+            std::ptr::null::<libc::siginfo_t>(),
+            0,
+        )
+    };
+}
+
+/// Removes a scratch directory and the cgroups runc named after it.
+fn remove(dir: &Path) {
+    if let Some(id) = dir.file_name() {
+        remove_cgroups(Path::new("/sys/fs/cgroup"), id);
+    }
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// `rmdir` of `<root>/<id>` and `<root>/<controller>/<id>` (cgroup v2 and
+/// v1 hierarchies); only empty cgroups go.
+fn remove_cgroups(root: &Path, id: &std::ffi::OsStr) {
+    let _ = std::fs::remove_dir(root.join(id));
+    if let Ok(entries) = std::fs::read_dir(root) {
+        for e in entries.flatten() {
+            let _ = std::fs::remove_dir(e.path().join(id));
+        }
+    }
+}
+
+/// Removes the scratch directories in `tmp` left by runs of processes
+/// that are gone (killed with `SIGKILL`, or a crash): directories named
+/// [`PREFIX`]`<pid>-…`, owned by this user, whose pid no longer exists
+/// and which nobody holds locked. Returns how many were removed.
+pub fn sweep_stale(tmp: &Path) -> usize {
+    let Ok(entries) = std::fs::read_dir(tmp) else {
+        return 0;
+    };
+    // SAFETY: no preconditions.
+    let euid = unsafe { libc::geteuid() };
+    let mut removed = 0;
+    for e in entries.flatten() {
+        let name = e.file_name();
+        let Some(rest) = name.to_str().and_then(|n| n.strip_prefix(PREFIX)) else {
+            continue;
+        };
+        let Some(pid) = rest
+            .split('-')
+            .next()
+            .and_then(|p| p.parse::<libc::pid_t>().ok())
+        else {
+            continue;
+        };
+        // SAFETY: signal 0 only checks for existence.
+        let alive = pid > 0
+            && (unsafe { libc::kill(pid, 0) } == 0
+                || io::Error::last_os_error().raw_os_error() != Some(libc::ESRCH));
+        let path = e.path();
+        let owned_dir =
+            std::fs::symlink_metadata(&path).is_ok_and(|m| m.is_dir() && m.uid() == euid);
+        if alive || !owned_dir {
+            continue;
+        }
+        let Ok(lock) = open_dir(&path) else {
+            continue;
+        };
+        // SAFETY: a valid fd.
+        if unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+            continue;
+        }
+        remove(&path);
+        removed += 1;
+    }
+    removed
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sweep_keeps_live_and_locked_dirs_and_removes_dead_ones() {
+        let tmp = tempfile_dir();
+        // pid 0 never names a process here; i32::MAX is above pid_max.
+        let dead = tmp.join(format!("{PREFIX}{}-0-0", i32::MAX));
+        let live = tmp.join(format!("{PREFIX}{}-0-0", std::process::id()));
+        let locked = tmp.join(format!("{PREFIX}{}-1-0", i32::MAX));
+        let other = tmp.join("kiln-runner");
+        for d in [&dead, &live, &locked, &other] {
+            std::fs::create_dir_all(d.join("state/x")).unwrap();
+        }
+        let guard = DirGuard::new(&locked).unwrap();
+        assert_eq!(sweep_stale(&tmp), 1);
+        assert!(!dead.exists());
+        assert!(live.exists() && locked.exists() && other.exists());
+        drop(guard);
+        let _ = std::fs::remove_dir_all(&tmp);
+    }
+
+    fn tempfile_dir() -> PathBuf {
+        let d = std::env::temp_dir().join(format!(
+            "kiln-cleanup-test-{}-{:?}",
+            std::process::id(),
+            std::thread::current().id()
+        ));
+        std::fs::create_dir_all(&d).unwrap();
+        d
+    }
+}
