@@ -136,7 +136,23 @@ const CREATED_DIRS: [&str; 4] = ["blobs", "blobs/sha256", "ingest", "layers"];
 
 /// The other directories of what images and steps made, made private
 /// again when present (the solver creates them inside the private root).
-const REPAIRED_DIRS: [&str; 5] = ["cache", "cache-mounts", "contexts", "http", "exports"];
+const REPAIRED_DIRS: [&str; 6] = [
+    "cache",
+    "cache-mounts",
+    "contexts",
+    "http",
+    "exports",
+    SECRETS_DIR,
+];
+
+/// Where steps stage their secret files, one directory each (made by the
+/// solver). Each holds a [`SECRETS_LOCK`] file that its step keeps locked
+/// while it runs; [`LocalStore::open`] removes those whose lock is free
+/// (left by a kiln that was killed).
+pub const SECRETS_DIR: &str = "secrets";
+
+/// The lock file of a [`SECRETS_DIR`] directory.
+pub const SECRETS_LOCK: &str = "lock";
 
 /// The mode of the store root and of its directories above.
 const PRIVATE_MODE: u32 = 0o700;
@@ -165,6 +181,7 @@ impl LocalStore {
                 make_private(&path)?;
             }
         }
+        remove_dead_secrets(&root.join(SECRETS_DIR));
         Ok(LocalStore { root })
     }
 
@@ -222,6 +239,24 @@ impl LocalStore {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
             Err(e) => Err(io_err("removing", &path)(e)),
+        }
+    }
+}
+
+/// Removes the staging directories in `dir` whose lock no process holds.
+/// Best effort: what cannot be removed now is tried again next time.
+fn remove_dead_secrets(dir: &Path) {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        let Ok(lock) = File::open(path.join(SECRETS_LOCK)) else {
+            // Being created (the lock comes before any secret), or empty.
+            continue;
+        };
+        if lock.try_lock().is_ok() {
+            let _ = fs::remove_dir_all(&path);
         }
     }
 }
