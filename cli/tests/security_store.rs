@@ -180,3 +180,290 @@ fn a_store_root_with_missing_parents_is_created_private() {
         assert_eq!(mode(&root.join(dir)), "700", "{dir}");
     }
 }
+
+/// A build whose RUN step reads three copies of the secret `s` (default
+/// mode, `mode=0444`, `uid=1000`) and then waits, with kiln running, until
+/// the test writes to a FIFO in its cache mount.
+struct HeldBuild {
+    kiln: std::process::Child,
+    /// The step's output lines so far.
+    log: Vec<String>,
+    lines: std::io::Lines<std::io::BufReader<std::process::ChildStderr>>,
+    fifo: PathBuf,
+}
+
+const HELD_DOCKERFILE: &str = "FROM busybox\n\
+    RUN --mount=type=secret,id=s,target=/s/default \\\n\
+        --mount=type=secret,id=s,target=/s/open,mode=0444 \\\n\
+        --mount=type=secret,id=s,target=/s/other,uid=1000 \\\n\
+        --mount=type=cache,id=hold,target=/hold \\\n\
+        stat -c 'mode %a %u' /s/default /s/open /s/other && echo RE''ADY && cat /hold/go\n";
+
+impl HeldBuild {
+    /// Starts the build with `runtime`; returns once the step is waiting.
+    fn start(env: &Env, secret: &Path, runtime: &str) -> HeldBuild {
+        use sha2::Digest as _;
+        use std::io::BufRead;
+        // The cache directory exists already, with a FIFO in it.
+        let hold = env
+            .path("store/cache-mounts")
+            .join(format!("{:x}", sha2::Sha256::digest(b"hold")));
+        std::fs::create_dir_all(&hold).expect("mkdir");
+        let fifo = hold.join("go");
+        if !fifo.exists() {
+            let c = std::ffi::CString::new(s(&fifo)).expect("path");
+            // SAFETY: c is a NUL-terminated path.
+            assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0, "mkfifo");
+        }
+        let ctx = env.path("held");
+        if !ctx.exists() {
+            env.context("held", &[("Dockerfile", HELD_DOCKERFILE)]);
+        }
+        let mut kiln = Command::new(env!("CARGO_BIN_EXE_kiln"))
+            .args([
+                "build",
+                "--no-cache",
+                "--progress=plain",
+                "--runtime",
+                runtime,
+            ])
+            .arg("--secret")
+            .arg(format!("id=s,src={}", s(secret)))
+            .arg(&ctx)
+            .env("KILN_ROOT", env.path("store"))
+            .env("DOCKER_CONFIG", env.path("docker"))
+            .env("XDG_CONFIG_HOME", env.path("xdg"))
+            .env_remove("KILN_CONFIG")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("kiln runs");
+        let stderr = kiln.stderr.take().expect("stderr");
+        let mut held = HeldBuild {
+            kiln,
+            log: Vec::new(),
+            lines: std::io::BufReader::new(stderr).lines(),
+            fifo,
+        };
+        loop {
+            let Some(Ok(line)) = held.lines.next() else {
+                panic!("the build ended early:\n{}", held.log.join("\n"));
+            };
+            let ready = line.ends_with(" READY");
+            held.log.push(line);
+            if ready {
+                return held;
+            }
+        }
+    }
+
+    /// Lets the step finish, when it still runs; never blocks.
+    fn release(&self) {
+        use std::os::unix::fs::OpenOptionsExt;
+        if let Ok(mut f) = std::fs::OpenOptions::new()
+            .write(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open(&self.fifo)
+        {
+            use std::io::Write;
+            let _ = f.write_all(b"go\n");
+        }
+    }
+
+    /// Releases the step and waits for kiln; returns its whole log.
+    fn finish(mut self) -> String {
+        self.release();
+        for line in self.lines.by_ref().map_while(Result::ok) {
+            self.log.push(line);
+        }
+        let status = self.kiln.wait().expect("wait");
+        let log = self.log.join("\n");
+        assert!(status.success(), "{log}");
+        log
+    }
+}
+
+/// Files under `root` holding `needle`, read as root.
+fn holding(root: &Path, needle: &[u8]) -> Vec<PathBuf> {
+    let mut hits = Vec::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let Ok(t) = entry.file_type() else { continue };
+            if t.is_dir() {
+                stack.push(entry.path());
+            } else if t.is_file()
+                && std::fs::read(entry.path())
+                    .is_ok_and(|d| d.windows(needle.len()).any(|w| w == needle))
+            {
+                hits.push(entry.path());
+            }
+        }
+    }
+    hits
+}
+
+/// Every path under `root` (as root sees them).
+fn all_paths(root: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+            if entry.file_type().is_ok_and(|t| t.is_dir()) {
+                stack.push(entry.path());
+            }
+            out.push(entry.path());
+        }
+    }
+    out
+}
+
+/// The files holding `needle` among `paths`, every process's open files
+/// and the root of every process (`/proc/<pid>/root/s/*`), as uid 65534
+/// reads them.
+fn read_by_nobody(paths: &[PathBuf], needle: &str) -> Vec<String> {
+    let script = r#"needle=$1; shift
+    for f in "$@" /proc/[0-9]*/fd/* /proc/[0-9]*/root/s/* /proc/[0-9]*/cwd/s/*; do
+        if [ -f "$f" ] && grep -qF -e "$needle" "$f" 2>/dev/null; then echo "$f"; fi
+    done"#;
+    let out = Command::new("setpriv")
+        .args(["--reuid", NOBODY, "--regid", NOBODY, "--clear-groups"])
+        .args(["sh", "-c", script, "sh", needle])
+        .args(paths)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("setpriv runs");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+/// A process killed when dropped (should the test fail before it ends).
+struct Racer(std::process::Child);
+
+impl Drop for Racer {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts uid 65534 reading every place a staged secret was ever put in
+/// the store, over and over, until `stop` exists; its output is what it
+/// read.
+fn racer(store: &Path, stop: &Path) -> Racer {
+    let script = r#"store=$1 stop=$2
+        while [ ! -e "$stop" ]; do
+            for f in "$store"/.tmp*/secret-* "$store"/secrets/*/secret-*; do
+                cat "$f" 2>/dev/null
+            done
+        done"#;
+    Command::new("setpriv")
+        .args(["--reuid", NOBODY, "--regid", NOBODY, "--clear-groups"])
+        .args(["sh", "-c", script, "sh"])
+        .args([store, stop])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .map(Racer)
+        .expect("setpriv runs")
+}
+
+/// The setup of the secret tests: a store (as in `Env`) other users could
+/// reach but for its own modes, the secret's source only root can read,
+/// and a world-readable control file holding the secret.
+fn secret_env(secret: &str) -> (Env, PathBuf, PathBuf) {
+    let env = Env::new();
+    std::fs::set_permissions(env.dir.path(), std::fs::Permissions::from_mode(0o755))
+        .expect("chmod");
+    let source = env.path("secret.txt");
+    std::fs::write(&source, secret).expect("write");
+    std::fs::set_permissions(&source, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+    let control = env.path("control.txt");
+    std::fs::write(&control, format!("control {secret}")).expect("write");
+    std::fs::set_permissions(&control, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+    (env, source, control)
+}
+
+fn has_runtime(name: &str) -> bool {
+    name == "builtin"
+        || std::env::var_os("PATH")
+            .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(name).is_file()))
+}
+
+#[test]
+fn other_users_cannot_read_secrets_while_the_step_runs() {
+    if !is_root() {
+        eprintln!("skipped: needs root (to build and to act as uid 65534)");
+        return;
+    }
+    let secret = format!("kiln-held-secret-{}", std::process::id());
+    let (env, source, control) = secret_env(&secret);
+    let store = env.path("store");
+    for runtime in ["builtin", "runc", "crun"] {
+        if !has_runtime(runtime) {
+            eprintln!("{runtime}: not installed, skipped");
+            continue;
+        }
+        let stop = env.path(&format!("stop-{runtime}"));
+        let mut racer = racer(&store, &stop);
+        let held = HeldBuild::start(&env, &source, runtime);
+        let log = held.log.join("\n");
+        for want in ["mode 400 0", "mode 444 0", "mode 400 1000"] {
+            assert!(log.contains(want), "{runtime}: no {want:?} in\n{log}");
+        }
+        // Every path of the store, the processes' files and roots, and
+        // the control file (which shows the reader works).
+        let mut paths = all_paths(&store);
+        paths.push(control.clone());
+        let read = read_by_nobody(&paths, &secret);
+        assert_eq!(
+            read,
+            vec![s(&control).to_string()],
+            "{runtime}: uid 65534 read the secret (only the control file may hold it)"
+        );
+        held.finish();
+        std::fs::write(&stop, "").expect("stop");
+        let mut raced = String::new();
+        if let Some(mut out) = racer.0.stdout.take() {
+            std::io::Read::read_to_string(&mut out, &mut raced).expect("racer");
+        }
+        assert!(
+            !raced.contains(&secret),
+            "{runtime}: the racer read {raced}"
+        );
+        let left = holding(&store, secret.as_bytes());
+        assert!(left.is_empty(), "{runtime}: secret left in {left:?}");
+    }
+}
+
+#[test]
+fn a_killed_build_leaves_no_secret_in_the_store() {
+    if !is_root() {
+        eprintln!("skipped: needs root");
+        return;
+    }
+    let secret = format!("kiln-killed-secret-{}", std::process::id());
+    let (env, source, control) = secret_env(&secret);
+    let store = env.path("store");
+    let mut held = HeldBuild::start(&env, &source, "builtin");
+    // While the step runs, its staged copy is in the store (root-only).
+    assert!(!holding(&store, secret.as_bytes()).is_empty());
+    held.kiln.kill().expect("SIGKILL");
+    held.kiln.wait().expect("wait");
+    // Whatever the killed kiln left behind is gone once a kiln opens the
+    // store again, before it does anything else.
+    env.ok(&["images"], None);
+    let left = holding(&store, secret.as_bytes());
+    held.release();
+    assert!(left.is_empty(), "secret left in {left:?}");
+    // The scan does find the secret where it is.
+    let mut found = holding(env.dir.path(), secret.as_bytes());
+    found.sort();
+    assert_eq!(found, vec![control, source]);
+}
