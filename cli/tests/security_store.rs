@@ -273,13 +273,22 @@ impl HeldBuild {
     /// Releases the step and waits for kiln; returns its whole log.
     fn finish(mut self) -> String {
         self.release();
-        for line in self.lines.by_ref().map_while(Result::ok) {
+        while let Some(Ok(line)) = self.lines.next() {
             self.log.push(line);
         }
         let status = self.kiln.wait().expect("wait");
         let log = self.log.join("\n");
         assert!(status.success(), "{log}");
         log
+    }
+}
+
+impl Drop for HeldBuild {
+    /// Leaves nothing waiting should the test fail.
+    fn drop(&mut self) {
+        self.release();
+        let _ = self.kiln.kill();
+        let _ = self.kiln.wait();
     }
 }
 
