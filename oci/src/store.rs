@@ -434,3 +434,52 @@ impl Drop for BlobWriter {
         let _ = fs::remove_file(&self.path);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn mode(p: &Path) -> u32 {
+        fs::metadata(p).expect("stat").permissions().mode() & 0o7777
+    }
+
+    #[test]
+    fn open_makes_a_new_or_old_store_private() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let root = tmp.path().join("a/b/store");
+        LocalStore::open(&root).expect("open");
+        for dir in ["", "blobs", "blobs/sha256", "ingest", "layers"] {
+            assert_eq!(mode(&root.join(dir)), 0o700, "{dir}");
+        }
+        // An older kiln's store: everything 0755, a cache mount too.
+        for dir in ["", "layers", "blobs", "cache-mounts"] {
+            fs::create_dir_all(root.join(dir)).expect("mkdir");
+            fs::set_permissions(root.join(dir), fs::Permissions::from_mode(0o755)).expect("chmod");
+        }
+        LocalStore::open(&root).expect("open");
+        for dir in ["", "layers", "blobs", "cache-mounts"] {
+            assert_eq!(mode(&root.join(dir)), 0o700, "{dir}");
+        }
+    }
+
+    #[test]
+    fn open_removes_only_the_secrets_of_dead_builds() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let root = tmp.path().join("store");
+        let secrets = root.join(SECRETS_DIR);
+        let staged = |name: &str| {
+            let dir = secrets.join(name);
+            fs::create_dir_all(&dir).expect("mkdir");
+            fs::write(dir.join("secret-0"), "s3cret").expect("write");
+            File::create(dir.join(SECRETS_LOCK)).expect("lock")
+        };
+        let running = staged("running");
+        running.lock().expect("lock");
+        drop(staged("dead"));
+        fs::create_dir_all(secrets.join("starting")).expect("mkdir");
+        LocalStore::open(&root).expect("open");
+        assert!(secrets.join("running/secret-0").exists());
+        assert!(!secrets.join("dead").exists());
+        assert!(secrets.join("starting").exists());
+    }
+}
