@@ -146,9 +146,10 @@ const REPAIRED_DIRS: [&str; 6] = [
 ];
 
 /// Where steps stage their secret files, one directory each (made by the
-/// solver). Each holds a [`SECRETS_LOCK`] file that its step keeps locked
-/// while it runs; [`LocalStore::open`] removes those whose lock is free
-/// (left by a kiln that was killed).
+/// solver under a name starting with `.`, and renamed once it holds a
+/// locked [`SECRETS_LOCK`] file). The step keeps the lock while it runs;
+/// [`LocalStore::open`] removes the directories whose lock is free (left
+/// by a kiln that was killed).
 pub const SECRETS_DIR: &str = "secrets";
 
 /// The lock file of a [`SECRETS_DIR`] directory.
@@ -250,9 +251,12 @@ fn remove_dead_secrets(dir: &Path) {
         return;
     };
     for entry in entries.flatten() {
+        if entry.file_name().as_encoded_bytes().starts_with(b".") {
+            // Being made; no secret is written before it is renamed.
+            continue;
+        }
         let path = entry.path();
         let Ok(lock) = File::open(path.join(SECRETS_LOCK)) else {
-            // Being created (the lock comes before any secret), or empty.
             continue;
         };
         if lock.try_lock().is_ok() {
@@ -476,10 +480,10 @@ mod tests {
         let running = staged("running");
         running.lock().expect("lock");
         drop(staged("dead"));
-        fs::create_dir_all(secrets.join("starting")).expect("mkdir");
+        drop(staged(".new-starting"));
         LocalStore::open(&root).expect("open");
         assert!(secrets.join("running/secret-0").exists());
         assert!(!secrets.join("dead").exists());
-        assert!(secrets.join("starting").exists());
+        assert!(secrets.join(".new-starting").exists());
     }
 }

@@ -40,14 +40,19 @@ impl Staging {
         }
         loop {
             let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-            let dir = parent.join(format!("{}-{n}", std::process::id()));
-            match std::fs::DirBuilder::new().mode(0o700).create(&dir) {
+            let name = format!("{}-{n}", std::process::id());
+            // Made under a hidden name, which other kilns leave alone, and
+            // shown only once its lock is held.
+            let new = parent.join(format!(".new-{name}"));
+            let dir = parent.join(name);
+            match std::fs::DirBuilder::new().mode(0o700).create(&new) {
                 Ok(()) => {}
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
                 Err(e) => return Err(e),
             }
-            let lock = File::create_new(dir.join(kiln_oci::SECRETS_LOCK))
-                .and_then(|f| f.try_lock().map(|()| f).map_err(io::Error::from));
+            let lock = File::create_new(new.join(kiln_oci::SECRETS_LOCK))
+                .and_then(|f| f.try_lock().map(|()| f).map_err(io::Error::from))
+                .and_then(|f| std::fs::rename(&new, &dir).map(|()| f));
             return match lock {
                 Ok(lock) => Ok(Staging {
                     dir,
@@ -55,7 +60,7 @@ impl Staging {
                     count: 0,
                 }),
                 Err(e) => {
-                    let _ = std::fs::remove_dir_all(&dir);
+                    let _ = std::fs::remove_dir_all(&new);
                     Err(e)
                 }
             };
