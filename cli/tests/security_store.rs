@@ -421,6 +421,7 @@ fn other_users_cannot_read_secrets_while_the_step_runs() {
         }
         let stop = env.path(&format!("stop-{runtime}"));
         let mut racer = racer(&store, &stop);
+        let mut watcher = start_inotify_racer(&store, &stop, &secret);
         let held = HeldBuild::start(&env, &source, runtime);
         let log = held.log.join("\n");
         for want in ["mode 400 0", "mode 444 0", "mode 400 1000"] {
@@ -445,6 +446,14 @@ fn other_users_cannot_read_secrets_while_the_step_runs() {
         assert!(
             !raced.contains(&secret),
             "{runtime}: the racer read {raced}"
+        );
+        let mut watched = String::new();
+        if let Some(mut out) = watcher.0.stdout.take() {
+            std::io::Read::read_to_string(&mut out, &mut watched).expect("watcher");
+        }
+        assert!(
+            !watched.contains("READ"),
+            "{runtime}: the inotify racer read {watched}"
         );
         let left = holding(&store, secret.as_bytes());
         assert!(left.is_empty(), "{runtime}: secret left in {left:?}");
@@ -475,4 +484,107 @@ fn a_killed_build_leaves_no_secret_in_the_store() {
     let mut found = holding(env.dir.path(), secret.as_bytes());
     found.sort();
     assert_eq!(found, vec![control, source]);
+}
+
+/// Starts uid 65534 watching the store with inotify (this test binary's
+/// `inotify_racer`) until `stop` exists: it reads every file created or
+/// changed in a directory it can watch, the moment the kernel reports it,
+/// and prints `READ <path>` for those that hold `needle`.
+fn start_inotify_racer(store: &Path, stop: &Path, needle: &str) -> Racer {
+    Command::new("setpriv")
+        .args(["--reuid", NOBODY, "--regid", NOBODY, "--clear-groups"])
+        .arg(std::env::current_exe().expect("test binary"))
+        .args(["--exact", "inotify_racer", "--ignored", "--nocapture"])
+        .env("KILN_RACE_STORE", store)
+        .env("KILN_RACE_STOP", stop)
+        .env("KILN_RACE_NEEDLE", needle)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .map(Racer)
+        .expect("setpriv runs")
+}
+
+/// Not a test: the body of [`start_inotify_racer`] (does nothing when run
+/// without its environment).
+#[test]
+#[ignore = "run by other_users_cannot_read_secrets_while_the_step_runs"]
+fn inotify_racer() {
+    use std::ffi::CString;
+    use std::os::unix::ffi::OsStrExt;
+    let (Some(store), Some(stop), Some(needle)) = (
+        std::env::var_os("KILN_RACE_STORE"),
+        std::env::var_os("KILN_RACE_STOP"),
+        std::env::var_os("KILN_RACE_NEEDLE"),
+    ) else {
+        return;
+    };
+    let (stop, needle) = (PathBuf::from(stop), needle.as_bytes().to_vec());
+    // SAFETY: plain syscall.
+    let fd = unsafe { libc::inotify_init1(libc::IN_CLOEXEC) };
+    assert!(fd >= 0, "inotify_init1");
+    let mask = libc::IN_CREATE | libc::IN_MODIFY | libc::IN_ATTRIB | libc::IN_CLOSE_WRITE;
+    let mut dirs: std::collections::HashMap<i32, PathBuf> = Default::default();
+    let watch = |dirs: &mut std::collections::HashMap<i32, PathBuf>, dir: &Path| {
+        let c = CString::new(dir.as_os_str().as_bytes()).expect("path");
+        // SAFETY: c is a NUL-terminated path.
+        let wd = unsafe { libc::inotify_add_watch(fd, c.as_ptr(), mask) };
+        if wd >= 0 {
+            dirs.insert(wd, dir.to_path_buf());
+        } else {
+            println!("cannot watch {}", dir.display());
+        }
+    };
+    let mut pending = vec![PathBuf::from(store)];
+    while let Some(dir) = pending.pop() {
+        watch(&mut dirs, &dir);
+        for e in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+            if e.file_type().is_ok_and(|t| t.is_dir()) {
+                pending.push(e.path());
+            }
+        }
+    }
+    if dirs.is_empty() {
+        return;
+    }
+    let mut buf = vec![0u8; 64 * 1024];
+    while !stop.exists() {
+        let mut poll = libc::pollfd {
+            fd,
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: one valid pollfd. The timeout only lets it see `stop`.
+        if unsafe { libc::poll(&mut poll, 1, 50) } <= 0 {
+            continue;
+        }
+        // SAFETY: buf is writable for its length.
+        let n = unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) };
+        let mut at = 0usize;
+        while n > 0 && at + 16 <= n as usize {
+            let word = |i: usize| {
+                let b = &buf[at + i..at + i + 4];
+                u32::from_ne_bytes([b[0], b[1], b[2], b[3]])
+            };
+            let (wd, event, len) = (word(0) as i32, word(4), word(12) as usize);
+            let name: Vec<u8> = buf[at + 16..at + 16 + len]
+                .iter()
+                .copied()
+                .take_while(|b| *b != 0)
+                .collect();
+            at += 16 + len;
+            let Some(dir) = dirs.get(&wd).cloned() else {
+                continue;
+            };
+            let path = dir.join(std::ffi::OsStr::from_bytes(&name));
+            if event & libc::IN_ISDIR != 0 {
+                watch(&mut dirs, &path);
+            } else if std::fs::read(&path)
+                .is_ok_and(|d| d.windows(needle.len()).any(|w| w == needle))
+            {
+                println!("READ {}", path.display());
+            }
+        }
+    }
 }
