@@ -9,9 +9,9 @@
 //!
 //! The root is private to its owner (mode 0700), and so are the
 //! directories that hold what images and build steps made (`layers/`,
-//! `cache-mounts/`, ...). Layers hold setuid-root files
-//! and device nodes that another host user must never reach, so
-//! [`LocalStore::open`] also repairs a store that an older kiln made 0755.
+//! `cache-mounts/`, ...). Layers hold setuid-root files and device nodes
+//! that another host user must never reach, so [`LocalStore::open`] also
+//! repairs a store that an older kiln made 0755.
 //!
 //! A [`BlobWriter`] writes to a file in `ingest/`, hashing as it goes.
 //! [`BlobWriter::commit`] flushes and syncs it, checks the digest against
@@ -155,7 +155,7 @@ pub const SECRETS_DIR: &str = "secrets";
 /// The lock file of a [`SECRETS_DIR`] directory.
 pub const SECRETS_LOCK: &str = "lock";
 
-/// The mode of the store root and of its directories above.
+/// The mode of the store root and of the directories above.
 const PRIVATE_MODE: u32 = 0o700;
 
 impl LocalStore {
