@@ -43,7 +43,10 @@ pub use registry::{
     PushReport, RegistryClient, RegistryError, RegistryOptions, StaticCredentials,
     TransferObserver,
 };
-pub use store::{default_root, BlobIngester, BlobReader, BlobWriter, LocalStore, StoreError};
+pub use store::{
+    default_root, BlobIngester, BlobReader, BlobWriter, LocalStore, StoreError, SECRETS_DIR,
+    SECRETS_LOCK,
+};
 
 /// The OCI spec types, re-exported so callers build against the same version.
 pub use oci_spec;

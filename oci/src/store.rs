@@ -7,6 +7,12 @@
 //! ingest/<unique>           blobs being written
 //! ```
 //!
+//! The root is private to its owner (mode 0700), and so are the
+//! directories that hold what images and build steps made (`layers/`,
+//! `cache-mounts/`, ...). Layers hold setuid-root files and device nodes
+//! that another host user must never reach, so [`LocalStore::open`] also
+//! repairs a store that an older kiln made 0755.
+//!
 //! A [`BlobWriter`] writes to a file in `ingest/`, hashing as it goes.
 //! [`BlobWriter::commit`] flushes and syncs it, checks the digest against
 //! the expected one, and only then renames it into `blobs/` and syncs the
@@ -20,6 +26,7 @@ use crate::digest::Digest;
 use sha2::{Digest as _, Sha256};
 use std::fs::{self, File};
 use std::io::{self, Read, Write};
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -123,16 +130,59 @@ pub struct LocalStore {
 
 static INGEST_COUNTER: AtomicU64 = AtomicU64::new(0);
 
+/// The directories (relative to the root) that [`LocalStore::open`]
+/// creates, parents first.
+const CREATED_DIRS: [&str; 4] = ["blobs", "blobs/sha256", "ingest", "layers"];
+
+/// The other directories of what images and steps made, made private
+/// again when present (the solver creates them inside the private root).
+const REPAIRED_DIRS: [&str; 6] = [
+    "cache",
+    "cache-mounts",
+    "contexts",
+    "http",
+    "exports",
+    SECRETS_DIR,
+];
+
+/// Where steps stage their secret files, one directory each (made by the
+/// solver under a name starting with `.`, and renamed once it holds a
+/// locked [`SECRETS_LOCK`] file). The step keeps the lock while it runs;
+/// [`LocalStore::open`] removes the directories whose lock is free (left
+/// by a kiln that was killed).
+pub const SECRETS_DIR: &str = "secrets";
+
+/// The lock file of a [`SECRETS_DIR`] directory.
+pub const SECRETS_LOCK: &str = "lock";
+
+/// The mode of the store root and of the directories above.
+const PRIVATE_MODE: u32 = 0o700;
+
 impl LocalStore {
-    /// Opens (creating if needed) a store rooted at `root`.
+    /// Opens (creating if needed) a store rooted at `root`, private to its
+    /// owner: the root, `blobs/`, `ingest/` and `layers/` are created mode
+    /// 0700, and an existing root or top-level store directory that other
+    /// users could enter is made 0700. Missing parents of the root get the
+    /// usual mode.
     ///
     /// # Errors
-    /// An I/O error when the directories cannot be created.
+    /// An I/O error when a directory cannot be created or made private.
     pub fn open(root: impl Into<PathBuf>) -> Result<LocalStore> {
         let root = root.into();
-        for dir in [root.join("blobs/sha256"), root.join("ingest")] {
-            fs::create_dir_all(&dir).map_err(io_err("creating directory", &dir))?;
+        if let Some(parent) = root.parent().filter(|p| !p.as_os_str().is_empty()) {
+            fs::create_dir_all(parent).map_err(io_err("creating directory", parent))?;
         }
+        private_dir(&root)?;
+        for dir in CREATED_DIRS {
+            private_dir(&root.join(dir))?;
+        }
+        for dir in REPAIRED_DIRS {
+            let path = root.join(dir);
+            if fs::symlink_metadata(&path).is_ok_and(|m| m.is_dir()) {
+                make_private(&path)?;
+            }
+        }
+        remove_dead_secrets(&root.join(SECRETS_DIR));
         Ok(LocalStore { root })
     }
 
@@ -192,6 +242,54 @@ impl LocalStore {
             Err(e) => Err(io_err("removing", &path)(e)),
         }
     }
+}
+
+/// Removes the staging directories in `dir` whose lock no process holds.
+/// Best effort: what cannot be removed now is tried again next time.
+fn remove_dead_secrets(dir: &Path) {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        if entry.file_name().as_encoded_bytes().starts_with(b".") {
+            // Being made; no secret is written before it is renamed.
+            continue;
+        }
+        let path = entry.path();
+        let Ok(lock) = File::open(path.join(SECRETS_LOCK)) else {
+            continue;
+        };
+        if lock.try_lock().is_ok() {
+            let _ = fs::remove_dir_all(&path);
+        }
+    }
+}
+
+/// Creates `dir` mode 0700 (its parent must exist), or makes an existing
+/// one private.
+fn private_dir(dir: &Path) -> Result<()> {
+    match fs::DirBuilder::new().mode(PRIVATE_MODE).create(dir) {
+        // The umask may only have taken bits away; the owner keeps rwx.
+        Ok(()) => make_private(dir),
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists && dir.is_dir() => make_private(dir),
+        Err(e) => Err(io_err("creating directory", dir)(e)),
+    }
+}
+
+/// Takes every group and other bit off the directory `dir` (following a
+/// symlink the owner put there) and gives its owner rwx; a no-op when
+/// already so.
+fn make_private(dir: &Path) -> Result<()> {
+    let mode = fs::metadata(dir)
+        .map_err(io_err("reading the mode of", dir))?
+        .permissions()
+        .mode()
+        & 0o7777;
+    if mode == PRIVATE_MODE {
+        return Ok(());
+    }
+    fs::set_permissions(dir, fs::Permissions::from_mode(PRIVATE_MODE))
+        .map_err(io_err("making private (mode 0700)", dir))
 }
 
 /// The store location when none is given: `$KILN_ROOT`; else, for root,
@@ -338,5 +436,54 @@ impl Drop for BlobWriter {
         // Committed writers renamed their file away; everything else is
         // discarded here, so no partial blob outlives its writer.
         let _ = fs::remove_file(&self.path);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn mode(p: &Path) -> u32 {
+        fs::metadata(p).expect("stat").permissions().mode() & 0o7777
+    }
+
+    #[test]
+    fn open_makes_a_new_or_old_store_private() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let root = tmp.path().join("a/b/store");
+        LocalStore::open(&root).expect("open");
+        for dir in ["", "blobs", "blobs/sha256", "ingest", "layers"] {
+            assert_eq!(mode(&root.join(dir)), 0o700, "{dir}");
+        }
+        // An older kiln's store: everything 0755, a cache mount too.
+        for dir in ["", "layers", "blobs", "cache-mounts"] {
+            fs::create_dir_all(root.join(dir)).expect("mkdir");
+            fs::set_permissions(root.join(dir), fs::Permissions::from_mode(0o755)).expect("chmod");
+        }
+        LocalStore::open(&root).expect("open");
+        for dir in ["", "layers", "blobs", "cache-mounts"] {
+            assert_eq!(mode(&root.join(dir)), 0o700, "{dir}");
+        }
+    }
+
+    #[test]
+    fn open_removes_only_the_secrets_of_dead_builds() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let root = tmp.path().join("store");
+        let secrets = root.join(SECRETS_DIR);
+        let staged = |name: &str| {
+            let dir = secrets.join(name);
+            fs::create_dir_all(&dir).expect("mkdir");
+            fs::write(dir.join("secret-0"), "s3cret").expect("write");
+            File::create(dir.join(SECRETS_LOCK)).expect("lock")
+        };
+        let running = staged("running");
+        running.lock().expect("lock");
+        drop(staged("dead"));
+        drop(staged(".new-starting"));
+        LocalStore::open(&root).expect("open");
+        assert!(secrets.join("running/secret-0").exists());
+        assert!(!secrets.join("dead").exists());
+        assert!(secrets.join(".new-starting").exists());
     }
 }

@@ -1,6 +1,6 @@
 //! `RUN --mount` sources: persistent cache directories in the store,
-//! secrets written to a scratch file (or given as an environment variable)
-//! for the step only, forwarded SSH agents, tmpfs, and binds of other
+//! secrets staged where only the store's owner reaches them (or given as
+//! an environment variable) for the step only, forwarded SSH agents, tmpfs, and binds of other
 //! inputs (stages and images as throwaway overlays, contexts copied with
 //! `.dockerignore` applied).
 
@@ -13,10 +13,11 @@ use std::fs::File;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
+mod secret;
 mod ssh;
 
 /// What a step's mounts need while it runs; dropping it releases cache
-/// locks and stops SSH forwarding.
+/// locks, frees staged secrets and stops SSH forwarding.
 pub(super) struct Prepared {
     /// The mounts for the runtime.
     pub mounts: Vec<Mount>,
@@ -24,6 +25,7 @@ pub(super) struct Prepared {
     /// never part of a cache key or a log line.
     pub env: Vec<String>,
     _locks: Vec<File>,
+    _secrets: Option<secret::Staging>,
     _agents: Vec<ssh::Forwarder>,
 }
 
@@ -62,6 +64,7 @@ pub(super) fn prepare(
         mounts: Vec::new(),
         env: Vec::new(),
         _locks: Vec::new(),
+        _secrets: None,
         _agents: Vec::new(),
     };
     for (i, m) in exec.mounts.iter().enumerate() {
@@ -128,13 +131,16 @@ pub(super) fn prepare(
                     out.env.push(format!("{var}={text}"));
                 }
                 if let Some(target) = target {
-                    let file = scratch.join(format!("secret-{i}"));
-                    std::fs::write(&file, &value)
-                        .and_then(|()| {
-                            std::fs::set_permissions(&file, std::fs::Permissions::from_mode(*mode))
-                        })
-                        .and_then(|()| std::os::unix::fs::chown(&file, Some(*uid), Some(*gid)))
-                        .map_err(|e| format!("secret {id}: {e}"))?;
+                    let staging = match &mut out._secrets {
+                        Some(s) => s,
+                        None => out._secrets.insert(
+                            secret::Staging::new(shared.store.root())
+                                .map_err(|e| format!("secret {id}: staging it: {e}"))?,
+                        ),
+                    };
+                    let file = staging
+                        .stage(&value, *mode, *uid, *gid)
+                        .map_err(|e| format!("secret {id}: staging it: {e}"))?;
                     out.mounts.push(Mount::Bind {
                         source: file,
                         target: target.clone(),

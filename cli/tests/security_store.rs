@@ -1,0 +1,590 @@
+//! Another host user cannot reach anything in the store: after builds that
+//! make a setuid-root file (`RUN chmod 4755`, also in a cache mount) and a
+//! device node (`ADD` of a tar holding `c 1 11`), uid 65534 can neither
+//! stat, open nor execute any of them, in a new store and in an old 0755
+//! one that opening repairs. Needs root (to build and to switch to uid
+//! 65534 with `setpriv`); elsewhere the test says why it is skipped.
+
+mod common;
+
+use common::{s, Env};
+use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// The uid and gid of the other host user.
+const NOBODY: &str = "65534";
+
+fn is_root() -> bool {
+    // SAFETY: no preconditions.
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// A tar with one character device, `kmsg` (1, 11), mode 0666.
+fn device_tar(path: &Path) {
+    let mut builder = tar::Builder::new(Vec::new());
+    let mut header = tar::Header::new_ustar();
+    header.set_entry_type(tar::EntryType::Char);
+    header.set_device_major(1).expect("major");
+    header.set_device_minor(11).expect("minor");
+    header.set_mode(0o666);
+    header.set_size(0);
+    builder
+        .append_data(&mut header, "kmsg", std::io::empty())
+        .expect("append");
+    std::fs::write(path, builder.into_inner().expect("tar")).expect("write");
+}
+
+/// Every setuid or setgid file and every device node under `root`, found
+/// as root.
+fn dangerous(root: &Path) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).expect("read_dir").flatten() {
+            let md = entry.metadata().expect("lstat");
+            let t = md.file_type();
+            if t.is_dir() {
+                stack.push(entry.path());
+            } else if t.is_char_device()
+                || t.is_block_device()
+                || (t.is_file() && md.mode() & 0o6000 != 0)
+            {
+                found.push(entry.path());
+            }
+        }
+    }
+    found.sort();
+    found
+}
+
+/// The paths of `paths` that uid 65534 can stat, open or execute (the
+/// setuid files are busybox as `true`).
+fn reachable_by_nobody(paths: &[PathBuf]) -> Vec<String> {
+    let script = r#"for p in "$@"; do
+        if stat "$p" >/dev/null 2>&1; then echo "stat $p"; fi
+        if (head -c0 < "$p") 2>/dev/null; then echo "open $p"; fi
+        if (: >> "$p") 2>/dev/null; then echo "open-for-writing $p"; fi
+        if "$p" 2>/dev/null; then echo "exec $p"; fi
+    done"#;
+    let out = Command::new("setpriv")
+        .args([
+            "--reuid",
+            NOBODY,
+            "--regid",
+            NOBODY,
+            "--clear-groups",
+            "sh",
+            "-c",
+            script,
+            "sh",
+        ])
+        .args(paths)
+        .output()
+        .expect("setpriv runs");
+    assert!(out.status.success(), "{out:?}");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+/// The mode bits of `p`, in octal.
+fn mode(p: &Path) -> String {
+    format!(
+        "{:o}",
+        std::fs::metadata(p).expect("stat").permissions().mode() & 0o7777
+    )
+}
+
+#[test]
+fn setuid_files_and_devices_in_the_store_are_out_of_other_users_reach() {
+    if !is_root() {
+        eprintln!("skipped: needs root (to build and to act as uid 65534)");
+        return;
+    }
+    let env = Env::new();
+    // Only the store may stand in the other user's way.
+    std::fs::set_permissions(env.dir.path(), std::fs::Permissions::from_mode(0o755))
+        .expect("chmod");
+    let ctx = env.context(
+        "ctx",
+        &[(
+            "Dockerfile",
+            "FROM busybox\n\
+             ADD dev.tar /dev-in-image/\n\
+             RUN mkdir /suid && cp /bin/busybox /suid/true && chmod 4755 /suid/true\n\
+             RUN --mount=type=cache,target=/c mkdir -p /c/sgid && cp -f /bin/busybox /c/sgid/true && \\\n\
+                 chmod 6755 /c/sgid/true\n",
+        )],
+    );
+    device_tar(&ctx.join("dev.tar"));
+    env.ok(&["build", "-t", "x:1", s(&ctx)], None);
+
+    let store = env.path("store");
+    assert_eq!(mode(&store), "700", "a new store is private");
+    assert_eq!(mode(&store.join("layers")), "700");
+    let found = dangerous(&store);
+    for what in ["suid/true", "sgid/true", "dev-in-image/kmsg"] {
+        assert!(
+            found.iter().any(|p| p.ends_with(what)),
+            "the build made no {what}: {found:?}"
+        );
+    }
+    let reached = reachable_by_nobody(&found);
+    assert!(reached.is_empty(), "uid 65534 reaches {reached:?}");
+
+    // An old kiln made every directory 0755: the same files are then
+    // reachable (this shows the check above can fail)...
+    let mut dirs = vec![store.clone()];
+    while let Some(dir) = dirs.pop() {
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+        for entry in std::fs::read_dir(&dir).expect("read_dir").flatten() {
+            if entry.file_type().is_ok_and(|t| t.is_dir()) {
+                dirs.push(entry.path());
+            }
+        }
+    }
+    let reached = reachable_by_nobody(&found);
+    assert!(
+        reached.iter().any(|l| l.starts_with("exec ")),
+        "the 0755 store hides its files: {reached:?}"
+    );
+
+    // ...until any kiln command opens the store: it repairs the modes,
+    // without an error, and builds still work.
+    let (images, _) = env.ok(&["images"], None);
+    assert!(images.contains("x"), "{images}");
+    for dir in ["", "layers", "cache-mounts", "blobs", "cache"] {
+        assert_eq!(mode(&store.join(dir)), "700", "{dir}/ was not repaired");
+    }
+    let reached = reachable_by_nobody(&found);
+    assert!(reached.is_empty(), "uid 65534 reaches {reached:?}");
+    env.ok(&["build", "--no-cache", "-t", "x:2", s(&ctx)], None);
+    let reached = reachable_by_nobody(&dangerous(&store));
+    assert!(reached.is_empty(), "uid 65534 reaches {reached:?}");
+}
+
+#[test]
+fn a_store_root_with_missing_parents_is_created_private() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let root = tmp.path().join("var/lib/kiln");
+    let out = Command::new(env!("CARGO_BIN_EXE_kiln"))
+        .args(["--root", s(&root), "images"])
+        .env_remove("KILN_ROOT")
+        .output()
+        .expect("kiln runs");
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(mode(&root), "700");
+    for dir in ["blobs", "blobs/sha256", "ingest", "layers"] {
+        assert_eq!(mode(&root.join(dir)), "700", "{dir}");
+    }
+}
+
+/// A build whose RUN step reads three copies of the secret `s` (default
+/// mode, `mode=0444`, `uid=1000`) and then waits, with kiln running, until
+/// the test writes to a FIFO in its cache mount.
+struct HeldBuild {
+    kiln: std::process::Child,
+    /// The step's output lines so far.
+    log: Vec<String>,
+    lines: std::io::Lines<std::io::BufReader<std::process::ChildStderr>>,
+    fifo: PathBuf,
+}
+
+const HELD_DOCKERFILE: &str = "FROM busybox\n\
+    RUN --mount=type=secret,id=s,target=/s/default \\\n\
+        --mount=type=secret,id=s,target=/s/open,mode=0444 \\\n\
+        --mount=type=secret,id=s,target=/s/other,uid=1000 \\\n\
+        --mount=type=cache,id=hold,target=/hold \\\n\
+        stat -c 'mode %a %u' /s/default /s/open /s/other && echo RE''ADY && cat /hold/go\n";
+
+impl HeldBuild {
+    /// Starts the build with `runtime`; returns once the step is waiting.
+    fn start(env: &Env, secret: &Path, runtime: &str) -> HeldBuild {
+        use sha2::Digest as _;
+        use std::io::BufRead;
+        // The cache directory exists already, with a FIFO in it.
+        let hold = env
+            .path("store/cache-mounts")
+            .join(format!("{:x}", sha2::Sha256::digest(b"hold")));
+        std::fs::create_dir_all(&hold).expect("mkdir");
+        let fifo = hold.join("go");
+        if !fifo.exists() {
+            let c = std::ffi::CString::new(s(&fifo)).expect("path");
+            // SAFETY: c is a NUL-terminated path.
+            assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0, "mkfifo");
+        }
+        let ctx = env.path("held");
+        if !ctx.exists() {
+            env.context("held", &[("Dockerfile", HELD_DOCKERFILE)]);
+        }
+        let mut kiln = Command::new(env!("CARGO_BIN_EXE_kiln"))
+            .args([
+                "build",
+                "--no-cache",
+                "--progress=plain",
+                "--runtime",
+                runtime,
+            ])
+            .arg("--secret")
+            .arg(format!("id=s,src={}", s(secret)))
+            .arg(&ctx)
+            .env("KILN_ROOT", env.path("store"))
+            .env("DOCKER_CONFIG", env.path("docker"))
+            .env("XDG_CONFIG_HOME", env.path("xdg"))
+            .env_remove("KILN_CONFIG")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("kiln runs");
+        let stderr = kiln.stderr.take().expect("stderr");
+        let mut held = HeldBuild {
+            kiln,
+            log: Vec::new(),
+            lines: std::io::BufReader::new(stderr).lines(),
+            fifo,
+        };
+        loop {
+            let Some(Ok(line)) = held.lines.next() else {
+                panic!("the build ended early:\n{}", held.log.join("\n"));
+            };
+            let ready = line.ends_with(" READY");
+            held.log.push(line);
+            if ready {
+                return held;
+            }
+        }
+    }
+
+    /// Lets the step finish, when it still runs; never blocks.
+    fn release(&self) {
+        use std::os::unix::fs::OpenOptionsExt;
+        if let Ok(mut f) = std::fs::OpenOptions::new()
+            .write(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open(&self.fifo)
+        {
+            use std::io::Write;
+            let _ = f.write_all(b"go\n");
+        }
+    }
+
+    /// Releases the step and waits for kiln; returns its whole log.
+    fn finish(mut self) -> String {
+        self.release();
+        while let Some(Ok(line)) = self.lines.next() {
+            self.log.push(line);
+        }
+        let status = self.kiln.wait().expect("wait");
+        let log = self.log.join("\n");
+        assert!(status.success(), "{log}");
+        log
+    }
+}
+
+impl Drop for HeldBuild {
+    /// Leaves nothing waiting should the test fail.
+    fn drop(&mut self) {
+        self.release();
+        let _ = self.kiln.kill();
+        let _ = self.kiln.wait();
+    }
+}
+
+/// Files under `root` holding `needle`, read as root.
+fn holding(root: &Path, needle: &[u8]) -> Vec<PathBuf> {
+    let mut hits = Vec::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let Ok(t) = entry.file_type() else { continue };
+            if t.is_dir() {
+                stack.push(entry.path());
+            } else if t.is_file()
+                && std::fs::read(entry.path())
+                    .is_ok_and(|d| d.windows(needle.len()).any(|w| w == needle))
+            {
+                hits.push(entry.path());
+            }
+        }
+    }
+    hits
+}
+
+/// Every path under `root` (as root sees them).
+fn all_paths(root: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+            if entry.file_type().is_ok_and(|t| t.is_dir()) {
+                stack.push(entry.path());
+            }
+            out.push(entry.path());
+        }
+    }
+    out
+}
+
+/// The files holding `needle` among `paths`, every process's open files
+/// and the root of every process (`/proc/<pid>/root/s/*`), as uid 65534
+/// reads them.
+fn read_by_nobody(paths: &[PathBuf], needle: &str) -> Vec<String> {
+    let script = r#"needle=$1; shift
+    for f in "$@" /proc/[0-9]*/fd/* /proc/[0-9]*/root/s/* /proc/[0-9]*/cwd/s/*; do
+        if [ -f "$f" ] && grep -qF -e "$needle" "$f" 2>/dev/null; then echo "$f"; fi
+    done"#;
+    let out = Command::new("setpriv")
+        .args(["--reuid", NOBODY, "--regid", NOBODY, "--clear-groups"])
+        .args(["sh", "-c", script, "sh", needle])
+        .args(paths)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("setpriv runs");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+/// A process killed when dropped (should the test fail before it ends).
+struct Racer(std::process::Child);
+
+impl Drop for Racer {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts uid 65534 reading every place a staged secret was ever put in
+/// the store, over and over, until `stop` exists; its output is what it
+/// read.
+fn racer(store: &Path, stop: &Path) -> Racer {
+    let script = r#"store=$1 stop=$2
+        while [ ! -e "$stop" ]; do
+            for f in "$store"/.tmp*/secret-* "$store"/secrets/*/secret-*; do
+                cat "$f" 2>/dev/null
+            done
+        done"#;
+    Command::new("setpriv")
+        .args(["--reuid", NOBODY, "--regid", NOBODY, "--clear-groups"])
+        .args(["sh", "-c", script, "sh"])
+        .args([store, stop])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .map(Racer)
+        .expect("setpriv runs")
+}
+
+/// The setup of the secret tests: a store (as in `Env`) other users could
+/// reach but for its own modes, the secret's source only root can read,
+/// and a world-readable control file holding the secret.
+fn secret_env(secret: &str) -> (Env, PathBuf, PathBuf) {
+    let env = Env::new();
+    std::fs::set_permissions(env.dir.path(), std::fs::Permissions::from_mode(0o755))
+        .expect("chmod");
+    let source = env.path("secret.txt");
+    std::fs::write(&source, secret).expect("write");
+    std::fs::set_permissions(&source, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+    let control = env.path("control.txt");
+    std::fs::write(&control, format!("control {secret}")).expect("write");
+    std::fs::set_permissions(&control, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+    (env, source, control)
+}
+
+fn has_runtime(name: &str) -> bool {
+    name == "builtin"
+        || std::env::var_os("PATH")
+            .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(name).is_file()))
+}
+
+#[test]
+fn other_users_cannot_read_secrets_while_the_step_runs() {
+    if !is_root() {
+        eprintln!("skipped: needs root (to build and to act as uid 65534)");
+        return;
+    }
+    let secret = format!("kiln-held-secret-{}", std::process::id());
+    let (env, source, control) = secret_env(&secret);
+    let store = env.path("store");
+    for runtime in ["builtin", "runc", "crun"] {
+        if !has_runtime(runtime) {
+            eprintln!("{runtime}: not installed, skipped");
+            continue;
+        }
+        let stop = env.path(&format!("stop-{runtime}"));
+        let mut racer = racer(&store, &stop);
+        let mut watcher = start_inotify_racer(&store, &stop, &secret);
+        let held = HeldBuild::start(&env, &source, runtime);
+        let log = held.log.join("\n");
+        for want in ["mode 400 0", "mode 444 0", "mode 400 1000"] {
+            assert!(log.contains(want), "{runtime}: no {want:?} in\n{log}");
+        }
+        // Every path of the store, the processes' files and roots, and
+        // the control file (which shows the reader works).
+        let mut paths = all_paths(&store);
+        paths.push(control.clone());
+        let read = read_by_nobody(&paths, &secret);
+        assert_eq!(
+            read,
+            vec![s(&control).to_string()],
+            "{runtime}: uid 65534 read the secret (only the control file may hold it)"
+        );
+        held.finish();
+        std::fs::write(&stop, "").expect("stop");
+        let mut raced = String::new();
+        if let Some(mut out) = racer.0.stdout.take() {
+            std::io::Read::read_to_string(&mut out, &mut raced).expect("racer");
+        }
+        assert!(
+            !raced.contains(&secret),
+            "{runtime}: the racer read {raced}"
+        );
+        let mut watched = String::new();
+        if let Some(mut out) = watcher.0.stdout.take() {
+            std::io::Read::read_to_string(&mut out, &mut watched).expect("watcher");
+        }
+        assert!(
+            !watched.contains("READ"),
+            "{runtime}: the inotify racer read {watched}"
+        );
+        let left = holding(&store, secret.as_bytes());
+        assert!(left.is_empty(), "{runtime}: secret left in {left:?}");
+    }
+}
+
+#[test]
+fn a_killed_build_leaves_no_secret_in_the_store() {
+    if !is_root() {
+        eprintln!("skipped: needs root");
+        return;
+    }
+    let secret = format!("kiln-killed-secret-{}", std::process::id());
+    let (env, source, control) = secret_env(&secret);
+    let store = env.path("store");
+    let mut held = HeldBuild::start(&env, &source, "builtin");
+    // While the step runs, its staged copy is in the store (root-only).
+    assert!(!holding(&store, secret.as_bytes()).is_empty());
+    held.kiln.kill().expect("SIGKILL");
+    held.kiln.wait().expect("wait");
+    // Whatever the killed kiln left behind is gone once a kiln opens the
+    // store again, before it does anything else.
+    env.ok(&["images"], None);
+    let left = holding(&store, secret.as_bytes());
+    held.release();
+    assert!(left.is_empty(), "secret left in {left:?}");
+    // The scan does find the secret where it is.
+    let mut found = holding(env.dir.path(), secret.as_bytes());
+    found.sort();
+    assert_eq!(found, vec![control, source]);
+}
+
+/// Starts uid 65534 watching the store with inotify (this test binary's
+/// `inotify_racer`) until `stop` exists: it reads every file created or
+/// changed in a directory it can watch, the moment the kernel reports it,
+/// and prints `READ <path>` for those that hold `needle`.
+fn start_inotify_racer(store: &Path, stop: &Path, needle: &str) -> Racer {
+    Command::new("setpriv")
+        .args(["--reuid", NOBODY, "--regid", NOBODY, "--clear-groups"])
+        .arg(std::env::current_exe().expect("test binary"))
+        .args(["--exact", "inotify_racer", "--ignored", "--nocapture"])
+        .env("KILN_RACE_STORE", store)
+        .env("KILN_RACE_STOP", stop)
+        .env("KILN_RACE_NEEDLE", needle)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .map(Racer)
+        .expect("setpriv runs")
+}
+
+/// Not a test: the body of [`start_inotify_racer`] (does nothing when run
+/// without its environment).
+#[test]
+#[ignore = "run by other_users_cannot_read_secrets_while_the_step_runs"]
+fn inotify_racer() {
+    use std::ffi::CString;
+    use std::os::unix::ffi::OsStrExt;
+    let (Some(store), Some(stop), Some(needle)) = (
+        std::env::var_os("KILN_RACE_STORE"),
+        std::env::var_os("KILN_RACE_STOP"),
+        std::env::var_os("KILN_RACE_NEEDLE"),
+    ) else {
+        return;
+    };
+    let (stop, needle) = (PathBuf::from(stop), needle.as_bytes().to_vec());
+    // SAFETY: plain syscall.
+    let fd = unsafe { libc::inotify_init1(libc::IN_CLOEXEC) };
+    assert!(fd >= 0, "inotify_init1");
+    let mask = libc::IN_CREATE | libc::IN_MODIFY | libc::IN_ATTRIB | libc::IN_CLOSE_WRITE;
+    let mut dirs: std::collections::HashMap<i32, PathBuf> = Default::default();
+    let watch = |dirs: &mut std::collections::HashMap<i32, PathBuf>, dir: &Path| {
+        let c = CString::new(dir.as_os_str().as_bytes()).expect("path");
+        // SAFETY: c is a NUL-terminated path.
+        let wd = unsafe { libc::inotify_add_watch(fd, c.as_ptr(), mask) };
+        if wd >= 0 {
+            dirs.insert(wd, dir.to_path_buf());
+        } else {
+            println!("cannot watch {}", dir.display());
+        }
+    };
+    let mut pending = vec![PathBuf::from(store)];
+    while let Some(dir) = pending.pop() {
+        watch(&mut dirs, &dir);
+        for e in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+            if e.file_type().is_ok_and(|t| t.is_dir()) {
+                pending.push(e.path());
+            }
+        }
+    }
+    if dirs.is_empty() {
+        return;
+    }
+    let mut buf = vec![0u8; 64 * 1024];
+    while !stop.exists() {
+        let mut poll = libc::pollfd {
+            fd,
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: one valid pollfd. The timeout only lets it see `stop`.
+        if unsafe { libc::poll(&mut poll, 1, 50) } <= 0 {
+            continue;
+        }
+        // SAFETY: buf is writable for its length.
+        let n = unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) };
+        let mut at = 0usize;
+        while n > 0 && at + 16 <= n as usize {
+            let word = |i: usize| {
+                let b = &buf[at + i..at + i + 4];
+                u32::from_ne_bytes([b[0], b[1], b[2], b[3]])
+            };
+            let (wd, event, len) = (word(0) as i32, word(4), word(12) as usize);
+            let name: Vec<u8> = buf[at + 16..at + 16 + len]
+                .iter()
+                .copied()
+                .take_while(|b| *b != 0)
+                .collect();
+            at += 16 + len;
+            let Some(dir) = dirs.get(&wd).cloned() else {
+                continue;
+            };
+            let path = dir.join(std::ffi::OsStr::from_bytes(&name));
+            if event & libc::IN_ISDIR != 0 {
+                watch(&mut dirs, &path);
+            } else if std::fs::read(&path)
+                .is_ok_and(|d| d.windows(needle.len()).any(|w| w == needle))
+            {
+                println!("READ {}", path.display());
+            }
+        }
+    }
+}
