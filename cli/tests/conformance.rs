@@ -40,13 +40,7 @@ use std::time::Duration;
 
 /// Cases that do not need RUN but do not pass yet. Remove a case from here
 /// as soon as it passes: the test fails if a listed case passes.
-///
-/// - `11-copy-symlinks-context`: in `../shared`, this case's context stores
-///   its symlinks (`link.txt`, `linkdir`, `dir/*-link`, `dir/dangling`) as
-///   plain files holding the link target, so the context kiln is given is
-///   not the one BuildKit built. kiln's COPY of real symlinks is covered by
-///   `executor/tests/fileop.rs`, which restores them.
-const KNOWN_FAILING: &[&str] = &["11-copy-symlinks-context"];
+const KNOWN_FAILING: &[&str] = &[];
 
 const SHARED: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared");
 

@@ -28,6 +28,10 @@ pub struct Spec {
     #[serde(default)]
     pub extra_flags: Vec<String>,
     pub http: Option<Http>,
+    /// Path relative to `context/` → link target: symlinks BuildKit saw,
+    /// which the shared copy cannot hold; [`Case::prepare`] makes them.
+    #[serde(default)]
+    pub symlinks: BTreeMap<String, String>,
     /// `"success"` or `"error"`.
     pub expect: String,
     /// Error cases: a substring of BuildKit's error.
@@ -118,9 +122,10 @@ impl Case {
     }
 
     /// Copies `context/`, `secrets/`, `www/` (and the HTTP root) into `to`,
-    /// keeping symlinks, and normalises the copy's modes: regular files
-    /// 0755 if owner-executable else 0644, directories (each copied root
-    /// included) 0755, symlinks untouched.
+    /// keeping symlinks, makes the case's `symlinks` in the copied
+    /// `context/`, and normalises the copy's modes: regular files 0755 if
+    /// owner-executable else 0644, directories (each copied root included)
+    /// 0755, symlinks untouched.
     pub fn prepare(&self, to: &Path) -> io::Result<()> {
         let mut roots = vec!["context".to_string(), "secrets".into(), "www".into()];
         if let Some(http) = &self.spec.http {
@@ -131,6 +136,12 @@ impl Case {
             let from = self.dir.join(&root);
             if from.is_dir() && !to.join(&root).exists() {
                 copy_tree(&from, &to.join(&root))?;
+            }
+        }
+        for (path, target) in &self.spec.symlinks {
+            let link = to.join("context").join(path);
+            if fs::symlink_metadata(&link).is_err() {
+                std::os::unix::fs::symlink(target, &link)?;
             }
         }
         Ok(())
