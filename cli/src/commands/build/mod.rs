@@ -306,12 +306,9 @@ pub fn build(global: &GlobalArgs, args: &BuildArgs) -> Result<()> {
             ..options.clone()
         };
         let mut lowered = kiln_solver::lower(&dockerfile, &options, &resolver, &context_dir)
-            .map_err(|e| match e.line() {
-                Some(line) => anyhow::anyhow!(
-                    "{dockerfile_name}:{line}: {}",
-                    strip_line(&e.to_string(), line)
-                ),
-                None => anyhow::anyhow!("{dockerfile_name}: {e}"),
+            .map_err(|e| match e.position() {
+                Some(at) => anyhow::anyhow!("{dockerfile_name}:{at}: {}", e.message()),
+                None => anyhow::anyhow!("{e}"),
             })?;
         if multi {
             lowered.graph.prefix_names(&p.short_string());
@@ -434,7 +431,8 @@ pub fn build(global: &GlobalArgs, args: &BuildArgs) -> Result<()> {
             ))
             .map_err(|e| match e.line() {
                 Some(line) => anyhow::anyhow!(
-                    "{dockerfile_name}:{line}: {}",
+                    "{dockerfile_name}:{}: {}",
+                    instruction_at(&dockerfile, line),
                     strip_line(&e.to_string(), line)
                 ),
                 None => anyhow::anyhow!("{e}"),
@@ -510,4 +508,21 @@ pub fn build(global: &GlobalArgs, args: &BuildArgs) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// The position of the instruction that starts on `line` (a step's
+/// errors know only its line), else the line's first column.
+fn instruction_at(dockerfile: &kiln_parser::Dockerfile, line: usize) -> kiln_parser::Position {
+    dockerfile
+        .global_args
+        .iter()
+        .chain(
+            dockerfile
+                .stages
+                .iter()
+                .flat_map(|s| std::iter::once(&s.from).chain(&s.commands)),
+        )
+        .map(|c| c.span.start)
+        .find(|p| p.line == line)
+        .unwrap_or(kiln_parser::Position::new(line, 1))
 }
