@@ -175,6 +175,17 @@ pub(crate) async fn fetch(
             format!("{url}: {}", describe(&e))
         }
     })?;
+    let location = response
+        .headers()
+        .get(reqwest::header::LOCATION)
+        .map(|l| String::from_utf8_lossy(l.as_bytes()).into_owned());
+    if let Some(location) = location.filter(|_| response.status().is_redirection()) {
+        // reqwest hands back the redirects it will not follow.
+        return Err(format!(
+            "{url}: {}: redirected to {location}: only http and https URLs are followed",
+            response.status()
+        ));
+    }
     if !response.status().is_success() {
         return Err(format!("{url}: {}", response.status()));
     }

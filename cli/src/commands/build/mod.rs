@@ -34,7 +34,7 @@ pub struct BuildArgs {
     tags: Vec<String>,
     /// A build-time variable (repeatable): KEY=VALUE, or KEY to take it
     /// from the environment.
-    #[arg(long = "build-arg", value_name = "KEY=VALUE")]
+    #[arg(long = "build-arg", value_name = "KEY=VALUE", value_parser = flags::build_arg)]
     build_args: Vec<String>,
     /// The stage to build.
     #[arg(long)]
@@ -48,7 +48,7 @@ pub struct BuildArgs {
     /// compression=gzip|zstd|uncompressed, compression-level=N,
     /// force-compression=true, oci-mediatypes=false,
     /// rewrite-timestamp=true; or a directory.
-    #[arg(short = 'o', long = "output")]
+    #[arg(short = 'o', long = "output", value_parser = flags::output)]
     outputs: Vec<String>,
     /// An extra named context (repeatable): NAME=DIR,
     /// NAME=docker-image://REF or NAME=oci-layout://PATH[:TAG].
@@ -62,7 +62,7 @@ pub struct BuildArgs {
     no_cache_filter: Vec<String>,
     /// Steps run at once (default: the config file's `jobs`, else the
     /// number of CPUs).
-    #[arg(long)]
+    #[arg(long, value_parser = flags::positive)]
     jobs: Option<usize>,
     /// Print the build graph without running it.
     #[arg(long, value_enum)]
@@ -82,7 +82,7 @@ pub struct BuildArgs {
     #[arg(long)]
     push: bool,
     /// Set an image label (repeatable): KEY=VALUE.
-    #[arg(long = "label", value_name = "KEY=VALUE")]
+    #[arg(long = "label", value_name = "KEY=VALUE", value_parser = flags::key_value)]
     labels: Vec<String>,
     /// Add a manifest annotation (repeatable): KEY=VALUE or
     /// manifest:KEY=VALUE.
@@ -105,7 +105,7 @@ pub struct BuildArgs {
     /// What runs RUN steps: `builtin` (kiln's own sandbox), `runc`, `crun`
     /// or the path of another OCI runtime (default: the config file's
     /// `runtime`, else builtin).
-    #[arg(long, env = "KILN_RUNTIME")]
+    #[arg(long, env = "KILN_RUNTIME", value_parser = flags::not_empty)]
     runtime: Option<String>,
     /// Run BuildKit's build checks and print what they find, with source
     /// excerpts, instead of building (`docker build --check`, the same as
@@ -168,33 +168,31 @@ pub fn build(global: &GlobalArgs, args: &BuildArgs) -> Result<()> {
     let _ = stdin_used;
 
     // The Dockerfile.
-    let (dockerfile_name, dockerfile_path, source) = match &args.file {
+    let (dockerfile_name, dockerfile_path, bytes) = match &args.file {
         Some(p) if p.as_os_str() == "-" => {
             if args.context == "-" {
                 bail!("-f - and a context on stdin cannot be used together");
             }
-            let mut text = String::new();
+            let mut bytes = Vec::new();
             std::io::stdin()
-                .read_to_string(&mut text)
+                .read_to_end(&mut bytes)
                 .context("reading the Dockerfile from stdin")?;
-            ("Dockerfile".to_string(), None, text)
+            ("Dockerfile".to_string(), None, bytes)
         }
         Some(p) => {
-            let text = std::fs::read(p).with_context(|| format!("reading {}", p.display()))?;
-            let text = String::from_utf8(text)
-                .map_err(|_| anyhow::anyhow!("{}: not valid UTF-8", p.display()))?;
-            (p.display().to_string(), Some(p.clone()), text)
+            let bytes = std::fs::read(p).with_context(|| format!("-f {}", p.display()))?;
+            (p.display().to_string(), Some(p.clone()), bytes)
         }
         None => {
             let p = context_dir.join("Dockerfile");
-            let text = std::fs::read(&p).with_context(|| format!("reading {}", p.display()))?;
-            let text = String::from_utf8(text)
-                .map_err(|_| anyhow::anyhow!("{}: not valid UTF-8", p.display()))?;
-            ("Dockerfile".to_string(), Some(p), text)
+            let bytes = std::fs::read(&p).with_context(|| format!("reading {}", p.display()))?;
+            ("Dockerfile".to_string(), Some(p), bytes)
         }
     };
+    let source =
+        kiln_parser::decode(bytes).map_err(|e| anyhow::anyhow!("{dockerfile_name}:{e}"))?;
     if source.is_empty() {
-        bail!("{dockerfile_name}: the Dockerfile cannot be empty");
+        bail!("{dockerfile_name}:1:1: the Dockerfile cannot be empty");
     }
     let dockerfile = match kiln_parser::parse(&source) {
         Ok(d) => d,
@@ -237,6 +235,7 @@ pub fn build(global: &GlobalArgs, args: &BuildArgs) -> Result<()> {
         labels.insert(k.to_string(), v.to_string());
     }
     let annotations = super::outputs::parse_annotations(&args.annotations)?;
+    let secrets = parse_secrets(&args.secret)?;
     let platforms = parse_platforms(args.platform.as_deref())?;
     let multi = platforms.len() > 1;
     let platform = platforms[0].clone();
@@ -405,7 +404,7 @@ pub fn build(global: &GlobalArgs, args: &BuildArgs) -> Result<()> {
             .unwrap_or_else(|| SolveOptions::default().jobs),
         no_cache: args.no_cache,
         no_cache_stages: args.no_cache_filter.clone(),
-        secrets: parse_secrets(&args.secret)?,
+        secrets,
         ssh: parse_ssh(&args.ssh)?,
         allow: args
             .allow
