@@ -464,3 +464,14 @@ fn add_checksums_are_verified() {
         "{line}"
     );
 }
+
+#[test]
+fn a_cause_is_printed_once() {
+    // The store's I/O error prints its cause, which the chain held again.
+    let sandbox = Sandbox::new(b"FROM scratch\n");
+    let out = sandbox.kiln(&["load", "-i", "/nonexistent"], &[]);
+    assert!(!out.status.success());
+    let line = error_line(&String::from_utf8_lossy(&out.stderr));
+    assert!(line.starts_with("kiln: "), "{line}");
+    assert_eq!(line.matches("os error 2").count(), 1, "{line}");
+}
