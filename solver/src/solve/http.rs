@@ -128,7 +128,8 @@ pub(crate) fn check_checksum(checksum: &str) -> Result<Digest, String> {
 /// the sha256 of the content.
 ///
 /// # Errors
-/// A one-line message naming the URL: the deadline that passed, the HTTP
+/// A one-line message (the step's name holds the URL): the deadline that
+/// passed, the HTTP
 /// status, a body shorter or longer than its `Content-Length`, a redirect
 /// to another scheme, a checksum mismatch, or a write error.
 pub(crate) async fn fetch(
@@ -155,7 +156,7 @@ pub(crate) async fn fetch(
             }
         }))
         .build()
-        .map_err(|e| format!("{url}: {}", describe(&e)))?;
+        .map_err(|e| format!("{}", describe(&e)))?;
     let secs = |d: Duration| d.as_secs_f64();
     let mut response = tokio::time::timeout(
         deadlines.connect + deadlines.idle,
@@ -164,15 +165,15 @@ pub(crate) async fn fetch(
     .await
     .map_err(|_| {
         format!(
-            "{url}: no response within {}s",
+            "no response within {}s",
             secs(deadlines.connect + deadlines.idle)
         )
     })?
     .map_err(|e| {
         if e.is_connect() && e.is_timeout() {
-            format!("{url}: no connection within {}s", secs(deadlines.connect))
+            format!("no connection within {}s", secs(deadlines.connect))
         } else {
-            format!("{url}: {}", describe(&e))
+            format!("{}", describe(&e))
         }
     })?;
     let location = response
@@ -182,12 +183,12 @@ pub(crate) async fn fetch(
     if let Some(location) = location.filter(|_| response.status().is_redirection()) {
         // reqwest hands back the redirects it will not follow.
         return Err(format!(
-            "{url}: {}: redirected to {location}: only http and https URLs are followed",
+            "{}: redirected to {location}: only http and https URLs are followed",
             response.status()
         ));
     }
     if !response.status().is_success() {
-        return Err(format!("{url}: {}", response.status()));
+        return Err(format!("{}", response.status()));
     }
     let length = response.content_length();
     let mut sha256 = sha2::Sha256::new();
@@ -202,18 +203,18 @@ pub(crate) async fn fetch(
     loop {
         let deadline = (last_byte + deadlines.idle).min(window_start + deadlines.window);
         let chunk = match tokio::time::timeout_at(deadline, response.chunk()).await {
-            Ok(chunk) => chunk.map_err(|e| format!("{url}: {}", describe(&e)))?,
+            Ok(chunk) => chunk.map_err(|e| format!("{}", describe(&e)))?,
             Err(_) => {
                 let now = Instant::now();
                 if now >= last_byte + deadlines.idle {
                     return Err(format!(
-                        "{url}: no data for {}s (after {received} bytes)",
+                        "no data for {}s (after {received} bytes)",
                         secs(deadlines.idle)
                     ));
                 }
                 if window_bytes < deadlines.min_bytes {
                     return Err(format!(
-                        "{url}: too slow: {window_bytes} bytes in {}s, at least {} needed \
+                        "too slow: {window_bytes} bytes in {}s, at least {} needed \
                          (after {received} bytes)",
                         secs(deadlines.window),
                         deadlines.min_bytes
@@ -230,7 +231,7 @@ pub(crate) async fn fetch(
         if now >= window_start + deadlines.window {
             if window_bytes < deadlines.min_bytes {
                 return Err(format!(
-                    "{url}: too slow: {window_bytes} bytes in {}s, at least {} needed \
+                    "too slow: {window_bytes} bytes in {}s, at least {} needed \
                      (after {received} bytes)",
                     secs(deadlines.window),
                     deadlines.min_bytes
@@ -244,7 +245,7 @@ pub(crate) async fn fetch(
         window_bytes += n;
         if let Some(length) = length.filter(|l| received > *l) {
             return Err(format!(
-                "{url}: the server sent more than its Content-Length of {length} bytes"
+                "the server sent more than its Content-Length of {length} bytes"
             ));
         }
         sha256.update(&chunk);
@@ -252,15 +253,15 @@ pub(crate) async fn fetch(
             h.update(&chunk);
         }
         out.write_all(&chunk)
-            .map_err(|e| format!("{url}: writing the download: {e}"))?;
+            .map_err(|e| format!("writing the download: {e}"))?;
     }
     if let Some(length) = length.filter(|l| received < *l) {
         return Err(format!(
-            "{url}: the connection closed after {received} of {length} bytes"
+            "the connection closed after {received} of {length} bytes"
         ));
     }
     out.flush()
-        .map_err(|e| format!("{url}: writing the download: {e}"))?;
+        .map_err(|e| format!("writing the download: {e}"))?;
     let content = Digest::from_sha256(&sha256.finalize());
     if let Some(expected) = expected {
         let got = match sha512 {
@@ -271,9 +272,7 @@ pub(crate) async fn fetch(
             None => content.to_string(),
         };
         if got != expected.as_str() {
-            return Err(format!(
-                "digest mismatch for {url}: expected {expected}, got {got}"
-            ));
+            return Err(format!("digest mismatch: expected {expected}, got {got}"));
         }
     }
     Ok(content)
