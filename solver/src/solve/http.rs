@@ -156,7 +156,7 @@ pub(crate) async fn fetch(
             }
         }))
         .build()
-        .map_err(|e| format!("{}", describe(&e)))?;
+        .map_err(|e| describe(&e))?;
     let secs = |d: Duration| d.as_secs_f64();
     let mut response = tokio::time::timeout(
         deadlines.connect + deadlines.idle,
@@ -173,7 +173,7 @@ pub(crate) async fn fetch(
         if e.is_connect() && e.is_timeout() {
             format!("no connection within {}s", secs(deadlines.connect))
         } else {
-            format!("{}", describe(&e))
+            describe(&e)
         }
     })?;
     let location = response
@@ -203,7 +203,7 @@ pub(crate) async fn fetch(
     loop {
         let deadline = (last_byte + deadlines.idle).min(window_start + deadlines.window);
         let chunk = match tokio::time::timeout_at(deadline, response.chunk()).await {
-            Ok(chunk) => chunk.map_err(|e| format!("{}", describe(&e)))?,
+            Ok(chunk) => chunk.map_err(|e| describe(&e))?,
             Err(_) => {
                 let now = Instant::now();
                 if now >= last_byte + deadlines.idle {
