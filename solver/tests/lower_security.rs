@@ -85,6 +85,38 @@ fn chains_only_known_after_expansion_lower_too() {
 }
 
 #[test]
+fn a_stage_that_waits_for_many_goes_on_where_it_paused() {
+    // One stage naming 2,000 others through a variable: it pauses at each
+    // COPY for the stage it names and resumes there (lowering it again
+    // from the top each time took minutes), ending where the same
+    // Dockerfile with the names written out ends.
+    let text = |reference: &dyn Fn(usize) -> String| {
+        let mut text = String::from("FROM scratch AS s0\nCOPY <<EOF /f\nx\nEOF\n");
+        for i in 1..2000 {
+            text.push_str(&format!("FROM scratch AS s{i}\n"));
+        }
+        text.push_str("FROM scratch\nARG P=s\nENV E=1\n");
+        for i in 0..2000 {
+            text.push_str(&format!(
+                "COPY --from={} / /d{i}\nENV E=$E{i}\n",
+                reference(i)
+            ));
+        }
+        text
+    };
+    let waited = lower_text(&text(&|i| format!("${{P}}{i}"))).expect("lowers");
+    let written = lower_text(&text(&|i| format!("s{i}"))).expect("lowers");
+    assert_eq!(
+        waited.graph.vertex(waited.root).digest,
+        written.graph.vertex(written.root).digest
+    );
+    assert_eq!(
+        serde_json::to_value(&waited.config).expect("json"),
+        serde_json::to_value(&written.config).expect("json")
+    );
+}
+
+#[test]
 fn cycles_are_still_found_with_their_position() {
     let e = error("FROM scratch AS a\nCOPY --from=b /x /x\nFROM a AS b\n");
     assert_eq!(

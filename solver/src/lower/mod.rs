@@ -331,6 +331,15 @@ impl StageState {
     }
 }
 
+/// A stage waiting for a stage it needs: its state and where to go on.
+pub(crate) struct Paused {
+    state: StageState,
+    triggers: Vec<Command>,
+    /// The instruction to dispatch again (triggers first, then the
+    /// stage's own).
+    next: usize,
+}
+
 pub(crate) struct Lowerer<'a> {
     pub(crate) dockerfile: &'a Dockerfile,
     pub(crate) options: &'a BuildOptions,
@@ -344,6 +353,8 @@ pub(crate) struct Lowerer<'a> {
     /// Images already resolved, by reference and platform: a stage lowered
     /// again after a stage it needed resolves nothing twice.
     images: BTreeMap<(String, String), ResolvedImage>,
+    /// Stages paused at an instruction that needs another stage.
+    paused: Vec<Option<Paused>>,
     pub(crate) context: Option<VertexId>,
     pub(crate) contexts: BTreeMap<String, PathBuf>,
     pub(crate) context_dir: PathBuf,
@@ -371,6 +382,9 @@ pub fn lower(
         done: vec![None; dockerfile.stages.len()],
         in_progress: vec![false; dockerfile.stages.len()],
         images: BTreeMap::new(),
+        paused: std::iter::repeat_with(|| None)
+            .take(dockerfile.stages.len())
+            .collect(),
         context: None,
         contexts: BTreeMap::new(),
         context_dir: context_dir.to_path_buf(),
@@ -619,7 +633,45 @@ impl Lowerer<'_> {
         }
     }
 
+    /// Lowers stage `index`, or goes on where it paused for a stage it
+    /// needed (so a stage that needs many is not lowered again for each).
     fn lower_stage(&mut self, index: usize) -> Step<StageOut> {
+        let (mut state, triggers, start) = match self.paused[index].take() {
+            Some(p) => (p.state, p.triggers, p.next),
+            None => {
+                let (state, triggers) = self.begin_stage(index)?;
+                (state, triggers, 0)
+            }
+        };
+        let commands = &self.dockerfile.stages[index].commands;
+        for i in start..triggers.len() + commands.len() {
+            let cmd = match i.checked_sub(triggers.len()) {
+                Some(c) => &commands[c],
+                None => &triggers[i],
+            };
+            let step = state.step;
+            if let Err(e) = self.dispatch(&mut state, cmd) {
+                if let Flow::Need(..) = e {
+                    // Only the step count changes before a need is met.
+                    state.step = step;
+                    self.paused[index] = Some(Paused {
+                        state,
+                        triggers,
+                        next: i,
+                    });
+                }
+                return Err(e);
+            }
+        }
+        Ok(StageOut {
+            vertex: state.vertex,
+            config: state.config,
+        })
+    }
+
+    /// A stage's FROM: its state before its first instruction, and the
+    /// ONBUILD triggers of its base (moved to the FROM's position).
+    fn begin_stage(&mut self, index: usize) -> Step<(StageState, Vec<Command>)> {
         let dockerfile = self.dockerfile;
         let stage = &dockerfile.stages[index];
         let from_cmd = stage.from.expand(&self.lexer, &self.global)?;
@@ -670,7 +722,7 @@ impl Lowerer<'_> {
             }
         }
         let triggers = config.config.on_build.take().unwrap_or_default();
-        let mut state = StageState {
+        let state = StageState {
             index,
             name: stage
                 .name()
@@ -683,6 +735,7 @@ impl Lowerer<'_> {
             platform,
             step: 0,
         };
+        let mut commands = Vec::new();
         for trigger in triggers {
             let parsed =
                 kiln_parser::parse(&format!("FROM scratch\n{trigger}\n")).map_err(|e| {
@@ -692,20 +745,11 @@ impl Lowerer<'_> {
                     }
                 })?;
             for stage in &parsed.stages {
-                for cmd in &stage.commands {
-                    // Triggers report the FROM line.
-                    let cmd = moved_to(cmd, at);
-                    self.dispatch(&mut state, &cmd)?;
-                }
+                // Triggers report the FROM's position.
+                commands.extend(stage.commands.iter().map(|cmd| moved_to(cmd, at)));
             }
         }
-        for cmd in &stage.commands {
-            self.dispatch(&mut state, cmd)?;
-        }
-        Ok(StageOut {
-            vertex: state.vertex,
-            config: state.config,
-        })
+        Ok((state, commands))
     }
 }
 
