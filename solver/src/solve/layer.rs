@@ -237,7 +237,10 @@ pub(crate) fn download(
     let downloads = store.root().join("http");
     std::fs::create_dir_all(&downloads)
         .map_err(|e| format!("creating {}: {e}", downloads.display()))?;
-    let tmp = tempfile::tempdir_in(&downloads)
+    // `.tmp-<pid>-`: `kiln prune` knows a running build's temporaries.
+    let tmp = tempfile::Builder::new()
+        .prefix(&format!(".tmp-{}-", std::process::id()))
+        .tempdir_in(&downloads)
         .map_err(|e| format!("creating a directory in {}: {e}", downloads.display()))?;
     let file_path = tmp.path().join(&http.filename);
     let mut file = std::fs::OpenOptions::new()
