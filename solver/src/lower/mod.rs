@@ -170,7 +170,7 @@ pub enum LowerError {
         stage: String,
     },
     /// `--target` names no stage.
-    #[error("--target {0:?}: no stage has that name")]
+    #[error("--target: target stage {0:?} could not be found")]
     NoTarget(String),
     /// An image could not be resolved.
     #[error("{at}: {reference}: {message}")]
@@ -350,9 +350,6 @@ pub(crate) struct Lowerer<'a> {
     pub(crate) global_declared: BTreeMap<String, Option<String>>,
     done: Vec<Option<StageOut>>,
     in_progress: Vec<bool>,
-    /// Images already resolved, by reference and platform: a stage lowered
-    /// again after a stage it needed resolves nothing twice.
-    images: BTreeMap<(String, String), ResolvedImage>,
     /// Stages paused at an instruction that needs another stage.
     paused: Vec<Option<Paused>>,
     pub(crate) context: Option<VertexId>,
@@ -381,7 +378,6 @@ pub fn lower(
         global_declared: BTreeMap::new(),
         done: vec![None; dockerfile.stages.len()],
         in_progress: vec![false; dockerfile.stages.len()],
-        images: BTreeMap::new(),
         paused: std::iter::repeat_with(|| None)
             .take(dockerfile.stages.len())
             .collect(),
@@ -497,9 +493,9 @@ impl Lowerer<'_> {
     /// Lowers stage `target` and, first, every stage it needs, with an
     /// explicit work stack: a chain of thousands of stages needs no deeper
     /// native stack than one stage. `deps` are the stage references as
-    /// written (lowered before a stage is tried); references only known
-    /// after expansion make the stage wait for the one it names and be
-    /// tried again.
+    /// written (lowered before a stage is tried); at a reference only known
+    /// after expansion, the stage pauses until the one it names is
+    /// lowered.
     fn lower_target(&mut self, target: usize, deps: &[Vec<(usize, Position)>]) -> Result<StageOut> {
         // (stage, whether its written references were pushed already)
         let mut work = vec![(target, false)];
@@ -590,17 +586,13 @@ impl Lowerer<'_> {
         platform: &Platform,
         at: Position,
     ) -> Result<(VertexId, ImageConfig)> {
-        let key = (reference.to_string(), platform.to_string());
-        let lookup = match self.images.get(&key) {
-            Some(resolved) => Ok(resolved.clone()),
-            None => self.lookup_image(reference, platform),
-        };
-        let resolved = lookup.map_err(|message| LowerError::Image {
-            at,
-            reference: reference.to_string(),
-            message,
-        })?;
-        self.images.insert(key, resolved.clone());
+        let resolved =
+            self.lookup_image(reference, platform)
+                .map_err(|message| LowerError::Image {
+                    at,
+                    reference: reference.to_string(),
+                    message,
+                })?;
         let vertex = self.graph.add(
             Op::Image(ImageSource {
                 reference: resolved.reference.clone(),
