@@ -104,6 +104,16 @@ fn bad_flag_values_are_refused_naming_the_flag() {
         line,
         "kiln: invalid --output \"type=oci,dest=\": dest= is empty"
     );
+    // An empty KILN_RUNTIME stays "not set".
+    let out = sandbox.kiln(
+        &["build", "--print", "json", s(&sandbox.path("ctx"))],
+        &[("KILN_RUNTIME", "")],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let line = sandbox.build_fails(&["--secret", "id=nosuchsecret"], &[]);
     assert!(
         line.contains("no variable nosuchsecret and no file nosuchsecret"),

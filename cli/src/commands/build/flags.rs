@@ -74,10 +74,15 @@ pub(super) fn run_runtime(
     flag: Option<&str>,
     config: &crate::config::Config,
 ) -> Result<Arc<dyn kiln_executor::Runtime>> {
-    let (name, origin) = match (flag, &config.checked.runtime) {
-        (Some(f), _) => (f, "--runtime".to_string()),
-        (None, Some(c)) => (c.as_str(), format!("{} =", config.origin("runtime"))),
-        (None, None) => ("builtin", String::new()),
+    // An empty KILN_RUNTIME is unset; an empty --runtime clap refuses.
+    let env = std::env::var("KILN_RUNTIME")
+        .ok()
+        .filter(|v| !v.trim().is_empty());
+    let (name, origin) = match (flag, env.as_deref(), &config.checked.runtime) {
+        (Some(f), _, _) => (f, "--runtime".to_string()),
+        (None, Some(e), _) => (e, "KILN_RUNTIME".to_string()),
+        (None, None, Some(c)) => (c.as_str(), format!("{} =", config.origin("runtime"))),
+        (None, None, None) => ("builtin", String::new()),
     };
     Ok(match name {
         "builtin" | "" => Arc::new(kiln_executor::BuiltinRuntime),

@@ -104,8 +104,9 @@ pub struct BuildArgs {
     allow: Vec<String>,
     /// What runs RUN steps: `builtin` (kiln's own sandbox), `runc`, `crun`
     /// or the path of another OCI runtime (default: the config file's
-    /// `runtime`, else builtin).
-    #[arg(long, env = "KILN_RUNTIME", value_parser = flags::not_empty)]
+    /// `runtime`, else builtin). `KILN_RUNTIME` stands for it when it is
+    /// not given.
+    #[arg(long, value_parser = flags::not_empty)]
     runtime: Option<String>,
     /// Run BuildKit's build checks and print what they find, with source
     /// excerpts, instead of building (`docker build --check`, the same as
