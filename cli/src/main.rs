@@ -74,7 +74,7 @@ fn main() -> ExitCode {
     ) {
         let root = cli.global.root.clone().or_else(kiln_oci::default_root);
         if let Err(err) = rootless::enter(root) {
-            eprintln!("kiln: {err:#}");
+            progress::eprint_line(&format!("kiln: {}", error_text(&err)));
             return ExitCode::FAILURE;
         }
     }
@@ -93,7 +93,7 @@ fn main() -> ExitCode {
                 return ExitCode::SUCCESS;
             }
             // Not eprintln!: a closed stderr must not turn an error into a panic.
-            progress::eprint_line(&format!("kiln: {err:#}"));
+            progress::eprint_line(&format!("kiln: {}", error_text(&err)));
             ExitCode::FAILURE
         }
     }
@@ -128,4 +128,61 @@ fn is_broken_pipe(err: &anyhow::Error) -> bool {
                 .downcast_ref::<serde_json::Error>()
                 .is_some_and(|e| e.io_error_kind() == Some(std::io::ErrorKind::BrokenPipe))
     })
+}
+
+/// An error and its causes on one line, `outer: cause: cause`, leaving
+/// out a cause the text already holds: many error types print their
+/// source themselves, and a chain would say it twice
+/// (`reading x: No such file (os error 2): No such file (os error 2)`).
+fn error_text(err: &anyhow::Error) -> String {
+    let mut text = String::new();
+    for cause in err.chain() {
+        let part = cause.to_string();
+        if part.is_empty() || text.contains(&part) {
+            continue;
+        }
+        if !text.is_empty() {
+            text.push_str(": ");
+        }
+        text.push_str(&part);
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An error that prints its source itself, as many do.
+    #[derive(Debug)]
+    struct Prints {
+        path: String,
+        source: std::io::Error,
+    }
+
+    impl std::fmt::Display for Prints {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            write!(f, "reading {}: {}", self.path, self.source)
+        }
+    }
+
+    impl std::error::Error for Prints {
+        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+            Some(&self.source)
+        }
+    }
+
+    #[test]
+    fn a_cause_is_said_once() {
+        let io = std::io::Error::from(std::io::ErrorKind::NotFound);
+        let said = io.to_string();
+        let err = anyhow::Error::new(Prints {
+            path: "x".into(),
+            source: io,
+        })
+        .context("loading y");
+        assert_eq!(error_text(&err), format!("loading y: reading x: {said}"));
+        let plain = anyhow::anyhow!("inner").context("outer");
+        assert_eq!(error_text(&plain), "outer: inner");
+    }
 }

@@ -264,7 +264,11 @@ impl FromStr for ExportTarget {
             }
             options.oci_mediatypes = true;
         }
-        let need_dest = |d: Option<PathBuf>| d.ok_or_else(|| bad("dest= is required"));
+        let need_dest = |d: Option<PathBuf>| match d {
+            Some(d) if d.as_os_str().is_empty() => Err(bad("dest= is empty")),
+            Some(d) => Ok(d),
+            None => Err(bad("dest= is required")),
+        };
         match kind.as_deref() {
             Some("image") => Ok(ExportTarget::Image {
                 names,

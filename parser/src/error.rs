@@ -88,4 +88,10 @@ pub enum ErrorKind {
     /// Anything else wrong with an instruction's arguments.
     #[error("{0}")]
     Invalid(String),
+    /// The file is UTF-16, and why kiln thinks so.
+    #[error("the file looks like UTF-16 ({0}): save it as UTF-8")]
+    Utf16(String),
+    /// A byte (at this offset) that is not UTF-8.
+    #[error("invalid UTF-8 (byte {0}): Dockerfiles must be UTF-8")]
+    NotUtf8(usize),
 }

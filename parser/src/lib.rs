@@ -48,6 +48,7 @@ mod heredoc;
 pub mod instruction;
 pub mod raw;
 pub mod shell;
+mod source;
 mod span;
 mod syntax;
 
@@ -57,4 +58,5 @@ pub use error::{ErrorKind, ParseError};
 pub use gostr::go_quote;
 pub use heredoc::{chomp, Heredoc};
 pub use instruction::{Command, Instruction};
+pub use source::decode;
 pub use span::{Position, Span};

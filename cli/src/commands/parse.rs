@@ -61,12 +61,7 @@ fn read_source(file: &PathBuf) -> Result<(String, String)> {
         bytes = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
         file.display().to_string()
     };
-    let source = String::from_utf8(bytes).map_err(|e| {
-        anyhow::anyhow!(
-            "{name}: not valid UTF-8 (byte {})",
-            e.utf8_error().valid_up_to()
-        )
-    })?;
+    let source = kiln_parser::decode(bytes).map_err(|e| anyhow::anyhow!("{name}:{e}"))?;
     Ok((name, source))
 }
 

@@ -2,7 +2,7 @@
 //! files; destination rules; `--chown`, `--chmod`, `--exclude`, `--parents`.
 
 use super::instructions::{clean_path, owner_spec};
-use super::{LowerError, Lowerer, Result, StageState};
+use super::{flag_at, LowerError, Lowerer, StageState, Step};
 use crate::graph::VertexId;
 use crate::graph::VertexMeta;
 use crate::op::{Chmod, CopyAction, FileAction, FileOp, HttpSource, Op};
@@ -16,10 +16,10 @@ impl Lowerer<'_> {
         cmd: &Command,
         c: &FileCopy,
         is_add: bool,
-    ) -> Result<()> {
-        let line = cmd.span.start.line;
+    ) -> Step<()> {
+        let at = cmd.span.start;
         let keyword = if is_add { "ADD" } else { "COPY" };
-        let source_vertex = self.copy_source(st, c, line)?;
+        let source_vertex = self.copy_source(st, c, flag_at(cmd, "from"))?;
         let dest_raw = &c.dest;
         let joined = if dest_raw.starts_with('/') {
             dest_raw.clone()
@@ -34,10 +34,19 @@ impl Lowerer<'_> {
         let owner = c.chown.as_deref().filter(|s| !s.is_empty()).map(owner_spec);
         let chmod = match c.chmod.as_deref().filter(|s| !s.is_empty()) {
             None => None,
-            Some(m) => {
-                Some(parse_chmod(m).map_err(|message| LowerError::Invalid { line, message })?)
-            }
+            Some(m) => Some(parse_chmod(m).map_err(|message| LowerError::Invalid {
+                at: flag_at(cmd, "chmod"),
+                message,
+            })?),
         };
+        if let Some(checksum) = c.checksum.as_deref().filter(|_| is_add) {
+            crate::solve::http::check_checksum(checksum).map_err(|message| {
+                LowerError::Invalid {
+                    at: flag_at(cmd, "checksum"),
+                    message,
+                }
+            })?;
+        }
         let mut actions = Vec::new();
         let mut paths = Vec::new();
         let mut inputs = vec![st.vertex];
@@ -47,6 +56,10 @@ impl Lowerer<'_> {
                 CopySource::Path(p)
                     if is_add && (p.starts_with("http://") || p.starts_with("https://")) =>
                 {
+                    crate::solve::http::check_url(p).map_err(|message| LowerError::Invalid {
+                        at,
+                        message: format!("{keyword} {message}"),
+                    })?;
                     let filename = url_filename(p);
                     let http = self.graph.add(
                         Op::Http(HttpSource {
@@ -57,7 +70,7 @@ impl Lowerer<'_> {
                         vec![],
                         VertexMeta {
                             name: format!("[{}] https {p}", st.name),
-                            line: Some(line),
+                            line: Some(at.line),
                             stage: Some(st.name.clone()),
                         },
                     );
@@ -76,9 +89,10 @@ impl Lowerer<'_> {
                 }
                 CopySource::Path(p) if is_add && p.starts_with("git@") => {
                     return Err(LowerError::Invalid {
-                        line,
+                        at,
                         message: format!("ADD from a git repository ({p}) is not supported yet"),
-                    });
+                    }
+                    .into());
                 }
                 CopySource::Path(p) => paths.push(p.clone()),
                 CopySource::Heredoc(h) => {
@@ -150,8 +164,13 @@ impl Lowerer<'_> {
 
     /// The vertex COPY reads from: the context, a stage, a named context or
     /// an image.
-    fn copy_source(&mut self, st: &StageState, c: &FileCopy, line: usize) -> Result<VertexId> {
-        self.source_vertex(st, c.from.as_deref(), line)
+    fn copy_source(
+        &mut self,
+        st: &StageState,
+        c: &FileCopy,
+        at: kiln_parser::Position,
+    ) -> Step<VertexId> {
+        self.source_vertex(st, c.from.as_deref(), at)
     }
 
     /// The vertex `from` names (a stage, a named context or an image), or
@@ -160,25 +179,26 @@ impl Lowerer<'_> {
         &mut self,
         st: &StageState,
         from: Option<&str>,
-        line: usize,
-    ) -> Result<VertexId> {
+        at: kiln_parser::Position,
+    ) -> Step<VertexId> {
         let Some(from) = from.filter(|f| !f.is_empty()) else {
             return Ok(self.context_vertex());
         };
         if let Some(index) = self.find_stage(from) {
             if index == st.index {
                 return Err(LowerError::Circular {
-                    line,
+                    at,
                     stage: from.to_string(),
-                });
+                }
+                .into());
             }
-            return Ok(self.stage(index, Some(line))?.vertex);
+            return Ok(self.stage(index, at)?.vertex);
         }
         if let Some((name, super::NamedContext::Local(dir))) = self.named_context(from) {
             return Ok(self.named_context_vertex(&name, &dir));
         }
         let platform = st.platform.clone();
-        let (v, _) = self.image(from, &platform, line)?;
+        let (v, _) = self.image(from, &platform, at)?;
         Ok(v)
     }
 }

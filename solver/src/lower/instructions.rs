@@ -2,7 +2,7 @@
 //! filesystem vertex, image config, variables and history.
 
 use super::history;
-use super::{LowerError, Lowerer, Result, StageState};
+use super::{LowerError, Lowerer, StageState, Step};
 use crate::op::{FileAction, FileOp, Op, Owner};
 use kiln_oci::HealthConfig;
 use kiln_parser::instruction::{CommandLine, Healthcheck};
@@ -11,18 +11,19 @@ use std::collections::BTreeMap;
 
 impl Lowerer<'_> {
     /// Applies one instruction to the stage.
-    pub(crate) fn dispatch(&mut self, st: &mut StageState, cmd: &Command) -> Result<()> {
+    pub(crate) fn dispatch(&mut self, st: &mut StageState, cmd: &Command) -> Step<()> {
         st.step += 1;
-        let line = cmd.span.start.line;
+        let at = cmd.span.start;
         // CMD, ENTRYPOINT, SHELL, ONBUILD and RUN's command are not
         // expanded (RUN's shell does it); `expand` knows which words are.
         let env = st.scope.expansion_env();
         let expanded = cmd.expand(&self.lexer, &env)?;
         match &expanded.instruction {
             Instruction::From(_) => Err(LowerError::Invalid {
-                line,
+                at,
                 message: "FROM inside a stage".into(),
-            }),
+            }
+            .into()),
             Instruction::Env(kv) => {
                 let mut text = Vec::new();
                 for pair in &kv.pairs {
@@ -52,7 +53,7 @@ impl Lowerer<'_> {
                 let mut these = BTreeMap::new();
                 for p in ports {
                     for port in
-                        expand_port(p).map_err(|message| LowerError::Invalid { line, message })?
+                        expand_port(p).map_err(|message| LowerError::Invalid { at, message })?
                     {
                         these.insert(port, serde_json::json!({}));
                     }
@@ -165,9 +166,10 @@ impl Lowerer<'_> {
             Instruction::Add(c) => self.copy(st, cmd, c, true),
             Instruction::Run(run) => self.run(st, cmd, run),
             Instruction::Unknown(u) => Err(LowerError::UnknownInstruction {
-                line,
+                at,
                 keyword: u.keyword.clone(),
-            }),
+            }
+            .into()),
         }
     }
 
@@ -183,7 +185,7 @@ impl Lowerer<'_> {
         }
     }
 
-    fn workdir(&mut self, st: &mut StageState, cmd: &Command, dir: &str) -> Result<()> {
+    fn workdir(&mut self, st: &mut StageState, cmd: &Command, dir: &str) -> Step<()> {
         let path = if dir.starts_with('/') {
             clean_path(dir)
         } else {

@@ -16,7 +16,7 @@ use crate::graph::{Graph, VertexId, VertexMeta};
 use crate::op::{ContextSource, ImageSource, Op};
 use kiln_oci::{Digest, ImageConfig, Platform};
 use kiln_parser::shell::Lexer;
-use kiln_parser::{Command, Dockerfile, ParseError};
+use kiln_parser::{Command, Dockerfile, ParseError, Position};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use vars::Scope;
@@ -140,68 +140,140 @@ pub struct Lowered {
 }
 
 /// Why a Dockerfile cannot be lowered. Every variant that comes from an
-/// instruction carries its line.
+/// instruction carries its position (`LINE:COL`).
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum LowerError {
     /// A word did not expand, or an expanded value is invalid.
     #[error(transparent)]
     Expand(#[from] ParseError),
+    /// The Dockerfile has ARGs but no FROM.
+    #[error("{at}: dockerfile contains no stages to build")]
+    NoStages {
+        /// Where the file starts.
+        at: Position,
+    },
     /// An instruction kiln (and BuildKit) does not know.
-    #[error("{line}: unknown instruction: {keyword}")]
+    #[error("{at}: unknown instruction: {keyword}")]
     UnknownInstruction {
-        /// Line.
-        line: usize,
+        /// Position.
+        at: Position,
         /// The keyword as written.
         keyword: String,
     },
     /// Stages that depend on each other.
-    #[error("{line}: circular dependency detected on stage: {stage}")]
+    #[error("{at}: circular dependency detected on stage: {stage}")]
     Circular {
-        /// Line of the reference that closed the cycle.
-        line: usize,
+        /// Position of the reference that closed the cycle.
+        at: Position,
         /// The stage.
         stage: String,
     },
     /// `--target` names no stage.
-    #[error("target stage {0:?} could not be found")]
+    #[error("--target: target stage {0:?} could not be found")]
     NoTarget(String),
     /// An image could not be resolved.
-    #[error("{line}: {reference}: {message}")]
+    #[error("{at}: {reference}: {message}")]
     Image {
-        /// Line.
-        line: usize,
+        /// Position.
+        at: Position,
         /// The reference.
         reference: String,
         /// Why.
         message: String,
     },
     /// An instruction's value is invalid.
-    #[error("{line}: {message}")]
+    #[error("{at}: {message}")]
     Invalid {
-        /// Line.
-        line: usize,
+        /// Position (of the flag at fault when there is one).
+        at: Position,
         /// What is wrong.
         message: String,
     },
 }
 
 impl LowerError {
+    /// The Dockerfile position the error is about, when there is one.
+    pub fn position(&self) -> Option<Position> {
+        match self {
+            LowerError::Expand(e) => Some(e.position),
+            LowerError::NoStages { at }
+            | LowerError::UnknownInstruction { at, .. }
+            | LowerError::Circular { at, .. }
+            | LowerError::Image { at, .. }
+            | LowerError::Invalid { at, .. } => Some(*at),
+            LowerError::NoTarget(_) => None,
+        }
+    }
+
     /// The Dockerfile line the error is about, when there is one.
     pub fn line(&self) -> Option<usize> {
+        self.position().map(|p| p.line)
+    }
+
+    /// The message without its position.
+    pub fn message(&self) -> String {
         match self {
-            LowerError::Expand(e) => Some(e.position.line),
-            LowerError::UnknownInstruction { line, .. }
-            | LowerError::Circular { line, .. }
-            | LowerError::Image { line, .. }
-            | LowerError::Invalid { line, .. } => Some(*line),
-            LowerError::NoTarget(_) => None,
+            LowerError::Expand(e) => e.kind.to_string(),
+            LowerError::NoStages { .. } => "dockerfile contains no stages to build".into(),
+            LowerError::UnknownInstruction { keyword, .. } => {
+                format!("unknown instruction: {keyword}")
+            }
+            LowerError::Circular { stage, .. } => {
+                format!("circular dependency detected on stage: {stage}")
+            }
+            LowerError::Image {
+                reference, message, ..
+            } => format!("{reference}: {message}"),
+            LowerError::Invalid { message, .. } => message.clone(),
+            LowerError::NoTarget(_) => self.to_string(),
         }
     }
 }
 
 /// Shorthand for lowering results.
 pub type Result<T> = std::result::Result<T, LowerError>;
+
+/// How lowering a stage can stop: an error, or the need of another stage
+/// that is not lowered yet (the driver lowers that one first and tries
+/// again, so lowering never recurses on the depth of stage chains).
+#[derive(Debug)]
+pub(crate) enum Flow {
+    /// A real error.
+    Error(LowerError),
+    /// Stage `0` must be lowered first; the reference is at `1`.
+    Need(usize, Position),
+}
+
+impl From<LowerError> for Flow {
+    fn from(e: LowerError) -> Flow {
+        Flow::Error(e)
+    }
+}
+
+impl From<ParseError> for Flow {
+    fn from(e: ParseError) -> Flow {
+        Flow::Error(LowerError::Expand(e))
+    }
+}
+
+/// Results inside stage lowering.
+pub(crate) type Step<T> = std::result::Result<T, Flow>;
+
+/// The position of flag `--name` of `cmd` as written, else the
+/// instruction's.
+pub(crate) fn flag_at(cmd: &Command, name: &str) -> Position {
+    cmd.flags
+        .iter()
+        .find(|f| {
+            f.text
+                .strip_prefix("--")
+                .and_then(|t| t.strip_prefix(name))
+                .is_some_and(|rest| rest.is_empty() || rest.starts_with('='))
+        })
+        .map(|f| f.span.start)
+        .unwrap_or(cmd.span.start)
+}
 
 /// A lowered stage.
 #[derive(Debug, Clone)]
@@ -259,6 +331,15 @@ impl StageState {
     }
 }
 
+/// A stage waiting for a stage it needs: its state and where to go on.
+pub(crate) struct Paused {
+    state: StageState,
+    triggers: Vec<Command>,
+    /// The instruction to dispatch again (triggers first, then the
+    /// stage's own).
+    next: usize,
+}
+
 pub(crate) struct Lowerer<'a> {
     pub(crate) dockerfile: &'a Dockerfile,
     pub(crate) options: &'a BuildOptions,
@@ -269,6 +350,8 @@ pub(crate) struct Lowerer<'a> {
     pub(crate) global_declared: BTreeMap<String, Option<String>>,
     done: Vec<Option<StageOut>>,
     in_progress: Vec<bool>,
+    /// Stages paused at an instruction that needs another stage.
+    paused: Vec<Option<Paused>>,
     pub(crate) context: Option<VertexId>,
     pub(crate) contexts: BTreeMap<String, PathBuf>,
     pub(crate) context_dir: PathBuf,
@@ -295,12 +378,21 @@ pub fn lower(
         global_declared: BTreeMap::new(),
         done: vec![None; dockerfile.stages.len()],
         in_progress: vec![false; dockerfile.stages.len()],
+        paused: std::iter::repeat_with(|| None)
+            .take(dockerfile.stages.len())
+            .collect(),
         context: None,
         contexts: BTreeMap::new(),
         context_dir: context_dir.to_path_buf(),
     };
     l.global_args()?;
-    check_cycles(dockerfile)?;
+    if dockerfile.stages.is_empty() {
+        return Err(LowerError::NoStages {
+            at: Position::new(1, 1),
+        });
+    }
+    let deps = static_deps(dockerfile);
+    check_cycles(dockerfile, &deps)?;
     let target = match &options.target {
         Some(t) => dockerfile
             .stages
@@ -309,7 +401,7 @@ pub fn lower(
             .ok_or_else(|| LowerError::NoTarget(t.clone()))?,
         None => dockerfile.stages.len().saturating_sub(1),
     };
-    let out = l.stage(target, None)?;
+    let out = l.lower_target(target, &deps)?;
     Ok(Lowered {
         graph: l.graph,
         root: out.vertex,
@@ -398,28 +490,71 @@ impl Lowerer<'_> {
             .filter(|i| *i < self.dockerfile.stages.len())
     }
 
-    /// Lowers stage `index` (once), detecting cycles; `from_line` is the
-    /// line of the reference that asked for it.
-    pub(crate) fn stage(&mut self, index: usize, from_line: Option<usize>) -> Result<StageOut> {
-        if let Some(out) = &self.done[index] {
-            return Ok(out.clone());
+    /// Lowers stage `target` and, first, every stage it needs, with an
+    /// explicit work stack: a chain of thousands of stages needs no deeper
+    /// native stack than one stage. `deps` are the stage references as
+    /// written (lowered before a stage is tried); at a reference only known
+    /// after expansion, the stage pauses until the one it names is
+    /// lowered.
+    fn lower_target(&mut self, target: usize, deps: &[Vec<(usize, Position)>]) -> Result<StageOut> {
+        // (stage, whether its written references were pushed already)
+        let mut work = vec![(target, false)];
+        while let Some(&(index, pushed)) = work.last() {
+            if self.done[index].is_some() {
+                work.pop();
+                continue;
+            }
+            self.in_progress[index] = true;
+            if !pushed {
+                if let Some(top) = work.last_mut() {
+                    top.1 = true;
+                }
+                let waiting: Vec<usize> = deps[index]
+                    .iter()
+                    .map(|(j, _)| *j)
+                    .filter(|j| *j != index && self.done[*j].is_none() && !self.in_progress[*j])
+                    .collect();
+                if !waiting.is_empty() {
+                    work.extend(waiting.into_iter().rev().map(|j| (j, false)));
+                    continue;
+                }
+            }
+            match self.lower_stage(index) {
+                Ok(out) => {
+                    self.done[index] = Some(out);
+                    self.in_progress[index] = false;
+                    work.pop();
+                }
+                Err(Flow::Need(dep, at)) if self.in_progress[dep] => {
+                    return Err(LowerError::Circular {
+                        at,
+                        stage: self.stage_name(dep),
+                    });
+                }
+                Err(Flow::Need(dep, _)) => work.push((dep, false)),
+                Err(Flow::Error(e)) => return Err(e),
+            }
         }
-        let stage = &self.dockerfile.stages[index];
-        if self.in_progress[index] {
-            return Err(LowerError::Circular {
-                line: from_line.unwrap_or(stage.from.span.start.line),
-                stage: stage
-                    .name()
-                    .map(str::to_string)
-                    .unwrap_or_else(|| index.to_string()),
-            });
+        self.done[target]
+            .clone()
+            .ok_or(LowerError::NoTarget(target.to_string()))
+    }
+
+    /// A stage's name, or its index when it has none.
+    fn stage_name(&self, index: usize) -> String {
+        self.dockerfile.stages[index]
+            .name()
+            .map(str::to_string)
+            .unwrap_or_else(|| index.to_string())
+    }
+
+    /// The output of stage `index`, referenced at `at`; when it is not
+    /// lowered yet, [`Flow::Need`] asks the driver to lower it first.
+    pub(crate) fn stage(&mut self, index: usize, at: Position) -> Step<StageOut> {
+        match &self.done[index] {
+            Some(out) => Ok(out.clone()),
+            None => Err(Flow::Need(index, at)),
         }
-        self.in_progress[index] = true;
-        let result = self.lower_stage(index);
-        self.in_progress[index] = false;
-        let out = result?;
-        self.done[index] = Some(out.clone());
-        Ok(out)
     }
 
     /// The `--build-context` a FROM or `--from` name selects, matched the
@@ -449,21 +584,15 @@ impl Lowerer<'_> {
         &mut self,
         reference: &str,
         platform: &Platform,
-        line: usize,
+        at: Position,
     ) -> Result<(VertexId, ImageConfig)> {
-        let lookup = match self.named_context(reference) {
-            Some((_, NamedContext::Image(r))) => self.resolver.resolve(&r, platform),
-            Some((_, NamedContext::OciLayout(layout))) => self.resolver.resolve_layout(&layout, platform),
-            Some((name, NamedContext::Local(_))) => Err(format!(
-                "build context {name:?} is a local directory; it can be a COPY --from source, not a base image"
-            )),
-            None => self.resolver.resolve(reference, platform),
-        };
-        let resolved = lookup.map_err(|message| LowerError::Image {
-            line,
-            reference: reference.to_string(),
-            message,
-        })?;
+        let resolved =
+            self.lookup_image(reference, platform)
+                .map_err(|message| LowerError::Image {
+                    at,
+                    reference: reference.to_string(),
+                    message,
+                })?;
         let vertex = self.graph.add(
             Op::Image(ImageSource {
                 reference: resolved.reference.clone(),
@@ -473,27 +602,82 @@ impl Lowerer<'_> {
             vec![],
             VertexMeta {
                 name: format!("[internal] load {}", resolved.reference),
-                line: Some(line),
+                line: Some(at.line),
                 stage: None,
             },
         );
         Ok((vertex, resolved.config))
     }
 
-    fn lower_stage(&mut self, index: usize) -> Result<StageOut> {
+    /// Asks the resolver for `reference`, honouring `--build-context`.
+    fn lookup_image(
+        &self,
+        reference: &str,
+        platform: &Platform,
+    ) -> std::result::Result<ResolvedImage, String> {
+        match self.named_context(reference) {
+            Some((_, NamedContext::Image(r))) => self.resolver.resolve(&r, platform),
+            Some((_, NamedContext::OciLayout(layout))) => self.resolver.resolve_layout(&layout, platform),
+            Some((name, NamedContext::Local(_))) => Err(format!(
+                "build context {name:?} is a local directory; it can be a COPY --from source, not a base image"
+            )),
+            None => self.resolver.resolve(reference, platform),
+        }
+    }
+
+    /// Lowers stage `index`, or goes on where it paused for a stage it
+    /// needed (so a stage that needs many is not lowered again for each).
+    fn lower_stage(&mut self, index: usize) -> Step<StageOut> {
+        let (mut state, triggers, start) = match self.paused[index].take() {
+            Some(p) => (p.state, p.triggers, p.next),
+            None => {
+                let (state, triggers) = self.begin_stage(index)?;
+                (state, triggers, 0)
+            }
+        };
+        let commands = &self.dockerfile.stages[index].commands;
+        for i in start..triggers.len() + commands.len() {
+            let cmd = match i.checked_sub(triggers.len()) {
+                Some(c) => &commands[c],
+                None => &triggers[i],
+            };
+            let step = state.step;
+            if let Err(e) = self.dispatch(&mut state, cmd) {
+                if let Flow::Need(..) = e {
+                    // Only the step count changes before a need is met.
+                    state.step = step;
+                    self.paused[index] = Some(Paused {
+                        state,
+                        triggers,
+                        next: i,
+                    });
+                }
+                return Err(e);
+            }
+        }
+        Ok(StageOut {
+            vertex: state.vertex,
+            config: state.config,
+        })
+    }
+
+    /// A stage's FROM: its state before its first instruction, and the
+    /// ONBUILD triggers of its base (moved to the FROM's position).
+    fn begin_stage(&mut self, index: usize) -> Step<(StageState, Vec<Command>)> {
         let dockerfile = self.dockerfile;
         let stage = &dockerfile.stages[index];
         let from_cmd = stage.from.expand(&self.lexer, &self.global)?;
         let kiln_parser::Instruction::From(from) = &from_cmd.instruction else {
             return Err(LowerError::Invalid {
-                line: stage.from.span.start.line,
+                at: stage.from.span.start,
                 message: "a stage must start with FROM".into(),
-            });
+            }
+            .into());
         };
-        let line = stage.from.span.start.line;
+        let at = stage.from.span.start;
         let platform = match &from.platform {
             Some(p) if !p.is_empty() => p.parse::<Platform>().map_err(|e| LowerError::Invalid {
-                line,
+                at: flag_at(&stage.from, "platform"),
                 message: format!("FROM --platform: {e}"),
             })?,
             _ => self.options.platform.clone(),
@@ -511,10 +695,10 @@ impl Lowerer<'_> {
             config.config.working_dir = Some("/".into());
             (v, config, false)
         } else if let Some(parent) = self.find_stage(&base_name).filter(|i| *i < index) {
-            let out = self.stage(parent, Some(line))?;
+            let out = self.stage(parent, at)?;
             (out.vertex, out.config, true)
         } else {
-            let (v, c) = self.image(&base_name, &platform, line)?;
+            let (v, c) = self.image(&base_name, &platform, at)?;
             (v, c, false)
         };
         let _ = from_stage;
@@ -530,7 +714,7 @@ impl Lowerer<'_> {
             }
         }
         let triggers = config.config.on_build.take().unwrap_or_default();
-        let mut state = StageState {
+        let state = StageState {
             index,
             name: stage
                 .name()
@@ -543,37 +727,27 @@ impl Lowerer<'_> {
             platform,
             step: 0,
         };
+        let mut commands = Vec::new();
         for trigger in triggers {
             let parsed =
                 kiln_parser::parse(&format!("FROM scratch\n{trigger}\n")).map_err(|e| {
                     LowerError::Invalid {
-                        line,
+                        at,
                         message: format!("ONBUILD trigger {trigger:?} of the base image: {e}"),
                     }
                 })?;
             for stage in &parsed.stages {
-                for cmd in &stage.commands {
-                    // Triggers report the FROM line.
-                    let mut cmd = cmd.clone();
-                    cmd.span = stage_span_at(&cmd, line);
-                    self.dispatch(&mut state, &cmd)?;
-                }
+                // Triggers report the FROM's position.
+                commands.extend(stage.commands.iter().map(|cmd| moved_to(cmd, at)));
             }
         }
-        for cmd in &stage.commands {
-            self.dispatch(&mut state, cmd)?;
-        }
-        Ok(StageOut {
-            vertex: state.vertex,
-            config: state.config,
-        })
+        Ok((state, commands))
     }
 }
 
-/// Finds stage cycles the way BuildKit does: walking stages in file
-/// order, so the error names the first stage of the cycle. References are
-/// read as written (FROM and `COPY --from` naming a stage).
-fn check_cycles(dockerfile: &Dockerfile) -> Result<()> {
+/// Each stage's references to other stages as written (FROM and `COPY
+/// --from` naming a stage), with where they are.
+fn static_deps(dockerfile: &Dockerfile) -> Vec<Vec<(usize, Position)>> {
     let stages = &dockerfile.stages;
     let find = |name: &str| {
         let lower = name.to_ascii_lowercase();
@@ -582,64 +756,78 @@ fn check_cycles(dockerfile: &Dockerfile) -> Result<()> {
             .position(|s| s.name() == Some(lower.as_str()))
             .or_else(|| name.parse::<usize>().ok().filter(|i| *i < stages.len()))
     };
-    let deps: Vec<Vec<(usize, usize)>> = stages
+    stages
         .iter()
         .enumerate()
         .map(|(i, stage)| {
             let mut d = Vec::new();
             if let Some(j) = find(&stage.base().image).filter(|j| *j < i) {
-                d.push((j, stage.from.span.start.line));
+                d.push((j, stage.from.span.start));
             }
             for cmd in &stage.commands {
                 if let kiln_parser::Instruction::Copy(c) = &cmd.instruction {
                     if let Some(j) = c.from.as_deref().and_then(&find) {
-                        d.push((j, cmd.span.start.line));
+                        d.push((j, flag_at(cmd, "from")));
                     }
                 }
             }
             d
         })
-        .collect();
-    // 0 = unvisited, 1 = in progress, 2 = done.
-    let mut state = vec![0u8; stages.len()];
-    fn visit(
-        i: usize,
-        line: usize,
-        deps: &[Vec<(usize, usize)>],
-        state: &mut [u8],
-        dockerfile: &Dockerfile,
-    ) -> Result<()> {
-        match state[i] {
-            2 => return Ok(()),
-            1 => {
-                let stage = &dockerfile.stages[i];
-                return Err(LowerError::Circular {
-                    line,
-                    stage: stage
-                        .name()
-                        .map(str::to_string)
-                        .unwrap_or_else(|| i.to_string()),
-                });
-            }
-            _ => {}
-        }
-        state[i] = 1;
-        for (j, l) in &deps[i] {
-            visit(*j, *l, deps, state, dockerfile)?;
-        }
-        state[i] = 2;
-        Ok(())
+        .collect()
+}
+
+/// Finds stage cycles the way BuildKit does: a depth-first walk of the
+/// stages in file order, so the error names the first stage of the cycle.
+/// The walk keeps its own stack, so chains of any length are fine.
+fn check_cycles(dockerfile: &Dockerfile, deps: &[Vec<(usize, Position)>]) -> Result<()> {
+    #[derive(Clone, Copy, PartialEq)]
+    enum Mark {
+        New,
+        Open,
+        Done,
     }
-    for (i, stage) in stages.iter().enumerate() {
-        visit(i, stage.from.span.start.line, &deps, &mut state, dockerfile)?;
+    let mut mark = vec![Mark::New; deps.len()];
+    for root in 0..deps.len() {
+        if mark[root] != Mark::New {
+            continue;
+        }
+        mark[root] = Mark::Open;
+        // (stage, index of its next reference to follow)
+        let mut stack = vec![(root, 0usize)];
+        while let Some((i, next)) = stack.last_mut() {
+            let Some(&(j, at)) = deps[*i].get(*next) else {
+                mark[*i] = Mark::Done;
+                stack.pop();
+                continue;
+            };
+            *next += 1;
+            match mark[j] {
+                Mark::Done => {}
+                Mark::Open => {
+                    return Err(LowerError::Circular {
+                        at,
+                        stage: dockerfile.stages[j]
+                            .name()
+                            .map(str::to_string)
+                            .unwrap_or_else(|| j.to_string()),
+                    })
+                }
+                Mark::New => {
+                    mark[j] = Mark::Open;
+                    stack.push((j, 0));
+                }
+            }
+        }
     }
     Ok(())
 }
 
-/// A trigger's span moved to the FROM line that fired it.
-fn stage_span_at(cmd: &Command, line: usize) -> kiln_parser::Span {
-    let mut span = cmd.span;
-    span.start.line = line;
-    span.end.line = line;
-    span
+/// A trigger moved to the FROM that fired it (its flags too).
+fn moved_to(cmd: &Command, at: Position) -> Command {
+    let mut cmd = cmd.clone();
+    cmd.span = kiln_parser::Span::point(at);
+    for flag in &mut cmd.flags {
+        flag.span = kiln_parser::Span::point(at);
+    }
+    cmd
 }

@@ -2,7 +2,7 @@
 //! `--mount`s (whose sources become extra inputs of the exec vertex).
 
 use super::instructions::{clean_path, heredoc_file, heredoc_script, set_env};
-use super::{history, LowerError, Lowerer, Result, StageState};
+use super::{history, Flow, LowerError, Lowerer, StageState, Step};
 use crate::graph::VertexId;
 use crate::op::{CacheSharing, ExecMount, ExecOp, MountSource, Op};
 use kiln_parser::instruction::{
@@ -12,8 +12,7 @@ use kiln_parser::Command;
 
 impl Lowerer<'_> {
     /// Lowers a RUN instruction to an exec vertex.
-    pub(crate) fn run(&mut self, st: &mut StageState, cmd: &Command, run: &Run) -> Result<()> {
-        let line = cmd.span.start.line;
+    pub(crate) fn run(&mut self, st: &mut StageState, cmd: &Command, run: &Run) -> Step<()> {
         let mut files = Vec::new();
         let argv = match &run.command {
             CommandLine::Exec(args) => args.clone(),
@@ -42,12 +41,20 @@ impl Lowerer<'_> {
         let mut ssh_count = 0;
         for flag in &run.mounts {
             let mount = self
-                .exec_mount(st, &flag.mount, &mut inputs, &mut ssh_count, line)
+                .exec_mount(
+                    st,
+                    &flag.mount,
+                    &mut inputs,
+                    &mut ssh_count,
+                    flag.span.start,
+                )
                 .map_err(|e| match e {
-                    LowerError::Invalid { line, message } => LowerError::Invalid {
-                        line,
-                        message: format!("--mount={}: {message}", flag.spec),
-                    },
+                    Flow::Error(LowerError::Invalid { at, message }) => {
+                        Flow::Error(LowerError::Invalid {
+                            at,
+                            message: format!("--mount={}: {message}", flag.spec),
+                        })
+                    }
                     other => other,
                 })?;
             // The first forwarded agent is the one ssh clients find.
@@ -89,10 +96,10 @@ impl Lowerer<'_> {
         spec: &RunMount,
         inputs: &mut Vec<VertexId>,
         ssh_count: &mut usize,
-        line: usize,
-    ) -> Result<ExecMount> {
+        at: kiln_parser::Position,
+    ) -> Step<ExecMount> {
         let invalid = |message: &str| LowerError::Invalid {
-            line,
+            at,
             message: message.to_string(),
         };
         let workdir = st.workdir();
@@ -110,7 +117,7 @@ impl Lowerer<'_> {
                     .target
                     .as_deref()
                     .ok_or_else(|| invalid("a bind mount needs a target"))?);
-                let vertex = self.source_vertex(st, spec.from.as_deref(), line)?;
+                let vertex = self.source_vertex(st, spec.from.as_deref(), at)?;
                 inputs.push(vertex);
                 ExecMount::Bind {
                     target,
@@ -128,7 +135,7 @@ impl Lowerer<'_> {
                     .ok_or_else(|| invalid("a cache mount needs a target"))?);
                 let seed = match spec.from.as_deref().filter(|f| !f.is_empty()) {
                     Some(from) => {
-                        let vertex = self.source_vertex(st, Some(from), line)?;
+                        let vertex = self.source_vertex(st, Some(from), at)?;
                         inputs.push(vertex);
                         Some(MountSource {
                             input: inputs.len() - 1,

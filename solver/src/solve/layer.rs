@@ -251,48 +251,50 @@ pub(crate) fn new_layer(
 }
 
 /// Downloads an ADD URL into `<store>/http/<url digest>/<filename>` (mode
-/// 0600, as BuildKit leaves it), verifying `--checksum`. Returns the
-/// directory and the content digest.
+/// 0600, as BuildKit leaves it), verifying `--checksum`, with the
+/// deadlines of [`super::http`]. Returns the directory and the content
+/// digest.
 pub(crate) fn download(
     store: &LocalStore,
     http: &crate::op::HttpSource,
 ) -> Result<(PathBuf, Digest), String> {
-    use std::os::unix::fs::PermissionsExt;
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
     let handle = tokio::runtime::Handle::try_current()
         .map_err(|_| "no async runtime to download with".to_string())?;
-    let url = http.url.clone();
-    let bytes = handle.block_on(async move {
-        let response = reqwest::get(&url)
-            .await
-            .map_err(|e| format!("{url}: {e}"))?;
-        if !response.status().is_success() {
-            return Err(format!("{url}: {}", response.status()));
-        }
-        response.bytes().await.map_err(|e| format!("{url}: {e}"))
-    })?;
-    let content = Digest::sha256(&bytes);
-    if let Some(expected) = &http.checksum {
-        if expected != content.as_str() {
-            return Err(format!(
-                "digest mismatch for {}: expected {expected}, got {content}",
-                http.url
-            ));
-        }
-    }
-    let dir = store.root().join("http").join(format!(
+    let deadlines = super::http::Deadlines::from_env()?;
+    let downloads = store.root().join("http");
+    std::fs::create_dir_all(&downloads)
+        .map_err(|e| format!("creating {}: {e}", downloads.display()))?;
+    // `.tmp-<pid>-`: `kiln prune` knows a running build's temporaries.
+    let tmp = tempfile::Builder::new()
+        .prefix(&format!(".tmp-{}-", std::process::id()))
+        .tempdir_in(&downloads)
+        .map_err(|e| format!("creating a directory in {}: {e}", downloads.display()))?;
+    let file_path = tmp.path().join(&http.filename);
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&file_path)
+        .map_err(|e| format!("creating {}: {e}", file_path.display()))?;
+    let content = handle.block_on(super::http::fetch(
+        &http.url,
+        http.checksum.as_deref(),
+        &mut file,
+        &deadlines,
+    ))?;
+    drop(file);
+    std::fs::set_permissions(&file_path, std::fs::Permissions::from_mode(0o600))
+        .map_err(|e| format!("chmod {}: {e}", file_path.display()))?;
+    let dir = downloads.join(format!(
         "{}-{}",
         Digest::sha256(http.url.as_bytes()).hex(),
         &content.hex()[..16]
     ));
     if !dir.exists() {
-        let tmp = dir.with_extension(format!("tmp-{}", std::process::id()));
-        std::fs::create_dir_all(&tmp).map_err(|e| format!("creating {}: {e}", tmp.display()))?;
-        let file = tmp.join(&http.filename);
-        std::fs::write(&file, &bytes).map_err(|e| format!("writing {}: {e}", file.display()))?;
-        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600))
-            .map_err(|e| format!("chmod {}: {e}", file.display()))?;
-        if std::fs::rename(&tmp, &dir).is_err() {
-            let _ = std::fs::remove_dir_all(&tmp);
+        let kept = tmp.keep();
+        if std::fs::rename(&kept, &dir).is_err() {
+            let _ = std::fs::remove_dir_all(&kept);
         }
     } else if let Ok(d) = std::fs::File::open(&dir) {
         // The last use, for `kiln prune`'s order.

@@ -4,6 +4,7 @@
 
 mod cache;
 mod context_tree;
+pub(crate) mod http;
 mod layer;
 mod lazy;
 mod mounts;

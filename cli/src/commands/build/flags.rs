@@ -74,10 +74,15 @@ pub(super) fn run_runtime(
     flag: Option<&str>,
     config: &crate::config::Config,
 ) -> Result<Arc<dyn kiln_executor::Runtime>> {
-    let (name, origin) = match (flag, &config.checked.runtime) {
-        (Some(f), _) => (f, "--runtime".to_string()),
-        (None, Some(c)) => (c.as_str(), format!("{} =", config.origin("runtime"))),
-        (None, None) => ("builtin", String::new()),
+    // An empty KILN_RUNTIME is unset; an empty --runtime clap refuses.
+    let env = std::env::var("KILN_RUNTIME")
+        .ok()
+        .filter(|v| !v.trim().is_empty());
+    let (name, origin) = match (flag, env.as_deref(), &config.checked.runtime) {
+        (Some(f), _, _) => (f, "--runtime".to_string()),
+        (None, Some(e), _) => (e, "KILN_RUNTIME".to_string()),
+        (None, None, Some(c)) => (c.as_str(), format!("{} =", config.origin("runtime"))),
+        (None, None, None) => ("builtin", String::new()),
     };
     Ok(match name {
         "builtin" | "" => Arc::new(kiln_executor::BuiltinRuntime),
@@ -124,7 +129,9 @@ pub(super) fn parse_ssh(values: &[String]) -> Result<BTreeMap<String, PathBuf>> 
 }
 
 /// Reads `--secret id=ID[,src=FILE|,env=VAR]` (buildx syntax; `source=`
-/// and `type=file|env` accepted; with neither, the variable named ID).
+/// and `type=file|env` accepted). With neither source, as buildx: the
+/// variable named ID when it is set, else the file named ID. A file must
+/// exist now (a variable is read when a step mounts it).
 pub(super) fn parse_secrets(
     values: &[String],
 ) -> Result<BTreeMap<String, kiln_solver::SecretSource>> {
@@ -142,20 +149,85 @@ pub(super) fn parse_secrets(
                 "id" => id = Some(v.to_string()),
                 "src" | "source" => src = Some(v.to_string()),
                 "env" => env = Some(v.to_string()),
-                "type" => kind = Some(v.to_string()),
+                "type" if v == "file" || v == "env" => kind = Some(v.to_string()),
+                "type" => bail!("--secret {value:?}: type={v} (file or env)"),
                 other => bail!("--secret {value:?}: unknown key {other:?}"),
             }
         }
-        let id = id.ok_or_else(|| anyhow::anyhow!("--secret {value:?}: id= is required"))?;
+        let id = id
+            .filter(|i| !i.is_empty())
+            .ok_or_else(|| anyhow::anyhow!("--secret {value:?}: id= is required"))?;
         let source = match (kind.as_deref(), src, env) {
             (Some("env"), Some(v), None) | (_, None, Some(v)) => kiln_solver::SecretSource::Env(v),
             (_, Some(path), None) => kiln_solver::SecretSource::File(PathBuf::from(path)),
-            (_, None, None) => kiln_solver::SecretSource::Env(id.clone()),
+            (_, None, None) if std::env::var_os(&id).is_some() => {
+                kiln_solver::SecretSource::Env(id.clone())
+            }
+            (Some("env"), None, None) => kiln_solver::SecretSource::Env(id.clone()),
+            (_, None, None) => kiln_solver::SecretSource::File(PathBuf::from(&id)),
             (_, Some(_), Some(_)) => bail!("--secret {value:?}: give src= or env=, not both"),
         };
+        if let kiln_solver::SecretSource::File(path) = &source {
+            let md = std::fs::metadata(path).map_err(|e| {
+                if path.as_os_str() == id.as_str() && !value.contains("src") {
+                    anyhow::anyhow!(
+                        "--secret {value:?}: no src= or env=, no variable {id} and no file {id} ({e})"
+                    )
+                } else {
+                    anyhow::anyhow!("--secret {value:?}: {}: {e}", path.display())
+                }
+            })?;
+            if md.is_dir() {
+                bail!("--secret {value:?}: {} is a directory", path.display());
+            }
+        }
         out.insert(id, source);
     }
     Ok(out)
+}
+
+/// `--build-arg KEY=VALUE` or `KEY` (from the environment): the name
+/// may not be empty.
+pub(super) fn build_arg(value: &str) -> std::result::Result<String, String> {
+    let name = value.split_once('=').map_or(value, |(k, _)| k);
+    if name.trim().is_empty() {
+        return Err("the name is empty (KEY=VALUE, or KEY to take it from the environment)".into());
+    }
+    Ok(value.to_string())
+}
+
+/// `KEY=VALUE` with a non-empty key (`--label`).
+pub(super) fn key_value(value: &str) -> std::result::Result<String, String> {
+    match value.split_once('=') {
+        Some((k, _)) if !k.trim().is_empty() => Ok(value.to_string()),
+        Some(_) => Err("the key is empty (KEY=VALUE)".into()),
+        None => Err("expected KEY=VALUE".into()),
+    }
+}
+
+/// An `--output` value: not empty, not only commas.
+pub(super) fn output(value: &str) -> std::result::Result<String, String> {
+    if value.split(',').all(|f| f.trim().is_empty()) {
+        return Err("empty (type=TYPE[,dest=PATH...], or a directory)".into());
+    }
+    Ok(value.to_string())
+}
+
+/// A count of at least 1 (`--jobs`).
+pub(super) fn positive(value: &str) -> std::result::Result<usize, String> {
+    match value.trim().parse::<usize>() {
+        Ok(0) => Err("must be at least 1".into()),
+        Ok(n) => Ok(n),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// A value that may not be empty (`--runtime`).
+pub(super) fn not_empty(value: &str) -> std::result::Result<String, String> {
+    if value.trim().is_empty() {
+        return Err("empty".into());
+    }
+    Ok(value.to_string())
 }
 
 /// Drops a leading `N: ` or `line N: ` the error text already carries.

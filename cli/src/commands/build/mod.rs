@@ -34,7 +34,7 @@ pub struct BuildArgs {
     tags: Vec<String>,
     /// A build-time variable (repeatable): KEY=VALUE, or KEY to take it
     /// from the environment.
-    #[arg(long = "build-arg", value_name = "KEY=VALUE")]
+    #[arg(long = "build-arg", value_name = "KEY=VALUE", value_parser = flags::build_arg)]
     build_args: Vec<String>,
     /// The stage to build.
     #[arg(long)]
@@ -48,7 +48,7 @@ pub struct BuildArgs {
     /// compression=gzip|zstd|uncompressed, compression-level=N,
     /// force-compression=true, oci-mediatypes=false,
     /// rewrite-timestamp=true; or a directory.
-    #[arg(short = 'o', long = "output")]
+    #[arg(short = 'o', long = "output", value_parser = flags::output)]
     outputs: Vec<String>,
     /// An extra named context (repeatable): NAME=DIR,
     /// NAME=docker-image://REF or NAME=oci-layout://PATH[:TAG].
@@ -62,7 +62,7 @@ pub struct BuildArgs {
     no_cache_filter: Vec<String>,
     /// Steps run at once (default: the config file's `jobs`, else the
     /// number of CPUs).
-    #[arg(long)]
+    #[arg(long, value_parser = flags::positive)]
     jobs: Option<usize>,
     /// Print the build graph without running it.
     #[arg(long, value_enum)]
@@ -82,7 +82,7 @@ pub struct BuildArgs {
     #[arg(long)]
     push: bool,
     /// Set an image label (repeatable): KEY=VALUE.
-    #[arg(long = "label", value_name = "KEY=VALUE")]
+    #[arg(long = "label", value_name = "KEY=VALUE", value_parser = flags::key_value)]
     labels: Vec<String>,
     /// Add a manifest annotation (repeatable): KEY=VALUE or
     /// manifest:KEY=VALUE.
@@ -104,8 +104,9 @@ pub struct BuildArgs {
     allow: Vec<String>,
     /// What runs RUN steps: `builtin` (kiln's own sandbox), `runc`, `crun`
     /// or the path of another OCI runtime (default: the config file's
-    /// `runtime`, else builtin).
-    #[arg(long, env = "KILN_RUNTIME")]
+    /// `runtime`, else builtin). `KILN_RUNTIME` stands for it when it is
+    /// not given.
+    #[arg(long, value_parser = flags::not_empty)]
     runtime: Option<String>,
     /// Run BuildKit's build checks and print what they find, with source
     /// excerpts, instead of building (`docker build --check`, the same as
@@ -168,33 +169,31 @@ pub fn build(global: &GlobalArgs, args: &BuildArgs) -> Result<()> {
     let _ = stdin_used;
 
     // The Dockerfile.
-    let (dockerfile_name, dockerfile_path, source) = match &args.file {
+    let (dockerfile_name, dockerfile_path, bytes) = match &args.file {
         Some(p) if p.as_os_str() == "-" => {
             if args.context == "-" {
                 bail!("-f - and a context on stdin cannot be used together");
             }
-            let mut text = String::new();
+            let mut bytes = Vec::new();
             std::io::stdin()
-                .read_to_string(&mut text)
+                .read_to_end(&mut bytes)
                 .context("reading the Dockerfile from stdin")?;
-            ("Dockerfile".to_string(), None, text)
+            ("Dockerfile".to_string(), None, bytes)
         }
         Some(p) => {
-            let text = std::fs::read(p).with_context(|| format!("reading {}", p.display()))?;
-            let text = String::from_utf8(text)
-                .map_err(|_| anyhow::anyhow!("{}: not valid UTF-8", p.display()))?;
-            (p.display().to_string(), Some(p.clone()), text)
+            let bytes = std::fs::read(p).with_context(|| format!("-f {}", p.display()))?;
+            (p.display().to_string(), Some(p.clone()), bytes)
         }
         None => {
             let p = context_dir.join("Dockerfile");
-            let text = std::fs::read(&p).with_context(|| format!("reading {}", p.display()))?;
-            let text = String::from_utf8(text)
-                .map_err(|_| anyhow::anyhow!("{}: not valid UTF-8", p.display()))?;
-            ("Dockerfile".to_string(), Some(p), text)
+            let bytes = std::fs::read(&p).with_context(|| format!("reading {}", p.display()))?;
+            ("Dockerfile".to_string(), Some(p), bytes)
         }
     };
+    let source =
+        kiln_parser::decode(bytes).map_err(|e| anyhow::anyhow!("{dockerfile_name}:{e}"))?;
     if source.is_empty() {
-        bail!("{dockerfile_name}: the Dockerfile cannot be empty");
+        bail!("{dockerfile_name}:1:1: the Dockerfile cannot be empty");
     }
     let dockerfile = match kiln_parser::parse(&source) {
         Ok(d) => d,
@@ -237,6 +236,7 @@ pub fn build(global: &GlobalArgs, args: &BuildArgs) -> Result<()> {
         labels.insert(k.to_string(), v.to_string());
     }
     let annotations = super::outputs::parse_annotations(&args.annotations)?;
+    let secrets = parse_secrets(&args.secret)?;
     let platforms = parse_platforms(args.platform.as_deref())?;
     let multi = platforms.len() > 1;
     let platform = platforms[0].clone();
@@ -306,12 +306,9 @@ pub fn build(global: &GlobalArgs, args: &BuildArgs) -> Result<()> {
             ..options.clone()
         };
         let mut lowered = kiln_solver::lower(&dockerfile, &options, &resolver, &context_dir)
-            .map_err(|e| match e.line() {
-                Some(line) => anyhow::anyhow!(
-                    "{dockerfile_name}:{line}: {}",
-                    strip_line(&e.to_string(), line)
-                ),
-                None => anyhow::anyhow!("{dockerfile_name}: {e}"),
+            .map_err(|e| match e.position() {
+                Some(at) => anyhow::anyhow!("{dockerfile_name}:{at}: {}", e.message()),
+                None => anyhow::anyhow!("{e}"),
             })?;
         if multi {
             lowered.graph.prefix_names(&p.short_string());
@@ -408,7 +405,7 @@ pub fn build(global: &GlobalArgs, args: &BuildArgs) -> Result<()> {
             .unwrap_or_else(|| SolveOptions::default().jobs),
         no_cache: args.no_cache,
         no_cache_stages: args.no_cache_filter.clone(),
-        secrets: parse_secrets(&args.secret)?,
+        secrets,
         ssh: parse_ssh(&args.ssh)?,
         allow: args
             .allow
@@ -434,7 +431,8 @@ pub fn build(global: &GlobalArgs, args: &BuildArgs) -> Result<()> {
             ))
             .map_err(|e| match e.line() {
                 Some(line) => anyhow::anyhow!(
-                    "{dockerfile_name}:{line}: {}",
+                    "{dockerfile_name}:{}: {}",
+                    instruction_at(&dockerfile, line),
                     strip_line(&e.to_string(), line)
                 ),
                 None => anyhow::anyhow!("{e}"),
@@ -510,4 +508,21 @@ pub fn build(global: &GlobalArgs, args: &BuildArgs) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// The position of the instruction that starts on `line` (a step's
+/// errors know only its line), else the line's first column.
+fn instruction_at(dockerfile: &kiln_parser::Dockerfile, line: usize) -> kiln_parser::Position {
+    dockerfile
+        .global_args
+        .iter()
+        .chain(
+            dockerfile
+                .stages
+                .iter()
+                .flat_map(|s| std::iter::once(&s.from).chain(&s.commands)),
+        )
+        .map(|c| c.span.start)
+        .find(|p| p.line == line)
+        .unwrap_or(kiln_parser::Position::new(line, 1))
 }

@@ -295,22 +295,7 @@ fn read_source(file: &Path) -> Result<(String, String)> {
         bytes = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
         file.display().to_string()
     };
-    match String::from_utf8(bytes) {
-        Ok(text) => Ok((name, text)),
-        Err(e) => {
-            // Rejected with its position, where BuildKit would read bytes.
-            let bytes = e.as_bytes();
-            let at = e.utf8_error().valid_up_to();
-            let line = bytes[..at].iter().filter(|b| **b == b'\n').count() + 1;
-            let column = at
-                - bytes[..at]
-                    .iter()
-                    .rposition(|b| *b == b'\n')
-                    .map_or(0, |p| p + 1)
-                + 1;
-            anyhow::bail!(
-                "{name}:{line}:{column}: invalid UTF-8 (byte {at}): Dockerfiles must be UTF-8"
-            )
-        }
-    }
+    // Rejected with its position, where BuildKit would read bytes.
+    let text = kiln_parser::decode(bytes).map_err(|e| anyhow::anyhow!("{name}:{e}"))?;
+    Ok((name, text))
 }
