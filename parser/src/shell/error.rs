@@ -89,6 +89,16 @@ pub enum ShellError {
         /// Byte offset of the `$` that exceeded it.
         offset: usize,
     },
+    /// Expansion made a word longer than the lexer allows (a guard
+    /// against memory exhaustion, e.g. `ENV A=${A}${A}` repeated; BuildKit
+    /// has no such limit). Words written that long are accepted as they are.
+    #[error("expanded word is longer than {limit} bytes")]
+    TooLong {
+        /// The size limit in bytes.
+        limit: usize,
+        /// Byte offset of the `$` whose expansion exceeded it.
+        offset: usize,
+    },
 }
 
 impl ShellError {
@@ -104,7 +114,8 @@ impl ShellError {
             | Self::VariableUnset { offset, .. }
             | Self::VariableEmpty { offset, .. }
             | Self::InvalidPattern { offset, .. }
-            | Self::TooDeeplyNested { offset, .. } => *offset,
+            | Self::TooDeeplyNested { offset, .. }
+            | Self::TooLong { offset, .. } => *offset,
         }
     }
 }
