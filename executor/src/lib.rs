@@ -25,6 +25,7 @@
 #![deny(missing_docs)]
 
 mod diff;
+pub mod dirfd;
 mod fileop;
 mod runtime;
 mod stack;
