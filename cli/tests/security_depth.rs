@@ -206,3 +206,65 @@ fn copy_of_1500_deep_context_builds() {
     assert_eq!(path.len(), 2 * 1500 + "leaf".len());
     assert_eq!(data, "x");
 }
+
+/// The path bytes and data of every file in the layers of a docker-archive.
+fn layer_files(archive: &Path) -> Vec<(Vec<u8>, Vec<u8>)> {
+    let mut outer = tar::Archive::new(std::fs::File::open(archive).expect("archive"));
+    let mut out = Vec::new();
+    for entry in outer.entries().expect("entries") {
+        let mut entry = entry.expect("entry");
+        let mut data = Vec::new();
+        entry.read_to_end(&mut data).expect("read");
+        if data.get(257..262) != Some(&b"ustar"[..]) {
+            continue;
+        }
+        let mut inner = tar::Archive::new(&data[..]);
+        for e in inner.entries().expect("layer") {
+            let mut e = e.expect("layer entry");
+            if e.header().entry_type().is_file() {
+                let path = e.path_bytes().into_owned();
+                let mut body = Vec::new();
+                e.read_to_end(&mut body).expect("body");
+                out.push((path, body));
+            }
+        }
+    }
+    out
+}
+
+/// A context name that is not UTF-8 (Latin-1 `café`, a stray `\xff`) is
+/// copied with its bytes into the image layer and the local output, and
+/// `.dockerignore` patterns still match around it.
+#[test]
+fn non_utf8_names_round_trip_to_the_layer() {
+    use std::os::unix::ffi::OsStrExt;
+    let env = Env::new();
+    let ctx = env.path("ctx");
+    let dir = ctx.join(OsStr::from_bytes(b"dir\xff"));
+    std::fs::create_dir_all(&dir).expect("dir");
+    std::fs::write(dir.join(OsStr::from_bytes(b"caf\xe9.txt")), "latin1").expect("file");
+    std::fs::write(dir.join(OsStr::from_bytes(b"skip\xe9.log")), "no").expect("file");
+    std::fs::write(ctx.join(".dockerignore"), "**/*.log\n").expect("ignore");
+    let df = env.path("Dockerfile");
+    std::fs::write(&df, "FROM scratch\nCOPY . /\n").expect("Dockerfile");
+    let archive = env.path("image.tar");
+    let dest = format!("type=docker,dest={}", s(&archive));
+    env.ok(&["build", "-f", s(&df), "-o", &dest, s(&ctx)], None);
+    let mut files = layer_files(&archive);
+    files.sort();
+    assert_eq!(
+        files,
+        [
+            (b".dockerignore".to_vec(), b"**/*.log\n".to_vec()),
+            (b"dir\xff/caf\xe9.txt".to_vec(), b"latin1".to_vec()),
+        ]
+    );
+    let local = env.path("local");
+    let dest = format!("type=local,dest={}", s(&local));
+    env.ok(&["build", "-f", s(&df), "-o", &dest, s(&ctx)], None);
+    let copied = local.join(OsStr::from_bytes(b"dir\xff/caf\xe9.txt"));
+    assert_eq!(
+        std::fs::read_to_string(copied).expect("local copy"),
+        "latin1"
+    );
+}

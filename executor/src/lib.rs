@@ -27,6 +27,7 @@
 mod diff;
 pub mod dirfd;
 mod fileop;
+pub mod names;
 mod runtime;
 mod stack;
 mod sys;

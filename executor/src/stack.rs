@@ -8,6 +8,7 @@
 //! non-directory or a whiteout.
 
 use crate::dirfd::Dir;
+use crate::names;
 use crate::sys;
 use std::collections::{BTreeMap, HashMap};
 use std::ffi::{OsStr, OsString};
@@ -295,7 +296,8 @@ impl LayerStack {
             } else {
                 format!("{}/{name}", resolved.join("/"))
             };
-            let Some(next) = self.cached_dir(&key, || Self::step(&cur.dirs, OsStr::new(&name)))?
+            let Some(next) =
+                self.cached_dir(&key, || Self::step(&cur.dirs, &names::decode(&name)))?
             else {
                 return Ok(None);
             };
@@ -396,7 +398,7 @@ impl SourceTree for LayerStack {
                         continue;
                     }
                     for name in Self::present(&found)? {
-                        let name = name.to_string_lossy();
+                        let name = names::encode(&name);
                         if go_match(c, &name).unwrap_or(false) {
                             next.push(join(parent, &name));
                         }
@@ -428,8 +430,8 @@ impl SourceTree for LayerStack {
 
     /// Lists directory `rel` (a final symlink is followed, as `opendir`
     /// does). An absent path is [`SourceError::NotFound`], a non-directory
-    /// an `ENOTDIR` I/O error. Names that are not UTF-8 are converted
-    /// lossily.
+    /// an `ENOTDIR` I/O error. Names that are not UTF-8 come in
+    /// [`names::encode`] form.
     fn list(&self, rel: &str) -> Result<Vec<String>, SourceError> {
         let Some(found) = self.lookup(rel, true)? else {
             if self.layers.is_empty() && clean(rel).is_empty() {
@@ -448,7 +450,7 @@ impl SourceTree for LayerStack {
         }
         Ok(Self::present(&found)?
             .into_iter()
-            .map(|n| n.to_string_lossy().into_owned())
+            .map(|n| names::encode(&n).into_owned())
             .collect())
     }
 }

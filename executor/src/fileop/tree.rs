@@ -169,7 +169,7 @@ impl<'a> Upper<'a> {
         if rel.is_empty() {
             self.upper.to_path_buf()
         } else {
-            self.upper.join(rel)
+            crate::names::rel_path(self.upper, rel)
         }
     }
 

@@ -4,7 +4,8 @@
 use super::error::ContextError;
 use super::ignore::DockerIgnore;
 use kiln_executor::dirfd::Dir;
-use std::ffi::{OsStr, OsString};
+use kiln_executor::names;
+use std::ffi::OsString;
 use std::fs::Metadata;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
@@ -147,10 +148,7 @@ pub(crate) fn sorted_names(abs: &Path) -> Result<Vec<(String, std::fs::DirEntry)
     let mut names = Vec::new();
     for entry in std::fs::read_dir(abs).map_err(ContextError::io(abs))? {
         let entry = entry.map_err(ContextError::io(abs))?;
-        let name = entry
-            .file_name()
-            .into_string()
-            .map_err(|_| ContextError::NonUtf8Path { path: entry.path() })?;
+        let name = names::encode(&entry.file_name()).into_owned();
         names.push((name, entry));
     }
     names.sort_by(|a, b| a.0.cmp(&b.0));
@@ -233,14 +231,12 @@ fn walk_rec(
             continue;
         };
         let abs_path = level.dir.child_path(&name);
-        let name = name.into_string().map_err(|_| ContextError::NonUtf8Path {
-            path: abs_path.clone(),
-        })?;
+        let name = names::encode(&name).into_owned();
         let rel = join_rel(&level.rel, &name);
         let (excluded, state) = ignore.evaluate(&rel, &level.state);
         let md = level
             .dir
-            .child_metadata(OsStr::new(&name))
+            .child_metadata(&names::decode(&name))
             .map_err(ContextError::io(&abs_path))?;
         let is_dir = md.is_dir();
         if excluded && !(is_dir && ignore.exception_could_match_below(&rel)) {
@@ -249,7 +245,7 @@ fn walk_rec(
         let link_target = if md.file_type().is_symlink() {
             let target = level
                 .dir
-                .read_link(OsStr::new(&name))
+                .read_link(&names::decode(&name))
                 .map_err(ContextError::io(&abs_path))?;
             Some(PathBuf::from(target))
         } else {
@@ -261,7 +257,7 @@ fn walk_rec(
         if is_dir {
             let sub = level
                 .dir
-                .open_dir(OsStr::new(&name))
+                .open_dir(&names::decode(&name))
                 .map_err(ContextError::io(&out[mark].abs_path))?;
             let names = level_names(&sub)?;
             stack.push(Level {
