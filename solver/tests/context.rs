@@ -607,3 +607,31 @@ fn env_or(name: &str, default: usize) -> usize {
         .and_then(|v| v.parse().ok())
         .unwrap_or(default)
 }
+
+/// `.dockerignore` patterns are matched without recursion: a path as long
+/// as a very deep context gives (80,000 characters) is matched on a small
+/// thread stack (the recursive matcher went one frame per character).
+#[test]
+fn ignore_patterns_match_very_long_paths_on_a_small_stack() {
+    let ignore =
+        DockerIgnore::from_patterns(&["**/leaf*", "a/**/*.log", "a/**", "*x"]).expect("valid");
+    let deep = "d/".repeat(40_000);
+    let results = std::thread::Builder::new()
+        .stack_size(128 * 1024)
+        .spawn(move || {
+            let [leaf, log, below_a, star] = ignore.patterns() else {
+                panic!("four patterns")
+            };
+            (
+                leaf.matches(&format!("{deep}leaf.txt")),
+                leaf.matches(&format!("{deep}other")),
+                log.matches(&format!("a/{deep}x.log")),
+                below_a.matches(&format!("a/{deep}z")),
+                star.matches(&"y".repeat(80_000)),
+            )
+        })
+        .expect("thread")
+        .join()
+        .expect("no overflow");
+    assert_eq!(results, (true, false, true, true, false));
+}
