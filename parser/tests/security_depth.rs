@@ -82,3 +82,27 @@ fn long_input_and_exact_limit_are_accepted() {
     let env = [("H", half.as_str())];
     assert_eq!(lexer.process_word("$H$H", &env).expect("exact").len(), MIB);
 }
+
+/// Matching a pattern against a value costs their lengths multiplied: a
+/// 1 MiB value used as its own pattern (10^12 steps) is refused at once;
+/// ordinary sizes match as before.
+#[test]
+fn huge_pattern_matches_are_refused() {
+    let lexer = Lexer::default();
+    let big = "a".repeat(MIB);
+    let env = [("A", big.as_str())];
+    for word in ["${A/$A/x}", "${A//$A/x}", "${A#$A}", "${A%$A}"] {
+        let err = lexer.process_word(word, &env).expect_err(word);
+        assert!(
+            matches!(err, ShellError::PatternTooCostly { offset: 0, .. }),
+            "{word}: {err:?}"
+        );
+    }
+    let small = "ab".repeat(1000);
+    let env = [("S", small.as_str())];
+    assert_eq!(
+        lexer.process_word("${S//b/}", &env).expect("ok"),
+        "a".repeat(1000)
+    );
+    assert_eq!(lexer.process_word("${S%%b*}", &env).expect("ok"), "a");
+}

@@ -99,6 +99,16 @@ pub enum ShellError {
         /// Byte offset of the `$` whose expansion exceeded it.
         offset: usize,
     },
+    /// A `#`, `%` or `/` substitution whose pattern and value are so long
+    /// that matching one against the other would take more than `limit`
+    /// steps (pattern bytes times value bytes; BuildKit has no such limit).
+    #[error("pattern and value of the substitution are too long to match (over {limit} steps)")]
+    PatternTooCostly {
+        /// The step limit.
+        limit: usize,
+        /// Byte offset of the `$` of the substitution.
+        offset: usize,
+    },
 }
 
 impl ShellError {
@@ -115,7 +125,8 @@ impl ShellError {
             | Self::VariableEmpty { offset, .. }
             | Self::InvalidPattern { offset, .. }
             | Self::TooDeeplyNested { offset, .. }
-            | Self::TooLong { offset, .. } => *offset,
+            | Self::TooLong { offset, .. }
+            | Self::PatternTooCostly { offset, .. } => *offset,
         }
     }
 }

@@ -484,6 +484,7 @@ impl State<'_> {
                     None => (word.as_str(), false),
                 };
                 let value = value.unwrap_or_default();
+                check_pattern_work(pattern, &value, offset)?;
                 let trimmed = if op == '%' {
                     pattern::trim_suffix(pattern, &value, longest)
                 } else {
@@ -518,6 +519,7 @@ impl State<'_> {
         // An unset variable is replaced in as the empty string (so an empty
         // pattern still inserts the replacement).
         let value = value.unwrap_or_default();
+        check_pattern_work(&pattern, &value, offset)?;
         pattern::replace(&pattern, &value, &replacement, all, self.limit).map_err(|e| match e {
             pattern::ReplaceError::Pattern(e) => ShellError::InvalidPattern {
                 pattern: pattern.clone(),
@@ -548,6 +550,24 @@ impl State<'_> {
             Err(e) => Err(e),
         }
     }
+}
+
+/// Most pattern-by-value steps one `#`, `%` or `/` substitution may take
+/// (the matcher runs the pattern's automaton over the value: its time is
+/// their lengths multiplied).
+pub(super) const MAX_PATTERN_WORK: usize = 1 << 26;
+
+/// Refuses a substitution whose pattern and value are too long together
+/// to match in reasonable time (a 1 MiB pattern over a 1 MiB value).
+fn check_pattern_work(pattern: &str, value: &str, offset: usize) -> Result<(), ShellError> {
+    let work = (pattern.len() + 1).saturating_mul(value.len() + 1);
+    if work > MAX_PATTERN_WORK {
+        return Err(ShellError::PatternTooCostly {
+            limit: MAX_PATTERN_WORK,
+            offset,
+        });
+    }
+    Ok(())
 }
 
 fn message_or(word: String, default: &str) -> String {
