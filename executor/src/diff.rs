@@ -7,6 +7,7 @@
 //! without `./` (directories end in `/`), numeric owners only (no
 //! user/group names), mtime only (no atime/ctime), no xattrs.
 
+use crate::dirfd::Dir;
 use crate::sys;
 use std::collections::HashMap;
 use std::ffi::{OsStr, OsString};
@@ -83,7 +84,7 @@ pub fn diff_with(
         options: options.clone(),
         links: HashMap::new(),
     };
-    writer.dir(upper, b"")?;
+    writer.tree(upper)?;
     writer.builder.finish().map_err(|error| DiffError::Write {
         path: String::new(),
         error,
@@ -109,39 +110,67 @@ struct Writer<'a> {
 struct Child {
     /// The name in the tar (`.wh.NAME` for a whiteout).
     tar_name: Vec<u8>,
-    path: PathBuf,
+    /// The name on disk.
+    name: OsString,
     metadata: Metadata,
     whiteout: bool,
 }
 
+/// A directory being written: its children not yet written (in reverse
+/// order, so the next one pops off the end) and its tar path (empty or
+/// ending in `/`).
+struct Level {
+    dir: Dir,
+    children: Vec<Child>,
+    prefix: Vec<u8>,
+}
+
+/// The children of `dir` in reverse tar order.
+fn list_children(dir: &Dir) -> Result<Vec<Child>, DiffError> {
+    let mut children = Vec::new();
+    let names = dir.names().map_err(|e| io_err("listing", dir.path(), e))?;
+    for name in names {
+        let path = || dir.child_path(&name);
+        let metadata = dir
+            .child_metadata(&name)
+            .map_err(|e| io_err("reading", &path(), e))?;
+        let whiteout = dir
+            .is_whiteout(&name, &metadata)
+            .map_err(|e| io_err("reading", &path(), e))?;
+        let tar_name = if whiteout {
+            [b".wh.".as_slice(), name.as_bytes()].concat()
+        } else {
+            name.as_bytes().to_vec()
+        };
+        children.push(Child {
+            tar_name,
+            name,
+            metadata,
+            whiteout,
+        });
+    }
+    children.sort_by(|a, b| b.tar_name.cmp(&a.tar_name));
+    Ok(children)
+}
+
 impl Writer<'_> {
-    /// Writes the children of directory `dir` whose tar path is `prefix`
-    /// (empty or ending in `/`).
-    fn dir(&mut self, dir: &Path, prefix: &[u8]) -> Result<(), DiffError> {
-        let mut children = Vec::new();
-        let read = std::fs::read_dir(dir).map_err(|e| io_err("listing", dir, e))?;
-        for entry in read {
-            let entry = entry.map_err(|e| io_err("listing", dir, e))?;
-            let name: OsString = entry.file_name();
-            let path = entry.path();
-            let metadata =
-                std::fs::symlink_metadata(&path).map_err(|e| io_err("reading", &path, e))?;
-            let whiteout = sys::is_whiteout(&path, &metadata);
-            let tar_name = if whiteout {
-                [b".wh.".as_slice(), name.as_bytes()].concat()
-            } else {
-                name.as_bytes().to_vec()
+    /// Writes everything below directory `upper`, depth first, one open
+    /// directory per level (no recursion: a tree may be deeper than the
+    /// stack, and its paths longer than `PATH_MAX`).
+    fn tree(&mut self, upper: &Path) -> Result<(), DiffError> {
+        let root = Dir::open(upper).map_err(|e| io_err("opening", upper, e))?;
+        let children = list_children(&root)?;
+        let mut stack = vec![Level {
+            dir: root,
+            children,
+            prefix: Vec::new(),
+        }];
+        while let Some(level) = stack.last_mut() {
+            let Some(child) = level.children.pop() else {
+                stack.pop();
+                continue;
             };
-            children.push(Child {
-                tar_name,
-                path,
-                metadata,
-                whiteout,
-            });
-        }
-        children.sort_by(|a, b| a.tar_name.cmp(&b.tar_name));
-        for child in children {
-            let mut tar_path = [prefix, &child.tar_name].concat();
+            let mut tar_path = [level.prefix.as_slice(), &child.tar_name].concat();
             if child.whiteout {
                 self.marker(&tar_path)?;
                 continue;
@@ -152,17 +181,28 @@ impl Writer<'_> {
                 continue;
             }
             let mut header = self.header(md);
+            let path = || level.dir.child_path(&child.name);
             if ft.is_dir() {
                 tar_path.push(b'/');
                 header.set_entry_type(EntryType::Directory);
                 header.set_size(0);
                 self.append(&mut header, &tar_path, io::empty())?;
-                let opaque = sys::is_opaque(&child.path)
-                    .map_err(|e| io_err("reading xattrs of", &child.path, e))?;
+                let dir = level
+                    .dir
+                    .open_dir(&child.name)
+                    .map_err(|e| io_err("opening", &path(), e))?;
+                let opaque = dir
+                    .is_opaque()
+                    .map_err(|e| io_err("reading xattrs of", &path(), e))?;
                 if opaque {
                     self.marker(&[tar_path.as_slice(), b".wh..wh..opq"].concat())?;
                 }
-                self.dir(&child.path, &tar_path)?;
+                let children = list_children(&dir)?;
+                stack.push(Level {
+                    dir,
+                    children,
+                    prefix: tar_path,
+                });
                 continue;
             }
             if md.nlink() > 1 {
@@ -178,15 +218,19 @@ impl Writer<'_> {
             if ft.is_file() {
                 header.set_entry_type(EntryType::Regular);
                 header.set_size(md.len());
-                let file = std::fs::File::open(&child.path)
-                    .map_err(|e| io_err("opening", &child.path, e))?;
+                let file = level
+                    .dir
+                    .open_file(&child.name)
+                    .map_err(|e| io_err("opening", &path(), e))?;
                 self.append(&mut header, &tar_path, file)?;
             } else if ft.is_symlink() {
-                let target = std::fs::read_link(&child.path)
-                    .map_err(|e| io_err("reading link", &child.path, e))?;
+                let target = level
+                    .dir
+                    .read_link(&child.name)
+                    .map_err(|e| io_err("reading link", &path(), e))?;
                 header.set_entry_type(EntryType::Symlink);
                 header.set_size(0);
-                self.link_entry(&mut header, &tar_path, target.as_os_str().as_bytes())?;
+                self.link_entry(&mut header, &tar_path, target.as_bytes())?;
             } else {
                 let kind = if ft.is_char_device() {
                     EntryType::Char

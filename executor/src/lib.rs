@@ -25,7 +25,9 @@
 #![deny(missing_docs)]
 
 mod diff;
+pub mod dirfd;
 mod fileop;
+pub mod names;
 mod runtime;
 mod stack;
 mod sys;

@@ -7,6 +7,8 @@
 //! the first opaque one or the first layer where the path is a
 //! non-directory or a whiteout.
 
+use crate::dirfd::Dir;
+use crate::names;
 use crate::sys;
 use std::collections::{BTreeMap, HashMap};
 use std::ffi::{OsStr, OsString};
@@ -14,6 +16,7 @@ use std::fs::Metadata;
 use std::io;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
+use std::rc::Rc;
 
 /// What went wrong reading a source tree.
 #[derive(Debug, thiserror::Error)]
@@ -293,7 +296,8 @@ impl LayerStack {
             } else {
                 format!("{}/{name}", resolved.join("/"))
             };
-            let Some(next) = self.cached_dir(&key, || Self::step(&cur.dirs, OsStr::new(&name)))?
+            let Some(next) =
+                self.cached_dir(&key, || Self::step(&cur.dirs, &names::decode(&name)))?
             else {
                 return Ok(None);
             };
@@ -394,7 +398,7 @@ impl SourceTree for LayerStack {
                         continue;
                     }
                     for name in Self::present(&found)? {
-                        let name = name.to_string_lossy();
+                        let name = names::encode(&name);
                         if go_match(c, &name).unwrap_or(false) {
                             next.push(join(parent, &name));
                         }
@@ -426,8 +430,8 @@ impl SourceTree for LayerStack {
 
     /// Lists directory `rel` (a final symlink is followed, as `opendir`
     /// does). An absent path is [`SourceError::NotFound`], a non-directory
-    /// an `ENOTDIR` I/O error. Names that are not UTF-8 are converted
-    /// lossily.
+    /// an `ENOTDIR` I/O error. Names that are not UTF-8 come in
+    /// [`names::encode`] form.
     fn list(&self, rel: &str) -> Result<Vec<String>, SourceError> {
         let Some(found) = self.lookup(rel, true)? else {
             if self.layers.is_empty() && clean(rel).is_empty() {
@@ -446,7 +450,7 @@ impl SourceTree for LayerStack {
         }
         Ok(Self::present(&found)?
             .into_iter()
-            .map(|n| n.to_string_lossy().into_owned())
+            .map(|n| names::encode(&n).into_owned())
             .collect())
     }
 }
@@ -652,43 +656,215 @@ pub fn materialize(stack: &LayerStack, dest: &Path) -> io::Result<()> {
     let Some(root) = stack.root()? else {
         return Ok(());
     };
+    let open = |p: &Path| Dir::open(p).map_err(|e| sys::annotate("opening", p, e));
+    let dirs: Vec<Dir> = root
+        .dirs
+        .iter()
+        .map(|d| open(d))
+        .collect::<io::Result<_>>()?;
+    let dest = Rc::new(open(dest)?);
     let mut links = HashMap::new();
-    copy_dir(&root, dest, &mut links)
-}
-
-fn copy_dir(dir: &Found, dest: &Path, links: &mut HashMap<(u64, u64), PathBuf>) -> io::Result<()> {
-    for name in LayerStack::present(dir)? {
-        let Some(child) = LayerStack::step(&dir.dirs, &name)? else {
+    let names = merged_names(&dirs)?;
+    let mut stack = vec![Level {
+        dirs,
+        dest,
+        names,
+        made: None,
+    }];
+    while let Some(level) = stack.last_mut() {
+        let Some(name) = level.names.pop() else {
+            if let Some(done) = stack.pop() {
+                // Directory times last: writing its children changed them.
+                if let (Some((name, md)), Some(parent)) = (done.made, stack.last()) {
+                    drop(done.dest);
+                    parent.dest.set_meta(&name, &md)?;
+                }
+            }
             continue;
         };
-        let target = dest.join(&name);
+        let Some(child) = merged_step(&level.dirs, &name)? else {
+            continue;
+        };
+        let dest = &level.dest;
         let md = &child.metadata;
         let ft = md.file_type();
         // Writing over an earlier export: what is in the way is replaced,
         // directories are merged into (as buildx's local exporter does).
-        if let Ok(old) = std::fs::symlink_metadata(&target) {
-            let keep = old.is_dir() && ft.is_dir();
-            if !keep {
-                let removed = if old.is_dir() {
-                    std::fs::remove_dir_all(&target)
-                } else {
-                    std::fs::remove_file(&target)
-                };
-                removed.map_err(|e| sys::annotate("replacing", &target, e))?;
+        let old = dest.child_metadata(&name).ok();
+        if let Some(old) = &old {
+            if !(old.is_dir() && ft.is_dir()) {
+                dest.remove_tree(&name)
+                    .map_err(|e| sys::annotate("replacing", &dest.child_path(&name), e))?;
             }
         }
         if ft.is_dir() {
-            if !target.is_dir() {
-                std::fs::create_dir(&target).map_err(|e| sys::annotate("creating", &target, e))?;
+            if !old.is_some_and(|o| o.is_dir()) {
+                dest.create_dir(&name, 0o700)
+                    .map_err(|e| sys::annotate("creating", &dest.child_path(&name), e))?;
             }
-            copy_dir(&child, &target, links)?;
-            set_meta(&target, md, true)?;
+            let sub = dest
+                .open_dir(&name)
+                .map_err(|e| sys::annotate("opening", &dest.child_path(&name), e))?;
+            let names = merged_names(&child.dirs)?;
+            stack.push(Level {
+                dirs: child.dirs,
+                dest: Rc::new(sub),
+                names,
+                made: Some((name, child.metadata)),
+            });
             continue;
         }
         if ft.is_socket() {
             continue;
         }
-        copy_leaf(&child.real, &target, md, links)?;
+        copy_leaf_at(&level.dirs[child.layer], &name, dest, md, &mut links)?;
+    }
+    Ok(())
+}
+
+/// A merged directory being copied by [`materialize`].
+struct Level {
+    /// The layer directories merged into it, top first.
+    dirs: Vec<Dir>,
+    /// Where it is copied to.
+    dest: Rc<Dir>,
+    /// Its present names not copied yet, in reverse order.
+    names: Vec<OsString>,
+    /// Its name in the level above and the metadata it gets once filled.
+    made: Option<(OsString, Metadata)>,
+}
+
+/// An entry of a merged directory, as [`merged_step`] finds it.
+struct MergedChild {
+    /// Index (in the directories looked in) of the layer holding it.
+    layer: usize,
+    /// Its metadata there (not following a symlink).
+    metadata: Metadata,
+    /// For a directory: the directories merged into it, top first.
+    dirs: Vec<Dir>,
+}
+
+/// The present names of the merged directory made of `dirs` (top first),
+/// in reverse byte order.
+fn merged_names(dirs: &[Dir]) -> io::Result<Vec<OsString>> {
+    let mut names: BTreeMap<OsString, bool> = BTreeMap::new();
+    for dir in dirs {
+        let listed = dir
+            .names()
+            .map_err(|e| sys::annotate("listing", dir.path(), e))?;
+        for name in listed {
+            if names.contains_key(&name) {
+                continue;
+            }
+            let path = || dir.child_path(&name);
+            let md = dir
+                .child_metadata(&name)
+                .map_err(|e| sys::annotate("reading", &path(), e))?;
+            let whiteout = dir
+                .is_whiteout(&name, &md)
+                .map_err(|e| sys::annotate("reading", &path(), e))?;
+            names.insert(name, !whiteout);
+        }
+    }
+    Ok(names
+        .into_iter()
+        .rev()
+        .filter_map(|(name, present)| present.then_some(name))
+        .collect())
+}
+
+/// Looks up `name` in the merged directory made of `dirs` (top first), as
+/// [`LayerStack::step`] does with paths.
+fn merged_step(dirs: &[Dir], name: &OsStr) -> io::Result<Option<MergedChild>> {
+    let mut found: Option<MergedChild> = None;
+    for (layer, dir) in dirs.iter().enumerate() {
+        let path = || dir.child_path(name);
+        let metadata = match dir.child_metadata(name) {
+            Ok(m) => m,
+            Err(e)
+                if e.kind() == io::ErrorKind::NotFound
+                    || e.raw_os_error() == Some(libc::ENOTDIR) =>
+            {
+                continue
+            }
+            Err(e) => return Err(sys::annotate("reading", &path(), e)),
+        };
+        if dir
+            .is_whiteout(name, &metadata)
+            .map_err(|e| sys::annotate("reading", &path(), e))?
+        {
+            break;
+        }
+        let is_dir = metadata.is_dir();
+        let found = match &mut found {
+            None => found.insert(MergedChild {
+                layer,
+                metadata,
+                dirs: Vec::new(),
+            }),
+            Some(_) if !is_dir => break,
+            Some(f) => f,
+        };
+        if !is_dir {
+            break;
+        }
+        let sub = dir
+            .open_dir(name)
+            .map_err(|e| sys::annotate("opening", &path(), e))?;
+        let opaque = sub
+            .is_opaque()
+            .map_err(|e| sys::annotate("reading xattrs of", &path(), e))?;
+        found.dirs.push(sub);
+        if opaque {
+            break;
+        }
+    }
+    Ok(found)
+}
+
+/// Copies the non-directory `name` of `src` (metadata `md`) into `dst`
+/// with its metadata; a file met before under the same inode (`links`,
+/// keyed by the source's device and inode) is hard-linked to its first
+/// copy.
+fn copy_leaf_at(
+    src: &Dir,
+    name: &OsStr,
+    dst: &Rc<Dir>,
+    md: &Metadata,
+    links: &mut HashMap<(u64, u64), (Rc<Dir>, OsString)>,
+) -> io::Result<()> {
+    let ft = md.file_type();
+    let key = (md.dev(), md.ino());
+    let target = || dst.child_path(name);
+    if md.nlink() > 1 {
+        if let Some((dir, first)) = links.get(&key) {
+            return dst
+                .hard_link(name, dir, first)
+                .map_err(|e| sys::annotate("linking", &target(), e));
+        }
+    }
+    if ft.is_file() {
+        let from = || src.child_path(name);
+        let mut r = src
+            .open_file(name)
+            .map_err(|e| sys::annotate("opening", &from(), e))?;
+        let mut w = dst
+            .create_file(name, 0o600)
+            .map_err(|e| sys::annotate("creating", &target(), e))?;
+        io::copy(&mut r, &mut w).map_err(|e| sys::annotate("copying", &from(), e))?;
+    } else if ft.is_symlink() {
+        let link = src
+            .read_link(name)
+            .map_err(|e| sys::annotate("reading link", &src.child_path(name), e))?;
+        dst.symlink(&link, name)
+            .map_err(|e| sys::annotate("creating", &target(), e))?;
+    } else {
+        dst.mknod(name, md.mode(), md.rdev())
+            .map_err(|e| sys::annotate("creating", &target(), e))?;
+    }
+    dst.set_meta(name, md)?;
+    if md.nlink() > 1 {
+        links.insert(key, (Rc::clone(dst), name.to_os_string()));
     }
     Ok(())
 }

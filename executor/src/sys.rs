@@ -47,7 +47,7 @@ pub(crate) fn in_user_namespace() -> bool {
 /// The xattr marking an empty regular file as a whiteout where character
 /// devices cannot be made (a store on overlayfs refuses them); the
 /// kernel's name for it (overlayfs "xwhiteouts", with `userxattr`).
-const WHITEOUT_XATTR: &str = "user.overlay.whiteout";
+pub(crate) const WHITEOUT_XATTR: &str = "user.overlay.whiteout";
 
 /// A whiteout: a character device 0/0, or an empty regular file carrying
 /// the whiteout xattr (see [`make_whiteout`]). `path` is only read for

@@ -50,9 +50,51 @@ struct Walk<'a> {
     made_dirs: Vec<(PathBuf, Metadata)>,
 }
 
+/// A directory of `merged` being compared, or copied, by [`Walk`]: its
+/// path and its names not visited yet, in reverse order.
+struct Level {
+    rel: String,
+    names: Vec<String>,
+}
+
 impl Walk<'_> {
-    /// Compares directory `rel`, which exists in both.
-    fn dir(&mut self, rel: &str) -> io::Result<()> {
+    /// Compares directory `top`, which exists in both, and everything below
+    /// it, with a stack of directories instead of recursion (a tree may be
+    /// deeper than the thread's stack).
+    fn dir(&mut self, top: &str) -> io::Result<()> {
+        let names = self.open(top)?;
+        let mut stack = vec![Level {
+            rel: top.to_string(),
+            names,
+        }];
+        while let Some(level) = stack.last_mut() {
+            let Some(name) = level.names.pop() else {
+                stack.pop();
+                continue;
+            };
+            let child = join(&level.rel, &name);
+            let now = self.merged.join(&child);
+            let md =
+                std::fs::symlink_metadata(&now).map_err(|e| sys::annotate("reading", &now, e))?;
+            let old = self.lower.entry(&child)?;
+            match old {
+                Some(old) if same_type(&old.metadata, &md) && md.is_dir() => {
+                    if !same_meta(&old.metadata, &md) {
+                        self.parent(&child)?;
+                    }
+                    let names = self.open(&child)?;
+                    stack.push(Level { rel: child, names });
+                }
+                Some(old) if same_type(&old.metadata, &md) && same_entry(&old, &md, &now)? => {}
+                _ => self.copy(&child, &md)?,
+            }
+        }
+        Ok(())
+    }
+
+    /// Starts comparing directory `rel`: writes whiteouts for the names
+    /// gone from it and returns its present names in reverse order.
+    fn open(&mut self, rel: &str) -> io::Result<Vec<String>> {
         let here = self.merged.join(rel);
         let mut names: Vec<String> = std::fs::read_dir(&here)
             .map_err(|e| sys::annotate("listing", &here, e))?
@@ -66,35 +108,28 @@ impl Walk<'_> {
             let path = self.upper.join(join(rel, gone));
             sys::make_whiteout(&path).map_err(|e| sys::annotate("creating whiteout", &path, e))?;
         }
-        for name in &names {
-            let child = join(rel, name);
-            let now = self.merged.join(&child);
-            let md =
-                std::fs::symlink_metadata(&now).map_err(|e| sys::annotate("reading", &now, e))?;
-            let old = self.lower.entry(&child)?;
-            match old {
-                Some(old) if same_type(&old.metadata, &md) && md.is_dir() => {
-                    if !same_meta(&old.metadata, &md) {
-                        self.parent(&child)?;
-                    }
-                    self.dir(&child)?;
-                }
-                Some(old) if same_type(&old.metadata, &md) && same_entry(&old, &md, &now)? => {}
-                _ => self.copy(&child, &md)?,
-            }
-        }
-        Ok(())
+        names.reverse();
+        Ok(names)
     }
 
-    /// Makes sure directory `rel` (and its parents) exist in `upper`.
+    /// Makes sure directory `rel` (and its parents) exist in `upper`. The
+    /// search starts at `rel` and goes up only as far as needed (usually no
+    /// step: the walk makes parents first).
     fn parent(&mut self, rel: &str) -> io::Result<()> {
-        let mut prefix = String::new();
-        for comp in rel.split('/').filter(|c| !c.is_empty()) {
-            prefix = join(&prefix, comp);
+        let comps: Vec<&str> = rel.split('/').filter(|c| !c.is_empty()).collect();
+        let mut have = comps.len();
+        while have > 0
+            && self
+                .upper
+                .join(comps[..have].join("/"))
+                .symlink_metadata()
+                .is_err()
+        {
+            have -= 1;
+        }
+        for n in have + 1..=comps.len() {
+            let prefix = comps[..n].join("/");
             let path = self.upper.join(&prefix);
-            if path.symlink_metadata().is_ok() {
-                continue;
-            }
             let src = self.merged.join(&prefix);
             let md =
                 std::fs::symlink_metadata(&src).map_err(|e| sys::annotate("reading", &src, e))?;
@@ -104,27 +139,51 @@ impl Walk<'_> {
         Ok(())
     }
 
-    /// Copies the new or changed entry `rel` (a whole tree for a directory).
+    /// Copies the new or changed entry `rel` (a whole tree for a
+    /// directory, without recursion).
     fn copy(&mut self, rel: &str, md: &Metadata) -> io::Result<()> {
         let parent = rel.rsplit_once('/').map(|(p, _)| p).unwrap_or("");
         self.parent(parent)?;
+        let mut stack = Vec::new();
+        self.copy_one(rel, md, &mut stack)?;
+        while let Some(level) = stack.last_mut() {
+            let Some(name) = level.names.pop() else {
+                stack.pop();
+                continue;
+            };
+            let child = join(&level.rel, &name);
+            let path = self.merged.join(&child);
+            let md =
+                std::fs::symlink_metadata(&path).map_err(|e| sys::annotate("reading", &path, e))?;
+            self.copy_one(&child, &md, &mut stack)?;
+        }
+        Ok(())
+    }
+
+    /// Copies entry `rel` alone; a directory is created, and pushed on
+    /// `stack` for its contents.
+    fn copy_one(&mut self, rel: &str, md: &Metadata, stack: &mut Vec<Level>) -> io::Result<()> {
         let src = self.merged.join(rel);
         let dst = self.upper.join(rel);
         let ft = md.file_type();
         if ft.is_dir() {
             std::fs::create_dir(&dst).map_err(|e| sys::annotate("creating", &dst, e))?;
-            self.made_dirs.push((dst.clone(), md.clone()));
+            self.made_dirs.push((dst, md.clone()));
             let mut names: Vec<_> = std::fs::read_dir(&src)
                 .map_err(|e| sys::annotate("listing", &src, e))?
+                .map(|e| e.map(|e| e.file_name()))
                 .collect::<io::Result<_>>()
                 .map_err(|e| sys::annotate("listing", &src, e))?;
-            names.sort_by_key(|e| e.file_name());
-            for e in names {
-                let child = join(rel, &e.file_name().to_string_lossy());
-                let cmd = std::fs::symlink_metadata(self.merged.join(&child))
-                    .map_err(|e| sys::annotate("reading", &src, e))?;
-                self.copy(&child, &cmd)?;
-            }
+            names.sort();
+            let names = names
+                .iter()
+                .rev()
+                .map(|n| n.to_string_lossy().into_owned())
+                .collect();
+            stack.push(Level {
+                rel: rel.to_string(),
+                names,
+            });
             return Ok(());
         }
         if ft.is_socket() {

@@ -144,3 +144,46 @@ fn an_unchanged_copy_has_an_empty_diff() {
     walk_diff(&LayerStack::default(), &merged, &upper2).expect("diff");
     assert_eq!(snapshot(&upper2), snapshot(&merged));
 }
+
+/// A RUN that makes a 1,500-deep directory chain: the diff walks it (and
+/// copies it into the upper directory) without recursion, so even a small
+/// thread stack does (the recursive walk overflowed it and aborted).
+#[test]
+fn deep_new_chain_is_diffed_on_a_small_stack() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let base = tmp.path().join("base");
+    std::fs::create_dir(&base).expect("base");
+    std::fs::write(base.join("kept"), "k").expect("kept");
+    let merged = tmp.path().join("m");
+    std::fs::create_dir(&merged).expect("merged");
+    std::fs::write(merged.join("kept"), "k").expect("kept");
+    let times = std::fs::metadata(base.join("kept")).expect("md");
+    let kept = std::fs::File::options()
+        .write(true)
+        .open(merged.join("kept"))
+        .expect("open");
+    kept.set_modified(times.modified().expect("mtime"))
+        .expect("set mtime");
+    let mut deep = merged.clone();
+    for _ in 0..1500 {
+        deep.push("d");
+    }
+    std::fs::create_dir_all(&deep).expect("chain");
+    std::fs::write(deep.join("leaf"), "x").expect("leaf");
+    let upper = tmp.path().join("u");
+    std::fs::create_dir(&upper).expect("upper");
+    let stack = LayerStack::new(vec![base.clone()]);
+    let (m, u) = (merged.clone(), upper.clone());
+    std::thread::Builder::new()
+        .stack_size(256 * 1024)
+        .spawn(move || walk_diff(&stack, &m, &u))
+        .expect("thread")
+        .join()
+        .expect("no panic")
+        .expect("walk_diff");
+    let leaf = upper
+        .join(deep.strip_prefix(&merged).expect("below"))
+        .join("leaf");
+    assert_eq!(std::fs::read_to_string(leaf).expect("leaf in upper"), "x");
+    assert!(!upper.join("kept").exists(), "an unchanged file was copied");
+}

@@ -28,6 +28,7 @@
 //! so no build, pull or load is running while anything is removed.
 
 use crate::solve::CacheIndex;
+use kiln_executor::dirfd::Dir;
 use kiln_oci::{Digest, LocalStore, StoreLock};
 use std::collections::{BTreeMap, HashSet};
 use std::fs;
@@ -204,7 +205,8 @@ impl Usage {
 
 /// Allocated bytes of `path` and everything under it whose inode is not in
 /// `seen` yet (added to it). Symlinks are not followed; vanished paths
-/// count 0.
+/// count 0. The walk keeps one open directory per level and opens each
+/// relative to its parent: no recursion, and no path is longer than a name.
 fn allocated(path: &Path, seen: &mut HashSet<(u64, u64)>) -> Result<u64, StorageError> {
     let md = match fs::symlink_metadata(path) {
         Ok(m) => m,
@@ -215,15 +217,46 @@ fn allocated(path: &Path, seen: &mut HashSet<(u64, u64)>) -> Result<u64, Storage
     if seen.insert((md.dev(), md.ino())) {
         total += md.blocks() * 512;
     }
-    if md.is_dir() {
-        let entries = match fs::read_dir(path) {
-            Ok(e) => e,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(total),
-            Err(e) => return Err(io_err("listing", path)(e)),
+    if !md.is_dir() {
+        return Ok(total);
+    }
+    let gone = |e: &io::Error| e.kind() == io::ErrorKind::NotFound;
+    let top = match Dir::open(path) {
+        Ok(d) => d,
+        Err(e) if gone(&e) => return Ok(total),
+        Err(e) => return Err(io_err("opening", path)(e)),
+    };
+    let names = match top.names() {
+        Ok(n) => n,
+        Err(e) if gone(&e) => return Ok(total),
+        Err(e) => return Err(io_err("listing", path)(e)),
+    };
+    let mut stack = vec![(top, names)];
+    while let Some((dir, names)) = stack.last_mut() {
+        let Some(name) = names.pop() else {
+            stack.pop();
+            continue;
         };
-        for entry in entries {
-            let entry = entry.map_err(io_err("listing", path))?;
-            total += allocated(&entry.path(), seen)?;
+        let md = match dir.child_metadata(&name) {
+            Ok(m) => m,
+            Err(e) if gone(&e) => continue,
+            Err(e) => return Err(io_err("reading", &dir.child_path(&name))(e)),
+        };
+        if seen.insert((md.dev(), md.ino())) {
+            total += md.blocks() * 512;
+        }
+        if !md.is_dir() {
+            continue;
+        }
+        let sub = match dir.open_dir(&name) {
+            Ok(d) => d,
+            Err(e) if gone(&e) => continue,
+            Err(e) => return Err(io_err("opening", &dir.child_path(&name))(e)),
+        };
+        match sub.names() {
+            Ok(names) => stack.push((sub, names)),
+            Err(e) if gone(&e) => {}
+            Err(e) => return Err(io_err("listing", sub.path())(e)),
         }
     }
     Ok(total)
@@ -570,46 +603,25 @@ pub struct PruneReport {
     pub before: u64,
 }
 
+/// Removes `path` and, for a directory, everything under it, at any depth
+/// (directories left `0000` by RUN steps and overlay work directories are
+/// made writable first).
 fn remove_path(path: &Path) -> Result<(), StorageError> {
-    let md = match fs::symlink_metadata(path) {
-        Ok(m) => m,
+    let (Some(parent), Some(name)) = (path.parent(), path.file_name()) else {
+        return Err(io_err("removing", path)(io::Error::from(
+            io::ErrorKind::InvalidInput,
+        )));
+    };
+    let parent = match Dir::open(parent) {
+        Ok(d) => d,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
-        Err(e) => return Err(io_err("reading", path)(e)),
+        Err(e) => return Err(io_err("opening", parent)(e)),
     };
-    let result = if md.is_dir() {
-        make_writable(path);
-        fs::remove_dir_all(path)
-    } else {
-        fs::remove_file(path)
-    };
-    match result {
+    match parent.remove_tree(name) {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        // remove_tree's messages name the path already.
         Err(e) => Err(io_err("removing", path)(e)),
-    }
-}
-
-/// Gives directories owner write and search permission so their content
-/// can be removed (overlay work directories and RUN steps leave `0000`
-/// ones; root needs no permission, rootless users do).
-fn make_writable(dir: &Path) {
-    use std::os::unix::fs::PermissionsExt;
-    let Ok(md) = fs::symlink_metadata(dir) else {
-        return;
-    };
-    if !md.is_dir() {
-        return;
-    }
-    let mode = md.permissions().mode();
-    if mode & 0o700 != 0o700 {
-        let _ = fs::set_permissions(dir, fs::Permissions::from_mode(mode | 0o700));
-    }
-    if let Ok(entries) = fs::read_dir(dir) {
-        for entry in entries.flatten() {
-            if entry.file_type().is_ok_and(|t| t.is_dir()) {
-                make_writable(&entry.path());
-            }
-        }
     }
 }
 

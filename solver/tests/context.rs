@@ -270,7 +270,7 @@ fn not_found_names_the_source() {
 #[test]
 fn resolution_reads_only_what_it_needs() {
     let dir = tree(&["a.txt", "dir/b.txt", "other/"]);
-    // A name that cannot be listed (not UTF-8) in a directory nobody asks for.
+    // A name that is not UTF-8, in a directory nobody asks for.
     let bad = std::ffi::OsStr::new(non_utf8_name());
     std::fs::write(dir.path().join("other").join(bad), "x").expect("write");
     let ctx = BuildContext::open(dir.path(), None).expect("open");
@@ -280,10 +280,18 @@ fn resolution_reads_only_what_it_needs() {
     assert_eq!(walk_paths(&ctx, "dir"), ["dir/b.txt"]);
     let dir_entry = ctx.resolve("dir").expect("resolve");
     ctx.checksum(&dir_entry).expect("checksum of dir only");
-    assert!(matches!(
-        ctx.walk(""),
-        Err(ContextError::NonUtf8Path { .. })
-    ));
+    // The whole walk lists the name, its bytes kept (Docker builds it).
+    let all = ctx.walk("").expect("walk with a non-UTF-8 name");
+    let bad = all
+        .iter()
+        .find(|e| e.path.starts_with("other/bad"))
+        .expect("listed");
+    use std::os::unix::ffi::OsStrExt;
+    assert_eq!(
+        kiln_executor::names::decode(&bad.path).as_bytes(),
+        b"other/bad\xffname"
+    );
+    assert_eq!(bad.abs_path, dir.path().join("other").join(non_utf8_name()));
 }
 
 fn non_utf8_name() -> &'static std::ffi::OsStr {
@@ -598,4 +606,32 @@ fn env_or(name: &str, default: usize) -> usize {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(default)
+}
+
+/// `.dockerignore` patterns are matched without recursion: a path as long
+/// as a very deep context gives (80,000 characters) is matched on a small
+/// thread stack (the recursive matcher went one frame per character).
+#[test]
+fn ignore_patterns_match_very_long_paths_on_a_small_stack() {
+    let ignore =
+        DockerIgnore::from_patterns(&["**/leaf*", "a/**/*.log", "a/**", "*x"]).expect("valid");
+    let deep = "d/".repeat(40_000);
+    let results = std::thread::Builder::new()
+        .stack_size(128 * 1024)
+        .spawn(move || {
+            let [leaf, log, below_a, star] = ignore.patterns() else {
+                panic!("four patterns")
+            };
+            (
+                leaf.matches(&format!("{deep}leaf.txt")),
+                leaf.matches(&format!("{deep}other")),
+                log.matches(&format!("a/{deep}x.log")),
+                below_a.matches(&format!("a/{deep}z")),
+                star.matches(&"y".repeat(80_000)),
+            )
+        })
+        .expect("thread")
+        .join()
+        .expect("no overflow");
+    assert_eq!(results, (true, false, true, true, false));
 }

@@ -143,11 +143,13 @@ impl Copier<'_> {
                 abs(&d).display()
             )));
         }
-        self.copy_entry(fs, &entry, &d)
+        self.copy_entry(fs, &entry, &d, false)
     }
 
     /// Copies the children of source directory `src_dir` (`rel`: its path
-    /// below the copied source, for `--exclude`) into `dest_dir`.
+    /// below the copied source, for `--exclude`) into `dest_dir`, and so
+    /// on down, with a stack of directories instead of recursion (a source
+    /// may be deeper than the thread's stack).
     fn copy_children(
         &mut self,
         fs: &mut Upper<'_>,
@@ -155,47 +157,86 @@ impl Copier<'_> {
         rel: &str,
         dest_dir: &str,
     ) -> Result<(), FileOpError> {
-        for name in self.tree.list(src_dir)? {
-            let child_rel = join(rel, &name);
+        let mut stack = vec![Level {
+            names: self.names(src_dir)?,
+            src: src_dir.to_string(),
+            rel: rel.to_string(),
+            dest: dest_dir.to_string(),
+            fresh: false,
+        }];
+        while let Some(level) = stack.last_mut() {
+            let Some(name) = level.names.pop() else {
+                stack.pop();
+                continue;
+            };
+            let child_rel = join(&level.rel, &name);
             let excluded = self.excludes.excluded(&child_rel);
             if excluded && !self.excludes.has_negations() {
                 continue;
             }
-            let src = join(src_dir, &name);
+            let src = join(&level.src, &name);
             let Some(entry) = self.tree.entry(&src)? else {
                 continue;
             };
-            let dest = join(dest_dir, &name);
+            let dest = join(&level.dest, &name);
             if entry.metadata.is_dir() {
                 let meta = self.meta_for(&entry)?;
-                fs.make_dir(&dest, meta, false)?;
+                // Below a directory this copy created, nothing is in the
+                // way: no lookups in the merged view, which would cost
+                // time in proportion to the depth for every entry.
+                let fresh = if level.fresh {
+                    fs.make_fresh_dir(&dest, meta)?;
+                    true
+                } else {
+                    fs.make_dir(&dest, meta, false)?
+                };
                 fs.set_meta(&dest, meta, true)?;
-                self.copy_children(fs, &src, &child_rel, &dest)?;
+                stack.push(Level {
+                    names: self.names(&src)?,
+                    src,
+                    rel: child_rel,
+                    dest,
+                    fresh,
+                });
             } else if !excluded {
-                self.copy_entry(fs, &entry, &dest)?;
+                let fresh = level.fresh;
+                self.copy_entry(fs, &entry, &dest, fresh)?;
             }
         }
         Ok(())
     }
 
-    /// Copies non-directory `e` to `dest` (its parent exists).
+    /// The names in source directory `dir`, in reverse order.
+    fn names(&self, dir: &str) -> Result<Vec<String>, FileOpError> {
+        let mut names = self.tree.list(dir)?;
+        names.reverse();
+        Ok(names)
+    }
+
+    /// Copies non-directory `e` to `dest` (its parent exists; `fresh`: it
+    /// was created by this copy, so nothing is at `dest` yet).
     fn copy_entry(
         &mut self,
         fs: &mut Upper<'_>,
         e: &SourceEntry,
         dest: &str,
+        fresh: bool,
     ) -> Result<(), FileOpError> {
         let md = &e.metadata;
         let ft = md.file_type();
         let meta = self.meta_for(e)?;
-        if fs.is_dir(dest)? {
+        if !fresh && fs.is_dir(dest)? {
             return Err(FileOpError::invalid(format!(
                 "cannot copy {} onto directory {}",
                 abs(&e.rel).display(),
                 abs(dest).display()
             )));
         }
-        let real = fs.prepare_nondir(dest)?;
+        let real = if fresh {
+            fs.real(dest)
+        } else {
+            fs.prepare_nondir(dest)?
+        };
         if ft.is_file() {
             let key = (md.dev(), md.ino());
             if md.nlink() > 1 {
@@ -226,6 +267,20 @@ impl Copier<'_> {
         }
         fs.set_meta(dest, meta, false)
     }
+}
+
+/// A source directory being copied by [`Copier::copy_children`].
+struct Level {
+    /// Its names not copied yet, in reverse order.
+    names: Vec<String>,
+    /// Its path in the source tree.
+    src: String,
+    /// Its path below the copied source (for `--exclude`).
+    rel: String,
+    /// Its path in the destination.
+    dest: String,
+    /// Whether this copy created the destination directory.
+    fresh: bool,
 }
 
 /// `--parents`: the part of matched path `m` kept below the destination:

@@ -124,8 +124,7 @@ impl Excludes {
         let comps: Vec<&str> = rel.split('/').collect();
         let mut excluded = false;
         for (negate, pattern) in &self.patterns {
-            let matched = (1..=comps.len()).any(|n| match_path(pattern, &comps[..n]));
-            if matched {
+            if match_prefix(pattern, &comps) {
                 excluded = !negate;
             }
         }
@@ -133,80 +132,145 @@ impl Excludes {
     }
 }
 
-fn match_path(pattern: &[String], path: &[&str]) -> bool {
-    match pattern.split_first() {
-        None => path.is_empty(),
-        Some((p, rest)) if p == "**" => (0..=path.len()).any(|i| match_path(rest, &path[i..])),
-        Some((p, rest)) => match path.split_first() {
-            Some((c, tail)) => {
-                let pc: Vec<char> = p.chars().collect();
-                let cc: Vec<char> = c.chars().collect();
-                glob(&pc, &cc) && match_path(rest, tail)
+/// Whether `pattern` (components, `**` for any number of them) matches
+/// some leading part `path[..n]`, `n >= 1`, of `path`.
+///
+/// A table instead of recursion: `reach[i]` says whether the pattern
+/// components seen so far match `path[..i]`. Time is pattern length ×
+/// depth, whatever the number of `**`.
+fn match_prefix(pattern: &[String], path: &[&str]) -> bool {
+    let mut reach = vec![false; path.len() + 1];
+    reach[0] = true;
+    for p in pattern {
+        let mut next = vec![false; path.len() + 1];
+        if p == "**" {
+            let mut any = false;
+            for (i, r) in reach.iter().enumerate() {
+                any |= *r;
+                next[i] = any;
             }
-            None => false,
-        },
+        } else {
+            let pc: Vec<char> = p.chars().collect();
+            for (i, c) in path.iter().enumerate() {
+                if reach[i] {
+                    next[i + 1] = glob(&pc, &c.chars().collect::<Vec<_>>());
+                }
+            }
+        }
+        reach = next;
+    }
+    reach.iter().skip(1).any(|&r| r)
+}
+
+/// One element of a compiled component pattern.
+enum Elem {
+    /// `*`: any run of characters.
+    Star,
+    /// `?`: one character.
+    Any,
+    /// A literal (or escaped) character.
+    Lit(char),
+    /// `[...]` / `[^...]`: one character in (or not in) the ranges.
+    Class(bool, Vec<(char, char)>),
+}
+
+/// Compiles a component pattern; `None` when it is malformed.
+fn compile(p: &[char]) -> Option<Vec<Elem>> {
+    let mut out = Vec::new();
+    let mut i = 0;
+    while let Some(&c) = p.get(i) {
+        i += 1;
+        out.push(match c {
+            '*' => Elem::Star,
+            '?' => Elem::Any,
+            '\\' => {
+                let e = *p.get(i)?;
+                i += 1;
+                Elem::Lit(e)
+            }
+            '[' => {
+                let negate = p.get(i) == Some(&'^');
+                if negate {
+                    i += 1;
+                }
+                let mut ranges = Vec::new();
+                loop {
+                    let lo = *p.get(i)?;
+                    if lo == ']' && !ranges.is_empty() {
+                        i += 1;
+                        break;
+                    }
+                    let lo = if lo == '\\' {
+                        i += 2;
+                        *p.get(i - 1)?
+                    } else {
+                        i += 1;
+                        lo
+                    };
+                    let mut hi = lo;
+                    if p.get(i) == Some(&'-') && p.get(i + 1).is_some_and(|&h| h != ']') {
+                        hi = if p[i + 1] == '\\' {
+                            i += 3;
+                            *p.get(i - 1)?
+                        } else {
+                            i += 2;
+                            p[i - 1]
+                        };
+                    }
+                    ranges.push((lo, hi));
+                }
+                Elem::Class(negate, ranges)
+            }
+            c => Elem::Lit(c),
+        });
+    }
+    Some(out)
+}
+
+impl Elem {
+    /// Whether this single-character element matches `c`.
+    fn one(&self, c: char) -> bool {
+        match self {
+            Elem::Star => false,
+            Elem::Any => true,
+            Elem::Lit(l) => *l == c,
+            Elem::Class(negate, ranges) => {
+                ranges.iter().any(|&(lo, hi)| lo <= c && c <= hi) != *negate
+            }
+        }
     }
 }
 
 /// Go `filepath.Match` for one component (no `/` inside); a malformed
-/// pattern matches nothing.
+/// pattern matches nothing. Matched without recursion or exponential
+/// backtracking: on a mismatch only the last `*` takes one more character.
 pub(crate) fn glob(p: &[char], s: &[char]) -> bool {
-    match p.first() {
-        None => s.is_empty(),
-        Some('*') => (0..=s.len()).any(|i| glob(&p[1..], &s[i..])),
-        Some('?') => !s.is_empty() && glob(&p[1..], &s[1..]),
-        Some('[') => {
-            let Some((&c, rest_s)) = s.split_first() else {
-                return false;
-            };
-            let mut i = 1;
-            let negate = matches!(p.get(i), Some('^'));
-            if negate {
-                i += 1;
+    let Some(elems) = compile(p) else {
+        return false;
+    };
+    let (mut pi, mut si) = (0, 0);
+    let mut star: Option<(usize, usize)> = None;
+    while let Some(&c) = s.get(si) {
+        match elems.get(pi) {
+            Some(Elem::Star) => {
+                star = Some((pi, si));
+                pi += 1;
             }
-            let mut matched = false;
-            let mut first = true;
-            loop {
-                let Some(&lo) = p.get(i) else {
-                    return false;
-                };
-                if lo == ']' && !first {
-                    i += 1;
-                    break;
-                }
-                first = false;
-                let (lo, next) = match lo {
-                    '\\' => match p.get(i + 1) {
-                        Some(&e) => (e, i + 2),
-                        None => return false,
-                    },
-                    lo => (lo, i + 1),
-                };
-                i = next;
-                let mut hi = lo;
-                if p.get(i) == Some(&'-') && p.get(i + 1).is_some_and(|&h| h != ']') {
-                    let (h, next) = match p[i + 1] {
-                        '\\' => match p.get(i + 2) {
-                            Some(&e) => (e, i + 3),
-                            None => return false,
-                        },
-                        h => (h, i + 2),
-                    };
-                    hi = h;
-                    i = next;
-                }
-                if lo <= c && c <= hi {
-                    matched = true;
-                }
+            Some(e) if e.one(c) => {
+                pi += 1;
+                si += 1;
             }
-            matched != negate && glob(&p[i..], rest_s)
+            _ => match star {
+                Some((sp, ss)) => {
+                    star = Some((sp, ss + 1));
+                    pi = sp + 1;
+                    si = ss + 1;
+                }
+                None => return false,
+            },
         }
-        Some('\\') => match (p.get(1), s.first()) {
-            (Some(e), Some(c)) if e == c => glob(&p[2..], &s[1..]),
-            _ => false,
-        },
-        Some(c) => s.first() == Some(c) && glob(&p[1..], &s[1..]),
     }
+    elems[pi..].iter().all(|e| matches!(e, Elem::Star))
 }
 
 #[cfg(test)]
@@ -246,19 +310,52 @@ mod tests {
         assert!(!d.excluded("x"));
     }
 
+    /// `--exclude` matching neither recurses on the path's depth nor
+    /// backtracks exponentially on many `*` or `**`.
+    #[test]
+    fn excludes_deep_paths_on_a_small_stack() {
+        let got = std::thread::Builder::new()
+            .stack_size(128 * 1024)
+            .spawn(|| {
+                let deep = "d/".repeat(20_000);
+                let e = Excludes::new(&["**/**/**/x".into(), "d/**/keep/**".into()]);
+                let stars = format!("{}b", "*a".repeat(15));
+                let name = "a".repeat(300);
+                (
+                    e.excluded(&format!("{deep}x")),
+                    e.excluded(&format!("{deep}y")),
+                    e.excluded(&format!("{deep}keep/z")),
+                    g(&stars, &name),
+                    g(&stars, &format!("{name}b")),
+                )
+            })
+            .expect("thread")
+            .join()
+            .expect("no overflow");
+        assert_eq!(got, (true, false, true, false, true));
+    }
+
+    fn g(p: &str, s: &str) -> bool {
+        glob(
+            &p.chars().collect::<Vec<_>>(),
+            &s.chars().collect::<Vec<_>>(),
+        )
+    }
+
     #[test]
     fn globs() {
-        let g = |p: &str, s: &str| {
-            glob(
-                &p.chars().collect::<Vec<_>>(),
-                &s.chars().collect::<Vec<_>>(),
-            )
-        };
         assert!(g("[^a]x", "bx"));
         assert!(!g("[^a]x", "ax"));
         assert!(g("[a-c]", "b"));
         assert!(g("[]a]", "]"));
         assert!(!g("[a", "a"));
         assert!(g("*.txt", ".txt"));
+        assert!(g("a*b*c", "axxbyyc"));
+        assert!(!g("a*b*c", "axxbyy"));
+        assert!(g("*", ""));
+        assert!(g("\\*x", "*x"));
+        assert!(!g("x\\", "x"));
+        assert!(g("[\\]]", "]"));
+        assert!(g("[a-]", "-"));
     }
 }

@@ -4,7 +4,7 @@
 
 use super::FileOpError;
 use crate::{sys, LayerStack, SourceEntry, SourceTree};
-use std::collections::VecDeque;
+use std::collections::{HashSet, VecDeque};
 use std::fs::Metadata;
 use std::io;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
@@ -169,7 +169,7 @@ impl<'a> Upper<'a> {
         if rel.is_empty() {
             self.upper.to_path_buf()
         } else {
-            self.upper.join(rel)
+            crate::names::rel_path(self.upper, rel)
         }
     }
 
@@ -303,6 +303,15 @@ impl<'a> Upper<'a> {
         }
         self.set_meta(rel, created, true)?;
         Ok(true)
+    }
+
+    /// Creates directory `rel` in upper where nothing can be in the way:
+    /// its parent was created by the same operation (so it hides whatever
+    /// lower layers hold there).
+    pub(crate) fn make_fresh_dir(&mut self, rel: &str, created: Meta) -> Result<(), FileOpError> {
+        let real = self.real(rel);
+        std::fs::create_dir(&real).map_err(|e| FileOpError::io("creating", abs(rel), e))?;
+        self.set_meta(rel, created, true)
     }
 
     /// `mkdir -p` of the resolved path `rel` in the merged view: directories
@@ -489,8 +498,9 @@ impl<'a> Upper<'a> {
     /// parent a later action replaced with a symlink: the symlink may lead
     /// out of the upper directory).
     pub(crate) fn finish(self) -> Result<(), FileOpError> {
+        let mut checked = HashSet::new();
         for (real, t) in self.dir_times.iter().rev() {
-            if !no_symlink_between(self.upper, real) {
+            if !no_symlink_between(self.upper, real, &mut checked) {
                 continue;
             }
             match sys::set_times(real, *t, *t) {
@@ -512,19 +522,27 @@ fn field(fields: &[String], i: usize) -> u32 {
 
 /// Whether `path` is below `base` with no symlink (or missing component)
 /// among its parents from `base` on (the final component is not checked).
-fn no_symlink_between(base: &Path, path: &Path) -> bool {
-    let Ok(rel) = path.strip_prefix(base) else {
+/// `checked` holds directories found to be real directories by earlier
+/// calls: the search stops at them, so checking every directory of a deep
+/// tree costs one `lstat` per directory, not one per ancestor of each.
+fn no_symlink_between(base: &Path, path: &Path, checked: &mut HashSet<PathBuf>) -> bool {
+    if !path.starts_with(base) || path == base {
         return false;
-    };
-    let mut cur = base.to_path_buf();
-    let mut comps = rel.components().peekable();
-    while let Some(c) = comps.next() {
-        if comps.peek().is_none() {
+    }
+    let mut unchecked = Vec::new();
+    let mut cur = path.parent();
+    while let Some(dir) = cur {
+        if dir.as_os_str().len() <= base.as_os_str().len() || checked.contains(dir) {
             break;
         }
-        cur.push(c);
-        match std::fs::symlink_metadata(&cur) {
-            Ok(m) if m.is_dir() => {}
+        unchecked.push(dir);
+        cur = dir.parent();
+    }
+    for dir in unchecked.into_iter().rev() {
+        match std::fs::symlink_metadata(dir) {
+            Ok(m) if m.is_dir() => {
+                checked.insert(dir.to_path_buf());
+            }
             _ => return false,
         }
     }

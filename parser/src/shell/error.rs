@@ -89,6 +89,26 @@ pub enum ShellError {
         /// Byte offset of the `$` that exceeded it.
         offset: usize,
     },
+    /// Expansion made a word longer than the lexer allows (a guard
+    /// against memory exhaustion, e.g. `ENV A=${A}${A}` repeated; BuildKit
+    /// has no such limit). Words written that long are accepted as they are.
+    #[error("expanded word is longer than {limit} bytes")]
+    TooLong {
+        /// The size limit in bytes.
+        limit: usize,
+        /// Byte offset of the `$` whose expansion exceeded it.
+        offset: usize,
+    },
+    /// A `#`, `%` or `/` substitution whose pattern and value are so long
+    /// that matching one against the other would take more than `limit`
+    /// steps (pattern bytes times value bytes; BuildKit has no such limit).
+    #[error("pattern and value of the substitution are too long to match (over {limit} steps)")]
+    PatternTooCostly {
+        /// The step limit.
+        limit: usize,
+        /// Byte offset of the `$` of the substitution.
+        offset: usize,
+    },
 }
 
 impl ShellError {
@@ -104,7 +124,9 @@ impl ShellError {
             | Self::VariableUnset { offset, .. }
             | Self::VariableEmpty { offset, .. }
             | Self::InvalidPattern { offset, .. }
-            | Self::TooDeeplyNested { offset, .. } => *offset,
+            | Self::TooDeeplyNested { offset, .. }
+            | Self::TooLong { offset, .. }
+            | Self::PatternTooCostly { offset, .. } => *offset,
         }
     }
 }

@@ -13,6 +13,11 @@ use super::Lexer;
 /// [`ShellError::TooDeeplyNested`] instead of exhausting the stack.
 const MAX_NESTING: usize = 256;
 
+/// Longest word expansion may produce before failing with
+/// [`ShellError::TooLong`]; a longer input word raises the bound to its own
+/// length, so only growth by expansion is refused.
+pub(super) const MAX_WORD_BYTES: usize = 1 << 20;
+
 /// Everything one run produces.
 pub(super) struct Output {
     pub(super) value: String,
@@ -36,6 +41,7 @@ pub(super) fn run(settings: Lexer, word: &str, env: &dyn Env) -> Result<Output, 
         pos: 0,
         raw_escapes: settings.raw_escapes,
         depth: 0,
+        limit: MAX_WORD_BYTES.max(word.len()),
         matched: BTreeSet::new(),
         unmatched: BTreeSet::new(),
     };
@@ -98,6 +104,8 @@ struct State<'a> {
     /// Current raw-escapes mode (switched on inside patterns).
     raw_escapes: bool,
     depth: usize,
+    /// Longest result allowed (see [`MAX_WORD_BYTES`]).
+    limit: usize,
     matched: BTreeSet<String>,
     unmatched: BTreeSet<String>,
 }
@@ -160,9 +168,11 @@ impl State<'_> {
             let quotes = !self.settings.skip_process_quotes;
             match c {
                 '$' => {
+                    let offset = self.offset();
                     let s = self.process_dollar()?;
                     words.add_string(&s);
                     result.push_str(&s);
+                    self.check_len(&result, offset)?;
                 }
                 '\'' if quotes => {
                     let s = self.process_single_quote()?;
@@ -251,8 +261,10 @@ impl State<'_> {
                     return Ok(result);
                 }
                 Some('$') => {
+                    let at = self.offset();
                     let s = self.process_dollar()?;
                     result.push_str(&s);
+                    self.check_len(&result, at)?;
                 }
                 Some(mut c) => {
                     self.pos += 1;
@@ -292,6 +304,18 @@ impl State<'_> {
             result.push(c);
         }
         result
+    }
+
+    /// Fail once expansion has made `result` longer than the limit;
+    /// `offset` is the `$` that was just expanded.
+    fn check_len(&self, result: &str, offset: usize) -> Result<(), ShellError> {
+        if result.len() > self.limit {
+            return Err(ShellError::TooLong {
+                limit: self.limit,
+                offset,
+            });
+        }
+        Ok(())
     }
 
     fn lookup(&mut self, name: &str) -> Option<String> {
@@ -460,6 +484,7 @@ impl State<'_> {
                     None => (word.as_str(), false),
                 };
                 let value = value.unwrap_or_default();
+                check_pattern_work(pattern, &value, offset)?;
                 let trimmed = if op == '%' {
                     pattern::trim_suffix(pattern, &value, longest)
                 } else {
@@ -494,12 +519,17 @@ impl State<'_> {
         // An unset variable is replaced in as the empty string (so an empty
         // pattern still inserts the replacement).
         let value = value.unwrap_or_default();
-        pattern::replace(&pattern, &value, &replacement, all).map_err(|e| {
-            ShellError::InvalidPattern {
+        check_pattern_work(&pattern, &value, offset)?;
+        pattern::replace(&pattern, &value, &replacement, all, self.limit).map_err(|e| match e {
+            pattern::ReplaceError::Pattern(e) => ShellError::InvalidPattern {
                 pattern: pattern.clone(),
                 reason: e.reason(),
                 offset,
-            }
+            },
+            pattern::ReplaceError::TooLong => ShellError::TooLong {
+                limit: self.limit,
+                offset,
+            },
         })
     }
 
@@ -514,14 +544,30 @@ impl State<'_> {
     ) -> Result<String, ShellError> {
         match self.process_until(Some(stop), raw_escapes) {
             Ok((word, _)) => Ok(word),
-            Err(ShellError::TooDeeplyNested { limit, offset }) => {
-                Err(ShellError::TooDeeplyNested { limit, offset })
-            }
+            Err(e @ (ShellError::TooDeeplyNested { .. } | ShellError::TooLong { .. })) => Err(e),
             Err(_) if self.at_end() && stop == '/' => Err(ShellError::MissingSlash { offset }),
             Err(_) if self.at_end() => Err(ShellError::MissingClosingBrace { offset }),
             Err(e) => Err(e),
         }
     }
+}
+
+/// Most pattern-by-value steps one `#`, `%` or `/` substitution may take
+/// (the matcher runs the pattern's automaton over the value: its time is
+/// their lengths multiplied).
+pub(super) const MAX_PATTERN_WORK: usize = 1 << 26;
+
+/// Refuses a substitution whose pattern and value are too long together
+/// to match in reasonable time (a 1 MiB pattern over a 1 MiB value).
+fn check_pattern_work(pattern: &str, value: &str, offset: usize) -> Result<(), ShellError> {
+    let work = (pattern.len() + 1).saturating_mul(value.len() + 1);
+    if work > MAX_PATTERN_WORK {
+        return Err(ShellError::PatternTooCostly {
+            limit: MAX_PATTERN_WORK,
+            offset,
+        });
+    }
+    Ok(())
 }
 
 fn message_or(word: String, default: &str) -> String {

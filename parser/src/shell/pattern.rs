@@ -42,6 +42,21 @@ impl InvalidEscape {
     }
 }
 
+/// Why [`replace`] failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum ReplaceError {
+    /// The pattern does not compile.
+    Pattern(InvalidEscape),
+    /// The result would be longer than the limit given to [`replace`].
+    TooLong,
+}
+
+impl From<InvalidEscape> for ReplaceError {
+    fn from(e: InvalidEscape) -> Self {
+        Self::Pattern(e)
+    }
+}
+
 /// A compiled pattern.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Pattern {
@@ -212,17 +227,22 @@ pub(super) fn trim_suffix(
 /// matched text, any other `$name`/`${name}` is empty, and a `$` not
 /// followed by a name is literal. The first-match form inserts the
 /// replacement verbatim.
+///
+/// Fails with [`ReplaceError::TooLong`] as soon as the result grows past
+/// `limit` bytes (replacing every character of a long value with a long
+/// replacement would otherwise multiply their sizes).
 pub(super) fn replace(
     pattern: &str,
     value: &str,
     replacement: &str,
     all: bool,
-) -> Result<String, InvalidEscape> {
+    limit: usize,
+) -> Result<String, ReplaceError> {
     let compiled = Pattern::compile(pattern)?;
     let text: Vec<char> = value.chars().collect();
     let mut out = String::with_capacity(value.len());
     if !all {
-        return Ok(match compiled.find(&text, 0) {
+        let out = match compiled.find(&text, 0) {
             Some((start, end)) => {
                 out.extend(&text[..start]);
                 out.push_str(replacement);
@@ -230,7 +250,12 @@ pub(super) fn replace(
                 out
             }
             None => value.to_string(),
-        });
+        };
+        return if out.len() > limit {
+            Err(ReplaceError::TooLong)
+        } else {
+            Ok(out)
+        };
     }
     // Go's regexp.replaceAll, in char instead of byte positions.
     let (mut last_end, mut search) = (0usize, 0usize);
@@ -242,7 +267,10 @@ pub(super) fn replace(
         // No replacement for an empty match right after the previous match.
         if end > last_end || start == 0 {
             let matched: String = text[start..end].iter().collect();
-            expand_template(replacement, &matched, &mut out);
+            expand_template(replacement, &matched, &mut out, limit);
+        }
+        if out.len() > limit {
+            return Err(ReplaceError::TooLong);
         }
         last_end = end;
         // Advance past this match, always by at least one character.
@@ -256,13 +284,21 @@ pub(super) fn replace(
         }
     }
     out.extend(&text[last_end..]);
+    if out.len() > limit {
+        return Err(ReplaceError::TooLong);
+    }
     Ok(out)
 }
 
 /// Go's `Regexp.Expand` for a regexp whose only group is the whole match.
-fn expand_template(template: &str, whole: &str, out: &mut String) {
+/// Stops early once `out` is longer than `limit` (a template of many `$0`s
+/// repeats the match that many times).
+fn expand_template(template: &str, whole: &str, out: &mut String, limit: usize) {
     let mut rest = template;
     while let Some(dollar) = rest.find('$') {
+        if out.len() > limit {
+            return;
+        }
         out.push_str(&rest[..dollar]);
         rest = &rest[dollar + 1..];
         if let Some(after) = rest.strip_prefix('$') {
@@ -403,7 +439,9 @@ mod tests {
 
     #[test]
     fn replace_first_and_all() {
-        let r = |p: &str, v: &str, rep: &str, all: bool| replace(p, v, rep, all).expect("valid");
+        let r = |p: &str, v: &str, rep: &str, all: bool| {
+            replace(p, v, rep, all, usize::MAX).expect("valid")
+        };
         assert_eq!(r("\\*/", "/foo*/*/*.txt", ".", false), "/foo.*/*.txt");
         assert_eq!(r("\\*/", "/foo*/*/*.txt", ".", true), "/foo..*.txt");
         assert_eq!(r("/?/", "/a/foo/b/c.txt", "/", true), "/foo/c.txt");

@@ -47,11 +47,6 @@ pub enum ContextError {
         /// The context-relative path.
         path: String,
     },
-    /// A file name in the context is not valid UTF-8.
-    NonUtf8Path {
-        /// The on-disk path.
-        path: PathBuf,
-    },
     /// Resolving symlinks inside the context took too many steps.
     SymlinkLoop {
         /// The context-relative path being resolved.
@@ -101,9 +96,6 @@ impl fmt::Display for ContextError {
             ),
             ContextError::NotADirectory { path } => {
                 write!(f, "{path:?}: not a directory in the build context")
-            }
-            ContextError::NonUtf8Path { path } => {
-                write!(f, "{}: file name is not valid UTF-8", path.display())
             }
             ContextError::SymlinkLoop { path } => {
                 write!(f, "{path:?}: too many levels of symbolic links")

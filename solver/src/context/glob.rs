@@ -121,69 +121,44 @@ pub(crate) fn compile(pattern: &str, double_star: bool) -> Result<Vec<Token>, St
 }
 
 /// Whether `text` matches the compiled `tokens` completely.
+///
+/// A table, filled from the last token and the end of the text backwards:
+/// one row per token, one cell per position in `text` (whether the tokens
+/// from here match the text from there). Time is tokens × characters and
+/// nothing recurses, however long the path.
 pub(crate) fn matches(tokens: &[Token], text: &str) -> bool {
     let chars: Vec<char> = text.chars().collect();
-    let mut memo = vec![0u8; (tokens.len() + 1) * (chars.len() + 1)];
-    Matcher {
-        tokens,
-        chars: &chars,
-        memo: &mut memo,
-    }
-    .at(0, 0)
-}
-
-struct Matcher<'a> {
-    tokens: &'a [Token],
-    chars: &'a [char],
-    /// 0 = unknown, 1 = no match, 2 = match, per (token, char) position.
-    memo: &'a mut [u8],
-}
-
-impl Matcher<'_> {
-    fn at(&mut self, ti: usize, ci: usize) -> bool {
-        let Some(token) = self.tokens.get(ti) else {
-            return ci == self.chars.len();
-        };
-        let key = ti * (self.chars.len() + 1) + ci;
-        match self.memo[key] {
-            1 => return false,
-            2 => return true,
-            _ => {}
-        }
-        let cur = self.chars.get(ci).copied();
-        let result = match token {
-            Token::Lit(l) => cur == Some(*l) && self.at(ti + 1, ci + 1),
-            Token::Any => cur.is_some_and(|c| c != '/') && self.at(ti + 1, ci + 1),
-            Token::Class(class) => cur.is_some_and(|c| class.matches(c)) && self.at(ti + 1, ci + 1),
-            Token::Star => {
-                self.at(ti + 1, ci) || (cur.is_some_and(|c| c != '/') && self.at(ti, ci + 1))
-            }
-            // Go's `.` does not match a newline.
-            Token::AnyRest => {
-                self.at(ti + 1, ci) || (cur.is_some_and(|c| c != '\n') && self.at(ti, ci + 1))
-            }
-            Token::AnyDirs => {
-                if self.at(ti + 1, ci) {
-                    true
-                } else {
-                    let mut found = false;
-                    for j in ci..self.chars.len() {
-                        let c = self.chars[j];
-                        if c == '\n' {
-                            break;
-                        }
-                        if c == '/' && self.at(ti + 1, j + 1) {
-                            found = true;
-                            break;
-                        }
-                    }
-                    found
+    let n = chars.len();
+    // `next[ci]`: whether the tokens after the current one match chars[ci..].
+    let mut next: Vec<bool> = (0..=n).map(|ci| ci == n).collect();
+    let mut cur = vec![false; n + 1];
+    for token in tokens.iter().rev() {
+        // For `**/`: whether some `/` at or after ci, before any newline,
+        // is followed by a match of the rest.
+        let mut slash_then_rest = false;
+        for ci in (0..=n).rev() {
+            let c = chars.get(ci).copied();
+            let after = |v: &[bool]| v.get(ci + 1).copied().unwrap_or(false);
+            cur[ci] = match token {
+                Token::Lit(l) => c == Some(*l) && after(&next),
+                Token::Any => c.is_some_and(|c| c != '/') && after(&next),
+                Token::Class(class) => c.is_some_and(|c| class.matches(c)) && after(&next),
+                Token::Star => next[ci] || (c.is_some_and(|c| c != '/') && after(&cur)),
+                // Go's `.` does not match a newline.
+                Token::AnyRest => next[ci] || (c.is_some_and(|c| c != '\n') && after(&cur)),
+                Token::AnyDirs => {
+                    slash_then_rest = match c {
+                        None | Some('\n') => false,
+                        Some('/') => after(&next) || slash_then_rest,
+                        Some(_) => slash_then_rest,
+                    };
+                    next[ci] || slash_then_rest
                 }
-            }
-        };
-        self.memo[key] = if result { 2 } else { 1 };
-        result
+            };
+        }
+        std::mem::swap(&mut next, &mut cur);
     }
+    next[0]
 }
 
 /// Whether `name` contains an unescaped `*`, `?` or `[` (BuildKit's

@@ -153,7 +153,7 @@ impl BuildContext {
     /// a missing path gives `false`.
     pub fn includes(&self, rel: &str) -> Result<bool, ContextError> {
         let rel = clean_source(rel);
-        let abs = self.root.join(&rel);
+        let abs = kiln_executor::names::rel_path(&self.root, &rel);
         match std::fs::symlink_metadata(&abs) {
             Ok(md) => self.is_present(&rel, EntryKind::from_file_type(md.file_type())),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),

@@ -5,6 +5,7 @@ use super::error::ContextError;
 use super::glob::{self, Token};
 use super::walk::{self, EntryKind};
 use super::{BuildContext, ContextEntry};
+use kiln_executor::names;
 use std::collections::VecDeque;
 use std::io::ErrorKind;
 use std::path::PathBuf;
@@ -65,10 +66,7 @@ impl BuildContext {
                     });
                 }
                 let target = std::fs::read_link(&abs).map_err(ContextError::io(&abs))?;
-                let target = target
-                    .into_os_string()
-                    .into_string()
-                    .map_err(|_| ContextError::NonUtf8Path { path: abs.clone() })?;
+                let target = names::encode(target.as_os_str()).into_owned();
                 cur.pop();
                 if target.starts_with('/') {
                     cur.clear();
@@ -93,13 +91,18 @@ impl BuildContext {
             return Ok(false);
         }
         let mut out = Vec::new();
-        walk::walk_into(&self.ignore, rel, &self.root.join(rel), &mut out)
+        walk::walk_into(
+            &self.ignore,
+            rel,
+            &names::rel_path(&self.root, rel),
+            &mut out,
+        )
     }
 
     /// The entry for an existing, present `rel` (not following a final
     /// symlink), or `None`.
     fn present_entry(&self, rel: String) -> Result<Option<ContextEntry>, ContextError> {
-        let abs = self.root.join(&rel);
+        let abs = names::rel_path(&self.root, &rel);
         let md = match std::fs::symlink_metadata(&abs) {
             Ok(md) => md,
             Err(e) if matches!(e.kind(), ErrorKind::NotFound | ErrorKind::NotADirectory) => {
@@ -154,7 +157,7 @@ impl BuildContext {
                 match literal(&tokens) {
                     Some(name) => candidates.push(walk::join_rel(dir, &name)),
                     None => {
-                        let abs = self.root.join(dir);
+                        let abs = names::rel_path(&self.root, dir);
                         let names = match walk::sorted_names(&abs) {
                             Ok(names) => names,
                             Err(ContextError::Io { source, .. })
@@ -208,7 +211,7 @@ impl BuildContext {
             source: format!("/{cleaned}"),
         };
         let rel = self.resolve_scoped(&cleaned, true)?.ok_or_else(not_found)?;
-        let abs = self.root.join(&rel);
+        let abs = names::rel_path(&self.root, &rel);
         match std::fs::symlink_metadata(&abs) {
             Ok(md) if md.is_dir() => Ok((rel, abs)),
             Ok(_) => Err(ContextError::NotADirectory { path: rel }),

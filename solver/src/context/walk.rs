@@ -3,6 +3,9 @@
 
 use super::error::ContextError;
 use super::ignore::DockerIgnore;
+use kiln_executor::dirfd::Dir;
+use kiln_executor::names;
+use std::ffi::OsString;
 use std::fs::Metadata;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
@@ -86,16 +89,25 @@ impl WalkEntry {
         abs_path: PathBuf,
         md: &Metadata,
     ) -> Result<WalkEntry, ContextError> {
-        let kind = EntryKind::from_file_type(md.file_type());
-        let link_target = match kind {
-            EntryKind::Symlink => {
-                Some(std::fs::read_link(&abs_path).map_err(ContextError::io(&abs_path))?)
-            }
-            _ => None,
+        let link_target = if md.file_type().is_symlink() {
+            Some(std::fs::read_link(&abs_path).map_err(ContextError::io(&abs_path))?)
+        } else {
+            None
         };
-        Ok(WalkEntry {
+        Ok(WalkEntry::with_target(path, abs_path, md, link_target))
+    }
+
+    /// Builds an entry from `lstat` metadata and a symlink's target as
+    /// read by the caller.
+    fn with_target(
+        path: String,
+        abs_path: PathBuf,
+        md: &Metadata,
+        link_target: Option<PathBuf>,
+    ) -> WalkEntry {
+        WalkEntry {
             path,
-            kind,
+            kind: EntryKind::from_file_type(md.file_type()),
             mode: md.mode() & 0o7777,
             uid: md.uid(),
             gid: md.gid(),
@@ -107,7 +119,7 @@ impl WalkEntry {
             mtime_ns: nanos(md.mtime(), md.mtime_nsec()),
             ctime_ns: nanos(md.ctime(), md.ctime_nsec()),
             abs_path,
-        })
+        }
     }
 
     /// `lstat`s `abs_path` and builds its entry.
@@ -136,10 +148,7 @@ pub(crate) fn sorted_names(abs: &Path) -> Result<Vec<(String, std::fs::DirEntry)
     let mut names = Vec::new();
     for entry in std::fs::read_dir(abs).map_err(ContextError::io(abs))? {
         let entry = entry.map_err(ContextError::io(abs))?;
-        let name = entry
-            .file_name()
-            .into_string()
-            .map_err(|_| ContextError::NonUtf8Path { path: entry.path() })?;
+        let name = names::encode(&entry.file_name()).into_owned();
         names.push((name, entry));
     }
     names.sort_by(|a, b| a.0.cmp(&b.0));
@@ -173,43 +182,103 @@ pub(crate) fn walk_with(
     walk_rec(ignore, dir, abs, &state, out, on_file)
 }
 
+/// A directory being walked by [`walk_with`].
+struct Level {
+    dir: Dir,
+    /// Its context-relative path.
+    rel: String,
+    /// Its `.dockerignore` state, for its children.
+    state: Vec<bool>,
+    /// Its names not visited yet, in reverse order.
+    names: Vec<OsString>,
+    /// Where its own entry is in the output, when it is excluded and is
+    /// kept only if something below it is.
+    excluded_mark: Option<usize>,
+}
+
+/// The walk of [`walk_with`]: one open directory per level, each opened
+/// relative to its parent, and no recursion (a context may be deeper than
+/// the stack, and every lookup is of one name, so the time is linear in
+/// the depth).
 fn walk_rec(
     ignore: &DockerIgnore,
     dir: &str,
     abs: &Path,
-    parent_state: &[bool],
+    state: &[bool],
     out: &mut Vec<WalkEntry>,
     on_file: &mut dyn FnMut(usize, &WalkEntry),
 ) -> Result<bool, ContextError> {
     let start = out.len();
-    for (name, dirent) in sorted_names(abs)? {
-        let rel = join_rel(dir, &name);
-        let (excluded, state) = ignore.evaluate(&rel, parent_state);
-        let io_err = |source| ContextError::Io {
-            path: dirent.path(),
-            source,
+    let root = Dir::open(abs).map_err(ContextError::io(abs))?;
+    let names = level_names(&root)?;
+    let mut stack = vec![Level {
+        dir: root,
+        rel: dir.to_string(),
+        state: state.to_vec(),
+        names,
+        excluded_mark: None,
+    }];
+    while let Some(level) = stack.last_mut() {
+        let Some(name) = level.names.pop() else {
+            if let Some(done) = stack.pop() {
+                // An excluded directory with nothing kept below it goes.
+                if let Some(mark) = done.excluded_mark {
+                    if out.len() == mark + 1 {
+                        out.truncate(mark);
+                    }
+                }
+            }
+            continue;
         };
-        let is_dir = dirent.file_type().map_err(io_err)?.is_dir();
+        let abs_path = level.dir.child_path(&name);
+        let name = names::encode(&name).into_owned();
+        let rel = join_rel(&level.rel, &name);
+        let (excluded, state) = ignore.evaluate(&rel, &level.state);
+        let md = level
+            .dir
+            .child_metadata(&names::decode(&name))
+            .map_err(ContextError::io(&abs_path))?;
+        let is_dir = md.is_dir();
         if excluded && !(is_dir && ignore.exception_could_match_below(&rel)) {
             continue;
         }
-        let md = dirent.metadata().map_err(io_err)?;
-        let entry = WalkEntry::from_metadata(rel, dirent.path(), &md)?;
+        let link_target = if md.file_type().is_symlink() {
+            let target = level
+                .dir
+                .read_link(&names::decode(&name))
+                .map_err(ContextError::io(&abs_path))?;
+            Some(PathBuf::from(target))
+        } else {
+            None
+        };
+        let entry = WalkEntry::with_target(rel, abs_path, &md, link_target);
         let mark = out.len();
         out.push(entry);
         if is_dir {
-            let child_abs = out[mark].abs_path.clone();
-            let rel = out[mark].path.clone();
-            let found = walk_rec(ignore, &rel, &child_abs, &state, out, on_file)?;
-            // Nothing below was appended, so no file index is invalidated.
-            if excluded && !found {
-                out.truncate(mark);
-            }
+            let sub = level
+                .dir
+                .open_dir(&names::decode(&name))
+                .map_err(ContextError::io(&out[mark].abs_path))?;
+            let names = level_names(&sub)?;
+            stack.push(Level {
+                dir: sub,
+                rel: out[mark].path.clone(),
+                state,
+                names,
+                excluded_mark: excluded.then_some(mark),
+            });
         } else if out[mark].kind == EntryKind::File {
             on_file(mark, &out[mark]);
         }
     }
     Ok(out.len() > start)
+}
+
+/// The names in `dir`, in reverse byte order (the next one pops off).
+fn level_names(dir: &Dir) -> Result<Vec<OsString>, ContextError> {
+    let mut names = dir.names().map_err(ContextError::io(dir.path()))?;
+    names.reverse();
+    Ok(names)
 }
 
 #[cfg(test)]

@@ -2,7 +2,7 @@
 //! applies to everything COPY reads.
 
 use crate::context::{BuildContext, ContextError};
-use kiln_executor::{SourceEntry, SourceError, SourceTree};
+use kiln_executor::{names, SourceEntry, SourceError, SourceTree};
 use std::sync::Arc;
 
 /// A [`BuildContext`] as a COPY source.
@@ -31,13 +31,13 @@ impl SourceTree for ContextTree {
         let included = rel.is_empty()
             || self.0.includes(rel).map_err(|e| SourceError::Io {
                 action: "reading the build context",
-                path: self.0.root().join(rel),
+                path: names::rel_path(self.0.root(), rel),
                 error: std::io::Error::other(e.to_string()),
             })?;
         if !included {
             return Ok(None);
         }
-        let real = self.0.root().join(rel);
+        let real = names::rel_path(self.0.root(), rel);
         match std::fs::symlink_metadata(&real) {
             Ok(metadata) => Ok(Some(SourceEntry {
                 rel: rel.to_string(),
@@ -55,7 +55,7 @@ impl SourceTree for ContextTree {
 
     fn list(&self, rel: &str) -> Result<Vec<String>, SourceError> {
         let rel = rel.trim_matches('/');
-        let dir = self.0.root().join(rel);
+        let dir = names::rel_path(self.0.root(), rel);
         let read = std::fs::read_dir(&dir).map_err(|error| SourceError::Io {
             action: "listing",
             path: dir.clone(),
@@ -68,7 +68,7 @@ impl SourceTree for ContextTree {
                 path: dir.clone(),
                 error,
             })?;
-            let name = entry.file_name().to_string_lossy().into_owned();
+            let name = names::encode(&entry.file_name()).into_owned();
             let child = if rel.is_empty() {
                 name.clone()
             } else {
