@@ -97,20 +97,22 @@ impl Env {
     }
 }
 
-/// No mount of a run in this process's namespace, no scratch directory,
-/// no runc/crun state and no cgroup named after a run.
+/// No mount of a run in this process's namespace, and no scratch
+/// directory, runc/crun state or cgroup named after one of this process's
+/// runs (other processes, such as a concurrent test binary, have their own).
 fn assert_no_leaks() {
     let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
     assert!(
         !mountinfo.contains("kiln-run-") && !mountinfo.contains("cgroup-hide"),
         "leftover mounts:\n{mountinfo}"
     );
+    let ours = format!("kiln-run-{}-", std::process::id());
     let tmp = std::env::temp_dir();
     let scratch: Vec<_> = std::fs::read_dir(&tmp)
         .unwrap()
         .filter_map(|e| e.ok())
         .map(|e| e.file_name().to_string_lossy().into_owned())
-        .filter(|n| n.starts_with(&format!("kiln-run-{}-", std::process::id())))
+        .filter(|n| n.starts_with(&ours))
         .collect();
     assert!(scratch.is_empty(), "leftover scratch dirs: {scratch:?}");
     for state in ["/run/runc", "/run/crun"] {
@@ -118,7 +120,7 @@ fn assert_no_leaks() {
             let left: Vec<_> = rd
                 .filter_map(|e| e.ok())
                 .map(|e| e.file_name().to_string_lossy().into_owned())
-                .filter(|n| n.starts_with("kiln-run-"))
+                .filter(|n| n.starts_with(&ours))
                 .collect();
             assert!(left.is_empty(), "leftover state in {state}: {left:?}");
         }
@@ -131,7 +133,7 @@ fn assert_no_leaks() {
             let left: Vec<_> = inner
                 .filter_map(|e| e.ok())
                 .map(|e| e.file_name().to_string_lossy().into_owned())
-                .filter(|n| n.starts_with("kiln-run-"))
+                .filter(|n| n.starts_with(&ours))
                 .collect();
             assert!(
                 left.is_empty(),
