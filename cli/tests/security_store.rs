@@ -199,9 +199,28 @@ const HELD_DOCKERFILE: &str = "FROM busybox\n\
         --mount=type=cache,id=hold,target=/hold \\\n\
         stat -c 'mode %a %u' /s/default /s/open /s/other && echo RE''ADY && cat /hold/go\n";
 
+/// A build whose RUN step gets the secret `s` as `$TOK` (`env=TOK`),
+/// checks it is there and then waits as [`HELD_DOCKERFILE`]'s does.
+const HELD_ENV_DOCKERFILE: &str = "FROM busybox\n\
+    RUN --mount=type=secret,id=s,env=TOK \\\n\
+        --mount=type=cache,id=hold,target=/hold \\\n\
+        test -n \"$TOK\" && echo RE''ADY && cat /hold/go\n";
+
 impl HeldBuild {
     /// Starts the build with `runtime`; returns once the step is waiting.
     fn start(env: &Env, secret: &Path, runtime: &str) -> HeldBuild {
+        HeldBuild::start_context(env, secret, runtime, "held", HELD_DOCKERFILE)
+    }
+
+    /// Starts the build of `dockerfile` (in the context `name`) with
+    /// `runtime`; returns once the step is waiting.
+    fn start_context(
+        env: &Env,
+        secret: &Path,
+        runtime: &str,
+        name: &str,
+        dockerfile: &str,
+    ) -> HeldBuild {
         use sha2::Digest as _;
         use std::io::BufRead;
         // The cache directory exists already, with a FIFO in it.
@@ -215,9 +234,9 @@ impl HeldBuild {
             // SAFETY: c is a NUL-terminated path.
             assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0, "mkfifo");
         }
-        let ctx = env.path("held");
+        let ctx = env.path(name);
         if !ctx.exists() {
-            env.context("held", &[("Dockerfile", HELD_DOCKERFILE)]);
+            env.context(name, &[("Dockerfile", dockerfile)]);
         }
         let mut kiln = Command::new(env!("CARGO_BIN_EXE_kiln"))
             .args([
@@ -330,25 +349,42 @@ fn all_paths(root: &Path) -> Vec<PathBuf> {
     out
 }
 
-/// The files holding `needle` among `paths`, every process's open files
-/// and the root of every process (`/proc/<pid>/root/s/*`), as uid 65534
-/// reads them.
+/// The files holding `needle` among `paths`, and every process's open
+/// files, environment, command line and root (`/proc/<pid>/root/s/*`),
+/// as uid 65534 reads them. Its own processes (this reader, the racers)
+/// are left out, and the needle is looked for here, so that it is in no
+/// command line of the reader.
 fn read_by_nobody(paths: &[PathBuf], needle: &str) -> Vec<String> {
-    let script = r#"needle=$1; shift
-    for f in "$@" /proc/[0-9]*/fd/* /proc/[0-9]*/root/s/* /proc/[0-9]*/cwd/s/*; do
-        if [ -f "$f" ] && grep -qF -e "$needle" "$f" 2>/dev/null; then echo "$f"; fi
+    let script = r#"for f in "$@" /proc/[0-9]*/fd/* /proc/[0-9]*/root/s/* /proc/[0-9]*/cwd/s/* \
+        /proc/[0-9]*/environ /proc/[0-9]*/cmdline; do
+        case $f in /proc/*) p=${f#/proc/}; [ -O "/proc/${p%%/*}" ] && continue;; esac
+        if [ -f "$f" ]; then printf '\n@@kiln-read %s\n' "$f"; cat "$f" 2>/dev/null; fi
     done"#;
     let out = Command::new("setpriv")
         .args(["--reuid", NOBODY, "--regid", NOBODY, "--clear-groups"])
-        .args(["sh", "-c", script, "sh", needle])
+        .args(["sh", "-c", script, "sh"])
         .args(paths)
         .stdin(std::process::Stdio::null())
         .output()
         .expect("setpriv runs");
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(str::to_string)
-        .collect()
+    let needle = needle.as_bytes();
+    let marker = b"\n@@kiln-read ";
+    let mut found = Vec::new();
+    let mut rest = &out.stdout[..];
+    while let Some(at) = rest.windows(marker.len()).position(|w| w == marker) {
+        rest = &rest[at + marker.len()..];
+        let end = rest
+            .windows(marker.len())
+            .position(|w| w == marker)
+            .unwrap_or(rest.len());
+        let (entry, next) = rest.split_at(end);
+        let (name, content) = entry.split_at(entry.iter().position(|b| *b == b'\n').unwrap_or(0));
+        if content.windows(needle.len()).any(|w| w == needle) {
+            found.push(String::from_utf8_lossy(name).into_owned());
+        }
+        rest = next;
+    }
+    found
 }
 
 /// A process killed when dropped (should the test fail before it ends).
@@ -457,6 +493,92 @@ fn other_users_cannot_read_secrets_while_the_step_runs() {
         );
         let left = holding(&store, secret.as_bytes());
         assert!(left.is_empty(), "{runtime}: secret left in {left:?}");
+    }
+}
+
+/// The per-run scratch directories (bundles) of the kiln process `pid`.
+fn scratch_dirs(pid: u32) -> Vec<PathBuf> {
+    let prefix = format!("kiln-run-{pid}-");
+    let mut dirs: Vec<PathBuf> = std::fs::read_dir(std::env::temp_dir())
+        .expect("read_dir")
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with(&prefix))
+        .map(|e| e.path())
+        .collect();
+    dirs.sort();
+    dirs
+}
+
+/// The `/proc/<pid>/environ` files holding `needle`, read as root.
+fn environs_holding(needle: &[u8]) -> Vec<PathBuf> {
+    std::fs::read_dir("/proc")
+        .expect("read_dir")
+        .flatten()
+        .filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .bytes()
+                .all(|b| b.is_ascii_digit())
+        })
+        .map(|e| e.path().join("environ"))
+        .filter(|p| std::fs::read(p).is_ok_and(|d| d.windows(needle.len()).any(|w| w == needle)))
+        .collect()
+}
+
+#[test]
+fn other_users_cannot_read_env_secrets_while_the_step_runs() {
+    if !is_root() {
+        eprintln!("skipped: needs root (to build and to act as uid 65534)");
+        return;
+    }
+    let secret = format!("kiln-env-secret-{}", std::process::id());
+    let (env, source, control) = secret_env(&secret);
+    for runtime in ["builtin", "runc", "crun"] {
+        if !has_runtime(runtime) {
+            eprintln!("{runtime}: not installed, skipped");
+            continue;
+        }
+        let held =
+            HeldBuild::start_context(&env, &source, runtime, "held-env", HELD_ENV_DOCKERFILE);
+        let scratch = scratch_dirs(held.kiln.id());
+        assert_eq!(
+            scratch.len(),
+            1,
+            "{runtime}: scratch directories {scratch:?}"
+        );
+        assert_eq!(
+            mode(&scratch[0]),
+            "700",
+            "{runtime}: {}",
+            scratch[0].display()
+        );
+        let mut paths = all_paths(&scratch[0]);
+        if runtime != "builtin" {
+            // The bundle holds the secret (so the read below would find
+            // it; crun keeps a copy in its state directory too)…
+            let config = scratch[0].join("config.json");
+            let holders = holding(&scratch[0], secret.as_bytes());
+            assert!(holders.contains(&config), "{runtime}: {holders:?}");
+            assert_eq!(mode(&config), "600", "{runtime}");
+        }
+        // … and so does the step's environment.
+        assert!(
+            !environs_holding(secret.as_bytes()).is_empty(),
+            "{runtime}: no process has the secret in its environment"
+        );
+        paths.push(scratch[0].clone());
+        paths.push(control.clone());
+        let read = read_by_nobody(&paths, &secret);
+        assert_eq!(
+            read,
+            vec![s(&control).to_string()],
+            "{runtime}: uid 65534 read the secret (only the control file may hold it)"
+        );
+        held.finish();
+        assert!(
+            !scratch[0].exists(),
+            "{runtime}: the scratch directory stays"
+        );
     }
 }
 

@@ -311,8 +311,9 @@ fn cpath(p: &Path) -> Result<CString, RuntimeError> {
 }
 
 /// A per-run scratch directory outside the rootfs (mount point, empty
-/// lower, hosts, resolv.conf; an OCI runtime's bundle and state); locked
-/// and registered for [`cleanup`] while it lives, removed on drop.
+/// lower, hosts, resolv.conf; an OCI runtime's bundle and state), 0700
+/// (only its owner can reach anything in it); locked and registered for
+/// [`cleanup`] while it lives, removed on drop.
 struct Scratch {
     dir: PathBuf,
     guard: Option<cleanup::DirGuard>,
@@ -338,14 +339,19 @@ impl Scratch {
                 cleanup::PREFIX,
                 std::process::id()
             ));
-            match std::fs::create_dir(&dir) {
+            // Private from the start: an OCI bundle's config.json holds the
+            // step's environment, secrets with `env=` included.
+            use std::os::unix::fs::DirBuilderExt;
+            match std::fs::DirBuilder::new().mode(0o700).create(&dir) {
                 Ok(()) => {
                     let mut scratch = Scratch { dir, guard: None };
                     let what = || format!("creating {}", scratch.dir.display());
                     scratch.guard =
                         Some(cleanup::DirGuard::new(&scratch.dir).map_err(prep(what()))?);
+                    // The umask may have taken more than the group's and
+                    // others' bits.
                     use std::os::unix::fs::PermissionsExt;
-                    std::fs::set_permissions(&scratch.dir, std::fs::Permissions::from_mode(0o711))
+                    std::fs::set_permissions(&scratch.dir, std::fs::Permissions::from_mode(0o700))
                         .map_err(prep(what()))?;
                     return Ok(scratch);
                 }

@@ -18,7 +18,8 @@
 //!    hybrid cgroup host), and `execve`s `runc`/`crun run --bundle B ID`
 //!    with a `--root` state directory and a JSON `--log` in the per-run
 //!    scratch directory (the bundle).
-//! 2. `config.json` (built with `oci_spec::runtime`) asks for new user
+//! 2. `config.json` (built with `oci_spec::runtime`; created 0600 in the
+//!    0700 scratch directory, as it holds the environment) asks for new user
 //!    (identity-mapped, `0 0 4294967295`, as the built-in runtime's; not
 //!    in a rootless kiln, already in one), pid, ipc, uts, mount (and for
 //!    [`NetworkMode::None`] network) namespaces, runc's default `/proc`,
@@ -376,8 +377,7 @@ impl OciRuntime {
             .unwrap_or_else(|| "kiln-run".to_string());
         let config = self.config(req, &p, &cwd, &id)?;
         let config_path = bundle.join("config.json");
-        config
-            .save(&config_path)
+        save_private(&config, &config_path)
             .map_err(|e| self.error(format!("writing {}: {e}", config_path.display())))?;
 
         let mut argv: Vec<CString> = vec![cpath(&self.path)?];
@@ -483,6 +483,22 @@ impl OciRuntime {
             notes: Vec::new(),
         })
     }
+}
+
+/// Writes `config` to a new file at `path` that is 0600 from its creation
+/// on: it holds the step's environment (secrets with `env=` included) and
+/// command line.
+fn save_private(config: &Spec, path: &Path) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)?;
+    let mut out = std::io::BufWriter::new(file);
+    serde_json::to_writer(&mut out, config)?;
+    out.flush()
 }
 
 /// [`policy::RLIMITS`] for the bundle, clamped to this process's hard
