@@ -199,9 +199,12 @@ const HELD_DOCKERFILE: &str = "FROM busybox\n\
         --mount=type=cache,id=hold,target=/hold \\\n\
         stat -c 'mode %a %u' /s/default /s/open /s/other && echo RE''ADY && cat /hold/go\n";
 
-/// A build whose RUN step gets the secret `s` as `$TOK` (`env=TOK`),
-/// checks it is there and then waits as [`HELD_DOCKERFILE`]'s does.
+/// A build whose RUN step, as uid 65534 (the other host user's id: the
+/// user namespace must keep them apart), gets the secret `s` as `$TOK`
+/// (`env=TOK`), checks it is there and then waits as [`HELD_DOCKERFILE`]'s
+/// does (the FIFO must be open to it).
 const HELD_ENV_DOCKERFILE: &str = "FROM busybox\n\
+    USER 65534\n\
     RUN --mount=type=secret,id=s,env=TOK \\\n\
         --mount=type=cache,id=hold,target=/hold \\\n\
         test -n \"$TOK\" && echo RE''ADY && cat /hold/go\n";
@@ -221,19 +224,8 @@ impl HeldBuild {
         name: &str,
         dockerfile: &str,
     ) -> HeldBuild {
-        use sha2::Digest as _;
         use std::io::BufRead;
-        // The cache directory exists already, with a FIFO in it.
-        let hold = env
-            .path("store/cache-mounts")
-            .join(format!("{:x}", sha2::Sha256::digest(b"hold")));
-        std::fs::create_dir_all(&hold).expect("mkdir");
-        let fifo = hold.join("go");
-        if !fifo.exists() {
-            let c = std::ffi::CString::new(s(&fifo)).expect("path");
-            // SAFETY: c is a NUL-terminated path.
-            assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0, "mkfifo");
-        }
+        let fifo = hold_fifo(env);
         let ctx = env.path(name);
         if !ctx.exists() {
             env.context(name, &[("Dockerfile", dockerfile)]);
@@ -311,6 +303,23 @@ impl Drop for HeldBuild {
     }
 }
 
+/// The FIFO `go` in the cache mount `hold` (the cache directory exists
+/// already), made (0600) if missing.
+fn hold_fifo(env: &Env) -> PathBuf {
+    use sha2::Digest as _;
+    let hold = env
+        .path("store/cache-mounts")
+        .join(format!("{:x}", sha2::Sha256::digest(b"hold")));
+    std::fs::create_dir_all(&hold).expect("mkdir");
+    let fifo = hold.join("go");
+    if !fifo.exists() {
+        let c = std::ffi::CString::new(s(&fifo)).expect("path");
+        // SAFETY: c is a NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0, "mkfifo");
+    }
+    fifo
+}
+
 /// Files under `root` holding `needle`, read as root.
 fn holding(root: &Path, needle: &[u8]) -> Vec<PathBuf> {
     let mut hits = Vec::new();
@@ -351,19 +360,21 @@ fn all_paths(root: &Path) -> Vec<PathBuf> {
 
 /// The files holding `needle` among `paths`, and every process's open
 /// files, environment, command line and root (`/proc/<pid>/root/s/*`),
-/// as uid 65534 reads them. Its own processes (this reader, the racers)
-/// are left out, and the needle is looked for here, so that it is in no
-/// command line of the reader.
-fn read_by_nobody(paths: &[PathBuf], needle: &str) -> Vec<String> {
+/// as uid 65534 reads them, leaving out the processes `skip` (the racers,
+/// which know the needle). The needle is looked for here, so that it is
+/// in no command line or environment of the reader.
+fn read_by_nobody(paths: &[PathBuf], needle: &str, skip: &[u32]) -> Vec<String> {
     let script = r#"for f in "$@" /proc/[0-9]*/fd/* /proc/[0-9]*/root/s/* /proc/[0-9]*/cwd/s/* \
         /proc/[0-9]*/environ /proc/[0-9]*/cmdline; do
-        case $f in /proc/*) p=${f#/proc/}; [ -O "/proc/${p%%/*}" ] && continue;; esac
+        case $f in /proc/*) p=${f#/proc/}; case " $SKIP " in *" ${p%%/*} "*) continue;; esac;; esac
         if [ -f "$f" ]; then printf '\n@@kiln-read %s\n' "$f"; cat "$f" 2>/dev/null; fi
     done"#;
+    let skip: Vec<String> = skip.iter().map(u32::to_string).collect();
     let out = Command::new("setpriv")
         .args(["--reuid", NOBODY, "--regid", NOBODY, "--clear-groups"])
         .args(["sh", "-c", script, "sh"])
         .args(paths)
+        .env("SKIP", skip.join(" "))
         .stdin(std::process::Stdio::null())
         .output()
         .expect("setpriv runs");
@@ -467,7 +478,7 @@ fn other_users_cannot_read_secrets_while_the_step_runs() {
         // the control file (which shows the reader works).
         let mut paths = all_paths(&store);
         paths.push(control.clone());
-        let read = read_by_nobody(&paths, &secret);
+        let read = read_by_nobody(&paths, &secret, &[racer.0.id(), watcher.0.id()]);
         assert_eq!(
             read,
             vec![s(&control).to_string()],
@@ -509,8 +520,9 @@ fn scratch_dirs(pid: u32) -> Vec<PathBuf> {
     dirs
 }
 
-/// The `/proc/<pid>/environ` files holding `needle`, read as root.
-fn environs_holding(needle: &[u8]) -> Vec<PathBuf> {
+/// The owners of the processes whose environment holds `needle`, read as
+/// root.
+fn environ_owners(needle: &[u8]) -> Vec<u32> {
     std::fs::read_dir("/proc")
         .expect("read_dir")
         .flatten()
@@ -520,8 +532,11 @@ fn environs_holding(needle: &[u8]) -> Vec<PathBuf> {
                 .bytes()
                 .all(|b| b.is_ascii_digit())
         })
-        .map(|e| e.path().join("environ"))
-        .filter(|p| std::fs::read(p).is_ok_and(|d| d.windows(needle.len()).any(|w| w == needle)))
+        .filter(|e| {
+            std::fs::read(e.path().join("environ"))
+                .is_ok_and(|d| d.windows(needle.len()).any(|w| w == needle))
+        })
+        .filter_map(|e| e.metadata().ok().map(|m| m.uid()))
         .collect()
 }
 
@@ -533,6 +548,8 @@ fn other_users_cannot_read_env_secrets_while_the_step_runs() {
     }
     let secret = format!("kiln-env-secret-{}", std::process::id());
     let (env, source, control) = secret_env(&secret);
+    let fifo = hold_fifo(&env);
+    std::fs::set_permissions(&fifo, std::fs::Permissions::from_mode(0o666)).expect("chmod");
     for runtime in ["builtin", "runc", "crun"] {
         if !has_runtime(runtime) {
             eprintln!("{runtime}: not installed, skipped");
@@ -561,14 +578,16 @@ fn other_users_cannot_read_env_secrets_while_the_step_runs() {
             assert!(holders.contains(&config), "{runtime}: {holders:?}");
             assert_eq!(mode(&config), "600", "{runtime}");
         }
-        // … and so does the step's environment.
+        // … and so does the environment of the step, which runs as the
+        // reader's host uid.
+        let owners = environ_owners(secret.as_bytes());
         assert!(
-            !environs_holding(secret.as_bytes()).is_empty(),
-            "{runtime}: no process has the secret in its environment"
+            owners.contains(&65534),
+            "{runtime}: no process of uid 65534 has the secret in its environment: {owners:?}"
         );
         paths.push(scratch[0].clone());
         paths.push(control.clone());
-        let read = read_by_nobody(&paths, &secret);
+        let read = read_by_nobody(&paths, &secret, &[]);
         assert_eq!(
             read,
             vec![s(&control).to_string()],
