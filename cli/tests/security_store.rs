@@ -182,7 +182,7 @@ fn a_store_root_with_missing_parents_is_created_private() {
 }
 
 /// A build whose RUN step reads three copies of the secret `s` (default
-/// mode, `mode=0444`, `uid=1000`) and then waits, with kiln running, until
+/// mode, `mode=0444`, `uid=1000`; and has it as `$TOK`) and then waits, with kiln running, until
 /// the test writes to a FIFO in its cache mount.
 struct HeldBuild {
     kiln: std::process::Child,
@@ -194,6 +194,7 @@ struct HeldBuild {
 
 const HELD_DOCKERFILE: &str = "FROM busybox\n\
     RUN --mount=type=secret,id=s,target=/s/default \\\n\
+        --mount=type=secret,id=s,env=TOK \\\n\
         --mount=type=secret,id=s,target=/s/open,mode=0444 \\\n\
         --mount=type=secret,id=s,target=/s/other,uid=1000 \\\n\
         --mount=type=cache,id=hold,target=/hold \\\n\
@@ -243,6 +244,7 @@ impl HeldBuild {
             .arg(&ctx)
             .env("KILN_ROOT", env.path("store"))
             .env("DOCKER_CONFIG", env.path("docker"))
+            .env("TMPDIR", held_tmp(env))
             .env("XDG_CONFIG_HOME", env.path("xdg"))
             .env_remove("KILN_CONFIG")
             .stdout(std::process::Stdio::null())
@@ -507,10 +509,18 @@ fn other_users_cannot_read_secrets_while_the_step_runs() {
     }
 }
 
-/// The per-run scratch directories (bundles) of the kiln process `pid`.
-fn scratch_dirs(pid: u32) -> Vec<PathBuf> {
+/// The `$TMPDIR` of held builds (0755, as `/tmp` lets anyone through).
+fn held_tmp(env: &Env) -> PathBuf {
+    let tmp = env.path("tmp");
+    std::fs::create_dir_all(&tmp).expect("mkdir");
+    std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    tmp
+}
+
+/// The per-run scratch directories of the held build `pid` of `env`.
+fn scratch_dirs(env: &Env, pid: u32) -> Vec<PathBuf> {
     let prefix = format!("kiln-run-{pid}-");
-    let mut dirs: Vec<PathBuf> = std::fs::read_dir(std::env::temp_dir())
+    let mut dirs: Vec<PathBuf> = std::fs::read_dir(held_tmp(env))
         .expect("read_dir")
         .flatten()
         .filter(|e| e.file_name().to_string_lossy().starts_with(&prefix))
@@ -518,6 +528,20 @@ fn scratch_dirs(pid: u32) -> Vec<PathBuf> {
         .collect();
     dirs.sort();
     dirs
+}
+
+/// The bundle's `config.json` of the run in `scratch` as each process
+/// that holds `needle` sees it (`/proc/<pid>/root/<scratch>/secrets/…`),
+/// read as root.
+fn bundle_configs(scratch: &Path, needle: &[u8]) -> Vec<PathBuf> {
+    let rel = scratch.join("secrets/config.json");
+    let rel = rel.strip_prefix("/").expect("absolute");
+    std::fs::read_dir("/proc")
+        .expect("read_dir")
+        .flatten()
+        .map(|e| e.path().join("root").join(rel))
+        .filter(|p| std::fs::read(p).is_ok_and(|d| d.windows(needle.len()).any(|w| w == needle)))
+        .collect()
 }
 
 /// The owners of the processes whose environment holds `needle`, read as
@@ -557,7 +581,7 @@ fn other_users_cannot_read_env_secrets_while_the_step_runs() {
         }
         let held =
             HeldBuild::start_context(&env, &source, runtime, "held-env", HELD_ENV_DOCKERFILE);
-        let scratch = scratch_dirs(held.kiln.id());
+        let scratch = scratch_dirs(&env, held.kiln.id());
         assert_eq!(
             scratch.len(),
             1,
@@ -569,14 +593,19 @@ fn other_users_cannot_read_env_secrets_while_the_step_runs() {
             "{runtime}: {}",
             scratch[0].display()
         );
+        // Nothing on disk holds the secret…
+        let on_disk = holding(&scratch[0], secret.as_bytes());
+        assert!(on_disk.is_empty(), "{runtime}: {on_disk:?}");
         let mut paths = all_paths(&scratch[0]);
         if runtime != "builtin" {
-            // The bundle holds the secret (so the read below would find
-            // it; crun keeps a copy in its state directory too)…
-            let config = scratch[0].join("config.json");
-            let holders = holding(&scratch[0], secret.as_bytes());
-            assert!(holders.contains(&config), "{runtime}: {holders:?}");
-            assert_eq!(mode(&config), "600", "{runtime}");
+            // … but the bundle does, in the runtime's mount namespace (so
+            // the read below would find it)…
+            let configs = bundle_configs(&scratch[0], secret.as_bytes());
+            assert!(
+                !configs.is_empty(),
+                "{runtime}: no config.json has the secret"
+            );
+            paths.extend(configs);
         }
         // … and so does the environment of the step, which runs as the
         // reader's host uid.
@@ -601,30 +630,99 @@ fn other_users_cannot_read_env_secrets_while_the_step_runs() {
     }
 }
 
+/// Whether some process sees `needle` in `/proc/<pid>/root/s/default`
+/// (the held step's secret), read as root.
+fn a_step_sees(needle: &[u8]) -> bool {
+    std::fs::read_dir("/proc")
+        .expect("read_dir")
+        .flatten()
+        .any(|e| {
+            std::fs::read(e.path().join("root/s/default"))
+                .is_ok_and(|d| d.windows(needle.len()).any(|w| w == needle))
+        })
+}
+
+/// The cgroups named `id` (runc names a run's cgroups after its scratch
+/// directory), v1 and v2.
+fn cgroups_of(id: &std::ffi::OsStr) -> Vec<PathBuf> {
+    let root = Path::new("/sys/fs/cgroup");
+    let mut found: Vec<PathBuf> = std::fs::read_dir(root)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path().join(id))
+        .chain([root.join(id)])
+        .filter(|p| p.is_dir())
+        .collect();
+    found.sort();
+    found.dedup();
+    found
+}
+
+/// Whether the cgroup `dir` has no process.
+fn is_empty(dir: &Path) -> bool {
+    std::fs::read_to_string(dir.join("cgroup.procs")).is_ok_and(|p| p.trim().is_empty())
+}
+
 #[test]
-fn a_killed_build_leaves_no_secret_in_the_store() {
+fn a_killed_build_leaves_no_secret_on_disk() {
     if !is_root() {
         eprintln!("skipped: needs root");
         return;
     }
     let secret = format!("kiln-killed-secret-{}", std::process::id());
     let (env, source, control) = secret_env(&secret);
-    let store = env.path("store");
-    let mut held = HeldBuild::start(&env, &source, "builtin");
-    // While the step runs, its staged copy is in the store (root-only).
-    assert!(!holding(&store, secret.as_bytes()).is_empty());
-    held.kiln.kill().expect("SIGKILL");
-    held.kiln.wait().expect("wait");
-    // Whatever the killed kiln left behind is gone once a kiln opens the
-    // store again, before it does anything else.
-    env.ok(&["images"], None);
-    let left = holding(&store, secret.as_bytes());
-    held.release();
-    assert!(left.is_empty(), "secret left in {left:?}");
-    // The scan does find the secret where it is.
-    let mut found = holding(env.dir.path(), secret.as_bytes());
-    found.sort();
-    assert_eq!(found, vec![control, source]);
+    for runtime in ["builtin", "runc", "crun"] {
+        if !has_runtime(runtime) {
+            eprintln!("{runtime}: not installed, skipped");
+            continue;
+        }
+        let mut held = HeldBuild::start(&env, &source, runtime);
+        let pid = held.kiln.id();
+        // The step has its secret files, and they are on no disk: not in
+        // the store, the test's directory or the run's scratch directory.
+        assert!(
+            a_step_sees(secret.as_bytes()),
+            "{runtime}: no step sees the secret"
+        );
+        let on_disk = |scratch: &[PathBuf]| {
+            let mut found = holding(env.dir.path(), secret.as_bytes());
+            for dir in scratch {
+                found.extend(holding(dir, secret.as_bytes()));
+            }
+            found.sort();
+            found
+        };
+        let scratch = scratch_dirs(&env, pid);
+        assert_eq!(
+            scratch.len(),
+            1,
+            "{runtime}: scratch directories {scratch:?}"
+        );
+        let want = vec![control.clone(), source.clone()];
+        assert_eq!(on_disk(&scratch), want, "{runtime}: while the step runs");
+        held.kiln.kill().expect("SIGKILL");
+        held.kiln.wait().expect("wait");
+        // Right after the kill, before any kiln opens the store again.
+        assert_eq!(on_disk(&scratch), want, "{runtime}: after kill -9");
+        held.release();
+        drop(held);
+        // The step dies with kiln; then what the next kiln would sweep
+        // (the scratch directory, runc's cgroups) goes.
+        let id = scratch[0].file_name().expect("name");
+        let mut gone = false;
+        for _ in 0..600 {
+            gone = !a_step_sees(secret.as_bytes()) && cgroups_of(id).iter().all(|c| is_empty(c));
+            if gone {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        assert!(gone, "{runtime}: the step outlives the killed kiln");
+        kiln_executor::sweep_stale(&held_tmp(&env));
+        assert!(!scratch[0].exists(), "{runtime}: not swept");
+        assert_eq!(cgroups_of(id), Vec::<PathBuf>::new(), "{runtime}");
+    }
 }
 
 /// Starts uid 65534 watching the store with inotify (this test binary's
