@@ -100,6 +100,20 @@ fn cache_mounts_are_seeded_and_persist() {
 
 #[test]
 fn secrets_as_files_and_env_leave_no_trace() {
+    for runtime in ["builtin", "runc", "crun"] {
+        let installed = runtime == "builtin"
+            || std::env::var_os("PATH")
+                .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(runtime).is_file()));
+        if installed {
+            secrets_leave_no_trace(runtime);
+        } else {
+            eprintln!("{runtime}: not installed, skipped");
+        }
+    }
+}
+
+/// The body of [`secrets_as_files_and_env_leave_no_trace`] for `runtime`.
+fn secrets_leave_no_trace(runtime: &str) {
     let env = Env::new();
     // Unique bytes to scan for.
     let token = format!("kiln-secret-token-{}", std::process::id());
@@ -126,6 +140,8 @@ fn secrets_as_files_and_env_leave_no_trace() {
         .args([
             "build",
             "--progress=plain",
+            "--runtime",
+            runtime,
             "--secret",
             &format!("id=token,env={token_env}"),
             "--secret",
@@ -148,7 +164,7 @@ fn secrets_as_files_and_env_leave_no_trace() {
         String::from_utf8_lossy(&output.stdout),
         String::from_utf8_lossy(&output.stderr)
     );
-    assert!(output.status.success(), "{log}");
+    assert!(output.status.success(), "{runtime}: {log}");
     assert_eq!(
         read(&out.join("len")),
         format!(
@@ -165,9 +181,12 @@ fn secrets_as_files_and_env_leave_no_trace() {
     let control = scan(env.dir.path(), b"same\nabsent\n", &secret_file);
     assert!(control.iter().any(|h| h.contains("blobs")), "{control:?}");
     for needle in [&token, &file_secret] {
-        assert!(!log.contains(needle.as_str()), "secret in the log");
+        assert!(
+            !log.contains(needle.as_str()),
+            "{runtime}: secret in the log"
+        );
         let hits = scan(env.dir.path(), needle.as_bytes(), &secret_file);
-        assert!(hits.is_empty(), "secret bytes found in {hits:?}");
+        assert!(hits.is_empty(), "{runtime}: secret bytes found in {hits:?}");
     }
 }
 

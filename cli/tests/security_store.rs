@@ -182,7 +182,7 @@ fn a_store_root_with_missing_parents_is_created_private() {
 }
 
 /// A build whose RUN step reads three copies of the secret `s` (default
-/// mode, `mode=0444`, `uid=1000`) and then waits, with kiln running, until
+/// mode, `mode=0444`, `uid=1000`; and has it as `$TOK`) and then waits, with kiln running, until
 /// the test writes to a FIFO in its cache mount.
 struct HeldBuild {
     kiln: std::process::Child,
@@ -194,30 +194,42 @@ struct HeldBuild {
 
 const HELD_DOCKERFILE: &str = "FROM busybox\n\
     RUN --mount=type=secret,id=s,target=/s/default \\\n\
+        --mount=type=secret,id=s,env=TOK \\\n\
         --mount=type=secret,id=s,target=/s/open,mode=0444 \\\n\
         --mount=type=secret,id=s,target=/s/other,uid=1000 \\\n\
         --mount=type=cache,id=hold,target=/hold \\\n\
         stat -c 'mode %a %u' /s/default /s/open /s/other && echo RE''ADY && cat /hold/go\n";
 
+/// A build whose RUN step, as uid 65534 (the other host user's id: the
+/// user namespace must keep them apart), gets the secret `s` as `$TOK`
+/// (`env=TOK`), checks it is there and then waits as [`HELD_DOCKERFILE`]'s
+/// does (the FIFO must be open to it).
+const HELD_ENV_DOCKERFILE: &str = "FROM busybox\n\
+    USER 65534\n\
+    RUN --mount=type=secret,id=s,env=TOK \\\n\
+        --mount=type=cache,id=hold,target=/hold \\\n\
+        test -n \"$TOK\" && echo RE''ADY && cat /hold/go\n";
+
 impl HeldBuild {
     /// Starts the build with `runtime`; returns once the step is waiting.
     fn start(env: &Env, secret: &Path, runtime: &str) -> HeldBuild {
-        use sha2::Digest as _;
+        HeldBuild::start_context(env, secret, runtime, "held", HELD_DOCKERFILE)
+    }
+
+    /// Starts the build of `dockerfile` (in the context `name`) with
+    /// `runtime`; returns once the step is waiting.
+    fn start_context(
+        env: &Env,
+        secret: &Path,
+        runtime: &str,
+        name: &str,
+        dockerfile: &str,
+    ) -> HeldBuild {
         use std::io::BufRead;
-        // The cache directory exists already, with a FIFO in it.
-        let hold = env
-            .path("store/cache-mounts")
-            .join(format!("{:x}", sha2::Sha256::digest(b"hold")));
-        std::fs::create_dir_all(&hold).expect("mkdir");
-        let fifo = hold.join("go");
-        if !fifo.exists() {
-            let c = std::ffi::CString::new(s(&fifo)).expect("path");
-            // SAFETY: c is a NUL-terminated path.
-            assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0, "mkfifo");
-        }
-        let ctx = env.path("held");
+        let fifo = hold_fifo(env);
+        let ctx = env.path(name);
         if !ctx.exists() {
-            env.context("held", &[("Dockerfile", HELD_DOCKERFILE)]);
+            env.context(name, &[("Dockerfile", dockerfile)]);
         }
         let mut kiln = Command::new(env!("CARGO_BIN_EXE_kiln"))
             .args([
@@ -232,6 +244,7 @@ impl HeldBuild {
             .arg(&ctx)
             .env("KILN_ROOT", env.path("store"))
             .env("DOCKER_CONFIG", env.path("docker"))
+            .env("TMPDIR", held_tmp(env))
             .env("XDG_CONFIG_HOME", env.path("xdg"))
             .env_remove("KILN_CONFIG")
             .stdout(std::process::Stdio::null())
@@ -292,6 +305,23 @@ impl Drop for HeldBuild {
     }
 }
 
+/// The FIFO `go` in the cache mount `hold` (the cache directory exists
+/// already), made (0600) if missing.
+fn hold_fifo(env: &Env) -> PathBuf {
+    use sha2::Digest as _;
+    let hold = env
+        .path("store/cache-mounts")
+        .join(format!("{:x}", sha2::Sha256::digest(b"hold")));
+    std::fs::create_dir_all(&hold).expect("mkdir");
+    let fifo = hold.join("go");
+    if !fifo.exists() {
+        let c = std::ffi::CString::new(s(&fifo)).expect("path");
+        // SAFETY: c is a NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0, "mkfifo");
+    }
+    fifo
+}
+
 /// Files under `root` holding `needle`, read as root.
 fn holding(root: &Path, needle: &[u8]) -> Vec<PathBuf> {
     let mut hits = Vec::new();
@@ -330,25 +360,44 @@ fn all_paths(root: &Path) -> Vec<PathBuf> {
     out
 }
 
-/// The files holding `needle` among `paths`, every process's open files
-/// and the root of every process (`/proc/<pid>/root/s/*`), as uid 65534
-/// reads them.
-fn read_by_nobody(paths: &[PathBuf], needle: &str) -> Vec<String> {
-    let script = r#"needle=$1; shift
-    for f in "$@" /proc/[0-9]*/fd/* /proc/[0-9]*/root/s/* /proc/[0-9]*/cwd/s/*; do
-        if [ -f "$f" ] && grep -qF -e "$needle" "$f" 2>/dev/null; then echo "$f"; fi
+/// The files holding `needle` among `paths`, and every process's open
+/// files, environment, command line and root (`/proc/<pid>/root/s/*`),
+/// as uid 65534 reads them, leaving out the processes `skip` (the racers,
+/// which know the needle). The needle is looked for here, so that it is
+/// in no command line or environment of the reader.
+fn read_by_nobody(paths: &[PathBuf], needle: &str, skip: &[u32]) -> Vec<String> {
+    let script = r#"for f in "$@" /proc/[0-9]*/fd/* /proc/[0-9]*/root/s/* /proc/[0-9]*/cwd/s/* \
+        /proc/[0-9]*/environ /proc/[0-9]*/cmdline; do
+        case $f in /proc/*) p=${f#/proc/}; case " $SKIP " in *" ${p%%/*} "*) continue;; esac;; esac
+        if [ -f "$f" ]; then printf '\n@@kiln-read %s\n' "$f"; cat "$f" 2>/dev/null; fi
     done"#;
+    let skip: Vec<String> = skip.iter().map(u32::to_string).collect();
     let out = Command::new("setpriv")
         .args(["--reuid", NOBODY, "--regid", NOBODY, "--clear-groups"])
-        .args(["sh", "-c", script, "sh", needle])
+        .args(["sh", "-c", script, "sh"])
         .args(paths)
+        .env("SKIP", skip.join(" "))
         .stdin(std::process::Stdio::null())
         .output()
         .expect("setpriv runs");
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(str::to_string)
-        .collect()
+    let needle = needle.as_bytes();
+    let marker = b"\n@@kiln-read ";
+    let mut found = Vec::new();
+    let mut rest = &out.stdout[..];
+    while let Some(at) = rest.windows(marker.len()).position(|w| w == marker) {
+        rest = &rest[at + marker.len()..];
+        let end = rest
+            .windows(marker.len())
+            .position(|w| w == marker)
+            .unwrap_or(rest.len());
+        let (entry, next) = rest.split_at(end);
+        let (name, content) = entry.split_at(entry.iter().position(|b| *b == b'\n').unwrap_or(0));
+        if content.windows(needle.len()).any(|w| w == needle) {
+            found.push(String::from_utf8_lossy(name).into_owned());
+        }
+        rest = next;
+    }
+    found
 }
 
 /// A process killed when dropped (should the test fail before it ends).
@@ -431,7 +480,7 @@ fn other_users_cannot_read_secrets_while_the_step_runs() {
         // the control file (which shows the reader works).
         let mut paths = all_paths(&store);
         paths.push(control.clone());
-        let read = read_by_nobody(&paths, &secret);
+        let read = read_by_nobody(&paths, &secret, &[racer.0.id(), watcher.0.id()]);
         assert_eq!(
             read,
             vec![s(&control).to_string()],
@@ -460,30 +509,220 @@ fn other_users_cannot_read_secrets_while_the_step_runs() {
     }
 }
 
+/// The `$TMPDIR` of held builds (0755, as `/tmp` lets anyone through).
+fn held_tmp(env: &Env) -> PathBuf {
+    let tmp = env.path("tmp");
+    std::fs::create_dir_all(&tmp).expect("mkdir");
+    std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    tmp
+}
+
+/// The per-run scratch directories of the held build `pid` of `env`.
+fn scratch_dirs(env: &Env, pid: u32) -> Vec<PathBuf> {
+    let prefix = format!("kiln-run-{pid}-");
+    let mut dirs: Vec<PathBuf> = std::fs::read_dir(held_tmp(env))
+        .expect("read_dir")
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with(&prefix))
+        .map(|e| e.path())
+        .collect();
+    dirs.sort();
+    dirs
+}
+
+/// The bundle's `config.json` of the run in `scratch` as each process
+/// that holds `needle` sees it (`/proc/<pid>/root/<scratch>/secrets/…`),
+/// read as root.
+fn bundle_configs(scratch: &Path, needle: &[u8]) -> Vec<PathBuf> {
+    let rel = scratch.join("secrets/config.json");
+    let rel = rel.strip_prefix("/").expect("absolute");
+    std::fs::read_dir("/proc")
+        .expect("read_dir")
+        .flatten()
+        .map(|e| e.path().join("root").join(rel))
+        .filter(|p| std::fs::read(p).is_ok_and(|d| d.windows(needle.len()).any(|w| w == needle)))
+        .collect()
+}
+
+/// The owners of the processes whose environment holds `needle`, read as
+/// root.
+fn environ_owners(needle: &[u8]) -> Vec<u32> {
+    std::fs::read_dir("/proc")
+        .expect("read_dir")
+        .flatten()
+        .filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .bytes()
+                .all(|b| b.is_ascii_digit())
+        })
+        .filter(|e| {
+            std::fs::read(e.path().join("environ"))
+                .is_ok_and(|d| d.windows(needle.len()).any(|w| w == needle))
+        })
+        .filter_map(|e| e.metadata().ok().map(|m| m.uid()))
+        .collect()
+}
+
 #[test]
-fn a_killed_build_leaves_no_secret_in_the_store() {
+fn other_users_cannot_read_env_secrets_while_the_step_runs() {
+    if !is_root() {
+        eprintln!("skipped: needs root (to build and to act as uid 65534)");
+        return;
+    }
+    let secret = format!("kiln-env-secret-{}", std::process::id());
+    let (env, source, control) = secret_env(&secret);
+    let fifo = hold_fifo(&env);
+    std::fs::set_permissions(&fifo, std::fs::Permissions::from_mode(0o666)).expect("chmod");
+    for runtime in ["builtin", "runc", "crun"] {
+        if !has_runtime(runtime) {
+            eprintln!("{runtime}: not installed, skipped");
+            continue;
+        }
+        let held =
+            HeldBuild::start_context(&env, &source, runtime, "held-env", HELD_ENV_DOCKERFILE);
+        let scratch = scratch_dirs(&env, held.kiln.id());
+        assert_eq!(
+            scratch.len(),
+            1,
+            "{runtime}: scratch directories {scratch:?}"
+        );
+        assert_eq!(
+            mode(&scratch[0]),
+            "700",
+            "{runtime}: {}",
+            scratch[0].display()
+        );
+        // Nothing on disk holds the secret…
+        let on_disk = holding(&scratch[0], secret.as_bytes());
+        assert!(on_disk.is_empty(), "{runtime}: {on_disk:?}");
+        let mut paths = all_paths(&scratch[0]);
+        if runtime != "builtin" {
+            // … but the bundle does, in the runtime's mount namespace (so
+            // the read below would find it)…
+            let configs = bundle_configs(&scratch[0], secret.as_bytes());
+            assert!(
+                !configs.is_empty(),
+                "{runtime}: no config.json has the secret"
+            );
+            paths.extend(configs);
+        }
+        // … and so does the environment of the step, which runs as the
+        // reader's host uid.
+        let owners = environ_owners(secret.as_bytes());
+        assert!(
+            owners.contains(&65534),
+            "{runtime}: no process of uid 65534 has the secret in its environment: {owners:?}"
+        );
+        paths.push(scratch[0].clone());
+        paths.push(control.clone());
+        let read = read_by_nobody(&paths, &secret, &[]);
+        assert_eq!(
+            read,
+            vec![s(&control).to_string()],
+            "{runtime}: uid 65534 read the secret (only the control file may hold it)"
+        );
+        held.finish();
+        assert!(
+            !scratch[0].exists(),
+            "{runtime}: the scratch directory stays"
+        );
+    }
+}
+
+/// Whether some process sees `needle` in `/proc/<pid>/root/s/default`
+/// (the held step's secret), read as root.
+fn a_step_sees(needle: &[u8]) -> bool {
+    std::fs::read_dir("/proc")
+        .expect("read_dir")
+        .flatten()
+        .any(|e| {
+            std::fs::read(e.path().join("root/s/default"))
+                .is_ok_and(|d| d.windows(needle.len()).any(|w| w == needle))
+        })
+}
+
+/// The cgroups named `id` (runc names a run's cgroups after its scratch
+/// directory), v1 and v2.
+fn cgroups_of(id: &std::ffi::OsStr) -> Vec<PathBuf> {
+    let root = Path::new("/sys/fs/cgroup");
+    let mut found: Vec<PathBuf> = std::fs::read_dir(root)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path().join(id))
+        .chain([root.join(id)])
+        .filter(|p| p.is_dir())
+        .collect();
+    found.sort();
+    found.dedup();
+    found
+}
+
+/// Whether the cgroup `dir` has no process.
+fn is_empty(dir: &Path) -> bool {
+    std::fs::read_to_string(dir.join("cgroup.procs")).is_ok_and(|p| p.trim().is_empty())
+}
+
+#[test]
+fn a_killed_build_leaves_no_secret_on_disk() {
     if !is_root() {
         eprintln!("skipped: needs root");
         return;
     }
     let secret = format!("kiln-killed-secret-{}", std::process::id());
     let (env, source, control) = secret_env(&secret);
-    let store = env.path("store");
-    let mut held = HeldBuild::start(&env, &source, "builtin");
-    // While the step runs, its staged copy is in the store (root-only).
-    assert!(!holding(&store, secret.as_bytes()).is_empty());
-    held.kiln.kill().expect("SIGKILL");
-    held.kiln.wait().expect("wait");
-    // Whatever the killed kiln left behind is gone once a kiln opens the
-    // store again, before it does anything else.
-    env.ok(&["images"], None);
-    let left = holding(&store, secret.as_bytes());
-    held.release();
-    assert!(left.is_empty(), "secret left in {left:?}");
-    // The scan does find the secret where it is.
-    let mut found = holding(env.dir.path(), secret.as_bytes());
-    found.sort();
-    assert_eq!(found, vec![control, source]);
+    for runtime in ["builtin", "runc", "crun"] {
+        if !has_runtime(runtime) {
+            eprintln!("{runtime}: not installed, skipped");
+            continue;
+        }
+        let mut held = HeldBuild::start(&env, &source, runtime);
+        let pid = held.kiln.id();
+        // The step has its secret files, and they are on no disk: not in
+        // the store, the test's directory or the run's scratch directory.
+        assert!(
+            a_step_sees(secret.as_bytes()),
+            "{runtime}: no step sees the secret"
+        );
+        let on_disk = |scratch: &[PathBuf]| {
+            let mut found = holding(env.dir.path(), secret.as_bytes());
+            for dir in scratch {
+                found.extend(holding(dir, secret.as_bytes()));
+            }
+            found.sort();
+            found
+        };
+        let scratch = scratch_dirs(&env, pid);
+        assert_eq!(
+            scratch.len(),
+            1,
+            "{runtime}: scratch directories {scratch:?}"
+        );
+        let want = vec![control.clone(), source.clone()];
+        assert_eq!(on_disk(&scratch), want, "{runtime}: while the step runs");
+        held.kiln.kill().expect("SIGKILL");
+        held.kiln.wait().expect("wait");
+        // Right after the kill, before any kiln opens the store again.
+        assert_eq!(on_disk(&scratch), want, "{runtime}: after kill -9");
+        held.release();
+        drop(held);
+        // The step dies with kiln; then what the next kiln would sweep
+        // (the scratch directory, runc's cgroups) goes.
+        let id = scratch[0].file_name().expect("name");
+        let mut gone = false;
+        for _ in 0..600 {
+            gone = !a_step_sees(secret.as_bytes()) && cgroups_of(id).iter().all(|c| is_empty(c));
+            if gone {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        assert!(gone, "{runtime}: the step outlives the killed kiln");
+        kiln_executor::sweep_stale(&held_tmp(&env));
+        assert!(!scratch[0].exists(), "{runtime}: not swept");
+        assert_eq!(cgroups_of(id), Vec::<PathBuf>::new(), "{runtime}");
+    }
 }
 
 /// Starts uid 65534 watching the store with inotify (this test binary's

@@ -145,11 +145,11 @@ const REPAIRED_DIRS: [&str; 6] = [
     SECRETS_DIR,
 ];
 
-/// Where steps stage their secret files, one directory each (made by the
-/// solver under a name starting with `.`, and renamed once it holds a
-/// locked [`SECRETS_LOCK`] file). The step keeps the lock while it runs;
-/// [`LocalStore::open`] removes the directories whose lock is free (left
-/// by a kiln that was killed).
+/// Where older kilns staged steps' secret files, one directory each (made
+/// under a name starting with `.`, and renamed once it held a locked
+/// [`SECRETS_LOCK`] file, kept while the step ran). Secrets now live only
+/// in a tmpfs of the step's mount namespace; [`LocalStore::open`] still
+/// removes the directories whose lock is free.
 pub const SECRETS_DIR: &str = "secrets";
 
 /// The lock file of a [`SECRETS_DIR`] directory.

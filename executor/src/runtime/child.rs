@@ -55,6 +55,16 @@ pub(super) enum Op {
     Mkdir { path: CString, mode: u32 },
     /// Creates an empty file (0644) unless the path exists.
     Touch { path: CString },
+    /// Creates a new file with no permissions, gives it `mode` (not
+    /// reduced by the umask) and its owner, then writes `data` (a secret:
+    /// nobody else can open it before its content is there).
+    WriteFile {
+        path: CString,
+        data: Vec<u8>,
+        mode: u32,
+        uid: u32,
+        gid: u32,
+    },
     /// `symlink(target, link)`.
     Symlink { target: CString, link: CString },
     /// Runs the operation, ignoring failure.
@@ -170,6 +180,27 @@ impl Fail {
 fn errno() -> i32 {
     // SAFETY: __errno_location returns this thread's errno.
     unsafe { *libc::__errno_location() }
+}
+
+/// The body of [`Op::WriteFile`] on its open, empty file `fd`.
+///
+/// # Safety
+/// `fd` is an open file descriptor.
+unsafe fn write_file(fd: i32, data: &[u8], mode: u32, uid: u32, gid: u32) -> Result<(), Fail> {
+    check(libc::fchown(fd, uid, gid) as libc::c_long)?;
+    check(libc::fchmod(fd, (mode & 0o7777) as libc::mode_t) as libc::c_long)?;
+    let mut rest = data;
+    while !rest.is_empty() {
+        let n = libc::write(fd, rest.as_ptr().cast(), rest.len());
+        if n < 0 {
+            if errno() == libc::EINTR {
+                continue;
+            }
+            return Err(Fail::errno());
+        }
+        rest = &rest[n as usize..];
+    }
+    Ok(())
 }
 
 fn check(rc: libc::c_long) -> Result<libc::c_long, Fail> {
@@ -463,6 +494,29 @@ impl Op {
                     check(libc::chmod(path.as_ptr(), *mode as libc::mode_t) as libc::c_long)?;
                 }
                 Ok(())
+            }
+            Op::WriteFile {
+                path,
+                data,
+                mode,
+                uid,
+                gid,
+            } => {
+                let fd = libc::open(
+                    path.as_ptr(),
+                    libc::O_CREAT
+                        | libc::O_EXCL
+                        | libc::O_WRONLY
+                        | libc::O_CLOEXEC
+                        | libc::O_NOFOLLOW,
+                    0 as libc::c_uint,
+                );
+                if fd < 0 {
+                    return Err(Fail::errno());
+                }
+                let written = write_file(fd, data, *mode, *uid, *gid);
+                libc::close(fd);
+                written
             }
             Op::Touch { path } => {
                 let fd = libc::open(

@@ -28,8 +28,10 @@
 //!    the host's), a tmpfs `/dev` with the usual nodes, devpts, shm and
 //!    mqueue, `/sys` read-only (fresh, or a read-only bind), `/etc/hosts`
 //!    and `/etc/resolv.conf` (read-only binds of files outside the rootfs),
-//!    the extra [`Mount`]s, Docker's masked and read-only paths and the
-//!    rlimits (`policy.rs`), then `pivot_root` (falling back to `MS_MOVE` +
+//!    the extra [`Mount`]s (a [`Mount::Secret`] is written into a tmpfs
+//!    mounted in this mount namespace only, then bound read-only),
+//!    Docker's masked and read-only paths and the rlimits (`policy.rs`),
+//!    then `pivot_root` (falling back to `MS_MOVE` +
 //!    `chroot`), sets the hostname, brings `lo` up in a new netns,
 //!    creates and enters the working directory, drops the capability
 //!    bounding set to Docker's default 14, switches to the user, sets
@@ -111,8 +113,9 @@ pub enum NetworkMode {
     None,
 }
 
-/// An extra mount inside the rootfs (`RUN --mount`).
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// An extra mount inside the rootfs (`RUN --mount`). Its `Debug` output
+/// shows a secret's length, never its bytes.
+#[derive(Clone, PartialEq, Eq)]
 pub enum Mount {
     /// A (recursive) bind mount of a host path.
     Bind {
@@ -130,6 +133,22 @@ pub enum Mount {
         /// Its size limit in bytes (the kernel's default when `None`).
         size: Option<u64>,
     },
+    /// A secret file (`RUN --mount=type=secret`), read-only, `nosuid`,
+    /// `nodev` and `noexec`. Its bytes are written only into a tmpfs
+    /// mounted in the step's own mount namespace (see [`Runtime::run`]), so
+    /// they are on no disk and gone with the step, even if kiln is killed.
+    Secret {
+        /// The content.
+        data: Vec<u8>,
+        /// The absolute path inside the rootfs.
+        target: String,
+        /// The file's mode (the umask does not apply).
+        mode: u32,
+        /// The file's owner.
+        uid: u32,
+        /// The file's group.
+        gid: u32,
+    },
     /// A path of another filesystem given as layers (`RUN
     /// --mount=type=bind,from=stage`): an overlay of `lower` with a
     /// throwaway upper directory, so writes (when not `readonly`) are
@@ -146,11 +165,60 @@ pub enum Mount {
     },
 }
 
+impl std::fmt::Debug for Mount {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Mount::Bind {
+                source,
+                target,
+                readonly,
+            } => f
+                .debug_struct("Bind")
+                .field("source", source)
+                .field("target", target)
+                .field("readonly", readonly)
+                .finish(),
+            Mount::Tmpfs { target, size } => f
+                .debug_struct("Tmpfs")
+                .field("target", target)
+                .field("size", size)
+                .finish(),
+            Mount::Secret {
+                data,
+                target,
+                mode,
+                uid,
+                gid,
+            } => f
+                .debug_struct("Secret")
+                .field("data", &format_args!("<{} bytes>", data.len()))
+                .field("target", target)
+                .field("mode", &format_args!("{mode:o}"))
+                .field("uid", uid)
+                .field("gid", gid)
+                .finish(),
+            Mount::Layers {
+                lower,
+                source,
+                target,
+                readonly,
+            } => f
+                .debug_struct("Layers")
+                .field("lower", lower)
+                .field("source", source)
+                .field("target", target)
+                .field("readonly", readonly)
+                .finish(),
+        }
+    }
+}
+
 impl Mount {
     fn target(&self) -> &str {
         match self {
             Mount::Bind { target, .. }
             | Mount::Tmpfs { target, .. }
+            | Mount::Secret { target, .. }
             | Mount::Layers { target, .. } => target,
         }
     }
@@ -311,8 +379,9 @@ fn cpath(p: &Path) -> Result<CString, RuntimeError> {
 }
 
 /// A per-run scratch directory outside the rootfs (mount point, empty
-/// lower, hosts, resolv.conf; an OCI runtime's bundle and state); locked
-/// and registered for [`cleanup`] while it lives, removed on drop.
+/// lower, hosts, resolv.conf; an OCI runtime's bundle and state), 0700
+/// (only its owner can reach anything in it); locked and registered for
+/// [`cleanup`] while it lives, removed on drop.
 struct Scratch {
     dir: PathBuf,
     guard: Option<cleanup::DirGuard>,
@@ -338,14 +407,19 @@ impl Scratch {
                 cleanup::PREFIX,
                 std::process::id()
             ));
-            match std::fs::create_dir(&dir) {
+            // Private from the start: an OCI bundle's config.json holds the
+            // step's environment, secrets with `env=` included.
+            use std::os::unix::fs::DirBuilderExt;
+            match std::fs::DirBuilder::new().mode(0o700).create(&dir) {
                 Ok(()) => {
                     let mut scratch = Scratch { dir, guard: None };
                     let what = || format!("creating {}", scratch.dir.display());
                     scratch.guard =
                         Some(cleanup::DirGuard::new(&scratch.dir).map_err(prep(what()))?);
+                    // The umask may have taken more than the group's and
+                    // others' bits.
                     use std::os::unix::fs::PermissionsExt;
-                    std::fs::set_permissions(&scratch.dir, std::fs::Permissions::from_mode(0o711))
+                    std::fs::set_permissions(&scratch.dir, std::fs::Permissions::from_mode(0o700))
                         .map_err(prep(what()))?;
                     return Ok(scratch);
                 }
@@ -537,6 +611,10 @@ enum What {
     },
     /// A tmpfs with these options (`mode=1777[,size=N]`).
     Tmpfs { data: String },
+    /// A read-only bind of a secret file in the secrets tmpfs (`nosuid`,
+    /// `nodev`, `noexec`), which exists only in the mount namespace of the
+    /// process (or of the OCI runtime).
+    Secret { src: PathBuf },
 }
 
 /// One mount of the sandbox, in mount order, with its target resolved
@@ -584,6 +662,8 @@ struct Prepared {
     /// Copy snapshots: the plain copy of the lower layers the process
     /// changes (mounted on `root`), diffed into `upper` afterwards.
     copy: Option<PathBuf>,
+    /// The secrets tmpfs (`<scratch>/secrets`), when `ops` mount it.
+    secrets: Option<PathBuf>,
 }
 
 /// Checks the request and prepares what both runtimes need (see
@@ -743,6 +823,8 @@ fn prepare(req: &RunRequest<'_>, copy: bool) -> Result<Prepared, RuntimeError> {
         extra.push((m, t));
     }
     extra.sort_by_key(|(_, t)| t.comps.len());
+    let secrets = scratch.dir.join("secrets");
+    let mut secret_count = 0usize;
     for (i, (m, target)) in extra.into_iter().enumerate() {
         stubs.extend(stub_paths(&target));
         let planned = match m {
@@ -762,6 +844,35 @@ fn prepare(req: &RunRequest<'_>, copy: bool) -> Result<Prepared, RuntimeError> {
                         recursive: true,
                         readonly: *readonly,
                     },
+                }
+            }
+            Mount::Secret {
+                data,
+                target: name,
+                mode,
+                uid,
+                gid,
+            } => {
+                if secret_count == 0 {
+                    secret_tmpfs(&mut ops, &secrets)?;
+                }
+                let src = secrets.join(format!("secret-{secret_count}"));
+                secret_count += 1;
+                ops.push((
+                    format!("writing the secret for {name}"),
+                    Op::WriteFile {
+                        path: cpath(&src)?,
+                        data: data.clone(),
+                        mode: *mode,
+                        uid: *uid,
+                        gid: *gid,
+                    },
+                ));
+                Planned {
+                    desc: format!("bind-mounting a secret on {name}"),
+                    target,
+                    kind: Kind::File,
+                    what: What::Secret { src },
                 }
             }
             Mount::Tmpfs { target: name, size } => {
@@ -820,7 +931,30 @@ fn prepare(req: &RunRequest<'_>, copy: bool) -> Result<Prepared, RuntimeError> {
         is_root,
         forced,
         copy: copy_dir,
+        secrets: (secret_count > 0).then_some(secrets),
     })
+}
+
+/// Plans the tmpfs holding a step's secret files at `dir` (created here,
+/// empty): mounted by the child in its private mount namespace, so only
+/// that namespace ever sees the files, and they go with it.
+fn secret_tmpfs(ops: &mut Vec<(String, Op)>, dir: &Path) -> Result<(), RuntimeError> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new()
+        .mode(0o700)
+        .create(dir)
+        .map_err(prep(format!("creating {}", dir.display())))?;
+    ops.push((
+        format!("mounting the secrets tmpfs on {}", dir.display()),
+        Op::Mount {
+            src: Some(cstr("secrets")?),
+            target: cpath(dir)?,
+            fstype: Some(cstr("tmpfs")?),
+            flags: libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
+            data: Some(cstr("mode=0700")?),
+        },
+    ));
+    Ok(())
 }
 
 /// The step name of the rootfs overlay mount (the copy fallback looks for
@@ -919,6 +1053,15 @@ fn builtin_mount_ops(
                 target: dst,
                 recursive: *recursive,
                 readonly: *readonly,
+            },
+        )),
+        What::Secret { src } => ops.push((
+            m.desc.clone(),
+            Op::Bind {
+                src: cpath(src)?,
+                target: dst,
+                recursive: false,
+                readonly: true,
             },
         )),
         What::Tmpfs { data } => ops.push((
@@ -1461,4 +1604,26 @@ fn remove_stubs(upper: &Path, stubs: &[String]) -> Result<(), RuntimeError> {
         .map_err(prep(format!("restoring the times of {}", parent.display())))?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Mount;
+
+    #[test]
+    fn a_secret_mount_debugs_without_its_bytes() {
+        let m = Mount::Secret {
+            data: b"hunter2".to_vec(),
+            target: "/run/secrets/s".into(),
+            mode: 0o400,
+            uid: 0,
+            gid: 0,
+        };
+        let shown = format!("{m:?}");
+        assert!(!shown.contains("hunter2"), "{shown}");
+        assert!(
+            shown.contains("<7 bytes>") && shown.contains("/run/secrets/s"),
+            "{shown}"
+        );
+    }
 }

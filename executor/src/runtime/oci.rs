@@ -10,14 +10,18 @@
 //!    the kernel kills the container too, so an interrupted or killed
 //!    build leaves no step running (see `cleanup.rs` for the rest). It
 //!    mounts a `/proc` of that pid namespace, makes `/` private, mounts the
-//!    rootfs overlay (`userxattr`, remounted `nodev`) at `<bundle>/rootfs`
+//!    rootfs overlay (`userxattr`, remounted `nodev`) at `<scratch>/rootfs`
 //!    and the overlays of [`Mount::Layers`] views (`nodev` too), creates
 //!    the mount stubs (and the working directory) in the merged rootfs,
 //!    for crun hides
 //!    `/sys/fs/cgroup/unified` under a read-only tmpfs (crun 1.8 refuses a
-//!    hybrid cgroup host), and `execve`s `runc`/`crun run --bundle B ID`
-//!    with a `--root` state directory and a JSON `--log` in the per-run
-//!    scratch directory (the bundle).
+//!    hybrid cgroup host), mounts the secrets tmpfs at `<scratch>/secrets`
+//!    (the bundle) and writes the secret files and `config.json` (0600)
+//!    there, and `execve`s `runc`/`crun run --bundle B ID` with a JSON
+//!    `--log` in the 0700 per-run scratch directory and a `--root` state
+//!    directory there (runc) or in the bundle (crun's state keeps a copy
+//!    of `config.json`). Secrets and the environment are thus on no disk
+//!    and go with the runtime's mount namespace, even if kiln is killed.
 //! 2. `config.json` (built with `oci_spec::runtime`) asks for new user
 //!    (identity-mapped, `0 0 4294967295`, as the built-in runtime's; not
 //!    in a rootless kiln, already in one), pid, ipc, uts, mount (and for
@@ -367,18 +371,46 @@ impl OciRuntime {
             format!("/{}", cwd_target.comps.join("/"))
         };
 
-        let bundle = p.scratch.dir.clone();
-        let state = bundle.join("state");
-        let log = bundle.join("runtime.log");
-        let id = bundle
+        // The bundle is the secrets tmpfs of the runtime's mount namespace:
+        // config.json holds the environment (`env=` secrets included), so
+        // it is on no disk and goes with the step, even if kiln is killed.
+        // So is crun's state, which keeps a copy of it; runc's (cgroup
+        // paths, for `runc delete` afterwards) stays in the scratch
+        // directory.
+        let bundle = match &p.secrets {
+            Some(dir) => dir.clone(),
+            None => {
+                let dir = p.scratch.dir.join("secrets");
+                super::secret_tmpfs(&mut ops, &dir)?;
+                dir
+            }
+        };
+        let state = if self.crun {
+            bundle.join("state")
+        } else {
+            p.scratch.dir.join("state")
+        };
+        let log = p.scratch.dir.join("runtime.log");
+        let id = p
+            .scratch
+            .dir
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_else(|| "kiln-run".to_string());
         let config = self.config(req, &p, &cwd, &id)?;
         let config_path = bundle.join("config.json");
-        config
-            .save(&config_path)
+        let json = serde_json::to_vec(&config)
             .map_err(|e| self.error(format!("writing {}: {e}", config_path.display())))?;
+        ops.push((
+            format!("writing {}", config_path.display()),
+            Op::WriteFile {
+                path: cpath(&config_path)?,
+                data: json,
+                mode: 0o600,
+                uid: 0,
+                gid: 0,
+            },
+        ));
 
         let mut argv: Vec<CString> = vec![cpath(&self.path)?];
         if self.crun {
@@ -663,6 +695,14 @@ fn oci_mounts(m: &Planned, bind_sys: bool) -> Result<Vec<OciMount>, RuntimeError
             }
             vec![mount(&dest, "bind", src, &opts)?]
         }
+        // The secrets tmpfs is nosuid, nodev and noexec: flags the
+        // read-only remount must keep.
+        What::Secret { src } => vec![mount(
+            &dest,
+            "bind",
+            src,
+            &["bind", "nosuid", "nodev", "noexec", "ro"],
+        )?],
         What::Tmpfs { data } => {
             let mut opts = vec!["nosuid", "nodev"];
             opts.extend(data.split(','));

@@ -1,7 +1,8 @@
 //! `RUN --mount` sources: persistent cache directories in the store,
-//! secrets staged where only the store's owner reaches them (or given as
-//! an environment variable) for the step only, forwarded SSH agents, tmpfs, and binds of other
-//! inputs (stages and images as throwaway overlays, contexts copied with
+//! secrets (passed to the runtime by value, which keeps the files in the
+//! step's own mount namespace; or given as an environment variable) for
+//! the step only, forwarded SSH agents, tmpfs, and binds of other inputs
+//! (stages and images as throwaway overlays, contexts copied with
 //! `.dockerignore` applied).
 
 use super::context_tree::ContextTree;
@@ -13,11 +14,10 @@ use std::fs::File;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
-mod secret;
 mod ssh;
 
 /// What a step's mounts need while it runs; dropping it releases cache
-/// locks, frees staged secrets and stops SSH forwarding.
+/// locks and stops SSH forwarding.
 pub(super) struct Prepared {
     /// The mounts for the runtime.
     pub mounts: Vec<Mount>,
@@ -25,7 +25,6 @@ pub(super) struct Prepared {
     /// never part of a cache key or a log line.
     pub env: Vec<String>,
     _locks: Vec<File>,
-    _secrets: Option<secret::Staging>,
     _agents: Vec<ssh::Forwarder>,
 }
 
@@ -64,7 +63,6 @@ pub(super) fn prepare(
         mounts: Vec::new(),
         env: Vec::new(),
         _locks: Vec::new(),
-        _secrets: None,
         _agents: Vec::new(),
     };
     for (i, m) in exec.mounts.iter().enumerate() {
@@ -131,20 +129,12 @@ pub(super) fn prepare(
                     out.env.push(format!("{var}={text}"));
                 }
                 if let Some(target) = target {
-                    let staging = match &mut out._secrets {
-                        Some(s) => s,
-                        None => out._secrets.insert(
-                            secret::Staging::new(shared.store.root())
-                                .map_err(|e| format!("secret {id}: staging it: {e}"))?,
-                        ),
-                    };
-                    let file = staging
-                        .stage(&value, *mode, *uid, *gid)
-                        .map_err(|e| format!("secret {id}: staging it: {e}"))?;
-                    out.mounts.push(Mount::Bind {
-                        source: file,
+                    out.mounts.push(Mount::Secret {
+                        data: value,
                         target: target.clone(),
-                        readonly: true,
+                        mode: *mode,
+                        uid: *uid,
+                        gid: *gid,
                     });
                 }
             }
