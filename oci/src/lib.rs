@@ -43,10 +43,7 @@ pub use registry::{
     PushReport, RegistryClient, RegistryError, RegistryOptions, StaticCredentials,
     TransferObserver,
 };
-pub use store::{
-    default_root, BlobIngester, BlobReader, BlobWriter, LocalStore, StoreError, SECRETS_DIR,
-    SECRETS_LOCK,
-};
+pub use store::{default_root, BlobIngester, BlobReader, BlobWriter, LocalStore, StoreError};
 
 /// The OCI spec types, re-exported so callers build against the same version.
 pub use oci_spec;

@@ -136,24 +136,7 @@ const CREATED_DIRS: [&str; 4] = ["blobs", "blobs/sha256", "ingest", "layers"];
 
 /// The other directories of what images and steps made, made private
 /// again when present (the solver creates them inside the private root).
-const REPAIRED_DIRS: [&str; 6] = [
-    "cache",
-    "cache-mounts",
-    "contexts",
-    "http",
-    "exports",
-    SECRETS_DIR,
-];
-
-/// Where older kilns staged steps' secret files, one directory each (made
-/// under a name starting with `.`, and renamed once it held a locked
-/// [`SECRETS_LOCK`] file, kept while the step ran). Secrets now live only
-/// in a tmpfs of the step's mount namespace; [`LocalStore::open`] still
-/// removes the directories whose lock is free.
-pub const SECRETS_DIR: &str = "secrets";
-
-/// The lock file of a [`SECRETS_DIR`] directory.
-pub const SECRETS_LOCK: &str = "lock";
+const REPAIRED_DIRS: [&str; 5] = ["cache", "cache-mounts", "contexts", "http", "exports"];
 
 /// The mode of the store root and of the directories above.
 const PRIVATE_MODE: u32 = 0o700;
@@ -182,7 +165,6 @@ impl LocalStore {
                 make_private(&path)?;
             }
         }
-        remove_dead_secrets(&root.join(SECRETS_DIR));
         Ok(LocalStore { root })
     }
 
@@ -240,27 +222,6 @@ impl LocalStore {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
             Err(e) => Err(io_err("removing", &path)(e)),
-        }
-    }
-}
-
-/// Removes the staging directories in `dir` whose lock no process holds.
-/// Best effort: what cannot be removed now is tried again next time.
-fn remove_dead_secrets(dir: &Path) {
-    let Ok(entries) = fs::read_dir(dir) else {
-        return;
-    };
-    for entry in entries.flatten() {
-        if entry.file_name().as_encoded_bytes().starts_with(b".") {
-            // Being made; no secret is written before it is renamed.
-            continue;
-        }
-        let path = entry.path();
-        let Ok(lock) = File::open(path.join(SECRETS_LOCK)) else {
-            continue;
-        };
-        if lock.try_lock().is_ok() {
-            let _ = fs::remove_dir_all(&path);
         }
     }
 }
@@ -464,26 +425,5 @@ mod tests {
         for dir in ["", "layers", "blobs", "cache-mounts"] {
             assert_eq!(mode(&root.join(dir)), 0o700, "{dir}");
         }
-    }
-
-    #[test]
-    fn open_removes_only_the_secrets_of_dead_builds() {
-        let tmp = tempfile::tempdir().expect("tempdir");
-        let root = tmp.path().join("store");
-        let secrets = root.join(SECRETS_DIR);
-        let staged = |name: &str| {
-            let dir = secrets.join(name);
-            fs::create_dir_all(&dir).expect("mkdir");
-            fs::write(dir.join("secret-0"), "s3cret").expect("write");
-            File::create(dir.join(SECRETS_LOCK)).expect("lock")
-        };
-        let running = staged("running");
-        running.lock().expect("lock");
-        drop(staged("dead"));
-        drop(staged(".new-starting"));
-        LocalStore::open(&root).expect("open");
-        assert!(secrets.join("running/secret-0").exists());
-        assert!(!secrets.join("dead").exists());
-        assert!(secrets.join(".new-starting").exists());
     }
 }
