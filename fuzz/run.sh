@@ -6,9 +6,10 @@
 #
 # Needs cargo-fuzz (`cargo install --locked cargo-fuzz --version 0.13.1`);
 # stable Rust works through RUSTC_BOOTSTRAP=1, set here. Seeds come from
-# fuzz/seeds.sh (rerun when fuzz/seeds/ is missing); what a run finds new is
+# fuzz/seeds.sh (rerun when fuzz/seeds/ is missing) and from
+# fuzz/regressions/TARGET (inputs that crashed it once); what a run finds new is
 # kept in fuzz/corpus/TARGET, crashes in fuzz/artifacts/TARGET, the logs in
-# fuzz/artifacts/TARGET.log. Exits 1 if any target crashed, leaked, ran out
+# fuzz/artifacts/TARGET.log. Exits 1 if any target panicked, crashed, ran out
 # of memory (-rss_limit_mb=2048) or took over 10 s on one input.
 #
 # FUZZ_KEEP_GOING=1 runs libFuzzer in fork mode instead, which records each
@@ -53,9 +54,13 @@ for t in "${targets[@]}"; do
     scratch="$(mktemp -d)"
     args=(
         "-artifact_prefix=$fuzz/artifacts/$t/" -max_total_time="$seconds"
-        -rss_limit_mb=2048 -timeout=10 -print_final_stats=1
+        -rss_limit_mb=2048 -timeout=10
         "corpus/$t" "seeds/$(seeds_of "$t")"
     )
+    # Inputs that once crashed a target stay in its corpus for good.
+    if [ -d "regressions/$t" ]; then
+        args+=("regressions/$t")
+    fi
     case "$t" in
     parse_dockerfile | lower) args=(-dict=dockerfile.dict "${args[@]}") ;;
     shell_expand) args=(-dict=shell.dict "${args[@]}") ;;
@@ -81,10 +86,8 @@ for t in "${targets[@]}"; do
         failed+=("$t")
     fi
     rm -rf "$scratch"
-    # libFuzzer's summary: stat::number_of_executed_units and the last
-    # coverage line.
-    execs="$(sed -n 's/^stat::number_of_executed_units: *//p' "artifacts/$t.log" | tail -n1)"
-    echo "   $status, ${execs:-?} execs; $(grep -E '^#[0-9]+' "artifacts/$t.log" | tail -n1 | cut -c1-100)"
+    # libFuzzer's last status line (#EXECS: cov: ... corp: ...).
+    echo "   $status: $(grep -E '^#[0-9]+' "artifacts/$t.log" | tail -n1 | cut -c1-100)"
     if [ "$status" = FAILED ]; then
         grep -E 'ERROR: libFuzzer|SUMMARY|panicked at|Test unit written' "artifacts/$t.log" | head -n 8 | sed 's/^/   /'
     fi
