@@ -38,7 +38,11 @@ cd "$fuzz"
 # Release code with debug assertions (overflow checks) on, cargo-fuzz's
 # default; no sanitizer unless FUZZ_SANITIZER=address: kiln's unsafe code
 # is libc calls, and a sanitizer halves the speed of the safe code.
+# FUZZ_TARGET_DIR moves the build out of fuzz/target (CI keeps it in target/).
 build=(cargo fuzz build --sanitizer "${FUZZ_SANITIZER:-none}")
+if [ -n "${FUZZ_TARGET_DIR:-}" ]; then
+    build+=(--target-dir "$FUZZ_TARGET_DIR")
+fi
 if [ $# -eq 0 ]; then
     RUSTC_BOOTSTRAP=1 "${build[@]}"
 else
@@ -46,7 +50,7 @@ else
         RUSTC_BOOTSTRAP=1 "${build[@]}" "$t"
     done
 fi
-bin="$fuzz/target/x86_64-unknown-linux-gnu/release"
+bin="${FUZZ_TARGET_DIR:-$fuzz/target}/x86_64-unknown-linux-gnu/release"
 
 failed=()
 for t in "${targets[@]}"; do
@@ -79,7 +83,10 @@ for t in "${targets[@]}"; do
             "$fuzz/corpus/$t" "$fuzz/artifacts/$t" "$scratch" "$bin/$t" "${args[@]}")
     fi
     echo "== $t: ${seconds}s"
-    if TMPDIR="$scratch" nice -n 19 "${run[@]}" >"artifacts/$t.log" 2>&1; then
+    before="$(find "artifacts/$t" -type f | wc -l)"
+    # Fork mode exits 0 after crashes; the new files in artifacts/ tell.
+    if TMPDIR="$scratch" nice -n 19 "${run[@]}" >"artifacts/$t.log" 2>&1 &&
+        [ "$(find "artifacts/$t" -type f | wc -l)" = "$before" ]; then
         status=ok
     else
         status=FAILED
