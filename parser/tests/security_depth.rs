@@ -106,3 +106,35 @@ fn huge_pattern_matches_are_refused() {
     );
     assert_eq!(lexer.process_word("${S%%b*}", &env).expect("ok"), "a");
 }
+
+/// The fuzzer's input that spun for minutes on the old lexer (a `//`
+/// replacement nested in `//` replacements, the pattern empty), replayed
+/// the way the `shell_expand` fuzz target reads it: an options byte
+/// (0xff: raw quotes and escapes, skip unset, no quote processing, backtick
+/// escapes), the word, then after a NUL the environment.
+#[test]
+fn nested_replacements_the_fuzzer_found_finish() {
+    let data = include_bytes!("../../fuzz/regressions/shell_expand/nested-replace-timeout");
+    let text = String::from_utf8_lossy(&data[1..]);
+    let (word, env_text) = text.split_once('\0').expect("word and environment");
+    let env: Vec<(&str, &str)> = env_text
+        .lines()
+        .map(|line| line.split_once('=').unwrap_or((line, "")))
+        .collect();
+    let lexer = Lexer::new('`')
+        .raw_quotes(true)
+        .raw_escapes(true)
+        .skip_unset(true)
+        .skip_process_quotes(true);
+    for result in [
+        lexer.process_word(word, &env.as_slice()).map(|w| w.len()),
+        lexer.process_words(word, &env.as_slice()).map(|w| w.len()),
+        lexer
+            .process_word_with_matches(word, &env.as_slice())
+            .map(|w| w.value.len()),
+    ] {
+        if let Ok(len) = result {
+            assert!(len <= MIB, "{len} bytes");
+        }
+    }
+}
