@@ -539,31 +539,15 @@ impl Dir {
 fn fgetxattr(file: &File, attr: &str) -> io::Result<Option<Vec<u8>>> {
     let n = CString::new(attr)
         .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "xattr name contains NUL"))?;
-    let mut buf = vec![0u8; 256];
-    loop {
-        // SAFETY: valid fd, name, and buffer of buf.len() bytes.
-        let rc = unsafe {
-            libc::fgetxattr(
-                file.as_raw_fd(),
-                n.as_ptr(),
-                buf.as_mut_ptr().cast(),
-                buf.len(),
-            )
-        };
-        if rc >= 0 {
-            buf.truncate(rc as usize);
-            return Ok(Some(buf));
-        }
-        let e = io::Error::last_os_error();
-        match e.raw_os_error() {
-            Some(libc::ENODATA) | Some(libc::EOPNOTSUPP) => return Ok(None),
-            Some(libc::ERANGE) if buf.len() < 1 << 20 => {
-                let len = buf.len() * 4;
-                buf.resize(len, 0);
-            }
-            _ => return Err(e),
-        }
-    }
+    // SAFETY: valid fd, name, and buffer of buf.len() bytes.
+    crate::sys::xattr_value(|buf| unsafe {
+        libc::fgetxattr(
+            file.as_raw_fd(),
+            n.as_ptr(),
+            buf.as_mut_ptr().cast(),
+            buf.len(),
+        )
+    })
 }
 
 /// An I/O error with the action and path in its message (same kind).

@@ -180,11 +180,21 @@ pub(crate) fn set_times(path: &Path, atime: (i64, i64), mtime: (i64, i64)) -> io
 pub(crate) fn get_xattr(path: &Path, name: &str) -> io::Result<Option<Vec<u8>>> {
     let c = cpath(path)?;
     let n = cname(name)?;
+    // SAFETY: pointers valid for the given lengths.
+    xattr_value(|buf| unsafe {
+        libc::lgetxattr(c.as_ptr(), n.as_ptr(), buf.as_mut_ptr().cast(), buf.len())
+    })
+}
+
+/// Runs a `getxattr`-style call `get` (returning the length, or -1 with
+/// errno) with a buffer grown until the value fits (up to 1 MiB): the
+/// value, or `None` when the attribute is absent or unsupported.
+pub(crate) fn xattr_value(
+    mut get: impl FnMut(&mut [u8]) -> libc::ssize_t,
+) -> io::Result<Option<Vec<u8>>> {
     let mut buf = vec![0u8; 256];
     loop {
-        // SAFETY: pointers valid for the given lengths.
-        let rc =
-            unsafe { libc::lgetxattr(c.as_ptr(), n.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
+        let rc = get(&mut buf);
         if rc >= 0 {
             buf.truncate(rc as usize);
             return Ok(Some(buf));

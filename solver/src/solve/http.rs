@@ -200,6 +200,13 @@ pub(crate) async fn fetch(
     let mut last_byte = Instant::now();
     let mut window_start = last_byte;
     let mut window_bytes: u64 = 0;
+    let too_slow = |window_bytes: u64, received: u64| {
+        format!(
+            "too slow: {window_bytes} bytes in {}s, at least {} needed (after {received} bytes)",
+            secs(deadlines.window),
+            deadlines.min_bytes
+        )
+    };
     loop {
         let deadline = (last_byte + deadlines.idle).min(window_start + deadlines.window);
         let chunk = match tokio::time::timeout_at(deadline, response.chunk()).await {
@@ -213,12 +220,7 @@ pub(crate) async fn fetch(
                     ));
                 }
                 if window_bytes < deadlines.min_bytes {
-                    return Err(format!(
-                        "too slow: {window_bytes} bytes in {}s, at least {} needed \
-                         (after {received} bytes)",
-                        secs(deadlines.window),
-                        deadlines.min_bytes
-                    ));
+                    return Err(too_slow(window_bytes, received));
                 }
                 window_start = now;
                 window_bytes = 0;
@@ -230,12 +232,7 @@ pub(crate) async fn fetch(
         last_byte = now;
         if now >= window_start + deadlines.window {
             if window_bytes < deadlines.min_bytes {
-                return Err(format!(
-                    "too slow: {window_bytes} bytes in {}s, at least {} needed \
-                     (after {received} bytes)",
-                    secs(deadlines.window),
-                    deadlines.min_bytes
-                ));
+                return Err(too_slow(window_bytes, received));
             }
             window_start = now;
             window_bytes = 0;
