@@ -41,5 +41,5 @@ pub use runtime::{
     ProcessSpec, RunOutput, RunRequest, Runtime, RuntimeError, SecurityMode, OUTPUT_LIMIT,
 };
 pub use stack::{materialize, LayerStack, SourceEntry, SourceError, SourceTree};
-pub use unpack::{unpack, unpack_blob, UnpackError};
+pub use unpack::{commit_dir, unpack, unpack_blob, UnpackError};
 pub use walkdiff::walk_diff;

@@ -205,20 +205,29 @@ fn extract<R: Read>(
         let _ = fs::remove_dir_all(&tmp);
         return Err(e);
     }
-    match fs::rename(&tmp, dir) {
+    commit_dir(&tmp, dir).map_err(|e| io_err("renaming into place", dir, e))
+}
+
+/// Renames the finished directory `tmp` to `dir`. When another process
+/// already put a directory at `dir` (a non-empty directory cannot be
+/// replaced), that one is kept and `tmp` removed: both hold the same
+/// content-addressed layer. `tmp` is removed on every error too.
+///
+/// # Errors
+/// The rename's error, when `dir` is not an existing directory.
+pub fn commit_dir(tmp: &Path, dir: &Path) -> io::Result<()> {
+    match fs::rename(tmp, dir) {
         Ok(()) => Ok(()),
-        // Another process renamed the same verified layer into place
-        // first (a non-empty directory cannot be replaced): keep its.
         Err(e)
             if matches!(e.raw_os_error(), Some(libc::ENOTEMPTY) | Some(libc::EEXIST))
                 && fs::symlink_metadata(dir).is_ok_and(|m| m.is_dir()) =>
         {
-            let _ = fs::remove_dir_all(&tmp);
+            let _ = fs::remove_dir_all(tmp);
             Ok(())
         }
         Err(e) => {
-            let _ = fs::remove_dir_all(&tmp);
-            Err(io_err("renaming into place", dir, e))
+            let _ = fs::remove_dir_all(tmp);
+            Err(e)
         }
     }
 }

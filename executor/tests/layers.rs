@@ -857,3 +857,28 @@ fn materialize_merged_view() {
         .unwrap();
     assert_eq!(content, "keep");
 }
+
+/// A finished layer directory goes into place, or, when another build put
+/// the same layer there first, the one in place stays and ours goes; a
+/// destination that is not a directory is an error (and ours goes too).
+#[test]
+fn commit_dir_keeps_the_layer_already_in_place() {
+    let tmp = tempfile::tempdir().unwrap();
+    let make = |name: &str, content: &str| {
+        let dir = tmp.path().join(name);
+        fs::create_dir(&dir).unwrap();
+        fs::write(dir.join("f"), content).unwrap();
+        dir
+    };
+    let dest = tmp.path().join("layer");
+    kiln_executor::commit_dir(&make("first", "first"), &dest).unwrap();
+    kiln_executor::commit_dir(&make("second", "second"), &dest).unwrap();
+    assert_eq!(fs::read_to_string(dest.join("f")).unwrap(), "first");
+    assert!(!tmp.path().join("second").exists());
+
+    let file = tmp.path().join("file");
+    fs::write(&file, "").unwrap();
+    let err = kiln_executor::commit_dir(&make("third", "third"), &file).unwrap_err();
+    assert_eq!(err.raw_os_error(), Some(libc::ENOTDIR), "{err}");
+    assert!(!tmp.path().join("third").exists());
+}

@@ -234,12 +234,8 @@ pub(crate) fn new_layer(
     };
     let dir = layer_dir(store, &diff_id);
     mark_used(store, &diff_id);
-    if dir.exists() {
-        let _ = std::fs::remove_dir_all(&upper);
-    } else if let Err(e) = std::fs::rename(&upper, &dir) {
-        let _ = std::fs::remove_dir_all(&upper);
-        return Err(format!("storing layer {}: {e}", dir.display()));
-    }
+    kiln_executor::commit_dir(&upper, &dir)
+        .map_err(|e| format!("storing layer {}: {e}", dir.display()))?;
     Ok(LayerRecord {
         dir,
         diff_id,
