@@ -226,13 +226,10 @@ fn hostname_hosts_and_pid_namespace() {
     let (out, _) = env.sh(
         "a",
         "hostname; cat /etc/hosts; echo $$; test -s /etc/resolv.conf && echo resolv; \
-         echo x >> /etc/hosts || echo ro",
+         { echo x >> /etc/hosts; } 2>/dev/null || echo ro",
     );
     assert_eq!(
-        text(&out).replace(
-            "/bin/sh: can't create /etc/hosts: Read-only file system\n",
-            ""
-        ),
+        text(&out),
         "buildkitsandbox\n127.0.0.1\tlocalhost buildkitsandbox\n\
          ::1\tlocalhost ip6-localhost ip6-loopback\n1\nresolv\nro\n"
     );

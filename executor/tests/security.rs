@@ -532,13 +532,18 @@ fn network_none_is_isolated_and_host_is_not(rt: &'static str) {
 fn readonly_binds_cannot_be_written_or_remounted(rt: &'static str) {
     let env = Env::busybox(rt);
     let host = HostDir::new("robind");
-    let script = "echo x > /ro/new 2>&1 || echo write-failed; \
+    // Errors go to a file shown after the markers: stdout and stderr are
+    // separate pipes, so a shell error written in two pieces could
+    // otherwise be split by a marker line.
+    let script = "exec 2>/tmp/errors; \
+                  echo x > /ro/new || echo write-failed; \
                   echo y >> /ro/hostfile || echo append-failed; \
                   rm -f /ro/hostfile || echo rm-failed; \
-                  mount -o remount,rw /ro 2>&1 || echo remount-failed; \
-                  mount -o remount,rw,bind /ro 2>&1 || echo bind-remount-failed; \
-                  umount /ro 2>&1 || echo umount-failed; \
-                  echo z > /ro/new2 || echo write2-failed";
+                  mount -o remount,rw /ro || echo remount-failed; \
+                  mount -o remount,rw,bind /ro || echo bind-remount-failed; \
+                  umount /ro || echo umount-failed; \
+                  echo z > /ro/new2 || echo write2-failed; \
+                  cat /tmp/errors";
     let out = env.sh(script, vec![bind(&host.0, "/ro", true)]);
     eprintln!("{out}");
     for what in [
