@@ -16,7 +16,7 @@ pub use lower::{
 };
 pub use op::{
     CacheSharing, Chmod, ContextSource, CopyAction, ExecFile, ExecMount, ExecOp, FileAction,
-    FileOp, HttpSource, ImageSource, MountSource, Op, Owner,
+    FileOp, HttpSource, ImageSource, MountSource, NetworkMode, Op, Owner, SecurityMode,
 };
 pub use solve::{
     layer_map, solve, unix_millis, CacheIndex, CacheKeyParts, CacheRecord, CachedLayer,

@@ -13,7 +13,7 @@ mod run;
 mod vars;
 
 use crate::graph::{Graph, VertexId, VertexMeta};
-use crate::op::{ContextSource, ImageSource, Op};
+use crate::op::{ContextSource, ImageSource, NetworkMode, Op};
 use kiln_oci::{Digest, ImageConfig, Platform};
 use kiln_parser::shell::Lexer;
 use kiln_parser::{Command, Dockerfile, ParseError, Position};
@@ -38,9 +38,8 @@ pub struct BuildOptions {
     pub build_platform: Platform,
     /// `--build-context NAME=VALUE`.
     pub named_contexts: BTreeMap<String, NamedContext>,
-    /// `--network`: the network of RUN steps without `--network`
-    /// (`default`, `host` or `none`).
-    pub network: String,
+    /// `--network`: the network of RUN steps without `--network`.
+    pub network: NetworkMode,
 }
 
 impl Default for BuildOptions {
@@ -51,7 +50,7 @@ impl Default for BuildOptions {
             platform: Platform::host(),
             build_platform: Platform::host(),
             named_contexts: BTreeMap::new(),
-            network: "default".into(),
+            network: NetworkMode::Default,
         }
     }
 }

@@ -4,10 +4,8 @@
 use super::instructions::{clean_path, heredoc_file, heredoc_script, set_env};
 use super::{history, Flow, LowerError, Lowerer, StageState, Step};
 use crate::graph::VertexId;
-use crate::op::{CacheSharing, ExecMount, ExecOp, MountSource, Op};
-use kiln_parser::instruction::{
-    CommandLine, MountType, NetworkMode, Run, RunMount, SecurityMode, Sharing,
-};
+use crate::op::{CacheSharing, ExecMount, ExecOp, MountSource, NetworkMode, Op, SecurityMode};
+use kiln_parser::instruction::{self as parsed, CommandLine, MountType, Run, RunMount, Sharing};
 use kiln_parser::Command;
 
 impl Lowerer<'_> {
@@ -71,13 +69,13 @@ impl Lowerer<'_> {
             cwd: st.workdir(),
             user: st.config.config.user.clone().unwrap_or_default(),
             network: match run.network {
-                Some(NetworkMode::None) => "none".into(),
-                Some(NetworkMode::Host) => "host".into(),
-                Some(NetworkMode::Default) | None => self.options.network.clone(),
+                Some(parsed::NetworkMode::None) => NetworkMode::None,
+                Some(parsed::NetworkMode::Host) => NetworkMode::Host,
+                Some(parsed::NetworkMode::Default) | None => self.options.network,
             },
             security: match run.security {
-                Some(SecurityMode::Insecure) => "insecure".into(),
-                Some(SecurityMode::Sandbox) | None => "sandbox".into(),
+                Some(parsed::SecurityMode::Insecure) => SecurityMode::Insecure,
+                Some(parsed::SecurityMode::Sandbox) | None => SecurityMode::Sandbox,
             },
             files,
             mounts,

@@ -187,7 +187,8 @@ pub(crate) fn build_layer(
     sources: &[Source<'_>],
 ) -> Result<LayerRecord, String> {
     new_layer(store, compression, |upper, _work| {
-        kiln_executor::apply_file_actions(base, upper, actions, sources).map_err(|e| e.to_string())
+        let actions = crate::op::executor_actions(actions);
+        kiln_executor::apply_file_actions(base, upper, &actions, sources).map_err(|e| e.to_string())
     })
 }
 

@@ -18,7 +18,7 @@ pub use layer::LayerRecord;
 use crate::context::BuildContext;
 use crate::graph::{Graph, VertexId};
 use crate::lower::Lowered;
-use crate::op::{FileAction, Op};
+use crate::op::{FileAction, NetworkMode, Op, SecurityMode};
 use crate::remote_cache::{CacheMode, CacheSource, ExportedRecord};
 use kiln_executor::{LayerStack, Source, SourceTree};
 use kiln_oci::{Digest, ImageConfig, LocalStore};
@@ -414,12 +414,12 @@ fn preflight(shared: &Shared, order: &[VertexId], allow: &[Entitlement]) -> Resu
         };
         let needs = [
             (
-                exec.network == "host",
+                exec.network == NetworkMode::Host,
                 Entitlement::NetworkHost,
                 "--network=host",
             ),
             (
-                exec.security == "insecure",
+                exec.security == SecurityMode::Insecure,
                 Entitlement::SecurityInsecure,
                 "--security=insecure",
             ),
@@ -641,16 +641,8 @@ fn run_exec(
                 cwd: exec.cwd.clone(),
                 user: exec.user.clone(),
                 hostname: "buildkitsandbox".into(),
-                network: if exec.network == "none" {
-                    kiln_executor::NetworkMode::None
-                } else {
-                    kiln_executor::NetworkMode::Host
-                },
-                security: if exec.security == "insecure" {
-                    kiln_executor::SecurityMode::Insecure
-                } else {
-                    kiln_executor::SecurityMode::Sandbox
-                },
+                network: exec.network.into(),
+                security: exec.security.into(),
             },
             mounts: prepared.mounts.clone(),
             output: Some(kiln_executor::OutputSink(&log)),

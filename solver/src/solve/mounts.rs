@@ -7,7 +7,8 @@
 
 use super::context_tree::ContextTree;
 use super::{layer, Output, SecretSource, Shared};
-use crate::op::{CacheSharing, CopyAction, ExecMount, ExecOp, FileAction, MountSource};
+use crate::op::{CacheSharing, ExecMount, ExecOp, MountSource};
+use kiln_executor::{CopyAction, FileAction};
 use kiln_executor::{LayerStack, Mount, Source, SourceTree};
 use kiln_oci::Digest;
 use std::fs::File;

@@ -256,7 +256,10 @@ pub fn build(global: &GlobalArgs, args: &BuildArgs) -> Result<()> {
         platform: platform.clone(),
         build_platform: Platform::host(),
         named_contexts,
-        network: args.network.clone(),
+        network: args
+            .network
+            .parse()
+            .map_err(|e: String| anyhow::anyhow!("--network: {e}"))?,
     };
     let outputs: Vec<ExportTarget> = args
         .outputs

@@ -1,83 +1,9 @@
-//! The closed set of operations a build is made of. Each is plain data,
-//! serialised canonically (fields in declaration order, no maps with
-//! unordered keys) so that its digest is stable.
+//! The exec op (RUN): the process, its network and security modes, and its
+//! `--mount`s.
 
 use serde::Serialize;
 
-/// One operation of the build graph.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(tag = "op", rename_all = "snake_case")]
-pub enum Op {
-    /// The empty filesystem (`FROM scratch`).
-    Scratch,
-    /// An image's filesystem, pinned to a manifest digest.
-    Image(ImageSource),
-    /// Files of a local build context (the main one or a named one).
-    Context(ContextSource),
-    /// A file downloaded over HTTP(S) (ADD of a URL).
-    Http(HttpSource),
-    /// File operations applied on top of input 0; other inputs are sources.
-    File(FileOp),
-    /// A process run on top of input 0 (RUN; executed in the next issue).
-    Exec(ExecOp),
-    /// The layers of every input stacked in order (`COPY --link`).
-    Merge,
-}
-
-impl Op {
-    /// A short kind name for graph output and progress.
-    pub fn kind(&self) -> &'static str {
-        match self {
-            Op::Scratch => "scratch",
-            Op::Image(_) => "image",
-            Op::Context(_) => "context",
-            Op::Http(_) => "http",
-            Op::File(_) => "file",
-            Op::Exec(_) => "exec",
-            Op::Merge => "merge",
-        }
-    }
-}
-
-/// An image source.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct ImageSource {
-    /// The normalised reference as written (`docker.io/library/busybox:latest`).
-    pub reference: String,
-    /// The manifest digest it resolved to (identity of the content).
-    pub manifest: String,
-    /// The platform selected (`linux/amd64`).
-    pub platform: String,
-}
-
-/// A URL to download (ADD).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct HttpSource {
-    /// The URL.
-    pub url: String,
-    /// `--checksum`, verified against the content.
-    pub checksum: Option<String>,
-    /// The file name it is saved as (the last path segment).
-    pub filename: String,
-}
-
-/// A local context source.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct ContextSource {
-    /// `context` for the main one, else the `--build-context` name.
-    pub name: String,
-}
-
-/// A sequence of file actions.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct FileOp {
-    /// Applied in order.
-    pub actions: Vec<FileAction>,
-}
-
-pub use kiln_executor::{Chmod, CopyAction, FileAction, Owner};
-
-/// A process to run (RUN). Lowered now, executed by the next issue.
+/// A process to run (RUN).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ExecOp {
     /// argv.
@@ -88,16 +14,58 @@ pub struct ExecOp {
     pub cwd: String,
     /// `user[:group]`.
     pub user: String,
-    /// `--network` mode: `default`, `host` or `none`.
-    pub network: String,
-    /// `--security` mode: `sandbox` or `insecure`.
-    pub security: String,
+    /// `--network` mode.
+    pub network: NetworkMode,
+    /// `--security` mode.
+    pub security: SecurityMode,
     /// Files provided read-only at these paths while the process runs (a
     /// `#!` heredoc script at `/dev/pipes/NAME`); never in the layer.
     pub files: Vec<ExecFile>,
     /// `RUN --mount`s. Only their definitions are hashed: a secret's value
     /// and a cache's contents never reach a cache key.
     pub mounts: Vec<ExecMount>,
+}
+
+/// The network of a RUN step (`RUN --network`, else the build's
+/// `--network`). Hashed as `default`, `host` or `none`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NetworkMode {
+    /// The default network, which is the host's.
+    #[default]
+    Default,
+    /// The host's network (needs the `network.host` entitlement).
+    Host,
+    /// No network: only `lo`.
+    None,
+}
+
+impl std::str::FromStr for NetworkMode {
+    type Err = String;
+
+    fn from_str(value: &str) -> Result<NetworkMode, String> {
+        match value {
+            "default" => Ok(NetworkMode::Default),
+            "host" => Ok(NetworkMode::Host),
+            "none" => Ok(NetworkMode::None),
+            other => Err(format!(
+                "unknown network mode {other:?} (expected default, host or none)"
+            )),
+        }
+    }
+}
+
+/// How much a RUN step may do (`RUN --security`). Hashed as `sandbox` or
+/// `insecure`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SecurityMode {
+    /// The sandbox's defaults.
+    #[default]
+    Sandbox,
+    /// Every capability, no seccomp filter (needs the `security.insecure`
+    /// entitlement).
+    Insecure,
 }
 
 /// A `RUN --mount`.
