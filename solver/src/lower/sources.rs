@@ -1,0 +1,188 @@
+//! Where a stage's inputs come from: the main and named build contexts,
+//! and images, resolved through an [`ImageResolver`] as they are met and
+//! replaced by `--build-context` values.
+
+use super::{LowerError, Lowerer, Result};
+use crate::graph::{VertexId, VertexMeta};
+use crate::op::{ContextSource, ImageSource, Op};
+use kiln_oci::{Digest, ImageConfig, Platform};
+use kiln_parser::Position;
+use std::path::PathBuf;
+
+/// The value of a `--build-context`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NamedContext {
+    /// A local directory.
+    Local(PathBuf),
+    /// `docker-image://REF`.
+    Image(String),
+    /// `oci-layout://PATH[:TAG|@DIGEST]`.
+    OciLayout(String),
+}
+
+impl std::str::FromStr for NamedContext {
+    type Err = String;
+
+    fn from_str(value: &str) -> std::result::Result<NamedContext, String> {
+        if let Some(r) = value.strip_prefix("docker-image://") {
+            return Ok(NamedContext::Image(r.to_string()));
+        }
+        if let Some(r) = value.strip_prefix("oci-layout://") {
+            return Ok(NamedContext::OciLayout(r.to_string()));
+        }
+        if value.contains("://") {
+            return Err(format!("unsupported build context source {value:?}"));
+        }
+        Ok(NamedContext::Local(PathBuf::from(value)))
+    }
+}
+
+/// An image a FROM or `--from` resolved to.
+#[derive(Debug, Clone)]
+pub struct ResolvedImage {
+    /// The normalised reference.
+    pub reference: String,
+    /// Its manifest digest (for the platform asked for).
+    pub manifest: Digest,
+    /// Its config.
+    pub config: ImageConfig,
+}
+
+/// Resolves image references for FROM and `COPY --from` while lowering.
+pub trait ImageResolver {
+    /// The image `reference` names, for `platform`.
+    ///
+    /// # Errors
+    /// A message saying why it cannot be resolved (the caller adds the
+    /// line).
+    fn resolve(
+        &self,
+        reference: &str,
+        platform: &Platform,
+    ) -> std::result::Result<ResolvedImage, String>;
+
+    /// The image in an OCI layout (`PATH[:TAG|@DIGEST]`), for
+    /// `--build-context NAME=oci-layout://...`.
+    ///
+    /// # Errors
+    /// A message saying why it cannot be read. The default refuses.
+    fn resolve_layout(
+        &self,
+        layout: &str,
+        platform: &Platform,
+    ) -> std::result::Result<ResolvedImage, String> {
+        let _ = platform;
+        Err(format!(
+            "oci-layout://{layout}: layouts cannot be read here"
+        ))
+    }
+}
+
+impl Lowerer<'_> {
+    /// The main build context's vertex.
+    pub(crate) fn context_vertex(&mut self) -> VertexId {
+        if let Some(v) = self.context {
+            return v;
+        }
+        let v = self.graph.add(
+            Op::Context(ContextSource {
+                name: "context".into(),
+            }),
+            vec![],
+            VertexMeta {
+                name: "[context] load build context".into(),
+                line: None,
+                stage: None,
+            },
+        );
+        self.contexts
+            .insert("context".into(), self.context_dir.clone());
+        self.context = Some(v);
+        v
+    }
+
+    /// The vertex of a named local context.
+    pub(crate) fn named_context_vertex(&mut self, name: &str, dir: &std::path::Path) -> VertexId {
+        let v = self.graph.add(
+            Op::Context(ContextSource {
+                name: name.to_string(),
+            }),
+            vec![],
+            VertexMeta {
+                name: format!("[context {name}] load build context"),
+                line: None,
+                stage: None,
+            },
+        );
+        self.contexts.insert(name.to_string(), dir.to_path_buf());
+        v
+    }
+
+    /// The `--build-context` a FROM or `--from` name selects, matched the
+    /// way BuildKit matches: the familiar name with its tag, then without a
+    /// `:latest` tag.
+    pub(crate) fn named_context(&self, name: &str) -> Option<(String, NamedContext)> {
+        let contexts = &self.options.named_contexts;
+        if contexts.is_empty() {
+            return None;
+        }
+        let mut candidates = vec![name.to_string()];
+        if let Ok(r) = kiln_oci::Reference::parse(name) {
+            let familiar = r.familiar();
+            if let Some(bare) = familiar.strip_suffix(":latest") {
+                candidates.push(bare.to_string());
+            }
+            candidates.insert(0, familiar);
+        }
+        candidates
+            .into_iter()
+            .find_map(|c| contexts.get(&c).map(|v| (c, v.clone())))
+    }
+
+    /// Resolves an image reference into an image vertex and its config,
+    /// honouring `--build-context` replacements.
+    pub(crate) fn image(
+        &mut self,
+        reference: &str,
+        platform: &Platform,
+        at: Position,
+    ) -> Result<(VertexId, ImageConfig)> {
+        let resolved =
+            self.lookup_image(reference, platform)
+                .map_err(|message| LowerError::Image {
+                    at,
+                    reference: reference.to_string(),
+                    message,
+                })?;
+        let vertex = self.graph.add(
+            Op::Image(ImageSource {
+                reference: resolved.reference.clone(),
+                manifest: resolved.manifest.to_string(),
+                platform: platform.to_string(),
+            }),
+            vec![],
+            VertexMeta {
+                name: format!("[internal] load {}", resolved.reference),
+                line: Some(at.line),
+                stage: None,
+            },
+        );
+        Ok((vertex, resolved.config))
+    }
+
+    /// Asks the resolver for `reference`, honouring `--build-context`.
+    fn lookup_image(
+        &self,
+        reference: &str,
+        platform: &Platform,
+    ) -> std::result::Result<ResolvedImage, String> {
+        match self.named_context(reference) {
+            Some((_, NamedContext::Image(r))) => self.resolver.resolve(&r, platform),
+            Some((_, NamedContext::OciLayout(layout))) => self.resolver.resolve_layout(&layout, platform),
+            Some((name, NamedContext::Local(_))) => Err(format!(
+                "build context {name:?} is a local directory; it can be a COPY --from source, not a base image"
+            )),
+            None => self.resolver.resolve(reference, platform),
+        }
+    }
+}
