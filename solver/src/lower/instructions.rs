@@ -143,11 +143,7 @@ impl Lowerer<'_> {
                 let mut text = Vec::new();
                 for d in decls {
                     let value = self
-                        .options
-                        .build_args
-                        .get(&d.name)
-                        .cloned()
-                        .or_else(|| d.default.clone())
+                        .arg_value(d)
                         .or_else(|| match self.global_declared.get(&d.name) {
                             Some(v) => v.clone(),
                             None => self.global.get(&d.name).cloned(),

@@ -25,6 +25,7 @@ pub(crate) use stage::{StageOut, StageState};
 use crate::graph::{Graph, VertexId};
 use crate::op::NetworkMode;
 use kiln_oci::{ImageConfig, Platform};
+use kiln_parser::instruction::ArgDecl;
 use kiln_parser::shell::Lexer;
 use kiln_parser::{Command, Dockerfile, Position};
 use std::collections::BTreeMap;
@@ -172,12 +173,7 @@ impl Lowerer<'_> {
             let expanded = cmd.expand(&self.lexer, &self.global)?;
             if let kiln_parser::Instruction::Arg(decls) = &expanded.instruction {
                 for d in decls {
-                    let value = self
-                        .options
-                        .build_args
-                        .get(&d.name)
-                        .cloned()
-                        .or_else(|| d.default.clone());
+                    let value = self.arg_value(d);
                     self.global_declared.insert(d.name.clone(), value.clone());
                     if let Some(v) = value {
                         self.global.insert(d.name.clone(), v);
@@ -188,5 +184,14 @@ impl Lowerer<'_> {
             }
         }
         Ok(())
+    }
+
+    /// An ARG's own value: its `--build-arg`, else its default.
+    pub(crate) fn arg_value(&self, decl: &ArgDecl) -> Option<String> {
+        self.options
+            .build_args
+            .get(&decl.name)
+            .cloned()
+            .or_else(|| decl.default.clone())
     }
 }
