@@ -6,7 +6,7 @@
 //! `x5c` element; the registry trusts it because the same certificate is its
 //! `rootcertbundle`.
 
-use super::http::{header, mk_header, parse_basic, parse_form};
+use crate::http::{header, mk_header, parse_basic, parse_form};
 use base64::Engine as _;
 use ring::rand::SystemRandom;
 use ring::signature::{EcdsaKeyPair, ECDSA_P256_SHA256_FIXED_SIGNING};
@@ -51,7 +51,7 @@ pub struct TokenIssuer {
 impl TokenIssuer {
     /// Makes a key and certificate in `dir` and starts serving `/token` for one account.
     pub fn start(dir: &Path, user: &str, password: &str) -> TokenIssuer {
-        super::require_tool("openssl");
+        crate::tools::require_tool("openssl");
         let rng = SystemRandom::new();
         let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng)
             .expect("generate P-256 key");
