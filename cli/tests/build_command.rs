@@ -3,8 +3,7 @@
 //! nothing tagged. The Dockerfile semantics themselves are covered by the
 //! conformance suite (tests/conformance.rs).
 
-#[path = "../../oci/tests/support/mod.rs"]
-mod support;
+use kiln_test_support as support;
 
 use std::process::Command;
 

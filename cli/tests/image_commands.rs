@@ -1,18 +1,12 @@
 //! The image commands run as a user runs them: the built `kiln` against a
 //! store in a temp dir, a real registry, and skopeo checking the results.
 
-#[path = "../../oci/tests/support/mod.rs"]
-mod support;
+use kiln_test_support as support;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use support::{skopeo_ok, Auth, Registry};
-
-const BUSYBOX: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/bases/busybox");
-const BUSYBOX_MANIFEST: &str =
-    "sha256:a59446df9cb18641a9c12ac32e7402b37b7fcb3655dff61498cfc6279f198c09";
-const BUSYBOX_CONFIG: &str =
-    "sha256:a7553ea6afa3aa5fe7d8d9d55a29a32bda0eea88b46b4ec98c57d3d24ea1c8fc";
+use support::{BUSYBOX_CONFIG, BUSYBOX_DIGEST as BUSYBOX_MANIFEST, BUSYBOX_LAYOUT as BUSYBOX};
 
 /// A kiln environment: its own store, Docker config and kiln config.
 struct Env {

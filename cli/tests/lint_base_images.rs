@@ -4,8 +4,7 @@
 //! then sees the image's ENV, and InvalidBaseImagePlatform compares its
 //! platform with the one the build targets.
 
-#[path = "../../oci/tests/support/mod.rs"]
-mod support;
+use kiln_test_support as support;
 
 use std::io::Write;
 use std::path::Path;

@@ -6,8 +6,7 @@
 //! do: its builder runs on the build platform and only copies into
 //! `scratch`, so no emulator is needed.
 
-#[path = "../../oci/tests/support/mod.rs"]
-mod support;
+use kiln_test_support as support;
 
 mod common;
 

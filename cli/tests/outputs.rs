@@ -4,8 +4,7 @@
 //! annotations, reproducible digests with SOURCE_DATE_EPOCH, and a push
 //! that survives a dropped connection.
 
-#[path = "../../oci/tests/support/mod.rs"]
-mod support;
+use kiln_test_support as support;
 
 mod common;
 

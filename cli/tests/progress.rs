@@ -3,8 +3,7 @@
 //! for push, pull and FROM pulls.
 
 mod common;
-#[path = "../../oci/tests/support/mod.rs"]
-mod support;
+use kiln_test_support as support;
 
 use common::{s, Env};
 use serde_json::Value;

@@ -3,8 +3,7 @@
 //! reads what was written, and a build on an empty store reuses it, step
 //! by step, making the same layers.
 
-#[path = "../../oci/tests/support/mod.rs"]
-mod support;
+use kiln_test_support as support;
 
 mod common;
 

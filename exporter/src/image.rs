@@ -1,31 +1,13 @@
 //! Assembling the image: layer blobs in the compression an output asks
 //! for, the config and the manifest, in the content store.
 
-use crate::layers::{layer_blob, LayerBlob};
-use crate::ExportError;
+use crate::error::ExportError;
+use crate::layers::{layer_blob, BuiltLayer, LayerBlob};
+use crate::options::ImageOptions;
 use kiln_executor::LayerStack;
 use kiln_oci::media::MediaFamily;
-use kiln_oci::{Compression, Digest, ImageConfig, LayerCompression, LocalStore, Platform};
+use kiln_oci::{Digest, ImageConfig, LayerCompression, LocalStore, Platform};
 use std::collections::BTreeMap;
-use std::path::PathBuf;
-
-/// One layer of a built image.
-#[derive(Debug, Clone)]
-pub struct BuiltLayer {
-    /// Blob digest.
-    pub blob: Digest,
-    /// Blob size.
-    pub size: u64,
-    /// Blob media type.
-    pub media_type: String,
-    /// Uncompressed digest.
-    pub diff_id: Digest,
-    /// The unpacked layer directory (overlay format), for rewriting it.
-    pub dir: PathBuf,
-    /// It comes from a base image: kept as it is unless
-    /// [`ImageOptions::force_compression`].
-    pub from_image: bool,
-}
 
 /// A built image: its filesystem, layers and config.
 #[derive(Debug, Clone)]
@@ -38,35 +20,6 @@ pub struct BuiltImage {
     pub stack: LayerStack,
     /// `SOURCE_DATE_EPOCH`, for [`ImageOptions::rewrite_timestamp`].
     pub epoch: Option<u64>,
-}
-
-/// How an image output writes the image: buildx's image output options
-/// (`compression`, `compression-level`, `force-compression`,
-/// `oci-mediatypes`, `rewrite-timestamp`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ImageOptions {
-    /// The compression of layers made by the build (and of every layer
-    /// with `force_compression`).
-    pub compression: Compression,
-    /// Recompress base image layers too.
-    pub force_compression: bool,
-    /// OCI media types (the default) or Docker's.
-    pub oci_mediatypes: bool,
-    /// Clamp the file times of layers made by the build to
-    /// [`BuiltImage::epoch`] (`SOURCE_DATE_EPOCH`), for reproducible
-    /// digests.
-    pub rewrite_timestamp: bool,
-}
-
-impl Default for ImageOptions {
-    fn default() -> ImageOptions {
-        ImageOptions {
-            compression: Compression::default(),
-            force_compression: false,
-            oci_mediatypes: true,
-            rewrite_timestamp: false,
-        }
-    }
 }
 
 /// An image written to the store.

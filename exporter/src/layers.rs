@@ -1,16 +1,36 @@
-//! Layer blobs as an output wants them: recompressed (`compression=`,
+//! A built image's layers ([`BuiltLayer`]), and their blobs as an output
+//! wants them: recompressed (`compression=`,
 //! `force-compression=true`) or rewritten with clamped file times
 //! (`rewrite-timestamp=true`). Conversions are remembered in the store
 //! (`<root>/exports/<key>.json`), so exporting the same image again costs
 //! nothing.
 
-use crate::image::{BuiltLayer, ImageOptions};
-use crate::ExportError;
+use crate::error::ExportError;
+use crate::options::ImageOptions;
 use kiln_oci::{
     BlobIngester, BlobReader, Compression, Digest, LayerCompression, LayerCompressor, LocalStore,
 };
 use serde_json::json;
 use std::io::BufReader;
+use std::path::PathBuf;
+
+/// One layer of a built image.
+#[derive(Debug, Clone)]
+pub struct BuiltLayer {
+    /// Blob digest.
+    pub blob: Digest,
+    /// Blob size.
+    pub size: u64,
+    /// Blob media type.
+    pub media_type: String,
+    /// Uncompressed digest.
+    pub diff_id: Digest,
+    /// The unpacked layer directory (overlay format), for rewriting it.
+    pub dir: PathBuf,
+    /// It comes from a base image: kept as it is unless
+    /// [`ImageOptions::force_compression`].
+    pub from_image: bool,
+}
 
 /// A layer's blob for one output.
 #[derive(Debug, Clone)]

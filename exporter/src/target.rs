@@ -1,6 +1,8 @@
 //! `--output` targets and writing them.
 
-use crate::image::{BuiltImage, ImageOptions, WrittenImage};
+use crate::error::ExportError;
+use crate::image::{BuiltImage, WrittenImage};
+use crate::options::ImageOptions;
 use kiln_oci::archive::{self, NamedImage};
 use kiln_oci::{Compression, LocalStore, Platform};
 use std::path::{Path, PathBuf};
@@ -126,40 +128,6 @@ impl std::fmt::Display for ExportTarget {
         }
         Ok(())
     }
-}
-
-/// Why an export failed.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum ExportError {
-    /// An `--output` value is invalid.
-    #[error("invalid --output {value:?}: {reason}")]
-    BadTarget {
-        /// The value.
-        value: String,
-        /// Why.
-        reason: String,
-    },
-    /// Output options that do not go together.
-    #[error("{0}")]
-    Options(String),
-    /// A layer could not be converted for the output.
-    #[error("{0}")]
-    Layer(String),
-    /// Writing failed.
-    #[error("writing {path}: {message}")]
-    Write {
-        /// The destination.
-        path: PathBuf,
-        /// What went wrong.
-        message: String,
-    },
-    /// The store failed.
-    #[error(transparent)]
-    Store(#[from] kiln_oci::StoreError),
-    /// An archive codec failed.
-    #[error(transparent)]
-    Archive(#[from] archive::ArchiveError),
 }
 
 fn parse_bool(v: &str, key: &str) -> Result<bool, String> {

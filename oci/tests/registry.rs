@@ -2,7 +2,7 @@
 //! `docker-registry`), with skopeo as the independent validator, plus fault
 //! injection through a fake registry.
 
-mod support;
+use kiln_test_support as support;
 
 use kiln_oci::archive::{self, NamedImage};
 use kiln_oci::media;
@@ -15,14 +15,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use support::{skopeo_ok, Auth, FakeRegistry, Registry};
-
-const BUSYBOX: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/bases/busybox");
-const BUSYBOX_MANIFEST: &str =
-    "sha256:a59446df9cb18641a9c12ac32e7402b37b7fcb3655dff61498cfc6279f198c09";
-const BUSYBOX_CONFIG: &str =
-    "sha256:a7553ea6afa3aa5fe7d8d9d55a29a32bda0eea88b46b4ec98c57d3d24ea1c8fc";
-const BUSYBOX_LAYER: &str =
-    "sha256:d83a308413b8acb7cc8807ec15a786c10f5ecc5da57af786b9a351120a3ad03a";
+use support::{
+    BUSYBOX_CONFIG, BUSYBOX_DIGEST as BUSYBOX_MANIFEST, BUSYBOX_LAYER, BUSYBOX_LAYOUT as BUSYBOX,
+};
 
 fn amd64() -> Platform {
     "linux/amd64".parse().expect("platform")

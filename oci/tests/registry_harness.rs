@@ -1,7 +1,7 @@
-//! Proves the integration-test harness in `support/` works, using the real peer skopeo
+//! Proves the integration-test harness (kiln-test-support) works, using the real peer skopeo
 //! against real `docker-registry` processes, and raw HTTP against the fake registry.
 
-mod support;
+use kiln_test_support as support;
 
 use support::{raw_request, skopeo, skopeo_ok, Auth, FakeRegistry, Registry, BUSYBOX_DIGEST};
 

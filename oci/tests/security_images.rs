@@ -4,7 +4,7 @@
 //! not make an image are never named. The fake registry serves exactly
 //! what each test puts in it, on loopback.
 
-mod support;
+use kiln_test_support as support;
 
 use kiln_oci::archive;
 use kiln_oci::media;
@@ -15,11 +15,7 @@ use kiln_oci::{
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
-use support::FakeRegistry;
-
-const BUSYBOX: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/bases/busybox");
-const BUSYBOX_MANIFEST: &str =
-    "sha256:a59446df9cb18641a9c12ac32e7402b37b7fcb3655dff61498cfc6279f198c09";
+use support::{FakeRegistry, BUSYBOX_DIGEST as BUSYBOX_MANIFEST, BUSYBOX_LAYOUT as BUSYBOX};
 
 /// busybox's manifest (parsed), config and layer bytes.
 fn busybox() -> (serde_json::Value, Vec<u8>, Vec<u8>) {

@@ -1,12 +1,19 @@
 //! What the `kiln build` tests share: a store with busybox loaded, and
-//! running the binary.
+//! running the binary. What tests of other crates share too is in
+//! kiln-test-support.
 #![allow(dead_code)]
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
-pub const BUSYBOX: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/bases/busybox");
+/// `mode uid gid size name [link]` of every entry of a docker-archive's
+/// layers, in order.
+#[allow(unused_imports)]
+pub use kiln_test_support::layer_listing as listing;
+/// The busybox OCI layout (tag `latest`).
+#[allow(unused_imports)]
+pub use kiln_test_support::BUSYBOX_LAYOUT as BUSYBOX;
 
 pub struct Env {
     pub dir: tempfile::TempDir,
@@ -91,38 +98,4 @@ impl Env {
 
 pub fn s(p: &Path) -> &str {
     p.to_str().expect("utf-8 path")
-}
-
-/// `mode uid gid size name [link]` of every entry of a docker-archive's
-/// layers, in order.
-pub fn listing(archive: &Path) -> Vec<String> {
-    let mut outer = tar::Archive::new(std::fs::File::open(archive).expect("archive"));
-    let mut out = Vec::new();
-    for entry in outer.entries().expect("entries") {
-        let mut entry = entry.expect("entry");
-        let mut data = Vec::new();
-        std::io::Read::read_to_end(&mut entry, &mut data).expect("read");
-        // Layers are the members that are tars themselves.
-        if data.get(257..262) != Some(&b"ustar"[..]) {
-            continue;
-        }
-        let mut inner = tar::Archive::new(&data[..]);
-        let Ok(entries) = inner.entries() else {
-            continue;
-        };
-        for e in entries {
-            let e = e.expect("layer entry");
-            let h = e.header();
-            out.push(format!(
-                "{:o} {} {} {} {} {:?}",
-                h.mode().unwrap_or(0),
-                h.uid().unwrap_or(0),
-                h.gid().unwrap_or(0),
-                h.size().unwrap_or(0),
-                e.path().expect("path").display(),
-                e.link_name().ok().flatten()
-            ));
-        }
-    }
-    out
 }

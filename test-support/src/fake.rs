@@ -1,7 +1,7 @@
 //! A fault-injecting fake registry: serves exactly what the test put in it, however
 //! wrong, and can fail requests or demand credentials on command.
 
-use super::http::{header, mk_header, ResponseCuts, TlsRejectingFront};
+use crate::http::{header, mk_header, ResponseCuts, TlsRejectingFront};
 use sha2::Digest as _;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};

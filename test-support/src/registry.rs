@@ -1,92 +1,17 @@
-//! Integration-test harness: real `docker-registry` processes (no auth, htpasswd Basic
-//! auth, or token auth with an in-process token issuer), the `skopeo` peer, and a
-//! fault-injecting fake registry.
-//!
-//! Use from `oci/tests/*.rs` as `mod support;`, or from another crate's tests as
-//! `#[path = "../../oci/tests/support/mod.rs"] mod support;`. It only needs std and the
-//! dev-dependencies listed in `oci/Cargo.toml` (tempfile, tiny_http, bcrypt, ring,
-//! base64, serde_json, sha2). Missing tools make tests panic, never skip.
-#![allow(dead_code)]
+//! Real `docker-registry` processes on 127.0.0.1: no auth, htpasswd Basic auth,
+//! or token auth with an in-process token issuer.
 
-mod fake;
-mod http;
-mod token;
-
-#[allow(unused_imports)]
-pub use fake::{sha256_digest, FakeRegistry};
-#[allow(unused_imports)]
-pub use http::raw_request;
-
+use crate::bases::BUSYBOX_LAYOUT;
+use crate::tools::{require_tool, skopeo};
+use crate::{http, token};
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
-
-/// The OCI image layout of busybox shared by the tests (tag `latest` in its index).
-pub const BUSYBOX_LAYOUT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/bases/busybox");
-
-/// Digest of the busybox manifest in [`BUSYBOX_LAYOUT`] (an OCI image manifest).
-pub const BUSYBOX_DIGEST: &str =
-    "sha256:a59446df9cb18641a9c12ac32e7402b37b7fcb3655dff61498cfc6279f198c09";
 
 /// How long a registry gets to answer `GET /v2/` after it is started.
 const STARTUP_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// Panics unless `name` is an executable on `PATH`, naming the Debian package to install.
-pub fn require_tool(name: &str) {
-    let found = std::env::var_os("PATH").is_some_and(|paths| {
-        std::env::split_paths(&paths).any(|dir| is_executable(&dir.join(name)))
-    });
-    if !found {
-        // The Debian package is named after the binary for every tool the harness uses.
-        let install = match name {
-            "docker-registry" | "skopeo" | "openssl" | "curl" => {
-                format!("run `apt-get install {name}`")
-            }
-            other => format!("install the Debian package that provides `{other}`"),
-        };
-        panic!(
-            "integration test needs `{name}` on PATH, but it is not installed: \
-             {install} (tests never skip silently)"
-        );
-    }
-}
-
-fn is_executable(path: &Path) -> bool {
-    use std::os::unix::fs::PermissionsExt as _;
-    path.metadata()
-        .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
-}
-
-/// Runs `skopeo --insecure-policy ARGS...` and returns its output, whatever its exit status.
-///
-/// `--insecure-policy` spares tests from depending on `/etc/containers/policy.json`, and
-/// `REGISTRY_AUTH_FILE` points at a file that does not exist so credentials saved on the
-/// machine never leak into a test: pass `--creds`/`--src-creds`/`--dest-creds` instead.
-pub fn skopeo(args: &[&str]) -> Output {
-    require_tool("skopeo");
-    Command::new("skopeo")
-        .arg("--insecure-policy")
-        .args(args)
-        .env("REGISTRY_AUTH_FILE", "/nonexistent/kiln-test/auth.json")
-        .stdin(Stdio::null())
-        .output()
-        .expect("run skopeo")
-}
-
-/// Like [`skopeo`], but panics with skopeo's stderr unless it succeeds; returns stdout.
-pub fn skopeo_ok(args: &[&str]) -> String {
-    let out = skopeo(args);
-    assert!(
-        out.status.success(),
-        "skopeo {} failed ({}):\n{}",
-        args.join(" "),
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
 
 /// How a [`Registry`] authenticates clients.
 #[derive(Clone, Debug)]

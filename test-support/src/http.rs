@@ -10,7 +10,7 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 /// A port on 127.0.0.1 that was free a moment ago (bind to port 0, then release it).
-pub fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .expect("bind 127.0.0.1:0 to find a free port")
@@ -18,7 +18,7 @@ pub fn free_port() -> u16 {
 }
 
 /// Decodes `application/x-www-form-urlencoded` text: `+` is a space, `%XX` a byte.
-pub fn url_decode(s: &str) -> String {
+pub(crate) fn url_decode(s: &str) -> String {
     let bytes = s.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
@@ -43,7 +43,7 @@ pub fn url_decode(s: &str) -> String {
 }
 
 /// Splits a query string or form body into decoded `(key, value)` pairs, keeping repeats.
-pub fn parse_form(s: &str) -> Vec<(String, String)> {
+pub(crate) fn parse_form(s: &str) -> Vec<(String, String)> {
     s.split('&')
         .filter(|p| !p.is_empty())
         .map(|p| match p.split_once('=') {
@@ -54,7 +54,7 @@ pub fn parse_form(s: &str) -> Vec<(String, String)> {
 }
 
 /// Decodes an `Authorization: Basic ...` header value into `(user, password)`.
-pub fn parse_basic(header: &str) -> Option<(String, String)> {
+pub(crate) fn parse_basic(header: &str) -> Option<(String, String)> {
     let encoded = header
         .strip_prefix("Basic ")
         .or_else(|| header.strip_prefix("basic "))?;
@@ -67,7 +67,7 @@ pub fn parse_basic(header: &str) -> Option<(String, String)> {
 }
 
 /// The value of header `name` (case-insensitive) on a tiny_http request.
-pub fn header(request: &tiny_http::Request, name: &str) -> Option<String> {
+pub(crate) fn header(request: &tiny_http::Request, name: &str) -> Option<String> {
     request
         .headers()
         .iter()
@@ -76,7 +76,7 @@ pub fn header(request: &tiny_http::Request, name: &str) -> Option<String> {
 }
 
 /// Builds a tiny_http header; panics on invalid bytes (test code only).
-pub fn mk_header(name: &str, value: &str) -> tiny_http::Header {
+pub(crate) fn mk_header(name: &str, value: &str) -> tiny_http::Header {
     tiny_http::Header::from_bytes(name.as_bytes(), value.as_bytes())
         .unwrap_or_else(|()| panic!("invalid header {name}: {value}"))
 }
@@ -143,7 +143,7 @@ pub fn raw_request(
 /// same 400 and is closed; anything else is relayed byte for byte to `127.0.0.1:inner`.
 ///
 /// The relay can also cut a response short on command, see [`ResponseCuts`].
-pub struct TlsRejectingFront {
+pub(crate) struct TlsRejectingFront {
     port: u16,
     stop: Arc<AtomicBool>,
     cuts: ResponseCuts,
@@ -156,7 +156,7 @@ pub struct TlsRejectingFront {
 /// inner server, which is what the inner server sees as the peer (tiny_http's
 /// `Request::remote_addr`).
 #[derive(Clone, Default)]
-pub struct ResponseCuts(Arc<Mutex<HashMap<SocketAddr, usize>>>);
+pub(crate) struct ResponseCuts(Arc<Mutex<HashMap<SocketAddr, usize>>>);
 
 impl ResponseCuts {
     /// The next response the inner server sends on the connection from `inner_peer` is
@@ -166,7 +166,7 @@ impl ResponseCuts {
     /// Call it before the inner server starts writing that response. That is enough to
     /// hit the right response as long as the client does not pipeline requests (it only
     /// sends a request once it has read the previous response in full).
-    pub fn cut_after_headers(&self, inner_peer: SocketAddr, body_bytes: usize) {
+    pub(crate) fn cut_after_headers(&self, inner_peer: SocketAddr, body_bytes: usize) {
         self.0
             .lock()
             .expect("response cuts")
@@ -212,7 +212,7 @@ impl Cut {
 
 impl TlsRejectingFront {
     /// Listens on a free port of 127.0.0.1 and relays to `127.0.0.1:inner_port`.
-    pub fn start(inner_port: u16) -> TlsRejectingFront {
+    pub(crate) fn start(inner_port: u16) -> TlsRejectingFront {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind TLS-rejecting front");
         let port = listener.local_addr().expect("front address").port();
         let stop = Arc::new(AtomicBool::new(false));
@@ -244,12 +244,12 @@ impl TlsRejectingFront {
     }
 
     /// The port clients should connect to.
-    pub fn port(&self) -> u16 {
+    pub(crate) fn port(&self) -> u16 {
         self.port
     }
 
     /// A handle to arm response cuts on this front's connections.
-    pub fn cuts(&self) -> ResponseCuts {
+    pub(crate) fn cuts(&self) -> ResponseCuts {
         self.cuts.clone()
     }
 }

@@ -6,7 +6,7 @@
 //! `x5c` element; the registry trusts it because the same certificate is its
 //! `rootcertbundle`.
 
-use super::http::{header, mk_header, parse_basic, parse_form};
+use crate::http::{header, mk_header, parse_basic, parse_form};
 use base64::Engine as _;
 use ring::rand::SystemRandom;
 use ring::signature::{EcdsaKeyPair, ECDSA_P256_SHA256_FIXED_SIGNING};
@@ -19,9 +19,9 @@ use std::thread::JoinHandle;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 /// The `service` (token audience) the registry is configured with.
-pub const SERVICE: &str = "kiln-test";
+pub(crate) const SERVICE: &str = "kiln-test";
 /// The `issuer` the registry is configured to trust.
-pub const ISSUER: &str = "kiln-test-issuer";
+pub(crate) const ISSUER: &str = "kiln-test-issuer";
 /// Lifetime of an issued token, in seconds.
 const EXPIRES_IN: u64 = 300;
 
@@ -40,7 +40,7 @@ struct State {
 }
 
 /// A running token issuer: an HTTP server on 127.0.0.1 in a background thread.
-pub struct TokenIssuer {
+pub(crate) struct TokenIssuer {
     server: Arc<tiny_http::Server>,
     thread: Option<JoinHandle<()>>,
     state: Arc<Mutex<State>>,
@@ -50,8 +50,8 @@ pub struct TokenIssuer {
 
 impl TokenIssuer {
     /// Makes a key and certificate in `dir` and starts serving `/token` for one account.
-    pub fn start(dir: &Path, user: &str, password: &str) -> TokenIssuer {
-        super::require_tool("openssl");
+    pub(crate) fn start(dir: &Path, user: &str, password: &str) -> TokenIssuer {
+        crate::tools::require_tool("openssl");
         let rng = SystemRandom::new();
         let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng)
             .expect("generate P-256 key");
@@ -117,12 +117,12 @@ impl TokenIssuer {
     }
 
     /// The realm URL to put in the registry config.
-    pub fn realm(&self) -> String {
+    pub(crate) fn realm(&self) -> String {
         format!("http://127.0.0.1:{}/token", self.port)
     }
 
     /// The certificate the registry should use as `rootcertbundle`.
-    pub fn cert_path(&self) -> &Path {
+    pub(crate) fn cert_path(&self) -> &Path {
         &self.cert_path
     }
 
@@ -130,7 +130,7 @@ impl TokenIssuer {
     /// `"METHOD user=NAME scope=S1 scope=S2 -> RESULT"` where NAME is `anonymous` when
     /// no credentials were sent, scopes appear as requested (none if absent), and RESULT
     /// is `granted` or `401`.
-    pub fn requests(&self) -> Vec<String> {
+    pub(crate) fn requests(&self) -> Vec<String> {
         self.state.lock().expect("issuer state").log.clone()
     }
 }
