@@ -6,10 +6,12 @@
 //! `.dockerignore` applied).
 
 use super::context_tree::ContextTree;
-use super::{layer, Output, SecretSource, Shared};
+use super::step::{HostInputs, Input, VertexResult};
+use super::SecretSource;
+use crate::layer;
 use crate::op::{CacheSharing, CopyAction, ExecMount, ExecOp, FileAction, MountSource};
 use kiln_executor::{LayerStack, Mount, Source, SourceTree};
-use kiln_oci::Digest;
+use kiln_oci::{Digest, LocalStore};
 use std::fs::File;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -29,19 +31,19 @@ pub(super) struct Prepared {
 }
 
 /// Checks, before anything runs, that what `exec` requires was given.
-pub(super) fn check(shared: &Shared, exec: &ExecOp) -> Result<(), String> {
+pub(super) fn check(host: &HostInputs, exec: &ExecOp) -> Result<(), String> {
     for m in &exec.mounts {
         match m {
             ExecMount::Secret {
                 id, required: true, ..
-            } if !shared.secrets.contains_key(id) => {
+            } if !host.secrets.contains_key(id) => {
                 return Err(format!(
                     "secret {id}: not provided (give it with --secret id={id},src=FILE or id={id},env=VAR)"
                 ));
             }
             ExecMount::Ssh {
                 id, required: true, ..
-            } if !shared.ssh.contains_key(id) => {
+            } if !host.ssh.contains_key(id) => {
                 return Err(format!(
                     "no SSH agent {id:?} forwarded (give it with --ssh {id}=SOCKET or --ssh {id} with SSH_AUTH_SOCK set)"
                 ));
@@ -54,9 +56,10 @@ pub(super) fn check(shared: &Shared, exec: &ExecOp) -> Result<(), String> {
 
 /// Prepares the mounts of `exec` (whose inputs are `inputs`) in `scratch`.
 pub(super) fn prepare(
-    shared: &Shared,
+    host: &HostInputs,
+    store: &LocalStore,
     exec: &ExecOp,
-    inputs: &[(Output, Digest)],
+    inputs: &[Input],
     scratch: &Path,
 ) -> Result<Prepared, String> {
     let mut out = Prepared {
@@ -77,7 +80,7 @@ pub(super) fn prepare(
                 readonly,
             } => {
                 let (lower, path) =
-                    bind_source(shared, inputs, source, &scratch.join(format!("bind-{i}")))?;
+                    bind_source(host, inputs, source, &scratch.join(format!("bind-{i}")))?;
                 out.mounts.push(Mount::Layers {
                     lower,
                     source: path,
@@ -95,9 +98,9 @@ pub(super) fn prepare(
                 readonly,
                 seed,
             } => {
-                let (dir, lock) = cache_dir(shared, id, *sharing, |tmp| {
+                let (dir, lock) = cache_dir(store, id, *sharing, |tmp| {
                     if let Some(seed) = seed {
-                        copy_out(shared, inputs, seed, tmp)?;
+                        copy_out(host, inputs, seed, tmp)?;
                     }
                     std::fs::set_permissions(tmp, std::fs::Permissions::from_mode(*mode))
                         .and_then(|()| std::os::unix::fs::chown(tmp, Some(*uid), Some(*gid)))
@@ -119,7 +122,7 @@ pub(super) fn prepare(
                 gid,
                 ..
             } => {
-                let Some(value) = secret_value(shared, id)? else {
+                let Some(value) = secret_value(host, id)? else {
                     // Not given and not required: no mount (as BuildKit).
                     continue;
                 };
@@ -146,7 +149,7 @@ pub(super) fn prepare(
                 gid,
                 ..
             } => {
-                let Some(agent) = shared.ssh.get(id) else {
+                let Some(agent) = host.ssh.get(id) else {
                     continue;
                 };
                 let socket = scratch.join(format!("ssh-{i}.sock"));
@@ -164,8 +167,8 @@ pub(super) fn prepare(
     Ok(out)
 }
 
-fn secret_value(shared: &Shared, id: &str) -> Result<Option<Vec<u8>>, String> {
-    Ok(match shared.secrets.get(id) {
+fn secret_value(host: &HostInputs, id: &str) -> Result<Option<Vec<u8>>, String> {
+    Ok(match host.secrets.get(id) {
         Some(SecretSource::File(path)) => Some(
             std::fs::read(path)
                 .map_err(|e| format!("secret {id}: reading {}: {e}", path.display()))?,
@@ -182,12 +185,12 @@ fn secret_value(shared: &Shared, id: &str) -> Result<Option<Vec<u8>>, String> {
 /// The cache directory for `id` (created through `init` on first use) and
 /// the lock held while the step runs.
 fn cache_dir(
-    shared: &Shared,
+    store: &LocalStore,
     id: &str,
     sharing: CacheSharing,
     init: impl Fn(&Path) -> Result<(), String>,
 ) -> Result<(PathBuf, Option<File>), String> {
-    let root = shared.store.root().join("cache-mounts");
+    let root = store.root().join("cache-mounts");
     let key = Digest::sha256(id.as_bytes()).hex().to_string();
     std::fs::create_dir_all(&root).map_err(|e| format!("creating {}: {e}", root.display()))?;
     let open_lock = |name: &str| {
@@ -260,18 +263,20 @@ fn cache_dir(
 /// layers; a context path copied (with `.dockerignore` applied) into
 /// `scratch`.
 fn bind_source(
-    shared: &Shared,
-    inputs: &[(Output, Digest)],
+    host: &HostInputs,
+    inputs: &[Input],
     source: &MountSource,
     scratch: &Path,
 ) -> Result<(LayerStack, String), String> {
     match inputs.get(source.input).map(|(o, _)| o) {
-        Some(Output::Fs(layers)) => Ok((layer::stack_of(layers), source.path.clone())),
-        Some(Output::Dir(dir)) => Ok((LayerStack::new(vec![dir.clone()]), source.path.clone())),
-        Some(Output::Context(_)) => {
+        Some(VertexResult::Fs(layers)) => Ok((layer::stack_of(layers), source.path.clone())),
+        Some(VertexResult::Dir(dir)) => {
+            Ok((LayerStack::new(vec![dir.clone()]), source.path.clone()))
+        }
+        Some(VertexResult::Context(_)) => {
             std::fs::create_dir_all(scratch)
                 .map_err(|e| format!("creating {}: {e}", scratch.display()))?;
-            let is_dir = copy_out(shared, inputs, source, scratch)?;
+            let is_dir = copy_out(host, inputs, source, scratch)?;
             let path = if is_dir {
                 "/".to_string()
             } else {
@@ -291,8 +296,8 @@ fn bind_source(
 /// Copies `source` (a directory's contents, or a file by its name) into
 /// the empty directory `dest`; tells whether it was a directory.
 fn copy_out(
-    shared: &Shared,
-    inputs: &[(Output, Digest)],
+    host: &HostInputs,
+    inputs: &[Input],
     source: &MountSource,
     dest: &Path,
 ) -> Result<bool, String> {
@@ -300,16 +305,16 @@ fn copy_out(
     let stack;
     let tree;
     let src: Source<'_> = match inputs.get(source.input).map(|(o, _)| o) {
-        Some(Output::Fs(layers)) => {
+        Some(VertexResult::Fs(layers)) => {
             stack = layer::stack_of(layers);
             Source::Tree(&stack as &dyn SourceTree)
         }
-        Some(Output::Dir(dir)) => {
+        Some(VertexResult::Dir(dir)) => {
             stack = LayerStack::new(vec![dir.clone()]);
             Source::Tree(&stack as &dyn SourceTree)
         }
-        Some(Output::Context(name)) => {
-            let ctx = shared
+        Some(VertexResult::Context(name)) => {
+            let ctx = host
                 .contexts
                 .get(name)
                 .ok_or_else(|| format!("build context {name:?} is not available"))?;
