@@ -98,6 +98,6 @@ pub use op::{
 };
 pub use resolve_error::ResolveError;
 pub use solve::{
-    layer_map, solve, solve_with_cancel, CancelToken, ContextTree, Entitlement, Event,
+    layer_map, solve, solve_with_cancel, CancelToken, ContextTree, Entitlement, Event, MountError,
     ProgressSink, SecretSource, SolveError, SolveOptions, Solved, StepError,
 };

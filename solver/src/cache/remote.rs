@@ -380,14 +380,14 @@ impl LayoutCache {
             .iter()
             .find(|m| m["annotations"][REF_NAME].as_str() == Some(tag))
             .ok_or_else(|| format_err(format!("no cache tagged {tag:?} in index.json")))?;
-        let manifest_digest = digest_of(&entry["digest"]).map_err(format_err)?;
+        let manifest_digest = digest_of(&entry["digest"], &location)?;
         let manifest: serde_json::Value = serde_json::from_slice(&read_blob(
             dir,
             &manifest_digest,
             kiln_oci::MAX_MANIFEST_SIZE,
         )?)
         .map_err(|e| format_err(format!("manifest {manifest_digest}: {e}")))?;
-        let config_digest = digest_of(&manifest["config"]["digest"]).map_err(format_err)?;
+        let config_digest = digest_of(&manifest["config"]["digest"], &location)?;
         let records = parse_records(
             &read_blob(dir, &config_digest, kiln_oci::MAX_CONFIG_SIZE)?,
             &location,
@@ -477,12 +477,17 @@ fn read_blob(dir: &Path, digest: &Digest, limit: u64) -> Result<Vec<u8>, RemoteC
     Ok(bytes)
 }
 
-fn digest_of(value: &serde_json::Value) -> Result<Digest, String> {
+/// The digest of the descriptor field `value` of the cache at `location`.
+fn digest_of(value: &serde_json::Value, location: &str) -> Result<Digest, RemoteCacheError> {
+    let format_err = |message: String| RemoteCacheError::Format {
+        location: location.to_string(),
+        message,
+    };
     value
         .as_str()
-        .ok_or_else(|| "a descriptor has no digest".to_string())?
+        .ok_or_else(|| format_err("a descriptor has no digest".to_string()))?
         .parse()
-        .map_err(|e| format!("{e}"))
+        .map_err(|e| format_err(format!("{e}")))
 }
 
 /// A cache artifact written to the store.

@@ -1,6 +1,7 @@
 //! Why a solve failed: [`SolveError`] names the step and its Dockerfile
 //! line, [`StepError`] says what went wrong in it.
 
+use super::mounts::MountError;
 use super::Entitlement;
 use crate::cache::LazyError;
 use crate::context::ContextError;
@@ -77,8 +78,8 @@ pub enum StepError {
     },
     /// A `RUN --mount` cannot be prepared (a secret or SSH agent missing,
     /// a cache directory, a bind source).
-    #[error("{0}")]
-    Mount(String),
+    #[error(transparent)]
+    Mount(#[from] MountError),
     /// An `ADD` URL could not be downloaded.
     #[error("{0}")]
     Download(String),

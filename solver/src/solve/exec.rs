@@ -70,7 +70,7 @@ pub(super) fn preflight(
             return Err(StepError::NotAllowed { flag, entitlement });
         }
     }
-    mounts::check(host, exec).map_err(StepError::Mount)
+    Ok(mounts::check(host, exec)?)
 }
 
 /// Runs the RUN step `exec` of `vertex`: a cache hit, or the process.
@@ -122,8 +122,7 @@ fn run_process(
         // Mount sources and files the step reads while it runs (heredoc
         // scripts) live in a scratch directory removed afterwards.
         let scratch = tempfile::tempdir_in(env.store.root()).map_err(StepError::Scratch)?;
-        let prepared = mounts::prepare(&env.host, &env.store, exec, inputs, scratch.path())
-            .map_err(StepError::Mount)?;
+        let prepared = mounts::prepare(&env.host, &env.store, exec, inputs, scratch.path())?;
         let mut process_env = exec.env.clone();
         process_env.extend(prepared.env.iter().cloned());
         // Only what the process itself writes: never secret values.

@@ -8,6 +8,13 @@
 //! image, `ADD URL`), [`file`] (COPY and friends), [`exec`] (RUN, with
 //! [`mounts`]) and [`merge`]. What every step shares is a [`StepEnv`]; the
 //! cache a step consults is [`crate::cache`].
+//!
+//! Cancellation ([`solve_with_cancel`], or the first failure) reaches the
+//! steps as follows today: no vertex starts after it; a step that adds a
+//! layer checks the token after its cache lookup, and a RUN step again
+//! just before it starts its process. A process that is already running
+//! runs to its end: the runtime's `run` takes no token, and the CLI stops
+//! running processes on SIGINT/SIGTERM with [`kiln_executor::abort_runs`].
 
 mod context_tree;
 mod error;
@@ -24,6 +31,7 @@ mod step;
 
 pub use context_tree::ContextTree;
 pub use error::{SolveError, StepError};
+pub use mounts::MountError;
 pub use options::{Entitlement, SecretSource, SolveOptions};
 pub use progress::{Event, ProgressSink};
 pub use scheduler::CancelToken;
