@@ -36,8 +36,9 @@ pub enum ResolveError {
 }
 
 impl ResolveError {
-    /// `error` while doing `context` (see [`ResolveError::Source`]).
-    pub fn source(
+    /// `error` while doing `context` (see [`ResolveError::Source`]); an
+    /// `anyhow::Error` or any `std::error::Error` fits.
+    pub fn wrap(
         context: impl Into<String>,
         error: impl Into<Box<dyn std::error::Error + Send + Sync>>,
     ) -> ResolveError {
@@ -51,5 +52,32 @@ impl ResolveError {
 impl From<String> for ResolveError {
     fn from(message: String) -> ResolveError {
         ResolveError::Message(message)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn texts_name_what_was_resolved_and_the_cause() {
+        let io = std::io::Error::other("connection refused");
+        assert_eq!(
+            ResolveError::wrap("pulling busybox", io).to_string(),
+            "pulling busybox: connection refused"
+        );
+        let bare = ResolveError::wrap("", std::io::Error::other("no such image"));
+        assert_eq!(bare.to_string(), "no such image");
+        assert_eq!(
+            ResolveError::from("denied".to_string()).to_string(),
+            "denied"
+        );
+        assert_eq!(
+            ResolveError::LayoutUnsupported {
+                layout: "dir:tag".into()
+            }
+            .to_string(),
+            "oci-layout://dir:tag: layouts cannot be read here"
+        );
     }
 }
