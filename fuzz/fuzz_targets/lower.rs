@@ -3,7 +3,7 @@
 #![no_main]
 
 use kiln_oci::{Digest, ImageConfig, Platform};
-use kiln_solver::{lower, BuildOptions, ImageResolver, ResolvedImage};
+use kiln_solver::{lower, BuildOptions, ImageResolver, ResolveError, ResolvedImage};
 use libfuzzer_sys::fuzz_target;
 use std::path::Path;
 
@@ -15,7 +15,11 @@ const CONFIG: &str = r#"{"architecture":"amd64","os":"linux",
 struct AnyImage;
 
 impl ImageResolver for AnyImage {
-    fn resolve(&self, reference: &str, _platform: &Platform) -> Result<ResolvedImage, String> {
+    fn resolve(
+        &self,
+        reference: &str,
+        _platform: &Platform,
+    ) -> Result<ResolvedImage, ResolveError> {
         let r = kiln_oci::Reference::parse(reference).map_err(|e| e.to_string())?;
         Ok(ResolvedImage {
             reference: r.to_string(),

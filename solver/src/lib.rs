@@ -1,16 +1,94 @@
-//! kiln-solver: lowers a parsed Dockerfile to a content-addressed DAG of
-//! operations and solves it with caching (being written; see issue 4).
+//! kiln's solver: a parsed Dockerfile in, an image's layers and config out.
+//!
+//! It works in two steps, as BuildKit's frontend and solver do:
+//!
+//! 1. [`lower`] turns a [`kiln_parser::Dockerfile`] into a [`Graph`] of
+//!    [`Vertex`]es: an [`Op`] (an image, a build context, a downloaded file,
+//!    file actions, a RUN process or a merge of layers) and the vertices it
+//!    reads. A vertex's digest hashes its op and its inputs' digests, so
+//!    equal work has one vertex. Base images are found through an
+//!    [`ImageResolver`] as lowering meets them; lowering runs nothing.
+//! 2. [`solve`] runs the vertices the target needs. Its scheduler knows
+//!    only vertices, dependencies, the `--jobs` limit and a
+//!    [`CancelToken`]; each op kind has its own module that runs it. A step
+//!    that adds a layer is looked up in the cache first: its key
+//!    ([`CacheKeyParts`]) covers the op, the inputs' keys and the content
+//!    of the context files it reads; hits come from the local
+//!    [`CacheIndex`] or a `--cache-from` cache ([`remote_cache`]). RUN
+//!    steps run through a [`kiln_executor::Runtime`].
+//!
+//! Build contexts (`.dockerignore`, checksums) are in [`context`]; store
+//! usage and pruning in [`storage`]. Errors are typed: [`LowerError`]
+//! carries the Dockerfile position, [`SolveError`] the failed step, its
+//! line and the [`StepError`].
+//!
+//! Lowering a small Dockerfile and looking at its graph (no sandbox, no
+//! store):
+//!
+//! ```
+//! use kiln_oci::Platform;
+//! use kiln_solver::{lower, BuildOptions, ImageResolver, Op, ResolveError, ResolvedImage};
+//!
+//! /// Refuses every image: this Dockerfile needs none.
+//! struct NoImages;
+//!
+//! impl ImageResolver for NoImages {
+//!     fn resolve(&self, reference: &str, _: &Platform) -> Result<ResolvedImage, ResolveError> {
+//!         Err(format!("{reference}: no images here").into())
+//!     }
+//! }
+//!
+//! let dockerfile = kiln_parser::parse(
+//!     "FROM scratch\nCOPY hello.txt /\nRUN [\"/bin/true\"]\n",
+//! )
+//! .unwrap();
+//! let lowered = lower(
+//!     &dockerfile,
+//!     &BuildOptions::default(),
+//!     &NoImages,
+//!     std::path::Path::new("."),
+//! )
+//! .unwrap();
+//! let graph = &lowered.graph;
+//! let root = graph.vertex(lowered.root);
+//! assert!(matches!(root.op, Op::Exec(_)));
+//! assert_eq!(root.meta.line, Some(3));
+//! // Inputs first: the empty filesystem and the context, the COPY, the RUN.
+//! let kinds: Vec<&str> = graph
+//!     .closure(&[lowered.root])
+//!     .iter()
+//!     .map(|id| graph.vertex(*id).op.kind())
+//!     .collect();
+//! assert_eq!(kinds, ["scratch", "context", "file", "exec"]);
+//!
+//! let err = lower(
+//!     &kiln_parser::parse("FROM busybox\n").unwrap(),
+//!     &BuildOptions::default(),
+//!     &NoImages,
+//!     std::path::Path::new("."),
+//! )
+//! .unwrap_err();
+//! assert!(err.to_string().contains("no images here"), "{err}");
+//! ```
 #![deny(missing_docs)]
 
+mod cache;
 pub mod context;
 mod graph;
+mod layer;
 mod lower;
 mod op;
-pub mod remote_cache;
+mod resolve_error;
 mod solve;
 pub mod storage;
 
+pub use cache::remote as remote_cache;
+pub use cache::{
+    unix_millis, CacheIndex, CacheIndexEntry, CacheKeyParts, CachedLayer, FetchError, LazyError,
+    CACHE_KEY_VERSION,
+};
 pub use graph::{Graph, Vertex, VertexId, VertexMeta};
+pub use layer::{LayerError, LayerRecord};
 pub use lower::{
     lower, BuildOptions, ImageResolver, LowerError, Lowered, NamedContext, ResolvedImage,
 };
@@ -18,8 +96,8 @@ pub use op::{
     CacheSharing, Chmod, ContextSource, CopyAction, ExecFile, ExecMount, ExecOp, FileAction,
     FileOp, HttpSource, ImageSource, MountSource, NetworkMode, Op, Owner, SecurityMode,
 };
+pub use resolve_error::ResolveError;
 pub use solve::{
-    layer_map, solve, unix_millis, CacheIndex, CacheKeyParts, CacheRecord, CachedLayer,
-    ContextTree, Entitlement, Event, LayerRecord, ProgressSink, SecretSource, SolveError,
-    SolveOptions, Solved, CACHE_KEY_VERSION,
+    layer_map, solve, solve_with_cancel, CancelToken, ContextTree, Entitlement, Event, MountError,
+    ProgressSink, SecretSource, SolveError, SolveOptions, Solved, StepError,
 };

@@ -27,7 +27,7 @@
 //! Pruning holds the store's lock exclusively ([`kiln_oci::StoreLock`]),
 //! so no build, pull or load is running while anything is removed.
 
-use crate::solve::CacheIndex;
+use crate::cache::CacheIndex;
 use kiln_executor::dirfd::Dir;
 use kiln_oci::{Digest, LocalStore, StoreLock};
 use std::collections::{BTreeMap, HashSet};

@@ -10,7 +10,8 @@ use kiln_oci::{Digest, ImageConfig, LocalStore, Platform};
 use kiln_solver::context::BuildContext;
 use kiln_solver::{
     lower, solve, BuildOptions, CacheKeyParts, Event, FileAction, FileOp, Graph, ImageResolver,
-    Lowered, Op, ProgressSink, ResolvedImage, SolveOptions, VertexMeta, CACHE_KEY_VERSION,
+    Lowered, Op, ProgressSink, ResolveError, ResolvedImage, SolveOptions, VertexMeta,
+    CACHE_KEY_VERSION,
 };
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
@@ -23,7 +24,7 @@ const CHANGED: &str = "vertex digests changed: if deliberate, bump the cache-key
 struct Fixed;
 
 impl ImageResolver for Fixed {
-    fn resolve(&self, reference: &str, platform: &Platform) -> Result<ResolvedImage, String> {
+    fn resolve(&self, reference: &str, platform: &Platform) -> Result<ResolvedImage, ResolveError> {
         let r = kiln_oci::Reference::parse(reference).map_err(|e| e.to_string())?;
         let mut config = ImageConfig {
             architecture: platform.architecture.clone(),

@@ -4,7 +4,7 @@
 //! filesystem work, so it covers the RUN cases too.
 
 use kiln_oci::{Digest, ImageConfig, Platform};
-use kiln_solver::{lower, BuildOptions, ImageResolver, ResolvedImage};
+use kiln_solver::{lower, BuildOptions, ImageResolver, ResolveError, ResolvedImage};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -16,12 +16,16 @@ const SHARED: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared");
 struct Bases;
 
 impl ImageResolver for Bases {
-    fn resolve(&self, reference: &str, _platform: &Platform) -> Result<ResolvedImage, String> {
+    fn resolve(
+        &self,
+        reference: &str,
+        _platform: &Platform,
+    ) -> Result<ResolvedImage, ResolveError> {
         let r = kiln_oci::Reference::parse(reference).map_err(|e| e.to_string())?;
         let layout = match r.to_string().as_str() {
             "docker.io/library/busybox:latest" => "busybox",
             "docker.io/library/busybox-onbuild:latest" => "busybox-onbuild",
-            other => return Err(format!("pull access denied for {other}")),
+            other => return Err(format!("pull access denied for {other}").into()),
         };
         let dir = Path::new(SHARED).join("bases").join(layout);
         let index: Value = serde_json::from_slice(

@@ -4,15 +4,17 @@
 //! `LINE:COL`.
 
 use kiln_oci::Platform;
-use kiln_solver::{lower, BuildOptions, ImageResolver, LowerError, Lowered, ResolvedImage};
+use kiln_solver::{
+    lower, BuildOptions, ImageResolver, LowerError, Lowered, ResolveError, ResolvedImage,
+};
 use std::path::Path;
 
 /// No image exists: these Dockerfiles build from scratch.
 struct NoImages;
 
 impl ImageResolver for NoImages {
-    fn resolve(&self, reference: &str, _: &Platform) -> Result<ResolvedImage, String> {
-        Err(format!("no image {reference} here"))
+    fn resolve(&self, reference: &str, _: &Platform) -> Result<ResolvedImage, ResolveError> {
+        Err(format!("no image {reference} here").into())
     }
 }
 

@@ -5,6 +5,7 @@
 use super::{LowerError, Lowerer, Result};
 use crate::graph::{VertexId, VertexMeta};
 use crate::op::{ContextSource, ImageSource, Op};
+use crate::resolve_error::ResolveError;
 use kiln_oci::{Digest, ImageConfig, Platform};
 use kiln_parser::Position;
 use std::path::PathBuf;
@@ -53,28 +54,27 @@ pub trait ImageResolver {
     /// The image `reference` names, for `platform`.
     ///
     /// # Errors
-    /// A message saying why it cannot be resolved (the caller adds the
-    /// line).
+    /// Why it cannot be resolved (the caller adds the line).
     fn resolve(
         &self,
         reference: &str,
         platform: &Platform,
-    ) -> std::result::Result<ResolvedImage, String>;
+    ) -> std::result::Result<ResolvedImage, ResolveError>;
 
     /// The image in an OCI layout (`PATH[:TAG|@DIGEST]`), for
     /// `--build-context NAME=oci-layout://...`.
     ///
     /// # Errors
-    /// A message saying why it cannot be read. The default refuses.
+    /// Why it cannot be read. The default refuses.
     fn resolve_layout(
         &self,
         layout: &str,
         platform: &Platform,
-    ) -> std::result::Result<ResolvedImage, String> {
+    ) -> std::result::Result<ResolvedImage, ResolveError> {
         let _ = platform;
-        Err(format!(
-            "oci-layout://{layout}: layouts cannot be read here"
-        ))
+        Err(ResolveError::LayoutUnsupported {
+            layout: layout.to_string(),
+        })
     }
 }
 
@@ -147,13 +147,13 @@ impl Lowerer<'_> {
         platform: &Platform,
         at: Position,
     ) -> Result<(VertexId, ImageConfig)> {
-        let resolved =
-            self.lookup_image(reference, platform)
-                .map_err(|message| LowerError::Image {
-                    at,
-                    reference: reference.to_string(),
-                    message,
-                })?;
+        let resolved = self
+            .lookup_image(reference, platform)
+            .map_err(|e| LowerError::Image {
+                at,
+                reference: reference.to_string(),
+                message: e.to_string(),
+            })?;
         let vertex = self.graph.add(
             Op::Image(ImageSource {
                 reference: resolved.reference.clone(),
@@ -175,13 +175,13 @@ impl Lowerer<'_> {
         &self,
         reference: &str,
         platform: &Platform,
-    ) -> std::result::Result<ResolvedImage, String> {
+    ) -> std::result::Result<ResolvedImage, ResolveError> {
         match self.named_context(reference) {
             Some((_, NamedContext::Image(r))) => self.resolver.resolve(&r, platform),
-            Some((_, NamedContext::OciLayout(layout))) => self.resolver.resolve_layout(&layout, platform),
-            Some((name, NamedContext::Local(_))) => Err(format!(
-                "build context {name:?} is a local directory; it can be a COPY --from source, not a base image"
-            )),
+            Some((_, NamedContext::OciLayout(layout))) => {
+                self.resolver.resolve_layout(&layout, platform)
+            }
+            Some((name, NamedContext::Local(_))) => Err(ResolveError::LocalContext { name }),
             None => self.resolver.resolve(reference, platform),
         }
     }

@@ -6,16 +6,21 @@
 //! `.dockerignore` applied).
 
 use super::context_tree::ContextTree;
-use super::{layer, Output, SecretSource, Shared};
+use super::step::{HostInputs, Input, VertexResult};
+use super::SecretSource;
+use crate::layer;
 use crate::op::{CacheSharing, ExecMount, ExecOp, MountSource};
 use kiln_executor::{CopyAction, FileAction};
 use kiln_executor::{LayerStack, Mount, Source, SourceTree};
-use kiln_oci::Digest;
+use kiln_oci::{Digest, LocalStore};
 use std::fs::File;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
+mod error;
 mod ssh;
+
+pub use error::MountError;
 
 /// What a step's mounts need while it runs; dropping it releases cache
 /// locks and stops SSH forwarding.
@@ -30,22 +35,18 @@ pub(super) struct Prepared {
 }
 
 /// Checks, before anything runs, that what `exec` requires was given.
-pub(super) fn check(shared: &Shared, exec: &ExecOp) -> Result<(), String> {
+pub(super) fn check(host: &HostInputs, exec: &ExecOp) -> Result<(), MountError> {
     for m in &exec.mounts {
         match m {
             ExecMount::Secret {
                 id, required: true, ..
-            } if !shared.secrets.contains_key(id) => {
-                return Err(format!(
-                    "secret {id}: not provided (give it with --secret id={id},src=FILE or id={id},env=VAR)"
-                ));
+            } if !host.secrets.contains_key(id) => {
+                return Err(MountError::SecretMissing { id: id.clone() });
             }
             ExecMount::Ssh {
                 id, required: true, ..
-            } if !shared.ssh.contains_key(id) => {
-                return Err(format!(
-                    "no SSH agent {id:?} forwarded (give it with --ssh {id}=SOCKET or --ssh {id} with SSH_AUTH_SOCK set)"
-                ));
+            } if !host.ssh.contains_key(id) => {
+                return Err(MountError::SshMissing { id: id.clone() });
             }
             _ => {}
         }
@@ -55,11 +56,12 @@ pub(super) fn check(shared: &Shared, exec: &ExecOp) -> Result<(), String> {
 
 /// Prepares the mounts of `exec` (whose inputs are `inputs`) in `scratch`.
 pub(super) fn prepare(
-    shared: &Shared,
+    host: &HostInputs,
+    store: &LocalStore,
     exec: &ExecOp,
-    inputs: &[(Output, Digest)],
+    inputs: &[Input],
     scratch: &Path,
-) -> Result<Prepared, String> {
+) -> Result<Prepared, MountError> {
     let mut out = Prepared {
         mounts: Vec::new(),
         env: Vec::new(),
@@ -78,7 +80,7 @@ pub(super) fn prepare(
                 readonly,
             } => {
                 let (lower, path) =
-                    bind_source(shared, inputs, source, &scratch.join(format!("bind-{i}")))?;
+                    bind_source(host, inputs, source, &scratch.join(format!("bind-{i}")))?;
                 out.mounts.push(Mount::Layers {
                     lower,
                     source: path,
@@ -96,13 +98,17 @@ pub(super) fn prepare(
                 readonly,
                 seed,
             } => {
-                let (dir, lock) = cache_dir(shared, id, *sharing, |tmp| {
+                let (dir, lock) = cache_dir(store, id, *sharing, |tmp| {
                     if let Some(seed) = seed {
-                        copy_out(shared, inputs, seed, tmp)?;
+                        copy_out(host, inputs, seed, tmp)?;
                     }
                     std::fs::set_permissions(tmp, std::fs::Permissions::from_mode(*mode))
                         .and_then(|()| std::os::unix::fs::chown(tmp, Some(*uid), Some(*gid)))
-                        .map_err(|e| format!("preparing cache {id:?}: {e}"))
+                        .map_err(|error| MountError::Cache {
+                            action: "preparing",
+                            id: id.clone(),
+                            error,
+                        })
                 })?;
                 out._locks.extend(lock);
                 out.mounts.push(Mount::Bind {
@@ -120,13 +126,17 @@ pub(super) fn prepare(
                 gid,
                 ..
             } => {
-                let Some(value) = secret_value(shared, id)? else {
+                let Some(value) = secret_value(host, id)? else {
                     // Not given and not required: no mount (as BuildKit).
                     continue;
                 };
                 if let Some(var) = env {
-                    let text = String::from_utf8(value.clone())
-                        .map_err(|_| format!("secret {id}: env={var} needs a UTF-8 value"))?;
+                    let text = String::from_utf8(value.clone()).map_err(|_| {
+                        MountError::SecretNotText {
+                            id: id.clone(),
+                            var: var.clone(),
+                        }
+                    })?;
                     out.env.push(format!("{var}={text}"));
                 }
                 if let Some(target) = target {
@@ -147,12 +157,17 @@ pub(super) fn prepare(
                 gid,
                 ..
             } => {
-                let Some(agent) = shared.ssh.get(id) else {
+                let Some(agent) = host.ssh.get(id) else {
                     continue;
                 };
                 let socket = scratch.join(format!("ssh-{i}.sock"));
-                let forwarder = ssh::Forwarder::start(&socket, agent, *mode, *uid, *gid)
-                    .map_err(|e| format!("forwarding SSH agent {id:?}: {e}"))?;
+                let forwarder =
+                    ssh::Forwarder::start(&socket, agent, *mode, *uid, *gid).map_err(|error| {
+                        MountError::SshForward {
+                            id: id.clone(),
+                            error,
+                        }
+                    })?;
                 out._agents.push(forwarder);
                 out.mounts.push(Mount::Bind {
                     source: socket,
@@ -165,15 +180,21 @@ pub(super) fn prepare(
     Ok(out)
 }
 
-fn secret_value(shared: &Shared, id: &str) -> Result<Option<Vec<u8>>, String> {
-    Ok(match shared.secrets.get(id) {
-        Some(SecretSource::File(path)) => Some(
-            std::fs::read(path)
-                .map_err(|e| format!("secret {id}: reading {}: {e}", path.display()))?,
-        ),
+fn secret_value(host: &HostInputs, id: &str) -> Result<Option<Vec<u8>>, MountError> {
+    Ok(match host.secrets.get(id) {
+        Some(SecretSource::File(path)) => {
+            Some(std::fs::read(path).map_err(|error| MountError::SecretRead {
+                id: id.to_string(),
+                path: path.clone(),
+                error,
+            })?)
+        }
         Some(SecretSource::Env(var)) => Some(
             std::env::var(var)
-                .map_err(|_| format!("secret {id}: environment variable {var} is not set"))?
+                .map_err(|_| MountError::SecretEnv {
+                    id: id.to_string(),
+                    var: var.clone(),
+                })?
                 .into_bytes(),
         ),
         None => None,
@@ -183,28 +204,37 @@ fn secret_value(shared: &Shared, id: &str) -> Result<Option<Vec<u8>>, String> {
 /// The cache directory for `id` (created through `init` on first use) and
 /// the lock held while the step runs.
 fn cache_dir(
-    shared: &Shared,
+    store: &LocalStore,
     id: &str,
     sharing: CacheSharing,
-    init: impl Fn(&Path) -> Result<(), String>,
-) -> Result<(PathBuf, Option<File>), String> {
-    let root = shared.store.root().join("cache-mounts");
+    init: impl Fn(&Path) -> Result<(), MountError>,
+) -> Result<(PathBuf, Option<File>), MountError> {
+    let root = store.root().join("cache-mounts");
     let key = Digest::sha256(id.as_bytes()).hex().to_string();
-    std::fs::create_dir_all(&root).map_err(|e| format!("creating {}: {e}", root.display()))?;
+    std::fs::create_dir_all(&root).map_err(|error| MountError::Create {
+        path: root.clone(),
+        error,
+    })?;
+    let cache_error = |action: &'static str| {
+        move |error| MountError::Cache {
+            action,
+            id: id.to_string(),
+            error,
+        }
+    };
     let open_lock = |name: &str| {
         std::fs::OpenOptions::new()
             .create(true)
             .truncate(false)
             .write(true)
             .open(root.join(format!("{name}.lock")))
-            .map_err(|e| format!("locking cache {id:?}: {e}"))
+            .map_err(cache_error("locking"))
     };
     let (name, lock) = match sharing {
         CacheSharing::Shared => (key, None),
         CacheSharing::Locked => {
             let lock = open_lock(&key)?;
-            lock.lock()
-                .map_err(|e| format!("locking cache {id:?}: {e}"))?;
+            lock.lock().map_err(cache_error("locking"))?;
             (key, Some(lock))
         }
         CacheSharing::Private => {
@@ -220,9 +250,7 @@ fn cache_dir(
                 match lock.try_lock() {
                     Ok(()) => break (name, Some(lock)),
                     Err(std::fs::TryLockError::WouldBlock) => n += 1,
-                    Err(std::fs::TryLockError::Error(e)) => {
-                        return Err(format!("locking cache {id:?}: {e}"))
-                    }
+                    Err(std::fs::TryLockError::Error(e)) => return Err(cache_error("locking")(e)),
                 }
             }
         }
@@ -244,7 +272,7 @@ fn cache_dir(
             std::thread::current().id()
         ));
         let _ = std::fs::remove_dir_all(&tmp);
-        std::fs::create_dir_all(&tmp).map_err(|e| format!("creating cache {id:?}: {e}"))?;
+        std::fs::create_dir_all(&tmp).map_err(cache_error("creating"))?;
         if let Err(e) = init(&tmp) {
             let _ = std::fs::remove_dir_all(&tmp);
             return Err(e);
@@ -261,18 +289,22 @@ fn cache_dir(
 /// layers; a context path copied (with `.dockerignore` applied) into
 /// `scratch`.
 fn bind_source(
-    shared: &Shared,
-    inputs: &[(Output, Digest)],
+    host: &HostInputs,
+    inputs: &[Input],
     source: &MountSource,
     scratch: &Path,
-) -> Result<(LayerStack, String), String> {
+) -> Result<(LayerStack, String), MountError> {
     match inputs.get(source.input).map(|(o, _)| o) {
-        Some(Output::Fs(layers)) => Ok((layer::stack_of(layers), source.path.clone())),
-        Some(Output::Dir(dir)) => Ok((LayerStack::new(vec![dir.clone()]), source.path.clone())),
-        Some(Output::Context(_)) => {
-            std::fs::create_dir_all(scratch)
-                .map_err(|e| format!("creating {}: {e}", scratch.display()))?;
-            let is_dir = copy_out(shared, inputs, source, scratch)?;
+        Some(VertexResult::Fs(layers)) => Ok((layer::stack_of(layers), source.path.clone())),
+        Some(VertexResult::Dir(dir)) => {
+            Ok((LayerStack::new(vec![dir.clone()]), source.path.clone()))
+        }
+        Some(VertexResult::Context(_)) => {
+            std::fs::create_dir_all(scratch).map_err(|error| MountError::Create {
+                path: scratch.to_path_buf(),
+                error,
+            })?;
+            let is_dir = copy_out(host, inputs, source, scratch)?;
             let path = if is_dir {
                 "/".to_string()
             } else {
@@ -285,45 +317,55 @@ fn bind_source(
             };
             Ok((LayerStack::new(vec![scratch.to_path_buf()]), path))
         }
-        None => Err(format!("mount source #{} is missing", source.input)),
+        None => Err(MountError::NoInput {
+            input: source.input,
+        }),
     }
 }
 
 /// Copies `source` (a directory's contents, or a file by its name) into
 /// the empty directory `dest`; tells whether it was a directory.
 fn copy_out(
-    shared: &Shared,
-    inputs: &[(Output, Digest)],
+    host: &HostInputs,
+    inputs: &[Input],
     source: &MountSource,
     dest: &Path,
-) -> Result<bool, String> {
+) -> Result<bool, MountError> {
     let rel = source.path.trim_matches('/');
     let stack;
     let tree;
     let src: Source<'_> = match inputs.get(source.input).map(|(o, _)| o) {
-        Some(Output::Fs(layers)) => {
+        Some(VertexResult::Fs(layers)) => {
             stack = layer::stack_of(layers);
             Source::Tree(&stack as &dyn SourceTree)
         }
-        Some(Output::Dir(dir)) => {
+        Some(VertexResult::Dir(dir)) => {
             stack = LayerStack::new(vec![dir.clone()]);
             Source::Tree(&stack as &dyn SourceTree)
         }
-        Some(Output::Context(name)) => {
-            let ctx = shared
+        Some(VertexResult::Context(name)) => {
+            let ctx = host
                 .contexts
                 .get(name)
-                .ok_or_else(|| format!("build context {name:?} is not available"))?;
+                .ok_or_else(|| MountError::NoContext { name: name.clone() })?;
             tree = ContextTree(ctx.clone());
             Source::Context(&tree as &dyn SourceTree)
         }
-        None => return Err(format!("mount source #{} is missing", source.input)),
+        None => {
+            return Err(MountError::NoInput {
+                input: source.input,
+            })
+        }
     };
     let entry = match src {
-        Source::Tree(t) | Source::Context(t) => t.entry(rel).map_err(|e| e.to_string())?,
+        Source::Tree(t) | Source::Context(t) => {
+            t.entry(rel).map_err(|e| MountError::Source(Box::new(e)))?
+        }
     };
     let Some(entry) = entry else {
-        return Err(format!("mount source {:?}: not found", source.path));
+        return Err(MountError::NotFound {
+            path: source.path.clone(),
+        });
     };
     let is_dir = entry.metadata.is_dir();
     let action = FileAction::Copy(CopyAction {
@@ -341,7 +383,11 @@ fn copy_out(
         excludes: Vec::new(),
         parents: false,
     });
-    kiln_executor::apply_file_actions(&LayerStack::default(), dest, &[action], &[src])
-        .map_err(|e| format!("mount source {:?}: {e}", source.path))?;
+    kiln_executor::apply_file_actions(&LayerStack::default(), dest, &[action], &[src]).map_err(
+        |e| MountError::Copy {
+            path: source.path.clone(),
+            error: Box::new(e),
+        },
+    )?;
     Ok(is_dir)
 }

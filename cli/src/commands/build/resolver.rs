@@ -4,7 +4,7 @@
 
 use super::checks;
 use kiln_oci::{BlobReader, LocalStore, Platform, Reference, RegistryClient};
-use kiln_solver::{ImageResolver, ResolvedImage};
+use kiln_solver::{ImageResolver, ResolveError, ResolvedImage};
 use std::path::Path;
 use std::sync::Arc;
 
@@ -23,7 +23,7 @@ impl ImageResolver for StoreResolver<'_> {
         &self,
         text: &str,
         platform: &Platform,
-    ) -> std::result::Result<ResolvedImage, String> {
+    ) -> std::result::Result<ResolvedImage, ResolveError> {
         let reference = Reference::parse(text).map_err(|e| e.to_string())?;
         let name = reference.to_string();
         let digest = match self.store.get_ref(&name).map_err(|e| e.to_string())? {
@@ -55,7 +55,7 @@ impl ImageResolver for StoreResolver<'_> {
         &self,
         layout: &str,
         platform: &Platform,
-    ) -> std::result::Result<ResolvedImage, String> {
+    ) -> std::result::Result<ResolvedImage, ResolveError> {
         let (path, tag, digest) = split_layout(layout);
         let loaded =
             kiln_oci::archive::load(self.store, Path::new(path)).map_err(|e| e.to_string())?;

@@ -7,11 +7,69 @@
 //! only when complete, so a crash never leaves a partial layer under a
 //! final name.
 
+use crate::cache::{CacheIndex, CachedLayer};
 use crate::op::{FileAction, ImageSource};
 use kiln_executor::{LayerStack, Source};
 use kiln_oci::{BlobIngester, Compression, Digest, LayerCompressor, LocalStore, Platform};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Why a layer could not be read, unpacked or made.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum LayerError {
+    /// The image's manifest or config is not usable (`reference` names
+    /// it, `message` says what is wrong).
+    #[error("{reference}: {message}")]
+    Image {
+        /// The image (or the manifest digest).
+        reference: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// The platform of an image source does not parse.
+    #[error("{0}")]
+    Platform(kiln_oci::PlatformError),
+    /// A layer descriptor is not usable.
+    #[error("{0}")]
+    Descriptor(kiln_oci::ImageError),
+    /// A directory could not be created.
+    #[error("creating {}: {error}", path.display())]
+    Create {
+        /// The directory.
+        path: PathBuf,
+        /// What went wrong.
+        error: std::io::Error,
+    },
+    /// A blob did not unpack into the layer it claims to be.
+    #[error("unpacking layer {blob}: {error}")]
+    Unpack {
+        /// The blob.
+        blob: Digest,
+        /// What went wrong.
+        error: kiln_executor::UnpackError,
+    },
+    /// File actions (COPY, ADD, WORKDIR) failed.
+    #[error("{0}")]
+    Files(kiln_executor::FileOpError),
+    /// The store refused the blob.
+    #[error("{0}")]
+    Store(kiln_oci::StoreError),
+    /// Compressing the layer failed.
+    #[error("compressing the layer: {0}")]
+    Compress(kiln_oci::CompressError),
+    /// Writing the layer's tar failed.
+    #[error("writing the layer: {0}")]
+    Write(kiln_executor::DiffError),
+    /// The finished layer directory could not be put in place.
+    #[error("storing layer {}: {error}", path.display())]
+    Commit {
+        /// Its final directory.
+        path: PathBuf,
+        /// What went wrong.
+        error: std::io::Error,
+    },
+}
 
 /// One layer of a built filesystem.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -47,44 +105,50 @@ fn layer_dir(store: &LocalStore, diff_id: &Digest) -> PathBuf {
 /// Records that a build uses the unpacked layer (for `kiln prune`'s
 /// least-recently-used order).
 fn mark_used(store: &LocalStore, diff_id: &Digest) {
-    super::CacheIndex::new(store.root()).touch_layer(diff_id);
+    CacheIndex::new(store.root()).touch_layer(diff_id);
 }
 
 /// The layers of an image in the store, unpacked (once) into directories.
 pub(crate) fn image_layers(
     store: &LocalStore,
     image: &ImageSource,
-) -> Result<Vec<LayerRecord>, String> {
+) -> Result<Vec<LayerRecord>, LayerError> {
+    let bad = |reference: &str, message: String| LayerError::Image {
+        reference: reference.to_string(),
+        message,
+    };
     let manifest: Digest = image
         .manifest
         .parse()
-        .map_err(|e| format!("{}: {e}", image.manifest))?;
-    let platform: Platform = image.platform.parse().map_err(|e| format!("{e}"))?;
+        .map_err(|e| bad(&image.manifest, format!("{e}")))?;
+    let platform: Platform = image.platform.parse().map_err(LayerError::Platform)?;
     let resolved = kiln_oci::resolve(store, &manifest, &platform)
-        .map_err(|e| format!("{}: {e}", image.reference))?;
+        .map_err(|e| bad(&image.reference, e.to_string()))?;
     let diff_ids = resolved.config.rootfs().diff_ids().clone();
     if diff_ids.len() != resolved.manifest.layers().len() {
-        return Err(format!(
-            "{}: the manifest has {} layers but the config lists {} diff_ids",
-            image.reference,
-            resolved.manifest.layers().len(),
-            diff_ids.len()
+        return Err(bad(
+            &image.reference,
+            format!(
+                "the manifest has {} layers but the config lists {} diff_ids",
+                resolved.manifest.layers().len(),
+                diff_ids.len()
+            ),
         ));
     }
     let mut out = Vec::new();
     for (i, layer) in resolved.manifest.layers().iter().enumerate() {
-        let blob =
-            kiln_oci::descriptor_digest(layer, manifest.as_str()).map_err(|e| e.to_string())?;
+        let blob = kiln_oci::descriptor_digest(layer, manifest.as_str())
+            .map_err(LayerError::Descriptor)?;
         let diff_id: Digest = diff_ids
             .get(i)
             .ok_or_else(|| {
-                format!(
-                    "{}: config lists fewer diff_ids than layers",
-                    image.reference
+                bad(
+                    &image.reference,
+                    "config lists fewer diff_ids than layers".into(),
                 )
             })?
             .parse()
-            .map_err(|e| format!("{}: {e}", image.reference))?;
+            .map_err(|e| bad(&image.reference, format!("{e}")))?;
         let media_type = layer.media_type().to_string();
         let dir = layer_dir(store, &diff_id);
         if !dir.exists() {
@@ -112,18 +176,22 @@ fn unpack_blob(
     media_type: &str,
     diff_id: &Digest,
     dir: &Path,
-) -> Result<(), String> {
-    std::fs::create_dir_all(layers_dir(store))
-        .map_err(|e| format!("creating {}: {e}", layers_dir(store).display()))?;
-    kiln_executor::unpack_blob(&store.blob_path(blob), media_type, diff_id, dir)
-        .map_err(|e| format!("unpacking layer {blob}: {e}"))
+) -> Result<(), LayerError> {
+    let root = layers_dir(store);
+    std::fs::create_dir_all(&root).map_err(|error| LayerError::Create { path: root, error })?;
+    kiln_executor::unpack_blob(&store.blob_path(blob), media_type, diff_id, dir).map_err(|error| {
+        LayerError::Unpack {
+            blob: blob.clone(),
+            error,
+        }
+    })
 }
 
 /// A cached layer made usable again: its directory if present, else
 /// unpacked from its blob (verified against the record's diff id). `None`
 /// when neither is there, or the blob is not the layer the record claims
 /// (a cache miss).
-pub(crate) fn restore(store: &LocalStore, cached: &super::CachedLayer) -> Option<LayerRecord> {
+pub(crate) fn restore(store: &LocalStore, cached: &CachedLayer) -> Option<LayerRecord> {
     try_restore(store, cached).ok().flatten()
 }
 
@@ -132,8 +200,8 @@ pub(crate) fn restore(store: &LocalStore, cached: &super::CachedLayer) -> Option
 /// its blob is not in the store.
 pub(crate) fn try_restore(
     store: &LocalStore,
-    cached: &super::CachedLayer,
-) -> Result<Option<LayerRecord>, String> {
+    cached: &CachedLayer,
+) -> Result<Option<LayerRecord>, LayerError> {
     use kiln_oci::BlobReader;
     let (Ok(diff_id), Ok(blob)) = (
         cached.diff_id.parse::<Digest>(),
@@ -162,7 +230,7 @@ pub(crate) fn try_restore(
 /// The record of a cached layer whose blob is not fetched yet: where its
 /// directory will be once it is unpacked. `None` when the record's
 /// digests do not parse.
-pub(crate) fn record_of(store: &LocalStore, cached: &super::CachedLayer) -> Option<LayerRecord> {
+pub(crate) fn record_of(store: &LocalStore, cached: &CachedLayer) -> Option<LayerRecord> {
     let diff_id: Digest = cached.diff_id.parse().ok()?;
     let blob: Digest = cached.blob.parse().ok()?;
     Some(LayerRecord {
@@ -185,10 +253,10 @@ pub(crate) fn build_layer(
     base: &LayerStack,
     actions: &[FileAction],
     sources: &[Source<'_>],
-) -> Result<LayerRecord, String> {
+) -> Result<LayerRecord, LayerError> {
     new_layer(store, compression, |upper, _work| {
         let actions = crate::op::executor_actions(actions);
-        kiln_executor::apply_file_actions(base, upper, &actions, sources).map_err(|e| e.to_string())
+        kiln_executor::apply_file_actions(base, upper, &actions, sources).map_err(LayerError::Files)
     })
 }
 
@@ -196,34 +264,36 @@ pub(crate) fn build_layer(
 /// directory (it also gets an empty overlay work directory on the same
 /// filesystem); the upper directory is then written as a tar (hashed for
 /// the diff id) compressed into a blob, and kept under its diff id.
-pub(crate) fn new_layer(
+/// `fill`'s errors pass through unchanged.
+pub(crate) fn new_layer<E: From<LayerError>>(
     store: &LocalStore,
     compression: Compression,
-    fill: impl FnOnce(&Path, &Path) -> Result<(), String>,
-) -> Result<LayerRecord, String> {
+    fill: impl FnOnce(&Path, &Path) -> Result<(), E>,
+) -> Result<LayerRecord, E> {
     let root = layers_dir(store);
-    std::fs::create_dir_all(&root).map_err(|e| format!("creating {}: {e}", root.display()))?;
+    let create = |path: &Path| {
+        let path = path.to_path_buf();
+        move |error| LayerError::Create { path, error }
+    };
+    std::fs::create_dir_all(&root).map_err(create(&root))?;
     let n = TMP_COUNTER.fetch_add(1, Ordering::Relaxed);
     let upper = root.join(format!("tmp-{}-{n}", std::process::id()));
     let work = root.join(format!("work-{}-{n}", std::process::id()));
     for d in [&upper, &work] {
-        std::fs::create_dir(d).map_err(|e| format!("creating {}: {e}", d.display()))?;
+        std::fs::create_dir(d).map_err(create(d))?;
     }
     let result = (|| {
         fill(&upper, &work)?;
-        let writer = store.writer().map_err(|e| e.to_string())?;
+        let writer = store.writer().map_err(LayerError::Store)?;
         // gzip level 6 on every core; the bytes do not depend on the
         // number of cores (see kiln_oci::compress).
-        let mut layer = LayerCompressor::new(writer, compression)
-            .map_err(|e| format!("compressing the layer: {e}"))?;
-        kiln_executor::diff(&upper, &mut layer).map_err(|e| format!("writing the layer: {e}"))?;
-        let (writer, out) = layer
-            .finish()
-            .map_err(|e| format!("compressing the layer: {e}"))?;
+        let mut layer = LayerCompressor::new(writer, compression).map_err(LayerError::Compress)?;
+        kiln_executor::diff(&upper, &mut layer).map_err(LayerError::Write)?;
+        let (writer, out) = layer.finish().map_err(LayerError::Compress)?;
         let blob = writer
             .commit(Some(&out.digest), Some(out.size))
-            .map_err(|e| e.to_string())?;
-        Ok::<_, String>((out.diff_id, blob, out.size, out.media_type.to_string()))
+            .map_err(LayerError::Store)?;
+        Ok::<_, E>((out.diff_id, blob, out.size, out.media_type.to_string()))
     })();
     let _ = std::fs::remove_dir_all(&work);
     let (diff_id, blob, size, media_type) = match result {
@@ -235,8 +305,10 @@ pub(crate) fn new_layer(
     };
     let dir = layer_dir(store, &diff_id);
     mark_used(store, &diff_id);
-    kiln_executor::commit_dir(&upper, &dir)
-        .map_err(|e| format!("storing layer {}: {e}", dir.display()))?;
+    kiln_executor::commit_dir(&upper, &dir).map_err(|error| LayerError::Commit {
+        path: dir.clone(),
+        error,
+    })?;
     Ok(LayerRecord {
         dir,
         diff_id,
@@ -245,59 +317,6 @@ pub(crate) fn new_layer(
         media_type,
         from_image: false,
     })
-}
-
-/// Downloads an ADD URL into `<store>/http/<url digest>/<filename>` (mode
-/// 0600, as BuildKit leaves it), verifying `--checksum`, with the
-/// deadlines of [`super::http`]. Returns the directory and the content
-/// digest.
-pub(crate) fn download(
-    store: &LocalStore,
-    http: &crate::op::HttpSource,
-) -> Result<(PathBuf, Digest), String> {
-    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
-    let handle = tokio::runtime::Handle::try_current()
-        .map_err(|_| "no async runtime to download with".to_string())?;
-    let deadlines = super::http::Deadlines::from_env()?;
-    let downloads = store.root().join("http");
-    std::fs::create_dir_all(&downloads)
-        .map_err(|e| format!("creating {}: {e}", downloads.display()))?;
-    // `.tmp-<pid>-`: `kiln prune` knows a running build's temporaries.
-    let tmp = tempfile::Builder::new()
-        .prefix(&format!(".tmp-{}-", std::process::id()))
-        .tempdir_in(&downloads)
-        .map_err(|e| format!("creating a directory in {}: {e}", downloads.display()))?;
-    let file_path = tmp.path().join(&http.filename);
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(&file_path)
-        .map_err(|e| format!("creating {}: {e}", file_path.display()))?;
-    let content = handle.block_on(super::http::fetch(
-        &http.url,
-        http.checksum.as_deref(),
-        &mut file,
-        &deadlines,
-    ))?;
-    drop(file);
-    std::fs::set_permissions(&file_path, std::fs::Permissions::from_mode(0o600))
-        .map_err(|e| format!("chmod {}: {e}", file_path.display()))?;
-    let dir = downloads.join(format!(
-        "{}-{}",
-        Digest::sha256(http.url.as_bytes()).hex(),
-        &content.hex()[..16]
-    ));
-    if !dir.exists() {
-        let kept = tmp.keep();
-        if std::fs::rename(&kept, &dir).is_err() {
-            let _ = std::fs::remove_dir_all(&kept);
-        }
-    } else if let Ok(d) = std::fs::File::open(&dir) {
-        // The last use, for `kiln prune`'s order.
-        let _ = d.set_modified(std::time::SystemTime::now());
-    }
-    Ok((dir, content))
 }
 
 #[cfg(test)]
@@ -310,8 +329,12 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = LocalStore::open(dir.path().join("store")).expect("store");
         let layer = new_layer(&store, Compression::default(), |upper, _work| {
-            std::fs::write(upper.join("hello.txt"), "hello\n".repeat(100_000))
-                .map_err(|e| e.to_string())
+            std::fs::write(upper.join("hello.txt"), "hello\n".repeat(100_000)).map_err(|error| {
+                LayerError::Create {
+                    path: upper.to_path_buf(),
+                    error,
+                }
+            })
         })
         .expect("new_layer");
         assert_eq!(layer.media_type, kiln_oci::media::OCI_LAYER_GZIP);

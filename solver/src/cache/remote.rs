@@ -15,7 +15,7 @@
 //! a blob is fetched only when a step hits its record, then kept in the
 //! local store and cache like a layer built here.
 
-use crate::solve::CachedLayer;
+use super::index::CachedLayer;
 use kiln_oci::{
     media, BlobIngester, BlobReader, Digest, LocalStore, Reference, RegistryClient, RegistryError,
     StoreError,
@@ -136,6 +136,44 @@ impl std::str::FromStr for CacheMode {
     }
 }
 
+/// Why a [`CacheSource`] could not deliver a blob. The text names the
+/// cache (or the file) and the cause.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum FetchError {
+    /// The record names its blob with an invalid digest.
+    #[error(transparent)]
+    Digest(#[from] kiln_oci::DigestError),
+    /// The registry refused or failed.
+    #[error("{reference}: {error}")]
+    Registry {
+        /// The cache reference.
+        reference: String,
+        /// What went wrong.
+        error: Box<RegistryError>,
+    },
+    /// A file of a cache directory could not be read.
+    #[error("{}: {error}", path.display())]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// What went wrong.
+        error: std::io::Error,
+    },
+    /// The local store refused the blob (the size or digest is wrong, or
+    /// it could not be written); `location` is where it came from.
+    #[error("{}{error}", location.as_ref().map(|l| format!("{l}: ")).unwrap_or_default())]
+    Store {
+        /// The cache, when the text names it.
+        location: Option<String>,
+        /// What went wrong.
+        error: StoreError,
+    },
+    /// Another implementation's failure, as it says it.
+    #[error(transparent)]
+    Other(Box<dyn std::error::Error + Send + Sync>),
+}
+
 /// A cache read with `--cache-from`, as the solver consults it.
 pub trait CacheSource: Send + Sync {
     /// Where it comes from, for messages.
@@ -146,8 +184,14 @@ pub trait CacheSource: Send + Sync {
     /// solver's worker threads, outside the async runtime.
     ///
     /// # Errors
-    /// A message saying why the blob could not be had.
-    fn fetch(&self, layer: &CachedLayer, store: &LocalStore) -> Result<(), String>;
+    /// Why the blob could not be had.
+    fn fetch(&self, layer: &CachedLayer, store: &LocalStore) -> Result<(), FetchError>;
+}
+
+impl std::fmt::Debug for dyn CacheSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "CacheSource({})", self.name())
+    }
 }
 
 /// The records of a cache config, by key.
@@ -296,14 +340,17 @@ impl CacheSource for RegistryCache {
         self.records.get(key.as_str()).cloned()
     }
 
-    fn fetch(&self, layer: &CachedLayer, store: &LocalStore) -> Result<(), String> {
-        let digest: Digest = layer.blob.parse().map_err(|e| format!("{e}"))?;
+    fn fetch(&self, layer: &CachedLayer, store: &LocalStore) -> Result<(), FetchError> {
+        let digest: Digest = layer.blob.parse()?;
         self.handle
             .block_on(
                 self.client
                     .fetch_blob(&self.reference, &digest, layer.size, store),
             )
-            .map_err(|e| format!("{}: {e}", self.reference))
+            .map_err(|e| FetchError::Registry {
+                reference: self.reference.to_string(),
+                error: Box::new(e),
+            })
     }
 }
 
@@ -333,14 +380,14 @@ impl LayoutCache {
             .iter()
             .find(|m| m["annotations"][REF_NAME].as_str() == Some(tag))
             .ok_or_else(|| format_err(format!("no cache tagged {tag:?} in index.json")))?;
-        let manifest_digest = digest_of(&entry["digest"]).map_err(format_err)?;
+        let manifest_digest = digest_of(&entry["digest"], &location)?;
         let manifest: serde_json::Value = serde_json::from_slice(&read_blob(
             dir,
             &manifest_digest,
             kiln_oci::MAX_MANIFEST_SIZE,
         )?)
         .map_err(|e| format_err(format!("manifest {manifest_digest}: {e}")))?;
-        let config_digest = digest_of(&manifest["config"]["digest"]).map_err(format_err)?;
+        let config_digest = digest_of(&manifest["config"]["digest"], &location)?;
         let records = parse_records(
             &read_blob(dir, &config_digest, kiln_oci::MAX_CONFIG_SIZE)?,
             &location,
@@ -361,25 +408,35 @@ impl CacheSource for LayoutCache {
         self.records.get(key.as_str()).cloned()
     }
 
-    fn fetch(&self, layer: &CachedLayer, store: &LocalStore) -> Result<(), String> {
-        let digest: Digest = layer.blob.parse().map_err(|e| format!("{e}"))?;
+    fn fetch(&self, layer: &CachedLayer, store: &LocalStore) -> Result<(), FetchError> {
+        let digest: Digest = layer.blob.parse()?;
         if store.exists(&digest) {
             return Ok(());
         }
         // Streamed: a layer may be large; never past the record's size.
         // The store verifies the digest and the size.
         let path = blob_path(&self.dir, &digest);
-        let file = std::fs::File::open(&path).map_err(|e| format!("{}: {e}", path.display()))?;
-        let mut writer = store.writer().map_err(|e| e.to_string())?;
+        let io = |error| FetchError::Io {
+            path: path.clone(),
+            error,
+        };
+        let file = std::fs::File::open(&path).map_err(io)?;
+        let mut writer = store.writer().map_err(|error| FetchError::Store {
+            location: None,
+            error,
+        })?;
         std::io::copy(
             &mut std::io::Read::take(file, layer.size.saturating_add(1)),
             &mut writer,
         )
-        .map_err(|e| format!("{}: {e}", path.display()))?;
+        .map_err(io)?;
         writer
             .commit(Some(&digest), Some(layer.size))
             .map(|_| ())
-            .map_err(|e| format!("{}: {e}", self.dir.display()))
+            .map_err(|error| FetchError::Store {
+                location: Some(self.dir.display().to_string()),
+                error,
+            })
     }
 }
 
@@ -420,12 +477,17 @@ fn read_blob(dir: &Path, digest: &Digest, limit: u64) -> Result<Vec<u8>, RemoteC
     Ok(bytes)
 }
 
-fn digest_of(value: &serde_json::Value) -> Result<Digest, String> {
+/// The digest of the descriptor field `value` of the cache at `location`.
+fn digest_of(value: &serde_json::Value, location: &str) -> Result<Digest, RemoteCacheError> {
+    let format_err = |message: String| RemoteCacheError::Format {
+        location: location.to_string(),
+        message,
+    };
     value
         .as_str()
-        .ok_or_else(|| "a descriptor has no digest".to_string())?
+        .ok_or_else(|| format_err("a descriptor has no digest".to_string()))?
         .parse()
-        .map_err(|e| format!("{e}"))
+        .map_err(|e| format_err(format!("{e}")))
 }
 
 /// A cache artifact written to the store.

@@ -7,12 +7,39 @@
 //! runs on top of it or copies from it, the image the build exports, or a
 //! `--cache-to` that exports its blob.
 
-use super::layer::{self, LayerRecord};
-use super::CachedLayer;
-use crate::remote_cache::CacheSource;
+use super::index::CachedLayer;
+use super::remote::{CacheSource, FetchError};
+use crate::layer::{self, LayerError, LayerRecord};
 use kiln_oci::{BlobReader, LocalStore};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
+
+/// Why a layer from a `--cache-from` cache could not be had.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum LazyError {
+    /// The cache did not deliver the blob.
+    #[error("fetching a cached layer: {0}")]
+    Fetch(FetchError),
+    /// The blob arrived but is not there to unpack.
+    #[error("layer {diff_id} from cache {cache} could not be unpacked")]
+    Missing {
+        /// The layer.
+        diff_id: String,
+        /// The cache's name.
+        cache: String,
+    },
+    /// The blob did not unpack (damaged, or not the layer it claims).
+    #[error("layer {diff_id} from cache {cache}: {error}")]
+    Unpack {
+        /// The layer.
+        diff_id: String,
+        /// The cache's name.
+        cache: String,
+        /// What went wrong.
+        error: Box<LayerError>,
+    },
+}
 
 /// One layer waiting in a cache.
 struct Pending {
@@ -65,23 +92,24 @@ impl LazyLayers {
         &self,
         store: &LocalStore,
         layers: &[LayerRecord],
-    ) -> Result<(), String> {
+    ) -> Result<(), LazyError> {
         for l in layers {
             let Some(p) = self.get(l.diff_id.as_str()) else {
                 continue;
             };
             fetch(store, &p)?;
             if !l.dir.exists() {
-                let name = p.source.name();
+                let (diff_id, cache) = (l.diff_id.to_string(), p.source.name());
                 match layer::try_restore(store, &p.layer) {
                     Ok(Some(_)) => {}
-                    Ok(None) => {
-                        return Err(format!(
-                            "layer {} from cache {name} could not be unpacked",
-                            l.diff_id
-                        ))
+                    Ok(None) => return Err(LazyError::Missing { diff_id, cache }),
+                    Err(error) => {
+                        return Err(LazyError::Unpack {
+                            diff_id,
+                            cache,
+                            error: Box::new(error),
+                        })
                     }
-                    Err(e) => return Err(format!("layer {} from cache {name}: {e}", l.diff_id)),
                 }
             }
         }
@@ -93,7 +121,7 @@ impl LazyLayers {
     ///
     /// # Errors
     /// The cache failing to deliver.
-    pub(crate) fn fetch_blob(&self, store: &LocalStore, blob: &str) -> Result<(), String> {
+    pub(crate) fn fetch_blob(&self, store: &LocalStore, blob: &str) -> Result<(), LazyError> {
         let found = self
             .pending
             .lock()
@@ -109,7 +137,7 @@ impl LazyLayers {
 }
 
 /// Brings one pending layer's blob into the store, once.
-fn fetch(store: &LocalStore, p: &Pending) -> Result<(), String> {
+fn fetch(store: &LocalStore, p: &Pending) -> Result<(), LazyError> {
     let mut fetched = p.fetched.lock().unwrap_or_else(|e| e.into_inner());
     if *fetched {
         return Ok(());
@@ -120,9 +148,7 @@ fn fetch(store: &LocalStore, p: &Pending) -> Result<(), String> {
         .parse()
         .is_ok_and(|d: kiln_oci::Digest| store.exists(&d));
     if !have {
-        p.source
-            .fetch(&p.layer, store)
-            .map_err(|e| format!("fetching a cached layer: {e}"))?;
+        p.source.fetch(&p.layer, store).map_err(LazyError::Fetch)?;
     }
     *fetched = true;
     Ok(())

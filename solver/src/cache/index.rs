@@ -1,60 +1,17 @@
-//! The build cache: a record per cache key of the layer a step produced,
-//! and per step name the parts of its last key, so a miss can say which
-//! input changed.
-//!
-//! A cache key is sha256 of [`CACHE_KEY_VERSION`], the vertex digest (the
-//! op and its inputs' ops), the inputs' cache keys, and the content
-//! checksum of the context files the step reads. Names, lines and progress
-//! groups are not part of it.
+//! The local cache index: a record per cache key of the layer a step
+//! produced, and per step name the parts of its last key (see
+//! [`super::keys`]), so a miss can say which input changed.
 //!
 //! Layout under `<store>/cache`: `keys/<key hex>` holds a [`CachedLayer`]
 //! as JSON, `steps/<sha256 of the step name hex>` the [`CacheKeyParts`] of
 //! a step's last build, and `used/<diff id hex>` is an empty file whose
 //! modification time says when a build last used that unpacked layer.
 
+use super::keys::CacheKeyParts;
 use kiln_oci::Digest;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
-
-/// Bumped whenever what a key covers changes.
-pub const CACHE_KEY_VERSION: &str = "kiln.cache.v1";
-
-/// The parts a cache key is made of.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct CacheKeyParts {
-    /// The vertex digest.
-    pub vertex: String,
-    /// The inputs' cache keys.
-    pub inputs: Vec<String>,
-    /// The checksum of the context files read, if any.
-    pub context: Option<String>,
-}
-
-impl CacheKeyParts {
-    /// The key.
-    pub fn key(&self) -> Digest {
-        let text = serde_json::json!([CACHE_KEY_VERSION, self]).to_string();
-        Digest::sha256(text.as_bytes())
-    }
-
-    /// Why `self` differs from the `previous` key of the same step.
-    pub fn miss_reason(&self, previous: Option<&CacheKeyParts>) -> String {
-        let Some(p) = previous else {
-            return "no earlier build of this step".into();
-        };
-        if p.vertex != self.vertex {
-            return "the instruction or its inputs changed".into();
-        }
-        if p.context != self.context {
-            return "context files it copies changed".into();
-        }
-        if p.inputs != self.inputs {
-            return "an earlier step or the base image changed".into();
-        }
-        "the cached result was removed".into()
-    }
-}
 
 /// The layer a cached step produced.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -81,9 +38,10 @@ pub fn unix_millis(time: SystemTime) -> u64 {
         .unwrap_or(0)
 }
 
-/// One record of the cache index, as [`CacheIndex::records`] lists it.
+/// One entry of the cache index (a file under `keys/`), as
+/// [`CacheIndex::records`] lists it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CacheRecord {
+pub struct CacheIndexEntry {
     /// The cache key's hex (the file name).
     pub key: String,
     /// The record's file.
@@ -148,7 +106,7 @@ impl CacheIndex {
     ///
     /// # Errors
     /// I/O errors listing the directory (none when it does not exist).
-    pub fn records(&self) -> std::io::Result<Vec<CacheRecord>> {
+    pub fn records(&self) -> std::io::Result<Vec<CacheIndexEntry>> {
         let dir = self.dir.join("keys");
         let mut out = Vec::new();
         let entries = match std::fs::read_dir(&dir) {
@@ -172,7 +130,7 @@ impl CacheIndex {
                 .and_then(|l| l.last_used)
                 .map(|ms| UNIX_EPOCH + Duration::from_millis(ms))
                 .or(modified);
-            out.push(CacheRecord {
+            out.push(CacheIndexEntry {
                 key: name,
                 path,
                 layer,
@@ -255,18 +213,12 @@ mod tests {
     use super::*;
 
     #[test]
-    fn keys_and_reasons() {
+    fn records_are_kept_touched_and_listed() {
         let a = CacheKeyParts {
             vertex: "v".into(),
             inputs: vec!["i".into()],
             context: Some("c1".into()),
         };
-        let mut b = a.clone();
-        assert_eq!(a.key(), b.key());
-        b.context = Some("c2".into());
-        assert_ne!(a.key(), b.key());
-        assert!(b.miss_reason(Some(&a)).contains("context"));
-        assert!(a.miss_reason(None).contains("no earlier"));
         let dir = tempfile::tempdir().expect("dir");
         let index = CacheIndex::new(dir.path());
         let layer = CachedLayer {

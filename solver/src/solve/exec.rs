@@ -1,0 +1,225 @@
+//! The exec op (RUN): a process run in the sandbox on top of input 0, with
+//! its mounts ([`super::mounts`]); what it writes becomes the layer. Its
+//! key covers the context files its bind mounts show.
+//!
+//! Cancellation: the step checks the token before it starts the process
+//! (a cancelled solve starts no new process). A process already running
+//! is not stopped by the token: the runtime's `run` takes no token, and
+//! the CLI's signal handler stops running processes with
+//! [`kiln_executor::abort_runs`].
+
+use super::mounts;
+use super::step::{combined, key_parts, run_step, HostInputs, Input, StepEnv, VertexResult};
+use super::{CancelToken, Entitlement, Event, StepError};
+use crate::graph::Vertex;
+use crate::layer::{self, LayerRecord};
+use crate::op::{ExecMount, ExecOp, NetworkMode, SecurityMode};
+use kiln_executor::LayerStack;
+
+/// Refuses, before anything runs, a RUN step that needs a secret or SSH
+/// agent that was not given, or a privilege `allow` does not grant.
+pub(super) fn preflight(
+    host: &HostInputs,
+    exec: &ExecOp,
+    allow: &[Entitlement],
+) -> Result<(), StepError> {
+    let needs = [
+        (
+            exec.network == NetworkMode::Host,
+            Entitlement::NetworkHost,
+            "--network=host",
+        ),
+        (
+            exec.security == SecurityMode::Insecure,
+            Entitlement::SecurityInsecure,
+            "--security=insecure",
+        ),
+    ];
+    for (asked, entitlement, flag) in needs {
+        if asked && !allow.contains(&entitlement) {
+            return Err(StepError::NotAllowed { flag, entitlement });
+        }
+    }
+    Ok(mounts::check(host, exec)?)
+}
+
+/// Runs the RUN step `exec` of `vertex`: a cache hit, or the process.
+pub(super) fn run(
+    env: &StepEnv,
+    vertex: &Vertex,
+    exec: &ExecOp,
+    inputs: &[Input],
+    cancel: &CancelToken,
+) -> Result<Input, StepError> {
+    let Some((VertexResult::Fs(base), _)) = inputs.first() else {
+        return Err(StepError::NoFilesystem { what: "RUN" });
+    };
+    // The context files a bind mount shows are part of its key.
+    let mut sums = Vec::new();
+    for m in &exec.mounts {
+        if let ExecMount::Bind { source, .. } = m {
+            if let Some((VertexResult::Context(ctx), _)) = inputs.get(source.input) {
+                let path = source.path.trim_matches('/');
+                let path = if path.is_empty() { "." } else { path };
+                sums.push(env.host.checksum(ctx, &[path.to_string()])?);
+            }
+        }
+    }
+    let parts = key_parts(&vertex.digest, inputs, combined(&sums));
+    run_step(env, &vertex.meta, base, parts, cancel, || {
+        env.materialize_inputs(inputs)?;
+        run_process(
+            env,
+            &vertex.meta.name,
+            exec,
+            inputs,
+            &layer::stack_of(base),
+            cancel,
+        )
+    })
+}
+
+/// Runs the process in the sandbox on top of `stack` and makes its layer.
+fn run_process(
+    env: &StepEnv,
+    name: &str,
+    exec: &ExecOp,
+    inputs: &[Input],
+    stack: &LayerStack,
+    cancel: &CancelToken,
+) -> Result<LayerRecord, StepError> {
+    layer::new_layer(&env.store, env.compression, |upper, work| {
+        // Mount sources and files the step reads while it runs (heredoc
+        // scripts) live in a scratch directory removed afterwards.
+        let scratch = tempfile::tempdir_in(env.store.root()).map_err(StepError::Scratch)?;
+        let prepared = mounts::prepare(&env.host, &env.store, exec, inputs, scratch.path())?;
+        let mut process_env = exec.env.clone();
+        process_env.extend(prepared.env.iter().cloned());
+        // Only what the process itself writes: never secret values.
+        let log = |data: &[u8]| {
+            env.event(Event::Log {
+                name: name.to_string(),
+                data: data.to_vec(),
+            })
+        };
+        let mut request = kiln_executor::RunRequest {
+            lower: stack,
+            upper,
+            work,
+            process: kiln_executor::ProcessSpec {
+                args: exec.args.clone(),
+                env: process_env,
+                cwd: exec.cwd.clone(),
+                user: exec.user.clone(),
+                hostname: "buildkitsandbox".into(),
+                network: exec.network.into(),
+                security: exec.security.into(),
+            },
+            mounts: prepared.mounts.clone(),
+            output: Some(kiln_executor::OutputSink(&log)),
+        };
+        for (i, file) in exec.files.iter().enumerate() {
+            use std::os::unix::fs::PermissionsExt;
+            let source = scratch.path().join(format!("file-{i}"));
+            std::fs::write(&source, &file.data)
+                .and_then(|()| {
+                    std::fs::set_permissions(&source, std::fs::Permissions::from_mode(0o755))
+                })
+                .map_err(|error| StepError::WriteFile {
+                    path: source.clone(),
+                    error,
+                })?;
+            request.mounts.push(kiln_executor::Mount::Bind {
+                source,
+                target: file.path.clone(),
+                readonly: true,
+            });
+        }
+        if cancel.is_cancelled() {
+            return Err(StepError::Cancelled);
+        }
+        let out = env.runtime.run(&request).map_err(|error| {
+            let hint = is_exec_format_error(&error.to_string()).then(foreign_binary_hint);
+            StepError::Runtime {
+                error: Box::new(error),
+                hint,
+            }
+        })?;
+        drop(prepared);
+        for message in &out.notes {
+            env.event(Event::Note {
+                name: name.to_string(),
+                message: message.clone(),
+            });
+        }
+        if out.status != 0 {
+            let hint = is_exec_format_error(&String::from_utf8_lossy(&out.output))
+                .then(foreign_binary_hint);
+            return Err(StepError::Exit {
+                command: exec.args.join(" "),
+                status: out.status,
+                hint,
+                output: last_lines(&out.output, 10),
+            });
+        }
+        Ok(())
+    })
+}
+
+/// True when `text` says the kernel refused a program's format (ENOEXEC):
+/// usually a binary for another architecture, as in a `--platform` build
+/// of a foreign image. The built-in runtime reports it as an error, OCI
+/// runtimes in the step's output.
+fn is_exec_format_error(text: &str) -> bool {
+    let lower = text.to_ascii_lowercase();
+    lower.contains("os error 8") || lower.contains("exec format error")
+}
+
+/// What to do about an exec format error.
+fn foreign_binary_hint() -> String {
+    format!(
+        "the program is not built for this machine ({}); running another platform's programs \
+         needs an emulator registered with binfmt_misc (qemu-user-static), or cross-compile in a \
+         stage FROM --platform=$BUILDPLATFORM",
+        kiln_oci::Platform::host()
+    )
+}
+
+/// The last `n` lines of a step's output, indented, for error messages.
+fn last_lines(output: &[u8], n: usize) -> String {
+    let text = String::from_utf8_lossy(output);
+    let lines: Vec<&str> = text.lines().collect();
+    if lines.is_empty() {
+        return String::new();
+    }
+    let tail = &lines[lines.len().saturating_sub(n)..];
+    format!(
+        "\n{}",
+        tail.iter()
+            .map(|l| format!("  > {l}"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exit_errors_keep_their_text() {
+        let error = StepError::Exit {
+            command: "sh -c false".into(),
+            status: 1,
+            hint: None,
+            output: last_lines(b"one\ntwo\n", 1),
+        };
+        assert_eq!(
+            error.to_string(),
+            "process \"sh -c false\" did not complete successfully: exit code: 1\n  > two"
+        );
+        assert_eq!(last_lines(b"", 10), "");
+        assert!(is_exec_format_error("exec /bin/x: Exec format error"));
+        assert!(!is_exec_format_error("no such file"));
+    }
+}

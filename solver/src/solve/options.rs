@@ -1,0 +1,90 @@
+//! How to solve: [`SolveOptions`], and what a build may be granted or
+//! given ([`Entitlement`], [`SecretSource`]).
+
+use crate::cache::remote::CacheSource;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+/// How to solve.
+#[derive(Debug, Clone)]
+pub struct SolveOptions {
+    /// Steps run at once.
+    pub jobs: usize,
+    /// Ignore the cache (results are still recorded).
+    pub no_cache: bool,
+    /// Ignore the cache for the steps of these stages only
+    /// (`--no-cache-filter`).
+    pub no_cache_stages: Vec<String>,
+    /// `--secret` values by id, for `RUN --mount=type=secret`. They are
+    /// read only when a step mounts them and never enter a cache key, a
+    /// layer or a log line.
+    pub secrets: BTreeMap<String, SecretSource>,
+    /// `--ssh` agents by id (socket paths), for `RUN --mount=type=ssh`.
+    pub ssh: BTreeMap<String, std::path::PathBuf>,
+    /// `--allow`: what RUN steps may ask for beyond the sandbox.
+    pub allow: Vec<Entitlement>,
+    /// How new layers are compressed (the outputs' choice; an output
+    /// wanting another converts at export).
+    pub compression: kiln_oci::Compression,
+    /// Caches to reuse layers from when the local cache misses
+    /// (`--cache-from`), in order.
+    pub cache_from: Vec<Arc<dyn CacheSource>>,
+}
+
+/// A privilege a build must be granted (`--allow`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Entitlement {
+    /// `network.host`: `RUN --network=host`.
+    NetworkHost,
+    /// `security.insecure`: `RUN --security=insecure`.
+    SecurityInsecure,
+}
+
+impl std::str::FromStr for Entitlement {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Entitlement, String> {
+        match s {
+            "network.host" => Ok(Entitlement::NetworkHost),
+            "security.insecure" => Ok(Entitlement::SecurityInsecure),
+            other => Err(format!(
+                "unknown entitlement {other:?} (expected network.host or security.insecure)"
+            )),
+        }
+    }
+}
+
+impl std::fmt::Display for Entitlement {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Entitlement::NetworkHost => "network.host",
+            Entitlement::SecurityInsecure => "security.insecure",
+        })
+    }
+}
+
+/// Where a `--secret` comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SecretSource {
+    /// A file.
+    File(std::path::PathBuf),
+    /// An environment variable of the kiln process.
+    Env(String),
+}
+
+impl Default for SolveOptions {
+    fn default() -> Self {
+        SolveOptions {
+            jobs: std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(2),
+            no_cache: false,
+            no_cache_stages: Vec::new(),
+            secrets: BTreeMap::new(),
+            ssh: BTreeMap::new(),
+            allow: Vec::new(),
+            compression: kiln_oci::Compression::default(),
+            cache_from: Vec::new(),
+        }
+    }
+}

@@ -1,0 +1,246 @@
+//! Whole solves with a fake [`kiln_executor::Runtime`]: RUN steps on
+//! scratch whose "process" is a closure, in a store in a temporary
+//! directory. No root, no sandbox.
+
+use super::*;
+use crate::lower::{lower, BuildOptions, ImageResolver, ResolvedImage};
+use crate::resolve_error::ResolveError;
+use kiln_executor::{RunOutput, RunRequest, Runtime, RuntimeError};
+use kiln_oci::Platform;
+use std::sync::Mutex;
+
+struct NoImages;
+
+impl ImageResolver for NoImages {
+    fn resolve(&self, reference: &str, _: &Platform) -> Result<ResolvedImage, ResolveError> {
+        Err(format!("{reference}: no images in these tests").into())
+    }
+}
+
+/// A runtime whose process is `run`, called with the command line.
+struct FakeRuntime<F> {
+    run: F,
+    calls: Mutex<Vec<String>>,
+}
+
+impl<F> Runtime for FakeRuntime<F>
+where
+    F: Fn(&str, &RunRequest<'_>) -> RunOutput + Send + Sync,
+{
+    fn run(&self, req: &RunRequest<'_>) -> Result<RunOutput, RuntimeError> {
+        let command = req.process.args.join(" ");
+        self.calls.lock().expect("lock").push(command.clone());
+        Ok((self.run)(&command, req))
+    }
+}
+
+fn fake<F>(run: F) -> Arc<FakeRuntime<F>>
+where
+    F: Fn(&str, &RunRequest<'_>) -> RunOutput + Send + Sync,
+{
+    Arc::new(FakeRuntime {
+        run,
+        calls: Mutex::new(Vec::new()),
+    })
+}
+
+fn exited(status: i32, output: &str) -> RunOutput {
+    RunOutput {
+        status,
+        output: output.as_bytes().to_vec(),
+        notes: Vec::new(),
+    }
+}
+
+#[derive(Default)]
+struct Events(Mutex<Vec<Event>>);
+
+impl ProgressSink for Events {
+    fn event(&self, event: Event) {
+        self.0.lock().expect("lock").push(event);
+    }
+}
+
+impl Events {
+    fn errors(&self) -> Vec<(String, String)> {
+        let events = self.0.lock().expect("lock");
+        events
+            .iter()
+            .filter_map(|e| match e {
+                Event::Error { name, message } => Some((name.clone(), message.clone())),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn cached(&self) -> usize {
+        let events = self.0.lock().expect("lock");
+        events
+            .iter()
+            .filter(|e| matches!(e, Event::Cached { .. }))
+            .count()
+    }
+}
+
+struct Build {
+    _dir: tempfile::TempDir,
+    store: LocalStore,
+    lowered: Lowered,
+}
+
+fn build(dockerfile: &str) -> Build {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = LocalStore::open(dir.path().join("store")).expect("store");
+    let parsed = kiln_parser::parse(dockerfile).expect("parse");
+    let lowered = lower(
+        &parsed,
+        &BuildOptions::default(),
+        &NoImages,
+        std::path::Path::new("."),
+    )
+    .expect("lower");
+    Build {
+        _dir: dir,
+        store,
+        lowered,
+    }
+}
+
+async fn run(
+    b: &Build,
+    runtime: Arc<dyn Runtime>,
+    events: &Arc<Events>,
+    cancel: &CancelToken,
+) -> Result<Solved, SolveError> {
+    solve_with_cancel(
+        &b.lowered,
+        &b.store,
+        HashMap::new(),
+        &SolveOptions::default(),
+        runtime,
+        events.clone(),
+        cancel,
+    )
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_step_makes_a_layer_that_the_next_solve_finds_in_the_cache() {
+    let b = build("FROM scratch\nRUN [\"make\", \"it\"]\n");
+    let runtime = fake(|_, req| {
+        std::fs::write(req.upper.join("made.txt"), "made\n").expect("write");
+        exited(0, "")
+    });
+    let events = Arc::new(Events::default());
+    let first = run(&b, runtime.clone(), &events, &CancelToken::new())
+        .await
+        .expect("first solve");
+    assert_eq!(first.layers.len(), 1);
+    assert!(first.layers[0].dir.join("made.txt").exists());
+    assert_eq!(first.steps.len(), 1);
+    let again = Arc::new(Events::default());
+    let second = run(&b, runtime.clone(), &again, &CancelToken::new())
+        .await
+        .expect("second solve");
+    assert_eq!(second.layers, first.layers);
+    assert_eq!(again.cached(), 1);
+    assert_eq!(*runtime.calls.lock().expect("lock"), vec!["make it"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_step_is_named_with_its_line_and_output() {
+    let b = build("FROM scratch\nRUN [\"false\"]\n");
+    let events = Arc::new(Events::default());
+    let err = run(
+        &b,
+        fake(|_, _| exited(3, "one\ntwo\n")),
+        &events,
+        &CancelToken::new(),
+    )
+    .await
+    .expect_err("the step fails");
+    assert_eq!(err.line(), Some(2));
+    assert!(matches!(
+        err.step_error(),
+        Some(StepError::Exit { status: 3, .. })
+    ));
+    let text = err.to_string();
+    assert!(text.starts_with("line 2: "), "{text}");
+    assert!(
+        text.ends_with(
+            ": process \"false\" did not complete successfully: exit code: 3\n  > one\n  > two"
+        ),
+        "{text}"
+    );
+    // The progress display got the same message, under the step's name.
+    let errors = events.errors();
+    assert_eq!(errors.len(), 1);
+    assert_eq!(format!("line 2: {}: {}", errors[0].0, errors[0].1), text);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_panicking_step_is_reported_under_its_own_name() {
+    let b = build("FROM scratch\nRUN [\"explode\"]\n");
+    let events = Arc::new(Events::default());
+    let err = run(
+        &b,
+        fake(|_, _| panic!("the fake runtime broke")),
+        &events,
+        &CancelToken::new(),
+    )
+    .await
+    .expect_err("the step panics");
+    let SolveError::Step { name, line, error } = &err else {
+        panic!("expected a step failure, got {err:?}");
+    };
+    assert_eq!(*line, Some(2));
+    assert!(name.contains("RUN [\"explode\"]"), "{name}");
+    assert_eq!(
+        error.to_string(),
+        "a build step panicked: the fake runtime broke"
+    );
+    assert_eq!(events.errors().len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_cancel_no_further_step_starts() {
+    let b = build("FROM scratch\nRUN [\"first\"]\nRUN [\"second\"]\n");
+    let cancel = CancelToken::new();
+    let events = Arc::new(Events::default());
+    // The first process is where the user presses Ctrl-C.
+    let runtime = fake({
+        let cancel = cancel.clone();
+        move |_, _| {
+            cancel.cancel();
+            exited(0, "")
+        }
+    });
+    let err = run(&b, runtime.clone(), &events, &cancel)
+        .await
+        .expect_err("cancelled");
+    assert!(matches!(err, SolveError::Cancelled), "{err:?}");
+    assert_eq!(*runtime.calls.lock().expect("lock"), vec!["first"]);
+    assert!(events.errors().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_privilege_not_granted_fails_before_anything_runs() {
+    let b = build("FROM scratch\nRUN [\"ok\"]\nRUN --network=host [\"net\"]\n");
+    let runtime = fake(|_, _| exited(0, ""));
+    let err = run(
+        &b,
+        runtime.clone(),
+        &Arc::new(Events::default()),
+        &CancelToken::new(),
+    )
+    .await
+    .expect_err("refused");
+    assert!(
+        err.to_string().ends_with(
+            ": --network=host needs the network.host entitlement: add --allow network.host"
+        ),
+        "{err}"
+    );
+    assert_eq!(err.line(), Some(3));
+    assert!(runtime.calls.lock().expect("lock").is_empty());
+}
