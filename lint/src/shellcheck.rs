@@ -59,17 +59,6 @@ pub struct RunScript {
     pub script: String,
 }
 
-const PROXY_VARS: [&str; 8] = [
-    "HTTP_PROXY",
-    "http_proxy",
-    "HTTPS_PROXY",
-    "https_proxy",
-    "FTP_PROXY",
-    "ftp_proxy",
-    "NO_PROXY",
-    "no_proxy",
-];
-
 fn is_non_posix(shell: &str) -> bool {
     ["pwsh", "powershell", "cmd"]
         .iter()
@@ -109,7 +98,10 @@ pub fn run_scripts(dockerfile: &Dockerfile, source: &str) -> Vec<RunScript> {
         .unwrap_or_else(|| "/bin/sh -c".to_string());
     // A stage built on an image starts afresh: global ARGs are not
     // exported (hadolint resets its state at FROM).
-    let global: BTreeSet<String> = PROXY_VARS.iter().map(|s| s.to_string()).collect();
+    let global: BTreeSet<String> = kiln_parser::predefined::CLASSIC_PROXY_ARGS
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
     // (shell, vars) at the end of each stage, for `FROM <alias>`.
     let mut finals: Vec<(String, BTreeSet<String>)> = Vec::new();
     let mut out = Vec::new();
