@@ -23,6 +23,8 @@
 //!   codeclimate, gitlab_codeclimate, codacy, sonarqube, junit) to any
 //!   `impl Write`; the crate itself never prints. [`is_failure`] gives
 //!   hadolint's exit status rule and [`explain`] what a rule checks.
+//!   [`check_report`] prints BuildKit's build-check reports (`kiln build`'s
+//!   summary, `--check` and its JSON).
 //!
 //! ```
 //! use kiln_lint::{lint_file, Config, Severity};
@@ -56,7 +58,7 @@ pub use context::{run_text, Context, Item};
 pub use diagnostic::{Diagnostic, Diagnostics, Severity, UnknownSeverity};
 pub use dockerignore::DockerIgnore;
 pub use explain::explain;
-pub use format::{help_uri, Format, UnknownFormat};
+pub use format::{check_report, help_uri, Format, UnknownFormat};
 pub use pragma::{parse_pragma, Pragma, Pragmas};
 pub use rule::{find_rule, rules, Origin, Rule};
 pub use shellcheck::{run_scripts, RunScript, ShellCheck, ShellCheckError};

@@ -1,7 +1,8 @@
-//! The build ARGs that exist without a declaration: BuildKit's proxy ARGs
-//! and the ARGs it sets from the platforms and the target stage. One list
-//! for the whole workspace (the solver's lowering, lint's checks and lint's
-//! ShellCheck scripts).
+//! The build ARGs that exist without a declaration: BuildKit's proxy ARGs,
+//! the ARGs it sets from the platforms and the target stage, and the
+//! `BUILDKIT_*` frontend argument kiln reads. One list for the whole
+//! workspace (the solver's lowering, lint's checks and lint's ShellCheck
+//! scripts, the build's checks).
 
 /// The proxy ARGs of Docker's classic builder (its "Predefined ARGs"
 /// list): they reach RUN without an `ARG` and stay out of the history.
@@ -52,6 +53,10 @@ pub const PLATFORM_ARGS: [&str; 10] = [
 /// The name of the stage being built (`default` for an unnamed last
 /// stage), set by BuildKit beside [`PLATFORM_ARGS`].
 pub const TARGET_STAGE_ARG: &str = "TARGETSTAGE";
+
+/// The build argument that replaces a Dockerfile's `# check=` directive
+/// (BuildKit's frontend option, read by its build checks).
+pub const DOCKERFILE_CHECK_ARG: &str = "BUILDKIT_DOCKERFILE_CHECK";
 
 /// Whether `name` is one of the ARGs BuildKit defines for every build
 /// before the first FROM: [`PLATFORM_ARGS`] and [`TARGET_STAGE_ARG`].
