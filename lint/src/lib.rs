@@ -48,19 +48,22 @@ mod format;
 mod pragma;
 mod rule;
 mod rules;
+mod run_text;
 pub mod shell;
 mod shellcheck;
 
 pub use base_image::{base_refs, BaseImage, BaseImages, BaseRef};
 pub use config::Config;
 pub use config_file::{config_candidates, ConfigError};
-pub use context::{run_text, Context, Item};
+pub use context::{Context, Item};
 pub use diagnostic::{Diagnostic, Diagnostics, Severity, UnknownSeverity};
 pub use dockerignore::DockerIgnore;
 pub use explain::explain;
 pub use format::{check_report, help_uri, Format, UnknownFormat};
 pub use pragma::{parse_pragma, Pragma, Pragmas};
-pub use rule::{find_rule, rules, Origin, Rule};
+pub use rule::{Origin, Rule};
+pub use rules::{find_rule, rules};
+pub use run_text::run_text;
 pub use shellcheck::{run_scripts, RunScript, ShellCheck, ShellCheckError};
 
 /// The code of the pseudo-rule for files that do not parse.

@@ -149,7 +149,7 @@ pub fn run_scripts(dockerfile: &Dockerfile, source: &str) -> Vec<RunScript> {
                         continue;
                     }
                     let text = if !onbuild && run.heredocs.is_empty() && dockerfile.escape == '\\' {
-                        crate::context::raw_text(&source_lines, command, dockerfile.escape)
+                        crate::run_text::raw_text(&source_lines, command, dockerfile.escape)
                             .unwrap_or_else(|| text.clone())
                     } else {
                         text.clone()

@@ -551,7 +551,7 @@ pub(crate) fn dl3042(cx: &Context<'_>, out: &mut Diagnostics) {
                 if no_cache_env[stage] || has_cache_mount(run, ".cache/pip") {
                     continue;
                 }
-                let text = crate::context::run_text(run);
+                let text = crate::run_text::run_text(run);
                 if text
                     .split_whitespace()
                     .any(|w| w.strip_prefix("PIP_NO_CACHE_DIR=").is_some_and(truthy))
