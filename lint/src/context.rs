@@ -3,8 +3,8 @@
 //! includes ONBUILD triggers).
 
 use crate::config::Config;
+use crate::run_script::Script;
 use crate::run_text::{raw_text, run_text};
-use crate::shell::Script;
 use kiln_parser::instruction::Run;
 use kiln_parser::{Command, Dockerfile, Instruction};
 use std::collections::HashMap;

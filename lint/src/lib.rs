@@ -7,7 +7,7 @@
 //!   (`StageNameCasing`), and `DL1000` with a line and column when the file
 //!   does not parse.
 //! * Every rule implements [`Rule`]; [`rules`] lists them in evaluation
-//!   order. Rules that look inside RUN use [`shell::Script`], a small
+//!   order. Rules that look inside RUN use [`run_script::Script`], a small
 //!   POSIX/bash command parser.
 //! * Pragmas are honoured as hadolint does: `# hadolint ignore=DL3008` (next
 //!   instruction), `# hadolint global ignore=...`, `# hadolint stage
@@ -48,8 +48,8 @@ mod format;
 mod pragma;
 mod rule;
 mod rules;
+pub mod run_script;
 mod run_text;
-pub mod shell;
 mod shellcheck;
 
 pub use base_image::{base_refs, BaseImage, BaseImages, BaseRef};
