@@ -83,14 +83,7 @@ impl<'a> Context<'a> {
                 scripts.insert((start.line, start.column), run_script(run, raw));
             }
         }
-        let mut parents = Vec::new();
-        for (i, stage) in dockerfile.stages.iter().enumerate() {
-            let image = stage.base().image.to_ascii_lowercase();
-            let parent = dockerfile.stages[..i]
-                .iter()
-                .rposition(|s| s.name() == Some(image.as_str()));
-            parents.push(parent);
-        }
+        let parents = crate::stages::parents(dockerfile);
         Context {
             dockerfile,
             config,

@@ -51,6 +51,7 @@ mod rules;
 pub mod run_script;
 mod run_text;
 mod shellcheck;
+mod stages;
 
 pub use base_image::{base_refs, BaseImage, BaseImages, BaseRef};
 pub use config::Config;

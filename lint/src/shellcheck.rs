@@ -105,11 +105,8 @@ pub fn run_scripts(dockerfile: &Dockerfile, source: &str) -> Vec<RunScript> {
     // (shell, vars) at the end of each stage, for `FROM <alias>`.
     let mut finals: Vec<(String, BTreeSet<String>)> = Vec::new();
     let mut out = Vec::new();
-    for (i, stage) in dockerfile.stages.iter().enumerate() {
-        let image = stage.base().image.to_ascii_lowercase();
-        let parent = dockerfile.stages[..i]
-            .iter()
-            .rposition(|s| s.name() == Some(image.as_str()));
+    let parents = crate::stages::parents(dockerfile);
+    for (stage, parent) in dockerfile.stages.iter().zip(parents) {
         let (mut shell, mut vars) = match parent.and_then(|p| finals.get(p)) {
             Some((s, v)) => (s.clone(), v.clone()),
             None => (default_shell.clone(), global.clone()),
