@@ -58,7 +58,9 @@ impl Pattern {
     }
 
     /// Compiles a pattern with patternmatcher's `**`: `**/` matches any
-    /// number of directories, a final `**` anything.
+    /// number of directories, a final `**` anything. As patternmatcher's
+    /// regular expressions do, it rejects a range like `[b-a]`, which
+    /// [`Pattern::new`] (Go) accepts as matching nothing.
     pub fn with_double_star(pattern: &str) -> Result<Pattern, PatternError> {
         compile(pattern, true).map(|tokens| Pattern { tokens })
     }
@@ -110,8 +112,10 @@ fn class_char(chars: &[char], i: &mut usize) -> Result<char, PatternError> {
     Ok(c)
 }
 
-/// Parses a bracket expression whose `[` is at `chars[*i - 1]`.
-fn parse_class(chars: &[char], i: &mut usize) -> Result<Class, PatternError> {
+/// Parses a bracket expression whose `[` is at `chars[*i - 1]`. A range
+/// whose start is after its end matches nothing in Go's `filepath.Match`;
+/// patternmatcher's regular expressions reject it (`strict_ranges`).
+fn parse_class(chars: &[char], i: &mut usize, strict_ranges: bool) -> Result<Class, PatternError> {
     let mut negated = false;
     if chars.get(*i) == Some(&'^') {
         negated = true;
@@ -129,7 +133,7 @@ fn parse_class(chars: &[char], i: &mut usize) -> Result<Class, PatternError> {
             *i += 1;
             hi = class_char(chars, i)?;
         }
-        if lo > hi {
+        if strict_ranges && lo > hi {
             return Err(PatternError::InvalidRange { lo, hi });
         }
         ranges.push((lo, hi));
@@ -163,7 +167,7 @@ fn compile(pattern: &str, double_star: bool) -> Result<Vec<Token>, PatternError>
                 i += 1;
                 tokens.push(Token::Lit(next));
             }
-            '[' => tokens.push(Token::Class(parse_class(&chars, &mut i)?)),
+            '[' => tokens.push(Token::Class(parse_class(&chars, &mut i, double_star)?)),
             c => tokens.push(Token::Lit(c)),
         }
     }

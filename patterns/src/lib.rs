@@ -17,6 +17,8 @@
 //! assert!(!ignore.is_excluded("keep.log"));
 //! ```
 
+#![deny(missing_docs)]
+
 mod glob;
 mod ignore;
 

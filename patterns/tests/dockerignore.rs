@@ -148,7 +148,12 @@ fn read_all_rules() {
 
 #[test]
 fn bad_patterns_name_file_line_and_pattern() {
-    let cases: &[(&str, &str)] = &[("ok\n[\n", "["), ("!\n", "!"), ("a\\", "a\\")];
+    let cases: &[(&str, &str)] = &[
+        ("ok\n[\n", "["),
+        ("!\n", "!"),
+        ("a\\", "a\\"),
+        ("x[b-a]\n", "x[b-a]"),
+    ];
     for (text, pattern) in cases {
         let err =
             DockerIgnore::parse(text, Path::new("/ctx/.dockerignore")).expect_err("must fail");

@@ -65,6 +65,9 @@ fn filepath_match_table() {
         ("a[", "x", None),
         ("a/b[", "x", None),
         ("*x", "xxx", Some(true)),
+        // Go checks no range order: a reversed range matches nothing.
+        ("[b-a]", "a", Some(false)),
+        ("x[b-a]*", "xbz", Some(false)),
         ("**", "a", Some(true)),
         ("**", "a/b", Some(false)),
     ];
@@ -81,12 +84,14 @@ fn bad_patterns_say_why() {
         ("[]a]", "'-' or ']' must be escaped in a class"),
         ("[\\", "trailing '\\' in a class"),
         ("a\\", "trailing '\\'"),
-        ("[b-a]", "invalid range b-a"),
     ];
     for (pattern, want) in cases {
         let err = Pattern::new(pattern).expect_err(pattern);
         assert_eq!(err.to_string(), *want, "{pattern:?}");
     }
+    // patternmatcher's regular expressions reject what Go lets match nothing.
+    let err = Pattern::with_double_star("[b-a]").expect_err("reversed range");
+    assert_eq!(err.to_string(), "invalid range b-a");
 }
 
 #[test]
