@@ -10,6 +10,7 @@
 use crate::dirfd::Dir;
 use crate::names;
 use crate::sys;
+use kiln_patterns::go_match;
 use std::collections::{BTreeMap, HashMap};
 use std::ffi::{OsStr, OsString};
 use std::fs::Metadata;
@@ -378,7 +379,7 @@ impl SourceTree for LayerStack {
             };
         }
         for c in comps.iter().filter(|c| has_meta(c)) {
-            if let Err(BadPattern) = go_match(c, "") {
+            if go_match(c, "").is_err() {
                 return Err(SourceError::Io {
                     action: "matching",
                     path: PathBuf::from(source),
@@ -458,187 +459,6 @@ impl SourceTree for LayerStack {
 /// Whether a path component is a pattern (Go's `hasMeta` on Unix).
 fn has_meta(component: &str) -> bool {
     component.contains(['*', '?', '[', '\\'])
-}
-
-/// A malformed pattern (Go's `filepath.ErrBadPattern`).
-#[derive(Debug, PartialEq, Eq)]
-struct BadPattern;
-
-/// Go's `filepath.Match` on Unix: `*` (no `/`), `?`, `[...]` / `[^...]`
-/// with ranges, `\` escapes.
-fn go_match(pattern: &str, name: &str) -> Result<bool, BadPattern> {
-    let mut pattern: &[char] = &pattern.chars().collect::<Vec<_>>();
-    let name_chars: Vec<char> = name.chars().collect();
-    let mut name: &[char] = &name_chars;
-    'outer: while !pattern.is_empty() {
-        let (star, chunk, rest) = scan_chunk(pattern);
-        pattern = rest;
-        if star && chunk.is_empty() {
-            return Ok(!name.contains(&'/'));
-        }
-        let (t, ok, err) = match_chunk(chunk, name);
-        if ok && (t.is_empty() || !pattern.is_empty()) {
-            name = t;
-            continue;
-        }
-        if err {
-            return Err(BadPattern);
-        }
-        if star {
-            let mut i = 0;
-            while i < name.len() && name[i] != '/' {
-                let (t, ok, err) = match_chunk(chunk, &name[i + 1..]);
-                if ok {
-                    if pattern.is_empty() && !t.is_empty() {
-                        i += 1;
-                        continue;
-                    }
-                    name = t;
-                    continue 'outer;
-                }
-                if err {
-                    return Err(BadPattern);
-                }
-                i += 1;
-            }
-        }
-        while !pattern.is_empty() {
-            let (_, chunk, rest) = scan_chunk(pattern);
-            pattern = rest;
-            if match_chunk(chunk, &[]).2 {
-                return Err(BadPattern);
-            }
-        }
-        return Ok(false);
-    }
-    Ok(name.is_empty())
-}
-
-/// Go's `scanChunk`: leading stars, then the chunk up to the next star
-/// outside a class.
-fn scan_chunk(mut pattern: &[char]) -> (bool, &[char], &[char]) {
-    let mut star = false;
-    while pattern.first() == Some(&'*') {
-        pattern = &pattern[1..];
-        star = true;
-    }
-    let mut inrange = false;
-    let mut i = 0;
-    while i < pattern.len() {
-        match pattern[i] {
-            '\\' if i + 1 < pattern.len() => i += 1,
-            '[' => inrange = true,
-            ']' => inrange = false,
-            '*' if !inrange => break,
-            _ => {}
-        }
-        i += 1;
-    }
-    (star, &pattern[..i], &pattern[i..])
-}
-
-/// Go's `matchChunk`: (rest of name, matched, bad pattern).
-fn match_chunk<'a>(mut chunk: &[char], mut s: &'a [char]) -> (&'a [char], bool, bool) {
-    let mut failed = false;
-    while !chunk.is_empty() {
-        if !failed && s.is_empty() {
-            failed = true;
-        }
-        match chunk[0] {
-            '[' => {
-                let mut r = '\0';
-                if !failed {
-                    r = s[0];
-                    s = &s[1..];
-                }
-                chunk = &chunk[1..];
-                let mut negated = false;
-                if chunk.first() == Some(&'^') {
-                    negated = true;
-                    chunk = &chunk[1..];
-                }
-                let mut matched = false;
-                let mut nrange = 0;
-                loop {
-                    if chunk.first() == Some(&']') && nrange > 0 {
-                        chunk = &chunk[1..];
-                        break;
-                    }
-                    let Some((lo, rest)) = get_esc(chunk) else {
-                        return (&[], false, true);
-                    };
-                    chunk = rest;
-                    let mut hi = lo;
-                    if chunk[0] == '-' {
-                        let Some((h, rest)) = get_esc(&chunk[1..]) else {
-                            return (&[], false, true);
-                        };
-                        hi = h;
-                        chunk = rest;
-                    }
-                    if lo <= r && r <= hi {
-                        matched = true;
-                    }
-                    nrange += 1;
-                }
-                if matched == negated {
-                    failed = true;
-                }
-            }
-            '?' => {
-                if !failed {
-                    if s[0] == '/' {
-                        failed = true;
-                    }
-                    s = &s[1..];
-                }
-                chunk = &chunk[1..];
-            }
-            c => {
-                let c = if c == '\\' {
-                    chunk = &chunk[1..];
-                    match chunk.first() {
-                        None => return (&[], false, true),
-                        Some(&c) => c,
-                    }
-                } else {
-                    c
-                };
-                if !failed {
-                    if c != s[0] {
-                        failed = true;
-                    }
-                    s = &s[1..];
-                }
-                chunk = &chunk[1..];
-            }
-        }
-    }
-    if failed {
-        (&[], false, false)
-    } else {
-        (s, true, false)
-    }
-}
-
-/// Go's `getEsc`: one possibly escaped class character; the class must go
-/// on after it.
-fn get_esc(chunk: &[char]) -> Option<(char, &[char])> {
-    let mut chunk = chunk;
-    match chunk.first() {
-        None | Some('-') | Some(']') => return None,
-        Some('\\') => {
-            chunk = &chunk[1..];
-            chunk.first()?;
-        }
-        _ => {}
-    }
-    let r = chunk[0];
-    let rest = &chunk[1..];
-    if rest.is_empty() {
-        return None;
-    }
-    Some((r, rest))
 }
 
 /// Copies the merged view of `stack` into the plain directory `dest`,
@@ -930,73 +750,7 @@ pub(crate) fn set_meta(path: &Path, md: &Metadata, chmod: bool) -> io::Result<()
 
 #[cfg(test)]
 mod tests {
-    use super::{clean, go_match, BadPattern};
-
-    #[test]
-    fn go_match_cases() {
-        // From Go's filepath match_test.go.
-        let cases: &[(&str, &str, Result<bool, BadPattern>)] = &[
-            ("abc", "abc", Ok(true)),
-            ("*", "abc", Ok(true)),
-            ("*c", "abc", Ok(true)),
-            ("a*", "a", Ok(true)),
-            ("a*", "abc", Ok(true)),
-            ("a*", "ab/c", Ok(false)),
-            ("a*/b", "abc/b", Ok(true)),
-            ("a*/b", "a/c/b", Ok(false)),
-            ("a*b*c*d*e*/f", "axbxcxdxe/f", Ok(true)),
-            ("a*b*c*d*e*/f", "axbxcxdxexxx/f", Ok(true)),
-            ("a*b*c*d*e*/f", "axbxcxdxe/xxx/f", Ok(false)),
-            ("a*b*c*d*e*/f", "axbxcxdxexxx/fff", Ok(false)),
-            ("a*b?c*x", "abxbbxdbxebxczzx", Ok(true)),
-            ("a*b?c*x", "abxbbxdbxebxczzy", Ok(false)),
-            ("ab[c]", "abc", Ok(true)),
-            ("ab[b-d]", "abc", Ok(true)),
-            ("ab[e-g]", "abc", Ok(false)),
-            ("ab[^c]", "abc", Ok(false)),
-            ("ab[^b-d]", "abc", Ok(false)),
-            ("ab[^e-g]", "abc", Ok(true)),
-            ("a\\*b", "a*b", Ok(true)),
-            ("a\\*b", "ab", Ok(false)),
-            ("a?b", "a☺b", Ok(true)),
-            ("a[^a]b", "a☺b", Ok(true)),
-            ("a???b", "a☺b", Ok(false)),
-            ("a[^a][^a][^a]b", "a☺b", Ok(false)),
-            ("[a-ζ]*", "α", Ok(true)),
-            ("*[a-ζ]", "A", Ok(false)),
-            ("a?b", "a/b", Ok(false)),
-            ("a*b", "a/b", Ok(false)),
-            ("[\\]a]", "]", Ok(true)),
-            ("[\\-]", "-", Ok(true)),
-            ("[x\\-]", "x", Ok(true)),
-            ("[x\\-]", "-", Ok(true)),
-            ("[x\\-]", "z", Ok(false)),
-            ("[\\-x]", "x", Ok(true)),
-            ("[\\-x]", "-", Ok(true)),
-            ("[\\-x]", "a", Ok(false)),
-            ("[]a]", "]", Err(BadPattern)),
-            ("[-]", "-", Err(BadPattern)),
-            ("[x-]", "x", Err(BadPattern)),
-            ("[x-]", "-", Err(BadPattern)),
-            ("[x-]", "z", Err(BadPattern)),
-            ("[-x]", "x", Err(BadPattern)),
-            ("[-x]", "-", Err(BadPattern)),
-            ("[-x]", "a", Err(BadPattern)),
-            ("\\", "a", Err(BadPattern)),
-            ("[a-b-c]", "a", Err(BadPattern)),
-            ("[", "a", Err(BadPattern)),
-            ("[^", "a", Err(BadPattern)),
-            ("[^bc", "a", Err(BadPattern)),
-            ("a[", "a", Err(BadPattern)),
-            ("a[", "ab", Err(BadPattern)),
-            ("a[", "x", Err(BadPattern)),
-            ("a/b[", "x", Err(BadPattern)),
-            ("*x", "xxx", Ok(true)),
-        ];
-        for (pattern, name, want) in cases {
-            assert_eq!(&go_match(pattern, name), want, "{pattern:?} {name:?}");
-        }
-    }
+    use super::clean;
 
     #[test]
     fn clean_clamps() {

@@ -3,7 +3,7 @@
 //! one).
 #![no_main]
 
-use kiln_solver::context::DockerIgnore;
+use kiln_patterns::DockerIgnore;
 use libfuzzer_sys::fuzz_target;
 use std::path::Path;
 

@@ -7,7 +7,7 @@
 //!   (`StageNameCasing`), and `DL1000` with a line and column when the file
 //!   does not parse.
 //! * Every rule implements [`Rule`]; [`rules`] lists them in evaluation
-//!   order. Rules that look inside RUN use [`shell::Script`], a small
+//!   order. Rules that look inside RUN use [`run_script::Script`], a small
 //!   POSIX/bash command parser.
 //! * Pragmas are honoured as hadolint does: `# hadolint ignore=DL3008` (next
 //!   instruction), `# hadolint global ignore=...`, `# hadolint stage
@@ -23,6 +23,8 @@
 //!   codeclimate, gitlab_codeclimate, codacy, sonarqube, junit) to any
 //!   `impl Write`; the crate itself never prints. [`is_failure`] gives
 //!   hadolint's exit status rule and [`explain`] what a rule checks.
+//!   [`check_report`] prints BuildKit's build-check reports (`kiln build`'s
+//!   summary, `--check` and its JSON).
 //!
 //! ```
 //! use kiln_lint::{lint_file, Config, Severity};
@@ -46,19 +48,23 @@ mod format;
 mod pragma;
 mod rule;
 mod rules;
-pub mod shell;
+pub mod run_script;
+mod run_text;
 mod shellcheck;
+mod stages;
 
 pub use base_image::{base_refs, BaseImage, BaseImages, BaseRef};
 pub use config::Config;
 pub use config_file::{config_candidates, ConfigError};
-pub use context::{run_text, Context, Item};
+pub use context::{Context, Item};
 pub use diagnostic::{Diagnostic, Diagnostics, Severity, UnknownSeverity};
 pub use dockerignore::DockerIgnore;
 pub use explain::explain;
-pub use format::{help_uri, Format, UnknownFormat};
+pub use format::{check_report, help_uri, Format, UnknownFormat};
 pub use pragma::{parse_pragma, Pragma, Pragmas};
-pub use rule::{find_rule, rules, Origin, Rule};
+pub use rule::{Origin, Rule};
+pub use rules::{find_rule, rules};
+pub use run_text::run_text;
 pub use shellcheck::{run_scripts, RunScript, ShellCheck, ShellCheckError};
 
 /// The code of the pseudo-rule for files that do not parse.

@@ -1,4 +1,5 @@
-//! The [`Rule`] trait and the registry of every rule kiln knows.
+//! The [`Rule`] trait and [`FnRule`], the shape of every rule
+//! (the registry that lists them is in `rules/`).
 
 use crate::context::Context;
 use crate::diagnostic::{Diagnostics, Severity};
@@ -58,14 +59,4 @@ impl Rule for FnRule {
     fn check(&self, cx: &Context<'_>, out: &mut Diagnostics) {
         (self.check)(cx, out)
     }
-}
-
-/// Every rule, in hadolint's evaluation order, then BuildKit's checks.
-pub fn rules() -> &'static [&'static dyn Rule] {
-    crate::rules::REGISTRY
-}
-
-/// The rule with this code, if kiln has it.
-pub fn find_rule(code: &str) -> Option<&'static dyn Rule> {
-    rules().iter().copied().find(|r| r.code() == code)
 }

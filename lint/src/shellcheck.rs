@@ -59,17 +59,6 @@ pub struct RunScript {
     pub script: String,
 }
 
-const PROXY_VARS: [&str; 8] = [
-    "HTTP_PROXY",
-    "http_proxy",
-    "HTTPS_PROXY",
-    "https_proxy",
-    "FTP_PROXY",
-    "ftp_proxy",
-    "NO_PROXY",
-    "no_proxy",
-];
-
 fn is_non_posix(shell: &str) -> bool {
     ["pwsh", "powershell", "cmd"]
         .iter()
@@ -109,15 +98,15 @@ pub fn run_scripts(dockerfile: &Dockerfile, source: &str) -> Vec<RunScript> {
         .unwrap_or_else(|| "/bin/sh -c".to_string());
     // A stage built on an image starts afresh: global ARGs are not
     // exported (hadolint resets its state at FROM).
-    let global: BTreeSet<String> = PROXY_VARS.iter().map(|s| s.to_string()).collect();
+    let global: BTreeSet<String> = kiln_parser::predefined::CLASSIC_PROXY_ARGS
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
     // (shell, vars) at the end of each stage, for `FROM <alias>`.
     let mut finals: Vec<(String, BTreeSet<String>)> = Vec::new();
     let mut out = Vec::new();
-    for (i, stage) in dockerfile.stages.iter().enumerate() {
-        let image = stage.base().image.to_ascii_lowercase();
-        let parent = dockerfile.stages[..i]
-            .iter()
-            .rposition(|s| s.name() == Some(image.as_str()));
+    let parents = crate::stages::parents(dockerfile);
+    for (stage, parent) in dockerfile.stages.iter().zip(parents) {
         let (mut shell, mut vars) = match parent.and_then(|p| finals.get(p)) {
             Some((s, v)) => (s.clone(), v.clone()),
             None => (default_shell.clone(), global.clone()),
@@ -157,7 +146,7 @@ pub fn run_scripts(dockerfile: &Dockerfile, source: &str) -> Vec<RunScript> {
                         continue;
                     }
                     let text = if !onbuild && run.heredocs.is_empty() && dockerfile.escape == '\\' {
-                        crate::context::raw_text(&source_lines, command, dockerfile.escape)
+                        crate::run_text::raw_text(&source_lines, command, dockerfile.escape)
                             .unwrap_or_else(|| text.clone())
                     } else {
                         text.clone()

@@ -325,6 +325,23 @@ fn buildkit_checks() {
     );
 }
 
+/// The ARGs BuildKit defines without a declaration come from one list
+/// (`kiln_parser::predefined`): every automatic platform ARG and
+/// TARGETSTAGE in FROM, and both cases of every proxy ARG, ALL_PROXY's too.
+#[test]
+fn predefined_args_are_buildkits() {
+    case(
+        "UndefinedArgInFrom",
+        "FROM a:${TARGETOSVERSION}\nFROM b:$BUILDOSVERSION\nFROM c-$TARGETSTAGE\nFROM d:$NOPE\n",
+        &[4],
+    );
+    case(
+        "UndefinedVar",
+        "FROM scratch\nENV A=$ALL_PROXY B=$all_proxy C=$no_proxy\nENV D=$NO_PROXYY\n",
+        &[3],
+    );
+}
+
 #[test]
 fn more_buildkit_checks() {
     case("NoEmptyContinuation", "FROM a:1\nRUN a \\\n\n  b\n", &[2]);

@@ -18,7 +18,8 @@
 //! lexer (`$a`, `${a:-b}`, `${a#p}`, quotes, escapes), and
 //! [`Command::expand`] applies it to exactly the arguments BuildKit expands
 //! for each instruction; the solver calls it with the stage's ARG and ENV
-//! values.
+//! values. [`predefined`] lists the ARGs BuildKit defines without a
+//! declaration (proxies, platforms, the target stage).
 //!
 //! Every error is a [`ParseError`] whose `Display` is `LINE:COL: message`;
 //! the caller adds the file name.
@@ -46,6 +47,7 @@ mod error;
 mod gostr;
 mod heredoc;
 pub mod instruction;
+pub mod predefined;
 pub mod raw;
 pub mod shell;
 mod source;

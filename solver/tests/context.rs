@@ -213,6 +213,9 @@ fn wildcard_resolution() {
     assert!(kinds.contains(&EntryKind::Symlink) && kinds.contains(&EntryKind::Dir));
     let err = ctx.resolve("a[").expect_err("bad pattern");
     assert!(err.to_string().contains("\"a[\""), "{err}");
+    // Go's filepath.Match (and so BuildKit) lets a reversed range match
+    // nothing rather than reject it, as COPY --from always did.
+    assert_eq!(resolved(&ctx, "dir[z-a]/*"), Vec::<String>::new());
 }
 
 #[test]

@@ -255,17 +255,6 @@ pub(crate) fn redundant_target_platform(cx: &Context<'_>, out: &mut Diagnostics)
     }
 }
 
-const BUILTIN_ARGS: [&str; 8] = [
-    "TARGETPLATFORM",
-    "TARGETOS",
-    "TARGETARCH",
-    "TARGETVARIANT",
-    "BUILDPLATFORM",
-    "BUILDOS",
-    "BUILDARCH",
-    "BUILDVARIANT",
-];
-
 pub(crate) fn undefined_arg_in_from(cx: &Context<'_>, out: &mut Diagnostics) {
     let global: HashSet<&str> = cx
         .dockerfile
@@ -285,7 +274,7 @@ pub(crate) fn undefined_arg_in_from(cx: &Context<'_>, out: &mut Diagnostics) {
             text.push_str(p);
         }
         for var in variables(&text) {
-            if !global.contains(var.as_str()) && !BUILTIN_ARGS.contains(&var.as_str()) {
+            if !global.contains(var.as_str()) && !kiln_parser::predefined::is_automatic_arg(&var) {
                 out.at_with(
                     stage.from.span.start.line,
                     format!("FROM argument '{var}' is not declared"),
@@ -494,19 +483,6 @@ const BASE_IMAGE_ENV: [&str; 8] = [
     "PATH", "HOME", "USER", "HOSTNAME", "LANG", "PWD", "SHELL", "TERM",
 ];
 
-/// Variables BuildKit always knows in a stage.
-const ALWAYS_DEFINED: [&str; 9] = [
-    "HTTP_PROXY",
-    "HTTPS_PROXY",
-    "FTP_PROXY",
-    "NO_PROXY",
-    "ALL_PROXY",
-    "http_proxy",
-    "https_proxy",
-    "ftp_proxy",
-    "no_proxy",
-];
-
 pub(crate) fn undefined_var(cx: &Context<'_>, out: &mut Diagnostics) {
     // Per stage: the names in scope so far, and whether the base image is
     // known (a chain of stages rooted at scratch), so that an unknown name
@@ -535,7 +511,7 @@ pub(crate) fn undefined_var(cx: &Context<'_>, out: &mut Diagnostics) {
         }
         for word in expanded_words(instruction) {
             for var in variables(word) {
-                if scope[stage].contains(&var) || ALWAYS_DEFINED.contains(&var.as_str()) {
+                if scope[stage].contains(&var) || kiln_parser::predefined::is_proxy_arg(&var) {
                     continue;
                 }
                 let suggestion = scope[stage]

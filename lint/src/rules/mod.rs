@@ -38,7 +38,7 @@ macro_rules! bk {
 fn recovered_only(_: &crate::Context<'_>, _: &mut crate::Diagnostics) {}
 
 /// Every rule, in hadolint's order, then BuildKit's checks.
-pub(crate) static REGISTRY: &[&dyn Rule] = &[
+static REGISTRY: &[&dyn Rule] = &[
     dl!("DL1001", Ignore, "Please refrain from using inline ignore pragmas `# hadolint ignore=DLxxxx`.", instructions::dl1001),
     dl!("DL3000", Error, "Use absolute WORKDIR", instructions::dl3000),
     dl!("DL3001", Info, "For some bash commands it makes no sense running them in a Docker container like `ssh`, `vim`, `shutdown`, `service`, `ps`, `free`, `top`, `kill`, `mount`, `ifconfig`", run::dl3001),
@@ -166,4 +166,14 @@ pub(crate) fn variables(text: &str) -> Vec<String> {
         i += 1;
     }
     out
+}
+
+/// Every rule, in hadolint's evaluation order, then BuildKit's checks.
+pub fn rules() -> &'static [&'static dyn Rule] {
+    REGISTRY
+}
+
+/// The rule with this code, if kiln has it.
+pub fn find_rule(code: &str) -> Option<&'static dyn Rule> {
+    rules().iter().copied().find(|r| r.code() == code)
 }

@@ -3,7 +3,7 @@
 use super::run::per_run;
 use crate::context::Context;
 use crate::diagnostic::Diagnostics;
-use crate::shell::Command;
+use crate::run_script::Command;
 use kiln_parser::instruction::{MountType, Run};
 use kiln_parser::Instruction;
 use std::collections::HashSet;
@@ -378,7 +378,7 @@ fn rpm_packages<'c>(c: &'c Command, sub: &[&str]) -> Vec<(&'c str, &'c str)> {
         .args
         .iter()
         .zip(&c.raw_args)
-        .filter(|(a, _)| !crate::shell::is_flag_word(a))
+        .filter(|(a, _)| !crate::run_script::is_flag_word(a))
         .map(|(a, r)| (a.as_str(), r.as_str()))
         .collect();
     let Some(i) = words.iter().position(|(a, _)| sub.contains(a)) else {
@@ -551,7 +551,7 @@ pub(crate) fn dl3042(cx: &Context<'_>, out: &mut Diagnostics) {
                 if no_cache_env[stage] || has_cache_mount(run, ".cache/pip") {
                     continue;
                 }
-                let text = crate::context::run_text(run);
+                let text = crate::run_text::run_text(run);
                 if text
                     .split_whitespace()
                     .any(|w| w.strip_prefix("PIP_NO_CACHE_DIR=").is_some_and(truthy))

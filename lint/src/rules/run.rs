@@ -2,7 +2,7 @@
 
 use crate::context::Context;
 use crate::diagnostic::Diagnostics;
-use crate::shell::{Command, Script};
+use crate::run_script::{Command, Script};
 use kiln_parser::Instruction;
 
 /// Reports every RUN (ONBUILD triggers too when `onbuild`) whose script has

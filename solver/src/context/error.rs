@@ -68,6 +68,25 @@ pub enum ContextError {
     },
 }
 
+impl From<kiln_patterns::IgnoreError> for ContextError {
+    fn from(err: kiln_patterns::IgnoreError) -> ContextError {
+        match err {
+            kiln_patterns::IgnoreError::Io { path, source } => ContextError::Io { path, source },
+            kiln_patterns::IgnoreError::BadPattern {
+                path,
+                line,
+                pattern,
+                reason,
+            } => ContextError::BadIgnorePattern {
+                path,
+                line,
+                pattern,
+                reason: reason.to_string(),
+            },
+        }
+    }
+}
+
 // Written by hand rather than with thiserror: `NotFound` and
 // `BadSourcePattern` have a field named `source` (the COPY source) that
 // thiserror would take for the underlying error.

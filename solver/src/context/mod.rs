@@ -8,8 +8,6 @@
 mod cache;
 mod checksum;
 mod error;
-mod glob;
-mod ignore;
 mod source;
 mod tarball;
 mod walk;
@@ -17,7 +15,7 @@ mod walk;
 pub use cache::{CacheRecord, ChecksumCache};
 pub use checksum::{ContextDigest, HashStats};
 pub use error::ContextError;
-pub use ignore::{DockerIgnore, IgnorePattern};
+pub use kiln_patterns::{DockerIgnore, IgnorePattern};
 pub use source::clean_source;
 pub use walk::{EntryKind, WalkEntry};
 

@@ -2,10 +2,10 @@
 //! context root, and per-component wildcard matching.
 
 use super::error::ContextError;
-use super::glob::{self, Token};
 use super::walk::{self, EntryKind};
 use super::{BuildContext, ContextEntry};
 use kiln_executor::names;
+use kiln_patterns::{has_wildcards, Pattern};
 use std::collections::VecDeque;
 use std::io::ErrorKind;
 use std::path::PathBuf;
@@ -18,8 +18,7 @@ const MAX_SYMLINKS: usize = 255;
 /// `.`, empty components and a leading `/` or `./` are dropped. The root is
 /// `""`.
 pub fn clean_source(source: &str) -> String {
-    let cleaned = glob::go_clean(&format!("/{source}"));
-    cleaned.trim_start_matches('/').to_string()
+    kiln_patterns::clean_relative(source)
 }
 
 impl BuildContext {
@@ -134,7 +133,7 @@ impl BuildContext {
                 abs_path: self.root.clone(),
             }]);
         }
-        if !glob::has_wildcards(&cleaned) {
+        if !has_wildcards(&cleaned) {
             let rel = self
                 .resolve_scoped(&cleaned, false)?
                 .ok_or_else(not_found)?;
@@ -146,15 +145,14 @@ impl BuildContext {
         let mut found: Vec<ContextEntry> = Vec::new();
         for (i, comp) in comps.iter().enumerate() {
             let last = i + 1 == comps.len();
-            let tokens =
-                glob::compile_match(comp).map_err(|reason| ContextError::BadSourcePattern {
-                    source: source.to_string(),
-                    pattern: comp.to_string(),
-                    reason,
-                })?;
+            let pattern = Pattern::new(comp).map_err(|reason| ContextError::BadSourcePattern {
+                source: source.to_string(),
+                pattern: comp.to_string(),
+                reason: reason.to_string(),
+            })?;
             let mut candidates: Vec<String> = Vec::new();
             for dir in &dirs {
-                match literal(&tokens) {
+                match pattern.literal() {
                     Some(name) => candidates.push(walk::join_rel(dir, &name)),
                     None => {
                         let abs = names::rel_path(&self.root, dir);
@@ -173,7 +171,7 @@ impl BuildContext {
                         candidates.extend(
                             names
                                 .into_iter()
-                                .filter(|(name, _)| glob::matches(&tokens, name))
+                                .filter(|(name, _)| pattern.matches(name))
                                 .map(|(name, _)| walk::join_rel(dir, &name)),
                         );
                     }
@@ -217,55 +215,6 @@ impl BuildContext {
             Ok(_) => Err(ContextError::NotADirectory { path: rel }),
             Err(e) if e.kind() == ErrorKind::NotFound => Err(not_found()),
             Err(e) => Err(ContextError::io(abs)(e)),
-        }
-    }
-}
-
-/// The name a pattern component stands for when it has no wildcards.
-fn literal(tokens: &[Token]) -> Option<String> {
-    tokens
-        .iter()
-        .map(|t| match t {
-            Token::Lit(c) => Some(*c),
-            _ => None,
-        })
-        .collect()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn clean_source_table() {
-        let cases: &[(&str, &str)] = &[
-            ("a.txt", "a.txt"),
-            ("./a.txt", "a.txt"),
-            ("/a.txt", "a.txt"),
-            ("../a.txt", "a.txt"),
-            ("../../x/../y/./z/", "y/z"),
-            (".", ""),
-            ("", ""),
-            ("/", ""),
-            ("dir/", "dir"),
-            ("a//b", "a/b"),
-        ];
-        for (input, want) in cases {
-            assert_eq!(clean_source(input), *want, "{input:?}");
-        }
-    }
-
-    #[test]
-    fn literal_table() {
-        let cases: &[(&str, Option<&str>)] = &[
-            ("abc", Some("abc")),
-            ("a\\*b", Some("a*b")),
-            ("a*", None),
-            ("[ab]", None),
-        ];
-        for (pattern, want) in cases {
-            let tokens = glob::compile_match(pattern).expect("valid");
-            assert_eq!(literal(&tokens).as_deref(), *want, "{pattern:?}");
         }
     }
 }

@@ -2,9 +2,9 @@
 //! with `.dockerignore` exclusions applied and excluded directories pruned.
 
 use super::error::ContextError;
-use super::ignore::DockerIgnore;
 use kiln_executor::dirfd::Dir;
 use kiln_executor::names;
+use kiln_patterns::DockerIgnore;
 use std::ffi::OsString;
 use std::fs::Metadata;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};

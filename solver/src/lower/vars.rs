@@ -13,17 +13,8 @@
 use kiln_oci::Platform;
 use std::collections::BTreeMap;
 
-/// The proxy ARGs BuildKit passes without declaration.
-pub(crate) const PROXY_ARGS: [&str; 8] = [
-    "HTTP_PROXY",
-    "http_proxy",
-    "HTTPS_PROXY",
-    "https_proxy",
-    "FTP_PROXY",
-    "ftp_proxy",
-    "NO_PROXY",
-    "no_proxy",
-];
+/// The proxy ARGs passed from `--build-arg` to RUN without declaration.
+pub(crate) const PROXY_ARGS: [&str; 8] = kiln_parser::predefined::CLASSIC_PROXY_ARGS;
 
 /// The values of the predefined platform ARGs.
 pub(crate) fn predefined(target: &Platform, build: &Platform) -> BTreeMap<String, String> {

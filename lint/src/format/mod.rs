@@ -1,5 +1,7 @@
 //! Report formats. Each writes to any `impl Write`; the caller picks stdout,
-//! a file or a buffer.
+//! a file or a buffer. [`check_report`] holds BuildKit's build-check reports.
+
+pub mod check_report;
 
 use crate::diagnostic::{Diagnostic, Severity};
 use std::fmt;

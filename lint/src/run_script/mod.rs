@@ -1,4 +1,6 @@
-//! A small POSIX/bash command-line parser for the rules that look inside RUN.
+//! The script of a RUN, read by a small POSIX/bash command-line parser for
+//! the rules that look inside RUN. (Not to be confused with
+//! `kiln_parser::shell`, BuildKit's word expansion for instructions.)
 //!
 //! It is not a shell: it finds what the rules ask about, the way hadolint
 //! asks ShellCheck's parser for it.
@@ -21,7 +23,7 @@
 
 mod parse;
 
-pub use parse::ShellSyntaxError;
+pub use parse::ScriptSyntaxError;
 
 /// A parsed shell script: the simple commands it contains and whether it
 /// has a pipe.
@@ -29,7 +31,7 @@ pub use parse::ShellSyntaxError;
 pub struct Script {
     commands: Vec<Command>,
     has_pipes: bool,
-    error: Option<ShellSyntaxError>,
+    error: Option<ScriptSyntaxError>,
 }
 
 /// One simple command: its name and its flattened arguments.
@@ -74,7 +76,7 @@ impl Script {
     }
 
     /// The syntax error that stopped the parse, if any.
-    pub fn error(&self) -> Option<&ShellSyntaxError> {
+    pub fn error(&self) -> Option<&ScriptSyntaxError> {
         self.error.as_ref()
     }
 

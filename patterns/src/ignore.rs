@@ -3,13 +3,13 @@
 //! (the last pattern that matches the path or one of its parent directories
 //! wins; `!` patterns are exceptions that re-include).
 
-use super::error::ContextError;
-use super::glob::{self, Token};
+use crate::glob::{go_clean, Pattern, Token};
+use crate::{IgnoreError, PatternError};
 use std::path::{Path, PathBuf};
 
 /// How one pattern is matched (patternmatcher's fast paths are part of its
 /// observable behaviour, e.g. `**file` also matches `xfile`).
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 enum Kind {
     /// No wildcards: the path must equal the pattern.
     Exact,
@@ -18,11 +18,11 @@ enum Kind {
     /// `**lit`: the path must end with `lit` (or equal it without a leading `/`).
     Suffix(String),
     /// Anything else.
-    Tokens(Vec<Token>),
+    Glob(Pattern),
 }
 
 /// One cleaned `.dockerignore` pattern.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct IgnorePattern {
     text: String,
     exception: bool,
@@ -49,23 +49,25 @@ impl IgnorePattern {
                 path.ends_with(suffix.as_str())
                     || suffix.strip_prefix('/').is_some_and(|rest| path == rest)
             }
-            Kind::Tokens(tokens) => glob::matches(tokens, path),
+            Kind::Glob(pattern) => pattern.matches(path),
         }
     }
 
     /// Compiles a pattern already cleaned by [`DockerIgnore::from_patterns`].
-    fn compile(text: &str, exception: bool) -> Result<IgnorePattern, String> {
+    fn compile(text: &str, exception: bool) -> Result<IgnorePattern, PatternError> {
         // Go validates with filepath.Match before compiling.
-        glob::compile_match(text)?;
-        let tokens = glob::compile(text, true)?;
+        Pattern::new(text)?;
+        let pattern = Pattern::with_double_star(text)?;
+        let tokens = pattern.tokens();
         let starts_with_double_star = text.starts_with("**");
+        let no_escapes = !text.contains('\\');
         let literal = |t: &Token| matches!(t, Token::Lit(_));
-        let kind = if tokens.iter().all(literal) && !text.contains('\\') {
+        let kind = if tokens.iter().all(literal) && no_escapes {
             Kind::Exact
         } else if text.ends_with("**")
             && tokens.last() == Some(&Token::AnyRest)
             && tokens[..tokens.len() - 1].iter().all(literal)
-            && !text.contains('\\')
+            && no_escapes
         {
             if starts_with_double_star {
                 Kind::Suffix(String::new())
@@ -75,11 +77,11 @@ impl IgnorePattern {
         } else if starts_with_double_star
             && tokens.len() > 1
             && tokens[1..].iter().all(literal)
-            && !text.contains('\\')
+            && no_escapes
         {
             Kind::Suffix(text[2..].to_string())
         } else {
-            Kind::Tokens(tokens)
+            Kind::Glob(pattern)
         };
         Ok(IgnorePattern {
             text: text.to_string(),
@@ -90,7 +92,7 @@ impl IgnorePattern {
 }
 
 /// The parsed exclusion rules of a build context.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct DockerIgnore {
     patterns: Vec<IgnorePattern>,
     file: Option<PathBuf>,
@@ -98,7 +100,7 @@ pub struct DockerIgnore {
 
 /// Per-pattern "matches this directory or one of its parents" flags, carried
 /// down a walk so each entry is matched once per pattern.
-pub(crate) type ParentState = Vec<bool>;
+pub type ParentState = Vec<bool>;
 
 impl DockerIgnore {
     /// No patterns: nothing is excluded.
@@ -107,8 +109,8 @@ impl DockerIgnore {
     }
 
     /// Reads and parses the ignore file at `path`.
-    pub fn read(path: &Path) -> Result<DockerIgnore, ContextError> {
-        let bytes = std::fs::read(path).map_err(|source| ContextError::Io {
+    pub fn read(path: &Path) -> Result<DockerIgnore, IgnoreError> {
+        let bytes = std::fs::read(path).map_err(|source| IgnoreError::Io {
             path: path.to_path_buf(),
             source,
         })?;
@@ -119,7 +121,7 @@ impl DockerIgnore {
     /// dropped, lines starting with `#` are comments, lines are trimmed,
     /// empty lines skipped, patterns cleaned and a leading `/` removed.
     /// `path` only names the file in errors.
-    pub fn parse(text: &str, path: &Path) -> Result<DockerIgnore, ContextError> {
+    pub fn parse(text: &str, path: &Path) -> Result<DockerIgnore, IgnoreError> {
         let text = text.strip_prefix('\u{feff}').unwrap_or(text);
         let mut lines = Vec::new();
         for (index, raw) in text.split('\n').enumerate() {
@@ -137,7 +139,7 @@ impl DockerIgnore {
             }
             let mut cleaned = String::new();
             if !pattern.is_empty() {
-                cleaned = glob::go_clean(pattern);
+                cleaned = go_clean(pattern);
                 if cleaned.len() > 1 && cleaned.starts_with('/') {
                     cleaned.remove(0);
                 }
@@ -154,7 +156,7 @@ impl DockerIgnore {
 
     /// Builds a matcher from patterns as patternmatcher's `New` takes them
     /// (`!` prefix for exceptions; each is trimmed and cleaned).
-    pub fn from_patterns<S: AsRef<str>>(patterns: &[S]) -> Result<DockerIgnore, ContextError> {
+    pub fn from_patterns<S: AsRef<str>>(patterns: &[S]) -> Result<DockerIgnore, IgnoreError> {
         let lines = patterns
             .iter()
             .enumerate()
@@ -166,22 +168,22 @@ impl DockerIgnore {
     fn compile_lines(
         lines: Vec<(usize, String)>,
         path: &Path,
-    ) -> Result<DockerIgnore, ContextError> {
+    ) -> Result<DockerIgnore, IgnoreError> {
         let mut patterns = Vec::new();
         for (line, raw) in lines {
             let trimmed = raw.trim();
             if trimmed.is_empty() {
                 continue;
             }
-            let cleaned = glob::go_clean(trimmed);
-            let bad = |reason: String| ContextError::BadIgnorePattern {
+            let cleaned = go_clean(trimmed);
+            let bad = |reason: PatternError| IgnoreError::BadPattern {
                 path: path.to_path_buf(),
                 line,
                 pattern: raw.clone(),
                 reason,
             };
             let (exception, text) = match cleaned.strip_prefix('!') {
-                Some("") => return Err(bad("illegal exclusion pattern \"!\"".into())),
+                Some("") => return Err(bad(PatternError::LoneExclamation)),
                 Some(rest) => (true, rest),
                 None => (false, cleaned.as_str()),
             };
@@ -222,7 +224,7 @@ impl DockerIgnore {
 
     /// The state to pass to [`DockerIgnore::evaluate`] for the children of
     /// directory `dir` (`""` for the root).
-    pub(crate) fn state_for_dir(&self, dir: &str) -> ParentState {
+    pub fn state_for_dir(&self, dir: &str) -> ParentState {
         let dir = dir.trim_matches('/');
         if dir.is_empty() {
             return vec![false; self.patterns.len()];
@@ -250,7 +252,7 @@ impl DockerIgnore {
 
     /// Evaluates `path` given its parent's state: whether it is excluded, and
     /// the state for its children.
-    pub(crate) fn evaluate(&self, path: &str, parent: &[bool]) -> (bool, ParentState) {
+    pub fn evaluate(&self, path: &str, parent: &[bool]) -> (bool, ParentState) {
         let mut excluded = false;
         let mut state = Vec::with_capacity(self.patterns.len());
         for (pattern, &parent_matched) in self.patterns.iter().zip(parent) {
@@ -266,7 +268,7 @@ impl DockerIgnore {
     /// Whether some exception could re-include a path strictly below the
     /// excluded directory `dir`; if not, the directory need not be walked.
     /// Errs on the side of walking.
-    pub(crate) fn exception_could_match_below(&self, dir: &str) -> bool {
+    pub fn exception_could_match_below(&self, dir: &str) -> bool {
         let dir_parts: Vec<&str> = dir.split('/').collect();
         self.patterns
             .iter()
@@ -286,192 +288,11 @@ fn could_match_below(text: &str, dir_parts: &[&str]) -> bool {
         return false;
     }
     for (part, dir_part) in parts.iter().zip(dir_parts) {
-        match glob::compile_match(part) {
-            Ok(tokens) if !glob::matches(&tokens, dir_part) => return false,
+        match Pattern::new(part) {
+            Ok(pattern) if !pattern.matches(dir_part) => return false,
             Ok(_) => {}
             Err(_) => return true,
         }
     }
     true
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// Reads `patterns` as the lines of a `.dockerignore` (ReadAll + New).
-    fn excluded(patterns: &[&str], path: &str) -> bool {
-        DockerIgnore::parse(&patterns.join("\n"), Path::new(".dockerignore"))
-            .expect("valid patterns")
-            .is_excluded(path)
-    }
-
-    #[test]
-    fn single_pattern_table() {
-        // moby/patternmatcher's TestMatches (MatchesOrParentMatches column).
-        let cases: &[(&str, &str, bool)] = &[
-            ("**", "file", true),
-            ("**", "file/", true),
-            ("**/", "file", true),
-            ("**/", "file/", true),
-            ("**", "dir/file", true),
-            ("**/", "dir/file", true),
-            ("**/**", "dir/file", true),
-            ("dir/**", "dir/file", true),
-            ("dir/**", "dir/dir2/file", true),
-            ("**/dir", "dir", true),
-            ("**/dir", "dir/file", true),
-            ("**/dir2/*", "dir/dir2/file", true),
-            ("**/dir2/*", "dir/dir2/file/", true),
-            ("**/dir2/**", "dir/dir2/dir3/file", true),
-            ("**file", "file", true),
-            ("**file", "dir/file", true),
-            ("**/file", "dir/file", true),
-            ("**file", "dir/dir/file", true),
-            ("**/file*", "dir/dir/file.txt", true),
-            ("**/file*txt", "dir/dir/file.txt", true),
-            ("**/file*.txt*", "dir/dir/file.txt", true),
-            ("**/**/*.txt", "dir/dir/file.txt", true),
-            ("**/**/*.txt2", "dir/dir/file.txt", false),
-            ("**/*.txt", "file.txt", true),
-            ("**/**/*.txt", "file.txt", true),
-            ("a**/*.txt", "a/file.txt", true),
-            ("a**/*.txt", "a/dir/file.txt", true),
-            ("a**/*.txt", "a/dir/dir/file.txt", true),
-            ("a/*.txt", "a/dir/file.txt", false),
-            ("a/*.txt", "a/file.txt", true),
-            ("a/*.txt**", "a/file.txt", true),
-            ("a[b-d]e", "ae", false),
-            ("a[b-d]e", "ace", true),
-            ("a[b-d]e", "aae", false),
-            ("a[^b-d]e", "aze", true),
-            (".*", ".foo", true),
-            (".*", "foo", false),
-            ("abc.def", "abcdef", false),
-            ("abc.def", "abc.def", true),
-            ("abc?def", "abcZdef", true),
-            ("abc?def", "abcdef", false),
-            ("**/foo/bar", "foo/bar", true),
-            ("**/foo/bar", "dir/dir2/foo/bar", true),
-            ("abc/**", "abc", false),
-            ("abc/**", "abc/def/ghi", true),
-            ("**/.foo", ".foo", true),
-            ("**/.foo", "bar.foo", false),
-            ("a(b)c/def", "a(b)c/def", true),
-            ("a.|)$(}+{bc", "a.|)$(}+{bc", true),
-            (
-                "dist/*.whl",
-                "dist/proxy.py-2.4.0rc3.dev36+g08acad9-py3-none-any.whl",
-                true,
-            ),
-            ("a\\\\", "a\\", true),
-            ("a\\*b", "a*b", true),
-            ("a\\*b", "axb", false),
-            // The brief's cases.
-            ("*.log", "debug.log", true),
-            ("*.log", "sub/debug.log", false),
-            ("temp?", "temp1", true),
-            ("temp?", "temp12", false),
-            ("build/", "build/out.txt", true),
-            ("build", "build/deep/out.txt", true),
-            ("/rooted.txt", "rooted.txt", true),
-            ("/rooted.txt", "sub/rooted.txt", false),
-            ("**/node_modules", "pkg/node_modules/n.js", true),
-            ("**/node_modules", "node_modules", true),
-            ("./a/../b", "b", true),
-            ("a*", "ab/c", true),
-        ];
-        for (pattern, path, want) in cases {
-            assert_eq!(excluded(&[pattern], path), *want, "{pattern:?} vs {path:?}");
-        }
-    }
-
-    #[test]
-    fn multi_pattern_table() {
-        let cases: &[(&[&str], &str, bool)] = &[
-            (&["**", "!util/docker/web"], "util/docker/web/foo", false),
-            (
-                &["**", "!util/docker/web", "util/docker/web/foo"],
-                "util/docker/web/foo",
-                true,
-            ),
-            (&["**", "!dist/*.whl"], "dist/proxy.whl", false),
-            (&["docs", "!docs/README.md"], "docs/README.md", false),
-            (&["docs/", "!docs/README.md"], "docs/README.md", false),
-            (&["docs/*", "!docs/README.md"], "docs/README.md", false),
-            (&["*.go", "!fileutils.go"], "fileutils.go", false),
-            (&["!fileutils.go", "*.go"], "fileutils.go", true),
-            (&["**/*.tmp", "!keep/**/*.tmp"], "keep/deep/d.tmp", false),
-            (&["**/*.tmp", "!keep/**/*.tmp"], "deep/er/b.tmp", true),
-            (&["docs/**", "!docs/README.md"], "docs/guide.md", true),
-            (&["docs/**", "!docs/README.md"], "docs", false),
-            (
-                &["*.md", "!README*.md", "README-secret.md"],
-                "README-secret.md",
-                true,
-            ),
-            (
-                &["*.md", "!README*.md", "README-secret.md"],
-                "README.md",
-                false,
-            ),
-        ];
-        for (patterns, path, want) in cases {
-            assert_eq!(excluded(patterns, path), *want, "{patterns:?} vs {path:?}");
-        }
-    }
-
-    #[test]
-    fn read_all_rules() {
-        let text = "\u{feff}# comment\n  # not a comment\n\n  *.log  \r\n! keep.log\n/abs/../x\n";
-        let ignore = DockerIgnore::parse(text, Path::new(".dockerignore")).expect("parses");
-        let texts: Vec<(&str, bool)> = ignore
-            .patterns()
-            .iter()
-            .map(|p| (p.text(), p.is_exception()))
-            .collect();
-        assert_eq!(
-            texts,
-            vec![
-                ("# not a comment", false),
-                ("*.log", false),
-                ("keep.log", true),
-                ("x", false)
-            ]
-        );
-    }
-
-    #[test]
-    fn bad_patterns_name_file_line_and_pattern() {
-        let cases: &[(&str, &str)] = &[("ok\n[\n", "["), ("!\n", "!"), ("a\\", "a\\")];
-        for (text, pattern) in cases {
-            let err =
-                DockerIgnore::parse(text, Path::new("/ctx/.dockerignore")).expect_err("must fail");
-            let msg = err.to_string();
-            assert!(msg.contains("/ctx/.dockerignore"), "{msg}");
-            assert!(msg.contains(&format!("{pattern:?}")), "{msg}");
-        }
-    }
-
-    #[test]
-    fn exception_pruning_table() {
-        let cases: &[(&[&str], &str, bool)] = &[
-            (&["docs/**", "!docs/README.md"], "docs/img", false),
-            (&["docs", "!docs/README.md"], "docs", true),
-            (&["build"], "build", false),
-            (&["a", "!a/*/keep"], "a/b", true),
-            (&["a", "!a/*/keep"], "a/b/c", false),
-            (&["a", "!**/keep"], "a/b/c", true),
-            (&["a", "!a"], "a/b", false),
-            (&["a", "!a/x[ab]"], "a", true),
-        ];
-        for (patterns, dir, want) in cases {
-            let ignore = DockerIgnore::from_patterns(patterns).expect("valid");
-            assert_eq!(
-                ignore.exception_could_match_below(dir),
-                *want,
-                "{patterns:?} {dir:?}"
-            );
-        }
-    }
 }

@@ -1,8 +1,11 @@
 //! Glob matching with Go's `filepath.Match` syntax (COPY sources) and the
 //! `**` extension that `.dockerignore` adds (moby/patternmatcher).
 //!
-//! Patterns are parsed into [`Token`]s once and matched with a memoised
-//! backtracking matcher, so no regular-expression engine is needed.
+//! A pattern is parsed into tokens once and matched with a table filled
+//! backwards (no recursion, no regular-expression engine): the cost is
+//! tokens × characters, whatever the pattern.
+
+use crate::PatternError;
 
 /// One element of a compiled pattern.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -35,27 +38,84 @@ impl Class {
     }
 }
 
+/// A compiled pattern.
+///
+/// [`Pattern::new`] reads Go's `filepath.Match` syntax: `*` (a run without
+/// `/`), `?` (one character but `/`), `[...]` / `[^...]` with ranges, `\`
+/// escapes. For a name without `/` (one path component, as COPY matches
+/// them) the result is Go's; across `/` it is the plain regular-language
+/// meaning of the pattern. [`Pattern::with_double_star`] adds
+/// `.dockerignore`'s `**`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Pattern {
+    tokens: Vec<Token>,
+}
+
+impl Pattern {
+    /// Compiles a Go `filepath.Match` pattern (`**` is just two stars).
+    pub fn new(pattern: &str) -> Result<Pattern, PatternError> {
+        compile(pattern, false).map(|tokens| Pattern { tokens })
+    }
+
+    /// Compiles a pattern with patternmatcher's `**`: `**/` matches any
+    /// number of directories, a final `**` anything. As patternmatcher's
+    /// regular expressions do, it rejects a range like `[b-a]`, which
+    /// [`Pattern::new`] (Go) accepts as matching nothing.
+    pub fn with_double_star(pattern: &str) -> Result<Pattern, PatternError> {
+        compile(pattern, true).map(|tokens| Pattern { tokens })
+    }
+
+    /// Whether `text` matches the whole pattern.
+    pub fn matches(&self, text: &str) -> bool {
+        matches(&self.tokens, text)
+    }
+
+    /// The name this pattern stands for when it has no wildcards (escapes
+    /// removed), else `None`.
+    pub fn literal(&self) -> Option<String> {
+        self.tokens
+            .iter()
+            .map(|t| match t {
+                Token::Lit(c) => Some(*c),
+                _ => None,
+            })
+            .collect()
+    }
+
+    pub(crate) fn tokens(&self) -> &[Token] {
+        &self.tokens
+    }
+}
+
+/// Go's `filepath.Match(pattern, name)` on Unix: whether `name` matches,
+/// or [`PatternError`] (Go's `ErrBadPattern`) for malformed syntax.
+pub fn go_match(pattern: &str, name: &str) -> Result<bool, PatternError> {
+    Pattern::new(pattern).map(|p| p.matches(name))
+}
+
 /// Reads one possibly escaped character of a bracket expression (Go's
 /// `getEsc`): `-` and `]` must be escaped, and the class must go on after it.
-fn class_char(chars: &[char], i: &mut usize) -> Result<char, String> {
+fn class_char(chars: &[char], i: &mut usize) -> Result<char, PatternError> {
     let c = match chars.get(*i) {
-        None => return Err("unterminated character class".into()),
-        Some('-') | Some(']') => return Err("'-' or ']' must be escaped in a class".into()),
+        None => return Err(PatternError::UnterminatedClass),
+        Some('-') | Some(']') => return Err(PatternError::UnescapedInClass),
         Some('\\') => {
             *i += 1;
-            *chars.get(*i).ok_or("trailing '\\' in a class")?
+            *chars.get(*i).ok_or(PatternError::TrailingEscapeInClass)?
         }
         Some(&c) => c,
     };
     *i += 1;
     if *i >= chars.len() {
-        return Err("unterminated character class".into());
+        return Err(PatternError::UnterminatedClass);
     }
     Ok(c)
 }
 
-/// Parses a bracket expression whose `[` is at `chars[*i - 1]`.
-fn parse_class(chars: &[char], i: &mut usize) -> Result<Class, String> {
+/// Parses a bracket expression whose `[` is at `chars[*i - 1]`. A range
+/// whose start is after its end matches nothing in Go's `filepath.Match`;
+/// patternmatcher's regular expressions reject it (`strict_ranges`).
+fn parse_class(chars: &[char], i: &mut usize, strict_ranges: bool) -> Result<Class, PatternError> {
     let mut negated = false;
     if chars.get(*i) == Some(&'^') {
         negated = true;
@@ -73,21 +133,15 @@ fn parse_class(chars: &[char], i: &mut usize) -> Result<Class, String> {
             *i += 1;
             hi = class_char(chars, i)?;
         }
-        if lo > hi {
-            return Err(format!("invalid range {lo}-{hi}"));
+        if strict_ranges && lo > hi {
+            return Err(PatternError::InvalidRange { lo, hi });
         }
         ranges.push((lo, hi));
     }
 }
 
-/// Compiles a Go `filepath.Match` pattern (`*`, `?`, `[...]`, `\` escapes;
-/// `**` is just two stars). Errors carry the reason the syntax is invalid.
-pub(crate) fn compile_match(pattern: &str) -> Result<Vec<Token>, String> {
-    compile(pattern, false)
-}
-
 /// Compiles a pattern, optionally with `.dockerignore`'s `**` rules.
-pub(crate) fn compile(pattern: &str, double_star: bool) -> Result<Vec<Token>, String> {
+fn compile(pattern: &str, double_star: bool) -> Result<Vec<Token>, PatternError> {
     let chars: Vec<char> = pattern.chars().collect();
     let mut tokens = Vec::new();
     let mut i = 0;
@@ -109,11 +163,11 @@ pub(crate) fn compile(pattern: &str, double_star: bool) -> Result<Vec<Token>, St
             '*' => tokens.push(Token::Star),
             '?' => tokens.push(Token::Any),
             '\\' => {
-                let next = *chars.get(i).ok_or("trailing '\\'")?;
+                let next = *chars.get(i).ok_or(PatternError::TrailingEscape)?;
                 i += 1;
                 tokens.push(Token::Lit(next));
             }
-            '[' => tokens.push(Token::Class(parse_class(&chars, &mut i)?)),
+            '[' => tokens.push(Token::Class(parse_class(&chars, &mut i, double_star)?)),
             c => tokens.push(Token::Lit(c)),
         }
     }
@@ -126,7 +180,7 @@ pub(crate) fn compile(pattern: &str, double_star: bool) -> Result<Vec<Token>, St
 /// one row per token, one cell per position in `text` (whether the tokens
 /// from here match the text from there). Time is tokens × characters and
 /// nothing recurses, however long the path.
-pub(crate) fn matches(tokens: &[Token], text: &str) -> bool {
+fn matches(tokens: &[Token], text: &str) -> bool {
     let chars: Vec<char> = text.chars().collect();
     let n = chars.len();
     // `next[ci]`: whether the tokens after the current one match chars[ci..].
@@ -163,7 +217,7 @@ pub(crate) fn matches(tokens: &[Token], text: &str) -> bool {
 
 /// Whether `name` contains an unescaped `*`, `?` or `[` (BuildKit's
 /// `containsWildcards`).
-pub(crate) fn has_wildcards(name: &str) -> bool {
+pub fn has_wildcards(name: &str) -> bool {
     let mut chars = name.chars();
     while let Some(c) = chars.next() {
         match c {
@@ -178,7 +232,7 @@ pub(crate) fn has_wildcards(name: &str) -> bool {
 }
 
 /// Go's `path.Clean`: the shortest equivalent slash path, `.` when empty.
-pub(crate) fn go_clean(path: &str) -> String {
+pub fn go_clean(path: &str) -> String {
     let rooted = path.starts_with('/');
     let mut out: Vec<&str> = Vec::new();
     for comp in path.split('/') {
@@ -202,119 +256,9 @@ pub(crate) fn go_clean(path: &str) -> String {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn go_match(pattern: &str, name: &str) -> Result<bool, String> {
-        compile_match(pattern).map(|t| matches(&t, name))
-    }
-
-    #[test]
-    fn filepath_match_table() {
-        // (pattern, name, expected); None = ErrBadPattern. Go's own table.
-        let cases: &[(&str, &str, Option<bool>)] = &[
-            ("abc", "abc", Some(true)),
-            ("*", "abc", Some(true)),
-            ("*c", "abc", Some(true)),
-            ("a*", "a", Some(true)),
-            ("a*", "abc", Some(true)),
-            ("a*", "ab/c", Some(false)),
-            ("a*/b", "abc/b", Some(true)),
-            ("a*/b", "a/c/b", Some(false)),
-            ("a*b*c*d*e*/f", "axbxcxdxe/f", Some(true)),
-            ("a*b*c*d*e*/f", "axbxcxdxexxx/f", Some(true)),
-            ("a*b*c*d*e*/f", "axbxcxdxe/xxx/f", Some(false)),
-            ("a*b*c*d*e*/f", "axbxcxdxexxx/fff", Some(false)),
-            ("a*b?c*x", "abxbbxdbxebxczzx", Some(true)),
-            ("a*b?c*x", "abxbbxdbxebxczzy", Some(false)),
-            ("ab[c]", "abc", Some(true)),
-            ("ab[b-d]", "abc", Some(true)),
-            ("ab[e-g]", "abc", Some(false)),
-            ("ab[^c]", "abc", Some(false)),
-            ("ab[^b-d]", "abc", Some(false)),
-            ("ab[^e-g]", "abc", Some(true)),
-            ("a\\*b", "a*b", Some(true)),
-            ("a\\*b", "ab", Some(false)),
-            ("a?b", "a☺b", Some(true)),
-            ("a[^a]b", "a☺b", Some(true)),
-            ("a???b", "a☺b", Some(false)),
-            ("[a-ζ]*", "α", Some(true)),
-            ("*[a-ζ]", "A", Some(false)),
-            ("a?b", "a/b", Some(false)),
-            ("a*b", "a/b", Some(false)),
-            ("[\\]a]", "]", Some(true)),
-            ("[\\-]", "-", Some(true)),
-            ("[x\\-]", "x", Some(true)),
-            ("[x\\-]", "-", Some(true)),
-            ("[x\\-]", "z", Some(false)),
-            ("[\\-x]", "-", Some(true)),
-            ("[!a]", "!", Some(true)), // Go has no `[!...]` negation
-            ("[!a]", "b", Some(false)),
-            ("[]a]", "]", None),
-            ("[-]", "-", None),
-            ("[x-]", "x", None),
-            ("[-x]", "x", None),
-            ("\\", "a", None),
-            ("[a-b-c]", "a", None),
-            ("[", "a", None),
-            ("[^", "a", None),
-            ("[^bc", "a", None),
-            ("a[", "ab", None),
-            ("*x", "xxx", Some(true)),
-            ("**", "a", Some(true)),
-            ("**", "a/b", Some(false)),
-        ];
-        for (pattern, name, want) in cases {
-            let got = go_match(pattern, name).ok();
-            assert_eq!(got, *want, "Match({pattern:?}, {name:?})");
-        }
-    }
-
-    #[test]
-    fn double_star_tokens() {
-        let cases: &[(&str, &str, bool)] = &[
-            ("**/*.txt", "file.txt", true),
-            ("**/*.txt", "a/b/file.txt", true),
-            ("**/*.txt", "a/b/file.txt2", false),
-            ("a/**/b", "a/b", true),
-            ("a/**/b", "a/x/y/b", true),
-            ("a/**/b", "ab", false),
-            ("a**/*.txt", "a/dir/dir/file.txt", true),
-            ("dir/**", "dir/x", true),
-            ("dir/**", "dir", false),
-        ];
-        for (pattern, name, want) in cases {
-            let tokens = compile(pattern, true).expect("valid pattern");
-            assert_eq!(matches(&tokens, name), *want, "{pattern:?} vs {name:?}");
-        }
-    }
-
-    #[test]
-    fn wildcards_and_clean() {
-        let wild: &[(&str, bool)] = &[
-            ("a.txt", false),
-            ("*.txt", true),
-            ("a?", true),
-            ("[ab]", true),
-            ("a\\*b", false),
-            ("dir/sub", false),
-        ];
-        for (name, want) in wild {
-            assert_eq!(has_wildcards(name), *want, "{name:?}");
-        }
-        let clean: &[(&str, &str)] = &[
-            ("", "."),
-            ("a/./b/", "a/b"),
-            ("a//b", "a/b"),
-            ("../a", "../a"),
-            ("/../a", "/a"),
-            ("a/../..", ".."),
-            ("/", "/"),
-            ("./", "."),
-        ];
-        for (input, want) in clean {
-            assert_eq!(go_clean(input), *want, "{input:?}");
-        }
-    }
+/// A context-relative path as the build looks it up: cleaned, `..`
+/// clamped at the root, no leading `/` or `./`. The root is `""`.
+pub fn clean_relative(path: &str) -> String {
+    let cleaned = go_clean(&format!("/{path}"));
+    cleaned.trim_start_matches('/').to_string()
 }
