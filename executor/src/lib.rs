@@ -26,11 +26,13 @@
 
 mod diff;
 pub mod dirfd;
+mod file_meta;
 mod fileop;
 pub mod names;
+mod overlay_marks;
+mod privileges;
 mod runtime;
 mod stack;
-mod sys;
 mod unpack;
 mod walkdiff;
 

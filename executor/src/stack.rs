@@ -9,7 +9,6 @@
 
 use crate::dirfd::Dir;
 use crate::names;
-use crate::sys;
 use std::collections::{BTreeMap, HashMap};
 use std::ffi::{OsStr, OsString};
 use std::fs::Metadata;
@@ -209,7 +208,7 @@ fn lstat(path: &Path) -> Result<Option<Metadata>, SourceError> {
 }
 
 fn opaque(path: &Path) -> Result<bool, SourceError> {
-    sys::is_opaque(path).map_err(|e| io_err("reading xattrs of", path, e))
+    crate::overlay_marks::is_opaque(path).map_err(|e| io_err("reading xattrs of", path, e))
 }
 
 impl LayerStack {
@@ -245,7 +244,7 @@ impl LayerStack {
             let Some(metadata) = lstat(&path)? else {
                 continue;
             };
-            if sys::is_whiteout(&path, &metadata) {
+            if crate::overlay_marks::is_whiteout(&path, &metadata) {
                 break;
             }
             let is_dir = metadata.is_dir();
@@ -350,7 +349,10 @@ impl LayerStack {
                 let metadata = entry
                     .metadata()
                     .map_err(|e| io_err("reading", &entry.path(), e))?;
-                names.insert(name, !sys::is_whiteout(&entry.path(), &metadata));
+                names.insert(
+                    name,
+                    !crate::overlay_marks::is_whiteout(&entry.path(), &metadata),
+                );
             }
         }
         Ok(names)
@@ -652,11 +654,11 @@ fn get_esc(chunk: &[char]) -> Option<(char, &[char])> {
 /// # Errors
 /// I/O errors naming the path.
 pub fn materialize(stack: &LayerStack, dest: &Path) -> io::Result<()> {
-    std::fs::create_dir_all(dest).map_err(|e| sys::annotate("creating", dest, e))?;
+    std::fs::create_dir_all(dest).map_err(|e| crate::file_meta::annotate("creating", dest, e))?;
     let Some(root) = stack.root()? else {
         return Ok(());
     };
-    let open = |p: &Path| Dir::open(p).map_err(|e| sys::annotate("opening", p, e));
+    let open = |p: &Path| Dir::open(p).map_err(|e| crate::file_meta::annotate("opening", p, e));
     let dirs: Vec<Dir> = root
         .dirs
         .iter()
@@ -693,18 +695,20 @@ pub fn materialize(stack: &LayerStack, dest: &Path) -> io::Result<()> {
         let old = dest.child_metadata(&name).ok();
         if let Some(old) = &old {
             if !(old.is_dir() && ft.is_dir()) {
-                dest.remove_tree(&name)
-                    .map_err(|e| sys::annotate("replacing", &dest.child_path(&name), e))?;
+                dest.remove_tree(&name).map_err(|e| {
+                    crate::file_meta::annotate("replacing", &dest.child_path(&name), e)
+                })?;
             }
         }
         if ft.is_dir() {
             if !old.is_some_and(|o| o.is_dir()) {
-                dest.create_dir(&name, 0o700)
-                    .map_err(|e| sys::annotate("creating", &dest.child_path(&name), e))?;
+                dest.create_dir(&name, 0o700).map_err(|e| {
+                    crate::file_meta::annotate("creating", &dest.child_path(&name), e)
+                })?;
             }
             let sub = dest
                 .open_dir(&name)
-                .map_err(|e| sys::annotate("opening", &dest.child_path(&name), e))?;
+                .map_err(|e| crate::file_meta::annotate("opening", &dest.child_path(&name), e))?;
             let names = merged_names(&child.dirs)?;
             stack.push(Level {
                 dirs: child.dirs,
@@ -751,7 +755,7 @@ fn merged_names(dirs: &[Dir]) -> io::Result<Vec<OsString>> {
     for dir in dirs {
         let listed = dir
             .names()
-            .map_err(|e| sys::annotate("listing", dir.path(), e))?;
+            .map_err(|e| crate::file_meta::annotate("listing", dir.path(), e))?;
         for name in listed {
             if names.contains_key(&name) {
                 continue;
@@ -759,10 +763,10 @@ fn merged_names(dirs: &[Dir]) -> io::Result<Vec<OsString>> {
             let path = || dir.child_path(&name);
             let md = dir
                 .child_metadata(&name)
-                .map_err(|e| sys::annotate("reading", &path(), e))?;
+                .map_err(|e| crate::file_meta::annotate("reading", &path(), e))?;
             let whiteout = dir
                 .is_whiteout(&name, &md)
-                .map_err(|e| sys::annotate("reading", &path(), e))?;
+                .map_err(|e| crate::file_meta::annotate("reading", &path(), e))?;
             names.insert(name, !whiteout);
         }
     }
@@ -787,11 +791,11 @@ fn merged_step(dirs: &[Dir], name: &OsStr) -> io::Result<Option<MergedChild>> {
             {
                 continue
             }
-            Err(e) => return Err(sys::annotate("reading", &path(), e)),
+            Err(e) => return Err(crate::file_meta::annotate("reading", &path(), e)),
         };
         if dir
             .is_whiteout(name, &metadata)
-            .map_err(|e| sys::annotate("reading", &path(), e))?
+            .map_err(|e| crate::file_meta::annotate("reading", &path(), e))?
         {
             break;
         }
@@ -810,10 +814,10 @@ fn merged_step(dirs: &[Dir], name: &OsStr) -> io::Result<Option<MergedChild>> {
         }
         let sub = dir
             .open_dir(name)
-            .map_err(|e| sys::annotate("opening", &path(), e))?;
+            .map_err(|e| crate::file_meta::annotate("opening", &path(), e))?;
         let opaque = sub
             .is_opaque()
-            .map_err(|e| sys::annotate("reading xattrs of", &path(), e))?;
+            .map_err(|e| crate::file_meta::annotate("reading xattrs of", &path(), e))?;
         found.dirs.push(sub);
         if opaque {
             break;
@@ -840,27 +844,27 @@ fn copy_leaf_at(
         if let Some((dir, first)) = links.get(&key) {
             return dst
                 .hard_link(name, dir, first)
-                .map_err(|e| sys::annotate("linking", &target(), e));
+                .map_err(|e| crate::file_meta::annotate("linking", &target(), e));
         }
     }
     if ft.is_file() {
         let from = || src.child_path(name);
         let mut r = src
             .open_file(name)
-            .map_err(|e| sys::annotate("opening", &from(), e))?;
+            .map_err(|e| crate::file_meta::annotate("opening", &from(), e))?;
         let mut w = dst
             .create_file(name, 0o600)
-            .map_err(|e| sys::annotate("creating", &target(), e))?;
-        io::copy(&mut r, &mut w).map_err(|e| sys::annotate("copying", &from(), e))?;
+            .map_err(|e| crate::file_meta::annotate("creating", &target(), e))?;
+        io::copy(&mut r, &mut w).map_err(|e| crate::file_meta::annotate("copying", &from(), e))?;
     } else if ft.is_symlink() {
         let link = src
             .read_link(name)
-            .map_err(|e| sys::annotate("reading link", &src.child_path(name), e))?;
+            .map_err(|e| crate::file_meta::annotate("reading link", &src.child_path(name), e))?;
         dst.symlink(&link, name)
-            .map_err(|e| sys::annotate("creating", &target(), e))?;
+            .map_err(|e| crate::file_meta::annotate("creating", &target(), e))?;
     } else {
         dst.mknod(name, md.mode(), md.rdev())
-            .map_err(|e| sys::annotate("creating", &target(), e))?;
+            .map_err(|e| crate::file_meta::annotate("creating", &target(), e))?;
     }
     dst.set_meta(name, md)?;
     if md.nlink() > 1 {
@@ -877,7 +881,7 @@ impl From<SourceError> for io::Error {
                 action,
                 path,
                 error,
-            } => sys::annotate(action, &path, error),
+            } => crate::file_meta::annotate(action, &path, error),
             other => io::Error::other(other.to_string()),
         }
     }
@@ -896,16 +900,20 @@ pub(crate) fn copy_leaf(
     let key = (md.dev(), md.ino());
     if md.nlink() > 1 {
         if let Some(first) = links.get(&key) {
-            return std::fs::hard_link(first, dst).map_err(|e| sys::annotate("linking", dst, e));
+            return std::fs::hard_link(first, dst)
+                .map_err(|e| crate::file_meta::annotate("linking", dst, e));
         }
     }
     if ft.is_file() {
-        std::fs::copy(src, dst).map_err(|e| sys::annotate("copying", src, e))?;
+        std::fs::copy(src, dst).map_err(|e| crate::file_meta::annotate("copying", src, e))?;
     } else if ft.is_symlink() {
-        let link = std::fs::read_link(src).map_err(|e| sys::annotate("reading link", src, e))?;
-        std::os::unix::fs::symlink(&link, dst).map_err(|e| sys::annotate("creating", dst, e))?;
+        let link = std::fs::read_link(src)
+            .map_err(|e| crate::file_meta::annotate("reading link", src, e))?;
+        std::os::unix::fs::symlink(&link, dst)
+            .map_err(|e| crate::file_meta::annotate("creating", dst, e))?;
     } else {
-        sys::mknod(dst, md.mode(), md.rdev()).map_err(|e| sys::annotate("creating", dst, e))?;
+        crate::file_meta::mknod(dst, md.mode(), md.rdev())
+            .map_err(|e| crate::file_meta::annotate("creating", dst, e))?;
     }
     set_meta(dst, md, !ft.is_symlink())?;
     if md.nlink() > 1 {
@@ -916,16 +924,18 @@ pub(crate) fn copy_leaf(
 
 /// Owner, then mode (chown clears setuid bits), then times.
 pub(crate) fn set_meta(path: &Path, md: &Metadata, chmod: bool) -> io::Result<()> {
-    sys::lchown(path, md.uid(), md.gid()).map_err(|e| sys::annotate("chown", path, e))?;
+    crate::file_meta::lchown(path, md.uid(), md.gid())
+        .map_err(|e| crate::file_meta::annotate("chown", path, e))?;
     if chmod {
-        sys::chmod(path, md.mode()).map_err(|e| sys::annotate("chmod", path, e))?;
+        crate::file_meta::chmod(path, md.mode())
+            .map_err(|e| crate::file_meta::annotate("chmod", path, e))?;
     }
-    sys::set_times(
+    crate::file_meta::set_times(
         path,
         (md.atime(), md.atime_nsec()),
         (md.mtime(), md.mtime_nsec()),
     )
-    .map_err(|e| sys::annotate("setting times of", path, e))
+    .map_err(|e| crate::file_meta::annotate("setting times of", path, e))
 }
 
 #[cfg(test)]

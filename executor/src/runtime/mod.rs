@@ -694,7 +694,7 @@ fn prepare(req: &RunRequest<'_>, copy: bool) -> Result<Prepared, RuntimeError> {
         .map(|l| absolute(l))
         .collect::<Result<_, _>>()?;
     let stack = req.lower;
-    let is_root = crate::sys::is_root();
+    let is_root = crate::privileges::is_root();
     let forced = Forced::from_env();
 
     // The merged root directory is the upper directory: give it the
@@ -710,7 +710,8 @@ fn prepare(req: &RunRequest<'_>, copy: bool) -> Result<Prepared, RuntimeError> {
         std::os::unix::fs::chown(&upper, Some(root_uid), Some(root_gid))
             .map_err(prep(format!("chown {}", upper.display())))?;
     }
-    crate::sys::chmod(&upper, root_mode).map_err(prep(format!("chmod {}", upper.display())))?;
+    crate::file_meta::chmod(&upper, root_mode)
+        .map_err(prep(format!("chmod {}", upper.display())))?;
 
     let user = user::resolve(stack, &spec.user)?;
     let mut env = spec.env.clone();
@@ -751,7 +752,8 @@ fn prepare(req: &RunRequest<'_>, copy: bool) -> Result<Prepared, RuntimeError> {
             std::os::unix::fs::chown(&dir, Some(root_uid), Some(root_gid))
                 .map_err(prep(format!("chown {}", dir.display())))?;
         }
-        crate::sys::chmod(&dir, root_mode).map_err(prep(format!("chmod {}", dir.display())))?;
+        crate::file_meta::chmod(&dir, root_mode)
+            .map_err(prep(format!("chmod {}", dir.display())))?;
         ops.push((
             format!("bind-mounting the rootfs copy on {}", root.display()),
             Op::Bind {
@@ -1596,7 +1598,7 @@ fn remove_stubs(upper: &Path, stubs: &[String]) -> Result<(), RuntimeError> {
             std::fs::remove_file(&p)
         };
         removed.map_err(prep(format!("removing mount stub {}", p.display())))?;
-        crate::sys::set_times(
+        crate::file_meta::set_times(
             &parent,
             (pmd.atime(), pmd.atime_nsec()),
             (pmd.mtime(), pmd.mtime_nsec()),

@@ -173,7 +173,7 @@ impl OciRuntime {
                 "not found in PATH".into()
             })
         })?;
-        if !crate::sys::is_root() {
+        if !crate::privileges::is_root() {
             return Err(needs_root(program));
         }
         let out = std::process::Command::new(&path)
@@ -202,7 +202,7 @@ impl OciRuntime {
             path,
             version,
             crun,
-            rootless: crate::sys::in_user_namespace(),
+            rootless: crate::privileges::in_user_namespace(),
         };
         if rt.userns() {
             let max = std::fs::read_to_string("/proc/sys/user/max_user_namespaces").ok();
@@ -290,7 +290,7 @@ fn find(program: &str) -> Option<PathBuf> {
 
 impl Runtime for OciRuntime {
     fn run(&self, req: &RunRequest<'_>) -> Result<RunOutput, RuntimeError> {
-        if !crate::sys::is_root() {
+        if !crate::privileges::is_root() {
             return Err(needs_root(&self.name));
         }
         with_snapshot_fallback(|copy| self.run_with(req, copy))
