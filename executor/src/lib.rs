@@ -31,6 +31,7 @@ mod fileop;
 pub mod names;
 mod overlay_marks;
 mod privileges;
+pub mod rootless;
 mod runtime;
 mod stack;
 mod unpack;
