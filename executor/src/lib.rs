@@ -33,6 +33,7 @@ mod overlay_marks;
 mod privileges;
 pub mod rootless;
 mod runtime;
+pub mod snapshot;
 mod stack;
 mod unpack;
 mod walkdiff;
@@ -40,8 +41,12 @@ mod walkdiff;
 pub use diff::{diff, diff_with, DiffError, DiffOptions};
 pub use fileop::{apply_file_actions, Chmod, CopyAction, FileAction, FileOpError, Owner, Source};
 pub use runtime::{
-    abort_runs, sweep_stale, BuiltinRuntime, Mount, NetworkMode, OciRuntime, OutputSink,
+    abort_runs, sweep_stale, BuiltinRuntime, Fallbacks, Mount, NetworkMode, OciRuntime, OutputSink,
     ProcessSpec, RunOutput, RunRequest, Runtime, RuntimeError, SecurityMode, OUTPUT_LIMIT,
+};
+pub use snapshot::{
+    ActiveSnapshot, CopySnapshotter, OverlaySnapshotter, RunStep, SnapshotError, SnapshotMode,
+    SnapshotMount, Snapshots, Snapshotter, View,
 };
 pub use stack::{materialize, LayerStack, SourceEntry, SourceError, SourceTree};
 pub use unpack::{commit_dir, unpack, unpack_blob, UnpackError};

@@ -62,10 +62,14 @@
 //! `/sys` is the host's bound read-only (sysfs needs an owned network
 //! namespace).
 
+use super::builtin::{last_cap, DEFAULT_CAPS};
+use super::child::Op;
+use super::plan::{prepare, secret_tmpfs, Planned, Prepared, What};
+use super::spawn::{descs, report_error, spawn};
+use super::stubs::{create_stub, remove_stubs, Kind};
 use super::{
-    cpath, create_stub, cstr, files, finish, last_cap, policy, prepare, remove_stubs, report_error,
-    resolve, seccomp, spawn, with_snapshot_fallback, Kind, NetworkMode, Op, Planned, RunOutput,
-    RunRequest, Runtime, RuntimeError, SecurityMode, What, DEFAULT_CAPS,
+    cpath, cstr, files, policy, resolve, seccomp, Fallbacks, NetworkMode, RunOutput, RunRequest,
+    Runtime, RuntimeError, SecurityMode,
 };
 use oci_spec::runtime::{
     Capability, LinuxBuilder, LinuxCapabilitiesBuilder, LinuxIdMapping, LinuxIdMappingBuilder,
@@ -90,6 +94,8 @@ pub struct OciRuntime {
     crun: bool,
     /// kiln is root only of its user namespace (a rootless kiln).
     rootless: bool,
+    /// The fallbacks to take anyway (only [`Fallbacks::overlay`] applies).
+    fallbacks: Fallbacks,
 }
 
 /// Capability names by number (`CAP_` omitted), up to
@@ -203,6 +209,7 @@ impl OciRuntime {
             version,
             crun,
             rootless: crate::privileges::in_user_namespace(),
+            fallbacks: Fallbacks::default(),
         };
         if rt.userns() {
             let max = std::fs::read_to_string("/proc/sys/user/max_user_namespaces").ok();
@@ -212,6 +219,13 @@ impl OciRuntime {
             }
         }
         Ok(rt)
+    }
+
+    /// The runtime, taking the ways of `fallbacks` even where the
+    /// preferred ones work (of these, only the overlay mount applies to an
+    /// OCI runtime: the runtime itself mounts the rest).
+    pub fn with_fallbacks(self, fallbacks: Fallbacks) -> OciRuntime {
+        OciRuntime { fallbacks, ..self }
     }
 
     /// The runtime binary.
@@ -293,15 +307,15 @@ impl Runtime for OciRuntime {
         if !crate::privileges::is_root() {
             return Err(needs_root(&self.name));
         }
-        with_snapshot_fallback(|copy| self.run_with(req, copy))
+        self.run_with(req)
     }
 }
 
 impl OciRuntime {
-    /// One run, with copy snapshots or overlayfs.
-    fn run_with(&self, req: &RunRequest<'_>, copy: bool) -> Result<RunOutput, RuntimeError> {
-        let mut p = prepare(req, copy)?;
-        let spec = &req.process;
+    /// One run.
+    fn run_with(&self, req: &RunRequest<'_>) -> Result<RunOutput, RuntimeError> {
+        let mut p = prepare(req, &self.fallbacks)?;
+        let spec = req.process;
         // The overlays kiln mounts (the rootfs and layer views) are mounted
         // outside the container's user namespace: nodev, so that a device
         // node in a layer stays unusable, as in the built-in runtime (whose
@@ -381,7 +395,7 @@ impl OciRuntime {
             Some(dir) => dir.clone(),
             None => {
                 let dir = p.scratch.dir.join("secrets");
-                super::secret_tmpfs(&mut ops, &dir)?;
+                secret_tmpfs(&mut ops, &dir)?;
                 dir
             }
         };
@@ -458,7 +472,7 @@ impl OciRuntime {
             })
             .collect::<Result<_, _>>()?;
 
-        let descs: Vec<String> = ops.iter().map(|(d, _)| d.clone()).collect();
+        let descs = descs(&ops);
         let done = spawn(
             ops.into_iter().map(|(_, op)| op).collect(),
             vec![cpath(&self.path)?],
@@ -479,7 +493,7 @@ impl OciRuntime {
         }
         let done = done?;
         if let Some(report) = &done.report {
-            let _ = remove_stubs(&p.upper, &p.stubs);
+            let _ = remove_stubs(&p.changes, &p.stubs);
             return Err(
                 match report_error(report, &descs, &self.path.to_string_lossy()) {
                     RuntimeError::Exec { program, error } => {
@@ -505,10 +519,10 @@ impl OciRuntime {
                 message.push_str(&format!("; output: {tail}"));
             }
             message.push_str(&format!(" (exit status {})", done.status));
-            let _ = remove_stubs(&p.upper, &p.stubs);
+            let _ = remove_stubs(&p.changes, &p.stubs);
             return Err(self.error(message));
         }
-        finish(&p, req.lower)?;
+        remove_stubs(&p.changes, &p.stubs)?;
         Ok(RunOutput {
             status: done.status,
             output: done.output,
@@ -716,7 +730,7 @@ impl OciRuntime {
     fn config(
         &self,
         req: &RunRequest<'_>,
-        p: &super::Prepared,
+        p: &Prepared,
         cwd: &str,
         id: &str,
     ) -> Result<Spec, RuntimeError> {

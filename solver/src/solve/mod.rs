@@ -50,6 +50,9 @@ pub struct SolveOptions {
     /// Caches to reuse layers from when the local cache misses
     /// (`--cache-from`), in order.
     pub cache_from: Vec<Arc<dyn CacheSource>>,
+    /// The snapshots RUN steps start with (they switch to copies when
+    /// overlayfs is refused).
+    pub snapshots: kiln_executor::SnapshotMode,
 }
 
 impl std::fmt::Debug for dyn CacheSource {
@@ -112,6 +115,7 @@ impl Default for SolveOptions {
             allow: Vec::new(),
             compression: kiln_oci::Compression::default(),
             cache_from: Vec::new(),
+            snapshots: kiln_executor::SnapshotMode::default(),
         }
     }
 }
@@ -270,6 +274,7 @@ struct Shared {
     no_cache: bool,
     no_cache_stages: Vec<String>,
     runtime: Arc<dyn kiln_executor::Runtime>,
+    snapshots: kiln_executor::Snapshots,
     secrets: BTreeMap<String, SecretSource>,
     ssh: BTreeMap<String, std::path::PathBuf>,
     compression: kiln_oci::Compression,
@@ -304,6 +309,7 @@ pub async fn solve(
             .map(|s| s.to_ascii_lowercase())
             .collect(),
         runtime,
+        snapshots: kiln_executor::Snapshots::new(options.snapshots),
         secrets: options.secrets.clone(),
         ssh: options.ssh.clone(),
         compression: options.compression,
@@ -631,7 +637,7 @@ fn run_exec(
                 data: data.to_vec(),
             })
         };
-        let mut request = kiln_executor::RunRequest {
+        let mut request = kiln_executor::RunStep {
             lower: stack,
             upper,
             work,
@@ -670,8 +676,8 @@ fn run_exec(
             });
         }
         let out = shared
-            .runtime
-            .run(&request)
+            .snapshots
+            .run(shared.runtime.as_ref(), &request)
             .map_err(|e| exec_hint(e.to_string()))?;
         drop(prepared);
         for message in &out.notes {
