@@ -425,7 +425,23 @@ impl Fallbacks {
 
 #[cfg(test)]
 mod tests {
-    use super::Mount;
+    use super::{Fallbacks, Mount};
+    use crate::SnapshotMode;
+
+    #[test]
+    fn fallbacks_parse_the_list() {
+        assert_eq!(Fallbacks::parse(""), Fallbacks::default());
+        let f = Fallbacks::parse("proc, sys,unknown");
+        assert!(f.proc && f.sys && !f.overlay && !f.pivot && !f.copy);
+        let all = Fallbacks::parse("all");
+        assert!(all.overlay && all.proc && all.sys && all.pivot);
+        assert!(!all.copy, "copy is not a fallback of a mount step");
+        assert_eq!(all.snapshots(), SnapshotMode::Overlay);
+        assert_eq!(
+            Fallbacks::parse("pivot,copy").snapshots(),
+            SnapshotMode::Copy
+        );
+    }
 
     #[test]
     fn a_secret_mount_debugs_without_its_bytes() {

@@ -428,3 +428,6 @@ pub(super) fn secret_tmpfs(ops: &mut Vec<(String, Op)>, dir: &Path) -> Result<()
     ));
     Ok(())
 }
+
+#[cfg(test)]
+mod tests;

@@ -319,3 +319,6 @@ fn set_root_meta(dir: &Path, (mode, uid, gid): (u32, u32, u32)) -> Result<(), Sn
 fn absolute(p: &Path) -> Result<PathBuf, SnapshotError> {
     std::path::absolute(p).map_err(fail(format!("resolving {}", p.display())))
 }
+
+#[cfg(test)]
+mod tests;
