@@ -36,6 +36,7 @@ on_every_runtime!(
     mount_table_inside,
     layer_mounts_show_another_filesystem_and_discard_writes,
     insecure_mode_keeps_every_capability_and_no_seccomp,
+    copy_snapshots_make_the_same_filesystem,
 );
 
 /// The entry names of the layer tar of `upper`.
@@ -621,4 +622,89 @@ fn insecure_mode_keeps_every_capability_and_no_seccomp(rt: &'static str) {
     };
     assert_eq!(bnd(&sandboxed), 0xa80425fb);
     assert!(bnd(&insecure).count_ones() > 30, "{insecure}");
+}
+
+/// Copy snapshots (`KILN_RUNTIME_FALLBACKS=copy`, or after overlayfs was
+/// refused) make a layer with the same result as overlay snapshots: new
+/// files, a deletion (whiteout), a replaced directory (opaque for overlay;
+/// a whiteout per old entry for copies, which compare trees), no mount
+/// traces.
+fn copy_snapshots_make_the_same_filesystem(rt: &'static str) {
+    let mut env = Env::busybox(rt);
+    let (out, upper) = env.sh("base", "mkdir -p /d/sub && echo a > /d/a");
+    assert_eq!(out.status, 0);
+    env.commit(upper);
+    let mut copy = Env::busybox(rt).with_fallbacks(kiln_executor::Fallbacks::parse("copy"));
+    copy.stack = env.stack.clone();
+    assert_eq!(copy.snapshot_mode(), kiln_executor::SnapshotMode::Copy);
+    let other = env.tmp.path().join("other");
+    std::fs::create_dir_all(other.join("out")).unwrap();
+    std::fs::write(other.join("out/app"), "binary\n").unwrap();
+    let mounts = vec![
+        Mount::Tmpfs {
+            target: "/scratch".into(),
+            size: None,
+        },
+        Mount::Layers {
+            lower: LayerStack::new(vec![other.clone()]),
+            source: "out".into(),
+            target: "/src".into(),
+            readonly: false,
+        },
+    ];
+    let script = "echo hi > /x; rm /etc/group; rm -rf /d && mkdir /d && echo c > /d/c; \
+                  echo t > /scratch/t; cat /src/app; echo w > /src/w";
+    let mut layers = Vec::new();
+    for env in [&env, &copy] {
+        let (out, upper) = env.run_with("step", sh(script), mounts.clone());
+        let out = out.unwrap();
+        assert_eq!((out.status, text(&out)), (0, "binary\n".to_string()));
+        assert!(out.notes.is_empty(), "{:?}", out.notes);
+        let names = tar_names(&upper);
+        for want in ["x", "etc/.wh.group", "d/c"] {
+            assert!(names.iter().any(|n| n == want), "{want}: {names:?}");
+        }
+        assert!(
+            !names
+                .iter()
+                .any(|n| n.contains("scratch") || n.starts_with("src")),
+            "{names:?}"
+        );
+        // The filesystem the layer makes on its base.
+        let merged = env.tmp.path().join(format!("merged-{}", layers.len()));
+        kiln_executor::materialize(&env.stack.with(upper), &merged).unwrap();
+        layers.push(tree(&merged));
+    }
+    assert_eq!(layers[0], layers[1]);
+    assert!(
+        layers[1].contains(&"d/c=c\n".to_string()),
+        "{:?}",
+        layers[1]
+    );
+    assert!(!layers[1]
+        .iter()
+        .any(|n| n.starts_with("d/a") || n.starts_with("etc/group")));
+    assert!(!other.join("out/w").exists());
+}
+
+/// Every path below `dir` with its type and, for files, content.
+fn tree(dir: &Path) -> Vec<String> {
+    let mut out: Vec<String> = walkdir::WalkDir::new(dir)
+        .min_depth(1)
+        .into_iter()
+        .map(|e| {
+            let e = e.unwrap();
+            let rel = e.path().strip_prefix(dir).unwrap().display().to_string();
+            if e.file_type().is_file() {
+                format!(
+                    "{rel}={}",
+                    std::fs::read_to_string(e.path()).unwrap_or_default()
+                )
+            } else {
+                rel
+            }
+        })
+        .collect();
+    out.sort();
+    out
 }
