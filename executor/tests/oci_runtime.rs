@@ -3,7 +3,10 @@
 //! view from inside. Needs root and the runtime binaries (skipped with a
 //! message otherwise). The tests of this binary run one at a time, and
 //! every run checks that nothing leaked (mounts, scratch and state
-//! directories, cgroups).
+//! directories, cgroups). The scenarios every runtime shares are the
+//! runtime suite (`runtime.rs`); these are the OCI runtimes' own: the
+//! bundle, the runtime's errors, cgroups and leaks, and side-by-side
+//! comparisons with the built-in runtime.
 
 #[macro_use]
 mod support;
@@ -11,8 +14,8 @@ mod support;
 use support::{is_root, sh, text, Env};
 
 use kiln_executor::{
-    diff, BuiltinRuntime, LayerStack, Mount, NetworkMode, OciRuntime, ProcessSpec, RunOutput,
-    RunStep, Runtime, RuntimeError, SecurityMode, Snapshots,
+    diff, BuiltinRuntime, Mount, NetworkMode, OciRuntime, ProcessSpec, RunOutput, RunStep, Runtime,
+    RuntimeError, SecurityMode, Snapshots,
 };
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -208,10 +211,8 @@ oci_tests!(
     exit_codes_and_output,
     users_and_groups,
     network_modes,
-    extra_mounts_leave_no_trace,
     hosts_resolv_hostname_and_pid_namespace,
     insecure_mode_caps,
-    cwd_is_created_like_builtin,
     runtime_errors_carry_its_messages,
     cgroups_are_removed,
 );
@@ -356,87 +357,6 @@ fn network_modes(rt: &OciRuntime) {
     assert!(host.lines().count() > 1, "{host}");
 }
 
-fn extra_mounts_leave_no_trace(rt: &OciRuntime) {
-    let env = Env::busybox("builtin");
-    let src = env.tmp.path().join("src");
-    std::fs::create_dir(&src).unwrap();
-    std::fs::write(src.join("a"), "from host\n").unwrap();
-    let rw = env.tmp.path().join("rw");
-    std::fs::create_dir(&rw).unwrap();
-    let secret = env.tmp.path().join("secret");
-    std::fs::write(&secret, "s3cr3t").unwrap();
-    let other = env.tmp.path().join("other");
-    std::fs::create_dir_all(other.join("out/sub")).unwrap();
-    std::fs::write(other.join("out/app"), "binary\n").unwrap();
-    std::fs::write(other.join("out/sub/x"), "x\n").unwrap();
-    std::os::unix::fs::symlink("/out/sub", other.join("link")).unwrap();
-    let lower = LayerStack::new(vec![other.clone()]);
-    let mounts = vec![
-        Mount::Tmpfs {
-            target: "/scratch".into(),
-            size: Some(1 << 20),
-        },
-        Mount::Bind {
-            source: src.clone(),
-            target: "/mnt/src".into(),
-            readonly: true,
-        },
-        Mount::Bind {
-            source: rw.clone(),
-            target: "/mnt/rw".into(),
-            readonly: false,
-        },
-        Mount::Bind {
-            source: secret,
-            target: "/run/secrets/token".into(),
-            readonly: true,
-        },
-        Mount::Tmpfs {
-            target: "/tmp/cache".into(),
-            size: None,
-        },
-        Mount::Layers {
-            lower: lower.clone(),
-            source: "out".into(),
-            target: "/layers/src".into(),
-            readonly: false,
-        },
-        Mount::Layers {
-            lower: lower.clone(),
-            source: "out/app".into(),
-            target: "/usr/local/bin/app".into(),
-            readonly: true,
-        },
-        Mount::Layers {
-            lower,
-            source: "link".into(),
-            target: "/ro".into(),
-            readonly: true,
-        },
-    ];
-    let script = "echo y > /scratch/y && cat /scratch/y; grep -c ' /scratch tmpfs' /proc/mounts; \
-                  cat /mnt/src/a; touch /mnt/src/b 2>/dev/null || echo ro; cat /run/secrets/token; echo; \
-                  echo z > /tmp/cache/z && echo cached; echo kept > /tmp/kept; \
-                  cat /layers/src/app /usr/local/bin/app /ro/x; echo w > /layers/src/new && cat /layers/src/new; \
-                  rm /layers/src/app && echo removed; touch /ro/y 2>/dev/null || echo ro; \
-                  [ -e /mnt/rw/w ] || echo w > /mnt/rw/w";
-    let ((b, bu), (o, ou)) = env.both(rt, "mounts", sh(script), mounts);
-    let want = "y\n1\nfrom host\nro\ns3cr3t\ncached\nbinary\nbinary\nx\nw\nremoved\nro\n";
-    assert_eq!(text(&b), want);
-    assert_eq!(text(&o), want);
-    assert_eq!(o.status, 0);
-    assert!(!src.join("b").exists());
-    assert_eq!(std::fs::read_to_string(rw.join("w")).unwrap(), "w\n");
-    assert!(other.join("out/app").exists());
-    assert!(!other.join("out/new").exists());
-    assert_eq!(listing(&bu), listing(&ou));
-    let names = listing(&ou).join("\n");
-    for gone in ["scratch", "mnt", "run/", "cache", "layers", "local", " ro/"] {
-        assert!(!names.contains(gone), "{gone} in\n{names}");
-    }
-    assert!(names.contains("tmp/kept"), "{names}");
-}
-
 fn hosts_resolv_hostname_and_pid_namespace(rt: &OciRuntime) {
     let env = Env::busybox("builtin");
     let script = "hostname; cat /etc/hosts /etc/resolv.conf; echo pid=$$; \
@@ -519,22 +439,6 @@ fn insecure_mode_caps(rt: &OciRuntime) {
         Vec::new(),
     );
     assert_eq!(text(&o.unwrap()), "refused\n");
-}
-
-fn cwd_is_created_like_builtin(rt: &OciRuntime) {
-    let env = Env::busybox("builtin");
-    let mut spec = sh("pwd; touch f");
-    spec.cwd = "/work/dir".into();
-    let ((b, bu), (o, ou)) = env.both(rt, "cwd", spec, Vec::new());
-    assert_eq!(text(&b), "/work/dir\n");
-    assert_eq!(text(&o), "/work/dir\n");
-    assert_eq!(listing(&bu), listing(&ou));
-    // An existing directory.
-    let mut spec = sh("pwd -P; touch g");
-    spec.cwd = "/tmp".into();
-    let ((b, bu), (o, ou)) = env.both(rt, "cwd2", spec, Vec::new());
-    assert_eq!(text(&b), text(&o));
-    assert_eq!(listing(&bu), listing(&ou));
 }
 
 fn runtime_errors_carry_its_messages(rt: &OciRuntime) {

@@ -176,6 +176,14 @@ fn cwd_is_created(rt: &'static str) {
     assert!(upper.join("work/dir/here").is_file());
     let md = std::fs::metadata(upper.join("work")).unwrap();
     assert_eq!(md.mode() & 0o7777, 0o755);
+    assert_eq!(ls(&upper), ["dev", "etc", "proc", "sys", "work"]);
+    // An existing directory is used as it is.
+    let mut spec = sh("pwd -P; touch g");
+    spec.cwd = "/tmp".into();
+    let (out, upper) = env.run_with("b", spec, Vec::new());
+    assert_eq!(text(&out.unwrap()), "/tmp\n");
+    assert_eq!(ls(&upper), ["dev", "etc", "proc", "sys", "tmp"]);
+    assert_eq!(ls(&upper.join("tmp")), ["g"]);
 }
 
 fn hostname_hosts_and_pid_namespace(rt: &'static str) {
@@ -241,6 +249,8 @@ fn extra_mounts_leave_no_trace(rt: &'static str) {
     let src = env.tmp.path().join("src");
     std::fs::create_dir(&src).unwrap();
     std::fs::write(src.join("a"), "from host\n").unwrap();
+    let rw = env.tmp.path().join("rw");
+    std::fs::create_dir(&rw).unwrap();
     let secret = env.tmp.path().join("secret");
     std::fs::write(&secret, "s3cr3t").unwrap();
     let mounts = vec![
@@ -254,6 +264,11 @@ fn extra_mounts_leave_no_trace(rt: &'static str) {
             readonly: true,
         },
         Mount::Bind {
+            source: rw.clone(),
+            target: "/mnt/rw".into(),
+            readonly: false,
+        },
+        Mount::Bind {
             source: secret,
             target: "/run/secrets/token".into(),
             readonly: true,
@@ -263,14 +278,15 @@ fn extra_mounts_leave_no_trace(rt: &'static str) {
             size: None,
         },
     ];
-    let script = "echo y > /scratch/y && cat /scratch/y; cat /mnt/src/a; \
-                  touch /mnt/src/b 2>/dev/null || echo ro; cat /run/secrets/token; echo; \
-                  echo z > /tmp/cache/z && echo cached; echo kept > /tmp/kept";
+    let script = "echo y > /scratch/y && cat /scratch/y; grep -c ' /scratch tmpfs' /proc/mounts; \
+                  cat /mnt/src/a; touch /mnt/src/b 2>/dev/null || echo ro; cat /run/secrets/token; echo; \
+                  echo z > /tmp/cache/z && echo cached; echo kept > /tmp/kept; echo w > /mnt/rw/w";
     let (out, upper) = env.run_with("a", sh(script), mounts);
     let out = out.unwrap();
-    assert_eq!(text(&out), "y\nfrom host\nro\ns3cr3t\ncached\n");
+    assert_eq!(text(&out), "y\n1\nfrom host\nro\ns3cr3t\ncached\n");
     assert_eq!(out.status, 0);
     assert!(!src.join("b").exists());
+    assert_eq!(std::fs::read_to_string(rw.join("w")).unwrap(), "w\n");
     assert_eq!(ls(&upper), vec!["dev", "etc", "proc", "sys", "tmp"]);
     assert_eq!(ls(&upper.join("tmp")), vec!["kept"]);
     let names = tar_names(&upper);

@@ -3,8 +3,8 @@
 //! directory (for hosts where overlayfs cannot be mounted).
 
 use super::{
-    absolute, fail, root_meta, set_root_meta, ActiveSnapshot, SnapshotError, SnapshotMode,
-    SnapshotMount, Snapshotter, View,
+    fail, set_root_meta, writable_root, ActiveSnapshot, SnapshotError, SnapshotMode, SnapshotMount,
+    Snapshotter, View,
 };
 use crate::stack::LayerStack;
 use std::path::Path;
@@ -26,10 +26,7 @@ impl Snapshotter for CopySnapshotter {
         upper: &Path,
         work: &Path,
     ) -> Result<ActiveSnapshot, SnapshotError> {
-        let upper = absolute(upper)?;
-        let work = absolute(work)?;
-        let meta = root_meta(parent)?;
-        set_root_meta(&upper, meta)?;
+        let (upper, work, meta) = writable_root(parent, upper, work)?;
         let dir = work.join("rootfs");
         crate::stack::materialize(parent, &dir)
             .map_err(fail(format!("copying the rootfs to {}", dir.display())))?;

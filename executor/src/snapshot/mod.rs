@@ -293,9 +293,12 @@ fn run_on(
     Ok(out)
 }
 
+/// A root directory's `(mode, uid, gid)`.
+type RootMeta = (u32, u32, u32);
+
 /// The mode and owner of `stack`'s root directory (0755 root for
 /// scratch), given to the directory that stands for it.
-fn root_meta(stack: &LayerStack) -> Result<(u32, u32, u32), SnapshotError> {
+fn root_meta(stack: &LayerStack) -> Result<RootMeta, SnapshotError> {
     use std::os::unix::fs::MetadataExt;
     match stack.layers().last() {
         Some(top) => {
@@ -307,12 +310,27 @@ fn root_meta(stack: &LayerStack) -> Result<(u32, u32, u32), SnapshotError> {
 }
 
 /// Gives `dir` the root's `(mode, uid, gid)` (the owner only as root).
-fn set_root_meta(dir: &Path, (mode, uid, gid): (u32, u32, u32)) -> Result<(), SnapshotError> {
+fn set_root_meta(dir: &Path, (mode, uid, gid): RootMeta) -> Result<(), SnapshotError> {
     if crate::privileges::is_root() {
         std::os::unix::fs::chown(dir, Some(uid), Some(gid))
             .map_err(fail(format!("chown {}", dir.display())))?;
     }
     crate::file_meta::chmod(dir, mode).map_err(fail(format!("chmod {}", dir.display())))
+}
+
+/// The absolute `upper` and `work` of a writable snapshot of `parent`,
+/// `upper` given the root's mode and owner (it is the merged root); also
+/// returns that `(mode, uid, gid)`.
+fn writable_root(
+    parent: &LayerStack,
+    upper: &Path,
+    work: &Path,
+) -> Result<(PathBuf, PathBuf, RootMeta), SnapshotError> {
+    let upper = absolute(upper)?;
+    let work = absolute(work)?;
+    let meta = root_meta(parent)?;
+    set_root_meta(&upper, meta)?;
+    Ok((upper, work, meta))
 }
 
 /// `p` made absolute.

@@ -2,8 +2,8 @@
 //! the upper directory receives the changes as the process makes them.
 
 use super::{
-    absolute, fail, root_meta, set_root_meta, ActiveSnapshot, SnapshotError, SnapshotMode,
-    SnapshotMount, Snapshotter, View,
+    absolute, fail, writable_root, ActiveSnapshot, SnapshotError, SnapshotMode, SnapshotMount,
+    Snapshotter, View,
 };
 use crate::stack::LayerStack;
 use std::path::{Path, PathBuf};
@@ -30,10 +30,8 @@ impl Snapshotter for OverlaySnapshotter {
         upper: &Path,
         work: &Path,
     ) -> Result<ActiveSnapshot, SnapshotError> {
-        let upper = absolute(upper)?;
-        let work = absolute(work)?;
+        let (upper, work, _) = writable_root(parent, upper, work)?;
         let lowers = lowers(parent)?;
-        set_root_meta(&upper, root_meta(parent)?)?;
         Ok(ActiveSnapshot {
             parent: parent.clone(),
             changes: upper.clone(),
