@@ -3,10 +3,14 @@
 //! runtime runs a process on a rootfs given as snapshot mounts (see
 //! [`crate::snapshot`]); it neither chooses nor commits the snapshot.
 //!
-//! Both share the host-side preparation (`plan.rs`) and then run a cloned
-//! child (`spawn.rs`) that executes the ops of `child.rs` and `execve`s:
-//! the command itself for the built-in runtime, `runc`/`crun run` for an
-//! OCI runtime.
+//! Both share the host-side preparation (`plan.rs`: the child's
+//! operations up to the mounts, listed before anything runs), turn it
+//! into their own operation list (`builtin.rs`, `oci/`) and then run a
+//! cloned child (`spawn.rs`) that executes those operations (`child/`)
+//! and `execve`s: the command itself for the built-in runtime,
+//! `runc`/`crun run` for an OCI runtime. `stubs.rs` creates and removes
+//! the mount points, `scratch.rs` holds a run's private directory,
+//! `cleanup.rs` what a killed build leaves.
 //!
 //! [`BuiltinRuntime`] runs one process the way BuildKit's runc executor
 //! does, without any daemon or external binary:
@@ -34,7 +38,7 @@
 //!    `no_new_privs`, installs Docker's default seccomp profile (see
 //!    `seccomp.rs`) and `execve`s.
 //! 4. The host side collects the combined output, waits, and removes the
-//!    mount stubs it created from the upper directory (as BuildKit's
+//!    mount stubs it created from the snapshot's changes (as BuildKit's
 //!    `MountStubsCleaner` does, restoring the parent's times), so
 //!    `/etc` stays as a copied-up directory and `RUN --mount` targets leave
 //!    no trace. `/dev`, `/proc` and `/sys` created for a base lacking them
@@ -356,11 +360,13 @@ pub trait Runtime: Send + Sync {
     fn run(&self, req: &RunRequest<'_>) -> Result<RunOutput, RuntimeError>;
 }
 
+/// A [`RuntimeError::Prepare`] maker for `map_err`.
 fn prep(step: impl Into<String>) -> impl FnOnce(io::Error) -> RuntimeError {
     let step = step.into();
     move |error| RuntimeError::Prepare { step, error }
 }
 
+/// `s` as a C string ([`RuntimeError::Invalid`] with a NUL byte).
 fn cstr(s: impl AsRef<[u8]>) -> Result<CString, RuntimeError> {
     let s = s.as_ref();
     CString::new(s).map_err(|_| {
@@ -371,6 +377,7 @@ fn cstr(s: impl AsRef<[u8]>) -> Result<CString, RuntimeError> {
     })
 }
 
+/// `p` as a C string.
 fn cpath(p: &Path) -> Result<CString, RuntimeError> {
     cstr(p.as_os_str().as_bytes())
 }

@@ -97,10 +97,12 @@ fn overlay_op(
     ))
 }
 
-pub(super) fn absolute(p: &Path) -> Result<PathBuf, RuntimeError> {
+/// `p` made absolute.
+fn absolute(p: &Path) -> Result<PathBuf, RuntimeError> {
     std::path::absolute(p).map_err(prep(format!("resolving {}", p.display())))
 }
 
+/// Refuses a path the overlay options cannot carry.
 fn check_overlay_path(p: &Path) -> Result<(), RuntimeError> {
     let b = p.as_os_str().as_bytes();
     if b.contains(&b',') || b.contains(&b':') || b.contains(&b'\\') {
@@ -157,26 +159,29 @@ impl Planned {
 
 /// The host-side preparation both runtimes share: the checked request,
 /// the scratch directory with the rootfs mount point, hosts and
-/// resolv.conf, the resolved user, the snapshot mount ops, and the mounts with
-/// their resolved targets and the stubs to remove afterwards.
+/// resolv.conf, the resolved user, the snapshot's mount ops, and the
+/// mounts with their resolved targets and the stubs to remove afterwards.
 pub(super) struct Prepared {
+    /// The run's private directory (removed when this is dropped).
     pub(super) scratch: Scratch,
-    /// The mount point of the rootfs overlay (`<scratch>/rootfs`).
+    /// The mount point of the rootfs (`<scratch>/rootfs`).
     pub(super) root: PathBuf,
     /// Where the process's writes land on the host (the stubs are
     /// removed there).
     pub(super) changes: PathBuf,
+    /// The user the process runs as.
     pub(super) user: user::User,
     /// The environment, with `HOME` added when missing.
     pub(super) env: Vec<String>,
     /// Ops for the process's private mount namespace: the umask, `/`
-    /// made private, the rootfs overlay and the overlays of
-    /// [`Mount::Layers`] views (outside the rootfs).
+    /// made private, the snapshot's mounts on `root`, the mounts of the
+    /// [`Mount::Layers`] views and the secrets tmpfs with the secret files
+    /// (outside the rootfs).
     pub(super) ops: Vec<(String, Op)>,
     /// `/proc`, `/dev`, `/sys`, `/etc/resolv.conf`, `/etc/hosts`, then the
     /// extra mounts sorted by depth (parents first).
     pub(super) mounts: Vec<Planned>,
-    /// Mount stubs removed from the upper directory afterwards.
+    /// Mount stubs removed from `changes` afterwards.
     pub(super) stubs: Vec<String>,
     /// Whether kiln runs as root (of the host or of a user namespace).
     pub(super) is_root: bool,
@@ -184,6 +189,8 @@ pub(super) struct Prepared {
     pub(super) secrets: Option<PathBuf>,
 }
 
+/// Checks the request and prepares what both runtimes need (see
+/// [`Prepared`]).
 pub(super) fn prepare(
     req: &RunRequest<'_>,
     fallbacks: &Fallbacks,
@@ -223,7 +230,7 @@ pub(super) fn prepare(
     std::fs::write(&resolv, files::resolv_conf(spec.network))
         .map_err(prep(format!("writing {}", resolv.display())))?;
 
-    // ---- the overlays
+    // ---- the snapshot
     let mut ops: Vec<(String, Op)> = Vec::new();
     ops.push(("setting the umask".into(), Op::Umask(0o022)));
     ops.push((

@@ -50,9 +50,9 @@ pub struct SolveOptions {
     /// Caches to reuse layers from when the local cache misses
     /// (`--cache-from`), in order.
     pub cache_from: Vec<Arc<dyn CacheSource>>,
-    /// The snapshots RUN steps start with (they switch to copies when
-    /// overlayfs is refused).
-    pub snapshots: kiln_executor::SnapshotMode,
+    /// The snapshotter choice of RUN steps, shared by every solve of a
+    /// build (it switches to copies for good when overlayfs is refused).
+    pub snapshots: Arc<kiln_executor::Snapshots>,
 }
 
 impl std::fmt::Debug for dyn CacheSource {
@@ -115,7 +115,7 @@ impl Default for SolveOptions {
             allow: Vec::new(),
             compression: kiln_oci::Compression::default(),
             cache_from: Vec::new(),
-            snapshots: kiln_executor::SnapshotMode::default(),
+            snapshots: Arc::default(),
         }
     }
 }
@@ -274,7 +274,7 @@ struct Shared {
     no_cache: bool,
     no_cache_stages: Vec<String>,
     runtime: Arc<dyn kiln_executor::Runtime>,
-    snapshots: kiln_executor::Snapshots,
+    snapshots: Arc<kiln_executor::Snapshots>,
     secrets: BTreeMap<String, SecretSource>,
     ssh: BTreeMap<String, std::path::PathBuf>,
     compression: kiln_oci::Compression,
@@ -309,7 +309,7 @@ pub async fn solve(
             .map(|s| s.to_ascii_lowercase())
             .collect(),
         runtime,
-        snapshots: kiln_executor::Snapshots::new(options.snapshots),
+        snapshots: options.snapshots.clone(),
         secrets: options.secrets.clone(),
         ssh: options.ssh.clone(),
         compression: options.compression,
