@@ -219,7 +219,8 @@ pub struct RunStep<'a> {
 
 /// A build's choice of snapshotter: the mode it starts with, switched to
 /// copies (for good) once a runtime reports that overlayfs is refused.
-/// Shared by the steps of a build that run at once.
+/// One is shared by every step of a build, those running at once and
+/// those of its other platforms included.
 #[derive(Debug, Default)]
 pub struct Snapshots {
     copy: AtomicBool,
