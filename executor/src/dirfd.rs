@@ -439,16 +439,7 @@ impl Dir {
     /// The `utimensat` error.
     pub fn set_times(&self, name: &OsStr, atime: (i64, i64), mtime: (i64, i64)) -> io::Result<()> {
         let c = cstr(name)?;
-        let ts = [
-            libc::timespec {
-                tv_sec: atime.0 as libc::time_t,
-                tv_nsec: atime.1 as _,
-            },
-            libc::timespec {
-                tv_sec: mtime.0 as libc::time_t,
-                tv_nsec: mtime.1 as _,
-            },
-        ];
+        let ts = crate::file_meta::timespecs(atime, mtime);
         // SAFETY: valid fd and string, ts points to two timespecs.
         check(unsafe {
             libc::utimensat(

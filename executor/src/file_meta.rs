@@ -63,10 +63,10 @@ pub(crate) fn chmod(path: &Path, mode: u32) -> io::Result<()> {
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode & 0o7777))
 }
 
-/// Sets atime and mtime of `path` without following a final symlink.
-pub(crate) fn set_times(path: &Path, atime: (i64, i64), mtime: (i64, i64)) -> io::Result<()> {
-    let c = cpath(path)?;
-    let ts = [
+/// The `utimensat` argument for `atime` and `mtime` (seconds,
+/// nanoseconds).
+pub(crate) fn timespecs(atime: (i64, i64), mtime: (i64, i64)) -> [libc::timespec; 2] {
+    [
         libc::timespec {
             tv_sec: atime.0 as libc::time_t,
             tv_nsec: atime.1 as _,
@@ -75,7 +75,13 @@ pub(crate) fn set_times(path: &Path, atime: (i64, i64), mtime: (i64, i64)) -> io
             tv_sec: mtime.0 as libc::time_t,
             tv_nsec: mtime.1 as _,
         },
-    ];
+    ]
+}
+
+/// Sets atime and mtime of `path` without following a final symlink.
+pub(crate) fn set_times(path: &Path, atime: (i64, i64), mtime: (i64, i64)) -> io::Result<()> {
+    let c = cpath(path)?;
+    let ts = timespecs(atime, mtime);
     // SAFETY: c is valid, ts points to two timespecs.
     let rc = unsafe {
         libc::utimensat(
