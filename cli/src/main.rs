@@ -4,7 +4,6 @@ mod commands;
 mod config;
 mod global;
 mod progress;
-mod rootless;
 mod signals;
 mod units;
 
@@ -67,14 +66,14 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     // Building as a non-root user: become root of a user namespace with
-    // the user's subordinate ids first (see rootless.rs).
+    // the user's subordinate ids first (see kiln_executor::rootless).
     if matches!(
         cli.command,
         Command::Build(_) | Command::Prune(_) | Command::Du(_)
     ) {
         let root = cli.global.root.clone().or_else(kiln_oci::default_root);
-        if let Err(err) = rootless::enter(root) {
-            progress::eprint_line(&format!("kiln: {}", error_text(&err)));
+        if let Err(err) = kiln_executor::rootless::enter(root) {
+            progress::eprint_line(&format!("kiln: {}", error_text(&err.into())));
             return ExitCode::FAILURE;
         }
     }

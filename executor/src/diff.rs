@@ -8,7 +8,6 @@
 //! user/group names), mtime only (no atime/ctime), no xattrs.
 
 use crate::dirfd::Dir;
-use crate::sys;
 use std::collections::HashMap;
 use std::ffi::{OsStr, OsString};
 use std::fs::Metadata;
@@ -244,8 +243,8 @@ impl Writer<'_> {
                 if kind != EntryType::Fifo {
                     let rdev = md.rdev();
                     let set = header
-                        .set_device_major(sys::major(rdev))
-                        .and_then(|()| header.set_device_minor(sys::minor(rdev)));
+                        .set_device_major(crate::file_meta::major(rdev))
+                        .and_then(|()| header.set_device_minor(crate::file_meta::minor(rdev)));
                     set.map_err(|error| DiffError::Write {
                         path: String::from_utf8_lossy(&tar_path).into_owned(),
                         error,

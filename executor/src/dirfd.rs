@@ -426,7 +426,9 @@ impl Dir {
             )
         });
         match rc {
-            Err(e) if e.raw_os_error() == Some(libc::EPERM) && !crate::sys::is_root() => Ok(()),
+            Err(e) if e.raw_os_error() == Some(libc::EPERM) && !crate::privileges::is_root() => {
+                Ok(())
+            }
             other => other,
         }
     }
@@ -437,16 +439,7 @@ impl Dir {
     /// The `utimensat` error.
     pub fn set_times(&self, name: &OsStr, atime: (i64, i64), mtime: (i64, i64)) -> io::Result<()> {
         let c = cstr(name)?;
-        let ts = [
-            libc::timespec {
-                tv_sec: atime.0 as libc::time_t,
-                tv_nsec: atime.1 as _,
-            },
-            libc::timespec {
-                tv_sec: mtime.0 as libc::time_t,
-                tv_nsec: mtime.1 as _,
-            },
-        ];
+        let ts = crate::file_meta::timespecs(atime, mtime);
         // SAFETY: valid fd and string, ts points to two timespecs.
         check(unsafe {
             libc::utimensat(
@@ -509,11 +502,11 @@ impl Dir {
             // A mode-0 marker as non-root: fall back on the path.
             Err(e) if e.raw_os_error() == Some(libc::EACCES) => {
                 let path = self.proc_path(name);
-                return Ok(crate::sys::is_whiteout(&path, md));
+                return Ok(crate::overlay_marks::is_whiteout(&path, md));
             }
             Err(e) => return Err(e),
         };
-        Ok(fgetxattr(&file, crate::sys::WHITEOUT_XATTR)?.is_some())
+        Ok(fgetxattr(&file, crate::overlay_marks::WHITEOUT_XATTR)?.is_some())
     }
 
     /// Whether this directory is marked opaque (trusted or user namespace).
@@ -521,7 +514,10 @@ impl Dir {
     /// # Errors
     /// The `fgetxattr` error.
     pub fn is_opaque(&self) -> io::Result<bool> {
-        for attr in [crate::sys::OPAQUE_TRUSTED, crate::sys::OPAQUE_USER] {
+        for attr in [
+            crate::overlay_marks::OPAQUE_TRUSTED,
+            crate::overlay_marks::OPAQUE_USER,
+        ] {
             if self.xattr(attr)?.as_deref() == Some(b"y") {
                 return Ok(true);
             }
@@ -540,7 +536,7 @@ fn fgetxattr(file: &File, attr: &str) -> io::Result<Option<Vec<u8>>> {
     let n = CString::new(attr)
         .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "xattr name contains NUL"))?;
     // SAFETY: valid fd, name, and buffer of buf.len() bytes.
-    crate::sys::xattr_value(|buf| unsafe {
+    crate::file_meta::xattr_value(|buf| unsafe {
         libc::fgetxattr(
             file.as_raw_fd(),
             n.as_ptr(),
@@ -552,5 +548,5 @@ fn fgetxattr(file: &File, attr: &str) -> io::Result<Option<Vec<u8>>> {
 
 /// An I/O error with the action and path in its message (same kind).
 pub fn annotate(action: &str, path: &Path, error: io::Error) -> io::Error {
-    crate::sys::annotate(action, path, error)
+    crate::file_meta::annotate(action, path, error)
 }

@@ -3,8 +3,8 @@
 //! A built filesystem is a [`LayerStack`]: layer directories, bottom first,
 //! each holding one layer's changes in overlayfs format (a deletion is a
 //! 0/0 character device, an opaque directory carries the
-//! `trusted.overlay.opaque` or `user.overlay.opaque` xattr), so the next
-//! issue can hand the same directories to overlayfs as lowerdirs.
+//! `trusted.overlay.opaque` or `user.overlay.opaque` xattr), so the same
+//! directories serve overlayfs as lowerdirs.
 //!
 //! - [`unpack`]: a layer tar (OCI whiteouts) → a layer directory
 //!   ([`unpack_blob`]: a gzip or plain layer blob).
@@ -18,27 +18,41 @@
 //! Sources for COPY are anything implementing [`SourceTree`]: another stack
 //! (a stage or image) or the build context (implemented by the solver).
 //!
-//! RUN steps go through a [`Runtime`]: the built-in namespace sandbox
-//! ([`BuiltinRuntime`]) or an external OCI runtime ([`OciRuntime`]: runc
-//! or crun, as root), which produce the same layer for the same
-//! [`RunRequest`].
+//! RUN steps run on [`snapshot`]s: [`Snapshots::run`] prepares a writable
+//! snapshot of the stack with the build's [`Snapshotter`] (overlay, or
+//! copies where overlayfs is refused), hands it to a [`Runtime`] and
+//! commits the changes to the step's upper directory. The runtime is the
+//! built-in namespace sandbox ([`BuiltinRuntime`]) or an external OCI
+//! runtime ([`OciRuntime`]: runc or crun, as root); both produce the same
+//! layer for the same step.
+//!
+//! [`rootless`]: a non-root kiln re-enters itself as root of a user
+//! namespace with the user's subordinate ids, at start-up.
 #![deny(missing_docs)]
 
 mod diff;
 pub mod dirfd;
+mod file_meta;
 mod fileop;
 pub mod names;
+mod overlay_marks;
+mod privileges;
+pub mod rootless;
 mod runtime;
+pub mod snapshot;
 mod stack;
-mod sys;
 mod unpack;
 mod walkdiff;
 
 pub use diff::{diff, diff_with, DiffError, DiffOptions};
 pub use fileop::{apply_file_actions, Chmod, CopyAction, FileAction, FileOpError, Owner, Source};
 pub use runtime::{
-    abort_runs, sweep_stale, BuiltinRuntime, Mount, NetworkMode, OciRuntime, OutputSink,
+    abort_runs, sweep_stale, BuiltinRuntime, Fallbacks, Mount, NetworkMode, OciRuntime, OutputSink,
     ProcessSpec, RunOutput, RunRequest, Runtime, RuntimeError, SecurityMode, OUTPUT_LIMIT,
+};
+pub use snapshot::{
+    ActiveSnapshot, CopySnapshotter, OverlaySnapshotter, RunStep, SnapshotError, SnapshotMode,
+    SnapshotMount, Snapshots, Snapshotter, View,
 };
 pub use stack::{materialize, LayerStack, SourceEntry, SourceError, SourceTree};
 pub use unpack::{commit_dir, unpack, unpack_blob, UnpackError};

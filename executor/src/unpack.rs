@@ -19,7 +19,6 @@
 //! layer at once, the one that loses the rename keeps the winner's
 //! directory: both verified the same content.
 
-use crate::sys;
 use kiln_oci::Digest;
 use sha2::Digest as _;
 use std::collections::BTreeMap;
@@ -342,8 +341,8 @@ impl Extractor {
             self.entry(&mut entry)?;
         }
         for (path, meta) in std::mem::take(&mut self.dirs).into_iter().rev() {
-            sys::chmod(&path, meta.mode).map_err(|e| io_err("chmod", &path, e))?;
-            sys::set_times(&path, meta.mtime, meta.mtime)
+            crate::file_meta::chmod(&path, meta.mode).map_err(|e| io_err("chmod", &path, e))?;
+            crate::file_meta::set_times(&path, meta.mtime, meta.mtime)
                 .map_err(|e| io_err("setting times of", &path, e))?;
         }
         Ok(())
@@ -436,12 +435,12 @@ impl Extractor {
     /// Owner, then mode (not for symlinks), xattrs, then times (deferred
     /// for directories).
     fn apply(&mut self, path: &Path, meta: &Meta, kind: EntryType) -> Result<(), UnpackError> {
-        sys::lchown(path, meta.uid, meta.gid).map_err(|e| io_err("chown", path, e))?;
+        crate::file_meta::lchown(path, meta.uid, meta.gid).map_err(|e| io_err("chown", path, e))?;
         for (name, value) in &meta.xattrs {
             if name.starts_with("trusted.overlay.") || name.starts_with("user.overlay.") {
                 continue;
             }
-            match sys::set_xattr(path, name, value) {
+            match crate::file_meta::set_xattr(path, name, value) {
                 Ok(()) => {}
                 Err(e)
                     if matches!(
@@ -462,9 +461,9 @@ impl Extractor {
             return Ok(());
         }
         if !kind.is_symlink() {
-            sys::chmod(path, meta.mode).map_err(|e| io_err("chmod", path, e))?;
+            crate::file_meta::chmod(path, meta.mode).map_err(|e| io_err("chmod", path, e))?;
         }
-        sys::set_times(path, meta.mtime, meta.mtime)
+        crate::file_meta::set_times(path, meta.mtime, meta.mtime)
             .map_err(|e| io_err("setting times of", path, e))
     }
 
@@ -496,7 +495,8 @@ impl Extractor {
         let parent = self.parents(parent_comps, &raw, true)?;
         let name_bytes = name.as_bytes();
         if name_bytes == b".wh..wh..opq" {
-            return sys::set_opaque(&parent).map_err(|e| io_err("marking opaque", &parent, e));
+            return crate::overlay_marks::set_opaque(&parent)
+                .map_err(|e| io_err("marking opaque", &parent, e));
         }
         if let Some(hidden) = name_bytes.strip_prefix(b".wh.") {
             if hidden.is_empty() {
@@ -507,7 +507,8 @@ impl Extractor {
             }
             let path = parent.join(OsStr::from_bytes(hidden));
             self.remove(&path)?;
-            return sys::make_whiteout(&path).map_err(|e| io_err("creating whiteout", &path, e));
+            return crate::overlay_marks::make_whiteout(&path)
+                .map_err(|e| io_err("creating whiteout", &path, e));
         }
         let path = parent.join(name);
         match kind {
@@ -588,11 +589,12 @@ impl Extractor {
                         } else {
                             libc::S_IFBLK
                         };
-                        (ty, sys::makedev(major, minor))
+                        (ty, crate::file_meta::makedev(major, minor))
                     }
                 };
                 self.remove(&path)?;
-                sys::mknod(&path, ty | 0o600, dev).map_err(|e| io_err("creating", &path, e))?;
+                crate::file_meta::mknod(&path, ty | 0o600, dev)
+                    .map_err(|e| io_err("creating", &path, e))?;
                 self.apply(&path, &meta, kind)
             }
             other => Err(UnpackError::BadEntry {

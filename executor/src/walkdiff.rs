@@ -12,7 +12,6 @@
 //! directory too.
 
 use crate::stack::{copy_leaf, join, set_meta, LayerStack, SourceTree};
-use crate::sys;
 use std::collections::HashMap;
 use std::fs::Metadata;
 use std::io;
@@ -74,8 +73,8 @@ impl Walk<'_> {
             };
             let child = join(&level.rel, &name);
             let now = self.merged.join(&child);
-            let md =
-                std::fs::symlink_metadata(&now).map_err(|e| sys::annotate("reading", &now, e))?;
+            let md = std::fs::symlink_metadata(&now)
+                .map_err(|e| crate::file_meta::annotate("reading", &now, e))?;
             let old = self.lower.entry(&child)?;
             match old {
                 Some(old) if same_type(&old.metadata, &md) && md.is_dir() => {
@@ -97,16 +96,17 @@ impl Walk<'_> {
     fn open(&mut self, rel: &str) -> io::Result<Vec<String>> {
         let here = self.merged.join(rel);
         let mut names: Vec<String> = std::fs::read_dir(&here)
-            .map_err(|e| sys::annotate("listing", &here, e))?
+            .map_err(|e| crate::file_meta::annotate("listing", &here, e))?
             .map(|e| e.map(|e| e.file_name().to_string_lossy().into_owned()))
             .collect::<io::Result<_>>()
-            .map_err(|e| sys::annotate("listing", &here, e))?;
+            .map_err(|e| crate::file_meta::annotate("listing", &here, e))?;
         names.sort();
         let before = self.lower.list(rel)?;
         for gone in before.iter().filter(|n| names.binary_search(n).is_err()) {
             self.parent(rel)?;
             let path = self.upper.join(join(rel, gone));
-            sys::make_whiteout(&path).map_err(|e| sys::annotate("creating whiteout", &path, e))?;
+            crate::overlay_marks::make_whiteout(&path)
+                .map_err(|e| crate::file_meta::annotate("creating whiteout", &path, e))?;
         }
         names.reverse();
         Ok(names)
@@ -131,9 +131,10 @@ impl Walk<'_> {
             let prefix = comps[..n].join("/");
             let path = self.upper.join(&prefix);
             let src = self.merged.join(&prefix);
-            let md =
-                std::fs::symlink_metadata(&src).map_err(|e| sys::annotate("reading", &src, e))?;
-            std::fs::create_dir(&path).map_err(|e| sys::annotate("creating", &path, e))?;
+            let md = std::fs::symlink_metadata(&src)
+                .map_err(|e| crate::file_meta::annotate("reading", &src, e))?;
+            std::fs::create_dir(&path)
+                .map_err(|e| crate::file_meta::annotate("creating", &path, e))?;
             self.made_dirs.push((path, md));
         }
         Ok(())
@@ -153,8 +154,8 @@ impl Walk<'_> {
             };
             let child = join(&level.rel, &name);
             let path = self.merged.join(&child);
-            let md =
-                std::fs::symlink_metadata(&path).map_err(|e| sys::annotate("reading", &path, e))?;
+            let md = std::fs::symlink_metadata(&path)
+                .map_err(|e| crate::file_meta::annotate("reading", &path, e))?;
             self.copy_one(&child, &md, &mut stack)?;
         }
         Ok(())
@@ -167,13 +168,14 @@ impl Walk<'_> {
         let dst = self.upper.join(rel);
         let ft = md.file_type();
         if ft.is_dir() {
-            std::fs::create_dir(&dst).map_err(|e| sys::annotate("creating", &dst, e))?;
+            std::fs::create_dir(&dst)
+                .map_err(|e| crate::file_meta::annotate("creating", &dst, e))?;
             self.made_dirs.push((dst, md.clone()));
             let mut names: Vec<_> = std::fs::read_dir(&src)
-                .map_err(|e| sys::annotate("listing", &src, e))?
+                .map_err(|e| crate::file_meta::annotate("listing", &src, e))?
                 .map(|e| e.map(|e| e.file_name()))
                 .collect::<io::Result<_>>()
-                .map_err(|e| sys::annotate("listing", &src, e))?;
+                .map_err(|e| crate::file_meta::annotate("listing", &src, e))?;
             names.sort();
             let names = names
                 .iter()
@@ -212,8 +214,9 @@ fn same_entry(old: &crate::stack::SourceEntry, md: &Metadata, now: &Path) -> io:
     }
     if md.file_type().is_symlink() {
         let a = std::fs::read_link(&old.real)
-            .map_err(|e| sys::annotate("reading link", &old.real, e))?;
-        let b = std::fs::read_link(now).map_err(|e| sys::annotate("reading link", now, e))?;
+            .map_err(|e| crate::file_meta::annotate("reading link", &old.real, e))?;
+        let b = std::fs::read_link(now)
+            .map_err(|e| crate::file_meta::annotate("reading link", now, e))?;
         return Ok(a == b);
     }
     Ok(true)

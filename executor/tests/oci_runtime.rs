@@ -3,20 +3,22 @@
 //! view from inside. Needs root and the runtime binaries (skipped with a
 //! message otherwise). The tests of this binary run one at a time, and
 //! every run checks that nothing leaked (mounts, scratch and state
-//! directories, cgroups).
+//! directories, cgroups). The scenarios every runtime shares are the
+//! runtime suite (`runtime.rs`); these are the OCI runtimes' own: the
+//! bundle, the runtime's errors, cgroups and leaks, and side-by-side
+//! comparisons with the built-in runtime.
 
 #[macro_use]
 mod support;
 
-use support::{busybox_base, is_root, sh, text};
+use support::{is_root, sh, text, Env};
 
 use kiln_executor::{
-    diff, BuiltinRuntime, LayerStack, Mount, NetworkMode, OciRuntime, ProcessSpec, RunOutput,
-    RunRequest, Runtime, RuntimeError, SecurityMode,
+    diff, BuiltinRuntime, Mount, NetworkMode, OciRuntime, ProcessSpec, RunOutput, RunStep, Runtime,
+    RuntimeError, SecurityMode, Snapshots,
 };
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
-use tempfile::TempDir;
 
 /// One test at a time, so the leak checks see only their own runs.
 static SERIAL: Mutex<()> = Mutex::new(());
@@ -36,47 +38,18 @@ fn runtime(name: &str) -> Option<OciRuntime> {
     }
 }
 
-/// A scratch area: the busybox base layer plus fresh upper/work dirs.
-struct Env {
-    tmp: TempDir,
-    stack: LayerStack,
-}
-
-impl Env {
-    fn busybox() -> Env {
-        let tmp = TempDir::new().unwrap();
-        let base = busybox_base(tmp.path());
-        Env {
-            tmp,
-            stack: LayerStack::new(vec![base]),
-        }
-    }
-
+/// Runs through an OCI runtime with the leak check after every run, and
+/// side by side with the built-in runtime.
+trait Checked {
     /// Runs `spec` with `mounts` through `rt` into a fresh upper named
-    /// `name`, then checks that nothing leaked.
-    fn run(
+    /// after `name`, then checks that nothing leaked.
+    fn checked(
         &self,
         rt: &dyn Runtime,
         name: &str,
         spec: ProcessSpec,
         mounts: Vec<Mount>,
-    ) -> (Result<RunOutput, RuntimeError>, PathBuf) {
-        let upper = self.tmp.path().join(format!("{name}-upper"));
-        let work = self.tmp.path().join(format!("{name}-work"));
-        std::fs::create_dir(&upper).unwrap();
-        std::fs::create_dir(&work).unwrap();
-        let req = RunRequest {
-            lower: &self.stack,
-            upper: &upper,
-            work: &work,
-            process: spec,
-            mounts,
-            output: None,
-        };
-        let res = rt.run(&req);
-        assert_no_leaks();
-        (res, upper)
-    }
+    ) -> (Result<RunOutput, RuntimeError>, PathBuf);
 
     /// Runs the same request through the built-in runtime and `rt`.
     fn both(
@@ -85,14 +58,36 @@ impl Env {
         name: &str,
         spec: ProcessSpec,
         mounts: Vec<Mount>,
+    ) -> ((RunOutput, PathBuf), (RunOutput, PathBuf));
+}
+
+impl Checked for Env {
+    fn checked(
+        &self,
+        rt: &dyn Runtime,
+        name: &str,
+        spec: ProcessSpec,
+        mounts: Vec<Mount>,
+    ) -> (Result<RunOutput, RuntimeError>, PathBuf) {
+        let res = self.run_on(rt, name, spec, mounts);
+        assert_no_leaks();
+        res
+    }
+
+    fn both(
+        &self,
+        rt: &OciRuntime,
+        name: &str,
+        spec: ProcessSpec,
+        mounts: Vec<Mount>,
     ) -> ((RunOutput, PathBuf), (RunOutput, PathBuf)) {
-        let (b, bu) = self.run(
-            &BuiltinRuntime,
+        let (b, bu) = self.checked(
+            &BuiltinRuntime::default(),
             &format!("{name}-builtin"),
             spec.clone(),
             mounts.clone(),
         );
-        let (o, ou) = self.run(rt, &format!("{name}-oci"), spec, mounts);
+        let (o, ou) = self.checked(rt, &format!("{name}-oci"), spec, mounts);
         ((b.unwrap(), bu), (o.unwrap(), ou))
     }
 }
@@ -216,10 +211,8 @@ oci_tests!(
     exit_codes_and_output,
     users_and_groups,
     network_modes,
-    extra_mounts_leave_no_trace,
     hosts_resolv_hostname_and_pid_namespace,
     insecure_mode_caps,
-    cwd_is_created_like_builtin,
     runtime_errors_carry_its_messages,
     cgroups_are_removed,
 );
@@ -227,8 +220,8 @@ oci_tests!(
 /// runc puts the container in cgroups named after the run (removed
 /// afterwards: `Env::run` checks); crun runs without a cgroup manager.
 fn cgroups_are_removed(rt: &OciRuntime) {
-    let env = Env::busybox();
-    let (out, _) = env.run(rt, "a", sh("cat /proc/self/cgroup"), Vec::new());
+    let env = Env::busybox("builtin");
+    let (out, _) = env.checked(rt, "a", sh("cat /proc/self/cgroup"), Vec::new());
     let out = text(&out.unwrap());
     if rt.is_crun() {
         assert!(!out.contains("kiln-run-"), "{out}");
@@ -238,7 +231,7 @@ fn cgroups_are_removed(rt: &OciRuntime) {
 }
 
 fn same_layer_as_builtin(rt: &OciRuntime) {
-    let env = Env::busybox();
+    let env = Env::busybox("builtin");
     let script = "set -e; rm /etc/group; rm -rf /home; mkdir /home; echo new > /home/x; \
                   echo extra >> /etc/passwd; chmod 600 /etc/passwd; chmod 700 /root; \
                   mkdir -p /opt/a/b; echo hi > /opt/a/b/c; ln -s /opt/a /opt/link; \
@@ -283,24 +276,24 @@ fn same_layer_as_builtin(rt: &OciRuntime) {
 }
 
 fn exit_codes_and_output(rt: &OciRuntime) {
-    let env = Env::busybox();
+    let env = Env::busybox("builtin");
     // stdout and stderr are both collected (runc copies them through
     // separate pipes, so their relative order is not kept).
-    let (out, _) = env.run(rt, "a", sh("echo out; echo err >&2; exit 7"), Vec::new());
+    let (out, _) = env.checked(rt, "a", sh("echo out; echo err >&2; exit 7"), Vec::new());
     let out = out.unwrap();
     assert_eq!(out.status, 7);
     let mut lines: Vec<_> = text(&out).lines().map(str::to_string).collect();
     lines.sort();
     assert_eq!(lines, ["err", "out"]);
     // A killed process: 128 + the signal.
-    let (out, _) = env.run(
+    let (out, _) = env.checked(
         rt,
         "b",
         sh("exec 2>/dev/null; sh -c 'kill -9 $$'; echo $?"),
         Vec::new(),
     );
     assert_eq!(text(&out.unwrap()), "137\n");
-    let (out, _) = env.run(rt, "c", sh("exit 0"), Vec::new());
+    let (out, _) = env.checked(rt, "c", sh("exit 0"), Vec::new());
     assert_eq!(out.unwrap().status, 0);
     // Long output keeps the tail, like the built-in runtime.
     let script = "i=0; while [ $i -lt 20000 ]; do echo line$i; i=$((i+1)); done";
@@ -309,12 +302,12 @@ fn exit_codes_and_output(rt: &OciRuntime) {
     assert!(text(&o).ends_with("line19999\n"));
     assert_eq!(o.output.len(), kiln_executor::OUTPUT_LIMIT);
     // stdin is empty.
-    let (out, _) = env.run(rt, "e", sh("cat; echo eof"), Vec::new());
+    let (out, _) = env.checked(rt, "e", sh("cat; echo eof"), Vec::new());
     assert_eq!(text(&out.unwrap()), "eof\n");
 }
 
 fn users_and_groups(rt: &OciRuntime) {
-    let env = Env::busybox();
+    let env = Env::busybox("builtin");
     let probe = "id -u; id -g; id -G; echo $HOME; grep -E '^(CapEff|CapBnd|NoNewPrivs|Seccomp):' \
                  /proc/self/status; touch /tmp/f-$(id -u); ls -ln /tmp | sed 1d | \
                  awk '{print $3\":\"$4\" \"$9}'";
@@ -338,115 +331,34 @@ fn users_and_groups(rt: &OciRuntime) {
     }
     let mut spec = sh("id");
     spec.user = "app".into();
-    let (o, _) = env.run(rt, "app", spec, Vec::new());
+    let (o, _) = env.checked(rt, "app", spec, Vec::new());
     assert_eq!(
         text(&o.unwrap()),
         "uid=1000(app) gid=1000(app) groups=1000(app)\n"
     );
-    let (o, _) = env.run(rt, "root", sh("grep CapEff /proc/self/status"), Vec::new());
+    let (o, _) = env.checked(rt, "root", sh("grep CapEff /proc/self/status"), Vec::new());
     assert_eq!(text(&o.unwrap()), "CapEff:\t00000000a80425fb\n");
     let mut spec = sh("true");
     spec.user = "nosuchuser".into();
-    let err = env.run(rt, "none", spec, Vec::new()).0.unwrap_err();
+    let err = env.checked(rt, "none", spec, Vec::new()).0.unwrap_err();
     assert!(matches!(err, RuntimeError::User(_)), "{err}");
 }
 
 fn network_modes(rt: &OciRuntime) {
-    let env = Env::busybox();
+    let env = Env::busybox("builtin");
     let mut spec = sh("ls /sys/class/net; cat /sys/class/net/lo/operstate; ping -c1 -W1 127.0.0.1 >/dev/null && echo ping");
     spec.network = NetworkMode::None;
     let ((b, _), (o, _)) = env.both(rt, "none", spec, Vec::new());
     assert_eq!(text(&o), "lo\nunknown\nping\n");
     assert_eq!(text(&b), text(&o));
-    let (o, _) = env.run(rt, "host", sh("ls /sys/class/net"), Vec::new());
+    let (o, _) = env.checked(rt, "host", sh("ls /sys/class/net"), Vec::new());
     let host = text(&o.unwrap());
     assert!(host.lines().any(|l| l == "lo"), "{host}");
     assert!(host.lines().count() > 1, "{host}");
 }
 
-fn extra_mounts_leave_no_trace(rt: &OciRuntime) {
-    let env = Env::busybox();
-    let src = env.tmp.path().join("src");
-    std::fs::create_dir(&src).unwrap();
-    std::fs::write(src.join("a"), "from host\n").unwrap();
-    let rw = env.tmp.path().join("rw");
-    std::fs::create_dir(&rw).unwrap();
-    let secret = env.tmp.path().join("secret");
-    std::fs::write(&secret, "s3cr3t").unwrap();
-    let other = env.tmp.path().join("other");
-    std::fs::create_dir_all(other.join("out/sub")).unwrap();
-    std::fs::write(other.join("out/app"), "binary\n").unwrap();
-    std::fs::write(other.join("out/sub/x"), "x\n").unwrap();
-    std::os::unix::fs::symlink("/out/sub", other.join("link")).unwrap();
-    let lower = LayerStack::new(vec![other.clone()]);
-    let mounts = vec![
-        Mount::Tmpfs {
-            target: "/scratch".into(),
-            size: Some(1 << 20),
-        },
-        Mount::Bind {
-            source: src.clone(),
-            target: "/mnt/src".into(),
-            readonly: true,
-        },
-        Mount::Bind {
-            source: rw.clone(),
-            target: "/mnt/rw".into(),
-            readonly: false,
-        },
-        Mount::Bind {
-            source: secret,
-            target: "/run/secrets/token".into(),
-            readonly: true,
-        },
-        Mount::Tmpfs {
-            target: "/tmp/cache".into(),
-            size: None,
-        },
-        Mount::Layers {
-            lower: lower.clone(),
-            source: "out".into(),
-            target: "/layers/src".into(),
-            readonly: false,
-        },
-        Mount::Layers {
-            lower: lower.clone(),
-            source: "out/app".into(),
-            target: "/usr/local/bin/app".into(),
-            readonly: true,
-        },
-        Mount::Layers {
-            lower,
-            source: "link".into(),
-            target: "/ro".into(),
-            readonly: true,
-        },
-    ];
-    let script = "echo y > /scratch/y && cat /scratch/y; grep -c ' /scratch tmpfs' /proc/mounts; \
-                  cat /mnt/src/a; touch /mnt/src/b 2>/dev/null || echo ro; cat /run/secrets/token; echo; \
-                  echo z > /tmp/cache/z && echo cached; echo kept > /tmp/kept; \
-                  cat /layers/src/app /usr/local/bin/app /ro/x; echo w > /layers/src/new && cat /layers/src/new; \
-                  rm /layers/src/app && echo removed; touch /ro/y 2>/dev/null || echo ro; \
-                  [ -e /mnt/rw/w ] || echo w > /mnt/rw/w";
-    let ((b, bu), (o, ou)) = env.both(rt, "mounts", sh(script), mounts);
-    let want = "y\n1\nfrom host\nro\ns3cr3t\ncached\nbinary\nbinary\nx\nw\nremoved\nro\n";
-    assert_eq!(text(&b), want);
-    assert_eq!(text(&o), want);
-    assert_eq!(o.status, 0);
-    assert!(!src.join("b").exists());
-    assert_eq!(std::fs::read_to_string(rw.join("w")).unwrap(), "w\n");
-    assert!(other.join("out/app").exists());
-    assert!(!other.join("out/new").exists());
-    assert_eq!(listing(&bu), listing(&ou));
-    let names = listing(&ou).join("\n");
-    for gone in ["scratch", "mnt", "run/", "cache", "layers", "local", " ro/"] {
-        assert!(!names.contains(gone), "{gone} in\n{names}");
-    }
-    assert!(names.contains("tmp/kept"), "{names}");
-}
-
 fn hosts_resolv_hostname_and_pid_namespace(rt: &OciRuntime) {
-    let env = Env::busybox();
+    let env = Env::busybox("builtin");
     let script = "hostname; cat /etc/hosts /etc/resolv.conf; echo pid=$$; \
                   { echo x >> /etc/hosts; } 2>/dev/null || echo hosts-ro; set -- /proc/[0-9]*; echo procs=$#; \
                   grep -E ' /(proc|sys|dev|dev/pts|dev/shm|dev/mqueue|etc/hosts|etc/resolv.conf) ' /proc/mounts | \
@@ -477,7 +389,7 @@ fn hosts_resolv_hostname_and_pid_namespace(rt: &OciRuntime) {
 }
 
 fn insecure_mode_caps(rt: &OciRuntime) {
-    let env = Env::busybox();
+    let env = Env::busybox("builtin");
     let script = "grep -E '^(CapBnd|CapEff|Seccomp|NoNewPrivs):' /proc/self/status; \
                   cat /proc/kcore 2>&1 | head -c 0; [ -s /proc/keys ] && echo keys || echo masked";
     let ((b, _), (o, _)) = env.both(rt, "sandbox", sh(script), Vec::new());
@@ -518,9 +430,9 @@ fn insecure_mode_caps(rt: &OciRuntime) {
     // Mounting works with every capability and no seccomp.
     let mut spec = sh("mount -t tmpfs t /tmp && echo mounted");
     spec.security = SecurityMode::Insecure;
-    let (o, _) = env.run(rt, "mount", spec, Vec::new());
+    let (o, _) = env.checked(rt, "mount", spec, Vec::new());
     assert_eq!(text(&o.unwrap()), "mounted\n");
-    let (o, _) = env.run(
+    let (o, _) = env.checked(
         rt,
         "nomount",
         sh("mount -t tmpfs t /tmp 2>/dev/null || echo refused"),
@@ -529,27 +441,11 @@ fn insecure_mode_caps(rt: &OciRuntime) {
     assert_eq!(text(&o.unwrap()), "refused\n");
 }
 
-fn cwd_is_created_like_builtin(rt: &OciRuntime) {
-    let env = Env::busybox();
-    let mut spec = sh("pwd; touch f");
-    spec.cwd = "/work/dir".into();
-    let ((b, bu), (o, ou)) = env.both(rt, "cwd", spec, Vec::new());
-    assert_eq!(text(&b), "/work/dir\n");
-    assert_eq!(text(&o), "/work/dir\n");
-    assert_eq!(listing(&bu), listing(&ou));
-    // An existing directory.
-    let mut spec = sh("pwd -P; touch g");
-    spec.cwd = "/tmp".into();
-    let ((b, bu), (o, ou)) = env.both(rt, "cwd2", spec, Vec::new());
-    assert_eq!(text(&b), text(&o));
-    assert_eq!(listing(&bu), listing(&ou));
-}
-
 fn runtime_errors_carry_its_messages(rt: &OciRuntime) {
-    let env = Env::busybox();
+    let env = Env::busybox("builtin");
     let mut spec = sh("true");
     spec.args = vec!["no-such-command".into()];
-    let err = env.run(rt, "a", spec, Vec::new()).0.unwrap_err();
+    let err = env.checked(rt, "a", spec, Vec::new()).0.unwrap_err();
     let msg = err.to_string();
     assert!(matches!(err, RuntimeError::Oci { .. }), "{msg}");
     assert!(msg.contains("no-such-command"), "{msg}");
@@ -557,11 +453,11 @@ fn runtime_errors_carry_its_messages(rt: &OciRuntime) {
     // A working directory that is a file: the runtime refuses it.
     let mut spec = sh("true");
     spec.cwd = "/etc/passwd".into();
-    let err = env.run(rt, "b", spec, Vec::new()).0.unwrap_err();
+    let err = env.checked(rt, "b", spec, Vec::new()).0.unwrap_err();
     let msg = err.to_string();
     assert!(msg.to_lowercase().contains("not a directory"), "{msg}");
     // A process that merely fails is not an error.
-    let (out, _) = env.run(rt, "c", sh("false"), Vec::new());
+    let (out, _) = env.checked(rt, "c", sh("false"), Vec::new());
     assert_eq!(out.unwrap().status, 1);
 }
 
@@ -581,9 +477,9 @@ fn timing_of_trivial_runs() {
         eprintln!("skipped: needs root");
         return;
     }
-    let env = Env::busybox();
+    let env = Env::busybox("builtin");
     let mut runtimes: Vec<(String, Box<dyn Runtime>)> =
-        vec![("builtin".into(), Box::new(BuiltinRuntime))];
+        vec![("builtin".into(), Box::new(BuiltinRuntime::default()))];
     for name in ["runc", "crun"] {
         match OciRuntime::new(name) {
             Ok(rt) => runtimes.push((name.into(), Box::new(rt))),
@@ -604,7 +500,7 @@ fn timing_of_trivial_runs() {
         }
         let start = std::time::Instant::now();
         for (upper, work) in &dirs {
-            let req = RunRequest {
+            let step = RunStep {
                 lower: &env.stack,
                 upper,
                 work,
@@ -612,7 +508,8 @@ fn timing_of_trivial_runs() {
                 mounts: Vec::new(),
                 output: None,
             };
-            assert_eq!(rt.run(&req).unwrap().status, 0);
+            let out = Snapshots::default().run(rt.as_ref(), &step).unwrap();
+            assert_eq!(out.status, 0);
         }
         let ms = start.elapsed().as_secs_f64() * 1000.0 / n as f64;
         eprintln!("{name}: {ms:.1} ms/run ({n} runs of /bin/true)");

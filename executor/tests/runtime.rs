@@ -1,81 +1,43 @@
-//! The built-in RUN sandbox on the busybox base (needs root: real
-//! namespaces, overlayfs and processes).
+//! The runtime suite: every scenario runs on the built-in sandbox, runc
+//! and crun (`builtin::…`, `runc::…`, `crun::…`) on the busybox base
+//! (needs root: real namespaces, overlayfs and processes). Differences the
+//! runtimes document (runc's separate stdout and stderr pipes, how an
+//! unknown command is reported) are asserted per runtime; the live output
+//! sink and the timing are the built-in runtime's.
 
 #[macro_use]
 mod support;
 
-use support::{busybox_base, sh, text};
+use support::{sh, text, Env};
 
 use kiln_executor::{
-    diff, unpack_blob, BuiltinRuntime, LayerStack, Mount, NetworkMode, OutputSink, ProcessSpec,
-    RunOutput, RunRequest, Runtime, RuntimeError, OUTPUT_LIMIT,
+    diff, unpack_blob, LayerStack, Mount, NetworkMode, OutputSink, RunStep, RuntimeError,
+    OUTPUT_LIMIT,
 };
 use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
-use std::path::{Path, PathBuf};
-use tempfile::TempDir;
+use std::path::Path;
 
-/// A scratch area: the busybox base layer plus fresh upper/work dirs.
-struct Env {
-    tmp: TempDir,
-    stack: LayerStack,
-}
-
-impl Env {
-    fn busybox() -> Env {
-        let tmp = TempDir::new().unwrap();
-        let base = busybox_base(tmp.path());
-        Env {
-            tmp,
-            stack: LayerStack::new(vec![base]),
-        }
-    }
-
-    fn scratch() -> Env {
-        Env {
-            tmp: TempDir::new().unwrap(),
-            stack: LayerStack::default(),
-        }
-    }
-
-    /// Fresh (upper, work) dirs named `name`.
-    fn dirs(&self, name: &str) -> (PathBuf, PathBuf) {
-        let upper = self.tmp.path().join(format!("{name}-upper"));
-        let work = self.tmp.path().join(format!("{name}-work"));
-        std::fs::create_dir(&upper).unwrap();
-        std::fs::create_dir(&work).unwrap();
-        (upper, work)
-    }
-
-    /// Runs `spec` with `mounts` into a fresh upper named `name`.
-    fn run_with(
-        &self,
-        name: &str,
-        spec: ProcessSpec,
-        mounts: Vec<Mount>,
-    ) -> (Result<RunOutput, RuntimeError>, PathBuf) {
-        let (upper, work) = self.dirs(name);
-        let req = RunRequest {
-            lower: &self.stack,
-            upper: &upper,
-            work: &work,
-            process: spec,
-            mounts,
-            output: None,
-        };
-        (BuiltinRuntime.run(&req), upper)
-    }
-
-    /// Runs `sh -c script` as root; returns the output and the upper dir.
-    fn sh(&self, name: &str, script: &str) -> (RunOutput, PathBuf) {
-        let (out, upper) = self.run_with(name, sh(script), Vec::new());
-        (out.unwrap(), upper)
-    }
-
-    /// Puts `upper` on top of the stack.
-    fn commit(&mut self, upper: PathBuf) {
-        self.stack = self.stack.with(upper);
-    }
-}
+on_every_runtime!(
+    run_produces_the_layer,
+    run_true_keeps_only_etc,
+    exit_codes_propagate,
+    user_by_name_and_number,
+    cwd_is_created,
+    hostname_hosts_and_pid_namespace,
+    network_none_has_only_lo,
+    env_is_passed,
+    extra_mounts_leave_no_trace,
+    replacing_a_directory_makes_it_opaque,
+    scratch_base,
+    output_keeps_the_tail,
+    setup_errors_name_the_step,
+    user_opaque_xattr_of_a_lower_is_honoured,
+    opaque_dirs_of_unpacked_layers_are_honoured,
+    mount_table_inside,
+    layer_mounts_show_another_filesystem_and_discard_writes,
+    insecure_mode_keeps_every_capability_and_no_seccomp,
+    copy_snapshots_make_the_same_filesystem,
+);
 
 /// The entry names of the layer tar of `upper`.
 fn tar_names(upper: &Path) -> Vec<String> {
@@ -98,10 +60,8 @@ fn ls(dir: &Path) -> Vec<String> {
     names
 }
 
-#[test]
-fn run_produces_the_layer() {
-    need_root!();
-    let env = Env::busybox();
+fn run_produces_the_layer(rt: &'static str) {
+    let env = Env::busybox(rt);
     let (out, upper) = env.sh(
         "a",
         "echo hi > /x; rm /etc/group; mkdir -p /var/lib/d; echo out",
@@ -132,10 +92,8 @@ fn run_produces_the_layer() {
         .any(|n| n.contains("hosts") || n.contains("resolv")));
 }
 
-#[test]
-fn run_true_keeps_only_etc() {
-    need_root!();
-    let mut env = Env::busybox();
+fn run_true_keeps_only_etc(rt: &'static str) {
+    let mut env = Env::busybox(rt);
     let (out, upper) = env.sh("a", "true");
     assert_eq!(out.status, 0);
     env.commit(upper);
@@ -147,22 +105,25 @@ fn run_true_keeps_only_etc() {
     assert_eq!(tar_names(&upper), vec!["etc/"]);
 }
 
-#[test]
-fn exit_codes_propagate() {
-    need_root!();
-    let env = Env::busybox();
+fn exit_codes_propagate(rt: &'static str) {
+    let env = Env::busybox(rt);
     assert_eq!(env.sh("a", "exit 3").0.status, 3);
     assert_eq!(env.sh("b", "echo err >&2; false").0.status, 1);
     let (out, _) = env.sh("c", "echo to-stderr >&2; echo to-stdout");
-    assert_eq!(text(&out), "to-stderr\nto-stdout\n");
+    if rt == "builtin" {
+        assert_eq!(text(&out), "to-stderr\nto-stdout\n");
+    } else {
+        // runc and crun copy stdout and stderr through pipes of their own.
+        let mut lines: Vec<String> = text(&out).lines().map(str::to_string).collect();
+        lines.sort();
+        assert_eq!(lines, ["to-stderr", "to-stdout"]);
+    }
     // A child killed by a signal; the shell reports 128+9.
     assert_eq!(env.sh("d", "sh -c 'kill -9 $$'; exit $?").0.status, 137);
 }
 
-#[test]
-fn user_by_name_and_number() {
-    need_root!();
-    let env = Env::busybox();
+fn user_by_name_and_number(rt: &'static str) {
+    let env = Env::busybox(rt);
     let mut spec = sh("id -u; id -g; id -G; echo $HOME; touch /tmp/f");
     spec.user = "app".into();
     let (out, upper) = env.run_with("a", spec, Vec::new());
@@ -206,10 +167,8 @@ fn user_by_name_and_number() {
     assert!(err.to_string().contains("unable to find user nosuchuser"));
 }
 
-#[test]
-fn cwd_is_created() {
-    need_root!();
-    let env = Env::busybox();
+fn cwd_is_created(rt: &'static str) {
+    let env = Env::busybox(rt);
     let mut spec = sh("pwd; touch here");
     spec.cwd = "/work/dir".into();
     let (out, upper) = env.run_with("a", spec, Vec::new());
@@ -217,12 +176,18 @@ fn cwd_is_created() {
     assert!(upper.join("work/dir/here").is_file());
     let md = std::fs::metadata(upper.join("work")).unwrap();
     assert_eq!(md.mode() & 0o7777, 0o755);
+    assert_eq!(ls(&upper), ["dev", "etc", "proc", "sys", "work"]);
+    // An existing directory is used as it is.
+    let mut spec = sh("pwd -P; touch g");
+    spec.cwd = "/tmp".into();
+    let (out, upper) = env.run_with("b", spec, Vec::new());
+    assert_eq!(text(&out.unwrap()), "/tmp\n");
+    assert_eq!(ls(&upper), ["dev", "etc", "proc", "sys", "tmp"]);
+    assert_eq!(ls(&upper.join("tmp")), ["g"]);
 }
 
-#[test]
-fn hostname_hosts_and_pid_namespace() {
-    need_root!();
-    let env = Env::busybox();
+fn hostname_hosts_and_pid_namespace(rt: &'static str) {
+    let env = Env::busybox(rt);
     let (out, _) = env.sh(
         "a",
         "hostname; cat /etc/hosts; echo $$; test -s /etc/resolv.conf && echo resolv; \
@@ -241,10 +206,8 @@ fn hostname_hosts_and_pid_namespace() {
     );
 }
 
-#[test]
-fn network_none_has_only_lo() {
-    need_root!();
-    let env = Env::busybox();
+fn network_none_has_only_lo(rt: &'static str) {
+    let env = Env::busybox(rt);
     let script = "tail -n +3 /proc/net/dev | cut -d: -f1 | tr -d ' '";
     let mut spec = sh(script);
     spec.network = NetworkMode::None;
@@ -259,10 +222,8 @@ fn network_none_has_only_lo() {
     assert!(text(&out).lines().count() > 1, "{}", text(&out));
 }
 
-#[test]
-fn env_is_passed() {
-    need_root!();
-    let env = Env::busybox();
+fn env_is_passed(rt: &'static str) {
+    let env = Env::busybox(rt);
     let mut spec = sh("echo $FOO; echo $HOME");
     spec.env.push("FOO=bar baz".into());
     spec.env.push("HOME=/elsewhere".into());
@@ -276,16 +237,20 @@ fn env_is_passed() {
     let mut spec = sh("");
     spec.args = vec!["no-such-command".into()];
     let err = env.run_with("c", spec, Vec::new()).0.unwrap_err();
-    assert!(matches!(err, RuntimeError::Exec { .. }), "{err}");
+    if rt == "builtin" {
+        assert!(matches!(err, RuntimeError::Exec { .. }), "{err}");
+    } else {
+        assert!(matches!(err, RuntimeError::Oci { .. }), "{err}");
+    }
 }
 
-#[test]
-fn extra_mounts_leave_no_trace() {
-    need_root!();
-    let env = Env::busybox();
+fn extra_mounts_leave_no_trace(rt: &'static str) {
+    let env = Env::busybox(rt);
     let src = env.tmp.path().join("src");
     std::fs::create_dir(&src).unwrap();
     std::fs::write(src.join("a"), "from host\n").unwrap();
+    let rw = env.tmp.path().join("rw");
+    std::fs::create_dir(&rw).unwrap();
     let secret = env.tmp.path().join("secret");
     std::fs::write(&secret, "s3cr3t").unwrap();
     let mounts = vec![
@@ -299,6 +264,11 @@ fn extra_mounts_leave_no_trace() {
             readonly: true,
         },
         Mount::Bind {
+            source: rw.clone(),
+            target: "/mnt/rw".into(),
+            readonly: false,
+        },
+        Mount::Bind {
             source: secret,
             target: "/run/secrets/token".into(),
             readonly: true,
@@ -308,14 +278,15 @@ fn extra_mounts_leave_no_trace() {
             size: None,
         },
     ];
-    let script = "echo y > /scratch/y && cat /scratch/y; cat /mnt/src/a; \
-                  touch /mnt/src/b 2>/dev/null || echo ro; cat /run/secrets/token; echo; \
-                  echo z > /tmp/cache/z && echo cached; echo kept > /tmp/kept";
+    let script = "echo y > /scratch/y && cat /scratch/y; grep -c ' /scratch tmpfs' /proc/mounts; \
+                  cat /mnt/src/a; touch /mnt/src/b 2>/dev/null || echo ro; cat /run/secrets/token; echo; \
+                  echo z > /tmp/cache/z && echo cached; echo kept > /tmp/kept; echo w > /mnt/rw/w";
     let (out, upper) = env.run_with("a", sh(script), mounts);
     let out = out.unwrap();
-    assert_eq!(text(&out), "y\nfrom host\nro\ns3cr3t\ncached\n");
+    assert_eq!(text(&out), "y\n1\nfrom host\nro\ns3cr3t\ncached\n");
     assert_eq!(out.status, 0);
     assert!(!src.join("b").exists());
+    assert_eq!(std::fs::read_to_string(rw.join("w")).unwrap(), "w\n");
     assert_eq!(ls(&upper), vec!["dev", "etc", "proc", "sys", "tmp"]);
     assert_eq!(ls(&upper.join("tmp")), vec!["kept"]);
     let names = tar_names(&upper);
@@ -328,10 +299,8 @@ fn extra_mounts_leave_no_trace() {
     );
 }
 
-#[test]
-fn replacing_a_directory_makes_it_opaque() {
-    need_root!();
-    let mut env = Env::busybox();
+fn replacing_a_directory_makes_it_opaque(rt: &'static str) {
+    let mut env = Env::busybox(rt);
     let (out, upper) = env.sh("a", "mkdir -p /d/sub && echo a > /d/a && echo b > /d/sub/b");
     assert_eq!(out.status, 0);
     env.commit(upper);
@@ -359,14 +328,12 @@ fn replacing_a_directory_makes_it_opaque() {
     assert_eq!(text(&out), "c\n");
 }
 
-#[test]
-fn scratch_base() {
-    need_root!();
+fn scratch_base(rt: &'static str) {
     // FROM scratch with busybox bind-mounted in: the stubs (including
     // /etc and /bin created for them) are removed again.
-    let bb = Env::busybox();
+    let bb = Env::busybox(rt);
     let busybox = bb.stack.layers()[0].join("bin/busybox");
-    let env = Env::scratch();
+    let env = Env::scratch(rt);
     let mut spec = sh("echo hi; echo f > /f");
     spec.args[0] = "/bin/busybox".into();
     spec.args.insert(1, "sh".into());
@@ -383,10 +350,8 @@ fn scratch_base() {
     assert_eq!(md.mode() & 0o7777, 0o755);
 }
 
-#[test]
-fn output_keeps_the_tail() {
-    need_root!();
-    let env = Env::busybox();
+fn output_keeps_the_tail(rt: &'static str) {
+    let env = Env::busybox(rt);
     let (out, _) = env.sh("a", "yes | head -c 200000; echo; echo end");
     assert_eq!(out.status, 0);
     assert_eq!(out.output.len(), OUTPUT_LIMIT);
@@ -396,7 +361,7 @@ fn output_keeps_the_tail() {
 #[test]
 fn output_sink_receives_the_bytes_in_order_while_the_process_runs() {
     need_root!();
-    let env = Env::busybox();
+    let env = Env::busybox("builtin");
     let (upper, work) = env.dirs("sink");
     // More than OUTPUT_LIMIT, numbered so order and completeness show, then
     // a pause so chunks read before it arrive well before the end.
@@ -409,7 +374,7 @@ fn output_sink_receives_the_bytes_in_order_while_the_process_runs() {
             .unwrap()
             .push((std::time::Instant::now(), data.to_vec()))
     };
-    let req = RunRequest {
+    let step = RunStep {
         lower: &env.stack,
         upper: &upper,
         work: &work,
@@ -417,7 +382,7 @@ fn output_sink_receives_the_bytes_in_order_while_the_process_runs() {
         mounts: Vec::new(),
         output: Some(OutputSink(&sink)),
     };
-    let out = BuiltinRuntime.run(&req).unwrap();
+    let out = env.exec(&step).unwrap();
     let finished = std::time::Instant::now();
     assert_eq!(out.status, 0);
     let chunks = chunks.into_inner().unwrap();
@@ -442,12 +407,10 @@ fn output_sink_receives_the_bytes_in_order_while_the_process_runs() {
     );
 }
 
-#[test]
-fn setup_errors_name_the_step() {
-    need_root!();
-    let env = Env::busybox();
+fn setup_errors_name_the_step(rt: &'static str) {
+    let env = Env::busybox(rt);
     let (upper, _) = env.dirs("a");
-    let req = RunRequest {
+    let step = RunStep {
         lower: &env.stack,
         upper: &upper,
         work: &env.tmp.path().join("missing-work"),
@@ -455,14 +418,14 @@ fn setup_errors_name_the_step() {
         mounts: Vec::new(),
         output: None,
     };
-    let err = BuiltinRuntime.run(&req).unwrap_err();
+    let err = env.exec(&step).unwrap_err();
     assert!(err.to_string().starts_with("mounting overlay"), "{err}");
 }
 
 #[test]
 fn timing_of_a_trivial_run() {
     need_root!();
-    let env = Env::busybox();
+    let env = Env::busybox("builtin");
     let mut spec = sh("");
     spec.args = vec!["/bin/true".into()];
     let n = 20;
@@ -549,10 +512,8 @@ fn set_user_opaque(dir: &Path) {
 
 /// Overlay in a user namespace (`userxattr`) only reads
 /// `user.overlay.opaque`.
-#[test]
-fn user_opaque_xattr_of_a_lower_is_honoured() {
-    need_root!();
-    let mut env = Env::busybox();
+fn user_opaque_xattr_of_a_lower_is_honoured(rt: &'static str) {
+    let mut env = Env::busybox(rt);
     env.stack = opaque_layers(&env);
     set_user_opaque(&env.stack.layers()[2].join("d"));
     let (out, _) = env.sh("a", "ls /d");
@@ -562,19 +523,15 @@ fn user_opaque_xattr_of_a_lower_is_honoured() {
 /// Opaque directories that `unpack` writes must be honoured by the
 /// sandbox's overlay (mounted with `userxattr`, which reads only
 /// `user.overlay.opaque`): `d/a` of the lower layer must not show through.
-#[test]
-fn opaque_dirs_of_unpacked_layers_are_honoured() {
-    need_root!();
-    let mut env = Env::busybox();
+fn opaque_dirs_of_unpacked_layers_are_honoured(rt: &'static str) {
+    let mut env = Env::busybox(rt);
     env.stack = opaque_layers(&env);
     let (out, _) = env.sh("a", "ls /d");
     assert_eq!(text(&out), "b\n");
 }
 
-#[test]
-fn mount_table_inside() {
-    need_root!();
-    let env = Env::busybox();
+fn mount_table_inside(rt: &'static str) {
+    let env = Env::busybox(rt);
     let (out, _) = env.sh("a", "cat /proc/self/mounts");
     let mounts = text(&out);
     eprintln!("{mounts}");
@@ -600,10 +557,8 @@ fn mount_table_inside() {
     }
 }
 
-#[test]
-fn layer_mounts_show_another_filesystem_and_discard_writes() {
-    need_root!();
-    let env = Env::busybox();
+fn layer_mounts_show_another_filesystem_and_discard_writes(rt: &'static str) {
+    let env = Env::busybox(rt);
     // The "other stage": one layer with a directory, a file and a symlink
     // pointing outside (resolved inside that filesystem, not the host).
     let other = env.tmp.path().join("other");
@@ -662,10 +617,8 @@ fn layer_mounts_show_another_filesystem_and_discard_writes() {
     assert!(err.contains("\"nope\" does not exist"), "{err}");
 }
 
-#[test]
-fn insecure_mode_keeps_every_capability_and_no_seccomp() {
-    need_root!();
-    let env = Env::busybox();
+fn insecure_mode_keeps_every_capability_and_no_seccomp(rt: &'static str) {
+    let env = Env::busybox(rt);
     let script = "grep -E '^(CapBnd|Seccomp|NoNewPrivs):' /proc/self/status";
     let (out, _) = env.sh("a", script);
     let sandboxed = text(&out);
@@ -685,4 +638,89 @@ fn insecure_mode_keeps_every_capability_and_no_seccomp() {
     };
     assert_eq!(bnd(&sandboxed), 0xa80425fb);
     assert!(bnd(&insecure).count_ones() > 30, "{insecure}");
+}
+
+/// Copy snapshots (`KILN_RUNTIME_FALLBACKS=copy`, or after overlayfs was
+/// refused) make a layer with the same result as overlay snapshots: new
+/// files, a deletion (whiteout), a replaced directory (opaque for overlay;
+/// a whiteout per old entry for copies, which compare trees), no mount
+/// traces.
+fn copy_snapshots_make_the_same_filesystem(rt: &'static str) {
+    let mut env = Env::busybox(rt);
+    let (out, upper) = env.sh("base", "mkdir -p /d/sub && echo a > /d/a");
+    assert_eq!(out.status, 0);
+    env.commit(upper);
+    let mut copy = Env::busybox(rt).with_fallbacks(kiln_executor::Fallbacks::parse("copy"));
+    copy.stack = env.stack.clone();
+    assert_eq!(copy.snapshot_mode(), kiln_executor::SnapshotMode::Copy);
+    let other = env.tmp.path().join("other");
+    std::fs::create_dir_all(other.join("out")).unwrap();
+    std::fs::write(other.join("out/app"), "binary\n").unwrap();
+    let mounts = vec![
+        Mount::Tmpfs {
+            target: "/scratch".into(),
+            size: None,
+        },
+        Mount::Layers {
+            lower: LayerStack::new(vec![other.clone()]),
+            source: "out".into(),
+            target: "/src".into(),
+            readonly: false,
+        },
+    ];
+    let script = "echo hi > /x; rm /etc/group; rm -rf /d && mkdir /d && echo c > /d/c; \
+                  echo t > /scratch/t; cat /src/app; echo w > /src/w";
+    let mut layers = Vec::new();
+    for env in [&env, &copy] {
+        let (out, upper) = env.run_with("step", sh(script), mounts.clone());
+        let out = out.unwrap();
+        assert_eq!((out.status, text(&out)), (0, "binary\n".to_string()));
+        assert!(out.notes.is_empty(), "{:?}", out.notes);
+        let names = tar_names(&upper);
+        for want in ["x", "etc/.wh.group", "d/c"] {
+            assert!(names.iter().any(|n| n == want), "{want}: {names:?}");
+        }
+        assert!(
+            !names
+                .iter()
+                .any(|n| n.contains("scratch") || n.starts_with("src")),
+            "{names:?}"
+        );
+        // The filesystem the layer makes on its base.
+        let merged = env.tmp.path().join(format!("merged-{}", layers.len()));
+        kiln_executor::materialize(&env.stack.with(upper), &merged).unwrap();
+        layers.push(tree(&merged));
+    }
+    assert_eq!(layers[0], layers[1]);
+    assert!(
+        layers[1].contains(&"d/c=c\n".to_string()),
+        "{:?}",
+        layers[1]
+    );
+    assert!(!layers[1]
+        .iter()
+        .any(|n| n.starts_with("d/a") || n.starts_with("etc/group")));
+    assert!(!other.join("out/w").exists());
+}
+
+/// Every path below `dir` with its type and, for files, content.
+fn tree(dir: &Path) -> Vec<String> {
+    let mut out: Vec<String> = walkdir::WalkDir::new(dir)
+        .min_depth(1)
+        .into_iter()
+        .map(|e| {
+            let e = e.unwrap();
+            let rel = e.path().strip_prefix(dir).unwrap().display().to_string();
+            if e.file_type().is_file() {
+                format!(
+                    "{rel}={}",
+                    std::fs::read_to_string(e.path()).unwrap_or_default()
+                )
+            } else {
+                rel
+            }
+        })
+        .collect();
+    out.sort();
+    out
 }

@@ -11,27 +11,17 @@
 #[macro_use]
 mod support;
 
-use support::{busybox_base, sh, text};
+use support::{runtime_with, sh, text, Env};
 
 use kiln_executor::{
-    apply_file_actions, unpack, unpack_blob, BuiltinRuntime, CopyAction, FileAction, LayerStack,
-    Mount, NetworkMode, OciRuntime, ProcessSpec, RunOutput, RunRequest, Runtime, SecurityMode,
-    Source,
+    apply_file_actions, unpack, unpack_blob, CopyAction, Fallbacks, FileAction, LayerStack, Mount,
+    NetworkMode, SecurityMode, Source,
 };
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use tempfile::TempDir;
-
-/// Held while `KILN_RUNTIME_FALLBACKS` is set, and by the tests whose
-/// checks a forced /proc or /sys bind would change (the bound host /proc
-/// lists the host's processes, the bound host /sys its interfaces).
-static FALLBACKS: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
-fn fallbacks_lock() -> std::sync::MutexGuard<'static, ()> {
-    FALLBACKS.lock().unwrap_or_else(|e| e.into_inner())
-}
 
 /// A name no other run of these tests uses.
 fn unique(what: &str) -> String {
@@ -81,82 +71,6 @@ impl HostDir {
 impl Drop for HostDir {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-/// The runtime named `builtin`, `runc` or `crun`. A missing runc or crun
-/// fails the test: the suite runs on every runtime (`.ci/run` installs
-/// both).
-fn runtime(name: &str) -> Box<dyn Runtime> {
-    match name {
-        "builtin" => Box::new(BuiltinRuntime),
-        name => Box::new(OciRuntime::new(name).unwrap_or_else(|e| panic!("{name}: {e}"))),
-    }
-}
-
-/// Generates, for each named `fn(runtime_name)`, a test per runtime:
-/// `builtin::name`, `runc::name` and `crun::name` (skipped unless root).
-macro_rules! on_every_runtime {
-    ($($name:ident),* $(,)?) => {
-        on_every_runtime!(@rt builtin, $($name),*);
-        on_every_runtime!(@rt runc, $($name),*);
-        on_every_runtime!(@rt crun, $($name),*);
-    };
-    (@rt $rt:ident, $($name:ident),*) => {
-        mod $rt {
-            $(
-                #[test]
-                fn $name() {
-                    if !super::support::is_root() {
-                        eprintln!("skipped: needs root");
-                        return;
-                    }
-                    super::$name(stringify!($rt));
-                }
-            )*
-        }
-    };
-}
-
-/// The busybox base (plus optional extra layers) and fresh upper dirs,
-/// run on one runtime.
-struct Env {
-    tmp: TempDir,
-    stack: LayerStack,
-    rt: &'static str,
-}
-
-impl Env {
-    fn busybox(rt: &'static str) -> Env {
-        let tmp = TempDir::new().unwrap();
-        let base = busybox_base(tmp.path());
-        Env {
-            tmp,
-            stack: LayerStack::new(vec![base]),
-            rt,
-        }
-    }
-
-    fn run(&self, spec: ProcessSpec, mounts: Vec<Mount>) -> (RunOutput, PathBuf) {
-        let name = unique("run");
-        let upper = self.tmp.path().join(format!("{name}-upper"));
-        let work = self.tmp.path().join(format!("{name}-work"));
-        std::fs::create_dir(&upper).unwrap();
-        std::fs::create_dir(&work).unwrap();
-        let req = RunRequest {
-            lower: &self.stack,
-            upper: &upper,
-            work: &work,
-            process: spec,
-            mounts,
-            output: None,
-        };
-        (runtime(self.rt).run(&req).unwrap(), upper)
-    }
-
-    /// `sh -c script` with `mounts`; returns the output.
-    fn sh(&self, script: &str, mounts: Vec<Mount>) -> String {
-        text(&self.run(sh(script), mounts).0)
     }
 }
 
@@ -431,10 +345,10 @@ fn host_files_outside_the_mounts_are_invisible(rt: &'static str) {
          | xargs grep -l \"{a}\"\"{b}\" 2>/dev/null; echo done",
         &marker[10..]
     );
-    let out = env.sh(&script, Vec::new());
+    let out = env.sh_out(&script, Vec::new());
     assert_eq!(out, "done\n");
     // The same search finds the marker once the directory is mounted.
-    let out = env.sh(&script, vec![bind(&tmp_dir.0, "/mnt/host", true)]);
+    let out = env.sh_out(&script, vec![bind(&tmp_dir.0, "/mnt/host", true)]);
     let expected = format!("/mnt/host/{marker}");
     assert_eq!(out.lines().filter(|l| *l == expected).count(), 2, "{out}");
 }
@@ -443,7 +357,6 @@ fn host_files_outside_the_mounts_are_invisible(rt: &'static str) {
 /// the sandbox's processes are in /proc and `ps`, and `kill` of a host
 /// pid fails (with ESRCH, from the probe).
 fn host_processes_are_invisible_and_cannot_be_signalled(rt: &'static str) {
-    let _lock = fallbacks_lock();
     let env = Env::busybox(rt);
     let host = HostSleep::new();
     let pid = host.0.id();
@@ -452,7 +365,7 @@ fn host_processes_are_invisible_and_cannot_be_signalled(rt: &'static str) {
          kill -TERM {pid} 2>/dev/null && echo killed; \
          ls /proc | grep -E '^[0-9]+$' | tr '\\n' ' '; echo; ps -o pid,comm"
     );
-    let out = env.sh(&script, Vec::new());
+    let out = env.sh_out(&script, Vec::new());
     eprintln!("{out}");
     let mut lines = out.lines();
     assert_eq!(lines.next(), Some("self=1"));
@@ -501,7 +414,6 @@ fn listener(reply: &'static str) -> u16 {
 /// 127.0.0.1; `Host` can. (busybox `nc`: this static busybox's `wget`
 /// crashes on this host whatever the sandbox settings.)
 fn network_none_is_isolated_and_host_is_not(rt: &'static str) {
-    let _lock = fallbacks_lock();
     let env = Env::busybox(rt);
     let port = listener("hello-from-host");
     let script = format!(
@@ -519,7 +431,7 @@ fn network_none_is_isolated_and_host_is_not(rt: &'static str) {
         out.contains("unreachable") && !out.contains("hello-from-host"),
         "{out}"
     );
-    let out = env.sh(
+    let out = env.sh_out(
         &format!("echo GET | nc -w 3 127.0.0.1 {port} | tail -n 1 || echo unreachable"),
         Vec::new(),
     );
@@ -544,7 +456,7 @@ fn readonly_binds_cannot_be_written_or_remounted(rt: &'static str) {
                   umount /ro || echo umount-failed; \
                   echo z > /ro/new2 || echo write2-failed; \
                   cat /tmp/errors";
-    let out = env.sh(script, vec![bind(&host.0, "/ro", true)]);
+    let out = env.sh_out(script, vec![bind(&host.0, "/ro", true)]);
     eprintln!("{out}");
     for what in [
         "write-failed",
@@ -563,7 +475,7 @@ fn readonly_binds_cannot_be_written_or_remounted(rt: &'static str) {
         "{out}"
     );
     host.assert_untouched();
-    let out = env.sh(
+    let out = env.sh_out(
         "echo x > /rw/new && echo wrote",
         vec![bind(&host.0, "/rw", false)],
     );
@@ -638,7 +550,7 @@ fn busybox_workload_works_and_privileged_tools_do_not(rt: &'static str) {
                   date +%Y >/dev/null && echo date-ok; \
                   seq 1 1000 | awk '{s+=$1} END {print s}'; \
                   (echo sub | cat) | sed s/sub/pipe/";
-    let out = env.sh(script, Vec::new());
+    let out = env.sh_out(script, Vec::new());
     eprintln!("{out}");
     let expected = "unshare-denied\nunshare-m-denied\nmount-denied\nsysctl-denied\nlinux32-ok\n\
                     5:5\np\np\na b c \nhi\n1\nwget-ok\ndate-ok\n500500\npipe\n";
@@ -677,7 +589,7 @@ fn host_devices_are_out_of_reach(rt: &'static str) {
          echo x > /devs/null && echo wrote-null; head -c 1 /devs/loop0 >/dev/null && echo read-loop; \
          echo x > /dev/null && echo dev-null-ok; ls /dev | tr '\\n' ' '"
     );
-    let out = env.sh(&script, Vec::new());
+    let out = env.sh_out(&script, Vec::new());
     eprintln!("{rt}: {out}");
     for bad in [
         "made-kmsg",
@@ -789,14 +701,21 @@ fn proc_is_masked_and_readonly_and_rlimits_are_set(rt: &'static str) {
         }
         assert_eq!(&l[l.len() - 2..], [soft.as_str(), hard.as_str()], "{out}");
     };
-    check(&env.sh(&script, Vec::new()));
+    check(&env.sh_out(&script, Vec::new()));
     // The /proc and /sys bind fallbacks.
-    let lock = fallbacks_lock();
-    std::env::set_var("KILN_RUNTIME_FALLBACKS", "proc,sys");
-    let out = env.run(sh(&script), Vec::new());
-    std::env::remove_var("KILN_RUNTIME_FALLBACKS");
-    drop(lock);
-    check(&text(&out.0));
+    // The fallbacks are the runtime's value: only this run binds them.
+    let forced = Fallbacks {
+        proc: true,
+        sys: true,
+        ..Fallbacks::default()
+    };
+    let (out, _) = env.run_on(
+        runtime_with(rt, forced).as_ref(),
+        "fallbacks",
+        sh(&script),
+        Vec::new(),
+    );
+    check(&text(&out.unwrap()));
     // Insecure: the host's content shows again.
     let mut spec = sh("cat /proc/interrupts | wc -c; grep -c ' /proc/sys ' /proc/self/mounts");
     spec.security = SecurityMode::Insecure;

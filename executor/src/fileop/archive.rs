@@ -219,8 +219,12 @@ pub(crate) fn extract(fs: &mut Upper<'_>, path: &Path, dest: &str) -> Result<(),
                 };
                 let major = header.device_major().ok().flatten().unwrap_or(0);
                 let minor = header.device_minor().ok().flatten().unwrap_or(0);
-                crate::sys::mknod(&real, ftype | mode, crate::sys::makedev(major, minor))
-                    .map_err(|e| FileOpError::io("creating node", &shown, e))?;
+                crate::file_meta::mknod(
+                    &real,
+                    ftype | mode,
+                    crate::file_meta::makedev(major, minor),
+                )
+                .map_err(|e| FileOpError::io("creating node", &shown, e))?;
             }
         }
         fs.set_meta(&target, meta, false)?;

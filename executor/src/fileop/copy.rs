@@ -257,7 +257,7 @@ impl Copier<'_> {
             std::os::unix::fs::symlink(&target, &real)
                 .map_err(|err| FileOpError::io("creating symlink", abs(dest), err))?;
         } else if ft.is_fifo() || ft.is_char_device() || ft.is_block_device() || ft.is_socket() {
-            crate::sys::mknod(&real, md.mode(), md.rdev())
+            crate::file_meta::mknod(&real, md.mode(), md.rdev())
                 .map_err(|err| FileOpError::io("creating node", abs(dest), err))?;
         } else {
             return Err(FileOpError::invalid(format!(

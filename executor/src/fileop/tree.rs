@@ -3,7 +3,7 @@
 //! `mkdir -p`, files, removal with whiteouts.
 
 use super::FileOpError;
-use crate::{sys, LayerStack, SourceEntry, SourceTree};
+use crate::{LayerStack, SourceEntry, SourceTree};
 use std::collections::{HashSet, VecDeque};
 use std::fs::Metadata;
 use std::io;
@@ -209,7 +209,7 @@ impl<'a> Upper<'a> {
         is_dir: bool,
     ) -> Result<(), FileOpError> {
         let real = self.real(rel);
-        sys::lchown(&real, meta.uid, meta.gid)
+        crate::file_meta::lchown(&real, meta.uid, meta.gid)
             .map_err(|e| FileOpError::io("chowning", abs(rel), e))?;
         let symlink = lstat(&real)
             .map_err(|e| FileOpError::io("reading", abs(rel), e))?
@@ -221,7 +221,7 @@ impl<'a> Upper<'a> {
         if is_dir {
             self.dir_time(rel, meta.mtime);
         } else if let Some(t) = meta.mtime {
-            sys::set_times(&real, t, t)
+            crate::file_meta::set_times(&real, t, t)
                 .map_err(|e| FileOpError::io("setting times of", abs(rel), e))?;
         }
         Ok(())
@@ -294,12 +294,13 @@ impl<'a> Upper<'a> {
         let real = self.real(rel);
         let mut opaque = false;
         if let Some(m) = self.upper_meta(rel)? {
-            opaque = sys::is_whiteout(&real, &m);
+            opaque = crate::overlay_marks::is_whiteout(&real, &m);
             remove(&real).map_err(|e| FileOpError::io("removing", abs(rel), e))?;
         }
         std::fs::create_dir(&real).map_err(|e| FileOpError::io("creating", abs(rel), e))?;
         if opaque {
-            sys::set_opaque(&real).map_err(|e| FileOpError::io("marking opaque", abs(rel), e))?;
+            crate::overlay_marks::set_opaque(&real)
+                .map_err(|e| FileOpError::io("marking opaque", abs(rel), e))?;
         }
         self.set_meta(rel, created, true)?;
         Ok(true)
@@ -488,7 +489,7 @@ impl<'a> Upper<'a> {
         }
         let real = self.prepare_nondir(&rel)?;
         if self.entry(&rel)?.is_some() {
-            sys::make_whiteout(&real)
+            crate::overlay_marks::make_whiteout(&real)
                 .map_err(|e| FileOpError::io("creating a whiteout for", abs(&rel), e))?;
         }
         Ok(())
@@ -503,7 +504,7 @@ impl<'a> Upper<'a> {
             if !no_symlink_between(self.upper, real, &mut checked) {
                 continue;
             }
-            match sys::set_times(real, *t, *t) {
+            match crate::file_meta::set_times(real, *t, *t) {
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {}
                 other => other.map_err(|e| FileOpError::io("setting times of", real, e))?,
             }

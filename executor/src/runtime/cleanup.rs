@@ -192,7 +192,7 @@ fn remove_cgroups(root: &Path, id: &std::ffi::OsStr) {
 
 /// Removes the scratch directories in `tmp` left by runs of processes
 /// that are gone (killed with `SIGKILL`, or a crash): directories named
-/// [`PREFIX`]`<pid>-…`, owned by this user, whose pid no longer exists
+/// `kiln-run-<pid>-…`, owned by this user, whose pid no longer exists
 /// and which nobody holds locked. Returns how many were removed.
 pub fn sweep_stale(tmp: &Path) -> usize {
     let Ok(entries) = std::fs::read_dir(tmp) else {

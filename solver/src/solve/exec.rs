@@ -102,7 +102,7 @@ fn run_process(
                 data: data.to_vec(),
             })
         };
-        let mut request = kiln_executor::RunRequest {
+        let mut request = kiln_executor::RunStep {
             lower: stack,
             upper,
             work,
@@ -138,13 +138,16 @@ fn run_process(
         if cancel.is_cancelled() {
             return Err(StepError::Cancelled);
         }
-        let out = env.runtime.run(&request).map_err(|error| {
-            let hint = is_exec_format_error(&error.to_string()).then(foreign_binary_hint);
-            StepError::Runtime {
-                error: Box::new(error),
-                hint,
-            }
-        })?;
+        let out = env
+            .snapshots
+            .run(env.runtime.as_ref(), &request)
+            .map_err(|error| {
+                let hint = is_exec_format_error(&error.to_string()).then(foreign_binary_hint);
+                StepError::Runtime {
+                    error: Box::new(error),
+                    hint,
+                }
+            })?;
         drop(prepared);
         for message in &out.notes {
             env.event(Event::Note {

@@ -158,6 +158,7 @@ pub async fn solve_with_cancel(
             options.cache_from.clone(),
         ),
         runtime,
+        snapshots: options.snapshots.clone(),
     });
     let order = env.graph.closure(&[lowered.root]);
     preflight(&env, &order, &options.allow)?;

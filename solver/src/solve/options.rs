@@ -29,6 +29,9 @@ pub struct SolveOptions {
     /// Caches to reuse layers from when the local cache misses
     /// (`--cache-from`), in order.
     pub cache_from: Vec<Arc<dyn CacheSource>>,
+    /// The snapshotter choice of RUN steps, shared by every solve of a
+    /// build (it switches to copies for good when overlayfs is refused).
+    pub snapshots: Arc<kiln_executor::Snapshots>,
 }
 
 /// A privilege a build must be granted (`--allow`).
@@ -85,6 +88,7 @@ impl Default for SolveOptions {
             allow: Vec::new(),
             compression: kiln_oci::Compression::default(),
             cache_from: Vec::new(),
+            snapshots: Arc::default(),
         }
     }
 }

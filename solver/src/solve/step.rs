@@ -66,6 +66,8 @@ pub(super) struct StepEnv {
     pub host: HostInputs,
     pub cache: BuildCache,
     pub runtime: Arc<dyn kiln_executor::Runtime>,
+    /// The snapshotter choice of RUN steps (shared by the build's solves).
+    pub snapshots: Arc<kiln_executor::Snapshots>,
 }
 
 impl StepEnv {

@@ -128,7 +128,7 @@ async fn run(
 async fn a_run_step_makes_a_layer_that_the_next_solve_finds_in_the_cache() {
     let b = build("FROM scratch\nRUN [\"make\", \"it\"]\n");
     let runtime = fake(|_, req| {
-        std::fs::write(req.upper.join("made.txt"), "made\n").expect("write");
+        std::fs::write(req.rootfs.changes().join("made.txt"), "made\n").expect("write");
         exited(0, "")
     });
     let events = Arc::new(Events::default());

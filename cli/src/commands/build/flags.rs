@@ -85,11 +85,21 @@ pub(super) fn run_runtime(
         (None, None, None) => ("builtin", String::new()),
     };
     Ok(match name {
-        "builtin" | "" => Arc::new(kiln_executor::BuiltinRuntime),
+        "builtin" | "" => Arc::new(kiln_executor::BuiltinRuntime::new(fallbacks())),
         other => Arc::new(
-            kiln_executor::OciRuntime::new(other).with_context(|| format!("{origin} {other}"))?,
+            kiln_executor::OciRuntime::new(other)
+                .with_context(|| format!("{origin} {other}"))?
+                .with_fallbacks(fallbacks()),
         ),
     })
+}
+
+/// The fallbacks `KILN_RUNTIME_FALLBACKS` forces (for tests; see
+/// [`kiln_executor::Fallbacks::parse`]).
+pub(super) fn fallbacks() -> kiln_executor::Fallbacks {
+    std::env::var("KILN_RUNTIME_FALLBACKS")
+        .map(|v| kiln_executor::Fallbacks::parse(&v))
+        .unwrap_or_default()
 }
 
 /// Reads `--ssh default|ID[=SOCKET]` (buildx syntax); without a socket,

@@ -419,6 +419,9 @@ pub fn build(global: &GlobalArgs, args: &BuildArgs) -> Result<()> {
             })
             .collect::<Result<_>>()?,
         cache_from: remote_cache::open_imports(&cache_from, &client, &rt, &reporter),
+        snapshots: Arc::new(kiln_executor::Snapshots::new(
+            flags::fallbacks().snapshots(),
+        )),
     };
     let runtime = run_runtime(args.runtime.as_deref(), &config)?;
     let mut solved_all = Vec::new();

@@ -1,19 +1,12 @@
-//! Small system helpers shared by the layer code: overlay-format markers
-//! (whiteouts, opaque directories), ownership, times, device nodes and
-//! xattrs, all without following a final symlink.
+//! One path's metadata without following a final symlink: ownership,
+//! mode, times, device nodes and xattrs; and I/O errors that name the
+//! path.
 
+use crate::privileges::is_root;
 use std::ffi::CString;
-use std::fs::Metadata;
 use std::io;
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::OpenOptionsExt;
-use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::Path;
-
-/// The xattr overlayfs reads when mounted by real root.
-pub(crate) const OPAQUE_TRUSTED: &str = "trusted.overlay.opaque";
-/// The xattr overlayfs reads with `userxattr` (rootless).
-pub(crate) const OPAQUE_USER: &str = "user.overlay.opaque";
 
 fn cpath(path: &Path) -> io::Result<CString> {
     CString::new(path.as_os_str().as_bytes())
@@ -27,82 +20,6 @@ fn cname(name: &str) -> io::Result<CString> {
             "xattr name contains a NUL byte",
         )
     })
-}
-
-/// Whether the process runs with effective uid 0.
-pub(crate) fn is_root() -> bool {
-    // SAFETY: geteuid has no preconditions.
-    unsafe { libc::geteuid() == 0 }
-}
-
-/// True inside a user namespace that does not map every uid (a rootless
-/// kiln, root only of its subordinate ids): cgroups cannot be created.
-pub(crate) fn in_user_namespace() -> bool {
-    std::fs::read_to_string("/proc/self/uid_map").is_ok_and(|map| {
-        let fields: Vec<&str> = map.split_whitespace().collect();
-        fields != ["0", "0", "4294967295"]
-    })
-}
-
-/// The xattr marking an empty regular file as a whiteout where character
-/// devices cannot be made (a store on overlayfs refuses them); the
-/// kernel's name for it (overlayfs "xwhiteouts", with `userxattr`).
-pub(crate) const WHITEOUT_XATTR: &str = "user.overlay.whiteout";
-
-/// A whiteout: a character device 0/0, or an empty regular file carrying
-/// the whiteout xattr (see [`make_whiteout`]). `path` is only read for
-/// empty regular files.
-pub(crate) fn is_whiteout(path: &Path, metadata: &Metadata) -> bool {
-    let ft = metadata.file_type();
-    if ft.is_char_device() {
-        return metadata.rdev() == 0;
-    }
-    ft.is_file() && metadata.len() == 0 && matches!(get_xattr(path, WHITEOUT_XATTR), Ok(Some(_)))
-}
-
-/// Whether directory `path` is marked opaque (trusted or user namespace).
-pub(crate) fn is_opaque(path: &Path) -> io::Result<bool> {
-    for name in [OPAQUE_TRUSTED, OPAQUE_USER] {
-        if get_xattr(path, name)?.as_deref() == Some(b"y") {
-            return Ok(true);
-        }
-    }
-    Ok(false)
-}
-
-/// Marks directory `path` opaque: `trusted.overlay.opaque=y` as root,
-/// `user.overlay.opaque=y` otherwise.
-pub(crate) fn set_opaque(path: &Path) -> io::Result<()> {
-    // The runtime always mounts overlayfs inside a user namespace with
-    // `userxattr`, which reads only the `user.` attribute; the `trusted.`
-    // one (root only) serves an overlay mounted outside a namespace.
-    set_xattr(path, OPAQUE_USER, b"y")?;
-    if is_root() {
-        // Refused to root of a user namespace (rootless builds): the
-        // `user.` attribute is the one kiln's overlays read anyway.
-        match set_xattr(path, OPAQUE_TRUSTED, b"y") {
-            Err(e) if e.raw_os_error() == Some(libc::EPERM) => {}
-            other => other?,
-        }
-    }
-    Ok(())
-}
-
-/// Creates a whiteout at `path`: a character device 0/0 (mode 0), or,
-/// where the filesystem refuses it (overlayfs does), an empty file with
-/// the whiteout xattr.
-pub(crate) fn make_whiteout(path: &Path) -> io::Result<()> {
-    match mknod(path, libc::S_IFCHR, 0) {
-        Err(e) if e.raw_os_error() == Some(libc::EPERM) => {
-            std::fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(0o000)
-                .open(path)?;
-            set_xattr(path, WHITEOUT_XATTR, b"y")
-        }
-        other => other,
-    }
 }
 
 /// `mknod(path, mode, dev)`; `mode` includes the file type bits.
@@ -146,10 +63,10 @@ pub(crate) fn chmod(path: &Path, mode: u32) -> io::Result<()> {
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode & 0o7777))
 }
 
-/// Sets atime and mtime of `path` without following a final symlink.
-pub(crate) fn set_times(path: &Path, atime: (i64, i64), mtime: (i64, i64)) -> io::Result<()> {
-    let c = cpath(path)?;
-    let ts = [
+/// The `utimensat` argument for `atime` and `mtime` (seconds,
+/// nanoseconds).
+pub(crate) fn timespecs(atime: (i64, i64), mtime: (i64, i64)) -> [libc::timespec; 2] {
+    [
         libc::timespec {
             tv_sec: atime.0 as libc::time_t,
             tv_nsec: atime.1 as _,
@@ -158,7 +75,13 @@ pub(crate) fn set_times(path: &Path, atime: (i64, i64), mtime: (i64, i64)) -> io
             tv_sec: mtime.0 as libc::time_t,
             tv_nsec: mtime.1 as _,
         },
-    ];
+    ]
+}
+
+/// Sets atime and mtime of `path` without following a final symlink.
+pub(crate) fn set_times(path: &Path, atime: (i64, i64), mtime: (i64, i64)) -> io::Result<()> {
+    let c = cpath(path)?;
+    let ts = timespecs(atime, mtime);
     // SAFETY: c is valid, ts points to two timespecs.
     let rc = unsafe {
         libc::utimensat(

@@ -10,9 +10,47 @@
 //! writes the child's id maps and then only waits for it, passes SIGINT and
 //! SIGTERM on to it, and passes its exit status on. The child gets SIGTERM
 //! when the parent dies (even by SIGKILL).
+//!
+//! A program calls [`enter`] first thing in `main`; [`inside`] tells it
+//! later whether it runs in that namespace.
 
-use anyhow::{bail, Context, Result};
+use std::io;
 use std::path::PathBuf;
+
+/// Why the process could not enter its rootless namespace. The message
+/// says what was being done; the OS error is the source.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RootlessError {
+    /// `newuidmap` or `newgidmap` is not installed.
+    #[error("rootless builds need {0} (Debian: apt install uidmap)")]
+    MissingTool(&'static str),
+    /// A system call failed; `what` names it (e.g. `fork`).
+    #[error("{what}")]
+    Os {
+        /// What was being done.
+        what: &'static str,
+        /// The error.
+        #[source]
+        error: io::Error,
+    },
+    /// `newuidmap` or `newgidmap` failed (their messages went to stderr).
+    #[error("the id maps of the rootless namespace could not be written (see above)")]
+    IdMaps,
+    /// The parent died before the child was set up.
+    #[error("kiln ended while entering the rootless namespace")]
+    ParentEnded,
+}
+
+type Result<T> = std::result::Result<T, RootlessError>;
+
+/// The [`RootlessError::Os`] of the last OS error.
+fn os(what: &'static str) -> RootlessError {
+    RootlessError::Os {
+        what,
+        error: io::Error::last_os_error(),
+    }
+}
 
 /// Set in the namespaced child so that it never tries again.
 const INSIDE: &str = "KILN_ROOTLESS_NS";
@@ -52,8 +90,12 @@ pub fn inside() -> bool {
 /// child's status. `store_root` is the store the user would get outside
 /// (kept, since inside the namespace the default would be root's).
 ///
+/// Without subordinate ids it warns on stderr and returns (the sandbox
+/// then maps only the user itself); `newuidmap`/`newgidmap` failures are
+/// reported on stderr too.
+///
 /// # Errors
-/// A clear error when newuidmap/newgidmap fail.
+/// [`RootlessError`] when a tool is missing or a step fails.
 pub fn enter(store_root: Option<PathBuf>) -> Result<()> {
     // SAFETY: no preconditions.
     let (uid, gid) = unsafe { (libc::geteuid(), libc::getegid()) };
@@ -76,7 +118,7 @@ pub fn enter(store_root: Option<PathBuf>) -> Result<()> {
     };
     for tool in ["newuidmap", "newgidmap"] {
         if which(tool).is_none() {
-            bail!("rootless builds need {tool} (Debian: apt install uidmap)");
+            return Err(RootlessError::MissingTool(tool));
         }
     }
     let (to_parent_r, to_parent_w) = pipe()?;
@@ -87,26 +129,25 @@ pub fn enter(store_root: Option<PathBuf>) -> Result<()> {
     // thread or runtime starts), so the child may run ordinary code.
     let pid = unsafe { libc::fork() };
     if pid < 0 {
-        return Err(std::io::Error::last_os_error()).context("fork");
+        return Err(os("fork"));
     }
     if pid == 0 {
         drop(to_parent_r);
         drop(to_child_w);
         // SAFETY: plain syscalls.
         let ok = unsafe { libc::unshare(libc::CLONE_NEWUSER) } == 0;
-        let err = std::io::Error::last_os_error();
+        let err = os("creating a user namespace (unshare)");
         write_byte(&to_parent_w, if ok { b'1' } else { b'0' });
         if !ok {
-            return Err(err).context("creating a user namespace (unshare)");
+            return Err(err);
         }
         if read_byte(&to_child_r) != Some(b'1') {
-            bail!("the id maps of the rootless namespace could not be written (see above)");
+            return Err(RootlessError::IdMaps);
         }
         // SAFETY: plain syscalls; the maps now include 0.
         unsafe {
             if libc::setresgid(0, 0, 0) != 0 || libc::setresuid(0, 0, 0) != 0 {
-                return Err(std::io::Error::last_os_error())
-                    .context("becoming root in the user namespace");
+                return Err(os("becoming root in the user namespace"));
             }
             let _ = libc::setgroups(0, std::ptr::null());
             // A killed parent (kill -9) ends the build as SIGTERM does:
@@ -119,7 +160,7 @@ pub fn enter(store_root: Option<PathBuf>) -> Result<()> {
                 0,
             );
             if libc::getppid() != parent {
-                bail!("kiln ended while entering the rootless namespace");
+                return Err(RootlessError::ParentEnded);
             }
         }
         // Single-threaded: setting the environment is sound.
@@ -225,7 +266,7 @@ fn pipe() -> Result<(std::fs::File, std::fs::File)> {
     let mut fds = [0; 2];
     // SAFETY: fds points to two ints.
     if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } < 0 {
-        return Err(std::io::Error::last_os_error()).context("creating a pipe");
+        return Err(os("creating a pipe"));
     }
     use std::os::fd::FromRawFd;
     // SAFETY: two fresh fds we own.

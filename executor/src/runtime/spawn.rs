@@ -1,0 +1,287 @@
+//! Running the child: a raw `clone` into new namespaces, the id maps of a
+//! new user namespace, the output pipe, and waiting; a failure report of
+//! the child becomes a [`RuntimeError`].
+
+use super::child::{self, ChildPlan, Op};
+use super::{cleanup, prep, OutputSink, RuntimeError, OUTPUT_LIMIT};
+use std::ffi::CString;
+use std::io::{self, Read, Write};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::path::PathBuf;
+
+/// A pipe, both ends close-on-exec.
+fn pipe() -> Result<(OwnedFd, OwnedFd), RuntimeError> {
+    let mut fds = [0; 2];
+    // SAFETY: fds points to two ints.
+    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } < 0 {
+        return Err(prep("creating a pipe")(io::Error::last_os_error()));
+    }
+    // SAFETY: pipe2 returned two fresh fds we own.
+    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
+}
+
+/// A finished child of [`spawn`].
+pub(super) struct Spawned {
+    /// The exit code, or 128 + the signal number.
+    pub(super) status: i32,
+    /// The combined output, the last [`OUTPUT_LIMIT`] bytes.
+    pub(super) output: Vec<u8>,
+    /// The child's failure report: (operation index, errno, detail).
+    pub(super) report: Option<(usize, i32, String)>,
+}
+
+/// Clones a child with `flags` (plus `SIGCHLD`) that runs `ops` (see
+/// `child.rs`) and then `execve`s the first usable of `candidates`, with
+/// stdin on `/dev/null` and stdout and stderr on one pipe; writes the
+/// identity id maps first when `id_maps` is `Some(is_root)` (for a new
+/// user namespace); collects the output (passing each chunk to `sink` as
+/// it is read) and waits.
+pub(super) fn spawn(
+    ops: Vec<Op>,
+    candidates: Vec<CString>,
+    argv: Vec<CString>,
+    envp: Vec<CString>,
+    flags: libc::c_int,
+    id_maps: Option<bool>,
+    sink: Option<OutputSink<'_>>,
+) -> Result<Spawned, RuntimeError> {
+    // ---- fds
+    let devnull = std::fs::File::open("/dev/null").map_err(prep("opening /dev/null"))?;
+    let (out_r, out_w) = pipe()?;
+    let (err_r, err_w) = pipe()?;
+    let (sync_r, sync_w) = pipe()?;
+
+    let plan = ChildPlan::new(
+        ops,
+        candidates,
+        argv,
+        envp,
+        devnull.as_raw_fd(),
+        out_w.as_raw_fd(),
+        err_w.as_raw_fd(),
+        sync_r.as_raw_fd(),
+    );
+
+    // SAFETY: a fork-like clone (no new stack, no CLONE_VM). The child only
+    // runs `child::run`, which makes raw syscalls on data prepared above and
+    // never returns, allocates, or unwinds.
+    let pid = unsafe {
+        libc::syscall(
+            libc::SYS_clone,
+            (flags | libc::SIGCHLD) as libc::c_ulong,
+            0usize,
+            0usize,
+            0usize,
+            0usize,
+        )
+    };
+    if pid < 0 {
+        return Err(prep("clone (new namespaces)")(io::Error::last_os_error()));
+    }
+    if pid == 0 {
+        // SAFETY: we are the freshly cloned child; see above.
+        unsafe { child::run(&plan) }
+    }
+    let pid = pid as libc::pid_t;
+    drop(plan);
+    drop(out_w);
+    drop(err_w);
+    drop(sync_r);
+    drop(devnull);
+
+    let mut child = Child { pid, reaped: false };
+    let _running = cleanup::ChildGuard::new(pid);
+    if let Some(is_root) = id_maps {
+        if let Err(e) = write_id_maps(pid, is_root) {
+            child.kill();
+            return Err(e);
+        }
+    }
+    let mut sync = std::fs::File::from(sync_w);
+    if let Err(e) = sync.write_all(b"G") {
+        child.kill();
+        return Err(prep("starting the child")(e));
+    }
+    drop(sync);
+
+    // Setup errors come through err_r; EOF means the exec happened.
+    let mut report = Vec::new();
+    std::fs::File::from(err_r)
+        .read_to_end(&mut report)
+        .map_err(prep("reading the child's status"))?;
+    let mut output = Vec::new();
+    let mut out = std::fs::File::from(out_r);
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        match out.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => {
+                if let Some(sink) = &sink {
+                    sink.write(&buf[..n]);
+                }
+                output.extend_from_slice(&buf[..n]);
+                if output.len() > 2 * OUTPUT_LIMIT {
+                    output.drain(..output.len() - OUTPUT_LIMIT);
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => {
+                child.kill();
+                return Err(prep("reading the output")(e));
+            }
+        }
+    }
+    if output.len() > OUTPUT_LIMIT {
+        output.drain(..output.len() - OUTPUT_LIMIT);
+    }
+    let status = child.wait().map_err(prep("waiting for the process"))?;
+    Ok(Spawned {
+        status,
+        output,
+        report: child::parse_report(&report),
+    })
+}
+
+/// What the error messages call each op, and whether it mounts an
+/// overlay (see [`report_error`]).
+pub(super) fn descs(ops: &[(String, Op)]) -> Vec<(String, bool)> {
+    ops.iter()
+        .map(|(d, op)| (d.clone(), matches!(op, Op::Overlay { .. })))
+        .collect()
+}
+
+/// The error of a child's failure report; index `descs.len()` is the
+/// `execve` of `program`. An overlay mount that the kernel refuses is
+/// [`RuntimeError::OverlayRefused`].
+pub(super) fn report_error(
+    report: &(usize, i32, String),
+    descs: &[(String, bool)],
+    program: &str,
+) -> RuntimeError {
+    let (step, errno, detail) = report;
+    let error = io::Error::from_raw_os_error(*errno);
+    if *step == descs.len() {
+        return RuntimeError::Exec {
+            program: program.to_string(),
+            error,
+        };
+    }
+    let overlay = descs.get(*step).is_some_and(|(_, overlay)| *overlay);
+    let step = descs
+        .get(*step)
+        .map(|(d, _)| d.clone())
+        .unwrap_or_else(|| "redirecting stdin/stdout/stderr".to_string());
+    let detail = if detail.is_empty() {
+        String::new()
+    } else {
+        format!(" ({detail})")
+    };
+    if overlay && overlay_refused(&error) {
+        return RuntimeError::OverlayRefused {
+            step,
+            error,
+            detail,
+        };
+    }
+    RuntimeError::Setup {
+        step,
+        error,
+        detail,
+    }
+}
+
+/// Whether a failed overlay mount means overlayfs is not usable here (no
+/// overlayfs, not allowed in a user namespace, or an upper directory on a
+/// filesystem it refuses, such as overlayfs itself), rather than a bad
+/// request (a missing layer directory, say).
+fn overlay_refused(error: &io::Error) -> bool {
+    matches!(
+        error.raw_os_error(),
+        Some(libc::EINVAL | libc::EPERM | libc::EACCES | libc::ENODEV | libc::EOPNOTSUPP)
+    )
+}
+
+/// The child process; killed and reaped on drop unless waited for.
+struct Child {
+    pid: libc::pid_t,
+    reaped: bool,
+}
+
+impl Child {
+    fn kill(&mut self) {
+        if !self.reaped {
+            // SAFETY: plain syscalls on our own child.
+            unsafe { libc::kill(self.pid, libc::SIGKILL) };
+            let _ = self.wait();
+        }
+    }
+
+    fn wait(&mut self) -> io::Result<i32> {
+        let mut st = 0;
+        loop {
+            // SAFETY: st is a valid int.
+            let r = unsafe { libc::waitpid(self.pid, &mut st, 0) };
+            if r == self.pid {
+                break;
+            }
+            let e = io::Error::last_os_error();
+            if e.kind() != io::ErrorKind::Interrupted {
+                return Err(e);
+            }
+        }
+        self.reaped = true;
+        Ok(if libc::WIFEXITED(st) {
+            libc::WEXITSTATUS(st)
+        } else if libc::WIFSIGNALED(st) {
+            128 + libc::WTERMSIG(st)
+        } else {
+            255
+        })
+    }
+}
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+fn write_id_maps(pid: libc::pid_t, is_root: bool) -> Result<(), RuntimeError> {
+    let proc = PathBuf::from(format!("/proc/{pid}"));
+    let write = |name: &str, content: &str| {
+        std::fs::write(proc.join(name), content)
+            .map_err(prep(format!("writing /proc/{pid}/{name}")))
+    };
+    if is_root {
+        // Identity maps of every id this process has: all of them on the
+        // host, the subordinate ranges in a rootless namespace.
+        write("uid_map", &identity_map("/proc/self/uid_map"))?;
+        write("gid_map", &identity_map("/proc/self/gid_map"))?;
+    } else {
+        // TODO: newuidmap/newgidmap with the subordinate ranges; a
+        // single-id map cannot chown to other ids.
+        // SAFETY: no preconditions.
+        let (uid, gid) = unsafe { (libc::geteuid(), libc::getegid()) };
+        write("setgroups", "deny")?;
+        write("uid_map", &format!("0 {uid} 1\n"))?;
+        write("gid_map", &format!("0 {gid} 1\n"))?;
+    }
+    Ok(())
+}
+
+/// An id map that maps the inside ids of the map in `path` to themselves
+/// (`0 0 4294967295` in the initial namespace).
+fn identity_map(path: &str) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let mut out = String::new();
+    for line in text.lines() {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        if let [inside, _, count] = f[..] {
+            out.push_str(&format!("{inside} {inside} {count}\n"));
+        }
+    }
+    if out.is_empty() {
+        out.push_str("0 0 4294967295\n");
+    }
+    out
+}
