@@ -3,12 +3,12 @@
 #![deny(missing_docs)]
 
 pub mod context;
+pub mod gc;
 mod graph;
 mod lower;
 mod op;
 pub mod remote_cache;
 mod solve;
-pub mod storage;
 
 pub use graph::{Graph, Vertex, VertexId, VertexMeta};
 pub use lower::{
