@@ -6,7 +6,7 @@ use crate::layers::{layer_blob, LayerBlob};
 use crate::options::ImageOptions;
 use kiln_executor::LayerStack;
 use kiln_oci::media::MediaFamily;
-use kiln_oci::{Digest, ImageConfig, Layer, LayerCompression, LocalStore, Platform};
+use kiln_oci::{BlobIngester, Digest, ImageConfig, Layer, LayerCompression, LocalStore, Platform};
 use std::collections::BTreeMap;
 
 /// A built image: its filesystem, layers and config.
@@ -119,7 +119,7 @@ pub fn write_image(
 /// # Errors
 /// Store errors; no image.
 pub fn write_index(
-    store: &LocalStore,
+    store: &impl BlobIngester,
     images: &[(Platform, WrittenImage)],
     oci_mediatypes: bool,
     annotations: &BTreeMap<String, String>,

@@ -118,6 +118,18 @@ pub trait BlobIngester {
     /// # Errors
     /// An I/O error when the ingest file cannot be created.
     fn writer(&self) -> Result<BlobWriter>;
+
+    /// Writes `data` as a blob and commits it.
+    ///
+    /// # Errors
+    /// [`StoreError::DigestMismatch`] when `expected` is given and differs.
+    fn write_blob(&self, data: &[u8], expected: Option<&Digest>) -> Result<Digest> {
+        let mut writer = self.writer()?;
+        writer
+            .write_all(data)
+            .map_err(io_err("writing", &writer.path))?;
+        writer.commit(expected, Some(data.len() as u64))
+    }
 }
 
 /// A content store in a directory on the local disk.
@@ -175,16 +187,13 @@ impl LocalStore {
         self.layout.blob(digest)
     }
 
-    /// Writes `data` as a blob and commits it.
+    /// Writes `data` as a blob and commits it ([`BlobIngester::write_blob`],
+    /// callable without the trait in scope).
     ///
     /// # Errors
     /// [`StoreError::DigestMismatch`] when `expected` is given and differs.
     pub fn write_blob(&self, data: &[u8], expected: Option<&Digest>) -> Result<Digest> {
-        let mut writer = self.writer()?;
-        writer
-            .write_all(data)
-            .map_err(io_err("writing", &writer.path))?;
-        writer.commit(expected, Some(data.len() as u64))
+        BlobIngester::write_blob(self, data, expected)
     }
 
     /// Every committed blob's digest.
