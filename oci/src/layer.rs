@@ -35,7 +35,7 @@ pub struct Layer {
 impl Layer {
     /// A layer a build step made (or a cache record holds), unpacked in
     /// `layout`'s directory for `diff_id`.
-    pub fn built(
+    pub fn in_store(
         layout: &StoreLayout,
         diff_id: Digest,
         blob: Digest,
@@ -52,18 +52,11 @@ impl Layer {
         }
     }
 
-    /// A layer of a base image, unpacked in `layout`'s directory for
-    /// `diff_id`.
-    pub fn of_image(
-        layout: &StoreLayout,
-        diff_id: Digest,
-        blob: Digest,
-        size: u64,
-        media_type: impl Into<String>,
-    ) -> Layer {
+    /// The same layer, as one of a base image.
+    pub fn of_base_image(self) -> Layer {
         Layer {
             from_image: true,
-            ..Layer::built(layout, diff_id, blob, size, media_type)
+            ..self
         }
     }
 }
@@ -81,15 +74,18 @@ mod tests {
         let blob: Digest = format!("sha256:{}", "2".repeat(64))
             .parse()
             .expect("digest");
-        let built = Layer::built(&layout, diff.clone(), blob.clone(), 7, "m");
+        let built = Layer::in_store(&layout, diff.clone(), blob.clone(), 7, "m");
         assert_eq!(
             built.dir,
             PathBuf::from(format!("/s/layers/{}", "1".repeat(64)))
         );
         assert!(!built.from_image);
-        let base = Layer::of_image(&layout, diff, blob, 7, "m");
+        let base = built.clone().of_base_image();
         assert!(base.from_image);
-        assert_eq!(base.dir, built.dir);
+        assert_eq!(
+            (&base.dir, &base.diff_id, &base.blob),
+            (&built.dir, &diff, &blob)
+        );
         assert_eq!((base.size, base.media_type.as_str()), (7, "m"));
     }
 }

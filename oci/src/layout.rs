@@ -5,6 +5,7 @@
 //! blobs/<algorithm>/<hex>   committed blobs (oci)
 //! ingest/<pid>-<n>-<nanos>  blobs being written (oci)
 //! refs.json, refs.lock      the names of images (oci)
+//! sources/<algorithm>/<hex> where each blob is known to live remotely (oci)
 //! gc.lock                   leases and the collector's lock (oci)
 //! layers/<diff id hex>      unpacked layers (the solver)
 //! cache/                    the build cache's records (the solver's cache index)
@@ -89,6 +90,15 @@ impl StoreLayout {
         self.root.join("refs.lock")
     }
 
+    /// Where the registry repositories that hold `digest` are recorded
+    /// (`sources/<algorithm>/<hex>`), for cross-repository mounts.
+    pub fn blob_sources(&self, digest: &Digest) -> PathBuf {
+        self.root
+            .join("sources")
+            .join(digest.algorithm())
+            .join(digest.hex())
+    }
+
     /// The lock that leases share and a collection holds alone
     /// (`gc.lock`).
     pub fn gc_lock(&self) -> PathBuf {
@@ -160,6 +170,7 @@ mod tests {
             (l.ingest(), "/s/ingest".into()),
             (l.refs(), "/s/refs.json".into()),
             (l.refs_lock(), "/s/refs.lock".into()),
+            (l.blob_sources(&d), format!("/s/sources/sha256/{hex}")),
             (l.gc_lock(), "/s/gc.lock".into()),
             (l.layers(), "/s/layers".into()),
             (l.layer_dir(&d), format!("/s/layers/{hex}")),

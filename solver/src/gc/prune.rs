@@ -174,7 +174,10 @@ pub fn sweep(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::solve::{unix_millis, CacheKeyParts, CachedLayer};
+    use kiln_oci::{BlobReader as _, Digest};
     use std::fs;
+    use std::time::Duration;
 
     #[test]
     fn usage_adds_up_and_prune_goes_oldest_first() {
@@ -214,5 +217,130 @@ mod tests {
         assert_eq!(r.removed.len(), 2, "{r:?}");
         assert_eq!(r.blobs_removed, 1);
         assert!(!store.blob_path(&blob).exists());
+    }
+
+    /// A record for `key` holding `blob` and the layer `diff_id`, last used
+    /// `age` ago.
+    fn record(store: &LocalStore, key: &str, blob: &Digest, diff_id: &Digest, age: Duration) {
+        let layer = CachedLayer {
+            diff_id: diff_id.to_string(),
+            blob: blob.to_string(),
+            size: 1,
+            media_type: "application/vnd.oci.image.layer.v1.tar+gzip".into(),
+            last_used: Some(unix_millis(SystemTime::now() - age)),
+        };
+        let parts = CacheKeyParts {
+            vertex: key.into(),
+            inputs: Vec::new(),
+            context: None,
+        };
+        CacheIndex::new(store.root())
+            .put(&parts.key(), &layer, key, &parts)
+            .expect("record");
+    }
+
+    fn unpacked(store: &LocalStore, diff_id: &Digest) -> std::path::PathBuf {
+        let dir = store.layout().layer_dir(diff_id);
+        fs::create_dir_all(&dir).expect("mkdir");
+        fs::write(dir.join("f"), vec![3u8; 9000]).expect("write");
+        CacheIndex::new(store.root()).touch_layer(diff_id);
+        dir
+    }
+
+    #[test]
+    fn a_blob_and_layer_go_with_the_last_record_that_holds_them() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let store = LocalStore::open(tmp.path().join("store")).expect("store");
+        let blob = store.write_blob(&[5u8; 5000], None).expect("blob");
+        let diff_id = Digest::sha256(b"layer");
+        let dir = unpacked(&store, &diff_id);
+        record(&store, "old", &blob, &diff_id, Duration::from_secs(3600));
+        record(&store, "new", &blob, &diff_id, Duration::ZERO);
+
+        let u = usage(&store).expect("usage");
+        let records: Vec<&Entry> = u
+            .entries
+            .iter()
+            .filter(|e| e.description == "cache record")
+            .collect();
+        assert_eq!(records.len(), 2, "{u:?}");
+        assert!(records.iter().all(|e| e.shared), "{records:?}");
+        assert_eq!(u.by_kind(Kind::Layer).0, 0, "the records hold the layer");
+
+        let lock = store.lock_exclusive().expect("lock");
+        let older = PruneOptions {
+            used_before: Some(SystemTime::now() - Duration::from_secs(600)),
+            ..PruneOptions::default()
+        };
+        let r = prune(&store, &lock, &older).expect("prune");
+        assert_eq!(r.removed.len(), 1, "{r:?}");
+        assert_eq!(r.blobs_removed, 0);
+        assert!(
+            store.exists(&blob) && dir.exists(),
+            "another record holds them"
+        );
+        let marker = CacheIndex::new(store.root()).layer_marker(diff_id.hex());
+        assert!(marker.exists());
+
+        let r = prune(&store, &lock, &PruneOptions::default()).expect("prune");
+        assert_eq!(r.removed.len(), 1, "{r:?}");
+        assert_eq!(r.blobs_removed, 1);
+        assert!(!store.exists(&blob) && !dir.exists() && !marker.exists());
+    }
+
+    #[test]
+    fn reachable_blobs_stay_even_with_all() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let store = LocalStore::open(tmp.path().join("store")).expect("store");
+        let blob = store.write_blob(&[6u8; 5000], None).expect("blob");
+        store.set_ref("example.com/app:1", &blob).expect("name");
+        let diff_id = Digest::sha256(b"image layer");
+        record(&store, "step", &blob, &diff_id, Duration::from_secs(3600));
+        let stray = store.write_blob(&[7u8; 5000], None).expect("blob");
+
+        let u = usage(&store).expect("usage");
+        let rec = u
+            .entries
+            .iter()
+            .find(|e| e.description == "cache record")
+            .expect("record entry");
+        assert_eq!(rec.reclaim, Reclaim::All, "its blob is reachable");
+        assert!(rec.shared);
+
+        let lock = store.lock_exclusive().expect("lock");
+        let r = prune(&store, &lock, &PruneOptions::default()).expect("prune");
+        assert_eq!(r.removed.len(), 1, "only the stray blob: {r:?}");
+        assert_eq!(r.removed[0].id, stray.to_string());
+        let all = PruneOptions {
+            all: true,
+            ..PruneOptions::default()
+        };
+        let r = prune(&store, &lock, &all).expect("prune");
+        assert_eq!(r.removed.len(), 1, "the record: {r:?}");
+        assert_eq!(r.blobs_removed, 0);
+        assert!(store.exists(&blob));
+        let swept = sweep(&store, &lock, &all).expect("sweep");
+        assert_eq!((swept.removed.len(), swept.kept), (0, 1));
+    }
+
+    #[test]
+    fn a_filtered_prune_sweeps_only_stale_ingests() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let store = LocalStore::open(tmp.path().join("store")).expect("store");
+        let stray = store.write_blob(&[8u8; 100], None).expect("blob");
+        // An ingest file of a process that cannot exist (pids are < 2^22).
+        fs::write(store.layout().ingest().join("4294967295-0-0"), [1u8; 10]).expect("ingest");
+        let lock = store.lock_exclusive().expect("lock");
+        let filtered = PruneOptions {
+            keep_storage: Some(u64::MAX),
+            ..PruneOptions::default()
+        };
+        let swept = sweep(&store, &lock, &filtered).expect("sweep");
+        assert_eq!((swept.removed.len(), swept.kept), (0, 1));
+        assert_eq!((swept.stale_ingests, swept.freed), (1, 10));
+        assert!(store.exists(&stray));
+        let swept = sweep(&store, &lock, &PruneOptions::default()).expect("sweep");
+        assert_eq!(swept.removed, vec![stray.clone()]);
+        assert!(!store.exists(&stray));
     }
 }
