@@ -8,7 +8,7 @@
 use crate::error::ExportError;
 use crate::options::ImageOptions;
 use kiln_oci::{
-    BlobIngester, BlobReader, Compression, Digest, Layer, LayerCompression, LayerCompressor,
+    BlobReader, BlobStore, Compression, Digest, Layer, LayerCompression, LayerCompressor,
     LocalStore,
 };
 use serde_json::json;
@@ -68,7 +68,7 @@ pub(crate) fn layer_blob(
 /// Writes the converted blob: the layer directory diffed again with
 /// clamped times, or the blob decompressed and compressed again.
 fn convert(
-    store: &(impl BlobReader + BlobIngester),
+    store: &dyn BlobStore,
     layer: &Layer,
     clamp: Option<u64>,
     want: Compression,
@@ -110,7 +110,7 @@ fn convert(
 }
 
 /// A conversion made earlier, if its blob is still in the store.
-fn remembered(store: &impl BlobReader, memo: &Path, want: Compression) -> Option<LayerBlob> {
+fn remembered(store: &dyn BlobReader, memo: &Path, want: Compression) -> Option<LayerBlob> {
     let text = std::fs::read(memo).ok()?;
     let v: serde_json::Value = serde_json::from_slice(&text).ok()?;
     let blob: Digest = v["blob"].as_str()?.parse().ok()?;

@@ -47,7 +47,9 @@ pub use registry::{
     PushReport, RegistryClient, RegistryError, RegistryOptions, StaticCredentials,
     TransferObserver,
 };
-pub use store::{default_root, BlobIngester, BlobReader, BlobWriter, LocalStore, StoreError};
+pub use store::{
+    default_root, BlobIngester, BlobReader, BlobStore, BlobWriter, LocalStore, StoreError,
+};
 
 /// The OCI spec types, re-exported so callers build against the same version.
 pub use oci_spec;

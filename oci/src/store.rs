@@ -132,6 +132,13 @@ pub trait BlobIngester {
     }
 }
 
+/// Reads and starts blobs: the role of code that fetches or converts a
+/// blob into a store (`&dyn BlobStore` where [`BlobReader`] and
+/// [`BlobIngester`] are both needed).
+pub trait BlobStore: BlobReader + BlobIngester {}
+
+impl<T: BlobReader + BlobIngester + ?Sized> BlobStore for T {}
+
 /// A content store in a directory on the local disk.
 #[derive(Debug, Clone)]
 pub struct LocalStore {
