@@ -2,11 +2,11 @@
 //! for, the config and the manifest, in the content store.
 
 use crate::error::ExportError;
-use crate::layers::{layer_blob, BuiltLayer, LayerBlob};
+use crate::layers::{layer_blob, LayerBlob};
 use crate::options::ImageOptions;
 use kiln_executor::LayerStack;
 use kiln_oci::media::MediaFamily;
-use kiln_oci::{Digest, ImageConfig, LayerCompression, LocalStore, Platform};
+use kiln_oci::{BlobIngester, Digest, ImageConfig, Layer, LayerCompression, LocalStore, Platform};
 use std::collections::BTreeMap;
 
 /// A built image: its filesystem, layers and config.
@@ -15,7 +15,7 @@ pub struct BuiltImage {
     /// The config (rootfs.diff_ids filled in).
     pub config: ImageConfig,
     /// The layers, base first.
-    pub layers: Vec<BuiltLayer>,
+    pub layers: Vec<Layer>,
     /// The filesystem, for local and tar outputs.
     pub stack: LayerStack,
     /// `SOURCE_DATE_EPOCH`, for [`ImageOptions::rewrite_timestamp`].
@@ -119,7 +119,7 @@ pub fn write_image(
 /// # Errors
 /// Store errors; no image.
 pub fn write_index(
-    store: &LocalStore,
+    store: &impl BlobIngester,
     images: &[(Platform, WrittenImage)],
     oci_mediatypes: bool,
     annotations: &BTreeMap<String, String>,

@@ -1,36 +1,24 @@
-//! A built image's layers ([`BuiltLayer`]), and their blobs as an output
+//! A built image's layers ([`Layer`]s), and their blobs as an output
 //! wants them: recompressed (`compression=`,
 //! `force-compression=true`) or rewritten with clamped file times
 //! (`rewrite-timestamp=true`). Conversions are remembered in the store
-//! (`<root>/exports/<key>.json`), so exporting the same image again costs
-//! nothing.
+//! ([`kiln_oci::StoreLayout::exports`], `<key>.json`), so exporting the
+//! same image again costs nothing.
 
 use crate::error::ExportError;
 use crate::options::ImageOptions;
 use kiln_oci::{
-    BlobIngester, BlobReader, Compression, Digest, LayerCompression, LayerCompressor, LocalStore,
+    BlobReader, BlobStore, Compression, Digest, Layer, LayerCompression, LayerCompressor,
+    LocalStore,
 };
 use serde_json::json;
 use std::io::BufReader;
-use std::path::PathBuf;
+use std::path::Path;
 
-/// One layer of a built image.
-#[derive(Debug, Clone)]
-pub struct BuiltLayer {
-    /// Blob digest.
-    pub blob: Digest,
-    /// Blob size.
-    pub size: u64,
-    /// Blob media type.
-    pub media_type: String,
-    /// Uncompressed digest.
-    pub diff_id: Digest,
-    /// The unpacked layer directory (overlay format), for rewriting it.
-    pub dir: PathBuf,
-    /// It comes from a base image: kept as it is unless
-    /// [`ImageOptions::force_compression`].
-    pub from_image: bool,
-}
+/// One layer of a built image: the store's [`Layer`] (a base image's layer
+/// is kept as it is unless [`ImageOptions::force_compression`]). The name
+/// stays for callers that build one field by field.
+pub type BuiltLayer = Layer;
 
 /// A layer's blob for one output.
 #[derive(Debug, Clone)]
@@ -49,7 +37,7 @@ pub(crate) struct LayerBlob {
 /// `SOURCE_DATE_EPOCH`).
 pub(crate) fn layer_blob(
     store: &LocalStore,
-    layer: &BuiltLayer,
+    layer: &Layer,
     epoch: Option<u64>,
     options: &ImageOptions,
 ) -> Result<LayerBlob, ExportError> {
@@ -68,10 +56,7 @@ pub(crate) fn layer_blob(
         });
     }
     let key = Digest::sha256(format!("{}|{want:?}|{clamp:?}", layer.diff_id).as_bytes());
-    let memo = store
-        .root()
-        .join("exports")
-        .join(format!("{}.json", key.hex()));
+    let memo = store.layout().exports().join(format!("{}.json", key.hex()));
     if let Some(found) = remembered(store, &memo, want) {
         return Ok(found);
     }
@@ -83,8 +68,8 @@ pub(crate) fn layer_blob(
 /// Writes the converted blob: the layer directory diffed again with
 /// clamped times, or the blob decompressed and compressed again.
 fn convert(
-    store: &LocalStore,
-    layer: &BuiltLayer,
+    store: &dyn BlobStore,
+    layer: &Layer,
     clamp: Option<u64>,
     want: Compression,
 ) -> Result<LayerBlob, ExportError> {
@@ -125,7 +110,7 @@ fn convert(
 }
 
 /// A conversion made earlier, if its blob is still in the store.
-fn remembered(store: &LocalStore, memo: &std::path::Path, want: Compression) -> Option<LayerBlob> {
+fn remembered(store: &dyn BlobReader, memo: &Path, want: Compression) -> Option<LayerBlob> {
     let text = std::fs::read(memo).ok()?;
     let v: serde_json::Value = serde_json::from_slice(&text).ok()?;
     let blob: Digest = v["blob"].as_str()?.parse().ok()?;
@@ -140,7 +125,7 @@ fn remembered(store: &LocalStore, memo: &std::path::Path, want: Compression) -> 
 }
 
 /// Records a conversion; failing to is only a lost shortcut.
-fn remember(memo: &std::path::Path, out: &LayerBlob) {
+fn remember(memo: &Path, out: &LayerBlob) {
     let Some(dir) = memo.parent() else { return };
     if std::fs::create_dir_all(dir).is_err() {
         return;

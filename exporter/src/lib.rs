@@ -6,8 +6,8 @@
 //!   (`type=image|registry|oci|docker|local|tar`), parsed with
 //!   [`std::str::FromStr`] as `docker buildx build` reads it, with its
 //!   [`ImageOptions`] (compression, media types, rewritten timestamps).
-//! - [`BuiltImage`] and its [`BuiltLayer`]s: the build's result, as the
-//!   caller hands it in.
+//! - [`BuiltImage`] and its layers ([`kiln_oci::Layer`], also named
+//!   [`BuiltLayer`]): the build's result, as the caller hands it in.
 //! - [`write_image`]: the layer blobs as the options want them (converted
 //!   ones are remembered in the store), the config and the manifest, in
 //!   the content store; [`write_index`] puts several platforms' images

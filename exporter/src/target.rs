@@ -362,10 +362,11 @@ pub fn export(
             })
         }
         ExportTarget::Tar { dest } => {
-            let tmp = tempfile::tempdir_in(store.root()).map_err(|e| ExportError::Write {
-                path: dest.clone(),
-                message: e.to_string(),
-            })?;
+            let tmp =
+                tempfile::tempdir_in(store.layout().staging()).map_err(|e| ExportError::Write {
+                    path: dest.clone(),
+                    message: e.to_string(),
+                })?;
             let rootfs = tmp.path().join("rootfs");
             kiln_executor::materialize(&image.stack, &rootfs).map_err(|e| ExportError::Write {
                 path: dest.clone(),

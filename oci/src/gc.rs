@@ -1,11 +1,22 @@
-//! Garbage collection of blobs no named reference reaches, and the leases
-//! that keep a collection from deleting blobs a running pull, load or build
-//! has written but not yet named.
+//! The blob half of garbage collection: what the names reach, sweeping the
+//! blobs they do not, and the leases that keep a collection from deleting
+//! blobs a running pull, load or build has written but not yet named.
 //!
-//! Every process that writes blobs holds a shared lock on `gc.lock` (a
-//! [`Lease`]) until it has set the reference that makes them reachable.
-//! [`LocalStore::gc`] takes the exclusive lock, so it runs only when no
-//! such writer is in flight, and writers wait while it runs.
+//! The words, shared with the store-wide collector built on these
+//! (`kiln_solver::gc`, which also knows the build cache's records,
+//! unpacked layers and cache mounts; oci sits below the solver and cannot):
+//!
+//! - *reachable*: a blob a name (`refs.json`) reaches through indexes and
+//!   manifests ([`Reachable`]); never collected.
+//! - *lease*: a shared lock on `gc.lock` ([`Lease`]), held by every
+//!   process that writes blobs until it has set the name that makes them
+//!   reachable.
+//! - *the store's lock*: `gc.lock` held exclusively ([`StoreLock`]); a
+//!   collection runs only under it, so only when no lease is held, and
+//!   writers wait while it runs.
+//! - *sweep*: removing every blob that is not reachable
+//!   ([`LocalStore::gc`]), and *stale ingests*: ingest files of processes
+//!   that are gone.
 
 use crate::digest::Digest;
 use crate::image::{descriptor_digest, Manifest};
@@ -32,9 +43,9 @@ pub struct StoreLock {
     _lock: File,
 }
 
-/// What the named references reach.
+/// What the names reach.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct NamedContent {
+pub struct Reachable {
     /// Every blob (indexes, manifests, configs, layers) a name reaches.
     pub blobs: BTreeSet<Digest>,
     /// The diff ids (uncompressed layer digests) of the images a name
@@ -70,14 +81,14 @@ impl Lease {
     }
 }
 
-/// What a garbage collection removed.
+/// What a sweep removed.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct GcReport {
     /// The blobs removed.
     pub removed: Vec<Digest>,
-    /// Bytes freed, including abandoned ingest files.
-    pub bytes_freed: u64,
-    /// Blobs kept because a reference reaches them.
+    /// Bytes freed (file sizes), including stale ingest files.
+    pub freed: u64,
+    /// Blobs kept because they are reachable.
     pub kept: usize,
     /// Abandoned ingest files removed (from processes that died).
     pub stale_ingests: usize,
@@ -99,7 +110,7 @@ impl LocalStore {
     /// # Errors
     /// An I/O error naming the lock file.
     pub fn lease(&self) -> Result<Lease> {
-        let path = self.root().join("gc.lock");
+        let path = self.layout().gc_lock();
         let file = open_lock(&path)?;
         file.lock_shared().map_err(io_err("locking", &path))?;
         Ok(Lease {
@@ -115,14 +126,14 @@ impl LocalStore {
     /// # Errors
     /// An I/O error naming the lock file.
     pub fn lock_exclusive(&self) -> Result<StoreLock> {
-        let path = self.root().join("gc.lock");
+        let path = self.layout().gc_lock();
         let lock = open_lock(&path)?;
         lock.lock().map_err(io_err("locking", &path))?;
         Ok(StoreLock { _lock: lock })
     }
 
-    /// Removes every blob that no reference reaches, and ingest files left
-    /// by processes that are gone. Waits for running writers' leases.
+    /// Sweeps: removes every blob that is not reachable, and stale ingest
+    /// files. Waits for running writers' leases.
     ///
     /// # Errors
     /// An I/O error naming the path concerned. A reference whose image is
@@ -132,13 +143,13 @@ impl LocalStore {
         self.gc_locked(&lock)
     }
 
-    /// What the named references reach: blobs, and the diff ids of the
-    /// images among them. Damaged or missing blobs are skipped.
+    /// What the names reach: blobs, and the diff ids of the images among
+    /// them. Damaged or missing blobs are skipped.
     ///
     /// # Errors
-    /// An I/O error reading the references.
-    pub fn named_content(&self) -> Result<NamedContent> {
-        let mut out = NamedContent::default();
+    /// An I/O error reading the names.
+    pub fn reachable(&self) -> Result<Reachable> {
+        let mut out = Reachable::default();
         let mut configs = BTreeSet::new();
         for digest in self.refs()?.into_values() {
             mark(self, &digest, &mut out.blobs, &mut configs);
@@ -167,32 +178,32 @@ impl LocalStore {
     /// # Errors
     /// As [`LocalStore::gc`].
     pub fn gc_locked(&self, lock: &StoreLock) -> Result<GcReport> {
-        let live = self.named_content()?.blobs;
+        let reachable = self.reachable()?.blobs;
         let mut report = GcReport::default();
         for digest in self.blobs()? {
-            if live.contains(&digest) {
+            if reachable.contains(&digest) {
                 report.kept += 1;
                 continue;
             }
-            report.bytes_freed += self.size(&digest).unwrap_or(0);
+            report.freed += self.size(&digest).unwrap_or(0);
             self.delete(&digest)?;
             report.removed.push(digest);
         }
         let (count, bytes) = self.remove_stale_ingests(lock)?;
         report.stale_ingests = count;
-        report.bytes_freed += bytes;
+        report.freed += bytes;
         Ok(report)
     }
 
-    /// Removes ingest files left by processes that are gone; returns how
-    /// many and their bytes.
+    /// Removes stale ingest files (left by processes that are gone);
+    /// returns how many and their bytes.
     ///
     /// # Errors
     /// An I/O error naming the path concerned.
     pub fn remove_stale_ingests(&self, _lock: &StoreLock) -> Result<(usize, u64)> {
         let mut count = 0;
         let mut bytes = 0;
-        let ingest = self.root().join("ingest");
+        let ingest = self.layout().ingest();
         for entry in fs::read_dir(&ingest).map_err(io_err("listing", &ingest))? {
             let entry = entry.map_err(io_err("listing", &ingest))?;
             let name = entry.file_name().to_string_lossy().into_owned();
@@ -217,12 +228,12 @@ impl LocalStore {
 fn mark(
     store: &LocalStore,
     root: &Digest,
-    live: &mut BTreeSet<Digest>,
+    reachable: &mut BTreeSet<Digest>,
     configs: &mut BTreeSet<Digest>,
 ) {
     let mut stack = vec![root.clone()];
     while let Some(digest) = stack.pop() {
-        if !live.insert(digest.clone()) {
+        if !reachable.insert(digest.clone()) {
             continue;
         }
         let Ok(bytes) = store.read(&digest) else {
@@ -244,7 +255,7 @@ fn mark(
             if media::is_manifest(&t) || media::is_index(&t) {
                 stack.push(d);
             } else {
-                live.insert(d);
+                reachable.insert(d);
             }
         }
     }

@@ -16,6 +16,8 @@ mod credentials;
 mod digest;
 mod gc;
 mod image;
+mod layer;
+mod layout;
 pub mod media;
 mod platform;
 mod reference;
@@ -29,12 +31,14 @@ pub use config::{ContainerConfig, HealthConfig, History, ImageConfig, RootFs};
 pub use convert::convert_media_types;
 pub use credentials::{registry_key, Credential, CredentialError, DockerConfig, Secret};
 pub use digest::{Digest, DigestError};
-pub use gc::{GcReport, Lease, NamedContent, StoreLock};
+pub use gc::{GcReport, Lease, Reachable, StoreLock};
 pub use image::{
     check_size, descriptor_digest, is_attestation, reachable, read_manifest, resolve,
     select_platform, validate_image, Image, ImageError, Manifest, MAX_CONFIG_SIZE,
     MAX_MANIFEST_SIZE,
 };
+pub use layer::Layer;
+pub use layout::StoreLayout;
 pub use media::{LayerCompression, MediaFamily};
 pub use platform::{Platform, PlatformError};
 pub use reference::{Reference, ReferenceError};
@@ -43,7 +47,9 @@ pub use registry::{
     PushReport, RegistryClient, RegistryError, RegistryOptions, StaticCredentials,
     TransferObserver,
 };
-pub use store::{default_root, BlobIngester, BlobReader, BlobWriter, LocalStore, StoreError};
+pub use store::{
+    default_root, BlobIngester, BlobReader, BlobStore, BlobWriter, LocalStore, StoreError,
+};
 
 /// The OCI spec types, re-exported so callers build against the same version.
 pub use oci_spec;

@@ -1,11 +1,8 @@
 //! The content-addressed blob store.
 //!
-//! Layout under the store root:
-//!
-//! ```text
-//! blobs/<algorithm>/<hex>   committed blobs, never modified in place
-//! ingest/<unique>           blobs being written
-//! ```
+//! Committed blobs live under `blobs/<algorithm>/<hex>` and are never
+//! modified in place; blobs being written live in `ingest/` (every path is
+//! named by [`StoreLayout`]).
 //!
 //! The root is private to its owner (mode 0700), and so are the
 //! directories that hold what images and build steps made (`layers/`,
@@ -23,6 +20,7 @@
 //! identical.
 
 use crate::digest::Digest;
+use crate::layout::{StoreLayout, CREATED_DIRS, REPAIRED_DIRS};
 use sha2::{Digest as _, Sha256};
 use std::fs::{self, File};
 use std::io::{self, Read, Write};
@@ -120,23 +118,34 @@ pub trait BlobIngester {
     /// # Errors
     /// An I/O error when the ingest file cannot be created.
     fn writer(&self) -> Result<BlobWriter>;
+
+    /// Writes `data` as a blob and commits it.
+    ///
+    /// # Errors
+    /// [`StoreError::DigestMismatch`] when `expected` is given and differs.
+    fn write_blob(&self, data: &[u8], expected: Option<&Digest>) -> Result<Digest> {
+        let mut writer = self.writer()?;
+        writer
+            .write_all(data)
+            .map_err(io_err("writing", &writer.path))?;
+        writer.commit(expected, Some(data.len() as u64))
+    }
 }
+
+/// Reads and starts blobs: the role of code that fetches or converts a
+/// blob into a store (`&dyn BlobStore` where [`BlobReader`] and
+/// [`BlobIngester`] are both needed).
+pub trait BlobStore: BlobReader + BlobIngester {}
+
+impl<T: BlobReader + BlobIngester + ?Sized> BlobStore for T {}
 
 /// A content store in a directory on the local disk.
 #[derive(Debug, Clone)]
 pub struct LocalStore {
-    root: PathBuf,
+    layout: StoreLayout,
 }
 
 static INGEST_COUNTER: AtomicU64 = AtomicU64::new(0);
-
-/// The directories (relative to the root) that [`LocalStore::open`]
-/// creates, parents first.
-const CREATED_DIRS: [&str; 4] = ["blobs", "blobs/sha256", "ingest", "layers"];
-
-/// The other directories of what images and steps made, made private
-/// again when present (the solver creates them inside the private root).
-const REPAIRED_DIRS: [&str; 5] = ["cache", "cache-mounts", "contexts", "http", "exports"];
 
 /// The mode of the store root and of the directories above.
 const PRIVATE_MODE: u32 = 0o700;
@@ -165,32 +174,33 @@ impl LocalStore {
                 make_private(&path)?;
             }
         }
-        Ok(LocalStore { root })
+        Ok(LocalStore {
+            layout: StoreLayout::new(root),
+        })
     }
 
     /// The store's root directory.
     pub fn root(&self) -> &Path {
-        &self.root
+        self.layout.root()
+    }
+
+    /// Where everything lives in this store.
+    pub fn layout(&self) -> &StoreLayout {
+        &self.layout
     }
 
     /// Where a committed blob lives.
     pub fn blob_path(&self, digest: &Digest) -> PathBuf {
-        self.root
-            .join("blobs")
-            .join(digest.algorithm())
-            .join(digest.hex())
+        self.layout.blob(digest)
     }
 
-    /// Writes `data` as a blob and commits it.
+    /// Writes `data` as a blob and commits it ([`BlobIngester::write_blob`],
+    /// callable without the trait in scope).
     ///
     /// # Errors
     /// [`StoreError::DigestMismatch`] when `expected` is given and differs.
     pub fn write_blob(&self, data: &[u8], expected: Option<&Digest>) -> Result<Digest> {
-        let mut writer = self.writer()?;
-        writer
-            .write_all(data)
-            .map_err(io_err("writing", &writer.path))?;
-        writer.commit(expected, Some(data.len() as u64))
+        BlobIngester::write_blob(self, data, expected)
     }
 
     /// Every committed blob's digest.
@@ -198,7 +208,7 @@ impl LocalStore {
     /// # Errors
     /// An I/O error naming the directory that could not be listed.
     pub fn blobs(&self) -> Result<Vec<Digest>> {
-        let dir = self.root.join("blobs/sha256");
+        let dir = self.layout.blob_dir("sha256");
         let mut out = Vec::new();
         for entry in fs::read_dir(&dir).map_err(io_err("listing", &dir))? {
             let entry = entry.map_err(io_err("listing", &dir))?;
@@ -297,8 +307,8 @@ impl BlobIngester for LocalStore {
             .map(|d| d.subsec_nanos())
             .unwrap_or(0);
         let path = self
-            .root
-            .join("ingest")
+            .layout
+            .ingest()
             .join(format!("{}-{n}-{nanos}", std::process::id()));
         let file = File::create_new(&path).map_err(io_err("creating ingest file", &path))?;
         Ok(BlobWriter {

@@ -758,7 +758,7 @@ fn gc_removes_only_unreferenced_blobs() {
     let stray = store.write_blob(&vec![7u8; 4096], None).expect("stray");
     let report = store.gc().expect("gc");
     assert_eq!(report.removed, vec![stray]);
-    assert_eq!(report.bytes_freed, 4096);
+    assert_eq!(report.freed, 4096);
     assert_eq!(report.kept, 3);
     store
         .remove_ref("docker.io/library/busybox:latest")

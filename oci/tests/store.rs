@@ -201,6 +201,6 @@ fn gc_removes_ingest_files_of_dead_processes() {
     std::fs::write(&stale, vec![0u8; 1000]).expect("write");
     let report = store.gc().expect("gc");
     assert_eq!(report.stale_ingests, 1);
-    assert_eq!(report.bytes_freed, 1000);
+    assert_eq!(report.freed, 1000);
     assert!(!stale.exists());
 }

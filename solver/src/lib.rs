@@ -74,13 +74,13 @@
 
 mod cache;
 pub mod context;
+pub mod gc;
 mod graph;
 mod layer;
 mod lower;
 mod op;
 mod resolve_error;
 mod solve;
-pub mod storage;
 
 pub use cache::remote as remote_cache;
 pub use cache::{

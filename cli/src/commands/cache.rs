@@ -1,5 +1,5 @@
 //! `kiln du`, `kiln prune`, and the `gc.max-storage` cap applied after
-//! each build (see `kiln_solver::storage` for what belongs to which kind).
+//! each build (see `kiln_solver::gc` for what belongs to which kind).
 
 use crate::config::Config;
 use crate::global::GlobalArgs;
@@ -7,7 +7,7 @@ use crate::units::{ago, docker_size, parse_size};
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use kiln_oci::{Lease, LocalStore};
-use kiln_solver::storage::{self, Kind, PruneOptions, Reclaim};
+use kiln_solver::gc::{self, Kind, PruneOptions, Reclaim};
 use std::io::{IsTerminal, Write};
 use std::time::{Duration, SystemTime};
 
@@ -22,7 +22,7 @@ pub struct DuArgs {
 /// Runs `kiln du`.
 pub fn du(global: &GlobalArgs, args: &DuArgs) -> Result<()> {
     let store = global.store()?;
-    let usage = storage::usage(&store)?;
+    let usage = gc::usage(&store)?;
     let now = SystemTime::now();
     let mut out = std::io::stdout().lock();
     if args.verbose {
@@ -139,7 +139,7 @@ pub fn prune(global: &GlobalArgs, args: &PruneArgs) -> Result<()> {
     }
     let store = global.store()?;
     let lock = store.lock_exclusive()?;
-    let report = storage::prune(&store, &lock, &opts)?;
+    let report = gc::prune(&store, &lock, &opts)?;
     let mut out = std::io::stdout().lock();
     if !report.removed.is_empty() {
         writeln!(out, "Deleted build cache objects:")?;
@@ -148,27 +148,19 @@ pub fn prune(global: &GlobalArgs, args: &PruneArgs) -> Result<()> {
         }
         writeln!(out)?;
     }
-    // What no name reaches goes as before, unless a filter or a size limit
-    // says to keep some of it (those entries were pruned above).
-    let (gc_blobs, gc_ingests, gc_bytes, kept) =
-        if opts.used_before.is_none() && opts.keep_storage.is_none() {
-            let gc = store.gc_locked(&lock)?;
-            (gc.removed.len(), gc.stale_ingests, gc.bytes_freed, gc.kept)
-        } else {
-            let (n, bytes) = store.remove_stale_ingests(&lock)?;
-            (0, n, bytes, store.blobs()?.len())
-        };
+    let swept = gc::sweep(&store, &lock, &opts)?;
     writeln!(
         out,
-        "Deleted {} blobs{}; kept {kept}.",
-        report.blobs_removed + gc_blobs,
-        if gc_ingests > 0 {
-            format!(" and {gc_ingests} abandoned downloads")
+        "Deleted {} blobs{}; kept {}.",
+        report.blobs_removed + swept.removed.len(),
+        if swept.stale_ingests > 0 {
+            format!(" and {} abandoned downloads", swept.stale_ingests)
         } else {
             String::new()
         },
+        swept.kept,
     )?;
-    let freed = report.freed + gc_bytes;
+    let freed = report.freed + swept.freed;
     writeln!(out, "Total reclaimed space: {}", docker_size(freed))?;
     writeln!(out, "Total:\t{}", docker_size(freed))?;
     Ok(())
@@ -199,7 +191,7 @@ pub fn enforce_cap(store: &LocalStore, config: &Config, lease: Lease) {
         used_before: None,
         protect_since: Some(since),
     };
-    match storage::prune(store, &lock, &opts) {
+    match gc::prune(store, &lock, &opts) {
         Ok(report) if !report.removed.is_empty() => eprintln!(
             "gc: {} = {}: removed {} least recently used cache entries, {} freed",
             config.origin("gc.max-storage"),

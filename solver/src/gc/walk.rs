@@ -1,0 +1,167 @@
+//! Walking the store's files: allocated sizes, directory listings,
+//! temporaries, and removing trees.
+
+use super::entry::{Entry, Kind, Reclaim, Target};
+use super::{io_err, GcError};
+use kiln_executor::dirfd::Dir;
+use std::collections::HashSet;
+use std::fs;
+use std::io;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+/// Allocated bytes of `path` and everything under it whose inode is not in
+/// `seen` yet (added to it). Symlinks are not followed; vanished paths
+/// count 0. The walk keeps one open directory per level and opens each
+/// relative to its parent: no recursion, and no path is longer than a name.
+pub(super) fn allocated(path: &Path, seen: &mut HashSet<(u64, u64)>) -> Result<u64, GcError> {
+    let md = match fs::symlink_metadata(path) {
+        Ok(m) => m,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(0),
+        Err(e) => return Err(io_err("reading", path)(e)),
+    };
+    let mut total = 0;
+    if seen.insert((md.dev(), md.ino())) {
+        total += md.blocks() * 512;
+    }
+    if !md.is_dir() {
+        return Ok(total);
+    }
+    let gone = |e: &io::Error| e.kind() == io::ErrorKind::NotFound;
+    let top = match Dir::open(path) {
+        Ok(d) => d,
+        Err(e) if gone(&e) => return Ok(total),
+        Err(e) => return Err(io_err("opening", path)(e)),
+    };
+    let names = match top.names() {
+        Ok(n) => n,
+        Err(e) if gone(&e) => return Ok(total),
+        Err(e) => return Err(io_err("listing", path)(e)),
+    };
+    let mut stack = vec![(top, names)];
+    while let Some((dir, names)) = stack.last_mut() {
+        let Some(name) = names.pop() else {
+            stack.pop();
+            continue;
+        };
+        let md = match dir.child_metadata(&name) {
+            Ok(m) => m,
+            Err(e) if gone(&e) => continue,
+            Err(e) => return Err(io_err("reading", &dir.child_path(&name))(e)),
+        };
+        if seen.insert((md.dev(), md.ino())) {
+            total += md.blocks() * 512;
+        }
+        if !md.is_dir() {
+            continue;
+        }
+        let sub = match dir.open_dir(&name) {
+            Ok(d) => d,
+            Err(e) if gone(&e) => continue,
+            Err(e) => return Err(io_err("opening", &dir.child_path(&name))(e)),
+        };
+        match sub.names() {
+            Ok(names) => stack.push((sub, names)),
+            Err(e) if gone(&e) => {}
+            Err(e) => return Err(io_err("listing", sub.path())(e)),
+        }
+    }
+    Ok(total)
+}
+
+pub(super) fn modified(path: &Path) -> Option<SystemTime> {
+    fs::symlink_metadata(path).and_then(|m| m.modified()).ok()
+}
+
+/// The names in a directory, sorted (none when it does not exist).
+pub(super) fn names(dir: &Path) -> Result<Vec<String>, GcError> {
+    let entries = match fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(io_err("listing", dir)(e)),
+    };
+    let mut out = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(io_err("listing", dir))?;
+        out.push(entry.file_name().to_string_lossy().into_owned());
+    }
+    out.sort();
+    Ok(out)
+}
+
+pub(super) fn is_hex64(s: &str) -> bool {
+    s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+/// True when `name` carries the id of a process still running
+/// (`tmp-<pid>-…`, `….tmp-<pid>…`).
+pub(super) fn owner_alive(name: &str) -> bool {
+    let Some(rest) = name.split("tmp-").nth(1) else {
+        return false;
+    };
+    let pid: String = rest.chars().take_while(char::is_ascii_digit).collect();
+    !pid.is_empty() && Path::new("/proc").join(&pid).exists()
+}
+
+pub(super) fn temporary(path: PathBuf, seen: &mut HashSet<(u64, u64)>) -> Result<Entry, GcError> {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let alive = owner_alive(&name);
+    Ok(Entry {
+        id: path.display().to_string(),
+        kind: Kind::BuildCache,
+        description: if alive {
+            "temporary of a running build".into()
+        } else {
+            "temporary left by a build".into()
+        },
+        size: allocated(&path, seen)?,
+        last_used: modified(&path),
+        shared: false,
+        reclaim: if alive {
+            Reclaim::Never
+        } else {
+            Reclaim::Default
+        },
+        target: Target::Paths(vec![path]),
+    })
+}
+
+/// Removes `path` and, for a directory, everything under it, at any depth
+/// (directories left `0000` by RUN steps and overlay work directories are
+/// made writable first).
+pub(super) fn remove_path(path: &Path) -> Result<(), GcError> {
+    let (Some(parent), Some(name)) = (path.parent(), path.file_name()) else {
+        return Err(io_err("removing", path)(io::Error::from(
+            io::ErrorKind::InvalidInput,
+        )));
+    };
+    let parent = match Dir::open(parent) {
+        Ok(d) => d,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(io_err("opening", parent)(e)),
+    };
+    match parent.remove_tree(name) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        // remove_tree's messages name the path already.
+        Err(e) => Err(io_err("removing", path)(e)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn temporaries_of_live_processes_are_kept() {
+        let me = std::process::id();
+        assert!(owner_alive(&format!("tmp-{me}-3")));
+        assert!(owner_alive(&format!("abc.tmp-{me}-ThreadId(2)")));
+        assert!(!owner_alive("tmp-4294967295-1"));
+        assert!(!owner_alive(".tmpAbC"));
+    }
+}
