@@ -2,6 +2,7 @@
 //! operations and solves it with caching (being written; see issue 4).
 #![deny(missing_docs)]
 
+pub mod cache_options;
 pub mod context;
 mod graph;
 mod lower;
