@@ -21,6 +21,7 @@ mod platform;
 mod reference;
 mod refs;
 mod registry;
+pub mod resolve;
 mod sources;
 mod store;
 
@@ -39,10 +40,10 @@ pub use media::{LayerCompression, MediaFamily};
 pub use platform::{Platform, PlatformError};
 pub use reference::{Reference, ReferenceError};
 pub use registry::{
-    BlobOutcome, CredentialProvider, FetchedConfig, FetchedManifest, NoProgress, PullReport,
-    PushReport, RegistryClient, RegistryError, RegistryOptions, StaticCredentials,
-    TransferObserver,
+    BlobOutcome, CredentialProvider, FetchedManifest, NoProgress, PullReport, PushReport,
+    RegistryClient, RegistryError, RegistryOptions, StaticCredentials, TransferObserver,
 };
+pub use resolve::{ResolveError, ResolvedConfig};
 pub use store::{default_root, BlobIngester, BlobReader, BlobWriter, LocalStore, StoreError};
 
 /// The OCI spec types, re-exported so callers build against the same version.
