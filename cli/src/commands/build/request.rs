@@ -231,3 +231,6 @@ fn named_contexts(values: &[String]) -> Result<BTreeMap<String, NamedContext>> {
     }
     Ok(named)
 }
+
+#[cfg(test)]
+mod tests;
