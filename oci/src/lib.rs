@@ -1,11 +1,42 @@
-//! kiln-oci: everything kiln reads or writes as an image goes through here
-//! (being written; see issue 3).
+//! kiln-oci: everything kiln reads or writes as an image goes through
+//! here: names, content, the local store, registries and image files.
 //!
-//! - [`Digest`]: a validated `algorithm:hex` content address.
-//! - [`Reference`]: an image reference normalised the way Docker does
-//!   (`busybox` is `docker.io/library/busybox:latest`).
-//! - [`LocalStore`]: a content-addressed blob store on disk in which a blob
-//!   becomes visible only after its digest was verified.
+//! - [`Reference`] is an image reference normalised the way Docker does
+//!   (`busybox` is `docker.io/library/busybox:latest`), [`Digest`] a
+//!   validated `algorithm:hex` content address and [`Platform`] an
+//!   `os/arch[/variant]`.
+//! - [`LocalStore`] is the content-addressed store on disk: a blob becomes
+//!   visible only after its digest was verified. Consumers take its role
+//!   traits, [`BlobReader`] and [`BlobIngester`]. It also holds the image
+//!   names (`set_ref`, `get_ref`), leases that keep a build's blobs from
+//!   `kiln prune`, and blob garbage collection.
+//! - [`Manifest`], [`Image`] and [`fn@resolve`] read manifests and indexes;
+//!   [`ImageConfig`] is an image config with every field kiln keeps.
+//!   [`mod@resolve`] gives a base image's manifest digest and config from
+//!   the store or an OCI layout ([`ResolvedConfig`]).
+//! - [`RegistryClient`] speaks the distribution API: pull, push, config
+//!   and manifest fetches, with Docker's credentials ([`DockerConfig`]) and
+//!   token or basic auth.
+//! - [`archive`] reads and writes OCI layouts and docker-archives;
+//!   [`compress`] compresses layers (parallel gzip, zstd) and computes
+//!   their digests in one pass.
+//!
+//! ```
+//! use kiln_oci::{BlobIngester, BlobReader, Digest, LocalStore, Reference};
+//!
+//! let reference = Reference::parse("busybox").unwrap();
+//! assert_eq!(reference.to_string(), "docker.io/library/busybox:latest");
+//! assert_eq!(reference.repository(), "library/busybox");
+//!
+//! let dir = tempfile::tempdir().unwrap();
+//! let store = LocalStore::open(dir.path().join("store")).unwrap();
+//! let digest = store.write_blob(b"hello", None).unwrap();
+//! assert_eq!(digest, Digest::sha256(b"hello"));
+//! assert_eq!(store.read(&digest).unwrap(), b"hello");
+//! ```
+//!
+//! Errors are typed per module ([`StoreError`], [`ImageError`],
+//! [`RegistryError`], [`ReferenceError`], ...) and name what they concern.
 #![deny(missing_docs)]
 
 pub mod archive;
@@ -23,6 +54,7 @@ mod platform;
 mod reference;
 mod refs;
 mod registry;
+pub mod resolve;
 mod sources;
 mod store;
 
@@ -43,10 +75,10 @@ pub use media::{LayerCompression, MediaFamily};
 pub use platform::{Platform, PlatformError};
 pub use reference::{Reference, ReferenceError};
 pub use registry::{
-    BlobOutcome, CredentialProvider, FetchedConfig, FetchedManifest, NoProgress, PullReport,
-    PushReport, RegistryClient, RegistryError, RegistryOptions, StaticCredentials,
-    TransferObserver,
+    BlobOutcome, CredentialProvider, FetchedManifest, NoProgress, PullReport, PushReport,
+    RegistryClient, RegistryError, RegistryOptions, StaticCredentials, TransferObserver,
 };
+pub use resolve::{ResolveError, ResolvedConfig};
 pub use store::{
     default_root, BlobIngester, BlobReader, BlobStore, BlobWriter, LocalStore, StoreError,
 };

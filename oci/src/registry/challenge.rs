@@ -16,8 +16,6 @@
 //! parser is lenient: anything it cannot make sense of is skipped, and it
 //! never panics on arbitrary input.
 
-// Used by the registry client, which is still being written.
-
 /// One challenge kiln knows how to answer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Challenge {

@@ -15,7 +15,7 @@ mod push;
 pub use auth::{CredentialProvider, StaticCredentials};
 pub use client::{RegistryClient, RegistryOptions};
 pub use error::RegistryError;
-pub use pull::{FetchedConfig, FetchedManifest, PullReport};
+pub use pull::{FetchedManifest, PullReport};
 pub use push::PushReport;
 
 use crate::Digest;

@@ -233,15 +233,6 @@ struct PlatformManifest {
     digest: Digest,
 }
 
-/// A base image's config, fetched without its layers.
-#[derive(Debug, Clone)]
-pub struct FetchedConfig {
-    /// The digest of the image manifest for the platform asked for.
-    pub manifest: Digest,
-    /// The config, verified against its digest.
-    pub config: crate::ImageConfig,
-}
-
 impl RegistryClient {
     /// Follows what `reference` names down to the image manifest for
     /// `platform`.
@@ -313,7 +304,7 @@ impl RegistryClient {
         &self,
         reference: &Reference,
         platform: &Platform,
-    ) -> Result<FetchedConfig> {
+    ) -> Result<crate::ResolvedConfig> {
         let found = self.platform_manifest(reference, platform).await?;
         let endpoint = &found.endpoint;
         let digest = descriptor_digest(found.image.config(), found.digest.as_str())?;
@@ -330,7 +321,7 @@ impl RegistryClient {
                 url: endpoint.url(&format!("{}/blobs/{digest}", reference.repository())),
                 message: format!("config {digest}: {e}"),
             })?;
-        Ok(FetchedConfig {
+        Ok(crate::ResolvedConfig {
             manifest: found.digest,
             config,
         })

@@ -1,6 +1,7 @@
 //! The build cache: what a step's key is made of ([`keys`]), the local
 //! index of keys to layers ([`index`]), caches shared between machines
-//! (`--cache-to`/`--cache-from`, [`remote`]) and the layers a shared cache
+//! (`--cache-to`/`--cache-from`, [`remote`], their flags parsed in
+//! [`options`]) and the layers a shared cache
 //! provided that are fetched only when something reads them ([`lazy`]).
 //!
 //! The solver asks the cache before it runs a step and records the layer
@@ -10,6 +11,7 @@ pub(crate) mod index;
 pub(crate) mod keys;
 pub(crate) mod lazy;
 pub(crate) mod lookup;
+pub mod options;
 pub mod remote;
 
 pub use index::{unix_millis, CacheIndex, CacheIndexEntry, CachedLayer};

@@ -1,136 +1,17 @@
-//! `kiln build --cache-from` / `--cache-to`: build cache kept in a
-//! registry or an OCI layout directory, with buildx's flag syntax
-//! (`type=registry,ref=R,mode=max`, `type=local,dest=DIR`,
-//! `type=local,src=DIR`, or a bare reference for a registry).
+//! `kiln build --cache-from` / `--cache-to`: opening the caches to read
+//! and writing the build's cache (a registry, an OCI layout directory or
+//! the image config). The flags' syntax is
+//! [`kiln_solver::cache_options`]'s.
 
 use crate::progress::Reporter;
 use anyhow::{bail, Context, Result};
-use kiln_oci::{LocalStore, Reference, RegistryClient};
+use kiln_oci::{LocalStore, RegistryClient};
+use kiln_solver::cache_options::{CacheLocation, CacheTo};
 use kiln_solver::remote_cache::{
     export_to_layout, export_to_registry, CacheMode, CacheSource, LayoutCache, RegistryCache,
 };
 use kiln_solver::{ProgressSink, Solved};
-use std::collections::BTreeMap;
-use std::path::PathBuf;
 use std::sync::Arc;
-
-/// Where a cache lives.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum CacheLocation {
-    /// `type=registry,ref=R`.
-    Registry(Reference),
-    /// `type=local,src=DIR` or `dest=DIR`, with the layout tag.
-    Local(PathBuf, String),
-    /// `--cache-to type=inline`: in the image's own config.
-    Inline,
-}
-
-impl std::fmt::Display for CacheLocation {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            CacheLocation::Registry(r) => write!(f, "{r}"),
-            CacheLocation::Local(dir, tag) => write!(f, "{}:{tag}", dir.display()),
-            CacheLocation::Inline => write!(f, "the image config"),
-        }
-    }
-}
-
-/// A `--cache-to` value.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CacheTo {
-    /// Where the cache goes.
-    pub location: CacheLocation,
-    /// Which steps go.
-    pub mode: CacheMode,
-}
-
-/// Reads `--cache-from` (`to == false`, `src=`) or `--cache-to` (`dest=`,
-/// `mode=`) options.
-fn parse(flag: &str, value: &str, to: bool) -> Result<(CacheLocation, CacheMode)> {
-    if !value.contains('=') {
-        let reference =
-            Reference::parse(value).with_context(|| format!("{flag} {value:?}: reference"))?;
-        return Ok((CacheLocation::Registry(reference), CacheMode::default()));
-    }
-    let mut fields = BTreeMap::new();
-    for part in value.split(',') {
-        let (k, v) = part
-            .split_once('=')
-            .with_context(|| format!("{flag} {value:?}: {part:?} is not KEY=VALUE"))?;
-        fields.insert(k.trim().to_string(), v.trim().to_string());
-    }
-    let mut take = |k: &str| fields.remove(k);
-    let kind = take("type").unwrap_or_else(|| "registry".into());
-    let mode = match take("mode") {
-        Some(m) if to => m
-            .parse()
-            .map_err(|e: String| anyhow::anyhow!("{flag}: {e}"))?,
-        Some(_) => bail!("{flag} {value:?}: mode= is a --cache-to option"),
-        None => CacheMode::default(),
-    };
-    let location = match kind.as_str() {
-        "registry" => {
-            let r = take("ref").with_context(|| format!("{flag} {value:?}: ref= is required"))?;
-            CacheLocation::Registry(
-                Reference::parse(&r).with_context(|| format!("{flag} {value:?}: ref"))?,
-            )
-        }
-        "local" => {
-            let key = if to { "dest" } else { "src" };
-            let dir = take(key).with_context(|| format!("{flag} {value:?}: {key}= is required"))?;
-            let tag = take("tag").unwrap_or_else(|| "latest".into());
-            CacheLocation::Local(PathBuf::from(dir), tag)
-        }
-        "inline" if to => CacheLocation::Inline,
-        "inline" => {
-            bail!("{flag} {value:?}: an inline cache is read from its image: --cache-from REF")
-        }
-        other => bail!(
-            "{flag} {value:?}: cache type {other:?} is not supported (registry, local or inline)"
-        ),
-    };
-    // buildx options kiln has no use for are accepted and ignored; an
-    // unknown key is a mistake worth naming.
-    for ignored in [
-        "compression",
-        "compression-level",
-        "force-compression",
-        "oci-mediatypes",
-        "image-manifest",
-        "ignore-error",
-    ] {
-        fields.remove(ignored);
-    }
-    if let Some(k) = fields.keys().next() {
-        bail!("{flag} {value:?}: unknown option {k:?}");
-    }
-    if location == CacheLocation::Inline && mode == CacheMode::Max {
-        bail!("{flag} {value:?}: an inline cache holds the image's own steps only (mode=min); use type=registry for mode=max");
-    }
-    Ok((location, mode))
-}
-
-/// Reads the `--cache-to` values.
-///
-/// # Errors
-/// A value that does not parse, named with its flag.
-pub fn parse_cache_to(values: &[String]) -> Result<Vec<CacheTo>> {
-    values
-        .iter()
-        .map(|v| parse("--cache-to", v, true).map(|(location, mode)| CacheTo { location, mode }))
-        .collect()
-}
-
-/// Reads the `--cache-from` values.
-///
-/// # Errors
-/// A value that does not parse, named with its flag.
-pub fn parse_cache_from(values: &[String]) -> Result<Vec<CacheLocation>> {
-    values
-        .iter()
-        .map(|v| parse("--cache-from", v, false).map(|(location, _)| location))
-        .collect()
-}
 
 /// Opens the `--cache-from` caches. One that cannot be read is reported
 /// and skipped, as buildx does: the build goes on without it.
@@ -238,45 +119,4 @@ pub fn inline_config(targets: &[CacheTo], solved: &Solved, config: &mut kiln_oci
         kiln_solver::remote_cache::FORMAT.to_string(),
         kiln_solver::remote_cache::inline_value(&solved.cache_records(CacheMode::Min)),
     );
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn buildx_syntax() {
-        let to = parse_cache_to(&[
-            "type=registry,ref=localhost:5000/app:cache,mode=max".into(),
-            "type=local,dest=/tmp/c".into(),
-        ])
-        .expect("parse");
-        assert_eq!(to[0].mode, CacheMode::Max);
-        assert_eq!(to[0].location.to_string(), "localhost:5000/app:cache");
-        assert_eq!(
-            to[1].location,
-            CacheLocation::Local("/tmp/c".into(), "latest".into())
-        );
-        assert_eq!(to[1].mode, CacheMode::Min);
-        let from = parse_cache_from(&["user/app:cache".into(), "type=local,src=/c,tag=t".into()])
-            .expect("parse");
-        assert_eq!(from[0].to_string(), "docker.io/user/app:cache");
-        assert_eq!(from[1], CacheLocation::Local("/c".into(), "t".into()));
-        for bad in [
-            "type=gha",
-            "type=local,dest=/x",
-            "type=registry",
-            "type=registry,ref=a,mode=max",
-            "ref=a,what=1",
-        ] {
-            assert!(parse_cache_from(&[bad.into()]).is_err(), "{bad}");
-        }
-        assert!(parse_cache_to(&["type=registry,ref=a,mode=all".into()]).is_err());
-        assert_eq!(
-            parse_cache_to(&["type=inline".into()]).expect("inline")[0].location,
-            CacheLocation::Inline
-        );
-        assert!(parse_cache_to(&["type=inline,mode=max".into()]).is_err());
-        assert!(parse_cache_from(&["type=inline".into()]).is_err());
-    }
 }

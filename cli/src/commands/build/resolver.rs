@@ -3,9 +3,9 @@
 //! what it resolved for BuildKit's checks.
 
 use super::checks;
-use kiln_oci::{BlobReader, LocalStore, Platform, Reference, RegistryClient};
+use kiln_oci::resolve::{config_of, layout_config, stored_config};
+use kiln_oci::{LocalStore, Platform, Reference, RegistryClient, ResolvedConfig};
 use kiln_solver::{ImageResolver, ResolveError, ResolvedImage};
-use std::path::Path;
 use std::sync::Arc;
 
 /// Resolves FROM images from the local store, pulling what is missing.
@@ -26,8 +26,10 @@ impl ImageResolver for StoreResolver<'_> {
     ) -> std::result::Result<ResolvedImage, ResolveError> {
         let reference = Reference::parse(text).map_err(|e| e.to_string())?;
         let name = reference.to_string();
-        let digest = match self.store.get_ref(&name).map_err(|e| e.to_string())? {
-            Some(d) => d,
+        let found = match stored_config(self.store, &reference, platform)
+            .map_err(|e| e.to_string())?
+        {
+            Some(found) => found,
             None => {
                 let transfer = self.progress.transfer(&format!("[internal] pull {name}"));
                 let report = self
@@ -41,14 +43,10 @@ impl ImageResolver for StoreResolver<'_> {
                         format!("failed to resolve source metadata for {name}: {e}")
                     })?;
                 transfer.done();
-                report.digest
+                config_of(self.store, &name, &report.digest, platform).map_err(|e| e.to_string())?
             }
         };
-        let image = self.resolved(name, &digest, platform)?;
-        self.resolved
-            .borrow_mut()
-            .push((text.to_string(), platform.clone(), image.config.clone()));
-        Ok(image)
+        Ok(self.remember(text.to_string(), name, platform, found))
     }
 
     fn resolve_layout(
@@ -56,59 +54,28 @@ impl ImageResolver for StoreResolver<'_> {
         layout: &str,
         platform: &Platform,
     ) -> std::result::Result<ResolvedImage, ResolveError> {
-        let (path, tag, digest) = split_layout(layout);
-        let loaded =
-            kiln_oci::archive::load(self.store, Path::new(path)).map_err(|e| e.to_string())?;
-        let pick = loaded.iter().find(|l| match (tag, digest) {
-            (_, Some(d)) => l.digest.as_str() == d,
-            (Some(t), None) => l
-                .name
-                .as_deref()
-                .is_some_and(|n| n == t || n.ends_with(&format!(":{t}"))),
-            (None, None) => loaded.len() == 1 || l.name.as_deref() == Some("latest"),
-        });
-        let chosen =
-            pick.ok_or_else(|| format!("oci-layout://{layout}: no matching image in the layout"))?;
-        let image = self.resolved(format!("oci-layout://{layout}"), &chosen.digest, platform)?;
-        self.resolved.borrow_mut().push((
-            format!("oci-layout://{layout}"),
-            platform.clone(),
-            image.config.clone(),
-        ));
-        Ok(image)
+        let found = layout_config(self.store, layout, platform).map_err(|e| e.to_string())?;
+        let name = format!("oci-layout://{layout}");
+        Ok(self.remember(name.clone(), name, platform, found))
     }
 }
 
 impl StoreResolver<'_> {
-    fn resolved(
+    /// Records what `text` resolved to, for BuildKit's checks.
+    fn remember(
         &self,
+        text: String,
         name: String,
-        digest: &kiln_oci::Digest,
         platform: &Platform,
-    ) -> std::result::Result<ResolvedImage, String> {
-        let image =
-            kiln_oci::resolve(self.store, digest, platform).map_err(|e| format!("{name}: {e}"))?;
-        let bytes = self
-            .store
-            .read(&image.config_digest)
-            .map_err(|e| e.to_string())?;
-        let config = kiln_oci::ImageConfig::from_slice(&bytes)
-            .map_err(|e| format!("{name}: config: {e}"))?;
-        Ok(ResolvedImage {
+        found: ResolvedConfig,
+    ) -> ResolvedImage {
+        self.resolved
+            .borrow_mut()
+            .push((text, platform.clone(), found.config.clone()));
+        ResolvedImage {
             reference: name,
-            manifest: image.manifest_digest,
-            config,
-        })
-    }
-}
-
-/// Splits `PATH[:TAG|@DIGEST]`.
-fn split_layout(layout: &str) -> (&str, Option<&str>, Option<&str>) {
-    if let Some((path, digest)) = layout.rsplit_once('@') {
-        return (path, None, Some(digest));
-    }
-    match layout.rsplit_once(':') {
-        Some((path, tag)) if !tag.contains('/') && !path.is_empty() => (path, Some(tag), None),
-        _ => (layout, None, None),
+            manifest: found.manifest,
+            config: found.config,
+        }
     }
 }

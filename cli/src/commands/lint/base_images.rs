@@ -7,7 +7,8 @@
 use crate::global::GlobalArgs;
 use anyhow::Result;
 use kiln_lint::{base_refs, BaseImage, BaseImages, BaseRef};
-use kiln_oci::{BlobReader, ImageConfig, LocalStore, Platform, Reference, RegistryClient};
+use kiln_oci::resolve::stored_config;
+use kiln_oci::{ImageConfig, LocalStore, Platform, Reference, RegistryClient};
 use std::collections::BTreeSet;
 
 /// Where base images may be looked up.
@@ -60,7 +61,8 @@ pub fn resolve(lookup: &Lookup<'_>, sources: &[&str]) -> Result<BaseImages> {
         };
         let from_store = store
             .as_ref()
-            .and_then(|s| stored_config(s, &reference, &platform));
+            .and_then(|s| stored_config(s, &reference, &platform).ok().flatten())
+            .map(|found| found.config);
         let found = match from_store {
             Some(config) => Some((config, "the store")),
             None if lookup.pull => {
@@ -119,18 +121,6 @@ fn existing_store(global: &GlobalArgs) -> Result<Option<LocalStore>> {
         Some(root) if root.join("blobs").is_dir() => global.store().map(Some),
         _ => Ok(None),
     }
-}
-
-/// The config of a stored image for `platform`, if the store names it.
-fn stored_config(
-    store: &LocalStore,
-    reference: &Reference,
-    platform: &Platform,
-) -> Option<ImageConfig> {
-    let digest = store.get_ref(&reference.to_string()).ok()??;
-    let image = kiln_oci::resolve(store, &digest, platform).ok()?;
-    let bytes = store.read(&image.config_digest).ok()?;
-    ImageConfig::from_slice(&bytes).ok()
 }
 
 /// What the checks need of a config: its ENV names and its platform.

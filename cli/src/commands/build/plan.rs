@@ -1,0 +1,228 @@
+//! The plan phase of `kiln build`: the context and the Dockerfile read
+//! and parsed, lowered to one graph per platform, then BuildKit's build
+//! checks (which know the base images lowering resolved).
+
+use super::checks;
+use super::flags::Call;
+use super::request::BuildRequest;
+use super::resolver::StoreResolver;
+use super::{BuildArgs, PrintFormat};
+use crate::progress::Reporter;
+use anyhow::{bail, Context, Result};
+use kiln_lint::Diagnostic;
+use kiln_solver::context::BuildContext;
+use kiln_solver::{BuildOptions, Lowered, ProgressSink};
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+
+/// The build's input: the context directory and the parsed Dockerfile.
+pub(super) struct Source {
+    /// The context directory (unpacked in the staging directory when it
+    /// came as a tar on stdin).
+    pub(super) context_dir: PathBuf,
+    /// The Dockerfile's name in messages.
+    pub(super) name: String,
+    /// The Dockerfile's path (none when read from stdin).
+    pub(super) path: Option<PathBuf>,
+    /// Its decoded text.
+    pub(super) text: String,
+    /// The parsed Dockerfile.
+    pub(super) dockerfile: kiln_parser::Dockerfile,
+}
+
+impl Source {
+    /// Reads the context (a directory, or a tar on stdin unpacked under
+    /// `staging`) and the Dockerfile (`-f FILE`, `-f -`, or the
+    /// context's `Dockerfile`), and parses it.
+    ///
+    /// # Errors
+    /// A context or Dockerfile that cannot be read, or a Dockerfile that
+    /// does not parse (`NAME:LINE:COL: message`).
+    pub(super) fn read(args: &BuildArgs, staging: &Path) -> Result<Source> {
+        let context_dir = if args.context == "-" {
+            let dir = staging.join("context");
+            std::fs::create_dir_all(&dir)?;
+            BuildContext::from_tar(std::io::stdin().lock(), &dir, None)
+                .context("reading the context tar from stdin")?;
+            dir
+        } else {
+            let dir = PathBuf::from(&args.context);
+            if !dir.is_dir() {
+                bail!("context {}: not a directory", dir.display());
+            }
+            dir
+        };
+        let (name, path, bytes) = match &args.file {
+            Some(p) if p.as_os_str() == "-" => {
+                if args.context == "-" {
+                    bail!("-f - and a context on stdin cannot be used together");
+                }
+                let mut bytes = Vec::new();
+                std::io::stdin()
+                    .read_to_end(&mut bytes)
+                    .context("reading the Dockerfile from stdin")?;
+                ("Dockerfile".to_string(), None, bytes)
+            }
+            Some(p) => {
+                let bytes = std::fs::read(p).with_context(|| format!("-f {}", p.display()))?;
+                (p.display().to_string(), Some(p.clone()), bytes)
+            }
+            None => {
+                let p = context_dir.join("Dockerfile");
+                let bytes =
+                    std::fs::read(&p).with_context(|| format!("reading {}", p.display()))?;
+                ("Dockerfile".to_string(), Some(p), bytes)
+            }
+        };
+        let text = kiln_parser::decode(bytes).map_err(|e| anyhow::anyhow!("{name}:{e}"))?;
+        if text.is_empty() {
+            bail!("{name}:1:1: the Dockerfile cannot be empty");
+        }
+        let dockerfile = match kiln_parser::parse(&text) {
+            Ok(d) => d,
+            Err(e) => bail!("{name}:{e}"),
+        };
+        Ok(Source {
+            context_dir,
+            name,
+            path,
+            text,
+            dockerfile,
+        })
+    }
+
+    /// The position of the instruction that starts on `line` (a step's
+    /// errors know only its line), else the line's first column.
+    pub(super) fn instruction_at(&self, line: usize) -> kiln_parser::Position {
+        let d = &self.dockerfile;
+        d.global_args
+            .iter()
+            .chain(
+                d.stages
+                    .iter()
+                    .flat_map(|s| std::iter::once(&s.from).chain(&s.commands)),
+            )
+            .map(|c| c.span.start)
+            .find(|p| p.line == line)
+            .unwrap_or(kiln_parser::Position::new(line, 1))
+    }
+}
+
+/// Lowers the Dockerfile once per platform; a multi-platform build names
+/// its steps with their platform, as buildx shows them.
+///
+/// # Errors
+/// The first lowering error, at `NAME:LINE:COL` when it has a position.
+pub(super) fn lower(
+    source: &Source,
+    request: &BuildRequest,
+    resolver: &StoreResolver<'_>,
+) -> Result<Vec<Lowered>> {
+    let mut lowered_all = Vec::new();
+    for p in &request.platforms {
+        let options = BuildOptions {
+            platform: p.clone(),
+            ..request.options.clone()
+        };
+        let mut lowered =
+            kiln_solver::lower(&source.dockerfile, &options, resolver, &source.context_dir)
+                .map_err(|e| match e.position() {
+                    Some(at) => anyhow::anyhow!("{}:{at}: {}", source.name, e.message()),
+                    None => anyhow::anyhow!("{e}"),
+                })?;
+        if request.multi_platform() {
+            lowered.graph.prefix_names(&p.short_string());
+        }
+        lowered_all.push(lowered);
+    }
+    Ok(lowered_all)
+}
+
+/// `--print`: writes the (first platform's) graph to stdout.
+pub(super) fn print(lowered: &Lowered, format: PrintFormat) -> Result<()> {
+    let mut out = std::io::stdout().lock();
+    match format {
+        PrintFormat::Dag => writeln!(out, "{}", lowered.graph.to_dot(&[lowered.root]))?,
+        PrintFormat::Json => {
+            serde_json::to_writer_pretty(&mut out, &lowered.graph.to_json(&[lowered.root]))?;
+            writeln!(out)?;
+        }
+    }
+    Ok(())
+}
+
+/// What the build checks decided.
+pub(super) enum Checked {
+    /// Build; these findings are listed at the end.
+    Build(Vec<Diagnostic>),
+    /// `--check` / `--call check`: the report was printed and nothing
+    /// was found.
+    Done,
+}
+
+/// Runs BuildKit's build checks on the Dockerfile, knowing the base
+/// images `resolver` resolved while lowering. With `--check` prints the
+/// report instead of building.
+///
+/// # Errors
+/// With `--check`, anything found; else a check the Dockerfile makes an
+/// error (`# check=error=true`).
+pub(super) fn check(
+    source: &Source,
+    request: &BuildRequest,
+    resolver: &StoreResolver<'_>,
+) -> Result<Checked> {
+    let name = &source.name;
+    let found = checks::run(
+        name,
+        &source.text,
+        &checks::through_contexts(&resolver.resolved.borrow(), &request.options.named_contexts),
+        &request.options.platform,
+        &request.options.build_args,
+    );
+    if let Call::Check { json } = request.call {
+        if json {
+            let report = checks::report_json(&found, name, &source.text);
+            println!("{}", serde_json::to_string_pretty(&report)?);
+        } else {
+            print!("{}", checks::report(&found, &source.text));
+        }
+        if !found.is_empty() {
+            bail!(
+                "{name}: {} build check{} found something",
+                found.len(),
+                if found.len() == 1 { "" } else { "s" }
+            );
+        }
+        return Ok(Checked::Done);
+    }
+    if checks::has_errors(&found) {
+        bail!(
+            "{name}: lint violation found for rules: {}\n{}",
+            checks::rule_names(&found),
+            checks::summary(&found).join("\n")
+        );
+    }
+    Ok(Checked::Build(found))
+}
+
+/// Lists what the build checks found at the end of a build: the summary
+/// lines, or a note per finding when the progress mode prints no
+/// summary.
+pub(super) fn list_found(found: &[Diagnostic], source: &Source, reporter: &Reporter) {
+    if found.is_empty() {
+        return;
+    }
+    if reporter.prints_summary() {
+        for line in checks::summary(found) {
+            crate::progress::eprint_line(&line);
+        }
+    } else {
+        for d in found {
+            reporter.event(kiln_solver::Event::Note {
+                name: format!("[lint] {}", source.name),
+                message: format!("{}: {} (line {})", d.code, d.message, d.line),
+            });
+        }
+    }
+}

@@ -1,0 +1,239 @@
+//! The request phase of `kiln build`: its flags read into a typed
+//! [`BuildRequest`], every value checked before any work starts.
+
+use super::flags::{parse_call, parse_platforms, parse_secrets, parse_ssh, Call};
+use super::{BuildArgs, PrintFormat, Progress};
+use crate::commands::outputs::{parse_annotations, Annotations};
+use anyhow::{bail, Context, Result};
+use kiln_exporter::ExportTarget;
+use kiln_oci::{Platform, Reference};
+use kiln_solver::cache_options::{CacheLocation, CacheTo};
+use kiln_solver::{BuildOptions, Entitlement, NamedContext, SecretSource};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+/// What `kiln build` was asked to do, with every flag parsed.
+pub(super) struct BuildRequest {
+    /// Lowering's options for the first platform (build args, target,
+    /// named contexts, network).
+    pub(super) options: BuildOptions,
+    /// The platforms, in order; several make an index.
+    pub(super) platforms: Vec<Platform>,
+    /// `SOURCE_DATE_EPOCH`: the image's creation time when set.
+    pub(super) epoch: Option<u64>,
+    /// `--label` values.
+    pub(super) labels: BTreeMap<String, String>,
+    /// `--annotation` values.
+    pub(super) annotations: Annotations,
+    /// `--output` values.
+    pub(super) outputs: Vec<ExportTarget>,
+    /// `-t` names, normalised.
+    pub(super) tags: Vec<String>,
+    /// `--push`.
+    pub(super) push: bool,
+    /// `--secret` values by id.
+    pub(super) secrets: BTreeMap<String, SecretSource>,
+    /// `--ssh` agents by id.
+    pub(super) ssh: BTreeMap<String, PathBuf>,
+    /// `--allow` values.
+    pub(super) allow: Vec<Entitlement>,
+    /// `--cache-from` values.
+    pub(super) cache_from: Vec<CacheLocation>,
+    /// `--cache-to` values.
+    pub(super) cache_to: Vec<CacheTo>,
+    /// `--call` / `--check`.
+    pub(super) call: Call,
+    /// `--print`.
+    pub(super) print: Option<PrintFormat>,
+    /// `--progress`.
+    pub(super) progress: Progress,
+    /// `--jobs`.
+    pub(super) jobs: Option<usize>,
+    /// `--no-cache`.
+    pub(super) no_cache: bool,
+    /// `--no-cache-filter` stages.
+    pub(super) no_cache_stages: Vec<String>,
+    /// `--runtime`.
+    pub(super) runtime: Option<String>,
+    /// `--iidfile`.
+    pub(super) iidfile: Option<PathBuf>,
+    /// `--metadata-file`.
+    pub(super) metadata_file: Option<PathBuf>,
+}
+
+impl BuildRequest {
+    /// Reads the flags (the context and Dockerfile are the plan's).
+    ///
+    /// # Errors
+    /// The first flag whose value is wrong, named with its flag.
+    pub(super) fn from_args(args: &BuildArgs) -> Result<BuildRequest> {
+        let build_args = build_args(&args.build_args);
+        let epoch = epoch(&build_args)?;
+        let mut labels = BTreeMap::new();
+        for l in &args.labels {
+            let (k, v) = l
+                .split_once('=')
+                .with_context(|| format!("--label {l:?}: expected KEY=VALUE"))?;
+            labels.insert(k.to_string(), v.to_string());
+        }
+        let annotations = parse_annotations(&args.annotations)?;
+        let secrets = parse_secrets(&args.secret)?;
+        let platforms = parse_platforms(args.platform.as_deref())?;
+        let multi = platforms.len() > 1;
+        let options = BuildOptions {
+            build_args,
+            target: args.target.clone(),
+            platform: platforms[0].clone(),
+            build_platform: Platform::host(),
+            named_contexts: named_contexts(&args.build_contexts)?,
+            network: args
+                .network
+                .parse()
+                .map_err(|e: String| anyhow::anyhow!("--network: {e}"))?,
+        };
+        let outputs: Vec<ExportTarget> = args
+            .outputs
+            .iter()
+            .map(|o| o.parse::<ExportTarget>())
+            .collect::<std::result::Result<_, _>>()?;
+        if !multi && !annotations.index.is_empty() {
+            bail!("--annotation index:...: a single-platform build writes no index (give several --platform values)");
+        }
+        if multi {
+            if let Some(t) = outputs
+                .iter()
+                .find(|t| matches!(t, ExportTarget::Docker { .. }))
+            {
+                bail!("--output {t}: a docker archive holds one platform; build one --platform, or use type=oci for an index");
+            }
+        }
+        let tags: Vec<String> = args
+            .tags
+            .iter()
+            .map(|t| {
+                Reference::parse(t)
+                    .map(|r| r.to_string())
+                    .with_context(|| format!("-t {t:?}"))
+            })
+            .collect::<Result<_>>()?;
+        let cache_from = args
+            .cache_from
+            .iter()
+            .map(|v| v.parse())
+            .collect::<std::result::Result<_, _>>()?;
+        let cache_to = args
+            .cache_to
+            .iter()
+            .map(|v| v.parse())
+            .collect::<std::result::Result<_, _>>()?;
+        let call = parse_call(args.call.as_deref(), args.check)?;
+        let ssh = parse_ssh(&args.ssh)?;
+        let allow = args
+            .allow
+            .iter()
+            .map(|a| {
+                a.parse()
+                    .map_err(|e: String| anyhow::anyhow!("--allow: {e}"))
+            })
+            .collect::<Result<_>>()?;
+        Ok(BuildRequest {
+            options,
+            platforms,
+            epoch,
+            labels,
+            annotations,
+            outputs,
+            tags,
+            push: args.push,
+            secrets,
+            ssh,
+            allow,
+            cache_from,
+            cache_to,
+            call,
+            print: args.print,
+            progress: args.progress,
+            jobs: args.jobs,
+            no_cache: args.no_cache,
+            no_cache_stages: args.no_cache_filter.clone(),
+            runtime: args.runtime.clone(),
+            iidfile: args.iidfile.clone(),
+            metadata_file: args.metadata_file.clone(),
+        })
+    }
+
+    /// Whether the build makes an index (several platforms).
+    pub(super) fn multi_platform(&self) -> bool {
+        self.platforms.len() > 1
+    }
+
+    /// How new layers are compressed: the way the image outputs want them
+    /// when they agree (other outputs convert at export).
+    pub(super) fn layer_compression(&self) -> kiln_oci::Compression {
+        let wanted: Vec<kiln_oci::Compression> = self
+            .outputs
+            .iter()
+            .filter_map(|t| t.image_options().map(|o| o.compression))
+            .chain(self.push.then(kiln_oci::Compression::default))
+            .collect();
+        match wanted.first() {
+            Some(c) if wanted.iter().all(|w| w == c) => *c,
+            _ => kiln_oci::Compression::default(),
+        }
+    }
+}
+
+/// `--build-arg KEY=VALUE`, or `KEY` from the environment (left out
+/// when unset); `SOURCE_DATE_EPOCH` from the environment, as buildx
+/// passes it, unless given.
+fn build_args(values: &[String]) -> BTreeMap<String, String> {
+    let mut build_args = BTreeMap::new();
+    for a in values {
+        match a.split_once('=') {
+            Some((k, v)) => {
+                build_args.insert(k.to_string(), v.to_string());
+            }
+            None => {
+                if let Ok(v) = std::env::var(a) {
+                    build_args.insert(a.clone(), v);
+                }
+            }
+        }
+    }
+    if !build_args.contains_key("SOURCE_DATE_EPOCH") {
+        if let Ok(v) = std::env::var("SOURCE_DATE_EPOCH") {
+            build_args.insert("SOURCE_DATE_EPOCH".into(), v);
+        }
+    }
+    build_args
+}
+
+/// The image's creation time, from the `SOURCE_DATE_EPOCH` build arg.
+fn epoch(build_args: &BTreeMap<String, String>) -> Result<Option<u64>> {
+    match build_args.get("SOURCE_DATE_EPOCH") {
+        Some(v) if !v.is_empty() => {
+            Ok(Some(v.trim().parse::<u64>().with_context(|| {
+                format!("SOURCE_DATE_EPOCH={v:?}: expected seconds since 1970")
+            })?))
+        }
+        _ => Ok(None),
+    }
+}
+
+/// `--build-context NAME=VALUE` values by name.
+fn named_contexts(values: &[String]) -> Result<BTreeMap<String, NamedContext>> {
+    let mut named = BTreeMap::new();
+    for c in values {
+        let (name, value) = c
+            .split_once('=')
+            .ok_or_else(|| anyhow::anyhow!("--build-context {c:?}: expected NAME=VALUE"))?;
+        let parsed: NamedContext = value
+            .parse()
+            .map_err(|e: String| anyhow::anyhow!("--build-context {c:?}: {e}"))?;
+        named.insert(name.to_string(), parsed);
+    }
+    Ok(named)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,131 @@
+//! The solve phase of `kiln build`: the graphs' local contexts opened
+//! (with their checksum caches in the store), the solver's options set
+//! from the request and the config file, and each platform's graph
+//! solved.
+
+use super::flags::{run_runtime, strip_line};
+use super::plan::Source;
+use super::remote_cache;
+use super::request::BuildRequest;
+use crate::config::Config;
+use crate::progress::Reporter;
+use anyhow::{Context, Result};
+use kiln_oci::{LocalStore, RegistryClient};
+use kiln_solver::context::BuildContext;
+use kiln_solver::{Lowered, ProgressSink, SolveOptions, Solved};
+use std::collections::HashMap;
+use std::sync::Arc;
+
+/// What the solve phase works with.
+pub(super) struct Solver<'a> {
+    /// The store the build writes to.
+    pub(super) store: &'a LocalStore,
+    /// For `--cache-from` registries.
+    pub(super) client: &'a RegistryClient,
+    /// The async runtime.
+    pub(super) rt: &'a tokio::runtime::Runtime,
+    /// Progress output.
+    pub(super) reporter: &'a Arc<Reporter>,
+    /// The config file (`jobs`, `runtime`).
+    pub(super) config: &'a Config,
+}
+
+impl Solver<'_> {
+    /// Solves every platform's graph, in the order of `lowered`.
+    ///
+    /// # Errors
+    /// A context that cannot be opened, a runtime that cannot be had, or
+    /// the first step that fails (at `NAME:LINE:COL` when it knows its
+    /// line).
+    pub(super) fn solve(
+        &self,
+        source: &Source,
+        request: &BuildRequest,
+        lowered: &[Lowered],
+    ) -> Result<Vec<Solved>> {
+        let contexts = self.open_contexts(source, lowered)?;
+        let progress: Arc<dyn ProgressSink> = self.reporter.clone();
+        let options = SolveOptions {
+            compression: request.layer_compression(),
+            jobs: request
+                .jobs
+                .or(self.config.checked.jobs)
+                .unwrap_or_else(|| SolveOptions::default().jobs),
+            no_cache: request.no_cache,
+            no_cache_stages: request.no_cache_stages.clone(),
+            secrets: request.secrets.clone(),
+            ssh: request.ssh.clone(),
+            allow: request.allow.clone(),
+            cache_from: remote_cache::open_imports(
+                &request.cache_from,
+                self.client,
+                self.rt,
+                self.reporter,
+            ),
+            snapshots: Arc::new(kiln_executor::Snapshots::new(
+                super::flags::fallbacks().snapshots(),
+            )),
+        };
+        let runtime = run_runtime(request.runtime.as_deref(), self.config)?;
+        let mut solved_all = Vec::new();
+        for one in lowered {
+            let solved = self
+                .rt
+                .block_on(kiln_solver::solve(
+                    one,
+                    self.store,
+                    contexts.clone(),
+                    &options,
+                    runtime.clone(),
+                    progress.clone(),
+                ))
+                .map_err(|e| match e.line() {
+                    Some(line) => anyhow::anyhow!(
+                        "{}:{}: {}",
+                        source.name,
+                        source.instruction_at(line),
+                        strip_line(&e.to_string(), line)
+                    ),
+                    None => anyhow::anyhow!("{e}"),
+                })?;
+            solved_all.push(solved);
+        }
+        for ctx in contexts.values() {
+            // A stale checksum cache only costs time; never fail the build on it.
+            let _ = ctx.save_checksum_cache();
+        }
+        Ok(solved_all)
+    }
+
+    /// Opens every local directory the graphs read, once per context
+    /// name, each with a checksum cache in the store named by its path.
+    fn open_contexts(
+        &self,
+        source: &Source,
+        lowered: &[Lowered],
+    ) -> Result<HashMap<String, Arc<BuildContext>>> {
+        let mut contexts = HashMap::new();
+        for (name, dir) in lowered.iter().flat_map(|l| &l.contexts) {
+            if contexts.contains_key(name) {
+                continue;
+            }
+            let cache = self.store.root().join("contexts").join(
+                kiln_oci::Digest::sha256(
+                    dir.canonicalize()
+                        .unwrap_or(dir.clone())
+                        .to_string_lossy()
+                        .as_bytes(),
+                )
+                .hex(),
+            );
+            if let Some(parent) = cache.parent() {
+                std::fs::create_dir_all(parent)?;
+            }
+            let ctx = BuildContext::open(dir, source.path.as_deref())
+                .with_context(|| format!("opening the build context {}", dir.display()))?
+                .with_checksum_cache(&cache);
+            contexts.insert(name.clone(), Arc::new(ctx));
+        }
+        Ok(contexts)
+    }
+}
