@@ -10,6 +10,7 @@
 
 mod archive;
 mod copy;
+mod exclude;
 mod mode;
 mod tree;
 
