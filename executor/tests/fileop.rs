@@ -680,6 +680,62 @@ fn exclude_and_parents() {
     );
 }
 
+/// `--exclude` follows BuildKit (fsutil's copy with moby/patternmatcher's
+/// `MatchesUsingParentResults`), where kiln's own matcher differed.
+#[test]
+fn exclude_follows_buildkit_patternmatcher() {
+    let f = Fixture::new();
+    let run = |patterns: &[&str]| {
+        let mut a = copy(&["dir"], "/d");
+        a.excludes = patterns.iter().map(|p| p.to_string()).collect();
+        f.ok(&[FileAction::Copy(a)])
+    };
+    let has = |got: &[String], path: &str| got.iter().any(|l| l.starts_with(&format!("{path} ")));
+    // `**` inside a component: patternmatcher's "ends with" fast path, at
+    // any depth (it was a one-component `*.md`).
+    let got = run(&["**.md"]);
+    assert!(
+        !has(&got, "/d/notes.md") && !has(&got, "/d/sub/h.md"),
+        "{got:#?}"
+    );
+    assert!(
+        has(&got, "/d/f.txt") && has(&got, "/d/sub/g.txt"),
+        "{got:#?}"
+    );
+    // An excluded directory is walked when there are exceptions, but
+    // created only for something below it that is copied.
+    let got = run(&["sub", "!sub/g.txt"]);
+    assert!(got.contains(&"/d/sub d 0755 0:0".to_string()), "{got:#?}");
+    assert!(
+        has(&got, "/d/sub/g.txt") && !has(&got, "/d/sub/h.md"),
+        "{got:#?}"
+    );
+    let got = run(&["sub", "!nothing"]);
+    assert!(!has(&got, "/d/sub") && has(&got, "/d/f.txt"), "{got:#?}");
+    // A pattern not tried on a directory (it was excluded already) is not
+    // passed on to its children: `a`, `!a/b`, `a` re-includes `a/b`.
+    let got = run(&["sub", "!sub/h.md", "sub"]);
+    assert!(
+        has(&got, "/d/sub/h.md") && !has(&got, "/d/sub/g.txt"),
+        "{got:#?}"
+    );
+    // patternmatcher keeps a leading `/`, so it matches nothing below the
+    // source.
+    assert!(has(&run(&["/f.txt"]), "/d/f.txt"));
+    // A malformed pattern fails the copy ("invalid excludepatterns").
+    for bad in ["[", "[]a]"] {
+        let mut a = copy(&["dir"], "/d");
+        a.excludes = vec![bad.to_string()];
+        assert!(
+            matches!(
+                f.run(&[FileAction::Copy(a)]),
+                Err(FileOpError::Invalid { .. })
+            ),
+            "{bad}"
+        );
+    }
+}
+
 /// A tar with a directory, a setuid file owned by 1:2, a symlink, a
 /// hardlink, a sticky directory and a `./` root entry.
 fn tar_bytes() -> Vec<u8> {

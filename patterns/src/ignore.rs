@@ -265,6 +265,34 @@ impl DockerIgnore {
         (excluded, state)
     }
 
+    /// Matches `path` as patternmatcher's `MatchesUsingParentResults` does
+    /// (fsutil's copy filters `COPY --exclude` with it): whether `path` is
+    /// excluded, and the state for its children. `parent` is the state its
+    /// parent directory got, or empty when the parents were not evaluated
+    /// (then each pattern is also tried on the parent directories).
+    ///
+    /// Unlike [`DockerIgnore::evaluate`], a pattern is only tried when it
+    /// could change the result (an inclusion while the path is not
+    /// excluded, an exception while it is), and a pattern not tried is not
+    /// passed on as matched: with `a`, `!a/b`, `a` the directory `a` is
+    /// excluded but `a/b` is not, as in BuildKit.
+    pub fn matches_using_parent_results(&self, path: &str, parent: &[bool]) -> (bool, ParentState) {
+        let mut excluded = false;
+        let mut state = Vec::with_capacity(self.patterns.len());
+        for (i, pattern) in self.patterns.iter().enumerate() {
+            let mut matched = parent.get(i).copied().unwrap_or(false);
+            if !matched && pattern.exception == excluded {
+                matched = pattern.matches(path)
+                    || (parent.is_empty() && parent_dirs(path).any(|dir| pattern.matches(dir)));
+            }
+            state.push(matched);
+            if matched {
+                excluded = !pattern.exception;
+            }
+        }
+        (excluded, state)
+    }
+
     /// Whether some exception could re-include a path strictly below the
     /// excluded directory `dir`; if not, the directory need not be walked.
     /// Errs on the side of walking.
@@ -275,6 +303,12 @@ impl DockerIgnore {
             .filter(|p| p.exception)
             .any(|p| could_match_below(&p.text, &dir_parts))
     }
+}
+
+/// The parent directories of slash path `path`, shortest first (`a`, `a/b`
+/// for `a/b/c`).
+fn parent_dirs(path: &str) -> impl Iterator<Item = &str> {
+    path.match_indices('/').map(move |(i, _)| &path[..i])
 }
 
 /// Whether pattern `text` could match some path `dir/...`.

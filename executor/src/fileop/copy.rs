@@ -17,10 +17,12 @@
 //! - hardlinks inside one copied source stay hardlinked.
 
 use super::archive;
-use super::mode::{apply_chmod, Excludes};
+use super::exclude::Excludes;
+use super::mode::apply_chmod;
 use super::tree::{abs, base_name, clean, join, parent, resolve_in, Meta, Upper};
 use super::{CopyAction, FileOpError, Source};
 use crate::{SourceEntry, SourceError, SourceTree};
+use kiln_patterns::ParentState;
 use std::collections::HashMap;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 
@@ -49,7 +51,7 @@ pub(crate) fn copy(
         context: source.is_context(),
         action,
         owner,
-        excludes: Excludes::new(&action.excludes),
+        excludes: Excludes::new(&action.excludes)?,
         links: HashMap::new(),
     };
     for src in &action.sources {
@@ -63,7 +65,7 @@ pub(crate) fn copy(
             Err(e) => return Err(e.into()),
         };
         for m in matches {
-            if c.excludes.excluded(&m) {
+            if c.excludes.excludes_source(&m) {
                 continue;
             }
             c.links.clear();
@@ -125,7 +127,7 @@ impl Copier<'_> {
         if entry.metadata.is_dir() {
             let d = fs.resolve(&dest, true)?;
             fs.mkdir_all(&d, self.created_dir())?;
-            return self.copy_children(fs, &resolved, "", &d);
+            return self.copy_children(fs, &resolved, &d);
         }
         let mut d = fs.resolve(&dest, true)?;
         if dest_is_dir {
@@ -146,60 +148,72 @@ impl Copier<'_> {
         self.copy_entry(fs, &entry, &d, false)
     }
 
-    /// Copies the children of source directory `src_dir` (`rel`: its path
-    /// below the copied source, for `--exclude`) into `dest_dir`, and so
-    /// on down, with a stack of directories instead of recursion (a source
-    /// may be deeper than the thread's stack).
+    /// Copies the children of source directory `src_dir` into `dest_dir`,
+    /// and so on down, with a stack of directories instead of recursion (a
+    /// source may be deeper than the thread's stack).
+    ///
+    /// `--exclude` as fsutil's copy applies it: an excluded entry is
+    /// skipped; when some pattern is an exception, an excluded directory is
+    /// still walked, and created (with its own metadata) only once
+    /// something below it is copied.
     fn copy_children(
         &mut self,
         fs: &mut Upper<'_>,
         src_dir: &str,
-        rel: &str,
         dest_dir: &str,
     ) -> Result<(), FileOpError> {
         let mut stack = vec![Level {
             names: self.names(src_dir)?,
             src: src_dir.to_string(),
-            rel: rel.to_string(),
+            rel: String::new(),
             dest: dest_dir.to_string(),
             fresh: false,
+            state: Vec::new(),
+            pending: None,
         }];
+        // The lowest stack level whose directory is not created yet (all
+        // levels above it are pending too).
+        let mut first_pending: Option<usize> = None;
         while let Some(level) = stack.last_mut() {
             let Some(name) = level.names.pop() else {
                 stack.pop();
+                if first_pending.is_some_and(|i| i >= stack.len()) {
+                    first_pending = None;
+                }
                 continue;
             };
             let child_rel = join(&level.rel, &name);
-            let excluded = self.excludes.excluded(&child_rel);
-            if excluded && !self.excludes.has_negations() {
+            let (excluded, state) = self.excludes.below_source(&child_rel, &level.state);
+            if excluded && !self.excludes.has_exceptions() {
                 continue;
             }
             let src = join(&level.src, &name);
+            let dest = join(&level.dest, &name);
             let Some(entry) = self.tree.entry(&src)? else {
                 continue;
             };
-            let dest = join(&level.dest, &name);
             if entry.metadata.is_dir() {
                 let meta = self.meta_for(&entry)?;
-                // Below a directory this copy created, nothing is in the
-                // way: no lookups in the merged view, which would cost
-                // time in proportion to the depth for every entry.
-                let fresh = if level.fresh {
-                    fs.make_fresh_dir(&dest, meta)?;
-                    true
-                } else {
-                    fs.make_dir(&dest, meta, false)?
-                };
-                fs.set_meta(&dest, meta, true)?;
                 stack.push(Level {
                     names: self.names(&src)?,
                     src,
                     rel: child_rel,
                     dest,
-                    fresh,
+                    fresh: false,
+                    state,
+                    pending: Some(meta),
                 });
+                let top = stack.len() - 1;
+                if excluded {
+                    first_pending.get_or_insert(top);
+                } else {
+                    create_pending(fs, &mut stack, first_pending.take().unwrap_or(top))?;
+                }
             } else if !excluded {
-                let fresh = level.fresh;
+                if let Some(i) = first_pending.take() {
+                    create_pending(fs, &mut stack, i)?;
+                }
+                let fresh = stack.last().is_some_and(|l| l.fresh);
                 self.copy_entry(fs, &entry, &dest, fresh)?;
             }
         }
@@ -275,12 +289,40 @@ struct Level {
     names: Vec<String>,
     /// Its path in the source tree.
     src: String,
-    /// Its path below the copied source (for `--exclude`).
+    /// Its path below the copied source (what `--exclude` matches).
     rel: String,
     /// Its path in the destination.
     dest: String,
     /// Whether this copy created the destination directory.
     fresh: bool,
+    /// The `--exclude` state for its children.
+    state: ParentState,
+    /// The metadata to create it with while it is not created yet (an
+    /// excluded directory waiting for something below it to be copied).
+    pending: Option<Meta>,
+}
+
+/// Creates the destination directories of `stack[from..]` that are still
+/// pending, parents first.
+fn create_pending(fs: &mut Upper<'_>, stack: &mut [Level], from: usize) -> Result<(), FileOpError> {
+    for i in from.max(1)..stack.len() {
+        let parent_fresh = stack[i - 1].fresh;
+        let level = &mut stack[i];
+        let Some(meta) = level.pending.take() else {
+            continue;
+        };
+        // Below a directory this copy created, nothing is in the way: no
+        // lookups in the merged view, which would cost time in proportion
+        // to the depth for every entry.
+        level.fresh = if parent_fresh {
+            fs.make_fresh_dir(&level.dest, meta)?;
+            true
+        } else {
+            fs.make_dir(&level.dest, meta, false)?
+        };
+        fs.set_meta(&level.dest, meta, true)?;
+    }
+    Ok(())
 }
 
 /// `--parents`: the part of matched path `m` kept below the destination:

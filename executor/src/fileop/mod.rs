@@ -10,6 +10,7 @@
 
 mod archive;
 mod copy;
+mod exclude;
 mod mode;
 mod tree;
 
@@ -193,7 +194,8 @@ pub struct CopyAction {
     /// ADD: extract local tar archives (plain, gzip, bzip2, xz; detected by
     /// content).
     pub unpack: bool,
-    /// `--exclude` patterns.
+    /// `--exclude` patterns (moby/patternmatcher syntax, `!` for
+    /// exceptions), matched against the paths below each copied source.
     pub excludes: Vec<String>,
     /// `--parents`: keep the source's parent directories.
     pub parents: bool,
