@@ -105,12 +105,6 @@ impl CancelSignal {
             fd: pidfd.as_raw_fd(),
         }
     }
-
-    /// Runs `f` on the pidfds of the runs that watch this signal, with
-    /// their registrations held (they stay open meanwhile).
-    pub(super) fn with_runs(&self, f: impl FnOnce(&[RawFd])) {
-        f(&self.inner.state().runs)
-    }
 }
 
 /// A registration of a running child with a [`CancelSignal`]; unregistered

@@ -7,11 +7,12 @@
 //! per-run scratch directory (`$TMPDIR/kiln-run-*`, with the OCI bundle
 //! and the runtime's state) and the cgroups runc named after it.
 //!
+//! - A run whose [`CancelSignal`] is cancelled kills its child and cleans
+//!   up after itself as after any exit.
 //! - [`abort_runs`] (called by the CLI on SIGINT/SIGTERM) cancels the
-//!   process-wide [`CancelSignal`] every run watches (killing the running
-//!   children), waits until they are gone, and removes their scratch
-//!   directories and cgroups. A run cancelled by its own signal cleans up
-//!   after itself.
+//!   process-wide [`CancelSignal`] every run watches, waits until the runs
+//!   have cleaned up, and removes what a run has not removed in time
+//!   (scratch directories and runc's cgroups).
 //! - After a `kill -9` nothing of kiln runs to clean up: the next run
 //!   sweeps the scratch directories of dead processes ([`sweep_stale`]).
 //!   A live run holds an `flock` on its directory, so a sweep never
@@ -23,7 +24,7 @@ use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::sync::{LazyLock, Mutex};
+use std::sync::{Condvar, LazyLock, Mutex};
 
 /// The prefix of scratch directory names.
 pub(super) const PREFIX: &str = "kiln-run-";
@@ -34,6 +35,9 @@ static RUNNING: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
 /// The signal every run of this process watches; [`abort_runs`] cancels
 /// it, and no run starts after that.
 static PROCESS: LazyLock<CancelSignal> = LazyLock::new(CancelSignal::new);
+
+/// Notified when a run unregisters its directory.
+static RUN_ENDED: Condvar = Condvar::new();
 
 fn running() -> std::sync::MutexGuard<'static, Vec<PathBuf>> {
     RUNNING.lock().unwrap_or_else(|e| e.into_inner())
@@ -76,6 +80,7 @@ impl DirGuard {
 impl Drop for DirGuard {
     fn drop(&mut self) {
         running().retain(|d| *d != self.dir);
+        RUN_ENDED.notify_all();
     }
 }
 
@@ -131,26 +136,29 @@ fn open_dir(dir: &Path) -> io::Result<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
-/// Kills every running child of this process's runs, waits until each is
-/// gone (with its pid namespace: its init exits only after every other
-/// process of the namespace), and removes their scratch directories and
-/// cgroups. Later runs fail to start. For a signal handler thread: call
-/// it, then end the process.
+/// Kills every running child of this process's runs (cancelling the
+/// process-wide signal: later runs fail to start), waits until the runs
+/// have cleaned up after themselves (their scratch directories and, for
+/// runc, the container state and cgroups), at most 10 s, and removes what
+/// is left of them. For a signal handler thread: call it, then end the
+/// process.
 pub fn abort_runs() {
-    let dirs = running();
+    let mut dirs = running();
     PROCESS.cancel();
-    PROCESS.with_runs(|fds| {
-        for fd in fds {
-            let mut p = libc::pollfd {
-                fd: *fd,
-                events: libc::POLLIN,
-                revents: 0,
-            };
-            // A pidfd is readable once the process has exited; at most 10 s.
-            // SAFETY: one valid pollfd.
-            unsafe { libc::poll(&mut p, 1, 10_000) };
+    // A run unregisters its directory last, after its child (the init of
+    // the step's pid namespace, which exits only after every other process
+    // of the namespace) is gone.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !dirs.is_empty() {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        if left.is_zero() {
+            break;
         }
-    });
+        dirs = RUN_ENDED
+            .wait_timeout(dirs, left)
+            .map(|(d, _)| d)
+            .unwrap_or_else(|e| e.into_inner().0);
+    }
     for dir in dirs.iter() {
         remove(dir);
     }

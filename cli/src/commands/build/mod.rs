@@ -427,13 +427,14 @@ pub fn build(global: &GlobalArgs, args: &BuildArgs) -> Result<()> {
     let mut solved_all = Vec::new();
     for lowered in &lowered_all {
         let solved = rt
-            .block_on(kiln_solver::solve(
+            .block_on(kiln_solver::solve_with_cancel(
                 lowered,
                 &store,
                 contexts.clone(),
                 &solve_options,
                 runtime.clone(),
                 progress.clone(),
+                crate::signals::build_cancel(),
             ))
             .map_err(|e| match e.line() {
                 Some(line) => anyhow::anyhow!(
