@@ -32,8 +32,9 @@ mod step;
 
 pub use context_tree::ContextTree;
 pub use error::{SolveError, StepError};
+pub use http::{ChecksumProblem, DownloadError};
 pub use mounts::MountError;
-pub use options::{Entitlement, SecretSource, SolveOptions};
+pub use options::{Entitlement, EntitlementError, SecretSource, SolveOptions};
 pub use progress::{Event, ProgressSink};
 pub use scheduler::CancelToken;
 

@@ -415,7 +415,7 @@ pub fn build(global: &GlobalArgs, args: &BuildArgs) -> Result<()> {
             .iter()
             .map(|a| {
                 a.parse()
-                    .map_err(|e: String| anyhow::anyhow!("--allow: {e}"))
+                    .map_err(|e: kiln_solver::EntitlementError| anyhow::anyhow!("--allow: {e}"))
             })
             .collect::<Result<_>>()?,
         cache_from: remote_cache::open_imports(&cache_from, &client, &rt, &reporter),

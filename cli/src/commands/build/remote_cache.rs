@@ -63,8 +63,8 @@ fn parse(flag: &str, value: &str, to: bool) -> Result<(CacheLocation, CacheMode)
     let kind = take("type").unwrap_or_else(|| "registry".into());
     let mode = match take("mode") {
         Some(m) if to => m
-            .parse()
-            .map_err(|e: String| anyhow::anyhow!("{flag}: {e}"))?,
+            .parse::<CacheMode>()
+            .map_err(|e| anyhow::anyhow!("{flag}: {e}"))?,
         Some(_) => bail!("{flag} {value:?}: mode= is a --cache-to option"),
         None => CacheMode::default(),
     };
