@@ -88,6 +88,7 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => code,
         Err(err) => {
+            signals::end_if_interrupted();
             if is_broken_pipe(&err) {
                 return ExitCode::SUCCESS;
             }

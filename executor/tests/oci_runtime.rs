@@ -507,6 +507,7 @@ fn timing_of_trivial_runs() {
                 process: spec.clone(),
                 mounts: Vec::new(),
                 output: None,
+                cancel: None,
             };
             let out = Snapshots::default().run(rt.as_ref(), &step).unwrap();
             assert_eq!(out.status, 0);

@@ -11,8 +11,8 @@ mod support;
 use support::{sh, text, Env};
 
 use kiln_executor::{
-    diff, unpack_blob, LayerStack, Mount, NetworkMode, OutputSink, RunStep, RuntimeError,
-    OUTPUT_LIMIT,
+    diff, unpack_blob, CancelSignal, LayerStack, Mount, NetworkMode, OutputSink, RunStep,
+    RuntimeError, OUTPUT_LIMIT,
 };
 use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::path::Path;
@@ -37,6 +37,7 @@ on_every_runtime!(
     layer_mounts_show_another_filesystem_and_discard_writes,
     insecure_mode_keeps_every_capability_and_no_seccomp,
     copy_snapshots_make_the_same_filesystem,
+    a_cancelled_run_kills_its_process_tree_and_cleans_up,
 );
 
 /// The entry names of the layer tar of `upper`.
@@ -381,6 +382,7 @@ fn output_sink_receives_the_bytes_in_order_while_the_process_runs() {
         process: sh(script),
         mounts: Vec::new(),
         output: Some(OutputSink(&sink)),
+        cancel: None,
     };
     let out = env.exec(&step).unwrap();
     let finished = std::time::Instant::now();
@@ -417,6 +419,7 @@ fn setup_errors_name_the_step(rt: &'static str) {
         process: sh("true"),
         mounts: Vec::new(),
         output: None,
+        cancel: None,
     };
     let err = env.exec(&step).unwrap_err();
     assert!(err.to_string().starts_with("mounting overlay"), "{err}");
@@ -723,4 +726,83 @@ fn tree(dir: &Path) -> Vec<String> {
         .collect();
     out.sort();
     out
+}
+
+/// The pids of the processes in the pid namespace `ns` (as
+/// `readlink /proc/PID/ns/pid` shows it, e.g. `pid:[4026532]`).
+fn processes_in(ns: &str) -> Vec<String> {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.bytes().all(|b| b.is_ascii_digit()))
+        .filter(|pid| {
+            std::fs::read_link(format!("/proc/{pid}/ns/pid"))
+                .is_ok_and(|l| l.to_string_lossy() == ns)
+        })
+        .collect()
+}
+
+fn a_cancelled_run_kills_its_process_tree_and_cleans_up(rt: &'static str) {
+    let env = Env::busybox(rt);
+    let mark = env.tmp.path().join("mark");
+    std::fs::create_dir(&mark).unwrap();
+    // The process says which pid namespace it is in and shows its mounts
+    // (the scratch directory's hosts file among them), then sleeps in a
+    // child of the shell.
+    let script = "readlink /proc/self/ns/pid > /mark/ns; cat /proc/self/mountinfo > /mark/mounts; \
+                  touch /mark/ready; sleep 1000; echo not killed";
+    let mounts = vec![Mount::Bind {
+        source: mark.clone(),
+        target: "/mark".into(),
+        readonly: false,
+    }];
+    let (upper, work) = env.dirs("cancel");
+    let cancel = CancelSignal::new();
+    let (done_tx, done_rx) = std::sync::mpsc::channel();
+    let stack = env.stack.clone();
+    let signal = cancel.clone();
+    // The env is moved to the run's thread, so that a hanging run fails the
+    // test instead of blocking it.
+    std::thread::spawn(move || {
+        let step = RunStep {
+            lower: &stack,
+            upper: &upper,
+            work: &work,
+            process: sh(script),
+            mounts,
+            output: None,
+            cancel: Some(&signal),
+        };
+        let _ = done_tx.send(env.exec(&step));
+    });
+    let hang_guard = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    while !mark.join("ready").exists() {
+        assert!(
+            std::time::Instant::now() < hang_guard,
+            "the process never started"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    let ns = std::fs::read_to_string(mark.join("ns")).unwrap();
+    let ns = ns.trim();
+    assert!(!processes_in(ns).is_empty(), "the sleep runs in {ns}");
+    let mounts = std::fs::read_to_string(mark.join("mounts")).unwrap();
+    let scratch = mounts
+        .split(['/', ' '])
+        .find(|c| c.starts_with("kiln-run-"))
+        .unwrap_or_else(|| panic!("no scratch directory in the mounts:\n{mounts}"))
+        .to_string();
+    assert!(std::env::temp_dir().join(&scratch).is_dir(), "{scratch}");
+
+    cancel.cancel();
+    let result = done_rx
+        .recv_timeout(std::time::Duration::from_secs(120))
+        .expect("the cancelled run returns");
+    assert!(matches!(result, Err(RuntimeError::Cancelled)), "{result:?}");
+    assert_eq!(processes_in(ns), Vec::<String>::new(), "left running");
+    assert!(
+        !std::env::temp_dir().join(&scratch).exists(),
+        "{scratch} left behind"
+    );
 }

@@ -99,6 +99,7 @@ pub use op::{
 };
 pub use resolve_error::ResolveError;
 pub use solve::{
-    layer_map, solve, solve_with_cancel, CancelToken, ContextTree, Entitlement, Event, MountError,
-    ProgressSink, SecretSource, SolveError, SolveOptions, Solved, StepError,
+    layer_map, solve, solve_with_cancel, CancelToken, ChecksumProblem, ContextTree, DownloadError,
+    Entitlement, EntitlementError, Event, MountError, ProgressSink, SecretSource, SolveError,
+    SolveOptions, Solved, StepError,
 };

@@ -331,7 +331,7 @@ fn run(req: &RunRequest<'_>, fallbacks: &Fallbacks) -> Result<RunOutput, Runtime
         plan.envp,
         plan.flags,
         Some(p.is_root),
-        req.output,
+        req,
     )?;
     if let Some(report) = &done.report {
         let _ = remove_stubs(&p.changes, &p.stubs);

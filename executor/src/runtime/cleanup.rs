@@ -7,41 +7,45 @@
 //! per-run scratch directory (`$TMPDIR/kiln-run-*`, with the OCI bundle
 //! and the runtime's state) and the cgroups runc named after it.
 //!
-//! - [`abort_runs`] (called by the CLI on SIGINT/SIGTERM) kills the
-//!   running children, waits until they are gone, and removes their
-//!   scratch directories and cgroups.
+//! - A run whose [`CancelSignal`] is cancelled kills its child and cleans
+//!   up after itself as after any exit.
+//! - [`abort_runs`] (called by the CLI on SIGINT/SIGTERM) cancels the
+//!   process-wide [`CancelSignal`] every run watches, waits until the runs
+//!   have cleaned up, and removes what a run has not removed in time
+//!   (scratch directories and runc's cgroups).
 //! - After a `kill -9` nothing of kiln runs to clean up: the next run
 //!   sweeps the scratch directories of dead processes ([`sweep_stale`]).
 //!   A live run holds an `flock` on its directory, so a sweep never
 //!   touches the runs of another kiln.
 
+use super::cancel::{CancelSignal, Watch};
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Condvar, LazyLock, Mutex};
 
 /// The prefix of scratch directory names.
 pub(super) const PREFIX: &str = "kiln-run-";
 
-/// What is running now: child pids and scratch directories.
-static RUNNING: Mutex<Running> = Mutex::new(Running {
-    children: Vec::new(),
-    dirs: Vec::new(),
-    aborted: false,
-});
+/// The scratch directories of the runs going on now.
+static RUNNING: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
 
-struct Running {
-    /// pidfds, owned by their [`ChildGuard`]s.
-    children: Vec<std::os::fd::RawFd>,
-    dirs: Vec<PathBuf>,
-    /// [`abort_runs`] ran: no new run may start.
-    aborted: bool,
+/// The signal every run of this process watches; [`abort_runs`] cancels
+/// it, and no run starts after that.
+static PROCESS: LazyLock<CancelSignal> = LazyLock::new(CancelSignal::new);
+
+/// Notified when a run unregisters its directory.
+static RUN_ENDED: Condvar = Condvar::new();
+
+fn running() -> std::sync::MutexGuard<'static, Vec<PathBuf>> {
+    RUNNING.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-fn running() -> std::sync::MutexGuard<'static, Running> {
-    RUNNING.lock().unwrap_or_else(|e| e.into_inner())
+/// Whether [`abort_runs`] ran.
+pub(super) fn aborted() -> bool {
+    PROCESS.is_cancelled()
 }
 
 /// A registered scratch directory, locked against the sweep;
@@ -60,11 +64,12 @@ impl DirGuard {
         if unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
             return Err(io::Error::last_os_error());
         }
-        let mut r = running();
-        if r.aborted {
+        // Checked under the lock that abort_runs holds while it cancels.
+        let mut dirs = running();
+        if aborted() {
             return Err(io::Error::from_raw_os_error(libc::ECANCELED));
         }
-        r.dirs.push(dir.to_path_buf());
+        dirs.push(dir.to_path_buf());
         Ok(DirGuard {
             dir: dir.to_path_buf(),
             _lock: lock,
@@ -74,41 +79,42 @@ impl DirGuard {
 
 impl Drop for DirGuard {
     fn drop(&mut self) {
-        running().dirs.retain(|d| *d != self.dir);
+        running().retain(|d| *d != self.dir);
+        RUN_ENDED.notify_all();
     }
 }
 
-/// A registered running child (held through a pidfd, so that a reaped
-/// and reused pid is never signalled); unregistered on drop.
-pub(super) struct ChildGuard(Option<OwnedFd>);
+/// A running child (held through a pidfd), watching the process-wide
+/// signal and its run's own; unregistered on drop.
+pub(super) struct ChildGuard {
+    /// Dropped before the fd closes.
+    _watches: Vec<Watch>,
+    _fd: Option<OwnedFd>,
+}
 
 impl ChildGuard {
-    /// Registers `pid` (a child not reaped yet); when the runs were
-    /// aborted meanwhile, kills it.
-    pub(super) fn new(pid: libc::pid_t) -> ChildGuard {
+    /// Registers `pid` (a child not reaped yet) with the process-wide
+    /// signal and `cancel`; kills it at once when one of them is
+    /// cancelled already.
+    pub(super) fn new(pid: libc::pid_t, cancel: Option<&CancelSignal>) -> ChildGuard {
         // SAFETY: a plain syscall.
         let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) } as i32;
         if fd < 0 {
             // Kernels before 5.3: not registered (it still dies with kiln).
-            return ChildGuard(None);
+            return ChildGuard {
+                _watches: Vec::new(),
+                _fd: None,
+            };
         }
         // SAFETY: a fresh fd we own.
         let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-        let mut r = running();
-        if r.aborted {
-            kill(&fd);
-        }
-        r.children.push(fd.as_raw_fd());
-        ChildGuard(Some(fd))
-    }
-}
-
-impl Drop for ChildGuard {
-    fn drop(&mut self) {
-        if let Some(fd) = self.0.take() {
-            // Unregistered before the fd closes (under the lock, which
-            // abort_runs holds while it uses the fds).
-            running().children.retain(|c| *c != fd.as_raw_fd());
+        let watches = std::iter::once(&*PROCESS)
+            .chain(cancel)
+            .map(|signal| signal.watch(fd.as_fd()))
+            .collect();
+        ChildGuard {
+            _watches: watches,
+            _fd: Some(fd),
         }
     }
 }
@@ -130,45 +136,32 @@ fn open_dir(dir: &Path) -> io::Result<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
-/// Kills every running child of this process's runs, waits until each is
-/// gone (with its pid namespace: its init exits only after every other
-/// process of the namespace), and removes their scratch directories and
-/// cgroups. Later runs fail to start. For a signal handler thread: call
-/// it, then end the process.
+/// Kills every running child of this process's runs (cancelling the
+/// process-wide signal: later runs fail to start), waits until the runs
+/// have cleaned up after themselves (their scratch directories and, for
+/// runc, the container state and cgroups), at most 10 s, and removes what
+/// is left of them. For a signal handler thread: call it, then end the
+/// process.
 pub fn abort_runs() {
-    let mut r = running();
-    r.aborted = true;
-    for fd in &r.children {
-        // SAFETY: the guard keeps the fd open while it is listed.
-        kill(unsafe { &std::os::fd::BorrowedFd::borrow_raw(*fd) });
+    let mut dirs = running();
+    PROCESS.cancel();
+    // A run unregisters its directory last, after its child (the init of
+    // the step's pid namespace, which exits only after every other process
+    // of the namespace) is gone.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !dirs.is_empty() {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        if left.is_zero() {
+            break;
+        }
+        dirs = RUN_ENDED
+            .wait_timeout(dirs, left)
+            .map(|(d, _)| d)
+            .unwrap_or_else(|e| e.into_inner().0);
     }
-    for fd in &r.children {
-        let mut p = libc::pollfd {
-            fd: *fd,
-            events: libc::POLLIN,
-            revents: 0,
-        };
-        // A pidfd is readable once the process has exited; at most 10 s.
-        // SAFETY: one valid pollfd.
-        unsafe { libc::poll(&mut p, 1, 10_000) };
-    }
-    for dir in &r.dirs {
+    for dir in dirs.iter() {
         remove(dir);
     }
-}
-
-/// `SIGKILL` through a pidfd.
-fn kill(fd: &impl AsRawFd) {
-    // SAFETY: a valid pidfd and no siginfo.
-    unsafe {
-        libc::syscall(
-            libc::SYS_pidfd_send_signal,
-            fd.as_raw_fd(),
-            libc::SIGKILL,
-            std::ptr::null::<libc::siginfo_t>(),
-            0,
-        )
-    };
 }
 
 /// Removes a scratch directory and the cgroups runc named after it.

@@ -10,7 +10,8 @@
 //! and `execve`s: the command itself for the built-in runtime,
 //! `runc`/`crun run` for an OCI runtime. `stubs.rs` creates and removes
 //! the mount points, `scratch.rs` holds a run's private directory,
-//! `cleanup.rs` what a killed build leaves.
+//! `cleanup.rs` what a killed build leaves, `cancel.rs` how a run that
+//! has started is stopped ([`CancelSignal`]).
 //!
 //! [`BuiltinRuntime`] runs one process the way BuildKit's runc executor
 //! does, without any daemon or external binary:
@@ -50,6 +51,7 @@
 //! [`crate::diff`].
 
 mod builtin;
+mod cancel;
 mod child;
 mod cleanup;
 mod files;
@@ -71,6 +73,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 pub use builtin::BuiltinRuntime;
+pub use cancel::CancelSignal;
 pub use cleanup::{abort_runs, sweep_stale};
 pub use oci::OciRuntime;
 
@@ -247,6 +250,9 @@ pub struct RunRequest<'a> {
     /// while the process runs (for live progress displays). It does not
     /// change what [`RunOutput::output`] keeps.
     pub output: Option<OutputSink<'a>>,
+    /// Stops the run when cancelled: the process tree is killed, the run
+    /// cleans up and fails with [`RuntimeError::Cancelled`].
+    pub cancel: Option<&'a CancelSignal>,
 }
 
 /// A callback that receives a running process's output, chunk by chunk,
@@ -345,6 +351,10 @@ pub enum RuntimeError {
         /// What went wrong, with the runtime's own error messages.
         message: String,
     },
+    /// The run's [`CancelSignal`] was cancelled (or [`abort_runs`] ran):
+    /// the process was not started, or was killed with its whole tree.
+    #[error("the run was cancelled")]
+    Cancelled,
 }
 
 /// Runs processes on snapshots (the RUN sandboxes).
@@ -353,10 +363,15 @@ pub trait Runtime: Send + Sync {
     /// and waits for it. A non-zero exit is not an error. Mount stubs it
     /// created are gone from [`ActiveSnapshot::changes`] afterwards.
     ///
+    /// When `req.cancel` is cancelled before or while the process runs,
+    /// the process and everything it started are killed promptly, the
+    /// run's scratch directory is removed, and the run fails with
+    /// [`RuntimeError::Cancelled`].
+    ///
     /// # Errors
     /// [`RuntimeError`] when the sandbox cannot be set up or the command
     /// cannot be executed; [`RuntimeError::OverlayRefused`] when the
-    /// kernel refuses the snapshot's overlay.
+    /// kernel refuses the snapshot's overlay; [`RuntimeError::Cancelled`].
     fn run(&self, req: &RunRequest<'_>) -> Result<RunOutput, RuntimeError>;
 }
 

@@ -43,8 +43,13 @@ impl Scratch {
                 Ok(()) => {
                     let mut scratch = Scratch { dir, guard: None };
                     let what = || format!("creating {}", scratch.dir.display());
-                    scratch.guard =
-                        Some(cleanup::DirGuard::new(&scratch.dir).map_err(prep(what()))?);
+                    scratch.guard = Some(cleanup::DirGuard::new(&scratch.dir).map_err(|e| {
+                        if e.raw_os_error() == Some(libc::ECANCELED) {
+                            RuntimeError::Cancelled
+                        } else {
+                            prep(what())(e)
+                        }
+                    })?);
                     // The umask may have taken more than the group's and
                     // others' bits.
                     use std::os::unix::fs::PermissionsExt;

@@ -3,7 +3,7 @@
 //! the child becomes a [`RuntimeError`].
 
 use super::child::{self, ChildPlan, Op};
-use super::{cleanup, prep, OutputSink, RuntimeError, OUTPUT_LIMIT};
+use super::{cleanup, prep, CancelSignal, RunRequest, RuntimeError, OUTPUT_LIMIT};
 use std::ffi::CString;
 use std::io::{self, Read, Write};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
@@ -34,8 +34,11 @@ pub(super) struct Spawned {
 /// `child.rs`) and then `execve`s the first usable of `candidates`, with
 /// stdin on `/dev/null` and stdout and stderr on one pipe; writes the
 /// identity id maps first when `id_maps` is `Some(is_root)` (for a new
-/// user namespace); collects the output (passing each chunk to `sink` as
-/// it is read) and waits.
+/// user namespace); collects the output (passing each chunk to
+/// `req.output` as it is read) and waits. When `req.cancel` (or
+/// [`super::abort_runs`]) is cancelled, before the clone or while the
+/// child runs, the child's pid namespace is killed and the result is
+/// [`RuntimeError::Cancelled`].
 pub(super) fn spawn(
     ops: Vec<Op>,
     candidates: Vec<CString>,
@@ -43,8 +46,13 @@ pub(super) fn spawn(
     envp: Vec<CString>,
     flags: libc::c_int,
     id_maps: Option<bool>,
-    sink: Option<OutputSink<'_>>,
+    req: &RunRequest<'_>,
 ) -> Result<Spawned, RuntimeError> {
+    let (sink, cancel) = (req.output, req.cancel);
+    let cancelled = || cancel.is_some_and(CancelSignal::is_cancelled) || cleanup::aborted();
+    if cancelled() {
+        return Err(RuntimeError::Cancelled);
+    }
     // ---- fds
     let devnull = std::fs::File::open("/dev/null").map_err(prep("opening /dev/null"))?;
     let (out_r, out_w) = pipe()?;
@@ -90,7 +98,7 @@ pub(super) fn spawn(
     drop(devnull);
 
     let mut child = Child { pid, reaped: false };
-    let _running = cleanup::ChildGuard::new(pid);
+    let _running = cleanup::ChildGuard::new(pid, cancel);
     if let Some(is_root) = id_maps {
         if let Err(e) = write_id_maps(pid, is_root) {
             child.kill();
@@ -135,6 +143,9 @@ pub(super) fn spawn(
         output.drain(..output.len() - OUTPUT_LIMIT);
     }
     let status = child.wait().map_err(prep("waiting for the process"))?;
+    if cancelled() {
+        return Err(RuntimeError::Cancelled);
+    }
     Ok(Spawned {
         status,
         output,

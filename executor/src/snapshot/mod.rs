@@ -38,7 +38,7 @@ mod copy;
 mod overlay;
 
 use crate::runtime::{
-    Mount, OutputSink, ProcessSpec, RunOutput, RunRequest, Runtime, RuntimeError,
+    CancelSignal, Mount, OutputSink, ProcessSpec, RunOutput, RunRequest, Runtime, RuntimeError,
 };
 use crate::stack::LayerStack;
 use std::io;
@@ -215,6 +215,8 @@ pub struct RunStep<'a> {
     /// Receives the process's combined output while it runs (see
     /// [`RunRequest::output`]).
     pub output: Option<OutputSink<'a>>,
+    /// Stops the run when cancelled (see [`RunRequest::cancel`]).
+    pub cancel: Option<&'a CancelSignal>,
 }
 
 /// A build's choice of snapshotter: the mode it starts with, switched to
@@ -289,6 +291,7 @@ fn run_on(
         process: &step.process,
         mounts: &step.mounts,
         output: step.output,
+        cancel: step.cancel,
     })?;
     snapshotter.commit(rootfs)?;
     Ok(out)

@@ -113,6 +113,7 @@ impl Fixture {
             },
             mounts: Vec::new(),
             output: None,
+            cancel: None,
         };
         (snapshots.run(runtime, &step), upper)
     }

@@ -203,6 +203,7 @@ impl Env {
             process: spec,
             mounts,
             output: None,
+            cancel: None,
         };
         (self.snapshots.run(rt, &step), upper)
     }

@@ -4,7 +4,7 @@
 //! registry. A `--cache-from` value parses as a [`CacheLocation`], a
 //! `--cache-to` value as a [`CacheTo`].
 
-use super::remote::CacheMode;
+use super::remote::{CacheMode, CacheModeError};
 use kiln_oci::{Reference, ReferenceError};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -77,12 +77,12 @@ pub enum CacheOptionError {
         part: String,
     },
     /// `mode=` that is neither `min` nor `max`.
-    #[error("{flag}: {message}")]
+    #[error("{flag}: {error}")]
     Mode {
         /// The flag.
         flag: &'static str,
         /// What is wrong with the mode.
-        message: String,
+        error: CacheModeError,
     },
     /// `mode=` given to `--cache-from`.
     #[error("{flag} {value:?}: mode= is a --cache-to option")]
@@ -200,7 +200,7 @@ fn parse(
     let mode = match take("mode") {
         Some(m) if to => m
             .parse()
-            .map_err(|message: String| CacheOptionError::Mode { flag, message })?,
+            .map_err(|error| CacheOptionError::Mode { flag, error })?,
         Some(_) => {
             return Err(CacheOptionError::ModeNotHere {
                 flag,

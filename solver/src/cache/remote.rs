@@ -125,16 +125,21 @@ pub enum CacheMode {
 }
 
 impl std::str::FromStr for CacheMode {
-    type Err = String;
+    type Err = CacheModeError;
 
-    fn from_str(s: &str) -> Result<CacheMode, String> {
+    fn from_str(s: &str) -> Result<CacheMode, CacheModeError> {
         match s {
             "min" => Ok(CacheMode::Min),
             "max" => Ok(CacheMode::Max),
-            other => Err(format!("mode={other}: expected min or max")),
+            other => Err(CacheModeError(other.to_string())),
         }
     }
 }
+
+/// A `mode=` value that is neither `min` nor `max` (the value).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("mode={0}: expected min or max")]
+pub struct CacheModeError(pub String);
 
 /// Why a [`CacheSource`] could not deliver a blob. The text names the
 /// cache (or the file) and the cause.

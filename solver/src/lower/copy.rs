@@ -40,11 +40,9 @@ impl Lowerer<'_> {
             })?),
         };
         if let Some(checksum) = c.checksum.as_deref().filter(|_| is_add) {
-            crate::solve::http::check_checksum(checksum).map_err(|message| {
-                LowerError::Invalid {
-                    at: flag_at(cmd, "checksum"),
-                    message,
-                }
+            crate::solve::http::check_checksum(checksum).map_err(|e| LowerError::Invalid {
+                at: flag_at(cmd, "checksum"),
+                message: e.to_string(),
             })?;
         }
         let mut actions = Vec::new();
@@ -56,9 +54,9 @@ impl Lowerer<'_> {
                 CopySource::Path(p)
                     if is_add && (p.starts_with("http://") || p.starts_with("https://")) =>
                 {
-                    crate::solve::http::check_url(p).map_err(|message| LowerError::Invalid {
+                    crate::solve::http::check_url(p).map_err(|e| LowerError::Invalid {
                         at,
-                        message: format!("{keyword} {message}"),
+                        message: format!("{keyword} {e}"),
                     })?;
                     let filename = url_filename(p);
                     let http = self.graph.add(

@@ -1,6 +1,7 @@
 //! Why a solve failed: [`SolveError`] names the step and its Dockerfile
 //! line, [`StepError`] says what went wrong in it.
 
+use super::http::DownloadError;
 use super::mounts::MountError;
 use super::Entitlement;
 use crate::cache::LazyError;
@@ -81,8 +82,8 @@ pub enum StepError {
     #[error(transparent)]
     Mount(#[from] MountError),
     /// An `ADD` URL could not be downloaded.
-    #[error("{0}")]
-    Download(String),
+    #[error(transparent)]
+    Download(#[from] DownloadError),
     /// A layer could not be read, unpacked or made.
     #[error(transparent)]
     Layer(Box<LayerError>),

@@ -3,10 +3,10 @@
 //! key covers the context files its bind mounts show.
 //!
 //! Cancellation: the step checks the token before it starts the process
-//! (a cancelled solve starts no new process). A process already running
-//! is not stopped by the token: the runtime's `run` takes no token, and
-//! the CLI's signal handler stops running processes with
-//! [`kiln_executor::abort_runs`].
+//! (a cancelled solve starts no new process) and hands the runtime the
+//! token's [`kiln_executor::CancelSignal`]: a process already running is
+//! killed with its whole tree when the token is cancelled, and the step
+//! fails with [`StepError::Cancelled`].
 
 use super::mounts;
 use super::step::{combined, key_parts, run_step, HostInputs, Input, StepEnv, VertexResult};
@@ -117,6 +117,7 @@ fn run_process(
             },
             mounts: prepared.mounts.clone(),
             output: Some(kiln_executor::OutputSink(&log)),
+            cancel: Some(cancel.signal()),
         };
         for (i, file) in exec.files.iter().enumerate() {
             use std::os::unix::fs::PermissionsExt;
@@ -142,6 +143,9 @@ fn run_process(
             .snapshots
             .run(env.runtime.as_ref(), &request)
             .map_err(|error| {
+                if matches!(error, kiln_executor::RuntimeError::Cancelled) {
+                    return StepError::Cancelled;
+                }
                 let hint = is_exec_format_error(&error.to_string()).then(foreign_binary_hint);
                 StepError::Runtime {
                     error: Box::new(error),

@@ -10,11 +10,12 @@
 //! cache a step consults is [`crate::cache`].
 //!
 //! Cancellation ([`solve_with_cancel`], or the first failure) reaches the
-//! steps as follows today: no vertex starts after it; a step that adds a
-//! layer checks the token after its cache lookup, and a RUN step again
-//! just before it starts its process. A process that is already running
-//! runs to its end: the runtime's `run` takes no token, and the CLI stops
-//! running processes on SIGINT/SIGTERM with [`kiln_executor::abort_runs`].
+//! steps as follows: no vertex starts after it; a step that adds a layer
+//! checks the token after its cache lookup, and a RUN step again just
+//! before it starts its process; a RUN process that is already running is
+//! killed with its whole tree (the runtime watches the token's
+//! [`kiln_executor::CancelSignal`]) and its step ends as cancelled. Other
+//! running steps (a copy, a download) finish first.
 
 mod context_tree;
 mod error;
@@ -31,8 +32,9 @@ mod step;
 
 pub use context_tree::ContextTree;
 pub use error::{SolveError, StepError};
+pub use http::{ChecksumProblem, DownloadError};
 pub use mounts::MountError;
-pub use options::{Entitlement, SecretSource, SolveOptions};
+pub use options::{Entitlement, EntitlementError, SecretSource, SolveOptions};
 pub use progress::{Event, ProgressSink};
 pub use scheduler::CancelToken;
 
@@ -125,10 +127,9 @@ pub async fn solve(
 }
 
 /// [`solve`], stopping when `cancel` is cancelled: no step starts after
-/// that, and the running ones see it (a RUN step before its process
-/// starts; see the `exec` module for what a running process sees). The
-/// solve then returns [`SolveError::Cancelled`] once the running steps have
-/// finished.
+/// that, running RUN processes are killed, and the other running steps
+/// see it (see the module docs). The solve then returns
+/// [`SolveError::Cancelled`] once the running steps have ended.
 ///
 /// # Errors
 /// The first step that fails, named with its line, or the cancellation.

@@ -44,18 +44,21 @@ pub enum Entitlement {
 }
 
 impl std::str::FromStr for Entitlement {
-    type Err = String;
+    type Err = EntitlementError;
 
-    fn from_str(s: &str) -> Result<Entitlement, String> {
+    fn from_str(s: &str) -> Result<Entitlement, EntitlementError> {
         match s {
             "network.host" => Ok(Entitlement::NetworkHost),
             "security.insecure" => Ok(Entitlement::SecurityInsecure),
-            other => Err(format!(
-                "unknown entitlement {other:?} (expected network.host or security.insecure)"
-            )),
+            other => Err(EntitlementError(other.to_string())),
         }
     }
 }
+
+/// An `--allow` value that is not an entitlement (the value).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown entitlement {0:?} (expected network.host or security.insecure)")]
+pub struct EntitlementError(pub String);
 
 impl std::fmt::Display for Entitlement {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -90,5 +93,28 @@ impl Default for SolveOptions {
             cache_from: Vec::new(),
             snapshots: Arc::default(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Entitlement;
+    use crate::cache::remote::CacheMode;
+
+    #[test]
+    fn flag_values_parse_with_typed_errors() {
+        assert_eq!("network.host".parse(), Ok(Entitlement::NetworkHost));
+        assert_eq!(
+            "net"
+                .parse::<Entitlement>()
+                .expect_err("unknown")
+                .to_string(),
+            "unknown entitlement \"net\" (expected network.host or security.insecure)"
+        );
+        assert_eq!("max".parse(), Ok(CacheMode::Max));
+        assert_eq!(
+            "all".parse::<CacheMode>().expect_err("unknown").to_string(),
+            "mode=all: expected min or max"
+        );
     }
 }

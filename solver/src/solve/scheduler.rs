@@ -10,21 +10,17 @@
 use std::collections::{HashMap, HashSet};
 use std::hash::Hash;
 use std::panic::AssertUnwindSafe;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-/// Asks a solve to stop. Clones share one flag: the caller keeps one and
+/// Asks a solve to stop. Clones share one state: the caller keeps one and
 /// cancels it; every step of the solve is handed one and can ask
-/// [`is_cancelled`](CancelToken::is_cancelled) at any time.
+/// [`is_cancelled`](CancelToken::is_cancelled) at any time. It wraps the
+/// executor's [`kiln_executor::CancelSignal`], which a RUN step hands to
+/// the runtime ([`signal`](CancelToken::signal)): cancelling the token
+/// kills the processes running for it.
 #[derive(Debug, Clone, Default)]
 pub struct CancelToken {
-    inner: Arc<TokenInner>,
-}
-
-#[derive(Debug, Default)]
-struct TokenInner {
-    cancelled: AtomicBool,
-    parent: Option<CancelToken>,
+    signal: kiln_executor::CancelSignal,
 }
 
 impl CancelToken {
@@ -33,26 +29,30 @@ impl CancelToken {
         CancelToken::default()
     }
 
-    /// Cancels this token, its clones and its children.
+    /// Cancels this token, its clones and its children (and kills the
+    /// processes running for them).
     pub fn cancel(&self) {
-        self.inner.cancelled.store(true, Ordering::SeqCst);
+        self.signal.cancel();
     }
 
     /// True once this token or one it was made from is cancelled.
     pub fn is_cancelled(&self) -> bool {
-        self.inner.cancelled.load(Ordering::SeqCst)
-            || self.inner.parent.as_ref().is_some_and(|p| p.is_cancelled())
+        self.signal.is_cancelled()
     }
 
     /// A token cancelled with this one, that can also be cancelled on its
     /// own without cancelling this one.
     pub fn child(&self) -> CancelToken {
         CancelToken {
-            inner: Arc::new(TokenInner {
-                cancelled: AtomicBool::new(false),
-                parent: Some(self.clone()),
-            }),
+            signal: self.signal.child(),
         }
+    }
+
+    /// The executor's signal this token is: hand it to a run
+    /// ([`kiln_executor::RunStep::cancel`]) to have the run's process
+    /// killed when the token is cancelled.
+    pub fn signal(&self) -> &kiln_executor::CancelSignal {
+        &self.signal
     }
 }
 

@@ -1,6 +1,7 @@
 //! Source ops: the empty filesystem (scratch), a local build context, an
 //! image's layers, and a file downloaded for `ADD URL`.
 
+use super::http::{io, DownloadError};
 use super::step::{key_parts, Input, StepEnv, VertexResult};
 use super::StepError;
 use crate::graph::Vertex;
@@ -53,26 +54,28 @@ pub(super) fn http(
 /// 0600, as BuildKit leaves it), verifying `--checksum`, with the
 /// deadlines of [`super::http`]. Returns the directory and the content
 /// digest.
-fn download(store: &LocalStore, http: &HttpSource) -> Result<(PathBuf, Digest), String> {
+fn download(store: &LocalStore, http: &HttpSource) -> Result<(PathBuf, Digest), DownloadError> {
     use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
-    let handle = tokio::runtime::Handle::try_current()
-        .map_err(|_| "no async runtime to download with".to_string())?;
+    let handle =
+        tokio::runtime::Handle::try_current().map_err(|_| DownloadError::NoAsyncRuntime)?;
     let deadlines = super::http::Deadlines::from_env()?;
     let downloads = store.root().join("http");
-    std::fs::create_dir_all(&downloads)
-        .map_err(|e| format!("creating {}: {e}", downloads.display()))?;
+    std::fs::create_dir_all(&downloads).map_err(io(format!("creating {}", downloads.display())))?;
     // `.tmp-<pid>-`: `kiln prune` knows a running build's temporaries.
     let tmp = tempfile::Builder::new()
         .prefix(&format!(".tmp-{}-", std::process::id()))
         .tempdir_in(&downloads)
-        .map_err(|e| format!("creating a directory in {}: {e}", downloads.display()))?;
+        .map_err(io(format!(
+            "creating a directory in {}",
+            downloads.display()
+        )))?;
     let file_path = tmp.path().join(&http.filename);
     let mut file = std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)
         .mode(0o600)
         .open(&file_path)
-        .map_err(|e| format!("creating {}: {e}", file_path.display()))?;
+        .map_err(io(format!("creating {}", file_path.display())))?;
     let content = handle.block_on(super::http::fetch(
         &http.url,
         http.checksum.as_deref(),
@@ -81,7 +84,7 @@ fn download(store: &LocalStore, http: &HttpSource) -> Result<(PathBuf, Digest), 
     ))?;
     drop(file);
     std::fs::set_permissions(&file_path, std::fs::Permissions::from_mode(0o600))
-        .map_err(|e| format!("chmod {}: {e}", file_path.display()))?;
+        .map_err(io(format!("chmod {}", file_path.display())))?;
     let dir = downloads.join(format!(
         "{}-{}",
         Digest::sha256(http.url.as_bytes()).hex(),

@@ -223,6 +223,113 @@ async fn after_a_cancel_no_further_step_starts() {
     assert!(events.errors().is_empty());
 }
 
+/// A runtime whose process runs until the run's cancel signal is
+/// cancelled, then ends as a real runtime does: with
+/// [`RuntimeError::Cancelled`]. The command `fail` instead exits with 1
+/// once another process has started.
+#[derive(Default)]
+struct UntilCancelled {
+    started: Mutex<Option<std::sync::mpsc::Sender<()>>>,
+    running: std::sync::atomic::AtomicBool,
+    saw_cancel: std::sync::atomic::AtomicBool,
+}
+
+/// Waits until `cond` holds or a hang guard's minute has passed.
+fn wait_until(cond: impl Fn() -> bool) {
+    let end = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !cond() && std::time::Instant::now() < end {
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+}
+
+impl Runtime for UntilCancelled {
+    fn run(&self, req: &RunRequest<'_>) -> Result<RunOutput, RuntimeError> {
+        use std::sync::atomic::Ordering::SeqCst;
+        let signal = req
+            .cancel
+            .expect("a RUN step hands the runtime a cancel signal");
+        if req.process.args == ["fail"] {
+            wait_until(|| self.running.load(SeqCst));
+            return Ok(exited(1, "failed"));
+        }
+        self.running.store(true, SeqCst);
+        if let Some(started) = self.started.lock().expect("lock").take() {
+            let _ = started.send(());
+        }
+        // A hang guard only: a signal that is never cancelled fails below.
+        wait_until(|| signal.is_cancelled());
+        if !signal.is_cancelled() {
+            return Ok(exited(0, "never cancelled"));
+        }
+        self.saw_cancel
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        Err(RuntimeError::Cancelled)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancel_reaches_the_runtime_of_a_running_step() {
+    let b = build("FROM scratch\nRUN [\"long\"]\nRUN [\"after\"]\n");
+    let (started_tx, started_rx) = std::sync::mpsc::channel();
+    let runtime = Arc::new(UntilCancelled {
+        started: Mutex::new(Some(started_tx)),
+        ..Default::default()
+    });
+    let cancel = CancelToken::new();
+    let events = Arc::new(Events::default());
+    let canceller = std::thread::spawn({
+        let cancel = cancel.clone();
+        move || {
+            // The user presses Ctrl-C while the first process runs.
+            let started = started_rx.recv_timeout(std::time::Duration::from_secs(60));
+            cancel.cancel();
+            started.is_ok()
+        }
+    });
+    let err = run(&b, runtime.clone(), &events, &cancel)
+        .await
+        .expect_err("cancelled");
+    assert!(canceller.join().expect("canceller"), "the step never ran");
+    assert!(matches!(err, SolveError::Cancelled), "{err:?}");
+    assert!(runtime.saw_cancel.load(std::sync::atomic::Ordering::SeqCst));
+    assert!(events.errors().is_empty(), "{:?}", events.errors());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_first_failure_kills_the_process_of_a_step_running_beside_it() {
+    let b = build(
+        "FROM scratch AS long\nRUN [\"long\"]\n\
+         FROM scratch AS failing\nRUN [\"fail\"]\n\
+         FROM scratch\nCOPY --from=long / /long/\nCOPY --from=failing / /failing/\n",
+    );
+    let runtime = Arc::new(UntilCancelled::default());
+    let events = Arc::new(Events::default());
+    let options = SolveOptions {
+        jobs: 2,
+        ..SolveOptions::default()
+    };
+    let err = solve_with_cancel(
+        &b.lowered,
+        &b.store,
+        HashMap::new(),
+        &options,
+        runtime.clone(),
+        events.clone(),
+        &CancelToken::new(),
+    )
+    .await
+    .expect_err("a step fails");
+    assert!(
+        matches!(err.step_error(), Some(StepError::Exit { status: 1, .. })),
+        "{err:?}"
+    );
+    assert!(runtime.saw_cancel.load(std::sync::atomic::Ordering::SeqCst));
+    // Only the failure is reported, not the step it stopped.
+    let errors = events.errors();
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert!(errors[0].0.contains("fail"), "{errors:?}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_privilege_not_granted_fails_before_anything_runs() {
     let b = build("FROM scratch\nRUN [\"ok\"]\nRUN --network=host [\"net\"]\n");

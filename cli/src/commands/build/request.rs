@@ -133,7 +133,7 @@ impl BuildRequest {
             .iter()
             .map(|a| {
                 a.parse()
-                    .map_err(|e: String| anyhow::anyhow!("--allow: {e}"))
+                    .map_err(|e: kiln_solver::EntitlementError| anyhow::anyhow!("--allow: {e}"))
             })
             .collect::<Result<_>>()?;
         Ok(BuildRequest {

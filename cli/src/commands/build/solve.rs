@@ -71,13 +71,14 @@ impl Solver<'_> {
         for one in lowered {
             let solved = self
                 .rt
-                .block_on(kiln_solver::solve(
+                .block_on(kiln_solver::solve_with_cancel(
                     one,
                     self.store,
                     contexts.clone(),
                     &options,
                     runtime.clone(),
                     progress.clone(),
+                    crate::signals::build_cancel(),
                 ))
                 .map_err(|e| match e.line() {
                     Some(line) => anyhow::anyhow!(

@@ -426,7 +426,7 @@ impl OciRuntime {
             envp,
             libc::CLONE_NEWNS | libc::CLONE_NEWPID,
             None,
-            req.output,
+            req,
         );
         // Whatever happened: no container state (or runc cgroup) stays.
         if state.join(&id).exists() {

@@ -102,6 +102,7 @@ impl Fixture {
             process,
             mounts,
             output: None,
+            cancel: None,
         };
         let fallbacks = Fallbacks::default();
         let mut p = prepare(&req, &fallbacks).unwrap();
