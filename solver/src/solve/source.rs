@@ -58,7 +58,7 @@ fn download(store: &LocalStore, http: &HttpSource) -> Result<(PathBuf, Digest), 
     let handle = tokio::runtime::Handle::try_current()
         .map_err(|_| "no async runtime to download with".to_string())?;
     let deadlines = super::http::Deadlines::from_env()?;
-    let downloads = store.root().join("http");
+    let downloads = store.layout().downloads();
     std::fs::create_dir_all(&downloads)
         .map_err(|e| format!("creating {}: {e}", downloads.display()))?;
     // `.tmp-<pid>-`: `kiln prune` knows a running build's temporaries.
