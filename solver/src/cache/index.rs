@@ -8,7 +8,7 @@
 //! modification time says when a build last used that unpacked layer.
 
 use super::keys::CacheKeyParts;
-use kiln_oci::Digest;
+use kiln_oci::{Digest, Layer, StoreLayout};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -29,6 +29,34 @@ pub struct CachedLayer {
     /// file's modification time stands in.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_used: Option<u64>,
+}
+
+impl CachedLayer {
+    /// The record of `layer`, last used at `last_used` (milliseconds since
+    /// the Unix epoch, see [`unix_millis`]).
+    pub fn of(layer: &Layer, last_used: u64) -> CachedLayer {
+        CachedLayer {
+            diff_id: layer.diff_id.to_string(),
+            blob: layer.blob.to_string(),
+            size: layer.size,
+            media_type: layer.media_type.clone(),
+            last_used: Some(last_used),
+        }
+    }
+
+    /// The layer it records, unpacked (or to be unpacked) in `layout`'s
+    /// directory for its diff id. `None` when a digest does not parse.
+    pub fn layer(&self, layout: &StoreLayout) -> Option<Layer> {
+        let diff_id: Digest = self.diff_id.parse().ok()?;
+        let blob: Digest = self.blob.parse().ok()?;
+        Some(Layer::in_store(
+            layout,
+            diff_id,
+            blob,
+            self.size,
+            self.media_type.clone(),
+        ))
+    }
 }
 
 /// Milliseconds since the Unix epoch of `time` (0 before the epoch).
@@ -60,10 +88,11 @@ pub struct CacheIndex {
 }
 
 impl CacheIndex {
-    /// The cache kept under `store_root/cache`.
-    pub fn new(store_root: &Path) -> CacheIndex {
+    /// The cache kept in the store's cache directory
+    /// ([`StoreLayout::cache`]).
+    pub fn new(layout: &StoreLayout) -> CacheIndex {
         CacheIndex {
-            dir: store_root.join("cache"),
+            dir: layout.cache(),
         }
     }
 
@@ -220,7 +249,7 @@ mod tests {
             context: Some("c1".into()),
         };
         let dir = tempfile::tempdir().expect("dir");
-        let index = CacheIndex::new(dir.path());
+        let index = CacheIndex::new(&StoreLayout::new(dir.path()));
         let layer = CachedLayer {
             diff_id: "sha256:00".into(),
             blob: "sha256:11".into(),
