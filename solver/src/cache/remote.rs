@@ -17,8 +17,8 @@
 
 use super::index::CachedLayer;
 use kiln_oci::{
-    media, BlobIngester, BlobReader, Digest, LocalStore, Reference, RegistryClient, RegistryError,
-    StoreError,
+    media, BlobIngester, BlobReader, BlobStore, Digest, LocalStore, Reference, RegistryClient,
+    RegistryError, StoreError,
 };
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
@@ -509,7 +509,7 @@ pub struct Artifact {
 /// A layer blob missing from the store or named by an invalid digest, or
 /// store errors.
 pub fn write_artifact(
-    store: &LocalStore,
+    store: &dyn BlobStore,
     records: &[ExportedRecord],
 ) -> Result<Artifact, RemoteCacheError> {
     let mut by_key: BTreeMap<&str, &ExportedRecord> = BTreeMap::new();
