@@ -271,4 +271,42 @@ mod tests {
         let text = std::fs::read_to_string(&records[0].path).expect("read");
         assert!(text.contains("last_used"), "{text}");
     }
+
+    #[test]
+    fn a_record_gives_back_the_layer_it_was_made_of() {
+        let layout = StoreLayout::new("/s");
+        let digest =
+            |c: &str| -> Digest { format!("sha256:{}", c.repeat(64)).parse().expect("digest") };
+        let layer = Layer::in_store(&layout, digest("1"), digest("2"), 9, "m");
+        let cached = CachedLayer::of(&layer, 42);
+        assert_eq!(
+            cached,
+            CachedLayer {
+                diff_id: digest("1").to_string(),
+                blob: digest("2").to_string(),
+                size: 9,
+                media_type: "m".into(),
+                last_used: Some(42),
+            }
+        );
+        assert_eq!(cached.layer(&layout), Some(layer));
+    }
+
+    /// A record with a broken digest stays listable (and prunable) but
+    /// names no layer.
+    #[test]
+    fn a_record_with_a_broken_digest_names_no_layer() {
+        let layout = StoreLayout::new("/s");
+        let good = format!("sha256:{}", "1".repeat(64));
+        for (diff_id, blob) in [("sha256:00", good.as_str()), (good.as_str(), "x")] {
+            let cached = CachedLayer {
+                diff_id: diff_id.into(),
+                blob: blob.into(),
+                size: 1,
+                media_type: "m".into(),
+                last_used: None,
+            };
+            assert_eq!(cached.layer(&layout), None, "{cached:?}");
+        }
+    }
 }
