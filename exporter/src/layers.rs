@@ -15,11 +15,6 @@ use serde_json::json;
 use std::io::BufReader;
 use std::path::Path;
 
-/// One layer of a built image: the store's [`Layer`] (a base image's layer
-/// is kept as it is unless [`ImageOptions::force_compression`]). The name
-/// stays for callers that build one field by field.
-pub type BuiltLayer = Layer;
-
 /// A layer's blob for one output.
 #[derive(Debug, Clone)]
 pub(crate) struct LayerBlob {

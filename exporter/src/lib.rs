@@ -6,8 +6,8 @@
 //!   (`type=image|registry|oci|docker|local|tar`), parsed with
 //!   [`std::str::FromStr`] as `docker buildx build` reads it, with its
 //!   [`ImageOptions`] (compression, media types, rewritten timestamps).
-//! - [`BuiltImage`] and its layers ([`kiln_oci::Layer`], also named
-//!   [`BuiltLayer`]): the build's result, as the caller hands it in.
+//! - [`BuiltImage`] and its layers ([`kiln_oci::Layer`]): the build's
+//!   result, as the caller hands it in.
 //! - [`write_image`]: the layer blobs as the options want them (converted
 //!   ones are remembered in the store), the config and the manifest, in
 //!   the content store; [`write_index`] puts several platforms' images
@@ -45,6 +45,5 @@ mod target;
 
 pub use error::ExportError;
 pub use image::{write_image, write_index, BuiltImage, WrittenImage};
-pub use layers::BuiltLayer;
 pub use options::ImageOptions;
 pub use target::{export, ExportTarget};

@@ -26,7 +26,9 @@ mod layout;
 
 pub use docker::write_docker_archive;
 pub use import::{load, load_tar};
-pub use layout::{init_layout_dir, put_layout_blob, write_layout_dir, write_layout_tar};
+pub use layout::{
+    init_layout_dir, layout_blob_path, put_layout_blob, write_layout_dir, write_layout_tar,
+};
 
 /// The annotation naming an image in an OCI layout's `index.json`.
 pub const REF_NAME_ANNOTATION: &str = "org.opencontainers.image.ref.name";

@@ -15,11 +15,11 @@ use std::path::PathBuf;
 
 impl LocalStore {
     fn refs_path(&self) -> PathBuf {
-        self.root().join("refs.json")
+        self.layout().refs()
     }
 
     fn lock_refs(&self, exclusive: bool) -> Result<File> {
-        let path = self.root().join("refs.lock");
+        let path = self.layout().refs_lock();
         let file = OpenOptions::new()
             .create(true)
             .truncate(false)
@@ -47,7 +47,7 @@ impl LocalStore {
 
     fn save_refs(&self, refs: &BTreeMap<String, Digest>) -> Result<()> {
         let path = self.refs_path();
-        let tmp = self.root().join("refs.json.tmp");
+        let tmp = path.with_extension("json.tmp");
         let bytes = serde_json::to_vec_pretty(refs).map_err(|e| {
             io_err("encoding", &path)(io::Error::new(io::ErrorKind::InvalidData, e))
         })?;

@@ -11,10 +11,7 @@ use std::path::PathBuf;
 
 impl LocalStore {
     fn sources_path(&self, digest: &Digest) -> PathBuf {
-        self.root()
-            .join("sources")
-            .join(digest.algorithm())
-            .join(digest.hex())
+        self.layout().blob_sources(digest)
     }
 
     /// Records that `digest` is present in `location` (`host/repository`).

@@ -2,7 +2,8 @@
 //! layers built from file actions, each kept as a directory (for the next
 //! steps) and as a compressed blob (for export).
 //!
-//! Layer directories live under `<store>/layers/<diff_id hex>`. A new
+//! Layer directories live in the store's directory for their diff id
+//! ([`kiln_oci::StoreLayout::layer_dir`]). A new
 //! layer is written to a temporary directory and renamed to its diff id
 //! only when complete, so a crash never leaves a partial layer under a
 //! final name.
@@ -10,7 +11,7 @@
 use crate::cache::{CacheIndex, CachedLayer};
 use crate::op::{FileAction, ImageSource};
 use kiln_executor::{LayerStack, Source};
-use kiln_oci::{BlobIngester, Compression, Digest, LayerCompressor, LocalStore, Platform};
+use kiln_oci::{BlobIngester, Compression, Digest, Layer, LayerCompressor, LocalStore, Platform};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -71,48 +72,22 @@ pub enum LayerError {
     },
 }
 
-/// One layer of a built filesystem.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LayerRecord {
-    /// The unpacked layer directory.
-    pub dir: PathBuf,
-    /// Uncompressed digest.
-    pub diff_id: Digest,
-    /// Compressed blob in the store.
-    pub blob: Digest,
-    /// Blob size.
-    pub size: u64,
-    /// Blob media type.
-    pub media_type: String,
-    /// It comes from a base image (exports keep its blob unless told to
-    /// recompress everything), not from a build step.
-    pub from_image: bool,
-}
-
 /// The filesystem these layers make, bottom first.
-pub(crate) fn stack_of(layers: &[LayerRecord]) -> LayerStack {
+pub(crate) fn stack_of(layers: &[Layer]) -> LayerStack {
     LayerStack::new(layers.iter().map(|l| l.dir.clone()).collect())
-}
-
-fn layers_dir(store: &LocalStore) -> PathBuf {
-    store.root().join("layers")
-}
-
-fn layer_dir(store: &LocalStore, diff_id: &Digest) -> PathBuf {
-    layers_dir(store).join(diff_id.hex())
 }
 
 /// Records that a build uses the unpacked layer (for `kiln prune`'s
 /// least-recently-used order).
 fn mark_used(store: &LocalStore, diff_id: &Digest) {
-    CacheIndex::new(store.root()).touch_layer(diff_id);
+    CacheIndex::new(store.layout()).touch_layer(diff_id);
 }
 
 /// The layers of an image in the store, unpacked (once) into directories.
 pub(crate) fn image_layers(
     store: &LocalStore,
     image: &ImageSource,
-) -> Result<Vec<LayerRecord>, LayerError> {
+) -> Result<Vec<Layer>, LayerError> {
     let bad = |reference: &str, message: String| LayerError::Image {
         reference: reference.to_string(),
         message,
@@ -149,41 +124,39 @@ pub(crate) fn image_layers(
             })?
             .parse()
             .map_err(|e| bad(&image.reference, format!("{e}")))?;
-        let media_type = layer.media_type().to_string();
-        let dir = layer_dir(store, &diff_id);
-        if !dir.exists() {
-            unpack_blob(store, &blob, &media_type, &diff_id, &dir)?;
-        }
-        mark_used(store, &diff_id);
-        out.push(LayerRecord {
-            dir,
+        let layer = Layer::in_store(
+            store.layout(),
             diff_id,
             blob,
-            size: layer.size(),
-            media_type,
-            from_image: true,
-        });
+            layer.size(),
+            layer.media_type().to_string(),
+        )
+        .of_base_image();
+        unpack_missing(store, &layer)?;
+        mark_used(store, &layer.diff_id);
+        out.push(layer);
     }
     Ok(out)
 }
 
-/// Unpacks the store's blob into `dir` (the directory of `diff_id`),
-/// verifying that its uncompressed content is `diff_id`: a forged diff id
-/// fails and leaves no directory behind.
-fn unpack_blob(
-    store: &LocalStore,
-    blob: &Digest,
-    media_type: &str,
-    diff_id: &Digest,
-    dir: &Path,
-) -> Result<(), LayerError> {
-    let root = layers_dir(store);
+/// Unpacks the store's blob of `layer` into its directory unless that is
+/// there, verifying that its uncompressed content is its diff id: a forged
+/// diff id fails and leaves no directory behind.
+fn unpack_missing(store: &LocalStore, layer: &Layer) -> Result<(), LayerError> {
+    if layer.dir.exists() {
+        return Ok(());
+    }
+    let root = store.layout().layers();
     std::fs::create_dir_all(&root).map_err(|error| LayerError::Create { path: root, error })?;
-    kiln_executor::unpack_blob(&store.blob_path(blob), media_type, diff_id, dir).map_err(|error| {
-        LayerError::Unpack {
-            blob: blob.clone(),
-            error,
-        }
+    kiln_executor::unpack_blob(
+        &store.blob_path(&layer.blob),
+        &layer.media_type,
+        &layer.diff_id,
+        &layer.dir,
+    )
+    .map_err(|error| LayerError::Unpack {
+        blob: layer.blob.clone(),
+        error,
     })
 }
 
@@ -191,7 +164,7 @@ fn unpack_blob(
 /// unpacked from its blob (verified against the record's diff id). `None`
 /// when neither is there, or the blob is not the layer the record claims
 /// (a cache miss).
-pub(crate) fn restore(store: &LocalStore, cached: &CachedLayer) -> Option<LayerRecord> {
+pub(crate) fn restore(store: &LocalStore, cached: &CachedLayer) -> Option<Layer> {
     try_restore(store, cached).ok().flatten()
 }
 
@@ -201,46 +174,17 @@ pub(crate) fn restore(store: &LocalStore, cached: &CachedLayer) -> Option<LayerR
 pub(crate) fn try_restore(
     store: &LocalStore,
     cached: &CachedLayer,
-) -> Result<Option<LayerRecord>, LayerError> {
+) -> Result<Option<Layer>, LayerError> {
     use kiln_oci::BlobReader;
-    let (Ok(diff_id), Ok(blob)) = (
-        cached.diff_id.parse::<Digest>(),
-        cached.blob.parse::<Digest>(),
-    ) else {
+    let Some(layer) = cached.layer(store.layout()) else {
         return Ok(None);
     };
-    if !store.exists(&blob) {
+    if !store.exists(&layer.blob) {
         return Ok(None);
     }
-    let dir = layer_dir(store, &diff_id);
-    if !dir.exists() {
-        unpack_blob(store, &blob, &cached.media_type, &diff_id, &dir)?;
-    }
-    mark_used(store, &diff_id);
-    Ok(Some(LayerRecord {
-        dir,
-        diff_id,
-        blob,
-        size: cached.size,
-        media_type: cached.media_type.clone(),
-        from_image: false,
-    }))
-}
-
-/// The record of a cached layer whose blob is not fetched yet: where its
-/// directory will be once it is unpacked. `None` when the record's
-/// digests do not parse.
-pub(crate) fn record_of(store: &LocalStore, cached: &CachedLayer) -> Option<LayerRecord> {
-    let diff_id: Digest = cached.diff_id.parse().ok()?;
-    let blob: Digest = cached.blob.parse().ok()?;
-    Some(LayerRecord {
-        dir: layer_dir(store, &diff_id),
-        diff_id,
-        blob,
-        size: cached.size,
-        media_type: cached.media_type.clone(),
-        from_image: false,
-    })
+    unpack_missing(store, &layer)?;
+    mark_used(store, &layer.diff_id);
+    Ok(Some(layer))
 }
 
 static TMP_COUNTER: AtomicU64 = AtomicU64::new(0);
@@ -253,7 +197,7 @@ pub(crate) fn build_layer(
     base: &LayerStack,
     actions: &[FileAction],
     sources: &[Source<'_>],
-) -> Result<LayerRecord, LayerError> {
+) -> Result<Layer, LayerError> {
     new_layer(store, compression, |upper, _work| {
         let actions = crate::op::executor_actions(actions);
         kiln_executor::apply_file_actions(base, upper, &actions, sources).map_err(LayerError::Files)
@@ -269,8 +213,8 @@ pub(crate) fn new_layer<E: From<LayerError>>(
     store: &LocalStore,
     compression: Compression,
     fill: impl FnOnce(&Path, &Path) -> Result<(), E>,
-) -> Result<LayerRecord, E> {
-    let root = layers_dir(store);
+) -> Result<Layer, E> {
+    let root = store.layout().layers();
     let create = |path: &Path| {
         let path = path.to_path_buf();
         move |error| LayerError::Create { path, error }
@@ -303,20 +247,13 @@ pub(crate) fn new_layer<E: From<LayerError>>(
             return Err(e);
         }
     };
-    let dir = layer_dir(store, &diff_id);
-    mark_used(store, &diff_id);
-    kiln_executor::commit_dir(&upper, &dir).map_err(|error| LayerError::Commit {
-        path: dir.clone(),
+    let layer = Layer::in_store(store.layout(), diff_id, blob, size, media_type);
+    mark_used(store, &layer.diff_id);
+    kiln_executor::commit_dir(&upper, &layer.dir).map_err(|error| LayerError::Commit {
+        path: layer.dir.clone(),
         error,
     })?;
-    Ok(LayerRecord {
-        dir,
-        diff_id,
-        blob,
-        size,
-        media_type,
-        from_image: false,
-    })
+    Ok(layer)
 }
 
 #[cfg(test)]

@@ -89,7 +89,7 @@ pub use cache::{
     CACHE_KEY_VERSION,
 };
 pub use graph::{Graph, Vertex, VertexId, VertexMeta};
-pub use layer::{LayerError, LayerRecord};
+pub use layer::LayerError;
 pub use lower::{
     lower, BuildOptions, ImageResolver, LowerError, Lowered, NamedContext, ResolvedImage,
 };

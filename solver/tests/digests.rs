@@ -364,7 +364,7 @@ fn cache_keys_of_a_solve() {
         ))
         .expect("solves");
     // Keys by the step that made them (steps finish in any order).
-    let cache = kiln_solver::CacheIndex::new(store.root());
+    let cache = kiln_solver::CacheIndex::new(store.layout());
     let mut keys = BTreeMap::new();
     for v in lowered.graph.closure(&[lowered.root]) {
         let v = lowered.graph.vertex(v);

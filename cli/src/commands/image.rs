@@ -338,7 +338,7 @@ pub fn images(global: &GlobalArgs, args: &ImagesArgs) -> Result<()> {
 
 /// For an index (a multi-platform image), the platforms whose images the
 /// store has, comma-separated (`linux/amd64,linux/arm64`).
-fn index_platforms(store: &LocalStore, digest: &Digest) -> Option<String> {
+fn index_platforms(store: &dyn BlobReader, digest: &Digest) -> Option<String> {
     let (Manifest::Index(index), _) = read_manifest(store, digest).ok()? else {
         return None;
     };
@@ -354,7 +354,7 @@ fn index_platforms(store: &LocalStore, digest: &Digest) -> Option<String> {
 }
 
 /// The first image of an index whose manifest is in the store.
-fn first_image(store: &LocalStore, digest: &Digest) -> Result<kiln_oci::Image> {
+fn first_image(store: &dyn BlobReader, digest: &Digest) -> Result<kiln_oci::Image> {
     let (manifest, _) = read_manifest(store, digest)?;
     if let Manifest::Index(index) = manifest {
         for desc in index.manifests() {

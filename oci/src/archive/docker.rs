@@ -114,7 +114,7 @@ fn append_uncompressed<W: Write>(
         LayerCompression::Gzip | LayerCompression::Zstd => {
             // A docker-archive holds plain layer tars (as `docker save`
             // writes them): decompress to a staging file for its size.
-            let staged = store.root().join("ingest").join(format!(
+            let staged = store.layout().ingest().join(format!(
                 "{}-unpack-{}",
                 std::process::id(),
                 digest.hex()

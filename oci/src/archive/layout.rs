@@ -80,6 +80,14 @@ pub fn init_layout_dir(dir: &Path) -> Result<()> {
     write_file_atomic(&dir.join("oci-layout"), OCI_LAYOUT_FILE)
 }
 
+/// Where blob `digest` is in the OCI image layout at `dir`
+/// (`blobs/<algorithm>/<hex>`).
+pub fn layout_blob_path(dir: &Path, digest: &Digest) -> PathBuf {
+    dir.join("blobs")
+        .join(digest.algorithm())
+        .join(digest.hex())
+}
+
 /// Puts the store's blob `digest` into the OCI layout at `dir`: hard-linked
 /// when on the same filesystem, copied (through a temporary file)
 /// otherwise; a blob already there is kept.
@@ -87,10 +95,7 @@ pub fn init_layout_dir(dir: &Path) -> Result<()> {
 /// # Errors
 /// I/O errors naming the path.
 pub fn put_layout_blob(store: &LocalStore, digest: &Digest, dir: &Path) -> Result<()> {
-    let dest = dir
-        .join("blobs")
-        .join(digest.algorithm())
-        .join(digest.hex());
+    let dest = layout_blob_path(dir, digest);
     if dest.exists() {
         return Ok(());
     }
@@ -141,4 +146,22 @@ pub fn write_layout_tar<W: Write>(store: &LocalStore, images: &[NamedImage], out
         .map_err(err)?;
     }
     tar.finish().map_err(err)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The OCI image layout specification names the path: other tools
+    /// read the blobs kiln writes there.
+    #[test]
+    fn a_layout_blob_is_under_blobs_algorithm_hex() {
+        let d: Digest = format!("sha256:{}", "cd".repeat(32))
+            .parse()
+            .expect("digest");
+        assert_eq!(
+            layout_blob_path(Path::new("/o"), &d),
+            PathBuf::from(format!("/o/blobs/sha256/{}", "cd".repeat(32)))
+        );
+    }
 }

@@ -8,7 +8,7 @@
 //! modification time says when a build last used that unpacked layer.
 
 use super::keys::CacheKeyParts;
-use kiln_oci::Digest;
+use kiln_oci::{Digest, Layer, StoreLayout};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -29,6 +29,34 @@ pub struct CachedLayer {
     /// file's modification time stands in.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_used: Option<u64>,
+}
+
+impl CachedLayer {
+    /// The record of `layer`, last used at `last_used` (milliseconds since
+    /// the Unix epoch, see [`unix_millis`]).
+    pub fn of(layer: &Layer, last_used: u64) -> CachedLayer {
+        CachedLayer {
+            diff_id: layer.diff_id.to_string(),
+            blob: layer.blob.to_string(),
+            size: layer.size,
+            media_type: layer.media_type.clone(),
+            last_used: Some(last_used),
+        }
+    }
+
+    /// The layer it records, unpacked (or to be unpacked) in `layout`'s
+    /// directory for its diff id. `None` when a digest does not parse.
+    pub fn layer(&self, layout: &StoreLayout) -> Option<Layer> {
+        let diff_id: Digest = self.diff_id.parse().ok()?;
+        let blob: Digest = self.blob.parse().ok()?;
+        Some(Layer::in_store(
+            layout,
+            diff_id,
+            blob,
+            self.size,
+            self.media_type.clone(),
+        ))
+    }
 }
 
 /// Milliseconds since the Unix epoch of `time` (0 before the epoch).
@@ -60,10 +88,11 @@ pub struct CacheIndex {
 }
 
 impl CacheIndex {
-    /// The cache kept under `store_root/cache`.
-    pub fn new(store_root: &Path) -> CacheIndex {
+    /// The cache kept in the store's cache directory
+    /// ([`StoreLayout::cache`]).
+    pub fn new(layout: &StoreLayout) -> CacheIndex {
         CacheIndex {
-            dir: store_root.join("cache"),
+            dir: layout.cache(),
         }
     }
 
@@ -220,7 +249,7 @@ mod tests {
             context: Some("c1".into()),
         };
         let dir = tempfile::tempdir().expect("dir");
-        let index = CacheIndex::new(dir.path());
+        let index = CacheIndex::new(&StoreLayout::new(dir.path()));
         let layer = CachedLayer {
             diff_id: "sha256:00".into(),
             blob: "sha256:11".into(),
@@ -241,5 +270,43 @@ mod tests {
         assert!(used.is_some_and(|t| t >= before), "{used:?}");
         let text = std::fs::read_to_string(&records[0].path).expect("read");
         assert!(text.contains("last_used"), "{text}");
+    }
+
+    #[test]
+    fn a_record_gives_back_the_layer_it_was_made_of() {
+        let layout = StoreLayout::new("/s");
+        let digest =
+            |c: &str| -> Digest { format!("sha256:{}", c.repeat(64)).parse().expect("digest") };
+        let layer = Layer::in_store(&layout, digest("1"), digest("2"), 9, "m");
+        let cached = CachedLayer::of(&layer, 42);
+        assert_eq!(
+            cached,
+            CachedLayer {
+                diff_id: digest("1").to_string(),
+                blob: digest("2").to_string(),
+                size: 9,
+                media_type: "m".into(),
+                last_used: Some(42),
+            }
+        );
+        assert_eq!(cached.layer(&layout), Some(layer));
+    }
+
+    /// A record with a broken digest stays listable (and prunable) but
+    /// names no layer.
+    #[test]
+    fn a_record_with_a_broken_digest_names_no_layer() {
+        let layout = StoreLayout::new("/s");
+        let good = format!("sha256:{}", "1".repeat(64));
+        for (diff_id, blob) in [("sha256:00", good.as_str()), (good.as_str(), "x")] {
+            let cached = CachedLayer {
+                diff_id: diff_id.into(),
+                blob: blob.into(),
+                size: 1,
+                media_type: "m".into(),
+                last_used: None,
+            };
+            assert_eq!(cached.layer(&layout), None, "{cached:?}");
+        }
     }
 }

@@ -9,7 +9,7 @@
 
 use super::index::CachedLayer;
 use super::remote::{CacheSource, FetchError};
-use crate::layer::{self, LayerError, LayerRecord};
+use crate::layer::{self, LayerError};
 use kiln_oci::{BlobReader, LocalStore};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -91,7 +91,7 @@ impl LazyLayers {
     pub(crate) fn materialize(
         &self,
         store: &LocalStore,
-        layers: &[LayerRecord],
+        layers: &[kiln_oci::Layer],
     ) -> Result<(), LazyError> {
         for l in layers {
             let Some(p) = self.get(l.diff_id.as_str()) else {

@@ -7,8 +7,8 @@ use super::keys::CacheKeyParts;
 use super::lazy::{LazyError, LazyLayers};
 use super::remote::CacheSource;
 use crate::graph::VertexMeta;
-use crate::layer::{self, LayerRecord};
-use kiln_oci::{Digest, LocalStore};
+use crate::layer;
+use kiln_oci::{Digest, Layer, LocalStore};
 use std::sync::{Arc, Mutex};
 
 /// The caches one build reads and writes.
@@ -36,7 +36,7 @@ impl BuildCache {
         imports: Vec<Arc<dyn CacheSource>>,
     ) -> BuildCache {
         BuildCache {
-            index: CacheIndex::new(store.root()),
+            index: CacheIndex::new(store.layout()),
             no_cache,
             no_cache_stages: no_cache_stages
                 .iter()
@@ -62,7 +62,7 @@ impl BuildCache {
     /// cache that has it, marked as used by this build. An imported blob is
     /// fetched only when something reads the layer (see [`LazyLayers`]);
     /// one already in the store is used at once.
-    pub(crate) fn hit(&self, store: &LocalStore, key: &Digest) -> Option<LayerRecord> {
+    pub(crate) fn hit(&self, store: &LocalStore, key: &Digest) -> Option<Layer> {
         let local = self
             .index
             .get(key)
@@ -75,7 +75,7 @@ impl BuildCache {
         Some(record)
     }
 
-    fn imported(&self, store: &LocalStore, key: &Digest) -> Option<(CachedLayer, LayerRecord)> {
+    fn imported(&self, store: &LocalStore, key: &Digest) -> Option<(CachedLayer, Layer)> {
         for source in &self.imports {
             let Some(layer) = source.lookup(key) else {
                 continue;
@@ -83,7 +83,7 @@ impl BuildCache {
             if let Some(record) = layer::restore(store, &layer) {
                 return Some((layer, record));
             }
-            if let Some(record) = layer::record_of(store, &layer) {
+            if let Some(record) = layer.layer(store.layout()) {
                 self.lazy.add(source.clone(), layer.clone());
                 return Some((layer, record));
             }
@@ -109,15 +109,9 @@ impl BuildCache {
         name: &str,
         key: &Digest,
         parts: &CacheKeyParts,
-        record: &LayerRecord,
+        record: &Layer,
     ) -> std::io::Result<()> {
-        let cached = CachedLayer {
-            diff_id: record.diff_id.to_string(),
-            blob: record.blob.to_string(),
-            size: record.size,
-            media_type: record.media_type.clone(),
-            last_used: Some(unix_millis(std::time::SystemTime::now())),
-        };
+        let cached = CachedLayer::of(record, unix_millis(std::time::SystemTime::now()));
         self.remember(key, &cached);
         self.index.put(key, &cached, name, parts)
     }
@@ -138,7 +132,7 @@ impl BuildCache {
     pub(crate) fn materialize(
         &self,
         store: &LocalStore,
-        layers: &[LayerRecord],
+        layers: &[Layer],
     ) -> Result<(), LazyError> {
         self.lazy.materialize(store, layers)
     }

@@ -17,8 +17,8 @@
 
 use super::index::CachedLayer;
 use kiln_oci::{
-    media, BlobIngester, BlobReader, Digest, LocalStore, Reference, RegistryClient, RegistryError,
-    StoreError,
+    media, BlobIngester, BlobReader, BlobStore, Digest, LocalStore, Reference, RegistryClient,
+    RegistryError, StoreError,
 };
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
@@ -420,7 +420,7 @@ impl CacheSource for LayoutCache {
         }
         // Streamed: a layer may be large; never past the record's size.
         // The store verifies the digest and the size.
-        let path = blob_path(&self.dir, &digest);
+        let path = kiln_oci::archive::layout_blob_path(&self.dir, &digest);
         let io = |error| FetchError::Io {
             path: path.clone(),
             error,
@@ -464,15 +464,8 @@ fn read(path: &Path, limit: u64) -> Result<Vec<u8>, RemoteCacheError> {
     std::fs::read(path).map_err(io)
 }
 
-/// Where blob `digest` is in the OCI layout at `dir`.
-fn blob_path(dir: &Path, digest: &Digest) -> PathBuf {
-    dir.join("blobs")
-        .join(digest.algorithm())
-        .join(digest.hex())
-}
-
 fn read_blob(dir: &Path, digest: &Digest, limit: u64) -> Result<Vec<u8>, RemoteCacheError> {
-    let bytes = read(&blob_path(dir, digest), limit)?;
+    let bytes = read(&kiln_oci::archive::layout_blob_path(dir, digest), limit)?;
     if Digest::sha256(&bytes) != *digest {
         return Err(RemoteCacheError::Format {
             location: dir.display().to_string(),
@@ -514,7 +507,7 @@ pub struct Artifact {
 /// A layer blob missing from the store or named by an invalid digest, or
 /// store errors.
 pub fn write_artifact(
-    store: &LocalStore,
+    store: &dyn BlobStore,
     records: &[ExportedRecord],
 ) -> Result<Artifact, RemoteCacheError> {
     let mut by_key: BTreeMap<&str, &ExportedRecord> = BTreeMap::new();

@@ -67,7 +67,7 @@ pub fn prune(
     };
     let layout = store.layout();
     let reachable = store.reachable()?;
-    let index = CacheIndex::new(layout.root());
+    let index = CacheIndex::new(layout);
     let mut holders = Holders::default();
     for e in &usage.entries {
         if let Target::Record { blob, diff_id, .. } = &e.target {
@@ -186,13 +186,13 @@ mod tests {
         let root = store.root().to_path_buf();
         let old = SystemTime::now() - std::time::Duration::from_secs(3600);
         for (name, size) in [("a", 40_000), ("b", 80_000)] {
-            let d = root.join("contexts");
+            let d = store.layout().contexts();
             fs::create_dir_all(&d).expect("mkdir");
             fs::write(d.join(name), vec![1u8; size]).expect("write");
         }
         let f = fs::File::options()
             .append(true)
-            .open(root.join("contexts/a"))
+            .open(store.layout().contexts().join("a"))
             .expect("open");
         f.set_modified(old).expect("mtime");
         let blob = store.write_blob(&[7u8; 10_000], None).expect("blob");
@@ -211,7 +211,7 @@ mod tests {
         let r = prune(&store, &lock, &opts).expect("prune");
         assert_eq!(r.removed.len(), 1, "{r:?}");
         assert_eq!(r.removed[0].id, "a");
-        assert!(root.join("contexts/b").exists());
+        assert!(store.layout().contexts().join("b").exists());
         // Everything the default removes: b and the unreferenced blob.
         let r = prune(&store, &lock, &PruneOptions::default()).expect("prune");
         assert_eq!(r.removed.len(), 2, "{r:?}");
@@ -234,7 +234,7 @@ mod tests {
             inputs: Vec::new(),
             context: None,
         };
-        CacheIndex::new(store.root())
+        CacheIndex::new(store.layout())
             .put(&parts.key(), &layer, key, &parts)
             .expect("record");
     }
@@ -243,7 +243,7 @@ mod tests {
         let dir = store.layout().layer_dir(diff_id);
         fs::create_dir_all(&dir).expect("mkdir");
         fs::write(dir.join("f"), vec![3u8; 9000]).expect("write");
-        CacheIndex::new(store.root()).touch_layer(diff_id);
+        CacheIndex::new(store.layout()).touch_layer(diff_id);
         dir
     }
 
@@ -279,7 +279,7 @@ mod tests {
             store.exists(&blob) && dir.exists(),
             "another record holds them"
         );
-        let marker = CacheIndex::new(store.root()).layer_marker(diff_id.hex());
+        let marker = CacheIndex::new(store.layout()).layer_marker(diff_id.hex());
         assert!(marker.exists());
 
         let r = prune(&store, &lock, &PruneOptions::default()).expect("prune");

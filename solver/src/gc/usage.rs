@@ -62,7 +62,7 @@ pub fn usage(store: &LocalStore) -> Result<Usage, GcError> {
     let layout = store.layout();
     let root = layout.root();
     let reachable = store.reachable()?;
-    let index = CacheIndex::new(root);
+    let index = CacheIndex::new(layout);
     let mut seen = HashSet::new();
     let mut entries = Vec::new();
 

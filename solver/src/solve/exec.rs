@@ -12,7 +12,7 @@ use super::mounts;
 use super::step::{combined, key_parts, run_step, HostInputs, Input, StepEnv, VertexResult};
 use super::{CancelToken, Entitlement, Event, StepError};
 use crate::graph::Vertex;
-use crate::layer::{self, LayerRecord};
+use crate::layer;
 use crate::op::{ExecMount, ExecOp, NetworkMode, SecurityMode};
 use kiln_executor::LayerStack;
 
@@ -87,11 +87,12 @@ fn run_process(
     inputs: &[Input],
     stack: &LayerStack,
     cancel: &CancelToken,
-) -> Result<LayerRecord, StepError> {
+) -> Result<kiln_oci::Layer, StepError> {
     layer::new_layer(&env.store, env.compression, |upper, work| {
         // Mount sources and files the step reads while it runs (heredoc
         // scripts) live in a scratch directory removed afterwards.
-        let scratch = tempfile::tempdir_in(env.store.root()).map_err(StepError::Scratch)?;
+        let scratch =
+            tempfile::tempdir_in(env.store.layout().staging()).map_err(StepError::Scratch)?;
         let prepared = mounts::prepare(&env.host, &env.store, exec, inputs, scratch.path())?;
         let mut process_env = exec.env.clone();
         process_env.extend(prepared.env.iter().cloned());

@@ -44,11 +44,11 @@ use crate::cache::remote::{CacheMode, ExportedRecord};
 use crate::cache::CachedLayer;
 use crate::context::BuildContext;
 use crate::graph::{VertexId, VertexMeta};
-use crate::layer::{self, LayerRecord};
+use crate::layer;
 use crate::lower::Lowered;
 use crate::op::Op;
 use kiln_executor::LayerStack;
-use kiln_oci::{Digest, ImageConfig, LocalStore};
+use kiln_oci::{Digest, ImageConfig, Layer, LocalStore};
 use scheduler::{Failure, Node};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -58,7 +58,7 @@ use step::{HostInputs, Input, StepEnv, VertexResult};
 #[derive(Debug, Clone)]
 pub struct Solved {
     /// Every layer of the image, base first.
-    pub layers: Vec<LayerRecord>,
+    pub layers: Vec<Layer>,
     /// The image config with `rootfs.diff_ids` filled in.
     pub config: ImageConfig,
     /// Every step of the build that made or reused a layer: its cache key
@@ -277,7 +277,7 @@ fn run_vertex(
 }
 
 /// Layers by diff id, for export.
-pub fn layer_map(solved: &Solved) -> BTreeMap<String, LayerRecord> {
+pub fn layer_map(solved: &Solved) -> BTreeMap<String, Layer> {
     solved
         .layers
         .iter()

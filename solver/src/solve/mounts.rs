@@ -209,7 +209,7 @@ fn cache_dir(
     sharing: CacheSharing,
     init: impl Fn(&Path) -> Result<(), MountError>,
 ) -> Result<(PathBuf, Option<File>), MountError> {
-    let root = store.root().join("cache-mounts");
+    let root = store.layout().cache_mounts();
     let key = Digest::sha256(id.as_bytes()).hex().to_string();
     std::fs::create_dir_all(&root).map_err(|error| MountError::Create {
         path: root.clone(),

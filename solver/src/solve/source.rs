@@ -59,7 +59,7 @@ fn download(store: &LocalStore, http: &HttpSource) -> Result<(PathBuf, Digest), 
     let handle =
         tokio::runtime::Handle::try_current().map_err(|_| DownloadError::NoAsyncRuntime)?;
     let deadlines = super::http::Deadlines::from_env()?;
-    let downloads = store.root().join("http");
+    let downloads = store.layout().downloads();
     std::fs::create_dir_all(&downloads).map_err(io(format!("creating {}", downloads.display())))?;
     // `.tmp-<pid>-`: `kiln prune` knows a running build's temporaries.
     let tmp = tempfile::Builder::new()

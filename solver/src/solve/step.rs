@@ -7,8 +7,7 @@ use crate::cache::lookup::BuildCache;
 use crate::cache::CacheKeyParts;
 use crate::context::BuildContext;
 use crate::graph::{Graph, VertexMeta};
-use crate::layer::LayerRecord;
-use kiln_oci::{Compression, Digest, LocalStore};
+use kiln_oci::{Compression, Digest, Layer, LocalStore};
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -18,7 +17,7 @@ use std::time::Instant;
 #[derive(Debug, Clone)]
 pub(super) enum VertexResult {
     /// A filesystem: its layers, bottom first.
-    Fs(Vec<LayerRecord>),
+    Fs(Vec<Layer>),
     /// A local context, by name.
     Context(String),
     /// A plain directory (a downloaded file), usable only as a source.
@@ -131,13 +130,13 @@ pub(super) fn combined(sums: &[String]) -> Option<String> {
 pub(super) fn run_step(
     env: &StepEnv,
     meta: &VertexMeta,
-    base: &[LayerRecord],
+    base: &[Layer],
     parts: CacheKeyParts,
     cancel: &super::CancelToken,
-    build: impl FnOnce() -> Result<LayerRecord, StepError>,
+    build: impl FnOnce() -> Result<Layer, StepError>,
 ) -> Result<Input, StepError> {
     let key = parts.key();
-    let on_base = |record: LayerRecord| {
+    let on_base = |record: Layer| {
         let mut layers = base.to_vec();
         layers.push(record);
         (VertexResult::Fs(layers), key.clone())

@@ -7,7 +7,7 @@ use super::request::BuildRequest;
 use crate::commands::outputs::{write_outputs, Outputs};
 use crate::progress::Reporter;
 use anyhow::Result;
-use kiln_exporter::{BuiltImage, BuiltLayer};
+use kiln_exporter::BuiltImage;
 use kiln_oci::{LocalStore, Platform, RegistryClient};
 use kiln_solver::Solved;
 use std::sync::Arc;
@@ -78,18 +78,7 @@ fn image(request: &BuildRequest, solved: &Solved) -> BuiltImage {
     }
     BuiltImage {
         config,
-        layers: solved
-            .layers
-            .iter()
-            .map(|l| BuiltLayer {
-                blob: l.blob.clone(),
-                size: l.size,
-                media_type: l.media_type.clone(),
-                diff_id: l.diff_id.clone(),
-                dir: l.dir.clone(),
-                from_image: l.from_image,
-            })
-            .collect(),
+        layers: solved.layers.clone(),
         stack: solved.stack(),
         epoch: request.epoch,
     }

@@ -110,7 +110,7 @@ impl Solver<'_> {
             if contexts.contains_key(name) {
                 continue;
             }
-            let cache = self.store.root().join("contexts").join(
+            let cache = self.store.layout().contexts().join(
                 kiln_oci::Digest::sha256(
                     dir.canonicalize()
                         .unwrap_or(dir.clone())

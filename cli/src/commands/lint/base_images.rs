@@ -116,9 +116,13 @@ pub fn resolve(lookup: &Lookup<'_>, sources: &[&str]) -> Result<BaseImages> {
 
 /// The store, if it exists: linting never creates one.
 fn existing_store(global: &GlobalArgs) -> Result<Option<LocalStore>> {
-    let root = global.root.clone().or_else(kiln_oci::default_root);
-    match root {
-        Some(root) if root.join("blobs").is_dir() => global.store().map(Some),
+    let layout = global
+        .root
+        .clone()
+        .or_else(kiln_oci::default_root)
+        .map(kiln_oci::StoreLayout::new);
+    match layout {
+        Some(layout) if layout.blobs().is_dir() => global.store().map(Some),
         _ => Ok(None),
     }
 }
