@@ -41,6 +41,7 @@ pub mod rootless;
 mod runtime;
 pub mod snapshot;
 mod stack;
+mod step;
 mod unpack;
 mod walkdiff;
 
@@ -52,9 +53,10 @@ pub use runtime::{
     SecurityMode, OUTPUT_LIMIT,
 };
 pub use snapshot::{
-    ActiveSnapshot, CopySnapshotter, OverlaySnapshotter, RunStep, SnapshotError, SnapshotMode,
-    SnapshotMount, Snapshots, Snapshotter, View,
+    ActiveSnapshot, CopySnapshotter, OverlaySnapshotter, SnapshotError, SnapshotMode,
+    SnapshotMount, Snapshotter, View,
 };
 pub use stack::{materialize, LayerStack, SourceEntry, SourceError, SourceTree};
+pub use step::{RunStep, Snapshots};
 pub use unpack::{commit_dir, unpack, unpack_blob, UnpackError};
 pub use walkdiff::walk_diff;

@@ -65,7 +65,7 @@ mod spawn;
 mod stubs;
 mod user;
 
-use crate::snapshot::{ActiveSnapshot, Snapshotter};
+use crate::snapshot::{ActiveSnapshot, SnapshotError, Snapshotter};
 use crate::stack::LayerStack;
 use std::ffi::CString;
 use std::io;
@@ -441,6 +441,15 @@ impl Fallbacks {
             crate::SnapshotMode::Copy
         } else {
             crate::SnapshotMode::Overlay
+        }
+    }
+}
+
+impl From<SnapshotError> for RuntimeError {
+    fn from(e: SnapshotError) -> RuntimeError {
+        RuntimeError::Prepare {
+            step: e.step,
+            error: e.error,
         }
     }
 }

@@ -19,31 +19,27 @@
 //! process changes, compared with them afterwards: slower, but it works
 //! where overlayfs cannot be mounted, such as on a store on overlayfs).
 //!
-//! A [`Runtime`] only runs a process on a rootfs given as mounts (plus the
-//! step's own [`crate::Mount`]s), see [`RunRequest`]. The caller owns the
-//! choice of snapshotter ([`Snapshots`]): it starts with the mode it is
+//! A [`Runtime`](crate::Runtime) only runs a process on a rootfs given as mounts (plus the
+//! step's own [`crate::Mount`]s), see [`RunRequest`](crate::RunRequest). The caller owns the
+//! choice of snapshotter ([`Snapshots`](crate::Snapshots)): it starts with the mode it is
 //! given ([`SnapshotMode`]) and, when a runtime reports that the kernel
-//! refused the overlay ([`RuntimeError::OverlayRefused`]), switches to
+//! refused the overlay ([`RuntimeError::OverlayRefused`](crate::RuntimeError::OverlayRefused)), switches to
 //! copy snapshots for this and every later step of the build and says so
-//! once ([`RunOutput::notes`]).
+//! once ([`RunOutput::notes`](crate::RunOutput::notes)).
 //!
 //! Isolation modes plug in here. A new mode (the isolation ladder's chroot
-//! or none) is a [`Runtime`]: it receives the same [`RunRequest`], mounts
+//! or none) is a [`Runtime`](crate::Runtime): it receives the same [`RunRequest`](crate::RunRequest), mounts
 //! [`ActiveSnapshot::mounts`] on its root however it can (or, with no mount
 //! namespace at all, runs in a directory that a snapshotter made plain:
 //! [`CopySnapshotter`]'s mounts are a single bind of one), and the caller
-//! picks the snapshotter the mode can use through [`Snapshots`].
+//! picks the snapshotter the mode can use through [`Snapshots`](crate::Snapshots).
 
 mod copy;
 mod overlay;
 
-use crate::runtime::{
-    CancelSignal, Mount, OutputSink, ProcessSpec, RunOutput, RunRequest, Runtime, RuntimeError,
-};
 use crate::stack::LayerStack;
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
 
 pub use copy::CopySnapshotter;
 pub use overlay::OverlaySnapshotter;
@@ -125,15 +121,6 @@ pub struct SnapshotError {
     pub error: io::Error,
 }
 
-impl From<SnapshotError> for RuntimeError {
-    fn from(e: SnapshotError) -> RuntimeError {
-        RuntimeError::Prepare {
-            step: e.step,
-            error: e.error,
-        }
-    }
-}
-
 /// A [`SnapshotError`] maker for `map_err`.
 fn fail(step: impl Into<String>) -> impl FnOnce(io::Error) -> SnapshotError {
     let step = step.into();
@@ -196,107 +183,6 @@ impl SnapshotMode {
     }
 }
 
-/// One RUN step: a process on a writable snapshot of `lower` whose
-/// changes end up in `upper` (see [`Snapshots::run`]).
-#[derive(Debug)]
-pub struct RunStep<'a> {
-    /// The read-only layers (empty for scratch).
-    pub lower: &'a LayerStack,
-    /// An empty directory that receives the changes (becomes the layer).
-    /// Its mode and owner are set from the top lower layer's root (0755
-    /// root for scratch): it is the merged root directory.
-    pub upper: &'a Path,
-    /// An empty work directory on the same filesystem as `upper`.
-    pub work: &'a Path,
-    /// What to run.
-    pub process: ProcessSpec,
-    /// Extra mounts; they leave no trace in `upper`.
-    pub mounts: Vec<Mount>,
-    /// Receives the process's combined output while it runs (see
-    /// [`RunRequest::output`]).
-    pub output: Option<OutputSink<'a>>,
-    /// Stops the run when cancelled (see [`RunRequest::cancel`]).
-    pub cancel: Option<&'a CancelSignal>,
-}
-
-/// A build's choice of snapshotter: the mode it starts with, switched to
-/// copies (for good) once a runtime reports that overlayfs is refused.
-/// One is shared by every step of a build, those running at once and
-/// those of its other platforms included.
-#[derive(Debug, Default)]
-pub struct Snapshots {
-    copy: AtomicBool,
-}
-
-impl Snapshots {
-    /// A choice starting with `mode`.
-    pub fn new(mode: SnapshotMode) -> Snapshots {
-        Snapshots {
-            copy: AtomicBool::new(mode == SnapshotMode::Copy),
-        }
-    }
-
-    /// The mode steps use now.
-    pub fn mode(&self) -> SnapshotMode {
-        if self.copy.load(Ordering::Relaxed) {
-            SnapshotMode::Copy
-        } else {
-            SnapshotMode::Overlay
-        }
-    }
-
-    /// Runs `step` with `runtime` on a snapshot of the current mode and
-    /// commits its changes to `step.upper`. A non-zero exit is not an
-    /// error. When the runtime reports that overlayfs is refused, switches
-    /// to copy snapshots, runs the step again on one and says so in
-    /// [`RunOutput::notes`] (once, whichever step gets there first).
-    ///
-    /// # Errors
-    /// [`RuntimeError`] when the snapshot or the sandbox cannot be set up
-    /// or the command cannot be executed.
-    pub fn run(
-        &self,
-        runtime: &dyn Runtime,
-        step: &RunStep<'_>,
-    ) -> Result<RunOutput, RuntimeError> {
-        let mode = self.mode();
-        match run_on(mode.snapshotter(), runtime, step) {
-            Err(refused @ RuntimeError::OverlayRefused { .. }) if mode == SnapshotMode::Overlay => {
-                let first = !self.copy.swap(true, Ordering::Relaxed);
-                let mut out = run_on(SnapshotMode::Copy.snapshotter(), runtime, step)?;
-                if first {
-                    out.notes.push(format!(
-                        "overlayfs cannot be used here ({refused}): RUN steps use copy snapshots from now on"
-                    ));
-                }
-                Ok(out)
-            }
-            other => other,
-        }
-    }
-}
-
-/// Prepares a snapshot with `snapshotter`, runs the step on it and
-/// commits it.
-fn run_on(
-    snapshotter: &dyn Snapshotter,
-    runtime: &dyn Runtime,
-    step: &RunStep<'_>,
-) -> Result<RunOutput, RuntimeError> {
-    let rootfs = snapshotter.prepare(step.lower, step.upper, step.work)?;
-    let out = runtime.run(&RunRequest {
-        lower: step.lower,
-        rootfs: &rootfs,
-        snapshotter,
-        process: &step.process,
-        mounts: &step.mounts,
-        output: step.output,
-        cancel: step.cancel,
-    })?;
-    snapshotter.commit(rootfs)?;
-    Ok(out)
-}
-
 /// A root directory's `(mode, uid, gid)`.
 type RootMeta = (u32, u32, u32);
 
@@ -341,6 +227,3 @@ fn writable_root(
 fn absolute(p: &Path) -> Result<PathBuf, SnapshotError> {
     std::path::absolute(p).map_err(fail(format!("resolving {}", p.display())))
 }
-
-#[cfg(test)]
-mod tests;

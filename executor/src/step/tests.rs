@@ -2,8 +2,9 @@
 //! overlay-refused → copy switch, its note, and what copy snapshots
 //! commit.
 
-use super::{RunStep, SnapshotMode, SnapshotMount, Snapshots};
+use super::{RunStep, Snapshots};
 use crate::runtime::{NetworkMode, ProcessSpec, RunOutput, RunRequest, Runtime, RuntimeError};
+use crate::snapshot::{SnapshotMode, SnapshotMount};
 use crate::stack::LayerStack;
 use std::io;
 use std::path::Path;
