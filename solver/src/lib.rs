@@ -18,7 +18,7 @@
 //!    steps run through a [`kiln_executor::Runtime`].
 //!
 //! Build contexts (`.dockerignore`, checksums) are in [`context`]; store
-//! usage and pruning in [`storage`]. Errors are typed: [`LowerError`]
+//! usage and pruning in [`gc`]. Errors are typed: [`LowerError`]
 //! carries the Dockerfile position, [`SolveError`] the failed step, its
 //! line and the [`StepError`].
 //!
