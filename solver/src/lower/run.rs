@@ -29,7 +29,7 @@ impl Lowerer<'_> {
         }
         // The proxy ARGs reach RUN without a declaration, and never the
         // history.
-        for name in super::vars::PROXY_ARGS {
+        for &name in super::vars::PROXY_ARGS {
             if let Some(v) = self.options.build_args.get(name) {
                 set_env(&mut env, name, v);
             }

@@ -14,7 +14,7 @@ use kiln_oci::Platform;
 use std::collections::BTreeMap;
 
 /// The proxy ARGs passed from `--build-arg` to RUN without declaration.
-pub(crate) const PROXY_ARGS: [&str; 8] = kiln_parser::predefined::CLASSIC_PROXY_ARGS;
+pub(crate) const PROXY_ARGS: &[&str] = kiln_parser::predefined::CLASSIC_PROXY_ARGS;
 
 /// The values of the predefined platform ARGs.
 pub(crate) fn predefined(target: &Platform, build: &Platform) -> BTreeMap<String, String> {
