@@ -76,7 +76,8 @@ pub use platform::{Platform, PlatformError};
 pub use reference::{Reference, ReferenceError};
 pub use registry::{
     BlobOutcome, CredentialProvider, FetchedManifest, NoProgress, PullReport, PushReport,
-    RegistryClient, RegistryError, RegistryOptions, StaticCredentials, TransferObserver,
+    RegistryClient, RegistryError, RegistryOptions, StaticCredentials, TimeoutStage,
+    TransferObserver,
 };
 pub use resolve::{ResolveError, ResolvedConfig};
 pub use store::{

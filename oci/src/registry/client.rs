@@ -3,13 +3,16 @@
 //! challenges and retries transient failures with backoff.
 
 use super::auth::{AuthCache, CredentialProvider, StaticCredentials};
-use super::error::{error_detail, RegistryError, Result};
+use super::error::{error_detail, RegistryError, Result, TimeoutStage};
+use super::operation::{doing, retry_after, short_url, Operation};
 use super::TransferObserver;
 use crate::reference::Reference;
 use crate::store::{LocalStore, StoreError};
 use crate::Digest;
 use bytes::Bytes;
-use reqwest::header::{HeaderMap, HeaderName, HeaderValue, AUTHORIZATION, WWW_AUTHENTICATE};
+use reqwest::header::{
+    HeaderMap, HeaderName, HeaderValue, AUTHORIZATION, RETRY_AFTER, WWW_AUTHENTICATE,
+};
 use reqwest::{Method, Response, StatusCode};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -29,10 +32,23 @@ pub struct RegistryOptions {
     pub mirrors: BTreeMap<String, Vec<String>>,
     /// Blobs transferred at once, per pull or push.
     pub max_concurrent_transfers: usize,
-    /// Attempts after the first for connection errors, 5xx and 429.
+    /// Retries after connection errors, timeouts, 5xx and 429: one budget
+    /// for a whole pull or push (never per request), full again whenever a
+    /// resumed download makes progress.
     pub retries: u32,
     /// Delay before the first retry; doubled each time, capped at 8 s.
     pub initial_backoff: Duration,
+    /// How long opening a connection may take.
+    pub connect_timeout: Duration,
+    /// How long a response may send no data (headers or body) before the
+    /// request counts as failed.
+    pub progress_timeout: Duration,
+    /// How long a whole pull or push (or a manifest or config fetch) may
+    /// take, retries and waits included; none by default.
+    pub deadline: Option<Duration>,
+    /// The longest `Retry-After` (on 429 and 503) that is honoured; longer
+    /// asks wait this long.
+    pub max_retry_after: Duration,
     /// Blobs up to this size are uploaded in one PUT; larger ones in PATCH
     /// chunks of this size.
     pub chunk_size: usize,
@@ -46,6 +62,10 @@ impl Default for RegistryOptions {
             max_concurrent_transfers: 4,
             retries: 5,
             initial_backoff: Duration::from_millis(250),
+            connect_timeout: Duration::from_secs(15),
+            progress_timeout: Duration::from_secs(30),
+            deadline: None,
+            max_retry_after: Duration::from_secs(60),
             chunk_size: 32 << 20,
         }
     }
@@ -74,6 +94,9 @@ impl Endpoint {
 #[derive(Clone)]
 pub struct RegistryClient {
     pub(crate) inner: Arc<Inner>,
+    /// The retry budget and deadline of the operation this clone serves;
+    /// `None` on the client users hold (each request then has its own).
+    pub(crate) op: Option<Arc<Operation>>,
 }
 
 pub(crate) struct Inner {
@@ -196,8 +219,8 @@ impl RegistryClient {
     ) -> Result<RegistryClient> {
         let http = reqwest::Client::builder()
             .user_agent(concat!("kiln/", env!("CARGO_PKG_VERSION")))
-            .connect_timeout(Duration::from_secs(15))
-            .read_timeout(Duration::from_secs(60))
+            .connect_timeout(options.connect_timeout)
+            .read_timeout(options.progress_timeout)
             .pool_max_idle_per_host(16)
             .build()
             .map_err(|source| RegistryError::Http {
@@ -212,6 +235,7 @@ impl RegistryClient {
                 credentials,
                 auth: AuthCache::default(),
             }),
+            op: None,
         })
     }
 
@@ -292,10 +316,48 @@ impl RegistryClient {
         out
     }
 
+    /// A clone of this client for one operation (a pull, a push, a
+    /// fetch): its requests share one retry budget and the deadline. A
+    /// clone that already serves an operation is returned as is, so
+    /// operations never nest budgets.
+    pub(crate) fn operation(&self) -> RegistryClient {
+        if self.op.is_some() {
+            return self.clone();
+        }
+        let options = &self.inner.options;
+        RegistryClient {
+            inner: self.inner.clone(),
+            op: Some(Arc::new(Operation::new(options.retries, options.deadline))),
+        }
+    }
+
+    /// Runs `work` (which uses `self`, an operation clone) within the
+    /// operation's deadline; `name` says what it was in the error.
+    pub(crate) async fn within<T>(
+        &self,
+        name: &str,
+        work: impl std::future::Future<Output = Result<T>>,
+    ) -> Result<T> {
+        match &self.op {
+            Some(op) => op.within(name, work).await,
+            None => work.await,
+        }
+    }
+
+    /// The operation's budget (a fresh one for a client that serves none).
+    pub(crate) fn budget(&self) -> Arc<Operation> {
+        match &self.op {
+            Some(op) => op.clone(),
+            None => Arc::new(Operation::new(self.inner.options.retries, None)),
+        }
+    }
+
     /// Sends a request: adds a cached `Authorization`, answers one 401
-    /// challenge, and retries connection errors, 5xx and 429 with backoff
-    /// when `retry` is set. Returns the final response whatever its status
-    /// (except a second 401, which becomes [`RegistryError::Unauthorized`]).
+    /// challenge, and retries connection errors, timeouts, 5xx and 429
+    /// when `retry` is set, drawing on the operation's budget and waiting
+    /// as `Retry-After` asks (capped) or with backoff. Returns the final
+    /// response whatever its status (except a second 401, which becomes
+    /// [`RegistryError::Unauthorized`]).
     pub(crate) async fn send(
         &self,
         endpoint: &Endpoint,
@@ -304,7 +366,8 @@ impl RegistryClient {
         retry: bool,
     ) -> Result<Response> {
         let inner = &self.inner;
-        let mut attempt = 0u32;
+        let budget = self.budget();
+        let mut backoffs = 0u32;
         let mut answered = false;
         let mut auth = inner
             .auth
@@ -335,21 +398,38 @@ impl RegistryClient {
                 builder = builder.body(body.to_reqwest().await?);
             }
             let result = builder.send().await;
-            let retryable = match &result {
+            let (retryable, asked) = match &result {
                 Ok(r) => {
-                    r.status().is_server_error() || r.status() == StatusCode::TOO_MANY_REQUESTS
+                    let status = r.status();
+                    let asked = if status == StatusCode::TOO_MANY_REQUESTS
+                        || status == StatusCode::SERVICE_UNAVAILABLE
+                    {
+                        retry_after(
+                            r.headers().get(RETRY_AFTER).and_then(|v| v.to_str().ok()),
+                            inner.options.max_retry_after,
+                        )
+                    } else {
+                        None
+                    };
+                    (
+                        status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS,
+                        asked,
+                    )
                 }
-                Err(e) => !e.is_builder() && !e.is_redirect(),
+                Err(e) => (!e.is_builder() && !e.is_redirect(), None),
             };
-            if retry && retryable && attempt < inner.options.retries {
-                tokio::time::sleep(self.backoff(attempt)).await;
-                attempt += 1;
-                continue;
+            if retry && retryable {
+                let wait = asked.unwrap_or_else(|| self.backoff(backoffs));
+                if !budget.would_pass_deadline(wait) && budget.take_retry() {
+                    if asked.is_none() {
+                        backoffs += 1;
+                    }
+                    tokio::time::sleep(wait).await;
+                    continue;
+                }
             }
-            let response = result.map_err(|source| RegistryError::Http {
-                method: request.method.to_string(),
-                url: request.url.clone(),
-                source,
+            let response = result.map_err(|source| {
+                self.transport_error(endpoint, request, source, budget.attempts())
             })?;
             if response.status() == StatusCode::UNAUTHORIZED {
                 if answered {
@@ -381,6 +461,47 @@ impl RegistryClient {
         }
     }
 
+    /// The error for a request that failed in transport, after the
+    /// operation's retries: a timeout names the host, what was slow and
+    /// the attempts; anything else keeps reqwest's cause (without its copy
+    /// of the URL).
+    pub(crate) fn transport_error(
+        &self,
+        endpoint: &Endpoint,
+        request: &Request,
+        source: reqwest::Error,
+        attempts: u32,
+    ) -> RegistryError {
+        let options = &self.inner.options;
+        let host = reqwest::Url::parse(&request.url)
+            .ok()
+            .and_then(|u| {
+                u.host_str()
+                    .map(|h| u.port().map_or(h.to_string(), |p| format!("{h}:{p}")))
+            })
+            .unwrap_or_else(|| endpoint.host.clone());
+        let method = request.method.as_str();
+        if source.is_timeout() {
+            let (stage, limit) = if source.is_connect() {
+                (TimeoutStage::Connect, options.connect_timeout)
+            } else {
+                (TimeoutStage::Progress, options.progress_timeout)
+            };
+            return RegistryError::Timeout {
+                stage,
+                host,
+                seconds: limit.as_secs_f64(),
+                doing: doing(method, &request.url),
+                attempts,
+            };
+        }
+        RegistryError::Http {
+            method: method.to_string(),
+            url: short_url(&request.url),
+            source: source.without_url(),
+        }
+    }
+
     /// Checks that `host` answers the v2 API and accepts the client's
     /// credentials for it, as `docker login` does.
     ///
@@ -390,7 +511,10 @@ impl RegistryClient {
     pub async fn ping(&self, host: &str) -> Result<()> {
         let endpoint = self.endpoint(host);
         let request = Request::new(Method::GET, endpoint.url(""));
-        let response = self.send(&endpoint, &[], &request, true).await?;
+        let response = self
+            .operation()
+            .send(&endpoint, &[], &request, true)
+            .await?;
         if response.status().is_success() {
             Ok(())
         } else {
@@ -429,7 +553,7 @@ impl RegistryClient {
         let body = response.bytes().await.unwrap_or_default();
         RegistryError::Status {
             method: request.method.to_string(),
-            url: request.url.clone(),
+            url: short_url(&request.url),
             status,
             detail: error_detail(&body),
         }

@@ -11,7 +11,8 @@ use crate::Digest;
 #[non_exhaustive]
 pub enum RegistryError {
     /// The request could not be sent or its response not read (after
-    /// retries).
+    /// retries). The URL is shortened (no upload state) and the source
+    /// carries no URL of its own, so each appears once.
     #[error("{method} {url}")]
     Http {
         /// The HTTP method.
@@ -21,6 +22,34 @@ pub enum RegistryError {
         /// The transport error.
         #[source]
         source: reqwest::Error,
+    },
+    /// No connection, or no data, within the configured timeout, after
+    /// the operation's retries.
+    #[error("{}; {attempts} attempt{}", match stage {
+        TimeoutStage::Connect => format!("could not connect to {host} within {} while {doing}", secs(*seconds)),
+        TimeoutStage::Progress => format!("no data from {host} for {} while {doing}", secs(*seconds)),
+    }, if *attempts == 1 { "" } else { "s" })]
+    Timeout {
+        /// Connecting or waiting for data.
+        stage: TimeoutStage,
+        /// The registry host (`host:port`).
+        host: String,
+        /// The timeout that ran out, in seconds.
+        seconds: f64,
+        /// What the request was for (`downloading sha256:…`).
+        doing: String,
+        /// Attempts made.
+        attempts: u32,
+    },
+    /// The overall deadline of a pull or push ran out.
+    #[error("{operation} did not finish within the {} deadline; {attempts} failed attempt{}", secs(*seconds), if *attempts == 1 { "" } else { "s" })]
+    Deadline {
+        /// `pull docker.io/library/busybox:latest`.
+        operation: String,
+        /// The deadline, in seconds.
+        seconds: f64,
+        /// Failed attempts before it ran out.
+        attempts: u32,
     },
     /// The registry answered with an unexpected status.
     #[error("{method} {url}: {status}{}", if detail.is_empty() { String::new() } else { format!(": {detail}") })]
@@ -77,6 +106,24 @@ pub enum RegistryError {
     /// Reading credentials failed.
     #[error(transparent)]
     Credential(#[from] CredentialError),
+}
+
+/// Which timeout ran out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TimeoutStage {
+    /// Opening the connection.
+    Connect,
+    /// Waiting for the next bytes of a response.
+    Progress,
+}
+
+/// `30 s`, `1.5 s`.
+fn secs(seconds: f64) -> String {
+    if seconds.fract() == 0.0 {
+        format!("{seconds:.0} s")
+    } else {
+        format!("{seconds:.1} s")
+    }
 }
 
 /// Shorthand for registry results.

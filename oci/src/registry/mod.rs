@@ -9,12 +9,13 @@ mod auth;
 pub(crate) mod challenge;
 mod client;
 mod error;
+mod operation;
 mod pull;
 mod push;
 
 pub use auth::{CredentialProvider, StaticCredentials};
 pub use client::{RegistryClient, RegistryOptions};
-pub use error::RegistryError;
+pub use error::{RegistryError, TimeoutStage};
 pub use pull::{FetchedManifest, PullReport};
 pub use push::PushReport;
 

@@ -60,7 +60,13 @@ impl RegistryClient {
     /// [`RegistryError::ManifestUnknown`], a digest mismatch for a
     /// by-digest reference, or transport and auth errors.
     pub async fn fetch_manifest(&self, reference: &Reference) -> Result<FetchedManifest> {
-        self.fetch_manifest_from(reference).await.map(|(m, _)| m)
+        let this = self.operation();
+        this.within(
+            &format!("fetching the manifest of {reference}"),
+            this.fetch_manifest_from(reference),
+        )
+        .await
+        .map(|(m, _)| m)
     }
 
     pub(crate) async fn fetch_manifest_from(
@@ -75,7 +81,10 @@ impl RegistryClient {
         let endpoints = self.pull_endpoints(reference);
         let mut last_err = None;
         for endpoint in endpoints {
-            match self.fetch_manifest_at(&endpoint, reference, &target).await {
+            match self
+                .fetch_manifest_at(&endpoint, reference, &target, MAX_MANIFEST_SIZE)
+                .await
+            {
                 Ok(m) => return Ok((m, endpoint)),
                 Err(e) if endpoint.mirror => last_err = Some(e),
                 Err(e) => return Err(e),
@@ -91,6 +100,7 @@ impl RegistryClient {
         endpoint: &Endpoint,
         reference: &Reference,
         target: &str,
+        limit: u64,
     ) -> Result<FetchedManifest> {
         let repo = reference.repository();
         let request = Request::new(
@@ -119,7 +129,9 @@ impl RegistryClient {
             .get("docker-content-digest")
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<Digest>().ok());
-        let bytes = bounded_body(&request, response, "manifest", target, MAX_MANIFEST_SIZE).await?;
+        let bytes = self
+            .bounded_body(endpoint, &request, response, "manifest", target, limit)
+            .await?;
         let digest = Digest::sha256(&bytes);
         let expected = reference
             .digest()
@@ -152,6 +164,21 @@ impl RegistryClient {
     /// Transport, auth, digest or store errors; nothing is named unless
     /// every blob arrived and was verified.
     pub async fn pull(
+        &self,
+        reference: &Reference,
+        platform: &Platform,
+        store: &LocalStore,
+        observer: Arc<dyn TransferObserver>,
+    ) -> Result<PullReport> {
+        let this = self.operation();
+        this.within(
+            &format!("pulling {reference}"),
+            this.pull_within(reference, platform, store, observer),
+        )
+        .await
+    }
+
+    async fn pull_within(
         &self,
         reference: &Reference,
         platform: &Platform,
@@ -272,7 +299,7 @@ impl RegistryClient {
                     message: e.to_string(),
                 })?;
             let child = self
-                .fetch_manifest_at(&endpoint, &child_ref, child_digest.as_str())
+                .fetch_manifest_at(&endpoint, &child_ref, child_digest.as_str(), desc.size())
                 .await?;
             if child.bytes.len() as u64 != desc.size() {
                 return Err(crate::ImageError::SizeMismatch {
@@ -301,6 +328,19 @@ impl RegistryClient {
     /// As [`RegistryClient::fetch_manifest`], plus a config that does not
     /// match its digest or does not parse.
     pub async fn fetch_config(
+        &self,
+        reference: &Reference,
+        platform: &Platform,
+    ) -> Result<crate::ResolvedConfig> {
+        let this = self.operation();
+        this.within(
+            &format!("fetching the config of {reference}"),
+            this.fetch_config_within(reference, platform),
+        )
+        .await
+    }
+
+    async fn fetch_config_within(
         &self,
         reference: &Reference,
         platform: &Platform,
@@ -334,6 +374,18 @@ impl RegistryClient {
     /// As [`RegistryClient::fetch_manifest`], plus [`RegistryError::Protocol`]
     /// for an index, and a digest mismatch of the config.
     pub async fn fetch_artifact(
+        &self,
+        reference: &Reference,
+    ) -> Result<(FetchedManifest, Vec<u8>)> {
+        let this = self.operation();
+        this.within(
+            &format!("fetching {reference}"),
+            this.fetch_artifact_within(reference),
+        )
+        .await
+    }
+
+    async fn fetch_artifact_within(
         &self,
         reference: &Reference,
     ) -> Result<(FetchedManifest, Vec<u8>)> {
@@ -372,14 +424,20 @@ impl RegistryClient {
         if store.exists(digest) {
             return Ok(());
         }
-        let endpoint = self.endpoint(reference.registry_host());
-        let transfer = self.transfer(
+        let this = self.operation();
+        let endpoint = this.endpoint(reference.registry_host());
+        let transfer = this.transfer(
             &endpoint,
             reference.repository(),
             store,
             Arc::new(super::NoProgress),
         );
-        transfer.fetch_blob(digest, size).await.map(|_| ())
+        this.within(
+            &format!("downloading {digest}"),
+            transfer.fetch_blob(digest, size),
+        )
+        .await
+        .map(|_| ())
     }
 
     /// A config blob's bytes (at most [`MAX_CONFIG_SIZE`], and `size` as
@@ -399,7 +457,16 @@ impl RegistryClient {
         if !response.status().is_success() {
             return Err(Self::status_error(&request, response).await);
         }
-        let bytes = bounded_body(&request, response, "config", digest.as_str(), size).await?;
+        let bytes = self
+            .bounded_body(
+                endpoint,
+                &request,
+                response,
+                "config",
+                digest.as_str(),
+                size,
+            )
+            .await?;
         if bytes.len() as u64 != size {
             return Err(crate::ImageError::SizeMismatch {
                 field: "config.size".into(),
@@ -437,7 +504,8 @@ impl Transfer {
         let scopes = pull_scope(repo);
         let mut writer = store.writer()?;
         let mut received = 0u64;
-        let mut failures = 0u32;
+        let budget = client.budget();
+        let mut backoffs = 0u32;
         observer.blob_started(digest, size);
         'attempts: loop {
             let offset = writer.written();
@@ -464,14 +532,19 @@ impl Transfer {
                 }
                 _ => return Err(RegistryClient::status_error(&request, response).await),
             }
+            let declared = response
+                .headers()
+                .get(CONTENT_LENGTH)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse::<u64>().ok());
+            if declared.is_some_and(|d| d > size - writer.written()) {
+                return Err(oversized(&url, digest, size));
+            }
             loop {
                 match response.chunk().await {
                     Ok(Some(chunk)) => {
                         if writer.written() + chunk.len() as u64 > size {
-                            return Err(RegistryError::Protocol {
-                                url,
-                                message: format!("blob {digest} is larger than the {size} bytes its descriptor says; the download was discarded"),
-                            });
+                            return Err(oversized(&url, digest, size));
                         }
                         writer.write_all(&chunk).map_err(|e| {
                             RegistryError::Store(StoreError::Io {
@@ -481,19 +554,26 @@ impl Transfer {
                             })
                         })?;
                         received += chunk.len() as u64;
+                        if !chunk.is_empty() {
+                            // A resumed download moves on: the budget is
+                            // for failures in a row, not for a blob's size.
+                            budget.progress();
+                        }
                         observer.blob_progress(digest, writer.written(), size);
                     }
                     Ok(None) => break 'attempts,
                     Err(source) => {
-                        if failures >= client.options().retries {
-                            return Err(RegistryError::Http {
-                                method: "GET".into(),
-                                url,
+                        let wait = client.backoff(backoffs);
+                        if budget.would_pass_deadline(wait) || !budget.take_retry() {
+                            return Err(client.transport_error(
+                                endpoint,
+                                &request,
                                 source,
-                            });
+                                budget.attempts(),
+                            ));
                         }
-                        tokio::time::sleep(client.backoff(failures)).await;
-                        failures += 1;
+                        tokio::time::sleep(wait).await;
+                        backoffs += 1;
                         continue 'attempts;
                     }
                 }
@@ -522,37 +602,49 @@ impl Transfer {
     }
 }
 
-/// A response body of at most `limit` bytes: a larger `Content-Length` is
-/// refused before reading, and reading stops once the body passes `limit`.
-async fn bounded_body(
-    request: &Request,
-    mut response: reqwest::Response,
-    what: &'static str,
-    name: &str,
-    limit: u64,
-) -> Result<Vec<u8>> {
-    let declared = response
-        .headers()
-        .get(CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    if let Some(declared) = declared {
-        check_size(what, name, declared, limit)?;
+/// The error for a blob body longer than its descriptor's size.
+fn oversized(url: &str, digest: &Digest, size: u64) -> RegistryError {
+    RegistryError::Protocol {
+        url: url.to_string(),
+        message: format!(
+            "blob {digest} is larger than the {size} bytes its descriptor says; the download was discarded"
+        ),
     }
-    let mut body = Vec::new();
-    loop {
-        match response.chunk().await {
-            Ok(Some(chunk)) => {
-                body.extend_from_slice(&chunk);
-                check_size(what, name, body.len() as u64, limit)?;
-            }
-            Ok(None) => return Ok(body),
-            Err(source) => {
-                return Err(RegistryError::Http {
-                    method: request.method.to_string(),
-                    url: request.url.clone(),
-                    source,
-                })
+}
+
+impl RegistryClient {
+    /// A response body of at most `limit` bytes: a larger `Content-Length`
+    /// is refused before reading, and reading stops once the body passes
+    /// `limit`.
+    async fn bounded_body(
+        &self,
+        endpoint: &Endpoint,
+        request: &Request,
+        mut response: reqwest::Response,
+        what: &'static str,
+        name: &str,
+        limit: u64,
+    ) -> Result<Vec<u8>> {
+        let declared = response
+            .headers()
+            .get(CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        if let Some(declared) = declared {
+            check_size(what, name, declared, limit)?;
+        }
+        let mut body = Vec::new();
+        loop {
+            match response.chunk().await {
+                Ok(Some(chunk)) => {
+                    check_size(what, name, (body.len() + chunk.len()) as u64, limit)?;
+                    body.extend_from_slice(&chunk);
+                }
+                Ok(None) => return Ok(body),
+                Err(source) => {
+                    let attempts = self.op.as_ref().map_or(1, |op| op.attempts());
+                    return Err(self.transport_error(endpoint, request, source, attempts));
+                }
             }
         }
     }

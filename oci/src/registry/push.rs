@@ -54,6 +54,21 @@ impl RegistryClient {
         target: &Reference,
         observer: Arc<dyn TransferObserver>,
     ) -> Result<PushReport> {
+        let this = self.operation();
+        this.within(
+            &format!("pushing {target}"),
+            this.push_within(store, digest, target, observer),
+        )
+        .await
+    }
+
+    async fn push_within(
+        &self,
+        store: &LocalStore,
+        digest: &Digest,
+        target: &Reference,
+        observer: Arc<dyn TransferObserver>,
+    ) -> Result<PushReport> {
         // Held so a concurrent `kiln prune` cannot delete what is being
         // pushed (a re-labelled manifest has no name of its own).
         let _lease = store.lease()?;
@@ -201,14 +216,20 @@ impl RegistryClient {
 impl Transfer {
     /// Makes one blob present in `repo`, retrying the whole upload after
     /// transient failures (an upload session does not survive a registry
-    /// restart).
+    /// restart). These retries draw on the same budget as the requests
+    /// inside, so they never multiply.
     async fn push_blob(&self, digest: &Digest, size: u64) -> Result<BlobOutcome> {
         let client = &self.client;
+        let budget = client.budget();
         let mut attempt = 0;
         loop {
             match self.push_blob_once(digest, size).await {
-                Err(e) if attempt < client.options().retries && is_transient(&e) => {
-                    tokio::time::sleep(client.backoff(attempt)).await;
+                Err(e) if is_transient(&e) => {
+                    let wait = client.backoff(attempt);
+                    if budget.would_pass_deadline(wait) || !budget.take_retry() {
+                        return Err(e);
+                    }
+                    tokio::time::sleep(wait).await;
                     attempt += 1;
                 }
                 other => return other,
@@ -354,7 +375,7 @@ fn collect(
 
 fn is_transient(e: &RegistryError) -> bool {
     match e {
-        RegistryError::Http { .. } => true,
+        RegistryError::Http { .. } | RegistryError::Timeout { .. } => true,
         RegistryError::Status { status, .. } => *status >= 500 || *status == 429 || *status == 404,
         _ => false,
     }
