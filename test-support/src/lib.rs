@@ -7,6 +7,9 @@
 //!   drop; [`Registry::seed_busybox`] pushes the busybox base to it.
 //! - [`FakeRegistry`]: a read-only registry that serves exactly what a test
 //!   put in it, however wrong, and fails or cuts requests on command.
+//! - [`FaultProxy`]: a proxy in front of a [`Registry`] that stalls,
+//!   trickles, oversends, cuts, redirects or answers statuses (with
+//!   `Retry-After`) on command, and counts requests.
 //! - [`skopeo`], [`umoci`] (and their `_ok` forms): the independent tools
 //!   tests read kiln's outputs back with. [`require_tool`] fails a test
 //!   whose tool is missing: tests never skip silently.
@@ -36,6 +39,7 @@
 
 pub mod bases;
 mod fake;
+mod fault_proxy;
 mod http;
 mod registry;
 mod tarball;
@@ -44,6 +48,7 @@ mod tools;
 
 pub use bases::{BUSYBOX_CONFIG, BUSYBOX_DIGEST, BUSYBOX_LAYER, BUSYBOX_LAYOUT};
 pub use fake::{sha256_digest, FakeRegistry};
+pub use fault_proxy::{Fault, FaultProxy, RetryAfter, Seen};
 pub use http::raw_request;
 pub use registry::{Auth, Registry};
 pub use tarball::{layer_listing, layer_tars, TarBuilder};

@@ -344,6 +344,19 @@ impl RegistryClient {
         }
     }
 
+    /// Awaits `work` until the operation's deadline, if any; `doing` says
+    /// what it was in the error.
+    pub(crate) async fn bounded<F: std::future::Future>(
+        &self,
+        doing: impl FnOnce() -> String,
+        work: F,
+    ) -> Result<F::Output> {
+        match &self.op {
+            Some(op) => op.bounded(doing, work).await,
+            None => Ok(work.await),
+        }
+    }
+
     /// The operation's budget (a fresh one for a client that serves none).
     pub(crate) fn budget(&self) -> Arc<Operation> {
         match &self.op {
@@ -397,7 +410,8 @@ impl RegistryClient {
             if let Some(body) = &request.body {
                 builder = builder.body(body.to_reqwest().await?);
             }
-            let result = builder.send().await;
+            let what = || doing(request.method.as_str(), &request.url);
+            let result = self.bounded(what, builder.send()).await?;
             let (retryable, asked) = match &result {
                 Ok(r) => {
                     let status = r.status();
@@ -420,11 +434,24 @@ impl RegistryClient {
             };
             if retry && retryable {
                 let wait = asked.unwrap_or_else(|| self.backoff(backoffs));
-                if !budget.would_pass_deadline(wait) && budget.take_retry() {
+                if budget.would_pass_deadline(wait) {
+                    budget.take_retry();
+                    let status = result.as_ref().map(|r| r.status().as_u16()).ok();
+                    let mut told = what();
+                    if let (Some(asked), Some(status)) = (asked, status) {
+                        told.push_str(&format!(
+                            "; {} answered {status} and asked to retry in {} s",
+                            endpoint.host,
+                            asked.as_secs()
+                        ));
+                    }
+                    return Err(budget.expired(told));
+                }
+                if budget.take_retry() {
                     if asked.is_none() {
                         backoffs += 1;
                     }
-                    tokio::time::sleep(wait).await;
+                    self.bounded(what, tokio::time::sleep(wait)).await?;
                     continue;
                 }
             }

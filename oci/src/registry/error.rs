@@ -42,12 +42,14 @@ pub enum RegistryError {
         attempts: u32,
     },
     /// The overall deadline of a pull or push ran out.
-    #[error("{operation} did not finish within the {} deadline; {attempts} failed attempt{}", secs(*seconds), if *attempts == 1 { "" } else { "s" })]
+    #[error("{operation} did not finish within the {} deadline (it was {doing}); {attempts} failed attempt{}", secs(*seconds), if *attempts == 1 { "" } else { "s" })]
     Deadline {
-        /// `pull docker.io/library/busybox:latest`.
+        /// `pulling docker.io/library/busybox:latest`.
         operation: String,
         /// The deadline, in seconds.
         seconds: f64,
+        /// What was under way (`downloading sha256:…`).
+        doing: String,
         /// Failed attempts before it ran out.
         attempts: u32,
     },

@@ -5,6 +5,7 @@
 
 use super::error::{RegistryError, Result};
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant, SystemTime};
 
 /// The retry budget and deadline of one operation.
@@ -18,7 +19,14 @@ pub(crate) struct Operation {
     failed: AtomicU32,
     /// When the operation must be over, if ever, and how long it had.
     deadline: Option<(Instant, Duration)>,
+    /// What the operation is (`pulling host/repo:tag`), for messages.
+    name: OnceLock<String>,
 }
+
+/// How long after its deadline an operation is dropped outright, should
+/// a step not watch the deadline itself (every network wait does, so its
+/// transfers end cleanly and leave no temporaries).
+const BACKSTOP: Duration = Duration::from_secs(2);
 
 impl Operation {
     /// A fresh budget of `limit` retries, ending `deadline` from now.
@@ -28,6 +36,7 @@ impl Operation {
             used: AtomicU32::new(0),
             failed: AtomicU32::new(0),
             deadline: deadline.map(|d| (Instant::now() + d, d)),
+            name: OnceLock::new(),
         }
     }
 
@@ -58,21 +67,49 @@ impl Operation {
             .is_some_and(|(d, _)| Instant::now() + wait >= d)
     }
 
-    /// Runs `work` within the deadline, if there is one.
+    /// The error for a deadline that ran out while `doing`.
+    pub(crate) fn expired(&self, doing: String) -> RegistryError {
+        RegistryError::Deadline {
+            operation: self
+                .name
+                .get()
+                .cloned()
+                .unwrap_or_else(|| "the registry operation".into()),
+            seconds: self.deadline.map_or(0.0, |(_, d)| d.as_secs_f64()),
+            doing,
+            attempts: self.failed.load(Ordering::SeqCst),
+        }
+    }
+
+    /// Awaits `work` until the deadline, if there is one.
+    pub(crate) async fn bounded<F: std::future::Future>(
+        &self,
+        doing: impl FnOnce() -> String,
+        work: F,
+    ) -> Result<F::Output> {
+        match self.deadline {
+            Some((deadline, _)) => tokio::time::timeout_at(deadline.into(), work)
+                .await
+                .map_err(|_| self.expired(doing())),
+            None => Ok(work.await),
+        }
+    }
+
+    /// Runs `work`, the operation called `name`, within the deadline, if
+    /// there is one (a backstop: the steps inside watch it themselves).
     pub(crate) async fn within<T>(
         &self,
-        operation: &str,
+        name: &str,
         work: impl std::future::Future<Output = Result<T>>,
     ) -> Result<T> {
+        let _ = self.name.set(name.to_string());
         match self.deadline {
-            Some((deadline, total)) => match tokio::time::timeout_at(deadline.into(), work).await {
-                Ok(done) => done,
-                Err(_) => Err(RegistryError::Deadline {
-                    operation: operation.to_string(),
-                    seconds: total.as_secs_f64(),
-                    attempts: self.attempts(),
-                }),
-            },
+            Some((deadline, _)) => {
+                match tokio::time::timeout_at((deadline + BACKSTOP).into(), work).await {
+                    Ok(done) => done,
+                    Err(_) => Err(self.expired("finishing".into())),
+                }
+            }
             None => work.await,
         }
     }

@@ -541,7 +541,10 @@ impl Transfer {
                 return Err(oversized(&url, digest, size));
             }
             loop {
-                match response.chunk().await {
+                let next = client
+                    .bounded(|| format!("downloading {digest}"), response.chunk())
+                    .await?;
+                match next {
                     Ok(Some(chunk)) => {
                         if writer.written() + chunk.len() as u64 > size {
                             return Err(oversized(&url, digest, size));
@@ -572,7 +575,9 @@ impl Transfer {
                                 budget.attempts(),
                             ));
                         }
-                        tokio::time::sleep(wait).await;
+                        client
+                            .bounded(|| format!("downloading {digest}"), tokio::time::sleep(wait))
+                            .await?;
                         backoffs += 1;
                         continue 'attempts;
                     }
@@ -635,7 +640,10 @@ impl RegistryClient {
         }
         let mut body = Vec::new();
         loop {
-            match response.chunk().await {
+            let next = self
+                .bounded(|| format!("reading the {what} {name}"), response.chunk())
+                .await?;
+            match next {
                 Ok(Some(chunk)) => {
                     check_size(what, name, (body.len() + chunk.len()) as u64, limit)?;
                     body.extend_from_slice(&chunk);

@@ -229,7 +229,9 @@ impl Transfer {
                     if budget.would_pass_deadline(wait) || !budget.take_retry() {
                         return Err(e);
                     }
-                    tokio::time::sleep(wait).await;
+                    client
+                        .bounded(|| format!("uploading {digest}"), tokio::time::sleep(wait))
+                        .await?;
                     attempt += 1;
                 }
                 other => return other,
