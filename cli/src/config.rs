@@ -19,12 +19,20 @@
 //!
 //! [gc]
 //! max-storage = "10GB"      # pruned back to this after each build
+//!
+//! [registry-defaults]      # every registry request, pull and push
+//! connect-timeout = "15s"   # opening a connection
+//! timeout = "30s"           # no data for this long fails a request
+//! deadline = "10m"          # a whole pull or push (none by default)
+//! retries = 5               # one budget per pull or push
+//! max-retry-after = "60s"   # longest Retry-After honoured
 //! ```
 
 use anyhow::{Context, Result};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 /// The whole config file.
 #[derive(Debug, Default, Deserialize)]
@@ -43,6 +51,9 @@ pub struct Config {
     /// Build-cache garbage collection.
     #[serde(default)]
     gc: GcConfig,
+    /// Timeouts and retries of every registry request.
+    #[serde(default, rename = "registry-defaults")]
+    registry_defaults: RegistryDefaults,
     /// The values above, checked.
     #[serde(skip)]
     pub checked: Checked,
@@ -57,6 +68,62 @@ struct GcConfig {
     max_storage: Option<toml::Value>,
 }
 
+/// The `[registry-defaults]` table, as written (durations are strings
+/// such as `"30s"` or whole seconds).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct RegistryDefaults {
+    connect_timeout: Option<toml::Value>,
+    timeout: Option<toml::Value>,
+    deadline: Option<toml::Value>,
+    retries: Option<toml::Value>,
+    max_retry_after: Option<toml::Value>,
+}
+
+/// `[registry-defaults]`, checked; `None` keeps kiln's default.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct RegistryTimeouts {
+    /// `connect-timeout`.
+    pub connect_timeout: Option<Duration>,
+    /// `timeout`: how long a response may send no data.
+    pub timeout: Option<Duration>,
+    /// `deadline`: how long a whole pull or push may take.
+    pub deadline: Option<Duration>,
+    /// `retries`: the retry budget of one pull or push.
+    pub retries: Option<u32>,
+    /// `max-retry-after`.
+    pub max_retry_after: Option<Duration>,
+}
+
+/// A positive duration: `"30s"`, `"1m 30s"` or whole seconds.
+pub fn parse_duration(value: &str) -> std::result::Result<Duration, String> {
+    let value = value.trim();
+    let d = match value.parse::<u64>() {
+        Ok(secs) => Duration::from_secs(secs),
+        Err(_) => humantime::parse_duration(value).map_err(|e| e.to_string())?,
+    };
+    if d.is_zero() {
+        return Err("must be more than zero".into());
+    }
+    Ok(d)
+}
+
+fn duration_key(
+    key: &str,
+    v: &Option<toml::Value>,
+) -> std::result::Result<Option<Duration>, String> {
+    match v {
+        None => Ok(None),
+        Some(toml::Value::String(s)) => parse_duration(s)
+            .map(Some)
+            .map_err(|e| format!("registry-defaults.{key} = {s:?}: {e}")),
+        Some(toml::Value::Integer(n)) if *n > 0 => Ok(Some(Duration::from_secs(n.unsigned_abs()))),
+        Some(v) => Err(format!(
+            "registry-defaults.{key} = {v}: expected a duration such as \"30s\" or a number of seconds"
+        )),
+    }
+}
+
 /// kiln's own keys, checked, and the file they came from.
 #[derive(Debug, Default, Clone)]
 pub struct Checked {
@@ -68,6 +135,8 @@ pub struct Checked {
     pub jobs: Option<usize>,
     /// `gc.max-storage` in bytes.
     pub max_storage: Option<u64>,
+    /// `[registry-defaults]`.
+    pub registry: RegistryTimeouts,
 }
 
 /// Settings for one registry host.
@@ -137,11 +206,32 @@ impl Config {
                 ))
             }
         };
+        let d = &self.registry_defaults;
+        let retries = match &d.retries {
+            None => None,
+            Some(toml::Value::Integer(n)) if *n >= 0 => Some(
+                u32::try_from(*n)
+                    .map_err(|_| format!("registry-defaults.retries = {n}: too large"))?,
+            ),
+            Some(v) => {
+                return Err(format!(
+                    "registry-defaults.retries = {v}: expected a whole number of at least 0"
+                ))
+            }
+        };
+        let registry = RegistryTimeouts {
+            connect_timeout: duration_key("connect-timeout", &d.connect_timeout)?,
+            timeout: duration_key("timeout", &d.timeout)?,
+            deadline: duration_key("deadline", &d.deadline)?,
+            retries,
+            max_retry_after: duration_key("max-retry-after", &d.max_retry_after)?,
+        };
         Ok(Checked {
             path: Some(path.to_path_buf()),
             runtime,
             jobs,
             max_storage,
+            registry,
         })
     }
 

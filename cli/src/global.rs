@@ -1,5 +1,6 @@
 //! Options every command shares (`--root`, `--config`,
-//! `--insecure-registry`) and the objects built from them.
+//! `--insecure-registry`, `--registry-timeout`, `--registry-deadline`) and
+//! the objects built from them.
 
 use crate::config::Config;
 use anyhow::{Context, Result};
@@ -22,6 +23,14 @@ pub struct GlobalArgs {
     /// Loopback registries always are.
     #[arg(long = "insecure-registry", global = true, value_name = "HOST")]
     pub insecure_registries: Vec<String>,
+    /// Fail a registry request that sends no data for this long (`30s`,
+    /// `2m`; default 30s, or `timeout` in `[registry-defaults]`).
+    #[arg(long = "registry-timeout", global = true, env = "KILN_REGISTRY_TIMEOUT", value_name = "DURATION", value_parser = crate::config::parse_duration)]
+    pub registry_timeout: Option<std::time::Duration>,
+    /// Fail a whole pull or push that takes longer than this, retries
+    /// included (default none, or `deadline` in `[registry-defaults]`).
+    #[arg(long = "registry-deadline", global = true, env = "KILN_REGISTRY_DEADLINE", value_name = "DURATION", value_parser = crate::config::parse_duration)]
+    pub registry_deadline: Option<std::time::Duration>,
 }
 
 impl GlobalArgs {
@@ -41,16 +50,27 @@ impl GlobalArgs {
         Config::load(self.config.as_deref())
     }
 
-    /// A registry client with the config's mirrors and insecure registries
-    /// and the user's Docker credentials.
+    /// A registry client with the config's mirrors, insecure registries
+    /// and `[registry-defaults]` (the timeout flags win), and the user's
+    /// Docker credentials.
     pub fn registry(&self) -> Result<RegistryClient> {
         let config = Config::load(self.config.as_deref())?;
         let mut insecure = config.insecure_registries();
         insecure.extend(self.insecure_registries.iter().cloned());
+        let defaults = RegistryOptions::default();
+        let set = &config.checked.registry;
         let options = RegistryOptions {
             insecure_registries: insecure,
             mirrors: config.mirrors(),
-            ..RegistryOptions::default()
+            connect_timeout: set.connect_timeout.unwrap_or(defaults.connect_timeout),
+            progress_timeout: self
+                .registry_timeout
+                .or(set.timeout)
+                .unwrap_or(defaults.progress_timeout),
+            deadline: self.registry_deadline.or(set.deadline),
+            retries: set.retries.unwrap_or(defaults.retries),
+            max_retry_after: set.max_retry_after.unwrap_or(defaults.max_retry_after),
+            ..defaults
         };
         let credentials = DockerConfig::load_default().context("reading Docker credentials")?;
         Ok(RegistryClient::new(options, Box::new(credentials))?)
