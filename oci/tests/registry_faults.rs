@@ -257,11 +257,14 @@ async fn a_trickle_within_the_progress_timeout_is_stopped_by_the_deadline() {
     assert!(matches!(err, RegistryError::Deadline { .. }), "{err:?}");
     assert!(
         message.starts_with(&format!(
-            "pulling {} did not finish within the 3 s deadline (it was downloading {BUSYBOX_LAYER})",
-            busybox_at(&proxy)
+            "the 3 s deadline passed while downloading {BUSYBOX_LAYER}; "
         )),
         "{message}"
     );
+    let RegistryError::Deadline { operation, .. } = &err else {
+        unreachable!()
+    };
+    assert_eq!(operation, &format!("pulling {}", busybox_at(&proxy)));
     assert_eq!(proxy.count(Some("GET"), BUSYBOX_LAYER), 1);
     assert_eq!(temporaries(&store), 0);
 }
@@ -450,4 +453,39 @@ async fn redirected_blobs_are_followed_to_the_registry() {
     assert_eq!(redirected, 2);
     assert_eq!(report.fetched, 2);
     assert_eq!(corrupt_blobs(&store), 0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_push_cut_at_its_upload_names_the_upload_url_once_and_short() {
+    let (_registry, proxy) = setup();
+    proxy.add(Some("PUT"), "/blobs/uploads/", Fault::Close, None);
+    let client = client(RegistryOptions {
+        retries: 1,
+        ..options()
+    });
+    let (_d, store) = busybox_store();
+    let target = Reference::parse(&format!("{}/kiln/busybox:1", proxy.host())).expect("ref");
+    let err = tokio::time::timeout(
+        HANG_GUARD,
+        client.push(&store, &digest(BUSYBOX_DIGEST), &target, no_progress()),
+    )
+    .await
+    .expect("the push hung")
+    .expect_err("a push whose uploads are cut fails");
+    // The whole chain, as the cli prints it.
+    let mut chain = err.to_string();
+    let mut source = std::error::Error::source(&err);
+    while let Some(s) = source {
+        chain.push_str(&format!(": {s}"));
+        source = s.source();
+    }
+    let puts = proxy.count(Some("PUT"), "/blobs/uploads/");
+    eprintln!(
+        "cut upload: {puts} PUTs, message of {} characters: {chain}",
+        chain.len()
+    );
+    assert!(matches!(err, RegistryError::Http { .. }), "{err:?}");
+    assert_eq!(chain.matches("/blobs/uploads/").count(), 1, "{chain}");
+    assert!(chain.len() < 300, "{chain}");
+    assert!(chain.contains("_state="), "{chain}");
 }

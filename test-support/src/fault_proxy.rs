@@ -49,6 +49,8 @@ pub enum Fault {
     CutAfter(usize),
     /// Answer `307` pointing at the same path on the registry itself.
     Redirect,
+    /// Read the request and close the connection without answering.
+    Close,
 }
 
 /// A `Retry-After` value.
@@ -267,6 +269,10 @@ fn serve(shared: &Shared, mut client: TcpStream) -> std::io::Result<()> {
         fault: fault.as_ref().map(|f| format!("{f:?}")),
     });
     match &fault {
+        Some(Fault::Close) => {
+            let _ = client.shutdown(Shutdown::Both);
+            return Ok(());
+        }
         Some(Fault::Stall) => {
             while !shared.stop.load(Ordering::SeqCst) {
                 thread::sleep(Duration::from_millis(50));
@@ -300,7 +306,9 @@ fn serve(shared: &Shared, mut client: TcpStream) -> std::io::Result<()> {
         _ => {}
     }
     let mut upstream = TcpStream::connect(&shared.upstream)?;
-    let request_head = rewrite(&head, &["host"], &[format!("Host: {}", shared.upstream)]);
+    // The client's Host stays, so the registry's Location headers (upload
+    // sessions) point back at the proxy.
+    let request_head = rewrite(&head, &[], &[]);
     upstream.write_all(request_head.as_bytes())?;
     upstream.write_all(&body)?;
     let (response_head, mut rest) = read_head(&mut upstream)?;

@@ -41,8 +41,9 @@ pub enum RegistryError {
         /// Attempts made.
         attempts: u32,
     },
-    /// The overall deadline of a pull or push ran out.
-    #[error("{operation} did not finish within the {} deadline (it was {doing}); {attempts} failed attempt{}", secs(*seconds), if *attempts == 1 { "" } else { "s" })]
+    /// The overall deadline of a pull or push ran out. The message leaves
+    /// the operation out, as callers name it already (`pulling X: ...`).
+    #[error("the {} deadline passed while {doing}; {attempts} failed attempt{}", secs(*seconds), if *attempts == 1 { "" } else { "s" })]
     Deadline {
         /// `pulling docker.io/library/busybox:latest`.
         operation: String,

@@ -129,8 +129,8 @@ pub(crate) fn retry_after(value: Option<&str>, cap: Duration) -> Option<Duration
     Some(wait.min(cap))
 }
 
-/// `url` with long query values (an upload's `_state=...`) cut to a few
-/// characters, for messages.
+/// `url` with long query values (an upload's `_state=...`, but not its
+/// `digest`) cut to a few characters, for messages.
 pub(crate) fn short_url(url: &str) -> String {
     let Some((base, query)) = url.split_once('?') else {
         return url.to_string();
@@ -138,7 +138,7 @@ pub(crate) fn short_url(url: &str) -> String {
     let parts: Vec<String> = query
         .split('&')
         .map(|pair| match pair.split_once('=') {
-            Some((k, v)) if v.len() > 24 => {
+            Some((k, v)) if v.len() > 24 && k != "digest" => {
                 let cut: String = v.chars().take(8).collect();
                 format!("{k}={cut}…")
             }
