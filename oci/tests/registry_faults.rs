@@ -400,6 +400,11 @@ async fn an_always_failing_registry_gets_one_retry_budget_per_operation() {
     let pull_requests = proxy.count(None, "/v2/") - push_requests;
     eprintln!("always-500 pull: {pull_requests} requests; {err}");
     assert_eq!(pull_requests, retries as usize + 1);
+    assert!(
+        err.to_string()
+            .ends_with(&format!(": 500; {} attempts", retries + 1)),
+        "{err}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

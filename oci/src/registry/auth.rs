@@ -330,6 +330,7 @@ async fn fetch_token(
             url: realm.to_string(),
             status: status.as_u16(),
             detail: super::error::error_detail(&body),
+            attempts: 1,
         });
     }
     let parsed: TokenResponse =

@@ -545,7 +545,7 @@ impl RegistryClient {
         if response.status().is_success() {
             Ok(())
         } else {
-            Err(Self::status_error(&request, response).await)
+            Err(self.status_error(&request, response).await)
         }
     }
 
@@ -574,8 +574,13 @@ impl RegistryClient {
     }
 
     /// Turns an unexpected response into an error carrying the registry's
-    /// own error message.
-    pub(crate) async fn status_error(request: &Request, response: Response) -> RegistryError {
+    /// own error message and the operation's failed attempts.
+    pub(crate) async fn status_error(
+        &self,
+        request: &Request,
+        response: Response,
+    ) -> RegistryError {
+        let attempts = self.op.as_ref().map_or(1, |op| op.attempts());
         let status = response.status().as_u16();
         let body = response.bytes().await.unwrap_or_default();
         RegistryError::Status {
@@ -583,6 +588,7 @@ impl RegistryClient {
             url: short_url(&request.url),
             status,
             detail: error_detail(&body),
+            attempts,
         }
     }
 }

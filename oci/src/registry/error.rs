@@ -55,7 +55,7 @@ pub enum RegistryError {
         attempts: u32,
     },
     /// The registry answered with an unexpected status.
-    #[error("{method} {url}: {status}{}", if detail.is_empty() { String::new() } else { format!(": {detail}") })]
+    #[error("{method} {url}: {status}{}{}", if detail.is_empty() { String::new() } else { format!(": {detail}") }, if *attempts > 1 { format!("; {attempts} attempts") } else { String::new() })]
     Status {
         /// The HTTP method.
         method: String,
@@ -65,6 +65,9 @@ pub enum RegistryError {
         status: u16,
         /// The registry's error codes and messages, if it gave any.
         detail: String,
+        /// Attempts the operation made that failed (shown when more than
+        /// one).
+        attempts: u32,
     },
     /// The registry requires credentials and none were found, or those
     /// found were refused.

@@ -117,7 +117,7 @@ impl RegistryClient {
             });
         }
         if !response.status().is_success() {
-            return Err(Self::status_error(&request, response).await);
+            return Err(self.status_error(&request, response).await);
         }
         let content_type = response
             .headers()
@@ -455,7 +455,7 @@ impl RegistryClient {
             .send(endpoint, &pull_scope(repo), &request, true)
             .await?;
         if !response.status().is_success() {
-            return Err(Self::status_error(&request, response).await);
+            return Err(self.status_error(&request, response).await);
         }
         let bytes = self
             .bounded_body(
@@ -528,9 +528,10 @@ impl Transfer {
                         url,
                         status: 404,
                         detail: format!("blob {digest} is unknown to the registry"),
+                        attempts: 1,
                     })
                 }
-                _ => return Err(RegistryClient::status_error(&request, response).await),
+                _ => return Err(client.status_error(&request, response).await),
             }
             let declared = response
                 .headers()

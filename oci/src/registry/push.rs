@@ -165,7 +165,7 @@ impl RegistryClient {
             .send(endpoint, &push_scope(repo), &request, true)
             .await?;
         if !response.status().is_success() {
-            return Err(Self::status_error(&request, response).await);
+            return Err(self.status_error(&request, response).await);
         }
         if let Some(d) = response
             .headers()
@@ -292,7 +292,7 @@ impl Transfer {
                 .header(CONTENT_LENGTH, "0");
                 let response = client.send(endpoint, &scopes, &request, false).await?;
                 if response.status() != StatusCode::ACCEPTED {
-                    return Err(RegistryClient::status_error(&request, response).await);
+                    return Err(client.status_error(&request, response).await);
                 }
                 client.upload_location(endpoint, &request, &response)?
             }
@@ -322,7 +322,7 @@ impl Transfer {
                 .body(range(offset, chunk));
             let response = client.send(endpoint, &scopes, &request, false).await?;
             if response.status() != StatusCode::ACCEPTED {
-                return Err(RegistryClient::status_error(&request, response).await);
+                return Err(client.status_error(&request, response).await);
             }
             location = client.upload_location(endpoint, &request, &response)?;
             offset += chunk;
@@ -345,7 +345,7 @@ impl Transfer {
         }
         let response = client.send(endpoint, &scopes, &request, false).await?;
         if response.status() != StatusCode::CREATED {
-            return Err(RegistryClient::status_error(&request, response).await);
+            return Err(client.status_error(&request, response).await);
         }
         observer.blob_progress(digest, size, size);
         Ok(BlobOutcome::Uploaded)
