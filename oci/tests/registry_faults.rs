@@ -494,3 +494,54 @@ async fn a_push_cut_at_its_upload_names_the_upload_url_once_and_short() {
     assert!(chain.len() < 300, "{chain}");
     assert!(chain.contains("_state="), "{chain}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_oversent_child_manifest_is_refused_by_its_descriptor_size() {
+    let (_registry, proxy) = setup();
+    let (_d, store) = busybox_store();
+    let child = digest(BUSYBOX_DIGEST);
+    let bytes = store.read(&child).expect("busybox manifest");
+    let media_type = serde_json::from_slice::<serde_json::Value>(&bytes).expect("json")
+        ["mediaType"]
+        .as_str()
+        .unwrap_or("application/vnd.oci.image.manifest.v1+json")
+        .to_string();
+    let index = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.index.v1+json",
+        "manifests": [{
+            "mediaType": media_type,
+            "digest": BUSYBOX_DIGEST,
+            "size": bytes.len(),
+            "platform": {"architecture": "amd64", "os": "linux"}
+        }]
+    });
+    let index_digest = store
+        .write_blob(index.to_string().as_bytes(), None)
+        .expect("index");
+    let client = client(options());
+    let target = Reference::parse(&format!("{}/kiln/index:1", proxy.host())).expect("ref");
+    client
+        .push(&store, &index_digest, &target, no_progress())
+        .await
+        .expect("push the index");
+    proxy.add(
+        Some("GET"),
+        &format!("/manifests/{BUSYBOX_DIGEST}"),
+        Fault::Oversend {
+            extra: 64 * 1024,
+            declare: true,
+        },
+        Some(1),
+    );
+    let (_d2, empty) = empty_store();
+    let err = pull(&client, &target, &empty)
+        .await
+        .expect_err("an oversent child manifest fails the pull");
+    eprintln!("oversent child manifest: {err}");
+    assert!(
+        err.to_string()
+            .contains(&format!("kiln reads at most {}", bytes.len())),
+        "{err}"
+    );
+}
