@@ -2,8 +2,11 @@
 //!
 //! [`RegistryClient`] resolves tags and indexes, downloads and uploads blobs
 //! in parallel (bounded by [`RegistryOptions::max_concurrent_transfers`]),
-//! retries transient failures with backoff, and answers `WWW-Authenticate`
-//! challenges with credentials from a [`CredentialProvider`].
+//! retries transient failures with backoff or as `Retry-After` asks, from
+//! one retry budget per pull or push, bounds every request by a connect
+//! and a progress timeout and a whole operation by an optional deadline,
+//! and answers `WWW-Authenticate` challenges with credentials from a
+//! [`CredentialProvider`].
 
 mod auth;
 pub(crate) mod challenge;
