@@ -237,13 +237,16 @@ impl LocalStore {
 
 /// The process that made a store temporary, from its name: ingest files
 /// are `<pid>-…` (`ingest` true), every other temporary carries
-/// `tmp-<pid>` (`tmp-<pid>-…`, `….tmp-<pid>…`). `None` for a name without
-/// a pid (`.tmpXXXXXX` staging directories).
+/// `tmp-<pid>` (`tmp-<pid>-…`, `….tmp-<pid>…`) or is an overlay work
+/// directory `work-<pid>-…`. `None` for a name without a pid
+/// (`.tmpXXXXXX` staging directories of older kilns).
 pub fn owner(name: &str, ingest: bool) -> Option<u32> {
     let digits = if ingest {
         name
     } else {
-        name.split("tmp-").nth(1)?
+        name.split("tmp-")
+            .nth(1)
+            .or_else(|| name.strip_prefix("work-"))?
     };
     let pid: String = digits.chars().take_while(char::is_ascii_digit).collect();
     pid.parse().ok().filter(|p| *p != 0)

@@ -235,13 +235,58 @@ pub(super) fn remove_path(path: &Path) -> Result<(), GcError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::fs::PermissionsExt;
 
     #[test]
     fn temporaries_of_live_processes_are_kept() {
         let me = std::process::id();
         assert!(owner_alive(&format!("tmp-{me}-3")));
         assert!(owner_alive(&format!("abc.tmp-{me}-ThreadId(2)")));
+        assert!(owner_alive(&format!("work-{me}-0")));
+        assert!(!owner_alive("work-4294967295-0"));
         assert!(!owner_alive("tmp-4294967295-1"));
         assert!(!owner_alive(".tmpAbC"));
+    }
+
+    #[test]
+    fn the_sweep_removes_dead_and_this_runs_temporaries_and_keeps_live_ones() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = LocalStore::open(dir.path().join("s")).expect("store");
+        let layout = store.layout();
+        let me = std::process::id();
+        let dead = u32::MAX - 1;
+        let paths = [
+            layout.layers().join(format!("tmp-{dead}-0")),
+            layout.layers().join(format!("work-{me}-0")),
+            layout.root().join(format!(".tmp-{dead}-x")),
+            layout.root().join(".tmpOld"),
+            layout.ingest().join(format!("{dead}-0-0")),
+            layout.ingest().join(format!("{me}-0-0")),
+        ];
+        let make = || {
+            for p in &paths {
+                if p.starts_with(layout.ingest()) {
+                    fs::write(p, b"x").expect("file");
+                } else {
+                    // A RUN step may leave a directory without permissions.
+                    fs::create_dir_all(p.join("d")).expect("dir");
+                    fs::set_permissions(p.join("d"), fs::Permissions::from_mode(0)).expect("chmod");
+                }
+            }
+        };
+        let left = || paths.iter().filter(|p| p.exists()).count();
+        make();
+        // While a lease is held (a build runs), pid-less names are kept;
+        // this process is alive.
+        let lease = store.lease().expect("lease");
+        assert_eq!(sweep_temporaries(&store, false).expect("sweep"), 3);
+        assert!(paths[1].exists() && paths[3].exists() && paths[5].exists());
+        drop(lease);
+        // Nothing running: the pid-less one goes too.
+        assert_eq!(sweep_temporaries(&store, false).expect("sweep"), 1);
+        assert_eq!(left(), 2);
+        // An interrupted run removes its own.
+        assert_eq!(sweep_temporaries(&store, true).expect("sweep"), 2);
+        assert_eq!(left(), 0);
     }
 }
