@@ -270,7 +270,8 @@ mod tests {
                 } else {
                     // A RUN step may leave a directory without permissions.
                     fs::create_dir_all(p.join("d")).expect("dir");
-                    fs::set_permissions(p.join("d"), fs::Permissions::from_mode(0)).expect("chmod");
+                    fs::set_permissions(p.join("d"), fs::Permissions::from_mode(0o000))
+                        .expect("chmod");
                 }
             }
         };
