@@ -79,16 +79,29 @@ fn main() -> ExitCode {
     }
     if matches!(cli.command, Command::Build(_)) {
         signals::handle_interrupts();
+        if let Some(root) = cli.global.root.clone().or_else(kiln_oci::default_root) {
+            kiln_executor::set_scratch_base(kiln_oci::StoreLayout::new(root).runs());
+        }
+    }
+    if let Err(err) = check_writable(&cli.global, &cli.command) {
+        progress::eprint_line(&format!("kiln: {}", error_text(&err)));
+        return ExitCode::FAILURE;
+    }
+    if !matches!(
+        cli.command,
+        Command::Parse(_) | Command::Lint(_) | Command::Login(_) | Command::Logout(_)
+    ) {
+        sweep_temporaries(&cli.global);
     }
     let result = match cli.command {
         Command::Parse(args) => commands::parse::run(&args),
         Command::Lint(args) => commands::lint::run(&cli.global, &args),
         command => run(&cli.global, command).map(|()| ExitCode::SUCCESS),
     };
+    signals::end_if_interrupted(&cli.global);
     match result {
         Ok(code) => code,
         Err(err) => {
-            signals::end_if_interrupted();
             if is_broken_pipe(&err) {
                 return ExitCode::SUCCESS;
             }
@@ -96,6 +109,59 @@ fn main() -> ExitCode {
             progress::eprint_line(&format!("kiln: {}", error_text(&err)));
             ExitCode::FAILURE
         }
+    }
+}
+
+/// Refuses a command that writes the store when the store is on a
+/// read-only filesystem, before it starts: one line naming the store and
+/// the way out, rather than the first write's error.
+fn check_writable(global: &global::GlobalArgs, command: &Command) -> anyhow::Result<()> {
+    let writes = matches!(
+        command,
+        Command::Build(_)
+            | Command::Pull(_)
+            | Command::Tag(_)
+            | Command::Rmi(_)
+            | Command::Load(_)
+            | Command::Prune(_)
+    );
+    let Some(root) = global.root.clone().or_else(kiln_oci::default_root) else {
+        return Ok(());
+    };
+    if writes && read_only_fs(&root) {
+        anyhow::bail!(
+            "store {} is read-only: use --root DIR for a writable store",
+            root.display()
+        );
+    }
+    Ok(())
+}
+
+/// Whether `path` exists on a filesystem mounted read-only.
+fn read_only_fs(path: &std::path::Path) -> bool {
+    use std::os::unix::ffi::OsStrExt;
+    let Ok(c) = std::ffi::CString::new(path.as_os_str().as_bytes()) else {
+        return false;
+    };
+    // SAFETY: a valid C string and out-parameter.
+    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    (unsafe { libc::statvfs(c.as_ptr(), &mut st) } == 0) && st.f_flag & libc::ST_RDONLY != 0
+}
+
+/// Removes the temporaries that killed kiln processes left in the store
+/// (`kiln_solver::gc::sweep_temporaries`), on the side: a store that
+/// cannot be swept (read-only, not made yet, another user's files) is
+/// swept by a later command.
+fn sweep_temporaries(global: &global::GlobalArgs) {
+    let Some(root) = global.root.clone().or_else(kiln_oci::default_root) else {
+        return;
+    };
+    if !root.is_dir() || read_only_fs(&root) {
+        return;
+    }
+    if let Ok(store) = global.store() {
+        let _ = kiln_solver::gc::sweep_temporaries(&store, false);
+        kiln_executor::sweep_stale(&store.layout().runs());
     }
 }
 

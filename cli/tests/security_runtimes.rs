@@ -221,6 +221,10 @@ fn interrupt(env: &Builder, runtime: &str, signal: libc::c_int) {
     let dockerfile =
         format!("FROM busybox\nENV {key}={value}\nRUN sh -c 'sleep 1000 & sleep 1001 & wait'\n");
     let ctx = env.context(&format!("ctx-{runtime}-{signal}"), &dockerfile);
+    // The runs' scratch directories live in the store (`runs/`), none in
+    // $TMPDIR.
+    let runs = env.path("store").join("runs");
+    let scratch = || [scratch_dirs(&tmp), scratch_dirs(&runs)].concat();
     let mut kiln = env.start(runtime, &tmp, &ctx);
     // Both sleeps and their shell.
     let started = wait_for(120, || marked(&marker).len() >= 3);
@@ -232,8 +236,9 @@ fn interrupt(env: &Builder, runtime: &str, signal: libc::c_int) {
             String::from_utf8_lossy(&out.stderr)
         );
     }
-    let dirs = scratch_dirs(&tmp);
+    let dirs = scratch();
     assert_eq!(dirs.len(), 1, "{what}: {dirs:?}");
+    assert_eq!(scratch_dirs(&tmp), Vec::<PathBuf>::new(), "{what}");
     // SAFETY: a signal to our own child.
     assert_eq!(unsafe { libc::kill(kiln.id() as libc::pid_t, signal) }, 0);
     let out = kiln.wait_with_output().unwrap();
@@ -247,7 +252,7 @@ fn interrupt(env: &Builder, runtime: &str, signal: libc::c_int) {
             marked(&marker)
         );
         if env.user.is_none() {
-            assert_eq!(scratch_dirs(&tmp), dirs, "{what}");
+            assert_eq!(scratch(), dirs, "{what}");
         }
         // (A rootless kiln's namespaced process gets SIGTERM when the
         // killed one dies, and cleans up itself.) The next build removes
@@ -278,7 +283,7 @@ fn interrupt(env: &Builder, runtime: &str, signal: libc::c_int) {
             out.status
         );
     }
-    assert_eq!(scratch_dirs(&tmp), Vec::<PathBuf>::new(), "{what}");
+    assert_eq!(scratch(), Vec::<PathBuf>::new(), "{what}");
     assert_eq!(cgroups_of(&dirs[0]), Vec::<PathBuf>::new(), "{what}");
 }
 

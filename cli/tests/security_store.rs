@@ -520,8 +520,11 @@ fn held_tmp(env: &Env) -> PathBuf {
 /// The per-run scratch directories of the held build `pid` of `env`.
 fn scratch_dirs(env: &Env, pid: u32) -> Vec<PathBuf> {
     let prefix = format!("kiln-run-{pid}-");
-    let mut dirs: Vec<PathBuf> = std::fs::read_dir(held_tmp(env))
-        .expect("read_dir")
+    // In the store's `runs/` (older kilns: $TMPDIR).
+    let mut dirs: Vec<PathBuf> = [held_tmp(env), env.path("store").join("runs")]
+        .iter()
+        .flat_map(std::fs::read_dir)
+        .flatten()
         .flatten()
         .filter(|e| e.file_name().to_string_lossy().starts_with(&prefix))
         .map(|e| e.path())
@@ -719,7 +722,7 @@ fn a_killed_build_leaves_no_secret_on_disk() {
             std::thread::sleep(std::time::Duration::from_millis(50));
         }
         assert!(gone, "{runtime}: the step outlives the killed kiln");
-        kiln_executor::sweep_stale(&held_tmp(&env));
+        kiln_executor::sweep_stale(&env.path("store").join("runs"));
         assert!(!scratch[0].exists(), "{runtime}: not swept");
         assert_eq!(cgroups_of(id), Vec::<PathBuf>::new(), "{runtime}");
     }

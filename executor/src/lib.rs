@@ -48,8 +48,8 @@ mod walkdiff;
 pub use diff::{diff, diff_with, DiffError, DiffOptions};
 pub use fileop::{apply_file_actions, Chmod, CopyAction, FileAction, FileOpError, Owner, Source};
 pub use runtime::{
-    abort_runs, sweep_stale, BuiltinRuntime, CancelSignal, Fallbacks, Mount, NetworkMode,
-    OciRuntime, OutputSink, ProcessSpec, RunOutput, RunRequest, Runtime, RuntimeError,
+    abort_runs, set_scratch_base, sweep_stale, BuiltinRuntime, CancelSignal, Fallbacks, Mount,
+    NetworkMode, OciRuntime, OutputSink, ProcessSpec, RunOutput, RunRequest, Runtime, RuntimeError,
     SecurityMode, OUTPUT_LIMIT,
 };
 pub use snapshot::{

@@ -362,8 +362,10 @@ pub fn export(
             })
         }
         ExportTarget::Tar { dest } => {
-            let tmp =
-                tempfile::tempdir_in(store.layout().staging()).map_err(|e| ExportError::Write {
+            let tmp = tempfile::Builder::new()
+                .prefix(&kiln_oci::StoreLayout::staging_prefix())
+                .tempdir_in(store.layout().staging())
+                .map_err(|e| ExportError::Write {
                     path: dest.clone(),
                     message: e.to_string(),
                 })?;

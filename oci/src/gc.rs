@@ -132,6 +132,22 @@ impl LocalStore {
         Ok(StoreLock { _lock: lock })
     }
 
+    /// Takes the store's lock exclusively when no build, pull, load or
+    /// collection holds the lock or a lease now; `None` when one does.
+    ///
+    /// # Errors
+    /// An I/O error naming the lock file (on a read-only store, opening
+    /// it fails).
+    pub fn try_lock_exclusive(&self) -> Result<Option<StoreLock>> {
+        let path = self.layout().gc_lock();
+        let lock = open_lock(&path)?;
+        match lock.try_lock() {
+            Ok(()) => Ok(Some(StoreLock { _lock: lock })),
+            Err(fs::TryLockError::WouldBlock) => Ok(None),
+            Err(fs::TryLockError::Error(e)) => Err(io_err("locking", &path)(e)),
+        }
+    }
+
     /// Sweeps: removes every blob that is not reachable, and stale ingest
     /// files. Waits for running writers' leases.
     ///
@@ -207,10 +223,7 @@ impl LocalStore {
         for entry in fs::read_dir(&ingest).map_err(io_err("listing", &ingest))? {
             let entry = entry.map_err(io_err("listing", &ingest))?;
             let name = entry.file_name().to_string_lossy().into_owned();
-            let pid = name.split('-').next().and_then(|p| p.parse::<u32>().ok());
-            let alive = pid.is_some_and(|p| {
-                p == std::process::id() || Path::new(&format!("/proc/{p}")).exists()
-            });
+            let alive = owner(&name, true).is_some_and(process_alive);
             if !alive {
                 bytes += entry.metadata().map(|m| m.len()).unwrap_or(0);
                 let p = entry.path();
@@ -220,6 +233,30 @@ impl LocalStore {
         }
         Ok((count, bytes))
     }
+}
+
+/// The process that made a store temporary, from its name: ingest files
+/// are `<pid>-…` (`ingest` true), every other temporary carries
+/// `tmp-<pid>` (`tmp-<pid>-…`, `….tmp-<pid>…`) or is an overlay work
+/// directory `work-<pid>-…`. `None` for a name without a pid
+/// (`.tmpXXXXXX` staging directories of older kilns).
+pub fn owner(name: &str, ingest: bool) -> Option<u32> {
+    let digits = if ingest {
+        name
+    } else {
+        name.split("tmp-")
+            .nth(1)
+            .or_else(|| name.strip_prefix("work-"))?
+    };
+    let pid: String = digits.chars().take_while(char::is_ascii_digit).collect();
+    pid.parse().ok().filter(|p| *p != 0)
+}
+
+/// Whether the process `pid` exists (this one always does). A pid the
+/// kernel gave again to another process counts as alive: its temporaries
+/// are kept, never those of a live process removed.
+pub fn process_alive(pid: u32) -> bool {
+    pid == std::process::id() || Path::new(&format!("/proc/{pid}")).exists()
 }
 
 /// Marks everything reachable from `root`, tolerating missing or damaged

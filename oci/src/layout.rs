@@ -13,7 +13,9 @@
 //! contexts/                 build-context checksum caches (the cli)
 //! http/                     ADD URL downloads (the solver)
 //! exports/<key>.json        layers the exporter converted (the exporter)
-//! .tmpXXXXXX                staging directories of running builds
+//! runs/kiln-run-<pid>-…      RUN steps' scratch directories (the executor)
+//! .tmp-<pid>-XXXXXX         staging directories of running builds
+//!                           (`.tmpXXXXXX` from older kilns)
 //! ```
 //!
 //! Each crate asks [`StoreLayout`] for the top-level path it uses; what is
@@ -37,7 +39,8 @@ pub(crate) const CREATED_DIRS: [&str; 4] = [BLOBS, "blobs/sha256", INGEST, LAYER
 
 /// The other directories of what images and steps made, made private
 /// again when present (their users create them inside the private root).
-pub(crate) const REPAIRED_DIRS: [&str; 5] = [CACHE, CACHE_MOUNTS, CONTEXTS, DOWNLOADS, EXPORTS];
+pub(crate) const REPAIRED_DIRS: [&str; 6] =
+    [CACHE, CACHE_MOUNTS, CONTEXTS, DOWNLOADS, EXPORTS, RUNS];
 
 const BLOBS: &str = "blobs";
 const INGEST: &str = "ingest";
@@ -47,6 +50,7 @@ const CACHE_MOUNTS: &str = "cache-mounts";
 const CONTEXTS: &str = "contexts";
 const DOWNLOADS: &str = "http";
 const EXPORTS: &str = "exports";
+const RUNS: &str = "runs";
 
 impl StoreLayout {
     /// The layout of a store rooted at `root` (nothing is created).
@@ -144,7 +148,22 @@ impl StoreLayout {
         self.root.join(EXPORTS)
     }
 
-    /// Where builds make their staging directories (`.tmpXXXXXX`): the
+    /// Where RUN steps make their per-run scratch directories (`runs/`:
+    /// mount points, OCI bundles, a runtime's state), made 0700 by the
+    /// executor.
+    pub fn runs(&self) -> PathBuf {
+        self.root.join(RUNS)
+    }
+
+    /// The name prefix of this process's staging directories
+    /// (`.tmp-<pid>-`): the pid tells a collection or a sweep whether
+    /// their maker still runs.
+    pub fn staging_prefix() -> String {
+        format!(".tmp-{}-", std::process::id())
+    }
+
+    /// Where builds make their staging directories (`.tmp-<pid>-XXXXXX`,
+    /// [`StoreLayout::staging_prefix`]): the
     /// root itself, so they are on the store's filesystem and private.
     pub fn staging(&self) -> &Path {
         &self.root
@@ -179,6 +198,7 @@ mod tests {
             (l.contexts(), "/s/contexts".into()),
             (l.downloads(), "/s/http".into()),
             (l.exports(), "/s/exports".into()),
+            (l.runs(), "/s/runs".into()),
             (l.staging().to_path_buf(), "/s".into()),
         ];
         for (got, want) in cases {

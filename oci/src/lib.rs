@@ -63,7 +63,7 @@ pub use config::{ContainerConfig, HealthConfig, History, ImageConfig, RootFs};
 pub use convert::convert_media_types;
 pub use credentials::{registry_key, Credential, CredentialError, DockerConfig, Secret};
 pub use digest::{Digest, DigestError};
-pub use gc::{GcReport, Lease, Reachable, StoreLock};
+pub use gc::{owner as temporary_owner, process_alive, GcReport, Lease, Reachable, StoreLock};
 pub use image::{
     check_size, descriptor_digest, is_attestation, reachable, read_manifest, resolve,
     select_platform, validate_image, Image, ImageError, Manifest, MAX_CONFIG_SIZE,

@@ -4,7 +4,8 @@
 //! Every change is a read-modify-write under an exclusive lock on
 //! `refs.lock`, and the new file is written to a temporary name and renamed
 //! over the old one, so concurrent kiln processes never lose an update and
-//! a crash never leaves a half-written file.
+//! a crash never leaves a half-written file. Reads take a shared lock on
+//! a read-only handle, so they work on a store on a read-only mount.
 
 use crate::digest::Digest;
 use crate::store::{io_err, LocalStore, Result};
@@ -18,20 +19,37 @@ impl LocalStore {
         self.layout().refs()
     }
 
-    fn lock_refs(&self, exclusive: bool) -> Result<File> {
+    /// Takes the lock on `refs.lock`: exclusive for a change, shared for a
+    /// read. A reader opens the file read-only, so a store on a read-only
+    /// mount can be read; there no writer can exist, and when the lock file
+    /// is absent and cannot be made, a reader goes without it.
+    fn lock_refs(&self, exclusive: bool) -> Result<Option<File>> {
         let path = self.layout().refs_lock();
-        let file = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&path)
-            .map_err(io_err("opening", &path))?;
+        let create = || {
+            OpenOptions::new()
+                .create(true)
+                .truncate(false)
+                .write(true)
+                .open(&path)
+        };
+        let file = if exclusive {
+            create()
+        } else {
+            match File::open(&path) {
+                Err(e) if e.kind() == io::ErrorKind::NotFound => match create() {
+                    Err(e) if e.kind() == io::ErrorKind::ReadOnlyFilesystem => return Ok(None),
+                    other => other,
+                },
+                other => other,
+            }
+        };
+        let file = file.map_err(io_err("opening", &path))?;
         if exclusive {
             file.lock().map_err(io_err("locking", &path))?;
         } else {
             file.lock_shared().map_err(io_err("locking", &path))?;
         }
-        Ok(file)
+        Ok(Some(file))
     }
 
     fn load_refs(&self) -> Result<BTreeMap<String, Digest>> {

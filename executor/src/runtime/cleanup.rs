@@ -4,7 +4,8 @@
 //! child kiln clones (the sandbox itself, or the `runc`/`crun` process);
 //! that child dies with kiln (`PR_SET_PDEATHSIG`), and the kernel kills
 //! every other process of the namespace with its init. What stays is the
-//! per-run scratch directory (`$TMPDIR/kiln-run-*`, with the OCI bundle
+//! per-run scratch directory (`kiln-run-*` in the store's `runs/`, or in
+//! `$TMPDIR` when no store set it, with the OCI bundle
 //! and the runtime's state) and the cgroups runc named after it.
 //!
 //! - A run whose [`CancelSignal`] is cancelled kills its child and cleans
@@ -199,17 +200,10 @@ pub fn sweep_stale(tmp: &Path) -> usize {
         let Some(rest) = name.to_str().and_then(|n| n.strip_prefix(PREFIX)) else {
             continue;
         };
-        let Some(pid) = rest
-            .split('-')
-            .next()
-            .and_then(|p| p.parse::<libc::pid_t>().ok())
-        else {
+        let Some(pid) = rest.split('-').next().and_then(|p| p.parse::<u32>().ok()) else {
             continue;
         };
-        // SAFETY: signal 0 only checks for existence.
-        let alive = pid > 0
-            && (unsafe { libc::kill(pid, 0) } == 0
-                || io::Error::last_os_error().raw_os_error() != Some(libc::ESRCH));
+        let alive = kiln_oci::process_alive(pid);
         let path = e.path();
         let owned_dir =
             std::fs::symlink_metadata(&path).is_ok_and(|m| m.is_dir() && m.uid() == euid);

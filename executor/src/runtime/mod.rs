@@ -76,6 +76,7 @@ pub use builtin::BuiltinRuntime;
 pub use cancel::CancelSignal;
 pub use cleanup::{abort_runs, sweep_stale};
 pub use oci::OciRuntime;
+pub use scratch::set_scratch_base;
 
 /// The process a RUN step executes.
 #[derive(Debug, Clone, PartialEq, Eq)]

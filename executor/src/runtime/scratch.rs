@@ -3,6 +3,18 @@
 use super::{cleanup, prep, RuntimeError};
 use std::io;
 use std::path::PathBuf;
+use std::sync::OnceLock;
+
+/// Where this process's runs make their scratch directories, when set.
+static BASE: OnceLock<PathBuf> = OnceLock::new();
+
+/// Makes this process's runs put their scratch directories in `dir` (the
+/// store's `runs/`, made 0700 when missing) instead of the temporary
+/// directory, so that nothing of a build lives outside its store. Call it
+/// before the first run; later calls change nothing.
+pub fn set_scratch_base(dir: PathBuf) {
+    let _ = BASE.set(dir);
+}
 
 /// A per-run scratch directory outside the rootfs (mount point, empty
 /// lower, hosts, resolv.conf; an OCI runtime's bundle and state), 0700
@@ -15,13 +27,25 @@ pub(super) struct Scratch {
 }
 
 impl Scratch {
-    /// Creates one in the temporary directory (sweeping stale ones of
-    /// killed runs first, once per process).
+    /// Creates one in the base ([`set_scratch_base`], else the temporary
+    /// directory), sweeping stale ones of killed runs there first, once
+    /// per process.
     pub(super) fn new() -> Result<Scratch, RuntimeError> {
         use std::sync::atomic::{AtomicU64, Ordering};
         static COUNTER: AtomicU64 = AtomicU64::new(0);
         static SWEPT: std::sync::Once = std::sync::Once::new();
-        let base = std::env::temp_dir();
+        let base = match BASE.get() {
+            Some(dir) => {
+                use std::os::unix::fs::DirBuilderExt;
+                match std::fs::DirBuilder::new().mode(0o700).create(dir) {
+                    Err(e) if e.kind() != io::ErrorKind::AlreadyExists => {
+                        return Err(prep(format!("creating {}", dir.display()))(e));
+                    }
+                    _ => dir.clone(),
+                }
+            }
+            None => std::env::temp_dir(),
+        };
         SWEPT.call_once(|| {
             cleanup::sweep_stale(&base);
         });

@@ -84,7 +84,7 @@ fn to_json<T: serde::Serialize>(value: &T) -> Vec<u8> {
 
 /// Appends a layer to the tar uncompressed (docker-archive layers are plain
 /// tars), staging a decompressed copy in the store's ingest directory to
-/// learn its size first.
+/// learn its size first (on a read-only store: decompressing twice).
 fn append_uncompressed<W: Write>(
     tar: &mut TarOut<W>,
     store: &LocalStore,
@@ -120,7 +120,22 @@ fn append_uncompressed<W: Write>(
                 digest.hex()
             ));
             let result = (|| {
-                let mut out = File::create(&staged).map_err(aio("creating", &staged))?;
+                let mut out = match File::create(&staged) {
+                    Ok(out) => out,
+                    // A store on a read-only mount: decompress twice
+                    // instead, once for the size and once into the tar.
+                    Err(e) if e.kind() == io::ErrorKind::ReadOnlyFilesystem => {
+                        let blob = store.blob_path(digest);
+                        let plain = || {
+                            crate::compress::decompressor(io::BufReader::new(store.open(digest)?))
+                                .map_err(aio("reading", &blob))
+                        };
+                        let size = io::copy(&mut plain()?, &mut io::sink())
+                            .map_err(aio("decompressing", &blob))?;
+                        return tar.file(path, size, plain()?).map_err(err);
+                    }
+                    Err(e) => return Err(aio("creating", &staged)(e)),
+                };
                 let mut plain = crate::compress::decompressor(io::BufReader::new(file))
                     .map_err(aio("reading", &store.blob_path(digest)))?;
                 let size = io::copy(&mut plain, &mut out)

@@ -61,6 +61,7 @@ mod walk;
 pub use entry::{Entry, Kind, Reclaim, Usage};
 pub use prune::{prune, sweep, PruneOptions, PruneReport, Removed};
 pub use usage::usage;
+pub use walk::sweep_temporaries;
 
 use std::io;
 use std::path::{Path, PathBuf};

@@ -4,6 +4,7 @@
 use super::entry::{Entry, Kind, Reclaim, Target};
 use super::{io_err, GcError};
 use kiln_executor::dirfd::Dir;
+use kiln_oci::{LocalStore, StoreLayout};
 use std::collections::HashSet;
 use std::fs;
 use std::io;
@@ -95,13 +96,92 @@ pub(super) fn is_hex64(s: &str) -> bool {
 }
 
 /// True when `name` carries the id of a process still running
-/// (`tmp-<pid>-…`, `….tmp-<pid>…`).
+/// (`tmp-<pid>-…`, `….tmp-<pid>…`): the one rule for "temporary of a live
+/// process" ([`kiln_oci::temporary_owner`], [`kiln_oci::process_alive`]).
 pub(super) fn owner_alive(name: &str) -> bool {
-    let Some(rest) = name.split("tmp-").nth(1) else {
-        return false;
+    kiln_oci::temporary_owner(name, false).is_some_and(kiln_oci::process_alive)
+}
+
+/// The store's temporaries (besides ingest files): what [`super::usage`]
+/// lists as "temporary": `layers/` entries that are not a layer
+/// (`tmp-<pid>-…` uppers, `work-<pid>-…` work directories), `.tmp-<pid>`
+/// names in `cache-mounts/`, `contexts/`, `http/` and `exports/`, and the
+/// `.tmp…` staging directories in the root.
+fn temporaries(layout: &StoreLayout) -> Result<Vec<PathBuf>, GcError> {
+    let mut out = Vec::new();
+    let layers = layout.layers();
+    for name in names(&layers)? {
+        if !is_hex64(&name) {
+            out.push(layers.join(name));
+        }
+    }
+    for dir in [
+        layout.cache_mounts(),
+        layout.contexts(),
+        layout.downloads(),
+        layout.exports(),
+    ] {
+        for name in names(&dir)? {
+            if name.contains(".tmp-") {
+                out.push(dir.join(name));
+            }
+        }
+    }
+    let staging = layout.staging();
+    for name in names(staging)? {
+        let path = staging.join(&name);
+        if name.starts_with(".tmp") && path.is_dir() {
+            out.push(path);
+        }
+    }
+    Ok(out)
+}
+
+/// Removes the temporaries of processes that are gone (killed with
+/// `SIGKILL`, or a crash) and, when `this_run` is set, those of this
+/// process (an interrupted build, after it stopped): files and
+/// directories whose name carries such a pid, and ingest files likewise.
+/// Pid-less staging directories (`.tmpXXXXXX`) go only when no build,
+/// pull or load runs ([`LocalStore::try_lock_exclusive`]): they are made
+/// under a lease. Never waits for a lock. Returns how many went.
+///
+/// # Errors
+/// I/O errors listing, or the first path that could not be removed (the
+/// others are still tried); a read-only store fails here (callers that
+/// sweep on the side ignore it).
+pub fn sweep_temporaries(store: &LocalStore, this_run: bool) -> Result<usize, GcError> {
+    let me = std::process::id();
+    let gone = |pid: u32| (this_run && pid == me) || !kiln_oci::process_alive(pid);
+    let lock = store.try_lock_exclusive()?;
+    let mut removed = 0;
+    let mut failed = None;
+    let mut remove = |path: &Path| match remove_path(path) {
+        Ok(()) => removed += 1,
+        Err(e) => {
+            failed.get_or_insert(e);
+        }
     };
-    let pid: String = rest.chars().take_while(char::is_ascii_digit).collect();
-    !pid.is_empty() && Path::new("/proc").join(&pid).exists()
+    for path in temporaries(store.layout())? {
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let dead = match kiln_oci::temporary_owner(&name, false) {
+            Some(pid) => gone(pid),
+            None => lock.is_some(),
+        };
+        if dead {
+            remove(&path);
+        }
+    }
+    let ingest = store.layout().ingest();
+    for name in names(&ingest)? {
+        if kiln_oci::temporary_owner(&name, true).is_none_or(gone) {
+            remove(&ingest.join(name));
+        }
+    }
+    drop(lock);
+    failed.map_or(Ok(removed), Err)
 }
 
 pub(super) fn temporary(path: PathBuf, seen: &mut HashSet<(u64, u64)>) -> Result<Entry, GcError> {
@@ -155,13 +235,59 @@ pub(super) fn remove_path(path: &Path) -> Result<(), GcError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::fs::PermissionsExt;
 
     #[test]
     fn temporaries_of_live_processes_are_kept() {
         let me = std::process::id();
         assert!(owner_alive(&format!("tmp-{me}-3")));
         assert!(owner_alive(&format!("abc.tmp-{me}-ThreadId(2)")));
+        assert!(owner_alive(&format!("work-{me}-0")));
+        assert!(!owner_alive("work-4294967295-0"));
         assert!(!owner_alive("tmp-4294967295-1"));
         assert!(!owner_alive(".tmpAbC"));
+    }
+
+    #[test]
+    fn the_sweep_removes_dead_and_this_runs_temporaries_and_keeps_live_ones() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = LocalStore::open(dir.path().join("s")).expect("store");
+        let layout = store.layout();
+        let me = std::process::id();
+        let dead = u32::MAX - 1;
+        let paths = [
+            layout.layers().join(format!("tmp-{dead}-0")),
+            layout.layers().join(format!("work-{me}-0")),
+            layout.root().join(format!(".tmp-{dead}-x")),
+            layout.root().join(".tmpOld"),
+            layout.ingest().join(format!("{dead}-0-0")),
+            layout.ingest().join(format!("{me}-0-0")),
+        ];
+        let make = || {
+            for p in &paths {
+                if p.starts_with(layout.ingest()) {
+                    fs::write(p, b"x").expect("file");
+                } else {
+                    // A RUN step may leave a directory without permissions.
+                    fs::create_dir_all(p.join("d")).expect("dir");
+                    fs::set_permissions(p.join("d"), fs::Permissions::from_mode(0o000))
+                        .expect("chmod");
+                }
+            }
+        };
+        let left = || paths.iter().filter(|p| p.exists()).count();
+        make();
+        // While a lease is held (a build runs), pid-less names are kept;
+        // this process is alive.
+        let lease = store.lease().expect("lease");
+        assert_eq!(sweep_temporaries(&store, false).expect("sweep"), 3);
+        assert!(paths[1].exists() && paths[3].exists() && paths[5].exists());
+        drop(lease);
+        // Nothing running: the pid-less one goes too.
+        assert_eq!(sweep_temporaries(&store, false).expect("sweep"), 1);
+        assert_eq!(left(), 2);
+        // An interrupted run removes its own.
+        assert_eq!(sweep_temporaries(&store, true).expect("sweep"), 2);
+        assert_eq!(left(), 0);
     }
 }

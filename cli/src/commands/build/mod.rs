@@ -148,7 +148,9 @@ pub fn build(global: &GlobalArgs, args: &BuildArgs) -> Result<()> {
     let store = global.store()?;
     // Keeps `kiln prune` from removing what this build writes.
     let lease = store.lease()?;
-    let staging = tempfile::tempdir_in(store.layout().staging())
+    let staging = tempfile::Builder::new()
+        .prefix(&kiln_oci::StoreLayout::staging_prefix())
+        .tempdir_in(store.layout().staging())
         .context("creating a staging directory in the store")?;
     let source = Source::read(args, staging.path())?;
     let request = BuildRequest::from_args(args)?;
