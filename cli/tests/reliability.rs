@@ -245,3 +245,233 @@ fn concurrent_builds_share_a_store() {
 fn concurrent_builds_share_a_store_long() {
     shared_store_rounds(20);
 }
+
+/// A small seeded generator (xorshift64*), so a failing campaign can be
+/// run again with `KILN_STRESS_SEED`.
+struct Rng(u64);
+
+impl Rng {
+    fn new(seed: u64) -> Rng {
+        Rng(seed.max(1))
+    }
+
+    fn below(&mut self, n: u64) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d) % n.max(1)
+    }
+}
+
+/// The seed from `KILN_STRESS_SEED`, else from the clock.
+fn seed() -> u64 {
+    std::env::var("KILN_STRESS_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_nanos() as u64)
+                .unwrap_or(1)
+        })
+}
+
+/// Every image name in the store whose image is incomplete or corrupt.
+fn bad_tags(store: &Path) -> Vec<String> {
+    let refs: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(store.join("refs.json")).expect("refs.json"))
+            .expect("refs.json parses");
+    let names: Vec<String> = refs
+        .as_object()
+        .map(|o| o.keys().cloned().collect())
+        .unwrap_or_default();
+    names
+        .into_iter()
+        .filter_map(|name| match image_problems(store, &name) {
+            Some(p) if !p.is_empty() => Some(format!("{name}: {p:?}")),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Temporaries in the store (counted, not asserted: removing them is
+/// the interruption work's part).
+fn temporaries(store: &Path) -> usize {
+    let mut n = 0;
+    for (dir, prefixes) in [
+        (store.to_path_buf(), &[".tmp"][..]),
+        (store.join("layers"), &["tmp-", "work-"][..]),
+        (store.join("ingest"), &[""][..]),
+    ] {
+        if let Ok(entries) = std::fs::read_dir(dir) {
+            n += entries
+                .flatten()
+                .filter(|e| {
+                    let name = e.file_name().to_string_lossy().into_owned();
+                    prefixes.iter().any(|p| name.starts_with(p))
+                })
+                .count();
+        }
+    }
+    n
+}
+
+/// What a kill trial interrupts.
+#[derive(Clone, Copy, Debug)]
+enum Kind {
+    Run,
+    Copy,
+    Push,
+    Pull,
+    Unpack,
+}
+
+/// `trials` kill -9 trials, cycling through RUN, COPY of many files,
+/// push to and pull from a real registry, and unpacking a base: each
+/// command is killed after a random (seeded) delay, then run again to
+/// completion, and then every blob must verify and every tag name a
+/// complete image.
+fn kill_campaign(trials: usize) {
+    let registry = kiln_test_support::Registry::start(kiln_test_support::Auth::None);
+    registry.seed_busybox("lib/busybox:latest");
+    let seed = seed();
+    eprintln!("kill -9 campaign: seed {seed} (KILN_STRESS_SEED={seed} repeats it)");
+    let mut rng = Rng::new(seed);
+    let env = Env::new();
+    let puller = Env::new();
+    let (store, pull_store) = (env.path("store"), puller.path("store"));
+    let many: Vec<(String, String)> = (0..1500)
+        .map(|f| (format!("d{}/f{f}", f % 30), format!("{f}\n")))
+        .collect();
+    let many: Vec<(&str, &str)> = many.iter().map(|(p, c)| (p.as_str(), c.as_str())).collect();
+    let copy_ctx = env.context("many", &many);
+    let pushed = format!("{}/kill/app:latest", registry.host());
+    let pulled = format!("{}/lib/busybox:latest", registry.host());
+    env.ok(&["tag", "busybox", &pushed], None);
+    let kinds = [Kind::Run, Kind::Copy, Kind::Push, Kind::Pull, Kind::Unpack];
+    let (mut killed, mut failures, mut corrupt, mut bad, mut left) = (0, Vec::new(), 0, 0, 0);
+    let mut spans = [1500u64; 5];
+    for trial in 0..trials {
+        let kind = kinds[trial % kinds.len()];
+        let (target, args): (&Env, Vec<String>) = match kind {
+            Kind::Run | Kind::Unpack => {
+                if matches!(kind, Kind::Unpack) {
+                    // Nothing unpacked: the build unpacks busybox first.
+                    env.ok(&["prune", "--all"], None);
+                }
+                let ctx = env.context(
+                    &format!("run-{trial}"),
+                    &[(
+                        "Dockerfile",
+                        &format!(
+                            "FROM busybox\nRUN echo {trial} > /t && \
+                             for i in $(seq 1 200); do echo $i > /f$i; done\n"
+                        ),
+                    )],
+                );
+                let args = ["build", "-t", "killed:latest", s(&ctx)];
+                (&env, args.map(str::to_owned).to_vec())
+            }
+            Kind::Copy => {
+                std::fs::write(copy_ctx.join("trial"), trial.to_string()).expect("write");
+                std::fs::write(copy_ctx.join("Dockerfile"), "FROM busybox\nCOPY . /ctx/\n")
+                    .expect("write");
+                let args = ["build", "-t", "copied:latest", s(&copy_ctx)];
+                (&env, args.map(str::to_owned).to_vec())
+            }
+            Kind::Push => {
+                let ctx = env.context(
+                    &format!("push-{trial}"),
+                    &[(
+                        "Dockerfile",
+                        &format!("FROM busybox\nRUN echo {trial} > /t\n"),
+                    )],
+                );
+                env.ok(&["build", "-t", &pushed, s(&ctx)], None);
+                (&env, vec!["push".to_owned(), pushed.clone()])
+            }
+            Kind::Pull => {
+                // An empty store, so the pull downloads everything.
+                let _ = puller.run(&["rmi", "busybox:latest", &pulled], None);
+                puller.ok(&["prune", "--all"], None);
+                (&puller, vec!["pull".to_owned(), pulled.clone()])
+            }
+        };
+        // A point within how long this kind of command took last time it
+        // ran to the end (a guess of 1.5 s at first).
+        let slot = trial % kinds.len();
+        let delay = rng.below(spans[slot]);
+        let mut child = spawn(target, &args);
+        let start = std::time::Instant::now();
+        let deadline = std::time::Duration::from_millis(delay);
+        let mut finished = false;
+        while start.elapsed() < deadline {
+            if child.try_wait().expect("wait").is_some() {
+                finished = true;
+                spans[slot] = (start.elapsed().as_millis() as u64).max(20);
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        if !finished {
+            child.kill().expect("kill -9");
+            killed += 1;
+        }
+        let _ = child.wait();
+        // Again, to the end: it must succeed.
+        let out = target.run(&args.iter().map(String::as_str).collect::<Vec<_>>(), None);
+        if !out.status.success() {
+            let err = String::from_utf8_lossy(&out.stderr);
+            let last = err
+                .lines()
+                .rev()
+                .find(|l| !l.trim().is_empty())
+                .unwrap_or("");
+            failures.push(format!("trial {trial} {kind:?} after {delay} ms: {last}"));
+        }
+        for st in [&store, &pull_store] {
+            let (b, _) = corrupt_blobs(st);
+            corrupt += b.len();
+            let tags = bad_tags(st);
+            if !tags.is_empty() {
+                failures.push(format!("trial {trial} {kind:?}: bad tags {tags:?}"));
+            }
+            bad += tags.len();
+            left += temporaries(st);
+        }
+        if finished {
+            eprintln!(
+                "trial {trial}: {kind:?} finished in {} ms, before the kill at {delay} ms",
+                spans[slot]
+            );
+        } else {
+            eprintln!("trial {trial}: {kind:?} killed after {delay} ms");
+        }
+    }
+    // The registry's tag names a complete image: pull it fresh.
+    let fresh = Env::new();
+    fresh.ok(&["pull", &pushed], None);
+    let registry_bad = bad_tags(&fresh.path("store")).len();
+    eprintln!(
+        "kill -9 campaign: seed {seed}, {trials} trials, {killed} killed, {} failures, \
+         {corrupt} corrupt blobs, {bad} bad tags, {registry_bad} bad registry tags, \
+         {left} temporaries left (summed over trials)",
+        failures.len()
+    );
+    for failure in &failures {
+        eprintln!("  {failure}");
+    }
+    assert!(failures.is_empty(), "{failures:#?}");
+    assert_eq!((corrupt, bad, registry_bad), (0, 0, 0));
+}
+
+#[test]
+fn kill_9_at_random_points_leaves_a_usable_store() {
+    kill_campaign(10);
+}
+
+#[test]
+#[ignore = "long: 40 trials; run with --ignored"]
+fn kill_9_at_random_points_leaves_a_usable_store_long() {
+    kill_campaign(40);
+}
