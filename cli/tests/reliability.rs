@@ -413,6 +413,10 @@ fn kill_campaign(trials: usize) {
             }
             std::thread::sleep(std::time::Duration::from_millis(5));
         }
+        if !finished && child.try_wait().expect("wait").is_some() {
+            finished = true;
+            spans[slot] = delay.max(20);
+        }
         if !finished {
             child.kill().expect("kill -9");
             killed += 1;
@@ -474,4 +478,134 @@ fn kill_9_at_random_points_leaves_a_usable_store() {
 #[ignore = "long: 40 trials; run with --ignored"]
 fn kill_9_at_random_points_leaves_a_usable_store_long() {
     kill_campaign(40);
+}
+
+/// A tmpfs mounted for a test, unmounted when dropped.
+struct Tmpfs(std::path::PathBuf);
+
+impl Tmpfs {
+    fn mount(dir: std::path::PathBuf, size: &str) -> Tmpfs {
+        std::fs::create_dir_all(&dir).expect("mkdir");
+        let out = Command::new("mount")
+            .args([
+                "-t",
+                "tmpfs",
+                "-o",
+                &format!("size={size}"),
+                "tmpfs",
+                s(&dir),
+            ])
+            .output()
+            .expect("mount runs");
+        assert!(
+            out.status.success(),
+            "mounting a tmpfs (the test needs root): {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Tmpfs(dir)
+    }
+
+    fn resize(&self, size: &str) {
+        let out = Command::new("mount")
+            .args(["-o", &format!("remount,size={size}"), s(&self.0)])
+            .output()
+            .expect("mount runs");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").args(["-l", s(&self.0)]).status();
+    }
+}
+
+/// `len` bytes that do not compress.
+fn noise(len: usize, seed: u64) -> Vec<u8> {
+    let mut rng = Rng::new(seed);
+    (0..len).map(|_| rng.below(256) as u8).collect()
+}
+
+#[test]
+fn a_full_disk_fails_the_build_cleanly_and_leaves_the_store_consistent() {
+    let outside = tempfile::tempdir().expect("tempdir");
+    let disk = Tmpfs::mount(outside.path().join("disk"), "16m");
+    let store = disk.0.join("store");
+    let run = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_kiln"))
+            .args(args)
+            .env("KILN_ROOT", &store)
+            .env("TMPDIR", disk.0.join("tmp"))
+            .env("DOCKER_CONFIG", outside.path().join("docker"))
+            .env("XDG_CONFIG_HOME", outside.path().join("xdg"))
+            .env_remove("KILN_CONFIG")
+            .stdin(Stdio::null())
+            .output()
+            .expect("kiln runs")
+    };
+    std::fs::create_dir_all(disk.0.join("tmp")).expect("mkdir");
+    let out = run(&["load", "-i", BUSYBOX, "-t", "busybox:latest"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // 12 MB that do not compress: the copy and then its blob do not fit.
+    let ctx = outside.path().join("ctx");
+    std::fs::create_dir_all(&ctx).expect("mkdir");
+    std::fs::write(ctx.join("big"), noise(12 << 20, 7)).expect("write");
+    std::fs::write(ctx.join("Dockerfile"), "FROM busybox\nCOPY big /big\n").expect("write");
+    let out = run(&["build", "-t", "big:latest", s(&ctx)]);
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    let last = err
+        .lines()
+        .rev()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or("");
+    eprintln!("disk full: exit {:?}, error: {last}", out.status.code());
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+    assert!(last.contains("No space left on device"), "{err}");
+    assert_eq!(
+        last.matches("os error 28").count(),
+        1,
+        "the cause once: {last}"
+    );
+    let (bad, count) = corrupt_blobs(&store);
+    let tags = bad_tags(&store);
+    eprintln!(
+        "disk full: {count} blobs, {} corrupt, {} bad tags, {} temporaries left",
+        bad.len(),
+        tags.len(),
+        temporaries(&store)
+    );
+    assert!(bad.is_empty() && tags.is_empty(), "{bad:?} {tags:?}");
+
+    // What the failed build wrote does not keep the space: a build that
+    // fits still succeeds on the same disk.
+    std::fs::write(ctx.join("small"), noise(1 << 20, 8)).expect("write");
+    std::fs::write(ctx.join("Dockerfile"), "FROM busybox\nCOPY small /small\n").expect("write");
+    let out = run(&["build", "-t", "small:latest", s(&ctx)]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // And with room, the big one too.
+    disk.resize("96m");
+    std::fs::write(ctx.join("Dockerfile"), "FROM busybox\nCOPY big /big\n").expect("write");
+    let out = run(&["build", "-t", "big:latest", s(&ctx)]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (bad, _) = corrupt_blobs(&store);
+    assert!(bad.is_empty() && bad_tags(&store).is_empty(), "{bad:?}");
 }
