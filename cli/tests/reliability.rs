@@ -1,11 +1,14 @@
-//! One store shared by many kiln processes at once: concurrent builds
-//! sharing a base, a cache mount and a tag, with `kiln prune --all` and
-//! `kiln rmi` racing them. Every round counts the builds, the failures
-//! (with their messages) and the corrupt blobs; at the end the tag must
-//! name a complete image.
+//! Faults against one store: many kiln processes at once (concurrent
+//! builds sharing a base, a cache mount and a tag, with `kiln prune --all`
+//! and `kiln rmi` racing them), kill -9 at random points (RUN, COPY of
+//! many files, push and pull with a real docker-registry on 127.0.0.1,
+//! base unpacking), and a full disk (a small tmpfs; needs root). Each
+//! prints its counts: builds or trials, failures (with their messages),
+//! corrupt blobs, bad tags, temporaries left.
 //!
-//! The CI version runs a few rounds; `cargo test -p kiln-cli --test
-//! reliability -- --ignored --nocapture` runs the long one (20 rounds).
+//! The CI versions are short; `cargo test -p kiln-cli --test reliability
+//! -- --ignored --nocapture` runs the long ones (20 rounds, 40 trials).
+//! `KILN_STRESS_SEED=N` repeats a kill campaign.
 
 mod common;
 
