@@ -58,5 +58,5 @@ pub use snapshot::{
 };
 pub use stack::{materialize, LayerStack, SourceEntry, SourceError, SourceTree};
 pub use step::{RunStep, Snapshots};
-pub use unpack::{commit_dir, unpack, unpack_blob, UnpackError};
+pub use unpack::{commit_dir, commit_new_dir, unpack, unpack_blob, UnpackError};
 pub use walkdiff::walk_diff;

@@ -215,7 +215,26 @@ fn extract<R: Read>(
 /// # Errors
 /// The rename's error, when `dir` is not an existing directory.
 pub fn commit_dir(tmp: &Path, dir: &Path) -> io::Result<()> {
-    match fs::rename(tmp, dir) {
+    commit_with(|from, to| fs::rename(from, to), tmp, dir)
+}
+
+/// [`commit_dir`] for a directory its first creator may already be using
+/// (a cache mount): whatever directory is at `dir`, even an empty one, is
+/// kept and `tmp` removed, where a plain rename would replace an empty
+/// directory under the process writing into it.
+///
+/// # Errors
+/// The rename's error, when `dir` is not an existing directory.
+pub fn commit_new_dir(tmp: &Path, dir: &Path) -> io::Result<()> {
+    commit_with(rename_noreplace, tmp, dir)
+}
+
+fn commit_with(
+    rename: impl Fn(&Path, &Path) -> io::Result<()>,
+    tmp: &Path,
+    dir: &Path,
+) -> io::Result<()> {
+    match rename(tmp, dir) {
         Ok(()) => Ok(()),
         Err(e)
             if matches!(e.raw_os_error(), Some(libc::ENOTEMPTY) | Some(libc::EEXIST))
@@ -225,9 +244,45 @@ pub fn commit_dir(tmp: &Path, dir: &Path) -> io::Result<()> {
             Ok(())
         }
         Err(e) => {
+            // Not a directory in the way: the plain rename's own error
+            // (ENOTDIR for a file) says what is wrong.
+            let e = match e.raw_os_error() {
+                Some(libc::EEXIST) => fs::rename(tmp, dir).err().unwrap_or(e),
+                _ => e,
+            };
             let _ = fs::remove_dir_all(tmp);
             Err(e)
         }
+    }
+}
+
+/// `rename(2)` that never replaces what is at `to` (`renameat2` with
+/// `RENAME_NOREPLACE`: EEXIST instead); a plain rename on filesystems
+/// without it.
+fn rename_noreplace(from: &Path, to: &Path) -> io::Result<()> {
+    use std::ffi::CString;
+    let c = |p: &Path| {
+        CString::new(p.as_os_str().as_bytes())
+            .map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))
+    };
+    let (cfrom, cto) = (c(from)?, c(to)?);
+    // SAFETY: both are NUL-terminated paths that outlive the call.
+    let rc = unsafe {
+        libc::renameat2(
+            libc::AT_FDCWD,
+            cfrom.as_ptr(),
+            libc::AT_FDCWD,
+            cto.as_ptr(),
+            libc::RENAME_NOREPLACE,
+        )
+    };
+    if rc == 0 {
+        return Ok(());
+    }
+    let e = io::Error::last_os_error();
+    match e.raw_os_error() {
+        Some(libc::EINVAL) | Some(libc::ENOSYS) => fs::rename(from, to),
+        _ => Err(e),
     }
 }
 
@@ -602,5 +657,31 @@ impl Extractor {
                 reason: format!("unsupported entry type {:?}", other.as_byte() as char),
             }),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::MetadataExt;
+
+    /// Two processes create the same cache directory: the second must not
+    /// replace the first one's, even while it is still empty, because the
+    /// first may already be using it (a cache mount being written).
+    #[test]
+    fn commit_new_dir_keeps_an_empty_directory_already_in_place() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let (first, second, dest) = (
+            tmp.path().join("first"),
+            tmp.path().join("second"),
+            tmp.path().join("dir"),
+        );
+        fs::create_dir(&first).expect("mkdir");
+        fs::create_dir(&second).expect("mkdir");
+        commit_new_dir(&first, &dest).expect("first");
+        let inode = fs::metadata(&dest).expect("dest").ino();
+        commit_new_dir(&second, &dest).expect("second");
+        assert_eq!(fs::metadata(&dest).expect("dest").ino(), inode, "replaced");
+        assert!(!second.exists());
     }
 }

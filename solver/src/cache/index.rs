@@ -11,6 +11,7 @@ use super::keys::CacheKeyParts;
 use kiln_oci::{Digest, Layer, StoreLayout};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// The layer a cached step produced.
@@ -228,18 +229,77 @@ impl CacheIndex {
     }
 }
 
+/// Numbers the temporaries of one process, so threads writing the same
+/// record at once never share one.
+static TMP_COUNTER: AtomicU64 = AtomicU64::new(0);
+
+/// Writes `path` whole or not at all: a temporary of this process and
+/// call beside it, renamed over it. Writers racing on one record (other
+/// processes, other threads) each rename a complete file; the last wins,
+/// and every record they write is equally valid.
 fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir)?;
     }
-    let tmp = path.with_extension(format!("tmp-{}", std::process::id()));
-    std::fs::write(&tmp, bytes)?;
-    std::fs::rename(&tmp, path)
+    let n = TMP_COUNTER.fetch_add(1, Ordering::Relaxed);
+    let tmp = path.with_extension(format!("tmp-{}-{n}", std::process::id()));
+    let result = std::fs::write(&tmp, bytes).and_then(|()| std::fs::rename(&tmp, path));
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn threads_writing_one_record_at_once_all_succeed() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let index = CacheIndex {
+            dir: dir.path().join("cache"),
+        };
+        let key = Digest::sha256(b"one key");
+        let parts = CacheKeyParts {
+            vertex: "v".into(),
+            inputs: vec![],
+            context: None,
+        };
+        let (threads, writes) = (8, 200);
+        let failures: usize = std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..threads)
+                .map(|t| {
+                    let (index, key, parts) = (&index, &key, &parts);
+                    scope.spawn(move || {
+                        let layer = CachedLayer {
+                            diff_id: format!("sha256:{t}"),
+                            blob: "sha256:b".into(),
+                            size: 1,
+                            media_type: "m".into(),
+                            last_used: Some(0),
+                        };
+                        (0..writes)
+                            .filter(|_| index.put(key, &layer, "step", parts).is_err())
+                            .count()
+                    })
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().expect("thread")).sum()
+        });
+        eprintln!(
+            "{} writes of one record, {failures} failures",
+            threads * writes
+        );
+        assert_eq!(failures, 0);
+        assert!(index.get(&key).is_some());
+        let left: Vec<_> = std::fs::read_dir(dir.path().join("cache/keys"))
+            .expect("keys")
+            .map(|e| e.expect("entry").file_name())
+            .filter(|n| n.to_string_lossy().contains(".tmp-"))
+            .collect();
+        assert!(left.is_empty(), "temporaries left: {left:?}");
+    }
 
     #[test]
     fn records_are_kept_touched_and_listed() {

@@ -7,6 +7,10 @@ use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
 use std::io::Write;
 use std::path::Path;
+use std::sync::atomic::AtomicU64;
+
+/// Numbers the temporaries [`ChecksumCache::save`] writes in this process.
+static TMP_COUNTER: AtomicU64 = AtomicU64::new(0);
 
 /// The on-disk format version; other versions are ignored (rebuilt).
 const VERSION: u32 = 1;
@@ -108,7 +112,10 @@ impl ChecksumCache {
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_else(|| "checksums".into());
-        let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
+        // Per process and call: threads saving one cache at once never
+        // share a temporary (each renames a complete file; the last wins).
+        let n = TMP_COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let tmp = dir.join(format!(".{name}.tmp-{}-{n}", std::process::id()));
         let write = || -> std::io::Result<()> {
             let mut out = std::io::BufWriter::new(std::fs::File::create(&tmp)?);
             serde_json::to_writer(&mut out, &file)?;
@@ -192,6 +199,34 @@ pub(crate) fn parse_hex(hex: &str) -> Option<[u8; 32]> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn threads_saving_one_cache_at_once_all_succeed() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("checksums");
+        let mut cache = ChecksumCache::new();
+        cache.dirty = true;
+        let (threads, saves) = (8, 100);
+        let failures: usize = std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..threads)
+                .map(|_| {
+                    let (cache, path) = (&cache, &path);
+                    scope.spawn(move || (0..saves).filter(|_| cache.save(path).is_err()).count())
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().expect("thread")).sum()
+        });
+        eprintln!(
+            "{} saves of one cache, {failures} failures",
+            threads * saves
+        );
+        assert_eq!(failures, 0);
+        let names: Vec<_> = std::fs::read_dir(dir.path())
+            .expect("dir")
+            .map(|e| e.expect("entry").file_name())
+            .collect();
+        assert_eq!(names, vec![std::ffi::OsString::from("checksums")]);
+    }
 
     fn entry(path: &str, mtime_ns: i64) -> WalkEntry {
         WalkEntry {

@@ -277,10 +277,9 @@ fn cache_dir(
             let _ = std::fs::remove_dir_all(&tmp);
             return Err(e);
         }
-        if std::fs::rename(&tmp, &dir).is_err() {
-            // Another step created it first.
-            let _ = std::fs::remove_dir_all(&tmp);
-        }
+        // When another step (of this build or another process) created it
+        // first, theirs stays: they may already be writing into it.
+        kiln_executor::commit_new_dir(&tmp, &dir).map_err(cache_error("creating"))?;
     }
     Ok((dir, lock))
 }
