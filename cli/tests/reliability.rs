@@ -7,7 +7,7 @@
 //! corrupt blobs, bad tags, temporaries left.
 //!
 //! The CI versions are short; `cargo test -p kiln-cli --test reliability
-//! -- --ignored --nocapture` runs the long ones (20 rounds, 40 trials).
+//! -- --ignored --nocapture` runs the long ones (20 rounds, 120 trials).
 //! `KILN_STRESS_SEED=N` repeats a kill campaign.
 
 mod common;
@@ -510,13 +510,13 @@ fn kill_campaign(trials: usize) {
 
 #[test]
 fn kill_9_at_random_points_leaves_a_usable_store() {
-    kill_campaign(10);
+    kill_campaign(30);
 }
 
 #[test]
-#[ignore = "long: 40 trials; run with --ignored"]
+#[ignore = "long: 120 trials; run with --ignored"]
 fn kill_9_at_random_points_leaves_a_usable_store_long() {
-    kill_campaign(40);
+    kill_campaign(120);
 }
 
 /// A tmpfs mounted for a test, unmounted when dropped.
