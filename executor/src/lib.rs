@@ -37,6 +37,7 @@ mod fileop;
 pub mod names;
 mod overlay_marks;
 mod privileges;
+mod relpath;
 pub mod rootless;
 mod runtime;
 pub mod snapshot;

@@ -11,9 +11,10 @@ mod lookup;
 mod materialize;
 
 use crate::names;
+use crate::relpath::clean;
+pub(crate) use crate::relpath::join;
 use kiln_patterns::go_match;
-pub(crate) use lookup::join;
-use lookup::{clean, io_err, Found};
+use lookup::{io_err, Found};
 pub use materialize::materialize;
 pub(crate) use materialize::{copy_leaf, set_meta};
 use std::collections::HashMap;
@@ -244,15 +245,4 @@ impl SourceTree for LayerStack {
 /// Whether a path component is a pattern (Go's `hasMeta` on Unix).
 fn has_meta(component: &str) -> bool {
     component.contains(['*', '?', '[', '\\'])
-}
-
-#[cfg(test)]
-mod tests {
-    use super::clean;
-
-    #[test]
-    fn clean_clamps() {
-        assert_eq!(clean("/a/./b/../../../c/"), vec!["c".to_string()]);
-        assert!(clean("./").is_empty());
-    }
 }

@@ -3,6 +3,7 @@
 //! `mkdir -p`, files, removal with whiteouts.
 
 use super::FileOpError;
+pub(crate) use crate::relpath::{base_name, clean, join, parent};
 use crate::{LayerStack, SourceEntry, SourceTree};
 use std::collections::{HashSet, VecDeque};
 use std::fs::Metadata;
@@ -12,41 +13,6 @@ use std::path::{Path, PathBuf};
 
 /// How many symlinks one resolution follows before giving up.
 const MAX_SYMLINKS: usize = 255;
-
-/// Splits a path into components: empty and `.` dropped, `..` clamped at
-/// the root.
-pub(crate) fn clean(path: &str) -> Vec<&str> {
-    let mut out: Vec<&str> = Vec::new();
-    for c in path.split('/') {
-        match c {
-            "" | "." => {}
-            ".." => {
-                out.pop();
-            }
-            c => out.push(c),
-        }
-    }
-    out
-}
-
-/// `parent/name` for relative paths (`""` is the root).
-pub(crate) fn join(parent: &str, name: &str) -> String {
-    match (parent.is_empty(), name.is_empty()) {
-        (true, _) => name.to_string(),
-        (_, true) => parent.to_string(),
-        _ => format!("{parent}/{name}"),
-    }
-}
-
-/// The parent of a relative path (`""` for top-level names).
-pub(crate) fn parent(rel: &str) -> &str {
-    rel.rfind('/').map_or("", |i| &rel[..i])
-}
-
-/// The last component of a relative path.
-pub(crate) fn base_name(rel: &str) -> &str {
-    rel.rfind('/').map_or(rel, |i| &rel[i + 1..])
-}
 
 /// The absolute image path of `rel`, for messages.
 pub(crate) fn abs(rel: &str) -> PathBuf {

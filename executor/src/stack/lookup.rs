@@ -5,6 +5,7 @@
 
 use super::{LayerStack, SourceError};
 use crate::names;
+use crate::relpath::clean;
 use std::collections::BTreeMap;
 use std::ffi::{OsStr, OsString};
 use std::fs::Metadata;
@@ -31,30 +32,6 @@ pub(super) fn io_err(action: &'static str, path: &Path, error: io::Error) -> Sou
         action,
         path: path.to_path_buf(),
         error,
-    }
-}
-
-/// Splits a path into components: empty and `.` dropped, `..` clamped at
-/// the root.
-pub(super) fn clean(path: &str) -> Vec<String> {
-    let mut out: Vec<String> = Vec::new();
-    for c in path.split('/') {
-        match c {
-            "" | "." => {}
-            ".." => {
-                out.pop();
-            }
-            c => out.push(c.to_string()),
-        }
-    }
-    out
-}
-
-pub(crate) fn join(parent: &str, name: &str) -> String {
-    if parent.is_empty() {
-        name.to_string()
-    } else {
-        format!("{parent}/{name}")
     }
 }
 
@@ -149,7 +126,8 @@ impl LayerStack {
         let Some(root) = self.root()? else {
             return Ok(None);
         };
-        let mut pending: std::collections::VecDeque<String> = clean(rel).into();
+        let mut pending: std::collections::VecDeque<String> =
+            clean(rel).into_iter().map(str::to_string).collect();
         let mut resolved: Vec<String> = Vec::new();
         let mut cur = root;
         let mut links = 0;
@@ -190,7 +168,7 @@ impl LayerStack {
                     full.push('/');
                     full.push_str(rest);
                 }
-                pending = clean(&full).into();
+                pending = clean(&full).into_iter().map(str::to_string).collect();
                 resolved.clear();
                 cur = self.root()?.expect("the stack is not empty");
                 continue;
