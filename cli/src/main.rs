@@ -40,6 +40,9 @@ enum Command {
     Rmi(commands::image::RmiArgs),
     /// Show an image's manifest and config as JSON.
     Inspect(commands::image::InspectArgs),
+    /// Show an image's history: the step behind each layer, its size and
+    /// when it was made.
+    History(commands::history::HistoryArgs),
     /// Write images to a docker-archive or OCI layout.
     Save(commands::archive::SaveArgs),
     /// Read images from a docker-archive or OCI layout (tar or directory).
@@ -118,34 +121,18 @@ fn main() -> ExitCode {
 fn check_writable(global: &global::GlobalArgs, command: &Command) -> anyhow::Result<()> {
     let writes = matches!(
         command,
-        Command::Build(_)
-            | Command::Pull(_)
-            | Command::Tag(_)
-            | Command::Rmi(_)
-            | Command::Load(_)
-            | Command::Prune(_)
+        Command::Pull(_) | Command::Tag(_) | Command::Rmi(_) | Command::Load(_) | Command::Prune(_)
     );
     let Some(root) = global.root.clone().or_else(kiln_oci::default_root) else {
         return Ok(());
     };
-    if writes && read_only_fs(&root) {
+    if writes && kiln_oci::is_on_read_only_fs(&root) {
         anyhow::bail!(
             "store {} is read-only: use --root DIR for a writable store",
             root.display()
         );
     }
     Ok(())
-}
-
-/// Whether `path` exists on a filesystem mounted read-only.
-fn read_only_fs(path: &std::path::Path) -> bool {
-    use std::os::unix::ffi::OsStrExt;
-    let Ok(c) = std::ffi::CString::new(path.as_os_str().as_bytes()) else {
-        return false;
-    };
-    // SAFETY: a valid C string and out-parameter.
-    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
-    (unsafe { libc::statvfs(c.as_ptr(), &mut st) } == 0) && st.f_flag & libc::ST_RDONLY != 0
 }
 
 /// Removes the temporaries that killed kiln processes left in the store
@@ -156,7 +143,7 @@ fn sweep_temporaries(global: &global::GlobalArgs) {
     let Some(root) = global.root.clone().or_else(kiln_oci::default_root) else {
         return;
     };
-    if !root.is_dir() || read_only_fs(&root) {
+    if !root.is_dir() || kiln_oci::is_on_read_only_fs(&root) {
         return;
     }
     if let Ok(store) = global.store() {
@@ -176,6 +163,7 @@ fn run(global: &global::GlobalArgs, command: Command) -> anyhow::Result<()> {
         Command::Tag(a) => image::tag(global, &a),
         Command::Rmi(a) => image::rmi(global, &a),
         Command::Inspect(a) => image::inspect(global, &a),
+        Command::History(a) => commands::history::history(global, &a),
         Command::Save(a) => archive::save(global, &a),
         Command::Load(a) => archive::load(global, &a),
         Command::Du(a) => cache::du(global, &a),

@@ -310,3 +310,55 @@ fn identical_run_layers_stack() {
         "done\n"
     );
 }
+
+#[test]
+fn history_lists_the_steps_newest_first_with_docker_columns() {
+    let env = Env::new();
+    let ctx = env.context(
+        "ctx",
+        &[
+            ("Dockerfile", "FROM busybox\nCOPY a /a\nENV X=1\nRUN echo a-long-command-that-docker-would-cut-short > /hi\n"),
+            ("a", "a"),
+        ],
+    );
+    env.ok(&["build", "-t", "hist:1", s(&ctx)], None);
+    let (table, _) = env.ok(&["history", "hist:1"], None);
+    let lines: Vec<&str> = table.lines().collect();
+    assert!(
+        lines[0].starts_with("IMAGE") && lines[0].contains("CREATED BY"),
+        "{table}"
+    );
+    // RUN, ENV, COPY, then busybox's own layer.
+    assert_eq!(lines.len(), 5, "{table}");
+    assert!(
+        lines[1].contains("RUN /bin/sh -c echo a-long-command-that-dock…"),
+        "{table}"
+    );
+    assert!(
+        lines[2].starts_with("<missing>")
+            && lines[2].contains("ENV X=1")
+            && lines[2].contains(" 0B "),
+        "{table}"
+    );
+    assert!(lines[3].contains("COPY a /a"), "{table}");
+
+    let (json, _) = env.ok(
+        &["history", "--no-trunc", "--format", "json", "hist:1"],
+        None,
+    );
+    let rows: Vec<serde_json::Value> = json
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("one JSON object per line"))
+        .collect();
+    assert_eq!(rows.len(), 4, "{json}");
+    let (id, _) = env.ok(&["history", "-q", "--no-trunc", "hist:1"], None);
+    assert_eq!(rows[0]["ID"], id.trim(), "{json}");
+    assert!(rows[0]["CreatedBy"]
+        .as_str()
+        .is_some_and(|c| c.contains("cut-short > /hi")));
+    let out = env.run(&["history", "--format", "yaml", "hist:1"], None);
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        "kiln: --format \"yaml\": kiln prints table or json\n"
+    );
+}

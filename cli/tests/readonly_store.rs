@@ -1,7 +1,9 @@
 //! A store on a read-only mount (issue 15, item 4): `kiln images`,
-//! `inspect` and `save` (docker-archive and OCI) work from it and write
-//! nothing; a command that must write (`build`, `tag`) says in one line
-//! that the store is read-only and how to use a writable one, and exits 1.
+//! `inspect`, `history`, `save` (docker-archive and OCI) and a build that only reuses
+//! its cache (to `type=tar` and `type=local` outputs) work from it and
+//! write nothing; a command that must write (`tag`, a build to the store,
+//! a build step the cache lacks) says in one line that the store is
+//! read-only and how to use a writable one, and exits 1.
 //! Needs root (a read-only bind mount); elsewhere the test says why it is
 //! skipped.
 
@@ -96,6 +98,9 @@ fn read_only_store_serves_reads_and_refuses_writes_in_one_line() {
     let inspected = ok(&["inspect", "built:latest"]);
     assert!(inspected.contains("\"Config\""), "{inspected}");
     worked += 1;
+    let history = ok(&["history", "built:latest"]);
+    assert!(history.contains("RUN /bin/sh -c echo hi > /hi"), "{history}");
+    worked += 1;
     for (format, name) in [("docker", "img.tar"), ("oci", "img-oci.tar")] {
         let tar = env.path(name);
         ok(&[
@@ -115,24 +120,81 @@ fn read_only_store_serves_reads_and_refuses_writes_in_one_line() {
         worked += 1;
     }
 
-    let mut refused = 0;
-    for args in [
-        vec!["build", "-t", "again:latest", s(&ctx)],
-        vec!["tag", "busybox:latest", "other:latest"],
-    ] {
-        let out = run(&args);
+    // A build that only reuses the cache, to filesystem outputs.
+    let rootfs_tar = env.path("rootfs.tar");
+    ok(&[
+        "build",
+        "-o",
+        &format!("type=tar,dest={}", s(&rootfs_tar)),
+        s(&ctx),
+    ]);
+    let listed = Command::new("tar")
+        .arg("tf")
+        .arg(&rootfs_tar)
+        .output()
+        .expect("tar");
+    let listed = String::from_utf8_lossy(&listed.stdout).into_owned();
+    assert!(listed.lines().any(|l| l == "hi"), "{listed}");
+    worked += 1;
+    let local = env.path("rootfs-dir");
+    ok(&[
+        "build",
+        "-o",
+        &format!("type=local,dest={}", s(&local)),
+        s(&ctx),
+    ]);
+    assert_eq!(
+        std::fs::read_to_string(local.join("hi")).expect("hi"),
+        "hi\n"
+    );
+    worked += 1;
+
+    let refusal = |out: std::process::Output, args: &[&str], expected: String| {
         let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
         assert_eq!(out.status.code(), Some(1), "{args:?}: {stderr}");
-        assert_eq!(
-            stderr,
-            format!(
-                "kiln: store {} is read-only: use --root DIR for a writable store\n",
-                ro.display()
-            ),
-            "{args:?}"
-        );
-        refused += 1;
-    }
+        assert_eq!(stderr, expected, "{args:?}");
+    };
+    let mut refused = 0;
+    let tag = ["tag", "busybox:latest", "other:latest"];
+    refusal(
+        run(&tag),
+        &tag,
+        format!(
+            "kiln: store {} is read-only: use --root DIR for a writable store\n",
+            ro.display()
+        ),
+    );
+    refused += 1;
+    let build = ["build", "-t", "again:latest", s(&ctx)];
+    refusal(
+        run(&build),
+        &build,
+        format!(
+            "kiln: store {} is read-only and the image output (the store) writes to it: \
+             use --root DIR for a writable store, or build to -o type=local or type=tar from this one\n",
+            ro.display()
+        ),
+    );
+    refused += 1;
+    // A step the cache does not hold would have to run: the error names it.
+    let changed = env.context(
+        "changed",
+        &[(
+            "Dockerfile",
+            "FROM busybox\nRUN echo hi > /hi\nRUN echo new > /new\n",
+        )],
+    );
+    let miss = ["build", "-o", "type=tar,dest=-", s(&changed)];
+    let out = run(&miss);
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    let expected = format!(
+        "kiln: Dockerfile:3:1: [stage-0 2] RUN echo new > /new: not cached in the read-only store {}: \
+         use --root DIR for a writable store",
+        ro.display()
+    );
+    assert!(stderr.lines().any(|l| l == expected), "{stderr}");
+    refused += 1;
     assert_eq!(snapshot(&store), before, "the store did not change");
     println!("read-only store: commands that worked {worked}, writes refused {refused}");
 }

@@ -362,13 +362,10 @@ pub fn export(
             })
         }
         ExportTarget::Tar { dest } => {
-            let tmp = tempfile::Builder::new()
-                .prefix(&kiln_oci::StoreLayout::staging_prefix())
-                .tempdir_in(store.layout().staging())
-                .map_err(|e| ExportError::Write {
-                    path: dest.clone(),
-                    message: e.to_string(),
-                })?;
+            let tmp = store.staging_dir().map_err(|e| ExportError::Write {
+                path: dest.clone(),
+                message: e.to_string(),
+            })?;
             let rootfs = tmp.path().join("rootfs");
             kiln_executor::materialize(&image.stack, &rootfs).map_err(|e| ExportError::Write {
                 path: dest.clone(),

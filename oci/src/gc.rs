@@ -103,6 +103,21 @@ fn open_lock(path: &Path) -> Result<File> {
         .map_err(io_err("opening", path))
 }
 
+/// Opens the lock file for a shared lock. On a read-only mount of a store
+/// it is opened for reading: flock(2) needs no write access, and the lease
+/// still holds off a collection run through a writable mount of the same
+/// store.
+fn open_shared_lock(path: &Path) -> Result<File> {
+    match open_lock(path) {
+        Err(crate::store::StoreError::Io { source, .. })
+            if source.kind() == std::io::ErrorKind::ReadOnlyFilesystem =>
+        {
+            File::open(path).map_err(io_err("opening", path))
+        }
+        other => other,
+    }
+}
+
 impl LocalStore {
     /// Takes a lease: blobs written while it is held survive a concurrent
     /// garbage collection. Blocks while a collection runs.
@@ -111,7 +126,7 @@ impl LocalStore {
     /// An I/O error naming the lock file.
     pub fn lease(&self) -> Result<Lease> {
         let path = self.layout().gc_lock();
-        let file = open_lock(&path)?;
+        let file = open_shared_lock(&path)?;
         file.lock_shared().map_err(io_err("locking", &path))?;
         Ok(Lease {
             lock: file,

@@ -81,7 +81,8 @@ pub use registry::{
 };
 pub use resolve::{ResolveError, ResolvedConfig};
 pub use store::{
-    default_root, BlobIngester, BlobReader, BlobStore, BlobWriter, LocalStore, StoreError,
+    default_root, is_on_read_only_fs, BlobIngester, BlobReader, BlobStore, BlobWriter, LocalStore,
+    StoreError,
 };
 
 /// The OCI spec types, re-exported so callers build against the same version.

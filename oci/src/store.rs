@@ -164,19 +164,43 @@ impl LocalStore {
         if let Some(parent) = root.parent().filter(|p| !p.as_os_str().is_empty()) {
             fs::create_dir_all(parent).map_err(io_err("creating directory", parent))?;
         }
-        private_dir(&root)?;
+        private_dir(&root).or_else(unless_read_only)?;
         for dir in CREATED_DIRS {
-            private_dir(&root.join(dir))?;
+            private_dir(&root.join(dir)).or_else(unless_read_only)?;
         }
         for dir in REPAIRED_DIRS {
             let path = root.join(dir);
             if fs::symlink_metadata(&path).is_ok_and(|m| m.is_dir()) {
-                make_private(&path)?;
+                make_private(&path).or_else(unless_read_only)?;
             }
         }
         Ok(LocalStore {
             layout: StoreLayout::new(root),
         })
+    }
+
+    /// Whether the store is on a filesystem mounted read-only: commands
+    /// that only read work from it, and a build works when everything it
+    /// needs is already there.
+    pub fn is_read_only(&self) -> bool {
+        is_on_read_only_fs(self.root())
+    }
+
+    /// A private staging directory, removed when dropped: in the store
+    /// ([`StoreLayout::staging`], named for this process so a sweep knows
+    /// whose it is), or under `$TMPDIR` when the store is read-only.
+    ///
+    /// # Errors
+    /// The I/O error of creating it.
+    pub fn staging_dir(&self) -> io::Result<tempfile::TempDir> {
+        let prefix = StoreLayout::staging_prefix();
+        let mut builder = tempfile::Builder::new();
+        builder.prefix(&prefix);
+        if self.is_read_only() {
+            builder.tempdir()
+        } else {
+            builder.tempdir_in(self.layout.staging())
+        }
     }
 
     /// The store's root directory.
@@ -233,6 +257,30 @@ impl LocalStore {
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
             Err(e) => Err(io_err("removing", &path)(e)),
         }
+    }
+}
+
+/// Whether `path` exists on a filesystem mounted read-only.
+pub fn is_on_read_only_fs(path: &Path) -> bool {
+    use std::os::unix::ffi::OsStrExt;
+    let Ok(c) = std::ffi::CString::new(path.as_os_str().as_bytes()) else {
+        return false;
+    };
+    // SAFETY: a valid C string and out-parameter.
+    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    (unsafe { libc::statvfs(c.as_ptr(), &mut st) } == 0) && st.f_flag & libc::ST_RDONLY != 0
+}
+
+/// Passes an error on unless it says the filesystem is read-only: a store
+/// on a read-only mount is opened as it is, for commands that only read it
+/// (and writes to it fail with that error later). Its modes are repaired
+/// when it is next opened writable.
+fn unless_read_only(err: StoreError) -> Result<()> {
+    match &err {
+        StoreError::Io { source, .. } if source.kind() == io::ErrorKind::ReadOnlyFilesystem => {
+            Ok(())
+        }
+        _ => Err(err),
     }
 }
 

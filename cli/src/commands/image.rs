@@ -1,5 +1,5 @@
 //! Image commands over the local store and registries: `pull`, `push`,
-//! `images`, `tag`, `rmi`, `inspect`.
+//! `images`, `tag`, `rmi`, `inspect` (`history` is beside them).
 
 use crate::global::{human_size, runtime, GlobalArgs};
 use crate::progress::{ProgressMode, Reporter};
@@ -353,6 +353,21 @@ fn index_platforms(store: &dyn BlobReader, digest: &Digest) -> Option<String> {
     (!platforms.is_empty()).then(|| platforms.join(","))
 }
 
+/// The image `digest` names for `platform`; without one, the host's, or
+/// else the first the store holds of a multi-platform image.
+pub fn pick_image(
+    store: &LocalStore,
+    digest: &Digest,
+    platform: &Option<String>,
+) -> Result<kiln_oci::Image> {
+    Ok(match platform {
+        Some(_) => resolve(store, digest, &platform_arg(platform)?)?,
+        None => {
+            resolve(store, digest, &Platform::host()).or_else(|_| first_image(store, digest))?
+        }
+    })
+}
+
 /// The first image of an index whose manifest is in the store.
 fn first_image(store: &dyn BlobReader, digest: &Digest) -> Result<kiln_oci::Image> {
     let (manifest, _) = read_manifest(store, digest)?;
@@ -384,12 +399,7 @@ pub struct InspectArgs {
 pub fn inspect(global: &GlobalArgs, args: &InspectArgs) -> Result<()> {
     let store = global.store()?;
     let (name, digest) = lookup(&store, &args.reference)?;
-    let image = match &args.platform {
-        Some(_) => resolve(&store, &digest, &platform_arg(&args.platform)?)?,
-        None => {
-            resolve(&store, &digest, &Platform::host()).or_else(|_| first_image(&store, &digest))?
-        }
-    };
+    let image = pick_image(&store, &digest, &args.platform)?;
     let json = |d: &Digest| -> Result<serde_json::Value> {
         serde_json::from_slice(&store.read(d)?).with_context(|| format!("blob {d} is not JSON"))
     };

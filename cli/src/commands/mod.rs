@@ -3,6 +3,7 @@
 pub mod archive;
 pub mod build;
 pub mod cache;
+pub mod history;
 pub mod image;
 pub mod lint;
 pub mod login;

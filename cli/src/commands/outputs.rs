@@ -73,9 +73,9 @@ pub fn parse_annotations(values: &[String]) -> Result<Annotations> {
     Ok(out)
 }
 
-/// Writes the built images (one per platform) to every output and returns
-/// the first image output's manifest, or index when there are several
-/// platforms. A `type=local` output of several platforms gets a directory
+/// Writes the built images (one per platform) to every output; the first
+/// image output's manifest (or index, with several platforms) goes to the
+/// iidfile, the metadata file and the summary. A `type=local` output of several platforms gets a directory
 /// per platform (`linux_amd64`), as with buildx.
 pub fn write_outputs(
     store: &LocalStore,
@@ -83,7 +83,7 @@ pub fn write_outputs(
     rt: &tokio::runtime::Runtime,
     images: &[(Platform, BuiltImage)],
     request: Outputs<'_>,
-) -> Result<WrittenImage> {
+) -> Result<()> {
     let Some((_, image)) = images.first() else {
         bail!("the build made no image");
     };
@@ -201,6 +201,9 @@ pub fn write_outputs(
     }
     let main = match first {
         Some(w) => w,
+        // Only filesystem outputs, built from a read-only store: there is
+        // no image to name, and nowhere to write one.
+        None if store.is_read_only() => return Ok(()),
         None => write(&ImageOptions::default())?,
     };
     if let Some(path) = request.iidfile {
@@ -231,5 +234,5 @@ pub fn write_outputs(
             eprint_line(&format!("naming to {t} done"));
         }
     }
-    Ok(main)
+    Ok(())
 }

@@ -125,6 +125,16 @@ pub enum StepError {
         /// The last lines of its output, indented (empty when none).
         output: String,
     },
+    /// The step is not in the cache of a read-only store, so it would
+    /// have to run and write there.
+    #[error(
+        "not cached in the read-only store {}: use --root DIR for a writable store",
+        root.display()
+    )]
+    ReadOnlyStore {
+        /// The store's root.
+        root: PathBuf,
+    },
     /// The layer was made but its cache record could not be written.
     #[error("recording the cache: {0}")]
     RecordCache(std::io::Error),

@@ -91,10 +91,7 @@ fn run_process(
     layer::new_layer(&env.store, env.compression, |upper, work| {
         // Mount sources and files the step reads while it runs (heredoc
         // scripts) live in a scratch directory removed afterwards.
-        let scratch = tempfile::Builder::new()
-            .prefix(&kiln_oci::StoreLayout::staging_prefix())
-            .tempdir_in(env.store.layout().staging())
-            .map_err(StepError::Scratch)?;
+        let scratch = env.store.staging_dir().map_err(StepError::Scratch)?;
         let prepared = mounts::prepare(&env.host, &env.store, exec, inputs, scratch.path())?;
         let mut process_env = exec.env.clone();
         process_env.extend(prepared.env.iter().cloned());

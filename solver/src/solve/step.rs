@@ -152,6 +152,11 @@ pub(super) fn run_step(
     if cancel.is_cancelled() {
         return Err(StepError::Cancelled);
     }
+    if env.store.is_read_only() {
+        return Err(StepError::ReadOnlyStore {
+            root: env.store.root().to_path_buf(),
+        });
+    }
     env.event(Event::Miss {
         name: meta.name.clone(),
         reason: env.cache.miss_reason(meta, &parts),

@@ -148,12 +148,20 @@ pub fn build(global: &GlobalArgs, args: &BuildArgs) -> Result<()> {
     let store = global.store()?;
     // Keeps `kiln prune` from removing what this build writes.
     let lease = store.lease()?;
-    let staging = tempfile::Builder::new()
-        .prefix(&kiln_oci::StoreLayout::staging_prefix())
-        .tempdir_in(store.layout().staging())
-        .context("creating a staging directory in the store")?;
+    // What the build reads from stdin.
+    let staging = store
+        .staging_dir()
+        .context("creating a staging directory")?;
     let source = Source::read(args, staging.path())?;
     let request = BuildRequest::from_args(args)?;
+    if store.is_read_only() {
+        if let Some(writer) = request.store_writer() {
+            anyhow::bail!(
+                "store {} is read-only and {writer} writes to it: use --root DIR for a writable store, or build to -o type=local or type=tar from this one",
+                store.root().display()
+            );
+        }
+    }
 
     let rt = runtime()?;
     let client = global.registry()?;

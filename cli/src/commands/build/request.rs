@@ -162,6 +162,30 @@ impl BuildRequest {
         })
     }
 
+    /// What of this build writes to the store when it is a real build:
+    /// an image output (even an archive or a push is staged in the store),
+    /// the default output (the store), or `--cache-to`. `None` when it
+    /// only reads the store: `--print`, `--call check`, or filesystem
+    /// outputs (`type=local`, `type=tar`) alone.
+    pub(super) fn store_writer(&self) -> Option<String> {
+        if self.print.is_some() || !matches!(self.call, Call::Build) {
+            return None;
+        }
+        if self.push {
+            return Some("--push".into());
+        }
+        if self.outputs.is_empty() {
+            return Some("the image output (the store)".into());
+        }
+        if !self.cache_to.is_empty() {
+            return Some("--cache-to".into());
+        }
+        self.outputs
+            .iter()
+            .find(|t| t.image_options().is_some())
+            .map(|t| format!("--output {t}"))
+    }
+
     /// Whether the build makes an index (several platforms).
     pub(super) fn multi_platform(&self) -> bool {
         self.platforms.len() > 1
