@@ -99,7 +99,10 @@ fn read_only_store_serves_reads_and_refuses_writes_in_one_line() {
     assert!(inspected.contains("\"Config\""), "{inspected}");
     worked += 1;
     let history = ok(&["history", "built:latest"]);
-    assert!(history.contains("RUN /bin/sh -c echo hi > /hi"), "{history}");
+    assert!(
+        history.contains("RUN /bin/sh -c echo hi > /hi"),
+        "{history}"
+    );
     worked += 1;
     for (format, name) in [("docker", "img.tar"), ("oci", "img-oci.tar")] {
         let tar = env.path(name);

@@ -2,8 +2,9 @@
 //! kept in `refs.json` beside the blobs.
 //!
 //! Every change is a read-modify-write under an exclusive lock on
-//! `refs.lock`, and the new file is written to a temporary name and renamed
-//! over the old one, so concurrent kiln processes never lose an update and
+//! `refs.lock`, and the new file is written to a temporary name (with the
+//! writer's pid, [`crate::StoreLayout::staging_prefix`]) and renamed over
+//! the old one, so concurrent kiln processes never lose an update and
 //! a crash never leaves a half-written file. Reads take a shared lock on
 //! a read-only handle, so they work on a store on a read-only mount.
 
@@ -65,7 +66,11 @@ impl LocalStore {
 
     fn save_refs(&self, refs: &BTreeMap<String, Digest>) -> Result<()> {
         let path = self.refs_path();
-        let tmp = path.with_extension("json.tmp");
+        // Named for this process, so a sweep removes it after a kill -9.
+        let tmp = self.layout().staging().join(format!(
+            "{}refs.json",
+            crate::layout::StoreLayout::staging_prefix()
+        ));
         let bytes = serde_json::to_vec_pretty(refs).map_err(|e| {
             io_err("encoding", &path)(io::Error::new(io::ErrorKind::InvalidData, e))
         })?;

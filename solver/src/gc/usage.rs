@@ -266,11 +266,12 @@ pub fn usage(store: &LocalStore) -> Result<Usage, GcError> {
         }
     }
 
-    // Staging directories of builds (`.tmpXXXXXX`, made under a lease).
+    // Staging directories of builds (`.tmpXXXXXX`, made under a lease),
+    // and a names file being replaced (`.tmp-<pid>-refs.json`).
     let staging = layout.staging();
     for name in names(staging)? {
         let path = staging.join(&name);
-        if name.starts_with(".tmp") && path.is_dir() {
+        if name.starts_with(".tmp") {
             entries.push(temporary(path, &mut seen)?);
         }
     }

@@ -130,7 +130,7 @@ fn temporaries(layout: &StoreLayout) -> Result<Vec<PathBuf>, GcError> {
     let staging = layout.staging();
     for name in names(staging)? {
         let path = staging.join(&name);
-        if name.starts_with(".tmp") && path.is_dir() {
+        if name.starts_with(".tmp") {
             out.push(path);
         }
     }
@@ -262,10 +262,12 @@ mod tests {
             layout.root().join(".tmpOld"),
             layout.ingest().join(format!("{dead}-0-0")),
             layout.ingest().join(format!("{me}-0-0")),
+            // The names file a killed `kiln tag` was writing.
+            layout.root().join(format!(".tmp-{dead}-refs.json")),
         ];
         let make = || {
             for p in &paths {
-                if p.starts_with(layout.ingest()) {
+                if p.starts_with(layout.ingest()) || p.ends_with(format!(".tmp-{dead}-refs.json")) {
                     fs::write(p, b"x").expect("file");
                 } else {
                     // A RUN step may leave a directory without permissions.
@@ -280,7 +282,7 @@ mod tests {
         // While a lease is held (a build runs), pid-less names are kept;
         // this process is alive.
         let lease = store.lease().expect("lease");
-        assert_eq!(sweep_temporaries(&store, false).expect("sweep"), 3);
+        assert_eq!(sweep_temporaries(&store, false).expect("sweep"), 4);
         assert!(paths[1].exists() && paths[3].exists() && paths[5].exists());
         drop(lease);
         // Nothing running: the pid-less one goes too.
