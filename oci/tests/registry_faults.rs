@@ -1,7 +1,8 @@
 //! The registry client against a real `docker-registry` behind a fault
 //! proxy (kiln_test_support::FaultProxy): oversending, stalling,
 //! trickling, 429/503 with `Retry-After`, always-500, connections cut
-//! mid-blob and redirects. Each test prints what it counted.
+//! mid-blob and redirects; and a listener that never accepts (connect
+//! timeout). Each test prints what it counted.
 
 use kiln_test_support as support;
 
@@ -544,4 +545,70 @@ async fn an_oversent_child_manifest_is_refused_by_its_descriptor_size() {
             .contains(&format!("kiln reads at most {}", bytes.len())),
         "{err}"
     );
+}
+
+/// A listener on 127.0.0.1 whose accept queue is full and never drained:
+/// a new connection's SYN is dropped, so connecting hangs as it does to a
+/// host that does not answer. Returns the listener's address and what
+/// must stay open.
+fn full_backlog_listener() -> (String, Vec<std::net::TcpStream>, std::os::fd::OwnedFd) {
+    use std::os::fd::{FromRawFd, OwnedFd};
+    // SAFETY: plain socket calls on a new descriptor, checked below.
+    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_STREAM, 0) };
+    assert!(fd >= 0, "socket");
+    // SAFETY: `fd` is a new descriptor this function owns.
+    let owned = unsafe { OwnedFd::from_raw_fd(fd) };
+    // SAFETY: all-zero is a valid sockaddr_in.
+    let mut addr: libc::sockaddr_in = unsafe { std::mem::zeroed() };
+    addr.sin_family = libc::AF_INET as libc::sa_family_t;
+    addr.sin_addr.s_addr = u32::from_ne_bytes([127, 0, 0, 1]);
+    let len = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
+    // SAFETY: a valid address of the stated length.
+    let bound = unsafe { libc::bind(fd, (&raw const addr).cast(), len) };
+    assert_eq!(bound, 0, "bind");
+    // SAFETY: a bound socket; a backlog of 0 queues one connection.
+    assert_eq!(unsafe { libc::listen(fd, 0) }, 0, "listen");
+    let mut out_len = len;
+    // SAFETY: out-parameters of the stated size.
+    let named = unsafe { libc::getsockname(fd, (&raw mut addr).cast(), &mut out_len) };
+    assert_eq!(named, 0, "getsockname");
+    let port = u16::from_be(addr.sin_port);
+    let target: std::net::SocketAddr = ([127, 0, 0, 1], port).into();
+    // Fill the queue; a connection that does not complete shows it is full.
+    let mut held = Vec::new();
+    loop {
+        match std::net::TcpStream::connect_timeout(&target, Duration::from_millis(300)) {
+            Ok(s) => held.push(s),
+            Err(_) => break,
+        }
+        assert!(held.len() < 64, "the accept queue never filled");
+    }
+    (format!("127.0.0.1:{port}"), held, owned)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_registry_that_never_accepts_fails_after_the_connect_timeout_and_the_budget() {
+    let (host, _held, _listener) = full_backlog_listener();
+    let client = client(RegistryOptions {
+        connect_timeout: Duration::from_secs(1),
+        retries: 2,
+        ..options()
+    });
+    let (_d, store) = empty_store();
+    let reference = Reference::parse(&format!("{host}/library/busybox:1")).expect("reference");
+    let started = std::time::Instant::now();
+    let err = pull(&client, &reference, &store)
+        .await
+        .expect_err("a registry that never accepts must fail the pull");
+    let message = err.to_string();
+    eprintln!(
+        "connect timeout: gave up after {:.1} s; {message}",
+        started.elapsed().as_secs_f64()
+    );
+    assert!(matches!(err, RegistryError::Timeout { .. }), "{err:?}");
+    assert_eq!(
+        message,
+        format!("could not connect to {host} within 1 s while fetching manifest 1; 3 attempts")
+    );
+    assert_eq!(temporaries(&store), 0);
 }
