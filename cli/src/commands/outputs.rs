@@ -164,7 +164,7 @@ pub fn write_outputs(
     let mut names: Vec<String> = Vec::new();
     for t in &targets {
         let this = match t.image_options() {
-            Some(options) => Some(write(options)?),
+            Some(options) => Some(write(options).with_context(|| format!("exporting to {t}"))?),
             None => None,
         };
         match t {
@@ -204,7 +204,7 @@ pub fn write_outputs(
         // Only filesystem outputs, built from a read-only store: there is
         // no image to name, and nowhere to write one.
         None if store.is_read_only() => return Ok(()),
-        None => write(&ImageOptions::default())?,
+        None => write(&ImageOptions::default()).context("writing the image to the store")?,
     };
     if let Some(path) = request.iidfile {
         std::fs::write(path, main.manifest.as_str())
