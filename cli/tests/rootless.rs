@@ -6,8 +6,8 @@
 mod common;
 
 use common::{listing, BUSYBOX};
-use std::os::unix::fs::MetadataExt;
-use std::path::Path;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 const USER: &str = "kilnrootless";
@@ -173,4 +173,115 @@ fn rootless_build_equals_root_build() {
         owners.contains(&(subuid + 4)),
         "{owners:?} (subuid {subuid})"
     );
+}
+
+/// Issue 16's non-root store bug: in a container kiln is pid 1 in every
+/// run, so a bare pid named the temporaries of an earlier run too and a
+/// new build collided with what that run left (`creating
+/// …/layers/work-1-0: File exists`). Here kiln runs as the user and as pid
+/// 1 of a new pid namespace, three times in a row, on a store holding what
+/// earlier runs left: temporaries under a dead process's tag and its free
+/// owner lock, older bare-pid names that this run's pids reuse, a
+/// directory without permissions, and one the user cannot remove. Every
+/// build succeeds; what the user can remove is gone.
+#[test]
+fn a_non_root_store_stays_usable_build_after_build_as_pid_1() {
+    let Some((uid, gid)) = rootless_user() else {
+        eprintln!(
+            "skipped: needs root and the user {USER} with /etc/subuid entries (.ci/run makes it)"
+        );
+        return;
+    };
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path();
+    let bin = dir.join("kiln");
+    std::fs::copy(env!("CARGO_BIN_EXE_kiln"), &bin).expect("copy kiln");
+    let ctx = dir.join("ctx");
+    std::fs::create_dir(&ctx).expect("mkdir");
+    std::fs::write(
+        ctx.join("Dockerfile"),
+        "FROM busybox\nRUN mkdir -p /x/y && chmod 000 /x/y && date > /when\n",
+    )
+    .expect("write");
+    let home = dir.join("user");
+    std::fs::create_dir(&home).expect("mkdir");
+    for p in [dir, &bin, &ctx, &ctx.join("Dockerfile"), &home] {
+        std::os::unix::fs::chown(p, Some(uid), Some(gid)).expect("chown");
+    }
+    let store = home.join("store");
+    kiln(
+        &bin,
+        Some(USER),
+        &store,
+        &["load", "-i", BUSYBOX, "-t", "busybox:latest"],
+    );
+
+    // What earlier runs left. Their kiln was pid 1 (and its rootless child
+    // pid 2) as this run's will be.
+    let dead = "1x00000000000000aa";
+    let layers = store.join("layers");
+    let removable = [
+        layers.join(format!("work-{dead}-0")),
+        layers.join(format!("tmp-{dead}-0")),
+        store.join(format!(".tmp-{dead}-stdin")),
+        store.join("owners").join(dead),
+        layers.join("work-2-0"),
+        layers.join("tmp-2-0"),
+    ];
+    for p in &removable[..3] {
+        std::fs::create_dir_all(p.join("work/work")).expect("mkdir");
+        std::fs::set_permissions(p.join("work/work"), std::fs::Permissions::from_mode(0o000))
+            .expect("chmod");
+    }
+    std::fs::create_dir_all(store.join("owners")).expect("owners");
+    std::fs::write(&removable[3], b"").expect("owner file");
+    for p in &removable[4..] {
+        std::fs::create_dir_all(p.join("work")).expect("mkdir");
+    }
+    // Made by root: the user cannot remove what is inside.
+    let foreign = layers.join(format!("work-{dead}-1"));
+    std::fs::create_dir_all(foreign.join("work")).expect("mkdir");
+    let chown_r = |p: &Path, u: u32, g: u32| {
+        let ok = Command::new("chown")
+            .arg("-R")
+            .arg(format!("{u}:{g}"))
+            .arg(p)
+            .status()
+            .expect("chown")
+            .success();
+        assert!(ok, "chown {}", p.display());
+    };
+    chown_r(&store, uid, gid);
+    chown_r(&foreign, 0, 0);
+
+    for round in 1..=3 {
+        let out = Command::new("unshare")
+            .args(["--pid", "--fork", "--mount-proc", "setpriv"])
+            .arg(format!("--reuid={uid}"))
+            .arg(format!("--regid={gid}"))
+            .args(["--init-groups", "--"])
+            .arg(&bin)
+            .arg("--root")
+            .arg(&store)
+            .args(["build", "--no-cache", "-t", &format!("again:{round}")])
+            .arg(&ctx)
+            .env("HOME", &home)
+            .env_remove("KILN_ROOT")
+            .env_remove("XDG_DATA_HOME")
+            .output()
+            .expect("kiln runs");
+        assert!(
+            out.status.success(),
+            "build {round} failed:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let left: Vec<&PathBuf> = removable.iter().filter(|p| p.exists()).collect();
+    println!(
+        "non-root store as pid 1: builds 3, failures 0, removable leftovers {} of {}, foreign kept {}",
+        left.len(),
+        removable.len(),
+        foreign.exists()
+    );
+    assert!(left.is_empty(), "left: {left:?}");
 }

@@ -519,14 +519,18 @@ fn held_tmp(env: &Env) -> PathBuf {
 
 /// The per-run scratch directories of the held build `pid` of `env`.
 fn scratch_dirs(env: &Env, pid: u32) -> Vec<PathBuf> {
-    let prefix = format!("kiln-run-{pid}-");
+    // `kiln-run-<pid>x<hex>-…` (older kilns: `kiln-run-<pid>-…`).
+    let prefixes = [format!("kiln-run-{pid}x"), format!("kiln-run-{pid}-")];
     // In the store's `runs/` (older kilns: $TMPDIR).
     let mut dirs: Vec<PathBuf> = [held_tmp(env), env.path("store").join("runs")]
         .iter()
         .flat_map(std::fs::read_dir)
         .flatten()
         .flatten()
-        .filter(|e| e.file_name().to_string_lossy().starts_with(&prefix))
+        .filter(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            prefixes.iter().any(|p| name.starts_with(p))
+        })
         .map(|e| e.path())
         .collect();
     dirs.sort();

@@ -185,7 +185,7 @@ fn extract<R: Read>(
         .to_os_string();
     static UNPACKS: AtomicU64 = AtomicU64::new(0);
     let n = UNPACKS.fetch_add(1, Ordering::Relaxed);
-    tmp_name.push(format!(".tmp-{}-{n}", std::process::id()));
+    tmp_name.push(format!(".tmp-{}-{n}", kiln_oci::process_tag()));
     let tmp = dir.with_file_name(tmp_name);
     if fs::symlink_metadata(&tmp).is_ok() {
         fs::remove_dir_all(&tmp).map_err(|e| io_err("removing stale", &tmp, e))?;

@@ -101,7 +101,7 @@ fn assert_no_leaks() {
         !mountinfo.contains("kiln-run-") && !mountinfo.contains("cgroup-hide"),
         "leftover mounts:\n{mountinfo}"
     );
-    let ours = format!("kiln-run-{}-", std::process::id());
+    let ours = format!("kiln-run-{}-", kiln_oci::process_tag());
     let tmp = std::env::temp_dir();
     let scratch: Vec<_> = std::fs::read_dir(&tmp)
         .unwrap()

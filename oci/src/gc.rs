@@ -238,7 +238,8 @@ impl LocalStore {
         for entry in fs::read_dir(&ingest).map_err(io_err("listing", &ingest))? {
             let entry = entry.map_err(io_err("listing", &ingest))?;
             let name = entry.file_name().to_string_lossy().into_owned();
-            let alive = owner(&name, true).is_some_and(process_alive);
+            let owners = self.layout().owners();
+            let alive = crate::owner::owner_of(&name, true).is_some_and(|o| o.alive(Some(&owners)));
             if !alive {
                 bytes += entry.metadata().map(|m| m.len()).unwrap_or(0);
                 let p = entry.path();
@@ -248,30 +249,6 @@ impl LocalStore {
         }
         Ok((count, bytes))
     }
-}
-
-/// The process that made a store temporary, from its name: ingest files
-/// are `<pid>-…` (`ingest` true), every other temporary carries
-/// `tmp-<pid>` (`tmp-<pid>-…`, `….tmp-<pid>…`) or is an overlay work
-/// directory `work-<pid>-…`. `None` for a name without a pid
-/// (`.tmpXXXXXX` staging directories of older kilns).
-pub fn owner(name: &str, ingest: bool) -> Option<u32> {
-    let digits = if ingest {
-        name
-    } else {
-        name.split("tmp-")
-            .nth(1)
-            .or_else(|| name.strip_prefix("work-"))?
-    };
-    let pid: String = digits.chars().take_while(char::is_ascii_digit).collect();
-    pid.parse().ok().filter(|p| *p != 0)
-}
-
-/// Whether the process `pid` exists (this one always does). A pid the
-/// kernel gave again to another process counts as alive: its temporaries
-/// are kept, never those of a live process removed.
-pub fn process_alive(pid: u32) -> bool {
-    pid == std::process::id() || Path::new(&format!("/proc/{pid}")).exists()
 }
 
 /// Marks everything reachable from `root`, tolerating missing or damaged

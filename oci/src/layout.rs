@@ -3,7 +3,7 @@
 //!
 //! ```text
 //! blobs/<algorithm>/<hex>   committed blobs (oci)
-//! ingest/<pid>-<n>-<nanos>  blobs being written (oci)
+//! ingest/<tag>-<n>-<nanos>  blobs being written (oci)
 //! refs.json, refs.lock      the names of images (oci)
 //! sources/<algorithm>/<hex> where each blob is known to live remotely (oci)
 //! gc.lock                   leases and the collector's lock (oci)
@@ -13,9 +13,14 @@
 //! contexts/                 build-context checksum caches (the cli)
 //! http/                     ADD URL downloads (the solver)
 //! exports/<key>.json        layers the exporter converted (the exporter)
-//! runs/kiln-run-<pid>-…      RUN steps' scratch directories (the executor)
-//! .tmp-<pid>-XXXXXX         staging directories of running builds
+//! runs/kiln-run-<tag>-…     RUN steps' scratch directories (the executor)
+//! owners/<tag>              one lock file per kiln process using the store
+//!                           (oci's `owner` module)
+//! .tmp-<tag>-XXXXXX         staging directories of running builds
 //!                           (`.tmpXXXXXX` from older kilns)
+//!
+//! `<tag>` is the maker's process tag, [`crate::process_tag`]; older kilns
+//! wrote a bare pid there.
 //! ```
 //!
 //! Each crate asks [`StoreLayout`] for the top-level path it uses; what is
@@ -155,14 +160,20 @@ impl StoreLayout {
         self.root.join(RUNS)
     }
 
-    /// The name prefix of this process's staging directories
-    /// (`.tmp-<pid>-`): the pid tells a collection or a sweep whether
-    /// their maker still runs.
-    pub fn staging_prefix() -> String {
-        format!(".tmp-{}-", std::process::id())
+    /// Where the processes using the store hold their owner locks
+    /// (`owners/`, [`crate::owner`]).
+    pub fn owners(&self) -> PathBuf {
+        self.root.join("owners")
     }
 
-    /// Where builds make their staging directories (`.tmp-<pid>-XXXXXX`,
+    /// The name prefix of this process's staging directories
+    /// (`.tmp-<tag>-`): the tag tells a collection or a sweep whether
+    /// their maker still runs.
+    pub fn staging_prefix() -> String {
+        format!(".tmp-{}-", crate::process_tag())
+    }
+
+    /// Where builds make their staging directories (`.tmp-<tag>-XXXXXX`,
     /// [`StoreLayout::staging_prefix`]): the
     /// root itself, so they are on the store's filesystem and private.
     pub fn staging(&self) -> &Path {

@@ -50,6 +50,7 @@ mod image;
 mod layer;
 mod layout;
 pub mod media;
+pub mod owner;
 mod platform;
 mod reference;
 mod refs;
@@ -63,7 +64,7 @@ pub use config::{ContainerConfig, HealthConfig, History, ImageConfig, RootFs};
 pub use convert::convert_media_types;
 pub use credentials::{registry_key, Credential, CredentialError, DockerConfig, Secret};
 pub use digest::{Digest, DigestError};
-pub use gc::{owner as temporary_owner, process_alive, GcReport, Lease, Reachable, StoreLock};
+pub use gc::{GcReport, Lease, Reachable, StoreLock};
 pub use image::{
     check_size, descriptor_digest, is_attestation, reachable, read_manifest, resolve,
     select_platform, validate_image, Image, ImageError, Manifest, MAX_CONFIG_SIZE,
@@ -72,6 +73,7 @@ pub use image::{
 pub use layer::Layer;
 pub use layout::StoreLayout;
 pub use media::{LayerCompression, MediaFamily};
+pub use owner::{owner_of as temporary_owner, process_tag, Owner};
 pub use platform::{Platform, PlatformError};
 pub use reference::{Reference, ReferenceError};
 pub use registry::{

@@ -174,9 +174,13 @@ impl LocalStore {
                 make_private(&path).or_else(unless_read_only)?;
             }
         }
-        Ok(LocalStore {
-            layout: StoreLayout::new(root),
-        })
+        let layout = StoreLayout::new(root);
+        // What this process leaves here is known to be its while it runs.
+        let owners = layout.owners();
+        crate::owner::register(&owners)
+            .map_err(io_err("registering in", &owners))
+            .or_else(unless_read_only)?;
+        Ok(LocalStore { layout })
     }
 
     /// Whether the store is on a filesystem mounted read-only: commands
@@ -357,7 +361,7 @@ impl BlobIngester for LocalStore {
         let path = self
             .layout
             .ingest()
-            .join(format!("{}-{n}-{nanos}", std::process::id()));
+            .join(format!("{}-{n}-{nanos}", crate::process_tag()));
         let file = File::create_new(&path).map_err(io_err("creating ingest file", &path))?;
         Ok(BlobWriter {
             store: self.clone(),

@@ -221,8 +221,8 @@ pub(crate) fn new_layer<E: From<LayerError>>(
     };
     std::fs::create_dir_all(&root).map_err(create(&root))?;
     let n = TMP_COUNTER.fetch_add(1, Ordering::Relaxed);
-    let upper = root.join(format!("tmp-{}-{n}", std::process::id()));
-    let work = root.join(format!("work-{}-{n}", std::process::id()));
+    let upper = root.join(format!("tmp-{}-{n}", kiln_oci::process_tag()));
+    let work = root.join(format!("work-{}-{n}", kiln_oci::process_tag()));
     for d in [&upper, &work] {
         std::fs::create_dir(d).map_err(create(d))?;
     }

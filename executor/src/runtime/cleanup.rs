@@ -186,8 +186,9 @@ fn remove_cgroups(root: &Path, id: &std::ffi::OsStr) {
 
 /// Removes the scratch directories in `tmp` left by runs of processes
 /// that are gone (killed with `SIGKILL`, or a crash): directories named
-/// `kiln-run-<pid>-…`, owned by this user, whose pid no longer exists
-/// and which nobody holds locked. Returns how many were removed.
+/// `kiln-run-<tag>-…` (or `kiln-run-<pid>-…`), owned by this user, whose
+/// maker no longer runs ([`kiln_oci::Owner::alive`]) and which nobody
+/// holds locked. Returns how many were removed.
 pub fn sweep_stale(tmp: &Path) -> usize {
     let Ok(entries) = std::fs::read_dir(tmp) else {
         return 0;
@@ -197,13 +198,15 @@ pub fn sweep_stale(tmp: &Path) -> usize {
     let mut removed = 0;
     for e in entries.flatten() {
         let name = e.file_name();
-        let Some(rest) = name.to_str().and_then(|n| n.strip_prefix(PREFIX)) else {
+        let Some(name) = name.to_str().filter(|n| n.starts_with(PREFIX)) else {
             continue;
         };
-        let Some(pid) = rest.split('-').next().and_then(|p| p.parse::<u32>().ok()) else {
+        let Some(owner) = kiln_oci::temporary_owner(name, false) else {
             continue;
         };
-        let alive = kiln_oci::process_alive(pid);
+        // By tag or pid only: the directory's own lock, below, keeps a
+        // live run of another pid namespace.
+        let alive = owner.alive(None);
         let path = e.path();
         let owned_dir =
             std::fs::symlink_metadata(&path).is_ok_and(|m| m.is_dir() && m.uid() == euid);
@@ -232,7 +235,7 @@ mod tests {
         let tmp = tempfile_dir();
         // pid 0 never names a process here; i32::MAX is above pid_max.
         let dead = tmp.join(format!("{PREFIX}{}-0-0", i32::MAX));
-        let live = tmp.join(format!("{PREFIX}{}-0-0", std::process::id()));
+        let live = tmp.join(format!("{PREFIX}{}-0-0", kiln_oci::process_tag()));
         let locked = tmp.join(format!("{PREFIX}{}-1-0", i32::MAX));
         let other = tmp.join("kiln-runner");
         for d in [&dead, &live, &locked, &other] {

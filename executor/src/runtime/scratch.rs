@@ -58,7 +58,7 @@ impl Scratch {
             let dir = base.join(format!(
                 "{}{}-{n}-{nanos:x}",
                 cleanup::PREFIX,
-                std::process::id()
+                kiln_oci::process_tag()
             ));
             // Private from the start: an OCI bundle's config.json holds the
             // step's environment, secrets with `env=` included.

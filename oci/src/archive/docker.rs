@@ -116,7 +116,7 @@ fn append_uncompressed<W: Write>(
             // writes them): decompress to a staging file for its size.
             let staged = store.layout().ingest().join(format!(
                 "{}-unpack-{}",
-                std::process::id(),
+                crate::process_tag(),
                 digest.hex()
             ));
             let result = (|| {

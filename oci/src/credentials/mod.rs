@@ -512,7 +512,7 @@ fn temp_path(target: &Path, dir: &Path) -> PathBuf {
     let base = target
         .file_name()
         .map_or_else(|| "config.json".into(), |n| n.to_string_lossy());
-    dir.join(format!(".{base}.tmp-{}-{n}", std::process::id()))
+    dir.join(format!(".{base}.tmp-{}-{n}", crate::process_tag()))
 }
 
 /// Creates `path` (which must not exist) with mode 0600 and writes and

@@ -115,7 +115,7 @@ impl ChecksumCache {
         // Per process and call: threads saving one cache at once never
         // share a temporary (each renames a complete file; the last wins).
         let n = TMP_COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let tmp = dir.join(format!(".{name}.tmp-{}-{n}", std::process::id()));
+        let tmp = dir.join(format!(".{name}.tmp-{}-{n}", kiln_oci::process_tag()));
         let write = || -> std::io::Result<()> {
             let mut out = std::io::BufWriter::new(std::fs::File::create(&tmp)?);
             serde_json::to_writer(&mut out, &file)?;

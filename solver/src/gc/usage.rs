@@ -169,7 +169,7 @@ pub fn usage(store: &LocalStore) -> Result<Usage, GcError> {
     for name in names(&layers)? {
         let path = layers.join(&name);
         if !is_hex64(&name) {
-            entries.push(temporary(path, &mut seen)?);
+            entries.push(temporary(layout, path, &mut seen)?);
             continue;
         }
         let id = format!("sha256:{name}");
@@ -209,7 +209,7 @@ pub fn usage(store: &LocalStore) -> Result<Usage, GcError> {
             continue;
         }
         if name.contains(".tmp-") {
-            entries.push(temporary(path, &mut seen)?);
+            entries.push(temporary(layout, path, &mut seen)?);
             continue;
         }
         let lock = mounts.join(format!("{name}.lock"));
@@ -250,7 +250,7 @@ pub fn usage(store: &LocalStore) -> Result<Usage, GcError> {
         for name in names(&dir)? {
             let path = dir.join(&name);
             if name.contains(".tmp-") {
-                entries.push(temporary(path, &mut seen)?);
+                entries.push(temporary(layout, path, &mut seen)?);
                 continue;
             }
             entries.push(Entry {
@@ -272,7 +272,7 @@ pub fn usage(store: &LocalStore) -> Result<Usage, GcError> {
     for name in names(staging)? {
         let path = staging.join(&name);
         if name.starts_with(".tmp") {
-            entries.push(temporary(path, &mut seen)?);
+            entries.push(temporary(layout, path, &mut seen)?);
         }
     }
 

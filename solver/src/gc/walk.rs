@@ -95,16 +95,17 @@ pub(super) fn is_hex64(s: &str) -> bool {
     s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit())
 }
 
-/// True when `name` carries the id of a process still running
-/// (`tmp-<pid>-…`, `….tmp-<pid>…`): the one rule for "temporary of a live
-/// process" ([`kiln_oci::temporary_owner`], [`kiln_oci::process_alive`]).
-pub(super) fn owner_alive(name: &str) -> bool {
-    kiln_oci::temporary_owner(name, false).is_some_and(kiln_oci::process_alive)
+/// True when `name` carries the tag (or pid) of a process still running
+/// (`tmp-<tag>-…`, `….tmp-<tag>…`): the one rule for "temporary of a live
+/// process" ([`kiln_oci::temporary_owner`], [`kiln_oci::Owner::alive`]
+/// by the store's owner locks).
+pub(super) fn owner_alive(layout: &StoreLayout, name: &str) -> bool {
+    kiln_oci::temporary_owner(name, false).is_some_and(|o| o.alive(Some(&layout.owners())))
 }
 
 /// The store's temporaries (besides ingest files): what [`super::usage`]
 /// lists as "temporary": `layers/` entries that are not a layer
-/// (`tmp-<pid>-…` uppers, `work-<pid>-…` work directories), `.tmp-<pid>`
+/// (`tmp-<tag>-…` uppers, `work-<tag>-…` work directories), `.tmp-<tag>`
 /// names in `cache-mounts/`, `contexts/`, `http/` and `exports/`, and the
 /// `.tmp…` staging directories in the root.
 fn temporaries(layout: &StoreLayout) -> Result<Vec<PathBuf>, GcError> {
@@ -140,7 +141,8 @@ fn temporaries(layout: &StoreLayout) -> Result<Vec<PathBuf>, GcError> {
 /// Removes the temporaries of processes that are gone (killed with
 /// `SIGKILL`, or a crash) and, when `this_run` is set, those of this
 /// process (an interrupted build, after it stopped): files and
-/// directories whose name carries such a pid, and ingest files likewise.
+/// directories whose name carries such a tag or pid, and ingest files
+/// likewise.
 /// Pid-less staging directories (`.tmpXXXXXX`) go only when no build,
 /// pull or load runs ([`LocalStore::try_lock_exclusive`]): they are made
 /// under a lease. Never waits for a lock. Returns how many went.
@@ -150,8 +152,10 @@ fn temporaries(layout: &StoreLayout) -> Result<Vec<PathBuf>, GcError> {
 /// others are still tried); a read-only store fails here (callers that
 /// sweep on the side ignore it).
 pub fn sweep_temporaries(store: &LocalStore, this_run: bool) -> Result<usize, GcError> {
-    let me = std::process::id();
-    let gone = |pid: u32| (this_run && pid == me) || !kiln_oci::process_alive(pid);
+    let owners = store.layout().owners();
+    let gone = |owner: kiln_oci::Owner| {
+        (this_run && owner.is_this_process()) || !owner.alive(Some(&owners))
+    };
     let lock = store.try_lock_exclusive()?;
     let mut removed = 0;
     let mut failed = None;
@@ -167,7 +171,7 @@ pub fn sweep_temporaries(store: &LocalStore, this_run: bool) -> Result<usize, Gc
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
         let dead = match kiln_oci::temporary_owner(&name, false) {
-            Some(pid) => gone(pid),
+            Some(owner) => gone(owner),
             None => lock.is_some(),
         };
         if dead {
@@ -180,16 +184,21 @@ pub fn sweep_temporaries(store: &LocalStore, this_run: bool) -> Result<usize, Gc
             remove(&ingest.join(name));
         }
     }
+    kiln_oci::owner::sweep_owners(&owners);
     drop(lock);
     failed.map_or(Ok(removed), Err)
 }
 
-pub(super) fn temporary(path: PathBuf, seen: &mut HashSet<(u64, u64)>) -> Result<Entry, GcError> {
+pub(super) fn temporary(
+    layout: &StoreLayout,
+    path: PathBuf,
+    seen: &mut HashSet<(u64, u64)>,
+) -> Result<Entry, GcError> {
     let name = path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    let alive = owner_alive(&name);
+    let alive = owner_alive(layout, &name);
     Ok(Entry {
         id: path.display().to_string(),
         kind: Kind::BuildCache,
@@ -239,13 +248,25 @@ mod tests {
 
     #[test]
     fn temporaries_of_live_processes_are_kept() {
-        let me = std::process::id();
-        assert!(owner_alive(&format!("tmp-{me}-3")));
-        assert!(owner_alive(&format!("abc.tmp-{me}-ThreadId(2)")));
-        assert!(owner_alive(&format!("work-{me}-0")));
-        assert!(!owner_alive("work-4294967295-0"));
-        assert!(!owner_alive("tmp-4294967295-1"));
-        assert!(!owner_alive(".tmpAbC"));
+        let dir = tempfile::tempdir().expect("tempdir");
+        let layout = StoreLayout::new(dir.path().to_path_buf());
+        let me = kiln_oci::process_tag();
+        assert!(owner_alive(&layout, &format!("tmp-{me}-3")));
+        assert!(owner_alive(&layout, &format!("abc.tmp-{me}-ThreadId(2)")));
+        assert!(owner_alive(&layout, &format!("work-{me}-0")));
+        assert!(!owner_alive(&layout, "work-4294967295-0"));
+        assert!(!owner_alive(&layout, "tmp-4294967295-1"));
+        assert!(!owner_alive(&layout, ".tmpAbC"));
+        // A kiln that was pid 1 of an earlier container, as this one may
+        // be: its pid is in use, but its owner lock is free.
+        let pid = std::process::id();
+        fs::create_dir_all(layout.owners()).expect("owners");
+        fs::write(layout.owners().join(format!("{pid}x00000000000000aa")), b"").expect("lock");
+        assert!(!owner_alive(
+            &layout,
+            &format!("work-{pid}x00000000000000aa-0")
+        ));
+        assert!(!owner_alive(&layout, &format!("work-{pid}-0")));
     }
 
     #[test]
@@ -253,7 +274,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = LocalStore::open(dir.path().join("s")).expect("store");
         let layout = store.layout();
-        let me = std::process::id();
+        let me = kiln_oci::process_tag();
         let dead = u32::MAX - 1;
         let paths = [
             layout.layers().join(format!("tmp-{dead}-0")),

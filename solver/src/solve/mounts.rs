@@ -268,7 +268,7 @@ fn cache_dir(
     if !dir.exists() {
         let tmp = root.join(format!(
             "{name}.tmp-{}-{:?}",
-            std::process::id(),
+            kiln_oci::process_tag(),
             std::thread::current().id()
         ));
         let _ = std::fs::remove_dir_all(&tmp);

@@ -63,7 +63,7 @@ fn download(store: &LocalStore, http: &HttpSource) -> Result<(PathBuf, Digest), 
     std::fs::create_dir_all(&downloads).map_err(io(format!("creating {}", downloads.display())))?;
     // `.tmp-<pid>-`: `kiln prune` knows a running build's temporaries.
     let tmp = tempfile::Builder::new()
-        .prefix(&format!(".tmp-{}-", std::process::id()))
+        .prefix(&format!(".tmp-{}-", kiln_oci::process_tag()))
         .tempdir_in(&downloads)
         .map_err(io(format!(
             "creating a directory in {}",
