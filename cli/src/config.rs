@@ -15,6 +15,7 @@
 //!
 //! ```toml
 //! runtime = "crun"          # default of `kiln build --runtime`
+//! isolation = "auto"        # default of `kiln build --isolation`
 //! jobs = 4                  # default of `kiln build --jobs`
 //!
 //! [gc]
@@ -45,6 +46,10 @@ pub struct Config {
     /// given: `builtin`, `runc`, `crun` or a path (checked by [`Config::load`]).
     #[serde(default)]
     runtime: Option<toml::Value>,
+    /// Which isolation runs RUN steps when neither `--isolation` nor
+    /// `KILN_ISOLATION` is given: `auto`, `sandbox` or `chroot`.
+    #[serde(default)]
+    isolation: Option<toml::Value>,
     /// Steps run at once when `--jobs` is not given (at least 1).
     #[serde(default)]
     jobs: Option<toml::Value>,
@@ -131,6 +136,8 @@ pub struct Checked {
     pub path: Option<PathBuf>,
     /// `runtime`.
     pub runtime: Option<String>,
+    /// `isolation`.
+    pub isolation: Option<kiln_executor::Isolation>,
     /// `jobs`.
     pub jobs: Option<usize>,
     /// `gc.max-storage` in bytes.
@@ -187,6 +194,18 @@ impl Config {
                 ))
             }
         };
+        let isolation = match &self.isolation {
+            None => None,
+            Some(toml::Value::String(s)) => Some(
+                s.parse::<kiln_executor::Isolation>()
+                    .map_err(|e| format!("isolation = {s:?}: {e}"))?,
+            ),
+            Some(v) => {
+                return Err(format!(
+                    "isolation = {v}: expected \"auto\", \"sandbox\" or \"chroot\""
+                ))
+            }
+        };
         let jobs = match &self.jobs {
             None => None,
             Some(toml::Value::Integer(n)) if *n >= 1 => {
@@ -229,6 +248,7 @@ impl Config {
         Ok(Checked {
             path: Some(path.to_path_buf()),
             runtime,
+            isolation,
             jobs,
             max_storage,
             registry,

@@ -3,7 +3,7 @@
 
 use super::child::Op;
 use super::plan::{prepare, Planned, Prepared, What};
-use super::spawn::{descs, report_error, spawn};
+use super::spawn::{descs, report_error, spawn, Isolate};
 use super::stubs::{create_stub, remove_stubs};
 use super::{
     cpath, cstr, files, policy, seccomp, Fallbacks, NetworkMode, RunOutput, RunRequest, Runtime,
@@ -239,22 +239,7 @@ pub(super) fn plan(
     if spec.network == NetworkMode::None {
         ops.push(("bringing up lo".into(), Op::LoUp));
     }
-    let mut prefix = String::new();
-    for c in spec.cwd.split('/').filter(|c| !c.is_empty() && *c != ".") {
-        prefix.push('/');
-        prefix.push_str(c);
-        ops.push((
-            format!("creating the working directory {prefix}"),
-            Op::Mkdir {
-                path: cstr(&prefix)?,
-                mode: 0o755,
-            },
-        ));
-    }
-    ops.push((
-        format!("changing to the working directory {}", spec.cwd),
-        Op::Chdir(cstr(&spec.cwd)?),
-    ));
+    cwd_ops(&mut ops, &spec.cwd)?;
     let last_cap: u32 = last_cap();
     let insecure = spec.security == SecurityMode::Insecure;
     let keep = if insecure {
@@ -283,24 +268,7 @@ pub(super) fn plan(
     }
 
     // ---- exec
-    let program = &spec.args[0];
-    let candidates: Vec<CString> = if program.contains('/') {
-        vec![cstr(program)?]
-    } else {
-        let path = p
-            .env
-            .iter()
-            .find_map(|e| e.strip_prefix("PATH="))
-            .unwrap_or(DEFAULT_PATH);
-        path.split(':')
-            .map(|d| {
-                let d = if d.is_empty() { "." } else { d };
-                cstr(format!("{}/{program}", d.trim_end_matches('/')))
-            })
-            .collect::<Result<_, _>>()?
-    };
-    let argv: Vec<CString> = spec.args.iter().map(cstr).collect::<Result<_, _>>()?;
-    let envp: Vec<CString> = p.env.iter().map(cstr).collect::<Result<_, _>>()?;
+    let (candidates, argv, envp) = exec_args(&spec.args, &p.env)?;
 
     let mut flags = libc::CLONE_NEWUSER
         | libc::CLONE_NEWNS
@@ -319,6 +287,56 @@ pub(super) fn plan(
     })
 }
 
+/// What the child `execve`s: the paths `args[0]` may be (looked up in
+/// the `PATH` of `env`, or the default one, unless it has a `/`), the
+/// arguments and the environment.
+#[allow(clippy::type_complexity)]
+pub(super) fn exec_args(
+    args: &[String],
+    env: &[String],
+) -> Result<(Vec<CString>, Vec<CString>, Vec<CString>), RuntimeError> {
+    let program = &args[0];
+    let candidates: Vec<CString> = if program.contains('/') {
+        vec![cstr(program)?]
+    } else {
+        let path = env
+            .iter()
+            .find_map(|e| e.strip_prefix("PATH="))
+            .unwrap_or(DEFAULT_PATH);
+        path.split(':')
+            .map(|d| {
+                let d = if d.is_empty() { "." } else { d };
+                cstr(format!("{}/{program}", d.trim_end_matches('/')))
+            })
+            .collect::<Result<_, _>>()?
+    };
+    let argv: Vec<CString> = args.iter().map(cstr).collect::<Result<_, _>>()?;
+    let envp: Vec<CString> = env.iter().map(cstr).collect::<Result<_, _>>()?;
+    Ok((candidates, argv, envp))
+}
+
+/// The ops that create the working directory `cwd` (each missing
+/// component, 0755) and change into it, inside the new root.
+pub(super) fn cwd_ops(ops: &mut Vec<(String, Op)>, cwd: &str) -> Result<(), RuntimeError> {
+    let mut prefix = String::new();
+    for c in cwd.split('/').filter(|c| !c.is_empty() && *c != ".") {
+        prefix.push('/');
+        prefix.push_str(c);
+        ops.push((
+            format!("creating the working directory {prefix}"),
+            Op::Mkdir {
+                path: cstr(&prefix)?,
+                mode: 0o755,
+            },
+        ));
+    }
+    ops.push((
+        format!("changing to the working directory {cwd}"),
+        Op::Chdir(cstr(cwd)?),
+    ));
+    Ok(())
+}
+
 /// One run of the built-in runtime.
 fn run(req: &RunRequest<'_>, fallbacks: &Fallbacks) -> Result<RunOutput, RuntimeError> {
     let mut p = prepare(req, fallbacks)?;
@@ -329,8 +347,11 @@ fn run(req: &RunRequest<'_>, fallbacks: &Fallbacks) -> Result<RunOutput, Runtime
         plan.candidates,
         plan.argv,
         plan.envp,
-        plan.flags,
-        Some(p.is_root),
+        Isolate {
+            flags: plan.flags,
+            id_maps: Some(p.is_root),
+            group: false,
+        },
         req,
     )?;
     if let Some(report) = &done.report {

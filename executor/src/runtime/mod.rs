@@ -53,8 +53,10 @@
 mod builtin;
 mod cancel;
 mod child;
+mod chroot;
 mod cleanup;
 mod files;
+mod isolation;
 mod oci;
 mod plan;
 mod policy;
@@ -74,7 +76,9 @@ use std::path::{Path, PathBuf};
 
 pub use builtin::BuiltinRuntime;
 pub use cancel::CancelSignal;
+pub use chroot::ChrootRuntime;
 pub use cleanup::{abort_runs, sweep_stale};
+pub use isolation::{Decision, IsolatedRuntime, Isolation, Probe};
 pub use oci::OciRuntime;
 pub use scratch::set_scratch_base;
 
@@ -352,6 +356,12 @@ pub enum RuntimeError {
         /// What went wrong, with the runtime's own error messages.
         message: String,
     },
+    /// The isolation in use cannot give the step what it asks for (the
+    /// chroot isolation and `RUN --network=none` or `--mount`), or no
+    /// isolation can run a step here; the message says why and what to
+    /// do.
+    #[error("{0}")]
+    Unsupported(String),
     /// The run's [`CancelSignal`] was cancelled (or [`abort_runs`] ran):
     /// the process was not started, or was killed with its whole tree.
     #[error("the run was cancelled")]
@@ -374,6 +384,12 @@ pub trait Runtime: Send + Sync {
     /// cannot be executed; [`RuntimeError::OverlayRefused`] when the
     /// kernel refuses the snapshot's overlay; [`RuntimeError::Cancelled`].
     fn run(&self, req: &RunRequest<'_>) -> Result<RunOutput, RuntimeError>;
+
+    /// Whether it runs only on copy snapshots (the chroot isolation mounts
+    /// nothing, so an overlay cannot be its rootfs).
+    fn needs_copy_snapshots(&self) -> bool {
+        false
+    }
 }
 
 /// A [`RuntimeError::Prepare`] maker for `map_err`.

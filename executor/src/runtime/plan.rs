@@ -196,21 +196,7 @@ pub(super) fn prepare(
     fallbacks: &Fallbacks,
 ) -> Result<Prepared, RuntimeError> {
     let spec = req.process;
-    if spec.args.is_empty() {
-        return Err(RuntimeError::Invalid("empty argv".into()));
-    }
-    if !spec.cwd.starts_with('/') {
-        return Err(RuntimeError::Invalid(format!(
-            "working directory {:?} is not absolute",
-            spec.cwd
-        )));
-    }
-    if spec.hostname.len() > 64 {
-        return Err(RuntimeError::Invalid(format!(
-            "hostname {:?} is longer than 64 bytes",
-            spec.hostname
-        )));
-    }
+    check_process(spec)?;
     let stack = req.lower;
     let is_root = crate::privileges::is_root();
 
@@ -412,6 +398,27 @@ pub(super) fn prepare(
         is_root,
         secrets: (secret_count > 0).then_some(secrets),
     })
+}
+
+/// Refuses a process no runtime can run: no argv, a relative working
+/// directory, a hostname longer than the kernel takes.
+pub(super) fn check_process(spec: &super::ProcessSpec) -> Result<(), RuntimeError> {
+    if spec.args.is_empty() {
+        return Err(RuntimeError::Invalid("empty argv".into()));
+    }
+    if !spec.cwd.starts_with('/') {
+        return Err(RuntimeError::Invalid(format!(
+            "working directory {:?} is not absolute",
+            spec.cwd
+        )));
+    }
+    if spec.hostname.len() > 64 {
+        return Err(RuntimeError::Invalid(format!(
+            "hostname {:?} is longer than 64 bytes",
+            spec.hostname
+        )));
+    }
+    Ok(())
 }
 
 /// Plans the tmpfs holding a step's secret files at `dir` (created here,

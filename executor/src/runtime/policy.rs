@@ -133,6 +133,12 @@ pub(super) fn hardening_ops(
             ));
         }
     }
+    rlimit_ops(ops);
+    Ok(())
+}
+
+/// The ops setting Docker's rlimits (`RLIMIT_NOFILE` 1024/524288).
+pub(super) fn rlimit_ops(ops: &mut Vec<(String, Op)>) {
     for l in RLIMITS {
         ops.push((
             format!("setting {}", l.name),
@@ -143,7 +149,6 @@ pub(super) fn hardening_ops(
             },
         ));
     }
-    Ok(())
 }
 
 #[cfg(test)]

@@ -30,24 +30,44 @@ pub(super) struct Spawned {
     pub(super) report: Option<(usize, i32, String)>,
 }
 
-/// Clones a child with `flags` (plus `SIGCHLD`) that runs `ops` (see
-/// `child.rs`) and then `execve`s the first usable of `candidates`, with
-/// stdin on `/dev/null` and stdout and stderr on one pipe; writes the
-/// identity id maps first when `id_maps` is `Some(is_root)` (for a new
-/// user namespace); collects the output (passing each chunk to
-/// `req.output` as it is read) and waits. When `req.cancel` (or
-/// [`super::abort_runs`]) is cancelled, before the clone or while the
-/// child runs, the child's pid namespace is killed and the result is
-/// [`RuntimeError::Cancelled`].
+/// How the child is made and what belongs to it.
+pub(super) struct Isolate {
+    /// The `clone` flags (new namespaces), `SIGCHLD` added.
+    pub(super) flags: libc::c_int,
+    /// `Some(is_root)`: write the identity id maps of the child's new
+    /// user namespace before it goes on.
+    pub(super) id_maps: Option<bool>,
+    /// The child's process tree is its process group (it ran
+    /// [`Op::NewSession`]; there is no pid namespace to hold it): when
+    /// the child exits, the rest of the group is killed, and output still
+    /// held open by a process that left the group is read for at most
+    /// [`DRAIN`] more.
+    pub(super) group: bool,
+}
+
+/// How long output is read after a process group was killed.
+const DRAIN: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Clones a child as `how` says that runs `ops` (see `child.rs`) and
+/// then `execve`s the first usable of `candidates`, with stdin on
+/// `/dev/null` and stdout and stderr on one pipe; collects the output
+/// (passing each chunk to `req.output` as it is read) and waits. When
+/// `req.cancel` (or [`super::abort_runs`]) is cancelled, before the clone
+/// or while the child runs, the child (its pid namespace, or its process
+/// group) is killed and the result is [`RuntimeError::Cancelled`].
 pub(super) fn spawn(
     ops: Vec<Op>,
     candidates: Vec<CString>,
     argv: Vec<CString>,
     envp: Vec<CString>,
-    flags: libc::c_int,
-    id_maps: Option<bool>,
+    how: Isolate,
     req: &RunRequest<'_>,
 ) -> Result<Spawned, RuntimeError> {
+    let Isolate {
+        flags,
+        id_maps,
+        group,
+    } = how;
     let (sink, cancel) = (req.output, req.cancel);
     let cancelled = || cancel.is_some_and(CancelSignal::is_cancelled) || cleanup::aborted();
     if cancelled() {
@@ -84,7 +104,13 @@ pub(super) fn spawn(
         )
     };
     if pid < 0 {
-        return Err(prep("clone (new namespaces)")(io::Error::last_os_error()));
+        let error = io::Error::last_os_error();
+        if flags & libc::CLONE_NEWUSER != 0 && error.raw_os_error() == Some(libc::EPERM) {
+            return Err(RuntimeError::Unsupported(format!(
+                "the sandbox cannot create its namespaces (clone: {error}): the seccomp profile or missing privileges refuse them here. Use --isolation chroot (or auto) as root, or allow user namespaces (Kubernetes: securityContext.seccompProfile.type: Unconfined, or hostUsers: false; docker run --security-opt seccomp=unconfined)"
+            )));
+        }
+        return Err(prep("clone (new namespaces)")(error));
     }
     if pid == 0 {
         // SAFETY: we are the freshly cloned child; see above.
@@ -97,7 +123,11 @@ pub(super) fn spawn(
     drop(sync_r);
     drop(devnull);
 
-    let mut child = Child { pid, reaped: false };
+    let mut child = Child {
+        pid,
+        status: None,
+        group,
+    };
     let _running = cleanup::ChildGuard::new(pid, cancel);
     if let Some(is_root) = id_maps {
         if let Err(e) = write_id_maps(pid, is_root) {
@@ -120,7 +150,11 @@ pub(super) fn spawn(
     let mut output = Vec::new();
     let mut out = std::fs::File::from(out_r);
     let mut buf = vec![0u8; 64 * 1024];
+    let mut drain_until: Option<std::time::Instant> = None;
     loop {
+        if group && !wait_readable(&out, &mut child, &mut drain_until) {
+            break;
+        }
         match out.read(&mut buf) {
             Ok(0) => break,
             Ok(n) => {
@@ -212,22 +246,93 @@ fn overlay_refused(error: &io::Error) -> bool {
     )
 }
 
-/// The child process; killed and reaped on drop unless waited for.
+/// Waits until the output pipe `out` is readable, for a child whose tree
+/// is its process group. Once the child has exited, the rest of its group
+/// is killed and reading goes on for at most [`DRAIN`] (`drain_until`);
+/// false when that time is up.
+fn wait_readable(
+    out: &std::fs::File,
+    child: &mut Child,
+    drain_until: &mut Option<std::time::Instant>,
+) -> bool {
+    loop {
+        if let Some(until) = drain_until {
+            if std::time::Instant::now() >= *until {
+                return false;
+            }
+        }
+        let mut fd = libc::pollfd {
+            fd: out.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: one valid pollfd.
+        let ready = unsafe { libc::poll(&mut fd, 1, 100) };
+        if ready > 0 {
+            return true;
+        }
+        if drain_until.is_none() && child.has_exited() {
+            child.kill_group();
+            *drain_until = Some(std::time::Instant::now() + DRAIN);
+        }
+    }
+}
+
+/// The child process; killed (with its group, when it leads one) and
+/// reaped on drop unless waited for.
 struct Child {
     pid: libc::pid_t,
-    reaped: bool,
+    /// Its exit status, once reaped.
+    status: Option<i32>,
+    /// It leads a process group that holds its tree.
+    group: bool,
 }
 
 impl Child {
     fn kill(&mut self) {
-        if !self.reaped {
-            // SAFETY: plain syscalls on our own child.
+        if self.status.is_none() {
+            // SAFETY: plain syscalls on our own child, not reaped yet.
             unsafe { libc::kill(self.pid, libc::SIGKILL) };
+            self.kill_group();
             let _ = self.wait();
         }
     }
 
+    /// Kills the child's process group. Only while the child is not
+    /// reaped: its pid (the group's id) cannot have been given to another
+    /// process.
+    fn kill_group(&self) {
+        if self.group && self.status.is_none() {
+            // SAFETY: a plain syscall on our own child's group.
+            unsafe { libc::kill(-self.pid, libc::SIGKILL) };
+        }
+    }
+
+    /// Whether the child has exited, without reaping it.
+    fn has_exited(&self) -> bool {
+        if self.status.is_some() {
+            return true;
+        }
+        // SAFETY: a zeroed siginfo is a valid out-parameter.
+        let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+        // SAFETY: waitid on our own child; WNOWAIT leaves it unreaped.
+        let r = unsafe {
+            libc::waitid(
+                libc::P_PID,
+                self.pid as libc::id_t,
+                &mut info,
+                libc::WEXITED | libc::WNOHANG | libc::WNOWAIT,
+            )
+        };
+        // SAFETY: waitid filled `info` (si_pid stays 0 when nothing exited).
+        r == 0 && unsafe { info.si_pid() } == self.pid
+    }
+
     fn wait(&mut self) -> io::Result<i32> {
+        if let Some(status) = self.status {
+            return Ok(status);
+        }
+        self.kill_group_if_exited();
         let mut st = 0;
         loop {
             // SAFETY: st is a valid int.
@@ -240,14 +345,40 @@ impl Child {
                 return Err(e);
             }
         }
-        self.reaped = true;
-        Ok(if libc::WIFEXITED(st) {
+        let status = if libc::WIFEXITED(st) {
             libc::WEXITSTATUS(st)
         } else if libc::WIFSIGNALED(st) {
             128 + libc::WTERMSIG(st)
         } else {
             255
-        })
+        };
+        self.status = Some(status);
+        Ok(status)
+    }
+
+    /// Kills what is left of the group once the child has exited, before
+    /// it is reaped (see [`Child::kill_group`]).
+    fn kill_group_if_exited(&self) {
+        if self.group {
+            // Block until the child exits, leaving it unreaped.
+            // SAFETY: a zeroed siginfo is a valid out-parameter.
+            let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+            loop {
+                // SAFETY: waitid on our own child; WNOWAIT leaves it unreaped.
+                let r = unsafe {
+                    libc::waitid(
+                        libc::P_PID,
+                        self.pid as libc::id_t,
+                        &mut info,
+                        libc::WEXITED | libc::WNOWAIT,
+                    )
+                };
+                if r == 0 || io::Error::last_os_error().kind() != io::ErrorKind::Interrupted {
+                    break;
+                }
+            }
+            self.kill_group();
+        }
     }
 }
 

@@ -75,7 +75,11 @@ impl Snapshots {
         runtime: &dyn Runtime,
         step: &RunStep<'_>,
     ) -> Result<RunOutput, RuntimeError> {
-        let mode = self.mode();
+        let mode = if runtime.needs_copy_snapshots() {
+            SnapshotMode::Copy
+        } else {
+            self.mode()
+        };
         match run_on(mode.snapshotter(), runtime, step) {
             Err(refused @ RuntimeError::OverlayRefused { .. }) if mode == SnapshotMode::Overlay => {
                 let first = !self.copy.swap(true, Ordering::Relaxed);

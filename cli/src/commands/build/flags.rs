@@ -94,6 +94,57 @@ pub(super) fn run_runtime(
     })
 }
 
+/// What runs RUN steps: the isolation `--isolation` (or
+/// `KILN_ISOLATION`, else the config file's `isolation`, else `auto`)
+/// asks for, with [`run_runtime`]'s runtime as the sandbox. An OCI
+/// runtime needs the sandbox: with one, `auto` means `sandbox`, and
+/// `chroot` is refused.
+pub(super) fn isolated_runtime(
+    flag: Option<kiln_executor::Isolation>,
+    runtime_flag: Option<&str>,
+    config: &crate::config::Config,
+) -> Result<Arc<dyn kiln_executor::Runtime>> {
+    use kiln_executor::Isolation;
+    let env = std::env::var("KILN_ISOLATION")
+        .ok()
+        .filter(|v| !v.trim().is_empty());
+    let (isolation, origin) = match (flag, env, config.checked.isolation) {
+        (Some(i), _, _) => (i, "--isolation".to_string()),
+        (None, Some(e), _) => (
+            e.trim()
+                .parse::<Isolation>()
+                .map_err(|err| anyhow::anyhow!("KILN_ISOLATION={e}: {err}"))?,
+            "KILN_ISOLATION".to_string(),
+        ),
+        (None, None, Some(c)) => (c, format!("{} =", config.origin("isolation"))),
+        (None, None, None) => (Isolation::Auto, String::new()),
+    };
+    let sandbox = run_runtime(runtime_flag, config)?;
+    let oci = sandbox_is_oci(runtime_flag, config);
+    let isolation = match (isolation, oci) {
+        (Isolation::Chroot, Some(name)) => {
+            bail!("{origin} chroot: the OCI runtime {name} needs the sandbox isolation (--isolation sandbox)")
+        }
+        (Isolation::Auto, Some(_)) => Isolation::Sandbox,
+        (i, _) => i,
+    };
+    Ok(Arc::new(kiln_executor::IsolatedRuntime::new(
+        isolation, sandbox,
+    )))
+}
+
+/// The OCI runtime [`run_runtime`] takes, if not the built-in one.
+fn sandbox_is_oci(flag: Option<&str>, config: &crate::config::Config) -> Option<String> {
+    let env = std::env::var("KILN_RUNTIME")
+        .ok()
+        .filter(|v| !v.trim().is_empty());
+    let name = flag
+        .map(str::to_string)
+        .or(env)
+        .or_else(|| config.checked.runtime.clone())?;
+    (name != "builtin").then_some(name)
+}
+
 /// The fallbacks `KILN_RUNTIME_FALLBACKS` forces (for tests; see
 /// [`kiln_executor::Fallbacks::parse`]).
 pub(super) fn fallbacks() -> kiln_executor::Fallbacks {

@@ -108,6 +108,13 @@ pub struct BuildArgs {
     /// not given.
     #[arg(long, value_parser = flags::not_empty)]
     runtime: Option<String>,
+    /// How RUN steps are isolated: `auto` (the default: the strongest that
+    /// works here, said once in the progress output), `sandbox` (new
+    /// namespaces) or `chroot` (for containers that refuse new namespaces,
+    /// such as Docker's default seccomp profile; see the README). Default:
+    /// `KILN_ISOLATION`, else the config file's `isolation`.
+    #[arg(long, value_parser = clap::value_parser!(kiln_executor::Isolation))]
+    isolation: Option<kiln_executor::Isolation>,
     /// Run BuildKit's build checks and print what they find, with source
     /// excerpts, instead of building (`docker build --check`, the same as
     /// `--call check`); exits 1 when anything is found.

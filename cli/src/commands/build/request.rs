@@ -55,6 +55,8 @@ pub(super) struct BuildRequest {
     pub(super) no_cache_stages: Vec<String>,
     /// `--runtime`.
     pub(super) runtime: Option<String>,
+    /// `--isolation`.
+    pub(super) isolation: Option<kiln_executor::Isolation>,
     /// `--iidfile`.
     pub(super) iidfile: Option<PathBuf>,
     /// `--metadata-file`.
@@ -157,6 +159,7 @@ impl BuildRequest {
             no_cache: args.no_cache,
             no_cache_stages: args.no_cache_filter.clone(),
             runtime: args.runtime.clone(),
+            isolation: args.isolation,
             iidfile: args.iidfile.clone(),
             metadata_file: args.metadata_file.clone(),
         })

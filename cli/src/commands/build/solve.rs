@@ -3,7 +3,7 @@
 //! from the request and the config file, and each platform's graph
 //! solved.
 
-use super::flags::{run_runtime, strip_line};
+use super::flags::{isolated_runtime, strip_line};
 use super::plan::Source;
 use super::remote_cache;
 use super::request::BuildRequest;
@@ -66,7 +66,7 @@ impl Solver<'_> {
                 super::flags::fallbacks().snapshots(),
             )),
         };
-        let runtime = run_runtime(request.runtime.as_deref(), self.config)?;
+        let runtime = isolated_runtime(request.isolation, request.runtime.as_deref(), self.config)?;
         let mut solved_all = Vec::new();
         for one in lowered {
             let solved = self

@@ -416,6 +416,12 @@ impl Op {
                 }
                 check(libc::chdir(c"/".as_ptr()) as libc::c_long).map(|_| ())
             }
+            Op::Chroot(root) => {
+                check(libc::chdir(root.as_ptr()) as libc::c_long)?;
+                check(libc::chroot(c".".as_ptr()) as libc::c_long)?;
+                check(libc::chdir(c"/".as_ptr()) as libc::c_long).map(|_| ())
+            }
+            Op::NewSession => check(libc::setsid() as libc::c_long).map(|_| ()),
             Op::Hostname(name) => {
                 check(libc::sethostname(name.as_ptr().cast(), name.len()) as libc::c_long)
                     .map(|_| ())

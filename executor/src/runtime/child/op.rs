@@ -64,6 +64,12 @@ pub(in crate::runtime) enum Op {
     /// `pivot_root(root, root)` + detach the old root, or `MS_MOVE` +
     /// `chroot`; then `chdir("/")`.
     Pivot { root: CString, force_move: bool },
+    /// `chdir(root)` + `chroot(".")` + `chdir("/")`: the rootfs of the
+    /// chroot isolation, which makes no mounts.
+    Chroot(CString),
+    /// `setsid`: the process and what it starts form a process group the
+    /// parent kills as a whole (the chroot isolation has no pid namespace).
+    NewSession,
     /// `sethostname`.
     Hostname(Vec<u8>),
     /// Brings `lo` up.

@@ -66,7 +66,7 @@ mod spec;
 
 use super::child::Op;
 use super::plan::{prepare, secret_tmpfs};
-use super::spawn::{descs, report_error, spawn};
+use super::spawn::{descs, report_error, spawn, Isolate};
 use super::stubs::{create_stub, remove_stubs, Kind};
 use super::{cpath, cstr, resolve, Fallbacks, RunOutput, RunRequest, Runtime, RuntimeError};
 use std::ffi::CString;
@@ -424,8 +424,11 @@ impl OciRuntime {
             vec![cpath(&self.path)?],
             argv,
             envp,
-            libc::CLONE_NEWNS | libc::CLONE_NEWPID,
-            None,
+            Isolate {
+                flags: libc::CLONE_NEWNS | libc::CLONE_NEWPID,
+                id_maps: None,
+                group: false,
+            },
             req,
         );
         // Whatever happened: no container state (or runc cgroup) stays.
