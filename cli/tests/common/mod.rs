@@ -33,8 +33,14 @@ impl Env {
     }
 
     pub fn run(&self, args: &[&str], stdin: Option<&[u8]>) -> Output {
+        self.run_env(args, stdin, &[])
+    }
+
+    /// [`Env::run`] with extra environment variables.
+    pub fn run_env(&self, args: &[&str], stdin: Option<&[u8]>, vars: &[(&str, &str)]) -> Output {
         let mut child = Command::new(env!("CARGO_BIN_EXE_kiln"))
             .args(args)
+            .envs(vars.iter().copied())
             .env("KILN_ROOT", self.path("store"))
             .env("DOCKER_CONFIG", self.path("docker"))
             .env("XDG_CONFIG_HOME", self.path("xdg"))
