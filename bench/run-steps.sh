@@ -7,14 +7,19 @@
 # bundle on the same busybox rootfs (crun as kiln runs it: cgroups off, the
 # hybrid cgroup v2 mount hidden), so the figures show what kiln adds.
 #
+# The built-in runtime is measured in each isolation of ISOLATIONS: the
+# sandbox, and chroot (copy snapshots, for containers that refuse new
+# namespaces; see the README's isolation table).
+#
 # Usage: bench/run-steps.sh     (from the repository root, as root)
 # Environment: KILN (default target/release/kiln), STEPS (50), REPS (3),
-#              RUNTIMES ("builtin runc crun").
+#              RUNTIMES ("builtin runc crun"), ISOLATIONS ("sandbox chroot").
 set -euo pipefail
 KILN=$(realpath "${KILN:-target/release/kiln}")
 STEPS=${STEPS:-50}
 REPS=${REPS:-3}
 RUNTIMES=${RUNTIMES:-builtin runc crun}
+ISOLATIONS=${ISOLATIONS:-sandbox chroot}
 base=$(realpath ../shared/bases/busybox)
 work=$(mktemp -d /tmp/kiln-bench-run.XXXXXX)
 trap 'rm -rf "$work"' EXIT
@@ -28,11 +33,11 @@ now() { date +%s.%N; }
 median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 
 cold_build() {
-    local runtime=$1 start end
+    local runtime=$1 isolation=$2 start end
     rm -rf "$work/store"
     KILN_ROOT=$work/store "$KILN" load -i "$base" -t busybox:latest > /dev/null
     start=$(now)
-    KILN_ROOT=$work/store "$KILN" build --runtime "$runtime" --progress quiet -t steps:1 "$work/ctx"
+    KILN_ROOT=$work/store "$KILN" build --runtime "$runtime" --isolation "$isolation" --progress quiet -t steps:1 "$work/ctx"
     end=$(now)
     echo "($end - $start) * 1000 / $STEPS" | bc -l
 }
@@ -54,17 +59,21 @@ raw_runs() {
     unshare -m sh -c "$script"
 }
 
-printf '%-8s %14s %20s\n' runtime "kiln ms/step" "runtime alone ms/run"
+printf '%-16s %14s %20s\n' runtime "kiln ms/step" "runtime alone ms/run"
 for runtime in $RUNTIMES; do
     if [ "$runtime" != builtin ] && ! command -v "$runtime" > /dev/null; then
         echo "$runtime: not installed"
         continue
     fi
-    ms=$(for r in $(seq 1 "$REPS"); do cold_build "$runtime"; done | median)
-    raw="-"
-    if [ "$runtime" != builtin ]; then
-        raw=$(for r in $(seq 1 "$REPS"); do raw_runs "$runtime"; done | median)
-        raw=$(printf '%.1f' "$raw")
-    fi
-    printf '%-8s %14.1f %20s\n' "$runtime" "$ms" "$raw"
+    isolations=sandbox
+    [ "$runtime" = builtin ] && isolations=$ISOLATIONS
+    for isolation in $isolations; do
+        ms=$(for r in $(seq 1 "$REPS"); do cold_build "$runtime" "$isolation"; done | median)
+        raw="-"
+        if [ "$runtime" != builtin ]; then
+            raw=$(for r in $(seq 1 "$REPS"); do raw_runs "$runtime"; done | median)
+            raw=$(printf '%.1f' "$raw")
+        fi
+        printf '%-16s %14.1f %20s\n' "$runtime/$isolation" "$ms" "$raw"
+    done
 done
