@@ -2,7 +2,7 @@
 //! mode, times, device nodes and xattrs; and I/O errors that name the
 //! path.
 
-use crate::privileges::is_root;
+use crate::privileges::can_chown;
 use std::ffi::CString;
 use std::io;
 use std::os::unix::ffi::OsStrExt;
@@ -49,10 +49,14 @@ pub(crate) fn minor(dev: u64) -> u32 {
     libc::minor(dev as libc::dev_t)
 }
 
-/// `lchown`; as non-root, `EPERM` is ignored (the files stay ours).
+/// `lchown`; the file stays ours where the owner cannot be given: without
+/// `CAP_CHOWN` (`EPERM`: not root, or root with its capabilities
+/// dropped), and in a user namespace that does not map the id (`EINVAL`:
+/// a rootless build that could map only its own uid).
 pub(crate) fn lchown(path: &Path, uid: u32, gid: u32) -> io::Result<()> {
     match std::os::unix::fs::lchown(path, Some(uid), Some(gid)) {
-        Err(e) if e.raw_os_error() == Some(libc::EPERM) && !is_root() => Ok(()),
+        Err(e) if e.raw_os_error() == Some(libc::EPERM) && !can_chown() => Ok(()),
+        Err(e) if e.raw_os_error() == Some(libc::EINVAL) => Ok(()),
         other => other,
     }
 }

@@ -136,10 +136,11 @@ pub fn enter(store_root: Option<PathBuf>) -> Result<()> {
         drop(to_child_w);
         // SAFETY: plain syscalls.
         let ok = unsafe { libc::unshare(libc::CLONE_NEWUSER) } == 0;
-        let err = os("creating a user namespace (unshare)");
         write_byte(&to_parent_w, if ok { b'1' } else { b'0' });
         if !ok {
-            return Err(err);
+            // The parent goes on without a namespace (see below).
+            // SAFETY: leaving the forked child at once.
+            unsafe { libc::_exit(0) };
         }
         if read_byte(&to_child_r) != Some(b'1') {
             return Err(RootlessError::IdMaps);
@@ -175,8 +176,22 @@ pub fn enter(store_root: Option<PathBuf>) -> Result<()> {
     drop(to_parent_w);
     drop(to_child_r);
     let unshared = read_byte(&to_parent_r) == Some(b'1');
-    let mapped =
-        unshared && map(pid, "newuidmap", uid, subuid) && map(pid, "newgidmap", gid, subgid);
+    if !unshared {
+        // User namespaces are refused (a seccomp profile such as Docker's
+        // default, or a sysctl): build without one. Steps without RUN
+        // work; RUN steps say what isolation is missing.
+        let mut status = 0;
+        // SAFETY: reaping our own child, which exits at once.
+        unsafe { libc::waitpid(pid, &mut status, 0) };
+        eprintln!(
+            "WARNING: user namespaces are refused here, so kiln builds as uid {uid} without \
+             one: files of other owners in layers keep uid {uid}, and RUN steps need an \
+             isolation that works here (see the error if one fails)"
+        );
+        return Ok(());
+    }
+    let mapped = (map(pid, "newuidmap", uid, subuid) && map(pid, "newgidmap", gid, subgid))
+        || single_id_maps(pid, uid, gid);
     write_byte(&to_child_w, if mapped { b'1' } else { b'0' });
     let mut status = 0;
     // SAFETY: waiting for our own child.
@@ -212,6 +227,31 @@ extern "C" fn forward(sig: libc::c_int) {
     if pid > 0 {
         // SAFETY: kill is async-signal-safe.
         unsafe { libc::kill(pid, sig) };
+    }
+}
+
+/// Where newuidmap or newgidmap cannot write the maps (a setuid one
+/// without CAP_SYS_ADMIN, as in a container), maps only the user itself,
+/// as `unshare -r` does, and says what that costs.
+fn single_id_maps(pid: libc::pid_t, uid: u32, gid: u32) -> bool {
+    let proc = PathBuf::from(format!("/proc/{pid}"));
+    let written = std::fs::write(proc.join("setgroups"), "deny")
+        .and_then(|()| std::fs::write(proc.join("uid_map"), format!("0 {uid} 1\n")))
+        .and_then(|()| std::fs::write(proc.join("gid_map"), format!("0 {gid} 1\n")));
+    match written {
+        Ok(()) => {
+            eprintln!(
+                "WARNING: the subordinate ids could not be mapped, so the build maps only uid \
+                 {uid}: files of other owners in layers become root's, and RUN steps can only \
+                 create files owned by root (newuidmap with file capabilities instead of the \
+                 setuid bit works in containers)"
+            );
+            true
+        }
+        Err(e) => {
+            eprintln!("kiln: writing the id maps of the rootless namespace: {e}");
+            false
+        }
     }
 }
 

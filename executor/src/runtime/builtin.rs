@@ -137,7 +137,8 @@ fn mount_ops(
                     },
                 ));
             }
-            let devpts_opts = if p.is_root {
+            // The tty group (5), where this namespace maps it.
+            let devpts_opts = if p.is_root && crate::privileges::gid_mapped(5) {
                 "newinstance,ptmxmode=0666,mode=0620,gid=5"
             } else {
                 "newinstance,ptmxmode=0666,mode=0620"
