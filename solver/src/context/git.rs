@@ -13,8 +13,8 @@
 mod run;
 mod url;
 
-pub use url::{is_git_url, GitUrl};
 pub(crate) use url::redact as redact_url;
+pub use url::{is_git_url, GitUrl};
 
 use run::Runner;
 use std::path::{Path, PathBuf};
@@ -256,10 +256,11 @@ pub fn fetch(
     let repo = work.join("repo");
     std::fs::create_dir_all(&repo).map_err(io(&repo))?;
     runner.git(&repo, &["init", "-q"])?;
-    let wanted = url
-        .reference
-        .clone()
-        .or_else(|| url.checksum.clone().filter(|c| c.len() == 40 || c.len() == 64));
+    let wanted = url.reference.clone().or_else(|| {
+        url.checksum
+            .clone()
+            .filter(|c| c.len() == 40 || c.len() == 64)
+    });
     let target = wanted.as_deref().unwrap_or("HEAD");
     let shallow = runner.git(
         &repo,
@@ -308,7 +309,14 @@ pub fn fetch(
     if url.submodules && repo.join(".gitmodules").is_file() {
         runner.git(
             &repo,
-            &["submodule", "update", "-q", "--init", "--recursive", "--depth=1"],
+            &[
+                "submodule",
+                "update",
+                "-q",
+                "--init",
+                "--recursive",
+                "--depth=1",
+            ],
         )?;
     }
     let source = match &url.subdir {

@@ -32,7 +32,9 @@ pub enum UrlContextError {
         message: String,
     },
     /// The deadline passed.
-    #[error("context {url}: not downloaded within {seconds}s (set KILN_GIT_TIMEOUT=SECONDS for more)")]
+    #[error(
+        "context {url}: not downloaded within {seconds}s (set KILN_GIT_TIMEOUT=SECONDS for more)"
+    )]
     Timeout {
         /// The URL.
         url: String,
@@ -93,8 +95,8 @@ pub fn fetch(
     };
     std::fs::create_dir_all(work).map_err(|e| unpack(ContextError::io(work)(e)))?;
     let file_path = work.join("download");
-    let file = std::fs::File::create(&file_path)
-        .map_err(|e| unpack(ContextError::io(&file_path)(e)))?;
+    let file =
+        std::fs::File::create(&file_path).map_err(|e| unpack(ContextError::io(&file_path)(e)))?;
     let shown2 = shown.clone();
     // A runtime of its own, on a thread of its own: the caller may or may
     // not be inside one.
@@ -108,8 +110,7 @@ pub fn fetch(
                 })
             })
     })?;
-    let f = std::fs::File::open(&file_path)
-        .map_err(|e| unpack(ContextError::io(&file_path)(e)))?;
+    let f = std::fs::File::open(&file_path).map_err(|e| unpack(ContextError::io(&file_path)(e)))?;
     let mut reader = BufReader::with_capacity(1 << 16, f);
     let head = reader
         .fill_buf()

@@ -3,8 +3,8 @@
 //! checks (which know the base images lowering resolved).
 
 use super::checks;
-use super::remote_context;
 use super::flags::Call;
+use super::remote_context;
 use super::request::BuildRequest;
 use super::resolver::StoreResolver;
 use super::{BuildArgs, PrintFormat};

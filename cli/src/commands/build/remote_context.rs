@@ -33,10 +33,7 @@ pub(super) fn is_remote(value: &str) -> bool {
 
 /// The directory a remote `--build-context` value was fetched to.
 pub(super) fn fetched(value: &str) -> Option<PathBuf> {
-    FETCHED
-        .lock()
-        .ok()
-        .and_then(|m| m.get(value).cloned())
+    FETCHED.lock().ok().and_then(|m| m.get(value).cloned())
 }
 
 /// Fetches the main context `args.context` into `staging/context`.

@@ -69,8 +69,18 @@ impl Runner<'_> {
             .args(["-c", "protocol.git.allow=always"])
             .args(["-c", "protocol.ssh.allow=always"])
             .args(["-c", "core.autocrlf=false", "-c", "core.fsmonitor=false"])
-            .args(["-c", "advice.detachedHead=false", "-c", "init.defaultBranch=main"])
-            .args(["-c", "http.lowSpeedLimit=1000", "-c", "http.lowSpeedTime=30"])
+            .args([
+                "-c",
+                "advice.detachedHead=false",
+                "-c",
+                "init.defaultBranch=main",
+            ])
+            .args([
+                "-c",
+                "http.lowSpeedLimit=1000",
+                "-c",
+                "http.lowSpeedTime=30",
+            ])
             .args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -83,8 +93,7 @@ impl Runner<'_> {
             .env("GIT_CONFIG_NOSYSTEM", "1")
             .env("GCM_INTERACTIVE", "never")
             .env("LC_ALL", "C");
-        if std::env::var_os("GIT_SSH_COMMAND").is_none() && std::env::var_os("GIT_SSH").is_none()
-        {
+        if std::env::var_os("GIT_SSH_COMMAND").is_none() && std::env::var_os("GIT_SSH").is_none() {
             cmd.env("GIT_SSH_COMMAND", "ssh -o BatchMode=yes");
         }
         cmd.env("GIT_CONFIG_COUNT", self.config.len().to_string());
@@ -126,8 +135,12 @@ impl Runner<'_> {
         // The group may hold the pipes open (a stuck helper): kill it
         // before joining the readers.
         kill_group(child.id());
-        let stdout = out.map(|h| h.join().unwrap_or_default()).unwrap_or_default();
-        let stderr = err.map(|h| h.join().unwrap_or_default()).unwrap_or_default();
+        let stdout = out
+            .map(|h| h.join().unwrap_or_default())
+            .unwrap_or_default();
+        let stderr = err
+            .map(|h| h.join().unwrap_or_default())
+            .unwrap_or_default();
         if !status.success() {
             let text = self.scrub(&String::from_utf8_lossy(&stderr));
             let line = text

@@ -135,9 +135,7 @@ impl GitUrl {
                 }
                 let set_ref = |url: &mut GitUrl, r: String| {
                     if url.reference.is_some() {
-                        return Err(bad(
-                            "only one of ref=, tag= and branch= can be given".into(),
-                        ));
+                        return Err(bad("only one of ref=, tag= and branch= can be given".into()));
                     }
                     url.reference = Some(r);
                     Ok(())
@@ -237,8 +235,7 @@ fn is_scp_style(s: &str) -> bool {
     };
     let word = |w: &str, extra: &str| {
         !w.is_empty()
-            && w
-                .chars()
+            && w.chars()
                 .all(|c| c.is_ascii_alphanumeric() || extra.contains(c))
     };
     word(user, "_.-") && word(host, "._-") && !path.is_empty()
@@ -317,7 +314,9 @@ fn check_ref(r: &str) -> Result<(), String> {
         || r.contains("@{")
         || r.len() > 1024
         || r.chars().any(|c| {
-            c.is_control() || c.is_whitespace() || matches!(c, ':' | '^' | '~' | '?' | '*' | '[' | '\\')
+            c.is_control()
+                || c.is_whitespace()
+                || matches!(c, ':' | '^' | '~' | '?' | '*' | '[' | '\\')
         });
     if bad {
         Err(format!("{r:?} is not a valid git ref"))
@@ -331,7 +330,9 @@ fn check_checksum(c: &str) -> Result<(), String> {
     if (7..=64).contains(&c.len()) && c.chars().all(|c| c.is_ascii_hexdigit()) {
         Ok(())
     } else {
-        Err(format!("checksum {c:?} is not a commit (7 to 64 hex digits)"))
+        Err(format!(
+            "checksum {c:?} is not a commit (7 to 64 hex digits)"
+        ))
     }
 }
 
@@ -395,13 +396,21 @@ mod tests {
         assert_eq!(u.remote, "https://h/r.git");
         assert_eq!(u.reference.as_deref(), Some("v1.0"));
         assert_eq!(u.subdir.as_deref(), Some("docs/site"));
-        let u = ok("https://h/r.git?tag=v1&subdir=a&keep-git-dir=true&submodules=false&checksum=abcdef0");
+        let u = ok(
+            "https://h/r.git?tag=v1&subdir=a&keep-git-dir=true&submodules=false&checksum=abcdef0",
+        );
         assert_eq!(u.reference.as_deref(), Some("refs/tags/v1"));
         assert_eq!(u.checksum.as_deref(), Some("abcdef0"));
         assert!(u.keep_git_dir && !u.submodules);
         assert_eq!(ok("git@h.io:o/r.git#main").host().as_deref(), Some("h.io"));
-        assert_eq!(ok("https://u:p@h:8080/r.git").host().as_deref(), Some("h:8080"));
-        assert_eq!(ok("https://u:secret@h/r.git").to_string(), "https://u:xxxxx@h/r.git");
+        assert_eq!(
+            ok("https://u:p@h:8080/r.git").host().as_deref(),
+            Some("h:8080")
+        );
+        assert_eq!(
+            ok("https://u:secret@h/r.git").to_string(),
+            "https://u:xxxxx@h/r.git"
+        );
     }
 
     #[test]
