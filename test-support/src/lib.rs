@@ -7,6 +7,9 @@
 //!   drop; [`Registry::seed_busybox`] pushes the busybox base to it.
 //! - [`FakeRegistry`]: a read-only registry that serves exactly what a test
 //!   put in it, however wrong, and fails or cuts requests on command.
+//! - [`GitServer`]: `git daemon` and smart HTTP (git-http-backend behind a
+//!   CGI bridge) on 127.0.0.1, with a token check, served files and a
+//!   port that never answers; [`git`] runs git with a fixed identity.
 //! - [`FaultProxy`]: a proxy in front of a [`Registry`] that stalls,
 //!   trickles, oversends, cuts, redirects or answers statuses (with
 //!   `Retry-After`) on command, and counts requests.
@@ -40,6 +43,7 @@
 pub mod bases;
 mod fake;
 mod fault_proxy;
+mod git_server;
 mod http;
 mod registry;
 mod tarball;
@@ -49,6 +53,7 @@ mod tools;
 pub use bases::{BUSYBOX_CONFIG, BUSYBOX_DIGEST, BUSYBOX_LAYER, BUSYBOX_LAYOUT};
 pub use fake::{sha256_digest, FakeRegistry};
 pub use fault_proxy::{Fault, FaultProxy, RetryAfter, Seen};
+pub use git_server::{git, GitServer};
 pub use http::raw_request;
 pub use registry::{Auth, Registry};
 pub use tarball::{layer_listing, layer_tars, TarBuilder};

@@ -8,8 +8,10 @@
 mod cache;
 mod checksum;
 mod error;
+pub mod git;
 mod source;
 mod tarball;
+pub mod url;
 mod walk;
 
 pub use cache::{CacheRecord, ChecksumCache};

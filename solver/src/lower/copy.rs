@@ -5,7 +5,7 @@ use super::instructions::{clean_path, owner_spec};
 use super::{flag_at, LowerError, Lowerer, StageState, Step};
 use crate::graph::VertexId;
 use crate::graph::VertexMeta;
-use crate::op::{Chmod, CopyAction, FileAction, FileOp, HttpSource, Op};
+use crate::op::{Chmod, CopyAction, FileAction, FileOp, GitSource, HttpSource, Op};
 use kiln_parser::instruction::{CopySource, FileCopy};
 use kiln_parser::Command;
 
@@ -39,7 +39,12 @@ impl Lowerer<'_> {
                 message,
             })?),
         };
-        if let Some(checksum) = c.checksum.as_deref().filter(|_| is_add) {
+        let git_source = |p: &str| is_add && is_git_source(p);
+        let any_git = c
+            .sources
+            .iter()
+            .any(|s| matches!(s, CopySource::Path(p) if git_source(p)));
+        if let Some(checksum) = c.checksum.as_deref().filter(|_| is_add && !any_git) {
             crate::solve::http::check_checksum(checksum).map_err(|e| LowerError::Invalid {
                 at: flag_at(cmd, "checksum"),
                 message: e.to_string(),
@@ -51,6 +56,56 @@ impl Lowerer<'_> {
         let several = c.sources.len() > 1;
         for source in &c.sources {
             match source {
+                CopySource::Path(p) if git_source(p) => {
+                    let mut url = match crate::context::git::GitUrl::detect(p) {
+                        Some(Ok(u)) => u,
+                        Some(Err(e)) => {
+                            return Err(LowerError::Invalid {
+                                at,
+                                message: format!("{keyword} {e}"),
+                            }
+                            .into())
+                        }
+                        None => {
+                            return Err(LowerError::Invalid {
+                                at,
+                                message: format!("{keyword} {p}: not a git URL"),
+                            }
+                            .into())
+                        }
+                    };
+                    if let Some(checksum) = c.checksum.as_deref() {
+                        url.pin(checksum).map_err(|e| LowerError::Invalid {
+                            at: flag_at(cmd, "checksum"),
+                            message: e.to_string(),
+                        })?;
+                    }
+                    let git = self.graph.add(
+                        Op::Git(GitSource {
+                            url: p.clone(),
+                            checksum: c.checksum.clone(),
+                            keep_git_dir: c.keep_git_dir == Some(true),
+                        }),
+                        vec![],
+                        VertexMeta {
+                            name: format!("[{}] git {url}", st.name),
+                            line: Some(at.line),
+                            stage: Some(st.name.clone()),
+                        },
+                    );
+                    inputs.push(git);
+                    actions.push(FileAction::Copy(CopyAction {
+                        input: inputs.len() - 1,
+                        sources: vec!["/".to_string()],
+                        dest: dest.clone(),
+                        dest_is_dir: true,
+                        owner: owner.clone(),
+                        chmod: chmod.clone(),
+                        unpack: false,
+                        excludes: c.excludes.clone(),
+                        parents: false,
+                    }));
+                }
                 CopySource::Path(p)
                     if is_add && (p.starts_with("http://") || p.starts_with("https://")) =>
                 {
@@ -84,13 +139,6 @@ impl Lowerer<'_> {
                         excludes: Vec::new(),
                         parents: false,
                     }));
-                }
-                CopySource::Path(p) if is_add && p.starts_with("git@") => {
-                    return Err(LowerError::Invalid {
-                        at,
-                        message: format!("ADD from a git repository ({p}) is not supported yet"),
-                    }
-                    .into());
                 }
                 CopySource::Path(p) => paths.push(p.clone()),
                 CopySource::Heredoc(h) => {
@@ -233,4 +281,11 @@ pub(crate) fn parse_chmod(text: &str) -> std::result::Result<Chmod, String> {
         }
     }
     Ok(Chmod::Symbolic(text.to_string()))
+}
+
+/// Whether an ADD source is a git repository: a git URL as BuildKit's
+/// gitutil reads it, except the `github.com/...` shorthand, which ADD
+/// takes for a local path (BuildKit's `IndistinguishableFromLocal`).
+fn is_git_source(p: &str) -> bool {
+    !p.starts_with("github.com/") && crate::context::git::is_git_url(p)
 }

@@ -30,6 +30,8 @@ pub enum Op {
     Context(ContextSource),
     /// A file downloaded over HTTP(S) (ADD of a URL).
     Http(HttpSource),
+    /// A git repository checked out (ADD of a git URL).
+    Git(GitSource),
     /// File operations applied on top of input 0; other inputs are sources.
     File(FileOp),
     /// A process run on top of input 0 (RUN).
@@ -46,6 +48,7 @@ impl Op {
             Op::Image(_) => "image",
             Op::Context(_) => "context",
             Op::Http(_) => "http",
+            Op::Git(_) => "git",
             Op::File(_) => "file",
             Op::Exec(_) => "exec",
             Op::Merge => "merge",
@@ -73,6 +76,20 @@ pub struct HttpSource {
     pub checksum: Option<String>,
     /// The file name it is saved as (the last path segment).
     pub filename: String,
+}
+
+/// A git repository to check out (ADD). Its vertex digest covers the
+/// URL as written (ref, subdir and options); the step's cache key covers
+/// the commit it resolved to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct GitSource {
+    /// The URL as written (`https://host/repo.git?ref=v1&subdir=docs`).
+    pub url: String,
+    /// `ADD --checksum`: the commit the ref must resolve to.
+    pub checksum: Option<String>,
+    /// `ADD --keep-git-dir=true` (the URL's `keep-git-dir=true` also
+    /// keeps it).
+    pub keep_git_dir: bool,
 }
 
 /// A local context source.

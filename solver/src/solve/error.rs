@@ -69,6 +69,10 @@ pub enum StepError {
     /// Reading the build context failed.
     #[error(transparent)]
     Context(Box<ContextError>),
+    /// An `ADD <git url>` could not be fetched (the message names the
+    /// URL, never a credential).
+    #[error(transparent)]
+    Git(Box<crate::context::git::GitError>),
     /// A RUN step asks for a privilege the build was not granted.
     #[error("{flag} needs the {entitlement} entitlement: add --allow {entitlement}")]
     NotAllowed {

@@ -21,6 +21,7 @@ mod context_tree;
 mod error;
 mod exec;
 mod file;
+mod git;
 pub(crate) mod http;
 mod merge;
 mod mounts;
@@ -270,6 +271,7 @@ fn run_vertex(
         Op::Context(c) => Ok(source::context(vertex, c)),
         Op::Image(image) => source::image(env, vertex, image),
         Op::Http(http) => source::http(env, vertex, http, inputs),
+        Op::Git(git) => source::git(env, vertex, git, inputs),
         Op::Merge => Ok(merge::run(vertex, inputs)),
         Op::Exec(op) => exec::run(env, vertex, op, inputs, cancel),
         Op::File(op) => file::run(env, vertex, op, inputs, cancel),

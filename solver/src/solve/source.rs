@@ -1,12 +1,13 @@
 //! Source ops: the empty filesystem (scratch), a local build context, an
-//! image's layers, and a file downloaded for `ADD URL`.
+//! image's layers, a file downloaded for `ADD URL`, and a git checkout
+//! for `ADD <git url>`.
 
 use super::http::{io, DownloadError};
 use super::step::{key_parts, Input, StepEnv, VertexResult};
 use super::StepError;
 use crate::graph::Vertex;
 use crate::layer;
-use crate::op::{ContextSource, HttpSource, ImageSource};
+use crate::op::{ContextSource, GitSource, HttpSource, ImageSource};
 use kiln_oci::{Digest, LocalStore};
 use std::path::PathBuf;
 
@@ -100,4 +101,19 @@ fn download(store: &LocalStore, http: &HttpSource) -> Result<(PathBuf, Digest), 
         let _ = d.set_modified(std::time::SystemTime::now());
     }
     Ok((dir, content))
+}
+
+/// A git checkout for `ADD <git url>`: its key covers the commit the ref
+/// resolved to (and the vertex digest the URL and options).
+pub(super) fn git(
+    env: &StepEnv,
+    vertex: &Vertex,
+    git: &GitSource,
+    inputs: &[Input],
+) -> Result<Input, StepError> {
+    let (dir, commit) = env.timed(&vertex.meta.name, || {
+        super::git::checkout(&env.store, &env.host, git).map_err(|e| StepError::Git(Box::new(e)))
+    })?;
+    let parts = key_parts(&vertex.digest, inputs, Some(format!("git:{commit}")));
+    Ok((VertexResult::Dir(dir), parts.key()))
 }

@@ -7,6 +7,7 @@ mod export;
 mod flags;
 mod plan;
 mod remote_cache;
+mod remote_context;
 mod request;
 mod resolver;
 mod solve;
@@ -23,7 +24,10 @@ use std::path::PathBuf;
 /// Arguments of `kiln build`.
 #[derive(Debug, Args)]
 pub struct BuildArgs {
-    /// The build context: a directory, or `-` for a tar stream on stdin.
+    /// The build context: a directory, `-` for a tar stream on stdin, a
+    /// git URL (`https://host/repo.git#REF:SUBDIR`, `git@host:repo.git`,
+    /// `git://`, `ssh://`) or an http(s) URL of a tarball (or of a
+    /// Dockerfile).
     #[arg(default_value = ".")]
     context: String,
     /// The Dockerfile (default: CONTEXT/Dockerfile); `-` reads stdin.

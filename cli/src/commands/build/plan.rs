@@ -4,6 +4,7 @@
 
 use super::checks;
 use super::flags::Call;
+use super::remote_context;
 use super::request::BuildRequest;
 use super::resolver::StoreResolver;
 use super::{BuildArgs, PrintFormat};
@@ -31,8 +32,9 @@ pub(super) struct Source {
 }
 
 impl Source {
-    /// Reads the context (a directory, or a tar on stdin unpacked under
-    /// `staging`) and the Dockerfile (`-f FILE`, `-f -`, or the
+    /// Reads the context (a directory, a tar on stdin unpacked under
+    /// `staging`, or a git or tarball URL fetched there, as are remote
+    /// `--build-context` values) and the Dockerfile (`-f FILE`, `-f -`, or the
     /// context's `Dockerfile`), and parses it.
     ///
     /// # Errors
@@ -45,6 +47,8 @@ impl Source {
             BuildContext::from_tar(std::io::stdin().lock(), &dir, None)
                 .context("reading the context tar from stdin")?;
             dir
+        } else if remote_context::is_remote(&args.context) {
+            remote_context::fetch_main(args, staging)?
         } else {
             let dir = PathBuf::from(&args.context);
             if !dir.is_dir() {
@@ -52,6 +56,8 @@ impl Source {
             }
             dir
         };
+        remote_context::fetch_named(args, staging)?;
+        let remote = args.context != "-" && remote_context::is_remote(&args.context);
         let (name, path, bytes) = match &args.file {
             Some(p) if p.as_os_str() == "-" => {
                 if args.context == "-" {
@@ -62,6 +68,12 @@ impl Source {
                     .read_to_end(&mut bytes)
                     .context("reading the Dockerfile from stdin")?;
                 ("Dockerfile".to_string(), None, bytes)
+            }
+            Some(p) if remote => {
+                // buildx: -f is relative to a remote context.
+                let path = remote_context::dockerfile_in(&context_dir, p)?;
+                let bytes = std::fs::read(&path).with_context(|| format!("-f {}", p.display()))?;
+                (p.display().to_string(), Some(path), bytes)
             }
             Some(p) => {
                 let bytes = std::fs::read(p).with_context(|| format!("-f {}", p.display()))?;

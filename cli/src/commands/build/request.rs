@@ -247,16 +247,21 @@ fn epoch(build_args: &BTreeMap<String, String>) -> Result<Option<u64>> {
     }
 }
 
-/// `--build-context NAME=VALUE` values by name.
+/// `--build-context NAME=VALUE` values by name (remote ones as the
+/// directories they were fetched to).
 fn named_contexts(values: &[String]) -> Result<BTreeMap<String, NamedContext>> {
     let mut named = BTreeMap::new();
     for c in values {
         let (name, value) = c
             .split_once('=')
             .ok_or_else(|| anyhow::anyhow!("--build-context {c:?}: expected NAME=VALUE"))?;
-        let parsed: NamedContext = value
-            .parse()
-            .map_err(|e: String| anyhow::anyhow!("--build-context {c:?}: {e}"))?;
+        // A git or tarball URL was fetched by the plan phase.
+        let parsed: NamedContext = match super::remote_context::fetched(value) {
+            Some(dir) => NamedContext::Local(dir),
+            None => value
+                .parse()
+                .map_err(|e: String| anyhow::anyhow!("--build-context {c:?}: {e}"))?,
+        };
         named.insert(name.to_string(), parsed);
     }
     Ok(named)
