@@ -164,7 +164,7 @@ pub fn build(global: &GlobalArgs, args: &BuildArgs) -> Result<()> {
         .staging_dir()
         .context("creating a staging directory")?;
     let source = Source::read(args, staging.path())?;
-    let request = BuildRequest::from_args(args)?;
+    let request = BuildRequest::from_args(args, &source.fetched)?;
     if store.is_read_only() {
         if let Some(writer) = request.store_writer() {
             anyhow::bail!(

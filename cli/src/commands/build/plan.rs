@@ -29,6 +29,9 @@ pub(super) struct Source {
     pub(super) text: String,
     /// The parsed Dockerfile.
     pub(super) dockerfile: kiln_parser::Dockerfile,
+    /// Remote `--build-context` values (git or tarball URLs) and the
+    /// directories they were fetched to.
+    pub(super) fetched: std::collections::BTreeMap<String, PathBuf>,
 }
 
 impl Source {
@@ -56,7 +59,7 @@ impl Source {
             }
             dir
         };
-        remote_context::fetch_named(args, staging)?;
+        let fetched = remote_context::fetch_named(args, staging)?;
         let remote = args.context != "-" && remote_context::is_remote(&args.context);
         let (name, path, bytes) = match &args.file {
             Some(p) if p.as_os_str() == "-" => {
@@ -100,6 +103,7 @@ impl Source {
             path,
             text,
             dockerfile,
+            fetched,
         })
     }
 

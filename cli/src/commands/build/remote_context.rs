@@ -18,22 +18,11 @@ use kiln_solver::context::url as context_url;
 use kiln_solver::SecretSource;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
-
-/// Remote named contexts fetched by [`fetch_named`], by their value, for
-/// `request::named_contexts` (which reads the flags without the staging
-/// directory).
-static FETCHED: Mutex<BTreeMap<String, PathBuf>> = Mutex::new(BTreeMap::new());
 
 /// Whether `value` names a remote context: a git URL or an http(s) URL
 /// that is not a local directory (buildx looks for the directory first).
 pub(super) fn is_remote(value: &str) -> bool {
     !Path::new(value).is_dir() && (git::is_git_url(value) || context_url::is_http_url(value))
-}
-
-/// The directory a remote `--build-context` value was fetched to.
-pub(super) fn fetched(value: &str) -> Option<PathBuf> {
-    FETCHED.lock().ok().and_then(|m| m.get(value).cloned())
 }
 
 /// Fetches the main context `args.context` into `staging/context`.
@@ -45,25 +34,24 @@ pub(super) fn fetch_main(args: &BuildArgs, staging: &Path) -> Result<PathBuf> {
 }
 
 /// Fetches every remote `--build-context NAME=URL` into the staging
-/// directory, for `named_contexts` to find.
+/// directory; the directories by URL (each URL once).
 ///
 /// # Errors
 /// The first fetch that fails, named with its flag.
-pub(super) fn fetch_named(args: &BuildArgs, staging: &Path) -> Result<()> {
+pub(super) fn fetch_named(args: &BuildArgs, staging: &Path) -> Result<BTreeMap<String, PathBuf>> {
+    let mut fetched = BTreeMap::new();
     for (i, c) in args.build_contexts.iter().enumerate() {
         let Some((name, value)) = c.split_once('=') else {
             continue;
         };
-        if !is_remote(value) || fetched(value).is_some() {
+        if !is_remote(value) || fetched.contains_key(value) {
             continue;
         }
         let dir = fetch(args, value, staging, &format!("named-{i}"))
             .with_context(|| format!("--build-context {name}"))?;
-        if let Ok(mut m) = FETCHED.lock() {
-            m.insert(value.to_string(), dir);
-        }
+        fetched.insert(value.to_string(), dir);
     }
-    Ok(())
+    Ok(fetched)
 }
 
 fn fetch(args: &BuildArgs, value: &str, staging: &Path, dir_name: &str) -> Result<PathBuf> {

@@ -68,7 +68,10 @@ impl BuildRequest {
     ///
     /// # Errors
     /// The first flag whose value is wrong, named with its flag.
-    pub(super) fn from_args(args: &BuildArgs) -> Result<BuildRequest> {
+    pub(super) fn from_args(
+        args: &BuildArgs,
+        fetched: &BTreeMap<String, PathBuf>,
+    ) -> Result<BuildRequest> {
         let build_args = build_args(&args.build_args);
         let epoch = epoch(&build_args)?;
         let mut labels = BTreeMap::new();
@@ -87,7 +90,7 @@ impl BuildRequest {
             target: args.target.clone(),
             platform: platforms[0].clone(),
             build_platform: Platform::host(),
-            named_contexts: named_contexts(&args.build_contexts)?,
+            named_contexts: named_contexts(&args.build_contexts, fetched)?,
             network: args
                 .network
                 .parse()
@@ -249,15 +252,18 @@ fn epoch(build_args: &BTreeMap<String, String>) -> Result<Option<u64>> {
 
 /// `--build-context NAME=VALUE` values by name (remote ones as the
 /// directories they were fetched to).
-fn named_contexts(values: &[String]) -> Result<BTreeMap<String, NamedContext>> {
+fn named_contexts(
+    values: &[String],
+    fetched: &BTreeMap<String, PathBuf>,
+) -> Result<BTreeMap<String, NamedContext>> {
     let mut named = BTreeMap::new();
     for c in values {
         let (name, value) = c
             .split_once('=')
             .ok_or_else(|| anyhow::anyhow!("--build-context {c:?}: expected NAME=VALUE"))?;
         // A git or tarball URL was fetched by the plan phase.
-        let parsed: NamedContext = match super::remote_context::fetched(value) {
-            Some(dir) => NamedContext::Local(dir),
+        let parsed: NamedContext = match fetched.get(value) {
+            Some(dir) => NamedContext::Local(dir.clone()),
             None => value
                 .parse()
                 .map_err(|e: String| anyhow::anyhow!("--build-context {c:?}: {e}"))?,

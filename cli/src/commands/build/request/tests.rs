@@ -14,7 +14,7 @@ struct Cli {
 fn request(argv: &[&str]) -> Result<BuildRequest> {
     let cli = Cli::try_parse_from(std::iter::once("build").chain(argv.iter().copied()))
         .expect("clap accepts the flags");
-    BuildRequest::from_args(&cli.args)
+    BuildRequest::from_args(&cli.args, &Default::default())
 }
 
 fn error(argv: &[&str]) -> String {
