@@ -19,9 +19,11 @@ fn is_root() -> bool {
 const DOCKERFILE: &str = "FROM busybox\n\
     RUN mkdir -p /d/sub && echo hi > /d/f && chown 5:7 /d/f && chmod 4755 /d/f && \\\n\
         ln /d/f /d/hard && ln -s /d/f /d/link && mknod /d/fifo p && rm /bin/ls && \\\n\
+        ln /etc/group /etc/group.hl && \\\n\
         rm -rf /etc/network && echo more >> /etc/passwd && touch -d @0 /d/old && \\\n\
         cat /etc/hosts > /d/hosts && echo gone > /dev/null && head -c 8 /dev/urandom | wc -c > /d/random && \\\n\
         echo x > /dev/shm/scratch && mkdir -p /tmp/t && echo t > /tmp/t/f\n\
+    RUN <<EOF\n#!/bin/sh\necho from a heredoc script > /d/script\nEOF\n\
     USER 1234:1234\n\
     RUN id > /tmp/id && (sleep 600 &) && echo left-a-sleeper\n";
 

@@ -6,7 +6,8 @@
 //!
 //! Entries are compared by type, mode, owner, size, modification time (to
 //! the nanosecond: the copy keeps the base's times, and every write changes
-//! them), symlink target and device number. A directory whose contents were
+//! them), symlink target and device number; a file with more links than
+//! in the base changed too (as overlayfs copies up a file it links). A directory whose contents were
 //! replaced is not marked opaque: each removed child gets its own whiteout.
 //! Files hard-linked together that are written are linked in the upper
 //! directory too.
@@ -210,6 +211,11 @@ fn same_meta(a: &Metadata, b: &Metadata) -> bool {
 fn same_entry(old: &crate::stack::SourceEntry, md: &Metadata, now: &Path) -> io::Result<bool> {
     let o = &old.metadata;
     if !same_meta(o, md) || o.size() != md.size() || o.rdev() != md.rdev() {
+        return Ok(false);
+    }
+    // A new hard link to a file of the base: overlayfs copies the file up
+    // to link it, so the layer holds both names (BuildKit's too).
+    if !md.is_dir() && md.nlink() > o.nlink() {
         return Ok(false);
     }
     if md.file_type().is_symlink() {

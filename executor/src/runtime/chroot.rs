@@ -10,7 +10,9 @@
 //!    `random`, `urandom` and `tty` made by mknod, `pts`, `shm` and the
 //!    `fd`/`stdin`/`stdout`/`stderr` links; empty `/proc` and `/sys`;
 //!    kiln's `/etc/hosts` and `/etc/resolv.conf` written over the image's
-//!    (kept aside). Every path is resolved inside the rootfs first.
+//!    (kept aside), and read-only file binds (heredoc scripts at
+//!    `/dev/pipes/NAME`) copied in. Every path is resolved inside the
+//!    rootfs first.
 //! 2. The child starts a new session (its process group holds the step's
 //!    process tree), chroots, creates and enters the working directory,
 //!    drops the capability bounding set to Docker's 14 less
@@ -30,8 +32,8 @@
 //! signal other processes of the container, and `hostname` is the
 //! container's); there is no `/proc` (programs that need it fail); a
 //! process that leaves the step's session is not killed; and a RUN
-//! `--network=none` or `--mount` is refused, since both need what this
-//! isolation cannot make.
+//! `--network=none` or `--mount` (other than a read-only bind of a file)
+//! is refused, since both need what this isolation cannot make.
 
 use super::builtin::{cwd_ops, exec_args, DEFAULT_CAPS};
 use super::child::Op;
@@ -40,7 +42,7 @@ use super::resolve::{self, beneath};
 use super::spawn::{descs, report_error, spawn, Isolate};
 use super::stubs::{remove_stubs, stub_paths};
 use super::{
-    cpath, files, policy, prep, seccomp, user, NetworkMode, RunOutput, RunRequest, Runtime,
+    cpath, files, policy, prep, seccomp, user, Mount, NetworkMode, RunOutput, RunRequest, Runtime,
     RuntimeError, SecurityMode,
 };
 use crate::snapshot::SnapshotMount;
@@ -74,7 +76,7 @@ impl Runtime for ChrootRuntime {
                 "RUN --network=none needs a network namespace, which the chroot isolation cannot create".into(),
             ));
         }
-        if let Some(m) = req.mounts.first() {
+        if let Some(m) = req.mounts.iter().find(|m| copied_file(m).is_none()) {
             return Err(RuntimeError::Unsupported(format!(
                 "RUN --mount (on {}) needs a mount, which the chroot isolation cannot make",
                 m.target()
@@ -170,6 +172,20 @@ impl Runtime for ChrootRuntime {
     }
 }
 
+/// The host file of a read-only bind of a regular file (a heredoc
+/// script at `/dev/pipes/NAME`, a `--mount=type=bind` of a file), which
+/// this isolation shows as a copy in the rootfs, removed afterwards.
+fn copied_file(m: &Mount) -> Option<&Path> {
+    match m {
+        Mount::Bind {
+            source,
+            readonly: true,
+            ..
+        } if std::fs::metadata(source).is_ok_and(|md| md.is_file()) => Some(source),
+        _ => None,
+    }
+}
+
 /// Stages the rootfs of `req` (step 1 of the module docs).
 fn stage(req: &RunRequest<'_>, staged: &mut Staged) -> Result<(), RuntimeError> {
     let lower = req.lower;
@@ -202,7 +218,18 @@ fn stage(req: &RunRequest<'_>, staged: &mut Staged) -> Result<(), RuntimeError> 
         ("/etc/resolv.conf", files::resolv_conf(spec.network)),
     ] {
         let target = resolve::resolve(lower, name)?;
-        staged.file(&target, content.as_bytes())?;
+        staged.file(&target, content.as_bytes(), None)?;
+    }
+    for m in req.mounts {
+        if let Some(source) = copied_file(m) {
+            let content =
+                std::fs::read(source).map_err(prep(format!("reading {}", source.display())))?;
+            let mode = std::fs::metadata(source)
+                .map_err(prep(format!("reading {}", source.display())))?
+                .mode();
+            let target = resolve::resolve(lower, m.target())?;
+            staged.file(&target, &content, Some(mode & 0o7777))?;
+        }
     }
     Ok(())
 }
@@ -344,7 +371,12 @@ impl Staged {
 
     /// Writes `content` at `target`, keeping what was there to put back,
     /// or creating it and its missing parents as mount stubs.
-    fn file(&mut self, target: &resolve::Target, content: &[u8]) -> Result<(), RuntimeError> {
+    fn file(
+        &mut self,
+        target: &resolve::Target,
+        content: &[u8],
+        mode: Option<u32>,
+    ) -> Result<(), RuntimeError> {
         let rel = &target.comps.join("/");
         let p = self.path(rel);
         match std::fs::symlink_metadata(&p) {
@@ -371,7 +403,12 @@ impl Staged {
                 }
             }
         }
-        std::fs::write(&p, content).map_err(prep(format!("writing {}", p.display())))
+        std::fs::write(&p, content).map_err(prep(format!("writing {}", p.display())))?;
+        if let Some(mode) = mode {
+            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode))
+                .map_err(prep(format!("setting the mode of {}", p.display())))?;
+        }
+        Ok(())
     }
 
     /// Undoes the staging (step 4 of the module docs): every path is
