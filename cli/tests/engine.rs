@@ -164,7 +164,10 @@ fn shared() -> PathBuf {
 }
 
 fn case_dir(case: &str) -> PathBuf {
-    shared().join("conformance/cases").join(case).join("context")
+    shared()
+        .join("conformance/cases")
+        .join(case)
+        .join("context")
 }
 
 /// The manifest digest of an OCI layout tar's only image.
@@ -289,7 +292,10 @@ fn run_setting(
              /shared/conformance/cases/{case}/context > /out/{case}.log 2>&1; echo $? > /out/{case}.rc\n"
         ));
     }
-    let shared_mount = format!("{}:/shared:ro", s(&shared().canonicalize().expect("shared")));
+    let shared_mount = format!(
+        "{}:/shared:ro",
+        s(&shared().canonicalize().expect("shared"))
+    );
     let store_mount = format!("{}:/store", s(&store));
     let out_mount = format!("{}:/out", s(&out));
     let mut args = vec![
@@ -339,7 +345,11 @@ fn run_setting(
             Some(isolation) => {
                 assert_eq!(rc.trim(), "0", "{}: {case} failed:\n{log}", setting.name);
                 let note = format!("NOTE: isolation {isolation}:");
-                assert!(log.contains(&note), "{}: {case}: no `{note}`:\n{log}", setting.name);
+                assert!(
+                    log.contains(&note),
+                    "{}: {case}: no `{note}`:\n{log}",
+                    setting.name
+                );
                 outcome.isolation = isolation.to_string();
                 let got = listing(&out.join(format!("{case}.tar")));
                 assert_eq!(
@@ -350,7 +360,12 @@ fn run_setting(
                 outcome.equal += 1;
             }
             None => {
-                assert_eq!(rc.trim(), "1", "{}: {case} should fail:\n{log}", setting.name);
+                assert_eq!(
+                    rc.trim(),
+                    "1",
+                    "{}: {case} should fail:\n{log}",
+                    setting.name
+                );
                 let last = log.lines().last().unwrap_or_default();
                 for expected in [
                     "no isolation can run RUN steps here: new namespaces are refused",
@@ -378,17 +393,18 @@ fn kilns_image_builds_in_containers_under_every_setting() {
     };
     let tmp = tempfile::tempdir().expect("tempdir");
     let dir = tmp.path();
-    std::fs::set_permissions(
-        dir,
-        std::os::unix::fs::PermissionsExt::from_mode(0o755),
-    )
-    .expect("chmod");
+    std::fs::set_permissions(dir, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+        .expect("chmod");
     let digest = build_image(&engine, dir);
 
     // The sandbox's layers on the host, by case.
     let host_store = dir.join("host-store");
     let busybox = shared().join("bases/busybox");
-    kiln_ok(&host_store, &["load", "-i", s(&busybox), "-t", "busybox:latest"], &[]);
+    kiln_ok(
+        &host_store,
+        &["load", "-i", s(&busybox), "-t", "busybox:latest"],
+        &[],
+    );
     let reference: Vec<(String, Vec<String>)> = RUN_CASES
         .iter()
         .map(|case| {
@@ -396,7 +412,14 @@ fn kilns_image_builds_in_containers_under_every_setting() {
             let dest = format!("type=docker,dest={}", s(&tar));
             kiln_ok(
                 &host_store,
-                &["build", "--isolation", "sandbox", "-o", &dest, s(&case_dir(case))],
+                &[
+                    "build",
+                    "--isolation",
+                    "sandbox",
+                    "-o",
+                    &dest,
+                    s(&case_dir(case)),
+                ],
                 &[],
             );
             (case.to_string(), listing(&tar))
@@ -413,7 +436,11 @@ fn kilns_image_builds_in_containers_under_every_setting() {
             if setting.isolation.is_some() {
                 format!("{}/{} equal to the sandbox's", o.equal, RUN_CASES.len())
             } else {
-                format!("{}/{} refused with the ways out", o.run_refused, RUN_CASES.len())
+                format!(
+                    "{}/{} refused with the ways out",
+                    o.run_refused,
+                    RUN_CASES.len()
+                )
             },
             if o.no_run_built { "builds" } else { "fails" },
             setting.store_uid,
@@ -425,7 +452,10 @@ fn kilns_image_builds_in_containers_under_every_setting() {
     let target = format!("{}/engine/whiteout:1", registry.host());
     let store = dir.join("store-push");
     std::fs::create_dir_all(&store).expect("mkdir");
-    let shared_mount = format!("{}:/shared:ro", s(&shared().canonicalize().expect("shared")));
+    let shared_mount = format!(
+        "{}:/shared:ro",
+        s(&shared().canonicalize().expect("shared"))
+    );
     let store_mount = format!("{}:/store", s(&store));
     let script = format!(
         "kiln load -i /shared/bases/busybox -t busybox:latest && \
@@ -453,7 +483,11 @@ fn kilns_image_builds_in_containers_under_every_setting() {
         "the push failed:\n{}",
         String::from_utf8_lossy(&pushed.stderr)
     );
-    let inspected = skopeo_ok(&["inspect", "--tls-verify=false", &format!("docker://{target}")]);
+    let inspected = skopeo_ok(&[
+        "inspect",
+        "--tls-verify=false",
+        &format!("docker://{target}"),
+    ]);
     let inspected: serde_json::Value = serde_json::from_str(&inspected).expect("skopeo json");
     // busybox's layer, two RUN steps and a COPY.
     assert_eq!(
