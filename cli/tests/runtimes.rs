@@ -118,6 +118,10 @@ fn copy_snapshots_when_overlayfs_is_refused() {
     let log = String::from_utf8_lossy(&output.stderr);
     assert!(output.status.success(), "{log}");
     assert!(log.contains("NOTE: overlayfs cannot be used here"), "{log}");
-    assert_eq!(log.matches("NOTE:").count(), 1, "said once: {log}");
+    assert_eq!(
+        log.matches("NOTE: overlayfs cannot be used here").count(),
+        1,
+        "said once: {log}"
+    );
     assert_eq!(listing(&out), overlay, "copy snapshots chosen by kiln");
 }
