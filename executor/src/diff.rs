@@ -5,7 +5,9 @@
 //! depth first with each directory's entries sorted by their tar name's
 //! bytes (so a parent always comes before its children), relative paths
 //! without `./` (directories end in `/`), numeric owners only (no
-//! user/group names), mtime only (no atime/ctime), no xattrs.
+//! user/group names), mtime only (no atime/ctime), and of the extended
+//! attributes only file capabilities (a PAX `SCHILY.xattr.` record before
+//! the file, see [`crate::file_caps`]).
 
 use crate::dirfd::Dir;
 use std::collections::HashMap;
@@ -221,6 +223,17 @@ impl Writer<'_> {
                     .dir
                     .open_file(&child.name)
                     .map_err(|e| io_err("opening", &path(), e))?;
+                let caps = crate::file_caps::of_file(&file)
+                    .map_err(|e| io_err("reading the capabilities of", &path(), e))?;
+                if let Some(caps) = caps {
+                    let key = format!("SCHILY.xattr.{}", crate::file_caps::NAME);
+                    self.builder
+                        .append_pax_extensions([(key.as_str(), caps.as_slice())])
+                        .map_err(|error| DiffError::Write {
+                            path: String::from_utf8_lossy(&tar_path).into_owned(),
+                            error,
+                        })?;
+                }
                 self.append(&mut header, &tar_path, file)?;
             } else if ft.is_symlink() {
                 let target = level

@@ -532,7 +532,9 @@ impl Dir {
     }
 }
 
-fn fgetxattr(file: &File, attr: &str) -> io::Result<Option<Vec<u8>>> {
+/// The value of xattr `attr` of the open file `file`, `None` when absent
+/// or unsupported.
+pub(crate) fn fgetxattr(file: &File, attr: &str) -> io::Result<Option<Vec<u8>>> {
     let n = CString::new(attr)
         .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "xattr name contains NUL"))?;
     // SAFETY: valid fd, name, and buffer of buf.len() bytes.

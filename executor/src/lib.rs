@@ -32,6 +32,7 @@
 
 mod diff;
 pub mod dirfd;
+mod file_caps;
 mod file_meta;
 mod fileop;
 pub mod names;

@@ -6,8 +6,9 @@
 //!
 //! Entries are compared by type, mode, owner, size, modification time (to
 //! the nanosecond: the copy keeps the base's times, and every write changes
-//! them), symlink target and device number; a file with more links than
-//! in the base changed too (as overlayfs copies up a file it links). A directory whose contents were
+//! them), symlink target, device number and file capabilities; a file with
+//! more links than in the base changed too (as overlayfs copies up a file
+//! it links). A directory whose contents were
 //! replaced is not marked opaque: each removed child gets its own whiteout.
 //! Files hard-linked together that are written are linked in the upper
 //! directory too.
@@ -217,6 +218,14 @@ fn same_entry(old: &crate::stack::SourceEntry, md: &Metadata, now: &Path) -> io:
     // to link it, so the layer holds both names (BuildKit's too).
     if !md.is_dir() && md.nlink() > o.nlink() {
         return Ok(false);
+    }
+    if md.is_file() {
+        // `setcap` changes no time a copy keeps.
+        let before = crate::file_caps::of_path(&old.real)
+            .map_err(|e| crate::file_meta::annotate("reading the capabilities of", &old.real, e))?;
+        let after = crate::file_caps::of_path(now)
+            .map_err(|e| crate::file_meta::annotate("reading the capabilities of", now, e))?;
+        return Ok(before == after);
     }
     if md.file_type().is_symlink() {
         let a = std::fs::read_link(&old.real)

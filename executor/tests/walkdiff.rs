@@ -187,3 +187,105 @@ fn deep_new_chain_is_diffed_on_a_small_stack() {
     assert_eq!(std::fs::read_to_string(leaf).expect("leaf in upper"), "x");
     assert!(!upper.join("kept").exists(), "an unchanged file was copied");
 }
+
+/// `cap_net_bind_service=ep` in the plain (revision 2) format.
+fn net_bind_caps() -> Vec<u8> {
+    let mut v = 0x0200_0001u32.to_le_bytes().to_vec();
+    v.extend_from_slice(&(1u32 << 10).to_le_bytes());
+    v.extend_from_slice(&[0; 12]);
+    v
+}
+
+fn caps_of(path: &Path) -> Option<Vec<u8>> {
+    let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).expect("path");
+    let mut buf = vec![0u8; 64];
+    // SAFETY: valid path, name and buffer.
+    let n = unsafe {
+        libc::lgetxattr(
+            c.as_ptr(),
+            c"security.capability".as_ptr(),
+            buf.as_mut_ptr().cast(),
+            buf.len(),
+        )
+    };
+    (n >= 0).then(|| buf[..n as usize].to_vec())
+}
+
+fn set_caps(path: &Path, value: &[u8]) {
+    let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).expect("path");
+    // SAFETY: valid path, name and value.
+    let rc = unsafe {
+        libc::lsetxattr(
+            c.as_ptr(),
+            c"security.capability".as_ptr(),
+            value.as_ptr().cast(),
+            value.len(),
+            0,
+        )
+    };
+    assert_eq!(rc, 0, "setxattr: {}", std::io::Error::last_os_error());
+}
+
+/// File capabilities (`setcap`) are part of the layer, as in BuildKit's:
+/// a copy snapshot keeps them, its diff finds a `setcap` that changed no
+/// time, the layer tar carries them as `SCHILY.xattr.security.capability`
+/// and unpacking sets them again.
+#[test]
+fn file_capabilities_go_through_copies_diffs_tars_and_unpacking() {
+    // SAFETY: no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("skipped: setting file capabilities needs root");
+        return;
+    }
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let base = busybox_base(tmp.path());
+    set_caps(&base.join("bin/busybox"), &net_bind_caps());
+    let lower = LayerStack::new(vec![base.clone()]);
+    let merged = tmp.path().join("merged");
+    materialize(&lower, &merged).expect("copy");
+    assert_eq!(caps_of(&merged.join("bin/busybox")), Some(net_bind_caps()));
+    // A setcap on a file of the base: only its ctime moves.
+    std::fs::create_dir_all(merged.join("usr/bin")).expect("mkdir");
+    std::fs::write(merged.join("usr/bin/prog"), b"#!/bin/sh\n").expect("write");
+    let before = std::fs::symlink_metadata(merged.join("bin/busybox")).expect("md");
+    let mut changed = net_bind_caps();
+    changed[4] |= 1; // and cap_chown
+    set_caps(&merged.join("bin/busybox"), &changed);
+    let after = std::fs::symlink_metadata(merged.join("bin/busybox")).expect("md");
+    assert_eq!(before.mtime_nsec(), after.mtime_nsec());
+    set_caps(&merged.join("usr/bin/prog"), &net_bind_caps());
+    let upper = tmp.path().join("upper");
+    std::fs::create_dir(&upper).expect("mkdir");
+    walk_diff(&lower, &merged, &upper).expect("diff");
+    assert_eq!(caps_of(&upper.join("bin/busybox")), Some(changed.clone()));
+    assert_eq!(caps_of(&upper.join("usr/bin/prog")), Some(net_bind_caps()));
+
+    let mut tar = Vec::new();
+    kiln_executor::diff(&upper, &mut tar).expect("layer tar");
+    let mut seen = BTreeMap::new();
+    let mut archive = tar::Archive::new(tar.as_slice());
+    for entry in archive.entries().expect("entries") {
+        let mut entry = entry.expect("entry");
+        let path = entry.path().expect("path").display().to_string();
+        if let Some(pax) = entry.pax_extensions().expect("pax") {
+            for ext in pax {
+                let ext = ext.expect("pax record");
+                if ext.key() == Ok("SCHILY.xattr.security.capability") {
+                    seen.insert(path.clone(), ext.value_bytes().to_vec());
+                }
+            }
+        }
+    }
+    assert_eq!(seen.get("bin/busybox"), Some(&changed));
+    assert_eq!(seen.get("usr/bin/prog"), Some(&net_bind_caps()));
+    assert_eq!(seen.len(), 2, "{seen:?}");
+
+    let unpacked = tmp.path().join("unpacked");
+    std::fs::create_dir(&unpacked).expect("mkdir");
+    kiln_executor::unpack(&mut tar.as_slice(), &unpacked).expect("unpack");
+    assert_eq!(caps_of(&unpacked.join("bin/busybox")), Some(changed));
+    assert_eq!(
+        caps_of(&unpacked.join("usr/bin/prog")),
+        Some(net_bind_caps())
+    );
+}

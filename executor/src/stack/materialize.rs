@@ -217,11 +217,14 @@ fn copy_leaf_at(
                 .map_err(|e| crate::file_meta::annotate("linking", &target(), e));
         }
     }
+    let mut caps = None;
     if ft.is_file() {
         let from = || src.child_path(name);
         let mut r = src
             .open_file(name)
             .map_err(|e| crate::file_meta::annotate("opening", &from(), e))?;
+        caps = crate::file_caps::of_file(&r)
+            .map_err(|e| crate::file_meta::annotate("reading the capabilities of", &from(), e))?;
         let mut w = dst
             .create_file(name, 0o600)
             .map_err(|e| crate::file_meta::annotate("creating", &target(), e))?;
@@ -237,6 +240,11 @@ fn copy_leaf_at(
             .map_err(|e| crate::file_meta::annotate("creating", &target(), e))?;
     }
     dst.set_meta(name, md)?;
+    if let Some(caps) = caps {
+        // After the owner: a chown clears them.
+        crate::file_caps::set(&target(), &caps)
+            .map_err(|e| crate::file_meta::annotate("setting the capabilities of", &target(), e))?;
+    }
     if md.nlink() > 1 {
         links.insert(key, (Rc::clone(dst), name.to_os_string()));
     }
@@ -286,6 +294,15 @@ pub(crate) fn copy_leaf(
             .map_err(|e| crate::file_meta::annotate("creating", dst, e))?;
     }
     set_meta(dst, md, !ft.is_symlink())?;
+    if ft.is_file() {
+        // After the owner: a chown clears them.
+        if let Some(caps) = crate::file_caps::of_path(src)
+            .map_err(|e| crate::file_meta::annotate("reading the capabilities of", src, e))?
+        {
+            crate::file_caps::set(dst, &caps)
+                .map_err(|e| crate::file_meta::annotate("setting the capabilities of", dst, e))?;
+        }
+    }
     if md.nlink() > 1 {
         links.insert(key, dst.to_path_buf());
     }
