@@ -362,3 +362,35 @@ fn history_lists_the_steps_newest_first_with_docker_columns() {
         "kiln: --format \"yaml\": kiln prints table or json\n"
     );
 }
+
+#[test]
+fn quiet_prints_only_the_image_digest_and_builder_is_accepted() {
+    let env = Env::new();
+    let ctx = env.context("ctx", &[("Dockerfile", "FROM busybox\nRUN echo q > /q\n")]);
+    let iid = env.path("iid");
+    let (stdout, stderr) = env.ok(
+        &["build", "-q", "-t", "q:1", "--iidfile", s(&iid), s(&ctx)],
+        None,
+    );
+    let digest = std::fs::read_to_string(&iid).expect("iidfile");
+    assert_eq!(stdout, format!("{digest}\n"));
+    assert!(
+        digest.starts_with("sha256:") && digest.len() == 71,
+        "{digest}"
+    );
+    assert_eq!(stderr, "", "--quiet prints nothing else");
+    let (_, stderr) = env.ok(
+        &[
+            "build",
+            "--builder",
+            "ci-builder",
+            "--progress=quiet",
+            s(&ctx),
+        ],
+        None,
+    );
+    assert_eq!(
+        stderr,
+        "NOTE: kiln has no builder instances; --builder ci-builder is ignored\n"
+    );
+}

@@ -75,7 +75,8 @@ pub fn parse_annotations(values: &[String]) -> Result<Annotations> {
 
 /// Writes the built images (one per platform) to every output; the first
 /// image output's manifest (or index, with several platforms) goes to the
-/// iidfile, the metadata file and the summary. A `type=local` output of several platforms gets a directory
+/// iidfile, the metadata file and the summary, and is returned (`None`
+/// when a read-only store leaves no image to name). A `type=local` output of several platforms gets a directory
 /// per platform (`linux_amd64`), as with buildx.
 pub fn write_outputs(
     store: &LocalStore,
@@ -83,7 +84,7 @@ pub fn write_outputs(
     rt: &tokio::runtime::Runtime,
     images: &[(Platform, BuiltImage)],
     request: Outputs<'_>,
-) -> Result<()> {
+) -> Result<Option<kiln_oci::Digest>> {
     let Some((_, image)) = images.first() else {
         bail!("the build made no image");
     };
@@ -203,7 +204,7 @@ pub fn write_outputs(
         Some(w) => w,
         // Only filesystem outputs, built from a read-only store: there is
         // no image to name, and nowhere to write one.
-        None if store.is_read_only() => return Ok(()),
+        None if store.is_read_only() => return Ok(None),
         None => write(&ImageOptions::default()).context("writing the image to the store")?,
     };
     if let Some(path) = request.iidfile {
@@ -234,5 +235,5 @@ pub fn write_outputs(
             eprint_line(&format!("naming to {t} done"));
         }
     }
-    Ok(())
+    Ok(Some(main.manifest))
 }

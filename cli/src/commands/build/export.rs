@@ -37,7 +37,7 @@ impl Exporter<'_> {
             .zip(solved)
             .map(|(p, one)| (p.clone(), image(request, one)))
             .collect();
-        write_outputs(
+        let digest = write_outputs(
             self.store,
             self.client,
             self.rt,
@@ -60,7 +60,12 @@ impl Exporter<'_> {
             self.client,
             self.rt,
             self.reporter,
-        )
+        )?;
+        if let Some(digest) = digest.filter(|_| request.quiet) {
+            // buildx's --quiet: the digest alone on stdout.
+            println!("{digest}");
+        }
+        Ok(())
     }
 }
 

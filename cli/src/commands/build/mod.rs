@@ -74,6 +74,14 @@ pub struct BuildArgs {
     /// Progress output.
     #[arg(long, value_enum, default_value_t = Progress::Auto)]
     progress: Progress,
+    /// Print nothing but the image's digest (the iidfile's content) on
+    /// success, as buildx does; errors still go to stderr.
+    #[arg(short = 'q', long)]
+    quiet: bool,
+    /// Accepted for buildx's scripts: kiln has no builder instances, and
+    /// says so once.
+    #[arg(long, value_name = "NAME")]
+    builder: Option<String>,
     /// Write the image digest to this file.
     #[arg(long)]
     iidfile: Option<PathBuf>,
@@ -156,6 +164,11 @@ use crate::progress::ProgressMode as Progress;
 
 /// Runs `kiln build`.
 pub fn build(global: &GlobalArgs, args: &BuildArgs) -> Result<()> {
+    if let Some(builder) = &args.builder {
+        crate::progress::eprint_line(&format!(
+            "NOTE: kiln has no builder instances; --builder {builder} is ignored"
+        ));
+    }
     let store = global.store()?;
     // Keeps `kiln prune` from removing what this build writes.
     let lease = store.lease()?;

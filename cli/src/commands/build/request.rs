@@ -45,8 +45,10 @@ pub(super) struct BuildRequest {
     pub(super) call: Call,
     /// `--print`.
     pub(super) print: Option<PrintFormat>,
-    /// `--progress`.
+    /// `--progress` (quiet with `--quiet`).
     pub(super) progress: Progress,
+    /// `-q`/`--quiet`: the image digest is all that goes to stdout.
+    pub(super) quiet: bool,
     /// `--jobs`.
     pub(super) jobs: Option<usize>,
     /// `--no-cache`.
@@ -157,7 +159,12 @@ impl BuildRequest {
             cache_to,
             call,
             print: args.print,
-            progress: args.progress,
+            progress: if args.quiet {
+                Progress::Quiet
+            } else {
+                args.progress
+            },
+            quiet: args.quiet,
             jobs: args.jobs,
             no_cache: args.no_cache,
             no_cache_stages: args.no_cache_filter.clone(),
