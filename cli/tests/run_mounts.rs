@@ -308,6 +308,19 @@ fn network_and_security_modes_need_their_entitlements() {
     env.ok(&["build", "-o", s(&out), s(&ctx)], None);
     let host: u32 = read(&out.join("ifaces")).trim().parse().expect("number");
     assert!(host >= 1);
+    // --network=host typed for the build is its own consent (buildx).
+    env.ok(
+        &[
+            "build",
+            "--no-cache",
+            "--network=host",
+            "-o",
+            s(&out),
+            s(&ctx),
+        ],
+        None,
+    );
+    assert_eq!(read(&out.join("ifaces")).trim(), host.to_string());
 
     let ctx = env.context(
         "host",

@@ -135,7 +135,7 @@ impl BuildRequest {
             .collect::<std::result::Result<_, _>>()?;
         let call = parse_call(args.call.as_deref(), args.check)?;
         let ssh = parse_ssh(&args.ssh)?;
-        let allow = args
+        let mut allow: Vec<Entitlement> = args
             .allow
             .iter()
             .map(|a| {
@@ -143,6 +143,14 @@ impl BuildRequest {
                     .map_err(|e: kiln_solver::EntitlementError| anyhow::anyhow!("--allow: {e}"))
             })
             .collect::<Result<_>>()?;
+        // As with buildx, `--network=host` typed for the whole build is the
+        // consent; only a Dockerfile's own `RUN --network=host` asks for
+        // `--allow network.host` otherwise.
+        if options.network == kiln_solver::NetworkMode::Host
+            && !allow.contains(&Entitlement::NetworkHost)
+        {
+            allow.push(Entitlement::NetworkHost);
+        }
         Ok(BuildRequest {
             options,
             platforms,
