@@ -394,3 +394,65 @@ fn quiet_prints_only_the_image_digest_and_builder_is_accepted() {
         "NOTE: kiln has no builder instances; --builder ci-builder is ignored\n"
     );
 }
+
+#[test]
+fn pull_resolves_a_stored_base_image_in_its_registry_again() {
+    use kiln_test_support::{Auth, Registry};
+    let env = Env::new();
+    let registry = Registry::start(Auth::None);
+    let base = format!("{}/lib/base:1", registry.host());
+    env.ok(&["push", "busybox:latest", &base], None);
+    let ctx = env.context(
+        "ctx",
+        &[(
+            "Dockerfile",
+            &format!("FROM {base}\nRUN cat /marker > /seen 2>/dev/null || echo none > /seen\n"),
+        )],
+    );
+    let out = env.path("out");
+    env.ok(&["build", "-o", s(&out), s(&ctx)], None);
+    assert_eq!(
+        std::fs::read_to_string(out.join("seen")).expect("seen"),
+        "none\n"
+    );
+    // The tag moves to an image with a marker.
+    let marked = env.context(
+        "marked",
+        &[("Dockerfile", "FROM busybox\nRUN echo v2 > /marker\n")],
+    );
+    env.ok(&["build", "-t", "marked:1", s(&marked)], None);
+    env.ok(&["push", "marked:1", &base], None);
+    // Without --pull the stored image serves; with it, the registry's.
+    env.ok(&["build", "-o", s(&out), s(&ctx)], None);
+    assert_eq!(
+        std::fs::read_to_string(out.join("seen")).expect("seen"),
+        "none\n"
+    );
+    env.ok(&["build", "--pull", "-o", s(&out), s(&ctx)], None);
+    assert_eq!(
+        std::fs::read_to_string(out.join("seen")).expect("seen"),
+        "v2\n"
+    );
+}
+
+#[test]
+fn attestation_flags_are_accepted_when_off_and_refused_when_on() {
+    let env = Env::new();
+    let ctx = env.context("ctx", &[("Dockerfile", "FROM busybox\n")]);
+    env.ok(
+        &[
+            "build",
+            "--provenance=false",
+            "--sbom=false",
+            "-t",
+            "a:1",
+            s(&ctx),
+        ],
+        None,
+    );
+    let err = env.fails(&["build", "--provenance=mode=max", s(&ctx)], None);
+    assert_eq!(
+        err,
+        "kiln: --provenance=mode=max: kiln makes no attestations yet; use --provenance=false or leave it out\n"
+    );
+}

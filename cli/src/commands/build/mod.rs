@@ -61,6 +61,10 @@ pub struct BuildArgs {
     /// Do not use the cache.
     #[arg(long)]
     no_cache: bool,
+    /// Resolve every base image in its registry again, even one the store
+    /// holds (what the store has of it is not downloaded again).
+    #[arg(long)]
+    pull: bool,
     /// Do not use the cache for these stages (repeatable or comma-separated).
     #[arg(long = "no-cache-filter", value_delimiter = ',')]
     no_cache_filter: Vec<String>,
@@ -78,6 +82,14 @@ pub struct BuildArgs {
     /// success, as buildx does; errors still go to stderr.
     #[arg(short = 'q', long)]
     quiet: bool,
+    /// Provenance attestation, as buildx's `--provenance`: kiln makes none
+    /// yet, so only `false` (or `0`) is accepted.
+    #[arg(long, value_name = "VALUE")]
+    provenance: Option<String>,
+    /// SBOM attestation, as buildx's `--sbom`: kiln makes none yet, so
+    /// only `false` (or `0`) is accepted.
+    #[arg(long, value_name = "VALUE")]
+    sbom: Option<String>,
     /// Accepted for buildx's scripts: kiln has no builder instances, and
     /// says so once.
     #[arg(long, value_name = "NAME")]
@@ -196,6 +208,7 @@ pub fn build(global: &GlobalArgs, args: &BuildArgs) -> Result<()> {
         runtime: &rt,
         progress: &reporter,
         resolved: Default::default(),
+        pull: args.pull,
     };
     let lowered = plan::lower(&source, &request, &resolver)?;
     if let Some(format) = request.print {

@@ -133,6 +133,13 @@ impl BuildRequest {
             .iter()
             .map(|v| v.parse())
             .collect::<std::result::Result<_, _>>()?;
+        for (flag, value) in [("--provenance", &args.provenance), ("--sbom", &args.sbom)] {
+            if let Some(v) = value.as_deref().filter(|v| !matches!(*v, "false" | "0")) {
+                bail!(
+                    "{flag}={v}: kiln makes no attestations yet; use {flag}=false or leave it out"
+                );
+            }
+        }
         let call = parse_call(args.call.as_deref(), args.check)?;
         let ssh = parse_ssh(&args.ssh)?;
         let mut allow: Vec<Entitlement> = args

@@ -1,5 +1,6 @@
 //! How `kiln build` resolves FROM images: the local store first, pulling
-//! what is missing, and OCI layouts given as named contexts; it remembers
+//! what is missing (with `--pull`, the registry always), and OCI layouts
+//! given as named contexts; it remembers
 //! what it resolved for BuildKit's checks.
 
 use super::checks;
@@ -16,6 +17,9 @@ pub(super) struct StoreResolver<'a> {
     pub(super) progress: &'a Arc<crate::progress::Reporter>,
     /// What FROM names resolved to, for BuildKit's checks.
     pub(super) resolved: std::cell::RefCell<Vec<checks::Resolved>>,
+    /// `--pull`: ask the registry again even for images the store holds
+    /// (blobs the store has are not downloaded again).
+    pub(super) pull: bool,
 }
 
 impl ImageResolver for StoreResolver<'_> {
@@ -26,9 +30,12 @@ impl ImageResolver for StoreResolver<'_> {
     ) -> std::result::Result<ResolvedImage, ResolveError> {
         let reference = Reference::parse(text).map_err(|e| e.to_string())?;
         let name = reference.to_string();
-        let found = match stored_config(self.store, &reference, platform)
-            .map_err(|e| e.to_string())?
-        {
+        let stored = if self.pull {
+            None
+        } else {
+            stored_config(self.store, &reference, platform).map_err(|e| e.to_string())?
+        };
+        let found = match stored {
             Some(found) => found,
             None => {
                 let transfer = self.progress.transfer(&format!("[internal] pull {name}"));
