@@ -212,3 +212,48 @@ fn issue_7_invalid_utf8_is_rejected_with_its_position_and_others_go_on() {
     assert!(err.contains("latin1:2:13: invalid UTF-8"), "{err}");
     assert!(stdout(&out).contains("DL3006"), "the next file is linted");
 }
+
+/// A file hadolint passes but BuildKit's checks flag: a hadolint CI gate
+/// moved to kiln passes with `--hadolint-compatible` (or the group switch
+/// from the flag, the config file or the environment).
+#[test]
+fn hadolint_compatible_mode_counts_only_hadolints_rules() {
+    let file = "FROM busybox:1.36 as Base\nRUN echo hi\n";
+    let out = kiln_lint(&["-"], Some(file));
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stdout(&out).contains("StageNameCasing"), "{}", stdout(&out));
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cfg = dir.path().join("h.yaml");
+    std::fs::write(&cfg, "buildkit-checks: false\n").expect("write");
+    let cfg = cfg.to_str().expect("utf-8");
+    for args in [
+        vec!["--hadolint-compatible", "-"],
+        vec!["--buildkit-checks=false", "-"],
+        vec!["-c", cfg, "-"],
+    ] {
+        let out = kiln_lint(&args, Some(file));
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {}", stdout(&out));
+        assert_eq!(stdout(&out), "", "{args:?}");
+    }
+    let out = Command::new(env!("CARGO_BIN_EXE_kiln"))
+        .args(["lint", "--no-shellcheck", "-"])
+        .env("KILN_LINT_BUILDKIT_CHECKS", "false")
+        .env_remove("XDG_CONFIG_HOME")
+        .env("HOME", std::env::temp_dir())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .and_then(|mut c| {
+            c.stdin.take().expect("stdin").write_all(file.as_bytes())?;
+            c.wait_with_output()
+        })
+        .expect("kiln runs");
+    assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));
+    // hadolint's own findings still count.
+    let out = kiln_lint(
+        &["--hadolint-compatible", "-"],
+        Some("FROM busybox\nRUN cd /x\n"),
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stdout(&out).contains("DL3003") && !stdout(&out).contains("Casing"));
+}

@@ -76,6 +76,17 @@ impl Default for Config {
 }
 
 impl Config {
+    /// Turns BuildKit's checks on or off as a group: off, only hadolint's
+    /// rules (and ShellCheck's) are reported and count toward the exit
+    /// status, so a CI gate that passed with hadolint passes with kiln.
+    pub fn set_buildkit_checks(&mut self, on: bool) {
+        self.only = if on {
+            None
+        } else {
+            Some(crate::Origin::Hadolint)
+        };
+    }
+
     /// True when `code` is in the ignore list.
     pub fn is_ignored(&self, code: &str) -> bool {
         self.ignored.iter().any(|c| c == code)

@@ -179,6 +179,11 @@ impl Config {
                 "no-fail" => self.no_fail = as_bool(&key, line, value)?,
                 "no-color" => self.no_color = as_bool(&key, line, value)?,
                 "strict-labels" => self.strict_labels = as_bool(&key, line, value)?,
+                // kiln's own key: BuildKit's checks as a group.
+                "buildkit-checks" => {
+                    let on = as_bool(&key, line, value)?;
+                    self.set_buildkit_checks(on);
+                }
                 "disable-ignore-pragma" => self.disable_ignore_pragma = as_bool(&key, line, value)?,
                 "verbose" => self.verbose = as_bool(&key, line, value)?,
                 "format" => {
@@ -260,6 +265,9 @@ impl Config {
         }
         if let Some(v) = lookup("HADOLINT_STRICT_LABELS") {
             self.strict_labels = truthy(&v);
+        }
+        if let Some(v) = lookup("KILN_LINT_BUILDKIT_CHECKS") {
+            self.set_buildkit_checks(truthy(&v));
         }
         if let Some(v) = lookup("HADOLINT_DISABLE_IGNORE_PRAGMA") {
             self.disable_ignore_pragma = truthy(&v);

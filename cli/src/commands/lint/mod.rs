@@ -44,6 +44,15 @@ pub struct LintArgs {
     /// Never colour the output.
     #[arg(long)]
     no_color: bool,
+    /// Run BuildKit's checks too (`true`, the default) or only hadolint's
+    /// rules (`false`); also `buildkit-checks:` in the config file and
+    /// `KILN_LINT_BUILDKIT_CHECKS`.
+    #[arg(long, value_name = "BOOL", action = clap::ArgAction::Set)]
+    buildkit_checks: Option<bool>,
+    /// hadolint's behaviour for a CI gate: only hadolint's rules are
+    /// reported and count toward the exit status (`--buildkit-checks=false`).
+    #[arg(long)]
+    hadolint_compatible: bool,
     /// Report these rules at error severity (repeatable).
     #[arg(long = "error", value_name = "CODE")]
     error: Vec<String>,
@@ -244,6 +253,11 @@ fn load_config(args: &LintArgs) -> Result<Config> {
     }
     config.no_fail |= args.no_fail;
     config.strict_labels |= args.strict_labels;
+    if args.hadolint_compatible {
+        config.set_buildkit_checks(false);
+    } else if let Some(on) = args.buildkit_checks {
+        config.set_buildkit_checks(on);
+    }
     for spec in &args.require_label {
         let Some((label, kind)) = spec.split_once(':') else {
             bail!("--require-label {spec:?}: expected LABEL:FORMAT");
