@@ -456,3 +456,50 @@ fn attestation_flags_are_accepted_when_off_and_refused_when_on() {
         "kiln: --provenance=mode=max: kiln makes no attestations yet; use --provenance=false or leave it out\n"
     );
 }
+
+#[test]
+fn add_host_entries_reach_run_steps_and_their_cache_keys() {
+    let env = Env::new();
+    let ctx = env.context(
+        "ctx",
+        &[("Dockerfile", "FROM busybox\nRUN cat /etc/hosts > /h\n")],
+    );
+    let out = env.path("out");
+    let hosts = |args: &[&str]| {
+        let mut all = vec!["build", "-o", s(&out)];
+        all.extend_from_slice(args);
+        all.push(s(&ctx));
+        env.ok(&all, None);
+        std::fs::read_to_string(out.join("h")).expect("h")
+    };
+    let plain = hosts(&[]);
+    assert!(!plain.contains("db.internal"), "{plain}");
+    for isolation in ["sandbox", "chroot"] {
+        let h = hosts(&[
+            "--isolation",
+            isolation,
+            "--add-host",
+            "db.internal:10.1.2.3",
+        ]);
+        assert!(h.ends_with("10.1.2.3\tdb.internal\n"), "{isolation}: {h}");
+    }
+    // Another address is another step (the entries are in its key).
+    let h = hosts(&[
+        "--add-host",
+        "db.internal=fd00::7",
+        "--add-host",
+        "cache:10.0.0.9",
+    ]);
+    assert!(
+        h.ends_with("fd00::7\tdb.internal\n10.0.0.9\tcache\n"),
+        "{h}"
+    );
+    for (value, expected) in [
+        ("db.internal", "expected NAME:IP"),
+        ("db:not-an-ip", "\"not-an-ip\" is not an IP address"),
+        ("db:host-gateway", "no host-gateway address"),
+    ] {
+        let err = env.fails(&["build", "--add-host", value, s(&ctx)], None);
+        assert!(err.contains(expected), "{value}: {err}");
+    }
+}

@@ -214,7 +214,10 @@ fn stage(req: &RunRequest<'_>, staged: &mut Staged) -> Result<(), RuntimeError> 
     }
     let spec = req.process;
     for (name, content) in [
-        ("/etc/hosts", files::hosts(&spec.hostname)),
+        (
+            "/etc/hosts",
+            files::hosts(&spec.hostname, &spec.extra_hosts),
+        ),
         ("/etc/resolv.conf", files::resolv_conf(spec.network)),
     ] {
         let target = resolve::resolve(lower, name)?;

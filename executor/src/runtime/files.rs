@@ -11,10 +11,16 @@ pub(super) fn hostname(hostname: &str) -> &str {
     }
 }
 
-/// BuildKit's hosts file for `hostname`.
-pub(super) fn hosts(hostname: &str) -> String {
+/// BuildKit's hosts file for `hostname`, then the `extra` entries
+/// (`--add-host`).
+pub(super) fn hosts(hostname: &str, extra: &[(String, std::net::IpAddr)]) -> String {
     let name = self::hostname(hostname);
-    format!("127.0.0.1\tlocalhost {name}\n::1\tlocalhost ip6-localhost ip6-loopback\n")
+    let mut out =
+        format!("127.0.0.1\tlocalhost {name}\n::1\tlocalhost ip6-localhost ip6-loopback\n");
+    for (host, ip) in extra {
+        out.push_str(&format!("{ip}\t{host}\n"));
+    }
+    out
 }
 
 /// The host's resolv.conf (systemd-resolved's upstream one when the host
@@ -61,8 +67,13 @@ mod tests {
     #[test]
     fn hosts_format() {
         assert_eq!(
-            super::hosts("box"),
+            super::hosts("box", &[]),
             "127.0.0.1\tlocalhost box\n::1\tlocalhost ip6-localhost ip6-loopback\n"
         );
+        let extra = [
+            ("db".to_string(), "10.1.2.3".parse().expect("ip")),
+            ("v6".to_string(), "fd00::1".parse().expect("ip")),
+        ];
+        assert!(super::hosts("box", &extra).ends_with("10.1.2.3\tdb\nfd00::1\tv6\n"));
     }
 }

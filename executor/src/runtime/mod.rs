@@ -103,6 +103,8 @@ pub struct ProcessSpec {
     pub network: NetworkMode,
     /// The sandbox's privileges.
     pub security: SecurityMode,
+    /// Extra `/etc/hosts` entries, name and address, after the usual ones.
+    pub extra_hosts: Vec<(String, std::net::IpAddr)>,
 }
 
 /// How much a RUN step may do (`RUN --security`).

@@ -210,7 +210,7 @@ pub(super) fn prepare(
     let root = scratch.dir.join("rootfs");
     std::fs::create_dir(&root).map_err(prep(format!("creating {}", root.display())))?;
     let hosts = scratch.dir.join("hosts");
-    std::fs::write(&hosts, files::hosts(&spec.hostname))
+    std::fs::write(&hosts, files::hosts(&spec.hostname, &spec.extra_hosts))
         .map_err(prep(format!("writing {}", hosts.display())))?;
     let resolv = scratch.dir.join("resolv.conf");
     std::fs::write(&resolv, files::resolv_conf(spec.network))

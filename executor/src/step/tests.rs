@@ -111,6 +111,7 @@ impl Fixture {
                 hostname: "buildkitsandbox".into(),
                 network: NetworkMode::Host,
                 security: Default::default(),
+                extra_hosts: Vec::new(),
             },
             mounts: Vec::new(),
             output: None,

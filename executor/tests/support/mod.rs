@@ -65,6 +65,7 @@ pub fn sh(script: &str) -> ProcessSpec {
         hostname: "buildkitsandbox".into(),
         network: NetworkMode::Host,
         security: SecurityMode::Sandbox,
+        extra_hosts: Vec::new(),
     }
 }
 

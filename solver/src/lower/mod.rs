@@ -50,6 +50,9 @@ pub struct BuildOptions {
     pub named_contexts: BTreeMap<String, NamedContext>,
     /// `--network`: the network of RUN steps without `--network`.
     pub network: NetworkMode,
+    /// `--add-host NAME:IP`: extra `/etc/hosts` entries of RUN steps, in
+    /// order.
+    pub extra_hosts: Vec<(String, std::net::IpAddr)>,
 }
 
 impl Default for BuildOptions {
@@ -61,6 +64,7 @@ impl Default for BuildOptions {
             build_platform: Platform::host(),
             named_contexts: BTreeMap::new(),
             network: NetworkMode::Default,
+            extra_hosts: Vec::new(),
         }
     }
 }

@@ -79,6 +79,7 @@ impl Lowerer<'_> {
             },
             files,
             mounts,
+            extra_hosts: self.options.extra_hosts.clone(),
         };
         let meta = st.meta(cmd);
         st.vertex = self.graph.add(Op::Exec(exec), inputs, meta);

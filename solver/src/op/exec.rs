@@ -24,6 +24,11 @@ pub struct ExecOp {
     /// `RUN --mount`s. Only their definitions are hashed: a secret's value
     /// and a cache's contents never reach a cache key.
     pub mounts: Vec<ExecMount>,
+    /// Extra `/etc/hosts` entries (`--add-host`), hashed as BuildKit's
+    /// exec meta holds them; left out of the hash when there are none, so
+    /// other steps' keys do not move.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub extra_hosts: Vec<(String, std::net::IpAddr)>,
 }
 
 /// The network of a RUN step (`RUN --network`, else the build's

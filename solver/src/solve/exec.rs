@@ -114,6 +114,7 @@ fn run_process(
                 hostname: "buildkitsandbox".into(),
                 network: exec.network.into(),
                 security: exec.security.into(),
+                extra_hosts: exec.extra_hosts.clone(),
             },
             mounts: prepared.mounts.clone(),
             output: Some(kiln_executor::OutputSink(&log)),

@@ -298,3 +298,24 @@ pub(super) fn strip_line(text: &str, line: usize) -> String {
         .unwrap_or(text)
         .to_string()
 }
+
+/// `--add-host NAME:IP` or `NAME=IP` (buildx's forms; an IPv6 address
+/// after the first `:` keeps its colons).
+pub(super) fn parse_add_host(value: &str) -> Result<(String, std::net::IpAddr)> {
+    let (name, ip) = value
+        .split_once('=')
+        .or_else(|| value.split_once(':'))
+        .ok_or_else(|| anyhow::anyhow!("--add-host {value:?}: expected NAME:IP"))?;
+    if name.is_empty() || name.contains(char::is_whitespace) {
+        bail!("--add-host {value:?}: {name:?} is not a host name");
+    }
+    if ip == "host-gateway" {
+        bail!("--add-host {value:?}: kiln has no daemon, so no host-gateway address; give the address");
+    }
+    let ip = ip
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .parse()
+        .map_err(|_| anyhow::anyhow!("--add-host {value:?}: {ip:?} is not an IP address"))?;
+    Ok((name.to_string(), ip))
+}

@@ -119,6 +119,10 @@ pub struct BuildArgs {
     /// $SSH_AUTH_SOCK) or `ID=SOCKET`.
     #[arg(long)]
     ssh: Vec<String>,
+    /// An extra `/etc/hosts` entry for RUN steps (repeatable): `NAME:IP`
+    /// or `NAME=IP`, as buildx's `--add-host`.
+    #[arg(long = "add-host", value_name = "NAME:IP")]
+    add_host: Vec<String>,
     /// The network of RUN steps without --network: default, host or none.
     #[arg(long, default_value = "default", value_parser = ["default", "host", "none"])]
     network: String,

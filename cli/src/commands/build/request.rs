@@ -97,6 +97,11 @@ impl BuildRequest {
                 .network
                 .parse()
                 .map_err(|e: String| anyhow::anyhow!("--network: {e}"))?,
+            extra_hosts: args
+                .add_host
+                .iter()
+                .map(|h| super::flags::parse_add_host(h))
+                .collect::<Result<_>>()?,
         };
         let outputs: Vec<ExportTarget> = args
             .outputs

@@ -127,6 +127,7 @@ fn process(network: NetworkMode, security: SecurityMode) -> ProcessSpec {
         hostname: "buildkitsandbox".into(),
         network,
         security,
+        extra_hosts: Vec::new(),
     }
 }
 
