@@ -73,13 +73,8 @@ fn write_config(env: &Env, text: &str) -> std::path::PathBuf {
 
 /// Runs kiln like `Env::run` with extra environment variables.
 fn run_with_env(env: &Env, args: &[&str], vars: &[(&str, &str)]) -> std::process::Output {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_kiln"));
-    cmd.args(args)
-        .env("KILN_ROOT", env.path("store"))
-        .env("DOCKER_CONFIG", env.path("docker"))
-        .env("XDG_CONFIG_HOME", env.path("xdg"))
-        .env_remove("KILN_CONFIG")
-        .env_remove("KILN_RUNTIME");
+    let mut cmd = env.command(env!("CARGO_BIN_EXE_kiln"));
+    cmd.args(args).env_remove("KILN_RUNTIME");
     for (k, v) in vars {
         cmd.env(k, v);
     }

@@ -126,6 +126,33 @@ impl Engine {
             .expect("docker runs")
     }
 
+    /// Runs `script` with `sh` in kiln's image with the `docker run`
+    /// `flags`, on the host network, with the shared test data at
+    /// `/shared` (read-only), `store` at `/store` (`KILN_ROOT`) and `out`
+    /// at `/out`.
+    fn run_kiln_image(
+        &self,
+        flags: &[&str],
+        store: &Path,
+        out: Option<&Path>,
+        script: &str,
+    ) -> Output {
+        let shared_mount = format!(
+            "{}:/shared:ro",
+            s(&shared().canonicalize().expect("shared"))
+        );
+        let store_mount = format!("{}:/store", s(store));
+        let out_mount = out.map(|o| format!("{}:/out", s(o)));
+        let mut args = vec!["run", "--rm", "--network", "host", "-v", &shared_mount];
+        args.extend(["-v", &store_mount, "-e", "KILN_ROOT=/store"]);
+        if let Some(m) = &out_mount {
+            args.extend(["-v", m.as_str()]);
+        }
+        args.extend_from_slice(flags);
+        args.extend(["--entrypoint", "sh", "kiln:engine-test", "-c", script]);
+        self.docker(&args)
+    }
+
     fn docker_ok(&self, args: &[&str]) -> String {
         let out = self.docker(args);
         assert!(
@@ -293,29 +320,7 @@ fn run_setting(
              /shared/conformance/cases/{case}/context > /out/{case}.log 2>&1; echo $? > /out/{case}.rc\n"
         ));
     }
-    let shared_mount = format!(
-        "{}:/shared:ro",
-        s(&shared().canonicalize().expect("shared"))
-    );
-    let store_mount = format!("{}:/store", s(&store));
-    let out_mount = format!("{}:/out", s(&out));
-    let mut args = vec![
-        "run",
-        "--rm",
-        "--network",
-        "host",
-        "-v",
-        &shared_mount,
-        "-v",
-        &store_mount,
-        "-v",
-        &out_mount,
-        "-e",
-        "KILN_ROOT=/store",
-    ];
-    args.extend_from_slice(setting.flags);
-    args.extend(["--entrypoint", "sh", "kiln:engine-test", "-c", &script]);
-    let ran = engine.docker(&args);
+    let ran = engine.run_kiln_image(setting.flags, &store, Some(&out), &script);
     let load_log = std::fs::read_to_string(out.join("load.log")).unwrap_or_default();
     assert!(
         ran.status.success(),
@@ -460,32 +465,11 @@ fn kilns_image_builds_in_containers_under_every_setting() {
     let target = format!("{}/engine/whiteout:1", registry.host());
     let store = dir.join("store-push");
     std::fs::create_dir_all(&store).expect("mkdir");
-    let shared_mount = format!(
-        "{}:/shared:ro",
-        s(&shared().canonicalize().expect("shared"))
-    );
-    let store_mount = format!("{}:/store", s(&store));
     let script = format!(
         "kiln load -i /shared/bases/busybox -t busybox:latest && \
          kiln build --progress=plain --push -t {target} /shared/conformance/cases/47-whiteout/context"
     );
-    let pushed = engine.docker(&[
-        "run",
-        "--rm",
-        "--network",
-        "host",
-        "-v",
-        &shared_mount,
-        "-v",
-        &store_mount,
-        "-e",
-        "KILN_ROOT=/store",
-        "--entrypoint",
-        "sh",
-        "kiln:engine-test",
-        "-c",
-        &script,
-    ]);
+    let pushed = engine.run_kiln_image(&[], &store, None, &script);
     assert!(
         pushed.status.success(),
         "the push failed:\n{}",

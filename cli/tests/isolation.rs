@@ -233,3 +233,110 @@ fn isolation_comes_from_the_flag_the_environment_or_the_config() {
         "{err}"
     );
 }
+
+/// A crafted image or step aims kiln's own staging at the host: `/dev` a
+/// symlink, `/etc/hosts` a symlink to a host path. kiln resolves where it
+/// stages inside the rootfs and undoes without following links, so
+/// nothing outside the rootfs is written and no device node reaches a
+/// layer.
+#[test]
+fn chroot_staging_follows_no_link_out_of_the_rootfs() {
+    if !is_root() {
+        eprintln!("skipped: the chroot isolation needs root");
+        return;
+    }
+    let env = Env::new();
+    let outside = env.path("outside-target");
+    let ctx = env.context(
+        "ctx",
+        &[(
+            "Dockerfile",
+            &format!(
+                "FROM busybox\n\
+                 RUN rm -rf /dev && ln -s /tmp/devs /dev && mkdir /tmp/devs\n\
+                 RUN rm -f /etc/hosts && ln -s {} /etc/hosts\n\
+                 RUN echo after > /after\n",
+                s(&outside)
+            ),
+        )],
+    );
+    let out = env.path("out.tar");
+    let dest = format!("type=docker,dest={}", s(&out));
+    env.ok(
+        &["build", "--isolation", "chroot", "-o", &dest, s(&ctx)],
+        None,
+    );
+    assert!(!outside.exists(), "kiln wrote through the step's link");
+    let layers = listing(&out);
+    // Staging made the nodes where /dev leads (tmp/devs); none stays.
+    let devices: Vec<&String> = layers
+        .iter()
+        .filter(|l| {
+            ["null", "zero", "full", "random", "urandom", "tty"]
+                .iter()
+                .any(|d| l.contains(&format!(" tmp/devs/{d} ")))
+        })
+        .collect();
+    assert!(devices.is_empty(), "device nodes in a layer: {devices:?}");
+    assert!(
+        layers.iter().any(|l| l.contains(" tmp/devs/ ")),
+        "{layers:#?}"
+    );
+    assert!(
+        layers.iter().any(|l| l.contains(" etc/hosts Some")),
+        "{layers:#?}"
+    );
+}
+
+/// Ctrl-C during a chroot step: the build stops with 130, the step's
+/// process group is killed, and the staging is undone (the next build of
+/// the same step succeeds from a clean store).
+#[test]
+fn an_interrupted_chroot_step_leaves_nothing_running() {
+    if !is_root() {
+        eprintln!("skipped: the chroot isolation needs root");
+        return;
+    }
+    use std::io::{BufRead, BufReader};
+    let env = Env::new();
+    let ctx = env.context(
+        "ctx",
+        &[(
+            "Dockerfile",
+            "FROM busybox\nRUN echo started && (sleep 611 &) && sleep 612\n",
+        )],
+    );
+    let mut child = env
+        .command(env!("CARGO_BIN_EXE_kiln"))
+        .args([
+            "build",
+            "--progress=plain",
+            "--isolation",
+            "chroot",
+            s(&ctx),
+        ])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("kiln runs");
+    let stderr = child.stderr.take().expect("stderr");
+    let mut lines = BufReader::new(stderr).lines();
+    for line in lines.by_ref() {
+        if line.expect("line").contains("started") {
+            break;
+        }
+    }
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let rest: Vec<String> = lines.map_while(Result::ok).collect();
+    let status = child.wait().expect("kiln ends");
+    assert_eq!(status.code(), Some(130), "{rest:?}");
+    let sleepers = std::process::Command::new("pgrep")
+        .args(["-f", "^sleep 61[12]$"])
+        .output()
+        .expect("pgrep");
+    assert!(sleepers.stdout.is_empty(), "the step's processes survived");
+    let runs = std::fs::read_dir(env.path("store/runs"))
+        .map(|d| d.count())
+        .unwrap_or(0);
+    assert_eq!(runs, 0, "scratch directories left");
+}

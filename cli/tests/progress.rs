@@ -183,12 +183,9 @@ fn quiet_prints_nothing_on_success_and_the_error_on_failure() {
 /// Runs kiln with `env`'s store and a stderr whose reader is gone (every
 /// write fails with EPIPE); returns the exit code.
 fn run_with_a_closed_stderr(env: &Env, args: &[&str]) -> Option<i32> {
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_kiln"))
+    let mut child = env
+        .command(env!("CARGO_BIN_EXE_kiln"))
         .args(args)
-        .env("KILN_ROOT", env.path("store"))
-        .env("DOCKER_CONFIG", env.path("docker"))
-        .env("XDG_CONFIG_HOME", env.path("xdg"))
-        .env_remove("KILN_CONFIG")
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped())
@@ -274,12 +271,9 @@ fn auto_is_tty_on_a_terminal() {
         s(&ctx)
     );
     let transcript = env.path("typescript");
-    let out = std::process::Command::new("script")
+    let out = env
+        .command("script")
         .args(["-qec", &command, s(&transcript)])
-        .env("KILN_ROOT", env.path("store"))
-        .env("DOCKER_CONFIG", env.path("docker"))
-        .env("XDG_CONFIG_HOME", env.path("xdg"))
-        .env_remove("KILN_CONFIG")
         .stdin(std::process::Stdio::null())
         .output()
         .expect("script runs");

@@ -135,12 +135,8 @@ fn context(env: &Env, round: usize, i: usize, by_name: bool) -> std::path::PathB
 }
 
 fn spawn(env: &Env, args: &[String]) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_kiln"))
+    env.command(env!("CARGO_BIN_EXE_kiln"))
         .args(args)
-        .env("KILN_ROOT", env.path("store"))
-        .env("DOCKER_CONFIG", env.path("docker"))
-        .env("XDG_CONFIG_HOME", env.path("xdg"))
-        .env_remove("KILN_CONFIG")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -208,11 +204,7 @@ fn shared_store_rounds(rounds: usize) {
                 continue;
             }
             let err = String::from_utf8_lossy(&out.stderr);
-            let last = err
-                .lines()
-                .rev()
-                .find(|l| !l.trim().is_empty())
-                .unwrap_or("");
+            let last = last_line(&err);
             // The build holds a lease from its start, so once it has
             // resolved its base nothing removes it; but a name removed
             // before the build looks it up is gone, as in docker: the
@@ -465,11 +457,7 @@ fn kill_campaign(trials: usize) {
         let out = target.run(&args.iter().map(String::as_str).collect::<Vec<_>>(), None);
         if !out.status.success() {
             let err = String::from_utf8_lossy(&out.stderr);
-            let last = err
-                .lines()
-                .rev()
-                .find(|l| !l.trim().is_empty())
-                .unwrap_or("");
+            let last = last_line(&err);
             failures.push(format!("trial {trial} {kind:?} after {delay} ms: {last}"));
         }
         for st in [&store, &pull_store] {
@@ -601,11 +589,7 @@ fn a_full_disk_fails_the_build_cleanly_and_leaves_the_store_consistent() {
     std::fs::write(ctx.join("Dockerfile"), "FROM busybox\nCOPY big /big\n").expect("write");
     let out = run(&["build", "-t", "big:latest", s(&ctx)]);
     let err = String::from_utf8_lossy(&out.stderr).into_owned();
-    let last = err
-        .lines()
-        .rev()
-        .find(|l| !l.trim().is_empty())
-        .unwrap_or("");
+    let last = last_line(&err);
     eprintln!("disk full: exit {:?}, error: {last}", out.status.code());
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(!err.contains("panicked"), "{err}");
@@ -647,4 +631,12 @@ fn a_full_disk_fails_the_build_cleanly_and_leaves_the_store_consistent() {
     );
     let (bad, _) = corrupt_blobs(&store);
     assert!(bad.is_empty() && bad_tags(&store).is_empty(), "{bad:?}");
+}
+
+/// The last line of `text` that is not blank (kiln's error line).
+fn last_line(text: &str) -> &str {
+    text.lines()
+        .rev()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or("")
 }

@@ -9,20 +9,16 @@ use common::{s, Env};
 use std::ffi::OsStr;
 use std::io::Read;
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::{Output, Stdio};
 
 /// Runs kiln with its address space limited to 2 GiB: an expansion that
 /// grows without bound fails to allocate (and aborts) instead of eating
 /// the machine, so the test fails rather than hangs on a regression.
 fn run_limited(env: &Env, args: &[&str]) -> Output {
-    Command::new("prlimit")
+    env.command("prlimit")
         .arg("--as=2147483648")
         .arg(env!("CARGO_BIN_EXE_kiln"))
         .args(args)
-        .env("KILN_ROOT", env.path("store"))
-        .env("DOCKER_CONFIG", env.path("docker"))
-        .env("XDG_CONFIG_HOME", env.path("xdg"))
-        .env_remove("KILN_CONFIG")
         .stdin(Stdio::null())
         .output()
         .expect("prlimit runs kiln")

@@ -71,6 +71,21 @@ fn busybox_at(proxy: &FaultProxy) -> Reference {
     Reference::parse(&format!("{}/library/busybox:1", proxy.host())).expect("reference")
 }
 
+/// Pushes busybox from a fresh store to `kiln/busybox:1` through `proxy`.
+async fn push_busybox(
+    client: &RegistryClient,
+    proxy: &FaultProxy,
+) -> Result<kiln_oci::PushReport, RegistryError> {
+    let (_d, store) = busybox_store();
+    let target = Reference::parse(&format!("{}/kiln/busybox:1", proxy.host())).expect("ref");
+    tokio::time::timeout(
+        HANG_GUARD,
+        client.push(&store, &digest(BUSYBOX_DIGEST), &target, no_progress()),
+    )
+    .await
+    .expect("the push hung")
+}
+
 /// Files left in the store's `ingest/` directory.
 fn temporaries(store: &LocalStore) -> usize {
     std::fs::read_dir(store.root().join("ingest"))
@@ -375,15 +390,9 @@ async fn an_always_failing_registry_gets_one_retry_budget_per_operation() {
         retries,
         ..options()
     });
-    let (_d, store) = busybox_store();
-    let target = Reference::parse(&format!("{}/kiln/busybox:1", proxy.host())).expect("ref");
-    let err = tokio::time::timeout(
-        HANG_GUARD,
-        client.push(&store, &digest(BUSYBOX_DIGEST), &target, no_progress()),
-    )
-    .await
-    .expect("the push hung")
-    .expect_err("an always-500 registry fails the push");
+    let err = push_busybox(&client, &proxy)
+        .await
+        .expect_err("an always-500 registry fails the push");
     let push_requests = proxy.count(None, "/v2/");
     eprintln!(
         "always-500 push: {push_requests} requests (budget {retries} retries, 2 blobs); {err}"
@@ -469,15 +478,9 @@ async fn a_push_cut_at_its_upload_names_the_upload_url_once_and_short() {
         retries: 1,
         ..options()
     });
-    let (_d, store) = busybox_store();
-    let target = Reference::parse(&format!("{}/kiln/busybox:1", proxy.host())).expect("ref");
-    let err = tokio::time::timeout(
-        HANG_GUARD,
-        client.push(&store, &digest(BUSYBOX_DIGEST), &target, no_progress()),
-    )
-    .await
-    .expect("the push hung")
-    .expect_err("a push whose uploads are cut fails");
+    let err = push_busybox(&client, &proxy)
+        .await
+        .expect_err("a push whose uploads are cut fails");
     // The whole chain, as the cli prints it.
     let mut chain = err.to_string();
     let mut source = std::error::Error::source(&err);

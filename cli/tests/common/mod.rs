@@ -32,19 +32,27 @@ impl Env {
         self.dir.path().join(name)
     }
 
+    /// `program` with this environment's store, Docker config and kiln
+    /// config (none from the host's).
+    pub fn command(&self, program: impl AsRef<std::ffi::OsStr>) -> Command {
+        let mut cmd = Command::new(program);
+        cmd.env("KILN_ROOT", self.path("store"))
+            .env("DOCKER_CONFIG", self.path("docker"))
+            .env("XDG_CONFIG_HOME", self.path("xdg"))
+            .env_remove("KILN_CONFIG");
+        cmd
+    }
+
     pub fn run(&self, args: &[&str], stdin: Option<&[u8]>) -> Output {
         self.run_env(args, stdin, &[])
     }
 
     /// [`Env::run`] with extra environment variables.
     pub fn run_env(&self, args: &[&str], stdin: Option<&[u8]>, vars: &[(&str, &str)]) -> Output {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_kiln"))
+        let mut child = self
+            .command(env!("CARGO_BIN_EXE_kiln"))
             .args(args)
             .envs(vars.iter().copied())
-            .env("KILN_ROOT", self.path("store"))
-            .env("DOCKER_CONFIG", self.path("docker"))
-            .env("XDG_CONFIG_HOME", self.path("xdg"))
-            .env_remove("KILN_CONFIG")
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

@@ -6,8 +6,8 @@ use super::plan::{prepare, Planned, Prepared, What};
 use super::spawn::{descs, report_error, spawn, Isolate};
 use super::stubs::{create_stub, remove_stubs};
 use super::{
-    cpath, cstr, files, policy, seccomp, Fallbacks, NetworkMode, RunOutput, RunRequest, Runtime,
-    RuntimeError, SecurityMode,
+    cpath, cstr, files, policy, seccomp, user, Fallbacks, NetworkMode, ProcessSpec, RunOutput,
+    RunRequest, Runtime, RuntimeError, SecurityMode,
 };
 use std::ffi::CString;
 
@@ -241,32 +241,7 @@ pub(super) fn plan(
         ops.push(("bringing up lo".into(), Op::LoUp));
     }
     cwd_ops(&mut ops, &spec.cwd)?;
-    let last_cap: u32 = last_cap();
-    let insecure = spec.security == SecurityMode::Insecure;
-    let keep = if insecure {
-        u64::MAX
-    } else {
-        DEFAULT_CAPS.iter().fold(0u64, |m, c| m | (1 << c))
-    };
-    ops.push((
-        "dropping capabilities".into(),
-        Op::DropBounding { keep, last_cap },
-    ));
-    let user = &p.user;
-    ops.push((
-        format!("switching to user {:?}", spec.user),
-        Op::SetUser {
-            uid: user.uid,
-            gid: user.gid,
-            groups: user.groups.clone(),
-        },
-    ));
-    if !insecure {
-        ops.push(("setting no_new_privs".into(), Op::NoNewPrivs));
-        if let Some(filter) = seccomp::filter() {
-            ops.push(("installing the seccomp filter".into(), Op::Seccomp(filter)));
-        }
-    }
+    privilege_ops(&mut ops, spec, &p.user, &[]);
 
     // ---- exec
     let (candidates, argv, envp) = exec_args(&spec.args, &p.env)?;
@@ -314,6 +289,48 @@ pub(super) fn exec_args(
     let argv: Vec<CString> = args.iter().map(cstr).collect::<Result<_, _>>()?;
     let envp: Vec<CString> = env.iter().map(cstr).collect::<Result<_, _>>()?;
     Ok((candidates, argv, envp))
+}
+
+/// The ops that leave the child with the step's privileges, last before
+/// the `execve`: the capability bounding set cut to Docker's defaults less
+/// `withheld` (kept whole with `--security=insecure`), the user, and
+/// (unless insecure) `no_new_privs` and Docker's seccomp filter.
+pub(super) fn privilege_ops(
+    ops: &mut Vec<(String, Op)>,
+    spec: &ProcessSpec,
+    user: &user::User,
+    withheld: &[u32],
+) {
+    let insecure = spec.security == SecurityMode::Insecure;
+    let keep = if insecure {
+        u64::MAX
+    } else {
+        DEFAULT_CAPS
+            .iter()
+            .filter(|c| !withheld.contains(c))
+            .fold(0u64, |m, c| m | (1 << c))
+    };
+    ops.push((
+        "dropping capabilities".into(),
+        Op::DropBounding {
+            keep,
+            last_cap: last_cap(),
+        },
+    ));
+    ops.push((
+        format!("switching to user {:?}", spec.user),
+        Op::SetUser {
+            uid: user.uid,
+            gid: user.gid,
+            groups: user.groups.clone(),
+        },
+    ));
+    if !insecure {
+        ops.push(("setting no_new_privs".into(), Op::NoNewPrivs));
+        if let Some(filter) = seccomp::filter() {
+            ops.push(("installing the seccomp filter".into(), Op::Seccomp(filter)));
+        }
+    }
 }
 
 /// The ops that create the working directory `cwd` (each missing

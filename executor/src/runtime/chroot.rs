@@ -35,15 +35,15 @@
 //! `--network=none` or `--mount` (other than a read-only bind of a file)
 //! is refused, since both need what this isolation cannot make.
 
-use super::builtin::{cwd_ops, exec_args, DEFAULT_CAPS};
+use super::builtin::{cwd_ops, exec_args, privilege_ops};
 use super::child::Op;
 use super::plan::check_process;
 use super::resolve::{self, beneath};
 use super::spawn::{descs, report_error, spawn, Isolate};
 use super::stubs::{remove_stubs, stub_paths};
 use super::{
-    cpath, files, policy, prep, seccomp, user, Mount, NetworkMode, RunOutput, RunRequest, Runtime,
-    RuntimeError, SecurityMode,
+    cpath, files, policy, prep, user, Mount, NetworkMode, RunOutput, RunRequest, Runtime,
+    RuntimeError,
 };
 use crate::snapshot::SnapshotMount;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
@@ -91,10 +91,7 @@ impl Runtime for ChrootRuntime {
             }
         };
         let user = user::resolve(req.lower, &spec.user)?;
-        let mut env = spec.env.clone();
-        if !env.iter().any(|e| e.starts_with("HOME=")) {
-            env.push(format!("HOME={}", user.home));
-        }
+        let env = user.environment(&spec.env);
 
         let mut staged = Staged::new(&root);
         let result = stage(req, &mut staged).and_then(|()| {
@@ -107,37 +104,8 @@ impl Runtime for ChrootRuntime {
                 ),
             ];
             cwd_ops(&mut ops, &spec.cwd)?;
-            let insecure = spec.security == SecurityMode::Insecure;
-            let keep = if insecure {
-                u64::MAX
-            } else {
-                DEFAULT_CAPS
-                    .iter()
-                    .filter(|c| **c != CAP_SYS_CHROOT)
-                    .fold(0u64, |m, c| m | (1 << c))
-            };
-            ops.push((
-                "dropping capabilities".into(),
-                Op::DropBounding {
-                    keep,
-                    last_cap: super::builtin::last_cap(),
-                },
-            ));
             policy::rlimit_ops(&mut ops);
-            ops.push((
-                format!("switching to user {:?}", spec.user),
-                Op::SetUser {
-                    uid: user.uid,
-                    gid: user.gid,
-                    groups: user.groups.clone(),
-                },
-            ));
-            if !insecure {
-                ops.push(("setting no_new_privs".into(), Op::NoNewPrivs));
-                if let Some(filter) = seccomp::filter() {
-                    ops.push(("installing the seccomp filter".into(), Op::Seccomp(filter)));
-                }
-            }
+            privilege_ops(&mut ops, spec, &user, &[CAP_SYS_CHROOT]);
             let (candidates, argv, envp) = exec_args(&spec.args, &env)?;
             let descs = descs(&ops);
             let done = spawn(

@@ -17,6 +17,7 @@
 
 use super::chroot::ChrootRuntime;
 use super::scratch::Scratch;
+use super::spawn::{raw_clone, wait_status};
 use super::{RunOutput, RunRequest, Runtime, RuntimeError};
 use std::io;
 use std::sync::{Arc, OnceLock};
@@ -146,79 +147,47 @@ fn probe_namespaces() -> io::Result<()> {
         | libc::CLONE_NEWPID
         | libc::CLONE_NEWIPC
         | libc::CLONE_NEWUTS;
-    // SAFETY: a fork-like clone; the child only calls `_exit`.
-    let pid = unsafe {
-        libc::syscall(
-            libc::SYS_clone,
-            (flags | libc::SIGCHLD) as libc::c_ulong,
-            0usize,
-            0usize,
-            0usize,
-            0usize,
-        )
-    };
-    if pid < 0 {
-        return Err(io::Error::last_os_error());
-    }
+    // SAFETY: the child only calls `_exit`.
+    let pid = unsafe { raw_clone(flags)? };
     if pid == 0 {
         // SAFETY: in the child; async-signal-safe.
         unsafe { libc::_exit(0) };
     }
-    reap(pid as libc::pid_t).map(|_| ())
+    wait_status(pid).map(|_| ())
 }
 
-/// Forks a child that chroots to `/` and makes a character device in a
-/// scratch directory; its exit code is the errno of what failed.
+/// In a scratch directory, whether a forked child may `chroot` and then
+/// make a character device (`/dev/null`'s), each in its own child.
 fn probe_chroot() -> Result<(), String> {
     let scratch = Scratch::new().map_err(|e| e.to_string())?;
     let node = scratch.dir.join("null");
     let node =
         std::ffi::CString::new(node.as_os_str().as_encoded_bytes()).map_err(|e| e.to_string())?;
-    // SAFETY: fork in a possibly multi-threaded process: the child makes
-    // only async-signal-safe calls on data prepared above, then `_exit`s.
-    let pid = unsafe { libc::fork() };
-    if pid < 0 {
-        return Err(io::Error::last_os_error().to_string());
-    }
-    if pid == 0 {
-        // SAFETY: in the child; raw syscalls, then `_exit`.
-        unsafe {
-            let errno = || *libc::__errno_location();
-            if libc::chroot(c"/".as_ptr()) != 0 {
-                libc::_exit(errno());
-            }
-            if libc::mknod(node.as_ptr(), libc::S_IFCHR | 0o600, libc::makedev(1, 3)) != 0 {
-                libc::_exit(1000 + errno());
-            }
-            libc::_exit(0);
-        }
-    }
-    let code = reap(pid).map_err(|e| e.to_string())?;
-    drop(scratch);
-    match code {
-        0 => Ok(()),
-        c if c >= 1000 => Err(format!("mknod: {}", io::Error::from_raw_os_error(c - 1000))),
-        c => Err(format!("chroot: {}", io::Error::from_raw_os_error(c))),
-    }
+    // SAFETY (both): raw syscalls on data prepared above.
+    in_child("chroot", || unsafe { libc::chroot(c"/".as_ptr()) })?;
+    in_child("mknod", || unsafe {
+        libc::mknod(node.as_ptr(), libc::S_IFCHR | 0o600, libc::makedev(1, 3))
+    })
 }
 
-/// Waits for the child `pid`; its exit code.
-fn reap(pid: libc::pid_t) -> io::Result<i32> {
-    let mut status = 0;
-    loop {
-        // SAFETY: waiting for our own child.
-        let r = unsafe { libc::waitpid(pid, &mut status, 0) };
-        if r == pid {
-            return Ok(if libc::WIFEXITED(status) {
-                libc::WEXITSTATUS(status)
-            } else {
-                255
-            });
-        }
-        let e = io::Error::last_os_error();
-        if e.kind() != io::ErrorKind::Interrupted {
-            return Err(e);
-        }
+/// Runs the syscall `call` in a forked child, which exits with its errno
+/// (an exit code holds every errno); `what: error` when it failed.
+fn in_child(what: &str, call: impl Fn() -> libc::c_int) -> Result<(), String> {
+    // SAFETY: the child makes one syscall and `_exit`s.
+    let pid = unsafe { raw_clone(0) }.map_err(|e| format!("fork: {e}"))?;
+    if pid == 0 {
+        let code = if call() == 0 {
+            0
+        } else {
+            // SAFETY: reading this thread's errno.
+            unsafe { *libc::__errno_location() }
+        };
+        // SAFETY: in the child; async-signal-safe.
+        unsafe { libc::_exit(code) };
+    }
+    match wait_status(pid).map_err(|e| format!("waiting for the probe: {e}"))? {
+        0 => Ok(()),
+        errno => Err(format!("{what}: {}", io::Error::from_raw_os_error(errno))),
     }
 }
 

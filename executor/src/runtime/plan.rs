@@ -201,10 +201,7 @@ pub(super) fn prepare(
     let is_root = crate::privileges::is_root();
 
     let user = user::resolve(stack, &spec.user)?;
-    let mut env = spec.env.clone();
-    if !env.iter().any(|e| e.starts_with("HOME=")) {
-        env.push(format!("HOME={}", user.home));
-    }
+    let env = user.environment(&spec.env);
 
     let scratch = Scratch::new()?;
     let root = scratch.dir.join("rootfs");

@@ -20,6 +20,54 @@ fn pipe() -> Result<(OwnedFd, OwnedFd), RuntimeError> {
     Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
 }
 
+/// A fork-like `clone` with `flags` (new namespaces) plus `SIGCHLD`: the
+/// child's pid in the parent, 0 in the child.
+///
+/// # Safety
+/// No new stack and no `CLONE_VM`: in a multi-threaded process the child
+/// may only make async-signal-safe calls, and must `_exit` or `execve`.
+pub(super) unsafe fn raw_clone(flags: libc::c_int) -> io::Result<libc::pid_t> {
+    // SAFETY: the caller keeps the child to what is safe after a fork.
+    let pid = unsafe {
+        libc::syscall(
+            libc::SYS_clone,
+            (flags | libc::SIGCHLD) as libc::c_ulong,
+            0usize,
+            0usize,
+            0usize,
+            0usize,
+        )
+    };
+    if pid < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(pid as libc::pid_t)
+}
+
+/// Waits for (and reaps) the child `pid`: its exit code, or 128 + the
+/// signal that killed it.
+pub(super) fn wait_status(pid: libc::pid_t) -> io::Result<i32> {
+    let mut st = 0;
+    loop {
+        // SAFETY: st is a valid int; `pid` is our own child.
+        let r = unsafe { libc::waitpid(pid, &mut st, 0) };
+        if r == pid {
+            break;
+        }
+        let e = io::Error::last_os_error();
+        if e.kind() != io::ErrorKind::Interrupted {
+            return Err(e);
+        }
+    }
+    Ok(if libc::WIFEXITED(st) {
+        libc::WEXITSTATUS(st)
+    } else if libc::WIFSIGNALED(st) {
+        128 + libc::WTERMSIG(st)
+    } else {
+        255
+    })
+}
+
 /// A finished child of [`spawn`].
 pub(super) struct Spawned {
     /// The exit code, or 128 + the signal number.
@@ -90,33 +138,24 @@ pub(super) fn spawn(
         sync_r.as_raw_fd(),
     );
 
-    // SAFETY: a fork-like clone (no new stack, no CLONE_VM). The child only
-    // runs `child::run`, which makes raw syscalls on data prepared above and
-    // never returns, allocates, or unwinds.
-    let pid = unsafe {
-        libc::syscall(
-            libc::SYS_clone,
-            (flags | libc::SIGCHLD) as libc::c_ulong,
-            0usize,
-            0usize,
-            0usize,
-            0usize,
-        )
-    };
-    if pid < 0 {
-        let error = io::Error::last_os_error();
-        if flags & libc::CLONE_NEWUSER != 0 && error.raw_os_error() == Some(libc::EPERM) {
+    // SAFETY: the child only runs `child::run`, which makes raw syscalls on
+    // data prepared above and never returns, allocates, or unwinds.
+    let pid = unsafe { raw_clone(flags) };
+    let pid = match pid {
+        Ok(pid) => pid,
+        Err(error)
+            if flags & libc::CLONE_NEWUSER != 0 && error.raw_os_error() == Some(libc::EPERM) =>
+        {
             return Err(RuntimeError::Unsupported(format!(
                 "the sandbox cannot create its namespaces (clone: {error}): the seccomp profile or missing privileges refuse them here. Use --isolation chroot (or auto) as root, or allow user namespaces (Kubernetes: securityContext.seccompProfile.type: Unconfined, or hostUsers: false; docker run --security-opt seccomp=unconfined)"
             )));
         }
-        return Err(prep("clone (new namespaces)")(error));
-    }
+        Err(error) => return Err(prep("clone (new namespaces)")(error)),
+    };
     if pid == 0 {
         // SAFETY: we are the freshly cloned child; see above.
         unsafe { child::run(&plan) }
     }
-    let pid = pid as libc::pid_t;
     drop(plan);
     drop(out_w);
     drop(err_w);
@@ -333,25 +372,7 @@ impl Child {
             return Ok(status);
         }
         self.kill_group_if_exited();
-        let mut st = 0;
-        loop {
-            // SAFETY: st is a valid int.
-            let r = unsafe { libc::waitpid(self.pid, &mut st, 0) };
-            if r == self.pid {
-                break;
-            }
-            let e = io::Error::last_os_error();
-            if e.kind() != io::ErrorKind::Interrupted {
-                return Err(e);
-            }
-        }
-        let status = if libc::WIFEXITED(st) {
-            libc::WEXITSTATUS(st)
-        } else if libc::WIFSIGNALED(st) {
-            128 + libc::WTERMSIG(st)
-        } else {
-            255
-        };
+        let status = wait_status(self.pid)?;
         self.status = Some(status);
         Ok(status)
     }

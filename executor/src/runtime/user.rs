@@ -25,6 +25,18 @@ pub(super) struct User {
     pub home: String,
 }
 
+impl User {
+    /// `env` with `HOME` set to the user's home when it does not set one,
+    /// as runc does.
+    pub(super) fn environment(&self, env: &[String]) -> Vec<String> {
+        let mut env = env.to_vec();
+        if !env.iter().any(|e| e.starts_with("HOME=")) {
+            env.push(format!("HOME={}", self.home));
+        }
+        env
+    }
+}
+
 struct PasswdEntry {
     name: String,
     uid: u32,
