@@ -28,6 +28,9 @@ enum Command {
     Lint(Box<commands::lint::LintArgs>),
     /// Build an image from a Dockerfile.
     Build(Box<commands::build::BuildArgs>),
+    /// BuildKit's `buildctl build` syntax, run as the `kiln build` it
+    /// means (for scripts written for buildctl).
+    Buildctl(commands::buildctl::BuildctlArgs),
     /// Download an image from a registry into the local store.
     Pull(commands::image::PullArgs),
     /// Upload an image from the local store to a registry.
@@ -67,7 +70,16 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let mut cli = Cli::parse();
+    if let Command::Buildctl(args) = &cli.command {
+        match commands::buildctl::to_build_args(args) {
+            Ok(build) => cli.command = Command::Build(build),
+            Err(err) => {
+                progress::eprint_line(&format!("kiln: {}", error_text(&err)));
+                return ExitCode::from(2);
+            }
+        }
+    }
     // Building as a non-root user: become root of a user namespace with
     // the user's subordinate ids first (see kiln_executor::rootless).
     if matches!(
@@ -155,7 +167,7 @@ fn sweep_temporaries(global: &global::GlobalArgs) {
 fn run(global: &global::GlobalArgs, command: Command) -> anyhow::Result<()> {
     use commands::{archive, cache, image, login};
     match command {
-        Command::Parse(_) | Command::Lint(_) => Ok(()),
+        Command::Parse(_) | Command::Lint(_) | Command::Buildctl(_) => Ok(()),
         Command::Build(a) => commands::build::build(global, &a),
         Command::Pull(a) => image::pull(global, &a),
         Command::Push(a) => image::push(global, &a),

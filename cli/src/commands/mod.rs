@@ -2,6 +2,7 @@
 
 pub mod archive;
 pub mod build;
+pub mod buildctl;
 pub mod cache;
 pub mod history;
 pub mod image;

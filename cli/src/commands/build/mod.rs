@@ -75,8 +75,8 @@ pub struct BuildArgs {
     /// Print the build graph without running it.
     #[arg(long, value_enum)]
     print: Option<PrintFormat>,
-    /// Progress output.
-    #[arg(long, value_enum, default_value_t = Progress::Auto)]
+    /// Progress output (default: `BUILDKIT_PROGRESS`, else auto).
+    #[arg(long, value_enum, default_value_t = Progress::Auto, env = "BUILDKIT_PROGRESS")]
     progress: Progress,
     /// Print nothing but the image's digest (the iidfile's content) on
     /// success, as buildx does; errors still go to stderr.
@@ -90,9 +90,9 @@ pub struct BuildArgs {
     /// only `false` (or `0`) is accepted.
     #[arg(long, value_name = "VALUE")]
     sbom: Option<String>,
-    /// Accepted for buildx's scripts: kiln has no builder instances, and
-    /// says so once.
-    #[arg(long, value_name = "NAME")]
+    /// Accepted for buildx's scripts (as is `BUILDX_BUILDER`): kiln has
+    /// no builder instances, and says so once.
+    #[arg(long, value_name = "NAME", env = "BUILDX_BUILDER")]
     builder: Option<String>,
     /// Write the image digest to this file.
     #[arg(long)]

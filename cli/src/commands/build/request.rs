@@ -241,8 +241,8 @@ impl BuildRequest {
 }
 
 /// `--build-arg KEY=VALUE`, or `KEY` from the environment (left out
-/// when unset); `SOURCE_DATE_EPOCH` from the environment, as buildx
-/// passes it, unless given.
+/// when unset); `SOURCE_DATE_EPOCH` (as buildx passes it) and
+/// `BUILDKIT_DOCKERFILE_CHECK` from the environment unless given.
 fn build_args(values: &[String]) -> BTreeMap<String, String> {
     let mut build_args = BTreeMap::new();
     for a in values {
@@ -257,9 +257,14 @@ fn build_args(values: &[String]) -> BTreeMap<String, String> {
             }
         }
     }
-    if !build_args.contains_key("SOURCE_DATE_EPOCH") {
-        if let Ok(v) = std::env::var("SOURCE_DATE_EPOCH") {
-            build_args.insert("SOURCE_DATE_EPOCH".into(), v);
+    for name in [
+        "SOURCE_DATE_EPOCH",
+        kiln_parser::predefined::DOCKERFILE_CHECK_ARG,
+    ] {
+        if !build_args.contains_key(name) {
+            if let Ok(v) = std::env::var(name) {
+                build_args.insert(name.into(), v);
+            }
         }
     }
     build_args
