@@ -170,7 +170,7 @@ impl Graph {
                     "digest": v.digest.as_str(),
                     "name": v.meta.name,
                     "line": v.meta.line,
-                    "op": v.op,
+                    "op": v.op.shown(),
                     "inputs": v.inputs.iter().map(|i| self.vertices[i.0].digest.as_str()).collect::<Vec<_>>(),
                 })
             })
@@ -193,6 +193,39 @@ mod tests {
                 parents: true,
             }],
         })
+    }
+
+    #[test]
+    fn printed_graphs_hide_url_passwords() {
+        let mut g = Graph::new();
+        let http = g.add(
+            Op::Http(crate::op::HttpSource {
+                url: "https://ci:hunter2@files.example/a.tgz".into(),
+                checksum: None,
+                filename: "a.tgz".into(),
+            }),
+            vec![],
+            VertexMeta::default(),
+        );
+        let git = g.add(
+            Op::Git(crate::op::GitSource {
+                url: "https://x:s3cret@git.example/r.git#main".into(),
+                checksum: None,
+                keep_git_dir: false,
+            }),
+            vec![],
+            VertexMeta::default(),
+        );
+        let json = g.to_json(&[http, git]).to_string();
+        assert!(
+            !json.contains("hunter2") && !json.contains("s3cret"),
+            "{json}"
+        );
+        assert!(
+            json.contains("https://ci:xxxxx@files.example/a.tgz"),
+            "{json}"
+        );
+        assert!(json.contains(g.vertex(http).digest.as_str()));
     }
 
     #[test]

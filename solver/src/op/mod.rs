@@ -41,6 +41,18 @@ pub enum Op {
 }
 
 impl Op {
+    /// The op as `--print json` shows it: a password in a URL is
+    /// replaced (its digest, computed from the op itself, is unchanged).
+    pub fn shown(&self) -> Op {
+        let mut op = self.clone();
+        match &mut op {
+            Op::Http(source) => source.url = crate::context::git::redact_url(&source.url),
+            Op::Git(source) => source.url = crate::context::git::redact_url(&source.url),
+            _ => {}
+        }
+        op
+    }
+
     /// A short kind name for graph output and progress.
     pub fn kind(&self) -> &'static str {
         match self {
