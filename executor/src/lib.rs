@@ -32,6 +32,7 @@
 
 mod diff;
 pub mod dirfd;
+mod emulation;
 mod file_caps;
 mod file_meta;
 mod fileop;
@@ -48,6 +49,7 @@ mod unpack;
 mod walkdiff;
 
 pub use diff::{diff, diff_with, DiffError, DiffOptions};
+pub use emulation::{needs_emulation, Binfmt, EmulationError, BINFMT_MISC};
 pub use fileop::{apply_file_actions, Chmod, CopyAction, FileAction, FileOpError, Owner, Source};
 pub use runtime::{
     abort_runs, set_scratch_base, sweep_stale, BuiltinRuntime, CancelSignal, ChrootRuntime,

@@ -164,6 +164,7 @@ pub async fn solve_with_cancel(
     });
     let order = env.graph.closure(&[lowered.root]);
     preflight(&env, &order, &options.allow)?;
+    exec::emulation(&env, &order, options.emulate)?;
     let nodes = order
         .iter()
         .map(|id| Node {

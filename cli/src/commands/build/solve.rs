@@ -56,6 +56,7 @@ impl Solver<'_> {
             secrets: request.secrets.clone(),
             ssh: request.ssh.clone(),
             allow: request.allow.clone(),
+            emulate: request.emulate,
             cache_from: remote_cache::open_imports(
                 &request.cache_from,
                 self.client,
