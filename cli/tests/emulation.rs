@@ -78,6 +78,23 @@ fn without_a_handler_the_build_fails_before_any_step_naming_what_to_do() {
     );
     // Nothing ran, not even the COPY before it.
     assert!(!stderr.contains("COPY busybox"), "{stderr}");
+    // Nor the other platform's steps in a multi-platform build.
+    let both = [
+        "build",
+        "--progress=plain",
+        "--platform",
+        "linux/amd64,linux/arm64",
+        s(&ctx),
+    ];
+    let (ok, stderr) = build_env(&env, &both, &empty);
+    assert!(!ok, "{stderr}");
+    let last = stderr.lines().last().unwrap_or_default();
+    assert!(
+        last.starts_with("kiln: Dockerfile:3:1: [linux/arm64 stage-0 2] RUN")
+            && last.contains("no handler for qemu-aarch64"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("COPY busybox"), "{stderr}");
 
     // A disabled handler, or one without the F flag, does not work in
     // the build's root either.
@@ -184,6 +201,44 @@ fn emulate_registers_qemu_with_the_f_flag_and_says_so_once() {
     );
     let note = "NOTE: registered QEMU emulation for linux/arm64 (binfmt_misc qemu-aarch64)";
     assert_eq!(stderr.matches(note).count(), 1, "{stderr}");
+
+    // The config file's `emulate = true` is the flag for every build, and
+    // KILN_EMULATE=true too.
+    let config = env.path("xdg/kiln/config.toml");
+    std::fs::create_dir_all(config.parent().expect("parent")).expect("mkdir");
+    let plain = [
+        "build",
+        "--progress=plain",
+        "--platform",
+        "linux/arm64",
+        s(&ctx),
+    ];
+    std::fs::write(
+        &config,
+        "emulate = true
+",
+    )
+    .expect("config");
+    std::fs::write(dir.join("register"), "").expect("register");
+    let (_, stderr) = build_env(&env, &plain, &dir);
+    assert_eq!(stderr.matches(note).count(), 1, "{stderr}");
+    assert_eq!(read(&dir.join("register")), line);
+    std::fs::write(&config, "emulate = \"yes\"\n").expect("config");
+    let (ok, stderr) = build_env(&env, &plain, &dir);
+    assert!(
+        !ok && stderr.contains("emulate = \"yes\": expected true or false"),
+        "{stderr}"
+    );
+    std::fs::remove_file(&config).expect("rm config");
+    std::fs::write(dir.join("register"), "").expect("register");
+    let out = env.run_env(
+        &plain,
+        None,
+        &[("KILN_BINFMT_MISC", s(&dir)), ("KILN_EMULATE", "true")],
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(stderr.matches(note).count(), 1, "{stderr}");
+    assert_eq!(read(&dir.join("register")), line);
 }
 
 /// The arm64 busybox, or why the real runs cannot be done here.

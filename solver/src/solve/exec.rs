@@ -10,8 +10,8 @@
 
 use super::mounts;
 use super::step::{combined, key_parts, run_step, HostInputs, Input, StepEnv, VertexResult};
-use super::{CancelToken, Entitlement, Event, SolveError, StepError};
-use crate::graph::{Vertex, VertexId};
+use super::{CancelToken, Entitlement, Event, ProgressSink, SolveError, StepError};
+use crate::graph::{Graph, Vertex, VertexId};
 use crate::layer;
 use crate::op::{ExecMount, ExecOp, NetworkMode, Op, SecurityMode};
 use kiln_executor::LayerStack;
@@ -43,19 +43,21 @@ pub(super) fn preflight(
     Ok(mounts::check(host, exec)?)
 }
 
-/// Makes sure, before anything runs, that the RUN steps of another
-/// architecture (`--platform linux/arm64` here on amd64) can run: a
-/// binfmt_misc handler with QEMU is there, or `register` (`--emulate`)
-/// registers one, said once as a note of the first such step. Refuses
-/// the first step that cannot run, with what to install or run.
+/// Makes sure, before anything runs, that the RUN steps among `order`
+/// of another architecture (`--platform linux/arm64` here on amd64) can
+/// run: a binfmt_misc handler with QEMU is there, or `register`
+/// (`--emulate`) registers one, said once as a note of the first such
+/// step. Refuses the first step that cannot run, with what to install or
+/// run.
 pub(super) fn emulation(
-    env: &StepEnv,
+    graph: &Graph,
     order: &[VertexId],
     register: bool,
+    progress: &dyn ProgressSink,
 ) -> Result<(), SolveError> {
     let binfmt = kiln_executor::Binfmt::from_env();
     for id in order {
-        let v = env.graph.vertex(*id);
+        let v = graph.vertex(*id);
         let Op::Exec(exec) = &v.op else {
             continue;
         };
@@ -66,7 +68,7 @@ pub(super) fn emulation(
             .ensure(&platform, register)
             .map_err(|e| super::step_error(&v.meta, StepError::Emulation(Box::new(e))))?;
         if let Some(message) = note {
-            env.event(Event::Note {
+            progress.event(Event::Note {
                 name: v.meta.name.clone(),
                 message,
             });

@@ -146,7 +146,8 @@ pub struct BuildArgs {
     /// Run RUN steps of another architecture (`--platform linux/arm64` on
     /// amd64) under QEMU: as root, register Debian's qemu-user-static with
     /// binfmt_misc when no handler is there (said once in the progress
-    /// output). Without it such steps need a handler already registered.
+    /// output); `emulate = true` in the config file does the same. Without
+    /// it such steps need a handler already registered.
     #[arg(long, env = "KILN_EMULATE")]
     emulate: bool,
     /// Run BuildKit's build checks and print what they find, with source
