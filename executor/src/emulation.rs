@@ -78,15 +78,17 @@ pub enum EmulationError {
         path: String,
     },
     /// binfmt_misc could not be mounted.
-    #[error("--emulate: mounting binfmt_misc on {dir}: {error}")]
+    #[error("--emulate: mounting binfmt_misc on {dir}: {error}{hint}")]
     Mount {
         /// Where.
         dir: String,
         /// Why not.
         error: std::io::Error,
+        /// What to do instead, with its separator (may be empty).
+        hint: String,
     },
     /// A handler could not be registered.
-    #[error("--emulate: registering {qemu} for {platform} in {path}: {error}")]
+    #[error("--emulate: registering {qemu} for {platform} in {path}: {error}{hint}")]
     Register {
         /// The platform asked for.
         platform: String,
@@ -96,6 +98,8 @@ pub enum EmulationError {
         path: String,
         /// Why not.
         error: std::io::Error,
+        /// What to do instead, with its separator (may be empty).
+        hint: String,
     },
 }
 
@@ -481,6 +485,14 @@ impl Binfmt {
                 platform: shown.to_string(),
                 qemu: arch.entry(),
                 path: register_file.display().to_string(),
+                hint: match error.raw_os_error() {
+                    Some(libc::EEXIST) => format!(
+                        "; a disabled handler has that name: enable it (echo 1 > {0}/{1}) or remove it (echo -1 > {0}/{1})",
+                        self.dir.display(),
+                        arch.entry()
+                    ),
+                    _ => privilege_hint(&error),
+                },
                 error,
             })?;
         Ok(Some(format!(
@@ -538,6 +550,15 @@ impl Binfmt {
     }
 }
 
+/// What to do when the kernel refused a registration for lack of
+/// privilege: kiln runs rootless or in a container.
+fn privilege_hint(error: &std::io::Error) -> String {
+    match error.raw_os_error() {
+        Some(libc::EPERM | libc::EACCES | libc::EROFS) => "; only root of the host may register handlers (not a rootless kiln or one in a container): register them on the host, e.g. as root `apt-get install qemu-user-static binfmt-support`".to_string(),
+        _ => String::new(),
+    }
+}
+
 fn has_fix_binary(e: &Entry) -> bool {
     e.flags.contains('F')
 }
@@ -545,8 +566,9 @@ fn has_fix_binary(e: &Entry) -> bool {
 /// Mounts the kernel's binfmt_misc on `dir`.
 fn mount_binfmt_misc(dir: &Path) -> Result<(), EmulationError> {
     use std::os::unix::ffi::OsStrExt;
-    let err = |error| EmulationError::Mount {
+    let err = |error: std::io::Error| EmulationError::Mount {
         dir: dir.display().to_string(),
+        hint: privilege_hint(&error),
         error,
     };
     let target = std::ffi::CString::new(dir.as_os_str().as_bytes())
@@ -624,6 +646,79 @@ mod tests {
 
     fn arch_magic(a: &Arch) -> [u8; 20] {
         a.header(ELF_TYPES[0])
+    }
+
+    /// A stand-in directory whose interpreters are looked for in `bin`.
+    fn stand_in(dir: &Path, bin: &Path) -> Binfmt {
+        std::fs::write(dir.join("register"), "").expect("register");
+        Binfmt {
+            interpreters: vec![bin.to_path_buf()],
+            ..Binfmt::at(dir.to_path_buf())
+        }
+    }
+
+    #[test]
+    fn ensure_registers_once_and_says_what_is_missing() {
+        let tmp = tempfile::tempdir().expect("tmp");
+        let (dir, bin) = (tmp.path().join("binfmt"), tmp.path().join("bin"));
+        std::fs::create_dir_all(&dir).expect("mkdir");
+        std::fs::create_dir_all(&bin).expect("mkdir");
+        let binfmt = stand_in(&dir, &bin);
+        let arm64 = p("linux/arm64");
+        // No interpreter installed.
+        let err = binfmt.ensure(&arm64, true).expect_err("no qemu");
+        assert!(
+            matches!(&err, EmulationError::NoInterpreter { path, .. } if path == "/usr/bin/qemu-aarch64-static"),
+            "{err}"
+        );
+        let err = binfmt.ensure(&arm64, false).expect_err("no handler");
+        assert!(
+            err.to_string()
+                .contains("apt-get install qemu-user-static binfmt-support"),
+            "{err}"
+        );
+
+        std::fs::write(bin.join("qemu-aarch64-static"), "").expect("qemu");
+        let err = binfmt.ensure(&arm64, false).expect_err("not allowed");
+        assert!(err.to_string().contains("kiln build --emulate"), "{err}");
+        let note = binfmt.ensure(&arm64, true).expect("registers");
+        assert_eq!(
+            note.as_deref(),
+            Some("registered QEMU emulation for linux/arm64 (binfmt_misc qemu-aarch64)")
+        );
+        let line = std::fs::read_to_string(dir.join("register")).expect("register");
+        assert!(
+            line.starts_with(":qemu-aarch64:M::\\x7f\\x45\\x4c\\x46"),
+            "{line}"
+        );
+        assert!(
+            line.ends_with(&format!(":{}:F", bin.join("qemu-aarch64-static").display())),
+            "{line}"
+        );
+        // Once per process: the next steps say nothing and write nothing.
+        std::fs::write(dir.join("register"), "").expect("register");
+        assert_eq!(binfmt.ensure(&arm64, true).expect("ready"), None);
+        assert_eq!(
+            std::fs::read_to_string(dir.join("register")).expect("register"),
+            ""
+        );
+        // Native platforms need nothing.
+        assert_eq!(
+            binfmt.ensure(&Platform::host(), false).expect("native"),
+            None
+        );
+    }
+
+    #[test]
+    fn refusals_for_lack_of_privilege_say_where_to_register() {
+        for errno in [libc::EPERM, libc::EACCES, libc::EROFS] {
+            let hint = privilege_hint(&std::io::Error::from_raw_os_error(errno));
+            assert!(hint.contains("register them on the host"), "{hint}");
+        }
+        assert_eq!(
+            privilege_hint(&std::io::Error::from_raw_os_error(libc::EINVAL)),
+            ""
+        );
     }
 
     #[test]
