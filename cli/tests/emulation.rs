@@ -6,7 +6,8 @@
 //! directories (`KILN_BINFMT_MISC`), so they hold whatever the host has
 //! registered; the real runs need root, qemu-user-static and an arm64
 //! busybox (`KILN_TEST_ARM64_BUSYBOX`, from Debian's busybox-static, which
-//! `.ci/run` provides) and unregister what they registered.
+//! `.ci/run` provides) and unregister what they registered; a rootless
+//! kiln (the user `kilnrootless`) runs on the handler root registered.
 
 mod common;
 
@@ -465,5 +466,100 @@ fn an_arm64_run_step_runs_under_qemu_in_every_runtime_and_beside_amd64() {
             "{config}"
         );
     }
+
+    // A rootless kiln cannot register, but runs on the handler the host has.
+    match rootless_user() {
+        Some((uid, gid)) => {
+            let arch = rootless_arm64_run(&busybox, uid, gid);
+            assert_eq!(arch, "aarch64\n");
+        }
+        None => {
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "CI makes the user {ROOTLESS}"
+            );
+            eprintln!("skipped the rootless run: no user {ROOTLESS} with /etc/subuid entries");
+        }
+    }
     drop(restore);
+}
+
+const ROOTLESS: &str = "kilnrootless";
+
+/// (uid, gid) of [`ROOTLESS`] when it exists with subordinate ids.
+fn rootless_user() -> Option<(u32, u32)> {
+    let id = |flag: &str| -> Option<u32> {
+        let out = std::process::Command::new("id")
+            .args([flag, ROOTLESS])
+            .output()
+            .ok()?;
+        String::from_utf8_lossy(&out.stdout).trim().parse().ok()
+    };
+    let subuid = std::fs::read_to_string("/etc/subuid").ok()?;
+    if !subuid
+        .lines()
+        .any(|l| l.starts_with(&format!("{ROOTLESS}:")))
+    {
+        return None;
+    }
+    Some((id("-u")?, id("-g")?))
+}
+
+/// Builds an arm64 `uname -m` step as [`ROOTLESS`] on a copy of kiln;
+/// returns what the step wrote.
+fn rootless_arm64_run(busybox: &Path, uid: u32, gid: u32) -> String {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path();
+    let bin = dir.join("kiln");
+    std::fs::copy(env!("CARGO_BIN_EXE_kiln"), &bin).expect("copy kiln");
+    let ctx = dir.join("ctx");
+    std::fs::create_dir_all(ctx.join("etc")).expect("mkdir");
+    std::fs::write(
+        ctx.join("Dockerfile"),
+        ON_SCRATCH.replace(
+            "COPY busybox /bin/busybox\n",
+            "COPY busybox /bin/busybox\nCOPY etc /etc\n",
+        ),
+    )
+    .expect("write");
+    std::fs::write(ctx.join("etc/passwd"), "root:x:0:0::/:/bin/sh\n").expect("write");
+    std::fs::copy(busybox, ctx.join("busybox")).expect("copy busybox");
+    for p in [
+        dir,
+        &bin,
+        &ctx,
+        &ctx.join("etc"),
+        &ctx.join("etc/passwd"),
+        &ctx.join("Dockerfile"),
+        &ctx.join("busybox"),
+    ] {
+        std::os::unix::fs::chown(p, Some(uid), Some(gid)).expect("chown");
+    }
+    let out = dir.join("out");
+    let run = std::process::Command::new("runuser")
+        .args(["-u", ROOTLESS, "--"])
+        .arg(&bin)
+        .arg("--root")
+        .arg(dir.join("store"))
+        .args([
+            "build",
+            "--progress=plain",
+            "--platform",
+            "linux/arm64",
+            "-o",
+        ])
+        .arg(format!("type=local,dest={}", s(&out)))
+        .arg(&ctx)
+        .env("HOME", dir)
+        .env_remove("KILN_ROOT")
+        .env_remove("XDG_DATA_HOME")
+        .env("XDG_CONFIG_HOME", dir.join("xdg"))
+        .output()
+        .expect("runuser");
+    assert!(
+        run.status.success(),
+        "rootless arm64 build failed:\n{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    read(&out.join("arch"))
 }
