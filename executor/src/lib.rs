@@ -26,6 +26,10 @@
 //! runtime ([`OciRuntime`]: runc or crun, as root); both produce the same
 //! layer for the same step.
 //!
+//! A RUN step of another architecture runs under QEMU user emulation:
+//! [`Binfmt::ensure`] finds a binfmt_misc handler for its platform, or
+//! registers one when allowed ([`needs_emulation`] says which need one).
+//!
 //! [`rootless`]: a non-root kiln re-enters itself as root of a user
 //! namespace with the user's subordinate ids, at start-up.
 #![deny(missing_docs)]
