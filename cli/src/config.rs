@@ -17,6 +17,7 @@
 //! runtime = "crun"          # default of `kiln build --runtime`
 //! isolation = "auto"        # default of `kiln build --isolation`
 //! jobs = 4                  # default of `kiln build --jobs`
+//! emulate = true            # `kiln build --emulate` on every build
 //!
 //! [gc]
 //! max-storage = "10GB"      # pruned back to this after each build
@@ -53,6 +54,9 @@ pub struct Config {
     /// Steps run at once when `--jobs` is not given (at least 1).
     #[serde(default)]
     jobs: Option<toml::Value>,
+    /// `true`: every build may register QEMU emulation, as `--emulate`.
+    #[serde(default)]
+    emulate: Option<toml::Value>,
     /// Build-cache garbage collection.
     #[serde(default)]
     gc: GcConfig,
@@ -140,6 +144,8 @@ pub struct Checked {
     pub isolation: Option<kiln_executor::Isolation>,
     /// `jobs`.
     pub jobs: Option<usize>,
+    /// `emulate`.
+    pub emulate: bool,
     /// `gc.max-storage` in bytes.
     pub max_storage: Option<u64>,
     /// `[registry-defaults]`.
@@ -213,6 +219,11 @@ impl Config {
             }
             Some(v) => return Err(format!("jobs = {v}: expected a whole number of at least 1")),
         };
+        let emulate = match &self.emulate {
+            None => false,
+            Some(toml::Value::Boolean(b)) => *b,
+            Some(v) => return Err(format!("emulate = {v}: expected true or false")),
+        };
         let max_storage = match &self.gc.max_storage {
             None => None,
             Some(toml::Value::String(s)) => Some(
@@ -250,6 +261,7 @@ impl Config {
             runtime,
             isolation,
             jobs,
+            emulate,
             max_storage,
             registry,
         })

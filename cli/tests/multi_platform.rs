@@ -209,11 +209,12 @@ fn a_stored_index_serves_each_platform_and_docker_archives_are_refused() {
 #[test]
 fn a_foreign_binary_fails_with_a_hint() {
     let env = Env::new();
-    // An ELF header for aarch64 (e_machine 183): the kernel refuses it here.
+    // An ELF header for VAX (e_machine 75): the kernel refuses it here,
+    // and no QEMU handler takes it (an aarch64 one might be registered).
     let mut elf = vec![0u8; 128];
     elf[..7].copy_from_slice(b"\x7fELF\x02\x01\x01");
     elf[16] = 2;
-    elf[18] = 183;
+    elf[18] = 75;
     elf[20] = 1;
     let ctx = env.context(
         "ctx",

@@ -26,12 +26,17 @@
 //! runtime ([`OciRuntime`]: runc or crun, as root); both produce the same
 //! layer for the same step.
 //!
+//! A RUN step of another architecture runs under QEMU user emulation:
+//! [`Binfmt::ensure`] finds a binfmt_misc handler for its platform, or
+//! registers one when allowed ([`needs_emulation`] says which need one).
+//!
 //! [`rootless`]: a non-root kiln re-enters itself as root of a user
 //! namespace with the user's subordinate ids, at start-up.
 #![deny(missing_docs)]
 
 mod diff;
 pub mod dirfd;
+mod emulation;
 mod file_caps;
 mod file_meta;
 mod fileop;
@@ -48,6 +53,7 @@ mod unpack;
 mod walkdiff;
 
 pub use diff::{diff, diff_with, DiffError, DiffOptions};
+pub use emulation::{needs_emulation, Binfmt, EmulationError, BINFMT_MISC};
 pub use fileop::{apply_file_actions, Chmod, CopyAction, FileAction, FileOpError, Owner, Source};
 pub use runtime::{
     abort_runs, set_scratch_base, sweep_stale, BuiltinRuntime, CancelSignal, ChrootRuntime,

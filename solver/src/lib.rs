@@ -99,7 +99,7 @@ pub use op::{
 };
 pub use resolve_error::ResolveError;
 pub use solve::{
-    layer_map, solve, solve_with_cancel, CancelToken, ChecksumProblem, ContextTree, DownloadError,
-    Entitlement, EntitlementError, Event, MountError, ProgressSink, SecretSource, SolveError,
-    SolveOptions, Solved, StepError,
+    check_emulation, layer_map, solve, solve_with_cancel, CancelToken, ChecksumProblem,
+    ContextTree, DownloadError, Entitlement, EntitlementError, Event, MountError, ProgressSink,
+    SecretSource, SolveError, SolveOptions, Solved, StepError,
 };

@@ -388,3 +388,55 @@ fn cache_keys_of_a_solve() {
             "side sha256:ce4f971611117aefaac7766d562b2ad0c0f2b724466f4942cad1bbbb4cf1813f",
         ], "{CHANGED}");
 }
+
+/// A RUN step's platform is part of its digest, so of its key (BuildKit
+/// hashes an op's platform): the same step on `scratch` gets a key per
+/// platform. linux/amd64 is left out of the hash, which keeps the digests
+/// pinned above. A stage on a `FROM --platform=$BUILDPLATFORM` stage runs
+/// as its base says, natively (issue 17: emulated RUN).
+#[test]
+fn issue_17_a_run_step_has_a_key_per_platform() {
+    let text = "FROM scratch\nRUN [\"/bin/true\"]\n";
+    let exec = |platform: &str| {
+        let options = BuildOptions {
+            platform: platform.parse().expect("platform"),
+            ..options()
+        };
+        let lowered = lower_text(text, &options);
+        let v = lowered.graph.vertex(lowered.root);
+        match &v.op {
+            Op::Exec(e) => (e.platform.clone(), v.digest.to_string()),
+            other => panic!("not a RUN: {other:?}"),
+        }
+    };
+    let (amd64, arm64, arm) = (
+        exec("linux/amd64"),
+        exec("linux/arm64"),
+        exec("linux/arm/v7"),
+    );
+    assert_eq!(
+        [&amd64.0, &arm64.0, &arm.0],
+        ["linux/amd64", "linux/arm64", "linux/arm/v7"]
+    );
+    assert_ne!(amd64.1, arm64.1);
+    assert_ne!(arm64.1, arm.1);
+    assert_ne!(amd64.1, arm.1);
+
+    let native = "FROM --platform=$BUILDPLATFORM busybox AS tools\nRUN echo build\n\
+        FROM tools AS more\nRUN echo more\n";
+    let options = BuildOptions {
+        platform: "linux/arm64".parse().expect("platform"),
+        ..options()
+    };
+    let lowered = lower_text(native, &options);
+    let platforms: Vec<String> = lowered
+        .graph
+        .vertices()
+        .iter()
+        .filter_map(|v| match &v.op {
+            Op::Exec(e) => Some(e.platform.clone()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(platforms, ["linux/amd64", "linux/amd64"]);
+}

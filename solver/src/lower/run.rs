@@ -80,6 +80,7 @@ impl Lowerer<'_> {
             files,
             mounts,
             extra_hosts: self.options.extra_hosts.clone(),
+            platform: st.run_platform().short_string(),
         };
         let meta = st.meta(cmd);
         st.vertex = self.graph.add(Op::Exec(exec), inputs, meta);

@@ -29,6 +29,19 @@ pub(crate) struct StageState {
 }
 
 impl StageState {
+    /// The platform RUN steps run as: the base's, as its config says (a
+    /// stage on a `FROM --platform=$BUILDPLATFORM` stage runs natively).
+    pub(crate) fn run_platform(&self) -> Platform {
+        if self.config.architecture.is_empty() || self.config.os.is_empty() {
+            return self.platform.clone();
+        }
+        Platform::new(
+            &self.config.os,
+            &self.config.architecture,
+            self.config.variant.as_deref().unwrap_or(""),
+        )
+    }
+
     pub(crate) fn workdir(&self) -> String {
         self.config
             .config

@@ -29,6 +29,18 @@ pub struct ExecOp {
     /// other steps' keys do not move.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub extra_hosts: Vec<(String, std::net::IpAddr)>,
+    /// The platform the process runs as (its base image's, `linux/arm64`):
+    /// another architecture's runs under QEMU emulation. Hashed, as
+    /// BuildKit hashes an op's platform, so the same step on `scratch`
+    /// for two platforms has two keys; `linux/amd64` is left out of the
+    /// hash, so the keys made before this field (all of them pinned in
+    /// `solver/tests/digests.rs`) do not move.
+    #[serde(skip_serializing_if = "is_linux_amd64")]
+    pub platform: String,
+}
+
+fn is_linux_amd64(platform: &str) -> bool {
+    platform == "linux/amd64"
 }
 
 /// The network of a RUN step (`RUN --network`, else the build's

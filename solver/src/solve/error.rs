@@ -81,6 +81,10 @@ pub enum StepError {
         /// What `--allow` must grant.
         entitlement: Entitlement,
     },
+    /// A RUN step for another architecture, and no emulator for it (or
+    /// one that could not be registered).
+    #[error(transparent)]
+    Emulation(Box<kiln_executor::EmulationError>),
     /// A `RUN --mount` cannot be prepared (a secret or SSH agent missing,
     /// a cache directory, a bind source).
     #[error(transparent)]

@@ -10,10 +10,10 @@
 
 use super::mounts;
 use super::step::{combined, key_parts, run_step, HostInputs, Input, StepEnv, VertexResult};
-use super::{CancelToken, Entitlement, Event, StepError};
-use crate::graph::Vertex;
+use super::{CancelToken, Entitlement, Event, ProgressSink, SolveError, StepError};
+use crate::graph::{Graph, Vertex, VertexId};
 use crate::layer;
-use crate::op::{ExecMount, ExecOp, NetworkMode, SecurityMode};
+use crate::op::{ExecMount, ExecOp, NetworkMode, Op, SecurityMode};
 use kiln_executor::LayerStack;
 
 /// Refuses, before anything runs, a RUN step that needs a secret or SSH
@@ -41,6 +41,40 @@ pub(super) fn preflight(
         }
     }
     Ok(mounts::check(host, exec)?)
+}
+
+/// Makes sure, before anything runs, that the RUN steps among `order`
+/// of another architecture (`--platform linux/arm64` here on amd64) can
+/// run: a binfmt_misc handler with QEMU is there, or `register`
+/// (`--emulate`) registers one, said once as a note of the first such
+/// step. Refuses the first step that cannot run, with what to install or
+/// run.
+pub(super) fn emulation(
+    graph: &Graph,
+    order: &[VertexId],
+    register: bool,
+    progress: &dyn ProgressSink,
+) -> Result<(), SolveError> {
+    let binfmt = kiln_executor::Binfmt::from_env();
+    for id in order {
+        let v = graph.vertex(*id);
+        let Op::Exec(exec) = &v.op else {
+            continue;
+        };
+        let Ok(platform) = exec.platform.parse::<kiln_oci::Platform>() else {
+            continue;
+        };
+        let note = binfmt
+            .ensure(&platform, register)
+            .map_err(|e| super::step_error(&v.meta, StepError::Emulation(Box::new(e))))?;
+        if let Some(message) = note {
+            progress.event(Event::Note {
+                name: v.meta.name.clone(),
+                message,
+            });
+        }
+    }
+    Ok(())
 }
 
 /// Runs the RUN step `exec` of `vertex`: a cache hit, or the process.
@@ -183,12 +217,15 @@ fn is_exec_format_error(text: &str) -> bool {
     lower.contains("os error 8") || lower.contains("exec format error")
 }
 
-/// What to do about an exec format error.
+/// What to do about an exec format error: the program is for another
+/// architecture than the step's platform (a foreign step's emulator was
+/// checked before the build), or the handler stopped working.
 fn foreign_binary_hint() -> String {
     format!(
         "the program is not built for this machine ({}); running another platform's programs \
-         needs an emulator registered with binfmt_misc (qemu-user-static), or cross-compile in a \
-         stage FROM --platform=$BUILDPLATFORM",
+         needs QEMU emulation registered with binfmt_misc (`apt-get install qemu-user-static \
+         binfmt-support`, or as root `kiln build --emulate`), or cross-compile in a stage \
+         FROM --platform=$BUILDPLATFORM",
         kiln_oci::Platform::host()
     )
 }

@@ -164,6 +164,7 @@ pub async fn solve_with_cancel(
     });
     let order = env.graph.closure(&[lowered.root]);
     preflight(&env, &order, &options.allow)?;
+    exec::emulation(&env.graph, &order, options.emulate, env.progress.as_ref())?;
     let nodes = order
         .iter()
         .map(|id| Node {
@@ -244,6 +245,23 @@ fn step_error(meta: &VertexMeta, error: StepError) -> SolveError {
         line: meta.line,
         error,
     }
+}
+
+/// Checks that the RUN steps of `lowered` for another architecture can
+/// run under QEMU emulation, registering it when `register` (`--emulate`)
+/// allows, as [`solve`] does first; a multi-platform build calls it for
+/// every platform before solving any, so it fails before anything runs.
+///
+/// # Errors
+/// [`SolveError::Step`] naming the first RUN step that cannot run, with
+/// [`StepError::Emulation`] saying what to install or run.
+pub fn check_emulation(
+    lowered: &Lowered,
+    register: bool,
+    progress: &dyn ProgressSink,
+) -> Result<(), SolveError> {
+    let order = lowered.graph.closure(&[lowered.root]);
+    exec::emulation(&lowered.graph, &order, register, progress)
 }
 
 /// Refuses, before anything runs, a build whose RUN steps need a secret or

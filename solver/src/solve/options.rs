@@ -32,6 +32,10 @@ pub struct SolveOptions {
     /// The snapshotter choice of RUN steps, shared by every solve of a
     /// build (it switches to copies for good when overlayfs is refused).
     pub snapshots: Arc<kiln_executor::Snapshots>,
+    /// `--emulate`: register QEMU emulation with binfmt_misc for RUN
+    /// steps of another architecture when no handler is there (root
+    /// only). Without it such steps need a handler already registered.
+    pub emulate: bool,
 }
 
 /// A privilege a build must be granted (`--allow`).
@@ -92,6 +96,7 @@ impl Default for SolveOptions {
             compression: kiln_oci::Compression::default(),
             cache_from: Vec::new(),
             snapshots: Arc::default(),
+            emulate: false,
         }
     }
 }

@@ -143,6 +143,13 @@ pub struct BuildArgs {
     /// `KILN_ISOLATION`, else the config file's `isolation`.
     #[arg(long, value_parser = clap::value_parser!(kiln_executor::Isolation))]
     isolation: Option<kiln_executor::Isolation>,
+    /// Run RUN steps of another architecture (`--platform linux/arm64` on
+    /// amd64) under QEMU: as root, register Debian's qemu-user-static with
+    /// binfmt_misc when no handler is there (said once in the progress
+    /// output); `emulate = true` in the config file does the same. Without
+    /// it such steps need a handler already registered.
+    #[arg(long, env = "KILN_EMULATE")]
+    emulate: bool,
     /// Run BuildKit's build checks and print what they find, with source
     /// excerpts, instead of building (`docker build --check`, the same as
     /// `--call check`); exits 1 when anything is found.

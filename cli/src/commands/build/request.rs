@@ -37,6 +37,8 @@ pub(super) struct BuildRequest {
     pub(super) ssh: BTreeMap<String, PathBuf>,
     /// `--allow` values.
     pub(super) allow: Vec<Entitlement>,
+    /// `--emulate`: register QEMU emulation for foreign RUN steps.
+    pub(super) emulate: bool,
     /// `--cache-from` values.
     pub(super) cache_from: Vec<CacheLocation>,
     /// `--cache-to` values.
@@ -175,6 +177,7 @@ impl BuildRequest {
             secrets,
             ssh,
             allow,
+            emulate: args.emulate,
             cache_from,
             cache_to,
             call,

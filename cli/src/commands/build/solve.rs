@@ -56,6 +56,7 @@ impl Solver<'_> {
             secrets: request.secrets.clone(),
             ssh: request.ssh.clone(),
             allow: request.allow.clone(),
+            emulate: request.emulate || self.config.checked.emulate,
             cache_from: remote_cache::open_imports(
                 &request.cache_from,
                 self.client,
@@ -67,6 +68,20 @@ impl Solver<'_> {
             )),
         };
         let runtime = isolated_runtime(request.isolation, request.runtime.as_deref(), self.config)?;
+        let located = |e: kiln_solver::SolveError| match e.line() {
+            Some(line) => anyhow::anyhow!(
+                "{}:{}: {}",
+                source.name,
+                source.instruction_at(line),
+                strip_line(&e.to_string(), line)
+            ),
+            None => anyhow::anyhow!("{e}"),
+        };
+        // Every platform's emulated RUN steps, before any platform runs.
+        for one in lowered {
+            kiln_solver::check_emulation(one, options.emulate, progress.as_ref())
+                .map_err(located)?;
+        }
         let mut solved_all = Vec::new();
         for one in lowered {
             let solved = self
@@ -80,15 +95,7 @@ impl Solver<'_> {
                     progress.clone(),
                     crate::signals::build_cancel(),
                 ))
-                .map_err(|e| match e.line() {
-                    Some(line) => anyhow::anyhow!(
-                        "{}:{}: {}",
-                        source.name,
-                        source.instruction_at(line),
-                        strip_line(&e.to_string(), line)
-                    ),
-                    None => anyhow::anyhow!("{e}"),
-                })?;
+                .map_err(located)?;
             solved_all.push(solved);
         }
         for ctx in contexts.values() {
