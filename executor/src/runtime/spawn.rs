@@ -2,8 +2,9 @@
 //! new user namespace, the output pipe, and waiting; a failure report of
 //! the child becomes a [`RuntimeError`].
 
+use super::cgroup::Leaf;
 use super::child::{self, ChildPlan, Op};
-use super::{cleanup, prep, CancelSignal, RunRequest, RuntimeError, OUTPUT_LIMIT};
+use super::{cleanup, prep, CancelSignal, RunRequest, RuntimeError, Ulimit, OUTPUT_LIMIT};
 use std::ffi::CString;
 use std::io::{self, Read, Write};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
@@ -68,6 +69,53 @@ pub(super) fn wait_status(pid: libc::pid_t) -> io::Result<i32> {
     })
 }
 
+/// Sets `ulimits` on the process `pid` (`prlimit64`).
+fn set_ulimits(pid: libc::pid_t, ulimits: &[Ulimit]) -> Result<(), RuntimeError> {
+    for u in ulimits {
+        let new = libc::rlimit64 {
+            rlim_cur: u.soft,
+            rlim_max: u.hard,
+        };
+        // SAFETY: a valid rlimit64 to read; no old value wanted.
+        let r = unsafe {
+            libc::syscall(
+                libc::SYS_prlimit64,
+                pid,
+                u.name.resource(),
+                &new as *const libc::rlimit64,
+                std::ptr::null_mut::<libc::rlimit64>(),
+            )
+        };
+        if r < 0 {
+            let error = io::Error::last_os_error();
+            let why = if error.raw_os_error() == Some(libc::EPERM) {
+                let mut own = libc::rlimit64 {
+                    rlim_cur: 0,
+                    rlim_max: 0,
+                };
+                // SAFETY: own is a valid rlimit64 to write to.
+                #[allow(clippy::unnecessary_cast)]
+                let ok = unsafe { libc::getrlimit64(u.name.resource() as _, &mut own) } == 0;
+                if ok && u.hard > own.rlim_max {
+                    format!(
+                        " (the hard limit is above kiln's own, {}, and raising it needs CAP_SYS_RESOURCE)",
+                        own.rlim_max
+                    )
+                } else {
+                    String::new()
+                }
+            } else {
+                String::new()
+            };
+            return Err(RuntimeError::Prepare {
+                step: format!("--ulimit {u}: setting the limit{why}"),
+                error,
+            });
+        }
+    }
+    Ok(())
+}
+
 /// A finished child of [`spawn`].
 pub(super) struct Spawned {
     /// The exit code, or 128 + the signal number.
@@ -79,7 +127,7 @@ pub(super) struct Spawned {
 }
 
 /// How the child is made and what belongs to it.
-pub(super) struct Isolate {
+pub(super) struct Isolate<'a> {
     /// The `clone` flags (new namespaces), `SIGCHLD` added.
     pub(super) flags: libc::c_int,
     /// `Some(is_root)`: write the identity id maps of the child's new
@@ -91,6 +139,11 @@ pub(super) struct Isolate {
     /// held open by a process that left the group is read for at most
     /// [`DRAIN`] more.
     pub(super) group: bool,
+    /// Limits set on the child from here (as root, in the initial user
+    /// namespace, a hard limit may be raised) before it goes on.
+    pub(super) ulimits: &'a [Ulimit],
+    /// The cgroup the child joins before it goes on.
+    pub(super) cgroup: Option<&'a Leaf>,
 }
 
 /// How long output is read after a process group was killed.
@@ -108,13 +161,15 @@ pub(super) fn spawn(
     candidates: Vec<CString>,
     argv: Vec<CString>,
     envp: Vec<CString>,
-    how: Isolate,
+    how: Isolate<'_>,
     req: &RunRequest<'_>,
 ) -> Result<Spawned, RuntimeError> {
     let Isolate {
         flags,
         id_maps,
         group,
+        ulimits,
+        cgroup,
     } = how;
     let (sink, cancel) = (req.output, req.cancel);
     let cancelled = || cancel.is_some_and(CancelSignal::is_cancelled) || cleanup::aborted();
@@ -173,6 +228,11 @@ pub(super) fn spawn(
             child.kill();
             return Err(e);
         }
+    }
+    let placed = set_ulimits(pid, ulimits).and_then(|()| cgroup.map_or(Ok(()), |c| c.join(pid)));
+    if let Err(e) = placed {
+        child.kill();
+        return Err(e);
     }
     let mut sync = std::fs::File::from(sync_w);
     if let Err(e) = sync.write_all(b"G") {
