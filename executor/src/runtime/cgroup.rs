@@ -296,4 +296,84 @@ mod tests {
         ));
         assert_ne!(leaf_name(), leaf_name());
     }
+
+    /// A real cgroup v2 hierarchy, mounted on a temporary directory and
+    /// used alone (as on a unified host, whatever this host is): a process
+    /// joins the leaf, and the leaf goes when it has exited.
+    #[test]
+    fn a_process_joins_a_unified_hierarchy() {
+        // SAFETY: no preconditions.
+        if unsafe { libc::geteuid() } != 0 {
+            eprintln!("skipped: mounting cgroup2 needs root");
+            return;
+        }
+        let tmp = tempfile::TempDir::new().unwrap();
+        let at = tmp.path().join("cg2");
+        std::fs::create_dir(&at).unwrap();
+        let c = |p: &Path| std::ffi::CString::new(p.to_str().unwrap()).unwrap();
+        let (src, fstype) = (c(Path::new("cgroup2")), c(Path::new("cgroup2")));
+        let target = c(&at);
+        // SAFETY: valid C strings; no data.
+        let mounted = unsafe {
+            libc::mount(
+                src.as_ptr(),
+                target.as_ptr(),
+                fstype.as_ptr(),
+                0,
+                std::ptr::null(),
+            )
+        } == 0;
+        if !mounted {
+            eprintln!(
+                "skipped: cgroup2 cannot be mounted here: {}",
+                std::io::Error::last_os_error()
+            );
+            return;
+        }
+        struct Unmount(std::ffi::CString);
+        impl Drop for Unmount {
+            fn drop(&mut self) {
+                // SAFETY: a valid C string.
+                unsafe { libc::umount2(self.0.as_ptr(), libc::MNT_DETACH) };
+            }
+        }
+        let _unmount = Unmount(target.clone());
+        assert!(at.join("cgroup.controllers").exists(), "not cgroup v2");
+        let found = parse_mountinfo(&std::fs::read_to_string("/proc/self/mountinfo").unwrap());
+        let h: Vec<Hierarchy> = found.into_iter().filter(|h| h.mount == at).collect();
+        // Mounted again, the host's own v2 hierarchy is the same one (and
+        // is then listed once, at its first mount point).
+        let h = if h.is_empty() {
+            vec![Hierarchy {
+                mount: at.clone(),
+                unified: true,
+                cpuset: false,
+            }]
+        } else {
+            h
+        };
+        assert!(h[0].unified);
+        let parent = format!("kiln-unit-{}", std::process::id());
+        let leaf = Leaf::create(&h, &format!("{parent}/ci"), "kiln-step").unwrap();
+        let mut child = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .unwrap();
+        let pid = child.id() as libc::pid_t;
+        let joined = leaf.join(pid);
+        let cgroup = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap_or_default();
+        let _ = child.kill();
+        let _ = child.wait();
+        joined.unwrap();
+        assert!(
+            cgroup
+                .lines()
+                .any(|l| l.starts_with("0::") && l.ends_with(&format!("/{parent}/ci/kiln-step"))),
+            "{cgroup}"
+        );
+        drop(leaf);
+        assert!(!at.join(&parent).join("ci/kiln-step").exists());
+        let _ = std::fs::remove_dir(at.join(&parent).join("ci"));
+        let _ = std::fs::remove_dir(at.join(&parent));
+    }
 }
