@@ -12,7 +12,8 @@
 //! `--cgroup-parent` is; missing directories are created (and left, as
 //! Docker leaves them). In a v1 `cpuset` hierarchy a new cgroup gets its
 //! parent's `cpuset.cpus` and `cpuset.mems`, without which no process may
-//! join it.
+//! join it. Empty leaves that a kiln killed with `SIGKILL` left under the
+//! same parent are removed when the next step makes its own.
 
 use super::{prep, RuntimeError};
 use std::path::{Path, PathBuf};
@@ -148,6 +149,9 @@ impl Leaf {
                     Err(e) => return Err(failed(format!("creating {}", dir.display()))(e)),
                 }
             }
+            if let Some(up) = dir.parent() {
+                sweep_stale(up);
+            }
             leaf.dirs.push(dir);
         }
         Ok(leaf)
@@ -206,6 +210,33 @@ fn inherit_cpuset(up: &Path, dir: &Path) -> Result<(), RuntimeError> {
             .map_err(failed(format!("writing {}", dir.join(file).display())))?;
     }
     Ok(())
+}
+
+/// Removes the leaf cgroups in `dir` that a kiln killed with `SIGKILL`
+/// left: empty `kiln-<pid>-<n>` directories whose process is gone.
+fn sweep_stale(dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let name = e.file_name();
+        let Some(pid) = name
+            .to_str()
+            .and_then(|n| n.strip_prefix("kiln-"))
+            .and_then(|rest| rest.split_once('-'))
+            .and_then(|(pid, n)| n.parse::<u64>().ok().and(pid.parse::<libc::pid_t>().ok()))
+        else {
+            continue;
+        };
+        // SAFETY: signal 0 only checks that the process exists.
+        let gone = pid > 0
+            && unsafe { libc::kill(pid, 0) } != 0
+            && std::io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH);
+        if gone {
+            // Only an empty cgroup goes.
+            let _ = std::fs::remove_dir(e.path());
+        }
+    }
 }
 
 /// A name for a step's leaf cgroup, unique on this host: `kiln-<pid>-<n>`.
@@ -295,6 +326,20 @@ mod tests {
             Err(RuntimeError::Unsupported(_))
         ));
         assert_ne!(leaf_name(), leaf_name());
+        // What a killed kiln left goes with the next step under the parent;
+        // a running kiln's and other names stay.
+        let jobs = tmp.path().join("memory/ci/jobs");
+        for name in ["kiln-999999999-0", "kiln-run-x", "other"] {
+            std::fs::create_dir(jobs.join(name)).unwrap();
+        }
+        let mine = format!("kiln-{}-77", std::process::id());
+        std::fs::create_dir(jobs.join(&mine)).unwrap();
+        let leaf = Leaf::create(&h, "ci/jobs", "kiln-1-1").unwrap();
+        assert!(!jobs.join("kiln-999999999-0").exists());
+        for name in ["kiln-run-x", "other", mine.as_str()] {
+            assert!(jobs.join(name).exists(), "{name}");
+        }
+        drop(leaf);
     }
 
     /// A real cgroup v2 hierarchy, mounted on a temporary directory and
