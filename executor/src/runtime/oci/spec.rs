@@ -411,4 +411,40 @@ mod tests {
         assert_eq!(CAP_NAMES[40], "CHECKPOINT_RESTORE");
         assert_eq!(CAP_NAMES[21], "SYS_ADMIN");
     }
+
+    #[test]
+    fn ulimits_replace_the_default_rlimits_in_the_bundle() {
+        use oci_spec::runtime::PosixRlimitType as T;
+        let summary = |r: &Resources| -> Vec<(T, u64, u64)> {
+            rlimits(r)
+                .unwrap()
+                .iter()
+                .map(|l| (l.typ(), l.soft(), l.hard()))
+                .collect()
+        };
+        let defaults = summary(&Resources::default());
+        assert_eq!(defaults.len(), 1);
+        assert_eq!(defaults[0].0, T::RlimitNofile);
+        assert_eq!(defaults[0].1, 1024);
+        let given = Resources {
+            ulimits: vec![
+                "core=-1".parse().unwrap(),
+                "nofile=10:2000000".parse().unwrap(),
+            ],
+            ..Resources::default()
+        };
+        // As given (the runtime may raise a hard limit), and no second
+        // RLIMIT_NOFILE.
+        assert_eq!(
+            summary(&given),
+            [
+                (T::RlimitCore, u64::MAX, u64::MAX),
+                (T::RlimitNofile, 10, 2_000_000)
+            ]
+        );
+        for name in UlimitName::ALL {
+            let json = serde_json::to_string(&oci_rlimit_type(name)).unwrap();
+            assert_eq!(json, format!("\"RLIMIT_{}\"", name.as_str().to_uppercase()));
+        }
+    }
 }
