@@ -383,3 +383,36 @@ fn bad_values_are_refused_naming_the_flag() {
         assert_eq!(err.trim_end().lines().count(), 1, "{args:?}: {err}");
     }
 }
+
+#[test]
+fn a_small_open_files_limit_leaves_the_sandboxs_own_setup_alone() {
+    // The limits are set late in the sandbox's setup, after its mounts, so
+    // a step may run with fewer files than mounting needs (runc and crun
+    // fail there, as with Docker).
+    let env = Env::new();
+    let ctx = env.context(
+        "ctx",
+        &[("Dockerfile", "FROM busybox\nRUN ulimit -n; ulimit -Hn\n")],
+    );
+    let (_, log) = env.ok(
+        &[
+            "build",
+            "--progress=plain",
+            "--runtime",
+            "builtin",
+            "--ulimit",
+            "nofile=4",
+            s(&ctx),
+        ],
+        None,
+    );
+    let printed: Vec<&str> = log
+        .lines()
+        .filter_map(|l| {
+            let words: Vec<&str> = l.split_whitespace().collect();
+            (words.len() == 3 && words[0] == "#2" && words[1].parse::<f64>().is_ok())
+                .then_some(words[2])
+        })
+        .collect();
+    assert_eq!(printed, ["4", "4"], "{log}");
+}

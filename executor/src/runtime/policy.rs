@@ -150,17 +150,30 @@ pub(super) fn defaults(resources: &Resources) -> impl Iterator<Item = &'static R
     })
 }
 
-/// The ops setting Docker's rlimits (`RLIMIT_NOFILE` 1024/524288), but
-/// for those that `resources` sets (the host side sets them, see
-/// `spawn.rs`).
+/// The ops setting the step's rlimits: Docker's (`RLIMIT_NOFILE`
+/// 1024/524288) but for those that `resources` replaces, then the
+/// `--ulimit`s. They run late in the child, after its mounts (a small
+/// `nofile` must not starve them); a hard limit above kiln's own has been
+/// raised by the host side first (see `spawn.rs`), since the child may only
+/// lower one.
 pub(super) fn rlimit_ops(ops: &mut Vec<(String, Op)>, resources: &Resources) {
-    for l in defaults(resources) {
+    let given = resources.ulimits.iter().map(|u| {
+        (
+            format!("setting --ulimit {u}"),
+            u.name.resource(),
+            u.soft,
+            u.hard,
+        )
+    });
+    let defaults =
+        defaults(resources).map(|l| (format!("setting {}", l.name), l.resource, l.soft, l.hard));
+    for (desc, resource, soft, hard) in defaults.collect::<Vec<_>>().into_iter().chain(given) {
         ops.push((
-            format!("setting {}", l.name),
+            desc,
             Op::Rlimit {
-                resource: l.resource,
-                soft: l.soft,
-                hard: l.hard,
+                resource,
+                soft,
+                hard,
             },
         ));
     }
@@ -212,7 +225,16 @@ mod tests {
         };
         let mut ops = Vec::new();
         rlimit_ops(&mut ops, &resources);
-        assert!(ops.is_empty());
+        assert_eq!(ops.len(), 1);
+        assert_eq!(ops[0].0, "setting --ulimit nofile=10:20");
+        assert!(matches!(
+            ops[0].1,
+            Op::Rlimit {
+                soft: 10,
+                hard: 20,
+                ..
+            }
+        ));
     }
 
     #[test]

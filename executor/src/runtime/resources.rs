@@ -4,10 +4,11 @@
 //!
 //! [`Ulimit`] reads Docker's syntax (go-units `ParseUlimit`):
 //! `NAME=SOFT[:HARD]`, where a missing hard limit is the soft one and `-1`
-//! is unlimited. Limits are applied by the host side (kiln, in the initial
-//! user namespace, so a root kiln may raise a hard limit as dockerd and
-//! runc do) to the step's first process before it goes on; the default
-//! `RLIMIT_NOFILE` (see `policy.rs`) is kept unless `nofile` is given.
+//! is unlimited. The step's first process sets them late in its setup
+//! (`policy::rlimit_ops`, after the mounts); a hard limit above kiln's own
+//! is raised first by the host side, in the initial user namespace, as
+//! dockerd and runc may (`spawn.rs`). The default `RLIMIT_NOFILE` (see
+//! `policy.rs`) is kept unless `nofile` is given.
 
 use serde::Serialize;
 use std::fmt;

@@ -69,11 +69,37 @@ pub(super) fn wait_status(pid: libc::pid_t) -> io::Result<i32> {
     })
 }
 
-/// Sets `ulimits` on the process `pid` (`prlimit64`).
-fn set_ulimits(pid: libc::pid_t, ulimits: &[Ulimit]) -> Result<(), RuntimeError> {
+/// Raises the hard limits of the process `pid` that `ulimits` set above
+/// its current ones (`prlimit64` from here, in the initial user namespace:
+/// the child may only lower a hard limit). The child sets the exact values
+/// itself, late (see `policy::rlimit_ops`).
+fn raise_hard_limits(pid: libc::pid_t, ulimits: &[Ulimit]) -> Result<(), RuntimeError> {
     for u in ulimits {
+        let mut old = libc::rlimit64 {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        // SAFETY: no new value; old is a valid rlimit64 to write to.
+        let got = unsafe {
+            libc::syscall(
+                libc::SYS_prlimit64,
+                pid,
+                u.name.resource(),
+                std::ptr::null::<libc::rlimit64>(),
+                &mut old as *mut libc::rlimit64,
+            )
+        };
+        if got < 0 {
+            return Err(RuntimeError::Prepare {
+                step: format!("--ulimit {u}: reading the current limit"),
+                error: io::Error::last_os_error(),
+            });
+        }
+        if u.hard <= old.rlim_max {
+            continue;
+        }
         let new = libc::rlimit64 {
-            rlim_cur: u.soft,
+            rlim_cur: old.rlim_cur,
             rlim_max: u.hard,
         };
         // SAFETY: a valid rlimit64 to read; no old value wanted.
@@ -89,21 +115,10 @@ fn set_ulimits(pid: libc::pid_t, ulimits: &[Ulimit]) -> Result<(), RuntimeError>
         if r < 0 {
             let error = io::Error::last_os_error();
             let why = if error.raw_os_error() == Some(libc::EPERM) {
-                let mut own = libc::rlimit64 {
-                    rlim_cur: 0,
-                    rlim_max: 0,
-                };
-                // SAFETY: own is a valid rlimit64 to write to.
-                #[allow(clippy::unnecessary_cast)]
-                let ok = unsafe { libc::getrlimit64(u.name.resource() as _, &mut own) } == 0;
-                if ok && u.hard > own.rlim_max {
-                    format!(
-                        " (the hard limit is above kiln's own, {}, and raising it needs CAP_SYS_RESOURCE)",
-                        own.rlim_max
-                    )
-                } else {
-                    String::new()
-                }
+                format!(
+                    " (the hard limit is above kiln's own, {}, and raising it needs CAP_SYS_RESOURCE)",
+                    old.rlim_max
+                )
             } else {
                 String::new()
             };
@@ -139,8 +154,9 @@ pub(super) struct Isolate<'a> {
     /// held open by a process that left the group is read for at most
     /// [`DRAIN`] more.
     pub(super) group: bool,
-    /// Limits set on the child from here (as root, in the initial user
-    /// namespace, a hard limit may be raised) before it goes on.
+    /// Limits whose hard limit is raised on the child from here (in the
+    /// initial user namespace, with `CAP_SYS_RESOURCE`) before it goes on;
+    /// the child's ops set them exactly.
     pub(super) ulimits: &'a [Ulimit],
     /// The cgroup the child joins before it goes on.
     pub(super) cgroup: Option<&'a Leaf>,
@@ -229,7 +245,8 @@ pub(super) fn spawn(
             return Err(e);
         }
     }
-    let placed = set_ulimits(pid, ulimits).and_then(|()| cgroup.map_or(Ok(()), |c| c.join(pid)));
+    let placed =
+        raise_hard_limits(pid, ulimits).and_then(|()| cgroup.map_or(Ok(()), |c| c.join(pid)));
     if let Err(e) = placed {
         child.kill();
         return Err(e);

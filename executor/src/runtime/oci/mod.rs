@@ -424,9 +424,9 @@ impl OciRuntime {
             .collect::<Result<_, _>>()?;
 
         let descs = descs(&ops);
-        // crun runs without a cgroup manager, and a rootless runc with
-        // none: the runtime's process joins the step's cgroup, and the
-        // container's processes inherit it.
+        // crun runs without a cgroup manager: its process joins the step's
+        // cgroup, and the container's processes inherit it. runc makes its
+        // own under the parent (`spec.rs`); a rootless kiln can make none.
         let cgroup = match &spec.resources.cgroup_parent {
             Some(_) if self.rootless => {
                 return Err(self.error(
