@@ -230,11 +230,6 @@ pub struct Resources {
 }
 
 impl Resources {
-    /// The limit set for `name`, if any.
-    pub fn ulimit(&self, name: UlimitName) -> Option<&Ulimit> {
-        self.ulimits.iter().rev().find(|u| u.name == name)
-    }
-
     /// The `size=` option of the `/dev/shm` tmpfs.
     pub(super) fn shm_option(&self) -> String {
         match self.shm_size {
