@@ -56,9 +56,10 @@ pub use diff::{diff, diff_with, DiffError, DiffOptions};
 pub use emulation::{needs_emulation, Binfmt, EmulationError, BINFMT_MISC};
 pub use fileop::{apply_file_actions, Chmod, CopyAction, FileAction, FileOpError, Owner, Source};
 pub use runtime::{
-    abort_runs, set_scratch_base, sweep_stale, BuiltinRuntime, CancelSignal, ChrootRuntime,
-    Decision, Fallbacks, IsolatedRuntime, Isolation, Mount, NetworkMode, OciRuntime, OutputSink,
-    Probe, ProcessSpec, RunOutput, RunRequest, Runtime, RuntimeError, SecurityMode, OUTPUT_LIMIT,
+    abort_runs, cgroup_parent, set_scratch_base, sweep_stale, BuiltinRuntime, CancelSignal,
+    ChrootRuntime, Decision, Fallbacks, IsolatedRuntime, Isolation, Mount, NetworkMode, OciRuntime,
+    OutputSink, Probe, ProcessSpec, Resources, RunOutput, RunRequest, Runtime, RuntimeError,
+    SecurityMode, Ulimit, UlimitError, UlimitName, OUTPUT_LIMIT,
 };
 pub use snapshot::{
     ActiveSnapshot, CopySnapshotter, OverlaySnapshotter, SnapshotError, SnapshotMode,

@@ -1,13 +1,14 @@
 //! The built-in runtime: runs the process itself, in namespaces of its
 //! own (see the module docs of `runtime`).
 
+use super::cgroup::{self, Leaf};
 use super::child::Op;
 use super::plan::{prepare, Planned, Prepared, What};
 use super::spawn::{descs, report_error, spawn, Isolate};
 use super::stubs::{create_stub, remove_stubs};
 use super::{
-    cpath, cstr, files, policy, seccomp, user, Fallbacks, NetworkMode, ProcessSpec, RunOutput,
-    RunRequest, Runtime, RuntimeError, SecurityMode,
+    cpath, cstr, files, policy, seccomp, user, Fallbacks, NetworkMode, ProcessSpec, Resources,
+    RunOutput, RunRequest, Runtime, RuntimeError, SecurityMode,
 };
 use std::ffi::CString;
 
@@ -46,6 +47,7 @@ fn mount_ops(
     p: &Prepared,
     m: &Planned,
     fallbacks: &Fallbacks,
+    shm: &str,
 ) -> Result<(), RuntimeError> {
     let dst = create_stub(ops, &p.root, &m.target, m.kind)?;
     let nse = libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC;
@@ -160,7 +162,7 @@ fn mount_ops(
                     target: cpath(&dev.join("shm"))?,
                     fstype: Some(cstr("tmpfs")?),
                     flags: nse,
-                    data: Some(cstr("mode=1777,size=65536k")?),
+                    data: Some(cstr(format!("mode=1777,{shm}"))?),
                 },
             ));
             ops.push((
@@ -219,11 +221,12 @@ pub(super) fn plan(
 ) -> Result<BuiltinPlan, RuntimeError> {
     let spec = req.process;
     let mut ops = std::mem::take(&mut p.ops);
+    let shm = spec.resources.shm_option();
     for m in &p.mounts {
-        mount_ops(&mut ops, p, m, fallbacks)?;
+        mount_ops(&mut ops, p, m, fallbacks, &shm)?;
     }
 
-    policy::hardening_ops(&mut ops, req.lower, &p.root, spec.security)?;
+    policy::hardening_ops(&mut ops, req.lower, &p.root, spec.security, &spec.resources)?;
 
     // ---- into the rootfs
     ops.push((
@@ -360,6 +363,7 @@ fn run(req: &RunRequest<'_>, fallbacks: &Fallbacks) -> Result<RunOutput, Runtime
     let mut p = prepare(req, fallbacks)?;
     let plan = plan(req, &mut p, fallbacks)?;
     let descs = descs(&plan.ops);
+    let cgroup = step_cgroup(&req.process.resources)?;
     let done = spawn(
         plan.ops.into_iter().map(|(_, op)| op).collect(),
         plan.candidates,
@@ -369,6 +373,8 @@ fn run(req: &RunRequest<'_>, fallbacks: &Fallbacks) -> Result<RunOutput, Runtime
             flags: plan.flags,
             id_maps: Some(p.is_root),
             group: false,
+            ulimits: &req.process.resources.ulimits,
+            cgroup: cgroup.as_ref(),
         },
         req,
     )?;
@@ -382,6 +388,16 @@ fn run(req: &RunRequest<'_>, fallbacks: &Fallbacks) -> Result<RunOutput, Runtime
         output: done.output,
         notes: Vec::new(),
     })
+}
+
+/// The step's leaf cgroup under `--cgroup-parent`, when one is given
+/// (see `cgroup.rs`).
+pub(super) fn step_cgroup(resources: &Resources) -> Result<Option<Leaf>, RuntimeError> {
+    let Some(parent) = &resources.cgroup_parent else {
+        return Ok(None);
+    };
+    let hierarchies = cgroup::hierarchies()?;
+    Leaf::create(&hierarchies, parent, &cgroup::leaf_name()).map(Some)
 }
 
 /// `/proc/sys/kernel/cap_last_cap` (40 when unreadable).

@@ -35,7 +35,7 @@
 //! `--network=none` or `--mount` (other than a read-only bind of a file)
 //! is refused, since both need what this isolation cannot make.
 
-use super::builtin::{cwd_ops, exec_args, privilege_ops};
+use super::builtin::{cwd_ops, exec_args, privilege_ops, step_cgroup};
 use super::child::Op;
 use super::plan::check_process;
 use super::resolve::{self, beneath};
@@ -104,10 +104,11 @@ impl Runtime for ChrootRuntime {
                 ),
             ];
             cwd_ops(&mut ops, &spec.cwd)?;
-            policy::rlimit_ops(&mut ops);
+            policy::rlimit_ops(&mut ops, &spec.resources);
             privilege_ops(&mut ops, spec, &user, &[CAP_SYS_CHROOT]);
             let (candidates, argv, envp) = exec_args(&spec.args, &env)?;
             let descs = descs(&ops);
+            let cgroup = step_cgroup(&spec.resources)?;
             let done = spawn(
                 ops.into_iter().map(|(_, op)| op).collect(),
                 candidates,
@@ -117,16 +118,26 @@ impl Runtime for ChrootRuntime {
                     flags: 0,
                     id_maps: None,
                     group: true,
+                    ulimits: &spec.resources.ulimits,
+                    cgroup: cgroup.as_ref(),
                 },
                 req,
             )?;
             if let Some(report) = &done.report {
                 return Err(report_error(report, &descs, &spec.args[0]));
             }
+            let mut notes = Vec::new();
+            static SHM_NOTED: std::sync::atomic::AtomicBool =
+                std::sync::atomic::AtomicBool::new(false);
+            if spec.resources.shm_size.is_some()
+                && !SHM_NOTED.swap(true, std::sync::atomic::Ordering::Relaxed)
+            {
+                notes.push("--shm-size: the chroot isolation mounts nothing, so /dev/shm is a directory of the rootfs, without a size limit".to_string());
+            }
             Ok(RunOutput {
                 status: done.status,
                 output: done.output,
-                notes: Vec::new(),
+                notes,
             })
         });
         let undone = staged.undo();

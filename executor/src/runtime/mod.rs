@@ -52,6 +52,7 @@
 
 mod builtin;
 mod cancel;
+mod cgroup;
 mod child;
 mod chroot;
 mod cleanup;
@@ -61,6 +62,7 @@ mod oci;
 mod plan;
 mod policy;
 mod resolve;
+mod resources;
 mod scratch;
 mod seccomp;
 mod spawn;
@@ -80,6 +82,7 @@ pub use chroot::ChrootRuntime;
 pub use cleanup::{abort_runs, sweep_stale};
 pub use isolation::{Decision, IsolatedRuntime, Isolation, Probe};
 pub use oci::OciRuntime;
+pub use resources::{cgroup_parent, Resources, Ulimit, UlimitError, UlimitName};
 pub use scratch::set_scratch_base;
 
 /// The process a RUN step executes.
@@ -105,6 +108,9 @@ pub struct ProcessSpec {
     pub security: SecurityMode,
     /// Extra `/etc/hosts` entries, name and address, after the usual ones.
     pub extra_hosts: Vec<(String, std::net::IpAddr)>,
+    /// `/dev/shm`'s size, resource limits and the parent cgroup
+    /// (`--shm-size`, `--ulimit`, `--cgroup-parent`).
+    pub resources: Resources,
 }
 
 /// How much a RUN step may do (`RUN --security`).

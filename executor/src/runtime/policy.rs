@@ -21,10 +21,11 @@
 //!   default: soft 1024, hard 524288 (a soft limit of 2^20 or 2^30 made
 //!   software that walks every fd crawl). kiln sets those explicitly,
 //!   clamped to its own hard limit (raising a hard limit needs
-//!   `CAP_SYS_RESOURCE` in the initial user namespace).
+//!   `CAP_SYS_RESOURCE` in the initial user namespace). A `--ulimit` of
+//!   the same resource replaces it (see `resources.rs`).
 
 use super::child::Op;
-use super::{cpath, resolve, RuntimeError, SecurityMode};
+use super::{cpath, resolve, Resources, RuntimeError, SecurityMode};
 use crate::stack::LayerStack;
 use std::path::Path;
 
@@ -95,7 +96,8 @@ pub(super) fn clamp(limit: &Rlimit) -> (u64, u64) {
 }
 
 /// Plans the masked paths, the read-only paths (not under
-/// [`SecurityMode::Insecure`]) and the rlimits for the rootfs mounted at
+/// [`SecurityMode::Insecure`]) and the default rlimits (those that
+/// `resources` does not set) for the rootfs mounted at
 /// `root` (before `pivot_root`; `/proc` and `/sys` are mounted there at
 /// their resolved places).
 ///
@@ -107,6 +109,7 @@ pub(super) fn hardening_ops(
     stack: &LayerStack,
     root: &Path,
     security: SecurityMode,
+    resources: &Resources,
 ) -> Result<(), RuntimeError> {
     if security != SecurityMode::Insecure {
         // /proc and /sys are kernel filesystems (fresh or bound from the
@@ -133,19 +136,44 @@ pub(super) fn hardening_ops(
             ));
         }
     }
-    rlimit_ops(ops);
+    rlimit_ops(ops, resources);
     Ok(())
 }
 
-/// The ops setting Docker's rlimits (`RLIMIT_NOFILE` 1024/524288).
-pub(super) fn rlimit_ops(ops: &mut Vec<(String, Op)>) {
-    for l in RLIMITS {
+/// The default rlimits that `resources` does not replace.
+pub(super) fn defaults(resources: &Resources) -> impl Iterator<Item = &'static Rlimit> + '_ {
+    RLIMITS.iter().filter(|l| {
+        !resources
+            .ulimits
+            .iter()
+            .any(|u| u.name.resource() == l.resource)
+    })
+}
+
+/// The ops setting the step's rlimits: Docker's (`RLIMIT_NOFILE`
+/// 1024/524288) but for those that `resources` replaces, then the
+/// `--ulimit`s. They run late in the child, after its mounts (a small
+/// `nofile` must not starve them); a hard limit above kiln's own has been
+/// raised by the host side first (see `spawn.rs`), since the child may only
+/// lower one.
+pub(super) fn rlimit_ops(ops: &mut Vec<(String, Op)>, resources: &Resources) {
+    let given = resources.ulimits.iter().map(|u| {
+        (
+            format!("setting --ulimit {u}"),
+            u.name.resource(),
+            u.soft,
+            u.hard,
+        )
+    });
+    let defaults =
+        defaults(resources).map(|l| (format!("setting {}", l.name), l.resource, l.soft, l.hard));
+    for (desc, resource, soft, hard) in defaults.collect::<Vec<_>>().into_iter().chain(given) {
         ops.push((
-            format!("setting {}", l.name),
+            desc,
             Op::Rlimit {
-                resource: l.resource,
-                soft: l.soft,
-                hard: l.hard,
+                resource,
+                soft,
+                hard,
             },
         ));
     }
@@ -160,7 +188,14 @@ mod tests {
         let stack = LayerStack::default();
         let root = Path::new("/tmp/x/root");
         let mut ops = Vec::new();
-        hardening_ops(&mut ops, &stack, root, SecurityMode::Sandbox).unwrap();
+        hardening_ops(
+            &mut ops,
+            &stack,
+            root,
+            SecurityMode::Sandbox,
+            &Resources::default(),
+        )
+        .unwrap();
         let names: Vec<&str> = ops.iter().map(|(n, _)| n.as_str()).collect();
         assert_eq!(
             names.len(),
@@ -174,8 +209,32 @@ mod tests {
         });
         assert_eq!(kcore.unwrap().to_str().unwrap(), "/tmp/x/root/proc/asound");
         let mut ops = Vec::new();
-        hardening_ops(&mut ops, &stack, root, SecurityMode::Insecure).unwrap();
+        hardening_ops(
+            &mut ops,
+            &stack,
+            root,
+            SecurityMode::Insecure,
+            &Resources::default(),
+        )
+        .unwrap();
         assert_eq!(ops.len(), RLIMITS.len());
+        // A --ulimit nofile replaces the default one.
+        let resources = Resources {
+            ulimits: vec!["nofile=10:20".parse().unwrap()],
+            ..Resources::default()
+        };
+        let mut ops = Vec::new();
+        rlimit_ops(&mut ops, &resources);
+        assert_eq!(ops.len(), 1);
+        assert_eq!(ops[0].0, "setting --ulimit nofile=10:20");
+        assert!(matches!(
+            ops[0].1,
+            Op::Rlimit {
+                soft: 10,
+                hard: 20,
+                ..
+            }
+        ));
     }
 
     #[test]
@@ -186,7 +245,14 @@ mod tests {
         std::os::unix::fs::symlink("/real", layer.join("proc")).unwrap();
         let stack = LayerStack::new(vec![layer]);
         let mut ops = Vec::new();
-        hardening_ops(&mut ops, &stack, Path::new("/r"), SecurityMode::Sandbox).unwrap();
+        hardening_ops(
+            &mut ops,
+            &stack,
+            Path::new("/r"),
+            SecurityMode::Sandbox,
+            &Resources::default(),
+        )
+        .unwrap();
         let first = ops.iter().find_map(|(_, op)| match op {
             Op::MaskPath(p) => Some(p.clone()),
             _ => None,

@@ -2,8 +2,9 @@
 //! new user namespace, the output pipe, and waiting; a failure report of
 //! the child becomes a [`RuntimeError`].
 
+use super::cgroup::Leaf;
 use super::child::{self, ChildPlan, Op};
-use super::{cleanup, prep, CancelSignal, RunRequest, RuntimeError, OUTPUT_LIMIT};
+use super::{cleanup, prep, CancelSignal, RunRequest, RuntimeError, Ulimit, OUTPUT_LIMIT};
 use std::ffi::CString;
 use std::io::{self, Read, Write};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
@@ -68,6 +69,68 @@ pub(super) fn wait_status(pid: libc::pid_t) -> io::Result<i32> {
     })
 }
 
+/// Raises the hard limits of the process `pid` that `ulimits` set above
+/// its current ones (`prlimit64` from here, in the initial user namespace:
+/// the child may only lower a hard limit). The child sets the exact values
+/// itself, late (see `policy::rlimit_ops`).
+fn raise_hard_limits(pid: libc::pid_t, ulimits: &[Ulimit]) -> Result<(), RuntimeError> {
+    for u in ulimits {
+        let mut old = libc::rlimit64 {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        // SAFETY: no new value; old is a valid rlimit64 to write to.
+        let got = unsafe {
+            libc::syscall(
+                libc::SYS_prlimit64,
+                pid,
+                u.name.resource(),
+                std::ptr::null::<libc::rlimit64>(),
+                &mut old as *mut libc::rlimit64,
+            )
+        };
+        if got < 0 {
+            return Err(RuntimeError::Prepare {
+                step: format!("--ulimit {u}: reading the current limit"),
+                error: io::Error::last_os_error(),
+            });
+        }
+        if u.hard <= old.rlim_max {
+            continue;
+        }
+        let new = libc::rlimit64 {
+            rlim_cur: old.rlim_cur,
+            rlim_max: u.hard,
+        };
+        // SAFETY: a valid rlimit64 to read; no old value wanted.
+        let r = unsafe {
+            libc::syscall(
+                libc::SYS_prlimit64,
+                pid,
+                u.name.resource(),
+                &new as *const libc::rlimit64,
+                std::ptr::null_mut::<libc::rlimit64>(),
+            )
+        };
+        if r < 0 {
+            let error = io::Error::last_os_error();
+            let why = if error.raw_os_error() == Some(libc::EPERM) {
+                format!(
+                    " (the hard limit is above kiln's own, {}, and raising it needs CAP_SYS_RESOURCE)",
+                    old.rlim_max
+                )
+            } else {
+                String::new()
+            };
+            return Err(RuntimeError::Prepare {
+                step: format!("--ulimit {u}: setting the limit{why}"),
+                error,
+            });
+        }
+    }
+    Ok(())
+}
+
 /// A finished child of [`spawn`].
 pub(super) struct Spawned {
     /// The exit code, or 128 + the signal number.
@@ -79,7 +142,7 @@ pub(super) struct Spawned {
 }
 
 /// How the child is made and what belongs to it.
-pub(super) struct Isolate {
+pub(super) struct Isolate<'a> {
     /// The `clone` flags (new namespaces), `SIGCHLD` added.
     pub(super) flags: libc::c_int,
     /// `Some(is_root)`: write the identity id maps of the child's new
@@ -91,6 +154,12 @@ pub(super) struct Isolate {
     /// held open by a process that left the group is read for at most
     /// [`DRAIN`] more.
     pub(super) group: bool,
+    /// Limits whose hard limit is raised on the child from here (in the
+    /// initial user namespace, with `CAP_SYS_RESOURCE`) before it goes on;
+    /// the child's ops set them exactly.
+    pub(super) ulimits: &'a [Ulimit],
+    /// The cgroup the child joins before it goes on.
+    pub(super) cgroup: Option<&'a Leaf>,
 }
 
 /// How long output is read after a process group was killed.
@@ -108,13 +177,15 @@ pub(super) fn spawn(
     candidates: Vec<CString>,
     argv: Vec<CString>,
     envp: Vec<CString>,
-    how: Isolate,
+    how: Isolate<'_>,
     req: &RunRequest<'_>,
 ) -> Result<Spawned, RuntimeError> {
     let Isolate {
         flags,
         id_maps,
         group,
+        ulimits,
+        cgroup,
     } = how;
     let (sink, cancel) = (req.output, req.cancel);
     let cancelled = || cancel.is_some_and(CancelSignal::is_cancelled) || cleanup::aborted();
@@ -173,6 +244,12 @@ pub(super) fn spawn(
             child.kill();
             return Err(e);
         }
+    }
+    let placed =
+        raise_hard_limits(pid, ulimits).and_then(|()| cgroup.map_or(Ok(()), |c| c.join(pid)));
+    if let Err(e) = placed {
+        child.kill();
+        return Err(e);
     }
     let mut sync = std::fs::File::from(sync_w);
     if let Err(e) = sync.write_all(b"G") {

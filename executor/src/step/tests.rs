@@ -112,6 +112,7 @@ impl Fixture {
                 network: NetworkMode::Host,
                 security: Default::default(),
                 extra_hosts: Vec::new(),
+                resources: Default::default(),
             },
             mounts: Vec::new(),
             output: None,

@@ -66,6 +66,7 @@ pub fn sh(script: &str) -> ProcessSpec {
         network: NetworkMode::Host,
         security: SecurityMode::Sandbox,
         extra_hosts: Vec::new(),
+        resources: Default::default(),
     }
 }
 

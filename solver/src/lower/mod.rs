@@ -53,6 +53,9 @@ pub struct BuildOptions {
     /// `--add-host NAME:IP`: extra `/etc/hosts` entries of RUN steps, in
     /// order.
     pub extra_hosts: Vec<(String, std::net::IpAddr)>,
+    /// `--shm-size`, `--ulimit` and `--cgroup-parent`: the resources of
+    /// every RUN step.
+    pub run_resources: kiln_executor::Resources,
 }
 
 impl Default for BuildOptions {
@@ -65,6 +68,7 @@ impl Default for BuildOptions {
             named_contexts: BTreeMap::new(),
             network: NetworkMode::Default,
             extra_hosts: Vec::new(),
+            run_resources: kiln_executor::Resources::default(),
         }
     }
 }

@@ -80,6 +80,9 @@ impl Lowerer<'_> {
             files,
             mounts,
             extra_hosts: self.options.extra_hosts.clone(),
+            shm_size: self.options.run_resources.shm_size,
+            ulimits: self.options.run_resources.ulimits.clone(),
+            cgroup_parent: self.options.run_resources.cgroup_parent.clone(),
             platform: st.run_platform().short_string(),
         };
         let meta = st.meta(cmd);

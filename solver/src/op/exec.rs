@@ -29,6 +29,19 @@ pub struct ExecOp {
     /// other steps' keys do not move.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub extra_hosts: Vec<(String, std::net::IpAddr)>,
+    /// `/dev/shm`'s size in bytes (`--shm-size`). This and the next two
+    /// are hashed as BuildKit's exec meta holds them (`ShmSize`, `Ulimit`,
+    /// `CgroupParent`, which its cache map keeps); each is left out of the
+    /// hash when unset, so other steps' keys do not move.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub shm_size: Option<u64>,
+    /// Resource limits (`--ulimit`), in the order given.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub ulimits: Vec<kiln_executor::Ulimit>,
+    /// The parent cgroup (`--cgroup-parent`), as
+    /// [`kiln_executor::cgroup_parent`] returns it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cgroup_parent: Option<String>,
     /// The platform the process runs as (its base image's, `linux/arm64`):
     /// another architecture's runs under QEMU emulation. Hashed, as
     /// BuildKit hashes an op's platform, so the same step on `scratch`

@@ -149,6 +149,11 @@ fn run_process(
                 network: exec.network.into(),
                 security: exec.security.into(),
                 extra_hosts: exec.extra_hosts.clone(),
+                resources: kiln_executor::Resources {
+                    shm_size: exec.shm_size,
+                    ulimits: exec.ulimits.clone(),
+                    cgroup_parent: exec.cgroup_parent.clone(),
+                },
             },
             mounts: prepared.mounts.clone(),
             output: Some(kiln_executor::OutputSink(&log)),

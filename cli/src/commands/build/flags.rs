@@ -319,3 +319,36 @@ pub(super) fn parse_add_host(value: &str) -> Result<(String, std::net::IpAddr)> 
         .map_err(|_| anyhow::anyhow!("--add-host {value:?}: {ip:?} is not an IP address"))?;
     Ok((name.to_string(), ip))
 }
+
+/// `--shm-size`, `--ulimit` and `--cgroup-parent` (buildx's syntax; the
+/// size with Docker's units, `0` meaning the default as in buildx). A
+/// later `--ulimit` of a name replaces an earlier one, as Docker's do; the
+/// limits are kept in name order, so the order of the flags does not
+/// change a cache key.
+pub(super) fn run_resources(
+    shm_size: Option<&str>,
+    ulimits: &[String],
+    cgroup_parent: Option<&str>,
+) -> Result<kiln_executor::Resources> {
+    let shm_size = shm_size
+        .map(|s| crate::units::parse_size(s).map_err(|e| anyhow::anyhow!("--shm-size: {e}")))
+        .transpose()?
+        .filter(|bytes| *bytes > 0);
+    let mut limits: BTreeMap<kiln_executor::UlimitName, kiln_executor::Ulimit> = BTreeMap::new();
+    for u in ulimits {
+        let limit: kiln_executor::Ulimit = u
+            .parse()
+            .map_err(|e| anyhow::anyhow!("--ulimit {u:?}: {e}"))?;
+        limits.insert(limit.name, limit);
+    }
+    let cgroup_parent = cgroup_parent
+        .map(|p| {
+            kiln_executor::cgroup_parent(p).map_err(|e| anyhow::anyhow!("--cgroup-parent {e}"))
+        })
+        .transpose()?;
+    Ok(kiln_executor::Resources {
+        shm_size,
+        ulimits: limits.into_values().collect(),
+        cgroup_parent,
+    })
+}

@@ -123,6 +123,18 @@ pub struct BuildArgs {
     /// or `NAME=IP`, as buildx's `--add-host`.
     #[arg(long = "add-host", value_name = "NAME:IP")]
     add_host: Vec<String>,
+    /// The size of `/dev/shm` in RUN steps, e.g. `128m` or `2g` (powers
+    /// of 1024, as buildx's `--shm-size`; default 64m).
+    #[arg(long = "shm-size", value_name = "BYTES")]
+    shm_size: Option<String>,
+    /// A resource limit of RUN steps (repeatable): `NAME=SOFT[:HARD]`,
+    /// e.g. `nofile=1024:4096` (`-1` is unlimited), as buildx's `--ulimit`.
+    #[arg(long = "ulimit", value_name = "NAME=SOFT[:HARD]")]
+    ulimit: Vec<String>,
+    /// Run RUN steps in a cgroup of their own under this one (cgroup v1
+    /// or v2), as buildx's `--cgroup-parent`.
+    #[arg(long = "cgroup-parent", value_name = "PATH")]
+    cgroup_parent: Option<String>,
     /// The network of RUN steps without --network: default, host or none.
     #[arg(long, default_value = "default", value_parser = ["default", "host", "none"])]
     network: String,

@@ -104,6 +104,11 @@ impl BuildRequest {
                 .iter()
                 .map(|h| super::flags::parse_add_host(h))
                 .collect::<Result<_>>()?,
+            run_resources: super::flags::run_resources(
+                args.shm_size.as_deref(),
+                &args.ulimit,
+                args.cgroup_parent.as_deref(),
+            )?,
         };
         let outputs: Vec<ExportTarget> = args
             .outputs

@@ -55,15 +55,20 @@
 //! the built-in runtime's isolation, and it does not depend on a device
 //! cgroup: crun has none (see below), runc's is a second wall.
 //!
-//! runc creates cgroups named after the (unique, `kiln-…`) container id;
-//! `runc run` removes them when the container exits. crun runs with
-//! `--cgroup-manager=disabled`. In a rootless kiln (root only of its user
+//! runc creates cgroups named after the (unique, `kiln-…`) container id
+//! (under `--cgroup-parent` when given); `runc run` removes them when the
+//! container exits. crun runs with `--cgroup-manager=disabled`; with
+//! `--cgroup-parent`, kiln makes the step's cgroup and crun's process
+//! joins it before it starts (see `cgroup.rs`). `--ulimit`s are the
+//! bundle's `process.rlimits` and `--shm-size` the size of its
+//! `/dev/shm`. In a rootless kiln (root only of its user
 //! namespace) runc runs with `--rootless=true` and no cgroups path, and
 //! `/sys` is the host's bound read-only (sysfs needs an owned network
 //! namespace).
 
 mod spec;
 
+use super::builtin::step_cgroup;
 use super::child::Op;
 use super::plan::{prepare, secret_tmpfs};
 use super::spawn::{descs, report_error, spawn, Isolate};
@@ -419,6 +424,19 @@ impl OciRuntime {
             .collect::<Result<_, _>>()?;
 
         let descs = descs(&ops);
+        // crun runs without a cgroup manager: its process joins the step's
+        // cgroup, and the container's processes inherit it. runc makes its
+        // own under the parent (`spec.rs`); a rootless kiln can make none.
+        let cgroup = match &spec.resources.cgroup_parent {
+            Some(_) if self.rootless => {
+                return Err(self.error(
+                    "--cgroup-parent: a rootless kiln cannot create cgroups for runc or crun"
+                        .into(),
+                ))
+            }
+            Some(_) if self.crun => step_cgroup(&spec.resources)?,
+            _ => None,
+        };
         let done = spawn(
             ops.into_iter().map(|(_, op)| op).collect(),
             vec![cpath(&self.path)?],
@@ -428,6 +446,8 @@ impl OciRuntime {
                 flags: libc::CLONE_NEWNS | libc::CLONE_NEWPID,
                 id_maps: None,
                 group: false,
+                ulimits: &[],
+                cgroup: cgroup.as_ref(),
             },
             req,
         );

@@ -6,7 +6,10 @@
 use super::OciRuntime;
 use crate::runtime::builtin::{last_cap, DEFAULT_CAPS};
 use crate::runtime::plan::{Planned, Prepared, What};
-use crate::runtime::{files, policy, seccomp, NetworkMode, RunRequest, RuntimeError, SecurityMode};
+use crate::runtime::{
+    files, policy, seccomp, NetworkMode, Resources, RunRequest, RuntimeError, SecurityMode,
+    UlimitName,
+};
 use oci_spec::runtime::{
     Capability, LinuxBuilder, LinuxCapabilitiesBuilder, LinuxIdMapping, LinuxIdMappingBuilder,
     LinuxNamespaceBuilder, LinuxNamespaceType, Mount as OciMount, MountBuilder, ProcessBuilder,
@@ -63,29 +66,58 @@ const CAP_NAMES: &[&str] = &[
     "CHECKPOINT_RESTORE",
 ];
 
-/// [`policy::RLIMITS`] for the bundle, clamped to this process's hard
-/// limits as the built-in runtime does.
-fn rlimits() -> Result<Vec<oci_spec::runtime::PosixRlimit>, RuntimeError> {
-    policy::RLIMITS
+/// The bundle's rlimits: `resources`' `--ulimit`s as given (the runtime
+/// sets them as root, so a hard limit may be raised, as BuildKit's
+/// `process.rlimits`), then the [`policy::RLIMITS`] they do not replace,
+/// clamped to this process's hard limits as the built-in runtime does.
+fn rlimits(resources: &Resources) -> Result<Vec<oci_spec::runtime::PosixRlimit>, RuntimeError> {
+    let given = resources
+        .ulimits
         .iter()
-        .map(|r| {
-            let (soft, hard) = policy::clamp(r);
-            use oci_spec::runtime::PosixRlimitType as T;
-            let kind = match r.name {
-                "RLIMIT_NOFILE" => T::RlimitNofile,
-                "RLIMIT_NPROC" => T::RlimitNproc,
-                "RLIMIT_CORE" => T::RlimitCore,
-                "RLIMIT_STACK" => T::RlimitStack,
-                other => return Err(RuntimeError::Invalid(format!("unknown rlimit {other}"))),
-            };
+        .map(|u| (u.name.resource(), u.soft, u.hard));
+    let defaults = policy::defaults(resources).map(|r| {
+        let (soft, hard) = policy::clamp(r);
+        (r.resource, soft, hard)
+    });
+    given
+        .chain(defaults)
+        .map(|(resource, soft, hard)| {
+            let kind = UlimitName::ALL
+                .into_iter()
+                .find(|n| n.resource() == resource)
+                .map(oci_rlimit_type)
+                .ok_or_else(|| RuntimeError::Invalid(format!("unknown rlimit {resource}")))?;
             oci_spec::runtime::PosixRlimitBuilder::default()
                 .typ(kind)
                 .soft(soft)
                 .hard(hard)
                 .build()
-                .map_err(|e| RuntimeError::Invalid(format!("rlimit {}: {e}", r.name)))
+                .map_err(|e| RuntimeError::Invalid(format!("rlimit {resource}: {e}")))
         })
         .collect()
+}
+
+/// The OCI type of a `--ulimit` name (`RLIMIT_` + its name upper-cased).
+fn oci_rlimit_type(name: UlimitName) -> oci_spec::runtime::PosixRlimitType {
+    use oci_spec::runtime::PosixRlimitType as T;
+    match name {
+        UlimitName::As => T::RlimitAs,
+        UlimitName::Core => T::RlimitCore,
+        UlimitName::Cpu => T::RlimitCpu,
+        UlimitName::Data => T::RlimitData,
+        UlimitName::Fsize => T::RlimitFsize,
+        UlimitName::Locks => T::RlimitLocks,
+        UlimitName::Memlock => T::RlimitMemlock,
+        UlimitName::Msgqueue => T::RlimitMsgqueue,
+        UlimitName::Nice => T::RlimitNice,
+        UlimitName::Nofile => T::RlimitNofile,
+        UlimitName::Nproc => T::RlimitNproc,
+        UlimitName::Rss => T::RlimitRss,
+        UlimitName::Rtprio => T::RlimitRtprio,
+        UlimitName::Rttime => T::RlimitRttime,
+        UlimitName::Sigpending => T::RlimitSigpending,
+        UlimitName::Stack => T::RlimitStack,
+    }
 }
 
 /// This process's capability bounding set (every capability when
@@ -146,7 +178,7 @@ fn identity_map(userns: bool) -> Result<Vec<LinuxIdMapping>, RuntimeError> {
 /// The OCI mounts of one planned mount (`bind_sys`: binds the host's
 /// `/sys` where sysfs cannot be mounted: no network namespace owned by
 /// the container's user namespace).
-fn oci_mounts(m: &Planned, bind_sys: bool) -> Result<Vec<OciMount>, RuntimeError> {
+fn oci_mounts(m: &Planned, bind_sys: bool, shm: &str) -> Result<Vec<OciMount>, RuntimeError> {
     let dest = m.dest();
     Ok(match &m.what {
         What::Proc => vec![mount(
@@ -194,7 +226,7 @@ fn oci_mounts(m: &Planned, bind_sys: bool) -> Result<Vec<OciMount>, RuntimeError
                 &format!("{dest}/shm"),
                 "tmpfs",
                 Path::new("shm"),
-                &["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"],
+                &["nosuid", "noexec", "nodev", "mode=1777", shm],
             )?,
             mount(
                 &format!("{dest}/mqueue"),
@@ -292,7 +324,7 @@ impl OciRuntime {
             .cwd(cwd)
             .capabilities(capabilities)
             .no_new_privileges(!insecure)
-            .rlimits(rlimits()?)
+            .rlimits(rlimits(&spec.resources)?)
             .build()
             .map_err(bad("process"))?;
         let mut namespaces = Vec::new();
@@ -324,9 +356,14 @@ impl OciRuntime {
             .gid_mappings(identity_map(userns)?)
             .devices(Vec::new());
         // A rootless kiln may not create cgroups; without a path, runc in
-        // rootless mode creates none.
+        // rootless mode creates none. With --cgroup-parent, runc makes the
+        // container's cgroup under it (crun has no cgroup manager here:
+        // kiln places crun itself, see `mod.rs`).
         if !self.rootless {
-            linux = linux.cgroups_path(PathBuf::from(format!("/{id}")));
+            linux = linux.cgroups_path(match &spec.resources.cgroup_parent {
+                Some(parent) if !self.crun => PathBuf::from(format!("/{parent}/{id}")),
+                _ => PathBuf::from(format!("/{id}")),
+            });
         }
         linux = if insecure {
             linux.masked_paths(Vec::new()).readonly_paths(Vec::new())
@@ -341,8 +378,9 @@ impl OciRuntime {
         // sysfs needs a network namespace owned by the container's user
         // namespace; with the host's network, the host's /sys is bound.
         let bind_sys = self.rootless || (userns && spec.network == NetworkMode::Host);
+        let shm = spec.resources.shm_option();
         for m in &p.mounts {
-            mounts.extend(oci_mounts(m, bind_sys)?);
+            mounts.extend(oci_mounts(m, bind_sys, &shm)?);
         }
         let root = RootBuilder::default()
             .path(p.root.clone())
@@ -372,5 +410,41 @@ mod tests {
         }
         assert_eq!(CAP_NAMES[40], "CHECKPOINT_RESTORE");
         assert_eq!(CAP_NAMES[21], "SYS_ADMIN");
+    }
+
+    #[test]
+    fn ulimits_replace_the_default_rlimits_in_the_bundle() {
+        use oci_spec::runtime::PosixRlimitType as T;
+        let summary = |r: &Resources| -> Vec<(T, u64, u64)> {
+            rlimits(r)
+                .unwrap()
+                .iter()
+                .map(|l| (l.typ(), l.soft(), l.hard()))
+                .collect()
+        };
+        let defaults = summary(&Resources::default());
+        assert_eq!(defaults.len(), 1);
+        assert_eq!(defaults[0].0, T::RlimitNofile);
+        assert_eq!(defaults[0].1, 1024);
+        let given = Resources {
+            ulimits: vec![
+                "core=-1".parse().unwrap(),
+                "nofile=10:2000000".parse().unwrap(),
+            ],
+            ..Resources::default()
+        };
+        // As given (the runtime may raise a hard limit), and no second
+        // RLIMIT_NOFILE.
+        assert_eq!(
+            summary(&given),
+            [
+                (T::RlimitCore, u64::MAX, u64::MAX),
+                (T::RlimitNofile, 10, 2_000_000)
+            ]
+        );
+        for name in UlimitName::ALL {
+            let json = serde_json::to_string(&oci_rlimit_type(name)).unwrap();
+            assert_eq!(json, format!("\"RLIMIT_{}\"", name.as_str().to_uppercase()));
+        }
     }
 }

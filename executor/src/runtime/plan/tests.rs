@@ -128,6 +128,7 @@ fn process(network: NetworkMode, security: SecurityMode) -> ProcessSpec {
         network,
         security,
         extra_hosts: Vec::new(),
+        resources: Default::default(),
     }
 }
 
