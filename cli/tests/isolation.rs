@@ -340,3 +340,31 @@ fn an_interrupted_chroot_step_leaves_nothing_running() {
         .unwrap_or(0);
     assert_eq!(runs, 0, "scratch directories left");
 }
+
+/// A root without `/etc` (busybox alone on `scratch`): the step gets its
+/// hosts, resolv.conf and hostname files all in the `/etc` it needs, and
+/// the layer keeps none of them, as the sandbox's.
+#[test]
+fn chroot_steps_on_a_root_without_etc_leave_no_trace_of_it() {
+    if !is_root() {
+        eprintln!("skipped: the chroot isolation needs root");
+        return;
+    }
+    let env = Env::new();
+    let ctx = env.context(
+        "ctx",
+        &[(
+            "Dockerfile",
+            "FROM busybox AS b\nFROM scratch\nCOPY --from=b /bin/busybox /bin/busybox\n\
+             RUN [\"/bin/busybox\", \"sh\", \"-c\", \"/bin/busybox cat /etc/hosts > /hosts-seen\"]\n",
+        )],
+    );
+    let (sandbox, _) = build(&env, "sandbox", &["--isolation", "sandbox"], &ctx);
+    let (chroot, _) = build(&env, "chroot", &["--isolation", "chroot"], &ctx);
+    assert!(
+        chroot.iter().any(|l| l.contains(" hosts-seen ")),
+        "{chroot:#?}"
+    );
+    assert!(!chroot.iter().any(|l| l.contains(" etc/")), "{chroot:#?}");
+    assert_eq!(chroot, sandbox, "chroot and sandbox layers differ");
+}

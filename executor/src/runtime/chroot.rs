@@ -40,7 +40,7 @@ use super::child::Op;
 use super::plan::check_process;
 use super::resolve::{self, beneath};
 use super::spawn::{descs, report_error, spawn, Isolate};
-use super::stubs::{remove_stubs, stub_paths};
+use super::stubs::remove_stubs;
 use super::{
     cpath, files, policy, prep, user, Mount, NetworkMode, RunOutput, RunRequest, Runtime,
     RuntimeError,
@@ -373,14 +373,24 @@ impl Staged {
             }
             Ok(_) => return Ok(()),
             Err(_) => {
+                // The parents this call makes: an earlier file of the same
+                // step (`/etc/hosts` before `/etc/resolv.conf`) may have
+                // made some since `target` was resolved.
                 let comps = &target.comps;
+                let mut made = Vec::new();
                 for i in target.existing..comps.len().saturating_sub(1) {
-                    let dir = self.path(&comps[..=i].join("/"));
+                    let dir_rel = comps[..=i].join("/");
+                    let dir = self.path(&dir_rel);
+                    if std::fs::symlink_metadata(&dir).is_ok_and(|m| m.is_dir()) {
+                        continue;
+                    }
                     std::fs::create_dir(&dir)
                         .map_err(prep(format!("creating {}", dir.display())))?;
+                    made.push(dir_rel);
                 }
-                // Deepest first, each undone before its parent.
-                for stub in stub_paths(target).into_iter().rev() {
+                made.push(rel.to_string());
+                // Undone in reverse: deepest first, each before its parent.
+                for stub in made {
                     self.undo.push(Undo::Stub(stub));
                 }
             }
