@@ -2,6 +2,7 @@
 
 mod commands;
 mod config;
+mod docker_engine;
 mod global;
 mod progress;
 mod signals;

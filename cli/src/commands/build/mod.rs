@@ -47,8 +47,9 @@ pub struct BuildArgs {
     /// several make a multi-platform image (an index).
     #[arg(long)]
     platform: Option<String>,
-    /// Output (repeatable): type=image|registry|oci|docker|local|tar
-    /// [,dest=...][,name=...][,push=true] with image options
+    /// Output (repeatable): type=image|registry|oci|docker|local|tar|cacheonly
+    /// [,dest=...][,name=...][,push=true] (type=docker without dest loads
+    /// into the Docker engine, as --load) with image options
     /// compression=gzip|zstd|uncompressed, compression-level=N,
     /// force-compression=true, oci-mediatypes=false,
     /// rewrite-timestamp=true; or a directory.
@@ -105,6 +106,10 @@ pub struct BuildArgs {
     /// names.
     #[arg(long)]
     push: bool,
+    /// Shorthand for `--output=type=docker`: load the image into the
+    /// Docker engine at `DOCKER_HOST` (else /var/run/docker.sock).
+    #[arg(long)]
+    load: bool,
     /// Set an image label (repeatable): KEY=VALUE.
     #[arg(long = "label", value_name = "KEY=VALUE", value_parser = flags::key_value)]
     labels: Vec<String>,

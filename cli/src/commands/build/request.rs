@@ -103,21 +103,35 @@ impl BuildRequest {
                 .map(|h| super::flags::parse_add_host(h))
                 .collect::<Result<_>>()?,
         };
-        let outputs: Vec<ExportTarget> = args
+        let mut outputs: Vec<ExportTarget> = args
             .outputs
             .iter()
             .map(|o| o.parse::<ExportTarget>())
             .collect::<std::result::Result<_, _>>()?;
+        // buildx: `--load` is `--output type=docker`.
+        if args.load && !outputs.iter().any(ExportTarget::is_docker_load) {
+            outputs.push("type=docker".parse()?);
+        }
         if !multi && !annotations.index.is_empty() {
             bail!("--annotation index:...: a single-platform build writes no index (give several --platform values)");
         }
         if multi {
+            if outputs.iter().any(ExportTarget::is_docker_load) {
+                bail!("--load: the Docker engine takes one platform per image (as buildx's docker driver, which cannot load a manifest list); build one --platform, or --push / -o type=oci the index");
+            }
             if let Some(t) = outputs
                 .iter()
                 .find(|t| matches!(t, ExportTarget::Docker { .. }))
             {
                 bail!("--output {t}: a docker archive holds one platform; build one --platform, or use type=oci for an index");
             }
+        }
+        if outputs.iter().any(ExportTarget::is_docker_load) {
+            // A wrong DOCKER_HOST or a missing socket is said before the
+            // build, not after it.
+            crate::docker_engine::EngineAddress::from_env()
+                .and_then(|a| a.check_socket())
+                .context("--load")?;
         }
         let tags: Vec<String> = args
             .tags
