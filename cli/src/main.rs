@@ -6,6 +6,7 @@ mod docker_engine;
 mod global;
 mod progress;
 mod signals;
+mod ssh_agent;
 mod units;
 
 use clap::{Parser, Subcommand};

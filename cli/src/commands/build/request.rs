@@ -35,6 +35,8 @@ pub(super) struct BuildRequest {
     pub(super) secrets: BTreeMap<String, SecretSource>,
     /// `--ssh` agents by id.
     pub(super) ssh: BTreeMap<String, PathBuf>,
+    /// `--ssh` key files by id (served by kiln's agent while solving).
+    pub(super) ssh_keys: BTreeMap<String, Vec<crate::ssh_agent::KeyFile>>,
     /// `--allow` values.
     pub(super) allow: Vec<Entitlement>,
     /// `--cache-from` values.
@@ -187,7 +189,8 @@ impl BuildRequest {
             tags,
             push: args.push,
             secrets,
-            ssh,
+            ssh: ssh.sockets,
+            ssh_keys: ssh.keys,
             allow,
             cache_from,
             cache_to,
