@@ -28,7 +28,7 @@ const DEFAULT_SOCKET: &str = "/var/run/docker.sock";
 /// How long connecting and the version handshake may take.
 const CONNECT_DEADLINE: Duration = Duration::from_secs(10);
 /// How long a load may go with no byte taken by the engine and no
-/// message from it.
+/// message from it, unless `KILN_LOAD_IDLE_TIMEOUT` (seconds) says.
 const IDLE_DEADLINE: Duration = Duration::from_secs(120);
 /// The size of the pieces the archive is sent in.
 const CHUNK: usize = 256 * 1024;
@@ -147,6 +147,19 @@ pub struct Loaded {
 pub struct Engine {
     docker: Docker,
     address: EngineAddress,
+    idle: Duration,
+}
+
+/// The idle deadline of a load: `KILN_LOAD_IDLE_TIMEOUT` seconds, else
+/// [`IDLE_DEADLINE`].
+fn idle_deadline() -> Result<Duration> {
+    match std::env::var("KILN_LOAD_IDLE_TIMEOUT") {
+        Ok(v) if !v.trim().is_empty() => match v.trim().parse::<u64>() {
+            Ok(secs) if secs > 0 => Ok(Duration::from_secs(secs)),
+            _ => bail!("KILN_LOAD_IDLE_TIMEOUT={v:?}: expected a number of seconds, at least 1"),
+        },
+        _ => Ok(IDLE_DEADLINE),
+    }
 }
 
 impl Engine {
@@ -159,6 +172,7 @@ impl Engine {
     /// Docker Engine API.
     pub async fn connect(address: EngineAddress) -> Result<Engine> {
         address.check_socket()?;
+        let idle = idle_deadline()?;
         let origin = &address.origin;
         // The whole-request timeout of bollard covers a load until the
         // engine's first answer; the idle deadline below is what bounds it.
@@ -186,7 +200,11 @@ impl Engine {
             Ok(Err(e)) => bail!("{}", connect_error(&e, origin)),
             Ok(Ok(docker)) => docker,
         };
-        Ok(Engine { docker, address })
+        Ok(Engine {
+            docker,
+            address,
+            idle,
+        })
     }
 
     /// Streams `image` (in `store`; an index is resolved to `platform`) as
@@ -198,7 +216,7 @@ impl Engine {
     ///
     /// # Errors
     /// The archive's own errors, the engine's `error`/`errorDetail`, a
-    /// failed transfer, or [`IDLE_DEADLINE`] without progress.
+    /// failed transfer, or the idle deadline without progress.
     pub fn load(
         &self,
         rt: &tokio::runtime::Runtime,
@@ -228,11 +246,17 @@ impl Engine {
             let written = writer
                 .join()
                 .map_err(|_| anyhow::anyhow!("writing the docker-archive failed"))?;
-            // The archive's own error explains a failed request best.
-            let bytes = written.context("writing the docker-archive")?;
-            let mut loaded = answer?;
-            loaded.bytes = bytes;
-            Ok(loaded)
+            match (answer, written) {
+                (Ok(mut loaded), Ok(bytes)) => {
+                    loaded.bytes = bytes;
+                    Ok(loaded)
+                }
+                // The request's end stopped the writer: the request says why.
+                (Err(e), Err(w)) if stopped_by_request(&w) => Err(e),
+                // Otherwise the archive's own error explains a failure best.
+                (_, Err(w)) => Err(w.context("writing the docker-archive")),
+                (Err(e), Ok(_)) => Err(e),
+            }
         })
     }
 
@@ -260,16 +284,16 @@ impl Engine {
         };
         let mut answers = self.docker.import_image_stream(options, body, None);
         let mut loaded = Loaded::default();
-        let tick = Duration::from_secs(1).min(IDLE_DEADLINE);
+        let tick = Duration::from_secs(1).min(self.idle);
         loop {
             let next = match tokio::time::timeout(tick, answers.next()).await {
                 Ok(next) => next,
                 Err(_) => {
                     let idle = activity.lock().map(|at| at.elapsed()).unwrap_or_default();
-                    if idle >= IDLE_DEADLINE {
+                    if idle >= self.idle {
                         bail!(
-                            "the Docker engine at {origin} took no data and sent nothing for {}s; gave up",
-                            IDLE_DEADLINE.as_secs()
+                            "the Docker engine at {origin} took no data and sent nothing for {}s; gave up (KILN_LOAD_IDLE_TIMEOUT sets the limit)",
+                            self.idle.as_secs()
                         );
                     }
                     continue;
@@ -298,6 +322,14 @@ impl Engine {
         }
         Ok(loaded)
     }
+}
+
+/// Whether the archive writer stopped only because the request ended.
+fn stopped_by_request(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<io::Error>()
+            .is_some_and(|io| io.kind() == io::ErrorKind::BrokenPipe)
+    })
 }
 
 /// One line for a failed connection: what happened and what to do.

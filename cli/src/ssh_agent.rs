@@ -280,3 +280,71 @@ impl AsyncWrite for BoundedStream {
         Pin::new(&mut self.write).poll_shutdown(cx)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{Read, Write};
+    use std::os::unix::net::UnixStream as StdStream;
+    use std::time::Duration;
+
+    /// `SSH_AGENTC_REQUEST_IDENTITIES` and the answer of an agent with
+    /// no keys (`SSH_AGENT_IDENTITIES_ANSWER`, count 0).
+    const LIST: [u8; 5] = [0, 0, 0, 1, 11];
+    const NONE: [u8; 9] = [0, 0, 0, 5, 12, 0, 0, 0, 0];
+
+    fn ask(socket: &Path) -> Vec<u8> {
+        let mut c = StdStream::connect(socket).expect("connect");
+        c.set_read_timeout(Some(Duration::from_secs(10)))
+            .expect("timeout");
+        c.write_all(&LIST).expect("write");
+        let mut answer = [0u8; 9];
+        c.read_exact(&mut answer).expect("answer");
+        answer.to_vec()
+    }
+
+    #[test]
+    fn a_connection_sending_too_much_is_dropped_and_the_agent_goes_on() {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let agent = KeyAgent::start(&rt, Vec::new()).expect("agent");
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(agent.socket())
+            .expect("socket")
+            .permissions();
+        assert_eq!(mode.mode() & 0o777, 0o600);
+        assert_eq!(ask(agent.socket()), NONE);
+
+        // A message that claims 16 MiB and keeps sending: the agent stops
+        // reading at its bound and closes the connection.
+        let mut c = StdStream::connect(agent.socket()).expect("connect");
+        c.set_write_timeout(Some(Duration::from_secs(10)))
+            .expect("timeout");
+        c.write_all(&[0, 0xff, 0xff, 0xff]).expect("header");
+        let chunk = vec![0u8; 64 * 1024];
+        let mut sent = 0u64;
+        let refused = loop {
+            match c.write(&chunk) {
+                Ok(n) => sent += n as u64,
+                Err(e) => break e,
+            }
+            assert!(sent < 8 * MAX_CONNECTION_BYTES, "the agent kept reading");
+        };
+        assert!(
+            matches!(
+                refused.kind(),
+                io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionReset
+            ),
+            "{refused}"
+        );
+        assert!(sent <= 2 * MAX_CONNECTION_BYTES, "read {sent} bytes");
+        assert_eq!(ask(agent.socket()), NONE, "still serving");
+
+        let socket = agent.socket().to_path_buf();
+        drop(agent);
+        assert!(!socket.exists(), "its directory goes with it");
+    }
+}

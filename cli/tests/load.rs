@@ -320,6 +320,149 @@ fn a_missing_or_wrong_engine_is_one_line_before_the_build() {
     assert!(err.contains("connection refused"), "{err}");
 }
 
+/// What the fake engine does with `POST /images/load`.
+#[derive(Clone, Copy)]
+enum LoadAnswer {
+    /// Reads the archive, then answers with Docker's error message.
+    ErrorDetail,
+    /// Reads the archive, then answers 500 as Docker does.
+    ServerError,
+    /// Reads the request's head, then nothing more, and never answers.
+    Stall,
+}
+
+/// Reads one request head from `c` (up to the blank line).
+fn read_head(c: &mut std::os::unix::net::UnixStream) -> Option<String> {
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        match c.read(&mut byte) {
+            Ok(1) => head.push(byte[0]),
+            _ => return None,
+        }
+        if head.len() > 64 * 1024 {
+            return None;
+        }
+    }
+    Some(String::from_utf8_lossy(&head).into_owned())
+}
+
+fn respond(c: &mut std::os::unix::net::UnixStream, status: &str, body: &str) {
+    let _ = write!(
+        c,
+        "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nApi-Version: 1.41\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+}
+
+/// A stand-in for dockerd that speaks just enough of the Engine API
+/// (canned answers; test code only): `/version` as Docker 20.10, and
+/// `/images/load` as `answer` says.
+fn fake_docker(path: &Path, answer: LoadAnswer) {
+    let listener = UnixListener::bind(path).expect("bind");
+    std::thread::spawn(move || {
+        for conn in listener.incoming().flatten() {
+            std::thread::spawn(move || {
+                let mut c = conn;
+                while let Some(head) = read_head(&mut c) {
+                    if head.contains("/version ") {
+                        respond(
+                            &mut c,
+                            "200 OK",
+                            r#"{"Version":"20.10.24","ApiVersion":"1.41","MinAPIVersion":"1.12","Os":"linux","Arch":"amd64"}"#,
+                        );
+                        continue;
+                    }
+                    if !head.contains("/images/load") {
+                        respond(&mut c, "404 Not Found", r#"{"message":"page not found"}"#);
+                        continue;
+                    }
+                    if let LoadAnswer::Stall = answer {
+                        std::thread::sleep(Duration::from_secs(60));
+                        return;
+                    }
+                    // The chunked body ends with an empty chunk.
+                    let mut tail: Vec<u8> = Vec::new();
+                    let mut buf = [0u8; 64 * 1024];
+                    while !tail.ends_with(b"\r\n0\r\n\r\n") {
+                        match c.read(&mut buf) {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => {
+                                tail.extend_from_slice(&buf[..n]);
+                                let keep = tail.len().saturating_sub(16);
+                                tail.drain(..keep);
+                            }
+                        }
+                    }
+                    match answer {
+                        LoadAnswer::ErrorDetail => respond(
+                            &mut c,
+                            "200 OK",
+                            "{\"stream\":\"Loading layer\"}\r\n{\"errorDetail\":{\"message\":\"kiln-test: unexpected EOF in layer\"},\"error\":\"kiln-test: unexpected EOF in layer\"}\r\n",
+                        ),
+                        _ => respond(
+                            &mut c,
+                            "500 Internal Server Error",
+                            r#"{"message":"kiln-test: no space left on device"}"#,
+                        ),
+                    }
+                    return;
+                }
+            });
+        }
+    });
+}
+
+#[test]
+fn the_engines_errors_and_silence_fail_the_load() {
+    let env = Env::new();
+    let ctx = env.context("ctx", &[("Dockerfile", DOCKERFILE)]);
+    for (name, answer, says) in [
+        (
+            "error-detail",
+            LoadAnswer::ErrorDetail,
+            "refused the image: kiln-test: unexpected EOF in layer",
+        ),
+        (
+            "server-error",
+            LoadAnswer::ServerError,
+            "kiln-test: no space left on device",
+        ),
+        (
+            "stall",
+            LoadAnswer::Stall,
+            "took no data and sent nothing for 2s",
+        ),
+    ] {
+        let sock = env.path(&format!("{name}.sock"));
+        fake_docker(&sock, answer);
+        let host = format!("unix://{}", s(&sock));
+        let started = Instant::now();
+        let err = fails_env(
+            &env,
+            &[
+                "build",
+                "--progress=quiet",
+                "--load",
+                "-t",
+                "fake:1",
+                s(&ctx),
+            ],
+            &[("DOCKER_HOST", &host), ("KILN_LOAD_IDLE_TIMEOUT", "2")],
+        );
+        let took = started.elapsed();
+        eprintln!(
+            "{name}: failed after {:.1}s: {}",
+            took.as_secs_f64(),
+            err.trim()
+        );
+        assert!(took < Duration::from_secs(30), "{name}: took {took:?}");
+        assert_eq!(err.trim().lines().count(), 1, "{name}: one line:\n{err}");
+        assert!(err.contains(says), "{name}: {says:?} in {err}");
+        assert!(err.contains(&format!("DOCKER_HOST={host}")), "{err}");
+    }
+}
+
 #[test]
 fn cacheonly_exports_only_the_cache() {
     let env = Env::new();
