@@ -121,7 +121,8 @@ pub struct BuildArgs {
     #[arg(long)]
     secret: Vec<String>,
     /// An SSH agent for RUN --mount=type=ssh: `default`, `ID` (both use
-    /// $SSH_AUTH_SOCK) or `ID=SOCKET`.
+    /// $SSH_AUTH_SOCK), `ID=SOCKET`, or `ID=KEYFILE[,KEYFILE]` (private
+    /// keys, served by kiln's own agent).
     #[arg(long)]
     ssh: Vec<String>,
     /// An extra `/etc/hosts` entry for RUN steps (repeatable): `NAME:IP`
