@@ -30,6 +30,9 @@ const CONNECT_DEADLINE: Duration = Duration::from_secs(10);
 /// How long a load may go with no byte taken by the engine and no
 /// message from it, unless `KILN_LOAD_IDLE_TIMEOUT` (seconds) says.
 const IDLE_DEADLINE: Duration = Duration::from_secs(120);
+/// The longest a whole load may take, however it moves (also bollard's
+/// request timeout, which runs until the engine's first answer).
+const LOAD_DEADLINE: Duration = Duration::from_secs(6 * 3600);
 /// The size of the pieces the archive is sent in.
 const CHUNK: usize = 256 * 1024;
 /// Pieces in flight between the archive writer and the request.
@@ -174,9 +177,9 @@ impl Engine {
         address.check_socket()?;
         let idle = idle_deadline()?;
         let origin = &address.origin;
-        // The whole-request timeout of bollard covers a load until the
-        // engine's first answer; the idle deadline below is what bounds it.
-        let timeout = 6 * 3600;
+        // bollard's request timeout covers a load until the engine's first
+        // answer; the idle deadline is what bounds it in practice.
+        let timeout = LOAD_DEADLINE.as_secs();
         let docker = match &address.kind {
             AddressKind::Unix(path) => {
                 let path = path
@@ -285,7 +288,14 @@ impl Engine {
         let mut answers = self.docker.import_image_stream(options, body, None);
         let mut loaded = Loaded::default();
         let tick = Duration::from_secs(1).min(self.idle);
+        let started = Instant::now();
         loop {
+            if started.elapsed() > LOAD_DEADLINE {
+                bail!(
+                    "loading into the Docker engine at {origin} took over {}s; gave up",
+                    LOAD_DEADLINE.as_secs()
+                );
+            }
             let next = match tokio::time::timeout(tick, answers.next()).await {
                 Ok(next) => next,
                 Err(_) => {
