@@ -2,9 +2,11 @@
 
 mod commands;
 mod config;
+mod docker_engine;
 mod global;
 mod progress;
 mod signals;
+mod ssh_agent;
 mod units;
 
 use clap::{Parser, Subcommand};

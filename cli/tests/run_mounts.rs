@@ -283,14 +283,15 @@ fn ssh_agents_are_forwarded_as_sockets() {
     );
     assert!(!out.join("run/buildkit").exists());
     assert!(!out.join("o.sock").exists());
-    // A key file is refused with a hint.
+    // A file that is not a key is refused with a hint (key files are
+    // served by kiln's agent: cli/tests/ssh_keys.rs).
     let key = env.path("id_ed25519");
     std::fs::write(&key, "not a socket").expect("write");
     let err = env.fails(
         &["build", "--ssh", &format!("default={}", s(&key)), s(&ctx)],
         None,
     );
-    assert!(err.contains("not a socket"), "{err}");
+    assert!(err.contains("not an OpenSSH private key"), "{err}");
 }
 
 #[test]

@@ -39,10 +39,12 @@ pub enum ExportTarget {
         /// How the image is written.
         options: ImageOptions,
     },
-    /// A docker-archive tarball (`docker load`-able).
+    /// A docker-archive tarball (`docker load`-able), or with no `dest`
+    /// the image loaded into the local Docker engine (`--load`; the
+    /// caller's, as pushing is: it needs an engine client).
     Docker {
-        /// Destination file (`-` for stdout).
-        dest: PathBuf,
+        /// Destination file (`-` for stdout); `None` loads into Docker.
+        dest: Option<PathBuf>,
         /// Names recorded in it.
         names: Vec<String>,
         /// How the image is written (Docker media types by default).
@@ -58,6 +60,9 @@ pub enum ExportTarget {
         /// Destination file (`-` for stdout).
         dest: PathBuf,
     },
+    /// Nothing but the build cache (`type=cacheonly`): `--cache-to` is
+    /// still written.
+    CacheOnly,
 }
 
 impl ExportTarget {
@@ -69,7 +74,7 @@ impl ExportTarget {
             | ExportTarget::Registry { options, .. }
             | ExportTarget::Oci { options, .. }
             | ExportTarget::Docker { options, .. } => Some(options),
-            ExportTarget::Local { .. } | ExportTarget::Tar { .. } => None,
+            ExportTarget::Local { .. } | ExportTarget::Tar { .. } | ExportTarget::CacheOnly => None,
         }
     }
 
@@ -81,7 +86,7 @@ impl ExportTarget {
             | ExportTarget::Registry { names, .. }
             | ExportTarget::Oci { names, .. }
             | ExportTarget::Docker { names, .. } => Some(names),
-            ExportTarget::Local { .. } | ExportTarget::Tar { .. } => None,
+            ExportTarget::Local { .. } | ExportTarget::Tar { .. } | ExportTarget::CacheOnly => None,
         }
     }
 
@@ -92,7 +97,7 @@ impl ExportTarget {
             | ExportTarget::Registry { names, .. }
             | ExportTarget::Oci { names, .. }
             | ExportTarget::Docker { names, .. } => names,
-            ExportTarget::Local { .. } | ExportTarget::Tar { .. } => &[],
+            ExportTarget::Local { .. } | ExportTarget::Tar { .. } | ExportTarget::CacheOnly => &[],
         }
     }
 
@@ -106,6 +111,12 @@ impl ExportTarget {
             _ => &[],
         }
     }
+
+    /// Whether this output loads the image into the local Docker engine
+    /// (`type=docker` without `dest`, `--load`).
+    pub fn is_docker_load(&self) -> bool {
+        matches!(self, ExportTarget::Docker { dest: None, .. })
+    }
 }
 
 impl std::fmt::Display for ExportTarget {
@@ -115,9 +126,10 @@ impl std::fmt::Display for ExportTarget {
             ExportTarget::Image { .. } => ("image", None),
             ExportTarget::Registry { .. } => ("registry", None),
             ExportTarget::Oci { dest, .. } => ("oci", Some(dest)),
-            ExportTarget::Docker { dest, .. } => ("docker", Some(dest)),
+            ExportTarget::Docker { dest, .. } => ("docker", dest.as_ref()),
             ExportTarget::Local { dest } => ("local", Some(dest)),
             ExportTarget::Tar { dest } => ("tar", Some(dest)),
+            ExportTarget::CacheOnly => ("cacheonly", None),
         };
         write!(f, "type={kind}")?;
         if let Some(dest) = dest {
@@ -250,8 +262,9 @@ impl FromStr for ExportTarget {
                 names,
                 options,
             }),
+            // buildx: without `dest`, the image goes into the Docker engine.
             Some("docker") => Ok(ExportTarget::Docker {
-                dest: need_dest(dest)?,
+                dest: dest.map(|d| need_dest(Some(d))).transpose()?,
                 names,
                 options,
             }),
@@ -261,8 +274,9 @@ impl FromStr for ExportTarget {
             Some("tar") => Ok(ExportTarget::Tar {
                 dest: need_dest(dest)?,
             }),
+            Some("cacheonly") => Ok(ExportTarget::CacheOnly),
             Some(other) => Err(bad(&format!(
-                "unknown type {other:?} (image, registry, oci, docker, local, tar)"
+                "unknown type {other:?} (image, registry, oci, docker, local, tar, cacheonly)"
             ))),
             None => Err(bad("type= is required")),
         }
@@ -319,7 +333,10 @@ pub fn export(
             }
             Ok(())
         }
-        ExportTarget::Registry { .. } => Ok(()),
+        // Pushing and loading into Docker are the caller's.
+        ExportTarget::Registry { .. }
+        | ExportTarget::Docker { dest: None, .. }
+        | ExportTarget::CacheOnly => Ok(()),
         ExportTarget::Oci {
             dest,
             tar: false,
@@ -342,7 +359,11 @@ pub fn export(
                     .map_err(|e| e.to_string())
             })
         }
-        ExportTarget::Docker { dest, names, .. } => {
+        ExportTarget::Docker {
+            dest: Some(dest),
+            names,
+            ..
+        } => {
             let platform = Platform::new(
                 &image.config.os,
                 &image.config.architecture,
@@ -424,7 +445,15 @@ mod tests {
                 options: ImageOptions::default(),
             }
         );
+        let t: ExportTarget = "type=docker".parse().expect("docker load");
+        assert!(t.is_docker_load());
+        assert_eq!(t.to_string(), "type=docker");
+        assert!("type=docker,dest=".parse::<ExportTarget>().is_err());
+        let t: ExportTarget = "type=cacheonly".parse().expect("cacheonly");
+        assert_eq!(t, ExportTarget::CacheOnly);
+        assert!(t.image_options().is_none() && t.names().is_empty());
         let t: ExportTarget = "type=docker,dest=a.tar".parse().expect("docker");
+        assert!(!t.is_docker_load());
         assert!(
             matches!(&t, ExportTarget::Docker { options, .. } if !options.oci_mediatypes),
             "docker outputs use Docker media types"

@@ -120,7 +120,7 @@ fn docker_archive_of_an_oci_image_has_the_same_layers() {
     assert_eq!(written.media_type, media::OCI_MANIFEST);
     let file = f.path("oci-media.tar");
     let target = ExportTarget::Docker {
-        dest: file.clone(),
+        dest: Some(file.clone()),
         names: vec![],
         options,
     };

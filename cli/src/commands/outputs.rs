@@ -1,7 +1,7 @@
 //! Writing a build's result: every `--output` (with `-t` names and
 //! `--push`), each image output written with its own options (compression,
-//! media types, rewritten timestamps), pushes, `--iidfile` and
-//! `--metadata-file`.
+//! media types, rewritten timestamps), pushes, loads into Docker
+//! (`--load`), `--iidfile` and `--metadata-file`.
 
 use crate::commands::image::parse_ref;
 use crate::progress::{eprint_line, Reporter};
@@ -119,6 +119,11 @@ pub fn write_outputs(
             "WARNING: no output specified (use -t NAME or -o); the result is only in the build cache",
         );
     }
+    // `type=cacheonly` alone: nothing to write but the cache (the
+    // caller's `--cache-to`), and no image to name.
+    if !targets.is_empty() && targets.iter().all(|t| *t == ExportTarget::CacheOnly) {
+        return Ok(None);
+    }
     for t in &targets {
         if matches!(t, ExportTarget::Registry { names, .. } if names.is_empty()) {
             bail!("pushing needs a name: give -t NAME or --output type=registry,name=NAME");
@@ -184,6 +189,17 @@ pub fn write_outputs(
             _ => kiln_exporter::export(store, t, image, this.as_ref())
                 .with_context(|| format!("exporting to {t}"))?,
         }
+        if let (Some(w), true) = (&this, t.is_docker_load()) {
+            load_into_docker(
+                rt,
+                store,
+                w,
+                &images[0].0,
+                t.names(),
+                request.reporter,
+                summary,
+            )?;
+        }
         if let Some(w) = &this {
             for name in t.push_names() {
                 let target = parse_ref(name)?;
@@ -236,4 +252,37 @@ pub fn write_outputs(
         }
     }
     Ok(Some(main.manifest))
+}
+
+/// Streams the written image into the local Docker engine (`--load`).
+fn load_into_docker(
+    rt: &tokio::runtime::Runtime,
+    store: &LocalStore,
+    written: &WrittenImage,
+    platform: &Platform,
+    names: &[String],
+    reporter: &Arc<Reporter>,
+    summary: bool,
+) -> Result<()> {
+    use crate::docker_engine::{Engine, EngineAddress};
+    let address = EngineAddress::from_env().context("--load")?;
+    let transfer = reporter.transfer("loading into the Docker engine");
+    let result = rt
+        .block_on(Engine::connect(address))
+        .and_then(|engine| engine.load(rt, store, &written.manifest, platform, names));
+    match result {
+        Ok(loaded) => {
+            transfer.done();
+            if summary {
+                for line in &loaded.lines {
+                    eprint_line(&format!("docker: {line}"));
+                }
+            }
+            Ok(())
+        }
+        Err(e) => {
+            transfer.failed(&e);
+            Err(e.context("--load"))
+        }
+    }
 }

@@ -153,38 +153,75 @@ pub(super) fn fallbacks() -> kiln_executor::Fallbacks {
         .unwrap_or_default()
 }
 
-/// Reads `--ssh default|ID[=SOCKET]` (buildx syntax); without a socket,
-/// `$SSH_AUTH_SOCK`. Key files are not supported: use an agent.
-pub(super) fn parse_ssh(values: &[String]) -> Result<BTreeMap<String, PathBuf>> {
-    let mut out = BTreeMap::new();
+/// What `--ssh` values give, by id: agent sockets to forward, and key
+/// files for kiln's own agent ([`crate::ssh_agent`]).
+#[derive(Debug, Default)]
+pub(super) struct SshSources {
+    /// `ID=SOCKET`, or `ID` with `$SSH_AUTH_SOCK`.
+    pub(super) sockets: BTreeMap<String, PathBuf>,
+    /// `ID=KEYFILE[,KEYFILE...]`.
+    pub(super) keys: BTreeMap<String, Vec<crate::ssh_agent::KeyFile>>,
+}
+
+/// Reads `--ssh default|ID[=SOCKET|KEYFILE[,KEYFILE...]]` (buildx
+/// syntax); without a path, `$SSH_AUTH_SOCK`. A socket is forwarded as
+/// the agent; private key files (OpenSSH format, not encrypted) are
+/// served by an agent of kiln's own.
+pub(super) fn parse_ssh(values: &[String]) -> Result<SshSources> {
+    use std::os::unix::fs::FileTypeExt;
+    let mut out = SshSources::default();
     for value in values {
-        let (id, path) = match value.split_once('=') {
-            Some((id, path)) => (id.to_string(), PathBuf::from(path)),
+        let (id, paths) = match value.split_once('=') {
+            Some((id, paths)) => (
+                id.to_string(),
+                paths
+                    .split(',')
+                    .filter(|p| !p.is_empty())
+                    .map(PathBuf::from)
+                    .collect::<Vec<_>>(),
+            ),
             None => {
                 let sock = std::env::var_os("SSH_AUTH_SOCK").ok_or_else(|| {
                     anyhow::anyhow!(
-                        "--ssh {value}: SSH_AUTH_SOCK is not set (give --ssh {value}=SOCKET)"
+                        "--ssh {value}: SSH_AUTH_SOCK is not set (give --ssh {value}=SOCKET or {value}=KEYFILE)"
                     )
                 })?;
-                (value.clone(), PathBuf::from(sock))
+                (value.clone(), vec![PathBuf::from(sock)])
             }
         };
         if id.is_empty() {
             bail!("--ssh {value:?}: the id is empty");
         }
-        if path.as_os_str().to_string_lossy().contains(',') {
-            bail!("--ssh {value:?}: only one agent socket per id is supported");
+        if paths.is_empty() {
+            bail!("--ssh {value:?}: no socket or key file after {id}=");
         }
-        use std::os::unix::fs::FileTypeExt;
-        let md = std::fs::metadata(&path)
-            .with_context(|| format!("--ssh {value}: {}", path.display()))?;
-        if !md.file_type().is_socket() {
-            bail!(
-                "--ssh {value}: {} is not a socket (kiln forwards SSH agents, not key files; run ssh-agent and ssh-add)",
-                path.display()
-            );
+        if out.sockets.contains_key(&id) || out.keys.contains_key(&id) {
+            bail!("--ssh {value:?}: {id} is given twice");
         }
-        out.insert(id, path);
+        let mut keys = Vec::new();
+        for path in &paths {
+            let md = std::fs::metadata(path)
+                .with_context(|| format!("--ssh {value}: {}", path.display()))?;
+            if md.file_type().is_socket() {
+                if paths.len() > 1 {
+                    bail!(
+                        "--ssh {value}: {} is an agent socket: give it alone ({id}=SOCKET), or only key files",
+                        path.display()
+                    );
+                }
+                out.sockets.insert(id.clone(), path.clone());
+            } else if md.is_dir() {
+                bail!(
+                    "--ssh {value}: {} is a directory, not an agent socket or a key file",
+                    path.display()
+                );
+            } else {
+                keys.push(crate::ssh_agent::read_key(value, path)?);
+            }
+        }
+        if !keys.is_empty() {
+            out.keys.insert(id, keys);
+        }
     }
     Ok(out)
 }

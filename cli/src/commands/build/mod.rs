@@ -47,8 +47,9 @@ pub struct BuildArgs {
     /// several make a multi-platform image (an index).
     #[arg(long)]
     platform: Option<String>,
-    /// Output (repeatable): type=image|registry|oci|docker|local|tar
-    /// [,dest=...][,name=...][,push=true] with image options
+    /// Output (repeatable): type=image|registry|oci|docker|local|tar|cacheonly
+    /// [,dest=...][,name=...][,push=true] (type=docker without dest loads
+    /// into the Docker engine, as --load) with image options
     /// compression=gzip|zstd|uncompressed, compression-level=N,
     /// force-compression=true, oci-mediatypes=false,
     /// rewrite-timestamp=true; or a directory.
@@ -105,6 +106,10 @@ pub struct BuildArgs {
     /// names.
     #[arg(long)]
     push: bool,
+    /// Shorthand for `--output=type=docker`: load the image into the
+    /// Docker engine at `DOCKER_HOST` (else /var/run/docker.sock).
+    #[arg(long)]
+    load: bool,
     /// Set an image label (repeatable): KEY=VALUE.
     #[arg(long = "label", value_name = "KEY=VALUE", value_parser = flags::key_value)]
     labels: Vec<String>,
@@ -116,7 +121,8 @@ pub struct BuildArgs {
     #[arg(long)]
     secret: Vec<String>,
     /// An SSH agent for RUN --mount=type=ssh: `default`, `ID` (both use
-    /// $SSH_AUTH_SOCK) or `ID=SOCKET`.
+    /// $SSH_AUTH_SOCK), `ID=SOCKET`, or `ID=KEYFILE[,KEYFILE]` (private
+    /// keys, served by kiln's own agent).
     #[arg(long)]
     ssh: Vec<String>,
     /// An extra `/etc/hosts` entry for RUN steps (repeatable): `NAME:IP`

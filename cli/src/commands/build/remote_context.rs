@@ -70,15 +70,29 @@ fn fetch_into(args: &BuildArgs, value: &str, dest: &Path, work: &Path) -> Result
             let url = url?;
             let secrets = parse_secrets(&args.secret)?;
             let auth = GitAuth::for_url(&url, |id| secret_value(&secrets, id));
-            let ssh = if args.ssh.is_empty() {
-                None
-            } else {
-                let agents = parse_ssh(&args.ssh)?;
-                agents
-                    .get("default")
-                    .or_else(|| agents.values().next())
-                    .cloned()
-            };
+            let sources = parse_ssh(&args.ssh)?;
+            let mut ssh = sources
+                .sockets
+                .get("default")
+                .or_else(|| sources.sockets.values().next())
+                .cloned();
+            // Key files (`--ssh default=KEYFILE`): kiln's agent serves them
+            // for the fetch, on a runtime of its own.
+            let mut _agent = None;
+            let keys = sources
+                .keys
+                .get("default")
+                .or_else(|| sources.keys.values().next());
+            if let (None, Some(keys)) = (&ssh, keys) {
+                let rt = tokio::runtime::Builder::new_multi_thread()
+                    .worker_threads(1)
+                    .enable_all()
+                    .build()
+                    .context("starting the SSH agent's runtime")?;
+                let agent = crate::ssh_agent::KeyAgent::start(&rt, keys.clone())?;
+                ssh = Some(agent.socket().to_path_buf());
+                _agent = Some((agent, rt));
+            }
             let options = FetchOptions {
                 auth,
                 ssh_agent: ssh,

@@ -35,6 +35,8 @@ pub(super) struct BuildRequest {
     pub(super) secrets: BTreeMap<String, SecretSource>,
     /// `--ssh` agents by id.
     pub(super) ssh: BTreeMap<String, PathBuf>,
+    /// `--ssh` key files by id (served by kiln's agent while solving).
+    pub(super) ssh_keys: BTreeMap<String, Vec<crate::ssh_agent::KeyFile>>,
     /// `--allow` values.
     pub(super) allow: Vec<Entitlement>,
     /// `--emulate`: register QEMU emulation for foreign RUN steps.
@@ -110,21 +112,35 @@ impl BuildRequest {
                 args.cgroup_parent.as_deref(),
             )?,
         };
-        let outputs: Vec<ExportTarget> = args
+        let mut outputs: Vec<ExportTarget> = args
             .outputs
             .iter()
             .map(|o| o.parse::<ExportTarget>())
             .collect::<std::result::Result<_, _>>()?;
+        // buildx: `--load` is `--output type=docker`.
+        if args.load && !outputs.iter().any(ExportTarget::is_docker_load) {
+            outputs.push("type=docker".parse()?);
+        }
         if !multi && !annotations.index.is_empty() {
             bail!("--annotation index:...: a single-platform build writes no index (give several --platform values)");
         }
         if multi {
+            if outputs.iter().any(ExportTarget::is_docker_load) {
+                bail!("--load: the Docker engine takes one platform per image (as buildx's docker driver, which cannot load a manifest list); build one --platform, or --push / -o type=oci the index");
+            }
             if let Some(t) = outputs
                 .iter()
                 .find(|t| matches!(t, ExportTarget::Docker { .. }))
             {
                 bail!("--output {t}: a docker archive holds one platform; build one --platform, or use type=oci for an index");
             }
+        }
+        if outputs.iter().any(ExportTarget::is_docker_load) {
+            // A wrong DOCKER_HOST or a missing socket is said before the
+            // build, not after it.
+            crate::docker_engine::EngineAddress::from_env()
+                .and_then(|a| a.check_socket())
+                .context("--load")?;
         }
         let tags: Vec<String> = args
             .tags
@@ -180,7 +196,8 @@ impl BuildRequest {
             tags,
             push: args.push,
             secrets,
-            ssh,
+            ssh: ssh.sockets,
+            ssh_keys: ssh.keys,
             allow,
             emulate: args.emulate,
             cache_from,

@@ -44,6 +44,10 @@ impl Solver<'_> {
         lowered: &[Lowered],
     ) -> Result<Vec<Solved>> {
         let contexts = self.open_contexts(source, lowered)?;
+        // `--ssh ID=KEYFILE`: kiln's own agents, for as long as the solve.
+        let (_agents, key_sockets) = crate::ssh_agent::serve(self.rt, &request.ssh_keys)?;
+        let mut ssh = request.ssh.clone();
+        ssh.extend(key_sockets);
         let progress: Arc<dyn ProgressSink> = self.reporter.clone();
         let options = SolveOptions {
             compression: request.layer_compression(),
@@ -54,7 +58,7 @@ impl Solver<'_> {
             no_cache: request.no_cache,
             no_cache_stages: request.no_cache_stages.clone(),
             secrets: request.secrets.clone(),
-            ssh: request.ssh.clone(),
+            ssh,
             allow: request.allow.clone(),
             emulate: request.emulate || self.config.checked.emulate,
             cache_from: remote_cache::open_imports(
