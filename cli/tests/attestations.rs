@@ -580,3 +580,114 @@ fn sbom_of_a_debian_image_lists_what_dpkg_shows() {
         "licenses from the copyright files"
     );
 }
+
+#[test]
+fn each_platform_of_an_index_gets_its_own_attestation_manifest() {
+    let registry = Registry::start(Auth::None);
+    let env = Env::new();
+    let ctx = env.context(
+        "multi",
+        &[
+            (
+                "Dockerfile",
+                "FROM --platform=$BUILDPLATFORM busybox AS build\n\
+                 ARG TARGETARCH\n\
+                 RUN echo \"$TARGETARCH\" > /arch\n\
+                 FROM scratch\n\
+                 COPY --from=build /arch /arch\n\
+                 COPY go.sum /src/go.sum\n",
+            ),
+            ("go.sum", "golang.org/x/text v0.14.0 h1:abc=\n"),
+        ],
+    );
+    let name = format!("{}/multi:1", registry.host());
+    env.ok(
+        &[
+            "build",
+            "--platform",
+            "linux/amd64,linux/arm64",
+            "--sbom=true",
+            "--push",
+            "-t",
+            &name,
+            s(&ctx),
+        ],
+        None,
+    );
+    let (index, _) = raw(&name);
+    let manifests = index["manifests"].as_array().expect("manifests");
+    assert_eq!(manifests.len(), 4, "{index}");
+    let repo = format!("{}/multi", registry.host());
+    for arch in ["amd64", "arm64"] {
+        let image = manifests
+            .iter()
+            .find(|m| m["platform"]["architecture"] == arch)
+            .expect("the platform's image");
+        let att = manifests
+            .iter()
+            .find(|m| m["annotations"]["vnd.docker.reference.digest"] == image["digest"])
+            .expect("its attestation manifest");
+        assert_eq!(att["platform"]["os"], "unknown");
+        let at = format!("{repo}@{}", att["digest"].as_str().expect("d"));
+        let (manifest, _) = raw(&at);
+        let layers = manifest["layers"].as_array().expect("layers");
+        let types: Vec<&str> = layers
+            .iter()
+            .filter_map(|l| l["annotations"]["in-toto.io/predicate-type"].as_str())
+            .collect();
+        assert_eq!(
+            types,
+            [
+                "https://slsa.dev/provenance/v0.2",
+                "https://spdx.dev/Document"
+            ],
+            "push default plus --sbom"
+        );
+        let sbom = json(
+            &String::from_utf8(blob(
+                env.dir.path(),
+                &at,
+                layers[1]["digest"].as_str().expect("d"),
+            ))
+            .expect("utf-8"),
+        );
+        assert!(sbom["subject"][0]["name"]
+            .as_str()
+            .is_some_and(|n| n.ends_with(&format!("platform=linux%2F{arch}"))));
+        assert_eq!(
+            sbom["predicate"]["packages"][0]["externalRefs"][0]["referenceLocator"],
+            "pkg:golang/golang.org/x/text@v0.14.0"
+        );
+    }
+}
+
+#[test]
+fn a_git_context_is_a_material_with_its_commit() {
+    use support::{git, GitServer};
+    let server = GitServer::start();
+    let env = Env::new();
+    let work = env.path("work");
+    std::fs::create_dir_all(&work).expect("mkdir");
+    git(&work, &["init", "-q"]);
+    std::fs::write(work.join("Dockerfile"), "FROM busybox\nCOPY a.txt /a.txt\n").expect("write");
+    std::fs::write(work.join("a.txt"), "a\n").expect("write");
+    git(&work, &["add", "-A"]);
+    git(&work, &["commit", "-q", "-m", "one"]);
+    let commit = git(&work, &["rev-parse", "HEAD"]).trim().to_string();
+    server.publish("repo", &work);
+    let url = server.git_url("repo");
+    env.ok(&["build", "--provenance=true", "-t", "git:1", &url], None);
+    let (text, _) = env.ok(
+        &["inspect", "--attestations", "--format", "json", "git:1"],
+        None,
+    );
+    let p = &json(&text)[0]["statement"]["predicate"];
+    let materials = p["materials"].as_array().expect("materials");
+    assert!(
+        materials
+            .iter()
+            .any(|m| m["uri"] == url.as_str() && m["digest"]["sha1"] == commit.as_str()),
+        "{materials:?}"
+    );
+    assert_eq!(p["invocation"]["configSource"]["uri"], url.as_str());
+}

@@ -64,9 +64,13 @@ pub struct ProvenanceInput {
 /// The provenance predicate of one platform's image.
 pub fn provenance(input: &ProvenanceInput) -> Attestation {
     let max = input.mode == ProvenanceMode::Max;
-    let materials: Vec<Value> = input
-        .materials
+    let git = input.git_context.as_ref().map(|(url, commit)| Material {
+        uri: url.clone(),
+        digest: commit.clone().map(|c| ("sha1".to_string(), c)),
+    });
+    let materials: Vec<Value> = git
         .iter()
+        .chain(&input.materials)
         .map(|m| {
             let mut v = json!({ "uri": m.uri });
             if let Some((alg, hex)) = &m.digest {
@@ -199,6 +203,23 @@ mod tests {
         assert!(p["buildConfig"].is_null());
         assert_eq!(p["metadata"]["completeness"]["parameters"], false);
         assert_eq!(p["metadata"]["buildStartedOn"], "1970-01-01T00:00:00Z");
+    }
+
+    #[test]
+    fn a_git_context_is_a_material_with_its_commit() {
+        let mut i = input(ProvenanceMode::Min);
+        i.git_context = Some((
+            "https://git.example/app.git#main".into(),
+            Some("c0ffee".into()),
+        ));
+        let p = provenance(&i).predicate;
+        assert_eq!(p["materials"][0]["uri"], "https://git.example/app.git#main");
+        assert_eq!(p["materials"][0]["digest"]["sha1"], "c0ffee");
+        assert_eq!(p["materials"][1]["digest"]["sha256"], "ab".repeat(32));
+        assert_eq!(
+            p["invocation"]["configSource"]["uri"],
+            "https://git.example/app.git#main"
+        );
     }
 
     #[test]

@@ -165,8 +165,8 @@ pub(super) struct Built<'a> {
     pub(super) solved: &'a [Solved],
     /// When the build started.
     pub(super) started: SystemTime,
-    /// The context's git URL, when it is one.
-    pub(super) git_context: Option<String>,
+    /// The context's git URL and commit, when it is one.
+    pub(super) git_context: Option<(String, Option<String>)>,
 }
 
 /// The statements of each platform's image (in the order of
@@ -218,7 +218,7 @@ pub(super) fn statements(
                 builder_id: builder_id.clone(),
                 dockerfile_name: built.source.name.clone(),
                 dockerfile: built.source.text.as_bytes().to_vec(),
-                git_context: built.git_context.clone().map(|u| (u, None)),
+                git_context: built.git_context.clone(),
                 build_args: request.options.build_args.clone(),
                 target: request.options.target.clone(),
                 platform: platform.short_string(),

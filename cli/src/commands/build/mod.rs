@@ -249,8 +249,12 @@ pub fn build(global: &GlobalArgs, args: &BuildArgs) -> Result<()> {
             lowered: &lowered,
             solved: &solved,
             started: request.started,
-            git_context: kiln_solver::context::git::GitUrl::detect(&args.context)
-                .map(|_| args.context.clone()),
+            git_context: kiln_solver::context::git::GitUrl::detect(&args.context).map(|_| {
+                (
+                    args.context.clone(),
+                    remote_context::main_commit(staging.path()),
+                )
+            }),
         },
         &reporter,
     )?;
