@@ -94,8 +94,9 @@ fn read_status(
     Ok(())
 }
 
-/// The licenses of a machine-readable `/usr/share/doc/NAME/copyright`,
-/// as an SPDX expression, when every one of them maps to an SPDX id.
+/// The licenses of a machine-readable `/usr/share/doc/NAME/copyright`
+/// as one SPDX expression (each `License:` line's `or`/`and` kept, the
+/// lines joined with `AND`), when every name maps to an SPDX id.
 fn license(files: &mut ImageFiles<'_>, name: &str) -> Result<Option<String>, AttestError> {
     let Some(text) = files.read(&format!("usr/share/doc/{name}/copyright"), MAX_FILE)? else {
         return Ok(None);
@@ -103,33 +104,58 @@ fn license(files: &mut ImageFiles<'_>, name: &str) -> Result<Option<String>, Att
     if !text.starts_with("Format:") {
         return Ok(None);
     }
-    let mut ids: Vec<String> = Vec::new();
+    let mut lines: Vec<String> = Vec::new();
     for line in text.lines() {
         let Some(value) = line.strip_prefix("License:") else {
             continue;
         };
-        for part in value.split(" or ").flat_map(|p| p.split(" and ")) {
-            let part = part.trim().trim_end_matches(',');
-            if part.is_empty() {
-                continue;
-            }
-            let Some(id) = spdx_id(part) else {
-                return Ok(None);
-            };
-            if !ids.contains(&id) {
-                ids.push(id);
+        let mut expr = Vec::new();
+        let mut has_or = false;
+        for word in value.split_whitespace() {
+            match word.to_ascii_lowercase().as_str() {
+                "or" => {
+                    has_or = true;
+                    expr.push("OR".to_string());
+                }
+                "and" => expr.push("AND".to_string()),
+                // Exceptions and free-form names: no SPDX expression.
+                "with" => return Ok(None),
+                _ => match spdx_id(word.trim_end_matches(',')) {
+                    Some(id) => expr.push(id),
+                    None => return Ok(None),
+                },
             }
         }
+        if expr.is_empty() {
+            continue;
+        }
+        let mut one = expr.join(" ");
+        if has_or && expr.len() > 1 {
+            one = format!("({one})");
+        }
+        if !lines.contains(&one) {
+            lines.push(one);
+        }
     }
-    if ids.is_empty() {
+    if lines.is_empty() {
         return Ok(None);
     }
-    ids.sort();
-    Ok(Some(ids.join(" AND ")))
+    lines.sort();
+    let joined = lines.join(" AND ");
+    let joined = match lines.as_slice() {
+        // One line needs no parentheses.
+        [only] => only
+            .trim_start_matches('(')
+            .trim_end_matches(')')
+            .to_string(),
+        _ => joined,
+    };
+    Ok(super::spdx::valid_expression(&joined))
 }
 
 /// The SPDX id of a Debian license short name (`GPL-2+` is
-/// `GPL-2.0-or-later`), when it has one.
+/// `GPL-2.0-or-later`, `BSD-3-clause` is `BSD-3-Clause`), when it has
+/// one.
 fn spdx_id(debian: &str) -> Option<String> {
     let (base, later) = match debian.strip_suffix('+') {
         Some(b) => (b, true),
@@ -151,16 +177,20 @@ fn spdx_id(debian: &str) -> Option<String> {
         }
     }
     let id = match base {
-        "Expat" => "MIT",
-        "public-domain" => return None,
+        "Expat" | "MIT/X11" => "MIT",
+        "Apache-2" => "Apache-2.0",
+        // Debian's `Artistic` is the Artistic License 1.0 (Perl's).
+        "Artistic" => "Artistic-1.0-Perl",
         other => other,
     };
-    spdx::license_id(id).map(|l| {
-        if later {
-            format!("{}+", l.name)
-        } else {
-            l.name.to_string()
-        }
+    // SPDX ids are matched without regard to case (`ZLIB`, `BSD-3-clause`).
+    let found = spdx::identifiers::LICENSES
+        .iter()
+        .find(|(name, _, _)| name.eq_ignore_ascii_case(id))?;
+    Some(if later {
+        format!("{}+", found.0)
+    } else {
+        found.0.to_string()
     })
 }
 
@@ -174,7 +204,10 @@ mod tests {
             ("GPL-2+", Some("GPL-2.0-or-later")),
             ("LGPL-2.1", Some("LGPL-2.1-only")),
             ("Expat", Some("MIT")),
-            ("BSD-3-clause", None),
+            ("BSD-3-clause", Some("BSD-3-Clause")),
+            ("ZLIB", Some("Zlib")),
+            ("Artistic", Some("Artistic-1.0-Perl")),
+            ("BSD-3-clause-with-weird-numbering", None),
             ("Apache-2.0", Some("Apache-2.0")),
             ("public-domain", None),
         ] {

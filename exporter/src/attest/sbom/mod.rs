@@ -221,7 +221,7 @@ mod tests {
                 "var/lib/dpkg/status.d/base",
                 "Package: base-files\nVersion: 12.4\nArchitecture: amd64\n",
             ),
-            ("usr/share/doc/libc6/copyright", "Format: https://www.debian.org/doc/packaging-manuals/copyright-format/1.0/\n\nFiles: *\nLicense: LGPL-2.1\n"),
+            ("usr/share/doc/libc6/copyright", "Format: https://www.debian.org/doc/packaging-manuals/copyright-format/1.0/\n\nFiles: *\nLicense: LGPL-2.1\n\nFiles: b\nLicense: GPL-1+ or Artistic\n\nLicense: LGPL-2.1\n Text.\n"),
             ("app/Cargo.lock", "version = 3\n\n[[package]]\nname = \"serde\"\nversion = \"1.0.200\"\nsource = \"registry+https://github.com/rust-lang/crates.io-index\"\n\n[[package]]\nname = \"app\"\nversion = \"0.1.0\"\n"),
             ("app/requirements.txt", "# pinned\nRequests==2.31.0\nflask>=2\n"),
             ("app/go.sum", "github.com/pkg/errors v0.9.1 h1:x=\ngithub.com/pkg/errors v0.9.1/go.mod h1:y=\n"),
@@ -258,7 +258,10 @@ mod tests {
             .iter()
             .find(|p| p["name"] == "libc6")
             .expect("libc6");
-        assert_eq!(libc["licenseDeclared"], "LGPL-2.1-only");
+        assert_eq!(
+            libc["licenseDeclared"],
+            "(GPL-1.0-or-later OR Artistic-1.0-Perl) AND LGPL-2.1-only"
+        );
         assert_eq!(s.packages, purls.len());
     }
 
