@@ -691,3 +691,127 @@ fn a_git_context_is_a_material_with_its_commit() {
     );
     assert_eq!(p["invocation"]["configSource"]["uri"], url.as_str());
 }
+
+/// An rpm package spec with an empty payload.
+fn spec(name: &str, version: &str, epoch: Option<u32>, license: &str) -> String {
+    let epoch = epoch.map(|e| format!("Epoch: {e}\n")).unwrap_or_default();
+    format!(
+        "Name: {name}\nVersion: {version}\nRelease: 1\n{epoch}Summary: test\nLicense: {license}\n\
+         BuildArch: noarch\n%description\ntest\n%files\n"
+    )
+}
+
+fn run(cmd: &str, args: &[&str]) -> String {
+    let out = std::process::Command::new(cmd)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("{cmd}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd} {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn sbom_reads_rpms_sqlite_database() {
+    let found = std::env::var_os("PATH")
+        .is_some_and(|paths| std::env::split_paths(&paths).any(|d| d.join("rpmbuild").is_file()));
+    if !found {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI must have rpm (.ci/run installs it)"
+        );
+        eprintln!("skipped: rpm's rpmbuild is not installed (apt-get install rpm)");
+        return;
+    }
+    let env = Env::new();
+    let top = env.path("rpmbuild");
+    let db = env.path("rpmdb");
+    run("rpm", &["--initdb", "--dbpath", s(&db)]);
+    for (name, version, epoch, license) in [
+        ("kiln-demo", "1.2", Some(2), "MIT"),
+        ("kiln-other", "0.9", None, "Apache-2.0 OR MIT"),
+    ] {
+        let file = env.path(&format!("{name}.spec"));
+        std::fs::write(&file, spec(name, version, epoch, license)).expect("spec");
+        run(
+            "rpmbuild",
+            &[
+                "-bb",
+                "--quiet",
+                "--define",
+                &format!("_topdir {}", s(&top)),
+                s(&file),
+            ],
+        );
+        let rpm = top.join(format!("RPMS/noarch/{name}-{version}-1.noarch.rpm"));
+        run(
+            "rpm",
+            &["-i", "--justdb", "--nodeps", "--dbpath", s(&db), s(&rpm)],
+        );
+    }
+    let listed: BTreeSet<String> = run(
+        "rpm",
+        &[
+            "-qa",
+            "--dbpath",
+            s(&db),
+            "--qf",
+            "%{NAME} %|EPOCH?{%{EPOCH}:}:{}|%{VERSION}-%{RELEASE}\\n",
+        ],
+    )
+    .lines()
+    .map(str::to_string)
+    .collect();
+    assert_eq!(listed.len(), 2, "{listed:?}");
+    let ctx = env.context(
+        "rpm",
+        &[
+            (
+                "Dockerfile",
+                "FROM scratch\nCOPY rpmdb/ /var/lib/rpm/\nCOPY os-release /etc/os-release\n",
+            ),
+            ("os-release", "ID=fedora\nVERSION_ID=40\n"),
+        ],
+    );
+    let copy = ctx.join("rpmdb");
+    std::fs::create_dir_all(&copy).expect("mkdir");
+    for f in ["rpmdb.sqlite", "rpmdb.sqlite-wal"] {
+        if db.join(f).exists() {
+            std::fs::copy(db.join(f), copy.join(f)).expect("copy");
+        }
+    }
+    env.ok(&["build", "--sbom=true", "-t", "rpm:1", s(&ctx)], None);
+    let (text, _) = env.ok(
+        &["inspect", "--attestations", "--format", "json", "rpm:1"],
+        None,
+    );
+    let packages = json(&text)[0]["statement"]["predicate"]["packages"].clone();
+    let packages = packages.as_array().expect("packages");
+    let got: BTreeSet<String> = packages
+        .iter()
+        .map(|p| {
+            format!(
+                "{} {}",
+                p["name"].as_str().expect("n"),
+                p["versionInfo"].as_str().expect("v")
+            )
+        })
+        .collect();
+    assert_eq!(got, listed, "the SBOM lists what rpm -qa lists");
+    let demo = packages
+        .iter()
+        .find(|p| p["name"] == "kiln-demo")
+        .expect("demo");
+    assert_eq!(
+        demo["externalRefs"][0]["referenceLocator"],
+        "pkg:rpm/fedora/kiln-demo@1.2-1?arch=noarch&epoch=2&upstream=kiln-demo-1.2-1.src.rpm&distro=fedora-40"
+    );
+    let other = packages
+        .iter()
+        .find(|p| p["name"] == "kiln-other")
+        .expect("other");
+    assert_eq!(other["licenseDeclared"], "Apache-2.0 OR MIT");
+}

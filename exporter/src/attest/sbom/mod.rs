@@ -1,12 +1,13 @@
 //! An SPDX 2.3 document of what an image's filesystem holds, read by kiln
 //! itself: dpkg's status (and distroless's `status.d/`), apk's installed
-//! database, and language lock files. Every file is read through the
+//! database, rpm's sqlite database, and language lock files. Every file is read through the
 //! layer stack (no link is followed) and bounded in size; the walk for
 //! lock files is bounded in depth and entries.
 
 mod apk;
 mod dpkg;
 mod lockfiles;
+mod rpm;
 mod spdx;
 
 use super::statement::{Attestation, PREDICATE_SPDX};
@@ -84,6 +85,14 @@ impl ImageFiles<'_> {
     /// `rel` (no leading `/`) as text, bounded by `limit` bytes: a bigger
     /// file is skipped with a warning.
     fn read(&mut self, rel: &str, limit: u64) -> Result<Option<String>, AttestError> {
+        Ok(self
+            .read_bytes(rel, limit)?
+            .map(|b| String::from_utf8_lossy(&b).into_owned()))
+    }
+
+    /// `rel`'s bytes, bounded by `limit`: a bigger file is skipped with a
+    /// warning.
+    fn read_bytes(&mut self, rel: &str, limit: u64) -> Result<Option<Vec<u8>>, AttestError> {
         let fail = |message: String| AttestError::Read {
             path: rel.to_string(),
             message,
@@ -111,7 +120,7 @@ impl ImageFiles<'_> {
             ));
             return Ok(None);
         }
-        Ok(Some(String::from_utf8_lossy(&bytes).into_owned()))
+        Ok(Some(bytes))
     }
 
     /// The names in directory `rel`, or none when it is absent.
@@ -141,6 +150,7 @@ pub fn sbom(stack: &LayerStack, name: &str, created: &str) -> Result<Sbom, Attes
     let mut packages = Vec::new();
     packages.extend(dpkg::packages(&mut files, &distro)?);
     packages.extend(apk::packages(&mut files, &distro)?);
+    packages.extend(rpm::packages(&mut files, &distro)?);
     packages.extend(lockfiles::packages(&mut files)?);
     packages.sort();
     packages.dedup();
