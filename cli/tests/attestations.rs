@@ -815,3 +815,60 @@ fn sbom_reads_rpms_sqlite_database() {
         .expect("other");
     assert_eq!(other["licenseDeclared"], "Apache-2.0 OR MIT");
 }
+
+#[test]
+fn referrers_in_the_store_and_oci_media_types_forced() {
+    let env = Env::new();
+    let ctx = context(&env);
+    let secret = format!("id=token,src={}", s(&env.path("token")));
+    env.ok(
+        &[
+            "build",
+            "--attest",
+            "type=provenance,oci-artifact=true",
+            "-t",
+            "ref:1",
+            "--secret",
+            &secret,
+            s(&ctx),
+        ],
+        None,
+    );
+    let (table, _) = env.ok(&["inspect", "--attestations", "ref:1"], None);
+    assert!(
+        table
+            .lines()
+            .any(|l| l.starts_with("provenance") && l.contains("referrer")),
+        "{table}"
+    );
+    let (image, _) = env.ok(&["inspect", "ref:1"], None);
+    assert!(
+        json(&image)["Index"].is_null(),
+        "the image stays a manifest"
+    );
+    // As BuildKit: attestations turn OCI media types on.
+    env.ok(
+        &[
+            "build",
+            "--sbom=true",
+            "-o",
+            "type=image,oci-mediatypes=false",
+            "-t",
+            "docker-types:1",
+            "--secret",
+            &secret,
+            s(&ctx),
+        ],
+        None,
+    );
+    let (image, _) = env.ok(&["inspect", "docker-types:1"], None);
+    let image = json(&image);
+    assert_eq!(
+        image["MediaType"],
+        "application/vnd.oci.image.manifest.v1+json"
+    );
+    assert_eq!(
+        image["Index"]["mediaType"],
+        "application/vnd.oci.image.index.v1+json"
+    );
+}

@@ -145,6 +145,12 @@ pub fn write_outputs(
         if let Some((_, w)) = written.iter().find(|(o, _)| *o == (*options, attest)) {
             return Ok(w.clone());
         }
+        let key = (*options, attest);
+        // As BuildKit: attestations turn on OCI media types.
+        let options = &ImageOptions {
+            oci_mediatypes: options.oci_mediatypes || attest,
+            ..*options
+        };
         let mut each = Vec::new();
         for (platform, image) in images {
             let w = kiln_exporter::write_image(
@@ -174,7 +180,7 @@ pub fn write_outputs(
                 &request.annotations.index,
             )?,
         };
-        written.push(((*options, attest), (w.clone(), each.clone())));
+        written.push((key, (w.clone(), each.clone())));
         Ok((w, each))
     };
     if request.attestations.iter().any(|a| !a.is_empty()) && summary {
