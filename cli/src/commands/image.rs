@@ -442,13 +442,7 @@ fn statement_layers(
         else {
             continue;
         };
-        let kind = if predicate_type.starts_with("https://slsa.dev/provenance/") {
-            "provenance"
-        } else if predicate_type == "https://spdx.dev/Document" {
-            "sbom"
-        } else {
-            "other"
-        };
+        let kind = kiln_exporter::attest::kind_of(predicate_type);
         out.push(FoundAttestation {
             kind: kind.to_string(),
             platform: platform.to_string(),

@@ -24,8 +24,8 @@ pub use layout::{write_attested_index, write_referrers, Referrers};
 pub use provenance::{provenance, Material, ProvenanceInput, ProvenanceMode};
 pub use sbom::{sbom, Sbom};
 pub use statement::{
-    subject_name, Attestation, IN_TOTO_MEDIA_TYPE, IN_TOTO_STATEMENT, PREDICATE_PROVENANCE,
-    PREDICATE_SPDX,
+    kind_of, subject_name, Attestation, IN_TOTO_MEDIA_TYPE, IN_TOTO_STATEMENT,
+    PREDICATE_PROVENANCE, PREDICATE_SPDX,
 };
 
 /// Why an attestation could not be made.

@@ -50,8 +50,9 @@ impl Attestation {
     }
 }
 
-/// `provenance`, `sbom` or the predicate type itself.
-pub(crate) fn kind_of(predicate_type: &str) -> &str {
+/// `provenance`, `sbom` or, for another predicate, the predicate type
+/// itself.
+pub fn kind_of(predicate_type: &str) -> &str {
     if predicate_type.starts_with("https://slsa.dev/provenance/") {
         "provenance"
     } else if predicate_type == PREDICATE_SPDX {

@@ -251,12 +251,18 @@ fn materials(lowered: &Lowered) -> Vec<Material> {
     for id in lowered.graph.closure(&[lowered.root]) {
         let m = match &lowered.graph.vertex(id).op {
             Op::Image(src) => Material {
-                uri: kiln_exporter::attest::subject_name(
-                    &src.reference,
-                    &src.platform
-                        .parse::<Platform>()
-                        .unwrap_or_else(|_| Platform::host()),
-                ),
+                // An `oci-layout://` context is named as given; registry
+                // images as BuildKit names them (`pkg:docker/...`).
+                uri: if src.reference.contains("://") {
+                    src.reference.clone()
+                } else {
+                    kiln_exporter::attest::subject_name(
+                        &src.reference,
+                        &src.platform
+                            .parse::<Platform>()
+                            .unwrap_or_else(|_| Platform::host()),
+                    )
+                },
                 digest: src
                     .manifest
                     .strip_prefix("sha256:")
