@@ -85,6 +85,8 @@ fn push_then_skopeo_and_umoci_see_what_local_output_wrote() {
     env.ok(
         &[
             "build",
+            // buildx too pushes an index with provenance unless told not to.
+            "--provenance=false",
             "--push",
             "-t",
             &name,
@@ -204,6 +206,7 @@ fn zstd_and_uncompressed_and_docker_media_types() {
         env.ok(
             &[
                 "build",
+                "--provenance=false",
                 "-o",
                 &format!("type=registry,name={name},{options}"),
                 s(&ctx),

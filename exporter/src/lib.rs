@@ -17,6 +17,9 @@
 //!   directory or tar. Pushing is the caller's, with
 //!   [`ExportTarget::push_names`] and a registry client.
 //!
+//! - [`attest`]: SLSA provenance and SPDX SBOM attestations, as
+//!   attestation manifests of the index or OCI 1.1 referrers.
+//!
 //! Failures are [`ExportError`]s naming the output or the destination.
 //!
 //! ```
@@ -37,6 +40,7 @@
 //! ```
 #![deny(missing_docs)]
 
+pub mod attest;
 mod error;
 mod image;
 mod layers;

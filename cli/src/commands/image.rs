@@ -393,12 +393,189 @@ pub struct InspectArgs {
     /// The platform to show from a multi-platform image.
     #[arg(long)]
     platform: Option<String>,
+    /// List the image's attestations (type, platform, predicate type,
+    /// digest): attestation manifests of its index, and OCI 1.1 referrers
+    /// the store names `REPO:sha256-<hex>`.
+    #[arg(long)]
+    attestations: bool,
+    /// With `--attestations`: `text` (a table) or `json` (the in-toto
+    /// statements).
+    #[arg(long, value_enum, default_value_t = AttestFormat::Text, requires = "attestations")]
+    format: AttestFormat,
+}
+
+/// `kiln inspect --attestations --format`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum AttestFormat {
+    /// A table.
+    Text,
+    /// The statements as JSON.
+    Json,
+}
+
+/// One attestation found for an image.
+struct FoundAttestation {
+    kind: String,
+    platform: String,
+    predicate_type: String,
+    digest: Digest,
+    attached: &'static str,
+}
+
+/// The `in-toto` layers of attestation manifest `manifest` about an image
+/// of `platform`.
+fn statement_layers(
+    store: &LocalStore,
+    manifest: &Digest,
+    platform: &str,
+    attached: &'static str,
+    out: &mut Vec<FoundAttestation>,
+) -> Result<()> {
+    let (Manifest::Image(m), _) = read_manifest(store, manifest)? else {
+        return Ok(());
+    };
+    for layer in m.layers() {
+        let Some(predicate_type) = layer
+            .annotations()
+            .as_ref()
+            .and_then(|a| a.get("in-toto.io/predicate-type"))
+        else {
+            continue;
+        };
+        let kind = kiln_exporter::attest::kind_of(predicate_type);
+        out.push(FoundAttestation {
+            kind: kind.to_string(),
+            platform: platform.to_string(),
+            predicate_type: predicate_type.clone(),
+            digest: kiln_oci::descriptor_digest(layer, manifest.as_str())?,
+            attached,
+        });
+    }
+    Ok(())
+}
+
+/// The attestations of image `digest` named `name`: in its index, and
+/// referrers under `REPO:sha256-<hex>` in the store.
+fn find_attestations(
+    store: &LocalStore,
+    name: &str,
+    digest: &Digest,
+) -> Result<Vec<FoundAttestation>> {
+    let mut out = Vec::new();
+    let mut images: Vec<(Digest, String)> = Vec::new();
+    match read_manifest(store, digest)?.0 {
+        Manifest::Image(_) => {
+            let image = first_image(store, digest)
+                .or_else(|_| resolve(store, digest, &Platform::host()))?;
+            images.push((digest.clone(), image.platform().short_string()));
+        }
+        Manifest::Index(index) => {
+            for d in index
+                .manifests()
+                .iter()
+                .filter(|d| !kiln_oci::is_attestation(d))
+            {
+                if let (Ok(child), Some(p)) = (
+                    kiln_oci::descriptor_digest(d, digest.as_str()),
+                    d.platform(),
+                ) {
+                    images.push((child, Platform::from_oci(p).short_string()));
+                }
+            }
+            for d in index
+                .manifests()
+                .iter()
+                .filter(|d| kiln_oci::is_attestation(d))
+            {
+                let subject = d
+                    .annotations()
+                    .as_ref()
+                    .and_then(|a| a.get("vnd.docker.reference.digest"))
+                    .cloned()
+                    .unwrap_or_default();
+                let platform = images
+                    .iter()
+                    .find(|(i, _)| i.as_str() == subject)
+                    .map(|(_, p)| p.clone())
+                    .unwrap_or_else(|| "unknown".into());
+                let child = kiln_oci::descriptor_digest(d, digest.as_str())?;
+                if store.exists(&child) {
+                    statement_layers(store, &child, &platform, "index", &mut out)?;
+                }
+            }
+        }
+    }
+    if let Ok(reference) = Reference::parse(name) {
+        for (image, platform) in &images {
+            let Ok(tagged) = reference.with_tag(&format!("sha256-{}", image.hex())) else {
+                continue;
+            };
+            let Some(index) = store.get_ref(&tagged.to_string())? else {
+                continue;
+            };
+            if let (Manifest::Index(index), _) = read_manifest(store, &index)? {
+                for d in index.manifests() {
+                    let child = kiln_oci::descriptor_digest(d, "referrers")?;
+                    statement_layers(store, &child, platform, "referrer", &mut out)?;
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// `kiln inspect --attestations`.
+fn inspect_attestations(
+    store: &LocalStore,
+    name: &str,
+    digest: &Digest,
+    format: AttestFormat,
+) -> Result<()> {
+    let found = find_attestations(store, name, digest)?;
+    let mut stdout = std::io::stdout().lock();
+    match format {
+        AttestFormat::Text => {
+            writeln!(
+                stdout,
+                "{:<11} {:<14} {:<9} {:<34} DIGEST",
+                "TYPE", "PLATFORM", "ATTACHED", "PREDICATE TYPE"
+            )?;
+            for f in &found {
+                writeln!(
+                    stdout,
+                    "{:<11} {:<14} {:<9} {:<34} {}",
+                    f.kind, f.platform, f.attached, f.predicate_type, f.digest
+                )?;
+            }
+        }
+        AttestFormat::Json => {
+            let mut list = Vec::new();
+            for f in &found {
+                let statement: serde_json::Value = serde_json::from_slice(&store.read(&f.digest)?)
+                    .with_context(|| format!("statement {} is not JSON", f.digest))?;
+                list.push(serde_json::json!({
+                    "type": f.kind,
+                    "platform": f.platform,
+                    "attached": f.attached,
+                    "predicateType": f.predicate_type,
+                    "digest": f.digest.as_str(),
+                    "statement": statement,
+                }));
+            }
+            serde_json::to_writer_pretty(&mut stdout, &list)?;
+            writeln!(stdout)?;
+        }
+    }
+    Ok(())
 }
 
 /// Runs `kiln inspect`: the manifest (and index) and config as JSON.
 pub fn inspect(global: &GlobalArgs, args: &InspectArgs) -> Result<()> {
     let store = global.store()?;
     let (name, digest) = lookup(&store, &args.reference)?;
+    if args.attestations {
+        return inspect_attestations(&store, &name, &digest, args.format);
+    }
     let image = pick_image(&store, &digest, &args.platform)?;
     let json = |d: &Digest| -> Result<serde_json::Value> {
         serde_json::from_slice(&store.read(d)?).with_context(|| format!("blob {d} is not JSON"))

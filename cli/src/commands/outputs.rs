@@ -6,6 +6,7 @@
 use crate::commands::image::parse_ref;
 use crate::progress::{eprint_line, Reporter};
 use anyhow::{bail, Context, Result};
+use kiln_exporter::attest::Attestation;
 use kiln_exporter::{BuiltImage, ExportTarget, ImageOptions, WrittenImage};
 use kiln_oci::{LocalStore, Platform, RegistryClient};
 use std::collections::BTreeMap;
@@ -30,6 +31,10 @@ pub struct Outputs<'a> {
     pub metadata_file: Option<&'a Path>,
     /// The build's progress display (pushes show in it).
     pub reporter: &'a Arc<Reporter>,
+    /// Each platform's attestations (empty lists: none).
+    pub attestations: &'a [Vec<Attestation>],
+    /// Attach them as OCI 1.1 referrers instead of in the index.
+    pub referrers: bool,
 }
 
 /// The directory a platform's files go to in a multi-platform `type=local`
@@ -136,12 +141,21 @@ pub fn write_outputs(
         .to_string(),
         None => humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
     };
-    // One image per distinct set of options.
-    let mut written: Vec<(ImageOptions, WrittenImage)> = Vec::new();
-    let mut write = |options: &ImageOptions| -> Result<WrittenImage> {
-        if let Some((_, w)) = written.iter().find(|(o, _)| o == options) {
+    // One image per distinct set of options (and with or without
+    // attestation manifests), with its per-platform images.
+    let attested = !request.referrers && request.attestations.iter().any(|a| !a.is_empty());
+    type Written = (WrittenImage, Vec<(Platform, WrittenImage)>);
+    let mut written: Vec<((ImageOptions, bool), Written)> = Vec::new();
+    let mut write = |options: &ImageOptions, attest: bool| -> Result<Written> {
+        if let Some((_, w)) = written.iter().find(|(o, _)| *o == (*options, attest)) {
             return Ok(w.clone());
         }
+        let key = (*options, attest);
+        // As BuildKit: attestations turn on OCI media types.
+        let options = &ImageOptions {
+            oci_mediatypes: options.oci_mediatypes || attest,
+            ..*options
+        };
         let mut each = Vec::new();
         for (platform, image) in images {
             let w = kiln_exporter::write_image(
@@ -153,8 +167,16 @@ pub fn write_outputs(
             )?;
             each.push((platform.clone(), w));
         }
-        // Several platforms are named through an index over their images.
+        // Several platforms are named through an index over their images;
+        // attestation manifests, as buildx's, need one too.
         let w = match each.as_slice() {
+            _ if attest => kiln_exporter::attest::write_attested_index(
+                store,
+                &each,
+                request.attestations,
+                request.tags,
+                &request.annotations.index,
+            )?,
             [(_, only)] => only.clone(),
             _ => kiln_exporter::write_index(
                 store,
@@ -163,14 +185,27 @@ pub fn write_outputs(
                 &request.annotations.index,
             )?,
         };
-        written.push((*options, w.clone()));
-        Ok(w)
+        written.push((key, (w.clone(), each.clone())));
+        Ok((w, each))
     };
+    if request.attestations.iter().any(|a| !a.is_empty()) && summary {
+        if let Some(t) = targets
+            .iter()
+            .find(|t| matches!(t, ExportTarget::Docker { .. }))
+        {
+            eprint_line(&format!(
+                "NOTE: --output {t} gets no attestations (a docker archive holds one manifest, as with buildx's docker exporter)"
+            ));
+        }
+    }
     let mut first: Option<WrittenImage> = None;
     let mut names: Vec<String> = Vec::new();
     for t in &targets {
         let this = match t.image_options() {
-            Some(options) => Some(write(options).with_context(|| format!("exporting to {t}"))?),
+            Some(options) => {
+                let attest = attested && !matches!(t, ExportTarget::Docker { .. });
+                Some(write(options, attest).with_context(|| format!("exporting to {t}"))?)
+            }
             None => None,
         };
         match t {
@@ -186,10 +221,10 @@ pub fn write_outputs(
             ExportTarget::Tar { .. } if multi => {
                 bail!("--output {t}: a rootfs tar holds one platform; use type=local for one directory per platform")
             }
-            _ => kiln_exporter::export(store, t, image, this.as_ref())
+            _ => kiln_exporter::export(store, t, image, this.as_ref().map(|(w, _)| w))
                 .with_context(|| format!("exporting to {t}"))?,
         }
-        if let (Some(w), true) = (&this, t.is_docker_load()) {
+        if let (Some((w, _)), true) = (&this, t.is_docker_load()) {
             load_into_docker(
                 rt,
                 store,
@@ -200,7 +235,7 @@ pub fn write_outputs(
                 summary,
             )?;
         }
-        if let Some(w) = &this {
+        if let Some((w, each)) = &this {
             for name in t.push_names() {
                 let target = parse_ref(name)?;
                 let transfer = request.reporter.transfer(&format!("pushing {target}"));
@@ -212,6 +247,15 @@ pub fn write_outputs(
                     }
                 }
             }
+            if request.referrers {
+                let attached = super::build::Referrers {
+                    store,
+                    client,
+                    rt,
+                    reporter: request.reporter,
+                };
+                attached.write(t, each, request.attestations, request.tags)?;
+            }
             names.extend(t.names().iter().cloned());
             first.get_or_insert_with(|| w.clone());
         }
@@ -221,7 +265,11 @@ pub fn write_outputs(
         // Only filesystem outputs, built from a read-only store: there is
         // no image to name, and nowhere to write one.
         None if store.is_read_only() => return Ok(None),
-        None => write(&ImageOptions::default()).context("writing the image to the store")?,
+        None => {
+            write(&ImageOptions::default(), attested)
+                .context("writing the image to the store")?
+                .0
+        }
     };
     if let Some(path) = request.iidfile {
         std::fs::write(path, main.manifest.as_str())

@@ -368,7 +368,8 @@ impl RegistryClient {
     }
     /// The manifest `reference` names and the bytes of its config blob,
     /// verified: what an artifact such as an exported build cache is read
-    /// from. An index is refused.
+    /// from. An index is refused, unless it holds one image besides
+    /// attestation manifests: then that image is read.
     ///
     /// # Errors
     /// As [`RegistryClient::fetch_manifest`], plus [`RegistryError::Protocol`]
@@ -389,7 +390,22 @@ impl RegistryClient {
         &self,
         reference: &Reference,
     ) -> Result<(FetchedManifest, Vec<u8>)> {
-        let (manifest, endpoint) = self.fetch_manifest_from(reference).await?;
+        let (mut manifest, mut endpoint) = self.fetch_manifest_from(reference).await?;
+        // An index of one image and its attestation manifests (buildx's
+        // single-platform push with provenance) stands for that image.
+        if let Manifest::Index(index) = &manifest.manifest {
+            let images: Vec<_> = index
+                .manifests()
+                .iter()
+                .filter(|d| !crate::image::is_attestation(d))
+                .collect();
+            if let [only] = images.as_slice() {
+                let child = descriptor_digest(only, manifest.digest.as_str())?;
+                if let Ok(by_digest) = Reference::parse(&format!("{}@{child}", reference.name())) {
+                    (manifest, endpoint) = self.fetch_manifest_from(&by_digest).await?;
+                }
+            }
+        }
         let Manifest::Image(image) = &manifest.manifest else {
             return Err(RegistryError::Protocol {
                 url: endpoint.base.clone(),

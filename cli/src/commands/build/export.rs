@@ -7,6 +7,7 @@ use super::request::BuildRequest;
 use crate::commands::outputs::{write_outputs, Outputs};
 use crate::progress::Reporter;
 use anyhow::Result;
+use kiln_exporter::attest::Attestation;
 use kiln_exporter::BuiltImage;
 use kiln_oci::{LocalStore, Platform, RegistryClient};
 use kiln_solver::Solved;
@@ -30,7 +31,17 @@ impl Exporter<'_> {
     ///
     /// # Errors
     /// The first output or cache export that fails.
-    pub(super) fn export(&self, request: &BuildRequest, solved: &[Solved]) -> Result<()> {
+    pub(super) fn export(
+        &self,
+        request: &BuildRequest,
+        solved: &[Solved],
+        attestations: &[Vec<Attestation>],
+    ) -> Result<()> {
+        for note in &request.attest.notes {
+            if self.reporter.prints_summary() {
+                crate::progress::eprint_line(note);
+            }
+        }
         let images: Vec<(Platform, BuiltImage)> = request
             .platforms
             .iter()
@@ -51,6 +62,8 @@ impl Exporter<'_> {
                 iidfile: request.iidfile.as_deref(),
                 metadata_file: request.metadata_file.as_deref(),
                 reporter: self.reporter,
+                attestations,
+                referrers: request.attest.referrers,
             },
         )?;
         remote_cache::export(

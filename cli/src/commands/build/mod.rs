@@ -3,6 +3,7 @@
 //! lowered to a graph per platform and checked), [`solve`] (the graphs
 //! run) and [`export`] (images to the outputs, cache to `--cache-to`).
 
+mod attest;
 mod export;
 mod flags;
 mod plan;
@@ -15,6 +16,7 @@ mod solve;
 use super::lint::checks;
 use crate::global::{runtime, GlobalArgs};
 use anyhow::{Context, Result};
+pub(crate) use attest::Referrers;
 use clap::{Args, ValueEnum};
 use plan::{Checked, Source};
 use request::BuildRequest;
@@ -83,14 +85,22 @@ pub struct BuildArgs {
     /// success, as buildx does; errors still go to stderr.
     #[arg(short = 'q', long)]
     quiet: bool,
-    /// Provenance attestation, as buildx's `--provenance`: kiln makes none
-    /// yet, so only `false` (or `0`) is accepted.
+    /// SLSA provenance, as buildx's `--provenance`: `true`, `false`,
+    /// `mode=min|max[,builder-id=URI]`. Default: `mode=min` when pushing
+    /// (unless `BUILDX_NO_DEFAULT_ATTESTATIONS` is set), else none.
     #[arg(long, value_name = "VALUE")]
     provenance: Option<String>,
-    /// SBOM attestation, as buildx's `--sbom`: kiln makes none yet, so
-    /// only `false` (or `0`) is accepted.
+    /// An SPDX SBOM of the image's packages, as buildx's `--sbom`: `true`
+    /// or `false` (`generator=` is accepted and ignored: kiln reads the
+    /// image itself).
     #[arg(long, value_name = "VALUE")]
     sbom: Option<String>,
+    /// An attestation (repeatable), as buildx's `--attest`:
+    /// `type=provenance[,mode=min|max][,builder-id=URI]`, `type=sbom`,
+    /// `disabled=true`; `oci-artifact=true` attaches them as OCI 1.1
+    /// referrers instead of attestation manifests in the index.
+    #[arg(long, value_name = "type=...")]
+    attest: Vec<String>,
     /// Accepted for buildx's scripts (as is `BUILDX_BUILDER`): kiln has
     /// no builder instances, and says so once.
     #[arg(long, value_name = "NAME", env = "BUILDX_BUILDER")]
@@ -257,13 +267,29 @@ pub fn build(global: &GlobalArgs, args: &BuildArgs) -> Result<()> {
         config: &config,
     }
     .solve(&source, &request, &lowered)?;
+    let attestations = attest::statements(
+        &request,
+        &attest::Built {
+            source: &source,
+            lowered: &lowered,
+            solved: &solved,
+            started: request.started,
+            git_context: kiln_solver::context::git::GitUrl::detect(&args.context).map(|_| {
+                (
+                    args.context.clone(),
+                    remote_context::main_commit(staging.path()),
+                )
+            }),
+        },
+        &reporter,
+    )?;
     export::Exporter {
         store: &store,
         client: &client,
         rt: &rt,
         reporter: &reporter,
     }
-    .export(&request, &solved)?;
+    .export(&request, &solved, &attestations)?;
     super::cache::enforce_cap(&store, &config, lease);
     plan::list_found(&found, &source, &reporter);
     Ok(())

@@ -33,6 +33,14 @@ pub(super) fn fetch_main(args: &BuildArgs, staging: &Path) -> Result<PathBuf> {
     fetch(args, &args.context, staging, "context")
 }
 
+/// The commit a git context was checked out at (kept beside the checkout
+/// by [`fetch_main`]), for the provenance's materials.
+pub(super) fn main_commit(staging: &Path) -> Option<String> {
+    std::fs::read_to_string(staging.join("context.commit"))
+        .ok()
+        .filter(|c| c.len() <= 64 && c.chars().all(|c| c.is_ascii_hexdigit()))
+}
+
 /// Fetches every remote `--build-context NAME=URL` into the staging
 /// directory; the directories by URL (each URL once).
 ///
@@ -98,7 +106,12 @@ fn fetch_into(args: &BuildArgs, value: &str, dest: &Path, work: &Path) -> Result
                 ssh_agent: ssh,
                 ..options
             };
-            git::fetch(&url, dest, work, &options)?;
+            let fetched = git::fetch(&url, dest, work, &options)?;
+            if let Some(parent) = dest.parent() {
+                // Only the provenance reads it; a failure costs its digest.
+                let name = dest.file_name().unwrap_or_default().to_string_lossy();
+                let _ = std::fs::write(parent.join(format!("{name}.commit")), fetched.commit);
+            }
         }
         None => {
             context_url::fetch(value, dest, work, options.timeout)?;

@@ -67,6 +67,10 @@ pub(super) struct BuildRequest {
     pub(super) iidfile: Option<PathBuf>,
     /// `--metadata-file`.
     pub(super) metadata_file: Option<PathBuf>,
+    /// `--attest`, `--provenance`, `--sbom` (and the push default).
+    pub(super) attest: super::attest::AttestRequest,
+    /// When the flags were read: the provenance's `buildStartedOn`.
+    pub(super) started: std::time::SystemTime,
 }
 
 impl BuildRequest {
@@ -161,13 +165,19 @@ impl BuildRequest {
             .iter()
             .map(|v| v.parse())
             .collect::<std::result::Result<_, _>>()?;
-        for (flag, value) in [("--provenance", &args.provenance), ("--sbom", &args.sbom)] {
-            if let Some(v) = value.as_deref().filter(|v| !matches!(*v, "false" | "0")) {
-                bail!(
-                    "{flag}={v}: kiln makes no attestations yet; use {flag}=false or leave it out"
-                );
-            }
-        }
+        let pushing = args.push
+            || outputs.iter().any(|t| {
+                matches!(
+                    t,
+                    ExportTarget::Registry { .. } | ExportTarget::Image { push: true, .. }
+                )
+            });
+        let attest = super::attest::parse(
+            &args.attest,
+            args.provenance.as_deref(),
+            args.sbom.as_deref(),
+            pushing,
+        )?;
         let call = parse_call(args.call.as_deref(), args.check)?;
         let ssh = parse_ssh(&args.ssh)?;
         let mut allow: Vec<Entitlement> = args
@@ -217,6 +227,8 @@ impl BuildRequest {
             isolation: args.isolation,
             iidfile: args.iidfile.clone(),
             metadata_file: args.metadata_file.clone(),
+            attest,
+            started: std::time::SystemTime::now(),
         })
     }
 
