@@ -205,7 +205,7 @@ pub fn build(global: &GlobalArgs, args: &BuildArgs) -> Result<()> {
 
     let rt = runtime()?;
     let client = global.registry()?;
-    let reporter = crate::progress::Reporter::new(request.progress);
+    let reporter = crate::progress::Reporter::building(request.progress);
     let resolver = StoreResolver {
         store: &store,
         client: &client,
