@@ -223,10 +223,10 @@ impl RegistryClient {
             .read_timeout(options.progress_timeout)
             .pool_max_idle_per_host(16)
             .build()
-            .map_err(|source| RegistryError::Http {
+            .map_err(|error| RegistryError::Http {
                 method: "INIT".into(),
                 url: String::new(),
-                source,
+                error,
             })?;
         Ok(RegistryClient {
             inner: Arc::new(Inner {
@@ -525,7 +525,7 @@ impl RegistryClient {
         RegistryError::Http {
             method: method.to_string(),
             url: short_url(&request.url),
-            source: source.without_url(),
+            error: source.without_url(),
         }
     }
 
