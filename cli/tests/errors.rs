@@ -241,3 +241,94 @@ fn a_failed_base_image_resolve_says_why_at_its_from_line() {
         "{stderr}"
     );
 }
+
+/// Every `[+] Building SECONDS (DONE/TOTAL)[ FINISHED]` header in `text`:
+/// (seconds, done, total, finished).
+fn headers(text: &str) -> Vec<(f64, usize, usize, bool)> {
+    text.split("[+] Building ")
+        .skip(1)
+        .filter_map(|rest| {
+            let (secs, rest) = rest.split_once("s (")?;
+            let (counts, rest) = rest.split_once(')')?;
+            let (done, total) = counts.split_once('/')?;
+            Some((
+                secs.parse().ok()?,
+                done.parse().ok()?,
+                total.parse().ok()?,
+                rest.starts_with(" FINISHED"),
+            ))
+        })
+        .collect()
+}
+
+#[test]
+fn the_tty_display_has_buildx_header_live_then_finished() {
+    // `script` (util-linux) gives kiln a pseudo-terminal for stderr.
+    support::require_tool("script");
+    let env = Env::new();
+    let ctx = env.context(
+        "ctx",
+        &[("Dockerfile", "FROM busybox\nRUN sleep 1\nRUN echo done\n")],
+    );
+    let command = format!(
+        "{} build --no-cache --progress=tty {}",
+        env!("CARGO_BIN_EXE_kiln"),
+        s(&ctx)
+    );
+    let out = env
+        .command("script")
+        .args(["-qec", &command, s(&env.path("typescript"))])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("script runs");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    let seen = headers(&text);
+    // Redrawn while the build runs: the time moves during the sleep.
+    let times: std::collections::BTreeSet<String> =
+        seen.iter().map(|h| format!("{:.1}", h.0)).collect();
+    assert!(times.len() >= 5, "not live: {seen:?}");
+    assert!(
+        seen.windows(2)
+            .all(|w| w[0].0 <= w[1].0 && w[0].1 <= w[1].1),
+        "{seen:?}"
+    );
+    assert!(seen.iter().any(|h| h.1 < h.2), "no running step: {seen:?}");
+    // Ends FINISHED, every step counted: the base and the two RUNs.
+    let last = seen.last().copied().expect("a header");
+    assert!(last.3, "{seen:?}");
+    assert_eq!((last.1, last.2), (3, 3), "{seen:?}");
+    assert!(last.0 >= 1.0, "{seen:?}");
+    assert!(
+        seen[..seen.len() - 1].iter().all(|h| !h.3),
+        "FINISHED only at the end: {seen:?}"
+    );
+    // The header is the display's first line: its line starts the redraw.
+    assert!(
+        text.contains("\r[+] Building ") || text.starts_with("[+] Building "),
+        "{text:?}"
+    );
+}
+
+#[test]
+fn a_forced_tty_without_a_terminal_ends_with_the_header_then_the_error() {
+    let env = Env::new();
+    let ctx = env.context("ctx", &[("Dockerfile", "FROM busybox\nRUN exit 4\n")]);
+    let stderr = env.fails(&["build", "--progress=tty", s(&ctx)], None);
+    let lines: Vec<&str> = stderr.lines().collect();
+    let error = lines
+        .iter()
+        .position(|l| l.starts_with("kiln: Dockerfile:2:1: "))
+        .unwrap_or_else(|| panic!("{stderr}"));
+    let header = headers(lines[error - 1]);
+    assert_eq!(header.len(), 1, "{stderr}");
+    assert_eq!(
+        (header[0].1, header[0].2, header[0].3),
+        (2, 2, true),
+        "{stderr}"
+    );
+    assert!(
+        lines[error - 2].starts_with(" => ERROR [stage-0 1] RUN exit 4 "),
+        "{stderr}"
+    );
+}
