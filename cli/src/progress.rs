@@ -51,6 +51,7 @@ use kiln_oci::{BlobOutcome, Digest, TransferObserver};
 use kiln_solver::{Event, ProgressSink};
 use std::collections::{HashMap, VecDeque};
 use std::io::{IsTerminal, Write};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -162,13 +163,30 @@ pub struct Reporter {
     multi: Option<MultiProgress>,
     /// buildx's `[+] Building 12.3s (7/9)` line atop the tty display
     /// (builds only).
-    header: Option<Header>,
+    header: Option<Arc<Header>>,
 }
 
-/// The tty display's header: its line (when drawn) and when it started.
+/// The tty display's header: its line (when drawn), when it started and
+/// the counts it shows. Shared with the thread that redraws it as time
+/// passes, which never holds the [`Reporter`] (so the display always ends
+/// where the build drops it, before the error is printed).
 struct Header {
     bar: Option<ProgressBar>,
     started: Instant,
+    completed: AtomicUsize,
+    total: AtomicUsize,
+}
+
+impl Header {
+    /// The header's text now.
+    fn text(&self, finished: bool) -> String {
+        header_text(
+            self.started.elapsed().as_secs_f64(),
+            self.completed.load(Ordering::Relaxed),
+            self.total.load(Ordering::Relaxed),
+            finished,
+        )
+    }
 }
 
 /// `[+] Building 12.3s (7/9)`, and ` FINISHED` once the build is over:
@@ -268,51 +286,40 @@ impl Reporter {
                 bar.set_message(header_text(0.0, 0, 0, false));
                 bar
             });
-            Header {
+            Arc::new(Header {
                 bar,
                 started: Instant::now(),
-            }
+                completed: AtomicUsize::new(0),
+                total: AtomicUsize::new(0),
+            })
         });
-        let reporter = Arc::new(Reporter {
+        if let Some(header) = header.clone().filter(|h| h.bar.is_some()) {
+            // The time moves between events too.
+            std::thread::spawn(move || loop {
+                std::thread::sleep(Duration::from_millis(100));
+                let Some(bar) = &header.bar else { break };
+                if bar.is_finished() {
+                    break;
+                }
+                bar.set_message(header.text(false));
+            });
+        }
+        Arc::new(Reporter {
             mode,
             state: Mutex::new(State::default()),
             multi,
             header,
-        });
-        if let Some(bar) = reporter.header.as_ref().and_then(|h| h.bar.clone()) {
-            // The time moves between events too.
-            let weak = Arc::downgrade(&reporter);
-            std::thread::spawn(move || loop {
-                std::thread::sleep(Duration::from_millis(100));
-                let Some(reporter) = weak.upgrade() else {
-                    break;
-                };
-                if bar.is_finished() {
-                    break;
-                }
-                let state = reporter.lock();
-                reporter.update_header(&state);
-            });
-        }
-        reporter
+        })
     }
 
     /// Redraws the header with the current counts.
     fn update_header(&self, state: &State) {
-        let Some(bar) = self
-            .header
-            .as_ref()
-            .and_then(|h| h.bar.as_ref().map(|b| (h, b)))
-        else {
-            return;
-        };
-        let (header, bar) = bar;
-        bar.set_message(header_text(
-            header.started.elapsed().as_secs_f64(),
-            state.completed,
-            state.next,
-            false,
-        ));
+        let Some(header) = &self.header else { return };
+        header.completed.store(state.completed, Ordering::Relaxed);
+        header.total.store(state.next, Ordering::Relaxed);
+        if let Some(bar) = &header.bar {
+            bar.set_message(header.text(false));
+        }
     }
 
     /// Whether the command may print its own human-readable summary lines
@@ -715,12 +722,9 @@ impl Drop for Reporter {
         // Stop the spinners of whatever never finished (a failed pull).
         let state = self.state.get_mut().unwrap_or_else(|e| e.into_inner());
         if let Some(header) = &self.header {
-            let text = header_text(
-                header.started.elapsed().as_secs_f64(),
-                state.completed,
-                state.next,
-                true,
-            );
+            header.completed.store(state.completed, Ordering::Relaxed);
+            header.total.store(state.next, Ordering::Relaxed);
+            let text = header.text(true);
             match &header.bar {
                 Some(bar) => bar.finish_with_message(text),
                 None => eprint_line(&text),
