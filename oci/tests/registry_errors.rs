@@ -192,3 +192,64 @@ fn a_pull_error_ends_with_the_cause_once() {
     // The cause is in the text, not again in a source chain.
     assert!(std::error::Error::source(&err).is_none());
 }
+
+/// A TCP front on 127.0.0.1 that counts the connections it accepts and
+/// pipes each to port `to`.
+fn counting_front(to: u16) -> (u16, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let count = std::sync::Arc::new(AtomicUsize::new(0));
+    let seen = count.clone();
+    std::thread::spawn(move || {
+        for conn in listener.incoming().take(64) {
+            let Ok(client) = conn else { continue };
+            seen.fetch_add(1, Ordering::SeqCst);
+            let Ok(server) = TcpStream::connect(("127.0.0.1", to)) else {
+                continue;
+            };
+            for (mut from, mut into) in [
+                (client.try_clone(), server.try_clone()),
+                (server.try_clone(), client.try_clone()),
+            ]
+            .into_iter()
+            .filter_map(|(a, b)| Some((a.ok()?, b.ok()?)))
+            {
+                std::thread::spawn(move || {
+                    let _ = std::io::copy(&mut from, &mut into);
+                    let _ = into.shutdown(std::net::Shutdown::Write);
+                });
+            }
+        }
+    });
+    (port, count)
+}
+
+#[test]
+fn a_refused_certificate_is_not_tried_again() {
+    let tls = TlsServer::start();
+    let (front, connections) = counting_front(tls.port);
+    let registry = format!("127.0.0.1:{}", refused_port());
+    // The TLS server is the registry's mirror (the one way to reach a
+    // loopback address over https); the registry itself refuses.
+    let options = RegistryOptions {
+        retries: 3,
+        initial_backoff: Duration::from_millis(10),
+        mirrors: [(registry.clone(), vec![format!("https://127.0.0.1:{front}")])].into(),
+        ..RegistryOptions::default()
+    };
+    let client = RegistryClient::new(options, Box::new(StaticCredentials::none())).expect("client");
+    let reference: Reference = format!("{registry}/x:1").parse().expect("reference");
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let err = rt
+        .block_on(client.fetch_manifest(&reference))
+        .expect_err("nothing serves it");
+    assert!(
+        err.to_string()
+            .ends_with(&format!("connection refused by {registry}")),
+        "{err}"
+    );
+    let tried = connections.load(std::sync::atomic::Ordering::SeqCst);
+    println!("TLS connections to the mirror: {tried}");
+    assert_eq!(tried, 1, "the mirror's certificate was tried again");
+}

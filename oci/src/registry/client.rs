@@ -430,7 +430,11 @@ impl RegistryClient {
                         asked,
                     )
                 }
-                Err(e) => (!e.is_builder() && !e.is_redirect(), None),
+                // A refused certificate stays refused.
+                Err(e) => (
+                    !e.is_builder() && !e.is_redirect() && !super::error::is_permanent(e),
+                    None,
+                ),
             };
             if retry && retryable {
                 let wait = asked.unwrap_or_else(|| self.backoff(backoffs));

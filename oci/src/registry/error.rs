@@ -122,7 +122,6 @@ pub enum RegistryError {
 /// untrusted or expired certificate, one for another name, a server that
 /// speaks no TLS), `connection reset`, else the innermost cause.
 pub fn transport_cause(error: &reqwest::Error, url: &str) -> String {
-    use std::error::Error as _;
     let parsed = reqwest::Url::parse(url).ok();
     let url = error.url().or(parsed.as_ref());
     let host = url
@@ -141,20 +140,7 @@ pub fn transport_cause(error: &reqwest::Error, url: &str) -> String {
             format!("{what} {host}")
         }
     };
-    // Every cause, looking inside io::Errors that wrap another error
-    // (rustls's errors come that way).
-    let mut causes: Vec<&(dyn std::error::Error + 'static)> = Vec::new();
-    let mut next: Option<&(dyn std::error::Error + 'static)> = error.source();
-    while let Some(cause) = next {
-        if causes.len() > 32 {
-            break;
-        }
-        causes.push(cause);
-        next = match cause.downcast_ref::<std::io::Error>() {
-            Some(io) => io.get_ref().map(|e| e as _).or_else(|| cause.source()),
-            None => cause.source(),
-        };
-    }
+    let causes = causes(error);
     for cause in &causes {
         if let Some(tls) = cause.downcast_ref::<rustls::Error>() {
             return tls_cause(tls, &host);
@@ -189,6 +175,33 @@ pub fn transport_cause(error: &reqwest::Error, url: &str) -> String {
         return format!("{}: {innermost}", at("cannot connect to"));
     }
     innermost
+}
+
+/// Every cause of `error`, outermost first, looking inside io::Errors that
+/// wrap another error (rustls's errors come that way); at most 32.
+fn causes(error: &reqwest::Error) -> Vec<&(dyn std::error::Error + 'static)> {
+    use std::error::Error as _;
+    let mut causes: Vec<&(dyn std::error::Error + 'static)> = Vec::new();
+    let mut next: Option<&(dyn std::error::Error + 'static)> = error.source();
+    while let Some(cause) = next {
+        if causes.len() >= 32 {
+            break;
+        }
+        causes.push(cause);
+        next = match cause.downcast_ref::<std::io::Error>() {
+            Some(io) => io.get_ref().map(|e| e as _).or_else(|| cause.source()),
+            None => cause.source(),
+        };
+    }
+    causes
+}
+
+/// True when sending again cannot help: the server's certificate was
+/// refused (untrusted, expired, for another name) or it speaks no TLS.
+pub(crate) fn is_permanent(error: &reqwest::Error) -> bool {
+    causes(error)
+        .iter()
+        .any(|c| c.downcast_ref::<rustls::Error>().is_some())
 }
 
 /// A TLS failure in words.
