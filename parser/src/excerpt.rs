@@ -22,6 +22,11 @@ const RULE: &str = "--------------------";
 /// (a minified line must not flood the terminal).
 const MAX_WIDTH: usize = 200;
 
+/// The most lines shown of a range; a longer one (a RUN of hundreds of
+/// continuation lines) shows its first and last halves of this around a
+/// line saying how many were left out.
+const MAX_MARKED: usize = 20;
+
 /// The excerpt of `source` (read from `file`) for `lines` (1-based,
 /// inclusive): two lines of context each side of a single line, one
 /// each side of a range, as far as the file goes. Every line ends with a
@@ -39,7 +44,19 @@ pub fn excerpt(file: &str, source: &str, lines: RangeInclusive<usize>) -> String
     let mut out = String::new();
     let _ = writeln!(out, "{file}:{first}");
     let _ = writeln!(out, "{RULE}");
+    let skip = if last - first + 1 > MAX_MARKED {
+        (first + MAX_MARKED / 2)..=(last - MAX_MARKED / 2)
+    } else {
+        1..=0
+    };
     for n in from..=to {
+        if skip.contains(&n) {
+            if n == *skip.start() {
+                let left_out = skip.end() - skip.start() + 1;
+                let _ = writeln!(out, " ... | >>> ({left_out} more lines)");
+            }
+            continue;
+        }
         let line = text.get(n - 1).copied().unwrap_or_default();
         let line = line.strip_suffix('\r').unwrap_or(line);
         let line = match line.char_indices().nth(MAX_WIDTH) {
@@ -93,6 +110,23 @@ mod tests {
         assert_eq!(excerpt("Dockerfile", "FROM a\n", 0..=0), "");
         // A range past the end is cut at the last line.
         assert!(excerpt("Dockerfile", "FROM a\nRUN b\n", 2..=9).contains("   2 | >>> RUN b\n"));
+    }
+
+    #[test]
+    fn a_long_range_is_shown_by_its_ends() {
+        let mut text = String::from("FROM a\nRUN \\\n");
+        for i in 0..100 {
+            text.push_str(&format!("  step{i} \\\n"));
+        }
+        text.push_str("  done\nCMD x\n");
+        let shown = excerpt("Dockerfile", &text, 2..=103);
+        let lines: Vec<&str> = shown.lines().collect();
+        // Header, rule, context, 10 + elision + 10, context, rule.
+        assert_eq!(lines.len(), 2 + 1 + 21 + 1 + 1, "{shown}");
+        assert_eq!(lines[3], "   2 | >>> RUN \\");
+        assert!(shown.contains(" ... | >>> (82 more lines)\n"), "{shown}");
+        assert!(shown.contains(" 103 | >>>   done\n"), "{shown}");
+        assert!(shown.contains(" 104 |     CMD x\n"), "{shown}");
     }
 
     #[test]
