@@ -44,13 +44,10 @@ pub fn excerpt(file: &str, source: &str, lines: RangeInclusive<usize>) -> String
     let mut out = String::new();
     let _ = writeln!(out, "{file}:{first}");
     let _ = writeln!(out, "{RULE}");
-    let skip = if last - first + 1 > MAX_MARKED {
-        (first + MAX_MARKED / 2)..=(last - MAX_MARKED / 2)
-    } else {
-        1..=0
-    };
+    let skip =
+        (last - first + 1 > MAX_MARKED).then(|| (first + MAX_MARKED / 2)..=(last - MAX_MARKED / 2));
     for n in from..=to {
-        if skip.contains(&n) {
+        if let Some(skip) = skip.as_ref().filter(|s| s.contains(&n)) {
             if n == *skip.start() {
                 let left_out = skip.end() - skip.start() + 1;
                 let _ = writeln!(out, " ... | >>> ({left_out} more lines)");
