@@ -430,7 +430,8 @@ impl RegistryClient {
                         asked,
                     )
                 }
-                // A refused certificate stays refused.
+                // A refused certificate stays refused, a name that does
+                // not exist stays missing.
                 Err(e) => (
                     !e.is_builder() && !e.is_redirect() && !super::error::is_permanent(e),
                     None,

@@ -197,11 +197,21 @@ fn causes(error: &reqwest::Error) -> Vec<&(dyn std::error::Error + 'static)> {
 }
 
 /// True when sending again cannot help: the server's certificate was
-/// refused (untrusted, expired, for another name) or it speaks no TLS.
+/// refused (untrusted, expired, for another name), it speaks no TLS, or
+/// the name does not exist (the resolver's definite answer; a temporary
+/// resolver failure is tried again).
 pub(crate) fn is_permanent(error: &reqwest::Error) -> bool {
-    causes(error)
+    let causes = causes(error);
+    let tls = causes
         .iter()
-        .any(|c| c.downcast_ref::<rustls::Error>().is_some())
+        .any(|c| c.downcast_ref::<rustls::Error>().is_some());
+    let no_such_name = causes.iter().any(|c| c.to_string() == "dns error")
+        && causes.last().is_some_and(|c| {
+            let text = c.to_string();
+            // glibc's and musl's words for EAI_NONAME.
+            text.contains("Name or service not known") || text.contains("Name does not resolve")
+        });
+    tls || no_such_name
 }
 
 /// A TLS failure in words.
