@@ -176,17 +176,25 @@ fn sources(text: &str) -> Vec<String> {
     vec![base64::engine::general_purpose::STANDARD.encode(text)]
 }
 
-/// The description of `name` from the comment lines right above `line`:
-/// the first that starts with the name and a space, without them.
-fn description(dockerfile: &Dockerfile, line: usize, name: &str) -> String {
-    let by_line: BTreeMap<usize, &str> = dockerfile
+/// The Dockerfile's comment lines by line number.
+type Comments<'a> = BTreeMap<usize, &'a str>;
+
+fn comments(dockerfile: &Dockerfile) -> Comments<'_> {
+    dockerfile
         .comments
         .iter()
         .map(|c| (c.line, c.text.as_str()))
-        .collect();
+        .collect()
+}
+
+/// The description of `name` from the comment lines right above `line`:
+/// the first that starts with the name and a space, without them.
+fn description(by_line: &Comments<'_>, line: usize, name: &str) -> String {
     let mut block = Vec::new();
     let mut at = line;
-    while at > 1 {
+    // A description is a line or two; a longer block is not read to its
+    // top.
+    while at > 1 && block.len() < 64 {
         at -= 1;
         match by_line.get(&at) {
             Some(text) => block.push(text.trim()),
@@ -207,13 +215,26 @@ fn description(dockerfile: &Dockerfile, line: usize, name: &str) -> String {
         .unwrap_or_default()
 }
 
+/// Each stage name (lower-cased) and the first stage that has it.
+type StageNames<'a> = std::collections::HashMap<&'a str, usize>;
+
+fn stage_names(dockerfile: &Dockerfile) -> StageNames<'_> {
+    let mut names = StageNames::new();
+    for (i, stage) in dockerfile.stages.iter().enumerate() {
+        if let Some(name) = stage.name() {
+            names.entry(name).or_insert(i);
+        }
+    }
+    names
+}
+
 /// The stage `name` refers to (a name, case-insensitive, or an index),
 /// among the stages before `before`.
-fn stage_named(dockerfile: &Dockerfile, name: &str, before: usize) -> Option<usize> {
-    let lower = name.to_ascii_lowercase();
-    dockerfile.stages[..before.min(dockerfile.stages.len())]
-        .iter()
-        .position(|s| s.name() == Some(lower.as_str()))
+fn stage_named(names: &StageNames<'_>, name: &str, before: usize) -> Option<usize> {
+    names
+        .get(name.to_ascii_lowercase().as_str())
+        .copied()
+        .filter(|i| *i < before)
         .or_else(|| name.parse::<usize>().ok().filter(|i| *i < before))
 }
 
@@ -273,6 +294,7 @@ fn needed_stages(
     target: usize,
     globals: &BTreeMap<String, String>,
 ) -> Vec<usize> {
+    let names = stage_names(dockerfile);
     let mut seen = BTreeSet::from([target]);
     let mut work = vec![target];
     while let Some(i) = work.pop() {
@@ -286,7 +308,7 @@ fn needed_stages(
             refs.extend(mounts(command).filter_map(|m| m.from.clone()));
         }
         for r in refs {
-            if let Some(dep) = stage_named(dockerfile, &r, i) {
+            if let Some(dep) = stage_named(&names, &r, i) {
                 if seen.insert(dep) {
                     work.push(dep);
                 }
@@ -308,7 +330,7 @@ pub(super) fn outline(
 ) -> Result<Outline> {
     let last = dockerfile.stages.len();
     let index = match target {
-        Some(t) => match stage_named(dockerfile, t, last) {
+        Some(t) => match stage_named(&stage_names(dockerfile), t, last) {
             Some(i) => i,
             None => bail!("--target: target stage {t:?} could not be found"),
         },
@@ -316,6 +338,7 @@ pub(super) fn outline(
         None => last - 1,
     };
     let globals = global_values(dockerfile, build_args);
+    let notes = comments(dockerfile);
     let stage = &dockerfile.stages[index];
     let lexer = kiln_parser::shell::Lexer::new(dockerfile.escape);
     let empty: BTreeMap<String, String> = BTreeMap::new();
@@ -385,13 +408,14 @@ pub(super) fn outline(
         }
     }
 
+    let declared_names: BTreeSet<&str> = declared.iter().map(|(d, _)| d.name.as_str()).collect();
     let mut args: BTreeMap<String, Arg> = BTreeMap::new();
     for command in &dockerfile.global_args {
         let Instruction::Arg(decls) = &command.instruction else {
             continue;
         };
         for d in decls {
-            let redeclared = declared.iter().any(|(s, _)| s.name == d.name);
+            let redeclared = declared_names.contains(d.name.as_str());
             if !used_globals.contains(&d.name) && !redeclared {
                 continue;
             }
@@ -399,7 +423,7 @@ pub(super) fn outline(
                 d.name.clone(),
                 Arg {
                     name: d.name.clone(),
-                    description: description(dockerfile, command.span.start.line, &d.name),
+                    description: description(&notes, command.span.start.line, &d.name),
                     value: globals.get(&d.name).cloned().unwrap_or_default(),
                     location: Location::of(command),
                 },
@@ -410,7 +434,7 @@ pub(super) fn outline(
         if kiln_parser::predefined::is_automatic_arg(&d.name) {
             continue;
         }
-        let own = description(dockerfile, command.span.start.line, &d.name);
+        let own = description(&notes, command.span.start.line, &d.name);
         let value = build_args
             .get(&d.name)
             .cloned()
@@ -457,7 +481,7 @@ pub(super) fn outline(
         description: if name.is_empty() {
             String::new()
         } else {
-            description(dockerfile, stage.from.span.start.line, &name)
+            description(&notes, stage.from.span.start.line, &name)
         },
         name,
         args,
@@ -470,6 +494,7 @@ pub(super) fn outline(
 
 /// Every stage as a target, the last one the default.
 pub(super) fn targets(dockerfile: &Dockerfile, text: &str) -> Targets {
+    let notes = comments(dockerfile);
     let last = dockerfile.stages.len().saturating_sub(1);
     let targets = dockerfile
         .stages
@@ -482,7 +507,7 @@ pub(super) fn targets(dockerfile: &Dockerfile, text: &str) -> Targets {
                 description: if name.is_empty() {
                     String::new()
                 } else {
-                    description(dockerfile, stage.from.span.start.line, &name)
+                    description(&notes, stage.from.span.start.line, &name)
                 },
                 name,
                 default: i == last,
@@ -675,6 +700,26 @@ mod tests {
         assert_eq!(json["targets"][0]["base"], "golang:${GO_VERSION}");
         assert_eq!(json["targets"][2]["default"], true);
         assert!(json["targets"][0].get("default").is_none());
+    }
+
+    #[test]
+    fn a_long_chain_of_stages_is_outlined_quickly() {
+        let mut text = String::from("ARG G=1\nFROM scratch AS s0\n");
+        for i in 1..3000 {
+            text.push_str(&format!(
+                "# A{i} is arg {i}\nFROM s{} AS s{i}\nARG A{i}=v\nARG G\n",
+                i - 1
+            ));
+        }
+        let df = kiln_parser::parse(&text).expect("parses");
+        let started = std::time::Instant::now();
+        let o = outline(&df, &text, None, &BTreeMap::new()).expect("outline");
+        let list = targets(&df, &text);
+        let took = started.elapsed();
+        println!("3000 stages outlined and listed in {took:?}");
+        assert_eq!(o.args.len(), 3000, "G and A1..A2999");
+        assert_eq!(list.targets.len(), 3000);
+        assert!(took < std::time::Duration::from_secs(10), "{took:?}");
     }
 
     #[test]
