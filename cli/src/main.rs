@@ -4,6 +4,7 @@ mod commands;
 mod config;
 mod docker_engine;
 mod global;
+mod located;
 mod progress;
 mod signals;
 mod ssh_agent;
@@ -124,6 +125,10 @@ fn main() -> ExitCode {
             }
             // Not eprintln!: a closed stderr must not turn an error into a panic.
             progress::eprint_line(&format!("kiln: {}", error_text(&err)));
+            // A Dockerfile error: the excerpt with the lines marked, as BuildKit.
+            if let Some(detail) = located::Located::detail_of(&err) {
+                progress::eprint_line(detail);
+            }
             ExitCode::FAILURE
         }
     }

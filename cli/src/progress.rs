@@ -51,6 +51,7 @@ use kiln_oci::{BlobOutcome, Digest, TransferObserver};
 use kiln_solver::{Event, ProgressSink};
 use std::collections::{HashMap, VecDeque};
 use std::io::{IsTerminal, Write};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -112,6 +113,10 @@ struct Vertex {
     /// The last blob bar added (tty: the next one goes under it).
     last_blob: Option<ProgressBar>,
     finished: bool,
+    /// Its `#N NAME` line was printed (plain).
+    announced: bool,
+    /// Counted among the finished steps of the header.
+    counted: bool,
 }
 
 struct Blob {
@@ -123,6 +128,8 @@ struct Blob {
 struct State {
     vertices: HashMap<String, Vertex>,
     next: usize,
+    /// Vertices finished (done, cached or failed), for the header.
+    completed: usize,
 }
 
 impl State {
@@ -140,6 +147,8 @@ impl State {
                 blobs: HashMap::new(),
                 last_blob: None,
                 finished: false,
+                announced: false,
+                counted: false,
             }
         })
     }
@@ -152,6 +161,41 @@ pub struct Reporter {
     state: Mutex<State>,
     /// The tty display (`None` in the other modes).
     multi: Option<MultiProgress>,
+    /// buildx's `[+] Building 12.3s (7/9)` line atop the tty display
+    /// (builds only).
+    header: Option<Arc<Header>>,
+}
+
+/// The tty display's header: its line (when drawn), when it started and
+/// the counts it shows. Shared with the thread that redraws it as time
+/// passes, which never holds the [`Reporter`] (so the display always ends
+/// where the build drops it, before the error is printed).
+struct Header {
+    bar: Option<ProgressBar>,
+    started: Instant,
+    completed: AtomicUsize,
+    total: AtomicUsize,
+}
+
+impl Header {
+    /// The header's text now.
+    fn text(&self, finished: bool) -> String {
+        header_text(
+            self.started.elapsed().as_secs_f64(),
+            self.completed.load(Ordering::Relaxed),
+            self.total.load(Ordering::Relaxed),
+            finished,
+        )
+    }
+}
+
+/// `[+] Building 12.3s (7/9)`, and ` FINISHED` once the build is over:
+/// buildx's header, counting finished steps of the steps seen.
+fn header_text(seconds: f64, completed: usize, total: usize, finished: bool) -> String {
+    format!(
+        "[+] Building {seconds:.1}s ({completed}/{total}){}",
+        if finished { " FINISHED" } else { "" }
+    )
 }
 
 /// What happened to a blob, for the displays.
@@ -223,7 +267,59 @@ impl Reporter {
             mode,
             state: Mutex::new(State::default()),
             multi,
+            header: None,
         })
+    }
+
+    /// A display in `mode` for a build: as [`Reporter::new`], with
+    /// buildx's `[+] Building 12.3s (7/9)` header atop the tty display,
+    /// live, ending with `FINISHED` (written once at the end when the
+    /// tty display is forced without a terminal).
+    pub fn building(mode: ProgressMode) -> Arc<Reporter> {
+        let mode = mode.resolve();
+        let multi = (mode == ProgressMode::Tty)
+            .then(|| MultiProgress::with_draw_target(ProgressDrawTarget::stderr()));
+        let header = (mode == ProgressMode::Tty).then(|| {
+            let bar = multi.as_ref().filter(|m| !m.is_hidden()).map(|m| {
+                let bar = m.add(hidden_bar(None));
+                bar.set_style(style("{msg}"));
+                bar.set_message(header_text(0.0, 0, 0, false));
+                bar
+            });
+            Arc::new(Header {
+                bar,
+                started: Instant::now(),
+                completed: AtomicUsize::new(0),
+                total: AtomicUsize::new(0),
+            })
+        });
+        if let Some(header) = header.clone().filter(|h| h.bar.is_some()) {
+            // The time moves between events too.
+            std::thread::spawn(move || loop {
+                std::thread::sleep(Duration::from_millis(100));
+                let Some(bar) = &header.bar else { break };
+                if bar.is_finished() {
+                    break;
+                }
+                bar.set_message(header.text(false));
+            });
+        }
+        Arc::new(Reporter {
+            mode,
+            state: Mutex::new(State::default()),
+            multi,
+            header,
+        })
+    }
+
+    /// Redraws the header with the current counts.
+    fn update_header(&self, state: &State) {
+        let Some(header) = &self.header else { return };
+        header.completed.store(state.completed, Ordering::Relaxed);
+        header.total.store(state.next, Ordering::Relaxed);
+        if let Some(bar) = &header.bar {
+            bar.set_message(header.text(false));
+        }
     }
 
     /// Whether the command may print its own human-readable summary lines
@@ -273,6 +369,15 @@ impl Reporter {
             o.extend(extra);
         }
         eprint_line(&object.to_string());
+    }
+
+    /// Prints `#N NAME` for `v` in plain mode, once: the first event of a
+    /// step (an error before it ran, a note) comes under its header.
+    fn announce(&self, v: &mut Vertex, name: &str) {
+        if self.mode == ProgressMode::Plain && !v.announced {
+            v.announced = true;
+            eprint_line(&format!("#{} {name}", v.number));
+        }
     }
 
     /// Takes the complete lines out of `v.partial` (all of it with `all`).
@@ -480,12 +585,38 @@ impl ProgressSink for Reporter {
             return;
         }
         let mut state = self.lock();
+        let finishing = matches!(
+            event,
+            Event::Cached { .. } | Event::Error { .. } | Event::Done { .. }
+        );
+        let name = match &event {
+            Event::Started { name }
+            | Event::Cached { name }
+            | Event::Miss { name, .. }
+            | Event::Note { name, .. }
+            | Event::Log { name, .. }
+            | Event::Error { name, .. }
+            | Event::Done { name, .. } => name.clone(),
+        };
+        self.show(&mut state, event);
+        let v = state.vertex(&name);
+        if finishing && !v.counted {
+            v.counted = true;
+            state.completed += 1;
+        }
+        self.update_header(&state);
+    }
+}
+
+impl Reporter {
+    /// Shows one event.
+    fn show(&self, state: &mut State, event: Event) {
         match event {
             Event::Started { name } => {
                 let v = state.vertex(&name);
                 v.started = Instant::now();
                 match self.mode {
-                    ProgressMode::Plain => eprint_line(&format!("#{} {name}", v.number)),
+                    ProgressMode::Plain => self.announce(v, &name),
                     ProgressMode::Rawjson => self.json(v, &name, "started", serde_json::json!({})),
                     _ => {
                         if let Some(multi) = self.visible() {
@@ -502,7 +633,8 @@ impl ProgressSink for Reporter {
                 let v = state.vertex(&name);
                 match self.mode {
                     ProgressMode::Plain => {
-                        eprint_line(&format!("#{n} {name}\n#{n} CACHED", n = v.number))
+                        self.announce(v, &name);
+                        eprint_line(&format!("#{} CACHED", v.number))
                     }
                     ProgressMode::Rawjson => self.json(v, &name, "cached", serde_json::json!({})),
                     _ => self.collapse(v, format!("=> CACHED {name}"), "0.0s".into()),
@@ -512,6 +644,7 @@ impl ProgressSink for Reporter {
                 let v = state.vertex(&name);
                 match self.mode {
                     ProgressMode::Plain => {
+                        self.announce(v, &name);
                         eprint_line(&format!("#{} cache miss: {reason}", v.number))
                     }
                     ProgressMode::Rawjson => {
@@ -523,7 +656,10 @@ impl ProgressSink for Reporter {
             Event::Note { name, message } => {
                 let v = state.vertex(&name);
                 match self.mode {
-                    ProgressMode::Plain => eprint_line(&format!("#{} NOTE: {message}", v.number)),
+                    ProgressMode::Plain => {
+                        self.announce(v, &name);
+                        eprint_line(&format!("#{} NOTE: {message}", v.number))
+                    }
                     ProgressMode::Rawjson => {
                         self.json(v, &name, "note", serde_json::json!({ "message": message }))
                     }
@@ -537,6 +673,7 @@ impl ProgressSink for Reporter {
             }
             Event::Log { name, data } => {
                 let v = state.vertex(&name);
+                self.announce(v, &name);
                 v.partial.extend_from_slice(&data);
                 let lines = Self::take_lines(v, false);
                 if !lines.is_empty() {
@@ -545,6 +682,7 @@ impl ProgressSink for Reporter {
             }
             Event::Error { name, message } => {
                 let v = state.vertex(&name);
+                self.announce(v, &name);
                 let lines = Self::take_lines(v, true);
                 self.show_lines(v, &name, lines);
                 let first = message.lines().next().unwrap_or_default();
@@ -562,6 +700,7 @@ impl ProgressSink for Reporter {
             }
             Event::Done { name, seconds } => {
                 let v = state.vertex(&name);
+                self.announce(v, &name);
                 let lines = Self::take_lines(v, true);
                 self.show_lines(v, &name, lines);
                 match self.mode {
@@ -582,6 +721,15 @@ impl Drop for Reporter {
     fn drop(&mut self) {
         // Stop the spinners of whatever never finished (a failed pull).
         let state = self.state.get_mut().unwrap_or_else(|e| e.into_inner());
+        if let Some(header) = &self.header {
+            header.completed.store(state.completed, Ordering::Relaxed);
+            header.total.store(state.next, Ordering::Relaxed);
+            let text = header.text(true);
+            match &header.bar {
+                Some(bar) => bar.finish_with_message(text),
+                None => eprint_line(&text),
+            }
+        }
         for v in state.vertices.values_mut() {
             if let Some(pane) = v.pane.take() {
                 pane.finish_and_clear();

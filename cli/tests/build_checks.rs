@@ -136,6 +136,9 @@ fn call_check_format_json_is_buildkits_lint_result() {
         None,
     );
     assert_eq!(out, "Check complete, no warnings found.\n");
-    let stderr = env.fails(&["build", "--call", "outline", s(&ctx)], None);
-    assert!(stderr.contains("--call outline: not supported"), "{stderr}");
+    let stderr = env.fails(&["build", "--call", "lint", s(&ctx)], None);
+    assert!(
+        stderr.contains("--call \"lint\": unknown method"),
+        "{stderr}"
+    );
 }

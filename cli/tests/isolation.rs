@@ -109,7 +109,11 @@ fn chroot_keeps_steps_in_their_root_and_refuses_what_it_cannot_do() {
     ] {
         let ctx = env.context(name, &[("Dockerfile", &format!("FROM busybox\n{line}\n"))]);
         let err = env.fails(&["build", "--isolation", "chroot", s(&ctx)], None);
-        let last = err.lines().last().unwrap_or_default();
+        // The error line; the Dockerfile excerpt follows it.
+        let last = err
+            .lines()
+            .rfind(|l| l.starts_with("kiln: "))
+            .unwrap_or_default();
         assert_eq!(
             last,
             format!("kiln: Dockerfile:2:1: [stage-0 1] {line}: {expected}"),
@@ -170,7 +174,10 @@ fn auto_takes_the_strongest_isolation_that_works_and_says_so_once() {
     let out = env.run_env(&["build", "--no-cache", s(&ctx)], None, &neither);
     let err = String::from_utf8_lossy(&out.stderr).into_owned();
     assert_eq!(out.status.code(), Some(1), "{err}");
-    let last = err.lines().last().unwrap_or_default();
+    let last = err
+        .lines()
+        .rfind(|l| l.starts_with("kiln: "))
+        .unwrap_or_default();
     assert!(
         last.starts_with("kiln: Dockerfile:2:1: [stage-0 1] RUN echo one > /one: no isolation can run RUN steps here: new namespaces are refused"),
         "{last}"

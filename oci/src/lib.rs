@@ -77,8 +77,8 @@ pub use owner::{owner_of as temporary_owner, process_tag, Owner};
 pub use platform::{Platform, PlatformError};
 pub use reference::{Reference, ReferenceError};
 pub use registry::{
-    BlobOutcome, CredentialProvider, FetchedManifest, NoProgress, PullReport, PushReport,
-    RegistryClient, RegistryError, RegistryOptions, StaticCredentials, TimeoutStage,
+    transport_cause, BlobOutcome, CredentialProvider, FetchedManifest, NoProgress, PullReport,
+    PushReport, RegistryClient, RegistryError, RegistryOptions, StaticCredentials, TimeoutStage,
     TransferObserver,
 };
 pub use resolve::{ResolveError, ResolvedConfig};

@@ -44,6 +44,7 @@
 mod directive;
 mod dockerfile;
 mod error;
+mod excerpt;
 mod gostr;
 mod heredoc;
 pub mod instruction;
@@ -52,13 +53,16 @@ pub mod raw;
 pub mod shell;
 mod source;
 mod span;
+mod suggest;
 mod syntax;
 
 pub use directive::{detect_check, detect_syntax, DetectedDirective, Directive};
 pub use dockerfile::{parse, Dockerfile, Stage};
 pub use error::{ErrorKind, ParseError};
+pub use excerpt::excerpt;
 pub use gostr::go_quote;
 pub use heredoc::{chomp, Heredoc};
 pub use instruction::{Command, Instruction};
 pub use source::decode;
 pub use span::{Position, Span};
+pub use suggest::{suggest_instruction, KEYWORDS};

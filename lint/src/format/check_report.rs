@@ -92,7 +92,6 @@ pub fn report(found: &[Diagnostic], source: &str) -> String {
             let _ = writeln!(out, "Check complete, {n} warnings have been found!");
         }
     }
-    let lines: Vec<&str> = source.lines().collect();
     for d in found {
         let level = if d.severity == Severity::Error {
             "ERROR"
@@ -101,16 +100,7 @@ pub fn report(found: &[Diagnostic], source: &str) -> String {
         };
         let _ = writeln!(out, "\n{level}: {} - {}", d.code, help_uri(&d.code));
         let _ = writeln!(out, "{}", d.message);
-        let _ = writeln!(out, "{}:{}", d.file, d.line);
-        let _ = writeln!(out, "--------------------");
-        let first = d.line.saturating_sub(2).max(1);
-        let last = (d.line + 1).min(lines.len());
-        for n in first..=last {
-            let text = lines.get(n - 1).copied().unwrap_or_default();
-            let mark = if n == d.line { ">>>" } else { "   " };
-            let _ = writeln!(out, " {n:>3} | {mark} {text}");
-        }
-        let _ = writeln!(out, "--------------------");
+        out.push_str(&kiln_parser::excerpt(&d.file, source, d.line..=d.line));
     }
     out
 }

@@ -298,10 +298,10 @@ async fn fetch_token(
             req
         }
     };
-    let response = request.send().await.map_err(|source| RegistryError::Http {
+    let response = request.send().await.map_err(|error| RegistryError::Http {
         method: "GET".into(),
         url: realm.to_string(),
-        source,
+        error,
     })?;
     let status = response.status();
     if status == reqwest::StatusCode::UNAUTHORIZED || status == reqwest::StatusCode::FORBIDDEN {
@@ -319,10 +319,10 @@ async fn fetch_token(
     let body = response
         .bytes()
         .await
-        .map_err(|source| RegistryError::Http {
+        .map_err(|error| RegistryError::Http {
             method: "GET".into(),
             url: realm.to_string(),
-            source,
+            error,
         })?;
     if !status.is_success() {
         return Err(RegistryError::Status {

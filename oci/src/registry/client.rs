@@ -223,10 +223,10 @@ impl RegistryClient {
             .read_timeout(options.progress_timeout)
             .pool_max_idle_per_host(16)
             .build()
-            .map_err(|source| RegistryError::Http {
+            .map_err(|error| RegistryError::Http {
                 method: "INIT".into(),
                 url: String::new(),
-                source,
+                error,
             })?;
         Ok(RegistryClient {
             inner: Arc::new(Inner {
@@ -430,7 +430,12 @@ impl RegistryClient {
                         asked,
                     )
                 }
-                Err(e) => (!e.is_builder() && !e.is_redirect(), None),
+                // A refused certificate stays refused, a name that does
+                // not exist stays missing.
+                Err(e) => (
+                    !e.is_builder() && !e.is_redirect() && !super::error::is_permanent(e),
+                    None,
+                ),
             };
             if retry && retryable {
                 let wait = asked.unwrap_or_else(|| self.backoff(backoffs));
@@ -525,7 +530,7 @@ impl RegistryClient {
         RegistryError::Http {
             method: method.to_string(),
             url: short_url(&request.url),
-            source: source.without_url(),
+            error: source.without_url(),
         }
     }
 

@@ -18,7 +18,7 @@ mod push;
 
 pub use auth::{CredentialProvider, StaticCredentials};
 pub use client::{RegistryClient, RegistryOptions};
-pub use error::{RegistryError, TimeoutStage};
+pub use error::{transport_cause, RegistryError, TimeoutStage};
 pub use pull::{FetchedManifest, PullReport};
 pub use push::PushReport;
 

@@ -18,7 +18,7 @@ pub enum LowerError {
         at: Position,
     },
     /// An instruction kiln (and BuildKit) does not know.
-    #[error("{at}: unknown instruction: {keyword}")]
+    #[error("{at}: unknown instruction: {keyword}{}", did_you_mean(keyword))]
     UnknownInstruction {
         /// Position.
         at: Position,
@@ -81,7 +81,7 @@ impl LowerError {
             LowerError::Expand(e) => e.kind.to_string(),
             LowerError::NoStages { .. } => "dockerfile contains no stages to build".into(),
             LowerError::UnknownInstruction { keyword, .. } => {
-                format!("unknown instruction: {keyword}")
+                format!("unknown instruction: {keyword}{}", did_you_mean(keyword))
             }
             LowerError::Circular { stage, .. } => {
                 format!("circular dependency detected on stage: {stage}")
@@ -93,6 +93,14 @@ impl LowerError {
             LowerError::NoTarget(_) => self.to_string(),
         }
     }
+}
+
+/// ` (did you mean RUN?)` for a keyword near a known one, as BuildKit
+/// says it; else nothing.
+fn did_you_mean(keyword: &str) -> String {
+    kiln_parser::suggest_instruction(keyword)
+        .map(|k| format!(" (did you mean {k}?)"))
+        .unwrap_or_default()
 }
 
 /// Shorthand for lowering results.

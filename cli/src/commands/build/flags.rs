@@ -17,9 +17,20 @@ pub(super) enum Call {
         /// `format=json`.
         json: bool,
     },
+    /// Print the target's build arguments, secrets and SSH agents.
+    Outline {
+        /// `format=json`.
+        json: bool,
+    },
+    /// Print the stages that can be built.
+    Targets {
+        /// `format=json`.
+        json: bool,
+    },
 }
 
-/// `--call build|check[,format=json|text]`; `--check` is `--call check`.
+/// `--call build|check|outline|targets[,format=json|text]`; `--check` is
+/// `--call check`.
 pub(super) fn parse_call(value: Option<&str>, check: bool) -> Result<Call> {
     let Some(value) = value else {
         return Ok(if check {
@@ -41,9 +52,15 @@ pub(super) fn parse_call(value: Option<&str>, check: bool) -> Result<Call> {
     match method {
         "build" if !json && !check => Ok(Call::Build),
         "check" => Ok(Call::Check { json }),
-        "build" => bail!("--call {value:?}: --check and format= go with --call check"),
-        "outline" | "targets" => bail!("--call {method}: not supported (build or check)"),
-        other => bail!("--call {other:?}: unknown method (build or check)"),
+        "build" => {
+            bail!("--call {value:?}: --check and format= go with --call check, outline or targets")
+        }
+        "outline" | "targets" if check => {
+            bail!("--call {method}: --check is --call check; give one of them")
+        }
+        "outline" => Ok(Call::Outline { json }),
+        "targets" => Ok(Call::Targets { json }),
+        other => bail!("--call {other:?}: unknown method (build, check, outline or targets)"),
     }
 }
 

@@ -4,6 +4,7 @@
 //! run) and [`export`] (images to the outputs, cache to `--cache-to`).
 
 mod attest;
+mod call;
 mod export;
 mod flags;
 mod plan;
@@ -184,7 +185,9 @@ pub struct BuildArgs {
     #[arg(long)]
     check: bool,
     /// What to do instead of building, as buildx's `--call`: `build` (the
-    /// default), `check`, or `check,format=json` (BuildKit's lint JSON).
+    /// default), `check` (the build checks), `outline` (the target's build
+    /// arguments, secrets and SSH agents) or `targets` (the stages); add
+    /// `,format=json` for JSON.
     #[arg(long, value_name = "METHOD")]
     call: Option<String>,
     /// Reuse build cache exported by another build (repeatable):
@@ -229,6 +232,9 @@ pub fn build(global: &GlobalArgs, args: &BuildArgs) -> Result<()> {
         .context("creating a staging directory")?;
     let source = Source::read(args, staging.path())?;
     let request = BuildRequest::from_args(args, &source.fetched)?;
+    if call::run(&source, &request)? {
+        return Ok(());
+    }
     if store.is_read_only() {
         if let Some(writer) = request.store_writer() {
             anyhow::bail!(
@@ -240,7 +246,7 @@ pub fn build(global: &GlobalArgs, args: &BuildArgs) -> Result<()> {
 
     let rt = runtime()?;
     let client = global.registry()?;
-    let reporter = crate::progress::Reporter::new(request.progress);
+    let reporter = crate::progress::Reporter::building(request.progress);
     let resolver = StoreResolver {
         store: &store,
         client: &client,

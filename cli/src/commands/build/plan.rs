@@ -8,6 +8,7 @@ use super::remote_context;
 use super::request::BuildRequest;
 use super::resolver::StoreResolver;
 use super::{BuildArgs, PrintFormat};
+use crate::located::{Located, StepOutput};
 use crate::progress::Reporter;
 use anyhow::{bail, Context, Result};
 use kiln_lint::Diagnostic;
@@ -95,7 +96,13 @@ impl Source {
         }
         let dockerfile = match kiln_parser::parse(&text) {
             Ok(d) => d,
-            Err(e) => bail!("{name}:{e}"),
+            Err(e) => {
+                let line = e.position.line;
+                let message = e.kind.to_string();
+                return Err(
+                    Located::new(&name, &text, e.position, line..=line, &message, None).into(),
+                );
+            }
         };
         Ok(Source {
             context_dir,
@@ -105,6 +112,49 @@ impl Source {
             dockerfile,
             fetched,
         })
+    }
+
+    /// The lines the instruction that starts on `line` spans (with its
+    /// continuation lines), else that line alone.
+    pub(super) fn lines_at(&self, line: usize) -> std::ops::RangeInclusive<usize> {
+        let d = &self.dockerfile;
+        let span = d
+            .global_args
+            .iter()
+            .chain(
+                d.stages
+                    .iter()
+                    .flat_map(|s| std::iter::once(&s.from).chain(&s.commands)),
+            )
+            .map(|c| c.span)
+            .find(|s| s.start.line == line);
+        let Some(span) = span else {
+            return line..=line;
+        };
+        let end = if span.end.column <= 1 && span.end.line > line {
+            span.end.line - 1
+        } else {
+            span.end.line
+        };
+        line..=end.max(line)
+    }
+
+    /// The error `message` at the instruction on `line`, with the
+    /// Dockerfile excerpt (and the failed step's output, if any).
+    pub(super) fn located(
+        &self,
+        line: usize,
+        message: &str,
+        step: Option<StepOutput<'_>>,
+    ) -> Located {
+        Located::new(
+            &self.name,
+            &self.text,
+            self.instruction_at(line),
+            self.lines_at(line),
+            message,
+            step,
+        )
     }
 
     /// The position of the instruction that starts on `line` (a step's
@@ -143,7 +193,14 @@ pub(super) fn lower(
         let mut lowered =
             kiln_solver::lower(&source.dockerfile, &options, resolver, &source.context_dir)
                 .map_err(|e| match e.position() {
-                    Some(at) => anyhow::anyhow!("{}:{at}: {}", source.name, e.message()),
+                    Some(at) => anyhow::Error::new(Located::new(
+                        &source.name,
+                        &source.text,
+                        at,
+                        source.lines_at(at.line),
+                        &e.message(),
+                        None,
+                    )),
                     None => anyhow::anyhow!("{e}"),
                 })?;
         if request.multi_platform() {

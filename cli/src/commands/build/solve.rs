@@ -8,6 +8,7 @@ use super::plan::Source;
 use super::remote_cache;
 use super::request::BuildRequest;
 use crate::config::Config;
+use crate::located::StepOutput;
 use crate::progress::Reporter;
 use anyhow::{Context, Result};
 use kiln_oci::{LocalStore, RegistryClient};
@@ -72,15 +73,7 @@ impl Solver<'_> {
             )),
         };
         let runtime = isolated_runtime(request.isolation, request.runtime.as_deref(), self.config)?;
-        let located = |e: kiln_solver::SolveError| match e.line() {
-            Some(line) => anyhow::anyhow!(
-                "{}:{}: {}",
-                source.name,
-                source.instruction_at(line),
-                strip_line(&e.to_string(), line)
-            ),
-            None => anyhow::anyhow!("{e}"),
-        };
+        let located = |e: kiln_solver::SolveError| solve_error(source, &e);
         // Every platform's emulated RUN steps, before any platform runs.
         for one in lowered {
             kiln_solver::check_emulation(one, options.emulate, progress.as_ref())
@@ -140,4 +133,59 @@ impl Solver<'_> {
         }
         Ok(contexts)
     }
+}
+
+/// A failed solve as the user sees it: at the failed step's Dockerfile
+/// line with the excerpt when it has one. A failed process is named once,
+/// by its command (`process "/bin/sh -c make" did not complete
+/// successfully: exit code: 2`, BuildKit's words), its last output lines
+/// in the box above the excerpt.
+fn solve_error(source: &Source, e: &kiln_solver::SolveError) -> anyhow::Error {
+    use kiln_solver::{SolveError, StepError};
+    let Some(line) = e.line() else {
+        return anyhow::anyhow!("{e}");
+    };
+    let (name, error) = match e {
+        SolveError::Step { name, error, .. } => (name.as_str(), error),
+        _ => {
+            return anyhow::anyhow!(
+                "{}:{line}: {}",
+                source.name,
+                strip_line(&e.to_string(), line)
+            )
+        }
+    };
+    let (message, output) = match error {
+        StepError::Exit {
+            command,
+            status,
+            hint,
+            output,
+            ..
+        } => {
+            let hint = hint.as_ref().map(|h| format!(" ({h})")).unwrap_or_default();
+            let lines: Vec<String> = output
+                .lines()
+                .filter_map(|l| l.strip_prefix("  > "))
+                .map(str::to_string)
+                .collect();
+            (
+                format!(
+                    "process {command:?} did not complete successfully: exit code: {status}{hint}"
+                ),
+                lines,
+            )
+        }
+        other => (format!("{name}: {other}"), Vec::new()),
+    };
+    source
+        .located(
+            line,
+            &message,
+            Some(StepOutput {
+                name,
+                lines: output,
+            }),
+        )
+        .into()
 }

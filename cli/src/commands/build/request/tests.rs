@@ -101,8 +101,8 @@ fn the_first_wrong_flag_is_named() {
             "--cache-to \"type=inline,mode=max\": an inline cache holds the image's own steps only",
         ),
         (
-            &["--call", "outline", "ctx"][..],
-            "--call outline: not supported (build or check)",
+            &["--call", "subrequests.describe", "ctx"][..],
+            "--call \"subrequests.describe\": unknown method (build, check, outline or targets)",
         ),
         (&["--allow", "everything", "ctx"][..], "--allow: "),
     ] {
