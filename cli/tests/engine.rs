@@ -379,7 +379,10 @@ fn run_setting(
                     "{}: {case} should fail:\n{log}",
                     setting.name
                 );
-                let last = log.lines().last().unwrap_or_default();
+                let last = log
+                    .lines()
+                    .rfind(|l| l.starts_with("kiln: "))
+                    .unwrap_or_default();
                 for expected in [
                     "no isolation can run RUN steps here: new namespaces are refused",
                     "securityContext.seccompProfile.type: Unconfined",
