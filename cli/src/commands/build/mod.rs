@@ -5,6 +5,7 @@
 
 mod export;
 mod flags;
+pub(crate) mod multi;
 mod plan;
 mod remote_cache;
 mod remote_context;

@@ -1,0 +1,221 @@
+//! Compose files: each service's `build:` section read as a bake target,
+//! as buildx reads it (the service's `image:` names it when the section
+//! has no `tags`; services without `build:` are left out), and a
+//! `default` group of them all.
+
+use super::model::{Definition, Group, Target};
+use anyhow::{anyhow, bail, Result};
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::path::Path;
+
+#[derive(Deserialize)]
+struct File {
+    #[serde(default)]
+    services: BTreeMap<String, Service>,
+    #[serde(default)]
+    secrets: BTreeMap<String, SecretDef>,
+}
+
+#[derive(Deserialize)]
+struct Service {
+    image: Option<String>,
+    build: Option<Build>,
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum Build {
+    Context(String),
+    Full(Box<BuildSection>),
+}
+
+#[derive(Deserialize, Default)]
+struct BuildSection {
+    context: Option<String>,
+    dockerfile: Option<String>,
+    dockerfile_inline: Option<String>,
+    #[serde(default)]
+    args: MapOrList,
+    target: Option<String>,
+    #[serde(default)]
+    tags: Vec<String>,
+    #[serde(default)]
+    labels: MapOrList,
+    #[serde(default)]
+    cache_from: Vec<String>,
+    #[serde(default)]
+    cache_to: Vec<String>,
+    #[serde(default)]
+    secrets: Vec<ServiceSecret>,
+    #[serde(default)]
+    ssh: MapOrList,
+    #[serde(default)]
+    platforms: Vec<String>,
+    #[serde(default)]
+    additional_contexts: MapOrList,
+    network: Option<String>,
+    #[serde(default)]
+    extra_hosts: MapOrList,
+    no_cache: Option<bool>,
+    pull: Option<bool>,
+    shm_size: Option<serde_yaml_ng::Value>,
+}
+
+/// Compose's two spellings of a string map: `{K: V}` or `["K=V"]`.
+#[derive(Deserialize, Default)]
+#[serde(untagged)]
+enum MapOrList {
+    #[default]
+    Empty,
+    Map(BTreeMap<String, Option<serde_yaml_ng::Value>>),
+    List(Vec<String>),
+}
+
+impl MapOrList {
+    /// The entries; `sep` splits list items (`=`, or `:` for hosts).
+    fn entries(&self, seps: &[char]) -> Vec<(String, Option<String>)> {
+        match self {
+            MapOrList::Empty => Vec::new(),
+            MapOrList::Map(m) => m
+                .iter()
+                .map(|(k, v)| (k.clone(), v.as_ref().map(yaml_text)))
+                .collect(),
+            MapOrList::List(l) => l
+                .iter()
+                .map(|item| match item.split_once(seps) {
+                    Some((k, v)) => (k.to_string(), Some(v.to_string())),
+                    None => (item.clone(), None),
+                })
+                .collect(),
+        }
+    }
+}
+
+/// A scalar YAML value as text.
+fn yaml_text(v: &serde_yaml_ng::Value) -> String {
+    match v {
+        serde_yaml_ng::Value::String(s) => s.clone(),
+        serde_yaml_ng::Value::Bool(b) => b.to_string(),
+        serde_yaml_ng::Value::Number(n) => n.to_string(),
+        _ => String::new(),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum ServiceSecret {
+    Short(String),
+    Long { source: String },
+}
+
+#[derive(Deserialize)]
+struct SecretDef {
+    file: Option<String>,
+    environment: Option<String>,
+}
+
+/// Reads the compose file `name` (in directory `dir`, which relative
+/// contexts start from).
+///
+/// # Errors
+/// YAML that does not parse or has the wrong shape (`NAME:LINE:COL`), or
+/// a service naming a secret the file does not define.
+pub(super) fn parse(name: &str, text: &str, dir: &Path) -> Result<Definition> {
+    let file: File = serde_yaml_ng::from_str(text).map_err(|e| match e.location() {
+        Some(at) => anyhow!("{name}:{}:{}: {e}", at.line(), at.column()),
+        None => anyhow!("{name}: {e}"),
+    })?;
+    let mut def = Definition::default();
+    let mut members = Vec::new();
+    for (service, s) in file.services {
+        let Some(build) = s.build else { continue };
+        let b = match build {
+            Build::Context(c) => BuildSection {
+                context: Some(c),
+                ..BuildSection::default()
+            },
+            Build::Full(b) => *b,
+        };
+        let context = b.context.clone().unwrap_or_else(|| ".".into());
+        let context = if context.contains("://") || Path::new(&context).is_absolute() {
+            context
+        } else {
+            dir.join(&context).display().to_string()
+        };
+        let mut secrets = Vec::new();
+        for sec in &b.secrets {
+            let id = match sec {
+                ServiceSecret::Short(s) | ServiceSecret::Long { source: s } => s,
+            };
+            let def_ = file.secrets.get(id).ok_or_else(|| {
+                anyhow!("{name}: service {service:?}: secret {id:?} is not defined under secrets:")
+            })?;
+            match (&def_.file, &def_.environment) {
+                (Some(f), _) => {
+                    let path = if Path::new(f).is_absolute() {
+                        f.clone()
+                    } else {
+                        dir.join(f).display().to_string()
+                    };
+                    secrets.push(format!("id={id},src={path}"));
+                }
+                (None, Some(env)) => secrets.push(format!("id={id},env={env}")),
+                (None, None) => bail!("{name}: secret {id:?}: needs file or environment"),
+            }
+        }
+        let map = |m: &MapOrList, seps: &[char]| -> Option<BTreeMap<String, String>> {
+            let e: BTreeMap<String, String> = m
+                .entries(seps)
+                .into_iter()
+                .filter_map(|(k, v)| v.or_else(|| std::env::var(&k).ok()).map(|v| (k, v)))
+                .collect();
+            (!e.is_empty()).then_some(e)
+        };
+        let list = |l: &[String]| (!l.is_empty()).then(|| l.to_vec());
+        let mut tags = b.tags.clone();
+        if let Some(image) = &s.image {
+            tags.insert(0, image.clone());
+        }
+        let ssh: Vec<String> = b
+            .ssh
+            .entries(&['='])
+            .into_iter()
+            .map(|(k, v)| match v {
+                Some(v) => format!("{k}={v}"),
+                None => k,
+            })
+            .collect();
+        let target = Target {
+            context: Some(context),
+            dockerfile: b.dockerfile.clone(),
+            dockerfile_inline: b.dockerfile_inline.clone(),
+            args: map(&b.args, &['=']),
+            labels: map(&b.labels, &['=']),
+            tags: list(&tags),
+            cache_from: list(&b.cache_from),
+            cache_to: list(&b.cache_to),
+            target: b.target.clone(),
+            secret: list(&secrets),
+            ssh: list(&ssh),
+            platforms: list(&b.platforms),
+            contexts: map(&b.additional_contexts, &['=']),
+            network: b.network.clone(),
+            extra_hosts: map(&b.extra_hosts, &['=', ':']),
+            no_cache: b.no_cache,
+            pull: b.pull,
+            shm_size: b.shm_size.as_ref().map(yaml_text),
+            ..Target::default()
+        };
+        members.push(service.clone());
+        def.targets.insert(service, target);
+    }
+    def.groups.insert(
+        "default".into(),
+        Group {
+            description: None,
+            targets: members,
+        },
+    );
+    Ok(def)
+}

@@ -1,0 +1,510 @@
+//! The bake definition every file format reads into: targets and groups
+//! with buildx's field names (the names of `--print`'s JSON and of the
+//! HCL and JSON files), merged file over file, `inherits` resolved and
+//! `--set` applied.
+
+use anyhow::{bail, Context, Result};
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, BTreeSet};
+
+/// Most targets (after matrix expansion) one definition may hold.
+pub(super) const MAX_TARGETS: usize = 1024;
+/// Deepest `inherits` chain.
+pub(super) const MAX_INHERITS_DEPTH: usize = 64;
+
+/// One target: the settings of one `kiln build`. Unset fields are
+/// `None`, so a later file or an inheriting target overrides only what it
+/// sets.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct Target {
+    /// What the target is for.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(super) description: Option<String>,
+    /// Targets whose settings this one starts from.
+    #[serde(skip_serializing)]
+    pub(super) inherits: Option<Vec<String>>,
+    /// The build context.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(super) context: Option<String>,
+    /// Named contexts (`--build-context`), `target:NAME` included.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(super) contexts: Option<BTreeMap<String, String>>,
+    /// The Dockerfile, relative to the context.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(super) dockerfile: Option<String>,
+    /// The Dockerfile's text, instead of a file.
+    #[serde(rename = "dockerfile-inline", skip_serializing_if = "Option::is_none")]
+    pub(super) dockerfile_inline: Option<String>,
+    /// Build arguments.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(super) args: Option<BTreeMap<String, String>>,
+    /// Manifest annotations.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(super) annotations: Option<Vec<String>>,
+    /// Attestations (`--attest`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(super) attest: Option<Vec<String>>,
+    /// Image labels.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(super) labels: Option<BTreeMap<String, String>>,
+    /// Image names.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(super) tags: Option<Vec<String>>,
+    /// `--cache-from` values.
+    #[serde(rename = "cache-from", skip_serializing_if = "Option::is_none")]
+    pub(super) cache_from: Option<Vec<String>>,
+    /// `--cache-to` values.
+    #[serde(rename = "cache-to", skip_serializing_if = "Option::is_none")]
+    pub(super) cache_to: Option<Vec<String>>,
+    /// The Dockerfile stage.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(super) target: Option<String>,
+    /// `--secret` values.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(super) secret: Option<Vec<String>>,
+    /// `--ssh` values.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(super) ssh: Option<Vec<String>>,
+    /// Platforms.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(super) platforms: Option<Vec<String>>,
+    /// `--output` values.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(super) output: Option<Vec<String>>,
+    /// `--pull`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(super) pull: Option<bool>,
+    /// `--no-cache`.
+    #[serde(rename = "no-cache", skip_serializing_if = "Option::is_none")]
+    pub(super) no_cache: Option<bool>,
+    /// `--no-cache-filter` stages.
+    #[serde(rename = "no-cache-filter", skip_serializing_if = "Option::is_none")]
+    pub(super) no_cache_filter: Option<Vec<String>>,
+    /// `--network`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(super) network: Option<String>,
+    /// `--add-host` entries, name to address.
+    #[serde(rename = "extra-hosts", skip_serializing_if = "Option::is_none")]
+    pub(super) extra_hosts: Option<BTreeMap<String, String>>,
+    /// `--shm-size` (accepted and printed; `kiln build` has its own flag).
+    #[serde(rename = "shm-size", skip_serializing_if = "Option::is_none")]
+    pub(super) shm_size: Option<String>,
+    /// `--ulimit` values (accepted and printed).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(super) ulimits: Option<Vec<String>>,
+    /// `--call`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(super) call: Option<String>,
+    /// Privileges the target needs (`--allow`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(super) entitlements: Option<Vec<String>>,
+}
+
+/// Map fields: merged key by key; every other field is replaced whole.
+const MAP_FIELDS: [&str; 4] = ["args", "labels", "contexts", "extra-hosts"];
+/// List-of-strings fields.
+const LIST_FIELDS: [&str; 14] = [
+    "inherits",
+    "annotations",
+    "attest",
+    "tags",
+    "cache-from",
+    "cache-to",
+    "secret",
+    "ssh",
+    "platforms",
+    "output",
+    "no-cache-filter",
+    "ulimits",
+    "entitlements",
+    "platform",
+];
+
+impl Target {
+    /// Reads a target from its fields as JSON values (an evaluated HCL
+    /// block or a JSON file's object): numbers and booleans in maps and
+    /// lists become strings, nulls are left out, as buildx does.
+    pub(super) fn from_json(fields: serde_json::Map<String, serde_json::Value>) -> Result<Target> {
+        let mut clean = serde_json::Map::new();
+        for (k, v) in fields {
+            let v = if MAP_FIELDS.contains(&k.as_str()) {
+                match v {
+                    serde_json::Value::Object(m) => serde_json::Value::Object(
+                        m.into_iter()
+                            .filter_map(|(k, v)| scalar(v).map(|v| (k, v.into())))
+                            .collect(),
+                    ),
+                    serde_json::Value::Null => continue,
+                    other => bail!("{k}: expected a map, found {other}"),
+                }
+            } else if LIST_FIELDS.contains(&k.as_str()) {
+                match v {
+                    serde_json::Value::Array(a) => serde_json::Value::Array(
+                        a.into_iter()
+                            .filter_map(scalar)
+                            .map(serde_json::Value::String)
+                            .collect(),
+                    ),
+                    serde_json::Value::Null => continue,
+                    other => bail!("{k}: expected a list, found {other}"),
+                }
+            } else if v.is_null() {
+                continue;
+            } else {
+                v
+            };
+            clean.insert(k, v);
+        }
+        serde_json::from_value(serde_json::Value::Object(clean)).map_err(|e| anyhow::anyhow!("{e}"))
+    }
+
+    /// Sets what `over` sets: maps key by key, other fields whole.
+    pub(super) fn merge(&mut self, over: &Target) {
+        macro_rules! whole {
+            ($($f:ident),*) => {$(
+                if over.$f.is_some() { self.$f = over.$f.clone(); }
+            )*};
+        }
+        macro_rules! maps {
+            ($($f:ident),*) => {$(
+                if let Some(m) = &over.$f {
+                    self.$f.get_or_insert_with(Default::default).extend(m.clone());
+                }
+            )*};
+        }
+        whole!(
+            description,
+            inherits,
+            context,
+            dockerfile,
+            dockerfile_inline,
+            annotations,
+            attest,
+            tags,
+            cache_from,
+            cache_to,
+            target,
+            secret,
+            ssh,
+            platforms,
+            output,
+            pull,
+            no_cache,
+            no_cache_filter,
+            network,
+            shm_size,
+            ulimits,
+            call,
+            entitlements
+        );
+        maps!(args, labels, contexts, extra_hosts);
+    }
+
+    /// Applies one `--set` key (after `TARGET.`) and its value.
+    pub(super) fn set(&mut self, key: &str, value: &str) -> Result<()> {
+        let list = || value.split(',').map(str::to_string).collect::<Vec<_>>();
+        let one = || vec![value.to_string()];
+        let flag = || -> Result<bool> {
+            match value {
+                "true" | "1" | "" => Ok(true),
+                "false" | "0" => Ok(false),
+                _ => bail!("expected true or false, found {value:?}"),
+            }
+        };
+        if let Some((map, k)) = key.split_once('.') {
+            let field = match map {
+                "args" => &mut self.args,
+                "labels" => &mut self.labels,
+                "contexts" => &mut self.contexts,
+                "extra-hosts" => &mut self.extra_hosts,
+                _ => bail!("unknown key {key:?}"),
+            };
+            field
+                .get_or_insert_with(Default::default)
+                .insert(k.to_string(), value.to_string());
+            return Ok(());
+        }
+        match key {
+            "context" => self.context = Some(value.into()),
+            "dockerfile" => self.dockerfile = Some(value.into()),
+            "dockerfile-inline" => self.dockerfile_inline = Some(value.into()),
+            "target" => self.target = Some(value.into()),
+            "network" => self.network = Some(value.into()),
+            "shm-size" => self.shm_size = Some(value.into()),
+            "call" => self.call = Some(value.into()),
+            "tags" => self.tags = Some(one()),
+            "cache-from" => self.cache_from = Some(one()),
+            "cache-to" => self.cache_to = Some(one()),
+            "secrets" | "secret" => self.secret = Some(one()),
+            "ssh" => self.ssh = Some(one()),
+            "platform" | "platforms" => self.platforms = Some(list()),
+            "output" => self.output = Some(one()),
+            "annotations" => self.annotations = Some(one()),
+            "attest" => self.attest = Some(one()),
+            "no-cache-filter" => self.no_cache_filter = Some(list()),
+            "ulimits" => self.ulimits = Some(one()),
+            "entitlements" => self.entitlements = Some(list()),
+            "no-cache" => self.no_cache = Some(flag()?),
+            "pull" => self.pull = Some(flag()?),
+            "push" => {
+                if flag()? {
+                    self.output
+                        .get_or_insert_with(Vec::new)
+                        .push("type=registry".into());
+                }
+            }
+            _ => bail!("unknown key {key:?}"),
+        }
+        Ok(())
+    }
+
+    /// Fills in buildx's defaults for `--print` and building: context `.`,
+    /// Dockerfile `Dockerfile` (unless inline).
+    pub(super) fn with_defaults(mut self) -> Target {
+        self.context.get_or_insert_with(|| ".".into());
+        if self.dockerfile_inline.is_none() {
+            self.dockerfile.get_or_insert_with(|| "Dockerfile".into());
+        }
+        self
+    }
+}
+
+/// A scalar as a string (`None` for null; arrays and objects as JSON).
+fn scalar(v: serde_json::Value) -> Option<String> {
+    match v {
+        serde_json::Value::Null => None,
+        serde_json::Value::String(s) => Some(s),
+        other => Some(other.to_string()),
+    }
+}
+
+/// A group: targets and groups built together.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct Group {
+    /// What the group is for.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(super) description: Option<String>,
+    /// Its targets and groups.
+    #[serde(default)]
+    pub(super) targets: Vec<String>,
+}
+
+/// Every target and group of the bake files, merged.
+#[derive(Debug, Clone, Default)]
+pub(super) struct Definition {
+    /// Targets by name.
+    pub(super) targets: BTreeMap<String, Target>,
+    /// Groups by name.
+    pub(super) groups: BTreeMap<String, Group>,
+}
+
+impl Definition {
+    /// Merges a later file's definition over this one: a target's fields
+    /// as [`Target::merge`], a group's targets replaced.
+    pub(super) fn merge(&mut self, later: Definition) -> Result<()> {
+        for (name, t) in later.targets {
+            self.targets.entry(name).or_default().merge(&t);
+        }
+        for (name, g) in later.groups {
+            self.groups.insert(name, g);
+        }
+        if self.targets.len() > MAX_TARGETS {
+            bail!("more than {MAX_TARGETS} targets: split the bake files or build fewer at once");
+        }
+        Ok(())
+    }
+
+    /// Resolves `inherits`, iteratively: a target's parents (in order)
+    /// then its own fields. Cycles and chains deeper than
+    /// [`MAX_INHERITS_DEPTH`] are refused.
+    pub(super) fn resolve_inherits(&mut self) -> Result<()> {
+        let mut resolved: BTreeMap<String, Target> = BTreeMap::new();
+        let names: Vec<String> = self.targets.keys().cloned().collect();
+        for start in names {
+            // A depth-first walk with an explicit stack: (name, parents pushed).
+            let mut stack: Vec<(String, bool)> = vec![(start.clone(), false)];
+            let mut on_path: Vec<String> = Vec::new();
+            while let Some((name, expanded)) = stack.pop() {
+                if resolved.contains_key(&name) {
+                    continue;
+                }
+                let target = self.targets.get(&name).with_context(|| {
+                    format!(
+                        "target {:?} inherits unknown target {name:?}",
+                        on_path.last().unwrap_or(&start)
+                    )
+                })?;
+                let parents = target.inherits.clone().unwrap_or_default();
+                if expanded {
+                    on_path.pop();
+                    let mut t = Target::default();
+                    for p in &parents {
+                        if let Some(parent) = resolved.get(p) {
+                            t.merge(parent);
+                        }
+                    }
+                    let mut own = target.clone();
+                    own.inherits = None;
+                    t.merge(&own);
+                    t.inherits = None;
+                    resolved.insert(name, t);
+                    continue;
+                }
+                if on_path.contains(&name) {
+                    bail!(
+                        "target {name:?}: inherits cycle ({} -> {name})",
+                        on_path.join(" -> ")
+                    );
+                }
+                on_path.push(name.clone());
+                if on_path.len() > MAX_INHERITS_DEPTH {
+                    bail!("target {start:?}: inherits deeper than {MAX_INHERITS_DEPTH}");
+                }
+                stack.push((name, true));
+                for p in parents.iter().rev() {
+                    if on_path.contains(p) {
+                        bail!(
+                            "target {p:?}: inherits cycle ({} -> {p})",
+                            on_path.join(" -> ")
+                        );
+                    }
+                    if !resolved.contains_key(p) {
+                        stack.push((p.clone(), false));
+                    }
+                }
+            }
+        }
+        self.targets = resolved;
+        Ok(())
+    }
+
+    /// The targets `names` stand for (groups expanded, iteratively, each
+    /// target once, in order), and the groups met on the way. With no
+    /// names, the `default` group, else the only target.
+    pub(super) fn select(&self, names: &[String]) -> Result<(Vec<String>, BTreeSet<String>)> {
+        let wanted: Vec<String> = if names.is_empty() {
+            if self.groups.contains_key("default") || self.targets.contains_key("default") {
+                vec!["default".into()]
+            } else if self.targets.len() == 1 {
+                self.targets.keys().cloned().collect()
+            } else {
+                bail!("no targets given and no default group (name targets or groups, or add `group \"default\"`)");
+            }
+        } else {
+            names.to_vec()
+        };
+        let mut out = Vec::new();
+        let mut groups = BTreeSet::new();
+        let mut stack: Vec<String> = wanted.into_iter().rev().collect();
+        let mut steps = 0usize;
+        while let Some(name) = stack.pop() {
+            steps += 1;
+            if steps > MAX_TARGETS * 16 {
+                bail!("groups expand to too many names (a group cycle?)");
+            }
+            if let Some(g) = self.groups.get(&name) {
+                if groups.insert(name.clone()) {
+                    stack.extend(g.targets.iter().rev().cloned());
+                }
+            } else if self.targets.contains_key(&name) {
+                if !out.contains(&name) {
+                    out.push(name);
+                }
+            } else {
+                bail!("failed to find target {name:?}");
+            }
+        }
+        Ok((out, groups))
+    }
+
+    /// Applies `--set PATTERN.KEY=VALUE` values, in order; the pattern
+    /// matches target names with `*` and `?` as in buildx. List keys
+    /// given several times for one target collect every value.
+    pub(super) fn apply_sets(&mut self, sets: &[String], selected: &[String]) -> Result<()> {
+        let mut lists: BTreeMap<(String, String), Vec<String>> = BTreeMap::new();
+        for s in sets {
+            let (lhs, value) = s
+                .split_once('=')
+                .with_context(|| format!("--set {s:?}: expected TARGET.KEY=VALUE"))?;
+            let (pattern, key) = lhs
+                .split_once('.')
+                .with_context(|| format!("--set {s:?}: expected TARGET.KEY=VALUE"))?;
+            let matcher = globset::Glob::new(pattern)
+                .with_context(|| format!("--set {s:?}: bad target pattern"))?
+                .compile_matcher();
+            let names: Vec<String> = selected
+                .iter()
+                .filter(|n| matcher.is_match(n.as_str()))
+                .cloned()
+                .collect();
+            if names.is_empty() && !pattern.contains(['*', '?', '[']) {
+                bail!("--set {s:?}: no target {pattern:?} is being built");
+            }
+            for name in names {
+                let target = self.targets.entry(name.clone()).or_default();
+                let list_key = matches!(
+                    key,
+                    "tags"
+                        | "cache-from"
+                        | "cache-to"
+                        | "secrets"
+                        | "secret"
+                        | "ssh"
+                        | "output"
+                        | "annotations"
+                        | "attest"
+                        | "ulimits"
+                );
+                if list_key {
+                    let all = lists.entry((name, key.to_string())).or_default();
+                    all.push(value.to_string());
+                    target
+                        .set(key, value)
+                        .with_context(|| format!("--set {s:?}"))?;
+                    let field = match key {
+                        "tags" => &mut target.tags,
+                        "cache-from" => &mut target.cache_from,
+                        "cache-to" => &mut target.cache_to,
+                        "secrets" | "secret" => &mut target.secret,
+                        "ssh" => &mut target.ssh,
+                        "output" => &mut target.output,
+                        "annotations" => &mut target.annotations,
+                        "attest" => &mut target.attest,
+                        _ => &mut target.ulimits,
+                    };
+                    *field = Some(all.clone());
+                } else {
+                    target
+                        .set(key, value)
+                        .with_context(|| format!("--set {s:?}"))?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// buildx's `--print` JSON: the groups met and the selected targets,
+    /// with defaults filled in.
+    pub(super) fn print_json(
+        &self,
+        targets: &[String],
+        groups: &BTreeSet<String>,
+    ) -> serde_json::Value {
+        let groups: BTreeMap<&String, &Group> = groups
+            .iter()
+            .filter_map(|g| self.groups.get(g).map(|v| (g, v)))
+            .collect();
+        let targets: BTreeMap<&String, Target> = targets
+            .iter()
+            .filter_map(|t| self.targets.get(t).map(|v| (t, v.clone().with_defaults())))
+            .collect();
+        let mut out = serde_json::Map::new();
+        if !groups.is_empty() {
+            out.insert("group".into(), serde_json::json!(groups));
+        }
+        out.insert("target".into(), serde_json::json!(targets));
+        serde_json::Value::Object(out)
+    }
+}
