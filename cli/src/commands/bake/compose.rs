@@ -137,12 +137,7 @@ pub(super) fn parse(name: &str, text: &str, dir: &Path) -> Result<Definition> {
             },
             Build::Full(b) => *b,
         };
-        let context = b.context.clone().unwrap_or_else(|| ".".into());
-        let context = if context.contains("://") || Path::new(&context).is_absolute() {
-            context
-        } else {
-            dir.join(&context).display().to_string()
-        };
+        let context = local(dir, &b.context.clone().unwrap_or_else(|| ".".into()));
         let mut secrets = Vec::new();
         for sec in &b.secrets {
             let id = match sec {
@@ -152,14 +147,7 @@ pub(super) fn parse(name: &str, text: &str, dir: &Path) -> Result<Definition> {
                 anyhow!("{name}: service {service:?}: secret {id:?} is not defined under secrets:")
             })?;
             match (&def_.file, &def_.environment) {
-                (Some(f), _) => {
-                    let path = if Path::new(f).is_absolute() {
-                        f.clone()
-                    } else {
-                        dir.join(f).display().to_string()
-                    };
-                    secrets.push(format!("id={id},src={path}"));
-                }
+                (Some(f), _) => secrets.push(format!("id={id},src={}", local(dir, f))),
                 (None, Some(env)) => secrets.push(format!("id={id},env={env}")),
                 (None, None) => bail!("{name}: secret {id:?}: needs file or environment"),
             }
@@ -199,7 +187,18 @@ pub(super) fn parse(name: &str, text: &str, dir: &Path) -> Result<Definition> {
             secret: list(&secrets),
             ssh: list(&ssh),
             platforms: list(&b.platforms),
-            contexts: map(&b.additional_contexts, &['=']),
+            contexts: map(&b.additional_contexts, &['=']).map(|m| {
+                m.into_iter()
+                    .map(|(k, v)| {
+                        let v = if v.starts_with("target:") {
+                            v
+                        } else {
+                            local(dir, &v)
+                        };
+                        (k, v)
+                    })
+                    .collect()
+            }),
             network: b.network.clone(),
             extra_hosts: map(&b.extra_hosts, &['=', ':']),
             no_cache: b.no_cache,
@@ -218,4 +217,18 @@ pub(super) fn parse(name: &str, text: &str, dir: &Path) -> Result<Definition> {
         },
     );
     Ok(def)
+}
+
+/// A path of the compose file made absolute from its directory `dir` (as
+/// compose does), `.` components left out; URLs and absolute paths as
+/// they are.
+fn local(dir: &Path, value: &str) -> String {
+    if value.contains("://") || value.starts_with("git@") || Path::new(value).is_absolute() {
+        return value.to_string();
+    }
+    let rel: std::path::PathBuf = Path::new(value)
+        .components()
+        .filter(|c| !matches!(c, std::path::Component::CurDir))
+        .collect();
+    dir.join(rel).display().to_string()
 }

@@ -533,9 +533,7 @@ fn stdlib(ctx: &mut Context<'_>) {
         f(vec![Number, Number], |a| {
             let v = a.into_values();
             match (v.first(), v.get(1)) {
-                (Some(Value::Number(x)), Some(Value::Number(y))) => {
-                    Ok(Value::Number(*x + *y))
-                }
+                (Some(Value::Number(x)), Some(Value::Number(y))) => Ok(Value::Number(*x + *y)),
                 _ => Err("add: expected two numbers".into()),
             }
         }),

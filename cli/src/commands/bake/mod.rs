@@ -87,8 +87,8 @@ struct AsBuild {
 /// Runs `kiln bake`.
 pub fn bake(global: &GlobalArgs, args: &BakeArgs) -> Result<()> {
     let mut def = load(&args.files)?;
-    def.resolve_inherits()?;
     let (selected, groups) = def.select(&args.targets)?;
+    def.resolve_inherits(&selected)?;
     def.apply_sets(&args.set, &selected)?;
     if args.print {
         use std::io::Write;
@@ -98,7 +98,7 @@ pub fn bake(global: &GlobalArgs, args: &BakeArgs) -> Result<()> {
         writeln!(out)?;
         return Ok(());
     }
-    let order = build_order(&def, &selected)?;
+    let order = build_order(&mut def, &selected)?;
     let session = Session::open(global, args.progress, args.pull)?;
     let mut planned: Vec<Planned> = Vec::new();
     let mut index: BTreeMap<String, usize> = BTreeMap::new();
@@ -243,8 +243,8 @@ fn json(name: &str, text: &str) -> Result<Definition> {
 
 /// The targets in the order they are planned: every `target:` context
 /// before the target reading it (an iterative walk; cycles refused).
-fn build_order(def: &Definition, selected: &[String]) -> Result<Vec<String>> {
-    let links = |name: &str| -> Vec<String> {
+fn build_order(def: &mut Definition, selected: &[String]) -> Result<Vec<String>> {
+    let links = |def: &Definition, name: &str| -> Vec<String> {
         def.targets
             .get(name)
             .and_then(|t| t.contexts.as_ref())
@@ -286,8 +286,9 @@ fn build_order(def: &Definition, selected: &[String]) -> Result<Vec<String>> {
             if path.len() > model::MAX_TARGETS {
                 bail!("target: contexts nest too deep");
             }
+            def.resolve_inherits(std::slice::from_ref(&name))?;
             stack.push((name.clone(), true));
-            for l in links(&name).into_iter().rev() {
+            for l in links(def, &name).into_iter().rev() {
                 if path.contains(&l) {
                     bail!(
                         "target {l:?}: target: contexts form a cycle ({} -> {l})",

@@ -298,6 +298,8 @@ pub(super) struct Definition {
     pub(super) targets: BTreeMap<String, Target>,
     /// Groups by name.
     pub(super) groups: BTreeMap<String, Group>,
+    /// Targets whose `inherits` are resolved.
+    resolved: BTreeSet<String>,
 }
 
 impl Definition {
@@ -316,24 +318,23 @@ impl Definition {
         Ok(())
     }
 
-    /// Resolves `inherits`, iteratively: a target's parents (in order)
-    /// then its own fields. Cycles and chains deeper than
-    /// [`MAX_INHERITS_DEPTH`] are refused.
-    pub(super) fn resolve_inherits(&mut self) -> Result<()> {
-        let mut resolved: BTreeMap<String, Target> = BTreeMap::new();
-        let names: Vec<String> = self.targets.keys().cloned().collect();
-        for start in names {
+    /// Resolves the `inherits` of the targets `starts` (and of their
+    /// parents), iteratively: a target's parents (in order) then its own
+    /// fields. Cycles and chains deeper than [`MAX_INHERITS_DEPTH`] are
+    /// refused. Targets already resolved are left as they are.
+    pub(super) fn resolve_inherits(&mut self, starts: &[String]) -> Result<()> {
+        for start in starts {
             // A depth-first walk with an explicit stack: (name, parents pushed).
             let mut stack: Vec<(String, bool)> = vec![(start.clone(), false)];
             let mut on_path: Vec<String> = Vec::new();
             while let Some((name, expanded)) = stack.pop() {
-                if resolved.contains_key(&name) {
+                if self.resolved.contains(&name) {
                     continue;
                 }
                 let target = self.targets.get(&name).with_context(|| {
                     format!(
                         "target {:?} inherits unknown target {name:?}",
-                        on_path.last().unwrap_or(&start)
+                        on_path.last().unwrap_or(start)
                     )
                 })?;
                 let parents = target.inherits.clone().unwrap_or_default();
@@ -341,7 +342,7 @@ impl Definition {
                     on_path.pop();
                     let mut t = Target::default();
                     for p in &parents {
-                        if let Some(parent) = resolved.get(p) {
+                        if let Some(parent) = self.targets.get(p) {
                             t.merge(parent);
                         }
                     }
@@ -349,7 +350,8 @@ impl Definition {
                     own.inherits = None;
                     t.merge(&own);
                     t.inherits = None;
-                    resolved.insert(name, t);
+                    self.targets.insert(name.clone(), t);
+                    self.resolved.insert(name);
                     continue;
                 }
                 if on_path.contains(&name) {
@@ -370,13 +372,12 @@ impl Definition {
                             on_path.join(" -> ")
                         );
                     }
-                    if !resolved.contains_key(p) {
+                    if !self.resolved.contains(p) {
                         stack.push((p.clone(), false));
                     }
                 }
             }
         }
-        self.targets = resolved;
         Ok(())
     }
 

@@ -1,0 +1,374 @@
+//! `kiln bake`: `--print` of HCL, JSON and compose files against the JSON
+//! buildx documents, and real builds of the targets in
+//! `tests/bake/project` (a stage two targets share built once, a
+//! `target:` context, a matrix, `--set`, variables from the environment,
+//! a push read back by skopeo).
+
+use kiln_test_support as support;
+
+mod common;
+
+use common::{s, Env};
+use std::path::{Path, PathBuf};
+use std::process::Output;
+use support::{Auth, Registry};
+
+fn fixtures(dir: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/bake")
+        .join(dir)
+}
+
+/// `kiln bake ARGS` run in `cwd` with `vars` set.
+fn bake(env: &Env, cwd: &Path, args: &[&str], vars: &[(&str, &str)]) -> Output {
+    env.command(env!("CARGO_BIN_EXE_kiln"))
+        .arg("bake")
+        .args(args)
+        .envs(vars.iter().copied())
+        .current_dir(cwd)
+        .output()
+        .expect("kiln runs")
+}
+
+fn bake_ok(env: &Env, cwd: &Path, args: &[&str], vars: &[(&str, &str)]) -> (String, String) {
+    let out = bake(env, cwd, args, vars);
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(
+        out.status.success(),
+        "kiln bake {} failed:\n{stderr}",
+        args.join(" ")
+    );
+    (String::from_utf8_lossy(&out.stdout).into_owned(), stderr)
+}
+
+fn bake_fails(env: &Env, cwd: &Path, args: &[&str]) -> String {
+    let out = bake(env, cwd, args, &[]);
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(1), "should fail:\n{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    stderr
+}
+
+fn json(text: &str) -> serde_json::Value {
+    serde_json::from_str(text).unwrap_or_else(|e| panic!("{e}: {text}"))
+}
+
+fn expected(name: &str, dir: &Path) -> serde_json::Value {
+    let text = std::fs::read_to_string(fixtures("print").join(name)).expect("expected file");
+    json(&text.replace("$DIR", s(dir)))
+}
+
+/// An environment without a store: `--print` reads no images.
+fn print_env() -> Env {
+    Env {
+        dir: tempfile::tempdir().expect("temp dir"),
+    }
+}
+
+#[test]
+fn print_hcl_variables_from_env_functions_inherits() {
+    let env = print_env();
+    let dir = fixtures("print");
+    let (out, _) = bake_ok(
+        &env,
+        &dir,
+        &["-f", "docker-bake.hcl", "--print"],
+        &[("RELEASE", "v1.2"), ("DEBUG", "true")],
+    );
+    assert_eq!(json(&out), expected("expected-hcl.json", &dir));
+}
+
+#[test]
+fn print_matrix_with_set_on_one_generated_target() {
+    let env = print_env();
+    let dir = fixtures("print");
+    let (out, _) = bake_ok(
+        &env,
+        &dir,
+        &[
+            "-f",
+            "docker-bake.hcl",
+            "--print",
+            "lint",
+            "--set",
+            "lint-shell*.tags=lint:shellcheck",
+        ],
+        &[],
+    );
+    assert_eq!(json(&out), expected("expected-matrix.json", &dir));
+}
+
+#[test]
+fn print_json_file_merged_with_a_later_hcl_file() {
+    let env = print_env();
+    let dir = fixtures("print");
+    let (out, _) = bake_ok(
+        &env,
+        &dir,
+        &[
+            "-f",
+            "docker-bake.json",
+            "--file",
+            "override.hcl",
+            "--print",
+            "all",
+        ],
+        &[],
+    );
+    assert_eq!(json(&out), expected("expected-json.json", &dir));
+}
+
+#[test]
+fn print_compose_build_sections() {
+    let env = print_env();
+    let dir = fixtures("print");
+    let (out, _) = bake_ok(&env, &dir, &["-f", "compose.yaml", "--print"], &[]);
+    let dir = dir.canonicalize().expect("canonical");
+    assert_eq!(json(&out), expected("expected-compose.json", &dir));
+}
+
+#[test]
+fn default_file_lookup_reads_every_default_name_in_order() {
+    let env = print_env();
+    let dir = env.path("proj");
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    std::fs::write(
+        dir.join("compose.yaml"),
+        "services:\n  web:\n    image: example/web\n    build: .\n",
+    )
+    .expect("write");
+    std::fs::write(
+        dir.join("docker-bake.override.hcl"),
+        "target \"web\" {\n  args = { FROM_OVERRIDE = \"1\" }\n}\n",
+    )
+    .expect("write");
+    let (out, _) = bake_ok(&env, &dir, &["--print"], &[]);
+    let v = json(&out);
+    assert_eq!(v["target"]["web"]["tags"][0], "example/web");
+    assert_eq!(v["target"]["web"]["args"]["FROM_OVERRIDE"], "1");
+    assert_eq!(v["group"]["default"]["targets"][0], "web");
+}
+
+#[test]
+fn bad_files_are_named_with_line_and_column() {
+    let env = print_env();
+    let dir = env.path("bad");
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    let write = |name: &str, text: &str| std::fs::write(dir.join(name), text).expect("write");
+    write("syntax.hcl", "target \"a\" {\n  args = {\n");
+    let err = bake_fails(&env, &dir, &["-f", "syntax.hcl", "--print"]);
+    assert!(err.contains("syntax.hcl:2:"), "{err}");
+    write("bad.json", "{\"target\": {\"a\": {\"tags\": [}}}");
+    let err = bake_fails(&env, &dir, &["-f", "bad.json", "--print"]);
+    assert!(err.contains("bad.json:1:"), "{err}");
+    write(
+        "compose.yml",
+        "services:\n  a:\n    build:\n      args: 3\n      - x\n",
+    );
+    let err = bake_fails(&env, &dir, &["-f", "compose.yml", "--print"]);
+    assert!(err.contains("compose.yml:"), "{err}");
+    write(
+        "cycle.hcl",
+        "target \"a\" {\n  inherits = [\"b\"]\n}\ntarget \"b\" {\n  inherits = [\"a\"]\n}\n",
+    );
+    let err = bake_fails(&env, &dir, &["-f", "cycle.hcl", "--print", "a"]);
+    assert!(err.contains("inherits cycle"), "{err}");
+    // A long chain resolves without recursion, up to the cap.
+    let mut chain = String::from("target \"t0\" {\n  tags = [\"x\"]\n}\n");
+    for i in 1..200 {
+        chain += &format!("target \"t{i}\" {{\n  inherits = [\"t{}\"]\n}}\n", i - 1);
+    }
+    write("chain.hcl", &chain);
+    let err = bake_fails(&env, &dir, &["-f", "chain.hcl", "--print", "t199"]);
+    assert!(err.contains("inherits deeper than 64"), "{err}");
+    let (out, _) = bake_ok(&env, &dir, &["-f", "chain.hcl", "--print", "t50"], &[]);
+    assert_eq!(json(&out)["target"]["t50"]["tags"][0], "x");
+    let big: Vec<String> = (0..20).map(|i| format!("\"{i}\"")).collect();
+    write(
+        "matrix.hcl",
+        &format!(
+            "target \"m\" {{\n  matrix = {{\n    a = [{0}]\n    b = [{0}]\n  }}\n  name = \"m-${{a}}-${{b}}\"\n}}\n",
+            big.join(", ")
+        ),
+    );
+    let err = bake_fails(&env, &dir, &["-f", "matrix.hcl", "--print", "m"]);
+    assert!(err.contains("more than 256 combinations"), "{err}");
+    let err = bake_fails(&env, &dir, &["-f", "cycle.hcl", "--print", "nope"]);
+    assert!(err.contains("\"nope\""), "{err}");
+    let err = bake_fails(
+        &env,
+        &dir,
+        &["-f", "chain.hcl", "--print", "t3", "--set", "t3.bogus=1"],
+    );
+    assert!(err.contains("--set") && err.contains("bogus"), "{err}");
+}
+
+/// How many times the shared stage's RUN printed its marker.
+fn shared_runs(stderr: &str) -> usize {
+    stderr.matches("SHARED-STAGE-42-DONE").count()
+}
+
+#[test]
+fn targets_sharing_a_stage_build_it_once_and_target_contexts_link() {
+    let env = Env::new();
+    let dir = fixtures("project");
+    let app = env.path("app-out");
+    let two = env.path("two-out");
+    let (_, stderr) = bake_ok(
+        &env,
+        &dir,
+        &[
+            "--progress",
+            "plain",
+            "--no-cache",
+            "--set",
+            &format!("app.output=type=local,dest={}", s(&app)),
+            "--set",
+            &format!("two.output=type=local,dest={}", s(&two)),
+        ],
+        &[("GREETING", "bonjour")],
+    );
+    // one, two and app (through its target: context) all need the shared
+    // stage; with --no-cache it still runs once.
+    assert_eq!(shared_runs(&stderr), 1, "{stderr}");
+    // app is built on target one's result, with the variable from the
+    // environment.
+    let read = |p: PathBuf| std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{p:?}: {e}"));
+    assert_eq!(read(app.join("app.txt")), "bonjour from app\n");
+    assert_eq!(read(app.join("one.txt")), "one\n");
+    assert_eq!(read(app.join("shared.txt")), "shared-42\n");
+    assert_eq!(read(two.join("two.txt")), "two\n");
+    assert_eq!(read(two.join("shared.txt")), "shared-42\n");
+    assert!(!two.join("one.txt").exists());
+    // one had no output set: its tag is in the store.
+    let images = env.images();
+    assert!(images.contains("bake-test/one"), "{images}");
+}
+
+#[test]
+fn a_linked_target_alone_is_not_exported() {
+    let env = Env::new();
+    let dir = fixtures("project");
+    let app = env.path("app-out");
+    bake_ok(
+        &env,
+        &dir,
+        &[
+            "app",
+            "--progress",
+            "quiet",
+            "--set",
+            &format!("app.output=type=local,dest={}", s(&app)),
+            "--set",
+            "app.args.GREETING=salut",
+        ],
+        &[],
+    );
+    assert_eq!(
+        std::fs::read_to_string(app.join("app.txt")).expect("app.txt"),
+        "salut from app\n"
+    );
+    let images = env.images();
+    assert!(!images.contains("bake-test/one"), "{images}");
+}
+
+#[test]
+fn matrix_targets_build_with_their_own_values() {
+    let env = Env::new();
+    let dir = fixtures("project");
+    let out = env.path("variants");
+    bake_ok(
+        &env,
+        &dir,
+        &[
+            "variant",
+            "--progress",
+            "quiet",
+            "--set",
+            &format!(
+                "variant-plain.output=type=local,dest={}",
+                s(&out.join("plain"))
+            ),
+            "--set",
+            &format!(
+                "variant-fancy.output=type=local,dest={}",
+                s(&out.join("fancy"))
+            ),
+        ],
+        &[],
+    );
+    for flavor in ["plain", "fancy"] {
+        let got = std::fs::read_to_string(out.join(flavor).join("flavor.txt")).expect("flavor");
+        assert_eq!(got, format!("{flavor}\n"));
+    }
+}
+
+#[test]
+fn compose_services_build_and_take_image_as_tag() {
+    let env = Env::new();
+    let dir = fixtures("project").join("compose");
+    bake_ok(&env, &dir, &["--progress", "quiet"], &[]);
+    let images = env.images();
+    assert!(images.contains("bake-test/compose-one"), "{images}");
+    assert!(images.contains("bake-test/compose-two"), "{images}");
+    assert!(!images.contains("cache"), "{images}");
+}
+
+#[test]
+fn push_sends_every_target_to_the_registry() {
+    if std::env::var_os("CI").is_none() && which("skopeo").is_none() {
+        eprintln!("skipped: skopeo is not installed (apt-get install skopeo)");
+        return;
+    }
+    let registry = Registry::start(Auth::None);
+    let env = Env::new();
+    let dir = fixtures("project");
+    let host = registry.host();
+    bake_ok(
+        &env,
+        &dir,
+        &[
+            "one",
+            "two",
+            "--push",
+            "--progress",
+            "quiet",
+            "--set",
+            &format!("one.tags={host}/bake/one:1"),
+            "--set",
+            &format!("two.tags={host}/bake/two:1"),
+        ],
+        &[],
+    );
+    for name in ["one", "two"] {
+        let info = json(&support::skopeo_ok(&[
+            "inspect",
+            "--tls-verify=false",
+            &format!("docker://{host}/bake/{name}:1"),
+        ]));
+        assert_eq!(info["Architecture"], "amd64", "{info}");
+        // busybox's layer, the shared stage's and the target's own.
+        assert_eq!(info["Layers"].as_array().map(Vec::len), Some(3), "{info}");
+    }
+    let one = json(&support::skopeo_ok(&[
+        "inspect",
+        "--tls-verify=false",
+        &format!("docker://{host}/bake/one:1"),
+    ]));
+    let two = json(&support::skopeo_ok(&[
+        "inspect",
+        "--tls-verify=false",
+        &format!("docker://{host}/bake/two:1"),
+    ]));
+    // The shared stage's layer is the same blob in both.
+    assert_eq!(one["Layers"][1], two["Layers"][1]);
+    assert_ne!(one["Layers"][2], two["Layers"][2]);
+}
+
+fn which(tool: &str) -> Option<PathBuf> {
+    std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|d| d.join(tool))
+            .find(|p| p.is_file())
+    })
+}
