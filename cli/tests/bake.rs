@@ -99,7 +99,7 @@ fn print_matrix_with_set_on_one_generated_target() {
 }
 
 #[test]
-fn print_json_file_merged_with_a_later_hcl_file() {
+fn print_json_file_with_variables_merged_with_a_later_hcl_file() {
     let env = print_env();
     let dir = fixtures("print");
     let (out, _) = bake_ok(
@@ -113,7 +113,7 @@ fn print_json_file_merged_with_a_later_hcl_file() {
             "--print",
             "all",
         ],
-        &[],
+        &[("API_TAG", "2.0")],
     );
     assert_eq!(json(&out), expected("expected-json.json", &dir));
 }

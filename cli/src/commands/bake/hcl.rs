@@ -581,3 +581,76 @@ fn text(v: &Value) -> String {
         other => other.to_string(),
     }
 }
+
+/// The variables of a JSON bake file (`{"variable": {"NAME": {"default":
+/// V}}}`, overridden by the environment as in HCL), ready for
+/// [`interpolate`].
+///
+/// # Errors
+/// A variable that is not an object with an optional `default`.
+pub(super) fn json_variables(
+    file: &str,
+    declared: &serde_json::Map<String, serde_json::Value>,
+) -> Result<Vec<(String, Value)>> {
+    let mut exprs = Vec::new();
+    for (name, v) in declared {
+        let default = match v {
+            serde_json::Value::Object(o) => o.get("default").cloned(),
+            serde_json::Value::Null => None,
+            _ => bail!("{file}: variable {name:?}: expected an object"),
+        };
+        let default = default
+            .map(|d| hcl::to_expression(&d).map_err(|e| anyhow!("{file}: variable {name:?}: {e}")))
+            .transpose()?;
+        exprs.push((name.clone(), default));
+    }
+    FUNCS.with(|f| f.borrow_mut().clear());
+    let vars = variables(file, &exprs)?;
+    VARS.with(|v| *v.borrow_mut() = vars.clone());
+    Ok(vars)
+}
+
+/// Evaluates every string of `value` that holds `${` as an HCL template
+/// with `vars` (what buildx does to JSON bake files).
+///
+/// # Errors
+/// A template that does not parse or evaluate.
+pub(super) fn interpolate(
+    value: serde_json::Value,
+    vars: &[(String, Value)],
+) -> Result<serde_json::Value> {
+    use std::str::FromStr;
+    let ctx = context(vars);
+    let one = |s: String| -> Result<serde_json::Value> {
+        if !s.contains("${") {
+            return Ok(serde_json::Value::String(s));
+        }
+        let template = hcl::Template::from_str(&s)
+            .map_err(|e| anyhow!("{s:?}: {}", one_line(&e.to_string())))?;
+        let out = template
+            .evaluate(&ctx)
+            .map_err(|e| anyhow!("{s:?}: {}", one_line(&e.to_string())))?;
+        Ok(serde_json::Value::String(out))
+    };
+    // serde_json caps nesting at 128 when parsing; targets are two deep.
+    Ok(match value {
+        serde_json::Value::String(s) => one(s)?,
+        serde_json::Value::Array(a) => serde_json::Value::Array(
+            a.into_iter()
+                .map(|v| match v {
+                    serde_json::Value::String(s) => one(s),
+                    other => Ok(other),
+                })
+                .collect::<Result<_>>()?,
+        ),
+        serde_json::Value::Object(o) => serde_json::Value::Object(
+            o.into_iter()
+                .map(|(k, v)| match v {
+                    serde_json::Value::String(s) => one(s).map(|v| (k, v)),
+                    other => Ok((k, other)),
+                })
+                .collect::<Result<_>>()?,
+        ),
+        other => other,
+    })
+}

@@ -123,7 +123,9 @@ pub fn bake(global: &GlobalArgs, args: &BakeArgs) -> Result<()> {
             }
         }
         // A target only linked is solved through the targets reading it.
-        let p = session.plan(name, &build.args, &links)?;
+        let p = session
+            .plan(name, &build.args, &links)
+            .with_context(|| format!("target {name:?}"))?;
         index.insert(name.clone(), planned.len());
         planned.push(p);
     }
@@ -206,13 +208,18 @@ fn read_bounded(path: &Path) -> Result<String> {
     Ok(text)
 }
 
-/// A JSON bake file: `{"group": {...}, "target": {...}}` (and
-/// `variable`, whose defaults are not substituted).
+/// A JSON bake file: `{"variable": {...}, "group": {...}, "target":
+/// {...}}`; `${...}` in target strings is evaluated with the variables.
 fn json(name: &str, text: &str) -> Result<Definition> {
     let value: serde_json::Value = serde_json::from_str(text)
         .map_err(|e| anyhow!("{name}:{}:{}: {e}", e.line(), e.column()))?;
     let serde_json::Value::Object(top) = value else {
         bail!("{name}: expected an object with group and target");
+    };
+    let vars = match top.get("variable") {
+        Some(serde_json::Value::Object(v)) => hcl::json_variables(name, v)?,
+        Some(_) => bail!("{name}: variable: expected an object"),
+        None => Vec::new(),
     };
     let mut def = Definition::default();
     for (key, value) in top {
@@ -222,6 +229,11 @@ fn json(name: &str, text: &str) -> Result<Definition> {
                     let serde_json::Value::Object(fields) = fields else {
                         bail!("{name}: target {t:?}: expected an object");
                     };
+                    let fields = fields
+                        .into_iter()
+                        .map(|(k, v)| hcl::interpolate(v, &vars).map(|v| (k, v)))
+                        .collect::<Result<_>>()
+                        .map_err(|e| anyhow!("{name}: target {t:?}: {e}"))?;
                     let target = Target::from_json(fields)
                         .map_err(|e| anyhow!("{name}: target {t:?}: {e}"))?;
                     def.targets.insert(t, target);

@@ -213,7 +213,7 @@ impl Session {
                 progress,
                 crate::signals::build_cancel(),
             ))
-            .map_err(|e| anyhow::anyhow!("{e}"))?;
+            .map_err(|e| step_error(&builds, &e))?;
         for ctx in opened.values() {
             let _ = ctx.save_checksum_cache();
         }
@@ -235,5 +235,27 @@ impl Session {
             plan::list_found(&b.found, &b.source, &self.reporter);
         }
         Ok(())
+    }
+}
+
+/// A solve error at `FILE:LINE:COL` of the build whose step failed (its
+/// name is the first word of the step's name), else as it is.
+fn step_error(builds: &[&Planned], e: &kiln_solver::SolveError) -> anyhow::Error {
+    let (kiln_solver::SolveError::Step { name, .. }, Some(line)) = (e, e.line()) else {
+        return anyhow::anyhow!("{e}");
+    };
+    let owner = name
+        .strip_prefix('[')
+        .and_then(|n| n.split([' ', ']']).next())
+        .and_then(|n| builds.iter().find(|b| b.name == n));
+    match owner {
+        Some(b) => anyhow::anyhow!(
+            "target {:?}: {}:{}: {}",
+            b.name,
+            b.source.name,
+            b.source.instruction_at(line),
+            super::flags::strip_line(&e.to_string(), line)
+        ),
+        None => anyhow::anyhow!("{e}"),
     }
 }
