@@ -246,6 +246,32 @@ fn targets_sharing_a_stage_build_it_once_and_target_contexts_link() {
 }
 
 #[test]
+fn equal_steps_on_different_contexts_stay_apart_and_a_linked_one_runs_once() {
+    let env = Env::new();
+    let dir = fixtures("contexts");
+    let out = env.path("out");
+    let mut args: Vec<String> = vec!["--progress".into(), "plain".into(), "--no-cache".into()];
+    for t in ["a", "b", "c"] {
+        args.push("--set".into());
+        args.push(format!("{t}.output=type=local,dest={}", s(&out.join(t))));
+    }
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let (_, stderr) = bake_ok(&env, &dir, &args, &[]);
+    let read = |p: PathBuf| std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{p:?}: {e}"));
+    assert_eq!(read(out.join("a/f.txt")), "from a\n");
+    assert_eq!(read(out.join("b/f.txt")), "from b\n");
+    assert_eq!(read(out.join("c/lib.txt")), "from a\n");
+    assert_eq!(read(out.join("c/own.txt")), "from b\n");
+    // a's COPY and b's (same text, other context) each ran once; c got
+    // a's through the link without running it again.
+    let headers = stderr
+        .lines()
+        .filter(|l| l.ends_with("] COPY f.txt /f.txt"))
+        .count();
+    assert_eq!(headers, 2, "{stderr}");
+}
+
+#[test]
 fn a_linked_target_alone_is_not_exported() {
     let env = Env::new();
     let dir = fixtures("project");

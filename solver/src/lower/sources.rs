@@ -40,8 +40,10 @@ impl Eq for LinkedTarget {}
 /// Copies `from`'s graph (what its root needs) into `graph` and returns
 /// its root there. Its local contexts keep their names unless `contexts`
 /// (name to directory, what `graph` already reads) has the name for
-/// another directory: then the name gets the directory's digest as a
-/// suffix. `contexts` gets the names used.
+/// another directory: then the name gets a digest of the directory as a
+/// suffix (and loses it again where the plain name is that directory's),
+/// so equal steps on one directory stay one vertex. `contexts` gets the
+/// names used.
 pub fn import_lowered(
     graph: &mut crate::graph::Graph,
     contexts: &mut BTreeMap<String, PathBuf>,
@@ -51,12 +53,19 @@ pub fn import_lowered(
         let Some(dir) = from.contexts.get(name) else {
             return name.to_string();
         };
-        let new = match contexts.get(name) {
-            Some(have) if have != dir => format!(
-                "{name}-{}",
-                &Digest::sha256(dir.to_string_lossy().as_bytes()).hex()[..12]
-            ),
-            _ => name.to_string(),
+        // The suffix is the directory's, so a name renamed by an earlier
+        // import comes back to the same name: one vertex per directory.
+        let hex = Digest::sha256(dir.to_string_lossy().as_bytes())
+            .hex()
+            .to_string();
+        let suffix = hex.get(..12).unwrap_or(&hex);
+        let base = name
+            .strip_suffix(suffix)
+            .and_then(|b| b.strip_suffix('-'))
+            .unwrap_or(name);
+        let new = match contexts.get(base) {
+            Some(have) if have != dir => format!("{base}-{suffix}"),
+            _ => base.to_string(),
         };
         contexts.insert(new.clone(), dir.clone());
         new
