@@ -110,7 +110,11 @@ pub fn bake(global: &GlobalArgs, args: &BakeArgs) -> Result<()> {
             .clone()
             .with_defaults();
         let exported = selected.contains(name);
-        let words = build_words(name, &target, args, exported, session.staging())?;
+        let inline =
+            session
+                .staging()
+                .join(format!("{}-{}.Dockerfile", planned.len(), sanitize(name)));
+        let words = build_words(name, &target, args, exported, &inline)?;
         let build = AsBuild::try_parse_from(&words)
             .map_err(|e| anyhow!("target {name:?}: {}", first_line(&e.to_string())))?;
         let mut links = BTreeMap::new();
@@ -314,14 +318,15 @@ fn build_order(def: &mut Definition, selected: &[String]) -> Result<Vec<String>>
     Ok(order)
 }
 
-/// The `kiln build` words of one target. A target that is only read by
-/// others (`exported` false) gets no outputs of its own.
+/// The `kiln build` words of one target (a `dockerfile-inline` written
+/// to `inline_path`). A target that is only read by others (`exported`
+/// false) gets no outputs of its own.
 fn build_words(
     name: &str,
     t: &Target,
     args: &BakeArgs,
     exported: bool,
-    staging: &Path,
+    inline_path: &Path,
 ) -> Result<Vec<String>> {
     let mut w: Vec<String> = Vec::new();
     let mut flag = |f: &str, v: &str| {
@@ -330,10 +335,9 @@ fn build_words(
     let context = t.context.clone().unwrap_or_else(|| ".".into());
     let remote = context.contains("://") || context.starts_with("git@");
     if let Some(inline) = &t.dockerfile_inline {
-        let path = staging.join(format!("{}.Dockerfile", sanitize(name)));
-        std::fs::write(&path, inline)
+        std::fs::write(inline_path, inline)
             .with_context(|| format!("target {name:?}: writing dockerfile-inline"))?;
-        flag("file", &path.display().to_string());
+        flag("file", &inline_path.display().to_string());
     } else if let Some(d) = &t.dockerfile {
         // buildx: the Dockerfile is relative to the context.
         let path = if remote || Path::new(d).is_absolute() {

@@ -509,3 +509,73 @@ impl Definition {
         serde_json::Value::Object(out)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn target(json: serde_json::Value) -> Target {
+        match json {
+            serde_json::Value::Object(m) => Target::from_json(m).expect("target"),
+            _ => panic!("not an object"),
+        }
+    }
+
+    #[test]
+    fn maps_merge_by_key_and_lists_are_replaced() {
+        let mut base = target(serde_json::json!({
+            "args": {"A": "1", "B": 2}, "tags": ["x"], "pull": true
+        }));
+        let over = target(serde_json::json!({"args": {"B": "3"}, "tags": ["y"], "no-cache": null}));
+        base.merge(&over);
+        assert_eq!(
+            base.args
+                .as_ref()
+                .and_then(|a| a.get("A"))
+                .map(String::as_str),
+            Some("1")
+        );
+        assert_eq!(
+            base.args
+                .as_ref()
+                .and_then(|a| a.get("B"))
+                .map(String::as_str),
+            Some("3")
+        );
+        assert_eq!(base.tags, Some(vec!["y".to_string()]));
+        assert_eq!(base.pull, Some(true));
+        assert_eq!(base.no_cache, None);
+    }
+
+    #[test]
+    fn set_keys_and_refusals() {
+        let mut t = Target::default();
+        t.set("args.K", "v").expect("args");
+        t.set("platform", "linux/amd64,linux/arm64")
+            .expect("platform");
+        t.set("no-cache", "true").expect("no-cache");
+        assert_eq!(t.platforms.as_ref().map(Vec::len), Some(2));
+        assert_eq!(t.no_cache, Some(true));
+        assert!(t.set("pull", "maybe").is_err());
+        assert!(t.set("nope", "1").is_err());
+        assert!(t.set("nope.K", "1").is_err());
+    }
+
+    #[test]
+    fn groups_expand_iteratively_and_a_group_cycle_ends() {
+        let mut d = Definition::default();
+        d.targets.insert("a".into(), Target::default());
+        d.targets.insert("b".into(), Target::default());
+        let group = |t: &[&str]| Group {
+            description: None,
+            targets: t.iter().map(|s| s.to_string()).collect(),
+        };
+        d.groups.insert("default".into(), group(&["g1", "b"]));
+        d.groups.insert("g1".into(), group(&["a", "g2"]));
+        d.groups.insert("g2".into(), group(&["g1", "b"]));
+        let (targets, groups) = d.select(&[]).expect("select");
+        assert_eq!(targets, ["a", "b"]);
+        assert_eq!(groups.len(), 3);
+        assert!(d.select(&["missing".into()]).is_err());
+    }
+}

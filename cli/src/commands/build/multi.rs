@@ -28,6 +28,9 @@ pub(crate) struct Session {
     reporter: Arc<Reporter>,
     config: crate::config::Config,
     pull: bool,
+    /// Builds planned so far: each fetches remote contexts into its own
+    /// staging directory.
+    count: std::cell::Cell<usize>,
 }
 
 /// One build, planned: its flags read, its Dockerfile lowered per
@@ -74,6 +77,7 @@ impl Session {
             config: global.config_file()?,
             pull,
             store,
+            count: Default::default(),
         })
     }
 
@@ -94,7 +98,11 @@ impl Session {
         args: &BuildArgs,
         links: &BTreeMap<String, Vec<LinkedTarget>>,
     ) -> Result<Planned> {
-        let source = Source::read(args, self.staging.path())?;
+        let n = self.count.get();
+        self.count.set(n + 1);
+        let staging = self.staging.path().join(format!("build-{n}"));
+        std::fs::create_dir_all(&staging).context("creating a staging directory")?;
+        let source = Source::read(args, &staging)?;
         let request = BuildRequest::from_args(args, &source.fetched)?;
         if self.store.is_read_only() {
             if let Some(writer) = request.store_writer() {
