@@ -330,6 +330,77 @@ fn matrix_targets_build_with_their_own_values() {
 }
 
 #[test]
+fn allow_grants_every_target_and_inline_dockerfiles_build() {
+    let env = Env::new();
+    let dir = env.path("allow");
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    std::fs::write(
+        dir.join("docker-bake.hcl"),
+        "target \"default\" {\n  dockerfile-inline = \"FROM busybox\\nRUN --network=host grep -c : /proc/net/dev > /ifaces\\n\"\n}\n",
+    )
+    .expect("write");
+    let out = env.path("out");
+    let set = format!("default.output=type=local,dest={}", s(&out));
+    let err = bake_fails(&env, &dir, &["--progress", "quiet", "--set", &set]);
+    assert!(err.contains("--allow network.host"), "{err}");
+    bake_ok(
+        &env,
+        &dir,
+        &[
+            "--progress",
+            "quiet",
+            "--allow",
+            "network.host",
+            "--set",
+            &set,
+        ],
+        &[],
+    );
+    let ifaces = std::fs::read_to_string(out.join("ifaces")).expect("ifaces");
+    assert!(
+        ifaces.trim().parse::<u32>().is_ok_and(|n| n >= 1),
+        "{ifaces}"
+    );
+}
+
+#[test]
+fn pull_resolves_base_images_in_their_registry_again() {
+    let env = Env::new();
+    let registry = Registry::start(Auth::None);
+    let base = format!("{}/lib/base:1", registry.host());
+    env.ok(&["push", "busybox:latest", &base], None);
+    let dir = env.path("pull");
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    std::fs::write(
+        dir.join("docker-bake.hcl"),
+        "variable \"BASE\" {}\ntarget \"default\" {\n  dockerfile-inline = \"FROM ${BASE}\\nRUN cat /marker > /seen 2>/dev/null || echo none > /seen\\n\"\n}\n",
+    )
+    .expect("write");
+    let out = env.path("out");
+    let set = format!("default.output=type=local,dest={}", s(&out));
+    let seen = || std::fs::read_to_string(out.join("seen")).expect("seen");
+    let vars = [("BASE", base.as_str())];
+    bake_ok(&env, &dir, &["--progress", "quiet", "--set", &set], &vars);
+    assert_eq!(seen(), "none\n");
+    // The tag moves to an image with a marker.
+    let marked = env.context(
+        "marked",
+        &[("Dockerfile", "FROM busybox\nRUN echo v2 > /marker\n")],
+    );
+    env.ok(&["build", "-t", "marked:1", s(&marked)], None);
+    env.ok(&["push", "marked:1", &base], None);
+    bake_ok(&env, &dir, &["--progress", "quiet", "--set", &set], &vars);
+    assert_eq!(seen(), "none\n");
+    bake_ok(
+        &env,
+        &dir,
+        &["--progress", "quiet", "--pull", "--set", &set],
+        &vars,
+    );
+    assert_eq!(seen(), "v2\n");
+}
+
+#[test]
 fn compose_services_build_and_take_image_as_tag() {
     let env = Env::new();
     let dir = fixtures("project").join("compose");
