@@ -401,6 +401,53 @@ fn pull_resolves_base_images_in_their_registry_again() {
 }
 
 #[test]
+fn multi_platform_targets_link_platform_by_platform() {
+    let env = Env::new();
+    let dir = env.context(
+        "multi",
+        &[
+            ("f.txt", "file\n"),
+            (
+                "docker-bake.hcl",
+                "target \"base\" {\n  dockerfile-inline = \"FROM scratch\\nARG TARGETARCH\\nCOPY f.txt /base-$TARGETARCH.txt\\n\"\n  platforms = [\"linux/amd64\", \"linux/arm64\"]\n}\ntarget \"top\" {\n  dockerfile-inline = \"FROM base\\nCOPY f.txt /top.txt\\n\"\n  contexts = { base = \"target:base\" }\n  platforms = [\"linux/amd64\", \"linux/arm64\"]\n}\n",
+            ),
+        ],
+    );
+    let out = env.path("out");
+    bake_ok(
+        &env,
+        &dir,
+        &[
+            "top",
+            "--progress",
+            "quiet",
+            "--set",
+            &format!("top.output=type=local,dest={}", s(&out)),
+        ],
+        &[],
+    );
+    for arch in ["amd64", "arm64"] {
+        let platform = out.join(format!("linux_{arch}"));
+        assert!(platform.join("top.txt").is_file(), "{platform:?}");
+        assert!(
+            platform.join(format!("base-{arch}.txt")).is_file(),
+            "{platform:?}"
+        );
+    }
+    // A target with three platforms cannot take a two-platform link.
+    let err = bake_fails(
+        &env,
+        &dir,
+        &[
+            "top",
+            "--set",
+            "top.platform=linux/amd64,linux/arm64,linux/s390x",
+        ],
+    );
+    assert!(err.contains("contexts.base"), "{err}");
+}
+
+#[test]
 fn compose_services_build_and_take_image_as_tag() {
     let env = Env::new();
     let dir = fixtures("project").join("compose");
