@@ -408,31 +408,23 @@ fn build_words(
         for v in t.output.iter().flatten() {
             flag("output", v);
         }
-        if args.push {
-            flag("push", "true");
-        }
         if args.load {
             flag("output", "type=docker");
         }
     }
-    if args.no_cache || t.no_cache == Some(true) {
-        w.push("--no-cache".into());
-    }
-    if args.pull || t.pull == Some(true) {
-        w.push("--pull".into());
+    let switches = [
+        ("--push", exported && args.push),
+        ("--no-cache", args.no_cache || t.no_cache == Some(true)),
+        ("--pull", args.pull || t.pull == Some(true)),
+    ];
+    for (name, on) in switches {
+        if on {
+            w.push(name.into());
+        }
     }
     w.push("--".into());
     w.push(context);
-    // `--push=true` is not a clap bool: spell it as a bare flag.
-    Ok(w.into_iter()
-        .map(|x| {
-            if x == "--push=true" {
-                "--push".into()
-            } else {
-                x
-            }
-        })
-        .collect())
+    Ok(w)
 }
 
 /// A target name made safe for a file name.
