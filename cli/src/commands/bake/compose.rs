@@ -1,7 +1,8 @@
 //! Compose files: each service's `build:` section read as a bake target,
 //! as buildx reads it (the service's `image:` names it when the section
 //! has no `tags`; services without `build:` are left out), and a
-//! `default` group of them all.
+//! `default` group of them all. A section's `x-bake` map (buildx's
+//! extension) sets bake fields over the section's.
 
 use super::model::{Definition, Group, Target};
 use anyhow::{anyhow, bail, Result};
@@ -60,6 +61,9 @@ struct BuildSection {
     no_cache: Option<bool>,
     pull: Option<bool>,
     shm_size: Option<serde_yaml_ng::Value>,
+    /// buildx's extension: bake fields laid over the section's.
+    #[serde(rename = "x-bake")]
+    x_bake: Option<serde_json::Map<String, serde_json::Value>>,
 }
 
 /// Compose's two spellings of a string map: `{K: V}` or `["K=V"]`.
@@ -206,6 +210,12 @@ pub(super) fn parse(name: &str, text: &str, dir: &Path) -> Result<Definition> {
             shm_size: b.shm_size.as_ref().map(yaml_text),
             ..Target::default()
         };
+        let mut target = target;
+        if let Some(extra) = b.x_bake.clone() {
+            let extra = Target::from_json(extra)
+                .map_err(|e| anyhow!("{name}: service {service:?}: x-bake: {e}"))?;
+            target.merge(&extra);
+        }
         members.push(service.clone());
         def.targets.insert(service, target);
     }
