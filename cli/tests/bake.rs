@@ -158,6 +158,22 @@ fn bad_files_are_named_with_line_and_column() {
     write("syntax.hcl", "target \"a\" {\n  args = {\n");
     let err = bake_fails(&env, &dir, &["-f", "syntax.hcl", "--print"]);
     assert!(err.contains("syntax.hcl:2:"), "{err}");
+    write(
+        "eval.hcl",
+        "target \"x\" {\n  tags = [\"a\"]\n  args = { A = nope(1) }\n  bogus = 1\n}\n",
+    );
+    let err = bake_fails(&env, &dir, &["-f", "eval.hcl", "--print", "x"]);
+    assert!(
+        err.contains("eval.hcl:4:3: target \"x\": unknown attribute \"bogus\""),
+        "{err}"
+    );
+    write(
+        "eval.hcl",
+        "target \"x\" {\n  tags = [\"a\"]\n  args = { A = nope(1) }\n}\n",
+    );
+    let err = bake_fails(&env, &dir, &["-f", "eval.hcl", "--print", "x"]);
+    assert!(err.contains("eval.hcl:3:3: target \"x\": args: "), "{err}");
+    assert!(err.contains("nope"), "{err}");
     write("bad.json", "{\"target\": {\"a\": {\"tags\": [}}}");
     let err = bake_fails(&env, &dir, &["-f", "bad.json", "--print"]);
     assert!(err.contains("bad.json:1:"), "{err}");

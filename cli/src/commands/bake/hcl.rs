@@ -3,7 +3,7 @@
 //! of buildx's standard functions, groups, and targets with `matrix`
 //! expansion, evaluated with hcl-rs.
 
-use super::model::{Definition, Group, Target, MAX_TARGETS};
+use super::model::{Definition, Group, Target, FIELDS, MAX_TARGETS};
 use anyhow::{anyhow, bail, Context as _, Result};
 use hcl::eval::{Context, Evaluate, FuncArgs, FuncDef, ParamType};
 use hcl::{Block, Body, Expression, Value};
@@ -81,19 +81,28 @@ pub(super) fn parse(name: &str, text: &str) -> Result<Definition> {
     let ctx = context(&vars);
 
     let mut def = Definition::default();
+    let mut positions = spots(text).into_iter();
     for block in body.blocks() {
+        let (start, attrs) = positions.next().unwrap_or_default();
+        let mut spot = Spot {
+            file: name,
+            what: String::new(),
+            start,
+            attrs,
+        };
         match block.identifier.as_str() {
             "group" => {
                 let gname = label(block, name)?;
-                let fields = eval_body(&block.body, &ctx, &[])
-                    .with_context(|| format!("{name}: group {gname:?}"))?;
+                spot.what = format!("group {gname:?}");
+                let fields = eval_body(&block.body, &ctx, &[], &spot)?;
                 let group: Group = serde_json::from_value(serde_json::Value::Object(fields))
-                    .map_err(|e| anyhow!("{name}: group {gname:?}: {e}"))?;
+                    .map_err(|e| anyhow!("{}: {e}", spot.at(None)))?;
                 def.groups.insert(gname, group);
             }
             "target" => {
                 let tname = label(block, name)?;
-                target_block(name, &tname, block, &ctx, &mut def)?;
+                spot.what = format!("target {tname:?}");
+                target_block(&spot, block, &ctx, &mut def)?;
             }
             _ => {}
         }
@@ -306,11 +315,13 @@ const USER_FNS: [hcl::eval::Func; MAX_FUNCTIONS] = [
     user_fn::<31>,
 ];
 
-/// Evaluates a block's attributes (except `skip`) to JSON values.
+/// Evaluates a block's attributes (except `skip`) to JSON values; an
+/// error names the attribute at its position.
 fn eval_body(
     body: &Body,
     ctx: &Context<'_>,
     skip: &[&str],
+    spot: &Spot<'_>,
 ) -> Result<serde_json::Map<String, serde_json::Value>> {
     let mut out = serde_json::Map::new();
     for attr in body.attributes() {
@@ -318,47 +329,113 @@ fn eval_body(
         if skip.contains(&key) {
             continue;
         }
-        let value = attr
-            .expr
-            .evaluate(ctx)
-            .map_err(|e| anyhow!("{key}: {}", one_line(&e.to_string())))?;
+        let value = attr.expr.evaluate(ctx).map_err(|e| {
+            anyhow!(
+                "{}: {key}: {}",
+                spot.at(Some(key)),
+                one_line(&e.to_string())
+            )
+        })?;
         out.insert(key.to_string(), serde_json::to_value(&value)?);
     }
     if let Some(b) = body.blocks().next() {
-        bail!("unexpected block {:?}", b.identifier.as_str());
+        bail!(
+            "{}: unexpected block {:?}",
+            spot.at(None),
+            b.identifier.as_str()
+        );
     }
     Ok(out)
+}
+
+/// Where a block is, for errors: `FILE:LINE:COL: target "NAME"`, at the
+/// block or at one of its attributes (positions from hcl-edit's spans).
+struct Spot<'a> {
+    file: &'a str,
+    what: String,
+    start: Option<(usize, usize)>,
+    attrs: std::collections::BTreeMap<String, (usize, usize)>,
+}
+
+impl Spot<'_> {
+    /// The prefix of an error at attribute `key` (else at the block).
+    fn at(&self, key: Option<&str>) -> String {
+        match key.and_then(|k| self.attrs.get(k)).or(self.start.as_ref()) {
+            Some((line, col)) => format!("{}:{line}:{col}: {}", self.file, self.what),
+            None => format!("{}: {}", self.file, self.what),
+        }
+    }
+}
+
+/// The positions of the top-level blocks of `text` and of their
+/// attributes, in order (empty when hcl-edit cannot say).
+fn spots(
+    text: &str,
+) -> Vec<(
+    Option<(usize, usize)>,
+    std::collections::BTreeMap<String, (usize, usize)>,
+)> {
+    use hcl::edit::Span;
+    let Ok(body) = hcl::edit::parser::parse_body(text) else {
+        return Vec::new();
+    };
+    let line_col = |offset: usize| -> (usize, usize) {
+        let before = text.get(..offset).unwrap_or(text);
+        let line = before.matches('\n').count() + 1;
+        let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+        (line, col)
+    };
+    body.blocks()
+        .map(|b| {
+            let start = b.span().map(|r| line_col(r.start));
+            let attrs = b
+                .body
+                .attributes()
+                .filter_map(|a| {
+                    a.span()
+                        .map(|r| (a.key.as_str().to_string(), line_col(r.start)))
+                })
+                .collect();
+            (start, attrs)
+        })
+        .collect()
 }
 
 /// A `target` block: one target, or with `matrix` one per combination
 /// (named by its `name` expression) and a group of them under the
 /// block's name.
 fn target_block(
-    file: &str,
-    tname: &str,
+    spot: &Spot<'_>,
     block: &Block,
     ctx: &Context<'_>,
     def: &mut Definition,
 ) -> Result<()> {
-    let at = || format!("{file}: target {tname:?}");
+    let at = |key: &str| spot.at(Some(key));
+    let tname = spot.what.trim_start_matches("target ").trim_matches('"');
     let attr = |key: &str| block.body.attributes().find(|a| a.key.as_str() == key);
+    for a in block.body.attributes() {
+        let key = a.key.as_str();
+        if !FIELDS.contains(&key) && !matches!(key, "name" | "matrix") {
+            bail!("{}: unknown attribute {key:?}", at(key));
+        }
+    }
     let Some(matrix) = attr("matrix") else {
-        let fields = eval_body(&block.body, ctx, &["name"]).with_context(at)?;
-        let t = Target::from_json(fields).with_context(at)?;
+        let fields = eval_body(&block.body, ctx, &["name"], spot)?;
+        let t = Target::from_json(fields).map_err(|e| anyhow!("{}: {e}", spot.at(None)))?;
         def.targets.entry(tname.to_string()).or_default().merge(&t);
         return Ok(());
     };
     let matrix = matrix
         .expr
         .evaluate(ctx)
-        .map_err(|e| anyhow!("{}: matrix: {e}", at()))?;
+        .map_err(|e| anyhow!("{}: matrix: {e}", at("matrix")))?;
     let Value::Object(axes) = matrix else {
-        bail!("{}: matrix must be a map of lists", at());
+        bail!("{}: matrix must be a map of lists", at("matrix"));
     };
     let mut combos: Vec<Vec<(String, Value)>> = vec![Vec::new()];
     for (axis, values) in axes {
         let Value::Array(values) = values else {
-            bail!("{}: matrix.{axis} must be a list", at());
+            bail!("{}: matrix.{axis} must be a list", at("matrix"));
         };
         let mut next = Vec::new();
         for combo in &combos {
@@ -369,7 +446,7 @@ fn target_block(
                 if next.len() > MAX_MATRIX {
                     bail!(
                         "{}: the matrix makes more than {MAX_MATRIX} combinations",
-                        at()
+                        at("matrix")
                     );
                 }
             }
@@ -378,7 +455,7 @@ fn target_block(
     }
     let name_expr = attr("name")
         .map(|a| a.expr.clone())
-        .ok_or_else(|| anyhow!("{}: a matrix target needs a name expression", at()))?;
+        .ok_or_else(|| anyhow!("{}: a matrix target needs a name expression", spot.at(None)))?;
     let mut members = Vec::new();
     for combo in combos {
         let mut vars = VARS.with(|v| v.borrow().clone());
@@ -386,19 +463,27 @@ fn target_block(
         let mctx = context(&vars);
         let name = match name_expr.evaluate(&mctx) {
             Ok(Value::String(s)) => s,
-            Ok(other) => bail!("{}: name must be a string, found {other}", at()),
-            Err(e) => bail!("{}: name: {e}", at()),
+            Ok(other) => bail!("{}: name must be a string, found {other}", at("name")),
+            Err(e) => bail!("{}: name: {e}", at("name")),
         };
         if name.is_empty()
             || !name
                 .chars()
                 .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
         {
-            bail!("{}: invalid target name {name:?} from the matrix", at());
+            bail!(
+                "{}: invalid target name {name:?} from the matrix",
+                at("name")
+            );
         }
-        let fields = eval_body(&block.body, &mctx, &["name", "matrix"])
-            .with_context(|| format!("{}: {name}", at()))?;
-        let t = Target::from_json(fields).with_context(|| format!("{}: {name}", at()))?;
+        let mspot = Spot {
+            file: spot.file,
+            what: format!("{} ({name})", spot.what),
+            start: spot.start,
+            attrs: spot.attrs.clone(),
+        };
+        let fields = eval_body(&block.body, &mctx, &["name", "matrix"], &mspot)?;
+        let t = Target::from_json(fields).map_err(|e| anyhow!("{}: {e}", mspot.at(None)))?;
         def.targets.entry(name.clone()).or_default().merge(&t);
         members.push(name);
     }

@@ -101,6 +101,37 @@ pub(super) struct Target {
     pub(super) entitlements: Option<Vec<String>>,
 }
 
+/// Every field a target may have, as the files spell them.
+pub(super) const FIELDS: [&str; 27] = [
+    "description",
+    "inherits",
+    "context",
+    "contexts",
+    "dockerfile",
+    "dockerfile-inline",
+    "args",
+    "annotations",
+    "attest",
+    "labels",
+    "tags",
+    "cache-from",
+    "cache-to",
+    "target",
+    "secret",
+    "ssh",
+    "platforms",
+    "output",
+    "pull",
+    "no-cache",
+    "no-cache-filter",
+    "network",
+    "extra-hosts",
+    "shm-size",
+    "ulimits",
+    "call",
+    "entitlements",
+];
+
 /// Map fields: merged key by key; every other field is replaced whole.
 const MAP_FIELDS: [&str; 4] = ["args", "labels", "contexts", "extra-hosts"];
 /// List-of-strings fields.
