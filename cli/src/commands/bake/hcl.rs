@@ -367,14 +367,15 @@ impl Spot<'_> {
     }
 }
 
-/// The positions of the top-level blocks of `text` and of their
-/// attributes, in order (empty when hcl-edit cannot say).
-fn spots(
-    text: &str,
-) -> Vec<(
+/// A block's position and its attributes' (line, column).
+type BlockSpots = (
     Option<(usize, usize)>,
     std::collections::BTreeMap<String, (usize, usize)>,
-)> {
+);
+
+/// The positions of the top-level blocks of `text` and of their
+/// attributes, in order (empty when hcl-edit cannot say).
+fn spots(text: &str) -> Vec<BlockSpots> {
     use hcl::edit::Span;
     let Ok(body) = hcl::edit::parser::parse_body(text) else {
         return Vec::new();
