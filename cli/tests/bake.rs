@@ -150,6 +150,32 @@ fn default_file_lookup_reads_every_default_name_in_order() {
 }
 
 #[test]
+fn builtin_variables_and_untyped_env_overrides() {
+    let env = print_env();
+    let dir = env.path("builtin");
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    std::fs::write(
+        dir.join("docker-bake.hcl"),
+        "variable \"N\" {\n  default = 1\n}\ntarget \"default\" {\n  platforms = [BAKE_LOCAL_PLATFORM]\n  args = { N = add(N, 1) }\n}\n",
+    )
+    .expect("write");
+    let (out, _) = bake_ok(&env, &dir, &["--print"], &[("N", "41")]);
+    let v = json(&out);
+    let platform = v["target"]["default"]["platforms"][0]
+        .as_str()
+        .unwrap_or("");
+    assert!(platform.starts_with("linux/"), "{v}");
+    // N from the environment is a number, as its default is.
+    assert_eq!(v["target"]["default"]["args"]["N"], "42", "{v}");
+    let out = bake(&env, &dir, &["--print"], &[("N", "many")]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("variable \"N\"") && err.contains("number"),
+        "{err}"
+    );
+}
+
+#[test]
 fn bad_files_are_named_with_line_and_column() {
     let env = print_env();
     let dir = env.path("bad");

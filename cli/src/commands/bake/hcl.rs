@@ -51,7 +51,17 @@ pub(super) fn parse(name: &str, text: &str) -> Result<Definition> {
         other => anyhow!("{name}: {}", one_line(&other.to_string())),
     })?;
     let mut funcs = Vec::new();
-    let mut var_exprs: Vec<(String, Option<Expression>)> = Vec::new();
+    // buildx's built-in variables; a file or the environment may set them.
+    let mut var_exprs: Vec<(String, Option<Expression>)> = vec![
+        (
+            "BAKE_LOCAL_PLATFORM".into(),
+            Some(Expression::String(kiln_oci::Platform::host().to_string())),
+        ),
+        (
+            "BAKE_CMD_CONTEXT".into(),
+            Some(Expression::String("cwd://".into())),
+        ),
+    ];
     for attr in body.attributes() {
         var_exprs.push((attr.key.to_string(), Some(attr.expr.clone())));
     }
