@@ -147,6 +147,11 @@ fn default_file_lookup_reads_every_default_name_in_order() {
     assert_eq!(v["target"]["web"]["tags"][0], "example/web");
     assert_eq!(v["target"]["web"]["args"]["FROM_OVERRIDE"], "1");
     assert_eq!(v["group"]["default"]["targets"][0], "web");
+    let (out, _) = bake_ok(&env, &dir, &["--print", "--push"], &[]);
+    assert_eq!(
+        json(&out)["target"]["web"]["output"],
+        serde_json::json!(["type=registry"])
+    );
 }
 
 #[test]

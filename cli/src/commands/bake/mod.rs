@@ -92,6 +92,20 @@ pub fn bake(global: &GlobalArgs, args: &BakeArgs) -> Result<()> {
     def.apply_sets(&args.set, &selected)?;
     if args.print {
         use std::io::Write;
+        // As buildx shows them: `--push` and `--load` are outputs.
+        for name in &selected {
+            if let Some(t) = def.targets.get_mut(name) {
+                let outputs = t.output.get_or_insert_with(Vec::new);
+                for (on, output) in [(args.push, "type=registry"), (args.load, "type=docker")] {
+                    if on && !outputs.iter().any(|o| o == output) {
+                        outputs.push(output.into());
+                    }
+                }
+                if outputs.is_empty() {
+                    t.output = None;
+                }
+            }
+        }
         let json = def.print_json(&selected, &groups);
         let mut out = std::io::stdout().lock();
         serde_json::to_writer_pretty(&mut out, &json)?;
