@@ -290,6 +290,22 @@ impl Target {
         Ok(())
     }
 
+    /// The list field `--set` names `key`, if it is one.
+    fn list_field(&mut self, key: &str) -> Option<&mut Option<Vec<String>>> {
+        Some(match key {
+            "tags" => &mut self.tags,
+            "cache-from" => &mut self.cache_from,
+            "cache-to" => &mut self.cache_to,
+            "secrets" | "secret" => &mut self.secret,
+            "ssh" => &mut self.ssh,
+            "output" => &mut self.output,
+            "annotations" => &mut self.annotations,
+            "attest" => &mut self.attest,
+            "ulimits" => &mut self.ulimits,
+            _ => return None,
+        })
+    }
+
     /// Fills in buildx's defaults for `--print` and building: context `.`,
     /// Dockerfile `Dockerfile` (unless inline).
     pub(super) fn with_defaults(mut self) -> Target {
@@ -453,13 +469,19 @@ impl Definition {
 
     /// Applies `--set PATTERN.KEY=VALUE` values, in order; the pattern
     /// matches target names with `*` and `?` as in buildx. List keys
-    /// given several times for one target collect every value.
+    /// given several times for one target collect every value;
+    /// `KEY+=VALUE` appends to the files' list.
     pub(super) fn apply_sets(&mut self, sets: &[String], selected: &[String]) -> Result<()> {
         let mut lists: BTreeMap<(String, String), Vec<String>> = BTreeMap::new();
         for s in sets {
             let (lhs, value) = s
                 .split_once('=')
                 .with_context(|| format!("--set {s:?}: expected TARGET.KEY=VALUE"))?;
+            // `KEY+=VALUE` appends to what the files give.
+            let (lhs, append) = match lhs.strip_suffix('+') {
+                Some(l) => (l, true),
+                None => (lhs, false),
+            };
             let (pattern, key) = lhs
                 .split_once('.')
                 .with_context(|| format!("--set {s:?}: expected TARGET.KEY=VALUE"))?;
@@ -476,37 +498,18 @@ impl Definition {
             }
             for name in names {
                 let target = self.targets.entry(name.clone()).or_default();
-                let list_key = matches!(
-                    key,
-                    "tags"
-                        | "cache-from"
-                        | "cache-to"
-                        | "secrets"
-                        | "secret"
-                        | "ssh"
-                        | "output"
-                        | "annotations"
-                        | "attest"
-                        | "ulimits"
-                );
-                if list_key {
-                    let all = lists.entry((name, key.to_string())).or_default();
+                if let Some(field) = target.list_field(key) {
+                    let all = lists.entry((name, key.to_string())).or_insert_with(|| {
+                        if append {
+                            field.clone().unwrap_or_default()
+                        } else {
+                            Vec::new()
+                        }
+                    });
                     all.push(value.to_string());
-                    target
-                        .set(key, value)
-                        .with_context(|| format!("--set {s:?}"))?;
-                    let field = match key {
-                        "tags" => &mut target.tags,
-                        "cache-from" => &mut target.cache_from,
-                        "cache-to" => &mut target.cache_to,
-                        "secrets" | "secret" => &mut target.secret,
-                        "ssh" => &mut target.ssh,
-                        "output" => &mut target.output,
-                        "annotations" => &mut target.annotations,
-                        "attest" => &mut target.attest,
-                        _ => &mut target.ulimits,
-                    };
                     *field = Some(all.clone());
+                } else if append {
+                    bail!("--set {s:?}: += appends to list keys only");
                 } else {
                     target
                         .set(key, value)
@@ -590,6 +593,38 @@ mod tests {
         assert!(t.set("pull", "maybe").is_err());
         assert!(t.set("nope", "1").is_err());
         assert!(t.set("nope.K", "1").is_err());
+    }
+
+    #[test]
+    fn set_replaces_collects_and_appends_lists() {
+        let mut d = Definition::default();
+        d.targets.insert(
+            "app".into(),
+            target(serde_json::json!({"tags": ["file:1"]})),
+        );
+        let names = vec!["app".to_string()];
+        let sets = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let mut a = d.clone();
+        a.apply_sets(&sets(&["app.tags=x", "a*.tags=y"]), &names)
+            .expect("set");
+        assert_eq!(a.targets["app"].tags, Some(vec!["x".into(), "y".into()]));
+        let mut b = d.clone();
+        b.apply_sets(&sets(&["app.tags+=x", "app.tags+=y"]), &names)
+            .expect("append");
+        assert_eq!(
+            b.targets["app"].tags,
+            Some(vec!["file:1".into(), "x".into(), "y".into()])
+        );
+        assert!(d
+            .clone()
+            .apply_sets(&sets(&["app.target+=x"]), &names)
+            .is_err());
+        assert!(d
+            .clone()
+            .apply_sets(&sets(&["other.tags=x"]), &names)
+            .is_err());
+        // A pattern that matches nothing is not an error.
+        assert!(d.clone().apply_sets(&sets(&["zz*.tags=x"]), &names).is_ok());
     }
 
     #[test]
