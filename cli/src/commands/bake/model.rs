@@ -430,15 +430,13 @@ impl Definition {
 
     /// The targets `names` stand for (groups expanded, iteratively, each
     /// target once, in order), and the groups met on the way. With no
-    /// names, the `default` group, else the only target.
+    /// names, the `default` group or target, as buildx.
     pub(super) fn select(&self, names: &[String]) -> Result<(Vec<String>, BTreeSet<String>)> {
         let wanted: Vec<String> = if names.is_empty() {
             if self.groups.contains_key("default") || self.targets.contains_key("default") {
                 vec!["default".into()]
-            } else if self.targets.len() == 1 {
-                self.targets.keys().cloned().collect()
             } else {
-                bail!("no targets given and no default group (name targets or groups, or add `group \"default\"`)");
+                bail!("failed to find target \"default\": name targets or groups, or add `group \"default\"`");
             }
         } else {
             names.to_vec()
