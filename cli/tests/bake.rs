@@ -119,10 +119,15 @@ fn print_json_file_with_variables_merged_with_a_later_hcl_file() {
 }
 
 #[test]
-fn print_compose_build_sections() {
+fn print_compose_build_sections_interpolated_from_env() {
     let env = print_env();
     let dir = fixtures("print");
-    let (out, _) = bake_ok(&env, &dir, &["-f", "compose.yaml", "--print"], &[]);
+    let (out, _) = bake_ok(
+        &env,
+        &dir,
+        &["-f", "compose.yaml", "--print"],
+        &[("APP_VERSION", "1.0")],
+    );
     let dir = dir.canonicalize().expect("canonical");
     assert_eq!(json(&out), expected("expected-compose.json", &dir));
 }

@@ -2,7 +2,10 @@
 //! as buildx reads it (the service's `image:` names it when the section
 //! has no `tags`; services without `build:` are left out), and a
 //! `default` group of them all. A section's `x-bake` map (buildx's
-//! extension) sets bake fields over the section's.
+//! extension) sets bake fields over the section's. Strings are
+//! interpolated from the environment as compose does (`$VAR`, `${VAR}`,
+//! `${VAR:-default}`, `${VAR-default}`, `${VAR:?error}`,
+//! `${VAR:+alt}`, `$$`).
 
 use super::model::{Definition, Group, Target};
 use anyhow::{anyhow, bail, Result};
@@ -126,10 +129,16 @@ struct SecretDef {
 /// YAML that does not parse or has the wrong shape (`NAME:LINE:COL`), or
 /// a service naming a secret the file does not define.
 pub(super) fn parse(name: &str, text: &str, dir: &Path) -> Result<Definition> {
-    let file: File = serde_yaml_ng::from_str(text).map_err(|e| match e.location() {
+    let at = |e: serde_yaml_ng::Error| match e.location() {
         Some(at) => anyhow!("{name}:{}:{}: {e}", at.line(), at.column()),
         None => anyhow!("{name}: {e}"),
-    })?;
+    };
+    // The shape is checked on the text, where errors have positions; the
+    // values are read after `${VAR}` interpolation.
+    let _: File = serde_yaml_ng::from_str(text).map_err(at)?;
+    let mut value: serde_yaml_ng::Value = serde_yaml_ng::from_str(text).map_err(at)?;
+    interpolate_all(&mut value, &|k| std::env::var(k).ok()).map_err(|e| anyhow!("{name}: {e}"))?;
+    let file: File = serde_yaml_ng::from_value(value).map_err(|e| anyhow!("{name}: {e}"))?;
     let mut def = Definition::default();
     let mut members = Vec::new();
     for (service, s) in file.services {
@@ -241,4 +250,167 @@ fn local(dir: &Path, value: &str) -> String {
         .filter(|c| !matches!(c, std::path::Component::CurDir))
         .collect();
     dir.join(rel).display().to_string()
+}
+
+/// Deepest nesting of `${...}` in a default.
+const MAX_NESTING: usize = 8;
+
+/// Interpolates every string in `value` (an explicit stack, no recursion
+/// on the document's depth).
+fn interpolate_all(
+    value: &mut serde_yaml_ng::Value,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<()> {
+    let mut stack = vec![value];
+    while let Some(v) = stack.pop() {
+        match v {
+            serde_yaml_ng::Value::String(s) if s.contains('$') => {
+                *s = interpolate(s, env, 0)?;
+            }
+            serde_yaml_ng::Value::Sequence(items) => stack.extend(items.iter_mut()),
+            serde_yaml_ng::Value::Mapping(m) => stack.extend(m.values_mut()),
+            serde_yaml_ng::Value::Tagged(t) => stack.push(&mut t.value),
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// Compose's interpolation of one string.
+fn interpolate(text: &str, env: &dyn Fn(&str) -> Option<String>, depth: usize) -> Result<String> {
+    if depth > MAX_NESTING {
+        bail!("{text:?}: ${{...}} nested deeper than {MAX_NESTING}");
+    }
+    let is_name = |c: char| c.is_ascii_alphanumeric() || c == '_';
+    let mut out = String::new();
+    let mut rest = text;
+    while let Some(i) = rest.find('$') {
+        out.push_str(&rest[..i]);
+        let after = &rest[i + 1..];
+        if let Some(r) = after.strip_prefix('$') {
+            out.push('$');
+            rest = r;
+        } else if let Some(inner) = after.strip_prefix('{') {
+            // The matching brace, counting nested `${`.
+            let mut open = 1usize;
+            let mut end = None;
+            let bytes = inner.as_bytes();
+            let mut j = 0;
+            while j < bytes.len() {
+                match bytes[j] {
+                    b'{' => open += 1,
+                    b'}' => {
+                        open -= 1;
+                        if open == 0 {
+                            end = Some(j);
+                            break;
+                        }
+                    }
+                    _ => {}
+                }
+                j += 1;
+            }
+            let Some(end) = end else {
+                bail!("{text:?}: unclosed ${{");
+            };
+            let expr = &inner[..end];
+            let name_len = expr.find(|c: char| !is_name(c)).unwrap_or(expr.len());
+            let (var, op) = expr.split_at(name_len);
+            if var.is_empty() {
+                bail!("{text:?}: invalid interpolation ${{{expr}}}");
+            }
+            let value = env(var);
+            let set = value.is_some();
+            let nonempty = value.as_deref().is_some_and(|v| !v.is_empty());
+            let sub = |t: &str| interpolate(t, env, depth + 1);
+            let got = if op.is_empty() {
+                value.unwrap_or_default()
+            } else if let Some(d) = op.strip_prefix(":-") {
+                if nonempty {
+                    value.unwrap_or_default()
+                } else {
+                    sub(d)?
+                }
+            } else if let Some(d) = op.strip_prefix('-') {
+                if set {
+                    value.unwrap_or_default()
+                } else {
+                    sub(d)?
+                }
+            } else if let Some(m) = op.strip_prefix(":?") {
+                if !nonempty {
+                    bail!("required variable {var} is missing a value: {}", sub(m)?);
+                }
+                value.unwrap_or_default()
+            } else if let Some(m) = op.strip_prefix('?') {
+                if !set {
+                    bail!("required variable {var} is missing a value: {}", sub(m)?);
+                }
+                value.unwrap_or_default()
+            } else if let Some(a) = op.strip_prefix(":+") {
+                if nonempty {
+                    sub(a)?
+                } else {
+                    String::new()
+                }
+            } else if let Some(a) = op.strip_prefix('+') {
+                if set {
+                    sub(a)?
+                } else {
+                    String::new()
+                }
+            } else {
+                bail!("{text:?}: invalid interpolation ${{{expr}}}");
+            };
+            out.push_str(&got);
+            rest = &inner[end + 1..];
+        } else {
+            let name_len = after.find(|c: char| !is_name(c)).unwrap_or(after.len());
+            if name_len == 0 {
+                out.push('$');
+            } else {
+                out.push_str(&env(&after[..name_len]).unwrap_or_default());
+            }
+            rest = &after[name_len..];
+        }
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::interpolate;
+
+    fn env(k: &str) -> Option<String> {
+        match k {
+            "TAG" => Some("1.2".into()),
+            "EMPTY" => Some(String::new()),
+            "REG" => Some("registry.example.com".into()),
+            _ => None,
+        }
+    }
+
+    fn i(t: &str) -> String {
+        interpolate(t, &env, 0).unwrap_or_else(|e| format!("ERR {e}"))
+    }
+
+    #[test]
+    fn compose_interpolation() {
+        assert_eq!(i("app:${TAG}"), "app:1.2");
+        assert_eq!(i("app:$TAG-x"), "app:1.2-x");
+        assert_eq!(i("${NOPE:-latest}"), "latest");
+        assert_eq!(i("${EMPTY:-d}"), "d");
+        assert_eq!(i("${EMPTY-d}"), "");
+        assert_eq!(i("${NOPE-d}"), "d");
+        assert_eq!(i("${NOPE:-${REG}/app}"), "registry.example.com/app");
+        assert_eq!(i("${TAG:+set}/${NOPE:+set}"), "set/");
+        assert_eq!(i("$$TAG costs $$5"), "$TAG costs $5");
+        assert_eq!(i("a $ b"), "a $ b");
+        assert!(i("${NOPE:?needs a tag}").contains("NOPE is missing a value: needs a tag"));
+        assert!(i("${TAG").starts_with("ERR"));
+        assert!(i("${:-x}").starts_with("ERR"));
+        let deep = "${A:-".repeat(20) + &"}".repeat(20);
+        assert!(i(&deep).contains("nested deeper"));
+    }
 }
