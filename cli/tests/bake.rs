@@ -210,6 +210,24 @@ fn bad_files_are_named_with_line_and_column() {
     let err = bake_fails(&env, &dir, &["-f", "eval.hcl", "--print", "x"]);
     assert!(err.contains("eval.hcl:3:3: target \"x\": args: "), "{err}");
     assert!(err.contains("nope"), "{err}");
+    // User functions are bounded in depth and in calls.
+    write(
+        "recursive.hcl",
+        "function \"f\" {\n  params = [n]\n  result = f(n)\n}\ntarget \"x\" {\n  tags = [f(1)]\n}\n",
+    );
+    let err = bake_fails(&env, &dir, &["-f", "recursive.hcl", "--print", "x"]);
+    assert!(
+        err.contains(
+            "recursive.hcl:6:3: target \"x\": tags: function f: calls nested deeper than 32"
+        ),
+        "{err}"
+    );
+    write(
+        "doubling.hcl",
+        "function \"f\" {\n  params = [n]\n  result = n > 0 ? [f(n - 1), f(n - 1)] : 0\n}\ntarget \"x\" {\n  args = { A = length(f(30)) }\n}\n",
+    );
+    let err = bake_fails(&env, &dir, &["-f", "doubling.hcl", "--print", "x"]);
+    assert!(err.contains("more than 10000 function calls"), "{err}");
     write("bad.json", "{\"target\": {\"a\": {\"tags\": [}}}");
     let err = bake_fails(&env, &dir, &["-f", "bad.json", "--print"]);
     assert!(err.contains("bad.json:1:"), "{err}");

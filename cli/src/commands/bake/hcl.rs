@@ -15,6 +15,8 @@ pub(super) const MAX_MATRIX: usize = 256;
 const MAX_FUNCTIONS: usize = 32;
 /// Deepest nesting of user function calls.
 const MAX_CALL_DEPTH: usize = 32;
+/// Most user function calls while reading one file.
+const MAX_CALLS: usize = 10_000;
 
 /// A `function` block.
 #[derive(Clone)]
@@ -32,6 +34,19 @@ thread_local! {
     static VARS: RefCell<Vec<(String, Value)>> = const { RefCell::new(Vec::new()) };
     /// How deep user function calls are nested.
     static DEPTH: Cell<usize> = const { Cell::new(0) };
+    /// User function calls so far.
+    static CALLS: Cell<usize> = const { Cell::new(0) };
+    /// Why user functions stopped (a bound), reported instead of the
+    /// chain of calls hcl-rs wraps around it.
+    static STOPPED: RefCell<Option<String>> = const { RefCell::new(None) };
+}
+
+/// An evaluation error's text: the bound a user function hit, else the
+/// crate's message on one line.
+fn eval_message(e: &dyn std::fmt::Display) -> String {
+    STOPPED
+        .with(|s| s.borrow_mut().take())
+        .unwrap_or_else(|| one_line(&e.to_string()))
 }
 
 /// Reads an HCL bake file named `name`.
@@ -86,6 +101,8 @@ pub(super) fn parse(name: &str, text: &str) -> Result<Definition> {
     }
     FUNCS.with(|f| *f.borrow_mut() = funcs);
     VARS.with(|v| v.borrow_mut().clear());
+    CALLS.with(|c| c.set(0));
+    STOPPED.with(|s| s.borrow_mut().take());
     let vars = variables(name, &var_exprs)?;
     VARS.with(|v| *v.borrow_mut() = vars.clone());
     let ctx = context(&vars);
@@ -205,7 +222,7 @@ fn variables(file: &str, exprs: &[(String, Option<Expression>)]) -> Result<Vec<(
                     done.push((vname.clone(), value));
                 }
                 Err(e) => {
-                    last_error = Some(format!("{file}: variable {vname:?}: {e}"));
+                    last_error = Some(format!("{file}: variable {vname:?}: {}", eval_message(&e)));
                     left.push(item);
                 }
             }
@@ -268,11 +285,26 @@ fn user_fn<const N: usize>(args: FuncArgs) -> std::result::Result<Value, String>
         return Err("unknown function".into());
     };
     let depth = DEPTH.with(|d| d.get());
-    if depth >= MAX_CALL_DEPTH {
-        return Err(format!(
-            "{}: calls nested deeper than {MAX_CALL_DEPTH}",
+    let calls = CALLS.with(|c| {
+        c.set(c.get() + 1);
+        c.get()
+    });
+    let stop = if depth >= MAX_CALL_DEPTH {
+        Some(format!(
+            "function {}: calls nested deeper than {MAX_CALL_DEPTH}",
             f.name
-        ));
+        ))
+    } else if calls > MAX_CALLS {
+        Some(format!(
+            "function {}: more than {MAX_CALLS} function calls",
+            f.name
+        ))
+    } else {
+        None
+    };
+    if let Some(why) = stop {
+        STOPPED.with(|s| s.borrow_mut().get_or_insert_with(|| why.clone()).clone());
+        return Err(why);
     }
     let mut vars = VARS.with(|v| v.borrow().clone());
     let values = args.into_values();
@@ -339,13 +371,10 @@ fn eval_body(
         if skip.contains(&key) {
             continue;
         }
-        let value = attr.expr.evaluate(ctx).map_err(|e| {
-            anyhow!(
-                "{}: {key}: {}",
-                spot.at(Some(key)),
-                one_line(&e.to_string())
-            )
-        })?;
+        let value = attr
+            .expr
+            .evaluate(ctx)
+            .map_err(|e| anyhow!("{}: {key}: {}", spot.at(Some(key)), eval_message(&e)))?;
         out.insert(key.to_string(), serde_json::to_value(&value)?);
     }
     if let Some(b) = body.blocks().next() {
@@ -439,7 +468,7 @@ fn target_block(
     let matrix = matrix
         .expr
         .evaluate(ctx)
-        .map_err(|e| anyhow!("{}: matrix: {e}", at("matrix")))?;
+        .map_err(|e| anyhow!("{}: matrix: {}", at("matrix"), eval_message(&e)))?;
     let Value::Object(axes) = matrix else {
         bail!("{}: matrix must be a map of lists", at("matrix"));
     };
@@ -475,7 +504,7 @@ fn target_block(
         let name = match name_expr.evaluate(&mctx) {
             Ok(Value::String(s)) => s,
             Ok(other) => bail!("{}: name must be a string, found {other}", at("name")),
-            Err(e) => bail!("{}: name: {e}", at("name")),
+            Err(e) => bail!("{}: name: {}", at("name"), eval_message(&e)),
         };
         if name.is_empty()
             || !name
