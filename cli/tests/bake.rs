@@ -79,6 +79,26 @@ fn print_hcl_variables_from_env_functions_inherits() {
 }
 
 #[test]
+fn print_target_reads_another_targets_fields() {
+    let env = print_env();
+    let dir = fixtures("print");
+    let (out, _) = bake_ok(
+        &env,
+        &dir,
+        &["-f", "docker-bake.hcl", "--print", "storefront-debug"],
+        &[("RELEASE", "v3")],
+    );
+    assert_eq!(
+        json(&out),
+        serde_json::json!({"target": {"storefront-debug": {
+            "context": "storefront",
+            "dockerfile": "web.Dockerfile",
+            "tags": ["registry.example.com/shop/storefront:v3-debug"]
+        }}})
+    );
+}
+
+#[test]
 fn print_matrix_with_set_on_one_generated_target() {
     let env = print_env();
     let dir = fixtures("print");

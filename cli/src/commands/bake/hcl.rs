@@ -36,6 +36,8 @@ thread_local! {
     static DEPTH: Cell<usize> = const { Cell::new(0) };
     /// User function calls so far.
     static CALLS: Cell<usize> = const { Cell::new(0) };
+    /// The targets evaluated so far, as `target.NAME.FIELD` reads them.
+    static TARGETS: RefCell<hcl::Map<String, Value>> = RefCell::new(hcl::Map::new());
     /// Why user functions stopped (a bound), reported instead of the
     /// chain of calls hcl-rs wraps around it.
     static STOPPED: RefCell<Option<String>> = const { RefCell::new(None) };
@@ -108,7 +110,11 @@ pub(super) fn parse(name: &str, text: &str) -> Result<Definition> {
     let ctx = context(&vars);
 
     let mut def = Definition::default();
+    TARGETS.with(|t| t.borrow_mut().clear());
     let mut positions = spots(text).into_iter();
+    // Targets may read other targets' fields (`target.NAME.FIELD`): those
+    // that fail are tried again while others succeed.
+    let mut pending: Vec<(&Block, Spot<'_>)> = Vec::new();
     for block in body.blocks() {
         let (start, attrs) = positions.next().unwrap_or_default();
         let mut spot = Spot {
@@ -129,13 +135,43 @@ pub(super) fn parse(name: &str, text: &str) -> Result<Definition> {
             "target" => {
                 let tname = label(block, name)?;
                 spot.what = format!("target {tname:?}");
-                target_block(&spot, block, &ctx, &mut def)?;
+                pending.push((block, spot));
             }
             _ => {}
         }
-        if def.targets.len() > MAX_TARGETS {
-            bail!("{name}: more than {MAX_TARGETS} targets");
+    }
+    while !pending.is_empty() {
+        let ctx = context(&vars);
+        let before = pending.len();
+        let mut failed = Vec::new();
+        let mut first_error = None;
+        for (block, spot) in pending {
+            match target_block(&spot, block, &ctx, &mut def) {
+                Ok(done) => TARGETS.with(|t| {
+                    let mut t = t.borrow_mut();
+                    for (tname, fields) in done {
+                        if let Ok(v) =
+                            serde_json::from_value::<Value>(serde_json::Value::Object(fields))
+                        {
+                            t.insert(tname, v);
+                        }
+                    }
+                }),
+                Err(e) => {
+                    first_error.get_or_insert(e);
+                    failed.push((block, spot));
+                }
+            }
+            if def.targets.len() > MAX_TARGETS {
+                bail!("{name}: more than {MAX_TARGETS} targets");
+            }
         }
+        if failed.len() == before {
+            if let Some(e) = first_error {
+                return Err(e);
+            }
+        }
+        pending = failed;
     }
     Ok(def)
 }
@@ -263,6 +299,12 @@ fn context(vars: &[(String, Value)]) -> Context<'static> {
     for (name, value) in vars {
         ctx.declare_var(name.as_str(), value.clone());
     }
+    TARGETS.with(|t| {
+        let t = t.borrow();
+        if !t.is_empty() {
+            ctx.declare_var("target", Value::Object(t.clone()));
+        }
+    });
     stdlib(&mut ctx);
     FUNCS.with(|funcs| {
         for (i, f) in funcs.borrow().iter().enumerate() {
@@ -449,7 +491,7 @@ fn target_block(
     block: &Block,
     ctx: &Context<'_>,
     def: &mut Definition,
-) -> Result<()> {
+) -> Result<Vec<(String, serde_json::Map<String, serde_json::Value>)>> {
     let at = |key: &str| spot.at(Some(key));
     let tname = spot.what.trim_start_matches("target ").trim_matches('"');
     let attr = |key: &str| block.body.attributes().find(|a| a.key.as_str() == key);
@@ -461,9 +503,9 @@ fn target_block(
     }
     let Some(matrix) = attr("matrix") else {
         let fields = eval_body(&block.body, ctx, &["name"], spot)?;
-        let t = Target::from_json(fields).map_err(|e| anyhow!("{}: {e}", spot.at(None)))?;
+        let t = Target::from_json(fields.clone()).map_err(|e| anyhow!("{}: {e}", spot.at(None)))?;
         def.targets.entry(tname.to_string()).or_default().merge(&t);
-        return Ok(());
+        return Ok(vec![(tname.to_string(), fields)]);
     };
     let matrix = matrix
         .expr
@@ -497,6 +539,7 @@ fn target_block(
         .map(|a| a.expr.clone())
         .ok_or_else(|| anyhow!("{}: a matrix target needs a name expression", spot.at(None)))?;
     let mut members = Vec::new();
+    let mut done = Vec::new();
     for combo in combos {
         let mut vars = VARS.with(|v| v.borrow().clone());
         vars.extend(combo.iter().cloned());
@@ -523,8 +566,10 @@ fn target_block(
             attrs: spot.attrs.clone(),
         };
         let fields = eval_body(&block.body, &mctx, &["name", "matrix"], &mspot)?;
-        let t = Target::from_json(fields).map_err(|e| anyhow!("{}: {e}", mspot.at(None)))?;
+        let t =
+            Target::from_json(fields.clone()).map_err(|e| anyhow!("{}: {e}", mspot.at(None)))?;
         def.targets.entry(name.clone()).or_default().merge(&t);
+        done.push((name.clone(), fields));
         members.push(name);
     }
     def.groups.insert(
@@ -534,7 +579,7 @@ fn target_block(
             targets: members,
         },
     );
-    Ok(())
+    Ok(done)
 }
 
 /// Declares the buildx standard functions kiln supports.

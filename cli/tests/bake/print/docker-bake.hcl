@@ -20,6 +20,13 @@ group "default" {
   targets = ["storefront", "worker"]
 }
 
+# Reads another target's fields (this one is defined later).
+target "storefront-debug" {
+  context    = target.storefront.context
+  dockerfile = target.storefront.dockerfile
+  tags       = ["${target.storefront.tags[0]}-debug"]
+}
+
 target "_base" {
   args = {
     NODE_MAJOR = 22
