@@ -15,6 +15,8 @@ pub(super) const MAX_MATRIX: usize = 256;
 const MAX_FUNCTIONS: usize = 32;
 /// Deepest nesting of user function calls.
 const MAX_CALL_DEPTH: usize = 32;
+/// Most rounds of evaluating targets that read targets not read yet.
+const MAX_REFERENCE_PASSES: usize = 64;
 /// Most user function calls while reading one file.
 const MAX_CALLS: usize = 10_000;
 
@@ -140,7 +142,12 @@ pub(super) fn parse(name: &str, text: &str) -> Result<Definition> {
             _ => {}
         }
     }
+    let mut passes = 0;
     while !pending.is_empty() {
+        passes += 1;
+        if passes > MAX_REFERENCE_PASSES {
+            bail!("{name}: targets read each other's fields more than {MAX_REFERENCE_PASSES} deep");
+        }
         let ctx = context(&vars);
         let before = pending.len();
         let mut failed = Vec::new();
