@@ -248,6 +248,18 @@ fn bad_files_are_named_with_line_and_column() {
     );
     let err = bake_fails(&env, &dir, &["-f", "doubling.hcl", "--print", "x"]);
     assert!(err.contains("more than 10000 function calls"), "{err}");
+    // Targets reading targets defined after them resolve in rounds, at most 64.
+    let mut refs = String::new();
+    for i in 0..100 {
+        refs += &format!(
+            "target \"r{i}\" {{\n  tags = [target.r{}.tags[0]]\n}}\n",
+            i + 1
+        );
+    }
+    refs += "target \"r100\" {\n  tags = [\"end\"]\n}\n";
+    write("refs.hcl", &refs);
+    let err = bake_fails(&env, &dir, &["-f", "refs.hcl", "--print", "r0"]);
+    assert!(err.contains("more than 64 deep"), "{err}");
     write("bad.json", "{\"target\": {\"a\": {\"tags\": [}}}");
     let err = bake_fails(&env, &dir, &["-f", "bad.json", "--print"]);
     assert!(err.contains("bad.json:1:"), "{err}");
