@@ -34,6 +34,8 @@ enum Command {
     /// BuildKit's `buildctl build` syntax, run as the `kiln build` it
     /// means (for scripts written for buildctl).
     Buildctl(commands::buildctl::BuildctlArgs),
+    /// Build several targets of bake or compose files as one graph.
+    Bake(Box<commands::bake::BakeArgs>),
     /// Download an image from a registry into the local store.
     Pull(commands::image::PullArgs),
     /// Upload an image from the local store to a registry.
@@ -87,7 +89,7 @@ fn main() -> ExitCode {
     // the user's subordinate ids first (see kiln_executor::rootless).
     if matches!(
         cli.command,
-        Command::Build(_) | Command::Prune(_) | Command::Du(_)
+        Command::Build(_) | Command::Bake(_) | Command::Prune(_) | Command::Du(_)
     ) {
         let root = cli.global.root.clone().or_else(kiln_oci::default_root);
         if let Err(err) = kiln_executor::rootless::enter(root) {
@@ -95,7 +97,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     }
-    if matches!(cli.command, Command::Build(_)) {
+    if matches!(cli.command, Command::Build(_) | Command::Bake(_)) {
         signals::handle_interrupts();
         if let Some(root) = cli.global.root.clone().or_else(kiln_oci::default_root) {
             kiln_executor::set_scratch_base(kiln_oci::StoreLayout::new(root).runs());
@@ -176,6 +178,7 @@ fn run(global: &global::GlobalArgs, command: Command) -> anyhow::Result<()> {
     match command {
         Command::Parse(_) | Command::Lint(_) | Command::Buildctl(_) => Ok(()),
         Command::Build(a) => commands::build::build(global, &a),
+        Command::Bake(a) => commands::bake::bake(global, &a),
         Command::Pull(a) => image::pull(global, &a),
         Command::Push(a) => image::push(global, &a),
         Command::Images(a) => image::images(global, &a),

@@ -115,6 +115,36 @@ impl Graph {
         }
     }
 
+    /// Copies the vertices `roots` depend on from `other` into this graph
+    /// (equal vertices are shared), naming each local context as
+    /// `rename` says, and returns the new ids of `roots`.
+    pub fn import(
+        &mut self,
+        other: &Graph,
+        roots: &[VertexId],
+        rename: &mut dyn FnMut(&str) -> String,
+    ) -> Vec<VertexId> {
+        let mut map: HashMap<VertexId, VertexId> = HashMap::new();
+        for id in other.closure(roots) {
+            let v = other.vertex(id);
+            let op = match &v.op {
+                Op::Context(c) => Op::Context(crate::op::ContextSource {
+                    name: rename(&c.name),
+                }),
+                op => op.clone(),
+            };
+            // Inputs come before the vertices that use them.
+            let inputs = v
+                .inputs
+                .iter()
+                .filter_map(|i| map.get(i).copied())
+                .collect();
+            let new = self.add(op, inputs, v.meta.clone());
+            map.insert(id, new);
+        }
+        roots.iter().filter_map(|r| map.get(r).copied()).collect()
+    }
+
     /// The vertices `roots` depend on (themselves included), inputs first.
     pub fn closure(&self, roots: &[VertexId]) -> Vec<VertexId> {
         let mut keep = vec![false; self.vertices.len()];

@@ -91,7 +91,8 @@ pub use cache::{
 pub use graph::{Graph, Vertex, VertexId, VertexMeta};
 pub use layer::LayerError;
 pub use lower::{
-    lower, BuildOptions, ImageResolver, LowerError, Lowered, NamedContext, ResolvedImage,
+    import_lowered, lower, BuildOptions, ImageResolver, LinkedTarget, LowerError, Lowered,
+    NamedContext, ResolvedImage,
 };
 pub use op::{
     CacheSharing, Chmod, ContextSource, CopyAction, ExecFile, ExecMount, ExecOp, FileAction,
@@ -99,7 +100,7 @@ pub use op::{
 };
 pub use resolve_error::ResolveError;
 pub use solve::{
-    check_emulation, layer_map, solve, solve_with_cancel, CancelToken, ChecksumProblem,
-    ContextTree, DownloadError, Entitlement, EntitlementError, Event, MountError, ProgressSink,
-    SecretSource, SolveError, SolveOptions, Solved, StepError,
+    check_emulation, layer_map, solve, solve_roots, solve_with_cancel, CancelToken,
+    ChecksumProblem, ContextTree, DownloadError, Entitlement, EntitlementError, Event, MountError,
+    ProgressSink, SecretSource, SolveError, SolveOptions, Solved, StepError,
 };

@@ -1,6 +1,7 @@
 //! One module per subcommand family.
 
 pub mod archive;
+pub mod bake;
 pub mod build;
 pub mod buildctl;
 pub mod cache;

@@ -18,7 +18,7 @@ mod vars;
 
 pub(crate) use error::{Flow, Step};
 pub use error::{LowerError, Result};
-pub use sources::{ImageResolver, NamedContext, ResolvedImage};
+pub use sources::{import_lowered, ImageResolver, LinkedTarget, NamedContext, ResolvedImage};
 use stage::Paused;
 pub(crate) use stage::{StageOut, StageState};
 

@@ -2,12 +2,13 @@
 //! and images, resolved through an [`ImageResolver`] as they are met and
 //! replaced by `--build-context` values.
 
-use super::{LowerError, Lowerer, Result};
+use super::{LowerError, Lowered, Lowerer, Result};
 use crate::graph::{VertexId, VertexMeta};
 use crate::op::{ContextSource, ImageSource, Op};
 use crate::resolve_error::ResolveError;
 use kiln_oci::{Digest, ImageConfig, Platform};
 use kiln_parser::Position;
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 /// The value of a `--build-context`.
@@ -19,6 +20,61 @@ pub enum NamedContext {
     Image(String),
     /// `oci-layout://PATH[:TAG|@DIGEST]`.
     OciLayout(String),
+    /// Another target of the same build, lowered (`target:NAME` in a bake
+    /// file): its graph becomes part of this one.
+    Target(LinkedTarget),
+}
+
+/// A lowered target that another target reads as a named context.
+#[derive(Debug, Clone)]
+pub struct LinkedTarget(pub std::sync::Arc<Lowered>);
+
+impl PartialEq for LinkedTarget {
+    fn eq(&self, other: &LinkedTarget) -> bool {
+        self.0.graph.vertex(self.0.root).digest == other.0.graph.vertex(other.0.root).digest
+    }
+}
+
+impl Eq for LinkedTarget {}
+
+/// Copies `from`'s graph (what its root needs) into `graph` and returns
+/// its root there. Its local contexts keep their names unless `contexts`
+/// (name to directory, what `graph` already reads) has the name for
+/// another directory: then the name gets a digest of the directory as a
+/// suffix (and loses it again where the plain name is that directory's),
+/// so equal steps on one directory stay one vertex. `contexts` gets the
+/// names used.
+pub fn import_lowered(
+    graph: &mut crate::graph::Graph,
+    contexts: &mut BTreeMap<String, PathBuf>,
+    from: &Lowered,
+) -> VertexId {
+    let mut rename = |name: &str| -> String {
+        let Some(dir) = from.contexts.get(name) else {
+            return name.to_string();
+        };
+        // The suffix is the directory's, so a name renamed by an earlier
+        // import comes back to the same name: one vertex per directory.
+        let hex = Digest::sha256(dir.to_string_lossy().as_bytes())
+            .hex()
+            .to_string();
+        let suffix = hex.get(..12).unwrap_or(&hex);
+        let base = name
+            .strip_suffix(suffix)
+            .and_then(|b| b.strip_suffix('-'))
+            .unwrap_or(name);
+        let new = match contexts.get(base) {
+            Some(have) if have != dir => format!("{base}-{suffix}"),
+            _ => base.to_string(),
+        };
+        contexts.insert(new.clone(), dir.clone());
+        new
+    };
+    graph
+        .import(&from.graph, &[from.root], &mut rename)
+        .first()
+        .copied()
+        .unwrap_or(from.root)
 }
 
 impl std::str::FromStr for NamedContext {
@@ -147,6 +203,25 @@ impl Lowerer<'_> {
         platform: &Platform,
         at: Position,
     ) -> Result<(VertexId, ImageConfig)> {
+        if let Some((_, NamedContext::Target(linked))) = self.named_context(reference) {
+            // The main context's name stays this target's.
+            let mut taken = self.contexts.clone();
+            taken
+                .entry("context".into())
+                .or_insert_with(|| self.context_dir.clone());
+            for (name, value) in &self.options.named_contexts {
+                if let NamedContext::Local(dir) = value {
+                    taken.entry(name.clone()).or_insert_with(|| dir.clone());
+                }
+            }
+            let root = import_lowered(&mut self.graph, &mut taken, &linked.0);
+            for (name, dir) in taken {
+                if linked.0.contexts.values().any(|d| *d == dir) {
+                    self.contexts.insert(name, dir);
+                }
+            }
+            return Ok((root, linked.0.config.clone()));
+        }
         let resolved = self
             .lookup_image(reference, platform)
             .map_err(|e| LowerError::Image {
@@ -181,7 +256,9 @@ impl Lowerer<'_> {
             Some((_, NamedContext::OciLayout(layout))) => {
                 self.resolver.resolve_layout(&layout, platform)
             }
-            Some((name, NamedContext::Local(_))) => Err(ResolveError::LocalContext { name }),
+            Some((name, NamedContext::Local(_) | NamedContext::Target(_))) => {
+                Err(ResolveError::LocalContext { name })
+            }
             None => self.resolver.resolve(reference, platform),
         }
     }

@@ -44,7 +44,7 @@ use crate::cache::lookup::BuildCache;
 use crate::cache::remote::{CacheMode, ExportedRecord};
 use crate::cache::CachedLayer;
 use crate::context::BuildContext;
-use crate::graph::{VertexId, VertexMeta};
+use crate::graph::{Graph, VertexId, VertexMeta};
 use crate::layer;
 use crate::lower::Lowered;
 use crate::op::Op;
@@ -143,8 +143,41 @@ pub async fn solve_with_cancel(
     progress: Arc<dyn ProgressSink>,
     cancel: &CancelToken,
 ) -> Result<Solved, SolveError> {
+    let roots = [(lowered.root, lowered.config.clone())];
+    let mut solved = solve_roots(
+        &lowered.graph,
+        &roots,
+        store,
+        contexts,
+        options,
+        runtime,
+        progress,
+        cancel,
+    )
+    .await?;
+    solved.pop().ok_or(SolveError::Cancelled)
+}
+
+/// [`solve_with_cancel`] for several roots of one graph at once (the
+/// targets of `kiln bake`): every vertex any root needs runs once, and
+/// one [`Solved`] per root comes back, in the order of `roots`, each
+/// with its image config (`rootfs` filled in).
+///
+/// # Errors
+/// The first step that fails, named with its line, or the cancellation.
+#[allow(clippy::too_many_arguments)]
+pub async fn solve_roots(
+    graph: &Graph,
+    roots: &[(VertexId, ImageConfig)],
+    store: &LocalStore,
+    contexts: HashMap<String, Arc<BuildContext>>,
+    options: &SolveOptions,
+    runtime: Arc<dyn kiln_executor::Runtime>,
+    progress: Arc<dyn ProgressSink>,
+    cancel: &CancelToken,
+) -> Result<Vec<Solved>, SolveError> {
     let env = Arc::new(StepEnv {
-        graph: lowered.graph.clone(),
+        graph: graph.clone(),
         store: store.clone(),
         compression: options.compression,
         progress,
@@ -162,7 +195,8 @@ pub async fn solve_with_cancel(
         runtime,
         snapshots: options.snapshots.clone(),
     });
-    let order = env.graph.closure(&[lowered.root]);
+    let root_ids: Vec<VertexId> = roots.iter().map(|(id, _)| *id).collect();
+    let order = env.graph.closure(&root_ids);
     preflight(&env, &order, &options.allow)?;
     exec::emulation(&env.graph, &order, options.emulate, env.progress.as_ref())?;
     let nodes = order
@@ -187,20 +221,25 @@ pub async fn solve_with_cancel(
             result
         }
     };
-    let mut done = scheduler::run(nodes, options.jobs, cancel, work)
+    let done = scheduler::run(nodes, options.jobs, cancel, work)
         .await
         .map_err(|failure| failed(&env, failure))?;
-    let layers = match done.remove(&lowered.root) {
-        Some((VertexResult::Fs(layers), _)) => layers,
-        _ => Vec::new(),
-    };
-    let mut config = lowered.config.clone();
-    config.rootfs.kind = "layers".into();
-    config.rootfs.diff_ids = layers.iter().map(|l| l.diff_id.to_string()).collect();
-    // The image is exported: its layers must be here. Fetching blocks on
-    // the caches' own async calls, so it runs off the async workers.
+    let mut images = Vec::new();
+    for (root, config) in roots {
+        let layers = match done.get(root) {
+            Some((VertexResult::Fs(layers), _)) => layers.clone(),
+            _ => Vec::new(),
+        };
+        let mut config = config.clone();
+        config.rootfs.kind = "layers".into();
+        config.rootfs.diff_ids = layers.iter().map(|l| l.diff_id.to_string()).collect();
+        images.push((layers, config));
+    }
+    // The images are exported: their layers must be here. Fetching blocks
+    // on the caches' own async calls, so it runs off the async workers.
     let fetch = {
-        let (env, layers) = (env.clone(), layers.clone());
+        let env = env.clone();
+        let layers: Vec<Layer> = images.iter().flat_map(|(l, _)| l.clone()).collect();
         tokio::task::spawn_blocking(move || env.cache.materialize(&env.store, &layers)).await
     };
     let fetched = match fetch {
@@ -212,12 +251,17 @@ pub async fn solve_with_cancel(
         line: None,
         error,
     })?;
-    Ok(Solved {
-        layers,
-        config,
-        steps: env.cache.take_used(),
-        lazy: env.cache.lazy(),
-    })
+    let steps = env.cache.take_used();
+    let lazy = env.cache.lazy();
+    Ok(images
+        .into_iter()
+        .map(|(layers, config)| Solved {
+            layers,
+            config,
+            steps: steps.clone(),
+            lazy: lazy.clone(),
+        })
+        .collect())
 }
 
 /// The [`SolveError`] of a scheduler failure; a panic is reported as a

@@ -7,6 +7,7 @@ mod attest;
 mod call;
 mod export;
 mod flags;
+pub(crate) mod multi;
 mod plan;
 mod remote_cache;
 mod remote_context;

@@ -184,12 +184,27 @@ pub(super) fn lower(
     request: &BuildRequest,
     resolver: &StoreResolver<'_>,
 ) -> Result<Vec<Lowered>> {
+    lower_with(source, request, resolver, &mut |_, _| Ok(()))
+}
+
+/// [`lower`], with `adjust` changing each platform's options (by the
+/// platform's index) first: `kiln bake` adds its `target:` contexts.
+///
+/// # Errors
+/// What `adjust` returns, or the first lowering error.
+pub(super) fn lower_with(
+    source: &Source,
+    request: &BuildRequest,
+    resolver: &StoreResolver<'_>,
+    adjust: &mut dyn FnMut(usize, &mut BuildOptions) -> Result<()>,
+) -> Result<Vec<Lowered>> {
     let mut lowered_all = Vec::new();
-    for p in &request.platforms {
-        let options = BuildOptions {
+    for (i, p) in request.platforms.iter().enumerate() {
+        let mut options = BuildOptions {
             platform: p.clone(),
             ..request.options.clone()
         };
+        adjust(i, &mut options)?;
         let mut lowered =
             kiln_solver::lower(&source.dockerfile, &options, resolver, &source.context_dir)
                 .map_err(|e| match e.position() {

@@ -15,6 +15,7 @@ use kiln_oci::{LocalStore, RegistryClient};
 use kiln_solver::context::BuildContext;
 use kiln_solver::{Lowered, ProgressSink, SolveOptions, Solved};
 use std::collections::HashMap;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 /// What the solve phase works with.
@@ -47,32 +48,9 @@ impl Solver<'_> {
         let contexts = self.open_contexts(source, lowered)?;
         // `--ssh ID=KEYFILE`: kiln's own agents, for as long as the solve.
         let (_agents, key_sockets) = crate::ssh_agent::serve(self.rt, &request.ssh_keys)?;
-        let mut ssh = request.ssh.clone();
-        ssh.extend(key_sockets);
         let progress: Arc<dyn ProgressSink> = self.reporter.clone();
-        let options = SolveOptions {
-            compression: request.layer_compression(),
-            jobs: request
-                .jobs
-                .or(self.config.checked.jobs)
-                .unwrap_or_else(|| SolveOptions::default().jobs),
-            no_cache: request.no_cache,
-            no_cache_stages: request.no_cache_stages.clone(),
-            secrets: request.secrets.clone(),
-            ssh,
-            allow: request.allow.clone(),
-            emulate: request.emulate || self.config.checked.emulate,
-            cache_from: remote_cache::open_imports(
-                &request.cache_from,
-                self.client,
-                self.rt,
-                self.reporter,
-            ),
-            snapshots: Arc::new(kiln_executor::Snapshots::new(
-                super::flags::fallbacks().snapshots(),
-            )),
-        };
-        let runtime = isolated_runtime(request.isolation, request.runtime.as_deref(), self.config)?;
+        let (mut options, runtime) = self.options(request)?;
+        options.ssh.extend(key_sockets);
         let located = |e: kiln_solver::SolveError| solve_error(source, &e);
         // Every platform's emulated RUN steps, before any platform runs.
         for one in lowered {
@@ -102,6 +80,37 @@ impl Solver<'_> {
         Ok(solved_all)
     }
 
+    /// The solver's options and the runtime for `request`.
+    pub(super) fn options(
+        &self,
+        request: &BuildRequest,
+    ) -> Result<(SolveOptions, Arc<dyn kiln_executor::Runtime>)> {
+        let options = SolveOptions {
+            compression: request.layer_compression(),
+            jobs: request
+                .jobs
+                .or(self.config.checked.jobs)
+                .unwrap_or_else(|| SolveOptions::default().jobs),
+            no_cache: request.no_cache,
+            no_cache_stages: request.no_cache_stages.clone(),
+            secrets: request.secrets.clone(),
+            ssh: request.ssh.clone(),
+            allow: request.allow.clone(),
+            emulate: request.emulate || self.config.checked.emulate,
+            cache_from: remote_cache::open_imports(
+                &request.cache_from,
+                self.client,
+                self.rt,
+                self.reporter,
+            ),
+            snapshots: Arc::new(kiln_executor::Snapshots::new(
+                super::flags::fallbacks().snapshots(),
+            )),
+        };
+        let runtime = isolated_runtime(request.isolation, request.runtime.as_deref(), self.config)?;
+        Ok((options, runtime))
+    }
+
     /// Opens every local directory the graphs read, once per context
     /// name, each with a checksum cache in the store named by its path.
     fn open_contexts(
@@ -109,8 +118,22 @@ impl Solver<'_> {
         source: &Source,
         lowered: &[Lowered],
     ) -> Result<HashMap<String, Arc<BuildContext>>> {
+        self.open_named(
+            lowered
+                .iter()
+                .flat_map(|l| &l.contexts)
+                .map(|(name, dir)| (name, dir, source.path.as_deref())),
+        )
+    }
+
+    /// Opens local directories by context name (the first of a name
+    /// wins), each with the Dockerfile whose `.dockerignore` it may have.
+    pub(super) fn open_named<'b>(
+        &self,
+        named: impl Iterator<Item = (&'b String, &'b PathBuf, Option<&'b Path>)>,
+    ) -> Result<HashMap<String, Arc<BuildContext>>> {
         let mut contexts = HashMap::new();
-        for (name, dir) in lowered.iter().flat_map(|l| &l.contexts) {
+        for (name, dir, dockerfile) in named {
             if contexts.contains_key(name) {
                 continue;
             }
@@ -126,7 +149,7 @@ impl Solver<'_> {
             if let Some(parent) = cache.parent() {
                 std::fs::create_dir_all(parent)?;
             }
-            let ctx = BuildContext::open(dir, source.path.as_deref())
+            let ctx = BuildContext::open(dir, dockerfile)
                 .with_context(|| format!("opening the build context {}", dir.display()))?
                 .with_checksum_cache(&cache);
             contexts.insert(name.clone(), Arc::new(ctx));

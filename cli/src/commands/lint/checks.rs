@@ -31,7 +31,7 @@ pub fn through_contexts(
         let source = match context {
             NamedContext::Image(reference) => reference.clone(),
             NamedContext::OciLayout(layout) => format!("oci-layout://{layout}"),
-            NamedContext::Local(_) => continue,
+            NamedContext::Local(_) | NamedContext::Target(_) => continue,
         };
         for (text, platform, config) in resolved {
             if *text == source {

@@ -1,0 +1,297 @@
+//! Several builds as one: what `kiln bake` drives. Each build goes
+//! through `kiln build`'s own phases (request, plan, export); their
+//! graphs are merged into one and solved together, so a vertex several
+//! builds share runs once, and a build can read another's result as a
+//! named context ([`NamedContext::Target`]) without a registry.
+
+use super::plan::{self, Checked, Source};
+use super::request::BuildRequest;
+use super::resolver::StoreResolver;
+use super::{export, solve, BuildArgs};
+use crate::global::{runtime, GlobalArgs};
+use crate::progress::{ProgressMode, Reporter};
+use anyhow::{bail, Context, Result};
+use kiln_lint::Diagnostic;
+use kiln_solver::{Graph, LinkedTarget, Lowered, NamedContext, Solved};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// What the builds share: the store (leased), the registry client, the
+/// runtime, the config file and the progress output.
+pub(crate) struct Session {
+    store: kiln_oci::LocalStore,
+    lease: kiln_oci::Lease,
+    staging: tempfile::TempDir,
+    rt: tokio::runtime::Runtime,
+    client: kiln_oci::RegistryClient,
+    reporter: Arc<Reporter>,
+    config: crate::config::Config,
+    pull: bool,
+    /// Builds planned so far: each fetches remote contexts into its own
+    /// staging directory.
+    count: std::cell::Cell<usize>,
+}
+
+/// One build, planned: its flags read, its Dockerfile lowered per
+/// platform, its build checks run.
+pub(crate) struct Planned {
+    /// The build's name (the bake target), put in front of its steps'.
+    pub(crate) name: String,
+    source: Source,
+    request: BuildRequest,
+    lowered: Vec<Lowered>,
+    found: Vec<Diagnostic>,
+    /// Whether it only feeds others (checks and plain `--call`): nothing
+    /// is solved or exported for it alone.
+    done: bool,
+}
+
+impl Planned {
+    /// Its graphs, one per platform, for other builds' `target:` contexts.
+    pub(crate) fn linked(&self) -> Vec<LinkedTarget> {
+        self.lowered
+            .iter()
+            .map(|l| LinkedTarget(Arc::new(l.clone())))
+            .collect()
+    }
+}
+
+impl Session {
+    /// Opens the store and what builds need, with one progress output.
+    ///
+    /// # Errors
+    /// A store, runtime, registry client or config file that cannot be had.
+    pub(crate) fn open(global: &GlobalArgs, progress: ProgressMode, pull: bool) -> Result<Session> {
+        let store = global.store()?;
+        let lease = store.lease()?;
+        let staging = store
+            .staging_dir()
+            .context("creating a staging directory")?;
+        Ok(Session {
+            lease,
+            staging,
+            rt: runtime()?,
+            client: global.registry()?,
+            reporter: Reporter::new(progress),
+            config: global.config_file()?,
+            pull,
+            store,
+            count: Default::default(),
+        })
+    }
+
+    /// A directory for files the builds need (inline Dockerfiles).
+    pub(crate) fn staging(&self) -> &Path {
+        self.staging.path()
+    }
+
+    /// Plans one build of `args`, its named contexts `links` (per
+    /// platform: a build with one platform links to a one-platform build,
+    /// else platform by platform) added.
+    ///
+    /// # Errors
+    /// What `kiln build` reports for these flags and this Dockerfile.
+    pub(crate) fn plan(
+        &self,
+        name: &str,
+        args: &BuildArgs,
+        links: &BTreeMap<String, Vec<LinkedTarget>>,
+    ) -> Result<Planned> {
+        let n = self.count.get();
+        self.count.set(n + 1);
+        let staging = self.staging.path().join(format!("build-{n}"));
+        std::fs::create_dir_all(&staging).context("creating a staging directory")?;
+        let source = Source::read(args, &staging)?;
+        let request = BuildRequest::from_args(args, &source.fetched)?;
+        if self.store.is_read_only() {
+            if let Some(writer) = request.store_writer() {
+                bail!(
+                    "store {} is read-only and {writer} writes to it",
+                    self.store.root().display()
+                );
+            }
+        }
+        let resolver = StoreResolver {
+            store: &self.store,
+            client: &self.client,
+            runtime: &self.rt,
+            progress: &self.reporter,
+            resolved: Default::default(),
+            pull: self.pull || args.pull,
+        };
+        let platforms = request.platforms.len();
+        let lowered = plan::lower_with(&source, &request, &resolver, &mut |i, options| {
+            for (ctx, linked) in links {
+                let one = match linked.as_slice() {
+                    [one] => one,
+                    many if many.len() == platforms => &many[i],
+                    _ => bail!(
+                        "contexts.{ctx}: the linked target builds {} platforms and this one {platforms}",
+                        linked.len()
+                    ),
+                };
+                options
+                    .named_contexts
+                    .insert(ctx.clone(), NamedContext::Target(one.clone()));
+            }
+            Ok(())
+        })
+        .with_context(|| format!("target {name:?}"))?;
+        let (found, done) = match plan::check(&source, &request, &resolver)? {
+            Checked::Build(found) => (found, false),
+            Checked::Done => (Vec::new(), true),
+        };
+        Ok(Planned {
+            name: name.to_string(),
+            source,
+            request,
+            lowered,
+            found,
+            done,
+        })
+    }
+
+    /// Solves the graphs of `builds` as one (each build's steps named
+    /// with its name first) and exports each build's images to its
+    /// outputs, in order.
+    ///
+    /// # Errors
+    /// The first step that fails, or the first export.
+    pub(crate) fn build_all(self, builds: &[Planned]) -> Result<()> {
+        let builds: Vec<&Planned> = builds.iter().filter(|b| !b.done).collect();
+        let Some(first) = builds.first() else {
+            return Ok(());
+        };
+        let mut graph = Graph::new();
+        let mut contexts: BTreeMap<String, PathBuf> = BTreeMap::new();
+        let mut dockerfiles: BTreeMap<String, Option<PathBuf>> = BTreeMap::new();
+        let mut roots = Vec::new();
+        for b in &builds {
+            for l in &b.lowered {
+                let mut named = l.clone();
+                named.graph.prefix_names(&b.name);
+                let before: Vec<String> = contexts.keys().cloned().collect();
+                let root = kiln_solver::import_lowered(&mut graph, &mut contexts, &named);
+                for name in contexts.keys().filter(|n| !before.contains(n)) {
+                    dockerfiles.insert(name.clone(), b.source.path.clone());
+                }
+                roots.push((root, l.config.clone()));
+            }
+        }
+        let solver = solve::Solver {
+            store: &self.store,
+            client: &self.client,
+            rt: &self.rt,
+            reporter: &self.reporter,
+            config: &self.config,
+        };
+        let (mut options, runtime) = solver.options(&first.request)?;
+        for b in builds.iter().skip(1) {
+            let (more, _) = solver.options(&b.request)?;
+            for (id, s) in more.secrets {
+                options.secrets.entry(id).or_insert(s);
+            }
+            for (id, s) in more.ssh {
+                options.ssh.entry(id).or_insert(s);
+            }
+            for a in more.allow {
+                if !options.allow.contains(&a) {
+                    options.allow.push(a);
+                }
+            }
+            options.no_cache |= more.no_cache;
+            options.emulate |= more.emulate;
+            options.no_cache_stages.extend(more.no_cache_stages);
+        }
+        // `--ssh ID=KEYFILE`: kiln's own agents, for as long as the solve.
+        let mut agents = Vec::new();
+        for b in &builds {
+            let (served, sockets) = crate::ssh_agent::serve(&self.rt, &b.request.ssh_keys)?;
+            agents.push(served);
+            for (id, s) in sockets {
+                options.ssh.entry(id).or_insert(s);
+            }
+        }
+        let progress: Arc<dyn kiln_solver::ProgressSink> = self.reporter.clone();
+        for b in &builds {
+            for l in &b.lowered {
+                kiln_solver::check_emulation(l, options.emulate, progress.as_ref())
+                    .map_err(|e| step_error(&builds, &e))?;
+            }
+        }
+        let opened = solver.open_named(
+            contexts
+                .iter()
+                .map(|(n, d)| (n, d, dockerfiles.get(n).and_then(|p| p.as_deref()))),
+        )?;
+        let mut solved: Vec<Solved> = self
+            .rt
+            .block_on(kiln_solver::solve_roots(
+                &graph,
+                &roots,
+                &self.store,
+                opened.clone(),
+                &options,
+                runtime,
+                progress,
+                crate::signals::build_cancel(),
+            ))
+            .map_err(|e| step_error(&builds, &e))?;
+        for ctx in opened.values() {
+            let _ = ctx.save_checksum_cache();
+        }
+        let exporter = export::Exporter {
+            store: &self.store,
+            client: &self.client,
+            rt: &self.rt,
+            reporter: &self.reporter,
+        };
+        for b in &builds {
+            let rest = solved.split_off(b.lowered.len().min(solved.len()));
+            let attestations = super::attest::statements(
+                &b.request,
+                &super::attest::Built {
+                    source: &b.source,
+                    lowered: &b.lowered,
+                    solved: &solved,
+                    started: b.request.started,
+                    git_context: None,
+                },
+                &self.reporter,
+            )
+            .with_context(|| format!("target {:?}", b.name))?;
+            exporter
+                .export(&b.request, &solved, &attestations)
+                .with_context(|| format!("target {:?}", b.name))?;
+            solved = rest;
+        }
+        super::super::cache::enforce_cap(&self.store, &self.config, self.lease);
+        for b in &builds {
+            plan::list_found(&b.found, &b.source, &self.reporter);
+        }
+        Ok(())
+    }
+}
+
+/// A solve error at `FILE:LINE:COL` of the build whose step failed (its
+/// name is the first word of the step's name), else as it is.
+fn step_error(builds: &[&Planned], e: &kiln_solver::SolveError) -> anyhow::Error {
+    let (kiln_solver::SolveError::Step { name, .. }, Some(line)) = (e, e.line()) else {
+        return anyhow::anyhow!("{e}");
+    };
+    let owner = name
+        .strip_prefix('[')
+        .and_then(|n| n.split([' ', ']']).next())
+        .and_then(|n| builds.iter().find(|b| b.name == n));
+    match owner {
+        Some(b) => anyhow::anyhow!(
+            "target {:?}: {}:{}: {}",
+            b.name,
+            b.source.name,
+            b.source.instruction_at(line),
+            super::flags::strip_line(&e.to_string(), line)
+        ),
+        None => anyhow::anyhow!("{e}"),
+    }
+}
