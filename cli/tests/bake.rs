@@ -618,3 +618,60 @@ fn which(tool: &str) -> Option<PathBuf> {
             .find(|p| p.is_file())
     })
 }
+
+#[test]
+fn load_puts_every_target_into_the_docker_engine() {
+    let host = match std::env::var("KILN_ENGINE_DOCKER_HOST") {
+        Ok(h) if !h.is_empty() => h,
+        _ => {
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "CI must set KILN_ENGINE_DOCKER_HOST (.ci/run starts dockerd)"
+            );
+            eprintln!("skipped: set KILN_ENGINE_DOCKER_HOST to a dockerd socket (.ci/run does)");
+            return;
+        }
+    };
+    let env = Env::new();
+    let dir = fixtures("project");
+    let tag = |name: &str| format!("bake-load-test/{name}:{}", std::process::id());
+    bake_ok(
+        &env,
+        &dir,
+        &[
+            "one",
+            "two",
+            "--load",
+            "--progress",
+            "quiet",
+            "--set",
+            &format!("one.tags={}", tag("one")),
+            "--set",
+            &format!("two.tags={}", tag("two")),
+        ],
+        &[("DOCKER_HOST", host.as_str())],
+    );
+    for name in ["one", "two"] {
+        let out = std::process::Command::new("docker")
+            .args([
+                "-H",
+                &host,
+                "image",
+                "inspect",
+                "-f",
+                "{{len .RootFS.Layers}}",
+                &tag(name),
+            ])
+            .output()
+            .expect("docker runs");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "3");
+        let _ = std::process::Command::new("docker")
+            .args(["-H", &host, "image", "rm", &tag(name)])
+            .output();
+    }
+}
