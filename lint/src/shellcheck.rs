@@ -605,4 +605,137 @@ mod tests {
         let df = kiln_parser::parse("# hadolint shell=powershell\nFROM a\nRUN x\n").unwrap();
         assert!(run_scripts(&df, "").is_empty());
     }
+
+    /// A stand-in `shellcheck`: a shell script with `body`.
+    fn fake(dir: &Path, body: &str) -> ShellCheck {
+        use std::os::unix::fs::PermissionsExt;
+        let path = dir.join("shellcheck");
+        std::fs::write(&path, format!("#!/bin/sh\n{body}\n")).expect("write fake");
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+        ShellCheck::new(path)
+    }
+
+    #[test]
+    fn batches_are_bounded_and_feed_every_core() {
+        let small: Vec<&str> = vec!["echo\n"; 300];
+        let b = plan_batches(&small, 2);
+        assert!(b.iter().all(|r| r.len() <= MAX_BATCH_SCRIPTS), "{b:?}");
+        assert_eq!(b.len(), 300usize.div_ceil(MAX_BATCH_SCRIPTS));
+        assert_eq!(b.first().map(|r| r.start), Some(0));
+        assert!(b.windows(2).all(|w| w[0].end == w[1].start));
+        assert_eq!(b.last().map(|r| r.end), Some(300));
+        // Few scripts still go to every core.
+        assert_eq!(plan_batches(&small[..10], 2), vec![0..5, 5..10]);
+        assert_eq!(plan_batches(&small[..1], 4), vec![0..1]);
+        // Bytes bound a batch too; a larger script goes alone.
+        let big = "x".repeat(MAX_BATCH_BYTES / 2 + 1);
+        let huge = "y".repeat(MAX_BATCH_BYTES + 1);
+        let mixed = [big.as_str(), big.as_str(), huge.as_str(), "a", "b"];
+        assert_eq!(plan_batches(&mixed, 1), vec![0..1, 1..2, 2..3, 3..5]);
+    }
+
+    #[test]
+    fn scripts_are_private_and_identical_ones_checked_once() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let log = dir.path().join("log");
+        // Records the mode of each script and of its directory, and says
+        // nothing about them.
+        let sc = fake(
+            dir.path(),
+            &format!(
+                "for f in \"$@\"; do case $f in -*|json1|style|2187*) ;; *) \
+                 stat -c '%a %n' \"$f\" \"$(dirname \"$f\")\" >> {log}; esac; done\n\
+                 echo '{{\"comments\":[]}}'",
+                log = log.display()
+            ),
+        );
+        let found = sc.check_scripts(&["a\n", "b\n", "a\n"]).expect("check");
+        assert_eq!(found, vec![None, None, None]);
+        let log = std::fs::read_to_string(&log).expect("log");
+        let modes: Vec<&str> = log.lines().filter_map(|l| l.split(' ').next()).collect();
+        assert_eq!(
+            modes,
+            ["600", "700", "600", "700"],
+            "two unique scripts:\n{log}"
+        );
+    }
+
+    #[test]
+    fn a_crash_names_the_program() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let sc = fake(dir.path(), "echo 'out of memory' >&2; kill -SEGV $$");
+        let err = sc.check_scripts(&["true\n"]).expect_err("crash");
+        let text = err.to_string();
+        assert!(matches!(err, ShellCheckError::Failed { .. }), "{text}");
+        assert!(text.contains(&sc.program().display().to_string()), "{text}");
+        assert!(
+            text.contains("signal") && text.contains("out of memory"),
+            "{text}"
+        );
+        let sc = fake(dir.path(), "echo 'bad option' >&2; exit 4");
+        let text = sc
+            .check_scripts(&["true\n"])
+            .expect_err("exit 4")
+            .to_string();
+        assert!(
+            text.contains("exit status: 4") && text.contains("bad option"),
+            "{text}"
+        );
+        let sc = fake(dir.path(), "echo '{\"comments\": 3}'");
+        let text = sc
+            .check_scripts(&["true\n"])
+            .expect_err("bad json")
+            .to_string();
+        assert!(text.contains("\"comments\" array"), "{text}");
+    }
+
+    #[test]
+    fn a_hung_shellcheck_is_killed_at_its_deadline() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let sc = fake(dir.path(), "exec sleep 30").with_timeout(Duration::from_millis(300));
+        let started = std::time::Instant::now();
+        let err = sc.check_scripts(&["true\n"]).expect_err("timeout");
+        assert!(started.elapsed() < Duration::from_secs(10));
+        let text = err.to_string();
+        assert!(matches!(err, ShellCheckError::Timeout { .. }), "{text}");
+        assert!(
+            text.contains(&sc.program().display().to_string()) && text.contains("killed"),
+            "{text}"
+        );
+    }
+
+    /// With the real ShellCheck, checking scripts in bulk gives what
+    /// checking each alone gives.
+    #[test]
+    fn bulk_verdicts_match_one_script_at_a_time() {
+        let Some(sc) = ShellCheck::find() else {
+            assert!(
+                std::env::var("CI").as_deref() != Ok("true"),
+                "CI=true: this test needs shellcheck on PATH"
+            );
+            eprintln!("skipped: no shellcheck on PATH");
+            return;
+        };
+        let bodies = [
+            "echo $1",
+            "cd /tmp",
+            "true",
+            "x=1",
+            "[ $a == b ]",
+            "ls | grep foo",
+            "echo \"ok\"",
+        ];
+        let scripts: Vec<String> = (0..150)
+            .map(|i| format!("#!/bin/sh\nexport V{i}=1\n{}\n", bodies[i % bodies.len()]))
+            .chain(std::iter::repeat_n("#!/bin/sh\necho $1\n".to_string(), 3))
+            .collect();
+        let texts: Vec<&str> = scripts.iter().map(String::as_str).collect();
+        let bulk = sc.check_scripts(&texts).expect("bulk");
+        assert_eq!(bulk.len(), texts.len());
+        for (text, verdict) in texts.iter().zip(&bulk) {
+            let alone = sc.check_scripts(&[text]).expect("alone");
+            assert_eq!(&alone[0], verdict, "{text}");
+        }
+        assert!(bulk.iter().filter(|c| c.is_some()).count() > 50);
+    }
 }
