@@ -152,8 +152,46 @@ fn allowed_shebang(text: &str) -> bool {
     .contains(&first)
 }
 
-/// The scripts hadolint would give ShellCheck for this file.
+/// Shell variables whose value changes how the shell itself splits,
+/// expands or starts: always exported when set, named in the RUN or not.
+const SHELL_VARIABLES: [&str; 8] = [
+    "IFS",
+    "CDPATH",
+    "GLOBIGNORE",
+    "POSIXLY_CORRECT",
+    "BASHOPTS",
+    "SHELLOPTS",
+    "BASH_ENV",
+    "ENV",
+];
+
+/// Whether the script of `run_text` needs `export name=1`: hadolint
+/// exports every ARG and ENV known at the RUN, but an exported variable the
+/// text never names cannot change ShellCheck's verdict on it (it only
+/// tells ShellCheck the variable is set), and those exports were about
+/// 60% of ShellCheck's time on the corpus. Kept: names the text contains
+/// anywhere, names that are not plain identifiers (ShellCheck comments on
+/// the export line itself), [`SHELL_VARIABLES`], and all of them when the
+/// text lists variables by prefix (`${!prefix*}`).
+fn needs_export(name: &str, run_text: &str) -> bool {
+    let plain = name
+        .chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+    !plain || run_text.contains(name) || run_text.contains("${!") || SHELL_VARIABLES.contains(&name)
+}
+
+/// The scripts kiln gives ShellCheck for this file: hadolint's, but for
+/// the exports of variables the RUN text never names (see
+/// `needs_export`), which give the same verdicts.
 pub fn run_scripts(dockerfile: &Dockerfile, source: &str) -> Vec<RunScript> {
+    scripts(dockerfile, source, true)
+}
+
+/// The scripts of the RUNs, as hadolint builds them (`prune` false) or
+/// without the exports ShellCheck's verdict cannot depend on.
+fn scripts(dockerfile: &Dockerfile, source: &str, prune: bool) -> Vec<RunScript> {
     let source_lines: Vec<&str> = source.lines().collect();
     let pragmas = Pragmas::read(dockerfile);
     let first_from = dockerfile
@@ -241,7 +279,7 @@ pub fn run_scripts(dockerfile: &Dockerfile, source: &str) -> Vec<RunScript> {
                     }
                     let interpreter = shell.split_whitespace().next().unwrap_or("/bin/sh");
                     let mut script = format!("#!{interpreter}\n");
-                    for v in vars.iter() {
+                    for v in vars.iter().filter(|v| !prune || needs_export(v, &run_text)) {
                         script.push_str(&format!("export {v}=1\n"));
                     }
                     script.push_str(&run_text);
@@ -737,5 +775,81 @@ mod tests {
             assert_eq!(&alone[0], verdict, "{text}");
         }
         assert!(bulk.iter().filter(|c| c.is_some()).count() > 50);
+    }
+
+    #[test]
+    fn exports_the_text_cannot_see_are_left_out() {
+        let src =
+            "FROM a\nARG HTTP_PROXY\nENV USED=1 UNUSED=2 IFS=:\nARG bad-name\nRUN echo $USED\n\
+                   RUN echo ${!U*}\n";
+        let df = kiln_parser::parse(src).unwrap();
+        let s = run_scripts(&df, src);
+        assert!(s[0].script.contains("export USED=1\n"), "{}", s[0].script);
+        assert!(
+            s[0].script.contains("export IFS=1\n") && s[0].script.contains("export bad-name=1\n")
+        );
+        assert!(!s[0].script.contains("UNUSED") && !s[0].script.contains("HTTP_PROXY"));
+        assert!(
+            s[1].script.contains("export UNUSED=1\n")
+                && s[1].script.contains("export HTTP_PROXY=1\n")
+        );
+        let all = scripts(&df, src, false);
+        assert!(
+            all[0].script.contains("export UNUSED=1\n")
+                && all[0].script.contains("export https_proxy=1\n")
+        );
+    }
+
+    /// On every RUN of the real-world corpus, ShellCheck 0.11's verdict on
+    /// kiln's script is its verdict on hadolint's (all exports).
+    #[test]
+    fn left_out_exports_change_no_verdict_on_the_corpus() {
+        let Some(sc) = ShellCheck::find() else {
+            assert!(
+                std::env::var("CI").as_deref() != Ok("true"),
+                "CI=true: this test needs shellcheck on PATH"
+            );
+            eprintln!("skipped: no shellcheck on PATH");
+            return;
+        };
+        let corpus = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/corpus/realworld");
+        let Ok(entries) = std::fs::read_dir(&corpus) else {
+            assert!(
+                std::env::var("CI").as_deref() != Ok("true"),
+                "CI=true: no corpus at {}",
+                corpus.display()
+            );
+            eprintln!("skipped: no corpus at {}", corpus.display());
+            return;
+        };
+        let (mut pruned, mut full) = (Vec::new(), Vec::new());
+        for entry in entries.flatten() {
+            let bytes = std::fs::read(entry.path()).expect("read");
+            let text = String::from_utf8_lossy(&bytes);
+            let Ok(df) = kiln_parser::parse(&text) else {
+                continue;
+            };
+            pruned.extend(scripts(&df, &text, true).into_iter().map(|s| s.script));
+            full.extend(scripts(&df, &text, false).into_iter().map(|s| s.script));
+        }
+        assert!(pruned.len() > 1000, "{} scripts", pruned.len());
+        let shorter = pruned
+            .iter()
+            .zip(&full)
+            .filter(|(p, f)| p.len() < f.len())
+            .count();
+        assert!(shorter > pruned.len() / 2, "{shorter} scripts lost exports");
+        let pruned_texts: Vec<&str> = pruned.iter().map(String::as_str).collect();
+        let full_texts: Vec<&str> = full.iter().map(String::as_str).collect();
+        let a = sc.check_scripts(&pruned_texts).expect("pruned");
+        let b = sc.check_scripts(&full_texts).expect("full");
+        for ((a, b), script) in a.iter().zip(&b).zip(&full) {
+            assert_eq!(a, b, "{script}");
+        }
+        eprintln!(
+            "{} scripts, {shorter} with fewer exports, {} verdicts, all the same",
+            full.len(),
+            b.iter().flatten().count()
+        );
     }
 }
