@@ -15,7 +15,8 @@
 //! * [`Config`] holds what hadolint's `.hadolint.yaml` ([`Config::merge_yaml`])
 //!   and `HADOLINT_*` variables ([`Config::merge_env`]) say; a
 //!   [`ShellCheck`] in it adds ShellCheck's SC findings per RUN (see
-//!   [`try_lint_file`] for its errors), a [`DockerIgnore`] turns on
+//!   [`try_lint_file`] for its errors; [`try_lint_files`] lints many files
+//!   with one bulk ShellCheck run over all cores), a [`DockerIgnore`] turns on
 //!   BuildKit's CopyIgnoredFile, and [`BaseImages`] (the images
 //!   [`base_refs`] lists, resolved by the caller) make UndefinedVar exact
 //!   and turn on InvalidBaseImagePlatform.
