@@ -169,17 +169,38 @@ const SHELL_VARIABLES: [&str; 8] = [
 /// exports every ARG and ENV known at the RUN, but an exported variable the
 /// text never names cannot change ShellCheck's verdict on it (it only
 /// tells ShellCheck the variable is set), and those exports were about
-/// 60% of ShellCheck's time on the corpus. Kept: names the text contains
-/// anywhere, names that are not plain identifiers (ShellCheck comments on
-/// the export line itself), [`SHELL_VARIABLES`], and all of them when the
-/// text lists variables by prefix (`${!prefix*}`).
-fn needs_export(name: &str, run_text: &str) -> bool {
+/// 60% of ShellCheck's time on the corpus. Kept: names that are not plain
+/// identifiers (ShellCheck comments on the export line itself),
+/// [`SHELL_VARIABLES`], all of them when the text lists variables by
+/// prefix (`${!prefix*}`), names the text contains anywhere, and names
+/// within two edits of a word of the text (SC2153, "Possible misspelling:
+/// X may not be assigned. Did you mean Y?", looks for such a Y among the
+/// variables set).
+fn needs_export(name: &str, words: &BTreeSet<String>, run_text: &str) -> bool {
     let plain = name
         .chars()
         .next()
         .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
         && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
-    !plain || run_text.contains(name) || run_text.contains("${!") || SHELL_VARIABLES.contains(&name)
+    if !plain
+        || SHELL_VARIABLES.contains(&name)
+        || run_text.contains("${!")
+        || run_text.contains(name)
+    {
+        return true;
+    }
+    let name = name.to_ascii_lowercase();
+    words
+        .iter()
+        .any(|w| w.len().abs_diff(name.len()) <= 2 && strsim::levenshtein(w, &name) <= 2)
+}
+
+/// The identifier-like words of `text`, lowercased.
+fn words(text: &str) -> BTreeSet<String> {
+    text.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+        .filter(|w| !w.is_empty())
+        .map(str::to_ascii_lowercase)
+        .collect()
 }
 
 /// The scripts kiln gives ShellCheck for this file: hadolint's, but for
@@ -279,7 +300,15 @@ fn scripts(dockerfile: &Dockerfile, source: &str, prune: bool) -> Vec<RunScript>
                     }
                     let interpreter = shell.split_whitespace().next().unwrap_or("/bin/sh");
                     let mut script = format!("#!{interpreter}\n");
-                    for v in vars.iter().filter(|v| !prune || needs_export(v, &run_text)) {
+                    let words = if prune {
+                        words(&run_text)
+                    } else {
+                        BTreeSet::new()
+                    };
+                    for v in vars
+                        .iter()
+                        .filter(|v| !prune || needs_export(v, &words, &run_text))
+                    {
                         script.push_str(&format!("export {v}=1\n"));
                     }
                     script.push_str(&run_text);
@@ -779,25 +808,22 @@ mod tests {
 
     #[test]
     fn exports_the_text_cannot_see_are_left_out() {
-        let src =
-            "FROM a\nARG HTTP_PROXY\nENV USED=1 UNUSED=2 IFS=:\nARG bad-name\nRUN echo $USED\n\
-                   RUN echo ${!U*}\n";
+        let src = "FROM a\nARG HTTP_PROXY\nENV USED=1 OTHER=2 IFS=: APP_HOME=/a\nARG bad-name\n\
+                   RUN echo $USED $APP_HOM\nRUN echo ${!U*}\n";
         let df = kiln_parser::parse(src).unwrap();
         let s = run_scripts(&df, src);
-        assert!(s[0].script.contains("export USED=1\n"), "{}", s[0].script);
+        let has = |i: usize, v: &str| s[i].script.contains(&format!("export {v}=1\n"));
         assert!(
-            s[0].script.contains("export IFS=1\n") && s[0].script.contains("export bad-name=1\n")
+            has(0, "USED") && has(0, "IFS") && has(0, "bad-name"),
+            "{}",
+            s[0].script
         );
-        assert!(!s[0].script.contains("UNUSED") && !s[0].script.contains("HTTP_PROXY"));
-        assert!(
-            s[1].script.contains("export UNUSED=1\n")
-                && s[1].script.contains("export HTTP_PROXY=1\n")
-        );
+        assert!(has(0, "APP_HOME"), "a near miss stays: {}", s[0].script);
+        assert!(!has(0, "OTHER") && !has(0, "HTTP_PROXY"), "{}", s[0].script);
+        assert!(has(1, "OTHER") && has(1, "HTTP_PROXY"), "{}", s[1].script);
         let all = scripts(&df, src, false);
-        assert!(
-            all[0].script.contains("export UNUSED=1\n")
-                && all[0].script.contains("export https_proxy=1\n")
-        );
+        assert!(all[0].script.contains("export OTHER=1\n"));
+        assert!(all[0].script.contains("export https_proxy=1\n"));
     }
 
     /// On every RUN of the real-world corpus, ShellCheck 0.11's verdict on
@@ -851,5 +877,37 @@ mod tests {
             full.len(),
             b.iter().flatten().count()
         );
+    }
+
+    /// SC2153 ("did you mean") still finds the variable a typo was meant
+    /// for, though the text does not name it.
+    #[test]
+    fn a_misspelt_variable_still_gets_its_suggestion() {
+        let Some(sc) = ShellCheck::find() else {
+            assert!(
+                std::env::var("CI").as_deref() != Ok("true"),
+                "CI=true: this test needs shellcheck on PATH"
+            );
+            eprintln!("skipped: no shellcheck on PATH");
+            return;
+        };
+        let src =
+            "FROM a\nENV APP_HOME=/app LOG_LEVEL=debug\nRUN echo \"$APP_HOM\" \"$LOGLEVEL\"\n";
+        let df = kiln_parser::parse(src).unwrap();
+        let found = sc.check(&df, src, "Dockerfile").expect("check");
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert_eq!((found[0].code.as_str(), found[0].line), ("SC2153", 3));
+        assert!(
+            found[0].message.contains("LOG_LEVEL"),
+            "{}",
+            found[0].message
+        );
+        let full: Vec<String> = scripts(&df, src, false)
+            .into_iter()
+            .map(|s| s.script)
+            .collect();
+        let full: Vec<&str> = full.iter().map(String::as_str).collect();
+        let verdict = sc.check_scripts(&full).expect("full");
+        assert_eq!(verdict[0].as_ref().map(|c| c.code), Some(2153));
     }
 }
