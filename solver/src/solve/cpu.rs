@@ -3,8 +3,9 @@
 //! `--jobs` bounds the steps that run at once, and most of a step's time
 //! can be waiting: a RUN process that sleeps or downloads, an image pull,
 //! an `ADD <url>`. What kiln itself computes in a step (the diff, tar,
-//! hashes and compression of a new layer, a COPY's materialisation, the
-//! checksum of the context files a step reads) is bounded separately by a
+//! hashes and compression of a new layer, a COPY's materialisation,
+//! unpacking a base image's layers, the checksum of the context files a
+//! step reads) is bounded separately by a
 //! [`CpuPool`] sized to the cores, so that many waiting steps can overlap
 //! without that work fighting over the cores. A step takes one slot for
 //! such work and gives it back when done; it never holds one while it

@@ -337,7 +337,9 @@ fn run_vertex(
     match &vertex.op {
         Op::Scratch => Ok(source::scratch(vertex)),
         Op::Context(c) => Ok(source::context(vertex, c)),
-        Op::Image(image) => source::image(env, vertex, image),
+        // Unpacking an image's layers (the blobs are in the store) is
+        // kiln's own work: a CPU slot.
+        Op::Image(image) => env.cpu.run(cancel, || source::image(env, vertex, image)),
         Op::Http(http) => source::http(env, vertex, http, inputs),
         Op::Git(git) => source::git(env, vertex, git, inputs),
         Op::Merge => Ok(merge::run(vertex, inputs)),
