@@ -415,3 +415,35 @@ fn jobs_from_the_config_is_used_unless_the_flag_says_otherwise() {
     write_config(&parallel, "jobs = 1\n");
     assert_eq!(jobs_log(&parallel, &["--jobs", "2"]), "start start end end");
 }
+
+#[test]
+fn by_default_more_steps_wait_at_once_than_there_are_cores() {
+    // Four stages that each log start, wait, log end: with the default
+    // --jobs (16, not the core count) all four start before any ends,
+    // whatever the machine's cores.
+    let env = Env::new();
+    let mut dockerfile = String::new();
+    for i in 0..4 {
+        dockerfile.push_str(&format!(
+            "FROM busybox AS s{i}\n\
+             RUN --mount=type=cache,id=log,target=/c sh -c 'echo start >> /c/log; \
+             n=0; while [ $(grep -c start /c/log) -lt 4 ] && [ $n -lt 60 ]; do sleep 1; n=$((n+1)); done; \
+             echo end >> /c/log' && touch /s{i}\n"
+        ));
+    }
+    dockerfile.push_str("FROM busybox\n");
+    for i in 0..4 {
+        dockerfile.push_str(&format!("COPY --from=s{i} /s{i} /s{i}\n"));
+    }
+    dockerfile.push_str("RUN --mount=type=cache,id=log,target=/c cp /c/log /log\n");
+    let ctx = env.context("wait", &[("Dockerfile", dockerfile.as_str())]);
+    let out = env.path("wait-out");
+    env.ok(&["build", "-o", s(&out), s(&ctx)], None);
+    let log = std::fs::read_to_string(out.join("log")).expect("log");
+    let words: Vec<&str> = log.split_whitespace().collect();
+    assert_eq!(
+        words,
+        ["start", "start", "start", "start", "end", "end", "end", "end"],
+        "{log}"
+    );
+}

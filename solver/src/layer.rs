@@ -208,11 +208,14 @@ pub(crate) fn build_layer(
 /// directory (it also gets an empty overlay work directory on the same
 /// filesystem); the upper directory is then written as a tar (hashed for
 /// the diff id) compressed into a blob, and kept under its diff id.
-/// `fill`'s errors pass through unchanged.
-pub(crate) fn new_layer<E: From<LayerError>>(
+/// `fill`'s errors pass through unchanged. What `fill` returns is held
+/// until the blob is written: a RUN step returns its CPU slot
+/// ([`crate::CpuSlot`]), taken once its process is done, so the packing
+/// counts against the CPU pool and the process does not.
+pub(crate) fn new_layer<E: From<LayerError>, G>(
     store: &LocalStore,
     compression: Compression,
-    fill: impl FnOnce(&Path, &Path) -> Result<(), E>,
+    fill: impl FnOnce(&Path, &Path) -> Result<G, E>,
 ) -> Result<Layer, E> {
     let root = store.layout().layers();
     let create = |path: &Path| {
@@ -227,7 +230,7 @@ pub(crate) fn new_layer<E: From<LayerError>>(
         std::fs::create_dir(d).map_err(create(d))?;
     }
     let result = (|| {
-        fill(&upper, &work)?;
+        let _held = fill(&upper, &work)?;
         let writer = store.writer().map_err(LayerError::Store)?;
         // gzip level 6 on every core; the bytes do not depend on the
         // number of cores (see kiln_oci::compress).

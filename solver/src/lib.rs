@@ -100,7 +100,7 @@ pub use op::{
 };
 pub use resolve_error::ResolveError;
 pub use solve::{
-    check_emulation, layer_map, solve, solve_roots, solve_with_cancel, CancelToken,
-    ChecksumProblem, ContextTree, DownloadError, Entitlement, EntitlementError, Event, MountError,
-    ProgressSink, SecretSource, SolveError, SolveOptions, Solved, StepError,
+    check_emulation, default_jobs, layer_map, solve, solve_roots, solve_with_cancel, CancelToken,
+    ChecksumProblem, ContextTree, CpuPool, CpuSlot, DownloadError, Entitlement, EntitlementError,
+    Event, MountError, ProgressSink, SecretSource, SolveError, SolveOptions, Solved, StepError,
 };

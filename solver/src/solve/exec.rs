@@ -2,6 +2,11 @@
 //! its mounts ([`super::mounts`]); what it writes becomes the layer. Its
 //! key covers the context files its bind mounts show.
 //!
+//! The process does not count against the CPU pool ([`super::CpuPool`]):
+//! a step that sleeps or downloads holds no slot. The checksum of the
+//! context files it binds and the packing of its layer (diff, tar,
+//! hashes, compression) each take a slot.
+//!
 //! Cancellation: the step checks the token before it starts the process
 //! (a cancelled solve starts no new process) and hands the runtime the
 //! token's [`kiln_executor::CancelSignal`]: a process already running is
@@ -95,7 +100,10 @@ pub(super) fn run(
             if let Some((VertexResult::Context(ctx), _)) = inputs.get(source.input) {
                 let path = source.path.trim_matches('/');
                 let path = if path.is_empty() { "." } else { path };
-                sums.push(env.host.checksum(ctx, &[path.to_string()])?);
+                let sum = env
+                    .cpu
+                    .run(cancel, || env.host.checksum(ctx, &[path.to_string()]))?;
+                sums.push(sum);
             }
         }
     }
@@ -209,7 +217,9 @@ fn run_process(
                 output: last_lines(&out.output, 10),
             });
         }
-        Ok(())
+        // The process is done: packing its layer is kiln's own CPU work,
+        // bounded by the pool (the slot is held until the blob is written).
+        env.cpu.acquire(cancel)
     })
 }
 

@@ -1,7 +1,8 @@
 //! The file op (COPY, ADD, WORKDIR and the like): file actions applied on
 //! top of input 0, reading other inputs (stages, images, downloads,
 //! contexts with `.dockerignore` applied). Its key covers the context
-//! files it copies.
+//! files it copies. Checksumming those files, and copying and packing
+//! the layer, each hold a slot of the CPU pool ([`super::CpuPool`]).
 
 use super::context_tree::ContextTree;
 use super::step::{combined, key_parts, run_step, Input, StepEnv, VertexResult};
@@ -29,13 +30,18 @@ pub(super) fn run(
     for action in &file.actions {
         if let FileAction::Copy(copy) = action {
             if let Some((VertexResult::Context(ctx), _)) = inputs.get(copy.input) {
-                sums.push(env.host.checksum(ctx, &copy.sources)?);
+                let sum = env
+                    .cpu
+                    .run(cancel, || env.host.checksum(ctx, &copy.sources))?;
+                sums.push(sum);
             }
         }
     }
     let parts = key_parts(&vertex.digest, inputs, combined(&sums));
     run_step(env, &vertex.meta, base, parts, cancel, || {
         env.materialize_inputs(inputs)?;
+        // Copying and packing are kiln's own work: one CPU slot for both.
+        let _slot = env.cpu.acquire(cancel)?;
         let stacks: Vec<Option<LayerStack>> = inputs
             .iter()
             .map(|(o, _)| match o {

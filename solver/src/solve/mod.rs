@@ -1,6 +1,9 @@
 //! Solving: runs the vertices the target needs, in parallel (bounded by
 //! `jobs`), each at most once, reusing cached results; the first failure
-//! stops the build and names the instruction and line.
+//! stops the build and names the instruction and line. kiln's own
+//! CPU-heavy work in a step (a new layer's diff and compression, a COPY, a
+//! context checksum) is bounded apart from `jobs` by a [`CpuPool`] sized
+//! to the cores, so steps that wait do not hold the cores.
 //!
 //! [`scheduler`] knows only vertices, dependencies, the job limit and the
 //! [`CancelToken`]; this module hands it one function that runs a vertex,
@@ -18,6 +21,7 @@
 //! running steps (a copy, a download) finish first.
 
 mod context_tree;
+mod cpu;
 mod error;
 mod exec;
 mod file;
@@ -32,6 +36,7 @@ mod source;
 mod step;
 
 pub use context_tree::ContextTree;
+pub use cpu::{default_jobs, CpuPool, CpuSlot};
 pub use error::{SolveError, StepError};
 pub use http::{ChecksumProblem, DownloadError};
 pub use mounts::MountError;
@@ -194,6 +199,7 @@ pub async fn solve_roots(
         ),
         runtime,
         snapshots: options.snapshots.clone(),
+        cpu: options.cpu.clone(),
     });
     let root_ids: Vec<VertexId> = roots.iter().map(|(id, _)| *id).collect();
     let order = env.graph.closure(&root_ids);
@@ -331,7 +337,9 @@ fn run_vertex(
     match &vertex.op {
         Op::Scratch => Ok(source::scratch(vertex)),
         Op::Context(c) => Ok(source::context(vertex, c)),
-        Op::Image(image) => source::image(env, vertex, image),
+        // Unpacking an image's layers (the blobs are in the store) is
+        // kiln's own work: a CPU slot.
+        Op::Image(image) => env.cpu.run(cancel, || source::image(env, vertex, image)),
         Op::Http(http) => source::http(env, vertex, http, inputs),
         Op::Git(git) => source::git(env, vertex, git, inputs),
         Op::Merge => Ok(merge::run(vertex, inputs)),

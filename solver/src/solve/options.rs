@@ -8,8 +8,15 @@ use std::sync::Arc;
 /// How to solve.
 #[derive(Debug, Clone)]
 pub struct SolveOptions {
-    /// Steps run at once.
+    /// Steps run at once (`--jobs`): RUN processes, pulls, downloads and
+    /// every other step, waiting or not. The default is
+    /// [`default_jobs`](super::default_jobs), well above the core count:
+    /// kiln's own CPU-heavy work is bounded by [`cpu`](Self::cpu) instead.
     pub jobs: usize,
+    /// Bounds kiln's own CPU-heavy work in steps (layer diff, tar, hashes
+    /// and compression, COPY, context checksums): one slot per core by
+    /// default. Clones share it, so a build's solves share one pool.
+    pub cpu: super::CpuPool,
     /// Ignore the cache (results are still recorded).
     pub no_cache: bool,
     /// Ignore the cache for the steps of these stages only
@@ -85,9 +92,8 @@ pub enum SecretSource {
 impl Default for SolveOptions {
     fn default() -> Self {
         SolveOptions {
-            jobs: std::thread::available_parallelism()
-                .map(|n| n.get())
-                .unwrap_or(2),
+            jobs: super::default_jobs(),
+            cpu: super::CpuPool::cores(),
             no_cache: false,
             no_cache_stages: Vec::new(),
             secrets: BTreeMap::new(),

@@ -67,6 +67,8 @@ pub(super) struct StepEnv {
     pub runtime: Arc<dyn kiln_executor::Runtime>,
     /// The snapshotter choice of RUN steps (shared by the build's solves).
     pub snapshots: Arc<kiln_executor::Snapshots>,
+    /// Bounds kiln's own CPU-heavy work (shared by the build's solves).
+    pub cpu: super::CpuPool,
 }
 
 impl StepEnv {

@@ -351,3 +351,56 @@ async fn a_privilege_not_granted_fails_before_anything_runs() {
     assert_eq!(err.line(), Some(3));
     assert!(runtime.calls.lock().expect("lock").is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn waiting_processes_overlap_beyond_the_cpu_pool() {
+    // Four independent stages whose processes each wait until all four
+    // run at once: with the default job limit and a CPU pool of one slot
+    // they do, since a running process holds no CPU slot (the old
+    // default of one job per core never completed the wave).
+    let b = build(
+        "FROM scratch AS s1\nRUN [\"w1\"]\nFROM scratch AS s2\nRUN [\"w2\"]\n\
+         FROM scratch AS s3\nRUN [\"w3\"]\nFROM scratch AS s4\nRUN [\"w4\"]\n\
+         FROM scratch\nCOPY --from=s1 / /1/\nCOPY --from=s2 / /2/\n\
+         COPY --from=s3 / /3/\nCOPY --from=s4 / /4/\n",
+    );
+    let running = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let peak = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let (r, p) = (running.clone(), peak.clone());
+    let runtime = fake(move |_, _| {
+        use std::sync::atomic::Ordering::SeqCst;
+        let now = r.fetch_add(1, SeqCst) + 1;
+        p.fetch_max(now, SeqCst);
+        // A hang guard, not a duration under test.
+        let end = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        while p.load(SeqCst) < 4 && std::time::Instant::now() < end {
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        r.fetch_sub(1, SeqCst);
+        if p.load(SeqCst) >= 4 {
+            exited(0, "")
+        } else {
+            exited(1, "the four waits never overlapped")
+        }
+    });
+    let options = SolveOptions {
+        cpu: CpuPool::new(1),
+        ..SolveOptions::default()
+    };
+    assert!(options.jobs >= 4, "default jobs {}", options.jobs);
+    let solved = solve_with_cancel(
+        &b.lowered,
+        &b.store,
+        HashMap::new(),
+        &options,
+        runtime.clone(),
+        Arc::new(Events::default()),
+        &CancelToken::new(),
+    )
+    .await;
+    if let Err(e) = solved {
+        panic!("{e}");
+    }
+    assert_eq!(peak.load(std::sync::atomic::Ordering::SeqCst), 4);
+    assert_eq!(runtime.calls.lock().expect("lock").len(), 4);
+}

@@ -73,8 +73,9 @@ pub struct BuildArgs {
     /// Do not use the cache for these stages (repeatable or comma-separated).
     #[arg(long = "no-cache-filter", value_delimiter = ',')]
     no_cache_filter: Vec<String>,
-    /// Steps run at once (default: the config file's `jobs`, else the
-    /// number of CPUs).
+    /// Steps run at once, waiting or not (default: the config file's
+    /// `jobs`, else 16, or 4 per CPU above 4 CPUs); kiln's own CPU work
+    /// (layer compression, COPY, hashing) uses at most one slot per CPU.
     #[arg(long, value_parser = flags::positive)]
     jobs: Option<usize>,
     /// Print the build graph without running it.

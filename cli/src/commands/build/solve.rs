@@ -90,7 +90,8 @@ impl Solver<'_> {
             jobs: request
                 .jobs
                 .or(self.config.checked.jobs)
-                .unwrap_or_else(|| SolveOptions::default().jobs),
+                .unwrap_or_else(kiln_solver::default_jobs),
+            cpu: kiln_solver::CpuPool::cores(),
             no_cache: request.no_cache,
             no_cache_stages: request.no_cache_stages.clone(),
             secrets: request.secrets.clone(),

@@ -226,3 +226,60 @@ fn a_child_token_follows_its_parent_but_not_the_other_way() {
     assert!(other.is_cancelled());
     assert!(parent.clone().is_cancelled());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn waiting_steps_overlap_beyond_the_cores_while_cpu_work_stays_in_the_pool() {
+    // Six steps, a job limit of eight and a CPU pool of two: each step
+    // first waits (a process, a download) until all six wait together,
+    // then does CPU work in the pool. CPU work enters in pairs and each
+    // holds until its pair is complete, so a pool of one never finishes a
+    // pair, and without a pool more than two would run at once.
+    let pool = super::super::CpuPool::new(2);
+    let waiting = Arc::new(AtomicUsize::new(0));
+    let cpu_started = Arc::new(AtomicUsize::new(0));
+    let cpu_running = Arc::new(AtomicUsize::new(0));
+    let cpu_peak = Arc::new(AtomicUsize::new(0));
+    let nodes = (0..6).map(|i| node(i, &[])).collect();
+    let (w, s, r, p) = (
+        waiting.clone(),
+        cpu_started.clone(),
+        cpu_running.clone(),
+        cpu_peak.clone(),
+    );
+    let result = run(
+        nodes,
+        8,
+        &CancelToken::new(),
+        move |id, _: Vec<usize>, token| {
+            w.fetch_add(1, Ordering::SeqCst);
+            if !wait_for(|| w.load(Ordering::SeqCst) >= 6) {
+                return Err(format!("vertex {id}: the six waits never overlapped"));
+            }
+            pool.run(token, || {
+                let now = r.fetch_add(1, Ordering::SeqCst) + 1;
+                p.fetch_max(now, Ordering::SeqCst);
+                let n = s.fetch_add(1, Ordering::SeqCst);
+                let pair_end = (n / 2 + 1) * 2;
+                let full = wait_for(|| s.load(Ordering::SeqCst) >= pair_end);
+                r.fetch_sub(1, Ordering::SeqCst);
+                Ok(full)
+            })
+            .map_err(|e| e.to_string())
+            .and_then(|full| {
+                if full {
+                    Ok(id)
+                } else {
+                    Err(format!("vertex {id}: its CPU pair never ran together"))
+                }
+            })
+        },
+    )
+    .await;
+    let done = match result {
+        Ok(done) => done,
+        Err(e) => panic!("{e:?}"),
+    };
+    assert_eq!(done.len(), 6);
+    assert_eq!(waiting.load(Ordering::SeqCst), 6);
+    assert_eq!(cpu_peak.load(Ordering::SeqCst), 2, "CPU work at once");
+}
