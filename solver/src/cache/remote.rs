@@ -631,6 +631,7 @@ pub fn write_artifact_with(
 
 /// Pushes `records` and their layers, and the chunks of `mounts`, to
 /// `reference` (`type=registry`); blobs the registry has are not sent.
+/// Returns what the push did.
 ///
 /// # Errors
 /// As [`write_artifact`], plus the registry's errors.
@@ -641,7 +642,7 @@ pub async fn export_to_registry(
     mounts: &[ExportedMount],
     reference: &Reference,
     observer: Arc<dyn kiln_oci::TransferObserver>,
-) -> Result<Digest, RemoteCacheError> {
+) -> Result<kiln_oci::PushReport, RemoteCacheError> {
     let manifest = write_artifact_with(store, records, mounts)?.manifest;
     client
         .push(store, &manifest, reference, observer)
@@ -649,8 +650,7 @@ pub async fn export_to_registry(
         .map_err(|source| RemoteCacheError::Registry {
             reference: reference.to_string(),
             source: Box::new(source),
-        })?;
-    Ok(manifest)
+        })
 }
 
 /// Writes `records` and their layers (and the chunks of `mounts`) into

@@ -101,7 +101,19 @@ pub fn export(
                     r,
                     transfer.clone(),
                 ))
-                .map(|_| ()),
+                .map(|report| {
+                    if target.mounts.enabled {
+                        reporter.event(kiln_solver::Event::Note {
+                            name: name.clone(),
+                            message: format!(
+                                "uploaded {} blobs ({} bytes), {} already in the registry",
+                                report.uploaded,
+                                report.bytes,
+                                report.existing + report.mounted
+                            ),
+                        });
+                    }
+                }),
             CacheLocation::Local(dir, tag) => {
                 export_to_layout(store, &records, &mounts, dir, tag).map(|_| ())
             }
