@@ -353,6 +353,53 @@ mod tests {
     }
 
     #[test]
+    fn cache_mount_options() {
+        let plain = to("type=registry,ref=r,mode=max").expect("parse");
+        assert!(
+            !plain.mounts.enabled,
+            "mode=max does not imply cache mounts"
+        );
+        let m = to("type=local,dest=/c,cache-mounts=true,cache-mounts-max-size=512MiB,cache-mounts-exclude=a;b")
+            .expect("parse")
+            .mounts;
+        assert!(m.enabled);
+        assert_eq!(m.max_size, 512 << 20);
+        assert_eq!(m.exclude, ["a", "b"]);
+        assert_eq!(
+            to("type=registry,ref=r,cache-mounts=true")
+                .expect("parse")
+                .mounts
+                .max_size,
+            1 << 30
+        );
+        for (bad, text) in [
+            (
+                "type=registry,ref=r,cache-mounts=yes",
+                "cache-mounts=\"yes\": true or false",
+            ),
+            (
+                "type=registry,ref=r,cache-mounts-max-size=lots",
+                "cache-mounts-max-size=\"lots\"",
+            ),
+            (
+                "type=inline,cache-mounts=true",
+                "an image config cannot hold them",
+            ),
+            (
+                "type=local,src=/c,cache-mounts=true",
+                "unknown option \"cache-mounts\"",
+            ),
+        ] {
+            let e = if bad.contains("src=") {
+                from(bad).map(|_| ()).expect_err(bad)
+            } else {
+                to(bad).map(|_| ()).expect_err(bad)
+            };
+            assert!(e.to_string().contains(text), "{bad}: {e}");
+        }
+    }
+
+    #[test]
     fn buildx_syntax() {
         let registry = to("type=registry,ref=localhost:5000/app:cache,mode=max").expect("parse");
         assert_eq!(registry.mode, CacheMode::Max);

@@ -83,14 +83,7 @@ pub fn export(
             }
             records.extend(these);
         }
-        let mounts = match pack_mounts(target, solved, store, reporter, &name) {
-            Ok(m) => m,
-            Err(e) => {
-                transfer.failed(&e);
-                return Err(e)
-                    .with_context(|| format!("exporting the build cache to {}", target.location));
-            }
-        };
+        let mounts = pack_mounts(target, solved, store, reporter, &name);
         let result = match &target.location {
             CacheLocation::Registry(r) => runtime
                 .block_on(export_to_registry(
@@ -145,16 +138,17 @@ pub fn inline_config(targets: &[CacheTo], solved: &Solved, config: &mut kiln_oci
 
 /// With `cache-mounts=true`, packs the cache mounts the build used (all
 /// platforms), less `cache-mounts-exclude=` ids; a mount that is missing,
-/// empty or over `cache-mounts-max-size=` is left out with a note.
+/// empty, over `cache-mounts-max-size=` or unreadable is left out with a
+/// note.
 fn pack_mounts(
     target: &CacheTo,
     solved: &[Solved],
     store: &LocalStore,
     reporter: &Arc<Reporter>,
     name: &str,
-) -> Result<Vec<ExportedMount>> {
+) -> Vec<ExportedMount> {
     if !target.mounts.enabled {
-        return Ok(Vec::new());
+        return Vec::new();
     }
     let ids: std::collections::BTreeSet<&String> =
         solved.iter().flat_map(|s| &s.cache_mounts).collect();
@@ -167,15 +161,22 @@ fn pack_mounts(
             });
             continue;
         }
-        match cache_mounts::pack(store, id, target.mounts.max_size)? {
-            Packed::Mount(m) => out.push(m),
-            Packed::Skipped(why) => reporter.event(kiln_solver::Event::Note {
-                name: name.to_string(),
-                message: format!("cache mount {id:?} not exported: {why}"),
-            }),
-        }
+        // A mount is a best effort: one that cannot be read (another
+        // build writing into it, say) is noted, not fatal.
+        let why = match cache_mounts::pack(store, id, target.mounts.max_size) {
+            Ok(Packed::Mount(m)) => {
+                out.push(m);
+                continue;
+            }
+            Ok(Packed::Skipped(why)) => why,
+            Err(e) => e.to_string(),
+        };
+        reporter.event(kiln_solver::Event::Note {
+            name: name.to_string(),
+            message: format!("cache mount {id:?} not exported: {why}"),
+        });
     }
-    Ok(out)
+    out
 }
 
 /// Restores, before the solve, the cache mounts `ids` that the
