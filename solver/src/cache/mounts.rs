@@ -5,7 +5,7 @@
 //! first, then every entry in file-name order, depth first; numeric
 //! owners, modes without setuid/setgid, mtimes in seconds, no user or
 //! group names), cut into **chunks** at entry boundaries, each chunk a
-//! gzip blob (level 6, no gzip name or time) that is a layer of the cache
+//! gzip blob (kiln's layer gzip: default level, no name or time) that is a layer of the cache
 //! artifact ([`MOUNT_CHUNK_MEDIA_TYPE`]). The same tree gives the same
 //! bytes, so an unchanged chunk has the same digest and the registry
 //! already has it: the push skips it.
@@ -32,6 +32,7 @@ use super::index::CachedLayer;
 use super::remote::FetchError;
 use crate::graph::{Graph, VertexId};
 use crate::op::{ExecMount, Op};
+use kiln_oci::compress::{Compression, LayerCompressor};
 use kiln_oci::{BlobIngester, Digest, LocalStore, StoreError};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;
@@ -310,12 +311,7 @@ pub fn pack(store: &LocalStore, id: &str, max_size: u64) -> Result<Packed, Mount
         }
         let writer = match &mut current {
             Some(w) => w,
-            None => current.insert(ChunkWriter::new(store).map_err(|source| {
-                MountCacheError::Store {
-                    id: id.to_string(),
-                    source,
-                }
-            })?),
+            None => current.insert(ChunkWriter::new(store, id)?),
         };
         let mut header = tar::Header::new_gnu();
         header.set_mode(meta.mode() & 0o1777);
@@ -373,16 +369,26 @@ pub fn pack(store: &LocalStore, id: &str, max_size: u64) -> Result<Packed, Mount
     }))
 }
 
-/// One chunk being written: tar, without its end marker, into gzip, into
-/// a store blob.
+/// One chunk being written: tar, without its end marker, into kiln's
+/// layer compressor (parallel gzip, whose output does not depend on the
+/// thread count), into a store blob.
 struct ChunkWriter {
-    tar: tar::Builder<NoTrailer<flate2::write::GzEncoder<kiln_oci::BlobWriter>>>,
+    tar: tar::Builder<NoTrailer<LayerCompressor<kiln_oci::BlobWriter>>>,
     bytes: u64,
 }
 
 impl ChunkWriter {
-    fn new(store: &LocalStore) -> Result<ChunkWriter, StoreError> {
-        let gz = flate2::write::GzEncoder::new(store.writer()?, flate2::Compression::new(6));
+    fn new(store: &LocalStore, id: &str) -> Result<ChunkWriter, MountCacheError> {
+        let blob = store.writer().map_err(|source| MountCacheError::Store {
+            id: id.to_string(),
+            source,
+        })?;
+        let gz = LayerCompressor::new(blob, Compression::gzip()).map_err(|e| {
+            MountCacheError::Format {
+                id: id.to_string(),
+                message: e.to_string(),
+            }
+        })?;
         Ok(ChunkWriter {
             tar: tar::Builder::new(NoTrailer {
                 inner: gz,
@@ -402,8 +408,9 @@ impl ChunkWriter {
             .tar
             .into_inner()
             .and_then(NoTrailer::finish)
-            .and_then(|gz| gz.finish())
-            .map_err(io_err)?;
+            .and_then(|gz| gz.finish().map_err(io::Error::from))
+            .map_err(io_err)?
+            .0;
         let size = blob.written();
         let digest = blob
             .commit(None, None)
