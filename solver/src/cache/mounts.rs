@@ -654,6 +654,7 @@ impl Read for ChunkStream {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::io::Write as _;
 
     #[test]
     fn sizes() {
@@ -731,6 +732,51 @@ mod tests {
             restore(&two, &changed, &fetch).unwrap(),
             Restored::Skipped(_)
         ));
+    }
+
+    /// A one-entry chunk as kiln writes them (gzip, no end marker), the
+    /// name written raw so `..` survives.
+    fn crafted(name: &str, kind: tar::EntryType, mode: u32) -> Vec<u8> {
+        let mut header = tar::Header::new_ustar();
+        header.as_old_mut().name[..name.len()].copy_from_slice(name.as_bytes());
+        header.set_size(0);
+        header.set_mode(mode);
+        header.set_entry_type(kind);
+        header.set_cksum();
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        gz.write_all(header.as_bytes()).unwrap();
+        gz.finish().unwrap()
+    }
+
+    #[test]
+    fn hostile_chunks_are_refused_and_leave_nothing() {
+        use tar::EntryType as T;
+        for (name, kind, mode, reason) in [
+            ("../evil", T::Regular, 0o644, "escapes"),
+            ("a/../../evil", T::Regular, 0o644, "escapes"),
+            ("/etc/evil", T::Regular, 0o644, "absolute"),
+            ("suid", T::Regular, 0o4755, "setuid"),
+            ("dev", T::Char, 0o644, "is not restored"),
+            ("fifo", T::Fifo, 0o644, "is not restored"),
+            ("hard", T::Link, 0o644, "is not restored"),
+            ("d/.wh.x", T::Regular, 0o644, "whiteout"),
+        ] {
+            let (_t, st) = store();
+            let bytes = crafted(name, kind, mode);
+            let digest = st.write_blob(&bytes, None).unwrap();
+            let mount = ExportedMount {
+                id: "m".into(),
+                size: 0,
+                chunks: vec![MountChunk {
+                    blob: digest.to_string(),
+                    size: bytes.len() as u64,
+                    media_type: MOUNT_CHUNK_MEDIA_TYPE.into(),
+                }],
+            };
+            let e = restore(&st, &mount, &|_| Ok(())).expect_err(name);
+            assert!(e.to_string().contains(reason), "{name}: {e}");
+            assert!(!mount_dir(&st, "m").exists(), "{name}");
+        }
     }
 
     #[test]
