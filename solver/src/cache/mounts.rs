@@ -654,7 +654,6 @@ impl Read for ChunkStream {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::io::Write as _;
 
     #[test]
     fn sizes() {
