@@ -179,6 +179,22 @@ fn pack_mounts(
     out
 }
 
+/// [`restore_mounts`] for the cache mounts the vertices `roots` of
+/// `graph` need (none when no cache carries mounts).
+pub fn restore_for(
+    caches: &[Arc<dyn CacheSource>],
+    graph: &kiln_solver::Graph,
+    roots: &[kiln_solver::VertexId],
+    store: &LocalStore,
+    reporter: &Arc<Reporter>,
+) {
+    if caches.iter().all(|c| c.mounts().is_empty()) {
+        return;
+    }
+    let ids = cache_mounts::ids_in(graph, &graph.closure(roots));
+    restore_mounts(caches, &ids, store, reporter);
+}
+
 /// Restores, before the solve, the cache mounts `ids` that the
 /// `--cache-from` caches carry and that are missing or empty here (the
 /// first cache that has an id wins). A mount that cannot be restored is
@@ -190,6 +206,9 @@ pub fn restore_mounts(
     reporter: &Arc<Reporter>,
 ) {
     let mut done = std::collections::BTreeSet::new();
+    if ids.is_empty() {
+        return;
+    }
     for cache in caches {
         for mount in cache.mounts() {
             if !ids.contains(&mount.id) || done.contains(&mount.id) {
