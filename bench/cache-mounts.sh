@@ -54,7 +54,7 @@ cache=$reg/bench/app:buildcache
 
 ctx=$work/ctx
 mkdir -p "$ctx"
-sleep_s=$(python3 -c "print($DL_MB / $DL_RATE)")
+sleep_s=$(python3 -c "print(f'{$DL_MB / $DL_RATE:.3f}')")
 cat >"$ctx/Dockerfile" <<DOCKERFILE
 FROM busybox
 ARG SOURCES=0
