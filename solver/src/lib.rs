@@ -82,6 +82,7 @@ mod op;
 mod resolve_error;
 mod solve;
 
+pub use cache::mounts as cache_mounts;
 pub use cache::options as cache_options;
 pub use cache::remote as remote_cache;
 pub use cache::{

@@ -11,6 +11,7 @@ pub(crate) mod index;
 pub(crate) mod keys;
 pub(crate) mod lazy;
 pub(crate) mod lookup;
+pub mod mounts;
 pub mod options;
 pub mod remote;
 

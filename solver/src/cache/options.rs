@@ -4,6 +4,7 @@
 //! registry. A `--cache-from` value parses as a [`CacheLocation`], a
 //! `--cache-to` value as a [`CacheTo`].
 
+use super::mounts::{parse_size, MountExport};
 use super::remote::{CacheMode, CacheModeError};
 use kiln_oci::{Reference, ReferenceError};
 use std::collections::BTreeMap;
@@ -38,6 +39,9 @@ pub struct CacheTo {
     pub location: CacheLocation,
     /// Which steps go.
     pub mode: CacheMode,
+    /// Whether and which cache mounts go (`cache-mounts=true`,
+    /// `cache-mounts-max-size=`, `cache-mounts-exclude=ID[;ID...]`).
+    pub mounts: MountExport,
 }
 
 /// A `--cache-from` or `--cache-to` value that does not parse; the text
@@ -130,6 +134,20 @@ pub enum CacheOptionError {
         /// The first unknown key.
         key: String,
     },
+    /// A `cache-mounts*=` value that does not parse.
+    #[error("{flag} {value:?}: {key}={given:?}: {expected}")]
+    Mounts {
+        /// The flag.
+        flag: &'static str,
+        /// The whole value.
+        value: String,
+        /// The option.
+        key: &'static str,
+        /// Its value.
+        given: String,
+        /// What it should be.
+        expected: &'static str,
+    },
     /// `type=inline,mode=max`.
     #[error("{flag} {value:?}: an inline cache holds the image's own steps only (mode=min); use type=registry for mode=max")]
     InlineMax {
@@ -155,7 +173,7 @@ impl FromStr for CacheLocation {
 
     /// Reads a `--cache-from` value.
     fn from_str(value: &str) -> Result<CacheLocation, CacheOptionError> {
-        parse("--cache-from", value, false).map(|(location, _)| location)
+        parse("--cache-from", value, false).map(|(location, _, _)| location)
     }
 }
 
@@ -164,7 +182,11 @@ impl FromStr for CacheTo {
 
     /// Reads a `--cache-to` value.
     fn from_str(value: &str) -> Result<CacheTo, CacheOptionError> {
-        parse("--cache-to", value, true).map(|(location, mode)| CacheTo { location, mode })
+        parse("--cache-to", value, true).map(|(location, mode, mounts)| CacheTo {
+            location,
+            mode,
+            mounts,
+        })
     }
 }
 
@@ -174,7 +196,7 @@ fn parse(
     flag: &'static str,
     value: &str,
     to: bool,
-) -> Result<(CacheLocation, CacheMode), CacheOptionError> {
+) -> Result<(CacheLocation, CacheMode, MountExport), CacheOptionError> {
     let owned = || value.to_string();
     if !value.contains('=') {
         let reference = Reference::parse(value).map_err(|source| CacheOptionError::Reference {
@@ -182,7 +204,11 @@ fn parse(
             value: owned(),
             source,
         })?;
-        return Ok((CacheLocation::Registry(reference), CacheMode::default()));
+        return Ok((
+            CacheLocation::Registry(reference),
+            CacheMode::default(),
+            MountExport::default(),
+        ));
     }
     let mut fields = BTreeMap::new();
     for part in value.split(',') {
@@ -246,6 +272,36 @@ fn parse(
             })
         }
     };
+    let mut mounts = MountExport::default();
+    if to {
+        let bad =
+            |key: &'static str, given: String, expected: &'static str| CacheOptionError::Mounts {
+                flag,
+                value: value.to_string(),
+                key,
+                given,
+                expected,
+            };
+        if let Some(v) = fields.remove("cache-mounts") {
+            mounts.enabled = match v.as_str() {
+                "true" | "1" => true,
+                "false" | "0" => false,
+                _ => return Err(bad("cache-mounts", v, "true or false")),
+            };
+        }
+        if let Some(v) = fields.remove("cache-mounts-max-size") {
+            mounts.max_size = parse_size(&v)
+                .ok_or_else(|| bad("cache-mounts-max-size", v, "a size such as 512MiB or 2GiB"))?;
+        }
+        if let Some(v) = fields.remove("cache-mounts-exclude") {
+            mounts.exclude = v
+                .split(';')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(str::to_string)
+                .collect();
+        }
+    }
     for ignored in IGNORED {
         fields.remove(ignored);
     }
@@ -262,7 +318,16 @@ fn parse(
             value: owned(),
         });
     }
-    Ok((location, mode))
+    if mounts.enabled && location == CacheLocation::Inline {
+        return Err(CacheOptionError::Mounts {
+            flag,
+            value: owned(),
+            key: "cache-mounts",
+            given: "true".into(),
+            expected: "a registry or local cache (an image config cannot hold them)",
+        });
+    }
+    Ok((location, mode, mounts))
 }
 
 #[cfg(test)]
@@ -284,6 +349,53 @@ mod tests {
         match err.source() {
             Some(cause) => format!("{err}: {cause}"),
             None => err.to_string(),
+        }
+    }
+
+    #[test]
+    fn cache_mount_options() {
+        let plain = to("type=registry,ref=r,mode=max").expect("parse");
+        assert!(
+            !plain.mounts.enabled,
+            "mode=max does not imply cache mounts"
+        );
+        let m = to("type=local,dest=/c,cache-mounts=true,cache-mounts-max-size=512MiB,cache-mounts-exclude=a;b")
+            .expect("parse")
+            .mounts;
+        assert!(m.enabled);
+        assert_eq!(m.max_size, 512 << 20);
+        assert_eq!(m.exclude, ["a", "b"]);
+        assert_eq!(
+            to("type=registry,ref=r,cache-mounts=true")
+                .expect("parse")
+                .mounts
+                .max_size,
+            1 << 30
+        );
+        for (bad, text) in [
+            (
+                "type=registry,ref=r,cache-mounts=yes",
+                "cache-mounts=\"yes\": true or false",
+            ),
+            (
+                "type=registry,ref=r,cache-mounts-max-size=lots",
+                "cache-mounts-max-size=\"lots\"",
+            ),
+            (
+                "type=inline,cache-mounts=true",
+                "an image config cannot hold them",
+            ),
+            (
+                "type=local,src=/c,cache-mounts=true",
+                "unknown option \"cache-mounts\"",
+            ),
+        ] {
+            let e = if bad.contains("src=") {
+                from(bad).map(|_| ()).expect_err(bad)
+            } else {
+                to(bad).map(|_| ()).expect_err(bad)
+            };
+            assert!(e.to_string().contains(text), "{bad}: {e}");
         }
     }
 

@@ -16,6 +16,7 @@
 //! local store and cache like a layer built here.
 
 use super::index::CachedLayer;
+use super::mounts::ExportedMount;
 use kiln_oci::{
     media, BlobIngester, BlobReader, BlobStore, Digest, LocalStore, Reference, RegistryClient,
     RegistryError, StoreError,
@@ -112,6 +113,10 @@ impl ExportedRecord {
 struct CacheConfig {
     format: String,
     records: Vec<ExportedRecord>,
+    /// Cache mounts (`cache-mounts=true`); absent otherwise, so caches
+    /// without them keep their digests.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    mounts: Vec<ExportedMount>,
 }
 
 /// Which steps `--cache-to` exports (`mode=` as in buildx).
@@ -191,6 +196,11 @@ pub trait CacheSource: Send + Sync {
     /// # Errors
     /// Why the blob could not be had.
     fn fetch(&self, layer: &CachedLayer, store: &LocalStore) -> Result<(), FetchError>;
+    /// The cache mounts it carries (`--cache-to ...,cache-mounts=true`);
+    /// their chunks come through [`CacheSource::fetch`].
+    fn mounts(&self) -> Vec<ExportedMount> {
+        Vec::new()
+    }
 }
 
 impl std::fmt::Debug for dyn CacheSource {
@@ -204,6 +214,14 @@ fn parse_records(
     bytes: &[u8],
     location: &str,
 ) -> Result<HashMap<String, CachedLayer>, RemoteCacheError> {
+    parse_config(bytes, location).map(|(records, _)| records)
+}
+
+/// The records of a cache config, by key, and its cache mounts.
+fn parse_config(
+    bytes: &[u8],
+    location: &str,
+) -> Result<(HashMap<String, CachedLayer>, Vec<ExportedMount>), RemoteCacheError> {
     let config: CacheConfig =
         serde_json::from_slice(bytes).map_err(|e| RemoteCacheError::Format {
             location: location.to_string(),
@@ -215,11 +233,12 @@ fn parse_records(
             message: format!("cache format {:?}, expected {FORMAT:?}", config.format),
         });
     }
-    Ok(config
+    let records = config
         .records
         .into_iter()
         .map(|r| (r.key.clone(), r.layer()))
-        .collect())
+        .collect();
+    Ok((records, config.mounts))
 }
 
 /// The value `--cache-to type=inline` puts under the [`FORMAT`] key of
@@ -286,6 +305,7 @@ pub struct RegistryCache {
     reference: Reference,
     handle: tokio::runtime::Handle,
     records: HashMap<String, CachedLayer>,
+    mounts: Vec<ExportedMount>,
 }
 
 impl RegistryCache {
@@ -312,16 +332,20 @@ impl RegistryCache {
             }
             kiln_oci::Manifest::Index(_) => false,
         };
-        let records = if is_cache {
-            parse_records(&config, &location)?
+        let (records, mounts) = if is_cache {
+            parse_config(&config, &location)?
         } else {
-            inline_records(&config, &manifest.manifest, &location)?
+            (
+                inline_records(&config, &manifest.manifest, &location)?,
+                Vec::new(),
+            )
         };
         Ok(RegistryCache {
             client,
             reference,
             handle: tokio::runtime::Handle::current(),
             records,
+            mounts,
         })
     }
 
@@ -339,6 +363,10 @@ impl RegistryCache {
 impl CacheSource for RegistryCache {
     fn name(&self) -> String {
         self.reference.to_string()
+    }
+
+    fn mounts(&self) -> Vec<ExportedMount> {
+        self.mounts.clone()
     }
 
     fn lookup(&self, key: &Digest) -> Option<CachedLayer> {
@@ -363,6 +391,7 @@ impl CacheSource for RegistryCache {
 pub struct LayoutCache {
     dir: PathBuf,
     records: HashMap<String, CachedLayer>,
+    mounts: Vec<ExportedMount>,
 }
 
 impl LayoutCache {
@@ -393,13 +422,14 @@ impl LayoutCache {
         )?)
         .map_err(|e| format_err(format!("manifest {manifest_digest}: {e}")))?;
         let config_digest = digest_of(&manifest["config"]["digest"], &location)?;
-        let records = parse_records(
+        let (records, mounts) = parse_config(
             &read_blob(dir, &config_digest, kiln_oci::MAX_CONFIG_SIZE)?,
             &location,
         )?;
         Ok(LayoutCache {
             dir: dir.to_path_buf(),
             records,
+            mounts,
         })
     }
 }
@@ -407,6 +437,10 @@ impl LayoutCache {
 impl CacheSource for LayoutCache {
     fn name(&self) -> String {
         self.dir.display().to_string()
+    }
+
+    fn mounts(&self) -> Vec<ExportedMount> {
+        self.mounts.clone()
     }
 
     fn lookup(&self, key: &Digest) -> Option<CachedLayer> {
@@ -510,6 +544,19 @@ pub fn write_artifact(
     store: &dyn BlobStore,
     records: &[ExportedRecord],
 ) -> Result<Artifact, RemoteCacheError> {
+    write_artifact_with(store, records, &[])
+}
+
+/// [`write_artifact`] with cache mounts: their chunks are layers after
+/// the records' layers, in the mounts' order (by id), each blob once.
+///
+/// # Errors
+/// As [`write_artifact`]; a chunk missing from the store too.
+pub fn write_artifact_with(
+    store: &dyn BlobStore,
+    records: &[ExportedRecord],
+    mounts: &[ExportedMount],
+) -> Result<Artifact, RemoteCacheError> {
     let mut by_key: BTreeMap<&str, &ExportedRecord> = BTreeMap::new();
     for r in records {
         by_key.insert(&r.key, r);
@@ -527,9 +574,33 @@ pub fn write_artifact(
         layers.insert(digest, r);
     }
     // Plain data always serialises.
+    let mut mounts = mounts.to_vec();
+    mounts.sort_by(|a, b| a.id.cmp(&b.id));
+    let mut chunk_layers: Vec<(Digest, serde_json::Value)> = Vec::new();
+    for chunk in mounts.iter().flat_map(|m| &m.chunks) {
+        let digest: Digest = chunk.blob.parse().map_err(|e| RemoteCacheError::Format {
+            location: "the build cache".into(),
+            message: format!("{e}"),
+        })?;
+        if !store.exists(&digest) {
+            return Err(StoreError::NotFound(digest).into());
+        }
+        if layers.contains_key(&digest) || chunk_layers.iter().any(|(d, _)| *d == digest) {
+            continue;
+        }
+        chunk_layers.push((
+            digest,
+            serde_json::json!({
+                "mediaType": chunk.media_type,
+                "digest": chunk.blob,
+                "size": chunk.size,
+            }),
+        ));
+    }
     let config = serde_json::to_vec(&CacheConfig {
         format: FORMAT.to_string(),
         records: records.clone(),
+        mounts,
     })
     .unwrap_or_default();
     let config_digest = store.write_blob(&config, None)?;
@@ -545,11 +616,12 @@ pub fn write_artifact(
             "mediaType": r.media_type,
             "digest": r.blob,
             "size": r.size,
-        })).collect::<Vec<_>>(),
+        })).chain(chunk_layers.iter().map(|(_, v)| v.clone())).collect::<Vec<_>>(),
     });
     let bytes = serde_json::to_vec(&manifest).unwrap_or_default();
     let mut blobs = vec![config_digest];
     blobs.extend(layers.into_keys());
+    blobs.extend(chunk_layers.into_iter().map(|(d, _)| d));
     Ok(Artifact {
         manifest: store.write_blob(&bytes, None)?,
         size: bytes.len() as u64,
@@ -557,7 +629,9 @@ pub fn write_artifact(
     })
 }
 
-/// Pushes `records` and their layers to `reference` (`type=registry`).
+/// Pushes `records` and their layers, and the chunks of `mounts`, to
+/// `reference` (`type=registry`); blobs the registry has are not sent.
+/// Returns what the push did.
 ///
 /// # Errors
 /// As [`write_artifact`], plus the registry's errors.
@@ -565,21 +639,22 @@ pub async fn export_to_registry(
     store: &LocalStore,
     client: &RegistryClient,
     records: &[ExportedRecord],
+    mounts: &[ExportedMount],
     reference: &Reference,
     observer: Arc<dyn kiln_oci::TransferObserver>,
-) -> Result<Digest, RemoteCacheError> {
-    let manifest = write_artifact(store, records)?.manifest;
+) -> Result<kiln_oci::PushReport, RemoteCacheError> {
+    let manifest = write_artifact_with(store, records, mounts)?.manifest;
     client
         .push(store, &manifest, reference, observer)
         .await
         .map_err(|source| RemoteCacheError::Registry {
             reference: reference.to_string(),
             source: Box::new(source),
-        })?;
-    Ok(manifest)
+        })
 }
 
-/// Writes `records` and their layers into the OCI layout at `dir` under
+/// Writes `records` and their layers (and the chunks of `mounts`) into
+/// the OCI layout at `dir` under
 /// `tag` (`type=local,dest=DIR`); other tags in the layout are kept.
 ///
 /// # Errors
@@ -587,10 +662,11 @@ pub async fn export_to_registry(
 pub fn export_to_layout(
     store: &LocalStore,
     records: &[ExportedRecord],
+    mounts: &[ExportedMount],
     dir: &Path,
     tag: &str,
 ) -> Result<Digest, RemoteCacheError> {
-    let artifact = write_artifact(store, records)?;
+    let artifact = write_artifact_with(store, records, mounts)?;
     kiln_oci::archive::init_layout_dir(dir)?;
     for digest in std::iter::once(&artifact.manifest).chain(&artifact.blobs) {
         kiln_oci::archive::put_layout_blob(store, digest, dir)?;

@@ -70,6 +70,9 @@ pub struct Solved {
     /// Every step of the build that made or reused a layer: its cache key
     /// and the layer, in the order they finished.
     pub steps: Vec<(Digest, CachedLayer)>,
+    /// The ids of the cache mounts (`RUN --mount=type=cache`) the build's
+    /// steps use.
+    pub cache_mounts: std::collections::BTreeSet<String>,
     /// Layers of other stages that `--cache-from` caches provided and
     /// nothing fetched.
     lazy: Arc<LazyLayers>,
@@ -259,12 +262,14 @@ pub async fn solve_roots(
     })?;
     let steps = env.cache.take_used();
     let lazy = env.cache.lazy();
+    let cache_mounts = crate::cache::mounts::ids_in(&env.graph, &order);
     Ok(images
         .into_iter()
         .map(|(layers, config)| Solved {
             layers,
             config,
             steps: steps.clone(),
+            cache_mounts: cache_mounts.clone(),
             lazy: lazy.clone(),
         })
         .collect())

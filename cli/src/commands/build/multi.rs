@@ -213,6 +213,9 @@ impl Session {
                 options.ssh.entry(id).or_insert(s);
             }
         }
+        let root_ids: Vec<_> = roots.iter().map(|(id, _)| *id).collect();
+        let caches = &options.cache_from;
+        super::remote_cache::restore_for(caches, &graph, &root_ids, &self.store, &self.reporter);
         let progress: Arc<dyn kiln_solver::ProgressSink> = self.reporter.clone();
         for b in &builds {
             for l in &b.lowered {

@@ -6,6 +6,7 @@
 use crate::progress::Reporter;
 use anyhow::{bail, Context, Result};
 use kiln_oci::{LocalStore, RegistryClient};
+use kiln_solver::cache_mounts::{self, ExportedMount, Packed, Restored};
 use kiln_solver::cache_options::{CacheLocation, CacheTo};
 use kiln_solver::remote_cache::{
     export_to_layout, export_to_registry, CacheMode, CacheSource, LayoutCache, RegistryCache,
@@ -82,18 +83,32 @@ pub fn export(
             }
             records.extend(these);
         }
+        let mounts = pack_mounts(target, solved, store, reporter, &name);
         let result = match &target.location {
             CacheLocation::Registry(r) => runtime
                 .block_on(export_to_registry(
                     store,
                     client,
                     &records,
+                    &mounts,
                     r,
                     transfer.clone(),
                 ))
-                .map(|_| ()),
+                .map(|report| {
+                    if target.mounts.enabled {
+                        reporter.event(kiln_solver::Event::Note {
+                            name: name.clone(),
+                            message: format!(
+                                "uploaded {} blobs ({} bytes), {} already in the registry",
+                                report.uploaded,
+                                report.bytes,
+                                report.existing + report.mounted
+                            ),
+                        });
+                    }
+                }),
             CacheLocation::Local(dir, tag) => {
-                export_to_layout(store, &records, dir, tag).map(|_| ())
+                export_to_layout(store, &records, &mounts, dir, tag).map(|_| ())
             }
             CacheLocation::Inline => Ok(()),
         };
@@ -119,4 +134,110 @@ pub fn inline_config(targets: &[CacheTo], solved: &Solved, config: &mut kiln_oci
         kiln_solver::remote_cache::FORMAT.to_string(),
         kiln_solver::remote_cache::inline_value(&solved.cache_records(CacheMode::Min)),
     );
+}
+
+/// With `cache-mounts=true`, packs the cache mounts the build used (all
+/// platforms), less `cache-mounts-exclude=` ids; a mount that is missing,
+/// empty, over `cache-mounts-max-size=` or unreadable is left out with a
+/// note.
+fn pack_mounts(
+    target: &CacheTo,
+    solved: &[Solved],
+    store: &LocalStore,
+    reporter: &Arc<Reporter>,
+    name: &str,
+) -> Vec<ExportedMount> {
+    if !target.mounts.enabled {
+        return Vec::new();
+    }
+    let ids: std::collections::BTreeSet<&String> =
+        solved.iter().flat_map(|s| &s.cache_mounts).collect();
+    let mut out = Vec::new();
+    for id in ids {
+        if target.mounts.exclude.contains(id) {
+            reporter.event(kiln_solver::Event::Note {
+                name: name.to_string(),
+                message: format!("cache mount {id:?} not exported: cache-mounts-exclude"),
+            });
+            continue;
+        }
+        // A mount is a best effort: one that cannot be read (another
+        // build writing into it, say) is noted, not fatal.
+        let why = match cache_mounts::pack(store, id, target.mounts.max_size) {
+            Ok(Packed::Mount(m)) => {
+                out.push(m);
+                continue;
+            }
+            Ok(Packed::Skipped(why)) => why,
+            Err(e) => e.to_string(),
+        };
+        reporter.event(kiln_solver::Event::Note {
+            name: name.to_string(),
+            message: format!("cache mount {id:?} not exported: {why}"),
+        });
+    }
+    out
+}
+
+/// [`restore_mounts`] for the cache mounts the vertices `roots` of
+/// `graph` need (none when no cache carries mounts).
+pub fn restore_for(
+    caches: &[Arc<dyn CacheSource>],
+    graph: &kiln_solver::Graph,
+    roots: &[kiln_solver::VertexId],
+    store: &LocalStore,
+    reporter: &Arc<Reporter>,
+) {
+    if caches.iter().all(|c| c.mounts().is_empty()) {
+        return;
+    }
+    let ids = cache_mounts::ids_in(graph, &graph.closure(roots));
+    restore_mounts(caches, &ids, store, reporter);
+}
+
+/// Restores, before the solve, the cache mounts `ids` that the
+/// `--cache-from` caches carry and that are missing or empty here (the
+/// first cache that has an id wins). A mount that cannot be restored is
+/// noted and the build goes on without it.
+pub fn restore_mounts(
+    caches: &[Arc<dyn CacheSource>],
+    ids: &std::collections::BTreeSet<String>,
+    store: &LocalStore,
+    reporter: &Arc<Reporter>,
+) {
+    let mut done = std::collections::BTreeSet::new();
+    if ids.is_empty() {
+        return;
+    }
+    for cache in caches {
+        for mount in cache.mounts() {
+            if !ids.contains(&mount.id) || done.contains(&mount.id) {
+                continue;
+            }
+            let name = format!(
+                "[internal] restoring cache mount {:?} from {}",
+                mount.id,
+                cache.name()
+            );
+            let transfer = reporter.transfer(&name);
+            let fetch = |layer: &kiln_solver::CachedLayer| cache.fetch(layer, store);
+            match cache_mounts::restore(store, &mount, &fetch) {
+                Ok(Restored::Done(_)) => {
+                    done.insert(mount.id.clone());
+                }
+                Ok(Restored::Skipped(why)) => {
+                    done.insert(mount.id.clone());
+                    reporter.event(kiln_solver::Event::Note {
+                        name: name.clone(),
+                        message: format!("not restored: {why}"),
+                    });
+                }
+                Err(e) => reporter.event(kiln_solver::Event::Note {
+                    name: name.clone(),
+                    message: format!("not restored: {e}"),
+                }),
+            }
+            transfer.done();
+        }
+    }
 }

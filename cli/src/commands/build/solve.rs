@@ -51,6 +51,12 @@ impl Solver<'_> {
         let progress: Arc<dyn ProgressSink> = self.reporter.clone();
         let (mut options, runtime) = self.options(request)?;
         options.ssh.extend(key_sockets);
+        // Every platform's cache mounts, once.
+        let ids = lowered
+            .iter()
+            .flat_map(|l| kiln_solver::cache_mounts::ids_in(&l.graph, &l.graph.closure(&[l.root])));
+        let ids = ids.collect();
+        remote_cache::restore_mounts(&options.cache_from, &ids, self.store, self.reporter);
         let located = |e: kiln_solver::SolveError| solve_error(source, &e);
         // Every platform's emulated RUN steps, before any platform runs.
         for one in lowered {
