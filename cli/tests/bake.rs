@@ -675,3 +675,29 @@ fn load_puts_every_target_into_the_docker_engine() {
             .output();
     }
 }
+
+#[test]
+fn a_failed_step_is_reported_as_kiln_build_reports_it_under_its_target() {
+    let env = Env::new();
+    let dir = env.path("failing");
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    std::fs::write(
+        dir.join("Dockerfile"),
+        "FROM busybox\nRUN echo step-output && exit 3\n",
+    )
+    .expect("write");
+    std::fs::write(dir.join("docker-bake.hcl"), "target \"broken\" {}\n").expect("write");
+    let err = bake_fails(&env, &dir, &["broken", "--progress", "plain"]);
+    let first = err
+        .lines()
+        .find(|l| l.starts_with("kiln: "))
+        .unwrap_or_default();
+    assert_eq!(
+        first,
+        "kiln: target \"broken\": ./Dockerfile:2:1: process \"/bin/sh -c echo step-output && exit 3\" did not complete successfully: exit code: 3",
+        "{err}"
+    );
+    // The command is named once on that line, and the excerpt follows.
+    assert_eq!(first.matches("exit 3").count(), 1, "{err}");
+    assert!(err.contains(">>> RUN echo step-output && exit 3"), "{err}");
+}

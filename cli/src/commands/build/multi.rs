@@ -277,24 +277,19 @@ impl Session {
     }
 }
 
-/// A solve error at `FILE:LINE:COL` of the build whose step failed (its
-/// name is the first word of the step's name), else as it is.
+/// A solve error of the build whose step failed (its name is the first
+/// word of the step's name), as `kiln build` reports it (one line, then
+/// the excerpt), under its target's name; else as it is.
 fn step_error(builds: &[&Planned], e: &kiln_solver::SolveError) -> anyhow::Error {
-    let (kiln_solver::SolveError::Step { name, .. }, Some(line)) = (e, e.line()) else {
-        return anyhow::anyhow!("{e}");
+    let owner = match e {
+        kiln_solver::SolveError::Step { name, .. } => name
+            .strip_prefix('[')
+            .and_then(|n| n.split([' ', ']']).next())
+            .and_then(|n| builds.iter().find(|b| b.name == n)),
+        _ => None,
     };
-    let owner = name
-        .strip_prefix('[')
-        .and_then(|n| n.split([' ', ']']).next())
-        .and_then(|n| builds.iter().find(|b| b.name == n));
     match owner {
-        Some(b) => anyhow::anyhow!(
-            "target {:?}: {}:{}: {}",
-            b.name,
-            b.source.name,
-            b.source.instruction_at(line),
-            super::flags::strip_line(&e.to_string(), line)
-        ),
+        Some(b) => solve::solve_error(&b.source, e).context(format!("target {:?}", b.name)),
         None => anyhow::anyhow!("{e}"),
     }
 }

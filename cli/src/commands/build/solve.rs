@@ -170,7 +170,7 @@ impl Solver<'_> {
 /// by its command (`process "/bin/sh -c make" did not complete
 /// successfully: exit code: 2`, BuildKit's words), its last output lines
 /// in the box above the excerpt.
-fn solve_error(source: &Source, e: &kiln_solver::SolveError) -> anyhow::Error {
+pub(super) fn solve_error(source: &Source, e: &kiln_solver::SolveError) -> anyhow::Error {
     use kiln_solver::{SolveError, StepError};
     let Some(line) = e.line() else {
         return anyhow::anyhow!("{e}");
