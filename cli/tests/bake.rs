@@ -701,3 +701,55 @@ fn a_failed_step_is_reported_as_kiln_build_reports_it_under_its_target() {
     assert_eq!(first.matches("exit 3").count(), 1, "{err}");
     assert!(err.contains(">>> RUN echo step-output && exit 3"), "{err}");
 }
+
+#[test]
+fn every_targets_cache_from_serves_the_one_graph() {
+    let dir_of = |env: &Env| {
+        let dir = env.path("caches");
+        std::fs::create_dir_all(&dir).expect("mkdir");
+        std::fs::write(
+            dir.join("Dockerfile"),
+            "FROM busybox AS one\nRUN echo one > /one\nFROM busybox AS two\nRUN echo two > /two\n",
+        )
+        .expect("write");
+        dir
+    };
+    let first = Env::new();
+    let cache = first.path("cache-two");
+    let dir = dir_of(&first);
+    std::fs::write(
+        dir.join("docker-bake.hcl"),
+        format!(
+            "target \"two\" {{\n  target = \"two\"\n  cache-to = [\"type=local,dest={}\"]\n}}\n",
+            s(&cache)
+        ),
+    )
+    .expect("write");
+    bake_ok(&first, &dir, &["two", "--progress", "quiet"], &[]);
+
+    // On an empty store, the second target's --cache-from serves its step.
+    let second = Env::new();
+    let dir = dir_of(&second);
+    std::fs::write(
+        dir.join("docker-bake.hcl"),
+        format!(
+            "target \"one\" {{\n  target = \"one\"\n}}\n\
+             target \"two\" {{\n  target = \"two\"\n  cache-from = [\"type=local,src={}\"]\n}}\n",
+            s(&cache)
+        ),
+    )
+    .expect("write");
+    let (_, log) = bake_ok(&second, &dir, &["one", "two", "--progress", "plain"], &[]);
+    let ran: Vec<&str> = log.lines().filter(|l| l.contains("] RUN echo")).collect();
+    assert!(log.contains("RUN echo two > /two"), "{log}");
+    let two_header = log
+        .lines()
+        .find(|l| l.contains("RUN echo two > /two"))
+        .and_then(|l| l.split(' ').next())
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        log.lines().any(|l| l == format!("{two_header} CACHED")),
+        "the second target's step comes from its cache: {ran:?}\n{log}"
+    );
+}

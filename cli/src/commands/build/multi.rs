@@ -200,6 +200,9 @@ impl Session {
                     options.allow.push(a);
                 }
             }
+            // Steps are content-addressed: every target's caches serve the
+            // one graph.
+            options.cache_from.extend(more.cache_from);
             options.no_cache |= more.no_cache;
             options.emulate |= more.emulate;
             options.no_cache_stages.extend(more.no_cache_stages);
