@@ -15,7 +15,10 @@
 //! [`MAX_BATCH_BYTES`]), one `shellcheck -f json1` process per batch, as
 //! many processes at a time as there are cores. Scripts are written to
 //! private files (0600 in a 0700 directory); json1 names the file of each
-//! comment, which maps it back to its script.
+//! comment, which maps it back to its script. With
+//! [`ShellCheck::with_cache_dir`], verdicts are remembered between runs
+//! (keyed by the program, its arguments and the script), so only new
+//! scripts are checked.
 
 use crate::diagnostic::{Diagnostic, Severity};
 use crate::pragma::Pragmas;
@@ -30,6 +33,9 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{mpsc, Mutex};
 use std::time::Duration;
 
+mod cache;
+use cache::VerdictCache;
+
 /// The most scripts given to one `shellcheck` process.
 pub const MAX_BATCH_SCRIPTS: usize = 64;
 /// The most script bytes given to one `shellcheck` process (a larger
@@ -38,6 +44,8 @@ pub const MAX_BATCH_BYTES: usize = 1 << 20;
 /// How long one `shellcheck` process may run before it is killed, unless
 /// [`ShellCheck::with_timeout`] says otherwise.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(120);
+/// The arguments every `shellcheck` process gets before the script files.
+const ARGS: [&str; 6] = ["-f", "json1", "-S", "style", "-e", "2187,1090,1091"];
 /// The most output read from one `shellcheck` process (stdout, stderr).
 const MAX_OUTPUT: u64 = 64 << 20;
 
@@ -119,6 +127,7 @@ impl Comment {
 pub struct ShellCheck {
     program: PathBuf,
     timeout: Duration,
+    cache_dir: Option<PathBuf>,
 }
 
 /// One script handed to ShellCheck.
@@ -329,7 +338,16 @@ impl ShellCheck {
         ShellCheck {
             program: program.into(),
             timeout: DEFAULT_TIMEOUT,
+            cache_dir: None,
         }
+    }
+
+    /// Remembers verdicts in `dir` between runs (see the `cache` module):
+    /// a script this program already checked with kiln's arguments is
+    /// not checked again.
+    pub fn with_cache_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.cache_dir = Some(dir.into());
+        self
     }
 
     /// Kills a `shellcheck` process that runs longer than `timeout`
@@ -399,11 +417,46 @@ impl ShellCheck {
                 })
             })
             .collect();
+        let mut cache = self
+            .cache_dir
+            .as_deref()
+            .and_then(|dir| VerdictCache::load(dir, &self.program, &ARGS));
+        let mut verdicts: Vec<Option<Option<Comment>>> = unique
+            .iter()
+            .map(|s| cache.as_ref().and_then(|c| c.get(s)))
+            .collect();
+        let todo: Vec<&str> = unique
+            .iter()
+            .zip(&verdicts)
+            .filter(|(_, v)| v.is_none())
+            .map(|(s, _)| *s)
+            .collect();
+        let mut fresh = self.check_unique(&todo)?.into_iter();
+        for (script, verdict) in unique.iter().zip(verdicts.iter_mut()) {
+            if verdict.is_none() {
+                let found = fresh.next().flatten();
+                if let Some(c) = cache.as_mut() {
+                    c.put(script, found.clone());
+                }
+                *verdict = Some(found);
+            }
+        }
+        if let Some(c) = cache {
+            c.save(&unique);
+        }
+        Ok(slots
+            .into_iter()
+            .map(|i| verdicts[i].clone().flatten())
+            .collect())
+    }
+
+    /// Checks distinct scripts in batches: the last comment on each.
+    fn check_unique(&self, unique: &[&str]) -> Result<Vec<Option<Comment>>, ShellCheckError> {
         if unique.is_empty() {
             return Ok(Vec::new());
         }
         let workers = std::thread::available_parallelism().map_or(2, |n| n.get());
-        let batches = plan_batches(&unique, workers);
+        let batches = plan_batches(unique, workers);
         let dir = tempfile::Builder::new()
             .prefix("kiln-shellcheck-")
             .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o700))
@@ -450,7 +503,7 @@ impl ShellCheck {
                 message: "a batch of scripts was not checked".into(),
             });
         }
-        Ok(slots.into_iter().map(|i| comments[i].clone()).collect())
+        Ok(comments)
     }
 
     /// Checks `scripts` (numbered from `range.start`) in one process.
@@ -532,7 +585,7 @@ impl ShellCheck {
             source,
         };
         let mut child = Process::new(&self.program)
-            .args(["-f", "json1", "-S", "style", "-e", "2187,1090,1091"])
+            .args(ARGS)
             .args(paths)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -725,6 +778,41 @@ mod tests {
             ["600", "700", "600", "700"],
             "two unique scripts:\n{log}"
         );
+    }
+
+    #[test]
+    fn remembered_verdicts_are_not_checked_again() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let log = dir.path().join("log");
+        // Comments on every script it is given, and logs each one.
+        let sc = fake(
+            dir.path(),
+            &format!(
+                "out=''; for f in \"$@\"; do case $f in -*|json1|style|2187*) ;; *) \
+                 cat \"$f\" >> {log}; \
+                 out=\"$out${{out:+,}}{{\\\"file\\\":\\\"$f\\\",\\\"level\\\":\\\"info\\\",\
+                 \\\"code\\\":2086,\\\"message\\\":\\\"m\\\"}}\"; esac; done\n\
+                 echo \"{{\\\"comments\\\":[$out]}}\"",
+                log = log.display()
+            ),
+        )
+        .with_cache_dir(dir.path().join("cache"));
+        let comment = Some(Comment {
+            code: 2086,
+            severity: Severity::Info,
+            message: "m".into(),
+        });
+        let first = sc.check_scripts(&["a\n", "b\n"]).expect("check");
+        assert_eq!(first, vec![comment.clone(), comment.clone()]);
+        let second = sc.check_scripts(&["b\n", "c\n", "a\n"]).expect("check");
+        assert_eq!(second, vec![comment.clone(); 3]);
+        let checked = std::fs::read_to_string(&log).expect("log");
+        assert_eq!(checked, "a\nb\nc\n", "only c was new the second time");
+        // Without the cache, every script is checked again.
+        let uncached = ShellCheck::new(sc.program());
+        uncached.check_scripts(&["a\n"]).expect("check");
+        let checked = std::fs::read_to_string(&log).expect("log");
+        assert_eq!(checked, "a\nb\nc\na\n");
     }
 
     #[test]

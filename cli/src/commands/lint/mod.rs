@@ -75,6 +75,10 @@ pub struct LintArgs {
     /// Do not run ShellCheck.
     #[arg(long)]
     no_shellcheck: bool,
+    /// Check every RUN with ShellCheck again instead of reusing the
+    /// verdicts remembered in `$XDG_CACHE_HOME/kiln` (`~/.cache/kiln`).
+    #[arg(long)]
+    no_cache: bool,
     /// Require this label in every stage, with a value of this format
     /// (`text`, `url`, `semver`, `hash`, `rfc3339`, `spdx`, `email`;
     /// repeatable; turns DL3049-DL3058 on).
@@ -276,13 +280,29 @@ fn load_config(args: &LintArgs) -> Result<Config> {
             .insert(label.to_string(), kind.to_string());
     }
     if !args.no_shellcheck {
-        config.shellcheck = ShellCheck::find();
+        config.shellcheck = ShellCheck::find().map(|sc| match user_cache_dir() {
+            Some(dir) if !args.no_cache => sc.with_cache_dir(dir),
+            _ => sc,
+        });
         if args.shellcheck && config.shellcheck.is_none() {
             bail!("--shellcheck: no shellcheck on PATH");
         }
     }
     config.disable_ignore_pragma |= args.disable_ignore_pragma;
     Ok(config)
+}
+
+/// Where `kiln lint` remembers ShellCheck's verdicts:
+/// `$XDG_CACHE_HOME/kiln`, else `$HOME/.cache/kiln`.
+fn user_cache_dir() -> Option<PathBuf> {
+    let env = |k: &str| {
+        std::env::var_os(k)
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+    };
+    env("XDG_CACHE_HOME")
+        .or_else(|| env("HOME").map(|h| h.join(".cache")))
+        .map(|d| d.join("kiln"))
 }
 
 /// `<Dockerfile>.dockerignore`, else `.dockerignore` beside the Dockerfile
