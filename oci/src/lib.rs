@@ -42,6 +42,7 @@
 pub mod archive;
 pub mod compress;
 mod config;
+pub mod conversions;
 mod convert;
 mod credentials;
 mod digest;

@@ -8,7 +8,9 @@
 //! gzip blob (kiln's layer gzip: default level, no name or time) that is a layer of the cache
 //! artifact ([`MOUNT_CHUNK_MEDIA_TYPE`]). The same tree gives the same
 //! bytes, so an unchanged chunk has the same digest and the registry
-//! already has it: the push skips it.
+//! already has it: the push skips it. Nor is it compressed again: the
+//! store's conversion records ([`kiln_oci::conversions`]) map the digest
+//! of a chunk's tar to the blob made from it last time.
 //!
 //! **Chunking.** A chunk ends after an entry whose path hashes (sha256)
 //! to a first byte divisible by [`CUT_EVERY`], or once it holds
@@ -355,12 +357,12 @@ pub fn pack(store: &LocalStore, id: &str, max_size: u64) -> Result<Packed, Mount
             .is_some_and(|b| b % CUT_EVERY == 0);
         if cut || writer.bytes >= CHUNK_TARGET {
             if let Some(w) = current.take() {
-                chunks.push(w.finish(id, &dir)?);
+                chunks.push(w.finish(store, id, &dir)?);
             }
         }
     }
     if let Some(w) = current.take() {
-        chunks.push(w.finish(id, &dir)?);
+        chunks.push(w.finish(store, id, &dir)?);
     }
     Ok(Packed::Mount(ExportedMount {
         id: id.to_string(),
@@ -369,60 +371,124 @@ pub fn pack(store: &LocalStore, id: &str, max_size: u64) -> Result<Packed, Mount
     }))
 }
 
-/// One chunk being written: tar, without its end marker, into kiln's
-/// layer compressor (parallel gzip, whose output does not depend on the
-/// thread count), into a store blob.
+/// One chunk being written: tar, without its end marker, spooled to an
+/// unnamed temporary file in the store while it is hashed. Finishing it
+/// looks the tar's digest up in the store's conversion records: an
+/// unchanged chunk is the blob made last time, and only a new one is
+/// compressed (kiln's layer gzip, whose output does not depend on the
+/// thread count) into a store blob.
 struct ChunkWriter {
-    tar: tar::Builder<NoTrailer<LayerCompressor<kiln_oci::BlobWriter>>>,
+    tar: tar::Builder<NoTrailer<Spool>>,
     bytes: u64,
 }
 
+/// A temporary file and the sha256 of what was written to it.
+struct Spool {
+    file: io::BufWriter<std::fs::File>,
+    hasher: sha2::Sha256,
+}
+
+impl Write for Spool {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        use sha2::Digest as _;
+        let n = self.file.write(buf)?;
+        self.hasher.update(&buf[..n]);
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.file.flush()
+    }
+}
+
+/// What decides a chunk blob's bytes besides its tar.
+const CHUNK_CONVERSION: &str = "cache-mount-chunk|gzip-default";
+
 impl ChunkWriter {
     fn new(store: &LocalStore, id: &str) -> Result<ChunkWriter, MountCacheError> {
-        let blob = store.writer().map_err(|source| MountCacheError::Store {
-            id: id.to_string(),
-            source,
-        })?;
-        let gz = LayerCompressor::new(blob, Compression::gzip()).map_err(|e| {
-            MountCacheError::Format {
+        let file = tempfile::tempfile_in(store.layout().staging()).map_err(|source| {
+            MountCacheError::Io {
                 id: id.to_string(),
-                message: e.to_string(),
+                path: store.layout().staging().to_path_buf(),
+                source,
             }
         })?;
         Ok(ChunkWriter {
             tar: tar::Builder::new(NoTrailer {
-                inner: gz,
+                inner: Spool {
+                    file: io::BufWriter::with_capacity(1 << 20, file),
+                    hasher: sha2::Digest::new(),
+                },
                 held: Vec::new(),
             }),
             bytes: 0,
         })
     }
 
-    fn finish(self, id: &str, dir: &Path) -> Result<MountChunk, MountCacheError> {
+    fn finish(
+        self,
+        store: &LocalStore,
+        id: &str,
+        dir: &Path,
+    ) -> Result<MountChunk, MountCacheError> {
+        use io::Seek;
         let io_err = |source| MountCacheError::Io {
             id: id.to_string(),
             path: dir.to_path_buf(),
             source,
         };
-        let blob = self
+        let store_err = |source| MountCacheError::Store {
+            id: id.to_string(),
+            source,
+        };
+        let spool = self
             .tar
             .into_inner()
             .and_then(NoTrailer::finish)
-            .and_then(|gz| gz.finish().map_err(io::Error::from))
-            .map_err(io_err)?
-            .0;
-        let size = blob.written();
-        let digest = blob
-            .commit(None, None)
-            .map_err(|source| MountCacheError::Store {
-                id: id.to_string(),
-                source,
-            })?;
-        Ok(MountChunk {
-            blob: digest.to_string(),
+            .map_err(io_err)?;
+        let tar_digest = Digest::from_sha256(&sha2::Digest::finalize(spool.hasher));
+        let key = kiln_oci::conversions::conversion_key(&[tar_digest.as_str(), CHUNK_CONVERSION]);
+        let layout = store.layout();
+        let chunk = |blob: &Digest, size| MountChunk {
+            blob: blob.to_string(),
             size,
             media_type: MOUNT_CHUNK_MEDIA_TYPE.to_string(),
-        })
+        };
+        if let Some(made) = kiln_oci::conversions::remembered(layout, store, &key) {
+            return Ok(chunk(&made.blob, made.size));
+        }
+        let mut file = spool
+            .file
+            .into_inner()
+            .map_err(|e| io_err(e.into_error()))?;
+        file.rewind().map_err(io_err)?;
+        let blob = store.writer().map_err(store_err)?;
+        let mut gz = LayerCompressor::new(blob, Compression::gzip()).map_err(|e| {
+            MountCacheError::Format {
+                id: id.to_string(),
+                message: e.to_string(),
+            }
+        })?;
+        io::copy(&mut file, &mut gz).map_err(io_err)?;
+        let (blob, out) = gz.finish().map_err(|e| io_err(io::Error::from(e)))?;
+        if out.diff_id != tar_digest {
+            return Err(io_err(io::Error::other(
+                "the spooled chunk changed while it was compressed",
+            )));
+        }
+        let digest = blob
+            .commit(Some(&out.digest), Some(out.size))
+            .map_err(store_err)?;
+        kiln_oci::conversions::remember(
+            layout,
+            &key,
+            &kiln_oci::conversions::Conversion {
+                blob: digest.clone(),
+                size: out.size,
+                diff_id: tar_digest,
+            },
+        );
+        Ok(chunk(&digest, out.size))
     }
 }
 
@@ -731,6 +797,38 @@ mod tests {
             restore(&two, &changed, &fetch).unwrap(),
             Restored::Skipped(_)
         ));
+    }
+
+    #[test]
+    fn an_unchanged_chunk_is_not_compressed_again() {
+        let (_t, one) = store();
+        fill(&mount_dir(&one, "m"), 100);
+        let Packed::Mount(first) = pack(&one, "m", DEFAULT_MAX_SIZE).unwrap() else {
+            panic!("skipped")
+        };
+        let records = || std::fs::read_dir(one.layout().exports()).unwrap().count();
+        assert_eq!(records(), first.chunks.len(), "one record per chunk");
+        // Point every record at another blob: packing again gives that
+        // blob, so it came from the record, not from compressing.
+        let planted = one.write_blob(b"planted", None).unwrap();
+        for entry in std::fs::read_dir(one.layout().exports()).unwrap() {
+            let path = entry.unwrap().path();
+            let mut record: kiln_oci::conversions::Conversion =
+                serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+            record.blob = planted.clone();
+            std::fs::write(&path, serde_json::to_vec(&record).unwrap()).unwrap();
+        }
+        let Packed::Mount(again) = pack(&one, "m", DEFAULT_MAX_SIZE).unwrap() else {
+            panic!("skipped")
+        };
+        assert!(again.chunks.iter().all(|c| c.blob == planted.as_str()));
+        // A record whose blob is gone is ignored: the chunk is made again.
+        let path = one.blob_path(&planted);
+        std::fs::remove_file(path).unwrap();
+        let Packed::Mount(remade) = pack(&one, "m", DEFAULT_MAX_SIZE).unwrap() else {
+            panic!("skipped")
+        };
+        assert_eq!(remade, first);
     }
 
     /// A one-entry chunk as kiln writes them (gzip, no end marker), the

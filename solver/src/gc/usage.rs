@@ -235,17 +235,14 @@ pub fn usage(store: &LocalStore) -> Result<Usage, GcError> {
         });
     }
 
-    // Context checksum caches, downloads, and the exporter's records of
-    // layers it converted (`exports/`: removing one only costs converting
-    // again).
+    // Context checksum caches, downloads, and the records of blobs made
+    // by converting other content (`exports/`: layers an export
+    // recompressed, cache-mount chunks; removing one only costs
+    // converting again).
     for (dir, kind, what) in [
         (layout.contexts(), Kind::Context, "context checksum cache"),
         (layout.downloads(), Kind::Download, "ADD URL download"),
-        (
-            layout.exports(),
-            Kind::BuildCache,
-            "layer conversion record",
-        ),
+        (layout.exports(), Kind::BuildCache, "conversion record"),
     ] {
         for name in names(&dir)? {
             let path = dir.join(&name);
