@@ -1,6 +1,6 @@
 //! `kiln save` and `kiln load`.
 
-use super::image::{lookup, parse_ref};
+use super::image::{compressed_for_transfer, lookup, parse_ref};
 use crate::global::GlobalArgs;
 use anyhow::{bail, Context, Result};
 use clap::{Args, ValueEnum};
@@ -40,9 +40,17 @@ pub struct SaveArgs {
 /// Runs `kiln save`.
 pub fn save(global: &GlobalArgs, args: &SaveArgs) -> Result<()> {
     let store = global.store()?;
+    let _lease = (!store.is_read_only()).then(|| store.lease()).transpose()?;
     let mut images: Vec<NamedImage> = Vec::new();
     for text in &args.references {
         let (name, digest) = lookup(&store, text)?;
+        // Layers built here are stored uncompressed; the archive gets
+        // them gzip-compressed, as a pushed image has them.
+        // (A read-only store saves them as they are.)
+        let digest = match store.is_read_only() {
+            true => digest,
+            false => compressed_for_transfer(&store, &digest, kiln_oci::Compression::gzip())?,
+        };
         match images.iter_mut().find(|i| i.digest == digest) {
             Some(i) => i.names.push(name),
             None => images.push(NamedImage {
