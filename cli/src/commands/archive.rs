@@ -44,12 +44,15 @@ pub fn save(global: &GlobalArgs, args: &SaveArgs) -> Result<()> {
     let mut images: Vec<NamedImage> = Vec::new();
     for text in &args.references {
         let (name, digest) = lookup(&store, text)?;
-        // Layers built here are stored uncompressed; the archive gets
-        // them gzip-compressed, as a pushed image has them.
-        // (A read-only store saves them as they are.)
-        let digest = match store.is_read_only() {
-            true => digest,
-            false => compressed_for_transfer(&store, &digest, kiln_oci::Compression::gzip())?,
+        // Layers built here are stored uncompressed; an OCI layout gets
+        // them gzip-compressed, as a pushed image has them. A
+        // docker-archive holds every layer uncompressed, whatever the
+        // store has, so it needs no conversion; nor can a read-only store
+        // take one.
+        let convert = !matches!(args.format, SaveFormat::Docker) && !store.is_read_only();
+        let digest = match convert {
+            true => compressed_for_transfer(&store, &digest, kiln_oci::Compression::gzip())?,
+            false => digest,
         };
         match images.iter_mut().find(|i| i.digest == digest) {
             Some(i) => i.names.push(name),

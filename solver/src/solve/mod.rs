@@ -242,10 +242,10 @@ pub async fn solve_roots(
         tokio::task::spawn_blocking(move || env.background.wait()).await
     };
     let done = done.map_err(|failure| failed(&env, failure))?;
-    match waited {
-        Ok(Ok(())) => {}
-        Ok(Err((_, StepError::Cancelled))) => return Err(SolveError::Cancelled),
-        Ok(Err((meta, error))) => {
+    match waited.map(|failed| failed.map(|b| *b)) {
+        Ok(None) => {}
+        Ok(Some((_, StepError::Cancelled))) => return Err(SolveError::Cancelled),
+        Ok(Some((meta, error))) => {
             env.event(Event::Error {
                 name: meta.name.clone(),
                 message: error.to_string(),

@@ -78,13 +78,16 @@ pub(super) struct StepEnv {
 /// Background jobs of a solve ([`StepEnv::prepare_in_background`]).
 #[derive(Default)]
 pub(super) struct Background {
-    jobs: Mutex<Vec<(VertexMeta, std::thread::JoinHandle<Result<(), StepError>>)>>,
+    jobs: Mutex<Vec<Job>>,
 }
+
+/// A background job and the step it is for.
+type Job = (VertexMeta, std::thread::JoinHandle<Result<(), StepError>>);
 
 impl Background {
     /// Waits for every job started so far; the first failure (by start
-    /// order) with its step's name. Every job is waited for, failed or not.
-    pub fn wait(&self) -> Result<(), (VertexMeta, StepError)> {
+    /// order) with its step. Every job is waited for, failed or not.
+    pub fn wait(&self) -> Option<Box<(VertexMeta, StepError)>> {
         let jobs = std::mem::take(&mut *self.jobs.lock().unwrap_or_else(PoisonError::into_inner));
         let mut first = None;
         for (meta, job) in jobs {
@@ -94,10 +97,10 @@ impl Background {
                 )))
             });
             if let Err(e) = result {
-                first.get_or_insert((meta, e));
+                first.get_or_insert_with(|| Box::new((meta, e)));
             }
         }
-        first.map_or(Ok(()), Err)
+        first
     }
 }
 
