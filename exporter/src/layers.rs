@@ -333,3 +333,76 @@ fn compress_manifest(
     let bytes = serde_json::to_vec(&value).map_err(|e| bad(e.to_string()))?;
     Ok(store.write_blob(&bytes, None)?)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Read;
+
+    /// A store holding one layer as a build step stores it: a plain tar
+    /// named by its diff id, and its directory.
+    fn plain_layer(dir: &Path) -> (LocalStore, Layer) {
+        let store = LocalStore::open(dir.join("store")).expect("store");
+        let upper = dir.join("upper");
+        std::fs::create_dir(&upper).expect("mkdir");
+        let text: String = (0..100_000).map(|n| format!("{n}\n")).collect();
+        std::fs::write(upper.join("numbers"), text).expect("write");
+        let mut tar = Vec::new();
+        kiln_executor::diff(&upper, &mut tar).expect("diff");
+        let digest = store.write_blob(&tar, None).expect("blob");
+        let layer = Layer::in_store(
+            store.layout(),
+            digest.clone(),
+            digest,
+            tar.len() as u64,
+            kiln_oci::media::OCI_LAYER_TAR,
+        );
+        (store, layer)
+    }
+
+    fn memos(store: &LocalStore) -> usize {
+        std::fs::read_dir(store.layout().exports())
+            .map(|d| d.count())
+            .unwrap_or(0)
+    }
+
+    #[test]
+    fn a_prepared_layer_is_the_gzip_of_its_tar_and_is_remembered() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (store, layer) = plain_layer(dir.path());
+        let options = ImageOptions::default();
+        prepare_layer(&store, &layer, None, &options, &|| false).expect("prepare");
+        assert_eq!(memos(&store), 1);
+        let got = layer_blob(&store, &layer, None, &options).expect("blob");
+        assert_eq!(got.compression, LayerCompression::Gzip);
+        assert_eq!(got.diff_id, layer.diff_id);
+        let gz = store.read(&got.blob).expect("gzip blob");
+        let mut tar = Vec::new();
+        assert_eq!(gz.get(..2), Some(&[0x1f, 0x8b][..]), "a gzip stream");
+        kiln_oci::compress::decompressor(&gz[..])
+            .expect("decompressor")
+            .read_to_end(&mut tar)
+            .expect("gunzip");
+        assert_eq!(Digest::sha256(&tar), layer.diff_id);
+        // The local store's options keep it as it is.
+        let kept = layer_blob(&store, &layer, None, &ImageOptions::local()).expect("kept");
+        assert_eq!(
+            (kept.blob, kept.compression),
+            (layer.blob.clone(), LayerCompression::None)
+        );
+    }
+
+    #[test]
+    fn a_cancelled_preparation_leaves_no_blob_memo_or_ingest_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (store, layer) = plain_layer(dir.path());
+        let before = store.blobs().expect("blobs");
+        let err = prepare_layer(&store, &layer, None, &ImageOptions::default(), &|| true)
+            .expect_err("cancelled");
+        assert!(matches!(err, ExportError::Cancelled), "{err:?}");
+        assert_eq!(store.blobs().expect("blobs"), before);
+        assert_eq!(memos(&store), 0);
+        let ingest = std::fs::read_dir(store.layout().ingest()).expect("ingest");
+        assert_eq!(ingest.count(), 0);
+    }
+}
