@@ -21,6 +21,9 @@ pub enum ExportError {
     /// A layer could not be converted for the output.
     #[error("{0}")]
     Layer(String),
+    /// The build was cancelled while a layer was being converted.
+    #[error("cancelled")]
+    Cancelled,
     /// Writing failed.
     #[error("writing {path}: {message}")]
     Write {

@@ -12,6 +12,10 @@
 //!   ones are remembered in the store), the config and the manifest, in
 //!   the content store; [`write_index`] puts several platforms' images
 //!   under one index. Both return a [`WrittenImage`].
+//! - [`prepare_layer`]: the same conversion of one new layer, run by a
+//!   build in the background as soon as its step is done, and
+//!   [`compress_image`]: an image in the store with its uncompressed
+//!   layers compressed (`kiln push`, `kiln save`).
 //! - [`export`]: writes one target: names in the image store, an OCI
 //!   layout (tar or directory), a docker-archive, or the filesystem as a
 //!   directory or tar. Pushing is the caller's, with
@@ -49,5 +53,6 @@ mod target;
 
 pub use error::ExportError;
 pub use image::{write_image, write_index, BuiltImage, WrittenImage};
+pub use layers::{compress_image, compress_layer, prepare_layer};
 pub use options::ImageOptions;
 pub use target::{export, ExportTarget};

@@ -10,6 +10,11 @@ pub struct ImageOptions {
     /// The compression of layers made by the build (and of every layer
     /// with `force_compression`).
     pub compression: Compression,
+    /// Keep the layers as the build made them (new layers are stored
+    /// uncompressed): the local image store's image when no compression
+    /// was asked for, as Docker's store keeps layers until a push.
+    /// `compression` is then not used.
+    pub keep_layers: bool,
     /// Recompress base image layers too.
     pub force_compression: bool,
     /// OCI media types (the default) or Docker's.
@@ -24,9 +29,22 @@ impl Default for ImageOptions {
     fn default() -> ImageOptions {
         ImageOptions {
             compression: Compression::default(),
+            keep_layers: false,
             force_compression: false,
             oci_mediatypes: true,
             rewrite_timestamp: false,
+        }
+    }
+}
+
+impl ImageOptions {
+    /// The options of the local image store's image (`-t` alone,
+    /// `type=image` without `compression=` or `push=true`): layers kept
+    /// as built.
+    pub fn local() -> ImageOptions {
+        ImageOptions {
+            keep_layers: true,
+            ..ImageOptions::default()
         }
     }
 }

@@ -224,6 +224,7 @@ impl FromStr for ExportTarget {
                 other => return Err(bad(&format!("unknown key {other:?}"))),
             }
         }
+        let asked = compression.is_some() || level.is_some() || force;
         let mut compression = compression.unwrap_or_default();
         if let Some(level) = level {
             compression = compression
@@ -233,6 +234,7 @@ impl FromStr for ExportTarget {
         let docker = kind.as_deref() == Some("docker");
         let mut options = ImageOptions {
             compression,
+            keep_layers: false,
             force_compression: force,
             oci_mediatypes: oci_mediatypes.unwrap_or(!docker),
             rewrite_timestamp: rewrite,
@@ -250,10 +252,15 @@ impl FromStr for ExportTarget {
             None => Err(bad("dest= is required")),
         };
         match kind.as_deref() {
+            // The local store keeps layers as built, unless a compression
+            // is asked for or the image is pushed.
             Some("image") => Ok(ExportTarget::Image {
                 names,
                 push,
-                options,
+                options: ImageOptions {
+                    keep_layers: !asked && !push,
+                    ..options
+                },
             }),
             Some("registry") => Ok(ExportTarget::Registry { names, options }),
             Some("oci") => Ok(ExportTarget::Oci {

@@ -135,6 +135,7 @@ fn converted_layers_keep_their_diff_ids_and_are_made_once() {
         (Compression::Uncompressed, media::OCI_LAYER_TAR, "plain"),
     ] {
         let options = ImageOptions {
+            keep_layers: false,
             compression,
             ..ImageOptions::default()
         };
@@ -169,6 +170,7 @@ fn rewritten_timestamps_are_clamped_to_the_epoch() {
     let epoch = fixture::LAYER_MTIME - 1_000_000;
     f.image.epoch = Some(epoch);
     let options = ImageOptions {
+        keep_layers: false,
         compression: Compression::Uncompressed,
         rewrite_timestamp: true,
         ..ImageOptions::default()
@@ -275,6 +277,7 @@ fn an_index_names_every_platform() {
 fn zstd_needs_oci_media_types_and_an_image_output_needs_the_image() {
     let f = Fixture::new();
     let options = ImageOptions {
+        keep_layers: false,
         compression: Compression::Zstd { level: 3 },
         oci_mediatypes: false,
         ..ImageOptions::default()

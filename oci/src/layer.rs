@@ -21,7 +21,8 @@ pub struct Layer {
     pub dir: PathBuf,
     /// Uncompressed digest.
     pub diff_id: Digest,
-    /// Compressed blob in the store.
+    /// Its blob in the store: for a layer a build step made, the
+    /// uncompressed tar (then equal to `diff_id`); outputs convert it.
     pub blob: Digest,
     /// Blob size.
     pub size: u64,

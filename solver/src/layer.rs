@@ -1,6 +1,9 @@
 //! Layers on disk: base image layers unpacked once per diff id, and new
 //! layers built from file actions, each kept as a directory (for the next
-//! steps) and as a compressed blob (for export).
+//! steps) and as an uncompressed tar blob (its digest is its diff id).
+//! Outputs that leave the store compress that blob when they need to
+//! (`kiln_exporter`'s layer conversion, remembered per layer), as
+//! Docker's image store keeps diffs uncompressed until a push.
 //!
 //! Layer directories live in the store's directory for their diff id
 //! ([`kiln_oci::StoreLayout::layer_dir`]). A new
@@ -11,7 +14,7 @@
 use crate::cache::{CacheIndex, CachedLayer};
 use crate::op::{FileAction, ImageSource};
 use kiln_executor::{LayerStack, Source};
-use kiln_oci::{BlobIngester, Compression, Digest, Layer, LayerCompressor, LocalStore, Platform};
+use kiln_oci::{BlobIngester, Digest, Layer, LocalStore, Platform};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -56,9 +59,6 @@ pub enum LayerError {
     /// The store refused the blob.
     #[error("{0}")]
     Store(kiln_oci::StoreError),
-    /// Compressing the layer failed.
-    #[error("compressing the layer: {0}")]
-    Compress(kiln_oci::CompressError),
     /// Writing the layer's tar failed.
     #[error("writing the layer: {0}")]
     Write(kiln_executor::DiffError),
@@ -189,16 +189,15 @@ pub(crate) fn try_restore(
 
 static TMP_COUNTER: AtomicU64 = AtomicU64::new(0);
 
-/// Applies `actions` on top of `base` into a new layer: directory, tar,
-/// compressed blob in the store.
+/// Applies `actions` on top of `base` into a new layer: directory and
+/// uncompressed tar blob in the store.
 pub(crate) fn build_layer(
     store: &LocalStore,
-    compression: Compression,
     base: &LayerStack,
     actions: &[FileAction],
     sources: &[Source<'_>],
 ) -> Result<Layer, LayerError> {
-    new_layer(store, compression, |upper, _work| {
+    new_layer(store, |upper, _work| {
         let actions = crate::op::executor_actions(actions);
         kiln_executor::apply_file_actions(base, upper, &actions, sources).map_err(LayerError::Files)
     })
@@ -206,15 +205,17 @@ pub(crate) fn build_layer(
 
 /// Makes a new layer: `fill` writes the changes into an empty upper
 /// directory (it also gets an empty overlay work directory on the same
-/// filesystem); the upper directory is then written as a tar (hashed for
-/// the diff id) compressed into a blob, and kept under its diff id.
+/// filesystem); the upper directory is then written as a tar straight
+/// into an uncompressed blob (`application/vnd.oci.image.layer.v1.tar`),
+/// hashed once as it is written: the blob's digest is the diff id. The
+/// store commits it as any blob (synced, renamed into place), and the
+/// directory is kept under the diff id.
 /// `fill`'s errors pass through unchanged. What `fill` returns is held
 /// until the blob is written: a RUN step returns its CPU slot
 /// ([`crate::CpuSlot`]), taken once its process is done, so the packing
 /// counts against the CPU pool and the process does not.
 pub(crate) fn new_layer<E: From<LayerError>, G>(
     store: &LocalStore,
-    compression: Compression,
     fill: impl FnOnce(&Path, &Path) -> Result<G, E>,
 ) -> Result<Layer, E> {
     let root = store.layout().layers();
@@ -232,15 +233,24 @@ pub(crate) fn new_layer<E: From<LayerError>, G>(
     let result = (|| {
         let _held = fill(&upper, &work)?;
         let writer = store.writer().map_err(LayerError::Store)?;
-        // gzip level 6 on every core; the bytes do not depend on the
-        // number of cores (see kiln_oci::compress).
-        let mut layer = LayerCompressor::new(writer, compression).map_err(LayerError::Compress)?;
-        kiln_executor::diff(&upper, &mut layer).map_err(LayerError::Write)?;
-        let (writer, out) = layer.finish().map_err(LayerError::Compress)?;
-        let blob = writer
-            .commit(Some(&out.digest), Some(out.size))
-            .map_err(LayerError::Store)?;
-        Ok::<_, E>((out.diff_id, blob, out.size, out.media_type.to_string()))
+        // Large writes: the tar's 512-byte headers would otherwise be a
+        // system call each.
+        let mut out = std::io::BufWriter::with_capacity(1 << 20, writer);
+        kiln_executor::diff(&upper, &mut out).map_err(LayerError::Write)?;
+        let writer = out.into_inner().map_err(|e| {
+            LayerError::Write(kiln_executor::DiffError::Write {
+                path: String::new(),
+                error: e.into_error(),
+            })
+        })?;
+        let size = writer.written();
+        let blob = writer.commit(None, None).map_err(LayerError::Store)?;
+        Ok::<_, E>((
+            blob.clone(),
+            blob,
+            size,
+            kiln_oci::media::OCI_LAYER_TAR.to_string(),
+        ))
     })();
     let _ = std::fs::remove_dir_all(&work);
     let (diff_id, blob, size, media_type) = match result {
@@ -262,13 +272,12 @@ pub(crate) fn new_layer<E: From<LayerError>, G>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::io::Read;
 
     #[test]
-    fn new_layer_writes_a_gzip_blob_of_the_tar_with_its_diff_id() {
+    fn new_layer_writes_the_tar_as_an_uncompressed_blob_named_by_its_diff_id() {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = LocalStore::open(dir.path().join("store")).expect("store");
-        let layer = new_layer(&store, Compression::default(), |upper, _work| {
+        let layer = new_layer(&store, |upper, _work| {
             std::fs::write(upper.join("hello.txt"), "hello\n".repeat(100_000)).map_err(|error| {
                 LayerError::Create {
                     path: upper.to_path_buf(),
@@ -277,18 +286,38 @@ mod tests {
             })
         })
         .expect("new_layer");
-        assert_eq!(layer.media_type, kiln_oci::media::OCI_LAYER_GZIP);
+        assert_eq!(layer.media_type, kiln_oci::media::OCI_LAYER_TAR);
+        assert_eq!(layer.blob, layer.diff_id);
         let blob = std::fs::read(store.blob_path(&layer.blob)).expect("blob");
         assert_eq!(blob.len() as u64, layer.size);
         assert_eq!(Digest::sha256(&blob), layer.blob);
-        let mut tar = Vec::new();
-        flate2::read::GzDecoder::new(&blob[..])
-            .read_to_end(&mut tar)
-            .expect("gzip");
-        assert_eq!(Digest::sha256(&tar), layer.diff_id);
         let mut expected = Vec::new();
         kiln_executor::diff(&layer.dir, &mut expected).expect("diff");
-        assert!(tar == expected, "the blob holds the layer's tar");
+        assert!(blob == expected, "the blob is the layer's tar");
         assert!(layer.dir.join("hello.txt").exists());
+        let ingest = std::fs::read_dir(store.layout().ingest()).expect("ingest");
+        assert_eq!(ingest.count(), 0, "no ingest file is left behind");
+    }
+
+    #[test]
+    fn a_failed_fill_leaves_no_blob_and_no_directory() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = LocalStore::open(dir.path().join("store")).expect("store");
+        let before = store.blobs().expect("blobs").len();
+        let result: Result<Layer, LayerError> = new_layer(&store, |upper, _work| {
+            std::fs::write(upper.join("half"), "x").expect("write");
+            Err::<(), _>(LayerError::Create {
+                path: upper.to_path_buf(),
+                error: std::io::Error::other("the step failed"),
+            })
+        });
+        assert!(result.is_err());
+        assert_eq!(store.blobs().expect("blobs").len(), before);
+        let left: Vec<_> = std::fs::read_dir(store.layout().layers())
+            .expect("layers")
+            .flatten()
+            .map(|e| e.file_name())
+            .collect();
+        assert!(left.is_empty(), "left behind: {left:?}");
     }
 }

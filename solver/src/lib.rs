@@ -103,5 +103,6 @@ pub use resolve_error::ResolveError;
 pub use solve::{
     check_emulation, default_jobs, layer_map, solve, solve_roots, solve_with_cancel, CancelToken,
     ChecksumProblem, ContextTree, CpuPool, CpuSlot, DownloadError, Entitlement, EntitlementError,
-    Event, MountError, ProgressSink, SecretSource, SolveError, SolveOptions, Solved, StepError,
+    Event, MountError, PrepareFn, PrepareLayer, ProgressSink, SecretSource, SolveError,
+    SolveOptions, Solved, StepError,
 };

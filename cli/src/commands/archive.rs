@@ -1,6 +1,6 @@
 //! `kiln save` and `kiln load`.
 
-use super::image::{lookup, parse_ref};
+use super::image::{compressed_for_transfer, lookup, parse_ref};
 use crate::global::GlobalArgs;
 use anyhow::{bail, Context, Result};
 use clap::{Args, ValueEnum};
@@ -40,9 +40,20 @@ pub struct SaveArgs {
 /// Runs `kiln save`.
 pub fn save(global: &GlobalArgs, args: &SaveArgs) -> Result<()> {
     let store = global.store()?;
+    let _lease = (!store.is_read_only()).then(|| store.lease()).transpose()?;
     let mut images: Vec<NamedImage> = Vec::new();
     for text in &args.references {
         let (name, digest) = lookup(&store, text)?;
+        // Layers built here are stored uncompressed; an OCI layout gets
+        // them gzip-compressed, as a pushed image has them. A
+        // docker-archive holds every layer uncompressed, whatever the
+        // store has, so it needs no conversion; nor can a read-only store
+        // take one.
+        let convert = !matches!(args.format, SaveFormat::Docker) && !store.is_read_only();
+        let digest = match convert {
+            true => compressed_for_transfer(&store, &digest, kiln_oci::Compression::gzip())?,
+            false => digest,
+        };
         match images.iter_mut().find(|i| i.digest == digest) {
             Some(i) => i.names.push(name),
             None => images.push(NamedImage {

@@ -128,6 +128,12 @@ pub struct PushArgs {
     /// Manifest media types to push: as stored, OCI, or Docker schema 2.
     #[arg(long, value_enum, default_value_t = PushFormat::Stored)]
     format: PushFormat,
+    /// How to compress the layers the store keeps uncompressed (those of
+    /// images built here); layers already compressed are pushed as they
+    /// are. With gzip or zstd the pushed manifest, and so its digest,
+    /// differs from the local one, as with `docker push`.
+    #[arg(long, value_enum, default_value_t = PushCompression::Gzip)]
+    compression: PushCompression,
     /// Print only the digest.
     #[arg(short, long)]
     quiet: bool,
@@ -136,10 +142,41 @@ pub struct PushArgs {
     progress: ProgressMode,
 }
 
+/// How `kiln push` compresses uncompressed layers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum PushCompression {
+    /// gzip, level 6 (what `kiln build --push` pushes).
+    Gzip,
+    /// zstd, level 3 (needs OCI media types).
+    Zstd,
+    /// Push them uncompressed, as stored.
+    Uncompressed,
+}
+
+/// Compresses the uncompressed layers of image `digest` for a push or a
+/// save (gzip unless `compression` says otherwise), through the build's
+/// remembered conversion: a second push converts nothing.
+pub fn compressed_for_transfer(
+    store: &LocalStore,
+    digest: &Digest,
+    compression: kiln_oci::Compression,
+) -> Result<Digest> {
+    if compression == kiln_oci::Compression::Uncompressed {
+        return Ok(digest.clone());
+    }
+    let options = kiln_exporter::ImageOptions {
+        compression,
+        ..kiln_exporter::ImageOptions::default()
+    };
+    kiln_exporter::compress_image(store, digest, &options)
+        .with_context(|| format!("compressing the layers of {digest}"))
+}
+
 /// Which media types `kiln push` writes.
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
 enum PushFormat {
-    /// Push the manifest exactly as it is stored (its digest is kept).
+    /// Push the manifest with the media types it is stored with (its
+    /// digest is kept unless layers are compressed, see --compression).
     Stored,
     /// OCI image-spec media types.
     Oci,
@@ -152,6 +189,17 @@ pub fn push(global: &GlobalArgs, args: &PushArgs) -> Result<()> {
     let store = global.store()?;
     let (name, digest) = lookup(&store, &args.reference)?;
     let _lease = store.lease()?;
+    let compression = match args.compression {
+        PushCompression::Gzip => kiln_oci::Compression::gzip(),
+        PushCompression::Zstd => {
+            if matches!(args.format, PushFormat::Docker) {
+                bail!("--compression zstd needs OCI media types (not --format docker)");
+            }
+            kiln_oci::Compression::zstd()
+        }
+        PushCompression::Uncompressed => kiln_oci::Compression::Uncompressed,
+    };
+    let digest = compressed_for_transfer(&store, &digest, compression)?;
     let digest = match args.format {
         PushFormat::Stored => digest,
         PushFormat::Oci => {

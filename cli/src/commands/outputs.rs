@@ -115,7 +115,7 @@ pub fn write_outputs(
         targets.push(ExportTarget::Image {
             names: request.tags.to_vec(),
             push: false,
-            options: ImageOptions::default(),
+            options: ImageOptions::local(),
         });
     }
     let summary = request.reporter.prints_summary();

@@ -146,6 +146,10 @@ pub enum StepError {
     /// The layer was made but its cache record could not be written.
     #[error("recording the cache: {0}")]
     RecordCache(std::io::Error),
+    /// Preparing a new layer for the outputs (compressing it in the
+    /// background) failed.
+    #[error("compressing the layer for the outputs: {0}")]
+    Prepare(String),
     /// The step's code panicked.
     #[error("a build step panicked: {0}")]
     Panicked(String),

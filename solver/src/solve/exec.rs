@@ -130,7 +130,7 @@ fn run_process(
     stack: &LayerStack,
     cancel: &CancelToken,
 ) -> Result<kiln_oci::Layer, StepError> {
-    layer::new_layer(&env.store, env.compression, |upper, work| {
+    layer::new_layer(&env.store, |upper, work| {
         // Mount sources and files the step reads while it runs (heredoc
         // scripts) live in a scratch directory removed afterwards.
         let scratch = env.store.staging_dir().map_err(StepError::Scratch)?;

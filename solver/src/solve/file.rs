@@ -69,7 +69,6 @@ pub(super) fn run(
         }
         Ok(layer::build_layer(
             &env.store,
-            env.compression,
             &layer::stack_of(base),
             &file.actions,
             &sources,

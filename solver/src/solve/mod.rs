@@ -40,7 +40,9 @@ pub use cpu::{default_jobs, CpuPool, CpuSlot};
 pub use error::{SolveError, StepError};
 pub use http::{ChecksumProblem, DownloadError};
 pub use mounts::MountError;
-pub use options::{Entitlement, EntitlementError, SecretSource, SolveOptions};
+pub use options::{
+    Entitlement, EntitlementError, PrepareFn, PrepareLayer, SecretSource, SolveOptions,
+};
 pub use progress::{Event, ProgressSink};
 pub use scheduler::CancelToken;
 
@@ -187,7 +189,8 @@ pub async fn solve_roots(
     let env = Arc::new(StepEnv {
         graph: graph.clone(),
         store: store.clone(),
-        compression: options.compression,
+        prepare: options.prepare.clone(),
+        background: Default::default(),
         progress,
         host: HostInputs {
             contexts,
@@ -230,9 +233,33 @@ pub async fn solve_roots(
             result
         }
     };
-    let done = scheduler::run(nodes, options.jobs, cancel, work)
-        .await
-        .map_err(|failure| failed(&env, failure))?;
+    let done = scheduler::run(nodes, options.jobs, cancel, work).await;
+    // The new layers' background work (their compression for the
+    // outputs) ends before the solve does, failed or not: a failure or
+    // a cancellation has told it to stop.
+    let waited = {
+        let env = env.clone();
+        tokio::task::spawn_blocking(move || env.background.wait()).await
+    };
+    let done = done.map_err(|failure| failed(&env, failure))?;
+    match waited.map(|failed| failed.map(|b| *b)) {
+        Ok(None) => {}
+        Ok(Some((_, StepError::Cancelled))) => return Err(SolveError::Cancelled),
+        Ok(Some((meta, error))) => {
+            env.event(Event::Error {
+                name: meta.name.clone(),
+                message: error.to_string(),
+            });
+            return Err(step_error(&meta, error));
+        }
+        Err(e) => {
+            return Err(SolveError::Step {
+                name: "[internal] compressing layers".into(),
+                line: None,
+                error: StepError::Panicked(e.to_string()),
+            })
+        }
+    }
     let mut images = Vec::new();
     for (root, config) in roots {
         let layers = match done.get(root) {

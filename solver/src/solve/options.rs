@@ -30,9 +30,10 @@ pub struct SolveOptions {
     pub ssh: BTreeMap<String, std::path::PathBuf>,
     /// `--allow`: what RUN steps may ask for beyond the sandbox.
     pub allow: Vec<Entitlement>,
-    /// How new layers are compressed (the outputs' choice; an output
-    /// wanting another converts at export).
-    pub compression: kiln_oci::Compression,
+    /// What to do with each new layer once its step is done, in the
+    /// background while later steps run (the outputs' compression of it:
+    /// new layers are stored uncompressed). `None`: nothing.
+    pub prepare: Option<PrepareLayer>,
     /// Caches to reuse layers from when the local cache misses
     /// (`--cache-from`), in order.
     pub cache_from: Vec<Arc<dyn CacheSource>>,
@@ -43,6 +44,43 @@ pub struct SolveOptions {
     /// steps of another architecture when no handler is there (root
     /// only). Without it such steps need a handler already registered.
     pub emulate: bool,
+}
+
+/// Work on a layer a step made, run in the background on the solve's
+/// [`CpuPool`](super::CpuPool) (one slot) as soon as the step is done, so
+/// that it overlaps the later steps: the outputs' compression of the
+/// layer, remembered for the export. It gets the layer and a check that
+/// says whether the build was cancelled (it should then stop early and
+/// leave nothing half written). The solve waits for every such job before
+/// it returns and fails with the first job's error.
+#[derive(Clone)]
+pub struct PrepareLayer(Arc<PrepareFn>);
+
+/// The function of a [`PrepareLayer`].
+pub type PrepareFn =
+    dyn Fn(&kiln_oci::Layer, &dyn Fn() -> bool) -> Result<(), String> + Send + Sync;
+
+impl PrepareLayer {
+    /// Wraps `work`.
+    pub fn new(
+        work: impl Fn(&kiln_oci::Layer, &dyn Fn() -> bool) -> Result<(), String> + Send + Sync + 'static,
+    ) -> PrepareLayer {
+        PrepareLayer(Arc::new(work))
+    }
+
+    /// Runs it on `layer`.
+    ///
+    /// # Errors
+    /// The work's own error message.
+    pub fn run(&self, layer: &kiln_oci::Layer, cancelled: &dyn Fn() -> bool) -> Result<(), String> {
+        (self.0)(layer, cancelled)
+    }
+}
+
+impl std::fmt::Debug for PrepareLayer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("PrepareLayer(..)")
+    }
 }
 
 /// A privilege a build must be granted (`--allow`).
@@ -99,7 +137,7 @@ impl Default for SolveOptions {
             secrets: BTreeMap::new(),
             ssh: BTreeMap::new(),
             allow: Vec::new(),
-            compression: kiln_oci::Compression::default(),
+            prepare: None,
             cache_from: Vec::new(),
             snapshots: Arc::default(),
             emulate: false,

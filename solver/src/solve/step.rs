@@ -7,10 +7,10 @@ use crate::cache::lookup::BuildCache;
 use crate::cache::CacheKeyParts;
 use crate::context::BuildContext;
 use crate::graph::{Graph, VertexMeta};
-use kiln_oci::{Compression, Digest, Layer, LocalStore};
+use kiln_oci::{Digest, Layer, LocalStore};
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Instant;
 
 /// The result of a vertex.
@@ -59,8 +59,12 @@ impl HostInputs {
 pub(super) struct StepEnv {
     pub graph: Graph,
     pub store: LocalStore,
-    /// How new layers are compressed.
-    pub compression: Compression,
+    /// What to do with each new layer in the background (the outputs'
+    /// compression of it).
+    pub prepare: Option<super::PrepareLayer>,
+    /// The background jobs started for new layers: the solve waits for
+    /// them before it returns.
+    pub background: Background,
     pub progress: Arc<dyn ProgressSink>,
     pub host: HostInputs,
     pub cache: BuildCache,
@@ -71,7 +75,72 @@ pub(super) struct StepEnv {
     pub cpu: super::CpuPool,
 }
 
+/// Background jobs of a solve ([`StepEnv::prepare_in_background`]).
+#[derive(Default)]
+pub(super) struct Background {
+    jobs: Mutex<Vec<Job>>,
+}
+
+/// A background job and the step it is for.
+type Job = (VertexMeta, std::thread::JoinHandle<Result<(), StepError>>);
+
+impl Background {
+    /// Waits for every job started so far; the first failure (by start
+    /// order) with its step. Every job is waited for, failed or not.
+    pub fn wait(&self) -> Option<Box<(VertexMeta, StepError)>> {
+        let jobs = std::mem::take(&mut *self.jobs.lock().unwrap_or_else(PoisonError::into_inner));
+        let mut first = None;
+        for (meta, job) in jobs {
+            let result = job.join().unwrap_or_else(|panic| {
+                Err(StepError::Panicked(super::scheduler::panic_message(
+                    panic.as_ref(),
+                )))
+            });
+            if let Err(e) = result {
+                first.get_or_insert_with(|| Box::new((meta, e)));
+            }
+        }
+        first
+    }
+}
+
 impl StepEnv {
+    /// Starts the solve's [`PrepareLayer`](super::PrepareLayer) work on
+    /// `layer` (made or found by step `meta`) in the background: it waits
+    /// for a slot of the CPU pool, then runs unless `cancel` was
+    /// cancelled; cancelling also tells a running job to stop.
+    pub fn prepare_in_background(
+        &self,
+        meta: &VertexMeta,
+        layer: &Layer,
+        cancel: &super::CancelToken,
+    ) {
+        let Some(prepare) = self.prepare.clone() else {
+            return;
+        };
+        let (cpu, layer, cancel) = (self.cpu.clone(), layer.clone(), cancel.clone());
+        let job = std::thread::Builder::new()
+            .name("kiln-prepare".into())
+            .spawn(move || {
+                let _slot = cpu.acquire(&cancel)?;
+                prepare.run(&layer, &|| cancel.is_cancelled()).map_err(|e| {
+                    if cancel.is_cancelled() {
+                        StepError::Cancelled
+                    } else {
+                        StepError::Prepare(e)
+                    }
+                })
+            });
+        // A thread that cannot start leaves the work to the export.
+        if let Ok(job) = job {
+            self.background
+                .jobs
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .push((meta.clone(), job));
+        }
+    }
+
     /// Reports `event` to the progress display.
     pub fn event(&self, event: Event) {
         self.progress.event(event);
@@ -148,6 +217,11 @@ pub(super) fn run_step(
             env.event(Event::Cached {
                 name: meta.name.clone(),
             });
+            // Only a layer made here can need converting (a remote
+            // cache's layers come compressed, and may not be fetched).
+            if hit.media_type == kiln_oci::media::OCI_LAYER_TAR {
+                env.prepare_in_background(meta, &hit, cancel);
+            }
             return Ok(on_base(hit));
         }
     }
@@ -170,5 +244,6 @@ pub(super) fn run_step(
             .map_err(StepError::RecordCache)?;
         Ok(record)
     })?;
+    env.prepare_in_background(meta, &record, cancel);
     Ok(on_base(record))
 }

@@ -404,3 +404,120 @@ async fn waiting_processes_overlap_beyond_the_cpu_pool() {
     assert_eq!(peak.load(std::sync::atomic::Ordering::SeqCst), 4);
     assert_eq!(runtime.calls.lock().expect("lock").len(), 4);
 }
+
+async fn run_with(
+    b: &Build,
+    runtime: Arc<dyn Runtime>,
+    events: &Arc<Events>,
+    cancel: &CancelToken,
+    prepare: PrepareLayer,
+) -> Result<Solved, SolveError> {
+    let options = SolveOptions {
+        prepare: Some(prepare),
+        ..SolveOptions::default()
+    };
+    solve_with_cancel(
+        &b.lowered,
+        &b.store,
+        HashMap::new(),
+        &options,
+        runtime,
+        events.clone(),
+        cancel,
+    )
+    .await
+}
+
+fn writes(name: &'static str) -> impl Fn(&str, &RunRequest<'_>) -> RunOutput + Send + Sync {
+    move |_, req| {
+        std::fs::write(req.rootfs.changes().join(name), name).expect("write");
+        exited(0, "")
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn new_layers_are_stored_plain_and_prepared_before_the_solve_returns() {
+    let b = build("FROM scratch\nRUN [\"one\"]\nRUN [\"two\"]\n");
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let prepare = PrepareLayer::new({
+        let seen = seen.clone();
+        move |layer: &Layer, _: &dyn Fn() -> bool| {
+            // Slow enough that a solve not waiting for it would return first.
+            std::thread::sleep(std::time::Duration::from_millis(200));
+            seen.lock().expect("lock").push(layer.diff_id.clone());
+            Ok(())
+        }
+    });
+    let events = Arc::new(Events::default());
+    let solved = run_with(
+        &b,
+        fake(writes("f")),
+        &events,
+        &CancelToken::new(),
+        prepare.clone(),
+    )
+    .await
+    .expect("solve");
+    for layer in &solved.layers {
+        assert_eq!(layer.media_type, kiln_oci::media::OCI_LAYER_TAR);
+        assert_eq!(layer.blob, layer.diff_id);
+    }
+    let mut want: Vec<Digest> = solved.layers.iter().map(|l| l.diff_id.clone()).collect();
+    let mut got = seen.lock().expect("lock").clone();
+    want.sort();
+    got.sort();
+    assert_eq!(got, want, "every new layer prepared, once");
+    // A cached layer made here is prepared again (the work finds its
+    // memo); the solve waits for that too.
+    seen.lock().expect("lock").clear();
+    run_with(&b, fake(writes("f")), &events, &CancelToken::new(), prepare)
+        .await
+        .expect("cached solve");
+    assert_eq!(seen.lock().expect("lock").len(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_preparation_fails_the_solve_under_its_step() {
+    let b = build("FROM scratch\nRUN [\"one\"]\n");
+    let prepare = PrepareLayer::new(|_: &Layer, _: &dyn Fn() -> bool| Err("disk full".into()));
+    let events = Arc::new(Events::default());
+    let err = run_with(&b, fake(writes("f")), &events, &CancelToken::new(), prepare)
+        .await
+        .expect_err("the preparation fails");
+    assert_eq!(err.line(), Some(2));
+    assert!(
+        matches!(err.step_error(), Some(StepError::Prepare(m)) if m == "disk full"),
+        "{err:?}"
+    );
+    assert!(
+        err.to_string()
+            .ends_with("compressing the layer for the outputs: disk full"),
+        "{err}"
+    );
+    assert_eq!(events.errors().len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancel_stops_running_preparations_and_the_solve_waits_for_them() {
+    let b = build("FROM scratch\nRUN [\"one\"]\nRUN [\"two\"]\n");
+    let cancel = CancelToken::new();
+    let stopped = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let prepare = PrepareLayer::new({
+        let (cancel, stopped) = (cancel.clone(), stopped.clone());
+        move |_: &Layer, cancelled: &dyn Fn() -> bool| {
+            // The user presses Ctrl-C while the first layer compresses.
+            cancel.cancel();
+            wait_until(cancelled);
+            stopped.store(true, std::sync::atomic::Ordering::SeqCst);
+            Err("stopped".into())
+        }
+    });
+    let events = Arc::new(Events::default());
+    let runtime = fake(writes("f"));
+    let err = run_with(&b, runtime.clone(), &events, &cancel, prepare)
+        .await
+        .expect_err("cancelled");
+    assert!(matches!(err, SolveError::Cancelled), "{err:?}");
+    assert!(stopped.load(std::sync::atomic::Ordering::SeqCst));
+    assert!(events.errors().is_empty(), "{:?}", events.errors());
+}

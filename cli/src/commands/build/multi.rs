@@ -203,6 +203,16 @@ impl Session {
             // Steps are content-addressed: every target's caches serve the
             // one graph.
             options.cache_from.extend(more.cache_from);
+            // Every target's outputs get their layers compressed in the
+            // background (a conversion two targets share is remembered
+            // after the first).
+            options.prepare = match (options.prepare.take(), more.prepare) {
+                (Some(a), Some(b)) => Some(kiln_solver::PrepareLayer::new(move |l, cancelled| {
+                    a.run(l, cancelled)?;
+                    b.run(l, cancelled)
+                })),
+                (a, b) => a.or(b),
+            };
             options.no_cache |= more.no_cache;
             options.emulate |= more.emulate;
             options.no_cache_stages.extend(more.no_cache_stages);

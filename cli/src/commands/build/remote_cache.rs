@@ -83,6 +83,10 @@ pub fn export(
             }
             records.extend(these);
         }
+        if let Err(e) = compress_records(store, &mut records) {
+            transfer.failed(&e);
+            bail!("exporting the build cache to {}: {e}", target.location);
+        }
         let mounts = pack_mounts(target, solved, store, reporter, &name);
         let result = match &target.location {
             CacheLocation::Registry(r) => runtime
@@ -120,6 +124,37 @@ pub fn export(
                     .with_context(|| format!("exporting the build cache to {}", target.location));
             }
         }
+    }
+    Ok(())
+}
+
+/// Points the records of layers the store keeps uncompressed (every
+/// layer a step made here) at their gzip blobs, made by the exporter's
+/// remembered conversion (usually already done in the background while
+/// the build ran), so a cache holds the same blobs as a pushed image.
+fn compress_records(
+    store: &LocalStore,
+    records: &mut [kiln_solver::remote_cache::ExportedRecord],
+) -> Result<()> {
+    let options = kiln_exporter::ImageOptions::default();
+    for r in records.iter_mut() {
+        if kiln_oci::LayerCompression::of_media_type(&r.media_type)
+            != Some(kiln_oci::LayerCompression::None)
+        {
+            continue;
+        }
+        let blob: kiln_oci::Digest = r.blob.parse()?;
+        let layer = kiln_oci::Layer::in_store(
+            store.layout(),
+            r.diff_id.parse()?,
+            blob,
+            r.size,
+            r.media_type.clone(),
+        );
+        let gzip = kiln_exporter::compress_layer(store, &layer, &options)?;
+        r.blob = gzip.0.to_string();
+        r.size = gzip.1;
+        r.media_type = kiln_oci::media::OCI_LAYER_GZIP.to_string();
     }
     Ok(())
 }

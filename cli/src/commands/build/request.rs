@@ -261,19 +261,35 @@ impl BuildRequest {
         self.platforms.len() > 1
     }
 
-    /// How new layers are compressed: the way the image outputs want them
-    /// when they agree (other outputs convert at export).
-    pub(super) fn layer_compression(&self) -> kiln_oci::Compression {
-        let wanted: Vec<kiln_oci::Compression> = self
+    /// The conversions the outputs will want of every new layer (new
+    /// layers are stored uncompressed): each image output that leaves the
+    /// store (or asks for a compression), `--push`, and a registry or
+    /// local `--cache-to` (gzip), each once. The build makes them in the
+    /// background as steps finish.
+    pub(super) fn layer_conversions(&self) -> Vec<kiln_exporter::ImageOptions> {
+        let mut wanted: Vec<kiln_exporter::ImageOptions> = Vec::new();
+        let cache = self
+            .cache_to
+            .iter()
+            .any(|c| c.location != CacheLocation::Inline);
+        let all = self
             .outputs
             .iter()
-            .filter_map(|t| t.image_options().map(|o| o.compression))
-            .chain(self.push.then(kiln_oci::Compression::default))
-            .collect();
-        match wanted.first() {
-            Some(c) if wanted.iter().all(|w| w == c) => *c,
-            _ => kiln_oci::Compression::default(),
+            .filter_map(|t| t.image_options().copied())
+            .filter(|o| !o.keep_layers)
+            .chain(self.push.then(kiln_exporter::ImageOptions::default))
+            .chain(cache.then(kiln_exporter::ImageOptions::default));
+        for o in all {
+            // Media types do not change a layer's blob.
+            let o = kiln_exporter::ImageOptions {
+                oci_mediatypes: true,
+                ..o
+            };
+            if !wanted.contains(&o) {
+                wanted.push(o);
+            }
         }
+        wanted
     }
 }
 

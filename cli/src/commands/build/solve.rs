@@ -91,8 +91,19 @@ impl Solver<'_> {
         &self,
         request: &BuildRequest,
     ) -> Result<(SolveOptions, Arc<dyn kiln_executor::Runtime>)> {
+        let conversions = request.layer_conversions();
+        let prepare = (!conversions.is_empty()).then(|| {
+            let (store, epoch) = (self.store.clone(), request.epoch);
+            kiln_solver::PrepareLayer::new(move |layer, cancelled| {
+                for options in &conversions {
+                    kiln_exporter::prepare_layer(&store, layer, epoch, options, cancelled)
+                        .map_err(|e| e.to_string())?;
+                }
+                Ok(())
+            })
+        });
         let options = SolveOptions {
-            compression: request.layer_compression(),
+            prepare,
             jobs: request
                 .jobs
                 .or(self.config.checked.jobs)

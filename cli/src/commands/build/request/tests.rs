@@ -112,15 +112,41 @@ fn the_first_wrong_flag_is_named() {
 }
 
 #[test]
-fn layers_are_compressed_as_the_image_outputs_agree() {
+fn layers_are_converted_for_the_outputs_that_leave_the_store() {
     let zstd: kiln_oci::Compression = "zstd".parse().expect("zstd");
-    let r = request(&["-o", "type=image,name=a,compression=zstd", "ctx"]).expect("valid");
-    assert_eq!(r.layer_compression(), zstd);
-    // --push wants the default; the outputs disagree, so the default.
-    let r = request(&["-o", "type=image,name=a,compression=zstd", "--push", "ctx"]).expect("valid");
-    assert_eq!(r.layer_compression(), kiln_oci::Compression::default());
-    assert_ne!(zstd, kiln_oci::Compression::default());
-    // Outputs that are not images do not decide.
-    let r = request(&["-o", "type=local,dest=out", "ctx"]).expect("valid");
-    assert_eq!(r.layer_compression(), kiln_oci::Compression::default());
+    let wanted = |argv: &[&str]| -> Vec<kiln_oci::Compression> {
+        request(argv)
+            .expect("valid")
+            .layer_conversions()
+            .iter()
+            .map(|o| o.compression)
+            .collect()
+    };
+    assert_eq!(
+        wanted(&["-o", "type=image,name=a,compression=zstd", "ctx"]),
+        [zstd]
+    );
+    // Each wanted compression once.
+    assert_eq!(
+        wanted(&[
+            "-o",
+            "type=image,name=a,compression=zstd",
+            "--push",
+            "-t",
+            "r/a",
+            "--cache-to",
+            "type=local,dest=c",
+            "ctx"
+        ]),
+        [zstd, kiln_oci::Compression::default()]
+    );
+    // The local store keeps layers as built; a rootfs is not an image.
+    assert!(wanted(&["-o", "type=image,name=a", "ctx"]).is_empty());
+    assert!(wanted(&["-t", "a", "ctx"]).is_empty());
+    assert!(wanted(&["-o", "type=local,dest=out", "ctx"]).is_empty());
+    assert!(wanted(&["--cache-to", "type=inline", "-t", "a", "ctx"]).is_empty());
+    assert_eq!(
+        wanted(&["-o", "type=image,name=a,push=true", "ctx"]),
+        [kiln_oci::Compression::default()]
+    );
 }
