@@ -2,8 +2,8 @@
 //! wants them: recompressed (`compression=`,
 //! `force-compression=true`) or rewritten with clamped file times
 //! (`rewrite-timestamp=true`). Conversions are remembered in the store
-//! ([`kiln_oci::StoreLayout::exports`], `<key>.json`), so exporting the
-//! same image again costs nothing.
+//! ([`kiln_oci::conversions`]), so exporting the same image again costs
+//! nothing.
 //!
 //! Build steps store their layers uncompressed; this is the one place
 //! that compresses them, for every output that leaves the store (image
@@ -14,14 +14,14 @@
 
 use crate::error::ExportError;
 use crate::options::ImageOptions;
+use kiln_oci::conversions;
 use kiln_oci::media::MediaFamily;
 use kiln_oci::{
     BlobReader, BlobStore, Compression, Digest, Layer, LayerCompression, LayerCompressor,
     LocalStore,
 };
-use serde_json::{json, Value};
+use serde_json::Value;
 use std::io::{BufReader, Write};
-use std::path::Path;
 
 /// A layer's blob for one output.
 #[derive(Debug, Clone)]
@@ -113,13 +113,29 @@ fn layer_blob_until(
             compression: current,
         });
     }
-    let key = Digest::sha256(format!("{}|{want:?}|{clamp:?}", layer.diff_id).as_bytes());
-    let memo = store.layout().exports().join(format!("{}.json", key.hex()));
-    if let Some(found) = remembered(store, &memo, want) {
-        return Ok(found);
+    let key = conversions::conversion_key(&[
+        layer.diff_id.as_str(),
+        &format!("{want:?}"),
+        &format!("{clamp:?}"),
+    ]);
+    if let Some(found) = conversions::remembered(store.layout(), store, &key) {
+        return Ok(LayerBlob {
+            blob: found.blob,
+            size: found.size,
+            diff_id: found.diff_id,
+            compression: want.layer_compression(),
+        });
     }
     let out = convert(store, layer, clamp, want, cancelled)?;
-    remember(&memo, &out);
+    conversions::remember(
+        store.layout(),
+        &key,
+        &conversions::Conversion {
+            blob: out.blob.clone(),
+            size: out.size,
+            diff_id: out.diff_id.clone(),
+        },
+    );
     Ok(out)
 }
 
@@ -195,40 +211,6 @@ fn convert(
         diff_id: done.diff_id,
         compression: want.layer_compression(),
     })
-}
-
-/// A conversion made earlier, if its blob is still in the store.
-fn remembered(store: &dyn BlobReader, memo: &Path, want: Compression) -> Option<LayerBlob> {
-    let text = std::fs::read(memo).ok()?;
-    let v: serde_json::Value = serde_json::from_slice(&text).ok()?;
-    let blob: Digest = v["blob"].as_str()?.parse().ok()?;
-    let diff_id: Digest = v["diff_id"].as_str()?.parse().ok()?;
-    let size = v["size"].as_u64()?;
-    store.exists(&blob).then_some(LayerBlob {
-        blob,
-        size,
-        diff_id,
-        compression: want.layer_compression(),
-    })
-}
-
-/// Records a conversion; failing to is only a lost shortcut.
-fn remember(memo: &Path, out: &LayerBlob) {
-    let Some(dir) = memo.parent() else { return };
-    if std::fs::create_dir_all(dir).is_err() {
-        return;
-    }
-    let text = json!({
-        "blob": out.blob.as_str(),
-        "size": out.size,
-        "diff_id": out.diff_id.as_str(),
-    })
-    .to_string();
-    if let Ok(mut tmp) = tempfile::NamedTempFile::new_in(dir) {
-        if std::io::Write::write_all(&mut tmp, text.as_bytes()).is_ok() {
-            let _ = tmp.persist(memo);
-        }
-    }
 }
 
 /// How deep indexes may nest in [`compress_image`].
@@ -341,7 +323,7 @@ mod tests {
 
     /// A store holding one layer as a build step stores it: a plain tar
     /// named by its diff id, and its directory.
-    fn plain_layer(dir: &Path) -> (LocalStore, Layer) {
+    fn plain_layer(dir: &std::path::Path) -> (LocalStore, Layer) {
         let store = LocalStore::open(dir.join("store")).expect("store");
         let upper = dir.join("upper");
         std::fs::create_dir(&upper).expect("mkdir");
