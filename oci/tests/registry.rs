@@ -637,6 +637,29 @@ fn docker_archive_and_layouts_are_read_by_skopeo() {
     let image = kiln_oci::resolve(&again, &loaded[0].digest, &amd64()).expect("resolve");
     assert_eq!(image.config_digest, digest(BUSYBOX_CONFIG));
 
+    // With a layer's plain tar in the store (the blob named by its diff
+    // id, as builds leave them), that blob is copied: the gzip blob is
+    // not needed, and the archive is the same bytes.
+    let first = std::fs::read(&tar_path).expect("read archive");
+    let (_d4, plain_store) = store_with_busybox();
+    let resolved =
+        kiln_oci::resolve(&plain_store, &digest(BUSYBOX_MANIFEST), &amd64()).expect("resolve");
+    for layer in resolved.manifest.layers() {
+        let gz = digest(layer.digest().as_ref());
+        let mut tar = Vec::new();
+        std::io::Read::read_to_end(
+            &mut flate2::read::GzDecoder::new(plain_store.open(&gz).expect("open")),
+            &mut tar,
+        )
+        .expect("gunzip");
+        plain_store.write_blob(&tar, None).expect("plain tar");
+        std::fs::remove_file(plain_store.blob_path(&gz)).expect("remove gzip blob");
+    }
+    let again_path = out.path().join("plain.tar");
+    let file = std::fs::File::create(&again_path).expect("create");
+    archive::write_docker_archive(&plain_store, &images, &amd64(), file).expect("write plain");
+    assert!(std::fs::read(&again_path).expect("read") == first);
+
     // OCI layout directory and tar: skopeo sees the same manifest digest.
     let layout = out.path().join("layout");
     archive::write_layout_dir(&store, &images, &layout).expect("layout");

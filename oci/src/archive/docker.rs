@@ -42,7 +42,19 @@ pub fn write_docker_archive<W: Write>(
             let hex = diff_id.rsplit(':').next().unwrap_or_default().to_string();
             let path = format!("blobs/sha256/{hex}");
             if written.insert(path.clone()) {
-                append_uncompressed(&mut tar, store, &digest, layer.media_type().as_ref(), &path)?;
+                // A layer a build made is also in the store as its plain
+                // tar, the blob named by its diff id (content addressing
+                // makes it that tar): copied as it is, not decompressed.
+                match diff_id.parse::<Digest>().ok().filter(|d| store.exists(d)) {
+                    Some(plain) => append_plain(&mut tar, store, &plain, &path)?,
+                    None => append_uncompressed(
+                        &mut tar,
+                        store,
+                        &digest,
+                        layer.media_type().as_ref(),
+                        &path,
+                    )?,
+                }
             }
             layers.push(path);
         }
@@ -82,6 +94,22 @@ fn to_json<T: serde::Serialize>(value: &T) -> Vec<u8> {
     serde_json::to_vec(value).unwrap_or_default()
 }
 
+/// Appends the blob `digest`, a plain layer tar, as it is.
+fn append_plain<W: Write>(
+    tar: &mut TarOut<W>,
+    store: &LocalStore,
+    digest: &Digest,
+    path: &str,
+) -> Result<()> {
+    let size = store.size(digest).unwrap_or(0);
+    tar.file(path, size, store.open(digest)?)
+        .map_err(|e| ArchiveError::Io {
+            action: "writing docker-archive",
+            path: PathBuf::from(path),
+            source: e,
+        })
+}
+
 /// Appends a layer to the tar uncompressed (docker-archive layers are plain
 /// tars), staging a decompressed copy in the store's ingest directory to
 /// learn its size first (on a read-only store: decompressing twice).
@@ -107,10 +135,7 @@ fn append_uncompressed<W: Write>(
         .unwrap_or_else(|| LayerCompression::detect(&head[..n]));
     let file = store.open(digest)?;
     match compression {
-        LayerCompression::None => {
-            let size = store.size(digest).unwrap_or(0);
-            tar.file(path, size, file).map_err(err)
-        }
+        LayerCompression::None => append_plain(tar, store, digest, path),
         LayerCompression::Gzip | LayerCompression::Zstd => {
             // A docker-archive holds plain layer tars (as `docker save`
             // writes them): decompress to a staging file for its size.
