@@ -30,8 +30,26 @@
 //!   compute the same results as its portable ones, so the CPU does not
 //!   matter; a different backend or a zlib-rs release that changes its
 //!   match finder could change the bytes, as with any compressor.)
-//!   Memory stays bounded: at most two blocks per thread are in flight,
-//!   and a layer smaller than one block is compressed without threads.
+//!   A block that deflate cannot shrink (random or already compressed
+//!   data, told by its own bytes only: see `compress/incompressible.rs`)
+//!   is written at level 0 instead, as stored blocks, at copy speed; text,
+//!   binaries and typical layer content never take that path, so their
+//!   bytes are what they were before it existed.
+//!   Memory stays bounded: at most two blocks per pool thread are in
+//!   flight, and a layer smaller than one block is compressed without
+//!   threads.
+//!
+//! # Threads
+//!
+//! gzip blocks are compressed on a [`CompressionPool`], by default the one
+//! [`CompressionPool::global`] shared by every compressor of the process
+//! and sized to the cores (`KILN_COMPRESSION_THREADS`), so that layers
+//! packed at once share the cores instead of oversubscribing them. The
+//! diff id and the blob digest (sha256 does not compose, so each is one
+//! ordered stream) are hashed on the pool too, while the blocks compress;
+//! the calling thread only fills blocks and writes the output. For
+//! uncompressed and zstd layers the hashes move to the pool after the
+//! first MiB (zstd compresses on libzstd's own threads).
 //! - **zstd**: libzstd's multi-threaded mode always (at least one worker,
 //!   never the single-threaded `nbWorkers = 0` mode). libzstd documents
 //!   that streaming multi-threaded output is the same for any number of
@@ -269,8 +287,10 @@ impl fmt::Display for Compression {
 /// Tuning that never changes the output, except `block_size` for gzip.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CompressOptions {
-    /// Compression threads; `None` means every core
-    /// ([`std::thread::available_parallelism`]). Does not change the output.
+    /// Compression threads; `None` means the shared
+    /// [`CompressionPool::global`] (every core, or
+    /// `KILN_COMPRESSION_THREADS`), 1 the calling thread only, N a pool of
+    /// N threads of the compressor's own. Does not change the output.
     pub threads: Option<NonZeroUsize>,
     /// gzip block size, [`MIN_BLOCK_SIZE`]..=[`MAX_BLOCK_SIZE`]. Part of
     /// what determines the gzip output; keep the default for reproducible

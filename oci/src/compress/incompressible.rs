@@ -88,34 +88,92 @@ fn entropy_bits(data: &[u8]) -> f64 {
 }
 
 /// Test 2: whether two content-defined anchors share a fingerprint of the
-/// 64 bytes before them.
+/// 64 bytes before them. The block is hashed as four quarters side by
+/// side (independent hash chains run four times as fast); only a repeat
+/// within the first 64 bytes of a quarter can go unseen.
 fn repeats(block: &[u8]) -> bool {
-    // Anchors are ~1 in 2^ANCHOR_BITS bytes; the table has room for four
-    // times that, so it stays sparse. Zero marks an empty slot.
-    let slots = (block.len() >> ANCHOR_BITS).next_power_of_two() * 4;
-    let mut table = vec![0u64; slots];
-    let mask = slots - 1;
-    let mut h: u64 = 0;
-    for (i, &b) in block.iter().enumerate() {
-        h = (h << 1).wrapping_add(GEAR[usize::from(b)]);
-        // The first 64 bytes do not yet have a full window.
-        if i < 64 || h >> (64 - ANCHOR_BITS) != 0 {
-            continue;
+    const WARM: usize = 64;
+    let quarter = block.len() / 4;
+    if quarter <= WARM {
+        return false;
+    }
+    let (a, rest) = block.split_at(quarter);
+    let (b, rest) = rest.split_at(quarter);
+    let (c, d) = rest.split_at(quarter);
+    let mut seen = Anchors::new(block.len());
+    let mut h = [0u64; 4];
+    let step = |h: u64, byte: u8| (h << 1).wrapping_add(GEAR[usize::from(byte)]);
+    for i in 0..WARM {
+        h = [
+            step(h[0], a[i]),
+            step(h[1], b[i]),
+            step(h[2], c[i]),
+            step(h[3], d[i]),
+        ];
+    }
+    let lanes = a[WARM..]
+        .iter()
+        .zip(&b[WARM..])
+        .zip(&c[WARM..])
+        .zip(&d[WARM..quarter]);
+    for (((&x0, &x1), &x2), &x3) in lanes {
+        h = [
+            step(h[0], x0),
+            step(h[1], x1),
+            step(h[2], x2),
+            step(h[3], x3),
+        ];
+        let any = (h[0] < LIMIT) | (h[1] < LIMIT) | (h[2] < LIMIT) | (h[3] < LIMIT);
+        // Rarely taken: some chain is at an anchor.
+        if any && h.iter().any(|&v| v < LIMIT && seen.insert(v)) {
+            return true;
         }
-        let key = h | 1;
-        let mut slot = (key.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 40) as usize & mask;
-        loop {
-            match table[slot] {
-                0 => {
-                    table[slot] = key;
-                    break;
-                }
-                k if k == key => return true,
-                _ => slot = (slot + 1) & mask,
-            }
+    }
+    // The last quarter's extra bytes (the block length mod 4).
+    let mut last = h[3];
+    for &x in &d[quarter..] {
+        last = step(last, x);
+        if last < LIMIT && seen.insert(last) {
+            return true;
         }
     }
     false
+}
+
+/// A hash below this (its top `ANCHOR_BITS` bits all 0) is an anchor.
+const LIMIT: u64 = 1 << (64 - ANCHOR_BITS);
+
+/// The fingerprints of the anchors seen: open addressing, sized for four
+/// times the expected anchors.
+struct Anchors {
+    table: Vec<u64>,
+    mask: usize,
+}
+
+impl Anchors {
+    fn new(len: usize) -> Anchors {
+        let slots = (len >> ANCHOR_BITS).next_power_of_two() * 4;
+        Anchors {
+            table: vec![0; slots],
+            mask: slots - 1,
+        }
+    }
+
+    /// Adds `h`; true if it was there already. Zero marks an empty slot.
+    fn insert(&mut self, h: u64) -> bool {
+        let key = h | 1;
+        let mut slot = (key.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 40) as usize & self.mask;
+        loop {
+            match self.table[slot] {
+                0 => {
+                    self.table[slot] = key;
+                    return false;
+                }
+                k if k == key => return true,
+                _ => slot = (slot + 1) & self.mask,
+            }
+        }
+    }
 }
 
 /// Test 3: whether level 1 shrinks the block's middle [`SAMPLE`] bytes by
@@ -196,6 +254,17 @@ mod tests {
         let mut twice = r.clone();
         twice.copy_within(50_000..60_000, 90_000);
         assert!(!incompressible(&twice));
+        // Repeats of 2 KiB and 300 bytes within one quarter, and one
+        // from the first quarter into the last.
+        for (from, to, len) in [
+            (1000, 5000, 2048),
+            (40_000, 41_000, 300),
+            (100, 120_000, 4096),
+        ] {
+            let mut r2 = r.clone();
+            r2.copy_within(from..from + len, to);
+            assert!(!incompressible(&r2), "{len} bytes from {from} to {to}");
+        }
         // A tar header's zeros among random bytes.
         let mut header = r.clone();
         header[70_000..70_400].fill(0);
