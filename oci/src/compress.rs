@@ -597,6 +597,9 @@ struct StreamHash {
     pool: Option<CompressionPool>,
     cur: Vec<u8>,
     seen: u64,
+    /// Chunks handed to the lane, reused once hashed (a few MiB at most:
+    /// the lane holds a bounded amount).
+    lent: std::collections::VecDeque<Arc<Vec<u8>>>,
 }
 
 impl StreamHash {
@@ -606,6 +609,7 @@ impl StreamHash {
             pool,
             cur: Vec::new(),
             seen: 0,
+            lent: std::collections::VecDeque::new(),
         }
     }
 
@@ -623,7 +627,7 @@ impl StreamHash {
         let mut rest = bytes;
         while !rest.is_empty() {
             if self.cur.capacity() == 0 {
-                self.cur = Vec::with_capacity(HASH_CHUNK);
+                self.cur = self.reuse();
             }
             let n = rest.len().min(HASH_CHUNK - self.cur.len());
             self.cur.extend_from_slice(&rest[..n]);
@@ -635,11 +639,31 @@ impl StreamHash {
     }
 
     fn push(&mut self) {
-        let buf = std::mem::take(&mut self.cur);
+        let buf = Arc::new(std::mem::take(&mut self.cur));
         self.lane.push(Chunk {
-            buf: Arc::new(buf),
+            buf: Arc::clone(&buf),
             start: 0,
         });
+        self.lent.push_back(buf);
+    }
+
+    /// An empty chunk buffer: the oldest lent one if the lane is done with
+    /// it, else a new one.
+    fn reuse(&mut self) -> Vec<u8> {
+        if let Some(oldest) = self.lent.pop_front() {
+            match Arc::try_unwrap(oldest) {
+                Ok(mut b) => {
+                    b.clear();
+                    return b;
+                }
+                Err(oldest) => self.lent.push_front(oldest),
+            }
+        }
+        // Keep the list short: forget buffers the lane still holds.
+        if self.lent.len() > 32 {
+            self.lent.pop_front();
+        }
+        Vec::with_capacity(HASH_CHUNK)
     }
 
     fn finish(mut self) -> Result<(Digest, u64), CompressError> {
