@@ -669,3 +669,23 @@ fn dropping_unfinished_on_a_shared_pool_stops_its_work() {
     // Dropping the last handle stops the threads (and does not hang).
     drop(pool);
 }
+
+#[test]
+fn compressors_and_pools_move_between_threads() {
+    // Background compression hands a compressor to another thread.
+    fn send<T: Send>() {}
+    fn shared<T: Send + Sync>() {}
+    send::<LayerCompressor<Vec<u8>>>();
+    shared::<kiln_oci::compress::CompressionPool>();
+    let data = mixed(3 << 20, 400);
+    let mut c = LayerCompressor::new(Vec::new(), GZIP6).expect("compressor");
+    c.write_all(&data[..1 << 20]).expect("write");
+    let (blob, layer) = std::thread::spawn(move || {
+        c.write_all(&data[1 << 20..]).expect("write");
+        c.finish().expect("finish")
+    })
+    .join()
+    .expect("thread");
+    assert_eq!(layer.digest.as_str(), sha256(&blob));
+    assert_eq!(decode(GZIP6, &blob), mixed(3 << 20, 400));
+}
