@@ -121,8 +121,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let runs: usize = std::env::var("RUNS").map_or(Ok(1), |r| r.parse())?;
     let cores = available_threads();
     let mb_in = data.len() as f64 / (1 << 20) as f64;
+    let kind = std::env::var("INPUT_KIND").unwrap_or_else(|_| "half random, half text".into());
     println!(
-        "input: {path}, {mb_in:.0} MiB (half random, half text); {cores} cores available; \
+        "input: {path}, {mb_in:.0} MiB ({kind}); {cores} cores available; \
          best of {runs} run(s)\n"
     );
     if let Ok(l) = std::fs::read_to_string("/proc/loadavg") {
@@ -176,6 +177,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     })?;
     let par = row("kiln parallel gzip level 6", cores, &|| {
         ours(Compression::Gzip { level: 6 }, cores)
+    })?;
+    row("kiln uncompressed (two hashes)", cores, &|| {
+        ours(Compression::Uncompressed, cores)
     })?;
     row("kiln zstd level 3", 1, &|| {
         ours(Compression::Zstd { level: 3 }, 1)

@@ -30,8 +30,26 @@
 //!   compute the same results as its portable ones, so the CPU does not
 //!   matter; a different backend or a zlib-rs release that changes its
 //!   match finder could change the bytes, as with any compressor.)
-//!   Memory stays bounded: at most two blocks per thread are in flight,
-//!   and a layer smaller than one block is compressed without threads.
+//!   A block that deflate cannot shrink (random or already compressed
+//!   data, told by its own bytes only: see `compress/incompressible.rs`)
+//!   is written at level 0 instead, as stored blocks, at copy speed; text,
+//!   binaries and typical layer content never take that path, so their
+//!   bytes are what they were before it existed.
+//!   Memory stays bounded: at most two blocks per pool thread are in
+//!   flight, and a layer smaller than one block is compressed without
+//!   threads.
+//!
+//! # Threads
+//!
+//! gzip blocks are compressed on a [`CompressionPool`], by default the one
+//! [`CompressionPool::global`] shared by every compressor of the process
+//! and sized to the cores (`KILN_COMPRESSION_THREADS`), so that layers
+//! packed at once share the cores instead of oversubscribing them. The
+//! diff id and the blob digest (sha256 does not compose, so each is one
+//! ordered stream) are hashed on the pool too, while the blocks compress;
+//! the calling thread only fills blocks and writes the output. For
+//! uncompressed and zstd layers the hashes move to the pool after the
+//! first MiB (zstd compresses on libzstd's own threads).
 //! - **zstd**: libzstd's multi-threaded mode always (at least one worker,
 //!   never the single-threaded `nbWorkers = 0` mode). libzstd documents
 //!   that streaming multi-threaded output is the same for any number of
@@ -46,15 +64,20 @@
 
 use crate::media::{LayerCompression, OCI_LAYER_GZIP, OCI_LAYER_TAR, OCI_LAYER_ZSTD};
 use crate::Digest;
-use sha2::{Digest as _, Sha256};
+use sha2::Digest as _;
 use std::fmt;
 use std::io::{self, Read, Write};
 use std::num::NonZeroUsize;
 use std::str::FromStr;
 
+mod incompressible;
 mod parallel;
+mod pool;
 
 use parallel::ParallelGzip;
+pub use pool::CompressionPool;
+use pool::{Chunk, Lane};
+use std::sync::Arc;
 
 /// The gzip level `compression=gzip` uses when no level is given.
 pub const DEFAULT_GZIP_LEVEL: u32 = 6;
@@ -264,8 +287,10 @@ impl fmt::Display for Compression {
 /// Tuning that never changes the output, except `block_size` for gzip.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CompressOptions {
-    /// Compression threads; `None` means every core
-    /// ([`std::thread::available_parallelism`]). Does not change the output.
+    /// Compression threads; `None` means the shared
+    /// [`CompressionPool::global`] (every core, or
+    /// `KILN_COMPRESSION_THREADS`), 1 the calling thread only, N a pool of
+    /// N threads of the compressor's own. Does not change the output.
     pub threads: Option<NonZeroUsize>,
     /// gzip block size, [`MIN_BLOCK_SIZE`]..=[`MAX_BLOCK_SIZE`]. Part of
     /// what determines the gzip output; keep the default for reproducible
@@ -328,19 +353,56 @@ pub struct CompressedLayer {
 /// Compresses a layer tar written into it; see the [module docs](self).
 ///
 /// Write the uncompressed tar into it, then call
-/// [`LayerCompressor::finish`]. Dropping it unfinished stops its threads and
-/// leaves the inner writer with an incomplete stream.
+/// [`LayerCompressor::finish`]. Dropping it unfinished stops its work (its
+/// blocks still queued on the pool are skipped) and leaves the inner
+/// writer with an incomplete stream.
 pub struct LayerCompressor<W: Write> {
-    diff: Sha256,
     uncompressed: u64,
     compression: Compression,
     inner: Inner<W>,
 }
 
 enum Inner<W: Write> {
-    Plain(W, u64),
-    Gzip(ParallelGzip<Hashing<W>>),
-    Zstd(zstd::stream::write::Encoder<'static, Hashing<W>>),
+    /// The tar itself: its hash is both the diff id and the digest.
+    Plain(Staged<W>),
+    Gzip(ParallelGzip<W>),
+    /// The encoder writing to the sink, and the hash of the input.
+    Zstd(zstd::stream::write::Encoder<'static, Staged<W>>, StreamHash),
+}
+
+/// Where a compressor finds worker threads.
+#[derive(Clone)]
+pub(crate) enum PoolChoice {
+    /// None: everything on the calling thread.
+    Inline,
+    /// [`CompressionPool::global`], if it has more than one thread.
+    Global,
+    /// A pool of its own with this many threads.
+    Private(usize),
+    /// The given pool.
+    Given(CompressionPool),
+}
+
+impl PoolChoice {
+    fn from_threads(threads: Option<NonZeroUsize>) -> PoolChoice {
+        match threads.map(NonZeroUsize::get) {
+            None => PoolChoice::Global,
+            Some(1) => PoolChoice::Inline,
+            Some(n) => PoolChoice::Private(n),
+        }
+    }
+
+    /// The pool to use, if any (starting it, for a private one).
+    pub(crate) fn resolve(self) -> Option<CompressionPool> {
+        match self {
+            PoolChoice::Inline => None,
+            PoolChoice::Global => {
+                Some(CompressionPool::global().clone()).filter(|p| p.threads() > 1)
+            }
+            PoolChoice::Private(n) => Some(CompressionPool::new(n)),
+            PoolChoice::Given(p) => Some(p),
+        }
+    }
 }
 
 impl<W: Write> fmt::Debug for LayerCompressor<W> {
@@ -353,8 +415,8 @@ impl<W: Write> fmt::Debug for LayerCompressor<W> {
 }
 
 impl<W: Write> LayerCompressor<W> {
-    /// A compressor writing to `sink` with the default options (every
-    /// core, [`DEFAULT_BLOCK_SIZE`]).
+    /// A compressor writing to `sink` with the default options (the
+    /// process's [`CompressionPool::global`], [`DEFAULT_BLOCK_SIZE`]).
     ///
     /// # Errors
     /// An out-of-range level, zstd failing to set up, or the sink failing
@@ -363,7 +425,10 @@ impl<W: Write> LayerCompressor<W> {
         LayerCompressor::with_options(sink, compression, CompressOptions::default())
     }
 
-    /// A compressor writing to `sink` with `options`.
+    /// A compressor writing to `sink` with `options`: with
+    /// `options.threads` unset it shares [`CompressionPool::global`]; set
+    /// to 1 it works on the calling thread; set to N it starts a pool of N
+    /// threads of its own, stopped when it is finished or dropped.
     ///
     /// # Errors
     /// As [`LayerCompressor::new`], and [`CompressError::InvalidBlockSize`].
@@ -372,30 +437,61 @@ impl<W: Write> LayerCompressor<W> {
         compression: Compression,
         options: CompressOptions,
     ) -> Result<LayerCompressor<W>, CompressError> {
+        let choice = PoolChoice::from_threads(options.threads);
+        let zstd_workers = options.thread_count();
+        LayerCompressor::build(sink, compression, options.block_size, choice, zstd_workers)
+    }
+
+    /// A compressor writing to `sink` that compresses and hashes on `pool`
+    /// (shared with other compressors); `options.threads` only sets zstd's
+    /// worker count, which has its own threads.
+    ///
+    /// # Errors
+    /// As [`LayerCompressor::with_options`].
+    pub fn with_pool(
+        sink: W,
+        compression: Compression,
+        options: CompressOptions,
+        pool: &CompressionPool,
+    ) -> Result<LayerCompressor<W>, CompressError> {
+        let zstd_workers = options.thread_count();
+        LayerCompressor::build(
+            sink,
+            compression,
+            options.block_size,
+            PoolChoice::Given(pool.clone()),
+            zstd_workers,
+        )
+    }
+
+    fn build(
+        sink: W,
+        compression: Compression,
+        block_size: usize,
+        choice: PoolChoice,
+        zstd_workers: usize,
+    ) -> Result<LayerCompressor<W>, CompressError> {
         compression.validate()?;
-        let threads = options.thread_count();
         let inner = match compression {
-            Compression::Uncompressed => Inner::Plain(sink, 0),
-            Compression::Gzip { level } => Inner::Gzip(ParallelGzip::new(
-                Hashing::new(sink),
-                level,
-                options.block_size,
-                threads,
-            )?),
+            Compression::Uncompressed => Inner::Plain(Staged::new(sink, choice.resolve())),
+            Compression::Gzip { level } => {
+                Inner::Gzip(ParallelGzip::new(sink, level, block_size, choice)?)
+            }
             Compression::Zstd { level } => {
-                let mut enc = zstd::stream::write::Encoder::new(Hashing::new(sink), level)?;
+                let pool = choice.resolve();
+                let diff = StreamHash::new(pool.clone());
+                let mut enc = zstd::stream::write::Encoder::new(Staged::new(sink, pool), level)?;
                 // Always multi-threaded mode (nbWorkers >= 1), whose output
                 // does not depend on the worker count; nbWorkers = 0 would
                 // give different bytes. Each worker holds a job of several
                 // MiB, hence the cap.
-                let workers = u32::try_from(threads.clamp(1, ZSTD_MAX_WORKERS)).unwrap_or(1);
+                let workers = u32::try_from(zstd_workers.clamp(1, ZSTD_MAX_WORKERS)).unwrap_or(1);
                 enc.multithread(workers)?;
                 enc.include_checksum(true)?;
-                Inner::Zstd(enc)
+                Inner::Zstd(enc, diff)
             }
         };
         Ok(LayerCompressor {
-            diff: Sha256::new(),
             uncompressed: 0,
             compression,
             inner,
@@ -413,12 +509,26 @@ impl<W: Write> LayerCompressor<W> {
     /// # Errors
     /// The sink failing, or a compression thread failing.
     pub fn finish(self) -> Result<(W, CompressedLayer), CompressError> {
-        let diff_id = Digest::from_sha256(&self.diff.finalize());
         let media_type = self.compression.media_type();
-        let (sink, digest, size) = match self.inner {
-            Inner::Plain(sink, n) => (sink, diff_id.clone(), n),
-            Inner::Gzip(gz) => gz.finish()?.into_parts(),
-            Inner::Zstd(enc) => enc.finish()?.into_parts(),
+        let (sink, diff_id, digest, size) = match self.inner {
+            Inner::Plain(staged) => {
+                let (sink, digest, size) = staged.finish()?;
+                (sink, digest.clone(), digest, size)
+            }
+            Inner::Gzip(gz) => {
+                let f = gz.finish()?;
+                (
+                    f.sink,
+                    Digest::from_sha256(&f.diff.finalize()),
+                    Digest::from_sha256(&f.digest.finalize()),
+                    f.size,
+                )
+            }
+            Inner::Zstd(enc, diff) => {
+                let (sink, digest, size) = enc.finish()?.finish()?;
+                let (diff_id, _) = diff.finish()?;
+                (sink, diff_id, digest, size)
+            }
         };
         Ok((
             sink,
@@ -436,15 +546,14 @@ impl<W: Write> LayerCompressor<W> {
 impl<W: Write> Write for LayerCompressor<W> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         let n = match &mut self.inner {
-            Inner::Plain(sink, written) => {
-                let n = sink.write(buf)?;
-                *written += n as u64;
+            Inner::Plain(staged) => staged.write(buf)?,
+            Inner::Gzip(gz) => gz.write(buf)?,
+            Inner::Zstd(enc, diff) => {
+                let n = enc.write(buf)?;
+                diff.update(&buf[..n]);
                 n
             }
-            Inner::Gzip(gz) => gz.write(buf)?,
-            Inner::Zstd(enc) => enc.write(buf)?,
         };
-        self.diff.update(&buf[..n]);
         self.uncompressed += n as u64;
         Ok(n)
     }
@@ -453,9 +562,9 @@ impl<W: Write> Write for LayerCompressor<W> {
         // Never a compressor flush: that would put the caller's flush
         // points into the output.
         match &mut self.inner {
-            Inner::Plain(sink, _) => sink.flush(),
+            Inner::Plain(staged) => staged.inner.flush(),
             Inner::Gzip(gz) => gz.sink.flush(),
-            Inner::Zstd(enc) => enc.get_mut().flush(),
+            Inner::Zstd(enc, _) => enc.get_mut().inner.flush(),
         }
     }
 }
@@ -477,36 +586,119 @@ pub fn compress<R: Read, W: Write>(
     c.finish()
 }
 
-/// A writer that hashes and counts what passes through.
-struct Hashing<W> {
-    inner: W,
-    hasher: Sha256,
-    written: u64,
+/// The size of the pieces a [`StreamHash`] hands to the pool.
+const HASH_CHUNK: usize = 1 << 20;
+
+/// sha256 of a stream written in pieces of any size: on the calling
+/// thread for the first [`HASH_CHUNK`] bytes (small layers never touch the
+/// pool), then copied into chunks hashed on the pool, if there is one.
+struct StreamHash {
+    lane: Lane,
+    pool: Option<CompressionPool>,
+    cur: Vec<u8>,
+    seen: u64,
+    /// Chunks handed to the lane, reused once hashed (a few MiB at most:
+    /// the lane holds a bounded amount).
+    lent: std::collections::VecDeque<Arc<Vec<u8>>>,
 }
 
-impl<W: Write> Hashing<W> {
-    fn new(inner: W) -> Hashing<W> {
-        Hashing {
-            inner,
-            hasher: Sha256::new(),
-            written: 0,
+impl StreamHash {
+    fn new(pool: Option<CompressionPool>) -> StreamHash {
+        StreamHash {
+            lane: Lane::new(None),
+            pool,
+            cur: Vec::new(),
+            seen: 0,
+            lent: std::collections::VecDeque::new(),
         }
     }
 
-    fn into_parts(self) -> (W, Digest, u64) {
-        (
-            self.inner,
-            Digest::from_sha256(&self.hasher.finalize()),
-            self.written,
-        )
+    fn update(&mut self, bytes: &[u8]) {
+        self.seen += bytes.len() as u64;
+        if !self.lane.is_pooled() {
+            if let Some(pool) = self.pool.as_ref().filter(|_| self.seen > HASH_CHUNK as u64) {
+                self.lane.upgrade(pool);
+            }
+        }
+        if !self.lane.is_pooled() {
+            self.lane.push_slice(bytes);
+            return;
+        }
+        let mut rest = bytes;
+        while !rest.is_empty() {
+            if self.cur.capacity() == 0 {
+                self.cur = self.reuse();
+            }
+            let n = rest.len().min(HASH_CHUNK - self.cur.len());
+            self.cur.extend_from_slice(&rest[..n]);
+            rest = &rest[n..];
+            if self.cur.len() == HASH_CHUNK {
+                self.push();
+            }
+        }
+    }
+
+    fn push(&mut self) {
+        let buf = Arc::new(std::mem::take(&mut self.cur));
+        self.lane.push(Chunk {
+            buf: Arc::clone(&buf),
+            start: 0,
+        });
+        self.lent.push_back(buf);
+    }
+
+    /// An empty chunk buffer: the oldest lent one if the lane is done with
+    /// it, else a new one.
+    fn reuse(&mut self) -> Vec<u8> {
+        if let Some(oldest) = self.lent.pop_front() {
+            match Arc::try_unwrap(oldest) {
+                Ok(mut b) => {
+                    b.clear();
+                    return b;
+                }
+                Err(oldest) => self.lent.push_front(oldest),
+            }
+        }
+        // Keep the list short: forget buffers the lane still holds.
+        if self.lent.len() > 32 {
+            self.lent.pop_front();
+        }
+        Vec::with_capacity(HASH_CHUNK)
+    }
+
+    fn finish(mut self) -> Result<(Digest, u64), CompressError> {
+        if !self.cur.is_empty() {
+            self.push();
+        }
+        let (h, n) = self.lane.finish()?;
+        Ok((Digest::from_sha256(&h.finalize()), n))
     }
 }
 
-impl<W: Write> Write for Hashing<W> {
+/// A writer that hashes and counts what passes through.
+struct Staged<W> {
+    inner: W,
+    hash: StreamHash,
+}
+
+impl<W: Write> Staged<W> {
+    fn new(inner: W, pool: Option<CompressionPool>) -> Staged<W> {
+        Staged {
+            inner,
+            hash: StreamHash::new(pool),
+        }
+    }
+
+    fn finish(self) -> Result<(W, Digest, u64), CompressError> {
+        let (digest, n) = self.hash.finish()?;
+        Ok((self.inner, digest, n))
+    }
+}
+
+impl<W: Write> Write for Staged<W> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         let n = self.inner.write(buf)?;
-        self.hasher.update(&buf[..n]);
-        self.written += n as u64;
+        self.hash.update(&buf[..n]);
         Ok(n)
     }
 

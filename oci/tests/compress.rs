@@ -425,3 +425,267 @@ fn dropping_unfinished_stops_the_threads() {
     c.write_all(&data).expect("write");
     drop(c);
 }
+
+/// Digests of gzip output for compressible input, computed with the
+/// implementation before the incompressible-block path existed: deflated
+/// blocks must keep their bytes (layer digests are pinned by goldens).
+#[test]
+fn compressible_output_is_unchanged() {
+    let want = [
+        (
+            11,
+            3 << 20,
+            1,
+            "sha256:68805975aae0df366fcdda9f6156fd5c8b55de2fbf9a06ecf2e9f107cb672591",
+        ),
+        (
+            11,
+            3 << 20,
+            6,
+            "sha256:22b0aead033b98813017df773e9d00e0722de7583e9854640eadaf6adfe56e44",
+        ),
+        (
+            11,
+            3 << 20,
+            9,
+            "sha256:d5ebe1d6a18a09ffa9f2ff0ad7a1ff511cb4ab8bee0af26517c2018918ea82bc",
+        ),
+        (
+            12,
+            1 << 20,
+            6,
+            "sha256:df5d394c8cb59e49f50aca3fa3b7b64de60e2904acbd86c57434de125d9c84a0",
+        ),
+    ];
+    for (seed, len, level, digest) in want {
+        let data = mixed(len, seed);
+        for threads in [1, 2] {
+            let (_, layer) = run(&data, Compression::Gzip { level }, threads);
+            assert_eq!(
+                layer.digest.as_str(),
+                digest,
+                "mixed({len}, {seed}) at level {level} on {threads} threads"
+            );
+        }
+    }
+    let text: Vec<u8> = mixed(4 << 20, 13)
+        .into_iter()
+        .filter(u8::is_ascii)
+        .collect();
+    let (_, layer) = run(&text, GZIP6, 2);
+    assert_eq!(
+        layer.digest.as_str(),
+        "sha256:81ce25f807ae273be2df9ca831995947e46426d20e0bf0660bc1ed4c39674eda"
+    );
+}
+
+/// `len` pseudo-random bytes.
+fn random(len: usize, seed: u64) -> Vec<u8> {
+    let mut rng = Rng(seed | 1);
+    let mut out: Vec<u8> = (0..len / 8 + 1)
+        .flat_map(|_| rng.next().to_le_bytes())
+        .collect();
+    out.truncate(len);
+    out
+}
+
+/// The most a stored stream may take: the gzip header and trailer, and
+/// per block of input (the last one may be empty) its stored-block
+/// headers (5 bytes per 64 KiB) and its sync flush (5 bytes).
+fn stored_bound(len: usize) -> usize {
+    let blocks = len / DEFAULT_BLOCK_SIZE + 1;
+    18 + len + 5 * (len / 65_535 + blocks) + 5 * blocks
+}
+
+/// Decodes `blob` with Python's zlib (a third implementation, besides
+/// flate2 and gzip(1)), if python3 is installed.
+fn python_decode(blob: &[u8], data: &[u8]) {
+    let probe = Command::new("python3").arg("--version").output();
+    if probe.is_err() {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "python3 is not installed (CI=true needs it)"
+        );
+        eprintln!("skipping the Python decoder: python3 is not installed");
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("layer.tar.gz");
+    std::fs::write(&path, blob).expect("writing blob");
+    let out = Command::new("python3")
+        .arg("-c")
+        .arg("import gzip, sys; sys.stdout.buffer.write(gzip.open(sys.argv[1]).read())")
+        .arg(&path)
+        .output()
+        .expect("running python3");
+    assert!(
+        out.status.success(),
+        "python3's gzip module rejected the output"
+    );
+    assert!(
+        out.stdout == data,
+        "python3's gzip output differs from input"
+    );
+}
+
+#[test]
+fn random_blocks_are_stored_and_bounded() {
+    let b = DEFAULT_BLOCK_SIZE;
+    for len in [64 * 1024, b - 1, b, b + 1, 2 * b, 5 * b + 17, 3 << 20] {
+        let data = random(len, 40 + len as u64);
+        let one = check_roundtrip(&data, GZIP6, 1);
+        assert!(
+            one.len() <= stored_bound(len),
+            "{len} random bytes took {} bytes (bound {})",
+            one.len(),
+            stored_bound(len)
+        );
+        for threads in [2, 4] {
+            assert!(
+                one == check_roundtrip(&data, GZIP6, threads),
+                "random, {len} bytes: 1 and {threads} threads differ"
+            );
+        }
+        // The shared pool, and levels 1 and 9: stored blocks too.
+        assert!(one == check_roundtrip(&data, GZIP6, 0));
+        for level in [1, 9] {
+            let other = check_roundtrip(&data, Compression::Gzip { level }, 2);
+            assert!(other.len() <= stored_bound(len), "level {level}");
+        }
+        cli_test("gzip", "gz", &one);
+        cli_decode("gzip", "gz", &one, &data);
+        python_decode(&one, &data);
+    }
+}
+
+#[test]
+fn incompressible_path_gives_the_same_digest_every_run() {
+    // Random blocks, a compressed file stored twice (a repeat deflate
+    // finds), text, and random again, across block boundaries.
+    let b = DEFAULT_BLOCK_SIZE;
+    let mut data = random(3 * b + 1000, 77);
+    let piece = data[b..b + 20_000].to_vec();
+    data.extend_from_slice(&piece);
+    data.extend_from_slice(&mixed(2 * b, 78));
+    data.extend(random(2 * b + 5, 79));
+    let (first, layer) = run(&data, GZIP6, 2);
+    for threads in [0, 1, 3, 8] {
+        for _ in 0..2 {
+            let (blob, again) = run(&data, GZIP6, threads);
+            assert!(blob == first, "{threads} threads: another output");
+            assert_eq!(again, layer);
+        }
+    }
+    assert_eq!(decode(GZIP6, &first), data);
+    // Smaller than storing everything: the text and the repeat were
+    // deflated.
+    assert!(first.len() < data.len() - b / 2, "{} bytes", first.len());
+    cli_test("gzip", "gz", &first);
+    python_decode(&first, &data);
+}
+
+#[test]
+fn concurrent_compressors_share_one_pool() {
+    let pool = kiln_oci::compress::CompressionPool::new(2);
+    assert_eq!(pool.threads(), 2);
+    let inputs: Vec<Vec<u8>> = (0..4)
+        .map(|i| {
+            let mut d = mixed(2 << 20, 100 + i);
+            d.extend(random(1 << 20, 200 + i));
+            d
+        })
+        .collect();
+    let expected: Vec<(Vec<u8>, CompressedLayer)> = inputs
+        .iter()
+        .map(|d| run(d, GZIP6, 1))
+        .chain(inputs.iter().map(|d| run(d, Compression::Uncompressed, 1)))
+        .collect();
+    let outputs: Vec<(Vec<u8>, CompressedLayer)> = std::thread::scope(|s| {
+        let handles: Vec<_> = [GZIP6, Compression::Uncompressed]
+            .into_iter()
+            .flat_map(|c| inputs.iter().map(move |d| (c, d)))
+            .map(|(c, d)| {
+                let pool = &pool;
+                s.spawn(move || {
+                    let mut w =
+                        LayerCompressor::with_pool(Vec::new(), c, CompressOptions::default(), pool)
+                            .expect("compressor");
+                    for piece in d.chunks(100_000) {
+                        w.write_all(piece).expect("write");
+                    }
+                    w.finish().expect("finish")
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("compressor thread"))
+            .collect()
+    });
+    for (i, (got, want)) in outputs.iter().zip(&expected).enumerate() {
+        assert!(
+            got.0 == want.0,
+            "compressor {i}: output differs on the shared pool"
+        );
+        assert_eq!(got.1, want.1, "compressor {i}: digests differ");
+    }
+    wait_idle(&pool, "after every finish");
+}
+
+/// Waits for `pool` to have no task queued or running (a worker may still
+/// be returning from the last one when a compressor finishes). The
+/// deadline only keeps a broken pool from hanging the test.
+fn wait_idle(pool: &kiln_oci::compress::CompressionPool, what: &str) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    while pool.busy() > 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{what}: the pool never emptied"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+}
+
+#[test]
+fn dropping_unfinished_on_a_shared_pool_stops_its_work() {
+    let pool = kiln_oci::compress::CompressionPool::new(1);
+    let data = mixed(8 << 20, 300);
+    for c in [GZIP6, Compression::Uncompressed, ZSTD3] {
+        let mut w = LayerCompressor::with_pool(Vec::new(), c, CompressOptions::default(), &pool)
+            .expect("compressor");
+        w.write_all(&data).expect("write");
+        drop(w);
+        // Its queued blocks are skipped: the pool empties.
+        wait_idle(&pool, &format!("{c:?}"));
+        // The pool still works.
+        let small = &data[..1 << 20];
+        let mut w = LayerCompressor::with_pool(Vec::new(), c, CompressOptions::default(), &pool)
+            .expect("compressor");
+        w.write_all(small).expect("write");
+        let (blob, layer) = w.finish().expect("finish");
+        assert_eq!(decode(c, &blob), small);
+        assert_eq!(layer.diff_id.as_str(), sha256(small));
+    }
+    // Dropping the last handle stops the threads (and does not hang).
+    drop(pool);
+}
+
+#[test]
+fn compressors_and_pools_move_between_threads() {
+    // Background compression hands a compressor to another thread.
+    fn send<T: Send>() {}
+    fn shared<T: Send + Sync>() {}
+    send::<LayerCompressor<Vec<u8>>>();
+    shared::<kiln_oci::compress::CompressionPool>();
+    let data = mixed(3 << 20, 400);
+    let mut c = LayerCompressor::new(Vec::new(), GZIP6).expect("compressor");
+    c.write_all(&data[..1 << 20]).expect("write");
+    let (blob, layer) = std::thread::spawn(move || {
+        c.write_all(&data[1 << 20..]).expect("write");
+        c.finish().expect("finish")
+    })
+    .join()
+    .expect("thread");
+    assert_eq!(layer.digest.as_str(), sha256(&blob));
+    assert_eq!(decode(GZIP6, &blob), mixed(3 << 20, 400));
+}

@@ -1,29 +1,24 @@
-//! pigz-style parallel gzip: fixed-size blocks deflated on worker
-//! threads, each primed with the 32 KiB of input before it, written in
-//! order (see the parent module on determinism).
+//! pigz-style parallel gzip: fixed-size blocks deflated on the
+//! [`CompressionPool`], each primed with the 32 KiB of input before it,
+//! written in order (see the parent module on determinism). Blocks that
+//! [`incompressible`] picks are written as stored blocks instead. The
+//! diff id and the blob digest are computed by two [`Lane`]s on the pool,
+//! while the blocks are compressed.
 
-use super::{CompressError, MAX_BLOCK_SIZE, MIN_BLOCK_SIZE, WINDOW};
+use super::incompressible::incompressible;
+use super::pool::{Chunk, CompressionPool, Lane};
+use super::{CompressError, PoolChoice, MAX_BLOCK_SIZE, MIN_BLOCK_SIZE, WINDOW};
 use flate2::{Compress, FlushCompress, Status};
+use sha2::Sha256;
 use std::collections::VecDeque;
 use std::io::Write;
-use std::sync::mpsc::{self, Receiver, SyncSender};
-use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
-
-/// One block for a worker: `data[..dict]` is the preset dictionary,
-/// `data[dict..]` the block itself.
-struct Job {
-    data: Vec<u8>,
-    dict: usize,
-    last: bool,
-    out: Vec<u8>,
-    level: u32,
-    reply: SyncSender<Result<Done, CompressError>>,
-}
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{self, Receiver};
+use std::sync::Arc;
 
 /// A compressed block, with its buffers handed back for reuse.
 struct Done {
-    data: Vec<u8>,
+    data: Arc<Vec<u8>>,
     out: Vec<u8>,
     crc: crc32fast::Hasher,
     /// Uncompressed length of the block.
@@ -31,7 +26,7 @@ struct Done {
 }
 
 /// pigz-style gzip: blocks compressed independently (in parallel when
-/// there are worker threads) and written in order.
+/// there is a pool) and written in order.
 pub(super) struct ParallelGzip<W: Write> {
     pub(super) sink: W,
     level: u32,
@@ -42,27 +37,48 @@ pub(super) struct ParallelGzip<W: Write> {
     crc: crc32fast::Hasher,
     total: u64,
     engine: Engine,
-    /// Threads to start for the second block; 1 once started (or when
-    /// compressing on the calling thread).
-    threads: usize,
-    /// Buffers handed back by finished blocks.
+    /// Where to find a pool for the second block; `None` once decided.
+    choice: Option<PoolChoice>,
+    /// Buffers free for reuse.
     spare: Vec<Vec<u8>>,
+    /// Buffers handed to a lane, reusable once it has hashed them.
+    lent: VecDeque<Arc<Vec<u8>>>,
+    /// sha256 of the input (the diff id).
+    diff: Lane,
+    /// sha256 of the output (the blob digest), and its length.
+    out: Lane,
 }
 
 enum Engine {
     /// Compress on the calling thread.
     Inline,
-    /// Compress on worker threads.
-    Pool(Pool),
+    /// Compress on a pool, at most `window` blocks in flight.
+    Pool {
+        pool: CompressionPool,
+        pending: VecDeque<Receiver<Result<Done, CompressError>>>,
+        window: usize,
+        /// Set when the compressor is dropped: its queued blocks are
+        /// skipped.
+        cancelled: Cancel,
+    },
 }
 
-/// Worker threads, at most `window` blocks in flight; dropping it stops
-/// them.
-struct Pool {
-    jobs: Option<SyncSender<Job>>,
-    workers: Vec<JoinHandle<()>>,
-    pending: VecDeque<Receiver<Result<Done, CompressError>>>,
-    window: usize,
+/// A flag set when dropped.
+struct Cancel(Arc<AtomicBool>);
+
+impl Drop for Cancel {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+}
+
+/// What [`ParallelGzip::finish`] returns: the sink, the hashers of the
+/// input and output, and the output's length.
+pub(super) struct Finished<W> {
+    pub(super) sink: W,
+    pub(super) diff: Sha256,
+    pub(super) digest: Sha256,
+    pub(super) size: u64,
 }
 
 fn new_deflate(level: u32) -> Compress {
@@ -125,13 +141,19 @@ fn deflate_block(
 /// thread count. A new state costs an allocation per block.
 fn compress_block(
     level: u32,
-    data: Vec<u8>,
+    data: Arc<Vec<u8>>,
     dict: usize,
     last: bool,
     mut out: Vec<u8>,
 ) -> Result<Done, CompressError> {
-    deflate_block(&mut new_deflate(level), &data, dict, last, &mut out)?;
     let block = &data[dict.min(data.len())..];
+    if incompressible(block) {
+        // Level 0: stored blocks, no dictionary needed (nothing refers
+        // back), copied at memory speed.
+        deflate_block(&mut new_deflate(0), block, 0, last, &mut out)?;
+    } else {
+        deflate_block(&mut new_deflate(level), &data, dict, last, &mut out)?;
+    }
     let mut crc = crc32fast::Hasher::new();
     crc.update(block);
     let len = block.len() as u64;
@@ -143,35 +165,12 @@ fn compress_block(
     })
 }
 
-fn worker(jobs: Arc<Mutex<Receiver<Job>>>) {
-    loop {
-        let job = {
-            let Ok(rx) = jobs.lock() else { return };
-            match rx.recv() {
-                Ok(job) => job,
-                Err(_) => return,
-            }
-        };
-        let Job {
-            data,
-            dict,
-            last,
-            out,
-            level,
-            reply,
-        } = job;
-        let result = compress_block(level, data, dict, last, out);
-        // The receiver is gone only when the compressor was dropped.
-        let _ = reply.send(result);
-    }
-}
-
 impl<W: Write> ParallelGzip<W> {
     pub(super) fn new(
         mut sink: W,
         level: u32,
         block_size: usize,
-        threads: usize,
+        choice: PoolChoice,
     ) -> Result<ParallelGzip<W>, CompressError> {
         if !(MIN_BLOCK_SIZE..=MAX_BLOCK_SIZE).contains(&block_size) {
             return Err(CompressError::InvalidBlockSize(block_size));
@@ -182,7 +181,10 @@ impl<W: Write> ParallelGzip<W> {
             9 => 2,
             _ => 0,
         };
-        sink.write_all(&[0x1f, 0x8b, 8, 0, 0, 0, 0, 0, xfl, 0xff])?;
+        let header = [0x1f, 0x8b, 8, 0, 0, 0, 0, 0, xfl, 0xff];
+        sink.write_all(&header)?;
+        let mut out = Lane::new(None);
+        out.push_slice(&header);
         Ok(ParallelGzip {
             sink,
             level,
@@ -192,50 +194,57 @@ impl<W: Write> ParallelGzip<W> {
             crc: crc32fast::Hasher::new(),
             total: 0,
             engine: Engine::Inline,
-            threads,
+            choice: Some(choice),
             spare: Vec::new(),
+            lent: VecDeque::new(),
+            diff: Lane::new(None),
+            out,
         })
     }
 
-    /// Moves compression to worker threads, once there is more than one
-    /// block (a layer smaller than a block starts no thread). When no
-    /// thread can be started, compression stays on the calling thread:
-    /// the output is the same either way.
+    /// Moves compression and hashing to a pool, once there is more than
+    /// one block (a layer smaller than a block starts no thread). Without
+    /// a pool with threads, everything stays on the calling thread: the
+    /// output is the same either way.
     fn start_pool(&mut self) {
-        let threads = std::mem::replace(&mut self.threads, 1);
-        let window = threads * 2;
-        let (tx, rx) = mpsc::sync_channel::<Job>(window);
-        let rx = Arc::new(Mutex::new(rx));
-        let mut workers = Vec::with_capacity(threads);
-        for i in 0..threads {
-            let rx = Arc::clone(&rx);
-            match std::thread::Builder::new()
-                .name(format!("kiln-gzip-{i}"))
-                .spawn(move || worker(rx))
-            {
-                Ok(handle) => workers.push(handle),
-                Err(_) => break,
-            }
+        let Some(pool) = self.choice.take().and_then(PoolChoice::resolve) else {
+            return;
+        };
+        if pool.threads() == 0 {
+            return;
         }
-        if workers.len() > 1 {
-            self.engine = Engine::Pool(Pool {
-                jobs: Some(tx),
-                workers,
-                pending: VecDeque::with_capacity(window),
-                window,
-            });
-        }
-        // Otherwise dropping `tx` stops the one worker that started.
+        self.diff.upgrade(&pool);
+        self.out.upgrade(&pool);
+        self.engine = Engine::Pool {
+            window: pool.threads() * 2,
+            pending: VecDeque::new(),
+            cancelled: Cancel(Arc::new(AtomicBool::new(false))),
+            pool,
+        };
     }
 
     fn buffer(&mut self, capacity: usize) -> Vec<u8> {
-        match self.spare.pop() {
-            Some(mut b) => {
-                b.clear();
-                b
-            }
-            None => Vec::with_capacity(capacity),
+        if let Some(mut b) = self.spare.pop() {
+            b.clear();
+            return b;
         }
+        // The oldest lent buffers are the likeliest to be hashed already.
+        for _ in 0..self.lent.len() {
+            let Some(arc) = self.lent.pop_front() else {
+                break;
+            };
+            match Arc::try_unwrap(arc) {
+                Ok(mut b) => {
+                    b.clear();
+                    return b;
+                }
+                Err(arc) => self.lent.push_back(arc),
+            }
+            if self.lent.len() <= 64 {
+                break;
+            }
+        }
+        Vec::with_capacity(capacity)
     }
 
     pub(super) fn write(&mut self, buf: &[u8]) -> Result<usize, CompressError> {
@@ -251,41 +260,46 @@ impl<W: Write> ParallelGzip<W> {
     /// Hands the current block on, and starts the next one with this
     /// block's last 32 KiB as its dictionary.
     fn dispatch(&mut self, last: bool) -> Result<(), CompressError> {
-        if !last && self.threads > 1 {
+        if !last && self.choice.is_some() {
             self.start_pool();
         }
         let mut next = self.buffer(WINDOW + self.block_size);
         if !last {
             next.extend_from_slice(&self.buf[self.buf.len() - WINDOW..]);
         }
-        let data = std::mem::replace(&mut self.buf, next);
+        let data = Arc::new(std::mem::replace(&mut self.buf, next));
         let dict = self.dict;
         self.dict = if last { 0 } else { WINDOW };
+        self.diff.push(Chunk {
+            buf: Arc::clone(&data),
+            start: dict,
+        });
         let out = self.buffer(self.block_size + self.block_size / 1024 + 64);
+        let level = self.level;
         match &mut self.engine {
             Engine::Inline => {
-                let done = compress_block(self.level, data, dict, last, out)?;
+                let done = compress_block(level, data, dict, last, out)?;
                 self.emit(done)?;
             }
-            Engine::Pool(Pool {
-                jobs,
+            Engine::Pool {
+                pool,
                 pending,
                 window,
-                ..
-            }) => {
+                cancelled,
+            } => {
                 let (reply, result) = mpsc::sync_channel(1);
-                let job = Job {
-                    data,
-                    dict,
-                    last,
-                    out,
-                    level: self.level,
-                    reply,
-                };
-                jobs.as_ref()
-                    .ok_or(CompressError::WorkerLost)?
-                    .send(job)
-                    .map_err(|_| CompressError::WorkerLost)?;
+                let cancelled = Arc::clone(&cancelled.0);
+                let queued = pool.spawn(Box::new(move || {
+                    if cancelled.load(Ordering::Relaxed) {
+                        return;
+                    }
+                    // The receiver is gone only when the compressor was
+                    // dropped.
+                    let _ = reply.send(compress_block(level, data, dict, last, out));
+                }));
+                if !queued {
+                    return Err(CompressError::WorkerLost);
+                }
                 pending.push_back(result);
                 let full = pending.len() >= *window;
                 self.collect(full)?;
@@ -298,7 +312,7 @@ impl<W: Write> ParallelGzip<W> {
     /// when `wait`, at least the oldest.
     fn collect(&mut self, mut wait: bool) -> Result<(), CompressError> {
         loop {
-            let Engine::Pool(Pool { pending, .. }) = &mut self.engine else {
+            let Engine::Pool { pending, .. } = &mut self.engine else {
                 return Ok(());
             };
             let Some(front) = pending.front() else {
@@ -323,14 +337,19 @@ impl<W: Write> ParallelGzip<W> {
         self.sink.write_all(&done.out)?;
         self.total += done.len;
         self.crc.combine(&done.crc);
-        self.spare.push(done.data);
-        self.spare.push(done.out);
+        let out = Arc::new(done.out);
+        self.out.push(Chunk {
+            buf: Arc::clone(&out),
+            start: 0,
+        });
+        self.lent.push_back(out);
+        self.lent.push_back(done.data);
         Ok(())
     }
 
-    pub(super) fn finish(mut self) -> Result<W, CompressError> {
+    pub(super) fn finish(mut self) -> Result<Finished<W>, CompressError> {
         self.dispatch(true)?;
-        while matches!(&self.engine, Engine::Pool(p) if !p.pending.is_empty()) {
+        while matches!(&self.engine, Engine::Pool { pending, .. } if !pending.is_empty()) {
             self.collect(true)?;
         }
         let crc = std::mem::replace(&mut self.crc, crc32fast::Hasher::new()).finalize();
@@ -339,17 +358,14 @@ impl<W: Write> ParallelGzip<W> {
         // ISIZE is the length modulo 2^32.
         trailer[4..].copy_from_slice(&((self.total & 0xffff_ffff) as u32).to_le_bytes());
         self.sink.write_all(&trailer)?;
-        Ok(self.sink)
-    }
-}
-
-impl Drop for Pool {
-    /// Closes the job queue and waits for the workers to exit.
-    fn drop(&mut self) {
-        self.pending.clear();
-        self.jobs.take();
-        for w in self.workers.drain(..) {
-            let _ = w.join();
-        }
+        self.out.push_slice(&trailer);
+        let (diff, _) = self.diff.finish()?;
+        let (digest, size) = self.out.finish()?;
+        Ok(Finished {
+            sink: self.sink,
+            diff,
+            digest,
+            size,
+        })
     }
 }
