@@ -435,6 +435,9 @@ pub struct Fallbacks {
     pub sys: bool,
     /// `MS_MOVE` + `chroot` instead of `pivot_root`.
     pub pivot: bool,
+    /// A step's overlay without `volatile`: its process's `fsync`s reach
+    /// the disk, as they would outside a sandbox.
+    pub volatile: bool,
     /// Copy snapshots instead of overlayfs (the snapshotter's choice, not
     /// the runtime's: see [`Fallbacks::snapshots`]).
     pub copy: bool,
@@ -442,8 +445,8 @@ pub struct Fallbacks {
 
 impl Fallbacks {
     /// Reads a comma-separated list of `overlay`, `proc`, `sys`, `pivot`,
-    /// or `all` (every one of those); and `copy` for copy snapshots. Other
-    /// words are ignored.
+    /// `volatile`, or `all` (every one of those); and `copy` for copy
+    /// snapshots. Other words are ignored.
     pub fn parse(list: &str) -> Fallbacks {
         let has = |name: &str| {
             list.split(',')
@@ -454,6 +457,7 @@ impl Fallbacks {
             proc: has("proc"),
             sys: has("sys"),
             pivot: has("pivot"),
+            volatile: has("volatile"),
             // Not part of `all`: a different snapshotter, not a fallback
             // of one mount step.
             copy: list.split(',').any(|w| w.trim() == "copy"),

@@ -20,20 +20,28 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 /// The op making snapshot mount `m` at `target` (`empty` stands for
-/// the lowers of an overlay without any; `force_legacy`: see
-/// [`Fallbacks::overlay`]).
+/// the lowers of an overlay without any; `fallbacks.overlay` and
+/// `fallbacks.volatile` apply).
 fn snapshot_op(
     m: &SnapshotMount,
     empty: &Path,
     target: &Path,
-    force_legacy: bool,
+    fallbacks: &Fallbacks,
 ) -> Result<(String, Op), RuntimeError> {
     match m {
         SnapshotMount::Overlay {
             lowers,
             upper,
             work,
-        } => overlay_op(lowers, empty, upper, work, target, force_legacy),
+            volatile,
+        } => overlay_op(
+            lowers,
+            empty,
+            (upper, work),
+            target,
+            fallbacks.overlay,
+            *volatile && !fallbacks.volatile,
+        ),
         SnapshotMount::Bind { source } => Ok((
             format!("bind-mounting the rootfs copy on {}", target.display()),
             Op::Bind {
@@ -47,14 +55,15 @@ fn snapshot_op(
 }
 
 /// The op mounting an overlay of `lowers` (bottom first; `empty` when
-/// there are none) with `upper` and `work` on `target`.
+/// there are none) with `upper` and `work` on `target`, `volatile` when
+/// asked (and the kernel knows the option).
 fn overlay_op(
     lowers: &[PathBuf],
     empty: &Path,
-    upper: &Path,
-    work: &Path,
+    (upper, work): (&Path, &Path),
     target: &Path,
     force_legacy: bool,
+    volatile: bool,
 ) -> Result<(String, Op), RuntimeError> {
     let lowers: Vec<&Path> = if lowers.is_empty() {
         vec![empty]
@@ -84,6 +93,7 @@ fn overlay_op(
         upper.display(),
         work.display()
     );
+    let legacy_volatile = format!("{legacy},volatile");
     Ok((
         format!("mounting overlay on {}", target.display()),
         Op::Overlay {
@@ -92,7 +102,11 @@ fn overlay_op(
             work: cpath(work)?,
             target: cpath(target)?,
             legacy: (legacy.len() < 4000).then(|| cstr(&legacy)).transpose()?,
+            legacy_volatile: (volatile && legacy_volatile.len() < 4000)
+                .then(|| cstr(&legacy_volatile))
+                .transpose()?,
             force_legacy,
+            volatile,
         },
     ))
 }
@@ -229,7 +243,7 @@ pub(super) fn prepare(
     let empty = scratch.dir.join("empty");
     std::fs::create_dir(&empty).map_err(prep(format!("creating {}", empty.display())))?;
     for m in req.rootfs.mounts() {
-        ops.push(snapshot_op(m, &empty, &root, fallbacks.overlay)?);
+        ops.push(snapshot_op(m, &empty, &root, fallbacks)?);
     }
 
     // ---- the mounts
@@ -355,7 +369,7 @@ pub(super) fn prepare(
                     .snapshotter
                     .view(lower, &scratch.dir.join(format!("mount-{i}")))?;
                 for m in &view.mounts {
-                    ops.push(snapshot_op(m, &empty, &view.path, false)?);
+                    ops.push(snapshot_op(m, &empty, &view.path, &Fallbacks::default())?);
                 }
                 let view = view.path;
                 let src = resolve::resolve(lower, &format!("/{source}"))?;

@@ -57,6 +57,12 @@ pub enum SnapshotMount {
         upper: PathBuf,
         /// The work directory, on the same filesystem as `upper`.
         work: PathBuf,
+        /// Mount with `volatile` (the upper directory's fsyncs are
+        /// skipped): for a step's scratch upper, which kiln itself reads
+        /// into the layer blob (synced by the store) or discards, with a
+        /// fresh work directory that is removed afterwards (overlayfs
+        /// refuses to mount a work directory a volatile mount used).
+        volatile: bool,
     },
     /// A (non-recursive, writable) bind mount of a host directory.
     Bind {

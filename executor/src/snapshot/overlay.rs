@@ -39,6 +39,8 @@ impl Snapshotter for OverlaySnapshotter {
                 lowers,
                 upper: upper.clone(),
                 work,
+                // A step's upper: see `SnapshotMount::Overlay::volatile`.
+                volatile: true,
             }],
             upper,
         })
@@ -63,6 +65,8 @@ impl Snapshotter for OverlaySnapshotter {
                 lowers,
                 upper,
                 work,
+                // The caller's directory may be mounted again.
+                volatile: false,
             }],
             path: view,
         })

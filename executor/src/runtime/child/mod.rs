@@ -154,6 +154,7 @@ unsafe fn overlay_fsconfig(
     upper: &CString,
     work: &CString,
     target: &CString,
+    volatile: bool,
 ) -> Result<(), Option<Fail>> {
     let fs = libc::syscall(libc::SYS_fsopen, c"overlay".as_ptr(), FSOPEN_CLOEXEC) as i32;
     if fs < 0 {
@@ -189,6 +190,14 @@ unsafe fn overlay_fsconfig(
         set(c"upperdir", Some(upper.as_c_str())).map_err(Some)?;
         set(c"workdir", Some(work.as_c_str())).map_err(Some)?;
         set(c"userxattr", None).map_err(Some)?;
+        if volatile {
+            if let Err(f) = set(c"volatile", None) {
+                // Kernels before 5.10 do not know it: mount without.
+                if f.errno != libc::EINVAL {
+                    return Err(Some(f));
+                }
+            }
+        }
         let rc = libc::syscall(
             libc::SYS_fsconfig,
             fs,
@@ -247,22 +256,35 @@ impl Op {
                 work,
                 target,
                 legacy,
+                legacy_volatile,
                 force_legacy,
+                volatile,
             } => match if *force_legacy {
                 Err(None)
             } else {
-                overlay_fsconfig(lowers, upper, work, target)
+                overlay_fsconfig(lowers, upper, work, target, *volatile)
             } {
                 Ok(()) => Ok(()),
                 Err(Some(f)) => Err(f),
                 Err(None) => match legacy {
-                    Some(data) => mount(
-                        c"overlay".as_ptr(),
-                        target.as_ptr(),
-                        c"overlay".as_ptr(),
-                        0,
-                        data.as_ptr(),
-                    ),
+                    Some(data) => {
+                        let overlay = |data: &CString| {
+                            mount(
+                                c"overlay".as_ptr(),
+                                target.as_ptr(),
+                                c"overlay".as_ptr(),
+                                0,
+                                data.as_ptr(),
+                            )
+                        };
+                        match legacy_volatile.as_ref().map(overlay) {
+                            Some(Ok(())) => Ok(()),
+                            // Before 5.10 the kernel does not know
+                            // `volatile`: mount without it.
+                            Some(Err(f)) if f.errno != libc::EINVAL => Err(f),
+                            _ => overlay(data),
+                        }
+                    }
                     None => Err(Fail {
                         errno: libc::E2BIG,
                         detail: [0; DETAIL],

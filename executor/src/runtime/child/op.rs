@@ -21,15 +21,19 @@ pub(in crate::runtime) enum Op {
     },
     /// An overlay with `userxattr`: `fsopen` + one `lowerdir+` per layer
     /// (top first), falling back to `mount(2)` with `legacy` when the
-    /// new API or `lowerdir+` is not supported.
+    /// new API or `lowerdir+` is not supported. With `volatile`, the
+    /// option is added (`legacy_volatile` for `mount(2)`); a kernel that
+    /// does not know it (before 5.10: `EINVAL`) mounts without it.
     Overlay {
         lowers: Vec<CString>,
         upper: CString,
         work: CString,
         target: CString,
         legacy: Option<CString>,
+        legacy_volatile: Option<CString>,
         /// Skip the new mount API (testing the fallback).
         force_legacy: bool,
+        volatile: bool,
     },
     /// A fresh proc, or a recursive bind of the host's when refused.
     Proc { target: CString, force_bind: bool },

@@ -91,7 +91,8 @@ pub struct OciRuntime {
     crun: bool,
     /// kiln is root only of its user namespace (a rootless kiln).
     rootless: bool,
-    /// The fallbacks to take anyway (only [`Fallbacks::overlay`] applies).
+    /// The fallbacks to take anyway (only [`Fallbacks::overlay`] and
+    /// [`Fallbacks::volatile`] apply).
     fallbacks: Fallbacks,
 }
 
@@ -173,8 +174,9 @@ impl OciRuntime {
     }
 
     /// The runtime, taking the ways of `fallbacks` even where the
-    /// preferred ones work (of these, only the overlay mount applies to an
-    /// OCI runtime: the runtime itself mounts the rest).
+    /// preferred ones work (of these, only the overlay mount and its
+    /// `volatile` apply to an OCI runtime: the runtime itself mounts the
+    /// rest).
     pub fn with_fallbacks(self, fallbacks: Fallbacks) -> OciRuntime {
         OciRuntime { fallbacks, ..self }
     }
