@@ -568,11 +568,14 @@ kiln_commit=$(git -C "$repo" rev-parse --short HEAD 2> /dev/null || echo unknown
     echo "Ratio: BuildKit (or hadolint) median / kiln median; above 1 means kiln is faster. Every run:"
     echo
     for row in $ROWS; do
-        line="- $row: kiln ${times[$row-kiln]:-–}"
+        k=${times[$row-kiln]:-–}
+        line="- $row: kiln ${k% }"
         if [[ $row == lint ]]; then
-            line+="; hadolint ${times[$row-hadolint]:-–}"
+            b=${times[$row-hadolint]:-–}
+            line+="; hadolint ${b% }"
         else
-            line+="; BuildKit ${times[$row-bk]:-–}"
+            b=${times[$row-bk]:-–}
+            line+="; BuildKit ${b% }"
         fi
         echo "$line" | sed -E 's/([0-9]+\.[0-9]{2})[0-9]*/\1/g'
     done
