@@ -188,6 +188,28 @@ bk_remove_images() {
 bk_cold() {
     bk buildx prune -af > /dev/null
     bk_remove_images
+    # Images our builds left untagged still hold their layers, and the base's
+    # with them: the engine's layer store would serve the base without a pull.
+    bk image prune -f > /dev/null
+}
+
+# bk_shared_bases: warns when an image of Docker 26 holds a layer of our
+# bases (someone else's, or one the engine had already): BuildKit then
+# takes the base from the engine's layer store without pulling it.
+bk_shared_bases() {
+    local base ids images
+    ids=$(for base in "$@"; do
+        skopeo inspect --config --tls-verify=false "docker://$REGISTRY/bench/$base" |
+            python3 -c 'import json, sys; print("\n".join(json.load(sys.stdin)["rootfs"]["diff_ids"]))'
+    done)
+    images=$(bk image ls -aq | sort -u)
+    [[ -n $images ]] || return 0
+    # shellcheck disable=SC2086
+    if bk image inspect -f '{{join .RootFS.Layers "\n"}}' $images | grep -qxF "$ids"; then
+        echo "compare.sh: WARNING: an image in Docker 26 holds a layer of a base ($*):" \
+            "BuildKit's cold builds will not pull it; remove that image for a fair cold row" >&2
+        shared_warning="Docker 26 held an image sharing a base layer: BuildKit's cold rows did not pull that base."
+    fi
 }
 
 # build_cmd TOOL ROW DOCKERFILE CONTEXT ARGS...: sets cmd to the build
@@ -223,6 +245,12 @@ if wants apt; then
 m = json.load(open(sys.argv[1]))["manifests"][0]
 print(m.get("annotations", {}).get("org.opencontainers.image.ref.name", ""))' "$DEBIAN/index.json")
     push_base "$DEBIAN" "$debian_tag" debian:bookworm
+fi
+
+shared_warning=
+if [[ $have_bk == 1 ]]; then
+    bk_cold
+    if wants apt; then bk_shared_bases busybox:latest debian:bookworm; else bk_shared_bases busybox:latest; fi
 fi
 
 for row in apt stages big warm steps; do
@@ -565,6 +593,7 @@ kiln_commit=$(git -C "$repo" rev-parse --short HEAD 2> /dev/null || echo unknown
         echo "| $(title "$row") | $b | $k | $ratio | $(aim "$row") | ${r:+$r MB} |"
     done
     echo
+    [[ -n $shared_warning ]] && echo "WARNING: $shared_warning" && echo
     echo "Ratio: BuildKit (or hadolint) median / kiln median; above 1 means kiln is faster. Every run:"
     echo
     for row in $ROWS; do
