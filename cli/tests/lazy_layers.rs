@@ -258,28 +258,7 @@ fn kiln_push_compresses_once_and_the_pushed_image_unpacks() {
     assert_eq!(pushed, GZIP_LAYERS.map(|d| (OCI_GZIP, d)));
 
     // What was pushed unpacks to the context's files.
-    let layout = env.path("layout");
-    skopeo_ok(&[
-        "copy",
-        "--src-tls-verify=false",
-        &format!("docker://{name}"),
-        &format!("oci:{}:app", s(&layout)),
-    ]);
-    let bundle = env.path("bundle");
-    let umoci = Command::new("umoci")
-        .args([
-            "unpack",
-            "--image",
-            &format!("{}:app", s(&layout)),
-            s(&bundle),
-        ])
-        .output()
-        .expect("umoci runs");
-    assert!(
-        umoci.status.success(),
-        "{}",
-        String::from_utf8_lossy(&umoci.stderr)
-    );
+    let bundle = common::unpack_from_registry(&env, &name);
     let big = std::fs::read_to_string(bundle.join("rootfs/big.txt")).expect("big.txt");
     assert!(big == big_text(), "big.txt differs after the round trip");
 

@@ -143,28 +143,7 @@ fn push_then_skopeo_and_umoci_see_what_local_output_wrote() {
 
     // skopeo copies it into an OCI layout and umoci unpacks it: the rootfs
     // is what the local output wrote.
-    let layout = env.path("layout");
-    skopeo_ok(&[
-        "copy",
-        "--src-tls-verify=false",
-        &format!("docker://{name}"),
-        &format!("oci:{}:app", s(&layout)),
-    ]);
-    let bundle = env.path("bundle");
-    let out = Command::new("umoci")
-        .args([
-            "unpack",
-            "--image",
-            &format!("{}:app", s(&layout)),
-            s(&bundle),
-        ])
-        .output()
-        .expect("umoci runs");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let bundle = common::unpack_from_registry(&env, &name);
     let (want, got) = (tree(&local), tree(&bundle.join("rootfs")));
     assert!(got.contains_key("data/sub/file") && !got.contains_key("bin/ls"));
     assert_eq!(want, got);

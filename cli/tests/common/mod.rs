@@ -113,3 +113,32 @@ impl Env {
 pub fn s(p: &Path) -> &str {
     p.to_str().expect("utf-8 path")
 }
+
+/// Copies the image `reference` from a plain-HTTP registry into an OCI
+/// layout (skopeo) and unpacks it (umoci): the bundle directory, whose
+/// `rootfs/` holds the image's files.
+pub fn unpack_from_registry(env: &Env, reference: &str) -> PathBuf {
+    let layout = env.path("layout");
+    kiln_test_support::skopeo_ok(&[
+        "copy",
+        "--src-tls-verify=false",
+        &format!("docker://{reference}"),
+        &format!("oci:{}:app", s(&layout)),
+    ]);
+    let bundle = env.path("bundle");
+    let out = Command::new("umoci")
+        .args([
+            "unpack",
+            "--image",
+            &format!("{}:app", s(&layout)),
+            s(&bundle),
+        ])
+        .output()
+        .expect("umoci runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    bundle
+}
