@@ -133,10 +133,10 @@ fn append_uncompressed<W: Write>(
     let compression = LayerCompression::of_media_type(media_type)
         .filter(|c| *c != LayerCompression::None)
         .unwrap_or_else(|| LayerCompression::detect(&head[..n]));
-    let file = store.open(digest)?;
     match compression {
         LayerCompression::None => append_plain(tar, store, digest, path),
         LayerCompression::Gzip | LayerCompression::Zstd => {
+            let file = store.open(digest)?;
             // A docker-archive holds plain layer tars (as `docker save`
             // writes them): decompress to a staging file for its size.
             let staged = store.layout().ingest().join(format!(
