@@ -10,6 +10,8 @@
 //! the file, see [`crate::file_caps`]).
 
 use crate::dirfd::Dir;
+use crate::fileop::graft::GraftEntry;
+use crate::fileop::{Graft, Grafts};
 use std::collections::HashMap;
 use std::ffi::{OsStr, OsString};
 use std::fs::Metadata;
@@ -80,12 +82,30 @@ pub fn diff_with(
     out: &mut dyn Write,
     options: &DiffOptions,
 ) -> Result<(), DiffError> {
+    diff_grafted(upper, &Grafts::default(), out, options)
+}
+
+/// [`diff_with`] for an upper directory written by
+/// [`crate::apply_file_actions_grafting`]: below each graft's destination
+/// the entries come from the graft's source, as the copy would have
+/// written them (owner, mode and mtime by the copy's rules, a hardlink
+/// entry for a file linked to one written earlier). A source file whose
+/// size changed since it was listed fails the tar.
+///
+/// # Errors
+/// [`DiffError`] naming the path.
+pub fn diff_grafted(
+    upper: &Path,
+    grafts: &Grafts<'_>,
+    out: &mut dyn Write,
+    options: &DiffOptions,
+) -> Result<(), DiffError> {
     let mut writer = Writer {
         builder: tar::Builder::new(out),
         options: options.clone(),
         links: HashMap::new(),
     };
-    writer.tree(upper)?;
+    writer.tree(upper, grafts)?;
     writer.builder.finish().map_err(|error| DiffError::Write {
         path: String::new(),
         error,
@@ -103,8 +123,110 @@ fn io_err(action: &'static str, path: &Path, error: io::Error) -> DiffError {
 struct Writer<'a> {
     builder: tar::Builder<&'a mut dyn Write>,
     options: DiffOptions,
-    /// (dev, ino) → first tar path of a multiply linked inode.
-    links: HashMap<(u64, u64), Vec<u8>>,
+    /// The first tar path of each multiply linked file.
+    links: HashMap<LinkKey, Vec<u8>>,
+}
+
+/// A multiply linked file: an inode of the upper directory, or of a
+/// graft's source.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+enum LinkKey {
+    Upper(u64, u64),
+    Source(u64, u64),
+}
+
+/// The kinds of entries a layer holds.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Dir,
+    File,
+    Symlink,
+    Char,
+    Block,
+    Fifo,
+    Socket,
+}
+
+/// What a tar header says of an entry.
+struct Stat {
+    kind: Kind,
+    /// Permission bits, setuid/setgid/sticky included.
+    mode: u32,
+    uid: u32,
+    gid: u32,
+    mtime: i64,
+    size: u64,
+    rdev: u64,
+    /// Set for a non-directory with more than one link.
+    link: Option<LinkKey>,
+}
+
+impl Stat {
+    fn kind_of(md: &Metadata) -> Kind {
+        let ft = md.file_type();
+        if ft.is_dir() {
+            Kind::Dir
+        } else if ft.is_file() {
+            Kind::File
+        } else if ft.is_symlink() {
+            Kind::Symlink
+        } else if ft.is_char_device() {
+            Kind::Char
+        } else if ft.is_block_device() {
+            Kind::Block
+        } else if ft.is_fifo() {
+            Kind::Fifo
+        } else {
+            Kind::Socket
+        }
+    }
+
+    /// An entry of the upper directory, as it is.
+    fn of_upper(md: &Metadata) -> Stat {
+        let kind = Stat::kind_of(md);
+        Stat {
+            kind,
+            mode: md.mode() & 0o7777,
+            uid: md.uid(),
+            gid: md.gid(),
+            mtime: md.mtime(),
+            size: md.len(),
+            rdev: md.rdev(),
+            link: (kind != Kind::Dir && md.nlink() > 1).then(|| LinkKey::Upper(md.dev(), md.ino())),
+        }
+    }
+
+    /// A graft's entry, as its copy would be: a symlink's mode is 0777 (a
+    /// new symlink's), what the copy makes of files and directories is
+    /// the copy's rule, only regular files have a size.
+    fn of_graft(e: &GraftEntry) -> Stat {
+        let md = &e.entry.metadata;
+        let kind = Stat::kind_of(md);
+        Stat {
+            kind,
+            mode: if kind == Kind::Symlink { 0o777 } else { e.mode },
+            uid: e.uid,
+            gid: e.gid,
+            mtime: e.mtime,
+            size: if kind == Kind::File { md.len() } else { 0 },
+            rdev: md.rdev(),
+            link: (kind == Kind::File && md.nlink() > 1)
+                .then(|| LinkKey::Source(md.dev(), md.ino())),
+        }
+    }
+
+    /// An overlay whiteout (a 0/0 character device).
+    fn is_device_whiteout(&self) -> bool {
+        self.kind == Kind::Char && self.rdev == 0
+    }
+}
+
+/// Where a child's data is.
+enum Origin {
+    /// In the upper directory, under its name.
+    Upper,
+    /// In a graft's source: its real path and its path in the source.
+    Source { real: PathBuf, src: String },
 }
 
 /// What one child of a directory becomes.
@@ -113,17 +235,35 @@ struct Child {
     tar_name: Vec<u8>,
     /// The name on disk.
     name: OsString,
-    metadata: Metadata,
+    stat: Stat,
     whiteout: bool,
+    origin: Origin,
+}
+
+/// Where a directory's children come from.
+enum Listing<'g, 's> {
+    Upper(Dir),
+    Graft(&'g Graft<'s>),
 }
 
 /// A directory being written: its children not yet written (in reverse
 /// order, so the next one pops off the end) and its tar path (empty or
 /// ending in `/`).
-struct Level {
-    dir: Dir,
+struct Level<'g, 's> {
+    dir: Listing<'g, 's>,
     children: Vec<Child>,
     prefix: Vec<u8>,
+}
+
+impl Level<'_, '_> {
+    /// The real path of `child`, for messages.
+    fn path_of(&self, child: &Child) -> PathBuf {
+        match (&self.dir, &child.origin) {
+            (_, Origin::Source { real, .. }) => real.clone(),
+            (Listing::Upper(dir), Origin::Upper) => dir.child_path(&child.name),
+            (Listing::Graft(_), Origin::Upper) => PathBuf::from(&child.name),
+        }
+    }
 }
 
 /// The children of `dir` in reverse tar order.
@@ -138,31 +278,97 @@ fn list_children(dir: &Dir) -> Result<Vec<Child>, DiffError> {
         let whiteout = dir
             .is_whiteout(&name, &metadata)
             .map_err(|e| io_err("reading", &path(), e))?;
-        let tar_name = if whiteout {
-            [b".wh.".as_slice(), name.as_bytes()].concat()
-        } else {
-            name.as_bytes().to_vec()
-        };
         children.push(Child {
-            tar_name,
+            tar_name: tar_name(name.as_bytes(), whiteout),
             name,
-            metadata,
+            stat: Stat::of_upper(&metadata),
             whiteout,
+            origin: Origin::Upper,
         });
     }
     children.sort_by(|a, b| b.tar_name.cmp(&a.tar_name));
     Ok(children)
 }
 
+/// The children of source directory `src` of `graft` in reverse tar order.
+fn graft_children(graft: &Graft<'_>, src: &str) -> Result<Vec<Child>, DiffError> {
+    let listed = graft.children(src).map_err(|e| DiffError::Io {
+        action: "reading",
+        path: PathBuf::from(format!("/{src}")),
+        error: io::Error::other(e.to_string()),
+    })?;
+    let mut children = Vec::with_capacity(listed.len());
+    for (name, entry) in listed {
+        let stat = Stat::of_graft(&entry);
+        let whiteout = stat.is_device_whiteout();
+        children.push(Child {
+            tar_name: tar_name(name.as_bytes(), whiteout),
+            name: OsString::from(name),
+            stat,
+            whiteout,
+            origin: Origin::Source {
+                real: entry.entry.real,
+                src: entry.entry.rel,
+            },
+        });
+    }
+    children.sort_by(|a, b| b.tar_name.cmp(&a.tar_name));
+    Ok(children)
+}
+
+fn tar_name(name: &[u8], whiteout: bool) -> Vec<u8> {
+    if whiteout {
+        [b".wh.".as_slice(), name].concat()
+    } else {
+        name.to_vec()
+    }
+}
+
+/// Reads exactly `size` bytes of `file`: a file that shrank or grew since
+/// it was listed is an error, never a short or overlong tar entry.
+struct Exact {
+    file: std::io::Take<std::fs::File>,
+    left: u64,
+}
+
+impl io::Read for Exact {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.file.read(buf)?;
+        self.left -= n as u64;
+        if n == 0 && self.left > 0 && !buf.is_empty() {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "the file changed while the layer was written",
+            ));
+        }
+        if self.left == 0 && n > 0 {
+            let mut probe = [0u8; 1];
+            if self.file.get_mut().read(&mut probe)? != 0 {
+                return Err(io::Error::other(
+                    "the file changed while the layer was written",
+                ));
+            }
+        }
+        Ok(n)
+    }
+}
+
 impl Writer<'_> {
-    /// Writes everything below directory `upper`, depth first, one open
-    /// directory per level (no recursion: a tree may be deeper than the
-    /// stack, and its paths longer than `PATH_MAX`).
-    fn tree(&mut self, upper: &Path) -> Result<(), DiffError> {
+    /// Writes everything below directory `upper` (and the grafts below
+    /// it), depth first, one open directory per level (no recursion: a
+    /// tree may be deeper than the stack, and its paths longer than
+    /// `PATH_MAX`).
+    fn tree<'g, 's>(&mut self, upper: &Path, grafts: &'g Grafts<'s>) -> Result<(), DiffError> {
         let root = Dir::open(upper).map_err(|e| io_err("opening", upper, e))?;
-        let children = list_children(&root)?;
+        let (dir, children) = match grafts.get("") {
+            Some(g) => (Listing::Graft(g), graft_children(g, &g.src)?),
+            None => {
+                let children = list_children(&root)?;
+                (Listing::Upper(root), children)
+            }
+        };
         let mut stack = vec![Level {
-            dir: root,
+            dir,
             children,
             prefix: Vec::new(),
         }];
@@ -176,29 +382,48 @@ impl Writer<'_> {
                 self.marker(&tar_path)?;
                 continue;
             }
-            let md = &child.metadata;
-            let ft = md.file_type();
-            if ft.is_socket() {
+            let st = &child.stat;
+            if st.kind == Kind::Socket {
                 continue;
             }
-            let mut header = self.header(md);
-            let path = || level.dir.child_path(&child.name);
-            if ft.is_dir() {
+            let mut header = self.header(st);
+            let path = level.path_of(&child);
+            if st.kind == Kind::Dir {
                 tar_path.push(b'/');
                 header.set_entry_type(EntryType::Directory);
                 header.set_size(0);
                 self.append(&mut header, &tar_path, io::empty())?;
-                let dir = level
-                    .dir
-                    .open_dir(&child.name)
-                    .map_err(|e| io_err("opening", &path(), e))?;
-                let opaque = dir
-                    .is_opaque()
-                    .map_err(|e| io_err("reading xattrs of", &path(), e))?;
-                if opaque {
-                    self.marker(&[tar_path.as_slice(), b".wh..wh..opq"].concat())?;
-                }
-                let children = list_children(&dir)?;
+                let (dir, children) = match (&level.dir, &child.origin) {
+                    (Listing::Upper(parent), _) => {
+                        let dir = parent
+                            .open_dir(&child.name)
+                            .map_err(|e| io_err("opening", &path, e))?;
+                        let opaque = dir
+                            .is_opaque()
+                            .map_err(|e| io_err("reading xattrs of", &path, e))?;
+                        if opaque {
+                            self.marker(&[tar_path.as_slice(), b".wh..wh..opq"].concat())?;
+                        }
+                        let rel = std::str::from_utf8(&tar_path[..tar_path.len() - 1]).ok();
+                        match rel.and_then(|r| grafts.get(r)) {
+                            Some(g) => (Listing::Graft(g), graft_children(g, &g.src)?),
+                            None => {
+                                let children = list_children(&dir)?;
+                                (Listing::Upper(dir), children)
+                            }
+                        }
+                    }
+                    (Listing::Graft(g), Origin::Source { src, .. }) => {
+                        (Listing::Graft(*g), graft_children(g, src)?)
+                    }
+                    (Listing::Graft(_), Origin::Upper) => {
+                        return Err(io_err(
+                            "reading",
+                            &path,
+                            io::Error::other("an upper entry below a graft"),
+                        ))
+                    }
+                };
                 stack.push(Level {
                     dir,
                     children,
@@ -206,8 +431,7 @@ impl Writer<'_> {
                 });
                 continue;
             }
-            if md.nlink() > 1 {
-                let key = (md.dev(), md.ino());
+            if let Some(key) = st.link {
                 if let Some(first) = self.links.get(&key).cloned() {
                     header.set_entry_type(EntryType::Link);
                     header.set_size(0);
@@ -216,66 +440,83 @@ impl Writer<'_> {
                 }
                 self.links.insert(key, tar_path.clone());
             }
-            if ft.is_file() {
-                header.set_entry_type(EntryType::Regular);
-                header.set_size(md.len());
-                let file = level
-                    .dir
-                    .open_file(&child.name)
-                    .map_err(|e| io_err("opening", &path(), e))?;
-                let caps = crate::file_caps::of_file(&file)
-                    .map_err(|e| io_err("reading the capabilities of", &path(), e))?;
-                if let Some(caps) = caps {
-                    let key = format!("SCHILY.xattr.{}", crate::file_caps::NAME);
-                    self.builder
-                        .append_pax_extensions([(key.as_str(), caps.as_slice())])
-                        .map_err(|error| DiffError::Write {
+            match st.kind {
+                Kind::File => {
+                    header.set_entry_type(EntryType::Regular);
+                    header.set_size(st.size);
+                    match (&level.dir, &child.origin) {
+                        (Listing::Upper(dir), Origin::Upper) => {
+                            let file = dir
+                                .open_file(&child.name)
+                                .map_err(|e| io_err("opening", &path, e))?;
+                            let caps = crate::file_caps::of_file(&file)
+                                .map_err(|e| io_err("reading the capabilities of", &path, e))?;
+                            if let Some(caps) = caps {
+                                let key = format!("SCHILY.xattr.{}", crate::file_caps::NAME);
+                                self.builder
+                                    .append_pax_extensions([(key.as_str(), caps.as_slice())])
+                                    .map_err(|error| DiffError::Write {
+                                        path: String::from_utf8_lossy(&tar_path).into_owned(),
+                                        error,
+                                    })?;
+                            }
+                            self.append(&mut header, &tar_path, file)?;
+                        }
+                        _ => {
+                            // A copy's file has no capabilities: copying
+                            // does not carry extended attributes.
+                            let file = std::fs::File::open(&path)
+                                .map_err(|e| io_err("opening", &path, e))?;
+                            let data = Exact {
+                                file: io::Read::take(file, st.size),
+                                left: st.size,
+                            };
+                            self.append(&mut header, &tar_path, data)?;
+                        }
+                    }
+                }
+                Kind::Symlink => {
+                    let target = match (&level.dir, &child.origin) {
+                        (Listing::Upper(dir), Origin::Upper) => dir.read_link(&child.name),
+                        _ => std::fs::read_link(&path).map(|t| t.into_os_string()),
+                    }
+                    .map_err(|e| io_err("reading link", &path, e))?;
+                    header.set_entry_type(EntryType::Symlink);
+                    header.set_size(0);
+                    self.link_entry(&mut header, &tar_path, target.as_bytes())?;
+                }
+                _ => {
+                    let kind = match st.kind {
+                        Kind::Char => EntryType::Char,
+                        Kind::Block => EntryType::Block,
+                        _ => EntryType::Fifo,
+                    };
+                    header.set_entry_type(kind);
+                    header.set_size(0);
+                    if kind != EntryType::Fifo {
+                        let rdev = st.rdev;
+                        let set = header
+                            .set_device_major(crate::file_meta::major(rdev))
+                            .and_then(|()| header.set_device_minor(crate::file_meta::minor(rdev)));
+                        set.map_err(|error| DiffError::Write {
                             path: String::from_utf8_lossy(&tar_path).into_owned(),
                             error,
                         })?;
+                    }
+                    self.append(&mut header, &tar_path, io::empty())?;
                 }
-                self.append(&mut header, &tar_path, file)?;
-            } else if ft.is_symlink() {
-                let target = level
-                    .dir
-                    .read_link(&child.name)
-                    .map_err(|e| io_err("reading link", &path(), e))?;
-                header.set_entry_type(EntryType::Symlink);
-                header.set_size(0);
-                self.link_entry(&mut header, &tar_path, target.as_bytes())?;
-            } else {
-                let kind = if ft.is_char_device() {
-                    EntryType::Char
-                } else if ft.is_block_device() {
-                    EntryType::Block
-                } else {
-                    EntryType::Fifo
-                };
-                header.set_entry_type(kind);
-                header.set_size(0);
-                if kind != EntryType::Fifo {
-                    let rdev = md.rdev();
-                    let set = header
-                        .set_device_major(crate::file_meta::major(rdev))
-                        .and_then(|()| header.set_device_minor(crate::file_meta::minor(rdev)));
-                    set.map_err(|error| DiffError::Write {
-                        path: String::from_utf8_lossy(&tar_path).into_owned(),
-                        error,
-                    })?;
-                }
-                self.append(&mut header, &tar_path, io::empty())?;
             }
         }
         Ok(())
     }
 
-    /// A GNU header with mode, owner and (clamped) mtime of `md`.
-    fn header(&self, md: &Metadata) -> Header {
+    /// A GNU header with mode, owner and (clamped) mtime of `st`.
+    fn header(&self, st: &Stat) -> Header {
         let mut header = Header::new_gnu();
-        header.set_mode(md.mode() & 0o7777);
-        header.set_uid(u64::from(md.uid()));
-        header.set_gid(u64::from(md.gid()));
-        let mut mtime = u64::try_from(md.mtime()).unwrap_or(0);
+        header.set_mode(st.mode);
+        header.set_uid(u64::from(st.uid));
+        header.set_gid(u64::from(st.gid));
+        let mut mtime = u64::try_from(st.mtime).unwrap_or(0);
         if let Some(clamp) = self.options.mtime_clamp {
             mtime = mtime.min(clamp);
         }

@@ -52,9 +52,12 @@ mod step;
 mod unpack;
 mod walkdiff;
 
-pub use diff::{diff, diff_with, DiffError, DiffOptions};
+pub use diff::{diff, diff_grafted, diff_with, DiffError, DiffOptions};
 pub use emulation::{needs_emulation, Binfmt, EmulationError, BINFMT_MISC};
-pub use fileop::{apply_file_actions, Chmod, CopyAction, FileAction, FileOpError, Owner, Source};
+pub use fileop::{
+    apply_file_actions, apply_file_actions_grafting, Chmod, CopyAction, FileAction, FileOpError,
+    Graft, Grafts, Owner, Source,
+};
 pub use runtime::{
     abort_runs, cgroup_parent, set_scratch_base, sweep_stale, BuiltinRuntime, CancelSignal,
     ChrootRuntime, Decision, Fallbacks, IsolatedRuntime, Isolation, Mount, NetworkMode, OciRuntime,

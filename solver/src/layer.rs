@@ -142,7 +142,7 @@ pub(crate) fn image_layers(
 /// Unpacks the store's blob of `layer` into its directory unless that is
 /// there, verifying that its uncompressed content is its diff id: a forged
 /// diff id fails and leaves no directory behind.
-fn unpack_missing(store: &LocalStore, layer: &Layer) -> Result<(), LayerError> {
+pub(crate) fn unpack_missing(store: &LocalStore, layer: &Layer) -> Result<(), LayerError> {
     if layer.dir.exists() {
         return Ok(());
     }
@@ -182,25 +182,66 @@ pub(crate) fn try_restore(
     if !store.exists(&layer.blob) {
         return Ok(None);
     }
-    unpack_missing(store, &layer)?;
+    // A plain tar blob is its diff id (the store checked it when it was
+    // written): its directory waits until something reads it
+    // (`StepEnv::materialize_inputs`). Any other is unpacked now, which
+    // verifies its diff id.
+    if !is_plain(&layer) {
+        unpack_missing(store, &layer)?;
+    }
     mark_used(store, &layer.diff_id);
     Ok(Some(layer))
 }
 
+/// Whether `layer`'s blob is its uncompressed tar (blob digest = diff id).
+fn is_plain(layer: &Layer) -> bool {
+    layer.blob == layer.diff_id && layer.media_type == kiln_oci::media::OCI_LAYER_TAR
+}
+
 static TMP_COUNTER: AtomicU64 = AtomicU64::new(0);
 
-/// Applies `actions` on top of `base` into a new layer: directory and
-/// uncompressed tar blob in the store.
+/// Whether a new layer must be kept as a directory too.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum LayerDir {
+    /// Something reads it as files: it is written as a directory, then
+    /// packed into its tar.
+    Kept,
+    /// Nothing in this build reads it: what can go straight from its
+    /// sources into the tar does (see
+    /// [`kiln_executor::apply_file_actions_grafting`]), and the directory
+    /// is then left out; it is unpacked from the blob when a later build
+    /// reads it.
+    Optional,
+}
+
+/// Applies `actions` on top of `base` into a new layer: uncompressed tar
+/// blob in the store, and directory as `dir` says.
 pub(crate) fn build_layer(
     store: &LocalStore,
     base: &LayerStack,
     actions: &[FileAction],
     sources: &[Source<'_>],
+    dir: LayerDir,
 ) -> Result<Layer, LayerError> {
-    new_layer(store, |upper, _work| {
-        let actions = crate::op::executor_actions(actions);
-        kiln_executor::apply_file_actions(base, upper, &actions, sources).map_err(LayerError::Files)
-    })
+    let actions = crate::op::executor_actions(actions);
+    if dir == LayerDir::Kept {
+        return new_layer(store, |upper, _work| {
+            kiln_executor::apply_file_actions(base, upper, &actions, sources)
+                .map_err(LayerError::Files)
+        });
+    }
+    write_layer(
+        store,
+        |upper, _work| {
+            kiln_executor::apply_file_actions_grafting(base, upper, &actions, sources)
+                .map_err(LayerError::Files)
+        },
+        |upper, grafts, out| {
+            let options = kiln_executor::DiffOptions::default();
+            kiln_executor::diff_grafted(upper, grafts, out, &options)?;
+            Ok(grafts.is_empty())
+        },
+    )
 }
 
 /// Makes a new layer: `fill` writes the changes into an empty upper
@@ -218,6 +259,20 @@ pub(crate) fn new_layer<E: From<LayerError>, G>(
     store: &LocalStore,
     fill: impl FnOnce(&Path, &Path) -> Result<G, E>,
 ) -> Result<Layer, E> {
+    write_layer(store, fill, |upper, _, out| {
+        kiln_executor::diff(upper, out).map(|()| true)
+    })
+}
+
+/// [`new_layer`] with the tar written by `tar`, which gets the upper
+/// directory and what `fill` returned, and says whether the upper
+/// directory is the whole layer (it is then kept as the layer's
+/// directory, else removed).
+fn write_layer<E: From<LayerError>, G>(
+    store: &LocalStore,
+    fill: impl FnOnce(&Path, &Path) -> Result<G, E>,
+    tar: impl FnOnce(&Path, &G, &mut dyn std::io::Write) -> Result<bool, kiln_executor::DiffError>,
+) -> Result<Layer, E> {
     let root = store.layout().layers();
     let create = |path: &Path| {
         let path = path.to_path_buf();
@@ -231,12 +286,12 @@ pub(crate) fn new_layer<E: From<LayerError>, G>(
         std::fs::create_dir(d).map_err(create(d))?;
     }
     let result = (|| {
-        let _held = fill(&upper, &work)?;
+        let held = fill(&upper, &work)?;
         let writer = store.writer().map_err(LayerError::Store)?;
         // Large writes: the tar's 512-byte headers would otherwise be a
         // system call each.
         let mut out = std::io::BufWriter::with_capacity(1 << 20, writer);
-        kiln_executor::diff(&upper, &mut out).map_err(LayerError::Write)?;
+        let whole = tar(&upper, &held, &mut out).map_err(LayerError::Write)?;
         let writer = out.into_inner().map_err(|e| {
             LayerError::Write(kiln_executor::DiffError::Write {
                 path: String::new(),
@@ -245,15 +300,17 @@ pub(crate) fn new_layer<E: From<LayerError>, G>(
         })?;
         let size = writer.written();
         let blob = writer.commit(None, None).map_err(LayerError::Store)?;
+        drop(held);
         Ok::<_, E>((
             blob.clone(),
             blob,
             size,
             kiln_oci::media::OCI_LAYER_TAR.to_string(),
+            whole,
         ))
     })();
     let _ = std::fs::remove_dir_all(&work);
-    let (diff_id, blob, size, media_type) = match result {
+    let (diff_id, blob, size, media_type, whole) = match result {
         Ok(v) => v,
         Err(e) => {
             let _ = std::fs::remove_dir_all(&upper);
@@ -262,6 +319,10 @@ pub(crate) fn new_layer<E: From<LayerError>, G>(
     };
     let layer = Layer::in_store(store.layout(), diff_id, blob, size, media_type);
     mark_used(store, &layer.diff_id);
+    if !whole {
+        let _ = std::fs::remove_dir_all(&upper);
+        return Ok(layer);
+    }
     kiln_executor::commit_dir(&upper, &layer.dir).map_err(|error| LayerError::Commit {
         path: layer.dir.clone(),
         error,

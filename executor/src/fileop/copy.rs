@@ -18,6 +18,7 @@
 
 use super::archive;
 use super::exclude::Excludes;
+use super::graft::Graft;
 use super::mode::apply_chmod;
 use super::tree::{abs, base_name, clean, join, parent, resolve_in, Meta, Upper};
 use super::{CopyAction, FileOpError, Source};
@@ -29,18 +30,49 @@ use std::os::unix::fs::{FileTypeExt, MetadataExt};
 /// One COPY/ADD action.
 struct Copier<'s> {
     tree: &'s dyn SourceTree,
-    context: bool,
     action: &'s CopyAction,
-    owner: Option<(u32, u32)>,
+    rule: MetaRule,
     excludes: Excludes,
     /// (dev, ino) of a source file → the first destination written for it.
     links: HashMap<(u64, u64), String>,
 }
 
-pub(crate) fn copy(
+/// What a copied entry's owner and mode become: `--chown`, else 0:0 for
+/// the build context and the source's own for a stage or image; `--chmod`
+/// applied to the source's mode; the source's mtime kept.
+#[derive(Debug, Clone)]
+pub(crate) struct MetaRule {
+    owner: Option<(u32, u32)>,
+    context: bool,
+    chmod: Option<super::Chmod>,
+}
+
+impl MetaRule {
+    /// The metadata a copied entry `e` gets.
+    pub(crate) fn meta_for(&self, e: &SourceEntry) -> Result<Meta, FileOpError> {
+        let md = &e.metadata;
+        let (uid, gid) = match self.owner {
+            Some(o) => o,
+            None if self.context => (0, 0),
+            None => (md.uid(), md.gid()),
+        };
+        Ok(Meta {
+            uid,
+            gid,
+            mode: apply_chmod(self.chmod.as_ref(), md.mode() & 0o7777, md.is_dir())?,
+            mtime: Some((md.mtime(), md.mtime_nsec())),
+        })
+    }
+}
+
+/// Copies `action`'s sources from `source` into `fs`. With `grafts`, the
+/// last directory it copies into an empty destination is not written but
+/// recorded there ([`Graft`]), for the layer tar to read from the source.
+pub(crate) fn copy<'s>(
     fs: &mut Upper<'_>,
-    action: &CopyAction,
-    source: Source<'_>,
+    action: &'s CopyAction,
+    source: Source<'s>,
+    mut grafts: Option<&mut Vec<Graft<'s>>>,
 ) -> Result<(), FileOpError> {
     let owner = match &action.owner {
         Some(o) => Some(fs.owner_ids(Some(o))?),
@@ -48,14 +80,18 @@ pub(crate) fn copy(
     };
     let mut c = Copier {
         tree: source.tree(),
-        context: source.is_context(),
         action,
-        owner,
+        rule: MetaRule {
+            owner,
+            context: source.is_context(),
+            chmod: action.chmod.clone(),
+        },
         excludes: Excludes::new(&action.excludes)?,
         links: HashMap::new(),
     };
+    let mut matches = Vec::new();
     for src in &action.sources {
-        let matches = match c.tree.resolve(src) {
+        let found = match c.tree.resolve(src) {
             Ok(m) => m,
             Err(SourceError::NotFound { .. }) => {
                 return Err(FileOpError::NotFound {
@@ -64,21 +100,26 @@ pub(crate) fn copy(
             }
             Err(e) => return Err(e.into()),
         };
-        for m in matches {
-            if c.excludes.excludes_source(&m) {
-                continue;
+        for m in found {
+            if !c.excludes.excludes_source(&m) {
+                matches.push((src, m));
             }
-            c.links.clear();
-            c.copy_match(fs, src, &m)?;
         }
+    }
+    let last = matches.len().saturating_sub(1);
+    for (i, (src, m)) in matches.iter().enumerate() {
+        c.links.clear();
+        // Only the last match may be deferred: nothing writes after it.
+        let graft = if i == last { grafts.take() } else { None };
+        c.copy_match(fs, src, m, graft)?;
     }
     Ok(())
 }
 
-impl Copier<'_> {
+impl<'s> Copier<'s> {
     /// The metadata of created destination directories.
     fn created_dir(&self) -> Meta {
-        let (uid, gid) = self.owner.unwrap_or((0, 0));
+        let (uid, gid) = self.rule.owner.unwrap_or((0, 0));
         Meta {
             uid,
             gid,
@@ -89,22 +130,18 @@ impl Copier<'_> {
 
     /// The metadata a copied entry gets.
     fn meta_for(&self, e: &SourceEntry) -> Result<Meta, FileOpError> {
-        let md = &e.metadata;
-        let (uid, gid) = match self.owner {
-            Some(o) => o,
-            None if self.context => (0, 0),
-            None => (md.uid(), md.gid()),
-        };
-        Ok(Meta {
-            uid,
-            gid,
-            mode: apply_chmod(self.action.chmod.as_ref(), md.mode() & 0o7777, md.is_dir())?,
-            mtime: Some((md.mtime(), md.mtime_nsec())),
-        })
+        self.rule.meta_for(e)
     }
 
-    /// Copies one matched source path `m` (written as `src`).
-    fn copy_match(&mut self, fs: &mut Upper<'_>, src: &str, m: &str) -> Result<(), FileOpError> {
+    /// Copies one matched source path `m` (written as `src`); a directory
+    /// into an empty destination becomes a graft when `grafts` is given.
+    fn copy_match(
+        &mut self,
+        fs: &mut Upper<'_>,
+        src: &str,
+        m: &str,
+        grafts: Option<&mut Vec<Graft<'s>>>,
+    ) -> Result<(), FileOpError> {
         let resolved = resolve_in(self.tree, m, true)?;
         let Some(entry) = self.tree.entry(&resolved)? else {
             return Err(FileOpError::NotFound {
@@ -126,7 +163,25 @@ impl Copier<'_> {
         }
         if entry.metadata.is_dir() {
             let d = fs.resolve(&dest, true)?;
+            let existed = fs.entry(&d)?.is_some();
             fs.mkdir_all(&d, self.created_dir())?;
+            if let Some(grafts) = grafts.filter(|_| self.excludes.is_empty()) {
+                // Into an empty directory nothing can be in the way: the
+                // copy is the source's subtree, entry for entry.
+                if !existed || fs.is_empty_dir(&d)? {
+                    if !self.tree.list(&resolved)?.is_empty() {
+                        // What writing a child would do to `d` first.
+                        fs.copy_up_parents(&join(&d, "-"))?;
+                        grafts.push(Graft {
+                            dest: d,
+                            tree: self.tree,
+                            src: resolved,
+                            rule: self.rule.clone(),
+                        });
+                    }
+                    return Ok(());
+                }
+            }
             return self.copy_children(fs, &resolved, &d);
         }
         let mut d = fs.resolve(&dest, true)?;

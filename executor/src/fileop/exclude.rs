@@ -33,6 +33,11 @@ impl Excludes {
         }
     }
 
+    /// Whether there are no patterns (nothing is excluded).
+    pub(crate) fn is_empty(&self) -> bool {
+        self.matcher.is_none()
+    }
+
     /// Whether some pattern is an exception (`!pattern`): then an excluded
     /// directory is still walked, and created only when something below it
     /// is copied.

@@ -11,9 +11,11 @@
 mod archive;
 mod copy;
 mod exclude;
+pub(crate) mod graft;
 mod mode;
 mod tree;
 
+pub use graft::{Graft, Grafts};
 use serde::Serialize;
 use std::path::PathBuf;
 
@@ -213,8 +215,38 @@ pub fn apply_file_actions(
     actions: &[FileAction],
     sources: &[Source<'_>],
 ) -> Result<(), FileOpError> {
+    apply(base, upper, actions, sources, None)
+}
+
+/// [`apply_file_actions`], except that when the last action copies a whole
+/// directory into an empty destination, that copy is not written: it is
+/// returned as a graft, and `upper` holds the rest of the layer. Write the
+/// layer with [`crate::diff_grafted`] (`upper` is then not the layer's
+/// directory: it lacks the grafted files).
+///
+/// # Errors
+/// A [`FileOpError`] naming the path. `upper` is then left half-written.
+pub fn apply_file_actions_grafting<'s>(
+    base: &crate::LayerStack,
+    upper: &std::path::Path,
+    actions: &'s [FileAction],
+    sources: &[Source<'s>],
+) -> Result<Grafts<'s>, FileOpError> {
+    let mut grafts = Vec::new();
+    apply(base, upper, actions, sources, Some(&mut grafts))?;
+    Ok(Grafts::from_list(grafts))
+}
+
+fn apply<'s>(
+    base: &crate::LayerStack,
+    upper: &std::path::Path,
+    actions: &'s [FileAction],
+    sources: &[Source<'s>],
+    mut grafts: Option<&mut Vec<Graft<'s>>>,
+) -> Result<(), FileOpError> {
     let mut fs = tree::Upper::new(base, upper);
-    for action in actions {
+    let last = actions.len().saturating_sub(1);
+    for (i, action) in actions.iter().enumerate() {
         match action {
             FileAction::Copy(copy) => {
                 let source = sources.get(copy.input).ok_or_else(|| {
@@ -224,7 +256,8 @@ pub fn apply_file_actions(
                         sources.len()
                     ))
                 })?;
-                copy::copy(&mut fs, copy, *source)?;
+                let grafts = if i == last { grafts.take() } else { None };
+                copy::copy(&mut fs, copy, *source, grafts)?;
             }
             FileAction::Mkdir {
                 path,

@@ -150,6 +150,11 @@ impl<'a> Upper<'a> {
         Ok(self.entry(rel)?.is_some_and(|e| e.metadata.is_dir()))
     }
 
+    /// Whether `rel` is a directory with nothing in it in the merged view.
+    pub(crate) fn is_empty_dir(&self, rel: &str) -> Result<bool, FileOpError> {
+        Ok(self.is_dir(rel)? && self.merged.list(rel)?.is_empty())
+    }
+
     /// Resolves `path` (absolute or relative to the root) in the merged view.
     pub(crate) fn resolve(&self, path: &str, follow_final: bool) -> Result<String, FileOpError> {
         resolve_in(&self.merged, path, follow_final)

@@ -2,7 +2,9 @@
 //! top of input 0, reading other inputs (stages, images, downloads,
 //! contexts with `.dockerignore` applied). Its key covers the context
 //! files it copies. Checksumming those files, and copying and packing
-//! the layer, each hold a slot of the CPU pool ([`super::CpuPool`]).
+//! the layer, each hold a slot of the CPU pool ([`super::CpuPool`]). A
+//! layer nothing in the build reads as files is written straight into its
+//! tar where it can be ([`layer::LayerDir::Optional`]).
 
 use super::context_tree::ContextTree;
 use super::step::{combined, key_parts, run_step, Input, StepEnv, VertexResult};
@@ -18,6 +20,7 @@ pub(super) fn run(
     vertex: &Vertex,
     file: &FileOp,
     inputs: &[Input],
+    read: bool,
     cancel: &CancelToken,
 ) -> Result<Input, StepError> {
     let Some((VertexResult::Fs(base), _)) = inputs.first() else {
@@ -67,11 +70,17 @@ pub(super) fn run(
                 (None, None) => return Err(StepError::NoCopySource),
             }
         }
+        let dir = if read {
+            layer::LayerDir::Kept
+        } else {
+            layer::LayerDir::Optional
+        };
         Ok(layer::build_layer(
             &env.store,
             &layer::stack_of(base),
             &file.actions,
             &sources,
+            dir,
         )?)
     })
 }

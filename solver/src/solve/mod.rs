@@ -58,7 +58,7 @@ use crate::op::Op;
 use kiln_executor::LayerStack;
 use kiln_oci::{Digest, ImageConfig, Layer, LocalStore};
 use scheduler::{Failure, Node};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use step::{HostInputs, Input, StepEnv, VertexResult};
 
@@ -206,6 +206,7 @@ pub async fn solve_roots(
         runtime,
         snapshots: options.snapshots.clone(),
         cpu: options.cpu.clone(),
+        unread: unread_vertices(graph, roots, options.root_dirs),
     });
     let root_ids: Vec<VertexId> = roots.iter().map(|(id, _)| *id).collect();
     let order = env.graph.closure(&root_ids);
@@ -271,15 +272,26 @@ pub async fn solve_roots(
         config.rootfs.diff_ids = layers.iter().map(|l| l.diff_id.to_string()).collect();
         images.push((layers, config));
     }
-    // The images are exported: their layers must be here. Fetching blocks
-    // on the caches' own async calls, so it runs off the async workers.
+    // The images are exported: their layers must be here, and their
+    // directories too when the outputs read files. Fetching blocks on the
+    // caches' own async calls, so it runs off the async workers.
     let fetch = {
         let env = env.clone();
         let layers: Vec<Layer> = images.iter().flat_map(|(l, _)| l.clone()).collect();
-        tokio::task::spawn_blocking(move || env.cache.materialize(&env.store, &layers)).await
+        let dirs = options.root_dirs;
+        tokio::task::spawn_blocking(move || {
+            env.cache.materialize(&env.store, &layers)?;
+            if dirs {
+                for l in &layers {
+                    layer::unpack_missing(&env.store, l).map_err(StepError::from)?;
+                }
+            }
+            Ok::<_, StepError>(())
+        })
+        .await
     };
     let fetched = match fetch {
-        Ok(result) => result.map_err(StepError::from),
+        Ok(result) => result,
         Err(e) => Err(StepError::Panicked(format!("fetching cached layers: {e}"))),
     };
     fetched.map_err(|error| SolveError::Step {
@@ -358,6 +370,29 @@ fn preflight(env: &StepEnv, order: &[VertexId], allow: &[Entitlement]) -> Result
     Ok(())
 }
 
+/// The vertices whose filesystem nothing reads as files: roots that are
+/// no other vertex's input, unless the outputs read the roots' files
+/// (`root_dirs`).
+fn unread_vertices(
+    graph: &Graph,
+    roots: &[(VertexId, ImageConfig)],
+    root_dirs: bool,
+) -> HashSet<VertexId> {
+    if root_dirs {
+        return HashSet::new();
+    }
+    let read: HashSet<VertexId> = graph
+        .vertices()
+        .iter()
+        .flat_map(|v| v.inputs.iter().copied())
+        .collect();
+    roots
+        .iter()
+        .map(|(id, _)| *id)
+        .filter(|id| !read.contains(id))
+        .collect()
+}
+
 /// Runs one vertex (on a blocking thread) by its op's module.
 fn run_vertex(
     env: &StepEnv,
@@ -376,7 +411,7 @@ fn run_vertex(
         Op::Git(git) => source::git(env, vertex, git, inputs),
         Op::Merge => Ok(merge::run(vertex, inputs)),
         Op::Exec(op) => exec::run(env, vertex, op, inputs, cancel),
-        Op::File(op) => file::run(env, vertex, op, inputs, cancel),
+        Op::File(op) => file::run(env, vertex, op, inputs, !env.unread.contains(&id), cancel),
     }
 }
 

@@ -44,6 +44,13 @@ pub struct SolveOptions {
     /// steps of another architecture when no handler is there (root
     /// only). Without it such steps need a handler already registered.
     pub emulate: bool,
+    /// The outputs read the built filesystem as files (a local or tar
+    /// output, an SBOM, timestamps rewritten from the layer directories):
+    /// the roots' layers are kept as directories. Without it a step no
+    /// other step reads may write its layer straight into its tar (see
+    /// `kiln_executor::apply_file_actions_grafting`); its directory is
+    /// unpacked from the blob the first time something reads it.
+    pub root_dirs: bool,
 }
 
 /// Work on a layer a step made, run in the background on the solve's
@@ -141,6 +148,7 @@ impl Default for SolveOptions {
             cache_from: Vec::new(),
             snapshots: Arc::default(),
             emulate: false,
+            root_dirs: true,
         }
     }
 }

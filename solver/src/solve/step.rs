@@ -6,9 +6,10 @@ use super::{Event, ProgressSink, SecretSource, StepError};
 use crate::cache::lookup::BuildCache;
 use crate::cache::CacheKeyParts;
 use crate::context::BuildContext;
-use crate::graph::{Graph, VertexMeta};
+use crate::graph::{Graph, VertexId, VertexMeta};
+use crate::layer;
 use kiln_oci::{Digest, Layer, LocalStore};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Instant;
@@ -73,6 +74,9 @@ pub(super) struct StepEnv {
     pub snapshots: Arc<kiln_executor::Snapshots>,
     /// Bounds kiln's own CPU-heavy work (shared by the build's solves).
     pub cpu: super::CpuPool,
+    /// The vertices whose filesystem nothing in the build reads as files:
+    /// their layers may be written straight into their tars.
+    pub unread: HashSet<VertexId>,
 }
 
 /// Background jobs of a solve ([`StepEnv::prepare_in_background`]).
@@ -152,6 +156,9 @@ impl StepEnv {
         for (out, _) in inputs {
             if let VertexResult::Fs(layers) = out {
                 self.cache.materialize(&self.store, layers)?;
+                for l in layers {
+                    layer::unpack_missing(&self.store, l)?;
+                }
             }
         }
         Ok(())

@@ -266,6 +266,17 @@ impl BuildRequest {
     /// store (or asks for a compression), `--push`, and a registry or
     /// local `--cache-to` (gzip), each once. The build makes them in the
     /// background as steps finish.
+    /// Whether something after the solve reads the built filesystem as
+    /// files: a local or tar output, an SBOM, or layers rewritten to
+    /// `SOURCE_DATE_EPOCH` (made again from their directories).
+    pub(super) fn reads_built_files(&self) -> bool {
+        self.attest.sbom
+            || self.outputs.iter().any(|t| match t.image_options() {
+                None => true,
+                Some(o) => o.rewrite_timestamp && self.epoch.is_some(),
+            })
+    }
+
     pub(super) fn layer_conversions(&self) -> Vec<kiln_exporter::ImageOptions> {
         let mut wanted: Vec<kiln_exporter::ImageOptions> = Vec::new();
         let cache = self

@@ -115,6 +115,7 @@ impl Solver<'_> {
             ssh: request.ssh.clone(),
             allow: request.allow.clone(),
             emulate: request.emulate || self.config.checked.emulate,
+            root_dirs: request.reads_built_files(),
             cache_from: remote_cache::open_imports(
                 &request.cache_from,
                 self.client,
