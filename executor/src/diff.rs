@@ -301,9 +301,12 @@ fn graft_children(graft: &Graft<'_>, src: &str) -> Result<Vec<Child>, DiffError>
     for (name, entry) in listed {
         let stat = Stat::of_graft(&entry);
         let whiteout = stat.is_device_whiteout();
+        // Tree paths carry names that are not UTF-8 encoded: the tar gets
+        // the bytes on disk, as the copy's file would have.
+        let name = crate::names::decode(&name).into_owned();
         children.push(Child {
             tar_name: tar_name(name.as_bytes(), whiteout),
-            name: OsString::from(name),
+            name,
             stat,
             whiteout,
             origin: Origin::Source {

@@ -82,6 +82,23 @@ pub trait SourceTree: Send + Sync {
     /// # Errors
     /// I/O errors.
     fn list(&self, rel: &str) -> Result<Vec<String>, SourceError>;
+
+    /// The entries of directory `rel`: what [`SourceTree::entry`] gives
+    /// for each name [`SourceTree::list`] gives, in that order. A tree
+    /// may answer it with one read of the directory.
+    ///
+    /// # Errors
+    /// I/O errors.
+    fn children(&self, rel: &str) -> Result<Vec<SourceEntry>, SourceError> {
+        let mut out = Vec::new();
+        for name in self.list(rel)? {
+            let child = crate::relpath::join(rel.trim_matches('/'), &name);
+            if let Some(e) = self.entry(&child)? {
+                out.push(e);
+            }
+        }
+        Ok(out)
+    }
 }
 
 /// A filesystem as layer directories, bottom first.

@@ -12,7 +12,7 @@
 //! back.
 
 use super::copy::MetaRule;
-use super::tree::join;
+use super::tree::base_name;
 use super::FileOpError;
 use crate::{SourceEntry, SourceTree};
 use std::collections::HashMap;
@@ -78,10 +78,8 @@ impl Graft<'_> {
     /// finds.
     pub(crate) fn children(&self, src: &str) -> Result<Vec<(String, GraftEntry)>, FileOpError> {
         let mut out = Vec::new();
-        for name in self.tree.list(src)? {
-            let Some(entry) = self.tree.entry(&join(src, &name))? else {
-                continue;
-            };
+        for entry in self.tree.children(src)? {
+            let name = base_name(&entry.rel).to_string();
             let meta = self.rule.meta_for(&entry)?;
             let mtime = meta.mtime.map_or(0, |(secs, _)| secs);
             out.push((

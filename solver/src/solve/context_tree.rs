@@ -1,7 +1,7 @@
 //! The build context seen as an executor [`SourceTree`]: `.dockerignore`
 //! applies to everything COPY reads.
 
-use crate::context::{BuildContext, ContextError};
+use crate::context::{BuildContext, ContextError, EntryKind};
 use kiln_executor::{names, SourceEntry, SourceError, SourceTree};
 use std::sync::Arc;
 
@@ -86,5 +86,53 @@ impl SourceTree for ContextTree {
         }
         names.sort();
         Ok(names)
+    }
+
+    /// One read of the directory, each child's metadata from it
+    /// (`fstatat`, not a lookup of its whole path).
+    fn children(&self, rel: &str) -> Result<Vec<SourceEntry>, SourceError> {
+        let rel = rel.trim_matches('/');
+        let dir = names::rel_path(self.0.root(), rel);
+        let listing = |error| SourceError::Io {
+            action: "listing",
+            path: dir.clone(),
+            error,
+        };
+        let mut out = Vec::new();
+        for entry in std::fs::read_dir(&dir).map_err(listing)? {
+            let entry = entry.map_err(listing)?;
+            let metadata = match entry.metadata() {
+                Ok(md) => md,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(error) => {
+                    return Err(SourceError::Io {
+                        action: "reading",
+                        path: entry.path(),
+                        error,
+                    })
+                }
+            };
+            let name = names::encode(&entry.file_name()).into_owned();
+            let child = if rel.is_empty() {
+                name
+            } else {
+                format!("{rel}/{name}")
+            };
+            let kind = EntryKind::from_file_type(metadata.file_type());
+            let present = self.0.is_present(&child, kind).map_err(|e| SourceError::Io {
+                action: "reading the build context",
+                path: entry.path(),
+                error: std::io::Error::other(e.to_string()),
+            })?;
+            if present {
+                out.push(SourceEntry {
+                    rel: child,
+                    real: entry.path(),
+                    metadata,
+                });
+            }
+        }
+        out.sort_by(|a, b| a.rel.cmp(&b.rel));
+        Ok(out)
     }
 }
