@@ -591,3 +591,32 @@ impl Writer<'_> {
         self.append(header, tar_path, io::empty())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::Exact;
+    use std::io::Read;
+
+    fn read_exact(data: &[u8], size: u64) -> std::io::Result<Vec<u8>> {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("f");
+        std::fs::write(&path, data).expect("write");
+        let file = std::fs::File::open(&path).expect("open");
+        let mut reader = Exact {
+            file: file.take(size),
+            left: size,
+        };
+        let mut out = Vec::new();
+        reader.read_to_end(&mut out).map(|_| out)
+    }
+
+    #[test]
+    fn a_file_read_for_the_tar_must_still_have_its_listed_size() {
+        assert_eq!(read_exact(b"hello", 5).expect("same size"), b"hello");
+        assert_eq!(read_exact(b"", 0).expect("empty"), b"");
+        for (data, size) in [(&b"hello world"[..], 5), (&b"hi"[..], 5)] {
+            let err = read_exact(data, size).expect_err("changed size");
+            assert!(err.to_string().contains("changed"), "{err}");
+        }
+    }
+}

@@ -119,11 +119,14 @@ impl SourceTree for ContextTree {
                 format!("{rel}/{name}")
             };
             let kind = EntryKind::from_file_type(metadata.file_type());
-            let present = self.0.is_present(&child, kind).map_err(|e| SourceError::Io {
-                action: "reading the build context",
-                path: entry.path(),
-                error: std::io::Error::other(e.to_string()),
-            })?;
+            let present = self
+                .0
+                .is_present(&child, kind)
+                .map_err(|e| SourceError::Io {
+                    action: "reading the build context",
+                    path: entry.path(),
+                    error: std::io::Error::other(e.to_string()),
+                })?;
             if present {
                 out.push(SourceEntry {
                     rel: child,
