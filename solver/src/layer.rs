@@ -287,14 +287,6 @@ fn write_layer<E: From<LayerError>, G>(
     }
     let result = (|| {
         let held = fill(&upper, &work)?;
-        eprintln!(
-            "T {:?} {}",
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap()
-                .as_secs_f64(),
-            "filled"
-        );
         let writer = store.writer().map_err(LayerError::Store)?;
         // Large writes: the tar's 512-byte headers would otherwise be a
         // system call each.
@@ -307,24 +299,8 @@ fn write_layer<E: From<LayerError>, G>(
             })
         })?;
         let size = writer.written();
-        eprintln!(
-            "T {:?} {}",
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap()
-                .as_secs_f64(),
-            "tarred"
-        );
         let blob = writer.commit(None, None).map_err(LayerError::Store)?;
         drop(held);
-        eprintln!(
-            "T {:?} {}",
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap()
-                .as_secs_f64(),
-            "committed"
-        );
         Ok::<_, E>((
             blob.clone(),
             blob,

@@ -40,27 +40,11 @@ pub(super) fn run(
             }
         }
     }
-    eprintln!(
-        "T {:?} {}",
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_secs_f64(),
-        "checksummed"
-    );
     let parts = key_parts(&vertex.digest, inputs, combined(&sums));
     run_step(env, &vertex.meta, base, parts, cancel, || {
         env.materialize_inputs(inputs)?;
         // Copying and packing are kiln's own work: one CPU slot for both.
         let _slot = env.cpu.acquire(cancel)?;
-        eprintln!(
-            "T {:?} {}",
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap()
-                .as_secs_f64(),
-            "materialized"
-        );
         let stacks: Vec<Option<LayerStack>> = inputs
             .iter()
             .map(|(o, _)| match o {

@@ -226,14 +226,6 @@ pub fn build(global: &GlobalArgs, args: &BuildArgs) -> Result<()> {
         ));
     }
     let store = global.store()?;
-    eprintln!(
-        "T {:?} {}",
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_secs_f64(),
-        "start"
-    );
     // Keeps `kiln prune` from removing what this build writes.
     let lease = store.lease()?;
     // What the build reads from stdin.
@@ -266,14 +258,6 @@ pub fn build(global: &GlobalArgs, args: &BuildArgs) -> Result<()> {
         pull: args.pull,
     };
     let lowered = plan::lower(&source, &request, &resolver)?;
-    eprintln!(
-        "T {:?} {}",
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_secs_f64(),
-        "lowered"
-    );
     if let Some(format) = request.print {
         return plan::print(&lowered[0], format);
     }
@@ -291,14 +275,6 @@ pub fn build(global: &GlobalArgs, args: &BuildArgs) -> Result<()> {
         config: &config,
     }
     .solve(&source, &request, &lowered)?;
-    eprintln!(
-        "T {:?} {}",
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_secs_f64(),
-        "solved"
-    );
     let attestations = attest::statements(
         &request,
         &attest::Built {
