@@ -121,6 +121,17 @@ impl BuildRequest {
             .iter()
             .map(|o| o.parse::<ExportTarget>())
             .collect::<std::result::Result<_, _>>()?;
+        // The store names images in full (docker.io/library/app:1), as `-t`
+        // does.
+        for t in &mut outputs {
+            if let ExportTarget::Image { names, .. } = t {
+                for n in names.iter_mut() {
+                    *n = Reference::parse(n)
+                        .map(|r| r.to_string())
+                        .with_context(|| format!("--output name={n:?}"))?;
+                }
+            }
+        }
         // buildx: `--load` is `--output type=docker`.
         if args.load && !outputs.iter().any(ExportTarget::is_docker_load) {
             outputs.push("type=docker".parse()?);
