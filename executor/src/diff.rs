@@ -417,7 +417,7 @@ impl Writer<'_> {
                         }
                     }
                     (Listing::Graft(g), Origin::Source { src, .. }) => {
-                        (Listing::Graft(*g), graft_children(g, src)?)
+                        (Listing::Graft(g), graft_children(g, src)?)
                     }
                     (Listing::Graft(_), Origin::Upper) => {
                         return Err(io_err(
