@@ -200,6 +200,9 @@ impl Session {
                     options.allow.push(a);
                 }
             }
+            // One target's outputs reading files keeps every root's
+            // layer directories.
+            options.root_dirs |= more.root_dirs;
             // Steps are content-addressed: every target's caches serve the
             // one graph.
             options.cache_from.extend(more.cache_from);
