@@ -162,3 +162,68 @@ fn a_streamed_layer_is_unpacked_when_a_later_build_runs_on_it() {
     );
     assert!(layer_dir(&env, &copied).is_dir(), "unpacked for the RUN");
 }
+
+/// Sets extended attribute `name` of `path` to `value`.
+fn set_xattr(path: &Path, name: &str, value: &[u8]) -> bool {
+    use std::os::unix::ffi::OsStrExt;
+    let p = std::ffi::CString::new(path.as_os_str().as_bytes()).expect("path");
+    let n = std::ffi::CString::new(name).expect("name");
+    // SAFETY: valid C strings and a buffer of the given length.
+    unsafe {
+        libc::lsetxattr(
+            p.as_ptr(),
+            n.as_ptr(),
+            value.as_ptr().cast(),
+            value.len(),
+            0,
+        ) == 0
+    }
+}
+
+#[test]
+fn a_layer_directory_from_before_a_crash_is_unpacked_again_from_its_blob() {
+    let env = Env::new();
+    let first = "FROM busybox\nCOPY data.txt /data.txt\nRUN cp /data.txt /copy.txt\n";
+    let ctx = env.context("ctx", &[("Dockerfile", first), ("data.txt", "data\n")]);
+    build(&env, &["-t", "first:1"], &ctx);
+    let ids = diff_ids(&env, "first:1");
+    let copied = layer_dir(&env, &ids[ids.len() - 2]);
+    assert!(
+        copied.join("data.txt").is_file(),
+        "the RUN read the COPY layer"
+    );
+    // What a crash can leave: a file of the directory never written out,
+    // in a directory an earlier boot made.
+    std::fs::write(copied.join("data.txt"), "").expect("truncate");
+    if !set_xattr(&copied, "user.kiln.layer", b"a-boot-before-the-crash") {
+        eprintln!("skipped: no user xattrs where the store is");
+        return;
+    }
+    let dockerfile = env.path("second.Dockerfile");
+    std::fs::write(
+        &dockerfile,
+        format!("{first}RUN cat /data.txt /copy.txt > /out\n"),
+    )
+    .expect("write");
+    let out = env.path("out");
+    build(
+        &env,
+        &[
+            "-f",
+            s(&dockerfile),
+            "-o",
+            &format!("type=local,dest={}", s(&out)),
+        ],
+        &ctx,
+    );
+    assert_eq!(
+        std::fs::read_to_string(out.join("out")).expect("out"),
+        "data\ndata\n",
+        "the doubtful directory was used"
+    );
+    assert_eq!(
+        std::fs::read_to_string(copied.join("data.txt")).expect("data"),
+        "data\n",
+        "unpacked again"
+    );
+}

@@ -36,6 +36,7 @@
 
 mod diff;
 pub mod dirfd;
+pub mod durable;
 mod emulation;
 mod file_caps;
 mod file_meta;

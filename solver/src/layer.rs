@@ -13,8 +13,9 @@
 
 use crate::cache::{CacheIndex, CachedLayer};
 use crate::op::{FileAction, ImageSource};
-use kiln_executor::{LayerStack, Source};
+use kiln_executor::{durable, LayerStack, Source};
 use kiln_oci::{BlobIngester, Digest, Layer, LocalStore, Platform};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -144,20 +145,94 @@ pub(crate) fn image_layers(
 /// diff id fails and leaves no directory behind.
 pub(crate) fn unpack_missing(store: &LocalStore, layer: &Layer) -> Result<(), LayerError> {
     if layer.dir.exists() {
-        return Ok(());
+        // A read-only store cannot be repaired: its writer settled it.
+        if durable::is_intact(&layer.dir) || store.is_read_only() {
+            return Ok(());
+        }
+        // Written before a crash, maybe cut short: its blob says what it
+        // holds.
+        discard(store, &layer.dir);
     }
     let root = store.layout().layers();
-    std::fs::create_dir_all(&root).map_err(|error| LayerError::Create { path: root, error })?;
+    std::fs::create_dir_all(&root).map_err(|error| LayerError::Create {
+        path: root.clone(),
+        error,
+    })?;
+    let tmp = root.join(format!(
+        "tmp-{}-{}",
+        kiln_oci::process_tag(),
+        TMP_COUNTER.fetch_add(1, Ordering::Relaxed)
+    ));
     kiln_executor::unpack_blob(
         &store.blob_path(&layer.blob),
         &layer.media_type,
         &layer.diff_id,
-        &layer.dir,
+        &tmp,
     )
     .map_err(|error| LayerError::Unpack {
         blob: layer.blob.clone(),
         error,
+    })?;
+    let _ = durable::mark_written(&tmp);
+    kiln_executor::commit_dir(&tmp, &layer.dir).map_err(|error| {
+        let _ = std::fs::remove_dir_all(&tmp);
+        LayerError::Commit {
+            path: layer.dir.clone(),
+            error,
+        }
     })
+}
+
+/// Moves layer directory `dir` out of the way (to a temporary name) and
+/// removes it. Another process may have done so first.
+fn discard(store: &LocalStore, dir: &Path) {
+    let aside = store.layout().layers().join(format!(
+        "tmp-{}-{}",
+        kiln_oci::process_tag(),
+        TMP_COUNTER.fetch_add(1, Ordering::Relaxed)
+    ));
+    if std::fs::rename(dir, &aside).is_ok() {
+        let _ = std::fs::remove_dir_all(&aside);
+    }
+}
+
+/// How long after it was written a layer directory is left to the
+/// kernel's own writeback before [`settle_in_background`] syncs it.
+const SETTLE_AFTER: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Starts a thread that makes the layer directories this boot wrote more
+/// than [`SETTLE_AFTER`] ago durable (one `syncfs`, then marked synced,
+/// see [`kiln_executor::durable`]), so that a crash later does not cost
+/// unpacking them again. The process may end before it is done: a
+/// directory is only marked once the sync returned.
+pub(crate) fn settle_in_background(store: &LocalStore) {
+    let root = store.layout().layers();
+    let _ = std::thread::Builder::new()
+        .name("kiln-settle".into())
+        .spawn(move || {
+            let Ok(entries) = std::fs::read_dir(&root) else {
+                return;
+            };
+            let now = std::time::SystemTime::now();
+            let mut due = Vec::new();
+            for entry in entries.flatten() {
+                let name = entry.file_name();
+                let is_layer =
+                    name.len() == 64 && name.as_encoded_bytes().iter().all(u8::is_ascii_hexdigit);
+                let old = entry.metadata().is_ok_and(|m| {
+                    let changed = std::time::UNIX_EPOCH
+                        + std::time::Duration::from_secs(u64::try_from(m.ctime()).unwrap_or(0));
+                    now.duration_since(changed)
+                        .is_ok_and(|age| age > SETTLE_AFTER)
+                });
+                let path = entry.path();
+                if is_layer && old && durable::written_this_boot(&path) {
+                    due.push(path);
+                }
+            }
+            let dirs: Vec<&Path> = due.iter().map(PathBuf::as_path).collect();
+            let _ = durable::settle(&dirs);
+        });
 }
 
 /// A cached layer made usable again: its directory if present, else
@@ -323,6 +398,7 @@ fn write_layer<E: From<LayerError>, G>(
         let _ = std::fs::remove_dir_all(&upper);
         return Ok(layer);
     }
+    let _ = durable::mark_written(&upper);
     kiln_executor::commit_dir(&upper, &layer.dir).map_err(|error| LayerError::Commit {
         path: layer.dir.clone(),
         error,

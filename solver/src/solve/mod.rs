@@ -186,6 +186,7 @@ pub async fn solve_roots(
     progress: Arc<dyn ProgressSink>,
     cancel: &CancelToken,
 ) -> Result<Vec<Solved>, SolveError> {
+    layer::settle_in_background(store);
     let env = Arc::new(StepEnv {
         graph: graph.clone(),
         store: store.clone(),
