@@ -85,7 +85,7 @@ pub use registry::{
 pub use resolve::{ResolveError, ResolvedConfig};
 pub use store::{
     default_root, is_on_read_only_fs, BlobIngester, BlobReader, BlobStore, BlobWriter, LocalStore,
-    StoreError,
+    PipelineOptions, StoreError,
 };
 
 /// The OCI spec types, re-exported so callers build against the same version.

@@ -1,0 +1,239 @@
+//! Big-blob write benchmark (run through `bench/blob-write.sh`).
+//!
+//! `blob_write_bench DIR STORE` tars every file under DIR (sorted, as a
+//! layer's tar is) into a blob of a store at STORE, once per variant of
+//! the store's writer, and commits it: today's writer behind a 1 MiB
+//! `BufWriter` (what `solver/src/layer.rs` does), and the pipelined writer
+//! with and without that `BufWriter` and with other [`PipelineOptions`].
+//! Variants are interleaved (run 1 of each, then run 2 of each, ...), the
+//! page cache is written back (`sync`) before every run, and the table
+//! gives medians. Every variant must produce the same digest.
+//!
+//! Environment: RUNS (5), ONLY (run the variants whose name contains it,
+//! plus the baseline).
+
+use kiln_oci::{BlobIngester, BlobWriter, Digest, LocalStore, PipelineOptions};
+use std::io::{BufWriter, Write};
+use std::num::NonZeroU64;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+type BoxError = Box<dyn std::error::Error>;
+
+/// CPU seconds (user + system) this process has used so far.
+fn cpu_seconds() -> f64 {
+    // SAFETY: getrusage only writes the struct it is given.
+    let mut u: libc::rusage = unsafe { std::mem::zeroed() };
+    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut u) };
+    let t = |v: libc::timeval| v.tv_sec as f64 + v.tv_usec as f64 / 1e6;
+    t(u.ru_utime) + t(u.ru_stime)
+}
+
+/// Every regular file and directory under `dir`, sorted by path.
+fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
+    let mut entries: Vec<_> = std::fs::read_dir(dir)?
+        .map(|e| e.map(|e| e.path()))
+        .collect::<Result<_, _>>()?;
+    entries.sort();
+    for path in entries {
+        let meta = std::fs::symlink_metadata(&path)?;
+        out.push(path.clone());
+        if meta.is_dir() {
+            walk(&path, out)?;
+        }
+    }
+    Ok(())
+}
+
+/// Tars `paths` (relative to `root`) into `out`.
+fn produce<W: Write>(root: &Path, paths: &[PathBuf], out: W) -> Result<W, BoxError> {
+    let mut tar = tar::Builder::new(out);
+    tar.follow_symlinks(false);
+    tar.mode(tar::HeaderMode::Deterministic);
+    for path in paths {
+        let name = path.strip_prefix(root)?;
+        tar.append_path_with_name(path, name)?;
+    }
+    Ok(tar.into_inner()?)
+}
+
+#[derive(Clone, Copy)]
+enum Kind {
+    /// `writer()` behind a 1 MiB `BufWriter`: today's layer writer.
+    Today,
+    /// `writer_with(options)` behind a 1 MiB `BufWriter`.
+    PipelinedBuffered(PipelineOptions),
+    /// `writer_with(options)` written directly.
+    Pipelined(PipelineOptions),
+}
+
+struct Variant {
+    name: String,
+    kind: Kind,
+    total: Vec<f64>,
+    commit: Vec<f64>,
+    cpu: Vec<f64>,
+}
+
+/// One run: (seconds in all, seconds in commit, CPU seconds, digest).
+fn run(
+    store: &LocalStore,
+    root: &Path,
+    paths: &[PathBuf],
+    kind: Kind,
+) -> Result<(f64, f64, f64, Digest), BoxError> {
+    // SAFETY: sync has no preconditions. The previous run's dirty pages
+    // are written back now, not during this run.
+    unsafe { libc::sync() };
+    let (start, cpu0) = (Instant::now(), cpu_seconds());
+    let writer: BlobWriter = match kind {
+        Kind::Today => {
+            let out = produce(
+                root,
+                paths,
+                BufWriter::with_capacity(1 << 20, store.writer()?),
+            )?;
+            out.into_inner().map_err(|e| e.into_error())?
+        }
+        Kind::PipelinedBuffered(options) => {
+            let out = produce(
+                root,
+                paths,
+                BufWriter::with_capacity(1 << 20, store.writer_with(options)?),
+            )?;
+            out.into_inner().map_err(|e| e.into_error())?
+        }
+        Kind::Pipelined(options) => produce(root, paths, store.writer_with(options)?)?,
+    };
+    let produced = Instant::now();
+    let digest = writer.commit(None, None)?;
+    let end = Instant::now();
+    let cpu = cpu_seconds() - cpu0;
+    store.delete(&digest)?;
+    Ok((
+        (end - start).as_secs_f64(),
+        (end - produced).as_secs_f64(),
+        cpu,
+        digest,
+    ))
+}
+
+fn median(v: &[f64]) -> f64 {
+    let mut v = v.to_vec();
+    v.sort_by(f64::total_cmp);
+    match v.len() {
+        0 => f64::NAN,
+        n if n % 2 == 1 => v[n / 2],
+        n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
+    }
+}
+
+fn main() -> Result<(), BoxError> {
+    let mut args = std::env::args().skip(1);
+    let usage = "usage: blob_write_bench DIR STORE";
+    let root = PathBuf::from(args.next().ok_or(usage)?);
+    let store = LocalStore::open(args.next().ok_or(usage)?)?;
+    let runs: usize = std::env::var("RUNS").map_or(Ok(5), |r| r.parse())?;
+    let only = std::env::var("ONLY").unwrap_or_default();
+
+    let mut paths = Vec::new();
+    walk(&root, &mut paths)?;
+    let defaults = PipelineOptions::default();
+    let every = |mib: u64| NonZeroU64::new(mib << 20);
+    let mut variants: Vec<Variant> = [
+        ("today: writer() + BufWriter 1 MiB", Kind::Today),
+        (
+            "pipelined (defaults) + BufWriter 1 MiB",
+            Kind::PipelinedBuffered(defaults),
+        ),
+        ("pipelined (defaults)", Kind::Pipelined(defaults)),
+        (
+            "pipelined, caller writes, worker hashes",
+            Kind::Pipelined(PipelineOptions {
+                worker_writes: false,
+                ..defaults
+            }),
+        ),
+        (
+            "pipelined, 4 x 4 MiB buffers",
+            Kind::Pipelined(PipelineOptions {
+                chunk_size: 4 << 20,
+                ..defaults
+            }),
+        ),
+        (
+            "pipelined, writeback every 8 MiB",
+            Kind::Pipelined(PipelineOptions {
+                writeback_every: every(8),
+                ..defaults
+            }),
+        ),
+        (
+            "pipelined, writeback every 32 MiB",
+            Kind::Pipelined(PipelineOptions {
+                writeback_every: every(32),
+                ..defaults
+            }),
+        ),
+    ]
+    .into_iter()
+    .enumerate()
+    .filter(|(i, (name, _))| *i == 0 || only.is_empty() || name.contains(&only))
+    .map(|(_, (name, kind))| Variant {
+        name: name.to_string(),
+        kind,
+        total: Vec::new(),
+        commit: Vec::new(),
+        cpu: Vec::new(),
+    })
+    .collect();
+
+    // One untimed run reads the context into the page cache.
+    let (_, _, _, expected) = run(&store, &root, &paths, Kind::Today)?;
+    let size = {
+        let mut w = store.writer()?;
+        produce(&root, &paths, &mut w)?;
+        w.written()
+    };
+    println!(
+        "{}: {} entries, a {:.1} MB tar ({expected}); {runs} runs per variant, interleaved",
+        root.display(),
+        paths.len(),
+        size as f64 / 1e6
+    );
+    if let Ok(l) = std::fs::read_to_string("/proc/loadavg") {
+        println!("load average before: {}", l.trim());
+    }
+    for _ in 0..runs {
+        for v in &mut variants {
+            let (total, commit, cpu, digest) = run(&store, &root, &paths, v.kind)?;
+            if digest != expected {
+                return Err(format!("{}: digest {digest}, expected {expected}", v.name).into());
+            }
+            v.total.push(total);
+            v.commit.push(commit);
+            v.cpu.push(cpu);
+        }
+    }
+    if let Ok(l) = std::fs::read_to_string("/proc/loadavg") {
+        println!("load average after: {}", l.trim());
+    }
+    println!();
+    println!("| variant | runs (s) | median s | of which commit s | CPU s | MB/s | today / this |");
+    println!("|---|---|---:|---:|---:|---:|---:|");
+    let base = median(&variants[0].total);
+    for v in &variants {
+        let m = median(&v.total);
+        let list: Vec<String> = v.total.iter().map(|t| format!("{t:.2}")).collect();
+        println!(
+            "| {} | {} | {m:.3} | {:.3} | {:.2} | {:.0} | {:.2}x |",
+            v.name,
+            list.join(", "),
+            median(&v.commit),
+            median(&v.cpu),
+            size as f64 / 1e6 / m,
+            base / m
+        );
+    }
+    Ok(())
+}
