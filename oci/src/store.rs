@@ -558,6 +558,111 @@ mod tests {
         fs::metadata(p).expect("stat").permissions().mode() & 0o7777
     }
 
+    /// A pipelined writer whose file was opened read-only: every write(2)
+    /// of it fails (EBADF), on whichever thread writes.
+    fn failing_writer(store: &LocalStore, worker_writes: bool) -> BlobWriter {
+        let (path, file) = store.ingest_file().expect("ingest file");
+        drop(file);
+        let read_only = File::open(&path).expect("reopen read-only");
+        let options = PipelineOptions {
+            chunk_size: 64 << 10,
+            buffers: 2,
+            worker_writes,
+            writeback_every: None,
+        };
+        BlobWriter {
+            store: store.clone(),
+            path,
+            sink: Some(Sink::Pipelined(
+                Pipeline::start(read_only, options).expect("worker"),
+            )),
+            written: 0,
+        }
+    }
+
+    fn is_empty(dir: &Path) -> bool {
+        fs::read_dir(dir).expect("list").next().is_none()
+    }
+
+    /// Whether this process has a descriptor open on `path` (deleted).
+    fn has_open_fd(path: &Path) -> bool {
+        fs::read_dir("/proc/self/fd")
+            .expect("fds")
+            .filter_map(|e| fs::read_link(e.ok()?.path()).ok())
+            .any(|target| {
+                let target = target.to_string_lossy();
+                target.strip_suffix(" (deleted)").unwrap_or(&target) == path.to_string_lossy()
+            })
+    }
+
+    #[test]
+    fn a_failing_write_on_the_worker_surfaces_and_leaves_nothing() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let store = LocalStore::open(tmp.path().join("store")).expect("open");
+        for worker_writes in [true, false] {
+            let mut w = failing_writer(&store, worker_writes);
+            // 2 buffers of 64 KiB: within 4 MiB the writer must wait for
+            // the worker, and so learn that it failed.
+            let err = w
+                .write_all(&vec![7u8; 4 << 20])
+                .expect_err("the write fails");
+            assert_eq!(err.raw_os_error(), Some(libc::EBADF), "{err}");
+            let again = w.write(b"more").expect_err("a failed writer stays failed");
+            assert!(again.to_string().contains("failed earlier"), "{again}");
+            let err = w.commit(None, None).expect_err("commit fails");
+            assert!(matches!(err, StoreError::Io { .. }), "{err}");
+            assert!(
+                is_empty(&store.layout.ingest()),
+                "worker_writes {worker_writes}"
+            );
+            assert!(store.blobs().expect("blobs").is_empty());
+        }
+    }
+
+    #[test]
+    fn a_failure_seen_only_at_commit_is_an_error_naming_the_ingest_file() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let store = LocalStore::open(tmp.path().join("store")).expect("open");
+        for worker_writes in [true, false] {
+            let mut w = failing_writer(&store, worker_writes);
+            // Less than a buffer: nothing reaches the file before commit.
+            w.write_all(b"a small blob").expect("buffered");
+            let path = w.path.clone();
+            match w.commit(None, None) {
+                Err(StoreError::Io {
+                    action,
+                    path: p,
+                    source,
+                }) => {
+                    assert_eq!(action, "writing");
+                    assert_eq!(p, path);
+                    assert_eq!(source.raw_os_error(), Some(libc::EBADF));
+                }
+                other => panic!("{other:?}"),
+            }
+            assert!(is_empty(&store.layout.ingest()));
+            assert!(store.blobs().expect("blobs").is_empty());
+        }
+    }
+
+    #[test]
+    fn dropping_a_pipelined_writer_stops_its_worker_and_removes_the_file() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let store = LocalStore::open(tmp.path().join("store")).expect("open");
+        let mut w = store.writer_pipelined().expect("writer");
+        w.write_all(&vec![1u8; (8 << 20) + 5]).expect("write");
+        let path = w.path.clone();
+        assert!(path.exists());
+        assert!(has_open_fd(&path), "the worker holds the ingest file");
+        drop(w);
+        assert!(!path.exists());
+        // The worker owned the only descriptor: it is closed, so the
+        // worker has returned.
+        assert!(!has_open_fd(&path), "the worker is gone");
+        assert!(is_empty(&store.layout.ingest()));
+        assert!(store.blobs().expect("blobs").is_empty());
+    }
+
     #[test]
     fn open_makes_a_new_or_old_store_private() {
         let tmp = tempfile::tempdir().expect("tempdir");
