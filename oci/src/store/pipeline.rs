@@ -43,14 +43,14 @@ pub struct PipelineOptions {
 
 impl Default for PipelineOptions {
     /// What measured fastest on kiln's 2-core bench machine
-    /// (bench/blob-write.sh): 1 MiB buffers, 4 of them, the worker writes
-    /// and hashes, no early writeback.
+    /// (bench/blob-write.sh, bench/README.md): 4 buffers of 1 MiB, the
+    /// worker writes and hashes, writeback started every 16 MiB.
     fn default() -> PipelineOptions {
         PipelineOptions {
             chunk_size: 1 << 20,
             buffers: 4,
             worker_writes: true,
-            writeback_every: None,
+            writeback_every: NonZeroU64::new(16 << 20),
         }
     }
 }
