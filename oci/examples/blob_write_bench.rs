@@ -7,7 +7,10 @@
 //! with and without that `BufWriter` and with other [`PipelineOptions`].
 //! Variants are interleaved (run 1 of each, then run 2 of each, ...), the
 //! page cache is written back (`sync`) before every run, and the table
-//! gives medians. Every variant must produce the same digest.
+//! gives medians. Every variant must produce the same digest. Two more
+//! rows copy the finished tar, as one file, into `writer()` and into
+//! `writer_pipelined()` (what archive import does with each blob); their
+//! ratio is to the first of them.
 //!
 //! Environment: RUNS (5), ONLY (run the variants whose name contains it,
 //! plus the baseline).
@@ -67,6 +70,17 @@ enum Kind {
     Pipelined(PipelineOptions),
     /// No blob: the tar goes to `io::sink()`, what producing it costs.
     Floor,
+    /// `io::copy` of the tar, as one file, into `writer()` (what archive
+    /// import does with a blob).
+    ImportToday,
+    /// The same into `writer_pipelined()`.
+    ImportPipelined,
+}
+
+impl Kind {
+    fn is_import(self) -> bool {
+        matches!(self, Kind::ImportToday | Kind::ImportPipelined)
+    }
 }
 
 struct Variant {
@@ -82,6 +96,7 @@ fn run(
     store: &LocalStore,
     root: &Path,
     paths: &[PathBuf],
+    source: &Path,
     kind: Kind,
 ) -> Result<(f64, f64, f64, Option<Digest>), BoxError> {
     // SAFETY: sync has no preconditions. The previous run's dirty pages
@@ -111,6 +126,14 @@ fn run(
             out.into_inner().map_err(|e| e.into_error())?
         }
         Kind::Pipelined(options) => produce(root, paths, store.writer_with(options)?)?,
+        Kind::ImportToday | Kind::ImportPipelined => {
+            let mut writer = match kind {
+                Kind::ImportToday => store.writer()?,
+                _ => store.writer_pipelined()?,
+            };
+            std::io::copy(&mut std::fs::File::open(source)?, &mut writer)?;
+            writer
+        }
     };
     let produced = Instant::now();
     let digest = writer.commit(None, None)?;
@@ -190,10 +213,20 @@ fn main() -> Result<(), BoxError> {
                 ..defaults
             }),
         ),
+        (
+            "import: io::copy of the tar file into writer()",
+            Kind::ImportToday,
+        ),
+        (
+            "import: io::copy of the tar file into writer_pipelined()",
+            Kind::ImportPipelined,
+        ),
     ]
     .into_iter()
     .enumerate()
-    .filter(|(i, (name, _))| *i == 0 || only.is_empty() || name.contains(&only))
+    .filter(|(i, (name, kind))| {
+        *i == 0 || kind.is_import() || only.is_empty() || name.contains(&only)
+    })
     .map(|(_, (name, kind))| Variant {
         name: name.to_string(),
         kind,
@@ -203,14 +236,13 @@ fn main() -> Result<(), BoxError> {
     })
     .collect();
 
-    // One untimed run reads the context into the page cache.
-    let (_, _, _, expected) = run(&store, &root, &paths, Kind::Today)?;
+    // One untimed run reads the context into the page cache and leaves
+    // the tar, for the import variants, beside the store.
+    let source = store.root().join("source.tar");
+    produce(&root, &paths, std::fs::File::create(&source)?)?;
+    let (_, _, _, expected) = run(&store, &root, &paths, &source, Kind::Today)?;
     let expected = expected.ok_or("no digest")?;
-    let size = {
-        let mut w = store.writer()?;
-        produce(&root, &paths, &mut w)?;
-        w.written()
-    };
+    let size = std::fs::metadata(&source)?.len();
     println!(
         "{}: {} entries, a {:.1} MB tar ({expected}); {runs} runs per variant, interleaved",
         root.display(),
@@ -222,7 +254,7 @@ fn main() -> Result<(), BoxError> {
     }
     for _ in 0..runs {
         for v in &mut variants {
-            let (total, commit, cpu, digest) = run(&store, &root, &paths, v.kind)?;
+            let (total, commit, cpu, digest) = run(&store, &root, &paths, &source, v.kind)?;
             if let Some(digest) = digest.filter(|d| *d != expected) {
                 return Err(format!("{}: digest {digest}, expected {expected}", v.name).into());
             }
@@ -237,9 +269,19 @@ fn main() -> Result<(), BoxError> {
     println!();
     println!("| variant | runs (s) | median s | of which commit s | CPU s | MB/s | today / this |");
     println!("|---|---|---:|---:|---:|---:|---:|");
+    std::fs::remove_file(&source)?;
     let base = median(&variants[0].total);
+    let import_base = variants
+        .iter()
+        .find(|v| v.kind.is_import())
+        .map_or(f64::NAN, |v| median(&v.total));
     for v in &variants {
         let m = median(&v.total);
+        let base = if v.kind.is_import() {
+            import_base
+        } else {
+            base
+        };
         let list: Vec<String> = v.total.iter().map(|t| format!("{t:.2}")).collect();
         println!(
             "| {} | {} | {m:.3} | {:.3} | {:.2} | {:.0} | {:.2}x |",

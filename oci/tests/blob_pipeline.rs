@@ -173,3 +173,81 @@ fn a_blob_store_trait_object_gives_a_pipelined_writer() {
     // construction (commit takes it by value).
     assert!(ingest_is_empty(&store));
 }
+
+/// An image in `store` whose one layer is a tar of a `len`-byte file:
+/// (manifest digest, layer digest).
+fn image_with_a_layer(store: &LocalStore, len: usize) -> (Digest, Digest) {
+    let mut tar = tar::Builder::new(Vec::new());
+    let mut header = tar::Header::new_ustar();
+    header.set_size(len as u64);
+    header.set_mode(0o644);
+    header.set_cksum();
+    tar.append_data(&mut header, "big.bin", &data(len)[..])
+        .expect("tar");
+    let layer = tar.into_inner().expect("tar");
+    let layer_digest = store.write_blob(&layer, None).expect("layer");
+    let config = serde_json::json!({
+        "architecture": "amd64",
+        "os": "linux",
+        "rootfs": {"type": "layers", "diff_ids": [layer_digest.as_str()]},
+    })
+    .to_string();
+    let config_digest = store.write_blob(config.as_bytes(), None).expect("config");
+    let manifest = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {
+            "mediaType": "application/vnd.oci.image.config.v1+json",
+            "digest": config_digest.as_str(),
+            "size": config.len(),
+        },
+        "layers": [{
+            "mediaType": "application/vnd.oci.image.layer.v1.tar",
+            "digest": layer_digest.as_str(),
+            "size": layer.len(),
+        }],
+    })
+    .to_string();
+    let manifest_digest = store
+        .write_blob(manifest.as_bytes(), None)
+        .expect("manifest");
+    (manifest_digest, layer_digest)
+}
+
+#[test]
+fn archive_import_of_a_big_layer_stores_the_same_blob() {
+    let (_a, source) = store();
+    let (manifest, layer) = image_with_a_layer(&source, (5 << 20) + 9);
+    let images = [kiln_oci::archive::NamedImage {
+        names: vec!["example.com/big:1".into()],
+        digest: manifest.clone(),
+    }];
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path().join("layout");
+    kiln_oci::archive::write_layout_dir(&source, &images, &dir).expect("layout dir");
+    let tar = kiln_oci::archive::write_layout_tar(&source, &images, Vec::new()).expect("tar");
+    let want = source.read(&layer).expect("layer");
+
+    let (_b, from_dir) = store();
+    let loaded = kiln_oci::archive::load(&from_dir, &dir).expect("load dir");
+    assert_eq!(loaded[0].digest, manifest);
+    let (_c, from_tar) = store();
+    let loaded = kiln_oci::archive::load_tar(&from_tar, &tar[..], std::path::Path::new("x.tar"))
+        .expect("load tar");
+    assert_eq!(loaded[0].digest, manifest);
+    for store in [&from_dir, &from_tar] {
+        assert!(store.read(&layer).expect("layer") == want);
+        assert!(ingest_is_empty(store));
+    }
+
+    // A big blob damaged in the layout is refused and not stored.
+    let blob = kiln_oci::archive::layout_blob_path(&dir, &layer);
+    let mut bytes = std::fs::read(&blob).expect("blob");
+    bytes[3 << 20] ^= 1;
+    std::fs::write(&blob, &bytes).expect("damage");
+    let (_d, damaged) = store();
+    let err = kiln_oci::archive::load(&damaged, &dir).expect_err("damaged");
+    assert!(err.to_string().contains(layer.as_str()), "{err}");
+    assert!(!damaged.exists(&layer));
+    assert!(ingest_is_empty(&damaged));
+}
