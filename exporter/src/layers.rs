@@ -174,7 +174,8 @@ fn convert(
         }
         ExportError::Layer(format!("converting layer {}: {e}", layer.diff_id))
     };
-    let writer = store.writer()?;
+    // A big blob: the store writes and hashes it on a worker thread.
+    let writer = store.writer_pipelined()?;
     let compressor = LayerCompressor::new(writer, want).map_err(|e| fail(&e))?;
     let mut out = Stoppable {
         inner: compressor,

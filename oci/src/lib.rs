@@ -7,9 +7,11 @@
 //!   `os/arch[/variant]`.
 //! - [`LocalStore`] is the content-addressed store on disk: a blob becomes
 //!   visible only after its digest was verified. Consumers take its role
-//!   traits, [`BlobReader`] and [`BlobIngester`]. It also holds the image
-//!   names (`set_ref`, `get_ref`), leases that keep a build's blobs from
-//!   `kiln prune`, and blob garbage collection.
+//!   traits, [`BlobReader`] and [`BlobIngester`]; a big blob from a local
+//!   producer goes through [`BlobIngester::writer_pipelined`], which
+//!   writes and hashes on a worker thread ([`PipelineOptions`]). It also
+//!   holds the image names (`set_ref`, `get_ref`), leases that keep a
+//!   build's blobs from `kiln prune`, and blob garbage collection.
 //! - [`Manifest`], [`Image`] and [`fn@resolve`] read manifests and indexes;
 //!   [`ImageConfig`] is an image config with every field kiln keeps.
 //!   [`mod@resolve`] gives a base image's manifest digest and config from
@@ -85,7 +87,7 @@ pub use registry::{
 pub use resolve::{ResolveError, ResolvedConfig};
 pub use store::{
     default_root, is_on_read_only_fs, BlobIngester, BlobReader, BlobStore, BlobWriter, LocalStore,
-    StoreError,
+    PipelineOptions, StoreError,
 };
 
 /// The OCI spec types, re-exported so callers build against the same version.

@@ -18,6 +18,11 @@
 //! without committing removes its ingest file. Two processes committing the
 //! same content race harmlessly: the rename is atomic and the content is
 //! identical.
+//!
+//! A pipelined writer ([`BlobIngester::writer_pipelined`],
+//! [`LocalStore::writer_with`]) has the same guarantees but hands the
+//! writing and hashing to a worker thread, so a producer that builds a
+//! big blob (a layer's tar) runs beside them on another core.
 
 use crate::digest::Digest;
 use crate::layout::{StoreLayout, CREATED_DIRS, REPAIRED_DIRS};
@@ -27,6 +32,11 @@ use std::io::{self, Read, Write};
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
+
+mod pipeline;
+
+use pipeline::Pipeline;
+pub use pipeline::PipelineOptions;
 
 /// What can go wrong in the store. Every variant names the path or digest.
 #[derive(Debug, thiserror::Error)]
@@ -118,6 +128,20 @@ pub trait BlobIngester {
     /// # Errors
     /// An I/O error when the ingest file cannot be created.
     fn writer(&self) -> Result<BlobWriter>;
+
+    /// A writer for a big blob from a local producer: like
+    /// [`BlobIngester::writer`] (same guarantees, same [`BlobWriter`]),
+    /// but writing and hashing run on a worker thread, pipelined with the
+    /// caller's writes. It buffers by itself, so small writes cost a copy,
+    /// not a system call. Stores without a pipelined writer give a plain
+    /// one.
+    ///
+    /// # Errors
+    /// An I/O error when the ingest file cannot be created or the worker
+    /// cannot be started.
+    fn writer_pipelined(&self) -> Result<BlobWriter> {
+        self.writer()
+    }
 
     /// Writes `data` as a blob and commits it.
     ///
@@ -229,6 +253,42 @@ impl LocalStore {
     /// [`StoreError::DigestMismatch`] when `expected` is given and differs.
     pub fn write_blob(&self, data: &[u8], expected: Option<&Digest>) -> Result<Digest> {
         BlobIngester::write_blob(self, data, expected)
+    }
+
+    /// A pipelined writer with `options` ([`BlobIngester::writer_pipelined`]
+    /// uses the defaults).
+    ///
+    /// # Errors
+    /// An I/O error when the ingest file cannot be created or the worker
+    /// cannot be started.
+    pub fn writer_with(&self, options: PipelineOptions) -> Result<BlobWriter> {
+        let (path, file) = self.ingest_file()?;
+        let pipeline = Pipeline::start(file, options);
+        // On failure the ingest file is removed by the writer's drop.
+        let mut writer = BlobWriter {
+            store: self.clone(),
+            path,
+            sink: None,
+            written: 0,
+        };
+        let pipeline = pipeline.map_err(io_err("starting a writer thread for", &writer.path))?;
+        writer.sink = Some(Sink::Pipelined(pipeline));
+        Ok(writer)
+    }
+
+    /// Creates a new, empty file in `ingest/`.
+    fn ingest_file(&self) -> Result<(PathBuf, File)> {
+        let n = INGEST_COUNTER.fetch_add(1, Ordering::Relaxed);
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or(0);
+        let path = self
+            .layout
+            .ingest()
+            .join(format!("{}-{n}-{nanos}", crate::process_tag()));
+        let file = File::create_new(&path).map_err(io_err("creating ingest file", &path))?;
+        Ok((path, file))
     }
 
     /// Every committed blob's digest.
@@ -353,52 +413,69 @@ impl BlobReader for LocalStore {
 
 impl BlobIngester for LocalStore {
     fn writer(&self) -> Result<BlobWriter> {
-        let n = INGEST_COUNTER.fetch_add(1, Ordering::Relaxed);
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.subsec_nanos())
-            .unwrap_or(0);
-        let path = self
-            .layout
-            .ingest()
-            .join(format!("{}-{n}-{nanos}", crate::process_tag()));
-        let file = File::create_new(&path).map_err(io_err("creating ingest file", &path))?;
+        let (path, file) = self.ingest_file()?;
         Ok(BlobWriter {
             store: self.clone(),
             path,
-            file: Some(file),
-            hasher: Sha256::new(),
+            sink: Some(Sink::Inline {
+                file,
+                hasher: Sha256::new(),
+            }),
             written: 0,
         })
+    }
+
+    fn writer_pipelined(&self) -> Result<BlobWriter> {
+        self.writer_with(PipelineOptions::default())
     }
 }
 
 /// A blob being written. Implements [`Write`]; call [`BlobWriter::commit`]
-/// to make it visible. Dropping it uncommitted discards what was written.
+/// to make it visible. Dropping it uncommitted discards what was written
+/// (and stops a pipelined writer's worker thread).
 #[derive(Debug)]
 pub struct BlobWriter {
     store: LocalStore,
     path: PathBuf,
-    file: Option<File>,
-    hasher: Sha256,
+    /// `None` once committed.
+    sink: Option<Sink>,
     written: u64,
+}
+
+/// Where a writer's bytes go.
+#[derive(Debug)]
+enum Sink {
+    /// Written and hashed on the caller's thread.
+    Inline { file: File, hasher: Sha256 },
+    /// Handed to a worker thread that writes and hashes.
+    Pipelined(Pipeline),
 }
 
 impl Write for BlobWriter {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let file = self
-            .file
-            .as_mut()
-            .ok_or_else(|| io::Error::other("blob writer already committed"))?;
-        let n = file.write(buf)?;
-        self.hasher.update(&buf[..n]);
+        let n = match self.sink.as_mut() {
+            None => return Err(io::Error::other("blob writer already committed")),
+            Some(Sink::Inline { file, hasher }) => {
+                let n = file.write(buf)?;
+                hasher.update(&buf[..n]);
+                n
+            }
+            Some(Sink::Pipelined(pipeline)) => {
+                pipeline.write_all(buf)?;
+                buf.len()
+            }
+        };
         self.written += n as u64;
         Ok(n)
     }
 
+    /// Nothing to flush: what was written becomes durable in `commit`. A
+    /// pipelined writer keeps its partly filled buffer (handing it over
+    /// early would only cost) but reports an earlier failure.
     fn flush(&mut self) -> io::Result<()> {
-        match self.file.as_mut() {
-            Some(f) => f.flush(),
+        match self.sink.as_mut() {
+            Some(Sink::Inline { file, .. }) => file.flush(),
+            Some(Sink::Pipelined(pipeline)) => pipeline.check(),
             None => Ok(()),
         }
     }
@@ -418,14 +495,20 @@ impl BlobWriter {
     /// [`StoreError::DigestMismatch`], [`StoreError::SizeMismatch`] or an
     /// I/O error naming the path.
     pub fn commit(mut self, expected: Option<&Digest>, size: Option<u64>) -> Result<Digest> {
-        let Some(file) = self.file.take() else {
-            return Err(io_err("committing", &self.path)(io::Error::other(
-                "already committed",
-            )));
+        let (file, hasher) = match self.sink.take() {
+            None => {
+                return Err(io_err("committing", &self.path)(io::Error::other(
+                    "already committed",
+                )))
+            }
+            Some(Sink::Inline { file, hasher }) => (file, hasher),
+            Some(Sink::Pipelined(pipeline)) => {
+                pipeline.finish().map_err(io_err("writing", &self.path))?
+            }
         };
         file.sync_all().map_err(io_err("syncing", &self.path))?;
         drop(file);
-        let actual = Digest::from_sha256(self.hasher.clone().finalize().as_slice());
+        let actual = Digest::from_sha256(hasher.finalize().as_slice());
         if let Some(expected) = expected {
             if *expected != actual {
                 return Err(StoreError::DigestMismatch {
@@ -456,6 +539,11 @@ impl BlobWriter {
 
 impl Drop for BlobWriter {
     fn drop(&mut self) {
+        // A worker still writing is stopped first, so neither it nor the
+        // file outlives the writer.
+        if let Some(Sink::Pipelined(pipeline)) = self.sink.as_mut() {
+            pipeline.abort();
+        }
         // Committed writers renamed their file away; everything else is
         // discarded here, so no partial blob outlives its writer.
         let _ = fs::remove_file(&self.path);
@@ -468,6 +556,111 @@ mod tests {
 
     fn mode(p: &Path) -> u32 {
         fs::metadata(p).expect("stat").permissions().mode() & 0o7777
+    }
+
+    /// A pipelined writer whose file was opened read-only: every write(2)
+    /// of it fails (EBADF), on whichever thread writes.
+    fn failing_writer(store: &LocalStore, worker_writes: bool) -> BlobWriter {
+        let (path, file) = store.ingest_file().expect("ingest file");
+        drop(file);
+        let read_only = File::open(&path).expect("reopen read-only");
+        let options = PipelineOptions {
+            chunk_size: 64 << 10,
+            buffers: 2,
+            worker_writes,
+            writeback_every: None,
+        };
+        BlobWriter {
+            store: store.clone(),
+            path,
+            sink: Some(Sink::Pipelined(
+                Pipeline::start(read_only, options).expect("worker"),
+            )),
+            written: 0,
+        }
+    }
+
+    fn is_empty(dir: &Path) -> bool {
+        fs::read_dir(dir).expect("list").next().is_none()
+    }
+
+    /// Whether this process has a descriptor open on `path` (deleted).
+    fn has_open_fd(path: &Path) -> bool {
+        fs::read_dir("/proc/self/fd")
+            .expect("fds")
+            .filter_map(|e| fs::read_link(e.ok()?.path()).ok())
+            .any(|target| {
+                let target = target.to_string_lossy();
+                target.strip_suffix(" (deleted)").unwrap_or(&target) == path.to_string_lossy()
+            })
+    }
+
+    #[test]
+    fn a_failing_write_on_the_worker_surfaces_and_leaves_nothing() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let store = LocalStore::open(tmp.path().join("store")).expect("open");
+        for worker_writes in [true, false] {
+            let mut w = failing_writer(&store, worker_writes);
+            // 2 buffers of 64 KiB: within 4 MiB the writer must wait for
+            // the worker, and so learn that it failed.
+            let err = w
+                .write_all(&vec![7u8; 4 << 20])
+                .expect_err("the write fails");
+            assert_eq!(err.raw_os_error(), Some(libc::EBADF), "{err}");
+            let again = w.write(b"more").expect_err("a failed writer stays failed");
+            assert!(again.to_string().contains("failed earlier"), "{again}");
+            let err = w.commit(None, None).expect_err("commit fails");
+            assert!(matches!(err, StoreError::Io { .. }), "{err}");
+            assert!(
+                is_empty(&store.layout.ingest()),
+                "worker_writes {worker_writes}"
+            );
+            assert!(store.blobs().expect("blobs").is_empty());
+        }
+    }
+
+    #[test]
+    fn a_failure_seen_only_at_commit_is_an_error_naming_the_ingest_file() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let store = LocalStore::open(tmp.path().join("store")).expect("open");
+        for worker_writes in [true, false] {
+            let mut w = failing_writer(&store, worker_writes);
+            // Less than a buffer: nothing reaches the file before commit.
+            w.write_all(b"a small blob").expect("buffered");
+            let path = w.path.clone();
+            match w.commit(None, None) {
+                Err(StoreError::Io {
+                    action,
+                    path: p,
+                    source,
+                }) => {
+                    assert_eq!(action, "writing");
+                    assert_eq!(p, path);
+                    assert_eq!(source.raw_os_error(), Some(libc::EBADF));
+                }
+                other => panic!("{other:?}"),
+            }
+            assert!(is_empty(&store.layout.ingest()));
+            assert!(store.blobs().expect("blobs").is_empty());
+        }
+    }
+
+    #[test]
+    fn dropping_a_pipelined_writer_stops_its_worker_and_removes_the_file() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let store = LocalStore::open(tmp.path().join("store")).expect("open");
+        let mut w = store.writer_pipelined().expect("writer");
+        w.write_all(&vec![1u8; (8 << 20) + 5]).expect("write");
+        let path = w.path.clone();
+        assert!(path.exists());
+        assert!(has_open_fd(&path), "the worker holds the ingest file");
+        drop(w);
+        assert!(!path.exists());
+        // The worker owned the only descriptor: it is closed, so the
+        // worker has returned.
+        assert!(!has_open_fd(&path), "the worker is gone");
+        assert!(is_empty(&store.layout.ingest()));
+        assert!(store.blobs().expect("blobs").is_empty());
     }
 
     #[test]
