@@ -322,8 +322,9 @@ pub(crate) fn build_layer(
 /// Makes a new layer: `fill` writes the changes into an empty upper
 /// directory (it also gets an empty overlay work directory on the same
 /// filesystem); the upper directory is then written as a tar straight
-/// into an uncompressed blob (`application/vnd.oci.image.layer.v1.tar`),
-/// hashed once as it is written: the blob's digest is the diff id. The
+/// into an uncompressed blob (`application/vnd.oci.image.layer.v1.tar`)
+/// through the store's pipelined writer, hashed once as it is written:
+/// the blob's digest is the diff id. The
 /// store commits it as any blob (synced, renamed into place), and the
 /// directory is kept under the diff id.
 /// `fill`'s errors pass through unchanged. What `fill` returns is held
@@ -362,17 +363,11 @@ fn write_layer<E: From<LayerError>, G>(
     }
     let result = (|| {
         let held = fill(&upper, &work)?;
-        let writer = store.writer().map_err(LayerError::Store)?;
-        // Large writes: the tar's 512-byte headers would otherwise be a
-        // system call each.
-        let mut out = std::io::BufWriter::with_capacity(1 << 20, writer);
-        let whole = tar(&upper, &held, &mut out).map_err(LayerError::Write)?;
-        let writer = out.into_inner().map_err(|e| {
-            LayerError::Write(kiln_executor::DiffError::Write {
-                path: String::new(),
-                error: e.into_error(),
-            })
-        })?;
+        // It buffers (the tar's 512-byte headers are not a system call
+        // each), and writes, hashes and starts writeback on its own
+        // thread while the tar is made.
+        let mut writer = store.writer_pipelined().map_err(LayerError::Store)?;
+        let whole = tar(&upper, &held, &mut writer).map_err(LayerError::Write)?;
         let size = writer.written();
         let blob = writer.commit(None, None).map_err(LayerError::Store)?;
         drop(held);
