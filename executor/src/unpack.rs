@@ -106,11 +106,19 @@ pub fn unpack_blob(
 ) -> Result<(), UnpackError> {
     let _ = media_type;
     let file = fs::File::open(blob).map_err(|e| io_err("opening", blob, e))?;
-    let reader = BufReader::with_capacity(1 << 16, file);
-    let tar = kiln_oci::compress::decompressor(reader).map_err(|e| io_err("reading", blob, e))?;
-    let mut hashing = Hashing::new(tar, diff_id.algorithm())
-        .ok_or_else(|| UnpackError::Algorithm(diff_id.clone()))?;
-    extract(&mut hashing, dir, |stream| {
+    let algorithm = diff_id.algorithm().to_string();
+    Hashing::new(io::empty(), &algorithm).ok_or_else(|| UnpackError::Algorithm(diff_id.clone()))?;
+    let path = blob.to_path_buf();
+    // Decompressing and hashing on their own thread, beside the
+    // extraction: each takes about as long as the other.
+    let mut stream = Prefetched::start(move || {
+        let reader = BufReader::with_capacity(1 << 16, file);
+        let tar =
+            kiln_oci::compress::decompressor(reader).map_err(|e| io_err("reading", &path, e))?;
+        Hashing::new(tar, &algorithm)
+            .ok_or_else(|| UnpackError::Tar(io::Error::other("unsupported digest algorithm")))
+    });
+    extract(&mut stream, dir, |stream| {
         let actual = stream.finish()?;
         if actual == *diff_id {
             Ok(())
@@ -159,10 +167,10 @@ pub fn unpack(layer: &mut dyn Read, dir: &Path) -> Result<Digest, UnpackError> {
 
 /// Extracts `layer` into a temporary directory beside `dir`, lets `check`
 /// read the rest of the stream and accept it, then renames it into place.
-fn extract<R: Read>(
-    layer: &mut Hashing<R>,
+fn extract<S: Stream>(
+    layer: &mut S,
     dir: &Path,
-    check: impl FnOnce(&mut Hashing<R>) -> Result<(), UnpackError>,
+    check: impl FnOnce(&mut S) -> Result<(), UnpackError>,
 ) -> Result<(), UnpackError> {
     match fs::read_dir(dir) {
         Ok(mut read) => {
@@ -331,6 +339,151 @@ impl<R: Read> Read for Hashing<R> {
             Hasher::Sha512(h) => h.update(&buf[..n]),
         }
         Ok(n)
+    }
+}
+
+/// An uncompressed layer stream whose digest is known at its end.
+trait Stream: Read {
+    /// Reads the stream to its end (what follows the tar's end marker is
+    /// part of the diff id too) and returns its digest.
+    fn finish(&mut self) -> Result<Digest, UnpackError>;
+}
+
+impl<R: Read> Stream for Hashing<R> {
+    fn finish(&mut self) -> Result<Digest, UnpackError> {
+        Hashing::finish(self)
+    }
+}
+
+/// What the reading thread of [`Prefetched`] sends.
+enum Chunk {
+    Data(Vec<u8>),
+    Failed(io::Error),
+    End(Result<Digest, UnpackError>),
+}
+
+/// Chunks in flight between the reading thread and the extraction.
+const PREFETCH_CHUNKS: usize = 4;
+/// The size of one chunk.
+const PREFETCH_CHUNK: usize = 1 << 20;
+
+/// A [`Hashing`] stream read (decompressed and hashed) on its own thread,
+/// a few chunks ahead of its reader. Dropping it ends the thread.
+struct Prefetched {
+    rx: Option<std::sync::mpsc::Receiver<Chunk>>,
+    chunk: Vec<u8>,
+    pos: usize,
+    /// The digest, once the thread sent it.
+    end: Option<Result<Digest, UnpackError>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Prefetched {
+    /// Starts the thread, which opens the stream with `open`.
+    fn start<R: Read + 'static>(
+        open: impl FnOnce() -> Result<Hashing<R>, UnpackError> + Send + 'static,
+    ) -> Prefetched {
+        let (tx, rx) = std::sync::mpsc::sync_channel(PREFETCH_CHUNKS);
+        let thread = std::thread::Builder::new()
+            .name("kiln-unpack-read".into())
+            .spawn(move || {
+                let mut source = match open() {
+                    Ok(s) => s,
+                    Err(e) => {
+                        let _ = tx.send(Chunk::End(Err(e)));
+                        return;
+                    }
+                };
+                loop {
+                    let mut buf = vec![0u8; PREFETCH_CHUNK];
+                    let mut filled = 0;
+                    while filled < buf.len() {
+                        match source.read(&mut buf[filled..]) {
+                            Ok(0) => break,
+                            Ok(n) => filled += n,
+                            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                            Err(e) => {
+                                let _ = tx.send(Chunk::Failed(e));
+                                return;
+                            }
+                        }
+                    }
+                    if filled == 0 {
+                        let _ = tx.send(Chunk::End(source.finish()));
+                        return;
+                    }
+                    buf.truncate(filled);
+                    if tx.send(Chunk::Data(buf)).is_err() {
+                        return;
+                    }
+                }
+            });
+        match thread {
+            Ok(thread) => Prefetched {
+                rx: Some(rx),
+                chunk: Vec::new(),
+                pos: 0,
+                end: None,
+                thread: Some(thread),
+            },
+            Err(e) => Prefetched {
+                rx: None,
+                chunk: Vec::new(),
+                pos: 0,
+                end: Some(Err(UnpackError::Tar(e))),
+                thread: None,
+            },
+        }
+    }
+}
+
+impl Read for Prefetched {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        while self.pos == self.chunk.len() {
+            if self.end.is_some() {
+                return Ok(0);
+            }
+            let next = self.rx.as_ref().and_then(|rx| rx.recv().ok());
+            match next {
+                Some(Chunk::Data(data)) => {
+                    self.chunk = data;
+                    self.pos = 0;
+                }
+                Some(Chunk::Failed(e)) => {
+                    self.rx = None;
+                    return Err(e);
+                }
+                Some(Chunk::End(digest)) => self.end = Some(digest),
+                None => {
+                    return Err(io::Error::other("the layer's reading thread ended"));
+                }
+            }
+        }
+        let n = buf.len().min(self.chunk.len() - self.pos);
+        buf[..n].copy_from_slice(&self.chunk[self.pos..self.pos + n]);
+        self.pos += n;
+        Ok(n)
+    }
+}
+
+impl Stream for Prefetched {
+    fn finish(&mut self) -> Result<Digest, UnpackError> {
+        io::copy(self, &mut io::sink()).map_err(UnpackError::Tar)?;
+        self.end.take().unwrap_or_else(|| {
+            Err(UnpackError::Tar(io::Error::other(
+                "the layer was not hashed",
+            )))
+        })
+    }
+}
+
+impl Drop for Prefetched {
+    fn drop(&mut self) {
+        // The thread sees its channel closed at its next send and ends.
+        self.rx = None;
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
     }
 }
 
