@@ -14,7 +14,7 @@ mod tarball;
 pub mod url;
 mod walk;
 
-pub use cache::{CacheRecord, ChecksumCache};
+pub use cache::{CacheRecord, ChecksumCache, FileStamp};
 pub use checksum::{ContextDigest, HashStats};
 pub use error::ContextError;
 pub use kiln_patterns::{DockerIgnore, IgnorePattern};
@@ -180,7 +180,7 @@ impl BuildContext {
     /// the context root.
     pub fn walk(&self, rel_dir: &str) -> Result<Vec<WalkEntry>, ContextError> {
         let (rel, abs) = self.walk_dir(rel_dir)?;
-        let mut out = Vec::new();
+        let mut out: Vec<WalkEntry> = Vec::new();
         walk::walk_into(&self.ignore, &rel, &abs, &mut out)?;
         Ok(out)
     }
@@ -193,55 +193,54 @@ impl BuildContext {
     /// [`BuildContext::with_checksum_cache`]); the others are hashed in
     /// parallel.
     pub fn checksum(&self, entries: &[ContextEntry]) -> Result<ContextDigest, ContextError> {
-        let mut all: Vec<WalkEntry> = Vec::new();
-        let mut hits: Vec<checksum::Hashed> = Vec::new();
+        let mut selection = checksum::Selection::default();
+        let mut hits = 0;
         // Walk on this thread; cache misses are hashed by other threads
         // as they are found.
         let (hashed, bytes) = checksum::hash_pipelined(|send| {
-            let mut on_file = |index: usize, entry: &WalkEntry| match self
-                .lock_cache()
-                .lookup(&self.root_key, entry)
-            {
-                Some(hash) => hits.push((index, hash)),
-                None => send(index, entry.abs_path.clone(), entry.size),
+            let mut sink = checksum::SelectionSink {
+                selection: &mut selection,
+                cache: &self.cache,
+                root: &self.root_key,
+                send,
+                hits: 0,
             };
-            for entry in entries {
-                let top = WalkEntry::stat(entry.rel_path.clone(), entry.abs_path.clone())?;
-                let index = all.len();
-                all.push(top);
-                match all[index].kind {
-                    EntryKind::File => on_file(index, &all[index]),
-                    EntryKind::Dir => {
-                        let rel = all[index].path.clone();
-                        let abs = all[index].abs_path.clone();
-                        walk::walk_with(&self.ignore, &rel, &abs, &mut all, &mut on_file)?;
-                    }
-                    _ => {}
-                }
-            }
-            Ok(())
+            let result = self.walk_selection(entries, &mut sink);
+            hits = sink.hits;
+            result
         })?;
-        self.cache_hits
-            .fetch_add(hits.len() as u64, Ordering::Relaxed);
+        self.cache_hits.fetch_add(hits, Ordering::Relaxed);
         self.files_hashed
             .fetch_add(hashed.len() as u64, Ordering::Relaxed);
         self.bytes_hashed.fetch_add(bytes, Ordering::Relaxed);
-        let mut content: Vec<Option<[u8; 32]>> = vec![None; all.len()];
         {
             let mut cache = self.lock_cache();
-            for &(index, hash) in &hashed {
-                cache.insert(&self.root_key, &all[index], &hash);
+            for (index, hash) in hashed {
+                selection.set_hashed(&mut cache, &self.root_key, index, hash);
             }
         }
-        for (index, hash) in hits.into_iter().chain(hashed) {
-            content[index] = Some(hash);
+        Ok(selection.digest())
+    }
+
+    /// Appends `entries` and their non-excluded subtrees to `sink`.
+    fn walk_selection(
+        &self,
+        entries: &[ContextEntry],
+        sink: &mut dyn walk::WalkSink,
+    ) -> Result<(), ContextError> {
+        for entry in entries {
+            let (meta, link_target) = walk::stat_path(&entry.abs_path)?;
+            sink.push(
+                &entry.rel_path,
+                walk::AbsPath::Full(&entry.abs_path),
+                &meta,
+                link_target,
+            )?;
+            if meta.kind == EntryKind::Dir {
+                walk::walk_into(&self.ignore, &entry.rel_path, &entry.abs_path, sink)?;
+            }
         }
-        let mut order: Vec<usize> = (0..all.len()).collect();
-        order.sort_by(|&a, &b| all[a].path.cmp(&all[b].path));
-        order.dedup_by(|a, b| all[*a].path == all[*b].path);
-        Ok(checksum::digest_entries(
-            order.iter().map(|&i| (&all[i], content[i].as_ref())),
-        ))
+        Ok(())
     }
 
     /// The hashing work done so far by [`BuildContext::checksum`].

@@ -1,13 +1,19 @@
 //! Walking the context: `lstat`-based (symlinks are never followed), sorted,
 //! with `.dockerignore` exclusions applied and excluded directories pruned.
+//!
+//! Each directory is opened once, relative to its parent, and each entry
+//! costs one `statx` relative to that descriptor: the walk of a large
+//! context is bound by these system calls.
 
+use super::cache::FileStamp;
 use super::error::ContextError;
-use kiln_executor::dirfd::Dir;
 use kiln_executor::names;
 use kiln_patterns::DockerIgnore;
-use std::ffi::OsString;
-use std::fs::Metadata;
-use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use rustix::fs::{AtFlags, FileType, Mode, OFlags, StatxFlags};
+use std::ffi::{OsStr, OsString};
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::os::unix::fs::FileTypeExt;
 use std::path::{Path, PathBuf};
 
 /// The type of a context entry.
@@ -51,6 +57,184 @@ impl EntryKind {
     }
 }
 
+/// The `lstat` data of a context entry that kiln keeps.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Meta {
+    /// What it is.
+    pub kind: EntryKind,
+    /// Permission bits including setuid, setgid and sticky.
+    pub mode: u32,
+    /// Owner user id.
+    pub uid: u32,
+    /// Owner group id.
+    pub gid: u32,
+    /// Number of hard links.
+    pub nlink: u64,
+    /// Device, inode, size and times.
+    pub stamp: FileStamp,
+}
+
+impl Meta {
+    fn from_statx(st: &rustix::fs::Statx) -> Meta {
+        let raw = u32::from(st.stx_mode);
+        let kind = match FileType::from_raw_mode(raw) {
+            FileType::Symlink => EntryKind::Symlink,
+            FileType::Directory => EntryKind::Dir,
+            FileType::RegularFile => EntryKind::File,
+            _ => EntryKind::Other,
+        };
+        Meta {
+            kind,
+            mode: raw & 0o7777,
+            uid: st.stx_uid,
+            gid: st.stx_gid,
+            nlink: u64::from(st.stx_nlink),
+            stamp: FileStamp {
+                dev: rustix::fs::makedev(st.stx_dev_major, st.stx_dev_minor),
+                ino: st.stx_ino,
+                size: st.stx_size,
+                mtime_ns: nanos(st.stx_mtime.tv_sec, i64::from(st.stx_mtime.tv_nsec)),
+                ctime_ns: nanos(st.stx_ctime.tv_sec, i64::from(st.stx_ctime.tv_nsec)),
+            },
+        }
+    }
+
+    fn from_metadata(md: &std::fs::Metadata) -> Meta {
+        use std::os::unix::fs::MetadataExt;
+        Meta {
+            kind: EntryKind::from_file_type(md.file_type()),
+            mode: md.mode() & 0o7777,
+            uid: md.uid(),
+            gid: md.gid(),
+            nlink: md.nlink(),
+            stamp: FileStamp {
+                dev: md.dev(),
+                ino: md.ino(),
+                size: md.size(),
+                mtime_ns: nanos(md.mtime(), md.mtime_nsec()),
+                ctime_ns: nanos(md.ctime(), md.ctime_nsec()),
+            },
+        }
+    }
+}
+
+/// `lstat` of `name` in directory `dir` (`None`: the current directory, and
+/// `name` may be a path): one `statx`, or std's `lstat` where the kernel
+/// has no `statx`.
+fn stat_at(
+    dir: Option<&OwnedFd>,
+    name: &OsStr,
+    abs: impl Fn() -> PathBuf,
+) -> std::io::Result<Meta> {
+    let result = match dir {
+        Some(fd) => rustix::fs::statx(
+            fd.as_fd(),
+            name,
+            AtFlags::SYMLINK_NOFOLLOW,
+            StatxFlags::BASIC_STATS,
+        ),
+        None => rustix::fs::statx(
+            rustix::fs::CWD,
+            name,
+            AtFlags::SYMLINK_NOFOLLOW,
+            StatxFlags::BASIC_STATS,
+        ),
+    };
+    match result {
+        Ok(st) => Ok(Meta::from_statx(&st)),
+        Err(e) if e == rustix::io::Errno::NOSYS || e == rustix::io::Errno::PERM => {
+            std::fs::symlink_metadata(abs()).map(|md| Meta::from_metadata(&md))
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// The target of symlink `name` in `dir` (`None`: `name` is a path).
+fn read_link_at(dir: Option<&OwnedFd>, name: &OsStr) -> std::io::Result<OsString> {
+    let target = match dir {
+        Some(fd) => rustix::fs::readlinkat(fd.as_fd(), name, Vec::new())?,
+        None => rustix::fs::readlinkat(rustix::fs::CWD, name, Vec::new())?,
+    };
+    Ok(OsString::from_vec(target.into_bytes()))
+}
+
+/// `lstat`s the entry at `abs` and reads its target if it is a symlink.
+pub(crate) fn stat_path(abs: &Path) -> Result<(Meta, Option<OsString>), ContextError> {
+    let meta =
+        stat_at(None, abs.as_os_str(), || abs.to_path_buf()).map_err(ContextError::io(abs))?;
+    let link = match meta.kind {
+        EntryKind::Symlink => {
+            Some(read_link_at(None, abs.as_os_str()).map_err(ContextError::io(abs))?)
+        }
+        _ => None,
+    };
+    Ok((meta, link))
+}
+
+/// Where an entry is on disk, built only when it is needed.
+#[derive(Clone, Copy)]
+pub(crate) enum AbsPath<'a> {
+    /// Child `name` of directory `dir`.
+    Child(&'a Path, &'a OsStr),
+    /// This path.
+    Full(&'a Path),
+}
+
+impl AbsPath<'_> {
+    /// The path.
+    pub fn to_path_buf(self) -> PathBuf {
+        match self {
+            AbsPath::Child(dir, name) => dir.join(name),
+            AbsPath::Full(path) => path.to_path_buf(),
+        }
+    }
+}
+
+/// Where a walk puts the entries it keeps, in walk order.
+pub(crate) trait WalkSink {
+    /// How many entries there are.
+    fn len(&self) -> usize;
+    /// Drops the entries from `len` on.
+    fn truncate(&mut self, len: usize);
+    /// Appends an entry.
+    fn push(
+        &mut self,
+        rel: &str,
+        abs: AbsPath<'_>,
+        meta: &Meta,
+        link_target: Option<OsString>,
+    ) -> Result<(), ContextError>;
+}
+
+impl WalkSink for Vec<WalkEntry> {
+    fn len(&self) -> usize {
+        Vec::len(self)
+    }
+
+    fn truncate(&mut self, len: usize) {
+        Vec::truncate(self, len);
+    }
+
+    fn push(
+        &mut self,
+        rel: &str,
+        abs: AbsPath<'_>,
+        meta: &Meta,
+        link_target: Option<OsString>,
+    ) -> Result<(), ContextError> {
+        Vec::push(
+            self,
+            WalkEntry::new(
+                rel.to_string(),
+                abs.to_path_buf(),
+                meta,
+                link_target.map(PathBuf::from),
+            ),
+        );
+        Ok(())
+    }
+}
+
 /// One file, directory or symlink of the context, with its `lstat` data.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct WalkEntry {
@@ -83,49 +267,28 @@ pub struct WalkEntry {
 }
 
 impl WalkEntry {
-    /// Builds an entry from `lstat` metadata, reading a symlink's target.
-    pub(crate) fn from_metadata(
+    /// Builds an entry from what the walk found.
+    pub(crate) fn new(
         path: String,
         abs_path: PathBuf,
-        md: &Metadata,
-    ) -> Result<WalkEntry, ContextError> {
-        let link_target = if md.file_type().is_symlink() {
-            Some(std::fs::read_link(&abs_path).map_err(ContextError::io(&abs_path))?)
-        } else {
-            None
-        };
-        Ok(WalkEntry::with_target(path, abs_path, md, link_target))
-    }
-
-    /// Builds an entry from `lstat` metadata and a symlink's target as
-    /// read by the caller.
-    fn with_target(
-        path: String,
-        abs_path: PathBuf,
-        md: &Metadata,
+        meta: &Meta,
         link_target: Option<PathBuf>,
     ) -> WalkEntry {
         WalkEntry {
             path,
-            kind: EntryKind::from_file_type(md.file_type()),
-            mode: md.mode() & 0o7777,
-            uid: md.uid(),
-            gid: md.gid(),
-            size: md.size(),
-            link_target,
-            dev: md.dev(),
-            ino: md.ino(),
-            nlink: md.nlink(),
-            mtime_ns: nanos(md.mtime(), md.mtime_nsec()),
-            ctime_ns: nanos(md.ctime(), md.ctime_nsec()),
             abs_path,
+            kind: meta.kind,
+            mode: meta.mode,
+            uid: meta.uid,
+            gid: meta.gid,
+            size: meta.stamp.size,
+            link_target,
+            dev: meta.stamp.dev,
+            ino: meta.stamp.ino,
+            nlink: meta.nlink,
+            mtime_ns: meta.stamp.mtime_ns,
+            ctime_ns: meta.stamp.ctime_ns,
         }
-    }
-
-    /// `lstat`s `abs_path` and builds its entry.
-    pub(crate) fn stat(path: String, abs_path: PathBuf) -> Result<WalkEntry, ContextError> {
-        let md = std::fs::symlink_metadata(&abs_path).map_err(ContextError::io(&abs_path))?;
-        WalkEntry::from_metadata(path, abs_path, &md)
     }
 }
 
@@ -164,27 +327,17 @@ pub(crate) fn walk_into(
     ignore: &DockerIgnore,
     dir: &str,
     abs: &Path,
-    out: &mut Vec<WalkEntry>,
-) -> Result<bool, ContextError> {
-    walk_with(ignore, dir, abs, out, &mut |_, _| {})
-}
-
-/// Like [`walk_into`], calling `on_file(index, entry)` for every regular
-/// file as soon as it is appended (its index in `out` stays valid).
-pub(crate) fn walk_with(
-    ignore: &DockerIgnore,
-    dir: &str,
-    abs: &Path,
-    out: &mut Vec<WalkEntry>,
-    on_file: &mut dyn FnMut(usize, &WalkEntry),
+    out: &mut dyn WalkSink,
 ) -> Result<bool, ContextError> {
     let state = ignore.state_for_dir(dir);
-    walk_rec(ignore, dir, abs, &state, out, on_file)
+    walk_rec(ignore, dir, abs, &state, out)
 }
 
-/// A directory being walked by [`walk_with`].
+/// A directory being walked by [`walk_into`].
 struct Level {
-    dir: Dir,
+    fd: OwnedFd,
+    /// Its path on disk.
+    abs: PathBuf,
     /// Its context-relative path.
     rel: String,
     /// Its `.dockerignore` state, for its children.
@@ -196,7 +349,33 @@ struct Level {
     excluded_mark: Option<usize>,
 }
 
-/// The walk of [`walk_with`]: one open directory per level, each opened
+/// Opens directory `name` in `dir` (`None`: `name` is a path), never
+/// through a symlink.
+fn open_dir(dir: Option<&OwnedFd>, name: &OsStr) -> std::io::Result<OwnedFd> {
+    let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+    Ok(match dir {
+        Some(fd) => rustix::fs::openat(fd.as_fd(), name, flags, Mode::empty())?,
+        None => rustix::fs::openat(rustix::fs::CWD, name, flags, Mode::empty())?,
+    })
+}
+
+/// The names in directory `fd` (without `.` and `..`), in reverse byte
+/// order (the next one pops off).
+fn level_names(fd: &OwnedFd) -> std::io::Result<Vec<OsString>> {
+    let mut dir = rustix::fs::Dir::read_from(fd)?;
+    let mut names = Vec::new();
+    while let Some(entry) = dir.read() {
+        let entry = entry?;
+        let name = entry.file_name().to_bytes();
+        if name != b"." && name != b".." {
+            names.push(OsString::from_vec(name.to_vec()));
+        }
+    }
+    names.sort_unstable_by(|a, b| b.as_bytes().cmp(a.as_bytes()));
+    Ok(names)
+}
+
+/// The walk of [`walk_into`]: one open directory per level, each opened
 /// relative to its parent, and no recursion (a context may be deeper than
 /// the stack, and every lookup is of one name, so the time is linear in
 /// the depth).
@@ -205,19 +384,20 @@ fn walk_rec(
     dir: &str,
     abs: &Path,
     state: &[bool],
-    out: &mut Vec<WalkEntry>,
-    on_file: &mut dyn FnMut(usize, &WalkEntry),
+    out: &mut dyn WalkSink,
 ) -> Result<bool, ContextError> {
     let start = out.len();
-    let root = Dir::open(abs).map_err(ContextError::io(abs))?;
-    let names = level_names(&root)?;
+    let root = open_dir(None, abs.as_os_str()).map_err(ContextError::io(abs))?;
+    let names = level_names(&root).map_err(ContextError::io(abs))?;
     let mut stack = vec![Level {
-        dir: root,
+        fd: root,
+        abs: abs.to_path_buf(),
         rel: dir.to_string(),
         state: state.to_vec(),
         names,
         excluded_mark: None,
     }];
+    let mut rel = String::new();
     while let Some(level) = stack.last_mut() {
         let Some(name) = level.names.pop() else {
             if let Some(done) = stack.pop() {
@@ -230,55 +410,43 @@ fn walk_rec(
             }
             continue;
         };
-        let abs_path = level.dir.child_path(&name);
-        let name = names::encode(&name).into_owned();
-        let rel = join_rel(&level.rel, &name);
+        let child = || level.abs.join(&name);
+        rel.clear();
+        rel.push_str(&level.rel);
+        if !rel.is_empty() {
+            rel.push('/');
+        }
+        rel.push_str(&names::encode(&name));
         let (excluded, state) = ignore.evaluate(&rel, &level.state);
-        let md = level
-            .dir
-            .child_metadata(&names::decode(&name))
-            .map_err(ContextError::io(&abs_path))?;
-        let is_dir = md.is_dir();
+        let meta =
+            stat_at(Some(&level.fd), &name, child).map_err(|e| ContextError::io(child())(e))?;
+        let is_dir = meta.kind == EntryKind::Dir;
         if excluded && !(is_dir && ignore.exception_could_match_below(&rel)) {
             continue;
         }
-        let link_target = if md.file_type().is_symlink() {
-            let target = level
-                .dir
-                .read_link(&names::decode(&name))
-                .map_err(ContextError::io(&abs_path))?;
-            Some(PathBuf::from(target))
-        } else {
-            None
+        let link_target = match meta.kind {
+            EntryKind::Symlink => Some(
+                read_link_at(Some(&level.fd), &name).map_err(|e| ContextError::io(child())(e))?,
+            ),
+            _ => None,
         };
-        let entry = WalkEntry::with_target(rel, abs_path, &md, link_target);
         let mark = out.len();
-        out.push(entry);
+        out.push(&rel, AbsPath::Child(&level.abs, &name), &meta, link_target)?;
         if is_dir {
-            let sub = level
-                .dir
-                .open_dir(&names::decode(&name))
-                .map_err(ContextError::io(&out[mark].abs_path))?;
-            let names = level_names(&sub)?;
+            let abs = child();
+            let fd = open_dir(Some(&level.fd), &name).map_err(ContextError::io(&abs))?;
+            let names = level_names(&fd).map_err(ContextError::io(&abs))?;
             stack.push(Level {
-                dir: sub,
-                rel: out[mark].path.clone(),
+                fd,
+                abs,
+                rel: rel.clone(),
                 state,
                 names,
                 excluded_mark: excluded.then_some(mark),
             });
-        } else if out[mark].kind == EntryKind::File {
-            on_file(mark, &out[mark]);
         }
     }
     Ok(out.len() > start)
-}
-
-/// The names in `dir`, in reverse byte order (the next one pops off).
-fn level_names(dir: &Dir) -> Result<Vec<OsString>, ContextError> {
-    let mut names = dir.names().map_err(ContextError::io(dir.path()))?;
-    names.reverse();
-    Ok(names)
 }
 
 #[cfg(test)]
