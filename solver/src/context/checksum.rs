@@ -187,6 +187,43 @@ impl Selection {
         &self.paths[node.start..node.end]
     }
 
+    /// The number of regular files.
+    pub fn files(&self) -> usize {
+        self.nodes
+            .iter()
+            .filter(|n| n.meta.kind == EntryKind::File)
+            .count()
+    }
+
+    /// Appends the entries of `other`.
+    pub fn append(&mut self, other: Selection) {
+        let offset = self.paths.len();
+        self.paths.push_str(&other.paths);
+        self.nodes.extend(other.nodes.into_iter().map(|node| Node {
+            start: node.start + offset,
+            end: node.end + offset,
+            ..node
+        }));
+    }
+
+    /// Takes the content hash of every regular file whose stamp is
+    /// unchanged from `cache` (under `root`), and gives the others: (index,
+    /// size, path).
+    pub fn look_up(&mut self, cache: &ChecksumCache, root: &str) -> Vec<(usize, u64, &str)> {
+        let mut misses = Vec::new();
+        for (index, node) in self.nodes.iter_mut().enumerate() {
+            if node.meta.kind != EntryKind::File {
+                continue;
+            }
+            let path = &self.paths[node.start..node.end];
+            node.hash = cache.lookup(root, path, &node.meta.stamp);
+            if node.hash.is_none() {
+                misses.push((index, node.meta.stamp.size, path));
+            }
+        }
+        misses
+    }
+
     /// Sets the content hash of file `index` (as the hashing threads found
     /// it) and remembers it in `cache`.
     pub fn set_hashed(
@@ -223,58 +260,33 @@ impl Selection {
     }
 }
 
-/// The [`WalkSink`] of a checksum: appends to a [`Selection`], takes each
-/// regular file's hash from the metadata index when its stamp is unchanged
-/// and sends the others to the hashing threads.
-pub(crate) struct SelectionSink<'a> {
-    pub selection: &'a mut Selection,
-    pub cache: &'a Mutex<ChecksumCache>,
-    /// The context root's key in the index.
-    pub root: &'a str,
-    /// Hands a file (index, path, size) to the hashing threads.
-    pub send: &'a mut dyn FnMut(usize, PathBuf, u64),
-    /// Files whose hash came from the index.
-    pub hits: u64,
-}
-
-impl WalkSink for SelectionSink<'_> {
+impl WalkSink for Selection {
     fn len(&self) -> usize {
-        self.selection.nodes.len()
+        self.nodes.len()
     }
 
     fn truncate(&mut self, len: usize) {
-        if let Some(node) = self.selection.nodes.get(len) {
-            self.selection.paths.truncate(node.start);
-            self.selection.nodes.truncate(len);
+        if let Some(node) = self.nodes.get(len) {
+            self.paths.truncate(node.start);
+            self.nodes.truncate(len);
         }
     }
 
     fn push(
         &mut self,
         rel: &str,
-        abs: AbsPath<'_>,
+        _abs: AbsPath<'_>,
         meta: &Meta,
         link_target: Option<OsString>,
     ) -> Result<(), ContextError> {
-        let index = self.selection.nodes.len();
-        let mut hash = None;
-        if meta.kind == EntryKind::File {
-            let cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
-            hash = cache.lookup(self.root, rel, &meta.stamp);
-            drop(cache);
-            match hash {
-                Some(_) => self.hits += 1,
-                None => (self.send)(index, abs.to_path_buf(), meta.stamp.size),
-            }
-        }
-        let start = self.selection.paths.len();
-        self.selection.paths.push_str(rel);
-        self.selection.nodes.push(Node {
+        let start = self.paths.len();
+        self.paths.push_str(rel);
+        self.nodes.push(Node {
             start,
-            end: self.selection.paths.len(),
+            end: self.paths.len(),
             meta: *meta,
             link_target,
-            hash,
+            hash: None,
         });
         Ok(())
     }

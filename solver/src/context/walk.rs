@@ -11,10 +11,11 @@ use kiln_executor::names;
 use kiln_patterns::DockerIgnore;
 use rustix::fs::{AtFlags, FileType, Mode, OFlags, StatxFlags};
 use std::ffi::{OsStr, OsString};
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{BorrowedFd, OwnedFd};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::os::unix::fs::FileTypeExt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 /// The type of a context entry.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -118,28 +119,16 @@ impl Meta {
     }
 }
 
-/// `lstat` of `name` in directory `dir` (`None`: the current directory, and
-/// `name` may be a path): one `statx`, or std's `lstat` where the kernel
+/// `lstat` of `name` in directory `dir` (`name` may be a path when `dir`
+/// is [`rustix::fs::CWD`]): one `statx`, or std's `lstat` where the kernel
 /// has no `statx`.
-fn stat_at(
-    dir: Option<&OwnedFd>,
-    name: &OsStr,
-    abs: impl Fn() -> PathBuf,
-) -> std::io::Result<Meta> {
-    let result = match dir {
-        Some(fd) => rustix::fs::statx(
-            fd.as_fd(),
-            name,
-            AtFlags::SYMLINK_NOFOLLOW,
-            StatxFlags::BASIC_STATS,
-        ),
-        None => rustix::fs::statx(
-            rustix::fs::CWD,
-            name,
-            AtFlags::SYMLINK_NOFOLLOW,
-            StatxFlags::BASIC_STATS,
-        ),
-    };
+fn stat_at(dir: BorrowedFd<'_>, name: &OsStr, abs: impl Fn() -> PathBuf) -> std::io::Result<Meta> {
+    let result = rustix::fs::statx(
+        dir,
+        name,
+        AtFlags::SYMLINK_NOFOLLOW,
+        StatxFlags::BASIC_STATS,
+    );
     match result {
         Ok(st) => Ok(Meta::from_statx(&st)),
         Err(e) if e == rustix::io::Errno::NOSYS || e == rustix::io::Errno::PERM => {
@@ -149,22 +138,19 @@ fn stat_at(
     }
 }
 
-/// The target of symlink `name` in `dir` (`None`: `name` is a path).
-fn read_link_at(dir: Option<&OwnedFd>, name: &OsStr) -> std::io::Result<OsString> {
-    let target = match dir {
-        Some(fd) => rustix::fs::readlinkat(fd.as_fd(), name, Vec::new())?,
-        None => rustix::fs::readlinkat(rustix::fs::CWD, name, Vec::new())?,
-    };
+/// The target of symlink `name` in `dir`.
+fn read_link_at(dir: BorrowedFd<'_>, name: &OsStr) -> std::io::Result<OsString> {
+    let target = rustix::fs::readlinkat(dir, name, Vec::new())?;
     Ok(OsString::from_vec(target.into_bytes()))
 }
 
 /// `lstat`s the entry at `abs` and reads its target if it is a symlink.
 pub(crate) fn stat_path(abs: &Path) -> Result<(Meta, Option<OsString>), ContextError> {
-    let meta =
-        stat_at(None, abs.as_os_str(), || abs.to_path_buf()).map_err(ContextError::io(abs))?;
+    let meta = stat_at(rustix::fs::CWD, abs.as_os_str(), || abs.to_path_buf())
+        .map_err(ContextError::io(abs))?;
     let link = match meta.kind {
         EntryKind::Symlink => {
-            Some(read_link_at(None, abs.as_os_str()).map_err(ContextError::io(abs))?)
+            Some(read_link_at(rustix::fs::CWD, abs.as_os_str()).map_err(ContextError::io(abs))?)
         }
         _ => None,
     };
@@ -335,7 +321,8 @@ pub(crate) fn walk_into(
 
 /// A directory being walked by [`walk_into`].
 struct Level {
-    fd: OwnedFd,
+    /// The open directory (read to its end).
+    dir: rustix::fs::Dir,
     /// Its path on disk.
     abs: PathBuf,
     /// Its context-relative path.
@@ -349,20 +336,17 @@ struct Level {
     excluded_mark: Option<usize>,
 }
 
-/// Opens directory `name` in `dir` (`None`: `name` is a path), never
-/// through a symlink.
-fn open_dir(dir: Option<&OwnedFd>, name: &OsStr) -> std::io::Result<OwnedFd> {
+/// Opens directory `name` in `dir`, never through a symlink.
+fn open_dir(dir: BorrowedFd<'_>, name: &OsStr) -> std::io::Result<OwnedFd> {
     let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
-    Ok(match dir {
-        Some(fd) => rustix::fs::openat(fd.as_fd(), name, flags, Mode::empty())?,
-        None => rustix::fs::openat(rustix::fs::CWD, name, flags, Mode::empty())?,
-    })
+    Ok(rustix::fs::openat(dir, name, flags, Mode::empty())?)
 }
 
-/// The names in directory `fd` (without `.` and `..`), in reverse byte
-/// order (the next one pops off).
-fn level_names(fd: &OwnedFd) -> std::io::Result<Vec<OsString>> {
-    let mut dir = rustix::fs::Dir::read_from(fd)?;
+/// Reads directory `fd` (which the result keeps, for the `statx` of its
+/// entries): its names (without `.` and `..`) in reverse byte order (the
+/// next one pops off).
+fn level_names(fd: OwnedFd) -> std::io::Result<(rustix::fs::Dir, Vec<OsString>)> {
+    let mut dir = rustix::fs::Dir::new(fd)?;
     let mut names = Vec::new();
     while let Some(entry) = dir.read() {
         let entry = entry?;
@@ -372,7 +356,7 @@ fn level_names(fd: &OwnedFd) -> std::io::Result<Vec<OsString>> {
         }
     }
     names.sort_unstable_by(|a, b| b.as_bytes().cmp(a.as_bytes()));
-    Ok(names)
+    Ok((dir, names))
 }
 
 /// The walk of [`walk_into`]: one open directory per level, each opened
@@ -386,17 +370,93 @@ fn walk_rec(
     state: &[bool],
     out: &mut dyn WalkSink,
 ) -> Result<bool, ContextError> {
+    let root = open_dir(rustix::fs::CWD, abs.as_os_str()).map_err(ContextError::io(abs))?;
+    let (root, names) = level_names(root).map_err(ContextError::io(abs))?;
+    walk_level(
+        ignore,
+        Level {
+            dir: root,
+            abs: abs.to_path_buf(),
+            rel: dir.to_string(),
+            state: state.to_vec(),
+            names,
+            excluded_mark: None,
+        },
+        out,
+    )
+}
+
+/// Like [`walk_into`], with the top directory's names walked by up to
+/// `threads` threads, each into its own sink from `make_sink`. Returns the
+/// sinks in walk order: appended one after the other they hold what
+/// [`walk_into`] would have appended. The first error in walk order wins.
+pub(crate) fn walk_parallel<S: WalkSink + Send>(
+    ignore: &DockerIgnore,
+    dir: &str,
+    abs: &Path,
+    threads: usize,
+    make_sink: &(dyn Fn() -> S + Sync),
+) -> Result<Vec<S>, ContextError> {
+    let state = ignore.state_for_dir(dir);
+    let root = open_dir(rustix::fs::CWD, abs.as_os_str()).map_err(ContextError::io(abs))?;
+    let (_, mut names) = level_names(root).map_err(ContextError::io(abs))?;
+    names.reverse();
+    // One task per top-level name, taken in order by whichever thread is
+    // free: a large subtree does not hold up the others.
+    let next = AtomicUsize::new(0);
+    let failed = AtomicBool::new(false);
+    let task = |index: usize| -> Result<S, ContextError> {
+        let mut sink = make_sink();
+        let fd = open_dir(rustix::fs::CWD, abs.as_os_str()).map_err(ContextError::io(abs))?;
+        let level = Level {
+            dir: rustix::fs::Dir::new(fd).map_err(|e| ContextError::io(abs)(e.into()))?,
+            abs: abs.to_path_buf(),
+            rel: dir.to_string(),
+            state: state.clone(),
+            names: vec![names[index].clone()],
+            excluded_mark: None,
+        };
+        walk_level(ignore, level, &mut sink)?;
+        Ok(sink)
+    };
+    let worker = || {
+        let mut done = Vec::new();
+        while !failed.load(Ordering::Relaxed) {
+            let index = next.fetch_add(1, Ordering::Relaxed);
+            if index >= names.len() {
+                break;
+            }
+            let result = task(index);
+            failed.fetch_or(result.is_err(), Ordering::Relaxed);
+            done.push((index, result));
+        }
+        done
+    };
+    let threads = threads.clamp(1, names.len().max(1));
+    let mut results: Vec<(usize, Result<S, ContextError>)> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (1..threads).map(|_| scope.spawn(worker)).collect();
+        let mut all = worker();
+        for handle in handles {
+            all.extend(
+                handle
+                    .join()
+                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic)),
+            );
+        }
+        all
+    });
+    results.sort_by_key(|(index, _)| *index);
+    results.into_iter().map(|(_, result)| result).collect()
+}
+
+/// Walks what is left of `root`'s names and below (see [`walk_rec`]).
+fn walk_level(
+    ignore: &DockerIgnore,
+    root: Level,
+    out: &mut dyn WalkSink,
+) -> Result<bool, ContextError> {
     let start = out.len();
-    let root = open_dir(None, abs.as_os_str()).map_err(ContextError::io(abs))?;
-    let names = level_names(&root).map_err(ContextError::io(abs))?;
-    let mut stack = vec![Level {
-        fd: root,
-        abs: abs.to_path_buf(),
-        rel: dir.to_string(),
-        state: state.to_vec(),
-        names,
-        excluded_mark: None,
-    }];
+    let mut stack = vec![root];
     let mut rel = String::new();
     while let Some(level) = stack.last_mut() {
         let Some(name) = level.names.pop() else {
@@ -411,6 +471,12 @@ fn walk_rec(
             continue;
         };
         let child = || level.abs.join(&name);
+        // The stream's position is at its end; `statx`, `openat` and
+        // `readlinkat` relative to it do not use it.
+        let fd = level
+            .dir
+            .fd()
+            .map_err(|e| ContextError::io(&level.abs)(e.into()))?;
         rel.clear();
         rel.push_str(&level.rel);
         if !rel.is_empty() {
@@ -418,26 +484,25 @@ fn walk_rec(
         }
         rel.push_str(&names::encode(&name));
         let (excluded, state) = ignore.evaluate(&rel, &level.state);
-        let meta =
-            stat_at(Some(&level.fd), &name, child).map_err(|e| ContextError::io(child())(e))?;
+        let meta = stat_at(fd, &name, child).map_err(|e| ContextError::io(child())(e))?;
         let is_dir = meta.kind == EntryKind::Dir;
         if excluded && !(is_dir && ignore.exception_could_match_below(&rel)) {
             continue;
         }
         let link_target = match meta.kind {
-            EntryKind::Symlink => Some(
-                read_link_at(Some(&level.fd), &name).map_err(|e| ContextError::io(child())(e))?,
-            ),
+            EntryKind::Symlink => {
+                Some(read_link_at(fd, &name).map_err(|e| ContextError::io(child())(e))?)
+            }
             _ => None,
         };
         let mark = out.len();
         out.push(&rel, AbsPath::Child(&level.abs, &name), &meta, link_target)?;
         if is_dir {
             let abs = child();
-            let fd = open_dir(Some(&level.fd), &name).map_err(ContextError::io(&abs))?;
-            let names = level_names(&fd).map_err(ContextError::io(&abs))?;
+            let sub = open_dir(fd, &name).map_err(ContextError::io(&abs))?;
+            let (dir, names) = level_names(sub).map_err(ContextError::io(&abs))?;
             stack.push(Level {
-                fd,
+                dir,
                 abs,
                 rel: rel.clone(),
                 state,
@@ -537,6 +602,54 @@ mod tests {
             walk_into(&ignore, start, &dir.path().join(start), &mut out).expect("walk");
             let got: Vec<&str> = out.iter().map(|e| e.path.as_str()).collect();
             assert_eq!(got, *want, "{patterns:?} from {start:?}");
+            // Split over threads, the same entries in the same order.
+            for threads in 1..=4 {
+                let parts = walk_parallel(
+                    &ignore,
+                    start,
+                    &dir.path().join(start),
+                    threads,
+                    &Vec::<WalkEntry>::new,
+                )
+                .expect("parallel walk");
+                let joined: Vec<WalkEntry> = parts.into_iter().flatten().collect();
+                assert_eq!(
+                    joined, out,
+                    "{patterns:?} from {start:?}, {threads} threads"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn parallel_walk_reports_the_first_error_in_walk_order() {
+        let dir = tree(&["a/x", "b/x", "c/x", "d/x"]);
+        let ignore = DockerIgnore::empty();
+        let missing = dir.path().join("missing");
+        let err = walk_parallel(&ignore, "", &missing, 2, &Vec::<WalkEntry>::new)
+            .expect_err("no such directory");
+        assert!(err.to_string().contains("missing"), "{err}");
+        // Unreadable subdirectories (as root they are readable; then the
+        // walk succeeds, which is what this checks apart from the error).
+        for name in ["b", "c"] {
+            std::fs::set_permissions(
+                dir.path().join(name),
+                std::os::unix::fs::PermissionsExt::from_mode(0o000),
+            )
+            .expect("chmod");
+        }
+        let result = walk_parallel(&ignore, "", dir.path(), 4, &Vec::<WalkEntry>::new);
+        let mut sequential: Vec<WalkEntry> = Vec::new();
+        let expected = walk_into(&ignore, "", dir.path(), &mut sequential);
+        match (result, expected) {
+            (Ok(parts), Ok(_)) => {
+                assert_eq!(parts.into_iter().flatten().collect::<Vec<_>>(), sequential)
+            }
+            (Err(got), Err(want)) => {
+                assert_eq!(got.to_string(), want.to_string());
+                assert!(got.to_string().contains("/b"), "{got}");
+            }
+            (got, want) => panic!("parallel {got:?} against sequential {want:?}"),
         }
     }
 }
