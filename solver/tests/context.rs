@@ -779,3 +779,29 @@ fn an_index_in_the_json_format_of_earlier_kilns_is_ignored() {
     assert_eq!(digest_of(&ctx, "."), fresh_digest(&root, "."));
     assert_eq!(ctx.hash_stats().files_hashed, 0);
 }
+
+#[test]
+fn a_failed_save_of_the_index_is_reported_and_the_build_goes_on() {
+    let dir = tree(&["a.txt", "sub/b.txt"]);
+    let state = tempfile::tempdir().expect("tempdir");
+    // The index's directory cannot be made: its parent is a file.
+    let blocker = state.path().join("file");
+    std::fs::write(&blocker, "").expect("write");
+    let index = blocker.join("contexts/index");
+    let ctx = BuildContext::open(dir.path(), None)
+        .expect("open")
+        .with_checksum_cache(&index);
+    // The checksum starts a save of the new hashes in the background.
+    let digest = digest_of(&ctx, ".");
+    assert_eq!(digest, fresh_digest(dir.path(), "."));
+    let err = ctx.save_checksum_cache().expect_err("cannot save");
+    assert!(err.to_string().contains("file"), "{err}");
+    // Once the directory can be made, the next save writes every hash.
+    std::fs::remove_file(&blocker).expect("rm");
+    ctx.save_checksum_cache().expect("save");
+    let again = BuildContext::open(dir.path(), None)
+        .expect("open")
+        .with_checksum_cache(&index);
+    assert_eq!(digest_of(&again, "."), digest);
+    assert_eq!(again.hash_stats().files_hashed, 0);
+}
