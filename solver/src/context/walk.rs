@@ -399,10 +399,11 @@ pub(crate) fn walk_parallel<S: WalkSink + Send>(
 ) -> Result<Vec<S>, ContextError> {
     let state = ignore.state_for_dir(dir);
     let root = open_dir(rustix::fs::CWD, abs.as_os_str()).map_err(ContextError::io(abs))?;
-    let (_, mut names) = level_names(root).map_err(ContextError::io(abs))?;
-    names.reverse();
-    // One task per top-level name, taken in order by whichever thread is
-    // free: a large subtree does not hold up the others.
+    let mut names = typed_names(root).map_err(ContextError::io(abs))?;
+    names.sort_unstable_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
+    let tasks = split_names(&names);
+    // Tasks are taken in order by whichever thread is free: a large
+    // subtree does not hold up the others.
     let next = AtomicUsize::new(0);
     let failed = AtomicBool::new(false);
     let task = |index: usize| -> Result<S, ContextError> {
@@ -413,7 +414,11 @@ pub(crate) fn walk_parallel<S: WalkSink + Send>(
             abs: abs.to_path_buf(),
             rel: dir.to_string(),
             state: state.clone(),
-            names: vec![names[index].clone()],
+            names: names[tasks[index].clone()]
+                .iter()
+                .rev()
+                .map(|(name, _)| name.clone())
+                .collect(),
             excluded_mark: None,
         };
         walk_level(ignore, level, &mut sink)?;
@@ -423,7 +428,7 @@ pub(crate) fn walk_parallel<S: WalkSink + Send>(
         let mut done = Vec::new();
         while !failed.load(Ordering::Relaxed) {
             let index = next.fetch_add(1, Ordering::Relaxed);
-            if index >= names.len() {
+            if index >= tasks.len() {
                 break;
             }
             let result = task(index);
@@ -432,7 +437,7 @@ pub(crate) fn walk_parallel<S: WalkSink + Send>(
         }
         done
     };
-    let threads = threads.clamp(1, names.len().max(1));
+    let threads = threads.clamp(1, tasks.len().max(1));
     let mut results: Vec<(usize, Result<S, ContextError>)> = std::thread::scope(|scope| {
         let handles: Vec<_> = (1..threads).map(|_| scope.spawn(worker)).collect();
         let mut all = worker();
@@ -447,6 +452,49 @@ pub(crate) fn walk_parallel<S: WalkSink + Send>(
     });
     results.sort_by_key(|(index, _)| *index);
     results.into_iter().map(|(_, result)| result).collect()
+}
+
+/// At most this many names that are not directories go in one task of
+/// [`walk_parallel`] (a task costs opening the directory again).
+const NAMES_PER_TASK: usize = 256;
+
+/// The names in directory `fd` (without `.` and `..`), each with whether
+/// it may be a directory (by the type `getdents` gives, when it gives one).
+fn typed_names(fd: OwnedFd) -> std::io::Result<Vec<(OsString, bool)>> {
+    let mut dir = rustix::fs::Dir::new(fd)?;
+    let mut names = Vec::new();
+    while let Some(entry) = dir.read() {
+        let entry = entry?;
+        let name = entry.file_name().to_bytes();
+        if name != b"." && name != b".." {
+            let maybe_dir = matches!(entry.file_type(), FileType::Directory | FileType::Unknown);
+            names.push((OsString::from_vec(name.to_vec()), maybe_dir));
+        }
+    }
+    Ok(names)
+}
+
+/// Splits sorted `names` into tasks of consecutive names: each directory
+/// alone, other names in runs of up to [`NAMES_PER_TASK`].
+fn split_names(names: &[(OsString, bool)]) -> Vec<std::ops::Range<usize>> {
+    let mut tasks = Vec::new();
+    let mut start = 0;
+    for (i, (_, maybe_dir)) in names.iter().enumerate() {
+        if *maybe_dir || i - start >= NAMES_PER_TASK {
+            if start < i {
+                tasks.push(start..i);
+            }
+            start = i;
+        }
+        if *maybe_dir {
+            tasks.push(i..i + 1);
+            start = i + 1;
+        }
+    }
+    if start < names.len() {
+        tasks.push(start..names.len());
+    }
+    tasks
 }
 
 /// Walks what is left of `root`'s names and below (see [`walk_rec`]).
@@ -618,6 +666,49 @@ mod tests {
                     "{patterns:?} from {start:?}, {threads} threads"
                 );
             }
+        }
+    }
+
+    #[test]
+    fn split_names_table() {
+        let names = |spec: &str| -> Vec<(OsString, bool)> {
+            spec.chars()
+                .enumerate()
+                .map(|(i, c)| (OsString::from(format!("{i:04}")), c == 'd'))
+                .collect()
+        };
+        let many = "f".repeat(NAMES_PER_TASK + 3);
+        let n = NAMES_PER_TASK;
+        let cases: &[(&str, &[(usize, usize)])] = &[
+            ("", &[]),
+            ("f", &[(0, 1)]),
+            ("d", &[(0, 1)]),
+            ("ffdff", &[(0, 2), (2, 3), (3, 5)]),
+            ("dd", &[(0, 1), (1, 2)]),
+            ("fd", &[(0, 1), (1, 2)]),
+            (&many, &[(0, n), (n, n + 3)]),
+        ];
+        for (spec, want) in cases {
+            let want: Vec<_> = want.iter().map(|&(a, b)| a..b).collect();
+            assert_eq!(split_names(&names(spec)), want, "{spec}");
+        }
+    }
+
+    #[test]
+    fn parallel_walk_of_a_flat_directory_matches() {
+        let mut files: Vec<String> = (0..600).map(|i| format!("f{i:04}")).collect();
+        files.extend(["f0100.d/x", "f0300.d/y/z", "zz/", "0/a"].map(String::from));
+        let files: Vec<&str> = files.iter().map(String::as_str).collect();
+        let dir = tree(&files);
+        let ignore = DockerIgnore::from_patterns(&["f02*", "!f0250"]).expect("valid");
+        let mut sequential: Vec<WalkEntry> = Vec::new();
+        walk_into(&ignore, "", dir.path(), &mut sequential).expect("walk");
+        assert_eq!(sequential.len(), 600 - 100 + 1 + 2 + 3 + 1 + 2);
+        for threads in [1, 2, 3] {
+            let parts = walk_parallel(&ignore, "", dir.path(), threads, &Vec::<WalkEntry>::new)
+                .expect("parallel walk");
+            let joined: Vec<WalkEntry> = parts.into_iter().flatten().collect();
+            assert_eq!(joined, sequential, "{threads} threads");
         }
     }
 
