@@ -220,12 +220,17 @@ impl BuildContext {
             .collect();
         drop(cache);
         let hits = selection.files() - misses.len();
-        let (hashed, bytes) = checksum::hash_pipelined(|send| {
-            for (index, size, path) in misses {
-                send(index, path, size);
-            }
-            Ok(())
-        })?;
+        // Nothing to read (a no-op rebuild): no hashing threads either.
+        let (hashed, bytes) = if misses.is_empty() {
+            (Vec::new(), 0)
+        } else {
+            checksum::hash_pipelined(|send| {
+                for (index, size, path) in misses {
+                    send(index, path, size);
+                }
+                Ok(())
+            })?
+        };
         self.cache_hits.fetch_add(hits as u64, Ordering::Relaxed);
         self.files_hashed
             .fetch_add(hashed.len() as u64, Ordering::Relaxed);
