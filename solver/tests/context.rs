@@ -638,3 +638,170 @@ fn ignore_patterns_match_very_long_paths_on_a_small_stack() {
         .expect("no overflow");
     assert_eq!(results, (true, false, true, true, false));
 }
+
+/// The checksum a context without any index gives.
+fn fresh_digest(root: &Path, source: &str) -> String {
+    digest_of(&BuildContext::open(root, None).expect("open"), source)
+}
+
+#[test]
+fn indexed_checksum_follows_every_change_like_a_fresh_one() {
+    // Many top-level directories (the walk is split by them), a symlink,
+    // and an excluded directory with an exception.
+    let mut spec: Vec<String> = (0..12)
+        .flat_map(|d| (0..5).map(move |f| format!("d{d:02}/s/f{f}.txt")))
+        .collect();
+    spec.extend(
+        [
+            "top.txt",
+            "logs/a.log",
+            "logs/keep.log",
+            "d03/link -> s/f1.txt",
+        ]
+        .map(String::from),
+    );
+    let spec: Vec<&str> = spec.iter().map(String::as_str).collect();
+    let dir = tree(&spec);
+    let root = dir.path();
+    std::fs::write(root.join(".dockerignore"), "logs\n!logs/keep.log\n").expect("write");
+    let state = tempfile::tempdir().expect("tempdir");
+    let index = state.path().join("contexts/index");
+    // One build: a new context with the saved index, saved again after.
+    let build = || {
+        let ctx = BuildContext::open(root, None)
+            .expect("open")
+            .with_checksum_cache(&index);
+        let digest = digest_of(&ctx, ".");
+        ctx.save_checksum_cache().expect("save");
+        (digest, ctx.hash_stats().files_hashed)
+    };
+    let (base, hashed) = build();
+    assert_eq!(hashed, 63, "a cold index hashes every file");
+    assert_eq!(base, fresh_digest(root, "."));
+    assert_eq!(build(), (base.clone(), 0), "nothing changed, nothing read");
+
+    type Change = fn(&Path);
+    // (what, change, undo, files the indexed build re-reads after the change)
+    let changes: &[(&str, Change, Change, u64)] = &[
+        (
+            "content",
+            |r| {
+                std::fs::write(r.join("d07/s/f3.txt"), "longer content\n\n\n\n\n\n\n\n\n\n")
+                    .expect("write")
+            },
+            |r| std::fs::write(r.join("d07/s/f3.txt"), "content of d07/s/f3.txt\n").expect("write"),
+            1,
+        ),
+        (
+            "mode",
+            |r| set_mode(&r.join("d11/s/f0.txt"), 0o600),
+            |r| set_mode(&r.join("d11/s/f0.txt"), 0o644),
+            1,
+        ),
+        (
+            "a file removed",
+            |r| std::fs::remove_file(r.join("d00/s/f4.txt")).expect("rm"),
+            |r| std::fs::write(r.join("d00/s/f4.txt"), "content of d00/s/f4.txt\n").expect("write"),
+            0,
+        ),
+        (
+            "a file added",
+            |r| std::fs::write(r.join("d05/s/new.txt"), "new\n").expect("write"),
+            |r| std::fs::remove_file(r.join("d05/s/new.txt")).expect("rm"),
+            1,
+        ),
+        (
+            "a file renamed",
+            |r| std::fs::rename(r.join("d09/s/f2.txt"), r.join("d09/s/f2.bak")).expect("mv"),
+            |r| std::fs::rename(r.join("d09/s/f2.bak"), r.join("d09/s/f2.txt")).expect("mv"),
+            1,
+        ),
+        (
+            "a directory added",
+            |r| std::fs::create_dir(r.join("d02/empty")).expect("mkdir"),
+            |r| std::fs::remove_dir(r.join("d02/empty")).expect("rmdir"),
+            0,
+        ),
+    ];
+    set_mode(&root.join("d11/s/f0.txt"), 0o644);
+    let (base, _) = build();
+    for (what, change, undo, rereads) in changes {
+        change(root);
+        let (changed, hashed) = build();
+        assert_ne!(changed, base, "{what} must change the checksum");
+        assert_eq!(
+            changed,
+            fresh_digest(root, "."),
+            "{what}: as without an index"
+        );
+        assert_eq!(hashed, *rereads, "{what}: files re-read");
+        undo(root);
+        let (undone, _) = build();
+        assert_eq!(undone, base, "{what} undone");
+    }
+    // Excluded files do not count.
+    std::fs::write(root.join("logs/a.log"), "more log\n").expect("write");
+    assert_eq!(build(), (base.clone(), 0), "an excluded file changed");
+    std::fs::write(root.join("logs/keep.log"), "kept, changed\n").expect("write");
+    assert_ne!(build().0, base, "a re-included file changed");
+}
+
+#[test]
+fn an_index_in_the_json_format_of_earlier_kilns_is_ignored() {
+    let dir = tree(&["a.txt", "sub/b.txt"]);
+    let state = tempfile::tempdir().expect("tempdir");
+    let index = state.path().join("index");
+    let root = dir.path().canonicalize().expect("canonical");
+    // What kiln wrote before: a JSON index claiming a wrong hash for a.txt
+    // with a.txt's real stamp. It must not be believed.
+    let md = std::fs::symlink_metadata(root.join("a.txt")).expect("stat");
+    use std::os::unix::fs::MetadataExt;
+    let json = serde_json::json!({
+        "version": 1,
+        "roots": { root.to_string_lossy(): { "a.txt": {
+            "dev": md.dev(), "ino": md.ino(), "size": md.size(),
+            "mtime_ns": md.mtime() * 1_000_000_000 + md.mtime_nsec(),
+            "ctime_ns": md.ctime() * 1_000_000_000 + md.ctime_nsec(),
+            "sha256": "00".repeat(32),
+        }}},
+    });
+    std::fs::write(&index, json.to_string()).expect("write");
+    let ctx = BuildContext::open(&root, None)
+        .expect("open")
+        .with_checksum_cache(&index);
+    assert_eq!(digest_of(&ctx, "."), fresh_digest(&root, "."));
+    assert_eq!(ctx.hash_stats().files_hashed, 2);
+    ctx.save_checksum_cache().expect("save over it");
+    assert!(!std::fs::read(&index).expect("read").starts_with(b"{"));
+    let ctx = BuildContext::open(&root, None)
+        .expect("open")
+        .with_checksum_cache(&index);
+    assert_eq!(digest_of(&ctx, "."), fresh_digest(&root, "."));
+    assert_eq!(ctx.hash_stats().files_hashed, 0);
+}
+
+#[test]
+fn a_failed_save_of_the_index_is_reported_and_the_build_goes_on() {
+    let dir = tree(&["a.txt", "sub/b.txt"]);
+    let state = tempfile::tempdir().expect("tempdir");
+    // The index's directory cannot be made: its parent is a file.
+    let blocker = state.path().join("file");
+    std::fs::write(&blocker, "").expect("write");
+    let index = blocker.join("contexts/index");
+    let ctx = BuildContext::open(dir.path(), None)
+        .expect("open")
+        .with_checksum_cache(&index);
+    // The checksum starts a save of the new hashes in the background.
+    let digest = digest_of(&ctx, ".");
+    assert_eq!(digest, fresh_digest(dir.path(), "."));
+    let err = ctx.save_checksum_cache().expect_err("cannot save");
+    assert!(err.to_string().contains("file"), "{err}");
+    // Once the directory can be made, the next save writes every hash.
+    std::fs::remove_file(&blocker).expect("rm");
+    ctx.save_checksum_cache().expect("save");
+    let again = BuildContext::open(dir.path(), None)
+        .expect("open")
+        .with_checksum_cache(&index);
+    assert_eq!(digest_of(&again, "."), digest);
+    assert_eq!(again.hash_stats().files_hashed, 0);
+}

@@ -1,10 +1,11 @@
 //! Content checksums of context selections: file hashing (1 MiB reads, in
 //! parallel) and the digest over a sorted list of entries.
 
-use super::cache::to_hex;
+use super::cache::{to_hex, ChecksumCache};
 use super::error::ContextError;
-use super::walk::{EntryKind, WalkEntry};
+use super::walk::{AbsPath, EntryKind, Meta, WalkSink};
 use sha2::{Digest as _, Sha256};
+use std::ffi::{OsStr, OsString};
 use std::fmt;
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -159,11 +160,144 @@ where
     })
 }
 
-/// The digest over `items` (sorted by path, each with the content hash of a
-/// regular file): path, type, mode, uid, gid, symlink target and content
-/// hash, length-prefixed. No timestamps.
+/// One entry of a checksummed selection.
+#[derive(Debug)]
+pub(crate) struct Node {
+    /// Its path is `paths[start..end]` of the [`Selection`].
+    start: usize,
+    end: usize,
+    meta: Meta,
+    link_target: Option<OsString>,
+    /// The content hash of a regular file, once known.
+    hash: Option<[u8; 32]>,
+}
+
+/// The entries a checksum covers, in walk order, their paths in one string
+/// (one allocation for the whole walk, not one per entry).
+#[derive(Debug, Default)]
+pub(crate) struct Selection {
+    paths: String,
+    nodes: Vec<Node>,
+}
+
+impl Selection {
+    /// The context-relative path of entry `index`.
+    fn path(&self, index: usize) -> &str {
+        let node = &self.nodes[index];
+        &self.paths[node.start..node.end]
+    }
+
+    /// The number of regular files.
+    pub fn files(&self) -> usize {
+        self.nodes
+            .iter()
+            .filter(|n| n.meta.kind == EntryKind::File)
+            .count()
+    }
+
+    /// Appends the entries of `other`.
+    pub fn append(&mut self, other: Selection) {
+        let offset = self.paths.len();
+        self.paths.push_str(&other.paths);
+        self.nodes.extend(other.nodes.into_iter().map(|node| Node {
+            start: node.start + offset,
+            end: node.end + offset,
+            ..node
+        }));
+    }
+
+    /// Takes the content hash of every regular file whose stamp is
+    /// unchanged from `cache` (under `root`), and gives the others: (index,
+    /// size, path).
+    pub fn look_up(&mut self, cache: &ChecksumCache, root: &str) -> Vec<(usize, u64, &str)> {
+        let mut misses = Vec::new();
+        for (index, node) in self.nodes.iter_mut().enumerate() {
+            if node.meta.kind != EntryKind::File {
+                continue;
+            }
+            let path = &self.paths[node.start..node.end];
+            node.hash = cache.lookup(root, path, &node.meta.stamp);
+            if node.hash.is_none() {
+                misses.push((index, node.meta.stamp.size, path));
+            }
+        }
+        misses
+    }
+
+    /// Sets the content hash of file `index` (as the hashing threads found
+    /// it) and remembers it in `cache`.
+    pub fn set_hashed(
+        &mut self,
+        cache: &mut ChecksumCache,
+        root: &str,
+        index: usize,
+        hash: [u8; 32],
+    ) {
+        let Some(node) = self.nodes.get_mut(index) else {
+            return;
+        };
+        node.hash = Some(hash);
+        let stamp = node.meta.stamp;
+        cache.insert(root, self.path(index), stamp, hash);
+    }
+
+    /// The digest over the entries sorted by path (each path once): path,
+    /// type, mode, uid, gid, symlink target and content hash,
+    /// length-prefixed. No timestamps.
+    pub fn digest(&self) -> ContextDigest {
+        let mut order: Vec<usize> = (0..self.nodes.len()).collect();
+        order.sort_by(|&a, &b| self.path(a).cmp(self.path(b)));
+        order.dedup_by(|a, b| self.path(*a) == self.path(*b));
+        digest_entries(order.into_iter().map(|i| {
+            let node = &self.nodes[i];
+            (
+                self.path(i),
+                &node.meta,
+                node.link_target.as_deref(),
+                node.hash.as_ref(),
+            )
+        }))
+    }
+}
+
+impl WalkSink for Selection {
+    fn len(&self) -> usize {
+        self.nodes.len()
+    }
+
+    fn truncate(&mut self, len: usize) {
+        if let Some(node) = self.nodes.get(len) {
+            self.paths.truncate(node.start);
+            self.nodes.truncate(len);
+        }
+    }
+
+    fn push(
+        &mut self,
+        rel: &str,
+        _abs: AbsPath<'_>,
+        meta: &Meta,
+        link_target: Option<OsString>,
+    ) -> Result<(), ContextError> {
+        let start = self.paths.len();
+        self.paths.push_str(rel);
+        self.nodes.push(Node {
+            start,
+            end: self.paths.len(),
+            meta: *meta,
+            link_target,
+            hash: None,
+        });
+        Ok(())
+    }
+}
+
+/// The digest over `items` (sorted by path; each is a path, its metadata,
+/// a symlink's target and the content hash of a regular file): path, type,
+/// mode, uid, gid, symlink target and content hash, length-prefixed. No
+/// timestamps.
 pub(crate) fn digest_entries<'a>(
-    items: impl IntoIterator<Item = (&'a WalkEntry, Option<&'a [u8; 32]>)>,
+    items: impl IntoIterator<Item = (&'a str, &'a Meta, Option<&'a OsStr>, Option<&'a [u8; 32]>)>,
 ) -> ContextDigest {
     fn field(h: &mut Sha256, bytes: &[u8]) {
         h.update((bytes.len() as u64).to_le_bytes());
@@ -171,19 +305,17 @@ pub(crate) fn digest_entries<'a>(
     }
     let mut h = Sha256::new();
     h.update(b"kiln-context-v1\0");
-    for (entry, hash) in items {
-        field(&mut h, entry.path.as_bytes());
-        h.update([entry.kind.code()]);
-        h.update(entry.mode.to_le_bytes());
-        h.update(entry.uid.to_le_bytes());
-        h.update(entry.gid.to_le_bytes());
-        let target = entry
-            .link_target
-            .as_ref()
-            .map(|t| std::os::unix::ffi::OsStrExt::as_bytes(t.as_os_str()))
+    for (path, meta, target, hash) in items {
+        field(&mut h, path.as_bytes());
+        h.update([meta.kind.code()]);
+        h.update(meta.mode.to_le_bytes());
+        h.update(meta.uid.to_le_bytes());
+        h.update(meta.gid.to_le_bytes());
+        let target = target
+            .map(std::os::unix::ffi::OsStrExt::as_bytes)
             .unwrap_or_default();
         field(&mut h, target);
-        match (entry.kind, hash) {
+        match (meta.kind, hash) {
             (EntryKind::File, Some(hash)) => field(&mut h, hash),
             _ => field(&mut h, &[]),
         }

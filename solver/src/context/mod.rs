@@ -14,7 +14,7 @@ mod tarball;
 pub mod url;
 mod walk;
 
-pub use cache::{CacheRecord, ChecksumCache};
+pub use cache::{CacheRecord, ChecksumCache, FileStamp};
 pub use checksum::{ContextDigest, HashStats};
 pub use error::ContextError;
 pub use kiln_patterns::{DockerIgnore, IgnorePattern};
@@ -46,6 +46,9 @@ pub struct BuildContext {
     root_key: String,
     ignore: DockerIgnore,
     cache: Mutex<ChecksumCache>,
+    /// The index being read in the background (see
+    /// [`BuildContext::with_checksum_cache`]), until the first use.
+    loading: Mutex<Option<std::thread::JoinHandle<ChecksumCache>>>,
     cache_path: Option<PathBuf>,
     files_hashed: AtomicU64,
     bytes_hashed: AtomicU64,
@@ -83,6 +86,7 @@ impl BuildContext {
             root,
             ignore,
             cache: Mutex::new(ChecksumCache::new()),
+            loading: Mutex::new(None),
             cache_path: None,
             files_hashed: AtomicU64::new(0),
             bytes_hashed: AtomicU64::new(0),
@@ -111,11 +115,20 @@ impl BuildContext {
         self
     }
 
-    /// Uses the metadata index saved at `path` (loaded now; a missing or
-    /// corrupt file starts an empty one). Save it with
+    /// Uses the metadata index saved at `path` (a missing or corrupt file
+    /// starts an empty one). It is read on a thread of its own from now
+    /// until the first checksum needs it, so reading it overlaps with the
+    /// rest of the build's start and with the first walk. Save it with
     /// [`BuildContext::save_checksum_cache`].
     pub fn with_checksum_cache(mut self, path: &Path) -> BuildContext {
-        self.cache = Mutex::new(ChecksumCache::load(path));
+        let owned = path.to_path_buf();
+        let spawned = std::thread::Builder::new()
+            .name("kiln-ctx-index".into())
+            .spawn(move || ChecksumCache::load(&owned));
+        match spawned {
+            Ok(handle) => self.loading = Mutex::new(Some(handle)),
+            Err(_) => self.cache = Mutex::new(ChecksumCache::load(path)),
+        }
         self.cache_path = Some(path.to_path_buf());
         self
     }
@@ -180,7 +193,7 @@ impl BuildContext {
     /// the context root.
     pub fn walk(&self, rel_dir: &str) -> Result<Vec<WalkEntry>, ContextError> {
         let (rel, abs) = self.walk_dir(rel_dir)?;
-        let mut out = Vec::new();
+        let mut out: Vec<WalkEntry> = Vec::new();
         walk::walk_into(&self.ignore, &rel, &abs, &mut out)?;
         Ok(out)
     }
@@ -193,55 +206,77 @@ impl BuildContext {
     /// [`BuildContext::with_checksum_cache`]); the others are hashed in
     /// parallel.
     pub fn checksum(&self, entries: &[ContextEntry]) -> Result<ContextDigest, ContextError> {
-        let mut all: Vec<WalkEntry> = Vec::new();
-        let mut hits: Vec<checksum::Hashed> = Vec::new();
-        // Walk on this thread; cache misses are hashed by other threads
-        // as they are found.
-        let (hashed, bytes) = checksum::hash_pipelined(|send| {
-            let mut on_file = |index: usize, entry: &WalkEntry| match self
-                .lock_cache()
-                .lookup(&self.root_key, entry)
-            {
-                Some(hash) => hits.push((index, hash)),
-                None => send(index, entry.abs_path.clone(), entry.size),
-            };
-            for entry in entries {
-                let top = WalkEntry::stat(entry.rel_path.clone(), entry.abs_path.clone())?;
-                let index = all.len();
-                all.push(top);
-                match all[index].kind {
-                    EntryKind::File => on_file(index, &all[index]),
-                    EntryKind::Dir => {
-                        let rel = all[index].path.clone();
-                        let abs = all[index].abs_path.clone();
-                        walk::walk_with(&self.ignore, &rel, &abs, &mut all, &mut on_file)?;
-                    }
-                    _ => {}
+        // The walk first (the index may still be loading meanwhile), then
+        // one pass over the index, then the files it has no hash for.
+        let selection = self.walk_selection(entries)?;
+        let mut selection = selection;
+        let cache = self.lock_cache();
+        let misses: Vec<(usize, u64, PathBuf)> = selection
+            .look_up(&cache, &self.root_key)
+            .into_iter()
+            .map(|(index, size, rel)| {
+                (index, size, kiln_executor::names::rel_path(&self.root, rel))
+            })
+            .collect();
+        drop(cache);
+        let hits = selection.files() - misses.len();
+        // Nothing to read (a no-op rebuild): no hashing threads either.
+        let (hashed, bytes) = if misses.is_empty() {
+            (Vec::new(), 0)
+        } else {
+            checksum::hash_pipelined(|send| {
+                for (index, size, path) in misses {
+                    send(index, path, size);
                 }
-            }
-            Ok(())
-        })?;
-        self.cache_hits
-            .fetch_add(hits.len() as u64, Ordering::Relaxed);
+                Ok(())
+            })?
+        };
+        self.cache_hits.fetch_add(hits as u64, Ordering::Relaxed);
         self.files_hashed
             .fetch_add(hashed.len() as u64, Ordering::Relaxed);
         self.bytes_hashed.fetch_add(bytes, Ordering::Relaxed);
-        let mut content: Vec<Option<[u8; 32]>> = vec![None; all.len()];
-        {
+        if !hashed.is_empty() {
             let mut cache = self.lock_cache();
-            for &(index, hash) in &hashed {
-                cache.insert(&self.root_key, &all[index], &hash);
+            for (index, hash) in hashed {
+                selection.set_hashed(&mut cache, &self.root_key, index, hash);
             }
         }
-        for (index, hash) in hits.into_iter().chain(hashed) {
-            content[index] = Some(hash);
+        Ok(selection.digest())
+    }
+
+    /// `entries` and their non-excluded subtrees, in walk order; each
+    /// directory's top-level names are walked in parallel.
+    fn walk_selection(
+        &self,
+        entries: &[ContextEntry],
+    ) -> Result<checksum::Selection, ContextError> {
+        let threads = std::thread::available_parallelism()
+            .map(usize::from)
+            .unwrap_or(1);
+        let mut selection = checksum::Selection::default();
+        for entry in entries {
+            let (meta, link_target) = walk::stat_path(&entry.abs_path)?;
+            walk::WalkSink::push(
+                &mut selection,
+                &entry.rel_path,
+                walk::AbsPath::Full(&entry.abs_path),
+                &meta,
+                link_target,
+            )?;
+            if meta.kind == EntryKind::Dir {
+                let parts = walk::walk_parallel(
+                    &self.ignore,
+                    &entry.rel_path,
+                    &entry.abs_path,
+                    threads,
+                    &checksum::Selection::default,
+                )?;
+                for part in parts {
+                    selection.append(part);
+                }
+            }
         }
-        let mut order: Vec<usize> = (0..all.len()).collect();
-        order.sort_by(|&a, &b| all[a].path.cmp(&all[b].path));
-        order.dedup_by(|a, b| all[*a].path == all[*b].path);
-        Ok(checksum::digest_entries(
-            order.iter().map(|&i| (&all[i], content[i].as_ref())),
-        ))
+        Ok(selection)
     }
 
     /// The hashing work done so far by [`BuildContext::checksum`].
@@ -253,7 +288,17 @@ impl BuildContext {
         }
     }
 
+    /// The metadata index, once it is loaded.
     fn lock_cache(&self) -> std::sync::MutexGuard<'_, ChecksumCache> {
+        // Held while the load is joined: no caller sees the empty index
+        // that stands in until then.
+        let mut loading = self.loading.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(handle) = loading.take() {
+            // A load that panicked leaves the index empty: only a cost.
+            let loaded = handle.join().unwrap_or_default();
+            *self.cache.lock().unwrap_or_else(|e| e.into_inner()) = loaded;
+        }
+        drop(loading);
         self.cache.lock().unwrap_or_else(|e| e.into_inner())
     }
 }

@@ -89,7 +89,7 @@ impl BuildContext {
         if kind != EntryKind::Dir || !self.ignore.exception_could_match_below(rel) {
             return Ok(false);
         }
-        let mut out = Vec::new();
+        let mut out: Vec<walk::WalkEntry> = Vec::new();
         walk::walk_into(
             &self.ignore,
             rel,
