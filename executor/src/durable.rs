@@ -11,9 +11,7 @@
 //! blob. On a filesystem without user extended attributes the mark
 //! cannot be kept and directories are trusted as they are.
 
-use std::ffi::CString;
 use std::io;
-use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 use std::sync::OnceLock;
 
@@ -36,10 +34,6 @@ fn boot_id() -> Option<&'static [u8]> {
     .as_deref()
 }
 
-fn cpath(path: &Path) -> io::Result<CString> {
-    CString::new(path.as_os_str().as_bytes()).map_err(|_| io::Error::other("NUL in path"))
-}
-
 /// What the mark of `dir` says.
 enum Mark {
     /// Written in this boot, or synced since.
@@ -51,31 +45,13 @@ enum Mark {
 }
 
 fn read_mark(dir: &Path) -> io::Result<Mark> {
-    let c = cpath(dir)?;
-    let name = CString::new(MARK).map_err(|_| io::Error::other("NUL in name"))?;
-    let mut buf = [0u8; 64];
-    // SAFETY: valid C strings, and a buffer of the given length.
-    let rc = unsafe {
-        libc::lgetxattr(
-            c.as_ptr(),
-            name.as_ptr(),
-            buf.as_mut_ptr().cast(),
-            buf.len(),
-        )
-    };
-    if rc < 0 {
-        let e = io::Error::last_os_error();
-        return match e.raw_os_error() {
-            Some(libc::ENODATA) | Some(libc::ERANGE) => Ok(Mark::Doubtful),
-            Some(libc::EOPNOTSUPP) => Ok(Mark::Unsupported),
-            _ => Err(e),
-        };
-    }
-    let value = &buf[..rc as usize];
-    if value == SYNCED || Some(value) == boot_id() {
-        Ok(Mark::Intact)
-    } else {
-        Ok(Mark::Doubtful)
+    match crate::file_meta::get_xattr_where_supported(dir, MARK) {
+        Ok(Some(value)) if value == SYNCED || Some(value.as_slice()) == boot_id() => {
+            Ok(Mark::Intact)
+        }
+        Ok(_) => Ok(Mark::Doubtful),
+        Err(e) if e.raw_os_error() == Some(libc::EOPNOTSUPP) => Ok(Mark::Unsupported),
+        Err(e) => Err(e),
     }
 }
 

@@ -105,10 +105,19 @@ pub(crate) fn set_times(path: &Path, atime: (i64, i64), mtime: (i64, i64)) -> io
 /// The value of xattr `name` on `path` (not following a symlink), `None`
 /// when absent or unsupported.
 pub(crate) fn get_xattr(path: &Path, name: &str) -> io::Result<Option<Vec<u8>>> {
+    match get_xattr_where_supported(path, name) {
+        Err(e) if e.raw_os_error() == Some(libc::EOPNOTSUPP) => Ok(None),
+        other => other,
+    }
+}
+
+/// [`get_xattr`], except that a filesystem without such attributes is
+/// the error `EOPNOTSUPP`, not `None`.
+pub(crate) fn get_xattr_where_supported(path: &Path, name: &str) -> io::Result<Option<Vec<u8>>> {
     let c = cpath(path)?;
     let n = cname(name)?;
     // SAFETY: pointers valid for the given lengths.
-    xattr_value(|buf| unsafe {
+    read_xattr(|buf| unsafe {
         libc::lgetxattr(c.as_ptr(), n.as_ptr(), buf.as_mut_ptr().cast(), buf.len())
     })
 }
@@ -117,8 +126,17 @@ pub(crate) fn get_xattr(path: &Path, name: &str) -> io::Result<Option<Vec<u8>>> 
 /// errno) with a buffer grown until the value fits (up to 1 MiB): the
 /// value, or `None` when the attribute is absent or unsupported.
 pub(crate) fn xattr_value(
-    mut get: impl FnMut(&mut [u8]) -> libc::ssize_t,
+    get: impl FnMut(&mut [u8]) -> libc::ssize_t,
 ) -> io::Result<Option<Vec<u8>>> {
+    match read_xattr(get) {
+        Err(e) if e.raw_os_error() == Some(libc::EOPNOTSUPP) => Ok(None),
+        other => other,
+    }
+}
+
+/// [`xattr_value`] with an unsupported attribute as the error
+/// `EOPNOTSUPP`.
+fn read_xattr(mut get: impl FnMut(&mut [u8]) -> libc::ssize_t) -> io::Result<Option<Vec<u8>>> {
     let mut buf = vec![0u8; 256];
     loop {
         let rc = get(&mut buf);
@@ -128,7 +146,7 @@ pub(crate) fn xattr_value(
         }
         let e = io::Error::last_os_error();
         match e.raw_os_error() {
-            Some(libc::ENODATA) | Some(libc::EOPNOTSUPP) => return Ok(None),
+            Some(libc::ENODATA) => return Ok(None),
             Some(libc::ERANGE) if buf.len() < 1 << 20 => {
                 let len = buf.len() * 4;
                 buf.resize(len, 0);

@@ -106,17 +106,16 @@ pub fn unpack_blob(
 ) -> Result<(), UnpackError> {
     let _ = media_type;
     let file = fs::File::open(blob).map_err(|e| io_err("opening", blob, e))?;
-    let algorithm = diff_id.algorithm().to_string();
-    Hashing::new(io::empty(), &algorithm).ok_or_else(|| UnpackError::Algorithm(diff_id.clone()))?;
+    let hasher = Hasher::for_algorithm(diff_id.algorithm())
+        .ok_or_else(|| UnpackError::Algorithm(diff_id.clone()))?;
     let path = blob.to_path_buf();
     // Decompressing and hashing on their own thread, beside the
     // extraction: each takes about as long as the other.
     let mut stream = Prefetched::start(move || {
         let reader = BufReader::with_capacity(1 << 16, file);
-        let tar =
+        let inner =
             kiln_oci::compress::decompressor(reader).map_err(|e| io_err("reading", &path, e))?;
-        Hashing::new(tar, &algorithm)
-            .ok_or_else(|| UnpackError::Tar(io::Error::other("unsupported digest algorithm")))
+        Ok(Hashing { inner, hasher })
     });
     extract(&mut stream, dir, |stream| {
         let actual = stream.finish()?;
@@ -305,17 +304,18 @@ enum Hasher {
     Sha512(sha2::Sha512),
 }
 
-impl<R: Read> Hashing<R> {
+impl Hasher {
     /// `None` for an algorithm kiln cannot compute.
-    fn new(inner: R, algorithm: &str) -> Option<Hashing<R>> {
-        let hasher = match algorithm {
-            "sha256" => Hasher::Sha256(sha2::Sha256::new()),
-            "sha512" => Hasher::Sha512(sha2::Sha512::new()),
-            _ => return None,
-        };
-        Some(Hashing { inner, hasher })
+    fn for_algorithm(algorithm: &str) -> Option<Hasher> {
+        match algorithm {
+            "sha256" => Some(Hasher::Sha256(sha2::Sha256::new())),
+            "sha512" => Some(Hasher::Sha512(sha2::Sha512::new())),
+            _ => None,
+        }
     }
+}
 
+impl<R: Read> Hashing<R> {
     /// Reads the stream to its end (what follows the tar's end marker is
     /// part of the diff id too) and returns its digest.
     fn finish(&mut self) -> Result<Digest, UnpackError> {

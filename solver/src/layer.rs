@@ -158,11 +158,7 @@ pub(crate) fn unpack_missing(store: &LocalStore, layer: &Layer) -> Result<(), La
         path: root.clone(),
         error,
     })?;
-    let tmp = root.join(format!(
-        "tmp-{}-{}",
-        kiln_oci::process_tag(),
-        TMP_COUNTER.fetch_add(1, Ordering::Relaxed)
-    ));
+    let tmp = temporary(&root, "tmp");
     kiln_executor::unpack_blob(
         &store.blob_path(&layer.blob),
         &layer.media_type,
@@ -186,11 +182,7 @@ pub(crate) fn unpack_missing(store: &LocalStore, layer: &Layer) -> Result<(), La
 /// Moves layer directory `dir` out of the way (to a temporary name) and
 /// removes it. Another process may have done so first.
 fn discard(store: &LocalStore, dir: &Path) {
-    let aside = store.layout().layers().join(format!(
-        "tmp-{}-{}",
-        kiln_oci::process_tag(),
-        TMP_COUNTER.fetch_add(1, Ordering::Relaxed)
-    ));
+    let aside = temporary(&store.layout().layers(), "tmp");
     if std::fs::rename(dir, &aside).is_ok() {
         let _ = std::fs::remove_dir_all(&aside);
     }
@@ -216,9 +208,7 @@ pub(crate) fn settle_in_background(store: &LocalStore) {
             let now = std::time::SystemTime::now();
             let mut due = Vec::new();
             for entry in entries.flatten() {
-                let name = entry.file_name();
-                let is_layer =
-                    name.len() == 64 && name.as_encoded_bytes().iter().all(u8::is_ascii_hexdigit);
+                let is_layer = entry.file_name().to_str().is_some_and(crate::gc::is_hex64);
                 let old = entry.metadata().is_ok_and(|m| {
                     let changed = std::time::UNIX_EPOCH
                         + std::time::Duration::from_secs(u64::try_from(m.ctime()).unwrap_or(0));
@@ -274,6 +264,14 @@ fn is_plain(layer: &Layer) -> bool {
 }
 
 static TMP_COUNTER: AtomicU64 = AtomicU64::new(0);
+
+/// A new name in `layers` for this process's temporary directory of
+/// kind `kind` (`tmp`, `work`): the store's garbage collection knows
+/// such names by their process tag.
+fn temporary(layers: &Path, kind: &str) -> PathBuf {
+    let n = TMP_COUNTER.fetch_add(1, Ordering::Relaxed);
+    layers.join(format!("{kind}-{}-{n}", kiln_oci::process_tag()))
+}
 
 /// Whether a new layer must be kept as a directory too.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -355,9 +353,8 @@ fn write_layer<E: From<LayerError>, G>(
         move |error| LayerError::Create { path, error }
     };
     std::fs::create_dir_all(&root).map_err(create(&root))?;
-    let n = TMP_COUNTER.fetch_add(1, Ordering::Relaxed);
-    let upper = root.join(format!("tmp-{}-{n}", kiln_oci::process_tag()));
-    let work = root.join(format!("work-{}-{n}", kiln_oci::process_tag()));
+    let upper = temporary(&root, "tmp");
+    let work = temporary(&root, "work");
     for d in [&upper, &work] {
         std::fs::create_dir(d).map_err(create(d))?;
     }

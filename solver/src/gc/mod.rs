@@ -61,6 +61,7 @@ mod walk;
 pub use entry::{Entry, Kind, Reclaim, Usage};
 pub use prune::{prune, sweep, PruneOptions, PruneReport, Removed};
 pub use usage::usage;
+pub(crate) use walk::is_hex64;
 pub use walk::sweep_temporaries;
 
 use std::io;

@@ -91,7 +91,8 @@ pub(super) fn names(dir: &Path) -> Result<Vec<String>, GcError> {
     Ok(out)
 }
 
-pub(super) fn is_hex64(s: &str) -> bool {
+/// Whether `s` is 64 hex digits (the name of a blob or layer).
+pub(crate) fn is_hex64(s: &str) -> bool {
     s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit())
 }
 

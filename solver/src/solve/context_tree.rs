@@ -54,38 +54,14 @@ impl SourceTree for ContextTree {
     }
 
     fn list(&self, rel: &str) -> Result<Vec<String>, SourceError> {
-        let rel = rel.trim_matches('/');
-        let dir = names::rel_path(self.0.root(), rel);
-        let read = std::fs::read_dir(&dir).map_err(|error| SourceError::Io {
-            action: "listing",
-            path: dir.clone(),
-            error,
-        })?;
-        let mut names = Vec::new();
-        for entry in read {
-            let entry = entry.map_err(|error| SourceError::Io {
-                action: "listing",
-                path: dir.clone(),
-                error,
-            })?;
-            let name = names::encode(&entry.file_name()).into_owned();
-            let child = if rel.is_empty() {
-                name.clone()
-            } else {
-                format!("{rel}/{name}")
-            };
-            // An excluded directory stays listed when an exception
-            // re-includes something below it.
-            if self.0.includes(&child).map_err(|e| SourceError::Io {
-                action: "reading the build context",
-                path: entry.path(),
-                error: std::io::Error::other(e.to_string()),
-            })? {
-                names.push(name);
-            }
-        }
-        names.sort();
-        Ok(names)
+        Ok(self
+            .children(rel)?
+            .into_iter()
+            .map(|e| match e.rel.rsplit_once('/') {
+                Some((_, name)) => name.to_string(),
+                None => e.rel,
+            })
+            .collect())
     }
 
     /// One read of the directory, each child's metadata from it
@@ -118,6 +94,8 @@ impl SourceTree for ContextTree {
             } else {
                 format!("{rel}/{name}")
             };
+            // An excluded directory stays listed when an exception
+            // re-includes something below it.
             let kind = EntryKind::from_file_type(metadata.file_type());
             let present = self
                 .0
