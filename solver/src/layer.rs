@@ -225,10 +225,11 @@ pub(crate) fn settle_in_background(store: &LocalStore) {
         });
 }
 
-/// A cached layer made usable again: its directory if present, else
-/// unpacked from its blob (verified against the record's diff id). `None`
-/// when neither is there, or the blob is not the layer the record claims
-/// (a cache miss).
+/// A cached layer made usable again: its blob in the store, and, for a
+/// compressed blob, its directory (unpacked now, verified against the
+/// record's diff id); a plain tar blob's directory waits until something
+/// reads it. `None` when the blob is not there, or is not the layer the
+/// record claims (a cache miss).
 pub(crate) fn restore(store: &LocalStore, cached: &CachedLayer) -> Option<Layer> {
     try_restore(store, cached).ok().flatten()
 }
