@@ -13,6 +13,8 @@
 //! contexts/                 build-context checksum caches (the cli)
 //! http/                     ADD URL downloads (the solver)
 //! exports/<key>.json        layers the exporter converted (the exporter)
+//! builds/<id>.json          build records: one summary per build (the
+//!                           solver's `builds` module)
 //! runs/kiln-run-<tag>-…     RUN steps' scratch directories (the executor)
 //! owners/<tag>              one lock file per kiln process using the store
 //!                           (oci's `owner` module)
@@ -44,8 +46,15 @@ pub(crate) const CREATED_DIRS: [&str; 4] = [BLOBS, "blobs/sha256", INGEST, LAYER
 
 /// The other directories of what images and steps made, made private
 /// again when present (their users create them inside the private root).
-pub(crate) const REPAIRED_DIRS: [&str; 6] =
-    [CACHE, CACHE_MOUNTS, CONTEXTS, DOWNLOADS, EXPORTS, RUNS];
+pub(crate) const REPAIRED_DIRS: [&str; 7] = [
+    CACHE,
+    CACHE_MOUNTS,
+    CONTEXTS,
+    DOWNLOADS,
+    EXPORTS,
+    RUNS,
+    BUILDS,
+];
 
 const BLOBS: &str = "blobs";
 const INGEST: &str = "ingest";
@@ -56,6 +65,7 @@ const CONTEXTS: &str = "contexts";
 const DOWNLOADS: &str = "http";
 const EXPORTS: &str = "exports";
 const RUNS: &str = "runs";
+const BUILDS: &str = "builds";
 
 impl StoreLayout {
     /// The layout of a store rooted at `root` (nothing is created).
@@ -153,6 +163,13 @@ impl StoreLayout {
         self.root.join(EXPORTS)
     }
 
+    /// The directory of build records (`builds/`: one `<id>.json` per
+    /// build, written by the solver's `builds` module, private like the
+    /// rest: step names are Dockerfile lines).
+    pub fn builds(&self) -> PathBuf {
+        self.root.join(BUILDS)
+    }
+
     /// Where RUN steps make their per-run scratch directories (`runs/`:
     /// mount points, OCI bundles, a runtime's state), made 0700 by the
     /// executor.
@@ -210,6 +227,7 @@ mod tests {
             (l.downloads(), "/s/http".into()),
             (l.exports(), "/s/exports".into()),
             (l.runs(), "/s/runs".into()),
+            (l.builds(), "/s/builds".into()),
             (l.staging().to_path_buf(), "/s".into()),
         ];
         for (got, want) in cases {

@@ -18,7 +18,8 @@
 //!    steps run through a [`kiln_executor::Runtime`].
 //!
 //! Build contexts (`.dockerignore`, checksums) are in [`context`]; store
-//! usage and pruning in [`gc`]. Errors are typed: [`LowerError`]
+//! usage and pruning in [`gc`]; build records (`kiln builds`) in
+//! [`builds`]. Errors are typed: [`LowerError`]
 //! carries the Dockerfile position, [`SolveError`] the failed step, its
 //! line and the [`StepError`].
 //!
@@ -72,6 +73,7 @@
 //! ```
 #![deny(missing_docs)]
 
+pub mod builds;
 mod cache;
 pub mod context;
 pub mod gc;
@@ -104,5 +106,5 @@ pub use solve::{
     check_emulation, default_jobs, layer_map, solve, solve_roots, solve_with_cancel, CancelToken,
     ChecksumProblem, ContextTree, CpuPool, CpuSlot, DownloadError, Entitlement, EntitlementError,
     Event, MountError, PrepareFn, PrepareLayer, ProgressSink, SecretSource, SolveError,
-    SolveOptions, Solved, StepError,
+    SolveOptions, Solved, StepError, StepReport, StepStatus,
 };

@@ -41,8 +41,10 @@
 //! - [`Kind::BuildCache`]: a record with the blob and unpacked layer it
 //!   alone holds (a reachable blob or layer belongs to the image; the
 //!   record is then *shared*); also blobs that are neither reachable nor
-//!   held, temporaries of dead builds, and the exporter's records of
-//!   converted layers (`exports/`).
+//!   held, temporaries of dead builds, the exporter's records of
+//!   converted layers (`exports/`), and build records (`builds/`, pruned
+//!   by their time like the rest: all of them by a plain prune, the older
+//!   ones by `--filter until=`).
 //! - [`Kind::Layer`]: unpacked layers no record holds: those of reachable
 //!   images (pruned only with `--all`) and orphans.
 //! - [`Kind::CacheMount`]: `RUN --mount=type=cache` directories (only

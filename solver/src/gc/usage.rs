@@ -235,14 +235,15 @@ pub fn usage(store: &LocalStore) -> Result<Usage, GcError> {
         });
     }
 
-    // Context checksum caches, downloads, and the records of blobs made
-    // by converting other content (`exports/`: layers an export
+    // Context checksum caches, downloads, the records of blobs made by
+    // converting other content (`exports/`: layers an export
     // recompressed, cache-mount chunks; removing one only costs
-    // converting again).
+    // converting again), and build records (`builds/`, by their time).
     for (dir, kind, what) in [
         (layout.contexts(), Kind::Context, "context checksum cache"),
         (layout.downloads(), Kind::Download, "ADD URL download"),
         (layout.exports(), Kind::BuildCache, "conversion record"),
+        (layout.builds(), Kind::BuildCache, "build record"),
     ] {
         for name in names(&dir)? {
             let path = dir.join(&name);

@@ -122,6 +122,7 @@ fn temporaries(layout: &StoreLayout) -> Result<Vec<PathBuf>, GcError> {
         layout.contexts(),
         layout.downloads(),
         layout.exports(),
+        layout.builds(),
     ] {
         for name in names(&dir)? {
             if name.contains(".tmp-") {

@@ -108,7 +108,7 @@ pub(super) fn run(
         }
     }
     let parts = key_parts(&vertex.digest, inputs, combined(&sums));
-    run_step(env, &vertex.meta, base, parts, cancel, || {
+    run_step(env, vertex, base, parts, cancel, || {
         env.materialize_inputs(inputs)?;
         run_process(
             env,

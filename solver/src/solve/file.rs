@@ -41,7 +41,7 @@ pub(super) fn run(
         }
     }
     let parts = key_parts(&vertex.digest, inputs, combined(&sums));
-    run_step(env, &vertex.meta, base, parts, cancel, || {
+    run_step(env, vertex, base, parts, cancel, || {
         env.materialize_inputs(inputs)?;
         // Copying and packing are kiln's own work: one CPU slot for both.
         let _slot = env.cpu.acquire(cancel)?;

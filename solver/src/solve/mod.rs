@@ -43,7 +43,7 @@ pub use mounts::MountError;
 pub use options::{
     Entitlement, EntitlementError, PrepareFn, PrepareLayer, SecretSource, SolveOptions,
 };
-pub use progress::{Event, ProgressSink};
+pub use progress::{Event, ProgressSink, StepReport, StepStatus};
 pub use scheduler::CancelToken;
 
 use crate::cache::lazy::{LazyError, LazyLayers};

@@ -31,9 +31,12 @@ pub(super) fn image(
     vertex: &Vertex,
     image: &ImageSource,
 ) -> Result<Input, StepError> {
+    let clock = env.clock(vertex);
     let layers = env.timed(&vertex.meta.name, || {
         Ok(layer::image_layers(&env.store, image)?)
-    })?;
+    });
+    clock.end_with(&layers, |_| None);
+    let layers = layers?;
     Ok((VertexResult::Fs(layers), vertex.digest.clone()))
 }
 
@@ -44,9 +47,12 @@ pub(super) fn http(
     http: &HttpSource,
     inputs: &[Input],
 ) -> Result<Input, StepError> {
-    let (dir, content) = env.timed(&vertex.meta.name, || {
+    let clock = env.clock(vertex);
+    let downloaded = env.timed(&vertex.meta.name, || {
         download(&env.store, http).map_err(StepError::Download)
-    })?;
+    });
+    clock.end_with(&downloaded, |_| None);
+    let (dir, content) = downloaded?;
     let parts = key_parts(&vertex.digest, inputs, Some(content.to_string()));
     Ok((VertexResult::Dir(dir), parts.key()))
 }
@@ -111,9 +117,12 @@ pub(super) fn git(
     git: &GitSource,
     inputs: &[Input],
 ) -> Result<Input, StepError> {
-    let (dir, commit) = env.timed(&vertex.meta.name, || {
+    let clock = env.clock(vertex);
+    let checkout = env.timed(&vertex.meta.name, || {
         super::git::checkout(&env.store, &env.host, git).map_err(|e| StepError::Git(Box::new(e)))
-    })?;
+    });
+    clock.end_with(&checkout, |_| None);
+    let (dir, commit) = checkout?;
     let parts = key_parts(&vertex.digest, inputs, Some(format!("git:{commit}")));
     Ok((VertexResult::Dir(dir), parts.key()))
 }

@@ -2,11 +2,11 @@
 //! ([`VertexResult`]), and the frame around a step that adds a layer:
 //! cache lookup, miss reason, progress and cache record ([`run_step`]).
 
-use super::{Event, ProgressSink, SecretSource, StepError};
+use super::{Event, ProgressSink, SecretSource, StepError, StepReport, StepStatus};
 use crate::cache::lookup::BuildCache;
 use crate::cache::CacheKeyParts;
 use crate::context::BuildContext;
-use crate::graph::{Graph, VertexId, VertexMeta};
+use crate::graph::{Graph, Vertex, VertexId, VertexMeta};
 use crate::layer;
 use kiln_oci::{Digest, Layer, LocalStore};
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -181,6 +181,52 @@ impl StepEnv {
         });
         Ok(out)
     }
+
+    /// Starts the clock of `vertex`'s [`StepReport`].
+    pub fn clock<'a>(&'a self, vertex: &'a Vertex) -> StepClock<'a> {
+        StepClock {
+            env: self,
+            vertex,
+            started: Instant::now(),
+            miss_reason: None,
+        }
+    }
+}
+
+/// A step being timed for its [`StepReport`]: made by
+/// [`StepEnv::clock`] when the step begins, consumed when it ends.
+pub(super) struct StepClock<'a> {
+    env: &'a StepEnv,
+    vertex: &'a Vertex,
+    started: Instant,
+    miss_reason: Option<String>,
+}
+
+impl StepClock<'_> {
+    /// Reports the step's end: `bytes` of the layer it made or found.
+    pub fn end(self, status: StepStatus, bytes: Option<u64>) {
+        self.env.progress.step(StepReport {
+            name: self.vertex.meta.name.clone(),
+            vertex: self.vertex.digest.clone(),
+            started: self.started,
+            ended: Instant::now(),
+            status,
+            miss_reason: self.miss_reason,
+            bytes,
+        });
+    }
+
+    /// Reports the end of a step that produced `result`.
+    pub fn end_with<T>(self, result: &Result<T, StepError>, bytes: impl FnOnce(&T) -> Option<u64>) {
+        match result {
+            Ok(out) => {
+                let bytes = bytes(out);
+                self.end(StepStatus::Built, bytes)
+            }
+            Err(StepError::Cancelled) => self.end(StepStatus::Cancelled, None),
+            Err(e) => self.end(StepStatus::Failed(e.to_string()), None),
+        }
+    }
 }
 
 /// The key parts of a vertex with digest `vertex` on `inputs`, with the
@@ -207,12 +253,14 @@ pub(super) fn combined(sums: &[String]) -> Option<String> {
 /// and cache record around it.
 pub(super) fn run_step(
     env: &StepEnv,
-    meta: &VertexMeta,
+    vertex: &Vertex,
     base: &[Layer],
     parts: CacheKeyParts,
     cancel: &super::CancelToken,
     build: impl FnOnce() -> Result<Layer, StepError>,
 ) -> Result<Input, StepError> {
+    let meta = &vertex.meta;
+    let mut clock = env.clock(vertex);
     let key = parts.key();
     let on_base = |record: Layer| {
         let mut layers = base.to_vec();
@@ -224,6 +272,7 @@ pub(super) fn run_step(
             env.event(Event::Cached {
                 name: meta.name.clone(),
             });
+            clock.end(StepStatus::Cached, Some(hit.size));
             // Only a layer made here can need converting (a remote
             // cache's layers come compressed, and may not be fetched).
             if hit.media_type == kiln_oci::media::OCI_LAYER_TAR {
@@ -233,16 +282,21 @@ pub(super) fn run_step(
         }
     }
     if cancel.is_cancelled() {
+        clock.end(StepStatus::Cancelled, None);
         return Err(StepError::Cancelled);
     }
     if env.store.is_read_only() {
-        return Err(StepError::ReadOnlyStore {
+        let e = StepError::ReadOnlyStore {
             root: env.store.root().to_path_buf(),
-        });
+        };
+        clock.end(StepStatus::Failed(e.to_string()), None);
+        return Err(e);
     }
+    let reason = env.cache.miss_reason(meta, &parts);
+    clock.miss_reason = Some(reason.clone());
     env.event(Event::Miss {
         name: meta.name.clone(),
-        reason: env.cache.miss_reason(meta, &parts),
+        reason,
     });
     let record = env.timed(&meta.name, || {
         let record = build()?;
@@ -250,7 +304,9 @@ pub(super) fn run_step(
             .record(&meta.name, &key, &parts, &record)
             .map_err(StepError::RecordCache)?;
         Ok(record)
-    })?;
+    });
+    clock.end_with(&record, |r| Some(r.size));
+    let record = record?;
     env.prepare_in_background(meta, &record, cancel);
     Ok(on_base(record))
 }
