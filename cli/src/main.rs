@@ -36,6 +36,9 @@ enum Command {
     Buildctl(commands::buildctl::BuildctlArgs),
     /// Build several targets of bake or compose files as one graph.
     Bake(Box<commands::bake::BakeArgs>),
+    /// List, show, trace or remove the records of past builds (as
+    /// `docker buildx history`).
+    Builds(commands::builds::BuildsArgs),
     /// Download an image from a registry into the local store.
     Pull(commands::image::PullArgs),
     /// Upload an image from the local store to a registry.
@@ -179,6 +182,7 @@ fn run(global: &global::GlobalArgs, command: Command) -> anyhow::Result<()> {
         Command::Parse(_) | Command::Lint(_) | Command::Buildctl(_) => Ok(()),
         Command::Build(a) => commands::build::build(global, &a),
         Command::Bake(a) => commands::bake::bake(global, &a),
+        Command::Builds(a) => commands::builds::builds(global, &a),
         Command::Pull(a) => image::pull(global, &a),
         Command::Push(a) => image::push(global, &a),
         Command::Images(a) => image::images(global, &a),
@@ -210,7 +214,7 @@ fn is_broken_pipe(err: &anyhow::Error) -> bool {
 /// out a cause the text already holds: many error types print their
 /// source themselves, and a chain would say it twice
 /// (`reading x: No such file (os error 2): No such file (os error 2)`).
-fn error_text(err: &anyhow::Error) -> String {
+pub(crate) fn error_text(err: &anyhow::Error) -> String {
     let mut text = String::new();
     for cause in err.chain() {
         let part = cause.to_string();

@@ -84,11 +84,12 @@ fn mark_used(store: &LocalStore, diff_id: &Digest) {
     CacheIndex::new(store.layout()).touch_layer(diff_id);
 }
 
-/// The layers of an image in the store, unpacked (once) into directories.
+/// The layers of an image in the store, unpacked (once) into directories,
+/// and whether any had to be unpacked now.
 pub(crate) fn image_layers(
     store: &LocalStore,
     image: &ImageSource,
-) -> Result<Vec<Layer>, LayerError> {
+) -> Result<(Vec<Layer>, bool), LayerError> {
     let bad = |reference: &str, message: String| LayerError::Image {
         reference: reference.to_string(),
         message,
@@ -112,6 +113,7 @@ pub(crate) fn image_layers(
         ));
     }
     let mut out = Vec::new();
+    let mut unpacked = false;
     for (i, layer) in resolved.manifest.layers().iter().enumerate() {
         let blob = kiln_oci::descriptor_digest(layer, manifest.as_str())
             .map_err(LayerError::Descriptor)?;
@@ -133,11 +135,12 @@ pub(crate) fn image_layers(
             layer.media_type().to_string(),
         )
         .of_base_image();
+        unpacked |= !layer.dir.exists();
         unpack_missing(store, &layer)?;
         mark_used(store, &layer.diff_id);
         out.push(layer);
     }
-    Ok(out)
+    Ok((out, unpacked))
 }
 
 /// Unpacks the store's blob of `layer` into its directory unless that is

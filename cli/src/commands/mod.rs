@@ -4,6 +4,7 @@ pub mod archive;
 pub mod bake;
 pub mod build;
 pub mod buildctl;
+pub mod builds;
 pub mod cache;
 pub mod history;
 pub mod image;

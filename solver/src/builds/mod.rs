@@ -29,7 +29,7 @@ mod trace;
 pub use log::StepLog;
 pub use trace::chrome_trace;
 
-use kiln_oci::StoreLayout;
+use kiln_oci::{LocalStore, StoreLayout};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::fs;
@@ -465,9 +465,10 @@ impl BuildRecords {
 
 /// What the newest build in the store did with each vertex, by vertex
 /// digest (`sha256:…`): cached, built or failed (cancelled steps are left
-/// out). Empty when there is no readable record.
-pub fn last_build_states(layout: &StoreLayout) -> HashMap<String, VertexState> {
-    let records = BuildRecords::new(layout);
+/// out). Empty when there is no readable record. For `--print dag`'s
+/// colours.
+pub fn last_build_states(store: &LocalStore) -> HashMap<String, VertexState> {
+    let records = BuildRecords::new(store.layout());
     let Ok(newest) = records.find("latest") else {
         return HashMap::new();
     };

@@ -35,8 +35,15 @@ pub(super) fn image(
     let layers = env.timed(&vertex.meta.name, || {
         Ok(layer::image_layers(&env.store, image)?)
     });
-    clock.end_with(&layers, |_| None);
-    let layers = layers?;
+    match &layers {
+        // Every layer was unpacked already: nothing to do, as a cache hit.
+        Ok((found, false)) => clock.end(
+            super::StepStatus::Cached,
+            Some(found.iter().map(|l| l.size).sum()),
+        ),
+        _ => clock.end_with(&layers, |(made, _)| Some(made.iter().map(|l| l.size).sum())),
+    }
+    let (layers, _) = layers?;
     Ok((VertexResult::Fs(layers), vertex.digest.clone()))
 }
 

@@ -9,6 +9,7 @@ mod export;
 mod flags;
 pub(crate) mod multi;
 mod plan;
+mod record;
 mod remote_cache;
 mod remote_context;
 mod request;
@@ -204,6 +205,10 @@ pub struct BuildArgs {
     /// (the default) the image's.
     #[arg(long = "cache-to", value_name = "CACHE")]
     cache_to: Vec<String>,
+    /// Write the build's timeline to this file in the Chrome trace event
+    /// format (Perfetto, chrome://tracing), as `kiln builds trace` does.
+    #[arg(long, value_name = "FILE")]
+    trace: Option<PathBuf>,
 }
 
 /// `--print` formats.
@@ -218,8 +223,32 @@ enum PrintFormat {
 // `--progress` modes (auto, tty, plain, rawjson, quiet).
 use crate::progress::ProgressMode as Progress;
 
-/// Runs `kiln build`.
+/// Runs `kiln build`; a build (not `--print`, `--check`, `--call`)
+/// leaves a record in the store when it ends, and `--trace` writes its
+/// timeline.
 pub fn build(global: &GlobalArgs, args: &BuildArgs) -> Result<()> {
+    let log = std::sync::Arc::new(kiln_solver::builds::StepLog::new());
+    let result = build_logged(global, args, &log);
+    if !record::is_build(args) {
+        return result;
+    }
+    let store = global.store().ok();
+    let info = record::info(args, None);
+    let record = record::write(store.as_ref(), &log, info, &result, None);
+    if let Some(path) = &args.trace {
+        let traced = record::write_trace(&record, path);
+        result?;
+        return traced;
+    }
+    result
+}
+
+/// [`build`], its steps collected in `log`.
+fn build_logged(
+    global: &GlobalArgs,
+    args: &BuildArgs,
+    log: &std::sync::Arc<kiln_solver::builds::StepLog>,
+) -> Result<()> {
     if let Some(builder) = &args.builder {
         crate::progress::eprint_line(&format!(
             "NOTE: kiln has no builder instances; --builder {builder} is ignored"
@@ -273,6 +302,7 @@ pub fn build(global: &GlobalArgs, args: &BuildArgs) -> Result<()> {
         rt: &rt,
         reporter: &reporter,
         config: &config,
+        log,
     }
     .solve(&source, &request, &lowered)?;
     let attestations = attest::statements(

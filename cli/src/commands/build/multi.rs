@@ -31,6 +31,8 @@ pub(crate) struct Session {
     /// Builds planned so far: each fetches remote contexts into its own
     /// staging directory.
     count: std::cell::Cell<usize>,
+    /// The steps of every build, for their records.
+    log: Arc<kiln_solver::builds::StepLog>,
 }
 
 /// One build, planned: its flags read, its Dockerfile lowered per
@@ -45,6 +47,8 @@ pub(crate) struct Planned {
     /// Whether it only feeds others (checks and plain `--call`): nothing
     /// is solved or exported for it alone.
     done: bool,
+    /// What its record says was asked for.
+    info: kiln_solver::builds::BuildInfo,
 }
 
 impl Planned {
@@ -78,6 +82,7 @@ impl Session {
             pull,
             store,
             count: Default::default(),
+            log: Default::default(),
         })
     }
 
@@ -144,6 +149,7 @@ impl Session {
         };
         Ok(Planned {
             name: name.to_string(),
+            info: super::record::info(args, Some(name)),
             source,
             request,
             lowered,
@@ -154,11 +160,33 @@ impl Session {
 
     /// Solves the graphs of `builds` as one (each build's steps named
     /// with its name first) and exports each build's images to its
-    /// outputs, in order.
+    /// outputs, in order. Each build leaves a record with its own steps
+    /// (those of its roots' closures) and the result of them all.
     ///
     /// # Errors
     /// The first step that fails, or the first export.
     pub(crate) fn build_all(self, builds: &[Planned]) -> Result<()> {
+        let (store, log) = (self.store.clone(), self.log.clone());
+        let mut vertices = Vec::new();
+        let result = self.solve_all(builds, &mut vertices);
+        for (b, only) in builds.iter().filter(|b| !b.done).zip(
+            vertices
+                .into_iter()
+                .map(Some)
+                .chain(std::iter::repeat(None)),
+        ) {
+            super::record::write(Some(&store), &log, b.info.clone(), &result, only.as_ref());
+        }
+        result
+    }
+
+    /// [`Session::build_all`] but for the records; `vertices` gets each
+    /// build's vertex digests once the graph is merged.
+    fn solve_all(
+        self,
+        builds: &[Planned],
+        vertices: &mut Vec<std::collections::HashSet<kiln_oci::Digest>>,
+    ) -> Result<()> {
         let builds: Vec<&Planned> = builds.iter().filter(|b| !b.done).collect();
         let Some(first) = builds.first() else {
             return Ok(());
@@ -179,12 +207,26 @@ impl Session {
                 roots.push((root, l.config.clone()));
             }
         }
+        let mut start = 0;
+        for b in &builds {
+            let end = (start + b.lowered.len()).min(roots.len());
+            let mine: Vec<_> = roots[start..end].iter().map(|(id, _)| *id).collect();
+            start = end;
+            let closure = graph.closure(&mine);
+            vertices.push(
+                closure
+                    .iter()
+                    .map(|id| graph.vertex(*id).digest.clone())
+                    .collect(),
+            );
+        }
         let solver = solve::Solver {
             store: &self.store,
             client: &self.client,
             rt: &self.rt,
             reporter: &self.reporter,
             config: &self.config,
+            log: &self.log,
         };
         let (mut options, runtime) = solver.options(&first.request)?;
         for b in builds.iter().skip(1) {
@@ -232,7 +274,7 @@ impl Session {
         let root_ids: Vec<_> = roots.iter().map(|(id, _)| *id).collect();
         let caches = &options.cache_from;
         super::remote_cache::restore_for(caches, &graph, &root_ids, &self.store, &self.reporter);
-        let progress: Arc<dyn kiln_solver::ProgressSink> = self.reporter.clone();
+        let progress: Arc<dyn kiln_solver::ProgressSink> = self.log.sink(self.reporter.clone());
         for b in &builds {
             for l in &b.lowered {
                 kiln_solver::check_emulation(l, options.emulate, progress.as_ref())

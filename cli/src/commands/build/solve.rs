@@ -30,6 +30,8 @@ pub(super) struct Solver<'a> {
     pub(super) reporter: &'a Arc<Reporter>,
     /// The config file (`jobs`, `runtime`).
     pub(super) config: &'a Config,
+    /// Collects the steps for the build record.
+    pub(super) log: &'a Arc<kiln_solver::builds::StepLog>,
 }
 
 impl Solver<'_> {
@@ -48,7 +50,7 @@ impl Solver<'_> {
         let contexts = self.open_contexts(source, lowered)?;
         // `--ssh ID=KEYFILE`: kiln's own agents, for as long as the solve.
         let (_agents, key_sockets) = crate::ssh_agent::serve(self.rt, &request.ssh_keys)?;
-        let progress: Arc<dyn ProgressSink> = self.reporter.clone();
+        let progress: Arc<dyn ProgressSink> = self.log.sink(self.reporter.clone());
         let (mut options, runtime) = self.options(request)?;
         options.ssh.extend(key_sockets);
         // Every platform's cache mounts, once.
