@@ -62,7 +62,8 @@ pub enum StepStatus {
     Cached,
     /// Run (or, for a source, fetched or unpacked).
     Built,
-    /// Failed with this message (the same text as the error).
+    /// Failed with this message: the error's first line (without the
+    /// output lines a failed process's error carries).
     Failed(String),
     /// Stopped by a cancellation (Ctrl-C, or another step's failure).
     Cancelled,

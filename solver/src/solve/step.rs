@@ -224,7 +224,14 @@ impl StepClock<'_> {
                 self.end(StepStatus::Built, bytes)
             }
             Err(StepError::Cancelled) => self.end(StepStatus::Cancelled, None),
-            Err(e) => self.end(StepStatus::Failed(e.to_string()), None),
+            // The first line only: the rest is the process's last output
+            // lines, which may print anything (build records keep no
+            // output).
+            Err(e) => {
+                let message = e.to_string();
+                let first = message.lines().next().unwrap_or_default();
+                self.end(StepStatus::Failed(first.to_string()), None)
+            }
         }
     }
 }

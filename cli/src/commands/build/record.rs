@@ -90,15 +90,20 @@ fn context_name(context: &str) -> String {
     context.to_string()
 }
 
-/// How a build that returned `result` ended: cancelled when a signal
-/// cancelled it.
+/// How a build that returned `result` ended (cancelled when a signal
+/// cancelled it), and its error's first line: what follows is an excerpt
+/// or a process's output, which records do not keep.
 pub(super) fn outcome(result: &Result<()>) -> (BuildStatus, Option<String>) {
+    let first_line = |e: &anyhow::Error| {
+        let text = crate::error_text(e);
+        text.lines().next().unwrap_or_default().to_string()
+    };
     match result {
         Ok(()) => (BuildStatus::Completed, None),
         Err(e) if crate::signals::build_cancel().is_cancelled() => {
-            (BuildStatus::Cancelled, Some(crate::error_text(e)))
+            (BuildStatus::Cancelled, Some(first_line(e)))
         }
-        Err(e) => (BuildStatus::Failed, Some(crate::error_text(e))),
+        Err(e) => (BuildStatus::Failed, Some(first_line(e))),
     }
 }
 
