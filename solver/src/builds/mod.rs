@@ -560,6 +560,45 @@ mod tests {
     }
 
     #[test]
+    fn the_newest_record_gives_each_vertex_its_state() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = LocalStore::open(dir.path().join("store")).expect("store");
+        assert!(last_build_states(&store).is_empty());
+        let step = |digest: Option<&str>, state| StepRecord {
+            name: "s".into(),
+            digest: digest.map(str::to_string),
+            start_ms: 0.0,
+            end_ms: 0.0,
+            started_at: String::new(),
+            state,
+            reason: None,
+            bytes: None,
+            error: None,
+        };
+        let records = BuildRecords::new(store.layout());
+        let mut old = record(&new_id(UNIX_EPOCH + Duration::from_secs(1)), 1_000);
+        old.steps = vec![step(Some("sha256:old"), StepState::Built)];
+        records.write(&old).expect("write");
+        let mut new = record(&new_id(UNIX_EPOCH + Duration::from_secs(2)), 2_000);
+        new.steps = vec![
+            step(Some("sha256:a"), StepState::Cached),
+            step(Some("sha256:b"), StepState::Built),
+            step(Some("sha256:c"), StepState::Failed),
+            step(Some("sha256:d"), StepState::Cancelled),
+            step(None, StepState::Failed),
+        ];
+        records.write(&new).expect("write");
+        let states = last_build_states(&store);
+        let expected: HashMap<String, VertexState> = [
+            ("sha256:a".to_string(), VertexState::Cached),
+            ("sha256:b".to_string(), VertexState::Built),
+            ("sha256:c".to_string(), VertexState::Failed),
+        ]
+        .into();
+        assert_eq!(states, expected);
+    }
+
+    #[test]
     fn long_texts_are_cut_at_a_character() {
         let long = "é".repeat(MAX_TEXT);
         let cut = bounded(&long);
