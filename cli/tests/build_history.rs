@@ -487,3 +487,28 @@ fn an_interrupted_build_is_recorded_as_cancelled() {
     let table = env.ok(&["builds"], None).0;
     assert!(table.contains("Cancelled"), "{table}");
 }
+
+#[test]
+fn a_base_image_pulled_while_lowering_is_a_step_of_the_record() {
+    needs_root!();
+    use kiln_test_support::{Auth, Registry};
+    let registry = Registry::start(Auth::None);
+    registry.seed_busybox("library/busybox:pulled");
+    let env = Env::new();
+    // Its blobs are then fetched, not found in the store.
+    env.ok(&["rmi", "busybox:latest"], None);
+    let base = format!("{}/library/busybox:pulled", registry.host());
+    let ctx = env.context(
+        "ctx",
+        &[("Dockerfile", &format!("FROM {base}\nRUN echo hi > /hi\n"))],
+    );
+    env.ok(&["build", s(&ctx)], None);
+    let r = &records(&env)[0];
+    let pull = step(r, &format!("[internal] pull {base}"));
+    assert_eq!(pull["state"], "built");
+    assert!(pull["bytes"].as_u64().is_some_and(|b| b > 0), "{pull}");
+    assert!(pull.get("digest").is_none(), "not a vertex: {pull}");
+    // It came first: the RUN step starts after it ended.
+    let run = step(r, "RUN echo hi");
+    assert!(run["start_ms"].as_f64() >= pull["end_ms"].as_f64(), "{r:#}");
+}

@@ -20,6 +20,19 @@ pub struct StepLog {
     /// Failures reported only as an [`Event::Error`] (a step that failed
     /// before its report began): name, message, when.
     errors: Mutex<Vec<(String, String, Instant)>>,
+    /// Work of the build that is no vertex ([`StepLog::add_other`]).
+    others: Mutex<Vec<OtherStep>>,
+}
+
+/// A step that is no vertex of the graph: a base image pulled while the
+/// Dockerfile was lowered.
+#[derive(Debug, Clone)]
+struct OtherStep {
+    name: String,
+    started: Instant,
+    ended: Instant,
+    bytes: Option<u64>,
+    error: Option<String>,
 }
 
 impl Default for StepLog {
@@ -64,7 +77,25 @@ impl StepLog {
             started_at: SystemTime::now(),
             steps: Mutex::default(),
             errors: Mutex::default(),
+            others: Mutex::default(),
         }
+    }
+
+    /// Adds a step that is no vertex of the graph (a base image pulled
+    /// while the Dockerfile was lowered): it began at `started` and ended
+    /// now, with `bytes` transferred, or failed with `error`. Its record
+    /// has no digest; every target of a bake lists it.
+    pub fn add_other(&self, name: &str, started: Instant, bytes: Option<u64>, error: Option<&str>) {
+        self.others
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(OtherStep {
+                name: name.to_string(),
+                started,
+                ended: Instant::now(),
+                bytes,
+                error: error.map(str::to_string),
+            });
     }
 
     /// A sink that passes every event and report on to `display` and
@@ -128,6 +159,28 @@ impl StepLog {
                 }
             })
             .collect();
+        let others = self
+            .others
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        for o in others {
+            steps.push(StepRecord {
+                name: bounded(&o.name),
+                digest: None,
+                start_ms: offset(o.started),
+                end_ms: offset(o.ended),
+                started_at: wall(o.started),
+                state: if o.error.is_some() {
+                    StepState::Failed
+                } else {
+                    StepState::Built
+                },
+                reason: None,
+                bytes: o.bytes,
+                error: o.error.as_deref().map(bounded),
+            });
+        }
         // A failure with no report (a step that failed before it began,
         // checking its context files): named by the error event alone.
         if only.is_none() {
@@ -222,6 +275,7 @@ mod tests {
             name: "[x 1/1] COPY y /".into(),
             message: "no such file".into(),
         });
+        log.add_other("[internal] pull busybox", Instant::now(), Some(7), None);
         let record = log.record(
             BuildInfo::default(),
             BuildStatus::Failed,
@@ -238,15 +292,18 @@ mod tests {
             [
                 ("[1/2] RUN a", StepState::Built),
                 ("[2/2] RUN b", StepState::Failed),
+                ("[internal] pull busybox", StepState::Built),
                 ("[x 1/1] COPY y /", StepState::Failed),
             ]
         );
+        assert_eq!(record.steps[2].digest, None);
+        assert_eq!(record.steps[2].bytes, Some(7));
         assert_eq!(record.steps[0].digest.as_deref(), Some(a.as_str()));
         assert!(record.steps[0].end_ms - record.steps[0].start_ms >= 5.0);
         // One target of several: only its vertices.
         let only: HashSet<Digest> = [b.clone()].into();
         let one = log.record(BuildInfo::default(), BuildStatus::Failed, None, Some(&only));
-        assert_eq!(one.steps.len(), 1);
-        assert_eq!(one.steps[0].digest.as_deref(), Some(b.as_str()));
+        let names: Vec<&str> = one.steps.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(names, ["[2/2] RUN b", "[internal] pull busybox"]);
     }
 }

@@ -285,6 +285,7 @@ fn build_logged(
         progress: &reporter,
         resolved: Default::default(),
         pull: args.pull,
+        log,
     };
     let lowered = plan::lower(&source, &request, &resolver)?;
     if let Some(format) = request.print {

@@ -124,6 +124,7 @@ impl Session {
             progress: &self.reporter,
             resolved: Default::default(),
             pull: self.pull || args.pull,
+            log: &self.log,
         };
         let platforms = request.platforms.len();
         let lowered = plan::lower_with(&source, &request, &resolver, &mut |i, options| {

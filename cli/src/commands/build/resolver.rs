@@ -20,6 +20,8 @@ pub(super) struct StoreResolver<'a> {
     /// `--pull`: ask the registry again even for images the store holds
     /// (blobs the store has are not downloaded again).
     pub(super) pull: bool,
+    /// Where pulls are noted for the build record.
+    pub(super) log: &'a kiln_solver::builds::StepLog,
 }
 
 impl ImageResolver for StoreResolver<'_> {
@@ -38,7 +40,9 @@ impl ImageResolver for StoreResolver<'_> {
         let found = match stored {
             Some(found) => found,
             None => {
-                let transfer = self.progress.transfer(&format!("[internal] pull {name}"));
+                let step = format!("[internal] pull {name}");
+                let transfer = self.progress.transfer(&step);
+                let started = std::time::Instant::now();
                 let report = self
                     .runtime
                     .block_on(
@@ -47,9 +51,12 @@ impl ImageResolver for StoreResolver<'_> {
                     )
                     .map_err(|e| {
                         transfer.failed(&e);
-                        format!("failed to resolve source metadata for {name}: {e}")
+                        let error = format!("failed to resolve source metadata for {name}: {e}");
+                        self.log.add_other(&step, started, None, Some(&error));
+                        error
                     })?;
                 transfer.done();
+                self.log.add_other(&step, started, Some(report.bytes), None);
                 config_of(self.store, &name, &report.digest, platform).map_err(|e| e.to_string())?
             }
         };
