@@ -66,8 +66,8 @@ enum Command {
     ///
     /// Without --all: cache records (with their blobs and unpacked layers)
     /// no image uses, unpacked layers nothing uses, context checksum
-    /// caches, ADD URL downloads, temporaries of dead builds and blobs no
-    /// name reaches. --all adds cache mounts, the unpacked layers of
+    /// caches, ADD URL downloads, build records (kiln builds), temporaries
+    /// of dead builds and blobs no name reaches. --all adds cache mounts, the unpacked layers of
     /// images and cache records whose layer an image holds. Images are
     /// never removed. Waits for running builds.
     Prune(commands::cache::PruneArgs),

@@ -11,14 +11,15 @@
 //!
 //! One JSON file per build, named by its id (a lowercase ULID, so ids
 //! sort by time), written whole or not at all (a `.tmp-<tag>-…` file
-//! beside it, renamed), mode 0600 in a 0700 directory: step names are
-//! Dockerfile lines. A record holds the names of `--build-arg`s and the
-//! ids of `--secret`s, never a value of either. Its size is bounded: at
-//! most [`MAX_STEPS`] steps (the rest counted in `steps_omitted`), texts
-//! cut at [`MAX_TEXT`] bytes; a file over [`MAX_FILE`] is not read. At
-//! most [`MAX_RECORDS`] records are kept: writing one removes the
-//! oldest beyond that. `kiln prune` removes them with the build cache
-//! ([`crate::gc`]: kind build cache, "build record").
+//! beside it, renamed; not synced: a crash may lose the newest), mode
+//! 0600 in a 0700 directory: step names are Dockerfile lines. A record
+//! holds the names of `--build-arg`s and the ids of `--secret`s, never
+//! a value of either. Its size is bounded: at most [`MAX_STEPS`] steps
+//! (the rest counted in `steps_omitted`), texts cut at [`MAX_TEXT`]
+//! bytes; a file over [`MAX_FILE`] is not read. At most [`MAX_RECORDS`]
+//! records are kept: writing one removes the oldest beyond that. `kiln
+//! prune` removes them with the build cache ([`crate::gc`]: kind build
+//! cache, "build record").
 //!
 //! [`chrome_trace`] turns a record into the Chrome trace event format
 //! (Perfetto, `chrome://tracing`).
@@ -344,10 +345,10 @@ impl BuildRecords {
             .create_new(true)
             .mode(0o600)
             .open(&tmp)
-            .and_then(|mut f| {
-                f.write_all(&bytes)?;
-                f.sync_all()
-            })
+            // No fsync: a record is not worth one (it cost a cached
+            // rebuild 15%); after a crash the last record may be lost or
+            // empty, and an unreadable record is skipped.
+            .and_then(|mut f| f.write_all(&bytes))
             .and_then(|()| fs::rename(&tmp, &path));
         if let Err(e) = written {
             let _ = fs::remove_file(&tmp);

@@ -11,7 +11,7 @@ pub enum Kind {
     /// Blobs (indexes, manifests, configs, layers) a name reaches.
     Image,
     /// Cache records with what they alone hold; unreferenced blobs; stale
-    /// temporaries.
+    /// temporaries; build records.
     BuildCache,
     /// Unpacked layer directories not held by a cache record.
     Layer,
