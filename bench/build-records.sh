@@ -58,9 +58,10 @@ printf 'cached rebuild, %s steps, median of %s: before %.3f s, after %.3f s, rat
     "$STEPS" "$RUNS" "$b" "$a" "$(echo "$a / $b" | bc -l)"
 
 export KILN_ROOT=$work/store-after
-rec=$(ls -t "$KILN_ROOT/builds" | head -1)
-printf 'one record of %s steps: %s bytes\n' "$((STEPS + 1))" "$(stat -c %s "$KILN_ROOT/builds/$rec")"
-while (($(ls "$KILN_ROOT/builds" | wc -l) < 100)); do
+count() { find "$KILN_ROOT/builds" -name '*.json' | wc -l; }
+rec=$(find "$KILN_ROOT/builds" -name '*.json' | sort | tail -1)
+printf 'one record of %s steps: %s bytes\n' "$((STEPS + 1))" "$(stat -c %s "$rec")"
+while (($(count) < 100)); do
     "$AFTER" build -q --progress quiet "$work/ctx" >/dev/null
 done
 for cmd in "builds" "builds show" "builds trace -o /dev/null"; do
@@ -73,5 +74,5 @@ for cmd in "builds" "builds show" "builds trace -o /dev/null"; do
         echo "$end - $start" | bc -l >>"$work/t.txt"
     done
     printf 'kiln %s with %s records, median of %s: %.3f s\n' \
-        "$cmd" "$(ls "$KILN_ROOT/builds" | wc -l)" "$RUNS" "$(median <"$work/t.txt")"
+        "$cmd" "$(count)" "$RUNS" "$(median <"$work/t.txt")"
 done
