@@ -25,6 +25,9 @@ use std::path::Path;
 /// The most bytes the uncompressed tar of an import may have.
 pub const MAX_TAR_BYTES: u64 = 64 << 30;
 
+/// The most memory the xz decoder may use.
+const XZ_MEMORY: u64 = 256 << 20;
+
 /// The instructions `--change` takes (those `docker import` takes).
 const CHANGES: &[&str] = &[
     "CMD",
@@ -264,7 +267,11 @@ fn decompressed<'a>(input: Box<dyn Read + 'a>) -> std::io::Result<Box<dyn Read +
     let mut reader = BufReader::with_capacity(1 << 16, input);
     let head = reader.fill_buf()?;
     if head.starts_with(&[0xfd, b'7', b'z', b'X', b'Z', 0]) {
-        return Ok(Box::new(xz2::read::XzDecoder::new_multi_decoder(reader)));
+        // A header may ask for a dictionary of up to 1.5 GiB: refused
+        // above XZ_MEMORY (xz -9 needs 65 MiB).
+        let stream = xz2::stream::Stream::new_stream_decoder(XZ_MEMORY, xz2::stream::CONCATENATED)
+            .map_err(std::io::Error::other)?;
+        return Ok(Box::new(xz2::read::XzDecoder::new_stream(reader, stream)));
     }
     kiln_oci::compress::decompressor(reader)
 }

@@ -285,6 +285,11 @@ fn render(dot: &str, format: &str) -> Result<()> {
     let status = child
         .wait()
         .with_context(|| format!("{flag}: waiting for Graphviz's `dot`"))?;
+    // Killed by SIGPIPE: whoever read stdout stopped (`| head`), as
+    // with kiln's own output that is no error.
+    if std::os::unix::process::ExitStatusExt::signal(&status) == Some(libc::SIGPIPE) {
+        return Ok(());
+    }
     if !status.success() {
         bail!("{flag}: Graphviz's `dot` failed ({status})");
     }
