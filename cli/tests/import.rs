@@ -1,4 +1,4 @@
-//! `kiln import`: busybox's root filesystem as a plain, gzip, zstd and xz
+//! `kiln import`: busybox's root filesystem as a plain, gzip, zstd, xz and bzip2
 //! tarball becomes a one-layer image (the same diff id as busybox's own
 //! layer) that `kiln build` runs a step in; `--change` of every kind
 //! shows in `kiln inspect`; `-` reads stdin and a URL is fetched from a
@@ -55,6 +55,12 @@ fn xz(data: &[u8]) -> Vec<u8> {
     w.finish().expect("xz")
 }
 
+fn bzip2(data: &[u8]) -> Vec<u8> {
+    let mut w = bzip2::write::BzEncoder::new(Vec::new(), bzip2::Compression::fast());
+    w.write_all(data).expect("bzip2");
+    w.finish().expect("bzip2")
+}
+
 fn write(env: &Env, name: &str, data: &[u8]) -> PathBuf {
     let path = env.path(name);
     std::fs::write(&path, data).expect("write tarball");
@@ -72,6 +78,7 @@ fn every_compression_makes_busybox_s_layer_and_builds_from_it() {
         ("tar.gz", gzip(&tar)),
         ("tar.zst", zstd(&tar)),
         ("tar.xz", xz(&tar)),
+        ("tar.bz2", bzip2(&tar)),
     ] {
         let file = write(&env, &format!("rootfs.{kind}"), &data);
         let name = format!("imported:{}", kind.replace('.', "-"));

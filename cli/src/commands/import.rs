@@ -1,7 +1,7 @@
 //! `kiln import FILE|URL|- [REPOSITORY[:TAG]]`: a root filesystem tarball
 //! becomes a one-layer image in the store, as `docker import` makes one.
 //!
-//! The tarball (plain, gzip, zstd or xz, told by its first bytes) is read
+//! The tarball (plain, gzip, zstd, xz or bzip2, told by its first bytes) is read
 //! once: the uncompressed stream goes both into a store blob (kept
 //! uncompressed, as build steps keep their layers: the blob digest is the
 //! diff id) and through [`kiln_executor::unpack`], the extractor every
@@ -46,7 +46,7 @@ const CHANGES: &[&str] = &[
 #[derive(Debug, Args)]
 pub struct ImportArgs {
     /// The root filesystem tarball: a file, an http(s) URL, or `-` for
-    /// standard input (plain tar, gzip, zstd or xz).
+    /// standard input (plain tar, gzip, zstd, xz or bzip2).
     source: String,
     /// The image's name, as docker import takes it (`-t` also names it).
     #[arg(value_name = "REPOSITORY[:TAG]")]
@@ -261,8 +261,8 @@ fn download_error(e: kiln_solver::context::url::UrlContextError, shown: &str) ->
     }
 }
 
-/// The uncompressed tar of `input`: gzip, zstd, xz or plain, told apart
-/// by the first bytes.
+/// The uncompressed tar of `input`: gzip, zstd, xz, bzip2 or plain, told
+/// apart by the first bytes (what docker import reads).
 fn decompressed<'a>(input: Box<dyn Read + 'a>) -> std::io::Result<Box<dyn Read + 'a>> {
     let mut reader = BufReader::with_capacity(1 << 16, input);
     let head = reader.fill_buf()?;
@@ -272,6 +272,9 @@ fn decompressed<'a>(input: Box<dyn Read + 'a>) -> std::io::Result<Box<dyn Read +
         let stream = xz2::stream::Stream::new_stream_decoder(XZ_MEMORY, xz2::stream::CONCATENATED)
             .map_err(std::io::Error::other)?;
         return Ok(Box::new(xz2::read::XzDecoder::new_stream(reader, stream)));
+    }
+    if head.starts_with(b"BZh") {
+        return Ok(Box::new(bzip2::read::MultiBzDecoder::new(reader)));
     }
     kiln_oci::compress::decompressor(reader)
 }
