@@ -225,9 +225,9 @@ impl kiln_solver::ImageResolver for NoImages {
 
 /// The tarball as a byte stream: standard input, a downloaded URL (into
 /// `staging`, with the deadline and size cap of context URLs), or a file.
-fn open_source(source: &str, shown: &str, staging: &Path) -> Result<Box<dyn Read>> {
+fn open_source(source: &str, shown: &str, staging: &Path) -> Result<Box<dyn Read + Send>> {
     if source == "-" {
-        return Ok(Box::new(std::io::stdin().lock()));
+        return Ok(Box::new(std::io::stdin()));
     }
     if kiln_solver::context::url::is_http_url(source) {
         let timeout = kiln_solver::context::git::FetchOptions::from_env(Default::default(), None)
@@ -263,7 +263,9 @@ fn download_error(e: kiln_solver::context::url::UrlContextError, shown: &str) ->
 
 /// The uncompressed tar of `input`: gzip, zstd, xz, bzip2 or plain, told
 /// apart by the first bytes (what docker import reads).
-fn decompressed<'a>(input: Box<dyn Read + 'a>) -> std::io::Result<Box<dyn Read + 'a>> {
+fn decompressed<'a>(
+    input: Box<dyn Read + Send + 'a>,
+) -> std::io::Result<Box<dyn Read + Send + 'a>> {
     let mut reader = BufReader::with_capacity(1 << 16, input);
     let head = reader.fill_buf()?;
     if head.starts_with(&[0xfd, b'7', b'z', b'X', b'Z', 0]) {
@@ -284,7 +286,7 @@ fn decompressed<'a>(input: Box<dyn Read + 'a>) -> std::io::Result<Box<dyn Read +
 /// of that digest; returns the diff id and the tar's size.
 fn store_layer(
     store: &LocalStore,
-    input: Box<dyn Read>,
+    input: Box<dyn Read + Send>,
     shown: &str,
     staging: &Path,
 ) -> Result<(Digest, u64)> {
@@ -319,7 +321,7 @@ fn store_layer(
 
 /// Passes what it reads on to a store blob, at most [`MAX_TAR_BYTES`].
 struct Tee<'a> {
-    inner: Box<dyn Read + 'a>,
+    inner: Box<dyn Read + Send + 'a>,
     blob: kiln_oci::BlobWriter,
     read: u64,
 }

@@ -7,6 +7,7 @@ pub mod buildctl;
 pub mod cache;
 pub mod history;
 pub mod image;
+pub mod image_source;
 pub mod import;
 pub mod lint;
 pub mod login;
