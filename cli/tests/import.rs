@@ -2,7 +2,7 @@
 //! tarball becomes a one-layer image (the same diff id as busybox's own
 //! layer) that `kiln build` runs a step in; `--change` of every kind
 //! shows in `kiln inspect`; `-` reads stdin and a URL is fetched from a
-//! loopback server; hostile tars and unsupported changes are refused in
+//! loopback server (a 404 and a stalled one end in one line); hostile tars and unsupported changes are refused in
 //! one line, leaving no image.
 
 mod common;
@@ -212,6 +212,11 @@ fn respond(mut stream: TcpStream, body: &[u8]) {
     while reader.read_line(&mut line).unwrap_or(0) > 0 && line != "\r\n" {
         line.clear();
     }
+    if first.starts_with("GET /hold ") {
+        // Headers never come: kiln's deadline must end the wait.
+        std::thread::sleep(std::time::Duration::from_secs(30));
+        return;
+    }
     if first.starts_with("GET /rootfs ") {
         let _ = write!(
             stream,
@@ -249,6 +254,15 @@ fn stdin_and_urls() {
     let err = env.fails(&["import", &missing], None);
     assert_eq!(err.trim().lines().count(), 1, "{err}");
     assert!(err.contains(&missing) && err.contains("404"), "{err}");
+    // The download has a deadline (KILN_GIT_TIMEOUT, as context URLs).
+    let hold = format!("http://127.0.0.1:{port}/hold");
+    let out = env.run_env(&["import", &hold], None, &[("KILN_GIT_TIMEOUT", "1")]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains(&hold) && err.contains("not downloaded within 1s"),
+        "{err}"
+    );
 }
 
 /// A tar whose single member has the raw name `name` (the `tar` crate's
