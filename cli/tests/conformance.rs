@@ -44,12 +44,6 @@ const KNOWN_FAILING: &[&str] = &[
     // Issue 20, being fixed one by one.
     "101-onbuild-heredoc-recorded",
     "102-onbuild-heredoc-fires",
-    "103-workdir-root",
-    "104-args-escaped-cmd-shell",
-    "105-args-escaped-cmd-exec",
-    "107-healthcheck-zero-fields",
-    "108-workdir-kept-as-written",
-    "109-arg-redeclared-keeps-value",
     "110-duplicate-stage-names",
     "111-copy-from-later-stage",
     "112-cache-mount-owner-keys",

@@ -87,7 +87,7 @@ impl Lowerer<'_> {
         };
         let meta = st.meta(cmd);
         st.vertex = self.graph.add(Op::Exec(exec), inputs, meta);
-        st.history(history::run(st.scope.declared_args(), &argv), false);
+        st.history(history::run(&st.scope.declared_args(), &argv), false);
         Ok(())
     }
 
