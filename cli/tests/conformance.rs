@@ -44,8 +44,6 @@ const KNOWN_FAILING: &[&str] = &[
     // Issue 20, being fixed one by one.
     "101-onbuild-heredoc-recorded",
     "102-onbuild-heredoc-fires",
-    "110-duplicate-stage-names",
-    "111-copy-from-later-stage",
     "112-cache-mount-owner-keys",
     "114-run-mknod",
 ];

@@ -120,7 +120,10 @@ impl Lowerer<'_> {
                     .target
                     .as_deref()
                     .ok_or_else(|| invalid("a bind mount needs a target"))?);
-                let vertex = self.source_vertex(st, spec.from.as_deref(), at)?;
+                let reader = super::copy::Reader::Mount {
+                    target: spec.target.as_deref().unwrap_or_default(),
+                };
+                let vertex = self.source_vertex(st, spec.from.as_deref(), at, reader)?;
                 inputs.push(vertex);
                 ExecMount::Bind {
                     target,
@@ -138,7 +141,10 @@ impl Lowerer<'_> {
                     .ok_or_else(|| invalid("a cache mount needs a target"))?);
                 let seed = match spec.from.as_deref().filter(|f| !f.is_empty()) {
                     Some(from) => {
-                        let vertex = self.source_vertex(st, Some(from), at)?;
+                        let reader = super::copy::Reader::Mount {
+                            target: spec.target.as_deref().unwrap_or_default(),
+                        };
+                        let vertex = self.source_vertex(st, Some(from), at, reader)?;
                         inputs.push(vertex);
                         Some(MountSource {
                             input: inputs.len() - 1,

@@ -157,7 +157,9 @@ impl Lowerer<'_> {
             };
             config.config.working_dir = Some("/".into());
             (v, config)
-        } else if let Some(parent) = self.find_stage(&base_name).filter(|i| *i < index) {
+        } else if let Some(parent) =
+            super::order::stage_index(&self.dockerfile.stages, &base_name, Some(index))
+        {
             let out = self.stage(parent, at)?;
             (out.vertex, out.config)
         } else {
