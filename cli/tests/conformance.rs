@@ -42,7 +42,6 @@ use std::time::Duration;
 /// here as soon as it passes: the test fails if a listed case passes.
 const KNOWN_FAILING: &[&str] = &[
     // Issue 20, being fixed one by one.
-    "112-cache-mount-owner-keys",
     "114-run-mknod",
 ];
 

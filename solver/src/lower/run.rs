@@ -170,6 +170,7 @@ impl Lowerer<'_> {
                     },
                     readonly: spec.readonly,
                     seed,
+                    owner_given: spec.uid.is_some() || spec.gid.is_some() || spec.mode.is_some(),
                 }
             }
             MountType::Secret => {
