@@ -145,13 +145,13 @@ fn every_example_draws() {
 /// A multi-stage Dockerfile with a RUN bind mount from another stage,
 /// COPY --from, and names full of quotes, backslashes, newlines and
 /// DOT's record characters.
-const ODD: &str = r#"FROM busybox AS build
+const ODD: &str = r#"FROM busybox AS tools
+RUN mkdir -p /out && echo 'tab	and \N \G' > "/out/q\"uote"
+
+FROM busybox AS build
 RUN --mount=type=bind,from=tools,source=/bin,target=/mnt/t<o>ols \
     echo "a \"quoted\" \\ back {x|y} <b>" > /out
 COPY ["back\\\\slash\nnew{|}<a>", "/dst/"]
-
-FROM busybox AS tools
-RUN mkdir -p /out && echo 'tab	and \N \G' > "/out/q\"uote"
 
 FROM busybox
 COPY --from=build /out /from-build
