@@ -54,6 +54,9 @@ enum Command {
     /// Show an image's history: the step behind each layer, its size and
     /// when it was made.
     History(commands::history::HistoryArgs),
+    /// Make a one-layer image from a root filesystem tarball (file, URL
+    /// or `-`), as docker import does.
+    Import(commands::import::ImportArgs),
     /// Write images to a docker-archive or OCI layout.
     Save(commands::archive::SaveArgs),
     /// Read images from a docker-archive or OCI layout (tar or directory).
@@ -92,7 +95,11 @@ fn main() -> ExitCode {
     // the user's subordinate ids first (see kiln_executor::rootless).
     if matches!(
         cli.command,
-        Command::Build(_) | Command::Bake(_) | Command::Prune(_) | Command::Du(_)
+        Command::Build(_)
+            | Command::Bake(_)
+            | Command::Prune(_)
+            | Command::Du(_)
+            | Command::Import(_)
     ) {
         let root = cli.global.root.clone().or_else(kiln_oci::default_root);
         if let Err(err) = kiln_executor::rootless::enter(root) {
@@ -145,7 +152,12 @@ fn main() -> ExitCode {
 fn check_writable(global: &global::GlobalArgs, command: &Command) -> anyhow::Result<()> {
     let writes = matches!(
         command,
-        Command::Pull(_) | Command::Tag(_) | Command::Rmi(_) | Command::Load(_) | Command::Prune(_)
+        Command::Pull(_)
+            | Command::Tag(_)
+            | Command::Rmi(_)
+            | Command::Load(_)
+            | Command::Import(_)
+            | Command::Prune(_)
     );
     let Some(root) = global.root.clone().or_else(kiln_oci::default_root) else {
         return Ok(());
@@ -190,6 +202,7 @@ fn run(global: &global::GlobalArgs, command: Command) -> anyhow::Result<()> {
         Command::Rmi(a) => image::rmi(global, &a),
         Command::Inspect(a) => image::inspect(global, &a),
         Command::History(a) => commands::history::history(global, &a),
+        Command::Import(a) => commands::import::import(global, &a),
         Command::Save(a) => archive::save(global, &a),
         Command::Load(a) => archive::load(global, &a),
         Command::Du(a) => cache::du(global, &a),

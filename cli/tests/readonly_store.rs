@@ -1,7 +1,7 @@
 //! A store on a read-only mount (issue 15, item 4): `kiln images`,
 //! `inspect`, `history`, `save` (docker-archive and OCI) and a build that only reuses
 //! its cache (to `type=tar` and `type=local` outputs) work from it and
-//! write nothing; a command that must write (`tag`, a build to the store,
+//! write nothing; a command that must write (`tag`, `import`, a build to the store,
 //! a build step the cache lacks) says in one line that the store is
 //! read-only and how to use a writable one, and exits 1.
 //! Needs root (a read-only bind mount); elsewhere the test says why it is
@@ -162,6 +162,18 @@ fn read_only_store_serves_reads_and_refuses_writes_in_one_line() {
     refusal(
         run(&tag),
         &tag,
+        format!(
+            "kiln: store {} is read-only: use --root DIR for a writable store\n",
+            ro.display()
+        ),
+    );
+    refused += 1;
+    let rootfs = env.path("rootfs.tar");
+    std::fs::write(&rootfs, kiln_test_support::TarBuilder::new().into_bytes()).expect("tar");
+    let import = ["import", s(&rootfs), "-t", "imported:latest"];
+    refusal(
+        run(&import),
+        &import,
         format!(
             "kiln: store {} is read-only: use --root DIR for a writable store\n",
             ro.display()

@@ -5,6 +5,10 @@
 //! [`Graph::add`] returns the existing vertex for a digest it already has,
 //! and such a sub-graph runs once.
 
+mod dot;
+
+pub use dot::VertexState;
+
 use crate::op::Op;
 use kiln_oci::Digest;
 use serde::Serialize;
@@ -161,31 +165,12 @@ impl Graph {
             .collect()
     }
 
-    /// The sub-graph reaching `roots` as Graphviz DOT.
-    pub fn to_dot(&self, roots: &[VertexId]) -> String {
-        let mut g = petgraph::graph::DiGraph::<String, ()>::new();
-        let mut nodes = HashMap::new();
-        for id in self.closure(roots) {
-            let v = &self.vertices[id.0];
-            let label = format!(
-                "{}\n{}\n{}",
-                v.op.kind(),
-                v.meta.name,
-                &v.digest.hex()[..12]
-            );
-            nodes.insert(id, g.add_node(label));
-        }
-        for (id, node) in &nodes {
-            for input in &self.vertices[id.0].inputs {
-                if let Some(from) = nodes.get(input) {
-                    g.add_edge(*from, *node, ());
-                }
-            }
-        }
-        format!(
-            "{:?}",
-            petgraph::dot::Dot::with_config(&g, &[petgraph::dot::Config::EdgeNoLabel])
-        )
+    /// The sub-graph reaching `roots` as Graphviz DOT: a cluster per
+    /// stage, a shape per op kind, edges styled by kind (input, mount,
+    /// copy source), and nodes filled by `states` (vertex digest → what a
+    /// build did with it; empty for a plain graph).
+    pub fn to_dot(&self, roots: &[VertexId], states: &HashMap<Digest, VertexState>) -> String {
+        dot::write(self, &self.closure(roots), states)
     }
 
     /// The sub-graph reaching `roots` as JSON: vertices with op, inputs (as
@@ -287,7 +272,7 @@ mod tests {
         );
         assert_eq!(g.closure(&[x]), vec![a, x]);
         assert!(!g.closure(&[x]).contains(&ctx));
-        assert!(g.to_dot(&[x, z]).contains("digraph"));
+        assert!(g.to_dot(&[x, z], &HashMap::new()).contains("digraph"));
         assert_eq!(
             g.to_json(&[z])["vertices"].as_array().map(Vec::len),
             Some(2)

@@ -91,7 +91,7 @@ pub use cache::{
     unix_millis, CacheIndex, CacheIndexEntry, CacheKeyParts, CachedLayer, FetchError, LazyError,
     CACHE_KEY_VERSION,
 };
-pub use graph::{Graph, Vertex, VertexId, VertexMeta};
+pub use graph::{Graph, Vertex, VertexId, VertexMeta, VertexState};
 pub use layer::LayerError;
 pub use lower::{
     import_lowered, lower, BuildOptions, ImageResolver, LinkedTarget, LowerError, Lowered,

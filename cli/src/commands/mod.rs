@@ -8,6 +8,8 @@ pub mod builds;
 pub mod cache;
 pub mod history;
 pub mod image;
+pub mod image_source;
+pub mod import;
 pub mod lint;
 pub mod login;
 pub mod outputs;

@@ -13,7 +13,7 @@
 mod run;
 mod url;
 
-pub(crate) use url::redact as redact_url;
+pub use url::redact as redact_url;
 pub use url::{is_git_url, GitUrl};
 
 use run::Runner;

@@ -95,21 +95,7 @@ pub fn fetch(
     };
     std::fs::create_dir_all(work).map_err(|e| unpack(ContextError::io(work)(e)))?;
     let file_path = work.join("download");
-    let file =
-        std::fs::File::create(&file_path).map_err(|e| unpack(ContextError::io(&file_path)(e)))?;
-    let shown2 = shown.clone();
-    // A runtime of its own, on a thread of its own: the caller may or may
-    // not be inside one.
-    std::thread::scope(|s| {
-        s.spawn(move || download(parsed, file, &shown2, timeout))
-            .join()
-            .unwrap_or_else(|_| {
-                Err(UrlContextError::Transfer {
-                    url: shown.clone(),
-                    message: "the download thread failed".into(),
-                })
-            })
-    })?;
+    download_parsed(parsed, &shown, &file_path, timeout)?;
     let f = std::fs::File::open(&file_path).map_err(|e| unpack(ContextError::io(&file_path)(e)))?;
     let mut reader = BufReader::with_capacity(1 << 16, f);
     let head = reader
@@ -129,6 +115,47 @@ pub fn fetch(
     std::fs::rename(&file_path, &dockerfile)
         .map_err(|e| unpack(ContextError::io(&dockerfile)(e)))?;
     Ok(UrlContent::Dockerfile)
+}
+
+/// Downloads `url` (within `timeout`, at most [`MAX_BYTES`]) to the new
+/// file `path`, as [`fetch`] does before it looks at the content
+/// (`kiln import URL` uses it too).
+///
+/// # Errors
+/// [`UrlContextError`] (not http(s), the transfer, the deadline, the
+/// size, creating the file).
+pub fn download_to(url: &str, path: &Path, timeout: Duration) -> Result<(), UrlContextError> {
+    let shown = super::git::redact_url(url);
+    let parsed = reqwest::Url::parse(url)
+        .ok()
+        .filter(|u| matches!(u.scheme(), "http" | "https"))
+        .ok_or_else(|| UrlContextError::Url { url: shown.clone() })?;
+    download_parsed(parsed, &shown, path, timeout)
+}
+
+/// [`download_to`] of a parsed URL (`shown` is it without a password).
+fn download_parsed(
+    url: reqwest::Url,
+    shown: &str,
+    path: &Path,
+    timeout: Duration,
+) -> Result<(), UrlContextError> {
+    let file = std::fs::File::create(path).map_err(|e| UrlContextError::Unpack {
+        url: shown.to_string(),
+        source: ContextError::io(path)(e),
+    })?;
+    // A runtime of its own, on a thread of its own: the caller may or may
+    // not be inside one.
+    std::thread::scope(|s| {
+        s.spawn(move || download(url, file, shown, timeout))
+            .join()
+            .unwrap_or_else(|_| {
+                Err(UrlContextError::Transfer {
+                    url: shown.to_string(),
+                    message: "the download thread failed".into(),
+                })
+            })
+    })
 }
 
 fn download(

@@ -79,7 +79,8 @@ pub struct BuildArgs {
     /// (layer compression, COPY, hashing) uses at most one slot per CPU.
     #[arg(long, value_parser = flags::positive)]
     jobs: Option<usize>,
-    /// Print the build graph without running it.
+    /// Print the build graph without running it: `dag` (Graphviz DOT),
+    /// `dag=svg` or `dag=png` (drawn by Graphviz's `dot`), or `json`.
     #[arg(long, value_enum)]
     print: Option<PrintFormat>,
     /// Progress output (default: `BUILDKIT_PROGRESS`, else auto).
@@ -212,10 +213,16 @@ pub struct BuildArgs {
 }
 
 /// `--print` formats.
-#[derive(Debug, Clone, Copy, ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum PrintFormat {
     /// Graphviz DOT.
     Dag,
+    /// The graph drawn as SVG by Graphviz's `dot`.
+    #[value(name = "dag=svg")]
+    DagSvg,
+    /// The graph drawn as PNG by Graphviz's `dot`.
+    #[value(name = "dag=png")]
+    DagPng,
     /// JSON.
     Json,
 }
@@ -289,7 +296,7 @@ fn build_logged(
     };
     let lowered = plan::lower(&source, &request, &resolver)?;
     if let Some(format) = request.print {
-        return plan::print(&lowered[0], format);
+        return plan::print(&lowered[0], format, &plan::last_build_states(&store));
     }
     let found = match plan::check(&source, &request, &resolver)? {
         Checked::Build(found) => found,

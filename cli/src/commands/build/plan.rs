@@ -12,8 +12,10 @@ use crate::located::{Located, StepOutput};
 use crate::progress::Reporter;
 use anyhow::{bail, Context, Result};
 use kiln_lint::Diagnostic;
+use kiln_oci::Digest;
 use kiln_solver::context::BuildContext;
-use kiln_solver::{BuildOptions, Lowered, ProgressSink};
+use kiln_solver::{BuildOptions, Lowered, ProgressSink, VertexState};
+use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
@@ -226,16 +228,72 @@ pub(super) fn lower_with(
     Ok(lowered_all)
 }
 
-/// `--print`: writes the (first platform's) graph to stdout.
-pub(super) fn print(lowered: &Lowered, format: PrintFormat) -> Result<()> {
+/// The state of each vertex in the last build (cached, built, failed),
+/// which `--print dag` colours nodes by.
+///
+/// Hook for the build records (issue 19, item 4): until they are wired
+/// in here, no states are known and the graph is drawn without colours.
+pub(super) fn last_build_states(_store: &kiln_oci::LocalStore) -> HashMap<Digest, VertexState> {
+    HashMap::new()
+}
+
+/// `--print`: writes the (first platform's) graph to stdout, its nodes
+/// filled by `states` (see [`last_build_states`]); `dag=svg` and
+/// `dag=png` draw it through Graphviz's `dot`.
+///
+/// # Errors
+/// Writing to stdout, or `dot` missing or failing.
+pub(super) fn print(
+    lowered: &Lowered,
+    format: PrintFormat,
+    states: &HashMap<Digest, VertexState>,
+) -> Result<()> {
+    let dot = || lowered.graph.to_dot(&[lowered.root], states);
     let mut out = std::io::stdout().lock();
     match format {
-        PrintFormat::Dag => writeln!(out, "{}", lowered.graph.to_dot(&[lowered.root]))?,
+        PrintFormat::Dag => write!(out, "{}", dot())?,
+        PrintFormat::DagSvg => render(&dot(), "svg")?,
+        PrintFormat::DagPng => render(&dot(), "png")?,
         PrintFormat::Json => {
             serde_json::to_writer_pretty(&mut out, &lowered.graph.to_json(&[lowered.root]))?;
             writeln!(out)?;
         }
     }
+    Ok(())
+}
+
+/// Pipes `dot` (DOT text) through Graphviz's `dot -T<format>` to stdout.
+fn render(dot: &str, format: &str) -> Result<()> {
+    let flag = format!("--print dag={format}");
+    let mut child = match std::process::Command::new("dot")
+        .arg(format!("-T{format}"))
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::inherit())
+        .stderr(std::process::Stdio::inherit())
+        .spawn()
+    {
+        Ok(child) => child,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => bail!(
+            "{flag}: Graphviz's `dot` is not installed (not found on PATH); install graphviz, or use --print dag and render the DOT elsewhere"
+        ),
+        Err(e) => return Err(e).with_context(|| format!("{flag}: running Graphviz's `dot`")),
+    };
+    let written = match child.stdin.take() {
+        Some(mut stdin) => stdin.write_all(dot.as_bytes()),
+        None => Ok(()),
+    };
+    let status = child
+        .wait()
+        .with_context(|| format!("{flag}: waiting for Graphviz's `dot`"))?;
+    // Killed by SIGPIPE: whoever read stdout stopped (`| head`), as
+    // with kiln's own output that is no error.
+    if std::os::unix::process::ExitStatusExt::signal(&status) == Some(libc::SIGPIPE) {
+        return Ok(());
+    }
+    if !status.success() {
+        bail!("{flag}: Graphviz's `dot` failed ({status})");
+    }
+    written.with_context(|| format!("{flag}: writing the graph to Graphviz's `dot`"))?;
     Ok(())
 }
 

@@ -242,7 +242,7 @@ fn is_scp_style(s: &str) -> bool {
 }
 
 /// The URL with the password of `user:password@` replaced.
-pub(crate) fn redact(value: &str) -> String {
+pub fn redact(value: &str) -> String {
     if let Some((scheme, rest)) = scheme_of(value) {
         let end = rest.find('/').unwrap_or(rest.len());
         let authority = &rest[..end];
