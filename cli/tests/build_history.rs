@@ -153,6 +153,11 @@ fn a_build_is_recorded_with_its_steps_and_a_rebuild_is_all_cached() {
     env.ok(&["builds", "rm", first_id], None);
     let left: Vec<Value> = records(&env).iter().map(|r| r["id"].clone()).collect();
     assert_eq!(left, [again["id"].clone()]);
+    let removed = env.ok(&["builds", "rm", "--all"], None).0;
+    assert_eq!(removed.trim(), again["id"].as_str().expect("id"));
+    assert!(records(&env).is_empty());
+    let err = env.fails(&["builds", "--format", "yaml"], None);
+    assert!(err.contains("--format \"yaml\""), "{err}");
 }
 
 #[test]
