@@ -57,7 +57,7 @@ pub fn dive(global: &GlobalArgs, args: &DiveArgs) -> Result<ExitCode> {
     let interactive = !args.ci && args.json.is_none();
     if interactive && !(std::io::stdout().is_terminal() && std::io::stdin().is_terminal()) {
         bail!(
-            "kiln dive: the explorer needs a terminal; use --ci for the efficiency checks or --json for the analysis"
+            "the explorer needs a terminal: use --ci for the efficiency checks or --json for the analysis"
         );
     }
     // Rules are read first: a bad file or flag fails before the layers
