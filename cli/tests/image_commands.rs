@@ -343,3 +343,67 @@ fn bad_input_gets_clear_errors() {
     assert!(err.contains("notes.txt"), "{err}");
     assert!(Path::new(BUSYBOX).exists());
 }
+
+#[test]
+fn history_reads_registries_layouts_and_archives_without_naming_anything() {
+    let registry = Registry::start(Auth::None);
+    let env = Env::new();
+    env.load_busybox();
+    let target = format!("{}/hist/busybox:1", registry.host());
+    env.ok(&["tag", "busybox", &target]);
+    env.ok(&["push", &target]);
+    let inspect: serde_json::Value =
+        serde_json::from_str(&env.ok(&["inspect", "busybox"])).expect("inspect prints JSON");
+    let layer = inspect["Manifest"]["layers"][0].clone();
+    let layer_digest = layer["digest"].as_str().expect("layer digest").to_string();
+    let layer_size = layer["size"].as_u64().expect("layer size");
+    let stored = env.ok(&["history", "--no-trunc", "-H=false", "busybox"]);
+
+    // From the registry: the same rows, sizes from the manifest, and no
+    // layer downloaded.
+    let other = Env::new();
+    for arg in [
+        vec!["--remote", target.as_str()],
+        vec![&*format!("docker://{target}")],
+    ] {
+        let mut args = vec!["history", "--no-trunc", "-H=false"];
+        args.extend(arg.iter().copied());
+        let remote = other.ok(&args);
+        assert_eq!(remote, stored, "{args:?}");
+        assert!(remote.contains(&format!(" {layer_size}")), "{remote}");
+    }
+    let layer_file = other
+        .path("store/blobs/sha256")
+        .join(layer_digest.trim_start_matches("sha256:"));
+    assert!(!layer_file.exists(), "history --remote downloaded a layer");
+    assert!(other.ok(&["images", "-q"]).trim().is_empty());
+
+    // From an OCI layout and from a docker archive.
+    let layout = other.ok(&[
+        "history",
+        "--no-trunc",
+        "-H=false",
+        &format!("oci-layout://{BUSYBOX}"),
+    ]);
+    assert_eq!(layout, stored);
+    let tar = env.path("busybox.tar");
+    env.ok(&["save", "busybox", "-o", tar.to_str().expect("utf8")]);
+    let archive = other.ok(&[
+        "history",
+        "-q",
+        "--no-trunc",
+        &format!("docker-archive://{}", tar.display()),
+    ]);
+    assert_eq!(archive.trim(), BUSYBOX_CONFIG);
+    assert!(other.ok(&["images", "-q"]).trim().is_empty());
+
+    // Clear errors.
+    let err = other.fails(&[
+        "history",
+        "--remote",
+        &format!("{}/hist/none:1", registry.host()),
+    ]);
+    assert!(err.contains("hist/none:1"), "{err}");
+    let err = other.fails(&["history", "oci-layout:///nonexistent-layout"]);
+    assert!(err.contains("nonexistent-layout"), "{err}");
+}

@@ -713,9 +713,9 @@ impl<W: Write> Write for Staged<W> {
 ///
 /// # Errors
 /// Reading the first bytes, or starting the zstd decoder.
-pub fn decompressor<'a, R: std::io::BufRead + 'a>(
+pub fn decompressor<'a, R: std::io::BufRead + Send + 'a>(
     mut reader: R,
-) -> std::io::Result<Box<dyn Read + 'a>> {
+) -> std::io::Result<Box<dyn Read + Send + 'a>> {
     let head = reader.fill_buf()?;
     Ok(match LayerCompression::detect(head) {
         LayerCompression::Gzip => Box::new(flate2::bufread::MultiGzDecoder::new(reader)),

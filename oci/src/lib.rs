@@ -21,7 +21,8 @@
 //!   token or basic auth.
 //! - [`archive`] reads and writes OCI layouts and docker-archives;
 //!   [`compress`] compresses layers (parallel gzip, zstd) and computes
-//!   their digests in one pass.
+//!   their digests in one pass; [`VerifiedReader`] checks a stream
+//!   (a decompressed layer) against its digest while it is read.
 //!
 //! ```
 //! use kiln_oci::{BlobIngester, BlobReader, Digest, LocalStore, Reference};
@@ -61,6 +62,7 @@ mod registry;
 pub mod resolve;
 mod sources;
 mod store;
+mod verify;
 
 pub use compress::{CompressError, CompressOptions, CompressedLayer, Compression, LayerCompressor};
 pub use config::{ContainerConfig, HealthConfig, History, ImageConfig, RootFs};
@@ -89,6 +91,8 @@ pub use store::{
     default_root, is_on_read_only_fs, BlobIngester, BlobReader, BlobStore, BlobWriter, LocalStore,
     PipelineOptions, StoreError,
 };
+
+pub use verify::VerifiedReader;
 
 /// The OCI spec types, re-exported so callers build against the same version.
 pub use oci_spec;

@@ -115,6 +115,17 @@ pub fn layout_config(
     layout: &str,
     platform: &Platform,
 ) -> Result<ResolvedConfig, ResolveError> {
+    let digest = layout_image(store, layout)?;
+    config_of(store, &format!("oci-layout://{layout}"), &digest, platform)
+}
+
+/// The manifest or index digest of an OCI layout's image
+/// (`PATH[:TAG|@DIGEST]`), its images loaded into `store`. Without a tag
+/// or digest the layout's only image, or the one tagged `latest`.
+///
+/// # Errors
+/// A layout that cannot be loaded, or [`ResolveError::NoMatch`].
+pub fn layout_image(store: &LocalStore, layout: &str) -> Result<Digest, ResolveError> {
     let (path, tag, digest) = split_layout(layout);
     let loaded = crate::archive::load(store, Path::new(path))?;
     let pick = loaded.iter().find(|l| match (tag, digest) {
@@ -125,13 +136,8 @@ pub fn layout_config(
             .is_some_and(|n| n == t || n.ends_with(&format!(":{t}"))),
         (None, None) => loaded.len() == 1 || l.name.as_deref() == Some("latest"),
     });
-    let chosen = pick.ok_or_else(|| ResolveError::NoMatch(layout.to_string()))?;
-    config_of(
-        store,
-        &format!("oci-layout://{layout}"),
-        &chosen.digest,
-        platform,
-    )
+    pick.map(|l| l.digest.clone())
+        .ok_or_else(|| ResolveError::NoMatch(layout.to_string()))
 }
 
 /// Splits `PATH[:TAG|@DIGEST]`.

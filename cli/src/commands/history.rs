@@ -1,8 +1,11 @@
-//! `kiln history`: an image's history from the store, with `docker
-//! history`'s columns (IMAGE, CREATED, CREATED BY, SIZE, COMMENT), newest
-//! first. It only reads the store, so it works on a read-only one.
+//! `kiln history`: an image's history, with `docker history`'s columns
+//! (IMAGE, CREATED, CREATED BY, SIZE, COMMENT), newest first, for an
+//! image in the store, a registry (`--remote`: the manifest's layer sizes,
+//! no layer downloaded), an OCI layout or an archive
+//! ([`image_source`](super::image_source)). A store image is only read,
+//! so that works on a read-only store.
 
-use super::image::{lookup, pick_image};
+use super::image_source::{self, ImageArg};
 use crate::global::GlobalArgs;
 use crate::units::{ago, docker_size};
 use anyhow::{bail, Result};
@@ -12,8 +15,14 @@ use std::io::Write;
 /// Arguments of `kiln history`.
 #[derive(Debug, Args)]
 pub struct HistoryArgs {
-    /// An image in the store (name or digest).
+    /// An image: a name or digest in the store, `docker://REF`,
+    /// `oci-layout://DIR[:TAG]`, `docker-archive://FILE` or
+    /// `oci-archive://FILE`.
     image: String,
+    /// Read the image from its registry (layer sizes from the manifest;
+    /// no layer is downloaded).
+    #[arg(long)]
+    remote: bool,
     /// The platform to show from a multi-platform image.
     #[arg(long)]
     platform: Option<String>,
@@ -47,9 +56,9 @@ pub fn history(global: &GlobalArgs, args: &HistoryArgs) -> Result<()> {
     if args.format != "table" && args.format != "json" {
         bail!("--format {:?}: kiln prints table or json", args.format);
     }
-    let store = global.store()?;
-    let (_, digest) = lookup(&store, &args.image)?;
-    let image = pick_image(&store, &digest, &args.platform)?;
+    let arg = ImageArg::parse(&args.image, args.remote)?;
+    let opened = image_source::open(global, &arg, args.platform.as_deref())?;
+    let image = opened.image;
     let id = if args.no_trunc {
         image.config_digest.to_string()
     } else {

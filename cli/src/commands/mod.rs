@@ -9,6 +9,7 @@ pub mod diff;
 pub mod dive;
 pub mod history;
 pub mod image;
+pub mod image_source;
 pub mod lint;
 pub mod login;
 pub mod outputs;

@@ -51,7 +51,7 @@ pub struct Http {
 pub struct Case {
     /// The directory name, e.g. `01-copy-basic`.
     pub name: String,
-    /// The case directory in the shared (read-only) suite.
+    /// The case directory (read-only: builds use a copy).
     pub dir: PathBuf,
     pub spec: Spec,
 }
@@ -83,42 +83,6 @@ impl Case {
 
     pub fn expects_error(&self) -> bool {
         self.spec.expect == "error"
-    }
-
-    /// Whether building the case executes RUN: a RUN in any stage, an
-    /// `ONBUILD RUN` trigger in the Dockerfile, or the `busybox-onbuild`
-    /// base (whose inherited trigger is `RUN echo fired > /onbuild-fired`).
-    ///
-    /// A Dockerfile that `kiln_parser` rejects is a parse-error case: its
-    /// build fails before anything runs, so it does not need RUN.
-    pub fn needs_run(&self) -> bool {
-        if self
-            .spec
-            .images
-            .iter()
-            .any(|i| i.contains("busybox-onbuild"))
-        {
-            return true;
-        }
-        let path = self.dir.join("context").join(self.dockerfile());
-        let Ok(text) = fs::read_to_string(path) else {
-            return false;
-        };
-        let Ok(dockerfile) = kiln_parser::parse(&text) else {
-            return false;
-        };
-        use kiln_parser::Instruction;
-        dockerfile
-            .stages
-            .iter()
-            .flat_map(|stage| &stage.commands)
-            .any(|cmd| match &cmd.instruction {
-                Instruction::Run(_) => true,
-                Instruction::Onbuild(trigger) => {
-                    matches!(trigger.trigger.instruction, Instruction::Run(_))
-                }
-                _ => false,
-            })
     }
 
     /// Copies `context/`, `secrets/`, `www/` (and the HTTP root) into `to`,

@@ -179,8 +179,8 @@ pub fn check_success(case: &Case, out_dir: &Path) -> Result<Outcome, String> {
         &mut outcome.problems,
         "config.json",
         diff::diff(
-            &config::strict_lines(&expected_config),
-            &config::strict_lines(&actual_config),
+            &config::strict_lines(&expected_config, &expected_config),
+            &config::strict_lines(&actual_config, &expected_config),
             DIFF_LINES,
         ),
     );
