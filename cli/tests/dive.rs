@@ -420,3 +420,21 @@ fn the_explorer_runs_in_a_real_terminal() {
     // The main screen is back: the explorer's frame is gone.
     assert!(!screen.contains("q Quit"), "{screen}");
 }
+
+#[test]
+fn layouts_and_the_store_read_alike() {
+    let env = Env::new();
+    let layout = format!("oci-layout://{}", common::BUSYBOX);
+    let from_layout = dive_json(&env, &layout);
+    let from_store = dive_json(&env, "busybox");
+    assert_eq!(from_layout["layer"], from_store["layer"]);
+    assert_eq!(
+        from_layout["image"]["sizeBytes"],
+        from_store["image"]["sizeBytes"]
+    );
+    let (out, _) = env.ok(&["diff", "busybox", &layout, "--json"], None);
+    let json: Value = serde_json::from_str(&out).expect("JSON");
+    for kind in ["added", "removed", "changed"] {
+        assert_eq!(paths(&json, kind), Vec::<String>::new(), "{json}");
+    }
+}

@@ -17,7 +17,9 @@ use std::io::Write;
 #[derive(Debug, Args)]
 #[command(after_help = "\
 Each side is one of:
-  IMAGE              an image in the store (name or digest): its whole filesystem
+  IMAGE              an image (a store name or digest, docker://REF,
+                     oci-layout://DIR[:TAG|@DIGEST], docker-archive://FILE):
+                     its whole filesystem
   IMAGE@layer:N      the image's filesystem after its layer N (0 is the base layer)
   sha256:DIGEST      one layer blob in the store: the files that layer holds
 
@@ -29,6 +31,9 @@ pub struct DiffArgs {
     a: String,
     /// The newer side.
     b: String,
+    /// Read plain names from their registry rather than the store.
+    #[arg(long)]
+    remote: bool,
     /// The platform to compare of multi-platform images.
     #[arg(long)]
     platform: Option<String>,
@@ -38,18 +43,14 @@ pub struct DiffArgs {
 }
 
 /// Reads one side into its merged tree.
-fn side(
-    global: &GlobalArgs,
-    text: &str,
-    platform: &Option<String>,
-    budget: &mut usize,
-) -> Result<Tree> {
+fn side(global: &GlobalArgs, args: &DiffArgs, text: &str, budget: &mut usize) -> Result<Tree> {
+    let platform = args.platform.as_deref();
     let (image, count) = match text.rsplit_once("@layer:") {
         Some((name, n)) => {
             let n: usize = n
                 .parse()
                 .with_context(|| format!("{text}: the layer after @layer: must be a number"))?;
-            let image = source::open(global, name, platform)?;
+            let image = source::open(global, name, args.remote, platform)?;
             if n >= image.layers.len() {
                 bail!(
                     "{text}: {name} has {} layers (0 to {})",
@@ -59,7 +60,7 @@ fn side(
             }
             (image, Some(n + 1))
         }
-        None => match source::open(global, text, platform) {
+        None => match source::open(global, text, args.remote, platform) {
             Ok(image) => (image, None),
             Err(err) => match source::open_layer_blob(global, text)? {
                 Some(layer) => (layer, None),
@@ -68,7 +69,7 @@ fn side(
         },
     };
     let mut tree = Tree::new();
-    for changes in image.read(count, true, budget)? {
+    for changes in image.read(global, count, true, budget)? {
         analysis::apply(&mut tree, &changes);
     }
     Ok(tree)
@@ -77,8 +78,8 @@ fn side(
 /// Runs `kiln diff`.
 pub fn diff(global: &GlobalArgs, args: &DiffArgs) -> Result<()> {
     let mut budget = MAX_ENTRIES;
-    let a = side(global, &args.a, &args.platform, &mut budget)?;
-    let b = side(global, &args.b, &args.platform, &mut budget)?;
+    let a = side(global, args, &args.a, &mut budget)?;
+    let b = side(global, args, &args.b, &mut budget)?;
     let compared = compare(&a, &b, &HashSet::new(), false);
     let mut out = std::io::stdout().lock();
     if args.json {

@@ -96,7 +96,7 @@ pub type Tree = BTreeMap<String, Entry>;
 /// Reads the changes of one layer's uncompressed tar. `hash` computes
 /// each regular file's sha256 while it streams by; `budget` is the number
 /// of entries still allowed, lowered by each one read.
-pub fn read_layer(reader: impl Read, hash: bool, budget: &mut usize) -> Result<Vec<Change>> {
+pub fn read_layer(reader: &mut dyn Read, hash: bool, budget: &mut usize) -> Result<Vec<Change>> {
     let mut archive = tar::Archive::new(reader);
     let mut changes = Vec::new();
     for (n, entry) in archive
@@ -667,7 +667,7 @@ pub(crate) mod tests {
 
     fn read(bytes: &[u8]) -> Vec<Change> {
         let mut budget = MAX_ENTRIES;
-        read_layer(bytes, true, &mut budget).expect("layer reads")
+        read_layer(&mut &bytes[..], true, &mut budget).expect("layer reads")
     }
 
     const DIR: tar::EntryType = tar::EntryType::Directory;
@@ -730,7 +730,7 @@ pub(crate) mod tests {
         assert_eq!(clean_path("./").expect("clean"), None);
         let mut budget = 1;
         let two = layer(&[("a", FILE, b""), ("b", FILE, b"")]);
-        assert!(read_layer(&two[..], false, &mut budget).is_err());
+        assert!(read_layer(&mut &two[..], false, &mut budget).is_err());
     }
 
     #[test]

@@ -17,8 +17,13 @@ use std::process::ExitCode;
 /// Arguments of `kiln dive`.
 #[derive(Debug, Args)]
 pub struct DiveArgs {
-    /// An image in the store (name or digest).
+    /// The image: a name or digest in the store, `docker://REF` (a
+    /// registry, layers downloaded into the store's blobs),
+    /// `oci-layout://DIR[:TAG|@DIGEST]`, or `docker-archive://FILE`.
     image: String,
+    /// Read a plain name from its registry rather than the store.
+    #[arg(long)]
+    remote: bool,
     /// The platform to explore from a multi-platform image.
     #[arg(long)]
     platform: Option<String>,
@@ -74,8 +79,8 @@ pub fn dive(global: &GlobalArgs, args: &DiveArgs) -> Result<ExitCode> {
     } else {
         None
     };
-    let image = source::open(global, &args.image, &args.platform)?;
-    let analysis = image.analyse()?;
+    let image = source::open(global, &args.image, args.remote, args.platform.as_deref())?;
+    let analysis = image.analyse(global)?;
     if interactive {
         tui::run(&analysis)?;
         return Ok(ExitCode::SUCCESS);

@@ -1,13 +1,14 @@
 //! Where `kiln dive` and `kiln diff` get an image's layers: a thin
-//! adapter over the store (an image by name or digest, or one layer blob
-//! by digest), so the analysis only sees layer metadata and tar readers.
+//! adapter over [`image_source`] (the store, a registry, an OCI layout or
+//! an archive), or one layer blob of the store by digest, so the analysis
+//! only sees layer metadata and tar readers.
 
 use super::analysis::{self, Change, LayerMeta, MAX_ENTRIES};
-use crate::commands::image::{lookup, pick_image};
+use crate::commands::image_source::{self, ImageArg, OpenedImage};
 use crate::global::GlobalArgs;
 use anyhow::{Context, Result};
-use kiln_oci::{BlobReader, Digest, LocalStore};
-use std::io::BufReader;
+use kiln_oci::{BlobReader, Digest};
+use std::io::{BufReader, Read};
 
 /// An image's layers, ready to read.
 pub struct ImageLayers {
@@ -15,45 +16,51 @@ pub struct ImageLayers {
     pub name: String,
     /// The layers, base first.
     pub layers: Vec<LayerMeta>,
-    store: LocalStore,
+    /// The image, or `None` for a single layer blob.
+    opened: Option<OpenedImage>,
 }
 
-/// Opens the image `name` (a store name or digest) for `platform`.
-pub fn open(global: &GlobalArgs, name: &str, platform: &Option<String>) -> Result<ImageLayers> {
-    let store = global.store()?;
-    let (_, digest) = lookup(&store, name)?;
-    let image = pick_image(&store, &digest, platform)?;
-    let diff_ids = image.config.rootfs().diff_ids().clone();
-    let mut history = image
+/// Opens the image `text` names (see [`ImageArg::parse`]; `remote` is
+/// the `--remote` flag) for `platform`, without reading a layer.
+pub fn open(
+    global: &GlobalArgs,
+    text: &str,
+    remote: bool,
+    platform: Option<&str>,
+) -> Result<ImageLayers> {
+    let arg = ImageArg::parse(text, remote)?;
+    let opened = image_source::open(global, &arg, platform)?;
+    let mut history = opened
+        .image
         .config
         .history()
         .as_deref()
         .unwrap_or_default()
         .iter()
         .filter(|h| !h.empty_layer().unwrap_or(false));
-    let mut layers = Vec::new();
-    for (i, desc) in image.manifest.layers().iter().enumerate() {
-        let digest = kiln_oci::descriptor_digest(desc, image.manifest_digest.as_str())?;
-        let command = history
-            .next()
-            .and_then(|h| h.created_by().clone())
-            .map(|c| tidy_command(&c))
-            .unwrap_or_else(|| "(missing)".into());
-        layers.push(LayerMeta {
-            digest: digest.to_string(),
-            diff_id: diff_ids.get(i).cloned(),
-            blob_size: desc.size(),
-            command,
-        });
-    }
+    let layers = opened
+        .layers
+        .iter()
+        .map(|layer| LayerMeta {
+            digest: layer.digest.to_string(),
+            diff_id: layer.diff_id.as_ref().map(Digest::to_string),
+            blob_size: layer.size,
+            command: history
+                .next()
+                .and_then(|h| h.created_by().clone())
+                .map(|c| tidy_command(&c))
+                .unwrap_or_else(|| "(missing)".into()),
+        })
+        .collect();
     Ok(ImageLayers {
-        name: name.to_string(),
+        name: text.to_string(),
         layers,
-        store,
+        opened: Some(opened),
     })
 }
 
-/// Opens one layer blob of the store by digest, as an image of one layer.
+/// Opens one layer blob of the store by digest, as an image of one
+/// layer; `None` when `digest` is no blob of the store.
 pub fn open_layer_blob(global: &GlobalArgs, digest: &str) -> Result<Option<ImageLayers>> {
     let Ok(d) = digest.parse::<Digest>() else {
         return Ok(None);
@@ -70,7 +77,7 @@ pub fn open_layer_blob(global: &GlobalArgs, digest: &str) -> Result<Option<Image
             blob_size: size,
             command: String::new(),
         }],
-        store,
+        opened: None,
     }))
 }
 
@@ -87,39 +94,53 @@ fn tidy_command(command: &str) -> String {
 }
 
 impl ImageLayers {
+    /// The uncompressed tar of layer `index`.
+    fn layer_tar(&self, global: &GlobalArgs, index: usize) -> Result<Box<dyn Read + Send>> {
+        if let Some(opened) = &self.opened {
+            return opened.layer_tar(global, index);
+        }
+        let digest: Digest = self.layers[index]
+            .digest
+            .parse()
+            .with_context(|| format!("layer digest {}", self.layers[index].digest))?;
+        let file = global
+            .store()?
+            .open(&digest)
+            .with_context(|| format!("opening layer {digest}"))?;
+        kiln_oci::compress::decompressor(BufReader::with_capacity(1 << 20, file))
+            .with_context(|| format!("reading layer {digest}"))
+    }
+
     /// Reads the first `count` layers' changes (all with `None`), hashing
-    /// file contents when `hash` is set.
+    /// file contents when `hash` is set. Each tar is read to its end, so
+    /// its diff id is checked.
     pub fn read(
         &self,
+        global: &GlobalArgs,
         count: Option<usize>,
         hash: bool,
         budget: &mut usize,
     ) -> Result<Vec<Vec<Change>>> {
         let count = count.unwrap_or(self.layers.len()).min(self.layers.len());
         let mut out = Vec::with_capacity(count);
-        for meta in &self.layers[..count] {
-            let digest: Digest = meta
-                .digest
-                .parse()
-                .with_context(|| format!("layer digest {}", meta.digest))?;
-            let file = self
-                .store
-                .open(&digest)
-                .with_context(|| format!("opening layer {digest} of {}", self.name))?;
-            let tar = kiln_oci::compress::decompressor(BufReader::with_capacity(256 * 1024, file))
-                .with_context(|| format!("reading layer {digest}"))?;
-            out.push(
-                analysis::read_layer(tar, hash, budget)
-                    .with_context(|| format!("layer {digest} of {}", self.name))?,
-            );
+        for (index, meta) in self.layers.iter().enumerate().take(count) {
+            let mut tar = self.layer_tar(global, index)?;
+            let changes = analysis::read_layer(&mut tar, hash, budget)
+                .and_then(|changes| {
+                    std::io::copy(&mut tar, &mut std::io::sink())
+                        .context("reading the layer tar to its end")?;
+                    Ok(changes)
+                })
+                .with_context(|| format!("{}: layer {index} ({})", self.name, meta.digest))?;
+            out.push(changes);
         }
         Ok(out)
     }
 
     /// Reads and analyses the whole image.
-    pub fn analyse(&self) -> Result<analysis::Analysis> {
+    pub fn analyse(&self, global: &GlobalArgs) -> Result<analysis::Analysis> {
         let mut budget = MAX_ENTRIES;
-        let changes = self.read(None, false, &mut budget)?;
+        let changes = self.read(global, None, false, &mut budget)?;
         Ok(analysis::analyse(
             self.name.clone(),
             self.layers.clone(),

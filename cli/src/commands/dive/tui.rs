@@ -572,7 +572,7 @@ mod tests {
         let mut budget = MAX_ENTRIES;
         let changes = layers
             .iter()
-            .map(|l| read_layer(&l[..], false, &mut budget).expect("reads"))
+            .map(|l| read_layer(&mut &l[..], false, &mut budget).expect("reads"))
             .collect();
         let metas = ["FROM busybox", "COPY data.bin /app/", "RUN rm /etc/group"]
             .iter()
