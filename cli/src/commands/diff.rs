@@ -108,7 +108,7 @@ pub fn diff(global: &GlobalArgs, args: &DiffArgs) -> Result<()> {
                 (_, Some(e)) | (Some(e), None) => human_bytes(e.size),
                 (None, None) => String::new(),
             };
-            let mut path = format!("/{}", c.path);
+            let mut path = format!("/{}", analysis::printable(&c.path));
             if let (Some(o), Some(n)) = (&c.old, &c.new) {
                 path.push_str(&format!(" ({})", analysis::differences(o, n).join(", ")));
             }

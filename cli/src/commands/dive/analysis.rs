@@ -181,6 +181,19 @@ pub fn read_layer(reader: &mut dyn Read, hash: bool, budget: &mut usize) -> Resu
     Ok(changes)
 }
 
+/// `text` safe to print on a terminal: control characters (a hostile
+/// tar's escape sequences) shown as `?`.
+pub fn printable(text: &str) -> std::borrow::Cow<'_, str> {
+    if text.chars().any(char::is_control) {
+        text.chars()
+            .map(|c| if c.is_control() { '?' } else { c })
+            .collect::<String>()
+            .into()
+    } else {
+        text.into()
+    }
+}
+
 /// `parent/name`, or `name` at the root.
 fn join(parent: &str, name: &str) -> String {
     if parent.is_empty() {
@@ -760,6 +773,12 @@ pub(crate) mod tests {
                 ("d".to_string(), Status::Added)
             ]
         );
+    }
+
+    #[test]
+    fn escape_sequences_in_names_are_not_printed() {
+        assert_eq!(printable("etc/\u{1b}[2Jevil"), "etc/?[2Jevil");
+        assert_eq!(printable("plain/ünïcode"), "plain/ünïcode");
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! dive's CI mode: three rules with thresholds from flags, a `.dive-ci`
 //! YAML file or dive's defaults, checked against an analysis.
 
-use super::analysis::Analysis;
+use super::analysis::{printable, Analysis};
 use super::human_bytes;
 use anyhow::{bail, Context, Result};
 use std::fmt::Write as _;
@@ -187,7 +187,7 @@ pub fn evaluate(rules: &Rules, a: &Analysis) -> (String, bool) {
             "{:>5}  {:>12}  {}",
             file.count,
             human_bytes(file.size),
-            file.path
+            printable(&file.path)
         );
     }
     let _ = writeln!(out, "Results:");

@@ -3,7 +3,7 @@
 //! and removed marked (a letter and a colour), filters, collapse and
 //! expand, and the keys in a footer.
 
-use super::analysis::{compare, tree_order, Analysis, Entry, Kind, Status, Tree};
+use super::analysis::{compare, printable, tree_order, Analysis, Entry, Kind, Status, Tree};
 use super::human_bytes;
 use anyhow::{Context, Result};
 use ratatui::crossterm::event::{self, Event, KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
@@ -301,7 +301,12 @@ impl<'a> App<'a> {
             .skip(start)
             .take(height)
             .map(|(i, l)| {
-                let text = format!("{:>3} {:>9}  {}", i, human_bytes(l.size), l.command);
+                let text = format!(
+                    "{:>3} {:>9}  {}",
+                    i,
+                    human_bytes(l.size),
+                    printable(&l.command)
+                );
                 let style = if i == self.layer {
                     Style::default().add_modifier(Modifier::REVERSED)
                 } else {
@@ -325,10 +330,10 @@ impl<'a> App<'a> {
                 "  {} added, {} changed, {} removed",
                 l.added, l.changed, l.removed
             )));
-            lines.push(Line::from(format!("  Command: {}", l.command)));
+            lines.push(Line::from(format!("  Command: {}", printable(&l.command))));
         }
         lines.push(Line::from(""));
-        lines.push(Line::from(format!("Image name: {}", a.name)));
+        lines.push(Line::from(format!("Image name: {}", printable(&a.name))));
         lines.push(Line::from(format!(
             "Total Image size: {}",
             human_bytes(a.size)
@@ -351,7 +356,7 @@ impl<'a> App<'a> {
                 "{:<5} {:>11}  {}",
                 f.count,
                 human_bytes(f.size),
-                f.path
+                printable(&f.path)
             )));
         }
         frame.render_widget(
@@ -407,7 +412,7 @@ impl<'a> App<'a> {
                 name.push('/');
             }
             if let Some(link) = row.entry.as_ref().and_then(|e| e.link.as_ref()) {
-                name.push_str(&format!(" → {link}"));
+                name.push_str(&format!(" → {}", printable(link)));
             }
             let text = format!(
                 "{} {} {:>9} {:>9}  {}",
@@ -504,7 +509,7 @@ fn rows(base: &Tree, top: &Tree, written: &HashSet<String>) -> Vec<Row> {
 
 fn row(path: String, status: Status, entry: Option<Entry>, is_dir: bool, size: u64) -> Row {
     let depth = path.matches('/').count();
-    let name = path.rsplit('/').next().unwrap_or(&path).to_string();
+    let name = printable(path.rsplit('/').next().unwrap_or(&path)).into_owned();
     Row {
         path,
         name,
