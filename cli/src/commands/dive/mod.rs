@@ -51,7 +51,8 @@ pub struct DiveArgs {
     #[arg(long, value_name = "RATIO")]
     highest_user_wasted_percent: Option<String>,
     /// Print the whole analysis as JSON (dive's keys: layer, image) instead
-    /// of the explorer; `--json FILE` writes it to FILE (`-` is stdout).
+    /// of the explorer; `--json FILE` writes it to FILE (`-` is stdout; put
+    /// the image first, or write `--json=FILE`).
     /// With --ci, the CI report goes to stderr when the JSON is on stdout.
     #[arg(long, value_name = "FILE", num_args = 0..=1, default_missing_value = "-")]
     json: Option<String>,
