@@ -5,7 +5,7 @@
 //! content computed while the tar streams by), mode, owner or link target
 //! differ; directories compare by type, mode and owner only.
 
-use super::dive::analysis::{compare, Compared, Status, Tree, MAX_ENTRIES};
+use super::dive::analysis::{compare, Budget, Compared, Status, Tree};
 use super::dive::{analysis, human_bytes, source};
 use crate::global::GlobalArgs;
 use anyhow::{bail, Context, Result};
@@ -43,7 +43,8 @@ pub struct DiffArgs {
 }
 
 /// Reads one side into its merged tree.
-fn side(global: &GlobalArgs, args: &DiffArgs, text: &str, budget: &mut usize) -> Result<Tree> {
+fn side(global: &GlobalArgs, args: &DiffArgs, text: &str) -> Result<Tree> {
+    let budget = &mut Budget::image();
     let platform = args.platform.as_deref();
     let (image, count) = match text.rsplit_once("@layer:") {
         Some((name, n)) => {
@@ -77,9 +78,8 @@ fn side(global: &GlobalArgs, args: &DiffArgs, text: &str, budget: &mut usize) ->
 
 /// Runs `kiln diff`.
 pub fn diff(global: &GlobalArgs, args: &DiffArgs) -> Result<()> {
-    let mut budget = MAX_ENTRIES;
-    let a = side(global, args, &args.a, &mut budget)?;
-    let b = side(global, args, &args.b, &mut budget)?;
+    let a = side(global, args, &args.a)?;
+    let b = side(global, args, &args.b)?;
     let compared = compare(&a, &b, &HashSet::new(), false);
     let mut out = std::io::stdout().lock();
     if args.json {

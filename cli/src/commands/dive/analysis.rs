@@ -17,9 +17,44 @@ use std::io::Read;
 pub const MAX_PATH_BYTES: usize = 4096;
 /// The most components a path may have.
 pub const MAX_DEPTH: usize = 256;
-/// The most entries read from all the layers of one image (or both
-/// images of a diff).
-pub const MAX_ENTRIES: usize = 4_000_000;
+/// The most entries read from all the layers of one image.
+pub const MAX_ENTRIES: usize = 1_000_000;
+/// The most bytes of paths read from all the layers of one image.
+pub const MAX_PATH_TOTAL: usize = 256 << 20;
+
+/// What an analysis may still read: entries and bytes of paths, so a
+/// hostile image cannot make kiln hold more than a few hundred MB.
+#[derive(Debug, Clone, Copy)]
+pub struct Budget {
+    entries: usize,
+    path_bytes: usize,
+}
+
+impl Budget {
+    /// The bounds of one image: [`MAX_ENTRIES`], [`MAX_PATH_TOTAL`].
+    pub fn image() -> Budget {
+        Budget {
+            entries: MAX_ENTRIES,
+            path_bytes: MAX_PATH_TOTAL,
+        }
+    }
+
+    /// Takes one entry with a path of `len` bytes.
+    fn take(&mut self, len: usize) -> Result<()> {
+        if self.entries == 0 {
+            bail!("the image has more than {MAX_ENTRIES} files: too many to analyse");
+        }
+        if self.path_bytes < len {
+            bail!(
+                "the image's paths take more than {} MiB: too many to analyse",
+                MAX_PATH_TOTAL >> 20
+            );
+        }
+        self.entries -= 1;
+        self.path_bytes -= len;
+        Ok(())
+    }
+}
 
 /// What an entry is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -96,7 +131,7 @@ pub type Tree = BTreeMap<String, Entry>;
 /// Reads the changes of one layer's uncompressed tar. `hash` computes
 /// each regular file's sha256 while it streams by; `budget` is the number
 /// of entries still allowed, lowered by each one read.
-pub fn read_layer(reader: &mut dyn Read, hash: bool, budget: &mut usize) -> Result<Vec<Change>> {
+pub fn read_layer(reader: &mut dyn Read, hash: bool, budget: &mut Budget) -> Result<Vec<Change>> {
     let mut archive = tar::Archive::new(reader);
     let mut changes = Vec::new();
     for (n, entry) in archive
@@ -118,11 +153,8 @@ pub fn read_layer(reader: &mut dyn Read, hash: bool, budget: &mut usize) -> Resu
             // per-file ones to the entry that follows).
             _ => continue,
         };
-        if *budget == 0 {
-            bail!("the image has more than {MAX_ENTRIES} files: too many to analyse");
-        }
-        *budget -= 1;
         let raw = entry.path_bytes();
+        budget.take(raw.len())?;
         let raw = String::from_utf8_lossy(&raw).into_owned();
         let Some(path) = clean_path(&raw)? else {
             continue;
@@ -679,7 +711,7 @@ pub(crate) mod tests {
     }
 
     fn read(bytes: &[u8]) -> Vec<Change> {
-        let mut budget = MAX_ENTRIES;
+        let mut budget = Budget::image();
         read_layer(&mut &bytes[..], true, &mut budget).expect("layer reads")
     }
 
@@ -741,8 +773,16 @@ pub(crate) mod tests {
         assert!(clean_path(&"x".repeat(MAX_PATH_BYTES + 1)).is_err());
         assert_eq!(clean_path("./a//b/").expect("clean"), Some("a/b".into()));
         assert_eq!(clean_path("./").expect("clean"), None);
-        let mut budget = 1;
+        let mut budget = Budget {
+            entries: 1,
+            path_bytes: 100,
+        };
         let two = layer(&[("a", FILE, b""), ("b", FILE, b"")]);
+        assert!(read_layer(&mut &two[..], false, &mut budget).is_err());
+        let mut budget = Budget {
+            entries: 10,
+            path_bytes: 1,
+        };
         assert!(read_layer(&mut &two[..], false, &mut budget).is_err());
     }
 

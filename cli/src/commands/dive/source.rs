@@ -3,7 +3,7 @@
 //! an archive), or one layer blob of the store by digest, so the analysis
 //! only sees layer metadata and tar readers.
 
-use super::analysis::{self, Change, LayerMeta, MAX_ENTRIES};
+use super::analysis::{self, Budget, Change, LayerMeta};
 use crate::commands::image_source::{self, ImageArg, OpenedImage};
 use crate::global::GlobalArgs;
 use anyhow::{Context, Result};
@@ -119,7 +119,7 @@ impl ImageLayers {
         global: &GlobalArgs,
         count: Option<usize>,
         hash: bool,
-        budget: &mut usize,
+        budget: &mut Budget,
     ) -> Result<Vec<Vec<Change>>> {
         let count = count.unwrap_or(self.layers.len()).min(self.layers.len());
         let mut out = Vec::with_capacity(count);
@@ -139,7 +139,7 @@ impl ImageLayers {
 
     /// Reads and analyses the whole image.
     pub fn analyse(&self, global: &GlobalArgs) -> Result<analysis::Analysis> {
-        let mut budget = MAX_ENTRIES;
+        let mut budget = Budget::image();
         let changes = self.read(global, None, false, &mut budget)?;
         Ok(analysis::analyse(
             self.name.clone(),

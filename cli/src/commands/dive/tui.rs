@@ -552,7 +552,7 @@ pub fn run(analysis: &Analysis) -> Result<()> {
 
 #[cfg(test)]
 mod tests {
-    use super::super::analysis::{analyse, read_layer, tests::layer, LayerMeta, MAX_ENTRIES};
+    use super::super::analysis::{analyse, read_layer, tests::layer, Budget, LayerMeta};
     use super::*;
     use ratatui::backend::TestBackend;
 
@@ -574,7 +574,7 @@ mod tests {
                 ("etc/.wh.group", file, b""),
             ]),
         ];
-        let mut budget = MAX_ENTRIES;
+        let mut budget = Budget::image();
         let changes = layers
             .iter()
             .map(|l| read_layer(&mut &l[..], false, &mut budget).expect("reads"))
