@@ -368,6 +368,8 @@ impl<'a> App<'a> {
     fn draw_tree(&mut self, frame: &mut Frame, area: Rect) {
         let visible = self.visible();
         let height = area.height.saturating_sub(3) as usize;
+        // A collapse or a filter may have left the cursor past the end.
+        self.cursor = self.cursor.min(visible.len().saturating_sub(1));
         if self.cursor < self.offset {
             self.offset = self.cursor;
         } else if height > 0 && self.cursor >= self.offset + height {
