@@ -443,3 +443,83 @@ fn layouts_and_the_store_read_alike() {
         }
     }
 }
+
+/// Writes an OCI layout at `dir` of one image whose one layer is `tar`.
+fn layout_with_layer(dir: &Path, tar: &[u8]) {
+    use sha2::{Digest as _, Sha256};
+    let blobs = dir.join("blobs/sha256");
+    std::fs::create_dir_all(&blobs).expect("mkdir");
+    let put = |data: &[u8]| {
+        let hex = format!("{:x}", Sha256::digest(data));
+        std::fs::write(blobs.join(&hex), data).expect("blob");
+        (format!("sha256:{hex}"), data.len())
+    };
+    let (layer, layer_size) = put(tar);
+    let config = serde_json::json!({
+        "architecture": "amd64", "os": "linux",
+        "rootfs": {"type": "layers", "diff_ids": [layer]},
+        "history": [{"created_by": "hostile"}],
+    });
+    let (config, config_size) = put(config.to_string().as_bytes());
+    let manifest = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": config, "size": config_size},
+        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": layer, "size": layer_size}],
+    });
+    let (manifest, manifest_size) = put(manifest.to_string().as_bytes());
+    let index = serde_json::json!({
+        "schemaVersion": 2,
+        "manifests": [{
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "digest": manifest, "size": manifest_size,
+            "platform": {"architecture": "amd64", "os": "linux"},
+            "annotations": {"org.opencontainers.image.ref.name": "latest"},
+        }],
+    });
+    std::fs::write(dir.join("index.json"), index.to_string()).expect("index");
+    std::fs::write(dir.join("oci-layout"), r#"{"imageLayoutVersion":"1.0.0"}"#).expect("marker");
+}
+
+/// A tar of one empty file whose name is `name` as given (the tar crate
+/// refuses `..` in names it sets itself).
+fn tar_named(name: &str) -> Vec<u8> {
+    let mut header = tar::Header::new_gnu();
+    header.set_entry_type(tar::EntryType::Regular);
+    header.set_size(0);
+    header.set_mode(0o644);
+    let mut builder = tar::Builder::new(Vec::new());
+    if name.len() < 100 {
+        header.as_old_mut().name[..name.len()].copy_from_slice(name.as_bytes());
+        header.set_cksum();
+        builder.append(&header, &b""[..]).expect("append");
+    } else {
+        builder
+            .append_data(&mut header, name, &b""[..])
+            .expect("append");
+    }
+    builder.into_inner().expect("tar")
+}
+
+#[test]
+fn hostile_layers_fail_in_one_line() {
+    let env = Env::new();
+    let deep = "d/".repeat(300) + "f";
+    for (name, says) in [
+        ("../../etc/passwd", "may not hold `..`"),
+        (deep.as_str(), "deeper than 256 directories"),
+    ] {
+        let dir = env.path("hostile");
+        let _ = std::fs::remove_dir_all(&dir);
+        layout_with_layer(&dir, &tar_named(name));
+        let image = format!("oci-layout://{}", s(&dir));
+        for args in [
+            vec!["dive", image.as_str(), "--json"],
+            vec!["diff", "busybox", image.as_str()],
+        ] {
+            let err = env.fails(&args, None);
+            assert!(err.contains(says), "{err}");
+            assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+        }
+    }
+}
