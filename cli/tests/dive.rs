@@ -318,15 +318,18 @@ fn diff_shows_exactly_the_files_added_removed_and_changed() {
     );
 }
 
-/// A tmux server of the test's own, killed when dropped.
+/// A tmux server of the test's own (its socket in the test's temporary
+/// directory), killed when dropped.
 struct Tmux {
-    socket: String,
+    socket: std::path::PathBuf,
 }
 
 impl Tmux {
     fn cmd(&self, args: &[&str]) -> std::process::Output {
         Command::new("tmux")
-            .args(["-L", &self.socket, "-f", "/dev/null"])
+            .arg("-S")
+            .arg(&self.socket)
+            .args(["-f", "/dev/null"])
             .args(args)
             .output()
             .expect("tmux runs")
@@ -370,7 +373,7 @@ fn the_explorer_runs_in_a_real_terminal() {
     let env = Env::new();
     build_wasteful(&env, "waste:1");
     let tmux = Tmux {
-        socket: format!("kiln-dive-{}", std::process::id()),
+        socket: env.path("tmux.sock"),
     };
     let script = format!(
         "KILN_ROOT={} {} dive waste:1; echo kiln-exited-$?; sleep 600",
