@@ -86,8 +86,9 @@ fn cache_mounts_are_seeded_and_persist() {
              FROM busybox\n\
              RUN --mount=type=cache,id=c1,target=/c,from=seed,source=/s,uid=7,mode=0750 \\\n\
                  cat /c/x > /got && stat -c '%u %a' /c >> /got && echo more > /c/y\n\
-             RUN --mount=type=cache,id=c1,target=/c,sharing=private ls /c > /ls\n\
-             RUN --mount=type=cache,id=c1,target=/c,sharing=locked ls /c > /ls2\n",
+             RUN --mount=type=cache,id=c1,target=/c,sharing=private,uid=7,mode=0750 ls /c > /ls\n\
+             RUN --mount=type=cache,id=c1,target=/c,sharing=locked,mode=0750,uid=7 ls /c > /ls2\n\
+             RUN --mount=type=cache,id=c1,target=/c ls /c > /plain\n",
         )],
     );
     let out = env.path("out");
@@ -95,6 +96,8 @@ fn cache_mounts_are_seeded_and_persist() {
     assert_eq!(read(&out.join("got")), "seeded\n7 750\n");
     assert_eq!(read(&out.join("ls")), "x\ny\n");
     assert_eq!(read(&out.join("ls2")), "x\ny\n");
+    // Without uid/gid/mode the id names another cache (as in BuildKit).
+    assert_eq!(read(&out.join("plain")), "");
     assert!(!out.join("c").exists());
 }
 

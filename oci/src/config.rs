@@ -67,21 +67,27 @@ pub struct ContainerConfig {
     /// STOPSIGNAL.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub stop_signal: Option<String>,
+    /// Set by a CMD in a Dockerfile (Docker's field; deprecated in the
+    /// OCI spec, but BuildKit writes it, so the bytes match).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub args_escaped: bool,
     /// HEALTHCHECK.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub healthcheck: Option<HealthConfig>,
-    /// SHELL.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub shell: Option<Vec<String>>,
     /// ONBUILD triggers, unexpanded.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub on_build: Option<Vec<String>>,
+    /// SHELL.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub shell: Option<Vec<String>>,
     /// Fields kiln does not interpret.
     #[serde(flatten)]
     pub extra: Extra,
 }
 
-/// HEALTHCHECK as Docker stores it (durations in nanoseconds).
+/// HEALTHCHECK as Docker stores it (durations in nanoseconds). Zero
+/// durations and retries mean "inherit" and are left out, as Go's
+/// `omitempty` leaves them out of BuildKit's config.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct HealthConfig {
@@ -89,20 +95,25 @@ pub struct HealthConfig {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub test: Option<Vec<String>>,
     /// Nanoseconds.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "is_unset")]
     pub interval: Option<u64>,
     /// Nanoseconds.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "is_unset")]
     pub timeout: Option<u64>,
     /// Nanoseconds.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "is_unset")]
     pub start_period: Option<u64>,
     /// Nanoseconds.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "is_unset")]
     pub start_interval: Option<u64>,
     /// Consecutive failures.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "is_unset")]
     pub retries: Option<u32>,
+}
+
+/// `None` or zero: a HEALTHCHECK field Docker's config omits.
+fn is_unset<N: Default + PartialEq>(value: &Option<N>) -> bool {
+    value.as_ref().is_none_or(|n| *n == N::default())
 }
 
 /// `rootfs`.
@@ -177,5 +188,19 @@ mod tests {
         assert_eq!(back["docker_version"], "26");
         assert_eq!(back["config"]["ArgsEscaped"], true);
         assert_eq!(back["config"]["Healthcheck"]["Test"][0], "NONE");
+    }
+
+    #[test]
+    fn zero_healthcheck_fields_are_left_out() {
+        let h = HealthConfig {
+            test: Some(vec!["CMD".into(), "true".into()]),
+            interval: Some(5),
+            timeout: Some(0),
+            start_period: Some(0),
+            start_interval: None,
+            retries: Some(0),
+        };
+        let json = serde_json::to_string(&h).expect("json");
+        assert_eq!(json, r#"{"Test":["CMD","true"],"Interval":5}"#);
     }
 }

@@ -394,3 +394,29 @@ fn truncated_corpus_files_never_panic() {
     }
     println!("truncated corpus inputs: {n} parsed or rejected without panicking");
 }
+
+#[test]
+fn onbuild_heredoc_triggers_keep_their_bodies_and_parse_again() {
+    let text = "FROM a\nONBUILD COPY --chmod=755 <<EOF /x\n#!/bin/sh\necho hi\nEOF\nONBUILD RUN <<-A cat\n\tone\n\tA\n";
+    let df = parse(text).expect("parses");
+    let expressions: Vec<String> = df.stages[0]
+        .commands
+        .iter()
+        .map(|c| match &c.instruction {
+            Instruction::Onbuild(o) => o.expression.clone(),
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    assert_eq!(
+        expressions,
+        [
+            "COPY --chmod=755 <<EOF /x\n#!/bin/sh\necho hi\nEOF",
+            "RUN <<-A cat\n\tone\nA"
+        ]
+    );
+    // What a child image's trigger is parsed from: the same instruction.
+    for e in &expressions {
+        let again = parse(&format!("FROM b\n{e}\n")).expect("the stored trigger parses");
+        assert_eq!(again.stages[0].commands.len(), 1, "{e}");
+    }
+}

@@ -104,10 +104,10 @@ fn run_with_mounts_network_security_and_a_heredoc_script() {
         &[
             "image sha256:048e9ba385cb4b2fbf59220c81a8fe72c3459ade486f73bc132a8513a9d15b45",
             "context sha256:9bfe52df2387d51b228529936df70d3e38018309682d9f2f359cd723b5a385b6",
-            "exec sha256:5e5c6c6f2cdd6a626f1bf366765b34862e843ec101544b2014da1230dafbd171",
-            "exec sha256:7702206549d13a1f6e194ee5c42ac342386523dda2cc30dc607f7f55dca6368c",
-            "exec sha256:51ed323300ccc003cfa7c17b0c1ced9ee0c0c46469b5b9aa60e2f19943443e6f",
-            "exec sha256:fecd6bc11b3af00ba2c8de829cc4c7c99563835fa1fd769b1776339fb7fcb935",
+            "exec sha256:b5bc1422752fdf637e181b84495c0840b0ef6e1fd306924d0464dc5c707c75e7",
+            "exec sha256:5846359ad6b1f751845f30117b8f799d3afab4d18c15ce7e15663629845700a6",
+            "exec sha256:965a5a04243be998ae38b8ace53cf8099cd8aae34a0ae15f954594906cec00d2",
+            "exec sha256:321c0785e89e8f9849e4f5c0cc774fbfe0f7ce51d24e4ad2f81d032d18672e37",
         ],
     );
     // The build's --network is what a RUN without --network gets.

@@ -16,8 +16,10 @@ pub struct Spec {
     pub description: String,
     /// Dockerfile path relative to `context/` (default `Dockerfile`).
     pub dockerfile: Option<String>,
-    /// Base images the case needs (informative).
+    /// Base images the case needs (informative: the harness serves every
+    /// base).
     #[serde(default)]
+    #[allow(dead_code)]
     pub images: Vec<String>,
     #[serde(default)]
     pub build_args: BTreeMap<String, String>,

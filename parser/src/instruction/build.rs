@@ -426,8 +426,16 @@ fn build_onbuild(node: &RawNode) -> Result<Onbuild, ParseError> {
     // to the ONBUILD node; they belong to the trigger.
     nested.heredocs = node.heredocs.clone();
     let trigger = build_command(&nested)?;
+    // As BuildKit stores it: the line, then each heredoc's body and
+    // delimiter, so an image's trigger parses again whole.
+    let mut expression = nested.original.trim().to_string();
+    for heredoc in &nested.heredocs {
+        expression.push('\n');
+        expression.push_str(&heredoc.content);
+        expression.push_str(&heredoc.name);
+    }
     Ok(Onbuild {
-        expression: nested.original.trim().to_string(),
+        expression,
         trigger: Box::new(trigger),
     })
 }

@@ -254,7 +254,8 @@ pub struct ArgDecl {
 pub struct Onbuild {
     /// The trigger instruction.
     pub trigger: Box<Command>,
-    /// The trigger's text after `ONBUILD`, unexpanded.
+    /// The trigger's text after `ONBUILD`, unexpanded, with its heredocs'
+    /// bodies and delimiters on the lines after it (as BuildKit stores it).
     pub expression: String,
 }
 

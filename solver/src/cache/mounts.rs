@@ -196,14 +196,15 @@ pub enum MountCacheError {
     },
 }
 
-/// The ids of the cache mounts the vertices `order` of `graph` use.
+/// The names of the cache mounts the vertices `order` of `graph` use
+/// ([`mount_name`]).
 pub fn ids_in(graph: &Graph, order: &[VertexId]) -> BTreeSet<String> {
     let mut ids = BTreeSet::new();
     for id in order {
         if let Op::Exec(exec) = &graph.vertex(*id).op {
             for m in &exec.mounts {
-                if let ExecMount::Cache { id, .. } = m {
-                    ids.insert(id.clone());
+                if let Some(name) = mount_name(m) {
+                    ids.insert(name);
                 }
             }
         }
@@ -211,13 +212,48 @@ pub fn ids_in(graph: &Graph, order: &[VertexId]) -> BTreeSet<String> {
     ids
 }
 
-/// The store directory of the cache mount `id` (its shared instance;
-/// `sharing=private` copies are never exported).
-pub fn mount_dir(store: &LocalStore, id: &str) -> PathBuf {
-    store
-        .layout()
-        .cache_mounts()
-        .join(Digest::sha256(id.as_bytes()).hex())
+/// The name a cache mount is kept, exported and restored under, as
+/// BuildKit keys cache mounts: its `id`, or, when the mount gives `uid`,
+/// `gid` or `mode`, the id and those (`go (uid=1000,gid=1000,mode=755)`),
+/// so `id=go` and `id=go,uid=1000` are two caches. `None` for other mounts.
+pub fn mount_name(mount: &ExecMount) -> Option<String> {
+    let ExecMount::Cache {
+        id,
+        mode,
+        uid,
+        gid,
+        owner_given,
+        ..
+    } = mount
+    else {
+        return None;
+    };
+    Some(if *owner_given {
+        format!("{id} (uid={uid},gid={gid},mode={mode:o})")
+    } else {
+        id.clone()
+    })
+}
+
+/// The `id=` a [`mount_name`] was made from (what
+/// `cache-mounts-exclude=` names).
+pub fn mount_id(name: &str) -> &str {
+    match name.rfind(" (uid=") {
+        Some(at) if name.ends_with(')') => &name[..at],
+        _ => name,
+    }
+}
+
+/// The store directory of the cache mount `name` ([`mount_name`]; its
+/// shared instance: `sharing=private` copies are never exported).
+pub fn mount_dir(store: &LocalStore, name: &str) -> PathBuf {
+    store.layout().cache_mounts().join(mount_dir_name(name))
+}
+
+/// The file name of the cache mount `name`'s directory (`-N` is appended
+/// for `sharing=private` copies, `.lock` for its lock file).
+pub fn mount_dir_name(name: &str) -> String {
+    Digest::sha256(name.as_bytes()).hex().to_string()
 }
 
 /// Reads a size: digits with an optional `k`, `m`, `g` or `t` (any case,
@@ -604,7 +640,7 @@ pub fn restore(
         source,
     })?;
     // The lock file names the id for `kiln du`, as a mount made here.
-    let lock = root.join(format!("{}.lock", Digest::sha256(id.as_bytes()).hex()));
+    let lock = root.join(format!("{}.lock", mount_dir_name(id)));
     if std::fs::metadata(&lock).map_or(true, |m| m.len() == 0) {
         let _ = std::fs::write(&lock, id.as_bytes());
     }
@@ -720,6 +756,32 @@ impl Read for ChunkStream {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn owner_and_mode_make_another_cache() {
+        let mount = |owner_given, uid| ExecMount::Cache {
+            target: "/c".into(),
+            id: "go".into(),
+            mode: 0o755,
+            uid,
+            gid: uid,
+            sharing: crate::op::CacheSharing::Shared,
+            readonly: false,
+            seed: None,
+            owner_given,
+        };
+        let plain = mount_name(&mount(false, 0)).unwrap();
+        let root = mount_name(&mount(true, 0)).unwrap();
+        let app = mount_name(&mount(true, 1000)).unwrap();
+        assert_eq!(plain, "go");
+        assert_eq!(app, "go (uid=1000,gid=1000,mode=755)");
+        assert!(plain != root && root != app);
+        assert_eq!(
+            [mount_id(&plain), mount_id(&root), mount_id(&app)],
+            ["go"; 3]
+        );
+        assert_eq!(mount_id("odd (name"), "odd (name");
+    }
 
     #[test]
     fn sizes() {

@@ -216,16 +216,18 @@ impl Lowerer<'_> {
         c: &FileCopy,
         at: kiln_parser::Position,
     ) -> Step<VertexId> {
-        self.source_vertex(st, c.from.as_deref(), at)
+        self.source_vertex(st, c.from.as_deref(), at, Reader::Copy)
     }
 
     /// The vertex `from` names (a stage, a named context or an image), or
-    /// the main context when there is none.
+    /// the main context when there is none. A stage defined after the
+    /// reader's is an error, as in BuildKit (it would not be built yet).
     pub(crate) fn source_vertex(
         &mut self,
         st: &StageState,
         from: Option<&str>,
         at: kiln_parser::Position,
+        reader: Reader<'_>,
     ) -> Step<VertexId> {
         let Some(from) = from.filter(|f| !f.is_empty()) else {
             return Ok(self.context_vertex());
@@ -238,6 +240,21 @@ impl Lowerer<'_> {
                 }
                 .into());
             }
+            if index > st.index {
+                let message = match reader {
+                    Reader::Copy => format!(
+                        "cannot copy from stage {}, it needs to be defined before current stage {}",
+                        kiln_parser::go_quote(from),
+                        kiln_parser::go_quote(&st.name)
+                    ),
+                    Reader::Mount { target } => format!(
+                        "cannot mount from stage {} to {}, stage needs to be defined before current command",
+                        kiln_parser::go_quote(from),
+                        kiln_parser::go_quote(target)
+                    ),
+                };
+                return Err(LowerError::Invalid { at, message }.into());
+            }
             return Ok(self.stage(index, at)?.vertex);
         }
         if let Some((name, super::NamedContext::Local(dir))) = self.named_context(from) {
@@ -247,6 +264,19 @@ impl Lowerer<'_> {
         let (v, _) = self.image(from, &platform, at)?;
         Ok(v)
     }
+}
+
+/// What reads from another stage, for the error when that stage comes
+/// later.
+#[derive(Clone, Copy)]
+pub(crate) enum Reader<'a> {
+    /// `COPY --from` (or `ADD --from`).
+    Copy,
+    /// `RUN --mount=from=...,target=TARGET`.
+    Mount {
+        /// The mount's target as written.
+        target: &'a str,
+    },
 }
 
 /// The file name an ADD of `url` saves as: the last path segment.

@@ -109,6 +109,7 @@ impl Lowerer<'_> {
                 let argv = self.command_argv(st, line_);
                 st.history(format!("CMD {}", history::go_quoted_list(&argv)), true);
                 st.config.config.cmd = (!argv.is_empty()).then_some(argv);
+                st.config.config.args_escaped = true;
                 st.cmd_set = true;
                 Ok(())
             }
@@ -142,14 +143,16 @@ impl Lowerer<'_> {
             Instruction::Arg(decls) => {
                 let mut text = Vec::new();
                 for d in decls {
-                    let value = self
-                        .arg_value(d)
-                        .or_else(|| match self.global_declared.get(&d.name) {
-                            Some(v) => v.clone(),
-                            None => self.global.get(&d.name).cloned(),
-                        })
-                        .unwrap_or_default();
-                    st.scope.set(&d.name, &value, true);
+                    let value =
+                        self.arg_value(d)
+                            .or_else(|| match self.global_declared.get(&d.name) {
+                                Some(v) => v.clone(),
+                                None => self.global.get(&d.name).cloned(),
+                            });
+                    // Without a value from anywhere, an ARG leaves what the
+                    // stage already has under that name (BuildKit adds no
+                    // env then): `ARG C=x` then `ARG C` keeps x.
+                    st.scope.declare(&d.name, value.as_deref());
                     text.push(match &d.default {
                         Some(def) => format!("{}={def}", d.name),
                         None => d.name.clone(),
@@ -181,13 +184,20 @@ impl Lowerer<'_> {
         }
     }
 
+    /// WORKDIR, as BuildKit: an absolute path is kept in the config as
+    /// written (a relative one is joined and cleaned), the cleaned path is
+    /// made, and `WORKDIR /` makes no layer.
     fn workdir(&mut self, st: &mut StageState, cmd: &Command, dir: &str) -> Step<()> {
-        let path = if dir.starts_with('/') {
-            clean_path(dir)
+        let written = if dir.starts_with('/') {
+            dir.to_string()
         } else {
             clean_path(&format!("{}/{dir}", st.workdir()))
         };
-        st.config.config.working_dir = Some(path.clone());
+        st.config.config.working_dir = Some(written.clone());
+        if written == "/" {
+            st.history("WORKDIR /".to_string(), true);
+            return Ok(());
+        }
         let owner = st
             .config
             .config
@@ -197,7 +207,7 @@ impl Lowerer<'_> {
             .map(owner_spec);
         let op = Op::File(FileOp {
             actions: vec![FileAction::Mkdir {
-                path: path.clone(),
+                path: clean_path(&written),
                 mode: 0o755,
                 owner,
                 parents: true,
@@ -205,7 +215,7 @@ impl Lowerer<'_> {
         });
         let meta = st.meta(cmd);
         st.vertex = self.graph.add(op, vec![st.vertex], meta);
-        st.history(format!("WORKDIR {path}"), false);
+        st.history(format!("WORKDIR {written}"), false);
         Ok(())
     }
 }

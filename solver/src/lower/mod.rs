@@ -158,10 +158,7 @@ pub fn lower(
     let deps = order::static_deps(dockerfile);
     order::check_cycles(dockerfile, &deps)?;
     let target = match &options.target {
-        Some(t) => dockerfile
-            .stages
-            .iter()
-            .position(|s| s.name() == Some(t.to_ascii_lowercase().as_str()))
+        Some(t) => order::stage_index(&dockerfile.stages, t, Some(dockerfile.stages.len()))
             .ok_or_else(|| LowerError::NoTarget(t.clone()))?,
         None => dockerfile.stages.len().saturating_sub(1),
     };

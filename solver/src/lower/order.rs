@@ -6,20 +6,10 @@ use super::{flag_at, Flow, LowerError, Lowerer, Result, StageOut, Step};
 use kiln_parser::{Dockerfile, Position};
 
 impl Lowerer<'_> {
-    /// Finds a stage by name (case-insensitive) or index.
+    /// The stage `COPY --from` or `RUN --mount=from` names: see
+    /// [`stage_index`].
     pub(crate) fn find_stage(&self, name: &str) -> Option<usize> {
-        let lower = name.to_ascii_lowercase();
-        if let Some(i) = self
-            .dockerfile
-            .stages
-            .iter()
-            .position(|s| s.name() == Some(lower.as_str()))
-        {
-            return Some(i);
-        }
-        name.parse::<usize>()
-            .ok()
-            .filter(|i| *i < self.dockerfile.stages.len())
+        stage_index(&self.dockerfile.stages, name, None)
     }
 
     /// Lowers stage `target` and, first, every stage it needs, with an
@@ -98,24 +88,17 @@ impl Lowerer<'_> {
 /// --from` naming a stage), with where they are.
 pub(super) fn static_deps(dockerfile: &Dockerfile) -> Vec<Vec<(usize, Position)>> {
     let stages = &dockerfile.stages;
-    let find = |name: &str| {
-        let lower = name.to_ascii_lowercase();
-        stages
-            .iter()
-            .position(|s| s.name() == Some(lower.as_str()))
-            .or_else(|| name.parse::<usize>().ok().filter(|i| *i < stages.len()))
-    };
     stages
         .iter()
         .enumerate()
         .map(|(i, stage)| {
             let mut d = Vec::new();
-            if let Some(j) = find(&stage.base().image).filter(|j| *j < i) {
+            if let Some(j) = stage_index(stages, &stage.base().image, Some(i)) {
                 d.push((j, stage.from.span.start));
             }
             for cmd in &stage.commands {
                 if let kiln_parser::Instruction::Copy(c) = &cmd.instruction {
-                    if let Some(j) = c.from.as_deref().and_then(&find) {
+                    if let Some(j) = c.from.as_deref().and_then(|f| stage_index(stages, f, None)) {
                         d.push((j, flag_at(cmd, "from")));
                     }
                 }
@@ -123,6 +106,28 @@ pub(super) fn static_deps(dockerfile: &Dockerfile) -> Vec<Vec<(usize, Position)>
             d
         })
         .collect()
+}
+
+/// The stage a reference names, as BuildKit resolves it: the **last**
+/// stage of that name (case-insensitive). With `before`, only the stages
+/// above that index and only by name (a `FROM` passes its own stage,
+/// `--target` the stage count); without, `COPY --from` and
+/// `RUN --mount=from`, which see every stage and take a number as a stage
+/// index too.
+pub(crate) fn stage_index(
+    stages: &[kiln_parser::Stage],
+    name: &str,
+    before: Option<usize>,
+) -> Option<usize> {
+    let lower = name.to_ascii_lowercase();
+    let visible = before.unwrap_or(stages.len()).min(stages.len());
+    let named = stages[..visible]
+        .iter()
+        .rposition(|s| s.name() == Some(lower.as_str()));
+    match before {
+        Some(_) => named,
+        None => named.or_else(|| name.parse::<usize>().ok().filter(|i| *i < stages.len())),
+    }
 }
 
 /// Finds stage cycles the way BuildKit does: a depth-first walk of the

@@ -87,7 +87,7 @@ impl Lowerer<'_> {
         };
         let meta = st.meta(cmd);
         st.vertex = self.graph.add(Op::Exec(exec), inputs, meta);
-        st.history(history::run(st.scope.declared_args(), &argv), false);
+        st.history(history::run(&st.scope.declared_args(), &argv), false);
         Ok(())
     }
 
@@ -120,7 +120,10 @@ impl Lowerer<'_> {
                     .target
                     .as_deref()
                     .ok_or_else(|| invalid("a bind mount needs a target"))?);
-                let vertex = self.source_vertex(st, spec.from.as_deref(), at)?;
+                let reader = super::copy::Reader::Mount {
+                    target: spec.target.as_deref().unwrap_or_default(),
+                };
+                let vertex = self.source_vertex(st, spec.from.as_deref(), at, reader)?;
                 inputs.push(vertex);
                 ExecMount::Bind {
                     target,
@@ -138,7 +141,10 @@ impl Lowerer<'_> {
                     .ok_or_else(|| invalid("a cache mount needs a target"))?);
                 let seed = match spec.from.as_deref().filter(|f| !f.is_empty()) {
                     Some(from) => {
-                        let vertex = self.source_vertex(st, Some(from), at)?;
+                        let reader = super::copy::Reader::Mount {
+                            target: spec.target.as_deref().unwrap_or_default(),
+                        };
+                        let vertex = self.source_vertex(st, Some(from), at, reader)?;
                         inputs.push(vertex);
                         Some(MountSource {
                             input: inputs.len() - 1,
@@ -164,6 +170,7 @@ impl Lowerer<'_> {
                     },
                     readonly: spec.readonly,
                     seed,
+                    owner_given: spec.uid.is_some() || spec.gid.is_some() || spec.mode.is_some(),
                 }
             }
             MountType::Secret => {

@@ -42,13 +42,13 @@ impl StageState {
         )
     }
 
+    /// The working directory steps run in: the config's, cleaned (the
+    /// config keeps an absolute WORKDIR as written).
     pub(crate) fn workdir(&self) -> String {
-        self.config
-            .config
-            .working_dir
-            .clone()
-            .filter(|w| !w.is_empty())
-            .unwrap_or_else(|| "/".into())
+        match self.config.config.working_dir.as_deref() {
+            Some(w) if !w.is_empty() => super::instructions::clean_path(&format!("/{w}")),
+            _ => "/".into(),
+        }
     }
 
     pub(crate) fn shell(&self) -> Vec<String> {
@@ -157,7 +157,9 @@ impl Lowerer<'_> {
             };
             config.config.working_dir = Some("/".into());
             (v, config)
-        } else if let Some(parent) = self.find_stage(&base_name).filter(|i| *i < index) {
+        } else if let Some(parent) =
+            super::order::stage_index(&self.dockerfile.stages, &base_name, Some(index))
+        {
             let out = self.stage(parent, at)?;
             (out.vertex, out.config)
         } else {

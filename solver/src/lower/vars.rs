@@ -50,6 +50,16 @@ impl Scope {
         }
     }
 
+    /// Declares an ARG. With a value it is set as [`Scope::set`] sets it;
+    /// without one (no build arg, default or global value) the stage keeps
+    /// what it has under that name, or leaves the name unset.
+    pub(crate) fn declare(&mut self, name: &str, value: Option<&str>) {
+        match value {
+            Some(v) => self.set(name, v, true),
+            None => self.declared.push((name.to_string(), String::new())),
+        }
+    }
+
     /// The map used to expand words.
     pub(crate) fn expansion_env(&self) -> BTreeMap<String, String> {
         self.vars
@@ -58,9 +68,18 @@ impl Scope {
             .collect()
     }
 
-    /// Every ARG declaration so far, repeats kept (RUN's `|N k=v`).
-    pub(crate) fn declared_args(&self) -> &[(String, String)] {
-        &self.declared
+    /// Every ARG declaration so far, repeats kept, each with the value in
+    /// force now if the name has one, else its declared value: RUN's
+    /// `|N k=v` history prefix.
+    pub(crate) fn declared_args(&self) -> Vec<(String, String)> {
+        self.declared
+            .iter()
+            .map(|(name, declared)| {
+                let now = self.vars.iter().find(|(n, _, _)| n == name);
+                let value = now.map_or(declared, |(_, v, _)| v);
+                (name.clone(), value.clone())
+            })
+            .collect()
     }
 
     /// The ARGs whose value is in force (an ENV set later hides them).

@@ -120,6 +120,11 @@ pub enum ExecMount {
         readonly: bool,
         /// `from=`/`source=`: what a new cache directory starts with.
         seed: Option<MountSource>,
+        /// `uid`, `gid` or `mode` was given: the cache is then another one
+        /// than the id's plain cache (BuildKit keys it by the directory it
+        /// starts from), see [`mount_name`](crate::cache::mounts::mount_name).
+        #[serde(skip_serializing_if = "std::ops::Not::not")]
+        owner_given: bool,
     },
     /// A path of another input (`type=bind`): a stage, an image or a
     /// context. Writes (`rw`) are discarded after the step.

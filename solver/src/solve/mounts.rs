@@ -12,7 +12,7 @@ use crate::layer;
 use crate::op::{CacheSharing, ExecMount, ExecOp, MountSource};
 use kiln_executor::{CopyAction, FileAction};
 use kiln_executor::{LayerStack, Mount, Source, SourceTree};
-use kiln_oci::{Digest, LocalStore};
+use kiln_oci::LocalStore;
 use std::fs::File;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -97,8 +97,10 @@ pub(super) fn prepare(
                 sharing,
                 readonly,
                 seed,
+                ..
             } => {
-                let (dir, lock) = cache_dir(store, id, *sharing, |tmp| {
+                let name = crate::cache::mounts::mount_name(m).unwrap_or_else(|| id.clone());
+                let (dir, lock) = cache_dir(store, &name, *sharing, |tmp| {
                     if let Some(seed) = seed {
                         copy_out(host, inputs, seed, tmp)?;
                     }
@@ -201,8 +203,10 @@ fn secret_value(host: &HostInputs, id: &str) -> Result<Option<Vec<u8>>, MountErr
     })
 }
 
-/// The cache directory for `id` (created through `init` on first use) and
-/// the lock held while the step runs.
+/// The directory of the cache mount named `id` ([`mount_name`]; created
+/// through `init` on first use) and the lock held while the step runs.
+///
+/// [`mount_name`]: crate::cache::mounts::mount_name
 fn cache_dir(
     store: &LocalStore,
     id: &str,
@@ -210,7 +214,7 @@ fn cache_dir(
     init: impl Fn(&Path) -> Result<(), MountError>,
 ) -> Result<(PathBuf, Option<File>), MountError> {
     let root = store.layout().cache_mounts();
-    let key = Digest::sha256(id.as_bytes()).hex().to_string();
+    let key = crate::cache::mounts::mount_dir_name(id);
     std::fs::create_dir_all(&root).map_err(|error| MountError::Create {
         path: root.clone(),
         error,

@@ -189,7 +189,12 @@ fn pack_mounts(
         solved.iter().flat_map(|s| &s.cache_mounts).collect();
     let mut out = Vec::new();
     for id in ids {
-        if target.mounts.exclude.contains(id) {
+        if target
+            .mounts
+            .exclude
+            .iter()
+            .any(|x| x == cache_mounts::mount_id(id))
+        {
             reporter.event(kiln_solver::Event::Note {
                 name: name.to_string(),
                 message: format!("cache mount {id:?} not exported: cache-mounts-exclude"),
