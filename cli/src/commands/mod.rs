@@ -5,6 +5,8 @@ pub mod bake;
 pub mod build;
 pub mod buildctl;
 pub mod cache;
+pub mod diff;
+pub mod dive;
 pub mod history;
 pub mod image;
 pub mod image_source;
