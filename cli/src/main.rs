@@ -57,6 +57,13 @@ enum Command {
     /// Make a one-layer image from a root filesystem tarball (file, URL
     /// or `-`), as docker import does.
     Import(commands::import::ImportArgs),
+    /// Explore an image's layers as dive does: each layer's files, what it
+    /// added, changed and removed, and the space wasted; `--ci` checks
+    /// dive's efficiency rules, `--json` prints the analysis.
+    Dive(commands::dive::DiveArgs),
+    /// Show the files added, removed and changed between two images or
+    /// layers.
+    Diff(commands::diff::DiffArgs),
     /// Write images to a docker-archive or OCI layout.
     Save(commands::archive::SaveArgs),
     /// Read images from a docker-archive or OCI layout (tar or directory).
@@ -126,6 +133,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Parse(args) => commands::parse::run(&args),
         Command::Lint(args) => commands::lint::run(&cli.global, &args),
+        Command::Dive(args) => commands::dive::dive(&cli.global, &args),
         command => run(&cli.global, command).map(|()| ExitCode::SUCCESS),
     };
     signals::end_if_interrupted(&cli.global);
@@ -191,7 +199,7 @@ fn sweep_temporaries(global: &global::GlobalArgs) {
 fn run(global: &global::GlobalArgs, command: Command) -> anyhow::Result<()> {
     use commands::{archive, cache, image, login};
     match command {
-        Command::Parse(_) | Command::Lint(_) | Command::Buildctl(_) => Ok(()),
+        Command::Parse(_) | Command::Lint(_) | Command::Buildctl(_) | Command::Dive(_) => Ok(()),
         Command::Build(a) => commands::build::build(global, &a),
         Command::Bake(a) => commands::bake::bake(global, &a),
         Command::Builds(a) => commands::builds::builds(global, &a),
@@ -203,6 +211,7 @@ fn run(global: &global::GlobalArgs, command: Command) -> anyhow::Result<()> {
         Command::Inspect(a) => image::inspect(global, &a),
         Command::History(a) => commands::history::history(global, &a),
         Command::Import(a) => commands::import::import(global, &a),
+        Command::Diff(a) => commands::diff::diff(global, &a),
         Command::Save(a) => archive::save(global, &a),
         Command::Load(a) => archive::load(global, &a),
         Command::Du(a) => cache::du(global, &a),

@@ -17,9 +17,7 @@ use super::image::{lookup, pick_image};
 use crate::global::{runtime, GlobalArgs};
 use anyhow::{bail, Context, Result};
 use kiln_oci::oci_spec::image::{Descriptor, ImageIndex};
-use kiln_oci::{
-    BlobReader, Digest, ImageConfig, LocalStore, Manifest, Platform, Reference, VerifiedReader,
-};
+use kiln_oci::{BlobReader, Digest, LocalStore, Manifest, Platform, Reference, VerifiedReader};
 use std::io::{BufReader, Read};
 use std::path::PathBuf;
 
@@ -74,7 +72,6 @@ impl ImageArg {
 
 /// One layer of an opened image, from its manifest.
 #[derive(Debug, Clone)]
-#[allow(dead_code)] // read by kiln dive and kiln diff
 pub struct LayerInfo {
     /// The blob's digest.
     pub digest: Digest,
@@ -83,23 +80,14 @@ pub struct LayerInfo {
     pub diff_id: Option<Digest>,
     /// The blob's size as the manifest gives it (compressed).
     pub size: u64,
-    /// The blob's media type.
-    pub media_type: String,
 }
 
 /// An image opened for reading: its manifest and config, no layer yet.
-#[allow(dead_code)] // read by kiln dive and kiln diff
 pub struct OpenedImage {
     /// The argument as the user gave it.
     pub name: String,
-    /// The config's digest (docker's image id).
-    pub id: Digest,
-    /// The manifest's digest.
-    pub manifest: Digest,
-    /// The manifest and config as the OCI types.
+    /// The manifest and config (with their digests) as the OCI types.
     pub image: kiln_oci::Image,
-    /// The config with every field kiln keeps.
-    pub config: ImageConfig,
     /// The layers, bottom first.
     pub layers: Vec<LayerInfo>,
     /// Where layers come from when the store lacks them.
@@ -160,9 +148,6 @@ pub fn open(global: &GlobalArgs, arg: &ImageArg, platform: Option<&str>) -> Resu
             (reference.to_string(), image, Some(reference.clone()))
         }
     };
-    let config_bytes = store.read(&image.config_digest)?;
-    let config = ImageConfig::from_slice(&config_bytes)
-        .with_context(|| format!("{name}: config {}", image.config_digest))?;
     let diff_ids = image.config.rootfs().diff_ids();
     let mut layers = Vec::new();
     for (i, desc) in image.manifest.layers().iter().enumerate() {
@@ -170,21 +155,16 @@ pub fn open(global: &GlobalArgs, arg: &ImageArg, platform: Option<&str>) -> Resu
             digest: kiln_oci::descriptor_digest(desc, image.manifest_digest.as_str())?,
             diff_id: diff_ids.get(i).and_then(|d| d.parse().ok()),
             size: desc.size(),
-            media_type: desc.media_type().to_string(),
         });
     }
     Ok(OpenedImage {
         name,
-        id: image.config_digest.clone(),
-        manifest: image.manifest_digest.clone(),
         image,
-        config,
         layers,
         remote,
     })
 }
 
-#[allow(dead_code)] // used by kiln dive and kiln diff
 impl OpenedImage {
     /// The uncompressed tar of layer `index` (bottom first), checked
     /// against its diff id as it is read: read it to the end before

@@ -6,6 +6,8 @@ pub mod build;
 pub mod buildctl;
 pub mod builds;
 pub mod cache;
+pub mod diff;
+pub mod dive;
 pub mod history;
 pub mod image;
 pub mod image_source;
