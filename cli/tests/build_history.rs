@@ -517,3 +517,47 @@ fn a_base_image_pulled_while_lowering_is_a_step_of_the_record() {
     let run = step(r, "RUN echo hi");
     assert!(run["start_ms"].as_f64() >= pull["end_ms"].as_f64(), "{r:#}");
 }
+
+/// The fill colours of the graph's vertices (`vN [...]` nodes; the
+/// legend's are not counted).
+fn vertex_fills(dot: &str) -> Vec<String> {
+    dot.lines()
+        .map(str::trim)
+        .filter(|l| l.starts_with('v') && l.contains(" ["))
+        .filter_map(|l| l.split("fillcolor=").nth(1))
+        .map(|f| f.trim_end_matches("];").trim_matches('"').to_string())
+        .collect()
+}
+
+/// `--print dag` colours the graph by the newest record: built steps
+/// after a first build, cached ones after a rebuild, a failed one red.
+#[test]
+fn print_dag_colours_vertices_from_the_last_build() {
+    needs_root!();
+    let env = Env::new();
+    let ctx = env.context(
+        "ctx",
+        &[("Dockerfile", "FROM busybox\nRUN echo colour > /c\n")],
+    );
+    let dag = |dir: &Path| env.ok(&["build", "--print", "dag", s(dir)], None).0;
+    let plain = dag(&ctx);
+    assert!(vertex_fills(&plain).is_empty(), "no record yet: {plain}");
+    env.ok(&["build", s(&ctx)], None);
+    let built = dag(&ctx);
+    // The base image was unpacked by this build; the RUN step ran.
+    assert_eq!(vertex_fills(&built), ["palegreen", "palegreen"], "{built}");
+    assert!(built.contains("cluster_legend"), "{built}");
+    env.ok(&["build", s(&ctx)], None);
+    let cached = dag(&ctx);
+    assert_eq!(
+        vertex_fills(&cached),
+        ["lightblue", "lightblue"],
+        "{cached}"
+    );
+    // --print runs nothing, so it leaves no record.
+    assert_eq!(records(&env).len(), 2);
+    let failing = env.context("failing", &[("Dockerfile", "FROM busybox\nRUN exit 4\n")]);
+    env.fails(&["build", s(&failing)], None);
+    let failed = dag(&failing);
+    assert_eq!(vertex_fills(&failed), ["lightblue", "#ff6666"], "{failed}");
+}

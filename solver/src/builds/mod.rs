@@ -30,7 +30,8 @@ mod trace;
 pub use log::StepLog;
 pub use trace::chrome_trace;
 
-use kiln_oci::{LocalStore, StoreLayout};
+use crate::graph::VertexState;
+use kiln_oci::{Digest, LocalStore, StoreLayout};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::fs;
@@ -247,17 +248,6 @@ impl BuildRecord {
     }
 }
 
-/// What the last build did with a vertex (for colouring a graph).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum VertexState {
-    /// Its result came from the cache.
-    Cached,
-    /// It ran.
-    Built,
-    /// It failed.
-    Failed,
-}
-
 /// A new record id: a ULID (time, then random), lowercase.
 pub fn new_id(at: SystemTime) -> String {
     let ms = at
@@ -465,10 +455,10 @@ impl BuildRecords {
 }
 
 /// What the newest build in the store did with each vertex, by vertex
-/// digest (`sha256:…`): cached, built or failed (cancelled steps are left
-/// out). Empty when there is no readable record. For `--print dag`'s
-/// colours.
-pub fn last_build_states(store: &LocalStore) -> HashMap<String, VertexState> {
+/// digest: cached, built or failed (cancelled steps, and steps that are
+/// no vertex, are left out). Empty when there is no readable record. For
+/// `--print dag`'s colours ([`crate::Graph::to_dot`]).
+pub fn last_build_states(store: &LocalStore) -> HashMap<Digest, VertexState> {
     let records = BuildRecords::new(store.layout());
     let Ok(newest) = records.find("latest") else {
         return HashMap::new();
@@ -483,7 +473,7 @@ pub fn last_build_states(store: &LocalStore) -> HashMap<String, VertexState> {
                 StepState::Failed => VertexState::Failed,
                 StepState::Cancelled => return None,
             };
-            Some((s.digest.clone()?, state))
+            Some((s.digest.as_deref()?.parse().ok()?, state))
         })
         .collect()
 }
@@ -577,23 +567,26 @@ mod tests {
             error: None,
         };
         let records = BuildRecords::new(store.layout());
+        let d = |c: &str| format!("sha256:{}", c.repeat(64));
         let mut old = record(&new_id(UNIX_EPOCH + Duration::from_secs(1)), 1_000);
-        old.steps = vec![step(Some("sha256:old"), StepState::Built)];
+        old.steps = vec![step(Some(&d("0")), StepState::Built)];
         records.write(&old).expect("write");
         let mut new = record(&new_id(UNIX_EPOCH + Duration::from_secs(2)), 2_000);
         new.steps = vec![
-            step(Some("sha256:a"), StepState::Cached),
-            step(Some("sha256:b"), StepState::Built),
-            step(Some("sha256:c"), StepState::Failed),
-            step(Some("sha256:d"), StepState::Cancelled),
+            step(Some(&d("a")), StepState::Cached),
+            step(Some(&d("b")), StepState::Built),
+            step(Some(&d("c")), StepState::Failed),
+            step(Some(&d("d")), StepState::Cancelled),
             step(None, StepState::Failed),
+            step(Some("not a digest"), StepState::Built),
         ];
         records.write(&new).expect("write");
         let states = last_build_states(&store);
-        let expected: HashMap<String, VertexState> = [
-            ("sha256:a".to_string(), VertexState::Cached),
-            ("sha256:b".to_string(), VertexState::Built),
-            ("sha256:c".to_string(), VertexState::Failed),
+        let digest = |c: &str| d(c).parse::<Digest>().expect("digest");
+        let expected: HashMap<Digest, VertexState> = [
+            (digest("a"), VertexState::Cached),
+            (digest("b"), VertexState::Built),
+            (digest("c"), VertexState::Failed),
         ]
         .into();
         assert_eq!(states, expected);

@@ -229,12 +229,10 @@ pub(super) fn lower_with(
 }
 
 /// The state of each vertex in the last build (cached, built, failed),
-/// which `--print dag` colours nodes by.
-///
-/// Hook for the build records (issue 19, item 4): until they are wired
-/// in here, no states are known and the graph is drawn without colours.
-pub(super) fn last_build_states(_store: &kiln_oci::LocalStore) -> HashMap<Digest, VertexState> {
-    HashMap::new()
+/// which `--print dag` colours nodes by: from the newest build record
+/// (`kiln builds`); none when there is no record.
+pub(super) fn last_build_states(store: &kiln_oci::LocalStore) -> HashMap<Digest, VertexState> {
+    kiln_solver::builds::last_build_states(store)
 }
 
 /// `--print`: writes the (first platform's) graph to stdout, its nodes
