@@ -40,12 +40,7 @@ use std::time::Duration;
 
 /// Cases that do not pass yet, each with the reason. Remove a case from
 /// here as soon as it passes: the test fails if a listed case passes.
-const KNOWN_FAILING: &[&str] = &[
-    // The sandbox runs RUN in a user namespace, where mknod of a device
-    // is refused; recording devices into layers without making real ones
-    // on the host is not written yet (issue 20.11).
-    "114-run-mknod",
-];
+const KNOWN_FAILING: &[&str] = &[];
 
 const SHARED: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared");
 

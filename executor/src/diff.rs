@@ -278,10 +278,25 @@ fn list_children(dir: &Dir) -> Result<Vec<Child>, DiffError> {
         let whiteout = dir
             .is_whiteout(&name, &metadata)
             .map_err(|e| io_err("reading", &path(), e))?;
+        let mut stat = Stat::of_upper(&metadata);
+        if !whiteout {
+            let mark = dir
+                .device_mark(&name, &metadata)
+                .map_err(|e| io_err("reading", &path(), e))?;
+            if let Some((kind, major, minor)) = mark
+                .as_deref()
+                .and_then(crate::runtime::devices::parse_mark)
+            {
+                // A device a RUN made, kept as a placeholder (see
+                // `runtime/devices.rs`).
+                stat.kind = if kind == 'c' { Kind::Char } else { Kind::Block };
+                stat.rdev = crate::file_meta::makedev(major, minor);
+            }
+        }
         children.push(Child {
             tar_name: tar_name(name.as_bytes(), whiteout),
             name,
-            stat: Stat::of_upper(&metadata),
+            stat,
             whiteout,
             origin: Origin::Upper,
         });

@@ -509,6 +509,30 @@ impl Dir {
         Ok(fgetxattr(&file, crate::overlay_marks::WHITEOUT_XATTR)?.is_some())
     }
 
+    /// The device-placeholder mark of child `name` (whose metadata is
+    /// `md`): the value of [`DEVICE_XATTR`] on an empty regular file, see
+    /// `runtime/devices.rs`; `None` for anything else.
+    ///
+    /// [`DEVICE_XATTR`]: crate::runtime::devices::DEVICE_XATTR
+    ///
+    /// # Errors
+    /// I/O errors opening the empty file to read its xattr.
+    pub fn device_mark(&self, name: &OsStr, md: &Metadata) -> io::Result<Option<Vec<u8>>> {
+        use std::os::unix::fs::MetadataExt;
+        if !md.file_type().is_file() || md.len() != 0 || md.nlink() != 1 {
+            return Ok(None);
+        }
+        let attr = crate::runtime::devices::DEVICE_XATTR;
+        match self.open_file(name) {
+            Ok(file) => fgetxattr(&file, attr),
+            // A mode-0 placeholder as non-root: read it by path.
+            Err(e) if e.raw_os_error() == Some(libc::EACCES) => {
+                crate::file_meta::get_xattr_where_supported(&self.proc_path(name), attr)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
     /// Whether this directory is marked opaque (trusted or user namespace).
     ///
     /// # Errors

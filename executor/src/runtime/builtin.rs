@@ -3,6 +3,7 @@
 
 use super::cgroup::{self, Leaf};
 use super::child::Op;
+use super::devices::Channel;
 use super::plan::{prepare, Planned, Prepared, What};
 use super::spawn::{descs, report_error, spawn, Isolate};
 use super::stubs::{create_stub, remove_stubs};
@@ -11,6 +12,7 @@ use super::{
     RunOutput, RunRequest, Runtime, RuntimeError, SecurityMode,
 };
 use std::ffi::CString;
+use std::os::fd::AsRawFd;
 
 /// The built-in namespace sandbox (see the module docs). Needs a kernel
 /// that lets this process create user namespaces (≥ 5.11 for overlay in a
@@ -210,6 +212,9 @@ pub(super) struct BuiltinPlan {
     pub(super) envp: Vec<CString>,
     /// The `clone` flags (namespaces).
     pub(super) flags: libc::c_int,
+    /// The socket the child sends its seccomp listener over, for the
+    /// device supervisor (`devices.rs`); `None` without a filter.
+    pub(super) devices: Option<Channel>,
 }
 
 /// Plans the built-in runtime's child for a prepared run `p` (see the
@@ -244,7 +249,17 @@ pub(super) fn plan(
         ops.push(("bringing up lo".into(), Op::LoUp));
     }
     cwd_ops(&mut ops, &spec.cwd)?;
-    privilege_ops(&mut ops, spec, &p.user, &[]);
+    let devices = match spec.security {
+        SecurityMode::Insecure => None,
+        SecurityMode::Sandbox => Some(Channel::new()?),
+    };
+    privilege_ops(
+        &mut ops,
+        spec,
+        &p.user,
+        &[],
+        devices.as_ref().map(|c| c.child.as_raw_fd()),
+    );
 
     // ---- exec
     let (candidates, argv, envp) = exec_args(&spec.args, &p.env)?;
@@ -263,6 +278,7 @@ pub(super) fn plan(
         argv,
         envp,
         flags,
+        devices,
     })
 }
 
@@ -297,12 +313,15 @@ pub(super) fn exec_args(
 /// The ops that leave the child with the step's privileges, last before
 /// the `execve`: the capability bounding set cut to Docker's defaults less
 /// `withheld` (kept whole with `--security=insecure`), the user, and
-/// (unless insecure) `no_new_privs` and Docker's seccomp filter.
+/// (unless insecure) `no_new_privs` and Docker's seccomp filter; with a
+/// `listener` socket, the filter hands device `mknod`s to the supervisor
+/// the listener is sent to (`devices.rs`).
 pub(super) fn privilege_ops(
     ops: &mut Vec<(String, Op)>,
     spec: &ProcessSpec,
     user: &user::User,
     withheld: &[u32],
+    listener: Option<std::os::fd::RawFd>,
 ) {
     let insecure = spec.security == SecurityMode::Insecure;
     let keep = if insecure {
@@ -330,8 +349,14 @@ pub(super) fn privilege_ops(
     ));
     if !insecure {
         ops.push(("setting no_new_privs".into(), Op::NoNewPrivs));
-        if let Some(filter) = seccomp::filter() {
-            ops.push(("installing the seccomp filter".into(), Op::Seccomp(filter)));
+        if let Some(filter) = seccomp::filter(listener.is_some()) {
+            ops.push((
+                "installing the seccomp filter".into(),
+                Op::Seccomp {
+                    filter,
+                    listener: listener.unwrap_or(-1),
+                },
+            ));
         }
     }
 }
@@ -375,6 +400,7 @@ fn run(req: &RunRequest<'_>, fallbacks: &Fallbacks) -> Result<RunOutput, Runtime
             group: false,
             ulimits: &req.process.resources.ulimits,
             cgroup: cgroup.as_ref(),
+            devices: plan.devices,
         },
         req,
     )?;

@@ -105,7 +105,7 @@ impl Runtime for ChrootRuntime {
             ];
             cwd_ops(&mut ops, &spec.cwd)?;
             policy::rlimit_ops(&mut ops, &spec.resources);
-            privilege_ops(&mut ops, spec, &user, &[CAP_SYS_CHROOT]);
+            privilege_ops(&mut ops, spec, &user, &[CAP_SYS_CHROOT], None);
             let (candidates, argv, envp) = exec_args(&spec.args, &env)?;
             let descs = descs(&ops);
             let cgroup = step_cgroup(&spec.resources)?;
@@ -120,6 +120,7 @@ impl Runtime for ChrootRuntime {
                     group: true,
                     ulimits: &spec.resources.ulimits,
                     cgroup: cgroup.as_ref(),
+                    devices: None,
                 },
                 req,
             )?;

@@ -56,6 +56,7 @@ mod cgroup;
 mod child;
 mod chroot;
 mod cleanup;
+pub(crate) mod devices;
 mod files;
 mod isolation;
 mod oci;

@@ -18,6 +18,10 @@
 //!   `personality` only for 0, `PER_LINUX32`, `UNAME26`, both, and the
 //!   query `0xffffffff`; `clone` only without namespace flags; `clone3`
 //!   fails with `ENOSYS` so libc falls back to `clone`.
+//! - `mknod` and `mknodat` of a character or block device: in the built-in
+//!   runtime's filter, handed to kiln's device supervisor
+//!   (`SECCOMP_RET_USER_NOTIF`, see `devices.rs`); elsewhere allowed, and
+//!   refused by the kernel in the step's user namespace.
 //! - As runc does, a syscall numbered above every syscall of the profile
 //!   (one newer than the profile, e.g. `fchmodat2`) fails with `ENOSYS`
 //!   rather than `EPERM`, so that libc can fall back to an older one.
@@ -47,6 +51,11 @@ enum Rule {
     AllowArg0NoBits(u32),
     /// Fails with this errno.
     Errno(u32),
+    /// Allowed, unless the mode in this argument makes a character or
+    /// block device: then, in a filter with notifications, the call is
+    /// handed to kiln's supervisor (`devices.rs`), which records the
+    /// device in the layer without making one.
+    AllowUnlessDevice(u8),
 }
 
 /// `AF_VSOCK`.
@@ -64,6 +73,9 @@ const PERSONALITIES: &[u32] = &[0, 0x8, 0x2_0000, 0x2_0008, 0xffff_ffff];
 /// capabilities on x86_64 or aarch64.
 const PROFILE: &[(Rule, &[&str])] = &[
     (Rule::Allow, ALLOW),
+    // mknod(path, mode, dev), mknodat(dirfd, path, mode, dev).
+    (Rule::AllowUnlessDevice(1), &["mknod"]),
+    (Rule::AllowUnlessDevice(2), &["mknodat"]),
     // Docker: "minKernel": "4.8".
     (
         Rule::Allow,
@@ -102,7 +114,7 @@ const ALLOW: &[&str] = &[
     "landlock_create_ruleset",
     "landlock_restrict_self", "lchown", "lgetxattr", "link", "linkat", "listen", "listxattr",
     "llistxattr", "lremovexattr", "lseek", "lsetxattr", "lstat", "madvise", "membarrier",
-    "memfd_create", "memfd_secret", "mincore", "mkdir", "mkdirat", "mknod", "mknodat", "mlock",
+    "memfd_create", "memfd_secret", "mincore", "mkdir", "mkdirat", "mlock",
     "mlock2", "mlockall", "mmap", "mprotect", "mq_getsetattr", "mq_notify", "mq_open",
     "mq_timedreceive", "mq_timedsend", "mq_unlink", "mremap", "msgctl", "msgget", "msgrcv",
     "msgsnd", "msync", "munlock", "munlockall", "munmap", "name_to_handle_at", "nanosleep",
@@ -327,13 +339,26 @@ fn errno(e: u32) -> u32 {
 
 /// The instructions for one rule, the syscall number having matched; they
 /// always end in a return.
-fn block(rule: Rule) -> Vec<libc::sock_filter> {
-    use libc::{BPF_ABS, BPF_JEQ, BPF_JMP, BPF_JSET, BPF_K, BPF_LD, BPF_W};
+fn block(rule: Rule, notify: bool) -> Vec<libc::sock_filter> {
+    use libc::{BPF_ABS, BPF_ALU, BPF_AND, BPF_JEQ, BPF_JMP, BPF_JSET, BPF_K, BPF_LD, BPF_W};
     let allow = ret(libc::SECCOMP_RET_ALLOW);
     let deny = ret(errno(DEFAULT_ERRNO));
     let arg0 = stmt(BPF_LD | BPF_W | BPF_ABS, ARG0_LOW_OFFSET);
     match rule {
         Rule::Allow => vec![allow],
+        Rule::AllowUnlessDevice(_) if !notify => vec![allow],
+        Rule::AllowUnlessDevice(arg) => vec![
+            // The low half of the mode argument, its file type bits.
+            stmt(
+                BPF_LD | BPF_W | BPF_ABS,
+                ARG0_LOW_OFFSET + 8 * u32::from(arg),
+            ),
+            stmt(BPF_ALU | BPF_AND | BPF_K, libc::S_IFMT),
+            jump(BPF_JMP | BPF_JEQ | BPF_K, libc::S_IFCHR, 2, 0),
+            jump(BPF_JMP | BPF_JEQ | BPF_K, libc::S_IFBLK, 1, 0),
+            allow,
+            ret(libc::SECCOMP_RET_USER_NOTIF),
+        ],
         Rule::Errno(e) => vec![ret(errno(e))],
         Rule::AllowArg0Ne(v) => vec![arg0, jump(BPF_JMP | BPF_JEQ | BPF_K, v, 1, 0), allow, deny],
         Rule::AllowArg0NoBits(mask) => vec![
@@ -358,12 +383,12 @@ fn block(rule: Rule) -> Vec<libc::sock_filter> {
 
 /// A binary search over `rules` (sorted by number, the number in the
 /// accumulator); every path ends in a return.
-fn tree(rules: &[(u32, Rule)]) -> Vec<libc::sock_filter> {
+fn tree(rules: &[(u32, Rule)], notify: bool) -> Vec<libc::sock_filter> {
     use libc::{BPF_JA, BPF_JEQ, BPF_JGE, BPF_JMP, BPF_K};
     if rules.len() <= 4 {
         let mut f = Vec::new();
         for (nr, rule) in rules {
-            let b = block(*rule);
+            let b = block(*rule, notify);
             f.push(jump(BPF_JMP | BPF_JEQ | BPF_K, *nr, 0, b.len() as u8));
             f.extend(b);
         }
@@ -371,8 +396,8 @@ fn tree(rules: &[(u32, Rule)]) -> Vec<libc::sock_filter> {
         return f;
     }
     let mid = rules.len() / 2;
-    let left = tree(&rules[..mid]);
-    let right = tree(&rules[mid..]);
+    let left = tree(&rules[..mid], notify);
+    let right = tree(&rules[mid..], notify);
     let mut f = vec![
         // nr >= mid: to the long jump over the left half; else the left half.
         jump(BPF_JMP | BPF_JGE | BPF_K, rules[mid].0, 0, 1),
@@ -396,7 +421,11 @@ fn numbered() -> Vec<(u32, Rule)> {
 }
 
 /// The BPF program, `None` on architectures without a syscall table.
-pub(super) fn filter() -> Option<Vec<libc::sock_filter>> {
+/// With `notify`, `mknod` of a character or block device returns
+/// `SECCOMP_RET_USER_NOTIF` (the filter must then be installed with a
+/// listener that someone serves); without, it is allowed (and the kernel
+/// refuses it in a user namespace).
+pub(super) fn filter(notify: bool) -> Option<Vec<libc::sock_filter>> {
     #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
     {
         return None;
@@ -420,7 +449,7 @@ pub(super) fn filter() -> Option<Vec<libc::sock_filter>> {
         // Newer than the profile: ENOSYS, as runc's stub does.
         f.push(jump(BPF_JMP | BPF_JGT | BPF_K, max, 0, 1));
         f.push(ret(errno(libc::ENOSYS as u32)));
-        f.extend(tree(&rules));
+        f.extend(tree(&rules, notify));
         Some(f)
     }
 }
@@ -450,7 +479,11 @@ pub(super) fn oci_profile() -> LinuxSeccomp {
     let mut syscalls = Vec::new();
     for (rule, names) in PROFILE {
         match rule {
-            Rule::Allow => syscalls.push(syscall(names, allow, None, None)),
+            // runc and crun run without kiln's supervisor: their kernels
+            // refuse device nodes in a user namespace.
+            Rule::Allow | Rule::AllowUnlessDevice(_) => {
+                syscalls.push(syscall(names, allow, None, None))
+            }
             Rule::AllowArg0Ne(v) => syscalls.push(syscall(
                 names,
                 allow,
@@ -518,6 +551,7 @@ mod tests {
                     acc = u32::from_ne_bytes(data[k..k + 4].try_into().unwrap());
                 }
                 c if c == libc::BPF_RET | libc::BPF_K => return i.k,
+                c if c == libc::BPF_ALU | libc::BPF_AND | libc::BPF_K => acc &= i.k,
                 c if c == libc::BPF_JMP | libc::BPF_JA => pc += i.k as usize,
                 _ => {
                     let taken = match code & 0xf0 {
@@ -537,8 +571,45 @@ mod tests {
     const ALLOW_RET: u32 = libc::SECCOMP_RET_ALLOW;
 
     fn call(nr: libc::c_long, arg0: u64) -> u32 {
-        let f = filter().unwrap();
+        let f = filter(false).unwrap();
         run(&f, nr as u32, AUDIT_ARCH, [arg0, 0, 0, 0, 0, 0])
+    }
+
+    #[test]
+    fn device_nodes_go_to_the_supervisor_only_with_notifications() {
+        let notify = filter(true).unwrap();
+        let plain = filter(false).unwrap();
+        let mknodat = number("mknodat").unwrap();
+        let at = |f: &[libc::sock_filter], mode: u32| {
+            run(f, mknodat, AUDIT_ARCH, [0, 0, u64::from(mode), 0, 0, 0])
+        };
+        for mode in [libc::S_IFCHR | 0o644, libc::S_IFBLK | 0o600] {
+            assert_eq!(at(&notify, mode), libc::SECCOMP_RET_USER_NOTIF, "{mode:o}");
+            assert_eq!(at(&plain, mode), ALLOW_RET, "{mode:o}");
+        }
+        for mode in [
+            libc::S_IFIFO | 0o644,
+            libc::S_IFREG | 0o644,
+            libc::S_IFSOCK,
+            0,
+        ] {
+            assert_eq!(at(&notify, mode), ALLOW_RET, "{mode:o}");
+        }
+        // Only the low half of the mode is the mode.
+        let high = (1u64 << 40) | u64::from(libc::S_IFREG);
+        assert_eq!(
+            run(&notify, mknodat, AUDIT_ARCH, [0, 0, high, 0, 0, 0]),
+            ALLOW_RET
+        );
+        #[cfg(target_arch = "x86_64")]
+        {
+            let mknod = number("mknod").unwrap();
+            let args = [0, u64::from(libc::S_IFCHR), 0, 0, 0, 0];
+            assert_eq!(
+                run(&notify, mknod, AUDIT_ARCH, args),
+                libc::SECCOMP_RET_USER_NOTIF
+            );
+        }
     }
 
     #[test]
@@ -571,7 +642,7 @@ mod tests {
 
     #[test]
     fn filter_decisions() {
-        let f = filter().unwrap();
+        let f = filter(false).unwrap();
         assert!(f.len() < 4096, "{}", f.len());
         let eperm = errno(libc::EPERM as u32);
         let enosys = errno(libc::ENOSYS as u32);

@@ -4,6 +4,7 @@
 
 use super::cgroup::Leaf;
 use super::child::{self, ChildPlan, Op};
+use super::devices::{Channel, Supervisor};
 use super::{cleanup, prep, CancelSignal, RunRequest, RuntimeError, Ulimit, OUTPUT_LIMIT};
 use std::ffi::CString;
 use std::io::{self, Read, Write};
@@ -160,6 +161,9 @@ pub(super) struct Isolate<'a> {
     pub(super) ulimits: &'a [Ulimit],
     /// The cgroup the child joins before it goes on.
     pub(super) cgroup: Option<&'a Leaf>,
+    /// The socket the child sends its seccomp listener over: a device
+    /// supervisor serves it while the child runs (`devices.rs`).
+    pub(super) devices: Option<Channel>,
 }
 
 /// How long output is read after a process group was killed.
@@ -186,6 +190,7 @@ pub(super) fn spawn(
         group,
         ulimits,
         cgroup,
+        devices,
     } = how;
     let (sink, cancel) = (req.output, req.cancel);
     let cancelled = || cancel.is_some_and(CancelSignal::is_cancelled) || cleanup::aborted();
@@ -228,6 +233,10 @@ pub(super) fn spawn(
         unsafe { child::run(&plan) }
     }
     drop(plan);
+    let supervisor = devices.map(|Channel { parent, child }| {
+        drop(child);
+        Supervisor::start(parent)
+    });
     drop(out_w);
     drop(err_w);
     drop(sync_r);
@@ -292,7 +301,11 @@ pub(super) fn spawn(
     if output.len() > OUTPUT_LIMIT {
         output.drain(..output.len() - OUTPUT_LIMIT);
     }
-    let status = child.wait().map_err(prep("waiting for the process"))?;
+    let status = child.wait().map_err(prep("waiting for the process"));
+    if let Some(s) = supervisor {
+        s.stop();
+    }
+    let status = status?;
     if cancelled() {
         return Err(RuntimeError::Cancelled);
     }

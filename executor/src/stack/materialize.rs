@@ -218,6 +218,7 @@ fn copy_leaf_at(
         }
     }
     let mut caps = None;
+    let mut device = None;
     if ft.is_file() {
         let from = || src.child_path(name);
         let mut r = src
@@ -225,6 +226,10 @@ fn copy_leaf_at(
             .map_err(|e| crate::file_meta::annotate("opening", &from(), e))?;
         caps = crate::file_caps::of_file(&r)
             .map_err(|e| crate::file_meta::annotate("reading the capabilities of", &from(), e))?;
+        // A device a RUN made stays a marked placeholder (`runtime/devices.rs`).
+        device = src
+            .device_mark(name, md)
+            .map_err(|e| crate::file_meta::annotate("reading", &from(), e))?;
         let mut w = dst
             .create_file(name, 0o600)
             .map_err(|e| crate::file_meta::annotate("creating", &target(), e))?;
@@ -244,6 +249,10 @@ fn copy_leaf_at(
         // After the owner: a chown clears them.
         crate::file_caps::set(&target(), &caps)
             .map_err(|e| crate::file_meta::annotate("setting the capabilities of", &target(), e))?;
+    }
+    if let Some(mark) = device {
+        crate::file_meta::set_xattr(&target(), crate::runtime::devices::DEVICE_XATTR, &mark)
+            .map_err(|e| crate::file_meta::annotate("marking", &target(), e))?;
     }
     if md.nlink() > 1 {
         links.insert(key, (Rc::clone(dst), name.to_os_string()));

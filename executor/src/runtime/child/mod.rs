@@ -501,19 +501,31 @@ impl Op {
                 check(libc::syscall(libc::SYS_setresgid, *gid, *gid, *gid))?;
                 check(libc::syscall(libc::SYS_setresuid, *uid, *uid, *uid)).map(|_| ())
             }
-            Op::Seccomp(filter) => {
+            Op::Seccomp { filter, listener } => {
                 let prog = libc::sock_fprog {
                     len: filter.len() as libc::c_ushort,
                     filter: filter.as_ptr().cast_mut(),
                 };
-                check(libc::prctl(
-                    libc::PR_SET_SECCOMP,
-                    libc::SECCOMP_MODE_FILTER,
+                if *listener < 0 {
+                    return check(libc::prctl(
+                        libc::PR_SET_SECCOMP,
+                        libc::SECCOMP_MODE_FILTER,
+                        &prog as *const libc::sock_fprog,
+                        0,
+                        0,
+                    ) as libc::c_long)
+                    .map(|_| ());
+                }
+                let fd = check(libc::syscall(
+                    libc::SYS_seccomp,
+                    libc::SECCOMP_SET_MODE_FILTER,
+                    libc::SECCOMP_FILTER_FLAG_NEW_LISTENER,
                     &prog as *const libc::sock_fprog,
-                    0,
-                    0,
-                ) as libc::c_long)
-                .map(|_| ())
+                ))? as i32;
+                let sent = send_fd(*listener, fd);
+                libc::close(fd);
+                libc::close(*listener);
+                sent
             }
             Op::NoNewPrivs => {
                 check(libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) as libc::c_long)
@@ -587,6 +599,29 @@ impl Op {
             }
         }
     }
+}
+
+/// Sends `fd` over the unix socket `socket` (`SCM_RIGHTS`), without
+/// allocating.
+unsafe fn send_fd(socket: i32, fd: i32) -> Result<(), Fail> {
+    let mut byte = [0u8; 1];
+    let mut iov = libc::iovec {
+        iov_base: byte.as_mut_ptr().cast(),
+        iov_len: 1,
+    };
+    // Room for one cmsghdr carrying one int, aligned for cmsghdr.
+    let mut space = [0u64; 4];
+    let mut msg: libc::msghdr = std::mem::zeroed();
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = space.as_mut_ptr().cast();
+    msg.msg_controllen = libc::CMSG_SPACE(std::mem::size_of::<i32>() as u32) as _;
+    let cmsg = libc::CMSG_FIRSTHDR(&msg);
+    (*cmsg).cmsg_level = libc::SOL_SOCKET;
+    (*cmsg).cmsg_type = libc::SCM_RIGHTS;
+    (*cmsg).cmsg_len = libc::CMSG_LEN(std::mem::size_of::<i32>() as u32) as _;
+    std::ptr::write_unaligned(libc::CMSG_DATA(cmsg).cast::<i32>(), fd);
+    check(libc::sendmsg(socket, &msg, 0) as libc::c_long).map(|_| ())
 }
 
 /// Writes a failure report and exits.

@@ -90,8 +90,13 @@ pub(in crate::runtime) enum Op {
     },
     /// `PR_SET_NO_NEW_PRIVS`.
     NoNewPrivs,
-    /// Installs a seccomp filter (after `NoNewPrivs`).
-    Seccomp(Vec<libc::sock_filter>),
+    /// Installs a seccomp filter (after `NoNewPrivs`). With a `listener`
+    /// socket (≥ 0), the filter is made with a notification listener,
+    /// which is sent through that socket to the parent's supervisor.
+    Seccomp {
+        filter: Vec<libc::sock_filter>,
+        listener: i32,
+    },
     /// Masks a path as runc does: `/dev/null` bound over a file, an empty
     /// read-only tmpfs over a directory; nothing when it does not exist.
     MaskPath(CString),

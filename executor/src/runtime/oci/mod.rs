@@ -450,6 +450,7 @@ impl OciRuntime {
                 group: false,
                 ulimits: &[],
                 cgroup: cgroup.as_ref(),
+                devices: None,
             },
             req,
         );
