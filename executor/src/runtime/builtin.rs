@@ -231,7 +231,7 @@ pub(super) fn plan(
         mount_ops(&mut ops, p, m, fallbacks, &shm)?;
     }
 
-    policy::hardening_ops(&mut ops, req.lower, &p.root, spec.security, &spec.resources)?;
+    policy::hardening_ops(&mut ops, req.lower, &p.root, spec.security)?;
 
     // ---- into the rootfs
     ops.push((
@@ -260,6 +260,9 @@ pub(super) fn plan(
         &[],
         devices.as_ref().map(|c| c.child.as_raw_fd()),
     );
+    // Last, so a small `nofile` starves neither the mounts nor the
+    // filter's listener.
+    policy::rlimit_ops(&mut ops, &spec.resources);
 
     // ---- exec
     let (candidates, argv, envp) = exec_args(&spec.args, &p.env)?;

@@ -95,9 +95,8 @@ pub(super) fn clamp(limit: &Rlimit) -> (u64, u64) {
     (limit.soft.min(hard), hard)
 }
 
-/// Plans the masked paths, the read-only paths (not under
-/// [`SecurityMode::Insecure`]) and the default rlimits (those that
-/// `resources` does not set) for the rootfs mounted at
+/// Plans the masked paths and the read-only paths (not under
+/// [`SecurityMode::Insecure`]) for the rootfs mounted at
 /// `root` (before `pivot_root`; `/proc` and `/sys` are mounted there at
 /// their resolved places).
 ///
@@ -109,7 +108,6 @@ pub(super) fn hardening_ops(
     stack: &LayerStack,
     root: &Path,
     security: SecurityMode,
-    resources: &Resources,
 ) -> Result<(), RuntimeError> {
     if security != SecurityMode::Insecure {
         // /proc and /sys are kernel filesystems (fresh or bound from the
@@ -136,7 +134,6 @@ pub(super) fn hardening_ops(
             ));
         }
     }
-    rlimit_ops(ops, resources);
     Ok(())
 }
 
@@ -152,8 +149,9 @@ pub(super) fn defaults(resources: &Resources) -> impl Iterator<Item = &'static R
 
 /// The ops setting the step's rlimits: Docker's (`RLIMIT_NOFILE`
 /// 1024/524288) but for those that `resources` replaces, then the
-/// `--ulimit`s. They run late in the child, after its mounts (a small
-/// `nofile` must not starve them); a hard limit above kiln's own has been
+/// `--ulimit`s. They run last in the child, after its mounts and its
+/// seccomp filter (a small `nofile` must starve neither the mounts nor the
+/// filter's listener); a hard limit above kiln's own has been
 /// raised by the host side first (see `spawn.rs`), since the child may only
 /// lower one.
 pub(super) fn rlimit_ops(ops: &mut Vec<(String, Op)>, resources: &Resources) {
@@ -188,19 +186,9 @@ mod tests {
         let stack = LayerStack::default();
         let root = Path::new("/tmp/x/root");
         let mut ops = Vec::new();
-        hardening_ops(
-            &mut ops,
-            &stack,
-            root,
-            SecurityMode::Sandbox,
-            &Resources::default(),
-        )
-        .unwrap();
+        hardening_ops(&mut ops, &stack, root, SecurityMode::Sandbox).unwrap();
         let names: Vec<&str> = ops.iter().map(|(n, _)| n.as_str()).collect();
-        assert_eq!(
-            names.len(),
-            MASKED_PATHS.len() + READONLY_PATHS.len() + RLIMITS.len()
-        );
+        assert_eq!(names.len(), MASKED_PATHS.len() + READONLY_PATHS.len());
         assert!(names.contains(&"masking /proc/kcore"));
         assert!(names.contains(&"making /proc/sys read-only"));
         let kcore = ops.iter().find_map(|(_, op)| match op {
@@ -209,16 +197,12 @@ mod tests {
         });
         assert_eq!(kcore.unwrap().to_str().unwrap(), "/tmp/x/root/proc/asound");
         let mut ops = Vec::new();
-        hardening_ops(
-            &mut ops,
-            &stack,
-            root,
-            SecurityMode::Insecure,
-            &Resources::default(),
-        )
-        .unwrap();
+        hardening_ops(&mut ops, &stack, root, SecurityMode::Insecure).unwrap();
+        assert!(ops.is_empty());
+        // The default rlimits, and a --ulimit nofile replaces the default one.
+        let mut ops = Vec::new();
+        rlimit_ops(&mut ops, &Resources::default());
         assert_eq!(ops.len(), RLIMITS.len());
-        // A --ulimit nofile replaces the default one.
         let resources = Resources {
             ulimits: vec!["nofile=10:20".parse().unwrap()],
             ..Resources::default()
@@ -245,14 +229,7 @@ mod tests {
         std::os::unix::fs::symlink("/real", layer.join("proc")).unwrap();
         let stack = LayerStack::new(vec![layer]);
         let mut ops = Vec::new();
-        hardening_ops(
-            &mut ops,
-            &stack,
-            Path::new("/r"),
-            SecurityMode::Sandbox,
-            &Resources::default(),
-        )
-        .unwrap();
+        hardening_ops(&mut ops, &stack, Path::new("/r"), SecurityMode::Sandbox).unwrap();
         let first = ops.iter().find_map(|(_, op)| match op {
             Op::MaskPath(p) => Some(p.clone()),
             _ => None,
