@@ -8,6 +8,7 @@ mod located;
 mod progress;
 mod signals;
 mod ssh_agent;
+mod table;
 mod units;
 
 use clap::{Parser, Subcommand};

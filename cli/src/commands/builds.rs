@@ -128,7 +128,7 @@ fn ls(records: &BuildRecords, args: &LsArgs) -> Result<()> {
             duration(r.duration_ms),
         ]);
     }
-    write_table(&mut out, &table)
+    Ok(crate::table::write(&mut out, &table)?)
 }
 
 fn show(records: &BuildRecords, args: &ShowArgs) -> Result<()> {
@@ -169,7 +169,7 @@ fn show(records: &BuildRecords, args: &ShowArgs) -> Result<()> {
             s.bytes.map(docker_size).unwrap_or_default(),
         ]);
     }
-    write_table(&mut out, &table)?;
+    crate::table::write(&mut out, &table)?;
     if r.steps_omitted > 0 {
         writeln!(out, "({} more steps not recorded)", r.steps_omitted)?;
     }
@@ -255,37 +255,11 @@ fn duration(ms: f64) -> String {
 
 /// `text` cut to `max` characters with an ellipsis, unless `keep`.
 fn cut(text: &str, max: usize, keep: bool) -> String {
-    if keep || text.chars().count() <= max {
-        return text.to_string();
+    if keep {
+        text.to_string()
+    } else {
+        crate::table::truncate(text, max)
     }
-    let mut cut: String = text.chars().take(max - 1).collect();
-    cut.push('…');
-    cut
-}
-
-/// Rows in columns three spaces apart, the last not padded.
-fn write_table<const N: usize>(out: &mut impl Write, table: &[[String; N]]) -> Result<()> {
-    let widths: Vec<usize> = (0..N)
-        .map(|i| {
-            table
-                .iter()
-                .map(|r| r[i].chars().count())
-                .max()
-                .unwrap_or(0)
-        })
-        .collect();
-    for row in table {
-        let mut line = String::new();
-        for (i, cell) in row.iter().enumerate() {
-            line.push_str(cell);
-            if i + 1 < N {
-                let pad = widths[i] - cell.chars().count() + 3;
-                line.extend(std::iter::repeat_n(' ', pad));
-            }
-        }
-        writeln!(out, "{}", line.trim_end())?;
-    }
-    Ok(())
 }
 
 #[cfg(test)]

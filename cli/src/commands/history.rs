@@ -100,7 +100,7 @@ pub fn history(global: &GlobalArgs, args: &HistoryArgs) -> Result<()> {
         let created_by = if args.no_trunc {
             row.created_by
         } else {
-            truncate(&row.created_by, 45)
+            crate::table::truncate(&row.created_by, 45)
         };
         let size = if args.human {
             docker_size(row.size)
@@ -109,26 +109,7 @@ pub fn history(global: &GlobalArgs, args: &HistoryArgs) -> Result<()> {
         };
         table.push([row.id, created, created_by, size, row.comment]);
     }
-    let widths: Vec<usize> = (0..5)
-        .map(|i| {
-            table
-                .iter()
-                .map(|r| r[i].chars().count())
-                .max()
-                .unwrap_or(0)
-        })
-        .collect();
-    for row in table {
-        let mut line = String::new();
-        for (i, cell) in row.iter().enumerate() {
-            line.push_str(cell);
-            if i + 1 < row.len() {
-                let pad = widths[i] - cell.chars().count() + 3;
-                line.extend(std::iter::repeat_n(' ', pad));
-            }
-        }
-        writeln!(out, "{}", line.trim_end())?;
-    }
+    crate::table::write(&mut out, &table)?;
     Ok(())
 }
 
@@ -184,28 +165,4 @@ fn since(created: Option<&str>) -> String {
     ago(std::time::SystemTime::now()
         .duration_since(at)
         .unwrap_or_default())
-}
-
-/// `text` cut to `max` characters with an ellipsis, as docker cuts.
-fn truncate(text: &str, max: usize) -> String {
-    if text.chars().count() <= max {
-        return text.to_string();
-    }
-    let mut cut: String = text.chars().take(max - 1).collect();
-    cut.push('…');
-    cut
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn long_commands_are_cut_as_docker_cuts() {
-        assert_eq!(truncate("short", 45), "short");
-        let long = "RUN /bin/sh -c apt-get update && apt-get install -y curl";
-        let cut = truncate(long, 45);
-        assert_eq!(cut.chars().count(), 45);
-        assert!(cut.ends_with('…') && long.starts_with(cut.trim_end_matches('…')));
-    }
 }

@@ -364,23 +364,7 @@ pub fn images(global: &GlobalArgs, args: &ImagesArgs) -> Result<()> {
         };
         rows.push([repo, tag, id, platform, size]);
     }
-    let widths: Vec<usize> = (0..5)
-        .map(|i| rows.iter().map(|r| r[i].len()).max().unwrap_or(0))
-        .collect();
-    for row in rows {
-        let line: Vec<String> = row
-            .iter()
-            .enumerate()
-            .map(|(i, c)| {
-                if i + 1 == row.len() {
-                    c.clone()
-                } else {
-                    format!("{c:<w$}", w = widths[i])
-                }
-            })
-            .collect();
-        writeln!(out, "{}", line.join("   ").trim_end())?;
-    }
+    crate::table::write(&mut out, &rows)?;
     Ok(())
 }
 

@@ -17,7 +17,9 @@ use super::image::{lookup, pick_image};
 use crate::global::{runtime, GlobalArgs};
 use anyhow::{bail, Context, Result};
 use kiln_oci::oci_spec::image::{Descriptor, ImageIndex};
-use kiln_oci::{BlobReader, Digest, LocalStore, Manifest, Platform, Reference, VerifiedReader};
+use kiln_oci::{
+    BlobReader, Digest, LocalStore, Manifest, Platform, Reference, RegistryClient, VerifiedReader,
+};
 use std::io::{BufReader, Read};
 use std::path::PathBuf;
 
@@ -90,8 +92,18 @@ pub struct OpenedImage {
     pub image: kiln_oci::Image,
     /// The layers, bottom first.
     pub layers: Vec<LayerInfo>,
+    /// The store the image's blobs are read from.
+    store: LocalStore,
     /// Where layers come from when the store lacks them.
-    remote: Option<Reference>,
+    remote: Option<Registry>,
+}
+
+/// A registry an image is read from, with the client and runtime its
+/// layer downloads share.
+struct Registry {
+    reference: Reference,
+    client: RegistryClient,
+    rt: tokio::runtime::Runtime,
 }
 
 /// Opens the image `arg` names for `platform` (default: the host's, or
@@ -143,9 +155,14 @@ pub fn open(global: &GlobalArgs, arg: &ImageArg, platform: Option<&str>) -> Resu
             (name, image, None)
         }
         ImageArg::Remote(reference) => {
-            let image = fetch_remote(global, &store, reference, wanted.as_ref())
+            let registry = Registry {
+                reference: reference.clone(),
+                client: global.registry()?,
+                rt: runtime()?,
+            };
+            let image = fetch_remote(&registry, &store, wanted.as_ref())
                 .with_context(|| format!("reading {reference} from its registry"))?;
-            (reference.to_string(), image, Some(reference.clone()))
+            (reference.to_string(), image, Some(registry))
         }
     };
     let diff_ids = image.config.rootfs().diff_ids();
@@ -161,6 +178,7 @@ pub fn open(global: &GlobalArgs, arg: &ImageArg, platform: Option<&str>) -> Resu
         name,
         image,
         layers,
+        store,
         remote,
     })
 }
@@ -173,18 +191,19 @@ impl OpenedImage {
     ///
     /// # Errors
     /// No such layer, a failed download, an unreadable blob.
-    pub fn layer_tar(&self, global: &GlobalArgs, index: usize) -> Result<Box<dyn Read + Send>> {
+    pub fn layer_tar(&self, index: usize) -> Result<Box<dyn Read + Send>> {
         let layer = self
             .layers
             .get(index)
             .with_context(|| format!("{}: no layer {index}", self.name))?;
-        let store = global.store()?;
-        if let Some(reference) = &self.remote {
+        let store = &self.store;
+        if let Some(r) = &self.remote {
             if !store.exists(&layer.digest) {
-                let client = global.registry()?;
-                runtime()?
-                    .block_on(client.fetch_blob(reference, &layer.digest, layer.size, &store))
-                    .with_context(|| format!("downloading layer {}", layer.digest))?;
+                r.rt.block_on(
+                    r.client
+                        .fetch_blob(&r.reference, &layer.digest, layer.size, store),
+                )
+                .with_context(|| format!("downloading layer {}", layer.digest))?;
             }
         }
         let file = store
@@ -202,13 +221,15 @@ impl OpenedImage {
 /// Reads `reference`'s manifest for `platform` and its config into the
 /// store's blobs (not its layers, not its names) and resolves it there.
 fn fetch_remote(
-    global: &GlobalArgs,
+    registry: &Registry,
     store: &LocalStore,
-    reference: &Reference,
     platform: Option<&Platform>,
 ) -> Result<kiln_oci::Image> {
-    let client = global.registry()?;
-    let rt = runtime()?;
+    let Registry {
+        reference,
+        client,
+        rt,
+    } = registry;
     let host = Platform::host();
     let mut fetched = rt.block_on(client.fetch_manifest(reference))?;
     let top = store.write_blob(&fetched.bytes, Some(&fetched.digest))?;

@@ -97,7 +97,7 @@ impl ImageLayers {
     /// The uncompressed tar of layer `index`.
     fn layer_tar(&self, global: &GlobalArgs, index: usize) -> Result<Box<dyn Read + Send>> {
         if let Some(opened) = &self.opened {
-            return opened.layer_tar(global, index);
+            return opened.layer_tar(index);
         }
         let digest: Digest = self.layers[index]
             .digest
